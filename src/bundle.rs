@@ -1,0 +1,1 @@
+//! DLI and DLF import/export zip formats and safe zip reading (pure). Not built yet (issue 2/6).

@@ -1,0 +1,1 @@
+//! The reconcile loop: events → reconcile per target → status. Not built yet (issue 7).

@@ -1,0 +1,1 @@
+//! The local DLI/DLF/OBS service emulator. Not built yet (issue 2).

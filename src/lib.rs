@@ -1,0 +1,15 @@
+//! dli-gitops: a GitOps reconciliation daemon for Huawei Cloud DLI Flink jobs and DataArts
+//! Factory (DLF) jobs. See ARCHITECTURE.md for the code map and the invariants.
+
+pub mod apply;
+pub mod bundle;
+pub mod cloud;
+pub mod config;
+pub mod daemon;
+pub mod emulator;
+pub mod journal;
+pub mod model;
+pub mod plan;
+pub mod server;
+pub mod source;
+pub mod spec;

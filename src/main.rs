@@ -1,0 +1,219 @@
+//! The `dli-gitops` command line: argument parsing and dispatch only. Every command is a thin
+//! wrapper over a library function; no logic lives here.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+#[derive(Parser)]
+#[command(
+    name = "dli-gitops",
+    version,
+    about = "GitOps for Huawei Cloud DLI Flink and DataArts Factory jobs"
+)]
+struct Cli {
+    /// Log format on stderr. Filter with RUST_LOG (default: info).
+    #[arg(long, value_enum, default_value = "text", global = true)]
+    log_format: LogFormat,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the reconciliation daemon.
+    Run(RunArgs),
+    /// Check a job repository offline and report every problem at once.
+    Validate(ValidateArgs),
+    /// Print the JSON Schema of job files (for editors).
+    Schema,
+    /// Show what apply would change in a target.
+    Plan(PlanArgs),
+    /// Apply the plan for a target once.
+    Apply(ApplyArgs),
+    /// Show sync and health per target and job, from a running daemon.
+    Status(StatusArgs),
+    /// Adopt the jobs that run in a target into a job repository.
+    Export(ExportArgs),
+    /// Promote a revision to a target of a pipeline.
+    Promote(PromoteArgs),
+    /// Re-import the backups taken before an apply.
+    Rollback(RollbackArgs),
+    /// Inspect the state journal.
+    Journal {
+        #[command(subcommand)]
+        command: JournalCommand,
+    },
+    /// Run the local DLI/DLF/OBS service emulator.
+    Emulator(EmulatorArgs),
+}
+
+#[derive(Args)]
+struct RunArgs {
+    #[arg(long, default_value = "config.example.yaml")]
+    config: PathBuf,
+}
+
+#[derive(Args)]
+struct ValidateArgs {
+    #[arg(long)]
+    repo: PathBuf,
+    #[arg(long)]
+    env: Option<String>,
+    #[arg(long, value_enum, default_value = "text")]
+    format: OutputFormat,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum OutputFormat {
+    Text,
+    Json,
+}
+
+#[derive(Args)]
+struct PlanArgs {
+    #[arg(long)]
+    config: PathBuf,
+    #[arg(long)]
+    target: String,
+    #[arg(long)]
+    json: bool,
+    /// Exit 0 for no changes, 1 for an error, 2 for changes.
+    #[arg(long)]
+    detailed_exitcode: bool,
+}
+
+#[derive(Args)]
+struct ApplyArgs {
+    #[arg(long)]
+    config: PathBuf,
+    #[arg(long)]
+    target: String,
+    #[arg(long)]
+    auto_approve: bool,
+}
+
+#[derive(Args)]
+struct StatusArgs {
+    #[arg(long, default_value = "http://127.0.0.1:9464")]
+    server: String,
+}
+
+#[derive(Args)]
+struct ExportArgs {
+    #[arg(long)]
+    config: PathBuf,
+    #[arg(long)]
+    target: String,
+    #[arg(long)]
+    out: PathBuf,
+}
+
+#[derive(Args)]
+struct PromoteArgs {
+    #[arg(long)]
+    config: PathBuf,
+    target: String,
+    #[arg(long)]
+    revision: Option<String>,
+}
+
+#[derive(Args)]
+struct RollbackArgs {
+    #[arg(long)]
+    config: PathBuf,
+    #[arg(long)]
+    target: String,
+    #[arg(long)]
+    to: Option<u64>,
+}
+
+#[derive(Subcommand)]
+enum JournalCommand {
+    /// A readable history of intents and outcomes.
+    Show {
+        #[arg(long)]
+        state_dir: PathBuf,
+        #[arg(long)]
+        target: Option<String>,
+        #[arg(long)]
+        since: Option<u64>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Check every checksum and sequence number; the exit code says the result.
+    Verify {
+        #[arg(long)]
+        state_dir: PathBuf,
+    },
+}
+
+#[derive(Args)]
+struct EmulatorArgs {
+    /// Address for the DLI, DLF and IAM APIs (port 0 picks a free port).
+    #[arg(long, default_value = "127.0.0.1:8480")]
+    listen: String,
+    /// Address for the S3-compatible OBS endpoint.
+    #[arg(long, default_value = "127.0.0.1:8481")]
+    s3_listen: String,
+    /// Directory for persisted state and OBS objects.
+    #[arg(long, default_value = "emulator-data")]
+    data: PathBuf,
+    /// YAML file with accounts, delays and faults.
+    #[arg(long)]
+    config: Option<PathBuf>,
+}
+
+fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}
+
+fn not_built(command: &str, issue: u32) -> anyhow::Result<ExitCode> {
+    anyhow::bail!("`dli-gitops {command}` is not built yet (tracked in issue {issue})")
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(cli.log_format);
+    match dispatch(cli.command) {
+        Ok(code) => code,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
+    match command {
+        Command::Run(_args) => not_built("run", 7),
+        Command::Validate(_args) => not_built("validate", 3),
+        Command::Schema => not_built("schema", 3),
+        Command::Plan(_args) => not_built("plan", 6),
+        Command::Apply(_args) => not_built("apply", 6),
+        Command::Status(_args) => not_built("status", 7),
+        Command::Export(_args) => not_built("export", 6),
+        Command::Promote(_args) => not_built("promote", 8),
+        Command::Rollback(_args) => not_built("rollback", 6),
+        Command::Journal { command } => match command {
+            JournalCommand::Show { .. } => not_built("journal show", 4),
+            JournalCommand::Verify { .. } => not_built("journal verify", 4),
+        },
+        Command::Emulator(_args) => not_built("emulator", 2),
+    }
+}

@@ -1,0 +1,544 @@
+//! The shared vocabulary: canonical job definitions that `spec` builds from git, that `cloud`
+//! builds from the live service, and that `plan` compares.
+//!
+//! Everything here is plain data. The canonical form is chosen so that a job in git that matches
+//! the live job compares equal field by field: API quirks (checkpoint mode as number or name,
+//! runtime config as a JSON string, empty strings for "unset") are resolved before a value lands
+//! here, and the defaults the service applies are written out explicitly.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+/// The tag every job managed by dli-gitops carries on the live side.
+pub const MANAGED_TAG_KEY: &str = "managed-by";
+/// The value of [`MANAGED_TAG_KEY`].
+pub const MANAGED_TAG_VALUE: &str = "dli-gitops";
+
+/// The kinds of job a repository can declare.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub enum JobKind {
+    #[serde(rename = "FlinkSqlJob")]
+    FlinkSql,
+    #[serde(rename = "FlinkJarJob")]
+    FlinkJar,
+    #[serde(rename = "DlfJob")]
+    Dlf,
+}
+
+impl JobKind {
+    /// The name used in job files (`kind: FlinkSqlJob`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            JobKind::FlinkSql => "FlinkSqlJob",
+            JobKind::FlinkJar => "FlinkJarJob",
+            JobKind::Dlf => "DlfJob",
+        }
+    }
+}
+
+impl fmt::Display for JobKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Flink checkpointing guarantee. The API writes it as a number (1, 2) and reads it as a name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum CheckpointMode {
+    #[default]
+    ExactlyOnce,
+    AtLeastOnce,
+}
+
+impl CheckpointMode {
+    /// The number create/update requests carry.
+    pub fn api_number(self) -> i32 {
+        match self {
+            CheckpointMode::ExactlyOnce => 1,
+            CheckpointMode::AtLeastOnce => 2,
+        }
+    }
+
+    /// The name job details carry.
+    pub fn api_name(self) -> &'static str {
+        match self {
+            CheckpointMode::ExactlyOnce => "exactly_once",
+            CheckpointMode::AtLeastOnce => "at_least_once",
+        }
+    }
+
+    /// Accepts either representation the service uses: `1`/`2`, `"1"`/`"2"` or the names.
+    pub fn from_api(value: &serde_json::Value) -> Option<CheckpointMode> {
+        match value {
+            serde_json::Value::Number(number) => match number.as_i64()? {
+                1 => Some(CheckpointMode::ExactlyOnce),
+                2 => Some(CheckpointMode::AtLeastOnce),
+                _ => None,
+            },
+            serde_json::Value::String(text) => match text.trim().to_ascii_lowercase().as_str() {
+                "1" | "exactly_once" | "exactly-once" => Some(CheckpointMode::ExactlyOnce),
+                "2" | "at_least_once" | "at-least-once" => Some(CheckpointMode::AtLeastOnce),
+                _ => None,
+            },
+            _ => None,
+        }
+    }
+}
+
+/// What the user wants a job to be doing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum RunState {
+    #[default]
+    Running,
+    Stopped,
+}
+
+/// How a running job takes a change that needs a restart.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum UpgradeMode {
+    /// Stop with a savepoint and resume from it.
+    #[default]
+    Savepoint,
+    /// Stop without a savepoint and start from empty state.
+    Stateless,
+}
+
+/// An explicit request to restore a job from a savepoint before its next start.
+/// Re-applied whenever `savepoint_path` or `nonce` changes.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
+pub struct Restore {
+    /// `obs://bucket/dir/`, the parent directory of the savepoint's `_metadata` file.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub savepoint_path: Option<String>,
+    /// Bump to re-import the same path again.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nonce: Option<u64>,
+    /// Promotion: take the latest savepoint of this job's copy in another target.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub from_target: Option<String>,
+}
+
+impl Restore {
+    /// The identity of this restore request: a new key means "import again".
+    pub fn key(&self) -> String {
+        format!(
+            "{}#{}#{}",
+            self.savepoint_path.as_deref().unwrap_or(""),
+            self.nonce.map(|n| n.to_string()).unwrap_or_default(),
+            self.from_target.as_deref().unwrap_or("")
+        )
+    }
+}
+
+/// Lifecycle fields: ours, never sent to the service.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
+pub struct Lifecycle {
+    pub desired_state: RunState,
+    pub upgrade_mode: UpgradeMode,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub restore: Option<Restore>,
+    /// `false` protects the job from pruning even when pruning is on.
+    pub prune: bool,
+}
+
+/// Fields that can change on a running job without stopping it (as Terraform's provider does).
+pub const HOT_FIELDS: &[&str] = &[
+    "smn_topic",
+    "restart_when_exception",
+    "resume_checkpoint",
+    "resume_max_num",
+    "obs_bucket",
+];
+
+/// Every Flink job field compared between git and the live service, in canonical form.
+///
+/// `Option` fields are `None` when unset; empty strings from the service are normalised to
+/// `None`. Fields listed in [`SERVICE_COMPUTED_FIELDS`] are ignored in comparisons when the
+/// desired value is `None` (the service picks a value).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FlinkJobConfig {
+    pub desc: String,
+    /// `flink_opensource_sql_job` (default for SQL jobs), `flink_sql_job`, or `flink_jar_job`.
+    pub job_type: String,
+    pub queue_name: Option<String>,
+    /// SQL jobs only.
+    pub sql_body: Option<String>,
+    /// `shared_cluster` (service default), `exclusive_cluster`, `edge_node`.
+    pub run_mode: String,
+    pub cu_number: i32,
+    pub manager_cu_number: i32,
+    pub parallel_number: i32,
+    pub tm_cus: i32,
+    pub tm_slot_num: Option<i32>,
+    pub checkpoint_enabled: bool,
+    pub checkpoint_mode: CheckpointMode,
+    /// Seconds.
+    pub checkpoint_interval: i32,
+    pub checkpoint_path: Option<String>,
+    pub obs_bucket: Option<String>,
+    pub log_enabled: bool,
+    pub smn_topic: Option<String>,
+    pub restart_when_exception: bool,
+    pub idle_state_retention: i32,
+    pub resume_checkpoint: bool,
+    pub resume_max_num: i64,
+    /// `"0"` ignore, `"1"` throw, `"2:obs-dir"` save.
+    pub dirty_data_strategy: String,
+    pub udf_jar_url: Option<String>,
+    pub flink_version: Option<String>,
+    pub execution_agency_urn: Option<String>,
+    /// The API's JSON string of `[{key, value}]`, as a sorted map.
+    pub runtime_config: BTreeMap<String, String>,
+    /// Includes [`MANAGED_TAG_KEY`] for managed jobs.
+    pub tags: BTreeMap<String, String>,
+    /// Jar jobs only.
+    pub entrypoint: Option<String>,
+    pub main_class: Option<String>,
+    pub entrypoint_args: Option<String>,
+    pub dependency_jars: Vec<String>,
+    pub dependency_files: Vec<String>,
+    pub image: Option<String>,
+    pub feature: Option<String>,
+}
+
+/// Fields the service fills in when a request leaves them out; unset in git means "don't care".
+pub const SERVICE_COMPUTED_FIELDS: &[&str] = &["tm_slot_num", "flink_version", "checkpoint_path"];
+
+/// Service defaults, written out so that an unset field in git equals the live default.
+pub mod defaults {
+    pub const SQL_JOB_TYPE: &str = "flink_opensource_sql_job";
+    pub const JAR_JOB_TYPE: &str = "flink_jar_job";
+    pub const RUN_MODE: &str = "shared_cluster";
+    pub const CU_NUMBER: i32 = 2;
+    pub const MANAGER_CU_NUMBER: i32 = 1;
+    pub const PARALLEL_NUMBER: i32 = 1;
+    pub const TM_CUS: i32 = 1;
+    pub const CHECKPOINT_INTERVAL: i32 = 10;
+    pub const IDLE_STATE_RETENTION: i32 = 3600;
+    pub const RESUME_MAX_NUM: i64 = -1;
+    pub const DIRTY_DATA_STRATEGY: &str = "0";
+}
+
+impl FlinkJobConfig {
+    /// A configuration with every field at the service default, for the given kind.
+    pub fn defaults_for(kind: JobKind) -> FlinkJobConfig {
+        FlinkJobConfig {
+            desc: String::new(),
+            job_type: match kind {
+                JobKind::FlinkJar => defaults::JAR_JOB_TYPE.to_string(),
+                _ => defaults::SQL_JOB_TYPE.to_string(),
+            },
+            queue_name: None,
+            sql_body: None,
+            run_mode: defaults::RUN_MODE.to_string(),
+            cu_number: defaults::CU_NUMBER,
+            manager_cu_number: defaults::MANAGER_CU_NUMBER,
+            parallel_number: defaults::PARALLEL_NUMBER,
+            tm_cus: defaults::TM_CUS,
+            tm_slot_num: None,
+            checkpoint_enabled: false,
+            checkpoint_mode: CheckpointMode::ExactlyOnce,
+            checkpoint_interval: defaults::CHECKPOINT_INTERVAL,
+            checkpoint_path: None,
+            obs_bucket: None,
+            log_enabled: false,
+            smn_topic: None,
+            restart_when_exception: false,
+            idle_state_retention: defaults::IDLE_STATE_RETENTION,
+            resume_checkpoint: false,
+            resume_max_num: defaults::RESUME_MAX_NUM,
+            dirty_data_strategy: defaults::DIRTY_DATA_STRATEGY.to_string(),
+            udf_jar_url: None,
+            flink_version: None,
+            execution_agency_urn: None,
+            runtime_config: BTreeMap::new(),
+            tags: BTreeMap::new(),
+            entrypoint: None,
+            main_class: None,
+            entrypoint_args: None,
+            dependency_jars: Vec::new(),
+            dependency_files: Vec::new(),
+            image: None,
+            feature: None,
+        }
+    }
+
+    /// The kind this configuration describes, from its `job_type`.
+    pub fn kind(&self) -> JobKind {
+        if self.job_type == defaults::JAR_JOB_TYPE {
+            JobKind::FlinkJar
+        } else {
+            JobKind::FlinkSql
+        }
+    }
+
+    /// The fields as a JSON object (field name → value), in declaration order.
+    pub fn to_field_map(&self) -> serde_json::Map<String, serde_json::Value> {
+        match serde_json::to_value(self) {
+            Ok(serde_json::Value::Object(map)) => map,
+            // A struct of plain data always serialises to an object.
+            _ => serde_json::Map::new(),
+        }
+    }
+
+    /// The fields whose values differ between `self` (desired) and `live`, in a stable order.
+    /// Service-computed fields that are unset in `self` are skipped.
+    pub fn field_diffs(&self, live: &FlinkJobConfig) -> Vec<FieldDiff> {
+        let desired_fields = self.to_field_map();
+        let live_fields = live.to_field_map();
+        let mut diffs = Vec::new();
+        for (field, desired_value) in &desired_fields {
+            if desired_value.is_null() && SERVICE_COMPUTED_FIELDS.contains(&field.as_str()) {
+                continue;
+            }
+            let live_value = live_fields
+                .get(field)
+                .cloned()
+                .unwrap_or(serde_json::Value::Null);
+            if *desired_value != live_value {
+                diffs.push(FieldDiff {
+                    field: field.clone(),
+                    live: live_value,
+                    desired: desired_value.clone(),
+                });
+            }
+        }
+        diffs
+    }
+}
+
+/// One field that differs between git and the live service.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FieldDiff {
+    pub field: String,
+    pub live: serde_json::Value,
+    pub desired: serde_json::Value,
+}
+
+impl FieldDiff {
+    /// Whether the field can change without stopping the job.
+    pub fn is_hot(&self) -> bool {
+        HOT_FIELDS.contains(&self.field.as_str())
+    }
+}
+
+/// Where in the repository a job was declared (for messages).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
+pub struct SourceLocation {
+    /// Path relative to the repository root, with `/` separators.
+    pub file: String,
+    pub line: u32,
+}
+
+/// A Flink job as git wants it, resolved for one environment.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DesiredFlinkJob {
+    pub name: String,
+    pub config: FlinkJobConfig,
+    pub lifecycle: Lifecycle,
+    pub source: SourceLocation,
+    /// Stable content digest of `config` + `lifecycle` (hex SHA-256).
+    pub digest: String,
+}
+
+impl DesiredFlinkJob {
+    pub fn kind(&self) -> JobKind {
+        self.config.kind()
+    }
+}
+
+/// A DLF resource replacement applied at import (`{name, type, replace}`).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct DlfResourceReplacement {
+    pub name: String,
+    #[serde(rename = "type")]
+    pub resource_type: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replace: Option<String>,
+}
+
+/// How a DLF job is imported into one environment.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct DlfImportSettings {
+    pub params: BTreeMap<String, String>,
+    /// Per-job parameters (`jobsParam[].params` for this job).
+    pub job_params: BTreeMap<String, String>,
+    pub resources: Vec<DlfResourceReplacement>,
+    /// `SAVED`, `SUBMITTED` or `PRODUCTION`.
+    pub target_status: Option<String>,
+    pub approvers: Vec<String>,
+    pub execute_user: Option<String>,
+}
+
+/// A DataArts Factory job as git wants it, resolved for one environment.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DesiredDlfJob {
+    pub name: String,
+    /// The `.job` document (the CreateJob body, as DataArts exports it), variables filled.
+    pub definition: serde_json::Value,
+    /// Scripts the job uses, by script name (`.script` documents).
+    pub scripts: BTreeMap<String, serde_json::Value>,
+    pub import: DlfImportSettings,
+    pub prune: bool,
+    pub source: SourceLocation,
+    pub digest: String,
+}
+
+/// Everything a repository declares for one environment, sorted by name within each kind.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+pub struct DesiredJobs {
+    pub flink: Vec<DesiredFlinkJob>,
+    pub dlf: Vec<DesiredDlfJob>,
+}
+
+/// The live status of a DLI Flink job (`job_running`, `job_init`, ...).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize, PartialOrd, Ord)]
+#[serde(transparent)]
+pub struct FlinkJobStatus(pub String);
+
+impl FlinkJobStatus {
+    pub fn new(status: &str) -> FlinkJobStatus {
+        FlinkJobStatus(status.to_string())
+    }
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+    /// Running, or about to be.
+    pub fn is_running(&self) -> bool {
+        matches!(self.0.as_str(), "job_running")
+    }
+    /// Moving between states; wait before acting.
+    pub fn is_transitional(&self) -> bool {
+        matches!(
+            self.0.as_str(),
+            "job_submitting"
+                | "job_canceling"
+                | "job_savepointing"
+                | "job_downloading"
+                | "job_arrearage_recovering"
+        )
+    }
+    /// Not running and not moving: safe to import over, import a savepoint into, or start.
+    pub fn is_stopped(&self) -> bool {
+        matches!(
+            self.0.as_str(),
+            "job_init"
+                | "job_cancel_success"
+                | "job_submit_fail"
+                | "job_running_exception"
+                | "job_cancel_fail"
+                | "job_finish"
+                | "job_idle"
+                | "job_arrearage_stopped"
+        )
+    }
+    /// A failure state that needs attention.
+    pub fn is_failed(&self) -> bool {
+        matches!(
+            self.0.as_str(),
+            "job_submit_fail" | "job_running_exception" | "job_cancel_fail"
+        )
+    }
+}
+
+impl fmt::Display for FlinkJobStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// A DLI Flink job as the service reports it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ObservedFlinkJob {
+    pub id: i64,
+    pub name: String,
+    pub status: FlinkJobStatus,
+    /// 13-digit epoch milliseconds.
+    pub update_time: i64,
+    pub config: FlinkJobConfig,
+    /// The latest savepoint the service knows for the job (`obs://bucket/dir/`).
+    pub savepoint_path: Option<String>,
+    pub status_desc: Option<String>,
+}
+
+impl ObservedFlinkJob {
+    /// Carries the managed-by tag.
+    pub fn is_managed(&self) -> bool {
+        self.config.tags.get(MANAGED_TAG_KEY).map(String::as_str) == Some(MANAGED_TAG_VALUE)
+    }
+}
+
+/// A DataArts Factory job as the service reports it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ObservedDlfJob {
+    pub name: String,
+    pub definition: serde_json::Value,
+    /// Digest of the definition we last imported, when the journal knows it.
+    pub last_update: Option<i64>,
+}
+
+/// Everything observed in one target.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+pub struct ObservedJobs {
+    pub flink: Vec<ObservedFlinkJob>,
+    pub dlf: Vec<ObservedDlfJob>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn checkpoint_mode_accepts_every_service_representation() {
+        for value in [
+            serde_json::json!(1),
+            serde_json::json!("1"),
+            serde_json::json!("exactly_once"),
+        ] {
+            assert_eq!(
+                CheckpointMode::from_api(&value),
+                Some(CheckpointMode::ExactlyOnce)
+            );
+        }
+        for value in [serde_json::json!(2), serde_json::json!("at_least_once")] {
+            assert_eq!(
+                CheckpointMode::from_api(&value),
+                Some(CheckpointMode::AtLeastOnce)
+            );
+        }
+        assert_eq!(CheckpointMode::from_api(&serde_json::json!(3)), None);
+    }
+
+    #[test]
+    fn equal_configs_have_no_diff_and_hot_fields_are_flagged() {
+        let desired = FlinkJobConfig::defaults_for(JobKind::FlinkSql);
+        let mut live = desired.clone();
+        assert!(desired.field_diffs(&live).is_empty());
+        live.smn_topic = Some("alerts".into());
+        live.cu_number = 8;
+        let diffs = desired.field_diffs(&live);
+        let fields: Vec<_> = diffs
+            .iter()
+            .map(|d| (d.field.as_str(), d.is_hot()))
+            .collect();
+        assert_eq!(fields, vec![("cu_number", false), ("smn_topic", true)]);
+    }
+
+    #[test]
+    fn service_computed_fields_are_ignored_when_unset_in_git() {
+        let desired = FlinkJobConfig::defaults_for(JobKind::FlinkSql);
+        let mut live = desired.clone();
+        live.tm_slot_num = Some(4);
+        live.flink_version = Some("1.15".into());
+        assert!(desired.field_diffs(&live).is_empty());
+        let mut pinned = desired.clone();
+        pinned.tm_slot_num = Some(2);
+        assert_eq!(pinned.field_diffs(&live).len(), 1);
+    }
+}

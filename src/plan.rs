@@ -1,0 +1,1 @@
+//! desired × observed × journal view → Plan (pure). Not built yet (issue 6).

@@ -1,0 +1,1 @@
+//! The HTTP server: health, metrics, API, webhooks, status page. Not built yet (issue 7).

@@ -1,0 +1,1 @@
+//! The job repository: parse, variables, environment overlays, validation (pure). Not built yet (issue 3).
