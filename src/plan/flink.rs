@@ -171,7 +171,7 @@ impl JobContext<'_> {
         let defaults = FlinkJobConfig::defaults_for(self.desired.kind());
         // Show what the new job sets beyond the service defaults, the way Terraform lists the
         // attributes of a resource it creates.
-        let diffs = self
+        let mut diffs: Vec<FieldDiff> = self
             .config
             .field_diffs(&defaults)
             .into_iter()
@@ -180,6 +180,7 @@ impl JobContext<'_> {
                 ..diff
             })
             .collect();
+        diffs.sort_by(|a, b| a.field.cmp(&b.field));
         let mut action = self.action(None, diffs);
         let mut steps = Vec::new();
         self.push_create_steps(&mut steps);
@@ -221,7 +222,10 @@ impl JobContext<'_> {
 
     /// In git and live: bring the live job to git.
     fn converge(&self, live: &ObservedFlinkJob, warnings: &mut Vec<String>) -> JobAction {
-        let diffs = self.config.field_diffs(&live.config);
+        let mut diffs = self.config.field_diffs(&live.config);
+        // Sorted here so that plans (and their ids) do not depend on whether some dependency
+        // switches serde_json's maps to insertion order.
+        diffs.sort_by(|a, b| a.field.cmp(&b.field));
         let mut action = self.action(Some(live), diffs);
         let restore = self.pending_restore(warnings);
         let status = &live.status;
