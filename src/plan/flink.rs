@@ -353,8 +353,8 @@ impl JobContext<'_> {
         let resume_from;
         let mut state_note = None;
         if let Some(restore) = restore {
-            state_note = Some(format!(
-                "restores {} (the restore request changed)",
+            reasons.push(format!(
+                "the restore request changed: restores {}",
                 describe_source(&restore.source)
             ));
             steps.push(Step::ImportSavepoint {
@@ -449,7 +449,7 @@ impl JobContext<'_> {
         }
         if stop_savepoint && restore_key.is_some() {
             reasons.push(
-                "the state at stop is kept in a savepoint, but the job resumes from the restore savepoint"
+                "the state at stop is still saved in a savepoint, but the job resumes from the restore savepoint"
                     .to_string(),
             );
         }

@@ -167,7 +167,7 @@ fn savepoint_line(action: &JobAction) -> Option<String> {
         .any(|step| matches!(step, Step::Start { .. }));
     match (&action.resume_from, imported, starts) {
         (Some(source), _, true) => Some(format!("resumes from {}", describe_source(source))),
-        (None, _, true) => Some("none: the job starts from empty state".to_string()),
+        (None, _, true) => Some("none, the job starts from empty state".to_string()),
         (_, Some(source), false) => Some(format!(
             "imports {}; the job stays stopped",
             describe_source(source)
@@ -186,7 +186,7 @@ fn describe_step(step: &Step) -> String {
         Step::Stop {
             trigger_savepoint: false,
         } => "stop without a savepoint".to_string(),
-        Step::ImportBundle => "import the job bundle over the live job (is_cover)".to_string(),
+        Step::ImportBundle => "import the job bundle (is_cover: true)".to_string(),
         Step::CreateJob => "create the job".to_string(),
         Step::UpdateJob => "update the job".to_string(),
         Step::UpdateTags { set, remove } => {
