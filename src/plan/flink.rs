@@ -11,6 +11,9 @@ use crate::model::{
     ObservedFlinkJob, ObservedJobs, RunState, UpgradeMode,
 };
 
+/// The status of a job whose bounded input ended.
+const FINISHED_STATUS: &str = "job_finish";
+
 /// The field that changes through the tag API rather than the job update call.
 const TAGS_FIELD: &str = "tags";
 
@@ -296,8 +299,19 @@ impl JobContext<'_> {
         let changed_fields = field_list(diffs);
         let mut reasons = Vec::new();
 
-        if diffs.is_empty() && restore.is_none() && running == desired_running {
-            reasons.push("in sync".to_string());
+        // A job that ran to completion (a bounded source) did what `running` asked; starting it
+        // again on every pass would re-run it forever. A changed definition does run it again.
+        let finished = live.status.as_str() == FINISHED_STATUS;
+        if diffs.is_empty()
+            && restore.is_none()
+            && (running == desired_running || (finished && desired_running))
+        {
+            reasons.push(if finished && desired_running {
+                "in sync: the job finished, and a finished job is not started again unless its definition changes"
+                    .to_string()
+            } else {
+                "in sync".to_string()
+            });
             return Decision {
                 class: ActionClass::None,
                 steps: Vec::new(),

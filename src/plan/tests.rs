@@ -871,3 +871,24 @@ fn plan_json_round_trips() {
         "from_stop"
     );
 }
+
+#[test]
+fn a_finished_job_is_not_restarted_unless_it_changed() {
+    let desired = desired_sql("batchy");
+    let live = live_of(&desired, 7, "job_finish");
+    let plan = plan_one(
+        desired.clone(),
+        Some(live.clone()),
+        &managed_view("batchy"),
+        &policy(),
+    );
+    assert!(plan.is_empty(), "{plan:#?}");
+    assert!(only_action(&plan).reason.contains("finished"));
+
+    let mut changed = desired;
+    changed.config.cu_number = 4;
+    let plan = plan_one(changed, Some(live), &managed_view("batchy"), &policy());
+    let action = only_action(&plan);
+    assert_eq!(action.class, ActionClass::Start);
+    assert!(matches!(action.steps.last(), Some(Step::Start { .. })));
+}
