@@ -285,9 +285,12 @@ fn render_every_class_in_one_plan() {
     insta::assert_snapshot!("all_classes", plan.render_text());
 }
 
+/// Adds one scenario's jobs.
+type Builder = fn(&mut Scenario) -> &mut Scenario;
+
 #[test]
 fn render_each_class_alone() {
-    let cases: [(&str, fn(&mut Scenario) -> &mut Scenario, ActionClass); 9] = [
+    let cases: [(&str, Builder, ActionClass); 9] = [
         ("create", Scenario::create, ActionClass::Create),
         ("update", Scenario::update, ActionClass::UpdateInPlace),
         ("upgrade", Scenario::upgrade, ActionClass::Upgrade),
@@ -394,12 +397,11 @@ impl Simulator {
         let mut stop_savepoint: Option<String> = None;
         let mut savepoint_imports = 0;
         for step in &action.steps {
-            if let Some(job) = self.flink.get(name) {
-                if step != &Step::WaitSteady
-                    && !(job.status.is_running() || job.status.is_stopped())
-                {
-                    return Err(format!("{step:?} on a moving job ({})", job.status));
-                }
+            if let Some(job) = self.flink.get(name)
+                && step != &Step::WaitSteady
+                && !(job.status.is_running() || job.status.is_stopped())
+            {
+                return Err(format!("{step:?} on a moving job ({})", job.status));
             }
             match step {
                 Step::WaitSteady => {
