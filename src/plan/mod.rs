@@ -310,7 +310,15 @@ pub fn plan(
     actions.sort_by(|a, b| (a.kind, &a.name).cmp(&(b.kind, &b.name)));
     warnings.sort();
     warnings.dedup();
-    Plan::new(actions, warnings)
+    let plan = Plan::new(actions, warnings);
+    tracing::debug!(
+        plan_id = %plan.id,
+        actions = plan.actions.len(),
+        changes = plan.changes().count(),
+        warnings = plan.warnings.len(),
+        "Planned one pass."
+    );
+    plan
 }
 
 impl Plan {
