@@ -243,7 +243,7 @@ impl JobContext<'_> {
         };
 
         let mut decision = if live.config.kind() != self.desired.kind() {
-            self.replace(live, running, &action.diffs, restore)
+            self.replace(live, running, restore)
         } else {
             self.decide(live, running, &action.diffs, restore)
         };
@@ -483,7 +483,6 @@ impl JobContext<'_> {
         &self,
         live: &ObservedFlinkJob,
         running: bool,
-        _diffs: &[FieldDiff],
         restore: Option<PendingRestore>,
     ) -> Decision {
         let mut steps = Vec::new();
