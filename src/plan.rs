@@ -1,1 +1,0 @@
-//! desired × observed × journal view → Plan (pure). Not built yet (issue 6).

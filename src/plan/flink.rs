@@ -1,0 +1,616 @@
+//! Planning for DLI Flink jobs: one action per job in git, plus prunes of managed jobs out of it.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use super::{
+    ActionClass, ApplyStrategy, JobAction, JournalFlinkJob, JournalView, PlanPolicy, PruneGuard,
+    SavepointSource, Step, duplicated,
+};
+use crate::model::{
+    DesiredFlinkJob, DesiredJobs, FieldDiff, FlinkJobConfig, MANAGED_TAG_KEY, MANAGED_TAG_VALUE,
+    ObservedFlinkJob, ObservedJobs, RunState, UpgradeMode,
+};
+
+/// The status of a job whose bounded input ended.
+const FINISHED_STATUS: &str = "job_finish";
+
+/// The field that changes through the tag API rather than the job update call.
+const TAGS_FIELD: &str = "tags";
+
+pub(super) fn plan_flink(
+    desired: &DesiredJobs,
+    observed: &ObservedJobs,
+    view: &JournalView,
+    policy: &PlanPolicy,
+    prune_guard: &PruneGuard<'_>,
+    actions: &mut Vec<JobAction>,
+    warnings: &mut Vec<String>,
+) {
+    let desired_duplicates = duplicated(desired.flink.iter().map(|job| job.name.as_str()));
+    let live_duplicates = duplicated(observed.flink.iter().map(|job| job.name.as_str()));
+    for name in &desired_duplicates {
+        warnings.push(format!(
+            "git declares the Flink job `{name}` more than once; it is skipped until the repository names it once"
+        ));
+    }
+    for name in &live_duplicates {
+        warnings.push(format!(
+            "the service has several Flink jobs named `{name}`; jobs are identified by name, so they are left alone until only one remains"
+        ));
+    }
+    let live_by_name: BTreeMap<&str, &ObservedFlinkJob> = observed
+        .flink
+        .iter()
+        .filter(|job| !live_duplicates.contains(job.name.as_str()))
+        .map(|job| (job.name.as_str(), job))
+        .collect();
+    let desired_names: BTreeSet<&str> = desired.flink.iter().map(|job| job.name.as_str()).collect();
+
+    for desired_job in &desired.flink {
+        let name = desired_job.name.as_str();
+        if desired_duplicates.contains(name) || live_duplicates.contains(name) {
+            continue;
+        }
+        let context = JobContext {
+            desired: desired_job,
+            config: effective_config(&desired_job.config),
+            journal: view.flink.get(name),
+            policy,
+        };
+        let action = match live_by_name.get(name) {
+            None => context.create(warnings),
+            Some(live) => context.converge(live, warnings),
+        };
+        actions.push(action);
+    }
+
+    for live in live_by_name.values() {
+        if desired_names.contains(live.name.as_str()) {
+            continue;
+        }
+        let journal = view.flink.get(&live.name);
+        let managed = live.is_managed() || journal.is_some_and(|entry| entry.managed);
+        if !managed {
+            continue;
+        }
+        let protected = journal.is_some_and(|entry| entry.protected);
+        match prune_guard.check(live.config.kind(), &live.name, protected) {
+            Ok(()) => actions.push(prune(live, policy)),
+            Err(warning) => warnings.push(warning),
+        }
+    }
+}
+
+/// The configuration to write: git's, with the managed-by tag that marks our jobs.
+fn effective_config(config: &FlinkJobConfig) -> FlinkJobConfig {
+    let mut config = config.clone();
+    config
+        .tags
+        .insert(MANAGED_TAG_KEY.to_string(), MANAGED_TAG_VALUE.to_string());
+    config
+}
+
+/// An explicit restore that the journal has not seen applied.
+struct PendingRestore {
+    source: SavepointSource,
+    key: String,
+}
+
+/// Everything known about one job in git.
+struct JobContext<'a> {
+    desired: &'a DesiredFlinkJob,
+    config: FlinkJobConfig,
+    journal: Option<&'a JournalFlinkJob>,
+    policy: &'a PlanPolicy,
+}
+
+/// The steps and wording of one decision, before it becomes a [`JobAction`].
+struct Decision {
+    class: ActionClass,
+    steps: Vec<Step>,
+    reasons: Vec<String>,
+    restore_key: Option<String>,
+    resume_from: Option<SavepointSource>,
+}
+
+impl JobContext<'_> {
+    fn desired_running(&self) -> bool {
+        self.desired.lifecycle.desired_state == RunState::Running
+    }
+
+    fn savepoint_mode(&self) -> bool {
+        self.desired.lifecycle.upgrade_mode == UpgradeMode::Savepoint
+    }
+
+    fn action(&self, live: Option<&ObservedFlinkJob>, diffs: Vec<FieldDiff>) -> JobAction {
+        JobAction {
+            kind: self.desired.kind(),
+            name: self.desired.name.clone(),
+            class: ActionClass::None,
+            live_id: live.map(|job| job.id),
+            diffs,
+            steps: Vec::new(),
+            reason: String::new(),
+            config: None,
+            desired_digest: Some(self.desired.digest.clone()),
+            resume_from: None,
+            restore_key: None,
+            protected: !self.desired.lifecycle.prune,
+        }
+    }
+
+    fn pending_restore(&self, warnings: &mut Vec<String>) -> Option<PendingRestore> {
+        let restore = self.desired.lifecycle.restore.as_ref()?;
+        let name = &self.desired.name;
+        let source = match (&restore.savepoint_path, &restore.from_target) {
+            (Some(path), from_target) => {
+                if from_target.is_some() {
+                    warnings.push(format!(
+                        "Flink job `{name}`: restore names both savepoint_path and from_target; savepoint_path is used"
+                    ));
+                }
+                SavepointSource::Path(path.clone())
+            }
+            (None, Some(target)) => SavepointSource::FromTarget(target.clone()),
+            (None, None) => {
+                warnings.push(format!(
+                    "Flink job `{name}`: restore names neither savepoint_path nor from_target; it is ignored"
+                ));
+                return None;
+            }
+        };
+        let key = restore.key();
+        let applied = self
+            .journal
+            .and_then(|entry| entry.applied_restore_key.as_deref());
+        if applied == Some(key.as_str()) {
+            return None;
+        }
+        Some(PendingRestore { source, key })
+    }
+
+    /// In git, not live.
+    fn create(&self, warnings: &mut Vec<String>) -> JobAction {
+        let defaults = FlinkJobConfig::defaults_for(self.desired.kind());
+        // Show what the new job sets beyond the service defaults, the way Terraform lists the
+        // attributes of a resource it creates.
+        let mut diffs: Vec<FieldDiff> = self
+            .config
+            .field_diffs(&defaults)
+            .into_iter()
+            .map(|diff| FieldDiff {
+                live: serde_json::Value::Null,
+                ..diff
+            })
+            .collect();
+        diffs.sort_by(|a, b| a.field.cmp(&b.field));
+        let mut action = self.action(None, diffs);
+        let mut steps = Vec::new();
+        self.push_create_steps(&mut steps);
+        let mut resume_from = None;
+        if let Some(restore) = self.pending_restore(warnings) {
+            steps.push(Step::ImportSavepoint {
+                source: restore.source.clone(),
+            });
+            action.restore_key = Some(restore.key);
+            resume_from = Some(restore.source);
+        }
+        if self.desired_running() {
+            steps.push(Step::Start {
+                resume_savepoint: resume_from.is_some(),
+            });
+            action.resume_from = resume_from;
+        }
+        action.class = ActionClass::Create;
+        action.steps = steps;
+        action.config = Some(self.config.clone());
+        action.reason = "in git, not live".to_string();
+        action
+    }
+
+    fn push_create_steps(&self, steps: &mut Vec<Step>) {
+        match self.policy.strategy {
+            ApplyStrategy::Import => {
+                steps.push(Step::ImportBundle);
+                // Whether a bundle carries tags is the bundle format's business; setting them
+                // afterwards makes the outcome the same either way.
+                steps.push(Step::UpdateTags {
+                    set: self.config.tags.clone(),
+                    remove: Vec::new(),
+                });
+            }
+            ApplyStrategy::Api => steps.push(Step::CreateJob),
+        }
+    }
+
+    /// In git and live: bring the live job to git.
+    fn converge(&self, live: &ObservedFlinkJob, warnings: &mut Vec<String>) -> JobAction {
+        let mut diffs = self.config.field_diffs(&live.config);
+        // Sorted here so that plans (and their ids) do not depend on whether some dependency
+        // switches serde_json's maps to insertion order.
+        diffs.sort_by(|a, b| a.field.cmp(&b.field));
+        let mut action = self.action(Some(live), diffs);
+        let restore = self.pending_restore(warnings);
+        let status = &live.status;
+        let (running, settled) = if status.is_running() {
+            (true, true)
+        } else if status.is_stopped() {
+            (false, true)
+        } else {
+            // A moving job is judged by where it is heading, so that a job that is already
+            // starting or stopping as git wants is not reported as a change.
+            (status.as_str() != "job_canceling", false)
+        };
+
+        let mut decision = if live.config.kind() != self.desired.kind() {
+            self.replace(live, running, restore)
+        } else {
+            self.decide(live, running, &action.diffs, restore)
+        };
+        let managed = live.is_managed() || self.journal.is_some_and(|entry| entry.managed);
+        if !managed {
+            decision.reasons.insert(
+                0,
+                "adopts this live job, which dli-gitops does not manage yet (adds the managed-by tag)"
+                    .to_string(),
+            );
+        }
+        if !settled && decision.class != ActionClass::None {
+            let known = status.is_transitional();
+            decision.steps = vec![Step::WaitSteady];
+            decision.restore_key = None;
+            decision.resume_from = None;
+            decision.reasons.push(if known {
+                format!("the live job is {status}: this pass waits for it to settle, the next pass acts")
+            } else {
+                format!(
+                    "the live status {status} is not one dli-gitops knows: this pass waits for a known status, the next pass acts"
+                )
+            });
+        } else if !settled {
+            decision.reasons.push(format!(
+                "the live job is {status}, already heading where git wants it"
+            ));
+        }
+
+        action.class = decision.class;
+        if decision.steps.iter().any(writes_config) {
+            action.config = Some(self.config.clone());
+        }
+        action.steps = decision.steps;
+        action.restore_key = decision.restore_key;
+        action.resume_from = decision.resume_from;
+        action.reason = decision.reasons.join("; ");
+        action
+    }
+
+    fn decide(
+        &self,
+        live: &ObservedFlinkJob,
+        running: bool,
+        diffs: &[FieldDiff],
+        restore: Option<PendingRestore>,
+    ) -> Decision {
+        let desired_running = self.desired_running();
+        let definition_changed = diffs.iter().any(|diff| diff.field != TAGS_FIELD);
+        let in_place = diffs
+            .iter()
+            .all(|diff| diff.is_hot() || diff.field == TAGS_FIELD);
+        let changed_fields = field_list(diffs);
+        let mut reasons = Vec::new();
+
+        // A job that ran to completion (a bounded source) did what `running` asked; starting it
+        // again on every pass would re-run it forever. A changed definition does run it again.
+        let finished = live.status.as_str() == FINISHED_STATUS;
+        if diffs.is_empty()
+            && restore.is_none()
+            && (running == desired_running || (finished && desired_running))
+        {
+            reasons.push(if finished && desired_running {
+                "in sync: the job finished, and a finished job is not started again unless its definition changes"
+                    .to_string()
+            } else {
+                "in sync".to_string()
+            });
+            return Decision {
+                class: ActionClass::None,
+                steps: Vec::new(),
+                reasons,
+                restore_key: None,
+                resume_from: None,
+            };
+        }
+
+        if running && desired_running && restore.is_none() && in_place {
+            let mut steps = Vec::new();
+            if definition_changed {
+                if self.policy.backups {
+                    steps.push(Step::Backup);
+                }
+                steps.push(Step::UpdateJob);
+            }
+            steps.extend(tag_step(&self.config.tags, &live.config.tags, false));
+            reasons.push(format!(
+                "only fields that change without a restart differ ({changed_fields}); the job keeps running"
+            ));
+            return Decision {
+                class: ActionClass::UpdateInPlace,
+                steps,
+                reasons,
+                restore_key: None,
+                resume_from: None,
+            };
+        }
+
+        let mut steps = Vec::new();
+        if definition_changed && self.policy.backups {
+            steps.push(Step::Backup);
+        }
+        let stop_savepoint = running && self.savepoint_mode();
+        if running {
+            steps.push(Step::Stop {
+                trigger_savepoint: stop_savepoint,
+            });
+        }
+        // An import leaves the job in draft and detached from its savepoints; an update call
+        // keeps both. Hot-only changes to a stopped job still use the strategy's write.
+        let imported = definition_changed && self.policy.strategy == ApplyStrategy::Import;
+        if definition_changed {
+            steps.push(match self.policy.strategy {
+                ApplyStrategy::Import => Step::ImportBundle,
+                ApplyStrategy::Api => Step::UpdateJob,
+            });
+        }
+        steps.extend(tag_step(&self.config.tags, &live.config.tags, imported));
+
+        let mut restore_key = None;
+        let resume_from;
+        let mut state_note = None;
+        if let Some(restore) = restore {
+            reasons.push(format!(
+                "the restore request changed: restores {}",
+                describe_source(&restore.source)
+            ));
+            steps.push(Step::ImportSavepoint {
+                source: restore.source.clone(),
+            });
+            restore_key = Some(restore.key);
+            resume_from = Some(restore.source);
+        } else if !self.savepoint_mode() {
+            resume_from = None;
+            if desired_running {
+                state_note = Some("upgrade_mode stateless: starts from empty state".to_string());
+            }
+        } else if stop_savepoint {
+            if imported {
+                steps.push(Step::ImportSavepoint {
+                    source: SavepointSource::FromStop,
+                });
+            }
+            resume_from = Some(SavepointSource::FromStop);
+        } else {
+            let journal_savepoint = self.journal.and_then(|entry| entry.last_savepoint.clone());
+            if imported {
+                // The import detaches the savepoint the stopped job held; attach it again so that
+                // a later start keeps the state.
+                resume_from = live
+                    .savepoint_path
+                    .clone()
+                    .or(journal_savepoint)
+                    .map(SavepointSource::Path);
+                if let Some(source) = &resume_from {
+                    steps.push(Step::ImportSavepoint {
+                        source: source.clone(),
+                    });
+                }
+            } else if let Some(path) = &live.savepoint_path {
+                resume_from = Some(SavepointSource::Held(path.clone()));
+            } else if let (true, Some(path)) = (desired_running, journal_savepoint) {
+                // The service lost track of the savepoint (an interrupted upgrade, or a job that
+                // was imported over); the journal still knows the one taken at our last stop.
+                let source = SavepointSource::Path(path);
+                steps.push(Step::ImportSavepoint {
+                    source: source.clone(),
+                });
+                resume_from = Some(source);
+            } else {
+                resume_from = None;
+            }
+            if desired_running && resume_from.is_none() {
+                state_note = Some("no savepoint is known: starts from empty state".to_string());
+            }
+        }
+        let resume_from = if desired_running {
+            steps.push(Step::Start {
+                resume_savepoint: resume_from.is_some(),
+            });
+            resume_from
+        } else {
+            None
+        };
+
+        let class = match (restore_key.is_some(), running, desired_running) {
+            (true, _, _) if !diffs.is_empty() => ActionClass::Upgrade,
+            (true, _, _) => ActionClass::Restore,
+            (false, true, true) => ActionClass::Upgrade,
+            (false, true, false) => ActionClass::Stop,
+            (false, false, true) => ActionClass::Start,
+            (false, false, false) => ActionClass::UpdateInPlace,
+        };
+        let status = &live.status;
+        match class {
+            ActionClass::Upgrade if !diffs.is_empty() => reasons.push(format!(
+                "{changed_fields} changed on a {} job",
+                if running { "running" } else { "stopped" }
+            )),
+            ActionClass::UpdateInPlace => reasons.push(format!(
+                "{changed_fields} changed; the job is not running ({status}), so nothing restarts"
+            )),
+            ActionClass::Start | ActionClass::Stop => {
+                reasons.push(format!(
+                    "desired_state is {}, the live job is {status}",
+                    if desired_running {
+                        "running"
+                    } else {
+                        "stopped"
+                    }
+                ));
+                if !diffs.is_empty() {
+                    reasons.push(format!("{changed_fields} changed"));
+                }
+            }
+            _ => {}
+        }
+        if stop_savepoint && restore_key.is_some() {
+            reasons.push(
+                "the state at stop is still saved in a savepoint, but the job resumes from the restore savepoint"
+                    .to_string(),
+            );
+        }
+        reasons.extend(state_note);
+        Decision {
+            class,
+            steps,
+            reasons,
+            restore_key,
+            resume_from,
+        }
+    }
+
+    /// The job type changed between SQL and Jar: no update call can do that, so the job is
+    /// deleted and created again. Its state cannot carry over.
+    fn replace(
+        &self,
+        live: &ObservedFlinkJob,
+        running: bool,
+        restore: Option<PendingRestore>,
+    ) -> Decision {
+        let mut steps = Vec::new();
+        if self.policy.backups {
+            steps.push(Step::Backup);
+        }
+        if running {
+            steps.push(Step::Stop {
+                trigger_savepoint: false,
+            });
+        }
+        steps.push(Step::Delete);
+        self.push_create_steps(&mut steps);
+        let mut restore_key = None;
+        let mut resume_from = None;
+        if let Some(restore) = restore {
+            steps.push(Step::ImportSavepoint {
+                source: restore.source.clone(),
+            });
+            restore_key = Some(restore.key);
+            resume_from = Some(restore.source);
+        }
+        if self.desired_running() {
+            steps.push(Step::Start {
+                resume_savepoint: resume_from.is_some(),
+            });
+        } else {
+            resume_from = None;
+        }
+        Decision {
+            class: ActionClass::Upgrade,
+            steps,
+            reasons: vec![format!(
+                "the job type changes from {} to {}: the job is deleted and created again, without its state",
+                live.config.job_type, self.config.job_type
+            )],
+            restore_key,
+            resume_from,
+        }
+    }
+}
+
+/// Prune a managed job that left git: back up, stop (keeping its state in a savepoint), delete.
+fn prune(live: &ObservedFlinkJob, policy: &PlanPolicy) -> JobAction {
+    let status = &live.status;
+    let (steps, reason) = if status.is_running() || status.is_stopped() {
+        let mut steps = Vec::new();
+        if policy.backups {
+            steps.push(Step::Backup);
+        }
+        if status.is_running() {
+            // The savepoint lets a rollback resume where the job stopped.
+            steps.push(Step::Stop {
+                trigger_savepoint: true,
+            });
+        }
+        steps.push(Step::Delete);
+        (
+            steps,
+            "managed by dli-gitops and no longer in git".to_string(),
+        )
+    } else {
+        (
+            vec![Step::WaitSteady],
+            format!(
+                "managed by dli-gitops and no longer in git; the live job is {status}: this pass waits for it to settle, the next pass prunes"
+            ),
+        )
+    };
+    JobAction {
+        kind: live.config.kind(),
+        name: live.name.clone(),
+        class: ActionClass::Prune,
+        live_id: Some(live.id),
+        diffs: Vec::new(),
+        steps,
+        reason,
+        config: None,
+        desired_digest: None,
+        resume_from: None,
+        restore_key: None,
+        protected: false,
+    }
+}
+
+/// The tag API calls that turn `live` tags into `desired` ones. `full` sets every desired tag
+/// (after an import, whose effect on tags is unknown).
+fn tag_step(
+    desired: &BTreeMap<String, String>,
+    live: &BTreeMap<String, String>,
+    full: bool,
+) -> Option<Step> {
+    let set: BTreeMap<String, String> = desired
+        .iter()
+        .filter(|(key, value)| full || live.get(*key) != Some(*value))
+        .map(|(key, value)| (key.clone(), value.clone()))
+        .collect();
+    let remove: Vec<String> = live
+        .keys()
+        .filter(|key| !desired.contains_key(*key))
+        .cloned()
+        .collect();
+    if set.is_empty() && remove.is_empty() {
+        None
+    } else {
+        Some(Step::UpdateTags { set, remove })
+    }
+}
+
+fn writes_config(step: &Step) -> bool {
+    matches!(step, Step::ImportBundle | Step::CreateJob | Step::UpdateJob)
+}
+
+fn field_list(diffs: &[FieldDiff]) -> String {
+    diffs
+        .iter()
+        .map(|diff| diff.field.as_str())
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+pub(super) fn describe_source(source: &SavepointSource) -> String {
+    match source {
+        SavepointSource::FromStop => "the savepoint taken when the job stops".to_string(),
+        SavepointSource::Path(path) => format!("savepoint {path}"),
+        SavepointSource::FromTarget(target) => {
+            format!("the latest savepoint of this job in target `{target}`")
+        }
+        SavepointSource::Held(path) => format!("savepoint {path}, which the job holds"),
+    }
+}

@@ -1,0 +1,458 @@
+//! desired × observed × journal view → [`Plan`]: the pure, deterministic planner.
+//!
+//! The plan leaves the executor (`apply`) no choices: every action lists the exact ordered
+//! [`Step`]s to run, the exact configuration to write, and which savepoint each start resumes
+//! from. Planning does no I/O; the same inputs always give the same plan, with the same `id`.
+//!
+//! Identity on the live side is the job name (within a kind family: Flink jobs and DLF jobs are
+//! separate namespaces). Jobs that are live but neither in git nor managed never appear.
+
+mod dlf;
+mod flink;
+mod render;
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::model::{DesiredDlfJob, DesiredJobs, FieldDiff, FlinkJobConfig, JobKind, ObservedJobs};
+
+/// What the journal knows about the jobs of one target, filled by the caller.
+///
+/// The journal is the memory the live service lacks: which jobs we manage, which explicit
+/// restore we already applied, which DLF definition we last imported, which savepoint we last
+/// took when stopping a job.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct JournalView {
+    /// Flink jobs, by name.
+    #[serde(default)]
+    pub flink: BTreeMap<String, JournalFlinkJob>,
+    /// DLF jobs, by name.
+    #[serde(default)]
+    pub dlf: BTreeMap<String, JournalDlfJob>,
+}
+
+/// The journal's memory of one Flink job.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct JournalFlinkJob {
+    /// dli-gitops created, imported or adopted this job.
+    #[serde(default)]
+    pub managed: bool,
+    /// The job's last applied definition said `prune: false`; it is never pruned.
+    #[serde(default)]
+    pub protected: bool,
+    /// [`crate::model::Restore::key`] of the restore request last applied.
+    #[serde(default)]
+    pub applied_restore_key: Option<String>,
+    /// The savepoint the executor last saw produced for this job (`obs://bucket/dir/`).
+    #[serde(default)]
+    pub last_savepoint: Option<String>,
+}
+
+/// The journal's memory of one DLF job.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct JournalDlfJob {
+    #[serde(default)]
+    pub managed: bool,
+    #[serde(default)]
+    pub protected: bool,
+    /// Digest of the definition last imported successfully.
+    #[serde(default)]
+    pub imported_digest: Option<String>,
+}
+
+/// How changes reach a target's Flink jobs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum ApplyStrategy {
+    /// Bundle the job into a DLI export zip and import it with `is_cover: true` (the default).
+    #[default]
+    Import,
+    /// Create/update JSON calls.
+    Api,
+}
+
+/// The target's policy, as far as planning is concerned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PlanPolicy {
+    /// Delete managed jobs that are no longer in git.
+    pub prune: bool,
+    /// Allow pruning when git resolves to zero jobs (normally a sign of a broken checkout).
+    pub allow_empty_prune: bool,
+    pub strategy: ApplyStrategy,
+    /// Export a live job to the backup prefix before it is overwritten or deleted.
+    pub backups: bool,
+}
+
+impl Default for PlanPolicy {
+    fn default() -> PlanPolicy {
+        PlanPolicy {
+            prune: false,
+            allow_empty_prune: false,
+            strategy: ApplyStrategy::Import,
+            backups: true,
+        }
+    }
+}
+
+/// One reconcile pass's intent: an action per job, sorted by kind then name.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Plan {
+    /// Hex SHA-256 of the actions and warnings: equal plans have equal ids.
+    pub id: String,
+    pub actions: Vec<JobAction>,
+    /// Things the planner chose not to do, and why (pruning refused, duplicate names, ...).
+    pub warnings: Vec<String>,
+}
+
+/// What happens to one job.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct JobAction {
+    pub kind: JobKind,
+    pub name: String,
+    pub class: ActionClass,
+    /// The live job's id when the plan was made (ids change on re-import; the executor maps
+    /// them from `job_mapping` as it goes).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub live_id: Option<i64>,
+    /// Field-level differences, live → desired.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub diffs: Vec<FieldDiff>,
+    /// The steps to run, in order. Empty for [`ActionClass::None`].
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub steps: Vec<Step>,
+    /// Why this class was chosen, in a sentence.
+    pub reason: String,
+    /// Flink jobs: the exact configuration `ImportBundle`, `CreateJob` and `UpdateJob` write,
+    /// managed-by tag included.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub config: Option<FlinkJobConfig>,
+    /// The digest of the desired job this action converges to (journal it on success).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub desired_digest: Option<String>,
+    /// The state the job starts with, when the action starts it: `None` means empty state.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resume_from: Option<SavepointSource>,
+    /// The restore request this action applies: journal it once its `ImportSavepoint` succeeds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub restore_key: Option<String>,
+    /// The desired job says `prune: false` (journal it, so that pruning spares it later).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub protected: bool,
+}
+
+/// The kind of change a job gets; each job gets exactly one.
+///
+/// Declared from weakest to strongest effect on a running job, so `Ord` says which one wins.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ActionClass {
+    /// Equal after normalisation: nothing to do.
+    None,
+    /// Change without stopping: hot fields, tags, or any change to a job that is not running.
+    UpdateInPlace,
+    /// Run a stopped job (after updating it, if it changed).
+    Start,
+    /// Stop a running job (and update it, if it changed).
+    Stop,
+    /// Import an explicitly requested savepoint (stopping and restarting around it).
+    Restore,
+    /// Stop, change, restore state, start.
+    Upgrade,
+    /// In git, not live.
+    Create,
+    /// Managed, no longer in git: back up, stop, delete.
+    Prune,
+}
+
+impl ActionClass {
+    /// The word used in rendered plans and summaries.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ActionClass::None => "none",
+            ActionClass::UpdateInPlace => "update",
+            ActionClass::Start => "start",
+            ActionClass::Stop => "stop",
+            ActionClass::Restore => "restore",
+            ActionClass::Upgrade => "upgrade",
+            ActionClass::Create => "create",
+            ActionClass::Prune => "prune",
+        }
+    }
+
+    /// The symbol in front of a rendered action (ASCII, so logs stay readable everywhere).
+    pub fn symbol(self) -> &'static str {
+        match self {
+            ActionClass::None => " ",
+            ActionClass::UpdateInPlace => "~",
+            ActionClass::Start => ">",
+            ActionClass::Stop => "#",
+            ActionClass::Restore => "<<",
+            ActionClass::Upgrade => "-/+",
+            ActionClass::Create => "+",
+            ActionClass::Prune => "-",
+        }
+    }
+}
+
+/// One thing the executor does to one job. Steps of an action run in order; a failed step ends
+/// the action (the next pass re-plans from what it observes).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "step", rename_all = "snake_case")]
+pub enum Step {
+    /// The live job is moving between statuses: wait (with a timeout) until it settles, then end
+    /// the action. Always the only step; the next pass plans the change against the settled job.
+    WaitSteady,
+    /// Export the live job to the target's backup prefix and journal the zip path.
+    Backup,
+    /// Stop the job (`streaming/jobs/stop`) and wait until it is stopped. With a savepoint, the
+    /// executor journals the savepoint path the job reports afterwards.
+    Stop { trigger_savepoint: bool },
+    /// Import the action's `config` in a DLI export bundle with `is_cover: true`; take the new id
+    /// from `job_mapping`. Leaves the job in draft (`job_init`) and detached from savepoints.
+    ImportBundle,
+    /// Create the job from the action's `config` (API strategy).
+    CreateJob,
+    /// Update the job with the action's `config` (PUT). Tags are not part of it: see `UpdateTags`.
+    UpdateJob,
+    /// Set and remove tags through the tag API (no restart).
+    UpdateTags {
+        set: BTreeMap<String, String>,
+        remove: Vec<String>,
+    },
+    /// `import-savepoint` into the (stopped) job.
+    ImportSavepoint { source: SavepointSource },
+    /// Run the job; `resume_savepoint` restores the savepoint the job holds.
+    Start { resume_savepoint: bool },
+    /// Delete the live job.
+    Delete,
+    /// Bundle the DLF job (definition from the desired job with `desired_digest`), upload it and
+    /// import it with `sameNamePolicy: OVERWRITE`; poll the system task.
+    DlfImport,
+}
+
+/// Where the state a job resumes from comes from.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "from", content = "value", rename_all = "snake_case")]
+pub enum SavepointSource {
+    /// The savepoint the `Stop { trigger_savepoint: true }` step of this action produced.
+    FromStop,
+    /// This savepoint directory (`obs://bucket/dir/`).
+    Path(String),
+    /// The latest savepoint of the same-named job in another target (promotion).
+    FromTarget(String),
+    /// The savepoint the stopped job already holds on the service (this path, when it was
+    /// observed); used by `Start { resume_savepoint: true }` without an import.
+    Held(String),
+}
+
+/// Counts of actions by class, for the summary line and metrics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct PlanSummary {
+    pub create: usize,
+    pub update: usize,
+    pub upgrade: usize,
+    pub restore: usize,
+    pub start: usize,
+    pub stop: usize,
+    pub prune: usize,
+    /// Actions that only wait for a moving job to settle.
+    pub waiting: usize,
+}
+
+/// A plan cannot be carried out against the given inputs.
+#[derive(Debug, thiserror::Error)]
+pub enum PlanError {
+    #[error(
+        "looking up desired {kind} `{name}` for the plan: git has {found}, the plan was made for digest {expected}; re-plan"
+    )]
+    StaleDesired {
+        kind: JobKind,
+        name: String,
+        expected: String,
+        found: String,
+    },
+}
+
+/// Plans one pass: what to do to every job in git and every managed job out of it.
+pub fn plan(
+    desired: &DesiredJobs,
+    observed: &ObservedJobs,
+    view: &JournalView,
+    policy: &PlanPolicy,
+) -> Plan {
+    let mut actions = Vec::new();
+    let mut warnings = Vec::new();
+    let git_is_empty = desired.flink.is_empty() && desired.dlf.is_empty();
+    let prune_guard = PruneGuard {
+        policy,
+        git_is_empty,
+    };
+    flink::plan_flink(
+        desired,
+        observed,
+        view,
+        policy,
+        &prune_guard,
+        &mut actions,
+        &mut warnings,
+    );
+    dlf::plan_dlf(
+        desired,
+        observed,
+        view,
+        policy,
+        &prune_guard,
+        &mut actions,
+        &mut warnings,
+    );
+    actions.sort_by(|a, b| (a.kind, &a.name).cmp(&(b.kind, &b.name)));
+    warnings.sort();
+    warnings.dedup();
+    let plan = Plan::new(actions, warnings);
+    tracing::debug!(
+        plan_id = %plan.id,
+        actions = plan.actions.len(),
+        changes = plan.changes().count(),
+        warnings = plan.warnings.len(),
+        "Planned one pass."
+    );
+    plan
+}
+
+impl Plan {
+    /// A plan with its content id computed.
+    pub fn new(actions: Vec<JobAction>, warnings: Vec<String>) -> Plan {
+        let id = content_id(&actions, &warnings);
+        Plan {
+            id,
+            actions,
+            warnings,
+        }
+    }
+
+    /// No action other than [`ActionClass::None`].
+    pub fn is_empty(&self) -> bool {
+        self.actions
+            .iter()
+            .all(|action| action.class == ActionClass::None)
+    }
+
+    /// The actions that change something.
+    pub fn changes(&self) -> impl Iterator<Item = &JobAction> {
+        self.actions
+            .iter()
+            .filter(|action| action.class != ActionClass::None)
+    }
+
+    pub fn summary(&self) -> PlanSummary {
+        let mut summary = PlanSummary::default();
+        for action in self.changes() {
+            if action.is_waiting() {
+                summary.waiting += 1;
+                continue;
+            }
+            match action.class {
+                ActionClass::None => {}
+                ActionClass::Create => summary.create += 1,
+                ActionClass::UpdateInPlace => summary.update += 1,
+                ActionClass::Upgrade => summary.upgrade += 1,
+                ActionClass::Restore => summary.restore += 1,
+                ActionClass::Start => summary.start += 1,
+                ActionClass::Stop => summary.stop += 1,
+                ActionClass::Prune => summary.prune += 1,
+            }
+        }
+        summary
+    }
+
+    /// The plan for people, Terraform-style.
+    pub fn render_text(&self) -> String {
+        render::render_text(self)
+    }
+
+    /// The plan as pretty JSON (the same document `serde` produces).
+    pub fn render_json(&self) -> String {
+        // Plain data with string keys always serialises.
+        serde_json::to_string_pretty(self).unwrap_or_default()
+    }
+}
+
+impl JobAction {
+    /// The action only waits for a moving job; the change itself comes on a later pass.
+    pub fn is_waiting(&self) -> bool {
+        self.steps.first() == Some(&Step::WaitSteady)
+    }
+
+    /// The desired DLF job this action imports, checked against the digest the plan was made for.
+    pub fn desired_dlf<'a>(
+        &self,
+        desired: &'a DesiredJobs,
+    ) -> Result<&'a DesiredDlfJob, PlanError> {
+        let expected = self.desired_digest.clone().unwrap_or_default();
+        match desired.dlf.iter().find(|job| job.name == self.name) {
+            Some(job) if job.digest == expected => Ok(job),
+            Some(job) => Err(PlanError::StaleDesired {
+                kind: self.kind,
+                name: self.name.clone(),
+                expected,
+                found: format!("digest {}", job.digest),
+            }),
+            None => Err(PlanError::StaleDesired {
+                kind: self.kind,
+                name: self.name.clone(),
+                expected,
+                found: "no such job".to_string(),
+            }),
+        }
+    }
+}
+
+/// Decides whether a managed job missing from git may be pruned.
+struct PruneGuard<'a> {
+    policy: &'a PlanPolicy,
+    git_is_empty: bool,
+}
+
+impl PruneGuard<'_> {
+    /// `Ok(())` to prune, or the warning that explains why not.
+    fn check(&self, kind: JobKind, name: &str, protected: bool) -> Result<(), String> {
+        if !self.policy.prune {
+            return Err(format!(
+                "{kind} `{name}` is managed and no longer in git; pruning is off, so it is left alone"
+            ));
+        }
+        if protected {
+            return Err(format!(
+                "{kind} `{name}` is no longer in git but was last applied with `prune: false`; it is left alone"
+            ));
+        }
+        if self.git_is_empty && !self.policy.allow_empty_prune {
+            return Err(format!(
+                "{kind} `{name}` is not pruned: git resolves to zero jobs, which usually means a broken checkout; allow empty prune in the target's policy to prune everything"
+            ));
+        }
+        Ok(())
+    }
+}
+
+fn content_id(actions: &[JobAction], warnings: &[String]) -> String {
+    let bytes = serde_json::to_vec(&(actions, warnings)).unwrap_or_default();
+    hex::encode(Sha256::digest(&bytes))
+}
+
+/// Names that occur more than once, so that callers can refuse to guess which one is meant.
+fn duplicated<'a>(names: impl Iterator<Item = &'a str>) -> BTreeSet<&'a str> {
+    let mut seen = BTreeSet::new();
+    let mut duplicates = BTreeSet::new();
+    for name in names {
+        if !seen.insert(name) {
+            duplicates.insert(name);
+        }
+    }
+    duplicates
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,894 @@
+//! Unit tests for the planner rules, one rule per test.
+
+use std::collections::BTreeMap;
+
+use super::*;
+use crate::model::{
+    DesiredFlinkJob, DesiredJobs, FlinkJobConfig, FlinkJobStatus, JobKind, Lifecycle,
+    MANAGED_TAG_KEY, MANAGED_TAG_VALUE, ObservedDlfJob, ObservedFlinkJob, ObservedJobs, Restore,
+    RunState, SourceLocation, UpgradeMode,
+};
+
+fn desired_sql(name: &str) -> DesiredFlinkJob {
+    let mut config = FlinkJobConfig::defaults_for(JobKind::FlinkSql);
+    config.queue_name = Some("flink_queue".into());
+    config.sql_body = Some("INSERT INTO sink\nSELECT * FROM source;\n".into());
+    DesiredFlinkJob {
+        name: name.into(),
+        config,
+        lifecycle: Lifecycle {
+            desired_state: RunState::Running,
+            upgrade_mode: UpgradeMode::Savepoint,
+            restore: None,
+            prune: true,
+        },
+        source: SourceLocation {
+            file: format!("flink/{name}.yaml"),
+            line: 1,
+        },
+        digest: format!("digest-{name}"),
+    }
+}
+
+/// The live twin of a desired job: same config, managed tag on, in `status`.
+fn live_of(desired: &DesiredFlinkJob, id: i64, status: &str) -> ObservedFlinkJob {
+    let mut config = desired.config.clone();
+    config
+        .tags
+        .insert(MANAGED_TAG_KEY.into(), MANAGED_TAG_VALUE.into());
+    ObservedFlinkJob {
+        id,
+        name: desired.name.clone(),
+        status: FlinkJobStatus::new(status),
+        update_time: 1_711_647_009_620,
+        config,
+        savepoint_path: None,
+        status_desc: None,
+    }
+}
+
+fn policy() -> PlanPolicy {
+    PlanPolicy {
+        prune: true,
+        allow_empty_prune: false,
+        strategy: ApplyStrategy::Import,
+        backups: true,
+    }
+}
+
+fn plan_one(
+    desired: DesiredFlinkJob,
+    live: Option<ObservedFlinkJob>,
+    view: &JournalView,
+    policy: &PlanPolicy,
+) -> Plan {
+    let desired_jobs = DesiredJobs {
+        flink: vec![desired],
+        dlf: Vec::new(),
+    };
+    let observed = ObservedJobs {
+        flink: live.into_iter().collect(),
+        dlf: Vec::new(),
+    };
+    super::plan(&desired_jobs, &observed, view, policy)
+}
+
+fn only_action(plan: &Plan) -> &JobAction {
+    assert_eq!(plan.actions.len(), 1, "expected one action: {plan:#?}");
+    &plan.actions[0]
+}
+
+fn managed_view(name: &str) -> JournalView {
+    let mut view = JournalView::default();
+    view.flink.insert(
+        name.into(),
+        JournalFlinkJob {
+            managed: true,
+            ..JournalFlinkJob::default()
+        },
+    );
+    view
+}
+
+#[test]
+fn equal_config_and_same_state_is_a_no_op() {
+    for (status, desired_state) in [
+        ("job_running", RunState::Running),
+        ("job_cancel_success", RunState::Stopped),
+        ("job_init", RunState::Stopped),
+    ] {
+        let mut desired = desired_sql("agg");
+        desired.lifecycle.desired_state = desired_state;
+        let live = live_of(&desired, 7, status);
+        let plan = plan_one(desired, Some(live), &managed_view("agg"), &policy());
+        let action = only_action(&plan);
+        assert_eq!(action.class, ActionClass::None, "{status}");
+        assert!(action.steps.is_empty());
+        assert!(plan.is_empty());
+    }
+}
+
+#[test]
+fn a_stopped_job_that_should_run_is_started_from_the_savepoint_it_holds() {
+    let desired = desired_sql("agg");
+    let mut live = live_of(&desired, 7, "job_cancel_success");
+    live.savepoint_path = Some("obs://ckpt/savepoint/7/a/".into());
+    let plan = plan_one(desired, Some(live), &managed_view("agg"), &policy());
+    let action = only_action(&plan);
+    assert_eq!(action.class, ActionClass::Start);
+    assert_eq!(
+        action.steps,
+        vec![Step::Start {
+            resume_savepoint: true
+        }]
+    );
+    assert_eq!(
+        action.resume_from,
+        Some(SavepointSource::Held("obs://ckpt/savepoint/7/a/".into()))
+    );
+    assert!(action.config.is_none(), "a start writes no configuration");
+}
+
+#[test]
+fn a_start_falls_back_to_the_journal_savepoint_when_the_service_lost_it() {
+    let desired = desired_sql("agg");
+    let live = live_of(&desired, 7, "job_init");
+    let mut view = managed_view("agg");
+    view.flink.get_mut("agg").unwrap().last_savepoint = Some("obs://ckpt/sp/1/".into());
+    let plan = plan_one(desired.clone(), Some(live.clone()), &view, &policy());
+    let action = only_action(&plan);
+    assert_eq!(action.class, ActionClass::Start);
+    assert_eq!(
+        action.steps,
+        vec![
+            Step::ImportSavepoint {
+                source: SavepointSource::Path("obs://ckpt/sp/1/".into())
+            },
+            Step::Start {
+                resume_savepoint: true
+            }
+        ]
+    );
+
+    // Without any savepoint the job starts from empty state, and the plan says so.
+    let plan = plan_one(desired, Some(live), &managed_view("agg"), &policy());
+    let action = only_action(&plan);
+    assert_eq!(
+        action.steps,
+        vec![Step::Start {
+            resume_savepoint: false
+        }]
+    );
+    assert!(action.reason.contains("empty state"), "{}", action.reason);
+}
+
+#[test]
+fn a_running_job_that_should_stop_is_stopped_with_a_savepoint_unless_stateless() {
+    let mut desired = desired_sql("agg");
+    desired.lifecycle.desired_state = RunState::Stopped;
+    let live = live_of(&desired, 7, "job_running");
+    let plan = plan_one(
+        desired.clone(),
+        Some(live.clone()),
+        &managed_view("agg"),
+        &policy(),
+    );
+    let action = only_action(&plan);
+    assert_eq!(action.class, ActionClass::Stop);
+    assert_eq!(
+        action.steps,
+        vec![Step::Stop {
+            trigger_savepoint: true
+        }]
+    );
+
+    desired.lifecycle.upgrade_mode = UpgradeMode::Stateless;
+    let plan = plan_one(desired, Some(live), &managed_view("agg"), &policy());
+    assert_eq!(
+        only_action(&plan).steps,
+        vec![Step::Stop {
+            trigger_savepoint: false
+        }]
+    );
+}
+
+#[test]
+fn hot_fields_change_in_place_on_a_running_job() {
+    let desired = desired_sql("agg");
+    let mut live = live_of(&desired, 7, "job_running");
+    live.config.smn_topic = Some("old-topic".into());
+    live.config.restart_when_exception = true;
+    let plan = plan_one(desired, Some(live), &managed_view("agg"), &policy());
+    let action = only_action(&plan);
+    assert_eq!(action.class, ActionClass::UpdateInPlace);
+    assert_eq!(action.steps, vec![Step::Backup, Step::UpdateJob]);
+    let fields: Vec<_> = action
+        .diffs
+        .iter()
+        .map(|diff| diff.field.as_str())
+        .collect();
+    assert_eq!(fields, vec!["restart_when_exception", "smn_topic"]);
+    assert!(
+        action.config.is_some(),
+        "the update writes the desired config"
+    );
+}
+
+#[test]
+fn a_cold_change_upgrades_a_running_job_through_the_stop_savepoint() {
+    let mut desired = desired_sql("agg");
+    desired.config.cu_number = 8;
+    let live = live_of(&desired_sql("agg"), 7, "job_running");
+    let plan = plan_one(desired, Some(live), &managed_view("agg"), &policy());
+    let action = only_action(&plan);
+    assert_eq!(action.class, ActionClass::Upgrade);
+    let mut tags = BTreeMap::new();
+    tags.insert(MANAGED_TAG_KEY.to_string(), MANAGED_TAG_VALUE.to_string());
+    assert_eq!(
+        action.steps,
+        vec![
+            Step::Backup,
+            Step::Stop {
+                trigger_savepoint: true
+            },
+            Step::ImportBundle,
+            Step::UpdateTags {
+                set: tags,
+                remove: Vec::new()
+            },
+            Step::ImportSavepoint {
+                source: SavepointSource::FromStop
+            },
+            Step::Start {
+                resume_savepoint: true
+            },
+        ]
+    );
+    assert_eq!(action.resume_from, Some(SavepointSource::FromStop));
+    assert_eq!(
+        action.config.as_ref().map(|config| config.cu_number),
+        Some(8)
+    );
+}
+
+#[test]
+fn a_stateless_upgrade_stops_without_a_savepoint_and_starts_empty() {
+    let mut desired = desired_sql("agg");
+    desired.lifecycle.upgrade_mode = UpgradeMode::Stateless;
+    desired.config.parallel_number = 4;
+    let live = live_of(&desired_sql("agg"), 7, "job_running");
+    let plan = plan_one(
+        desired,
+        Some(live),
+        &managed_view("agg"),
+        &PlanPolicy {
+            strategy: ApplyStrategy::Api,
+            ..policy()
+        },
+    );
+    let action = only_action(&plan);
+    assert_eq!(action.class, ActionClass::Upgrade);
+    assert_eq!(
+        action.steps,
+        vec![
+            Step::Backup,
+            Step::Stop {
+                trigger_savepoint: false
+            },
+            Step::UpdateJob,
+            Step::Start {
+                resume_savepoint: false
+            },
+        ]
+    );
+    assert_eq!(action.resume_from, None);
+}
+
+#[test]
+fn an_api_upgrade_keeps_the_job_and_resumes_from_the_stop_savepoint() {
+    let mut desired = desired_sql("agg");
+    desired.config.sql_body = Some("INSERT INTO sink\nSELECT id FROM source;\n".into());
+    let live = live_of(&desired_sql("agg"), 7, "job_running");
+    let plan = plan_one(
+        desired,
+        Some(live),
+        &managed_view("agg"),
+        &PlanPolicy {
+            strategy: ApplyStrategy::Api,
+            backups: false,
+            ..policy()
+        },
+    );
+    let action = only_action(&plan);
+    assert_eq!(
+        action.steps,
+        vec![
+            Step::Stop {
+                trigger_savepoint: true
+            },
+            Step::UpdateJob,
+            Step::Start {
+                resume_savepoint: true
+            },
+        ]
+    );
+    assert_eq!(action.resume_from, Some(SavepointSource::FromStop));
+}
+
+#[test]
+fn a_stopped_job_with_changes_is_updated_without_start_and_keeps_its_savepoint() {
+    let mut desired = desired_sql("agg");
+    desired.lifecycle.desired_state = RunState::Stopped;
+    desired.config.cu_number = 8;
+    let mut live = live_of(&desired_sql("agg"), 7, "job_cancel_success");
+    live.savepoint_path = Some("obs://ckpt/sp/7/".into());
+    let plan = plan_one(
+        desired.clone(),
+        Some(live.clone()),
+        &managed_view("agg"),
+        &policy(),
+    );
+    let action = only_action(&plan);
+    assert_eq!(action.class, ActionClass::UpdateInPlace);
+    assert!(
+        !action
+            .steps
+            .iter()
+            .any(|step| matches!(step, Step::Stop { .. } | Step::Start { .. })),
+        "{:?}",
+        action.steps
+    );
+    // The import detaches the savepoint, so the plan attaches it again.
+    assert_eq!(
+        action.steps.last(),
+        Some(&Step::ImportSavepoint {
+            source: SavepointSource::Path("obs://ckpt/sp/7/".into())
+        })
+    );
+
+    // The same change to a job that should run: update, then start from that savepoint.
+    desired.lifecycle.desired_state = RunState::Running;
+    let plan = plan_one(desired, Some(live), &managed_view("agg"), &policy());
+    let action = only_action(&plan);
+    assert_eq!(action.class, ActionClass::Start);
+    assert_eq!(
+        &action.steps[action.steps.len() - 2..],
+        &[
+            Step::ImportSavepoint {
+                source: SavepointSource::Path("obs://ckpt/sp/7/".into())
+            },
+            Step::Start {
+                resume_savepoint: true
+            }
+        ]
+    );
+}
+
+fn with_restore(mut desired: DesiredFlinkJob, path: &str, nonce: u64) -> DesiredFlinkJob {
+    desired.lifecycle.restore = Some(Restore {
+        savepoint_path: Some(path.into()),
+        nonce: Some(nonce),
+        from_target: None,
+    });
+    desired
+}
+
+#[test]
+fn a_new_restore_key_restores_and_an_applied_one_does_not() {
+    let desired = with_restore(desired_sql("agg"), "obs://ckpt/manual/", 1);
+    let live = live_of(&desired, 7, "job_running");
+    let plan = plan_one(
+        desired.clone(),
+        Some(live.clone()),
+        &managed_view("agg"),
+        &policy(),
+    );
+    let action = only_action(&plan);
+    assert_eq!(action.class, ActionClass::Restore);
+    assert_eq!(
+        action.steps,
+        vec![
+            Step::Stop {
+                trigger_savepoint: true
+            },
+            Step::ImportSavepoint {
+                source: SavepointSource::Path("obs://ckpt/manual/".into())
+            },
+            Step::Start {
+                resume_savepoint: true
+            },
+        ]
+    );
+    let key = desired.lifecycle.restore.as_ref().unwrap().key();
+    assert_eq!(action.restore_key.as_deref(), Some(key.as_str()));
+
+    let mut view = managed_view("agg");
+    view.flink.get_mut("agg").unwrap().applied_restore_key = Some(key);
+    let plan = plan_one(desired.clone(), Some(live.clone()), &view, &policy());
+    assert!(plan.is_empty(), "{plan:#?}");
+
+    // A new nonce asks for the same path again.
+    let bumped = with_restore(desired_sql("agg"), "obs://ckpt/manual/", 2);
+    let plan = plan_one(bumped, Some(live), &view, &policy());
+    assert_eq!(only_action(&plan).class, ActionClass::Restore);
+}
+
+#[test]
+fn a_restore_with_config_changes_is_an_upgrade_from_the_restore_savepoint() {
+    let mut desired = with_restore(desired_sql("agg"), "obs://ckpt/manual/", 1);
+    desired.config.cu_number = 8;
+    let live = live_of(&desired_sql("agg"), 7, "job_running");
+    let plan = plan_one(desired, Some(live), &managed_view("agg"), &policy());
+    let action = only_action(&plan);
+    assert_eq!(action.class, ActionClass::Upgrade);
+    let imports: Vec<_> = action
+        .steps
+        .iter()
+        .filter_map(|step| match step {
+            Step::ImportSavepoint { source } => Some(source.clone()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        imports,
+        vec![SavepointSource::Path("obs://ckpt/manual/".into())]
+    );
+    assert_eq!(
+        action.resume_from,
+        Some(SavepointSource::Path("obs://ckpt/manual/".into()))
+    );
+}
+
+#[test]
+fn a_job_in_git_and_not_live_is_created_per_strategy() {
+    let desired = desired_sql("agg");
+    let plan = plan_one(desired.clone(), None, &JournalView::default(), &policy());
+    let action = only_action(&plan);
+    assert_eq!(action.class, ActionClass::Create);
+    assert!(matches!(action.steps[0], Step::ImportBundle));
+    assert_eq!(
+        action.steps.last(),
+        Some(&Step::Start {
+            resume_savepoint: false
+        })
+    );
+    assert_eq!(
+        action
+            .config
+            .as_ref()
+            .and_then(|config| config.tags.get(MANAGED_TAG_KEY))
+            .map(String::as_str),
+        Some(MANAGED_TAG_VALUE)
+    );
+
+    let mut stopped = with_restore(desired, "obs://ckpt/seed/", 1);
+    stopped.lifecycle.desired_state = RunState::Stopped;
+    let plan = plan_one(
+        stopped,
+        None,
+        &JournalView::default(),
+        &PlanPolicy {
+            strategy: ApplyStrategy::Api,
+            ..policy()
+        },
+    );
+    assert_eq!(
+        only_action(&plan).steps,
+        vec![
+            Step::CreateJob,
+            Step::ImportSavepoint {
+                source: SavepointSource::Path("obs://ckpt/seed/".into())
+            }
+        ]
+    );
+}
+
+#[test]
+fn unmanaged_live_jobs_outside_git_are_left_alone() {
+    let stranger = desired_sql("someone-elses");
+    let mut live = live_of(&stranger, 9, "job_running");
+    live.config.tags.clear();
+    let observed = ObservedJobs {
+        flink: vec![live],
+        dlf: Vec::new(),
+    };
+    let desired = DesiredJobs {
+        flink: vec![desired_sql("agg")],
+        dlf: Vec::new(),
+    };
+    let plan = super::plan(&desired, &observed, &JournalView::default(), &policy());
+    let names: Vec<_> = plan
+        .actions
+        .iter()
+        .map(|action| action.name.as_str())
+        .collect();
+    assert_eq!(names, vec!["agg"]);
+    assert!(plan.warnings.is_empty(), "{:?}", plan.warnings);
+}
+
+#[test]
+fn a_live_job_in_git_that_is_not_managed_is_adopted_in_place() {
+    let desired = desired_sql("agg");
+    let mut live = live_of(&desired, 7, "job_running");
+    live.config.tags.clear();
+    live.config.tags.insert("team".into(), "growth".into());
+    let plan = plan_one(desired, Some(live), &JournalView::default(), &policy());
+    let action = only_action(&plan);
+    assert_eq!(action.class, ActionClass::UpdateInPlace);
+    let mut set = BTreeMap::new();
+    set.insert(MANAGED_TAG_KEY.to_string(), MANAGED_TAG_VALUE.to_string());
+    assert_eq!(
+        action.steps,
+        vec![Step::UpdateTags {
+            set,
+            remove: vec!["team".to_string()]
+        }]
+    );
+    assert!(action.reason.starts_with("adopts"), "{}", action.reason);
+}
+
+fn prune_inputs(tagged: bool) -> (DesiredJobs, ObservedJobs) {
+    let gone = desired_sql("gone");
+    let mut live = live_of(&gone, 3, "job_running");
+    if !tagged {
+        live.config.tags.clear();
+    }
+    let desired = DesiredJobs {
+        flink: vec![desired_sql("agg")],
+        dlf: Vec::new(),
+    };
+    let observed = ObservedJobs {
+        flink: vec![live],
+        dlf: Vec::new(),
+    };
+    (desired, observed)
+}
+
+fn prune_action(plan: &Plan) -> Option<&JobAction> {
+    plan.actions.iter().find(|action| action.name == "gone")
+}
+
+#[test]
+fn managed_jobs_out_of_git_are_pruned_only_when_allowed() {
+    let (desired, observed) = prune_inputs(true);
+    let plan = super::plan(&desired, &observed, &JournalView::default(), &policy());
+    let action = prune_action(&plan).expect("a prune");
+    assert_eq!(action.class, ActionClass::Prune);
+    assert_eq!(
+        action.steps,
+        vec![
+            Step::Backup,
+            Step::Stop {
+                trigger_savepoint: true
+            },
+            Step::Delete
+        ]
+    );
+
+    // Managed through the journal alone (the tag was removed by hand).
+    let (desired, observed) = prune_inputs(false);
+    let plan_untagged = super::plan(&desired, &observed, &managed_view("gone"), &policy());
+    assert!(prune_action(&plan_untagged).is_some());
+    let plan_unknown = super::plan(&desired, &observed, &JournalView::default(), &policy());
+    assert!(prune_action(&plan_unknown).is_none());
+    assert!(plan_unknown.warnings.is_empty());
+
+    // Pruning off: a warning, no action.
+    let (desired, observed) = prune_inputs(true);
+    let off = super::plan(
+        &desired,
+        &observed,
+        &JournalView::default(),
+        &PlanPolicy {
+            prune: false,
+            ..policy()
+        },
+    );
+    assert!(prune_action(&off).is_none());
+    assert!(
+        off.warnings[0].contains("pruning is off"),
+        "{:?}",
+        off.warnings
+    );
+
+    // Protected by `prune: false` when last applied.
+    let mut view = managed_view("gone");
+    view.flink.get_mut("gone").unwrap().protected = true;
+    let protected = super::plan(&desired, &observed, &view, &policy());
+    assert!(prune_action(&protected).is_none());
+    assert!(protected.warnings[0].contains("prune: false"));
+}
+
+#[test]
+fn an_empty_git_prunes_nothing_unless_explicitly_allowed() {
+    let (_, observed) = prune_inputs(true);
+    let empty = DesiredJobs::default();
+    let guarded = super::plan(&empty, &observed, &JournalView::default(), &policy());
+    assert!(guarded.actions.is_empty());
+    assert!(
+        guarded.warnings[0].contains("zero jobs"),
+        "{:?}",
+        guarded.warnings
+    );
+
+    let allowed = super::plan(
+        &empty,
+        &observed,
+        &JournalView::default(),
+        &PlanPolicy {
+            allow_empty_prune: true,
+            ..policy()
+        },
+    );
+    assert_eq!(allowed.actions.len(), 1);
+    assert_eq!(allowed.actions[0].class, ActionClass::Prune);
+}
+
+#[test]
+fn a_moving_job_is_never_acted_on() {
+    let mut desired = desired_sql("agg");
+    desired.config.cu_number = 8;
+    for status in [
+        "job_submitting",
+        "job_canceling",
+        "job_savepointing",
+        "job_something_new",
+    ] {
+        let live = live_of(&desired_sql("agg"), 7, status);
+        let plan = plan_one(desired.clone(), Some(live), &managed_view("agg"), &policy());
+        let action = only_action(&plan);
+        assert_ne!(action.class, ActionClass::None, "{status}");
+        assert_eq!(action.steps, vec![Step::WaitSteady], "{status}");
+        assert!(action.is_waiting());
+        assert!(action.reason.contains(status), "{}", action.reason);
+        assert_eq!(plan.summary().waiting, 1);
+    }
+
+    // Already heading where git wants it: nothing to wait for.
+    let desired = desired_sql("agg");
+    let live = live_of(&desired, 7, "job_submitting");
+    let plan = plan_one(desired, Some(live), &managed_view("agg"), &policy());
+    assert!(plan.is_empty(), "{plan:#?}");
+
+    // A moving managed job out of git waits too.
+    let (desired, mut observed) = prune_inputs(true);
+    observed.flink[0].status = FlinkJobStatus::new("job_canceling");
+    let plan = super::plan(&desired, &observed, &JournalView::default(), &policy());
+    assert_eq!(prune_action(&plan).unwrap().steps, vec![Step::WaitSteady]);
+}
+
+#[test]
+fn a_job_type_change_replaces_the_job() {
+    let desired = desired_sql("agg");
+    let mut live = live_of(&desired, 7, "job_running");
+    live.config.job_type = crate::model::defaults::JAR_JOB_TYPE.into();
+    live.config.sql_body = None;
+    let plan = plan_one(desired, Some(live), &managed_view("agg"), &policy());
+    let action = only_action(&plan);
+    assert_eq!(action.class, ActionClass::Upgrade);
+    assert_eq!(
+        action.steps[..3],
+        [
+            Step::Backup,
+            Step::Stop {
+                trigger_savepoint: false
+            },
+            Step::Delete
+        ]
+    );
+    assert!(action.reason.contains("job type"));
+}
+
+fn desired_dlf(name: &str, digest: &str) -> crate::model::DesiredDlfJob {
+    crate::model::DesiredDlfJob {
+        name: name.into(),
+        definition: serde_json::json!({"name": name, "nodes": [{"name": "load"}]}),
+        scripts: BTreeMap::new(),
+        import: Default::default(),
+        prune: true,
+        source: SourceLocation::default(),
+        digest: digest.into(),
+    }
+}
+
+#[test]
+fn dlf_jobs_import_when_the_digest_differs_or_the_job_is_absent() {
+    let desired = DesiredJobs {
+        flink: Vec::new(),
+        dlf: vec![desired_dlf("nightly", "d2")],
+    };
+    let absent = super::plan(
+        &desired,
+        &ObservedJobs::default(),
+        &JournalView::default(),
+        &policy(),
+    );
+    assert_eq!(absent.actions[0].class, ActionClass::Create);
+    assert_eq!(absent.actions[0].steps, vec![Step::DlfImport]);
+
+    let observed = ObservedJobs {
+        flink: Vec::new(),
+        dlf: vec![ObservedDlfJob {
+            name: "nightly".into(),
+            definition: serde_json::json!({"name": "nightly", "nodes": []}),
+            last_update: None,
+        }],
+    };
+    let mut view = JournalView::default();
+    view.dlf.insert(
+        "nightly".into(),
+        JournalDlfJob {
+            managed: true,
+            protected: false,
+            imported_digest: Some("d1".into()),
+        },
+    );
+    let changed = super::plan(&desired, &observed, &view, &policy());
+    assert_eq!(changed.actions[0].class, ActionClass::UpdateInPlace);
+    assert_eq!(
+        changed.actions[0].steps,
+        vec![Step::Backup, Step::DlfImport]
+    );
+    assert!(changed.actions[0].desired_dlf(&desired).is_ok());
+
+    view.dlf.get_mut("nightly").unwrap().imported_digest = Some("d2".into());
+    assert!(super::plan(&desired, &observed, &view, &policy()).is_empty());
+
+    // Out of git and managed: pruned.
+    let pruned = super::plan(
+        &DesiredJobs {
+            flink: vec![desired_sql("keep")],
+            dlf: Vec::new(),
+        },
+        &observed,
+        &view,
+        &policy(),
+    );
+    let action = pruned
+        .actions
+        .iter()
+        .find(|action| action.kind == JobKind::Dlf)
+        .unwrap();
+    assert_eq!(action.class, ActionClass::Prune);
+    assert_eq!(action.steps, vec![Step::Backup, Step::Delete]);
+}
+
+#[test]
+fn a_dlf_action_refuses_a_desired_job_that_moved_on() {
+    let desired = DesiredJobs {
+        flink: Vec::new(),
+        dlf: vec![desired_dlf("nightly", "d2")],
+    };
+    let plan = super::plan(
+        &desired,
+        &ObservedJobs::default(),
+        &JournalView::default(),
+        &policy(),
+    );
+    let newer = DesiredJobs {
+        flink: Vec::new(),
+        dlf: vec![desired_dlf("nightly", "d3")],
+    };
+    let error = plan.actions[0].desired_dlf(&newer).unwrap_err();
+    assert!(error.to_string().contains("re-plan"), "{error}");
+}
+
+#[test]
+fn actions_are_sorted_by_kind_then_name_and_the_id_follows_the_content() {
+    let desired = DesiredJobs {
+        flink: vec![desired_sql("zeta"), desired_sql("alpha")],
+        dlf: vec![desired_dlf("beta", "d1")],
+    };
+    let mut jar = desired_sql("jar");
+    jar.config = FlinkJobConfig::defaults_for(JobKind::FlinkJar);
+    let mut desired_with_jar = desired.clone();
+    desired_with_jar.flink.push(jar);
+    let first = super::plan(
+        &desired_with_jar,
+        &ObservedJobs::default(),
+        &JournalView::default(),
+        &policy(),
+    );
+    let order: Vec<_> = first
+        .actions
+        .iter()
+        .map(|action| (action.kind, action.name.as_str()))
+        .collect();
+    assert_eq!(
+        order,
+        vec![
+            (JobKind::FlinkSql, "alpha"),
+            (JobKind::FlinkSql, "zeta"),
+            (JobKind::FlinkJar, "jar"),
+            (JobKind::Dlf, "beta"),
+        ]
+    );
+    let mut reversed = desired_with_jar.clone();
+    reversed.flink.reverse();
+    let second = super::plan(
+        &reversed,
+        &ObservedJobs::default(),
+        &JournalView::default(),
+        &policy(),
+    );
+    assert_eq!(first, second);
+    let other = super::plan(
+        &desired,
+        &ObservedJobs::default(),
+        &JournalView::default(),
+        &policy(),
+    );
+    assert_ne!(first.id, other.id);
+}
+
+#[test]
+fn duplicate_names_are_skipped_with_a_warning() {
+    let desired = DesiredJobs {
+        flink: vec![desired_sql("agg"), desired_sql("agg")],
+        dlf: Vec::new(),
+    };
+    let plan = super::plan(
+        &desired,
+        &ObservedJobs::default(),
+        &JournalView::default(),
+        &policy(),
+    );
+    assert!(plan.actions.is_empty());
+    assert_eq!(plan.warnings.len(), 1);
+    assert!(plan.warnings[0].contains("more than once"));
+
+    let twin = desired_sql("twin");
+    let observed = ObservedJobs {
+        flink: vec![
+            live_of(&twin, 1, "job_running"),
+            live_of(&twin, 2, "job_running"),
+        ],
+        dlf: Vec::new(),
+    };
+    let desired = DesiredJobs {
+        flink: vec![twin],
+        dlf: Vec::new(),
+    };
+    let plan = super::plan(&desired, &observed, &JournalView::default(), &policy());
+    assert!(plan.actions.is_empty());
+    assert!(plan.warnings[0].contains("several Flink jobs"));
+}
+
+#[test]
+fn plan_json_round_trips() {
+    let mut desired = desired_sql("agg");
+    desired.config.cu_number = 8;
+    let live = live_of(&desired_sql("agg"), 7, "job_running");
+    let plan = plan_one(desired, Some(live), &managed_view("agg"), &policy());
+    let json = plan.render_json();
+    let back: Plan = serde_json::from_str(&json).unwrap();
+    assert_eq!(back, plan);
+    let value: serde_json::Value = serde_json::from_str(&json).unwrap();
+    assert_eq!(value["actions"][0]["class"], "upgrade");
+    assert_eq!(value["actions"][0]["steps"][1]["step"], "stop");
+    assert_eq!(
+        value["actions"][0]["steps"][4]["source"]["from"],
+        "from_stop"
+    );
+}
+
+#[test]
+fn a_finished_job_is_not_restarted_unless_it_changed() {
+    let desired = desired_sql("batchy");
+    let live = live_of(&desired, 7, "job_finish");
+    let plan = plan_one(
+        desired.clone(),
+        Some(live.clone()),
+        &managed_view("batchy"),
+        &policy(),
+    );
+    assert!(plan.is_empty(), "{plan:#?}");
+    assert!(only_action(&plan).reason.contains("finished"));
+
+    let mut changed = desired;
+    changed.config.cu_number = 4;
+    let plan = plan_one(changed, Some(live), &managed_view("batchy"), &policy());
+    let action = only_action(&plan);
+    assert_eq!(action.class, ActionClass::Start);
+    assert!(matches!(action.steps.last(), Some(Step::Start { .. })));
+}

@@ -1,0 +1,1073 @@
+//! The planner through its public API: rendered plans as snapshots, and properties checked
+//! against a small pure simulator of the live service (apply the plan, re-plan, nothing left).
+
+use std::collections::BTreeMap;
+
+use dli_gitops::model::{
+    DesiredDlfJob, DesiredFlinkJob, DesiredJobs, FlinkJobConfig, FlinkJobStatus, JobKind,
+    Lifecycle, MANAGED_TAG_KEY, MANAGED_TAG_VALUE, ObservedDlfJob, ObservedFlinkJob, ObservedJobs,
+    Restore, RunState, SourceLocation, UpgradeMode,
+};
+use dli_gitops::plan::{
+    ActionClass, ApplyStrategy, JobAction, JournalDlfJob, JournalFlinkJob, JournalView, Plan,
+    PlanPolicy, SavepointSource, Step, plan,
+};
+use proptest::prelude::*;
+
+// ---------------------------------------------------------------------------------------------
+// Builders
+
+fn sql_job(name: &str, sql: &str) -> DesiredFlinkJob {
+    let mut config = FlinkJobConfig::defaults_for(JobKind::FlinkSql);
+    config.queue_name = Some("flink_queue".into());
+    config.sql_body = Some(sql.into());
+    config.tags.insert("team".into(), "growth".into());
+    DesiredFlinkJob {
+        name: name.into(),
+        config,
+        lifecycle: Lifecycle {
+            desired_state: RunState::Running,
+            upgrade_mode: UpgradeMode::Savepoint,
+            restore: None,
+            prune: true,
+        },
+        source: SourceLocation {
+            file: format!("flink/{name}.yaml"),
+            line: 1,
+        },
+        digest: format!("sha256-{name}"),
+    }
+}
+
+fn jar_job(name: &str) -> DesiredFlinkJob {
+    let mut job = sql_job(name, "");
+    job.config = FlinkJobConfig::defaults_for(JobKind::FlinkJar);
+    job.config.queue_name = Some("flink_queue".into());
+    job.config.entrypoint = Some("obs://jars/fraud-detector-2.1.jar".into());
+    job.config.main_class = Some("com.example.FraudDetector".into());
+    job
+}
+
+fn live_of(desired: &DesiredFlinkJob, id: i64, status: &str) -> ObservedFlinkJob {
+    let mut config = desired.config.clone();
+    config
+        .tags
+        .insert(MANAGED_TAG_KEY.into(), MANAGED_TAG_VALUE.into());
+    ObservedFlinkJob {
+        id,
+        name: desired.name.clone(),
+        status: FlinkJobStatus::new(status),
+        update_time: 1_711_647_009_620,
+        config,
+        savepoint_path: None,
+        status_desc: None,
+    }
+}
+
+fn dlf_job(name: &str, digest: &str) -> DesiredDlfJob {
+    DesiredDlfJob {
+        name: name.into(),
+        definition: serde_json::json!({
+            "name": name,
+            "nodes": [{"name": "load", "type": "DWSSQL", "properties": [{"name": "scriptName", "value": "load_orders"}]}],
+            "schedule": {"type": "CRON", "cron": {"expression": "0 0 2 * * ?"}}
+        }),
+        scripts: BTreeMap::new(),
+        import: Default::default(),
+        prune: true,
+        source: SourceLocation::default(),
+        digest: digest.into(),
+    }
+}
+
+fn policy() -> PlanPolicy {
+    PlanPolicy {
+        prune: true,
+        allow_empty_prune: false,
+        strategy: ApplyStrategy::Import,
+        backups: true,
+    }
+}
+
+fn managed(view: &mut JournalView, name: &str) -> JournalFlinkJob {
+    view.flink
+        .entry(name.into())
+        .or_insert_with(|| JournalFlinkJob {
+            managed: true,
+            ..JournalFlinkJob::default()
+        })
+        .clone()
+}
+
+/// One scenario per action class, as (desired, observed, view) contributions.
+struct Scenario {
+    desired: DesiredJobs,
+    observed: ObservedJobs,
+    view: JournalView,
+}
+
+impl Scenario {
+    fn new() -> Scenario {
+        Scenario {
+            desired: DesiredJobs::default(),
+            observed: ObservedJobs::default(),
+            view: JournalView::default(),
+        }
+    }
+
+    fn plan(&self, policy: &PlanPolicy) -> Plan {
+        plan(&self.desired, &self.observed, &self.view, policy)
+    }
+
+    fn create(&mut self) -> &mut Scenario {
+        let job = sql_job(
+            "clickstream-agg",
+            "INSERT INTO clicks_per_minute\nSELECT page, COUNT(*)\nFROM clicks\nGROUP BY page, TUMBLE(ts, INTERVAL '1' MINUTE);\n",
+        );
+        let mut job = job;
+        job.config.cu_number = 4;
+        job.config.checkpoint_enabled = true;
+        self.desired.flink.push(job);
+        self
+    }
+
+    fn update(&mut self) -> &mut Scenario {
+        let job = sql_job("alerts", "INSERT INTO alerts SELECT * FROM events;");
+        let mut live = live_of(&job, 11, "job_running");
+        live.config.smn_topic = Some("alerts-old".into());
+        let mut job = job;
+        job.config.smn_topic = Some("alerts-prod".into());
+        managed(&mut self.view, "alerts");
+        self.desired.flink.push(job);
+        self.observed.flink.push(live);
+        self
+    }
+
+    fn upgrade(&mut self) -> &mut Scenario {
+        let old_sql = "INSERT INTO sessions\nSELECT user_id, COUNT(*)\nFROM clicks\nGROUP BY user_id, SESSION(ts, INTERVAL '30' MINUTE);\n";
+        let new_sql = "INSERT INTO sessions\nSELECT user_id, COUNT(*), MAX(ts)\nFROM clicks\nGROUP BY user_id, SESSION(ts, INTERVAL '30' MINUTE);\n";
+        let mut job = sql_job("sessionize", new_sql);
+        job.config.cu_number = 8;
+        let mut live = live_of(&sql_job("sessionize", old_sql), 12, "job_running");
+        live.config.flink_version = Some("1.15".into());
+        managed(&mut self.view, "sessionize");
+        self.desired.flink.push(job);
+        self.observed.flink.push(live);
+        self
+    }
+
+    fn restore(&mut self) -> &mut Scenario {
+        let mut job = jar_job("fraud-detector");
+        job.lifecycle.restore = Some(Restore {
+            savepoint_path: Some("obs://prod-ckpt/savepoints/fraud-detector/2026-11-01/".into()),
+            nonce: Some(2),
+            from_target: None,
+        });
+        let live = live_of(&job, 13, "job_running");
+        let mut entry = managed(&mut self.view, "fraud-detector");
+        entry.applied_restore_key = Some(
+            Restore {
+                savepoint_path: Some(
+                    "obs://prod-ckpt/savepoints/fraud-detector/2026-11-01/".into(),
+                ),
+                nonce: Some(1),
+                from_target: None,
+            }
+            .key(),
+        );
+        self.view.flink.insert("fraud-detector".into(), entry);
+        self.desired.flink.push(job);
+        self.observed.flink.push(live);
+        self
+    }
+
+    fn start(&mut self) -> &mut Scenario {
+        let job = sql_job("reports", "INSERT INTO reports SELECT * FROM orders;");
+        let mut live = live_of(&job, 14, "job_cancel_success");
+        live.savepoint_path = Some("obs://prod-ckpt/jobs/savepoint/14/2026-11-20_10-00-00/".into());
+        managed(&mut self.view, "reports");
+        self.desired.flink.push(job);
+        self.observed.flink.push(live);
+        self
+    }
+
+    fn stop(&mut self) -> &mut Scenario {
+        let mut job = sql_job("backfill", "INSERT INTO history SELECT * FROM archive;");
+        job.lifecycle.desired_state = RunState::Stopped;
+        let live = live_of(&job, 15, "job_running");
+        managed(&mut self.view, "backfill");
+        self.desired.flink.push(job);
+        self.observed.flink.push(live);
+        self
+    }
+
+    fn prune(&mut self) -> &mut Scenario {
+        let gone = sql_job("legacy-etl", "INSERT INTO old SELECT * FROM older;");
+        self.observed.flink.push(live_of(&gone, 16, "job_running"));
+        self
+    }
+
+    fn dlf_update(&mut self) -> &mut Scenario {
+        let job = dlf_job("nightly-load", "sha256-new");
+        let mut live_definition = job.definition.clone();
+        live_definition["schedule"]["cron"]["expression"] = serde_json::json!("0 0 1 * * ?");
+        self.observed.dlf.push(ObservedDlfJob {
+            name: "nightly-load".into(),
+            definition: live_definition,
+            last_update: Some(1_711_647_009_620),
+        });
+        self.view.dlf.insert(
+            "nightly-load".into(),
+            JournalDlfJob {
+                managed: true,
+                protected: false,
+                imported_digest: Some("sha256-old".into()),
+            },
+        );
+        self.desired.dlf.push(job);
+        self
+    }
+
+    fn waiting(&mut self) -> &mut Scenario {
+        let mut job = sql_job("enrich", "INSERT INTO enriched SELECT * FROM raw;");
+        let live = live_of(&job, 17, "job_submitting");
+        job.config.parallel_number = 4;
+        managed(&mut self.view, "enrich");
+        self.desired.flink.push(job);
+        self.observed.flink.push(live);
+        self
+    }
+
+    fn steady(&mut self) -> &mut Scenario {
+        let job = sql_job("steady", "INSERT INTO a SELECT * FROM b;");
+        let live = live_of(&job, 18, "job_running");
+        managed(&mut self.view, "steady");
+        self.desired.flink.push(job);
+        self.observed.flink.push(live);
+        self
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Snapshots of the rendered text
+
+#[test]
+fn render_every_class_in_one_plan() {
+    let mut scenario = Scenario::new();
+    scenario
+        .create()
+        .update()
+        .upgrade()
+        .restore()
+        .start()
+        .stop()
+        .prune()
+        .dlf_update()
+        .waiting()
+        .steady();
+    let plan = scenario.plan(&policy());
+    let classes: Vec<ActionClass> = plan.actions.iter().map(|action| action.class).collect();
+    for class in [
+        ActionClass::None,
+        ActionClass::Create,
+        ActionClass::UpdateInPlace,
+        ActionClass::Upgrade,
+        ActionClass::Restore,
+        ActionClass::Start,
+        ActionClass::Stop,
+        ActionClass::Prune,
+    ] {
+        assert!(
+            classes.contains(&class),
+            "{class:?} missing from {classes:?}"
+        );
+    }
+    insta::assert_snapshot!("all_classes", plan.render_text());
+}
+
+/// Adds one scenario's jobs.
+type Builder = fn(&mut Scenario) -> &mut Scenario;
+
+#[test]
+fn render_each_class_alone() {
+    let cases: [(&str, Builder, ActionClass); 9] = [
+        ("create", Scenario::create, ActionClass::Create),
+        ("update", Scenario::update, ActionClass::UpdateInPlace),
+        ("upgrade", Scenario::upgrade, ActionClass::Upgrade),
+        ("restore", Scenario::restore, ActionClass::Restore),
+        ("start", Scenario::start, ActionClass::Start),
+        ("stop", Scenario::stop, ActionClass::Stop),
+        ("prune", Scenario::prune, ActionClass::Prune),
+        (
+            "dlf_update",
+            Scenario::dlf_update,
+            ActionClass::UpdateInPlace,
+        ),
+        ("waiting", Scenario::waiting, ActionClass::Upgrade),
+    ];
+    for (name, build, class) in cases {
+        let mut scenario = Scenario::new();
+        build(&mut scenario);
+        // Prune needs something in git, or the empty-git guard refuses it.
+        if name == "prune" {
+            scenario.steady();
+        }
+        let plan = scenario.plan(&policy());
+        assert!(
+            plan.changes().all(|action| action.class == class),
+            "{name}: {plan:#?}"
+        );
+        assert_eq!(plan.changes().count(), 1, "{name}");
+        insta::assert_snapshot!(name, plan.render_text());
+    }
+}
+
+#[test]
+fn render_an_api_strategy_upgrade_and_a_stateless_one() {
+    let mut scenario = Scenario::new();
+    scenario.upgrade();
+    let api = scenario.plan(&PlanPolicy {
+        strategy: ApplyStrategy::Api,
+        ..policy()
+    });
+    insta::assert_snapshot!("upgrade_api", api.render_text());
+    scenario.desired.flink[0].lifecycle.upgrade_mode = UpgradeMode::Stateless;
+    let stateless = scenario.plan(&policy());
+    insta::assert_snapshot!("upgrade_stateless", stateless.render_text());
+}
+
+#[test]
+fn render_no_changes_and_guard_warnings() {
+    let mut scenario = Scenario::new();
+    scenario.steady();
+    let plan = scenario.plan(&policy());
+    assert!(plan.is_empty());
+    insta::assert_snapshot!("no_changes", plan.render_text());
+
+    let mut empty_git = Scenario::new();
+    empty_git.prune();
+    let guarded = empty_git.plan(&policy());
+    assert!(guarded.is_empty());
+    insta::assert_snapshot!("empty_git_guard", guarded.render_text());
+}
+
+#[test]
+fn json_plan_names_every_step_and_savepoint() {
+    let mut scenario = Scenario::new();
+    scenario.upgrade();
+    let plan = scenario.plan(&policy());
+    insta::assert_snapshot!("upgrade_json", plan.render_json());
+}
+
+// ---------------------------------------------------------------------------------------------
+// A pure simulator of the live service and the journal
+
+/// What the executor and the service would do with a plan, with the service's preconditions
+/// enforced so that a plan that orders steps wrongly fails here.
+#[derive(Debug, Clone)]
+struct Simulator {
+    flink: BTreeMap<String, ObservedFlinkJob>,
+    dlf: BTreeMap<String, ObservedDlfJob>,
+    view: JournalView,
+    next_id: i64,
+    savepoints_taken: u64,
+}
+
+impl Simulator {
+    fn observed(&self) -> ObservedJobs {
+        ObservedJobs {
+            flink: self.flink.values().cloned().collect(),
+            dlf: self.dlf.values().cloned().collect(),
+        }
+    }
+
+    fn apply(&mut self, plan: &Plan, desired: &DesiredJobs) -> Result<(), String> {
+        for action in &plan.actions {
+            self.apply_action(action, desired)
+                .map_err(|error| format!("{} {}: {error}", action.kind, action.name))?;
+        }
+        Ok(())
+    }
+
+    fn apply_action(&mut self, action: &JobAction, desired: &DesiredJobs) -> Result<(), String> {
+        if action.kind == JobKind::Dlf {
+            return self.apply_dlf(action, desired);
+        }
+        let name = action.name.as_str();
+        let mut stop_savepoint: Option<String> = None;
+        let mut savepoint_imports = 0;
+        for step in &action.steps {
+            if let Some(job) = self.flink.get(name)
+                && step != &Step::WaitSteady
+                && !(job.status.is_running() || job.status.is_stopped())
+            {
+                return Err(format!("{step:?} on a moving job ({})", job.status));
+            }
+            match step {
+                Step::WaitSteady => {
+                    let job = self.job(name)?;
+                    let settled = if job.status.as_str() == "job_canceling" {
+                        "job_cancel_success"
+                    } else {
+                        "job_running"
+                    };
+                    job.status = FlinkJobStatus::new(settled);
+                    if action.steps.len() != 1 {
+                        return Err("WaitSteady is not the only step".into());
+                    }
+                }
+                Step::Backup => {
+                    self.job(name)?;
+                }
+                Step::Stop { trigger_savepoint } => {
+                    self.savepoints_taken += 1;
+                    let counter = self.savepoints_taken;
+                    let job = self.job(name)?;
+                    if !job.status.is_running() {
+                        return Err(format!("stop of a job that is {}", job.status));
+                    }
+                    job.status = FlinkJobStatus::new("job_cancel_success");
+                    if *trigger_savepoint {
+                        let path = format!("obs://sim/jobs/savepoint/{}/{counter}/", job.id);
+                        job.savepoint_path = Some(path.clone());
+                        stop_savepoint = Some(path.clone());
+                        self.journal(name).last_savepoint = Some(path);
+                    }
+                }
+                Step::ImportBundle => {
+                    let config = action.config.clone().ok_or("import without config")?;
+                    self.next_id += 1;
+                    let id = self.next_id;
+                    match self.flink.get_mut(name) {
+                        Some(job) => {
+                            if job.status.is_running() {
+                                return Err("import over a running job".into());
+                            }
+                            // The service's handling of tags on import is unknown: assume the
+                            // worst for removals, that old tags survive.
+                            let mut tags = job.config.tags.clone();
+                            tags.extend(config.tags.clone());
+                            job.config = FlinkJobConfig { tags, ..config };
+                            job.id = id;
+                            job.status = FlinkJobStatus::new("job_init");
+                            job.savepoint_path = None;
+                        }
+                        None => {
+                            let mut config = config;
+                            config.tags.clear();
+                            self.flink.insert(name.into(), new_job(name, id, config));
+                        }
+                    }
+                }
+                Step::CreateJob => {
+                    let config = action.config.clone().ok_or("create without config")?;
+                    if self.flink.contains_key(name) {
+                        return Err("create of an existing job".into());
+                    }
+                    self.next_id += 1;
+                    self.flink
+                        .insert(name.into(), new_job(name, self.next_id, config));
+                }
+                Step::UpdateJob => {
+                    let config = action.config.clone().ok_or("update without config")?;
+                    let job = self.job(name)?;
+                    if job.status.is_running() {
+                        let cold: Vec<_> = config
+                            .field_diffs(&job.config)
+                            .into_iter()
+                            .filter(|diff| !diff.is_hot() && diff.field != "tags")
+                            .collect();
+                        if !cold.is_empty() {
+                            return Err(format!("update of a running job changes {cold:?}"));
+                        }
+                    }
+                    // The update call does not carry tags.
+                    job.config = FlinkJobConfig {
+                        tags: job.config.tags.clone(),
+                        ..config
+                    };
+                }
+                Step::UpdateTags { set, remove } => {
+                    let job = self.job(name)?;
+                    for key in remove {
+                        job.config.tags.remove(key);
+                    }
+                    job.config.tags.extend(set.clone());
+                }
+                Step::ImportSavepoint { source } => {
+                    savepoint_imports += 1;
+                    let path = match source {
+                        SavepointSource::FromStop => stop_savepoint
+                            .clone()
+                            .ok_or("FromStop without a stop savepoint")?,
+                        SavepointSource::Path(path) => path.clone(),
+                        SavepointSource::FromTarget(target) => format!("obs://{target}/latest/"),
+                        SavepointSource::Held(_) => return Err("Held is not importable".into()),
+                    };
+                    let job = self.job(name)?;
+                    if job.status.is_running() {
+                        return Err("savepoint import into a running job".into());
+                    }
+                    job.savepoint_path = Some(path);
+                    if let Some(key) = &action.restore_key {
+                        self.journal(name).applied_restore_key = Some(key.clone());
+                    }
+                }
+                Step::Start { resume_savepoint } => {
+                    let job = self.job(name)?;
+                    if !job.status.is_stopped() {
+                        return Err(format!("start of a job that is {}", job.status));
+                    }
+                    if *resume_savepoint && job.savepoint_path.is_none() {
+                        return Err("resume without a savepoint".into());
+                    }
+                    job.status = FlinkJobStatus::new("job_running");
+                }
+                Step::Delete => {
+                    self.flink.remove(name).ok_or("delete of a missing job")?;
+                }
+                Step::DlfImport => return Err("DlfImport on a Flink job".into()),
+            }
+        }
+        if savepoint_imports > 1 {
+            return Err("more than one savepoint import in one action".into());
+        }
+        if action.restore_key.is_some() && savepoint_imports == 0 {
+            return Err("a restore key without a savepoint import".into());
+        }
+        if action.class != ActionClass::Prune
+            && action.class != ActionClass::None
+            && !action.is_waiting()
+        {
+            let protected = action.protected;
+            let entry = self.journal(name);
+            entry.managed = true;
+            entry.protected = protected;
+        }
+        Ok(())
+    }
+
+    fn apply_dlf(&mut self, action: &JobAction, desired: &DesiredJobs) -> Result<(), String> {
+        for step in &action.steps {
+            match step {
+                Step::Backup => {
+                    self.dlf
+                        .get(&action.name)
+                        .ok_or("backup of a missing DLF job")?;
+                }
+                Step::DlfImport => {
+                    let job = action
+                        .desired_dlf(desired)
+                        .map_err(|error| error.to_string())?;
+                    self.dlf.insert(
+                        job.name.clone(),
+                        ObservedDlfJob {
+                            name: job.name.clone(),
+                            definition: job.definition.clone(),
+                            last_update: None,
+                        },
+                    );
+                    self.view.dlf.insert(
+                        job.name.clone(),
+                        JournalDlfJob {
+                            managed: true,
+                            protected: !job.prune,
+                            imported_digest: Some(job.digest.clone()),
+                        },
+                    );
+                }
+                Step::Delete => {
+                    self.dlf
+                        .remove(&action.name)
+                        .ok_or("delete of a missing DLF job")?;
+                }
+                other => return Err(format!("{other:?} on a DLF job")),
+            }
+        }
+        Ok(())
+    }
+
+    fn job(&mut self, name: &str) -> Result<&mut ObservedFlinkJob, String> {
+        self.flink
+            .get_mut(name)
+            .ok_or_else(|| format!("no live job named {name}"))
+    }
+
+    fn journal(&mut self, name: &str) -> &mut JournalFlinkJob {
+        self.view.flink.entry(name.into()).or_default()
+    }
+}
+
+fn new_job(name: &str, id: i64, config: FlinkJobConfig) -> ObservedFlinkJob {
+    ObservedFlinkJob {
+        id,
+        name: name.into(),
+        status: FlinkJobStatus::new("job_init"),
+        update_time: 1_700_000_000_000 + id,
+        config,
+        savepoint_path: None,
+        status_desc: None,
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Random inputs
+
+const NAMES: &[&str] = &["alpha", "bravo", "charlie", "delta", "echo", "foxtrot"];
+const STEADY: &[&str] = &[
+    "job_running",
+    "job_init",
+    "job_cancel_success",
+    "job_submit_fail",
+    "job_running_exception",
+    "job_finish",
+];
+const MOVING: &[&str] = &["job_submitting", "job_canceling", "job_savepointing"];
+
+#[derive(Debug, Clone)]
+struct FlinkCase {
+    in_git: bool,
+    jar: bool,
+    running: bool,
+    stateless: bool,
+    cu_number: i32,
+    sql_variant: u8,
+    smn_topic: Option<u8>,
+    restore: Option<(u8, u64, bool)>,
+    live: Option<LiveCase>,
+    journal: Option<JournalCase>,
+}
+
+#[derive(Debug, Clone)]
+struct LiveCase {
+    status: &'static str,
+    tagged: bool,
+    jar: bool,
+    cu_number: i32,
+    sql_variant: u8,
+    smn_topic: Option<u8>,
+    extra_tag: bool,
+    savepoint: bool,
+    flink_version: bool,
+}
+
+#[derive(Debug, Clone)]
+struct JournalCase {
+    managed: bool,
+    protected: bool,
+    restore_applied: bool,
+    last_savepoint: bool,
+}
+
+#[derive(Debug, Clone)]
+struct DlfCase {
+    in_git: bool,
+    digest: u8,
+    live: bool,
+    journal: Option<(bool, bool, Option<u8>)>,
+}
+
+fn status_strategy(moving: bool) -> BoxedStrategy<&'static str> {
+    if moving {
+        prop::sample::select(STEADY.iter().chain(MOVING).copied().collect::<Vec<_>>()).boxed()
+    } else {
+        prop::sample::select(STEADY.to_vec()).boxed()
+    }
+}
+
+fn live_strategy(moving: bool) -> impl Strategy<Value = LiveCase> {
+    (
+        status_strategy(moving),
+        any::<bool>(),
+        prop::bool::weighted(0.1),
+        2..5i32,
+        0..3u8,
+        prop::option::of(0..2u8),
+        any::<bool>(),
+        any::<bool>(),
+        any::<bool>(),
+    )
+        .prop_map(
+            |(
+                status,
+                tagged,
+                jar,
+                cu_number,
+                sql_variant,
+                smn_topic,
+                extra_tag,
+                savepoint,
+                flink_version,
+            )| {
+                LiveCase {
+                    status,
+                    tagged,
+                    jar,
+                    cu_number,
+                    sql_variant,
+                    smn_topic,
+                    extra_tag,
+                    savepoint,
+                    flink_version,
+                }
+            },
+        )
+}
+
+fn flink_case(moving: bool) -> impl Strategy<Value = FlinkCase> {
+    (
+        prop::bool::weighted(0.8),
+        prop::bool::weighted(0.2),
+        any::<bool>(),
+        prop::bool::weighted(0.3),
+        2..5i32,
+        0..3u8,
+        prop::option::of(0..2u8),
+        prop::option::weighted(0.3, (0..2u8, 1..3u64, prop::bool::weighted(0.2))),
+        prop::option::weighted(0.7, live_strategy(moving)),
+        prop::option::of(
+            (
+                any::<bool>(),
+                prop::bool::weighted(0.2),
+                any::<bool>(),
+                any::<bool>(),
+            )
+                .prop_map(|(managed, protected, restore_applied, last_savepoint)| {
+                    JournalCase {
+                        managed,
+                        protected,
+                        restore_applied,
+                        last_savepoint,
+                    }
+                }),
+        ),
+    )
+        .prop_map(
+            |(
+                in_git,
+                jar,
+                running,
+                stateless,
+                cu_number,
+                sql_variant,
+                smn_topic,
+                restore,
+                live,
+                journal,
+            )| FlinkCase {
+                in_git,
+                jar,
+                running,
+                stateless,
+                cu_number,
+                sql_variant,
+                smn_topic,
+                restore,
+                live,
+                journal,
+            },
+        )
+}
+
+fn dlf_case() -> impl Strategy<Value = DlfCase> {
+    (
+        prop::bool::weighted(0.8),
+        0..2u8,
+        any::<bool>(),
+        prop::option::of((
+            any::<bool>(),
+            prop::bool::weighted(0.2),
+            prop::option::of(0..2u8),
+        )),
+    )
+        .prop_map(|(in_git, digest, live, journal)| DlfCase {
+            in_git,
+            digest,
+            live,
+            journal,
+        })
+}
+
+fn policy_strategy() -> impl Strategy<Value = PlanPolicy> {
+    (any::<bool>(), any::<bool>(), any::<bool>(), any::<bool>()).prop_map(
+        |(prune, allow_empty_prune, api, backups)| PlanPolicy {
+            prune,
+            allow_empty_prune,
+            strategy: if api {
+                ApplyStrategy::Api
+            } else {
+                ApplyStrategy::Import
+            },
+            backups,
+        },
+    )
+}
+
+fn sql_text(variant: u8) -> String {
+    format!("INSERT INTO sink\nSELECT id, v{variant}\nFROM source;\n")
+}
+
+fn flink_config(
+    jar: bool,
+    cu_number: i32,
+    sql_variant: u8,
+    smn_topic: Option<u8>,
+) -> FlinkJobConfig {
+    let mut config = if jar {
+        let mut config = FlinkJobConfig::defaults_for(JobKind::FlinkJar);
+        config.entrypoint = Some(format!("obs://jars/app-{sql_variant}.jar"));
+        config
+    } else {
+        let mut config = FlinkJobConfig::defaults_for(JobKind::FlinkSql);
+        config.sql_body = Some(sql_text(sql_variant));
+        config
+    };
+    config.queue_name = Some("q".into());
+    config.cu_number = cu_number;
+    config.smn_topic = smn_topic.map(|topic| format!("topic-{topic}"));
+    config
+}
+
+/// Builds (desired, simulator) from random cases; names are unique by construction.
+fn build_world(flink: &[FlinkCase], dlf: &[DlfCase]) -> (DesiredJobs, Simulator) {
+    let mut desired = DesiredJobs::default();
+    let mut simulator = Simulator {
+        flink: BTreeMap::new(),
+        dlf: BTreeMap::new(),
+        view: JournalView::default(),
+        next_id: 100,
+        savepoints_taken: 0,
+    };
+    for (index, case) in flink.iter().enumerate() {
+        let name = NAMES[index].to_string();
+        let restore = case.restore.map(|(path, nonce, from_target)| Restore {
+            savepoint_path: (!from_target).then(|| format!("obs://restore/{path}/")),
+            nonce: Some(nonce),
+            from_target: from_target.then(|| "dev".to_string()),
+        });
+        if case.in_git {
+            let mut config =
+                flink_config(case.jar, case.cu_number, case.sql_variant, case.smn_topic);
+            config.tags.insert("team".into(), "data".into());
+            desired.flink.push(DesiredFlinkJob {
+                name: name.clone(),
+                config,
+                lifecycle: Lifecycle {
+                    desired_state: if case.running {
+                        RunState::Running
+                    } else {
+                        RunState::Stopped
+                    },
+                    upgrade_mode: if case.stateless {
+                        UpgradeMode::Stateless
+                    } else {
+                        UpgradeMode::Savepoint
+                    },
+                    restore: restore.clone(),
+                    prune: true,
+                },
+                source: SourceLocation::default(),
+                digest: format!("digest-{name}-{}-{}", case.cu_number, case.sql_variant),
+            });
+        }
+        if let Some(live) = &case.live {
+            let mut config =
+                flink_config(live.jar, live.cu_number, live.sql_variant, live.smn_topic);
+            config.tags.insert("team".into(), "data".into());
+            if live.tagged {
+                config
+                    .tags
+                    .insert(MANAGED_TAG_KEY.into(), MANAGED_TAG_VALUE.into());
+            }
+            if live.extra_tag {
+                config.tags.insert("owner".into(), "someone".into());
+            }
+            if live.flink_version {
+                config.flink_version = Some("1.15".into());
+            }
+            simulator.flink.insert(
+                name.clone(),
+                ObservedFlinkJob {
+                    id: index as i64 + 1,
+                    name: name.clone(),
+                    status: FlinkJobStatus::new(live.status),
+                    update_time: 1_700_000_000_000,
+                    config,
+                    savepoint_path: live.savepoint.then(|| format!("obs://sim/held/{name}/")),
+                    status_desc: None,
+                },
+            );
+        }
+        if let Some(journal) = &case.journal {
+            simulator.view.flink.insert(
+                name.clone(),
+                JournalFlinkJob {
+                    managed: journal.managed,
+                    protected: journal.protected,
+                    applied_restore_key: restore
+                        .as_ref()
+                        .filter(|_| journal.restore_applied)
+                        .map(Restore::key),
+                    last_savepoint: journal
+                        .last_savepoint
+                        .then(|| format!("obs://sim/journal/{name}/")),
+                },
+            );
+        }
+    }
+    for (index, case) in dlf.iter().enumerate() {
+        let name = format!("dlf-{}", NAMES[index]);
+        let job = dlf_job(&name, &format!("d{}", case.digest));
+        if case.live {
+            simulator.dlf.insert(
+                name.clone(),
+                ObservedDlfJob {
+                    name: name.clone(),
+                    definition: job.definition.clone(),
+                    last_update: None,
+                },
+            );
+        }
+        if let Some((managed, protected, digest)) = case.journal {
+            simulator.view.dlf.insert(
+                name.clone(),
+                JournalDlfJob {
+                    managed,
+                    protected,
+                    imported_digest: digest.map(|digest| format!("d{digest}")),
+                },
+            );
+        }
+        if case.in_git {
+            desired.dlf.push(job);
+        }
+    }
+    (desired, simulator)
+}
+
+/// Observed state equal to `desired`: every job live, managed, in its desired state, with any
+/// restore already applied and every DLF digest imported.
+fn converged_world(desired: &DesiredJobs) -> (ObservedJobs, JournalView) {
+    let mut observed = ObservedJobs::default();
+    let mut view = JournalView::default();
+    for (index, job) in desired.flink.iter().enumerate() {
+        let mut config = job.config.clone();
+        config
+            .tags
+            .insert(MANAGED_TAG_KEY.into(), MANAGED_TAG_VALUE.into());
+        let status = match job.lifecycle.desired_state {
+            RunState::Running => "job_running",
+            RunState::Stopped => "job_cancel_success",
+        };
+        observed.flink.push(ObservedFlinkJob {
+            id: index as i64,
+            name: job.name.clone(),
+            status: FlinkJobStatus::new(status),
+            update_time: 0,
+            config,
+            savepoint_path: None,
+            status_desc: None,
+        });
+        view.flink.insert(
+            job.name.clone(),
+            JournalFlinkJob {
+                managed: true,
+                protected: false,
+                applied_restore_key: job.lifecycle.restore.as_ref().map(Restore::key),
+                last_savepoint: None,
+            },
+        );
+    }
+    for job in &desired.dlf {
+        observed.dlf.push(ObservedDlfJob {
+            name: job.name.clone(),
+            definition: job.definition.clone(),
+            last_update: None,
+        });
+        view.dlf.insert(
+            job.name.clone(),
+            JournalDlfJob {
+                managed: true,
+                protected: false,
+                imported_digest: Some(job.digest.clone()),
+            },
+        );
+    }
+    (observed, view)
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
+
+    #[test]
+    fn planning_is_deterministic(
+        flink in prop::collection::vec(flink_case(true), 0..NAMES.len()),
+        dlf in prop::collection::vec(dlf_case(), 0..3),
+        policy in policy_strategy(),
+    ) {
+        let (desired, simulator) = build_world(&flink, &dlf);
+        let observed = simulator.observed();
+        let first = plan(&desired, &observed, &simulator.view, &policy);
+        let second = plan(&desired, &observed, &simulator.view, &policy);
+        prop_assert_eq!(&first, &second);
+        prop_assert_eq!(first.render_text(), second.render_text());
+
+        // Input order does not matter.
+        let mut reversed_desired = desired.clone();
+        reversed_desired.flink.reverse();
+        reversed_desired.dlf.reverse();
+        let mut reversed_observed = observed.clone();
+        reversed_observed.flink.reverse();
+        reversed_observed.dlf.reverse();
+        let reversed = plan(&reversed_desired, &reversed_observed, &simulator.view, &policy);
+        prop_assert_eq!(&first, &reversed);
+
+        // Sorted by kind then name, one action per job.
+        let keys: Vec<_> = first.actions.iter().map(|action| (action.kind, action.name.clone())).collect();
+        let mut sorted = keys.clone();
+        sorted.sort();
+        sorted.dedup();
+        prop_assert_eq!(keys, sorted);
+    }
+
+    #[test]
+    fn a_live_state_equal_to_git_plans_nothing(
+        flink in prop::collection::vec(flink_case(false), 0..NAMES.len()),
+        dlf in prop::collection::vec(dlf_case(), 0..3),
+        policy in policy_strategy(),
+    ) {
+        let (desired, _) = build_world(&flink, &dlf);
+        let (observed, view) = converged_world(&desired);
+        let plan = plan(&desired, &observed, &view, &policy);
+        prop_assert!(plan.is_empty(), "{}", plan.render_text());
+        prop_assert_eq!(plan.actions.len(), desired.flink.len() + desired.dlf.len());
+    }
+
+    #[test]
+    fn applying_a_plan_then_planning_again_plans_nothing(
+        flink in prop::collection::vec(flink_case(true), 0..NAMES.len()),
+        dlf in prop::collection::vec(dlf_case(), 0..3),
+        policy in policy_strategy(),
+    ) {
+        let (desired, mut simulator) = build_world(&flink, &dlf);
+        let first = plan(&desired, &simulator.observed(), &simulator.view, &policy);
+        let waited = first.summary().waiting > 0;
+        simulator.apply(&first, &desired).map_err(|error| {
+            TestCaseError::fail(format!("{error}\n{}", first.render_text()))
+        })?;
+        let mut next = plan(&desired, &simulator.observed(), &simulator.view, &policy);
+        if waited {
+            // The first pass only let moving jobs settle; the second acts.
+            prop_assert_eq!(next.summary().waiting, 0, "{}", next.render_text());
+            simulator.apply(&next, &desired).map_err(|error| {
+                TestCaseError::fail(format!("{error}\n{}", next.render_text()))
+            })?;
+            next = plan(&desired, &simulator.observed(), &simulator.view, &policy);
+        }
+        prop_assert!(next.is_empty(), "first:\n{}\nthen:\n{}", first.render_text(), next.render_text());
+        // Whatever git declares is now live.
+        for job in &desired.flink {
+            prop_assert!(simulator.flink.contains_key(&job.name));
+        }
+    }
+}
