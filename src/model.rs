@@ -136,7 +136,7 @@ impl Restore {
 }
 
 /// Lifecycle fields: ours, never sent to the service.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct Lifecycle {
     pub desired_state: RunState,
     pub upgrade_mode: UpgradeMode,
@@ -144,6 +144,18 @@ pub struct Lifecycle {
     pub restore: Option<Restore>,
     /// `false` protects the job from pruning even when pruning is on.
     pub prune: bool,
+}
+
+impl Default for Lifecycle {
+    /// Running, savepoint upgrades, no restore, prunable (the target's policy still decides).
+    fn default() -> Lifecycle {
+        Lifecycle {
+            desired_state: RunState::Running,
+            upgrade_mode: UpgradeMode::Savepoint,
+            restore: None,
+            prune: true,
+        }
+    }
 }
 
 /// Fields that can change on a running job without stopping it (as Terraform's provider does).
