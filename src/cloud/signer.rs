@@ -122,15 +122,15 @@ pub fn canonical_uri(path: &str) -> String {
 }
 
 /// `CanonicalQueryString`: sorted by key, then by value, each side encoded.
+///
+/// The SDKs sort the *decoded* keys and values (by code point) and encode afterwards; sorting
+/// the encoded text instead orders `[` or non-ASCII characters differently.
 pub fn canonical_query(query: &[(String, String)]) -> String {
-    let mut pairs: Vec<(String, String)> = query
-        .iter()
-        .map(|(key, value)| (encode_component(key), encode_component(value)))
-        .collect();
+    let mut pairs: Vec<&(String, String)> = query.iter().collect();
     pairs.sort();
     pairs
         .iter()
-        .map(|(key, value)| format!("{key}={value}"))
+        .map(|(key, value)| format!("{}={}", encode_component(key), encode_component(value)))
         .collect::<Vec<_>>()
         .join("&")
 }
