@@ -218,10 +218,12 @@ impl CloudError {
         match self {
             CloudError::Service {
                 status, error_code, ..
-            } => match error_code {
-                Some(code) => AUTH_CODES.contains(&code.as_str()),
-                None => *status == 401,
-            },
+            } => {
+                *status == 401
+                    || error_code
+                        .as_deref()
+                        .is_some_and(|code| AUTH_CODES.contains(&code))
+            }
             CloudError::AuthBackoff { .. } => true,
             CloudError::ObjectStore { source, .. } => matches!(
                 source,
