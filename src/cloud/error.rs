@@ -4,7 +4,8 @@
 use std::fmt;
 use std::time::Duration;
 
-/// Which call failed and on what: `dli list_jobs`, `dli job_detail job 42`.
+/// Which call failed and on what: `dli list_jobs`, `dli job_detail job 42`. Boxed inside
+/// [`CloudError`] to keep the error small.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CallContext {
     /// `dli`, `dlf`, `iam`, `obs`.
@@ -67,7 +68,7 @@ pub enum CloudError {
         request_id.as_deref().map(|r| format!(" (request id {r})")).unwrap_or_default()
     )]
     Service {
-        context: CallContext,
+        context: Box<CallContext>,
         status: u16,
         error_code: Option<String>,
         error_msg: String,
@@ -81,7 +82,7 @@ pub enum CloudError {
         request_id.as_deref().map(|r| format!(" (request id {r})")).unwrap_or_default()
     )]
     Rejected {
-        context: CallContext,
+        context: Box<CallContext>,
         message: String,
         request_id: Option<String>,
     },
@@ -92,14 +93,14 @@ pub enum CloudError {
         failures.iter().map(|f| format!("job {}: {}", f.job_id, f.message)).collect::<Vec<_>>().join("; ")
     )]
     BatchFailed {
-        context: CallContext,
+        context: Box<CallContext>,
         total: usize,
         failures: Vec<BatchFailure>,
     },
     /// No answer: timeout, refused connection, dropped connection.
     #[error("{context}: {failure} talking to {endpoint}")]
     Transport {
-        context: CallContext,
+        context: Box<CallContext>,
         failure: TransportFailure,
         /// Scheme, host and port only.
         endpoint: String,
@@ -112,7 +113,7 @@ pub enum CloudError {
         request_id.as_deref().map(|r| format!(" (request id {r})")).unwrap_or_default()
     )]
     Decode {
-        context: CallContext,
+        context: Box<CallContext>,
         problem: String,
         request_id: Option<String>,
     },
@@ -122,7 +123,7 @@ pub enum CloudError {
         "{context}: not sent: the credentials were refused {refused_ago:?} ago ({reason}); fix the access key, secret key or password and restart, or wait {remaining:?}"
     )]
     AuthBackoff {
-        context: CallContext,
+        context: Box<CallContext>,
         reason: String,
         refused_ago: Duration,
         remaining: Duration,
@@ -275,7 +276,7 @@ impl CloudError {
             | CloudError::BatchFailed { context, .. }
             | CloudError::Transport { context, .. }
             | CloudError::AuthBackoff { context, .. }
-            | CloudError::Decode { context, .. } => Some(context),
+            | CloudError::Decode { context, .. } => Some(context.as_mut()),
             _ => None,
         }
     }

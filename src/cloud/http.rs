@@ -72,13 +72,13 @@ impl Call {
         self
     }
 
-    pub fn context(&self, service: &'static str, attempts: u32) -> CallContext {
-        CallContext {
+    pub fn context(&self, service: &'static str, attempts: u32) -> Box<CallContext> {
+        Box::new(CallContext {
             service,
             operation: self.operation,
             target: self.target.clone(),
             attempts,
-        }
+        })
     }
 }
 
@@ -88,7 +88,7 @@ pub(crate) struct Response {
     pub request_id: Option<String>,
     pub headers: HeaderMap,
     pub body: Bytes,
-    pub context: CallContext,
+    pub context: Box<CallContext>,
 }
 
 impl Response {
@@ -616,10 +616,11 @@ impl TokenSource {
     /// The cached token, or a new one from IAM when none is cached or it is due for renewal.
     async fn token(&self) -> Result<Secret, CloudError> {
         let mut cache = self.cache.lock().await;
-        if let Some(cached) = cache.as_ref() {
-            if Instant::now() < cached.renew_at {
-                return Ok(cached.token.clone());
-            }
+        if let Some(cached) = cache
+            .as_ref()
+            .filter(|cached| Instant::now() < cached.renew_at)
+        {
+            return Ok(cached.token.clone());
         }
         let iam = self.iam.as_ref().ok_or_else(|| CloudError::Config {
             problem: "password credentials need an IAM endpoint: set ClientOptions.iam_endpoint (ServiceEndpoints.iam)".into(),
@@ -720,10 +721,11 @@ pub(crate) fn parse_retry_after(text: &str) -> Option<Duration> {
     if let Ok(seconds) = text.parse::<u64>() {
         return Some(Duration::from_secs(seconds));
     }
-    if let Ok(seconds) = text.parse::<f64>() {
-        if seconds.is_finite() && seconds >= 0.0 {
-            return Some(Duration::from_secs_f64(seconds));
-        }
+    if let Ok(seconds) = text.parse::<f64>()
+        && seconds.is_finite()
+        && seconds >= 0.0
+    {
+        return Some(Duration::from_secs_f64(seconds));
     }
     let date = chrono::DateTime::parse_from_rfc2822(text).ok()?;
     let wait = date.with_timezone(&chrono::Utc) - chrono::Utc::now();

@@ -106,10 +106,12 @@ fn error_from_value(value: &Value) -> Option<ServiceErrorBody> {
             })
         }
         Value::Object(_) => {
-            if let Some(inner) = value.get("error").filter(|inner| inner.is_object()) {
-                if let Some(parsed) = error_from_value(inner) {
-                    return Some(parsed);
-                }
+            if let Some(parsed) = value
+                .get("error")
+                .filter(|inner| inner.is_object())
+                .and_then(error_from_value)
+            {
+                return Some(parsed);
             }
             let code = non_empty_string(first_field(value, &["error_code", "errorCode", "code"]));
             let message = non_empty_string(first_field(
