@@ -756,8 +756,32 @@ async fn apig_0301_stops_at_once_and_holds_back_further_requests() {
         assert!(held.is_auth_failure());
         assert!(held.to_string().contains("APIG.0301"), "{held}");
     }
+    // So is a fresh client with the same key (a daemon rebuilding its clients every cycle).
+    let rebuilt = dli(&server, fast_options());
+    let held = rebuilt
+        .list_jobs(&ListJobsQuery::default())
+        .await
+        .unwrap_err();
+    assert!(matches!(held, CloudError::AuthBackoff { .. }), "{held:?}");
     assert_eq!(server.requests().len(), 1);
     server.assert_done();
+    // A corrected secret key is a different identity and may try at once.
+    let fixed = Credentials::AkSk {
+        access_key: ACCESS_KEY.into(),
+        secret_key: Secret::new("corrected-secret"),
+        security_token: None,
+    };
+    let corrected = DliClient::new(server.url.clone(), PROJECT, fixed, fast_options()).unwrap();
+    let answered = corrected
+        .list_jobs(&ListJobsQuery::default())
+        .await
+        .unwrap_err();
+    assert_eq!(
+        answered.error_code(),
+        Some("TEST.UNEXPECTED"),
+        "{answered:?}"
+    );
+    assert_eq!(server.requests().len(), 2);
 }
 
 fn sql_config() -> FlinkJobConfig {

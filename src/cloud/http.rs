@@ -2,7 +2,8 @@
 //! client-side rate limit, per-attempt timeouts, retries with backoff and jitter, `Retry-After`,
 //! the auth-failure back-off, error decoding and request metrics.
 
-use std::sync::Mutex;
+use std::collections::HashMap;
+use std::sync::{Mutex, OnceLock};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -23,6 +24,21 @@ use super::{ClientOptions, CloudError};
 /// How long requests are refused locally after the service rejected our credentials. APIG locks
 /// an access key for 5 minutes after 5 bad signatures; one refusal per window can never get there.
 pub(crate) const AUTH_FAILURE_BACKOFF: Duration = Duration::from_secs(300);
+
+/// Credentials the services refused, by identity and endpoint, process-wide: a daemon that
+/// rebuilds its clients every cycle still sends at most one request per back-off window with a
+/// refused key.
+fn refusals() -> &'static Mutex<HashMap<String, (std::time::Instant, String)>> {
+    static REFUSALS: OnceLock<Mutex<HashMap<String, (std::time::Instant, String)>>> =
+        OnceLock::new();
+    REFUSALS.get_or_init(|| Mutex::new(HashMap::new()))
+}
+
+/// A short one-way digest that tells two secrets apart without revealing either.
+fn fingerprint(secret: &str) -> String {
+    use sha2::Digest;
+    hex::encode(&sha2::Sha256::digest(secret.as_bytes())[..8])
+}
 
 /// One logical API call; the core may send it several times.
 #[derive(Debug, Clone)]
@@ -170,7 +186,8 @@ pub(crate) struct ServiceClient {
     options: ClientOptions,
     limiter: TokenBucket,
     extra_headers: Vec<(HeaderName, HeaderValue)>,
-    auth_refused: Mutex<Option<(Instant, String)>>,
+    /// Who we are to the service and where: the key of the process-wide refusal registry.
+    refusal_key: String,
 }
 
 impl std::fmt::Debug for ServiceClient {
@@ -219,6 +236,7 @@ impl ServiceClient {
                         "iam",
                         iam_endpoint.clone(),
                         options.clone(),
+                        format!("user:{domain}/{user}:{}", fingerprint(password.expose())),
                     )?),
                     None => None,
                 };
@@ -233,20 +251,43 @@ impl ServiceClient {
                 }))
             }
         };
-        Ok(ServiceClient::assemble(
-            service,
-            endpoint,
-            project_id,
-            authenticator,
-            http,
-            options,
-        ))
+        let identity = match &authenticator {
+            Authenticator::AkSk {
+                access_key,
+                secret_key,
+                ..
+            } => format!("ak:{access_key}:{}", fingerprint(secret_key.expose())),
+            Authenticator::Token(source) => format!(
+                "user:{}/{}:{}",
+                source.domain,
+                source.user,
+                fingerprint(source.password.expose())
+            ),
+            Authenticator::Anonymous => String::new(),
+        };
+        Ok(
+            ServiceClient::assemble(service, endpoint, project_id, authenticator, http, options)
+                .with_identity(identity),
+        )
     }
 
+    fn with_identity(mut self, identity: String) -> ServiceClient {
+        let authority = format!(
+            "{}:{}",
+            self.endpoint.host_str().unwrap_or_default(),
+            self.endpoint.port_or_known_default().unwrap_or(0)
+        );
+        self.refusal_key = format!("{identity}@{authority}");
+        self
+    }
+
+    /// A client without credentials of its own: IAM's token request carries the password in
+    /// its body. `identity` names that password for the refusal registry.
     fn anonymous(
         service: &'static str,
         endpoint: Url,
         options: ClientOptions,
+        identity: String,
     ) -> Result<ServiceClient, CloudError> {
         let http = build_http(&options)?;
         Ok(ServiceClient::assemble(
@@ -256,7 +297,8 @@ impl ServiceClient {
             Authenticator::Anonymous,
             http,
             options,
-        ))
+        )
+        .with_identity(identity))
     }
 
     fn assemble(
@@ -283,7 +325,7 @@ impl ServiceClient {
             limiter: TokenBucket::new(options.requests_per_second, options.burst),
             options,
             extra_headers: Vec::new(),
-            auth_refused: Mutex::new(None),
+            refusal_key: String::new(),
         }
     }
 
@@ -391,15 +433,18 @@ impl ServiceClient {
             }
             other => other.to_string(),
         };
-        let mut refused = self.auth_refused.lock().unwrap_or_else(|p| p.into_inner());
-        *refused = Some((Instant::now(), reason));
+        refusals().lock().unwrap_or_else(|p| p.into_inner()).insert(
+            self.refusal_key.clone(),
+            (std::time::Instant::now(), reason),
+        );
     }
 
     fn auth_backoff(&self, call: &Call) -> Option<CloudError> {
-        let refused = self.auth_refused.lock().unwrap_or_else(|p| p.into_inner());
-        let (at, reason) = refused.as_ref()?;
+        let mut refused = refusals().lock().unwrap_or_else(|p| p.into_inner());
+        let (at, reason) = refused.get(&self.refusal_key)?;
         let ago = at.elapsed();
         if ago >= AUTH_FAILURE_BACKOFF {
+            refused.remove(&self.refusal_key);
             return None;
         }
         Some(CloudError::AuthBackoff {

@@ -6,6 +6,7 @@
 //! `Retry-After`, no blind retry of creates, and a hold on all requests after the service refuses
 //! our credentials (`APIG.0301`), so our own retries never lock an access key.
 
+mod clients;
 pub mod dlf;
 pub mod dli;
 pub mod dli_wire;
@@ -19,6 +20,7 @@ pub mod secret;
 pub mod signer;
 pub mod wire;
 
+pub use clients::CloudClients;
 pub use dlf::{
     DlfClient, DlfImportRequest, DlfJobSummary, DlfListJobsQuery, SystemSubtask, SystemTask,
     SystemTaskStatus,
