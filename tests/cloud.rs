@@ -1136,6 +1136,45 @@ async fn password_auth_caches_the_token_and_renews_it_once_when_refused() {
 }
 
 #[tokio::test]
+async fn the_token_is_renewed_before_it_expires() {
+    // The token lives one hour and the client renews an hour early: every call needs a new one.
+    let token_reply = |token: &str| {
+        let expires = (chrono::Utc::now() + chrono::Duration::hours(1)).to_rfc3339();
+        json_reply_with(
+            201,
+            json!({"token": {"expires_at": expires}}),
+            &[("X-Subject-Token", token)],
+        )
+    };
+    let ok = || json_reply(200, json!({"is_success": "true", "job_list": {"jobs": []}}));
+    let server = ScriptServer::start(vec![
+        step("POST", "/v3/auth/tokens", token_reply("token-one")),
+        step("GET", jobs_path(), ok()),
+        step("POST", "/v3/auth/tokens", token_reply("token-two")),
+        step("GET", jobs_path(), ok()),
+    ])
+    .await;
+    let credentials = Credentials::Password {
+        user: "bob".into(),
+        password: Secret::new("pw"),
+        domain: "acme".into(),
+    };
+    let options = ClientOptions {
+        iam_endpoint: Some(server.url.clone()),
+        token_renew_before: Duration::from_secs(3600),
+        ..fast_options()
+    };
+    let client = DliClient::new(server.url.clone(), PROJECT, credentials, options).unwrap();
+    client.list_jobs(&ListJobsQuery::default()).await.unwrap();
+    client.list_jobs(&ListJobsQuery::default()).await.unwrap();
+    server.assert_done();
+    assert_eq!(
+        server.requests()[3].header("x-auth-token"),
+        Some("token-two")
+    );
+}
+
+#[tokio::test]
 async fn a_refused_password_is_not_retried() {
     let server = ScriptServer::start(vec![step(
         "POST",

@@ -148,12 +148,7 @@ impl ObjectStore {
         let endpoint = options.endpoint.as_ref().ok_or_else(|| CloudError::Config {
             problem: format!("{url:?}: no OBS endpoint configured (e.g. https://obs.cn-north-4.myhuaweicloud.com)"),
         })?;
-        let mut endpoint_text = endpoint.as_str().trim_end_matches('/').to_string();
-        if options.virtual_hosted_style {
-            // object_store takes the bucket's own host as the endpoint in this style.
-            let host = endpoint.host_str().unwrap_or_default();
-            endpoint_text = endpoint_text.replacen(host, &format!("{}.{host}", location.bucket), 1);
-        }
+        let endpoint_text = s3_endpoint(endpoint, &location.bucket, options.virtual_hosted_style);
         let mut builder = object_store::aws::AmazonS3Builder::new()
             .with_bucket_name(&location.bucket)
             .with_region(if options.region.is_empty() {
@@ -278,6 +273,18 @@ impl ObjectStore {
     }
 }
 
+/// The endpoint `object_store` wants: the service endpoint for path style, the bucket's own host
+/// (`https://{bucket}.obs.{region}...`) for virtual-hosted style.
+fn s3_endpoint(endpoint: &Url, bucket: &str, virtual_hosted_style: bool) -> String {
+    let mut url = endpoint.clone();
+    if virtual_hosted_style {
+        let host = format!("{bucket}.{}", endpoint.host_str().unwrap_or_default());
+        // The bucket name was validated (lower-case letters, digits, '-', '.'), so the host is valid.
+        let _ = url.set_host(Some(&host));
+    }
+    url.as_str().trim_end_matches('/').to_string()
+}
+
 fn parse_key(key: &str, shown: &str) -> Result<Path, CloudError> {
     Path::parse(key).map_err(|error| CloudError::Config {
         problem: format!("object key {shown:?} is not a valid key: {error}"),
@@ -306,6 +313,24 @@ mod tests {
         assert_eq!(strip_obs_scheme("obs://b/k"), "b/k");
         assert_eq!(with_obs_scheme("b/k"), "obs://b/k");
         assert_eq!(with_obs_scheme("obs://b/k"), "obs://b/k");
+    }
+
+    #[test]
+    fn virtual_hosted_style_puts_the_bucket_in_the_host() {
+        let endpoint = Url::parse("https://obs.cn-north-4.myhuaweicloud.com").unwrap();
+        assert_eq!(
+            s3_endpoint(&endpoint, "ckpt", false),
+            "https://obs.cn-north-4.myhuaweicloud.com"
+        );
+        assert_eq!(
+            s3_endpoint(&endpoint, "ckpt", true),
+            "https://ckpt.obs.cn-north-4.myhuaweicloud.com"
+        );
+        let local = Url::parse("http://localhost:9000/").unwrap();
+        assert_eq!(
+            s3_endpoint(&local, "b-1", true),
+            "http://b-1.localhost:9000"
+        );
     }
 
     #[tokio::test]
