@@ -693,7 +693,7 @@ async fn timeouts_and_dropped_connections_are_retried() {
         step(
             "GET",
             jobs_path(),
-            Reply::Delay(Duration::from_secs(3), Box::new(ok())),
+            Reply::Delay(Duration::from_secs(6), Box::new(ok())),
         ),
         step("GET", jobs_path(), Reply::Drop),
         step("GET", jobs_path(), ok()),
@@ -1197,6 +1197,13 @@ async fn a_refused_password_is_not_retried() {
         .await
         .unwrap_err();
     assert!(error.is_auth_failure(), "{error:?}");
+    assert!(
+        error
+            .to_string()
+            .contains("The username or password is wrong"),
+        "{error}"
+    );
+    assert!(error.to_string().contains("iam issue_token"), "{error}");
     assert!(!format!("{error} {error:?}").contains("wrong-DO-NOT-LEAK"));
     assert_eq!(server.requests().len(), 1);
     server.assert_done();

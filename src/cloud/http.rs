@@ -366,8 +366,13 @@ impl ServiceClient {
             }
             if error.is_auth_failure() {
                 if let Authenticator::Token(source) = &self.authenticator {
-                    // An expired or revoked token is renewed once; a refused password is final.
-                    if !token_renewed && !matches!(error, CloudError::AuthBackoff { .. }) {
+                    // An expired or revoked token is renewed once; a refused password (an
+                    // error from IAM itself) is final.
+                    let refused_by_this_service = matches!(
+                        &error,
+                        CloudError::Service { context, .. } if context.service == self.service
+                    );
+                    if !token_renewed && refused_by_this_service {
                         token_renewed = true;
                         *source.cache.lock().await = None;
                         tracing::info!(
