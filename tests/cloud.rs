@@ -701,7 +701,7 @@ async fn timeouts_and_dropped_connections_are_retried() {
     .await;
     let metrics = RequestMetrics::default();
     let options = ClientOptions {
-        request_timeout: Duration::from_millis(300),
+        request_timeout: Duration::from_millis(1000),
         metrics: metrics.clone(),
         ..fast_options()
     };
