@@ -6,6 +6,7 @@
 //! `Retry-After`, no blind retry of creates, and a hold on all requests after the service refuses
 //! our credentials (`APIG.0301`), so our own retries never lock an access key.
 
+mod auth;
 mod clients;
 pub mod dlf;
 pub mod dli;
