@@ -66,6 +66,12 @@ pub(super) fn parse(text: &str, origin: &Path) -> Result<Config, ConfigError> {
         if let Some(index) = message.find(" at line ") {
             message.truncate(index);
         }
+        // serde_yaml also prefixes the parent's path, which we print separately.
+        if let Some((prefix, rest)) = message.split_once(": ")
+            && !prefix.contains(' ')
+        {
+            message = rest.to_string();
+        }
         ConfigError::Parse {
             path: origin.to_path_buf(),
             hint: hint_for(&message),
@@ -127,7 +133,7 @@ fn hint_for(message: &str) -> Option<String> {
         ["unknown field `", "unknown variant `"]
             .iter()
             .find_map(|prefix| {
-                let rest = message.strip_prefix(prefix)?;
+                let rest = &message[message.find(prefix)? + prefix.len()..];
                 let (unknown, rest) = rest.split_once('`')?;
                 Some((unknown, rest))
             })?;

@@ -72,7 +72,7 @@ fn default_listen() -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], 9464))
 }
 
-#[derive(Debug, Clone, Deserialize, Serialize, Default)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct LoggingConfig {
     /// `text` or `json`; the `--log-format` flag wins when given.
@@ -81,6 +81,15 @@ pub struct LoggingConfig {
     /// A `RUST_LOG`-style filter; the `RUST_LOG` variable wins when set.
     #[serde(default = "default_log_level")]
     pub level: String,
+}
+
+impl Default for LoggingConfig {
+    fn default() -> Self {
+        LoggingConfig {
+            format: LogFormat::default(),
+            level: default_log_level(),
+        }
+    }
 }
 
 fn default_log_level() -> String {
