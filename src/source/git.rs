@@ -5,10 +5,11 @@ use std::cell::RefCell;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
 
 use git2::{
     AutotagOption, CertificateCheckStatus, Cred, CredentialType, Direction, FetchOptions,
-    ObjectType, Oid, RemoteCallbacks, Repository, TreeWalkMode, TreeWalkResult,
+    ObjectType, Oid, ProxyOptions, RemoteCallbacks, Repository, TreeWalkMode, TreeWalkResult,
 };
 use sha2::{Digest, Sha256};
 
@@ -115,6 +116,7 @@ impl GitSource {
             let mut options = FetchOptions::new();
             options
                 .remote_callbacks(self.callbacks(&host_key_problem)?)
+                .proxy_options(proxy_options())
                 .download_tags(AutotagOption::None);
             let mut remote =
                 repository
@@ -282,6 +284,29 @@ impl GitSource {
             git_ref: self.git_ref.full_name(),
             source,
         }
+    }
+}
+
+/// Proxies from git config (`http.proxy`) or the usual `https_proxy` variables, as `git` does.
+fn proxy_options() -> ProxyOptions<'static> {
+    let mut options = ProxyOptions::new();
+    options.auto();
+    options
+}
+
+/// Sets libgit2's network timeouts for every later fetch: `connect` for establishing a
+/// connection, `io` for each read or write on it. Without them a stalled server holds a fetch
+/// (and the blocking thread running it) indefinitely.
+///
+/// # Safety
+/// libgit2 keeps these in unsynchronised globals: call this once at start-up, before any other
+/// thread exists (before the async runtime is built).
+pub unsafe fn set_git_network_timeouts(connect: Duration, io: Duration) {
+    let millis = |duration: Duration| duration.as_millis().min(i32::MAX as u128) as i32;
+    // SAFETY: the caller guarantees no other thread uses libgit2 yet. Neither call can fail.
+    unsafe {
+        let _ = git2::opts::set_server_connect_timeout_in_milliseconds(millis(connect));
+        let _ = git2::opts::set_server_timeout_in_milliseconds(millis(io));
     }
 }
 

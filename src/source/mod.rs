@@ -13,7 +13,9 @@ use std::time::Duration;
 use rand::Rng;
 
 pub use dir::DirSource;
-pub use git::{DEFAULT_TOKEN_USERNAME, GitSource, mirror_name, redact_url};
+pub use git::{
+    DEFAULT_TOKEN_USERNAME, GitSource, mirror_name, redact_url, set_git_network_timeouts,
+};
 pub use known_hosts::{HostKeyVerdict, KnownHosts};
 pub use webhook::{PushEvent, WebhookError, WebhookEvent, verify_and_parse};
 
