@@ -268,6 +268,87 @@ fn git_source_refuses_ssh_hosts_that_are_not_known() {
     );
 }
 
+#[test]
+fn git_source_sends_the_https_token_as_basic_auth_and_never_leaks_it() {
+    use std::io::{BufRead, BufReader, Write};
+    use std::net::TcpListener;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::{Arc, mpsc};
+
+    // A loopback git "server" that demands credentials and records what it gets. TLS is the
+    // only part of the https path this leaves out.
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let address = listener.local_addr().unwrap();
+    let stop = Arc::new(AtomicBool::new(false));
+    let (seen_sender, seen) = mpsc::channel::<Option<String>>();
+    let server = {
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                if stop.load(Ordering::SeqCst) {
+                    break;
+                }
+                let Ok(mut stream) = stream else { continue };
+                let mut reader = BufReader::new(stream.try_clone().unwrap());
+                let mut authorization = None;
+                loop {
+                    let mut line = String::new();
+                    if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
+                        break;
+                    }
+                    if let Some((name, value)) = line.split_once(':')
+                        && name.eq_ignore_ascii_case("authorization")
+                    {
+                        authorization = Some(value.trim().to_string());
+                    }
+                }
+                let _ = seen_sender.send(authorization);
+                let _ = stream.write_all(
+                    b"HTTP/1.1 401 Unauthorized\r\nWWW-Authenticate: Basic realm=\"git\"\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+                );
+            }
+        })
+    };
+
+    let temp = tempfile::tempdir().unwrap();
+    let token_file = temp.path().join("token");
+    std::fs::write(&token_file, "tok-abc-123\n").unwrap();
+    let spec: GitSourceConfig = serde_yaml::from_str(&format!(
+        "url: http://{address}/data/jobs.git\nbranch: main\ntoken_file: {}\n",
+        token_file.display()
+    ))
+    .unwrap();
+    let error = GitSource::new(&spec, &temp.path().join("state"))
+        .fetch()
+        .unwrap_err();
+
+    stop.store(true, Ordering::SeqCst);
+    let _ = std::net::TcpStream::connect(address);
+    server.join().unwrap();
+
+    let headers: Vec<Option<String>> = seen.try_iter().collect();
+    use base64::Engine;
+    let expected = format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode("x-access-token:tok-abc-123")
+    );
+    assert!(
+        headers
+            .iter()
+            .any(|h| h.as_deref() == Some(expected.as_str())),
+        "the token was offered as basic auth: {headers:?}"
+    );
+    assert!(matches!(error, SourceError::Fetch { .. }), "{error:?}");
+    let mut chain = error.to_string();
+    let mut cause: Option<&dyn std::error::Error> = std::error::Error::source(&error);
+    while let Some(inner) = cause {
+        chain.push_str(&format!(": {inner}"));
+        cause = inner.source();
+    }
+    assert!(!chain.contains("tok-abc-123"), "{chain}");
+    assert!(!format!("{error:?}").contains("tok-abc-123"));
+}
+
 // ---------------------------------------------------------------------------------------------
 // webhooks
 

@@ -265,6 +265,23 @@ mod tests {
     }
 
     #[test]
+    fn reads_real_openssh_lines() {
+        // GitHub's published ed25519 host key, as `ssh-keyscan github.com` prints it.
+        let encoded = "AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl";
+        let file = KnownHosts::parse(&format!("github.com ssh-ed25519 {encoded} comment here\n"));
+        let key = BASE64.decode(encoded).unwrap();
+        assert_eq!(file.skipped_lines, 0);
+        assert_eq!(
+            file.check("github.com", None, &key),
+            HostKeyVerdict::Trusted
+        );
+        assert_eq!(
+            file.check("github.com", None, KEY_A),
+            HostKeyVerdict::Mismatch
+        );
+    }
+
+    #[test]
     fn empty_file_trusts_nothing() {
         let file = KnownHosts::parse("");
         assert_eq!(
