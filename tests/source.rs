@@ -192,6 +192,17 @@ fn git_source_fetches_commits_branches_and_tags_and_snapshots_subdirectories() {
         "annotated tag peels to its commit"
     );
 
+    // The daemon-facing wrapper: a snapshot only when the revision moved.
+    let polled: dli_gitops::config::SourceConfig = serde_yaml::from_str(&format!(
+        "git: {{url: '{url}', branch: main, path: jobs}}\n"
+    ))
+    .unwrap();
+    let polled = dli_gitops::source::Source::from_config(&polled, &state_dir).unwrap();
+    let latest = polled.poll(None).unwrap().expect("a first snapshot");
+    assert_eq!(latest.revision, second);
+    assert!(latest.files.contains_key("flink/clickstream-agg.sql"));
+    assert_eq!(polled.poll(Some(&second)).unwrap(), None);
+
     // file:// urls work the same way.
     let file_url = format!("file://{}", work.dir.display());
     let via_file_url = GitSource::new(&git_config(&file_url, Some("main"), None), &state_dir);
@@ -669,6 +680,15 @@ async fn dir_source_digests_contents_and_debounces_bursts() {
     );
     let second = source.snapshot().unwrap();
     assert_ne!(second.revision, first.revision);
+    let polled = dli_gitops::source::Source::Dir {
+        source: source.clone(),
+        debounce,
+    };
+    assert_eq!(polled.poll(Some(&second.revision)).unwrap(), None);
+    assert_eq!(
+        polled.poll(Some(&first.revision)).unwrap(),
+        Some(second.clone())
+    );
 
     // Reading the directory does not count as a change.
     let _ = source.snapshot().unwrap();

@@ -19,7 +19,7 @@ pub use git::{
 pub use known_hosts::{HostKeyVerdict, KnownHosts};
 pub use webhook::{PushEvent, WebhookError, WebhookEvent, verify_and_parse};
 
-use crate::config::ConfigError;
+use crate::config::{ConfigError, SourceConfig};
 
 /// A commit id (git) or `sha256:<hex>` content digest (directory).
 pub type Revision = String;
@@ -89,6 +89,8 @@ pub enum SourceError {
         #[source]
         source: notify::Error,
     },
+    #[error("the source has neither `git:` nor `path:`; Config::load refuses such configs")]
+    NeitherGitNorPath,
     #[error("reading a source credential")]
     Secret(#[from] ConfigError),
 }
@@ -127,6 +129,69 @@ fn host_key_message(
         ),
         HostKeyVerdict::Revoked => {
             format!("refusing ssh host {host}: its key is marked @revoked in {file}")
+        }
+    }
+}
+
+/// A configured source, ready to poll: the daemon builds one per `sources.<name>` entry.
+#[derive(Debug, Clone)]
+pub enum Source {
+    Git {
+        source: GitSource,
+        /// The subdirectory holding the jobs.
+        subdir: String,
+        poll_interval: Duration,
+        poll_jitter: f64,
+    },
+    Dir {
+        source: DirSource,
+        debounce: Duration,
+    },
+}
+
+impl Source {
+    /// Builds the source described by `config`; `git` wins if both are set (validation refuses
+    /// that), and neither is an error.
+    pub fn from_config(
+        config: &SourceConfig,
+        state_dir: &std::path::Path,
+    ) -> Result<Source, SourceError> {
+        Ok(match (&config.git, &config.path) {
+            (Some(git), _) => Source::Git {
+                source: GitSource::new(git, state_dir),
+                subdir: git.path.clone(),
+                poll_interval: git.poll_interval.get(),
+                poll_jitter: git.poll_jitter,
+            },
+            (None, Some(path)) => Source::Dir {
+                source: DirSource::new(path),
+                debounce: config.debounce.get(),
+            },
+            (None, None) => return Err(SourceError::NeitherGitNorPath),
+        })
+    }
+
+    /// Looks for a new revision: fetches (git) or re-reads (directory), and returns the snapshot
+    /// when its revision differs from `last_revision`, `None` when nothing changed. Blocking.
+    pub fn poll(
+        &self,
+        last_revision: Option<&str>,
+    ) -> Result<Option<crate::spec::snapshot::RepoSnapshot>, SourceError> {
+        match self {
+            Source::Git { source, subdir, .. } => {
+                let revision = source.fetch()?;
+                if last_revision == Some(revision.as_str()) {
+                    return Ok(None);
+                }
+                source.snapshot(&revision, subdir).map(Some)
+            }
+            Source::Dir { source, .. } => {
+                let snapshot = source.snapshot()?;
+                if last_revision == Some(snapshot.revision.as_str()) {
+                    return Ok(None);
+                }
+                Ok(Some(snapshot))
+            }
         }
     }
 }
