@@ -6,7 +6,7 @@ use std::path::Path;
 
 use serde_yaml::Value;
 
-use super::{Config, ConfigError, ConfigProblem};
+use super::{Config, ConfigError, ConfigProblem, ParseFailure};
 
 /// Keys that would hold a secret value inline. Each is refused wherever it appears; the message
 /// points at `<key>_env` / `<key>_file`.
@@ -27,17 +27,17 @@ const INLINE_SECRET_KEYS: &[&str] = &[
 pub(super) fn parse(text: &str, origin: &Path) -> Result<Config, ConfigError> {
     let document: Value = serde_yaml::from_str(text).map_err(|error| {
         let location = error.location();
-        ConfigError::Parse {
+        ConfigError::Parse(Box::new(ParseFailure {
             path: origin.to_path_buf(),
             yaml_path: String::new(),
             line: location.as_ref().map(|l| l.line()),
             column: location.as_ref().map(|l| l.column()),
             message: format!("not valid YAML: {error}"),
             hint: None,
-        }
+        }))
     })?;
     if !matches!(document, Value::Mapping(_)) {
-        return Err(ConfigError::Parse {
+        return Err(ConfigError::Parse(Box::new(ParseFailure {
             path: origin.to_path_buf(),
             yaml_path: String::new(),
             line: None,
@@ -46,7 +46,7 @@ pub(super) fn parse(text: &str, origin: &Path) -> Result<Config, ConfigError> {
                 "the config must be a YAML mapping (keys such as `state_dir`, `sources`, `targets`)"
                     .to_string(),
             hint: None,
-        });
+        })));
     }
     let mut problems = Vec::new();
     find_inline_secrets(&document, String::new(), &mut problems);
@@ -72,14 +72,14 @@ pub(super) fn parse(text: &str, origin: &Path) -> Result<Config, ConfigError> {
         {
             message = rest.to_string();
         }
-        ConfigError::Parse {
+        ConfigError::Parse(Box::new(ParseFailure {
             path: origin.to_path_buf(),
             hint: hint_for(&message),
             yaml_path,
             line: location.as_ref().map(|l| l.line()),
             column: location.as_ref().map(|l| l.column()),
             message,
-        }
+        }))
     })
 }
 

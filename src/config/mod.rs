@@ -732,17 +732,9 @@ pub enum ConfigError {
         size: u64,
         limit: u64,
     },
-    #[error("{}", render_parse_error(.path, .yaml_path, .line, .column, .message, .hint))]
-    Parse {
-        path: PathBuf,
-        /// Dotted path of the offending key, empty at the top level.
-        yaml_path: String,
-        line: Option<usize>,
-        column: Option<usize>,
-        message: String,
-        /// A suggestion such as "did you mean `auto_sync`?".
-        hint: Option<String>,
-    },
+    /// A YAML syntax or type error, with where it is and what was probably meant.
+    #[error("{0}")]
+    Parse(Box<ParseFailure>),
     #[error("{}", render_problems(.path, .problems))]
     Invalid {
         path: PathBuf,
@@ -768,26 +760,34 @@ pub enum ConfigError {
     NoCredentials { target: String },
 }
 
-fn render_parse_error(
-    path: &Path,
-    yaml_path: &str,
-    line: &Option<usize>,
-    column: &Option<usize>,
-    message: &str,
-    hint: &Option<String>,
-) -> String {
-    let mut text = path.display().to_string();
-    if let (Some(line), Some(column)) = (line, column) {
-        text.push_str(&format!(":{line}:{column}"));
+/// Where and why a config file failed to parse.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ParseFailure {
+    pub path: PathBuf,
+    /// Dotted path of the offending key, empty at the top level.
+    pub yaml_path: String,
+    pub line: Option<usize>,
+    pub column: Option<usize>,
+    pub message: String,
+    /// A suggestion such as "did you mean `auto_sync`?".
+    pub hint: Option<String>,
+}
+
+impl fmt::Display for ParseFailure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.path.display())?;
+        if let (Some(line), Some(column)) = (self.line, self.column) {
+            write!(f, ":{line}:{column}")?;
+        }
+        if !self.yaml_path.is_empty() {
+            write!(f, ": at `{}`", self.yaml_path)?;
+        }
+        write!(f, ": {}", self.message)?;
+        if let Some(hint) = &self.hint {
+            write!(f, "; {hint}")?;
+        }
+        Ok(())
     }
-    if !yaml_path.is_empty() {
-        text.push_str(&format!(": at `{yaml_path}`"));
-    }
-    text.push_str(&format!(": {message}"));
-    if let Some(hint) = hint {
-        text.push_str(&format!("; {hint}"));
-    }
-    text
 }
 
 fn render_problems(path: &Path, problems: &[ConfigProblem]) -> String {

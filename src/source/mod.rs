@@ -134,6 +134,8 @@ fn host_key_message(
 }
 
 /// A configured source, ready to poll: the daemon builds one per `sources.<name>` entry.
+// One value per configured source, so the size difference between variants does not matter.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone)]
 pub enum Source {
     Git {
