@@ -1026,6 +1026,13 @@ fn secrets_resolve_from_files_and_environment_without_leaking() {
     std::fs::write(&file, "").unwrap();
     let error = Config::resolve_secret(&SecretRef::File(file)).unwrap_err();
     assert!(matches!(error, ConfigError::SecretEmpty { .. }));
+    let huge = temp.path().join("huge");
+    std::fs::write(&huge, vec![b'a'; 100 * 1024]).unwrap();
+    let error = Config::resolve_secret(&SecretRef::File(huge)).unwrap_err();
+    assert!(
+        matches!(error, ConfigError::SecretTooLarge { .. }),
+        "{error:?}"
+    );
     let error = Config::resolve_secret(&SecretRef::File(temp.path().join("nope"))).unwrap_err();
     assert!(error.to_string().contains("nope"), "{error}");
     // PATH is set in every test environment; reading it proves the env path works.

@@ -22,6 +22,8 @@ use values::secret_ref;
 
 /// Config files larger than this are refused before parsing.
 pub const MAX_CONFIG_BYTES: u64 = 1024 * 1024;
+/// Secret files larger than this are refused (a key or token is far smaller).
+pub const MAX_SECRET_FILE_BYTES: u64 = 64 * 1024;
 
 // TODO(merge): point these at dli_gitops::emulator::{DEV_ACCESS_KEY, DEV_SECRET_KEY, DEV_PROJECT_ID}
 // once the emulator branch is merged; the values are the emulator's documented dev account.
@@ -752,6 +754,10 @@ pub enum ConfigError {
         #[source]
         source: std::io::Error,
     },
+    #[error(
+        "reading secret from {secret}: over {limit} bytes, so it is not a secret file; check the path"
+    )]
+    SecretTooLarge { secret: SecretRef, limit: u64 },
     #[error("reading secret from {secret}: it is empty")]
     SecretEmpty { secret: SecretRef },
     #[error(
@@ -871,6 +877,24 @@ impl Config {
                 }
             },
             SecretRef::File(path) => {
+                let metadata =
+                    std::fs::metadata(path).map_err(|source| ConfigError::SecretFile {
+                        secret: secret.clone(),
+                        source,
+                    })?;
+                if metadata.len() > MAX_SECRET_FILE_BYTES {
+                    return Err(ConfigError::SecretTooLarge {
+                        secret: secret.clone(),
+                        limit: MAX_SECRET_FILE_BYTES,
+                    });
+                }
+                #[cfg(unix)]
+                {
+                    use std::os::unix::fs::PermissionsExt;
+                    if metadata.permissions().mode() & 0o077 != 0 {
+                        tracing::warn!(file = %path.display(), "Secret file is readable by other users; chmod 600 it.");
+                    }
+                }
                 let mut text =
                     std::fs::read_to_string(path).map_err(|source| ConfigError::SecretFile {
                         secret: secret.clone(),
