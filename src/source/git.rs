@@ -216,7 +216,12 @@ impl GitSource {
                 && let Some(ssh) = &self.ssh
             {
                 let user = ssh.user.as_deref().or(username_from_url).unwrap_or("git");
-                return Cred::ssh_key(user, None, &ssh.key_file, passphrase.as_deref());
+                // libssh2 can derive the public key, but uses `<key>.pub` when present, as ssh does.
+                let mut public_key = ssh.key_file.clone().into_os_string();
+                public_key.push(".pub");
+                let public_key = PathBuf::from(public_key);
+                let public_key = public_key.is_file().then_some(public_key.as_path());
+                return Cred::ssh_key(user, public_key, &ssh.key_file, passphrase.as_deref());
             }
             if allowed.contains(CredentialType::USER_PASS_PLAINTEXT)
                 && let Some(token) = &token
