@@ -1241,6 +1241,34 @@ fn git_over_ssh_trusts_only_known_host_keys() {
             .contains_key("a.yaml")
     );
 
+    // A passphrase-protected client key, with the passphrase from a file.
+    let locked_key = temp.path().join("locked_key");
+    let status = std::process::Command::new("ssh-keygen")
+        .args(["-q", "-t", "ed25519", "-N", "correct horse", "-f"])
+        .arg(&locked_key)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let mut authorized = std::fs::read_to_string(temp.path().join("client_key.pub")).unwrap();
+    authorized.push_str(&std::fs::read_to_string(temp.path().join("locked_key.pub")).unwrap());
+    std::fs::write(server_dir.join("authorized_keys"), authorized).unwrap();
+    let passphrase_file = temp.path().join("passphrase");
+    std::fs::write(&passphrase_file, "correct horse\n").unwrap();
+    let spec: GitSourceConfig = serde_yaml::from_str(&format!(
+        "url: '{url}'\nbranch: main\nssh: {{key_file: '{}', known_hosts_file: '{}', passphrase_file: '{}'}}\n",
+        locked_key.display(),
+        known_hosts.display(),
+        passphrase_file.display()
+    ))
+    .unwrap();
+    let locked = GitSource::new(&spec, &temp.path().join("state-locked"));
+    assert_eq!(
+        locked
+            .fetch()
+            .unwrap_or_else(|error| panic!("{error}: {:?}", std::error::Error::source(&error))),
+        commit
+    );
+
     // Not listed: refused, with the way to fix it.
     let empty_known_hosts = temp.path().join("known_hosts_empty");
     std::fs::write(&empty_known_hosts, "").unwrap();
