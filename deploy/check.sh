@@ -72,7 +72,11 @@ must_reject() {
 say "== deploy: installing pinned linters into $venv"
 started=$(date +%s)
 if [ ! -x "$venv/bin/python" ]; then
-  python3 -m venv "$venv"
+  python3 -m venv "$venv" || {
+    rm -rf "$venv"
+    say "error: python3 -m venv failed; on Debian install python3-venv (apt-get install python3-venv)"
+    exit 1
+  }
 fi
 want=$(sha256sum deploy/requirements-lint.txt | cut -d' ' -f1)
 if [ "$(cat "$venv/.requirements.sha256" 2>/dev/null)" != "$want" ]; then
