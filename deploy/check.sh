@@ -2,7 +2,7 @@
 # deploy/check.sh: lints everything under deploy/ that cannot be run on a developer machine or in
 # CI (no container engine, no cluster, no systemd as PID 1), with pinned tools:
 #
-#   hadolint            deploy/Dockerfile
+#   hadolint            deploy/Dockerfile (and the build context Dockerfile.dockerignore leaves)
 #   kubernetes-validate every manifest, per file and (when kubectl or kustomize is on PATH) rendered
 #   kustomization       every resource listed exists, every manifest is listed
 #   checkov             Dockerfile and Kubernetes security settings, and no secrets under deploy/ or docs/
@@ -142,6 +142,27 @@ fi
 say "== deploy: Dockerfile (no container engine here: linted, not built)"
 check "hadolint deploy/Dockerfile" "$venv/bin/hadolint" deploy/Dockerfile
 check "checkov dockerfile" "$venv/bin/checkov" "${checkov_flags[@]}" --framework dockerfile -f deploy/Dockerfile
+# The build context as BuildKit would send it (docker-py implements the .dockerignore rules):
+# what cargo needs is in it; build output, local venvs, git data and secrets are not.
+check "build context from Dockerfile.dockerignore" "$venv/bin/python" - <<'EOF'
+import os, sys
+from docker.utils.build import exclude_paths
+patterns = [line.strip() for line in open("deploy/Dockerfile.dockerignore")
+            if line.strip() and not line.lstrip().startswith("#")]
+context = exclude_paths(".", patterns, dockerfile="deploy/Dockerfile")
+problems = [f"missing from the context: {path}" for path in
+            ("Cargo.toml", "Cargo.lock", "src/main.rs", "src/lib.rs") if path not in context]
+for path in sorted(context):
+    top = path.split("/", 1)[0]
+    if top in ("target", ".git", ".venv", ".venv-deploy", "state") or path.endswith((".env", ".pem", ".key")):
+        problems.append(f"in the context but must not be: {path}")
+size = sum(os.path.getsize(path) for path in context if os.path.isfile(path))
+if size > 50 * 1024 * 1024:
+    problems.append(f"context is {size} bytes; something large is not ignored")
+print(f"{len(context)} paths, {size} bytes")
+print("\n".join(problems))
+sys.exit(1 if problems else 0)
+EOF
 
 # --- Kubernetes --------------------------------------------------------------------------------
 say "== deploy: Kubernetes manifests against Kubernetes $k8s_versions"
