@@ -11,10 +11,14 @@
 #              WorkingDirectory=, NoNewPrivileges= of deploy/systemd/dli-gitops.service
 #   container  ENTRYPOINT + CMD, USER, ENV, WORKDIR, HEALTHCHECK of deploy/Dockerfile, with the
 #              Secret's keys as environment variables (the Deployment's envFrom)
-# Only paths move: /etc/dli-gitops and /var/lib/dli-gitops become directories under a temporary
-# root, and the config's listen port is a free loopback port. The daemon runs as a non-root uid
-# (10001 for the container, as in the image; 10002 for the unit's dynamic `dli-gitops` user) with
-# no_new_privs, through setpriv when this script runs as root.
+# As root (and where mount namespaces are allowed), the paths are the files' own: in a private
+# mount namespace, overlays on /etc, /var/lib and /usr/local/bin get /etc/dli-gitops,
+# /var/lib/dli-gitops and /usr/local/bin/dli-gitops bind-mounted from a temporary directory, so
+# argv is exactly the file's and nothing on this machine changes. Otherwise (or with
+# SMOKE_EXACT_PATHS=0) those paths move under the temporary directory and argv's binary and
+# --config follow them. The config's listen port is always a free loopback port. The daemon runs
+# as a non-root uid (10001 for the container, as in the image; 10002 for the unit's `dli-gitops`
+# user) with no_new_privs, through setpriv when this script runs as root.
 #
 # Usage: deploy/smoke-test.sh [systemd|container]...      (default: both)
 # Environment:
@@ -154,15 +158,27 @@ run_mode() {
   root=$(mktemp -d)
   chmod 0755 "$root"
   trap 'stop_daemon; rm -rf "$root"' EXIT
-  local etc=$root/etc/dli-gitops state port
-  state=$root$(field statedir)
+  # Paths as the daemon sees them (the files' own), and where they live on this machine: the same
+  # in exact mode (a private mount namespace puts them in place), under $root otherwise.
+  local config_path state_path workdir_path etc state port
+  config_path=$(field argv | python3 -c '
+import json, sys
+argv = json.load(sys.stdin)
+print(argv[argv.index("--config") + 1])')
+  state_path=$(field statedir)
+  workdir_path=$(field workdir)
+  etc=$root$(dirname "$config_path")
+  state=$root$state_path
+  if [ "$exact" != 1 ]; then
+    config_path=$root$config_path; state_path=$state; workdir_path=$root$workdir_path
+  fi
   port=$(free_port)
   mkdir -p "$etc" "$root/srv" "$state"
   cp -r "$jobs_repo" "$root/srv/jobs"
   chmod -R a+rX "$root/srv"
 
-  cat >"$etc/config.yaml" <<EOF
-state_dir: $state
+  cat >"$etc/$(basename "$config_path")" <<EOF
+state_dir: $state_path
 listen: 127.0.0.1:$port
 api_token_env: DLI_GITOPS_API_TOKEN
 sources:
@@ -180,7 +196,13 @@ targets:
     backups: obs://dli-gitops-backups/smoke/
     policy: {auto_sync: true, self_heal: true, prune: false, resync_interval: 1m}
 EOF
-  chmod 0644 "$etc/config.yaml"
+  # As installed: root-owned, readable by the service's group (unit) or by all (ConfigMap, 0444).
+  if [ "$mode" = systemd ]; then
+    chmod 0640 "$etc/$(basename "$config_path")"
+    chgrp "$gid" "$etc/$(basename "$config_path")" 2>/dev/null || chmod 0644 "$etc/$(basename "$config_path")"
+  else
+    chmod 0444 "$etc/$(basename "$config_path")"
+  fi
   # The secrets, as the env file (systemd) or the Secret's keys (container) provide them.
   local webhook_secret api_token
   webhook_secret=$(python3 -c 'import secrets; print(secrets.token_hex(32))')
@@ -191,15 +213,16 @@ EOF
   chown -R "$uid:$gid" "$state" 2>/dev/null || [ "$(id -u)" != 0 ]
   chmod 0700 "$state"
 
-  # argv: the file's, with the binary and the config path moved under the temporary root.
+  # argv: the file's. Outside exact mode, the binary and the config path move.
   local -a argv
   mapfile -t argv < <(field argv | python3 -c '
 import json, sys
 argv = json.load(sys.stdin)
-root, binary = sys.argv[1], sys.argv[2]
-print(binary)
-for arg in argv[1:]:
-    print(root + arg if arg.startswith("/etc/dli-gitops/") else arg)' "$root" "$binary")
+exact, binary, config_path = sys.argv[1] == "1", sys.argv[2], sys.argv[3]
+if not exact:
+    argv[0] = binary
+    argv[argv.index("--config") + 1] = config_path
+print("\n".join(argv))' "$exact" "$binary" "$config_path")
   # Environment: nothing inherited. systemd: its default PATH, the unit's Environment=, the env
   # file, HOME and STATE_DIRECTORY. Container: the image's ENV and the Secret's keys.
   local -a environment=("PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin")
@@ -207,15 +230,14 @@ for arg in argv[1:]:
   while IFS= read -r line; do
     case $line in ''|'#'*) ;; *) environment+=("$line") ;; esac
   done <"$etc/dli-gitops.env"
-  environment+=("HOME=$state")
+  environment+=("HOME=$state_path")
   if [ "$mode" = systemd ]; then
-    environment+=("STATE_DIRECTORY=$state" "USER=dli-gitops" "LOGNAME=dli-gitops")
+    environment+=("STATE_DIRECTORY=$state_path" "USER=dli-gitops" "LOGNAME=dli-gitops")
   else
     # The image's HEALTHCHECK reads this; it must follow the listen port.
     environment+=("DLI_GITOPS_HEALTH_URL=http://127.0.0.1:$port/healthz")
   fi
-  local workdir umask_value
-  workdir=$root$(field workdir)
+  local umask_value
   umask_value=$(field umask); umask_value=${umask_value:-0022}
 
   local -a drop=()
@@ -224,14 +246,22 @@ for arg in argv[1:]:
     [ "$(field no_new_privs)" = yes ] && drop+=(--no-new-privs)
   fi
 
-  echo "== smoke ($mode): uid $uid, umask $umask_value, cwd $workdir"
+  echo "== smoke ($mode): uid $uid, umask $umask_value, cwd $workdir_path, exact paths: $([ "$exact" = 1 ] && echo yes || echo no)"
   echo "   argv: ${argv[*]}"
   log=$root/daemon.log
-  (
-    cd "$workdir"
-    umask "$umask_value"
-    exec "${drop[@]}" env -i "${environment[@]}" "${argv[@]}"
-  ) >"$log" 2>&1 &
+  if [ "$exact" = 1 ]; then
+    # unshare execs bash in a new mount namespace, which mounts and then execs the daemon, so
+    # $! is the daemon itself and receives the SIGTERM below.
+    unshare --mount --propagation private bash -c "$namespace_setup" namespace-setup \
+      "$root/scratch" "$etc" "$(dirname "$config_path")" "$state" "$state_path" "$binary" "${argv[0]}" \
+      "$workdir_path" "$umask_value" "${drop[@]}" env -i "${environment[@]}" "${argv[@]}" >"$log" 2>&1 &
+  else
+    (
+      cd "$workdir_path"
+      umask "$umask_value"
+      exec "${drop[@]}" env -i "${environment[@]}" "${argv[@]}"
+    ) >"$log" 2>&1 &
+  fi
   daemon_pid=$!
 
   wait_for "http://127.0.0.1:$port/healthz"
@@ -241,7 +271,7 @@ for arg in argv[1:]:
     # The HEALTHCHECK command, run in the container's environment and user.
     local healthcheck
     healthcheck=$(field healthcheck)
-    if (cd "$workdir" && "${drop[@]}" env -i "${environment[@]}" sh -c "$healthcheck"); then
+    if (cd "$state" && "${drop[@]}" env -i "${environment[@]}" sh -c "$healthcheck"); then
       echo "   HEALTHCHECK command -> healthy"
     else
       die "$mode: the image's HEALTHCHECK command reports unhealthy: $healthcheck"
@@ -279,6 +309,40 @@ for arg in argv[1:]:
   rm -rf "$root"
   trap - EXIT
 }
+
+# Puts the files' own paths in place inside a private mount namespace: overlays on the parents
+# (/etc, /var/lib, /usr/local/bin) so nothing on this machine changes, then bind mounts of the
+# test's config directory, state directory and binary. Arguments: scratch, config dir (host),
+# config dir (daemon), state dir (host), state dir (daemon), binary (host), binary (daemon),
+# workdir, umask, then the command.
+# shellcheck disable=SC2016 # expanded by the inner bash
+namespace_setup='
+set -eu
+scratch=$1 config_host=$2 config_dir=$3 state_host=$4 state_path=$5 binary_host=$6 binary_path=$7
+workdir=$8 umask_value=$9
+shift 9
+mkdir -p "$scratch"
+mount -t tmpfs -o mode=0700 smoke-scratch "$scratch"
+for parent in $(printf "%s\n" "$(dirname "$config_dir")" "$(dirname "$state_path")" "$(dirname "$binary_path")" | sort -u); do
+  layer=$scratch/$(printf %s "$parent" | tr / _)
+  mkdir -p "$layer/upper" "$layer/work"
+  mount -t overlay overlay -o "lowerdir=$parent,upperdir=$layer/upper,workdir=$layer/work" "$parent"
+done
+mkdir -p "$config_dir" "$state_path"
+mount --bind "$config_host" "$config_dir"
+mount --bind "$state_host" "$state_path"
+touch "$binary_path"
+mount --bind "$binary_host" "$binary_path"
+cd "$workdir"
+umask "$umask_value"
+exec "$@"
+'
+
+exact=0
+if [ "${SMOKE_EXACT_PATHS:-1}" = 1 ] && [ "$(id -u)" = 0 ] && command -v unshare >/dev/null \
+  && unshare --mount --propagation private true 2>/dev/null; then
+  exact=1
+fi
 
 daemon_pid=
 stop_daemon() {
