@@ -5,7 +5,8 @@
 #   hadolint            deploy/Dockerfile (and the build context Dockerfile.dockerignore leaves)
 #   kubernetes-validate every manifest, per file and (when kubectl or kustomize is on PATH) rendered
 #   kustomization       every resource listed exists, every manifest is listed
-#   checkov             Dockerfile and Kubernetes security settings, and no secrets under deploy/ or docs/
+#   checkov             Dockerfile and Kubernetes security settings, and no secrets in deploy/ or docs/operations.md
+#   secret values       no value for our secret variables (AK/SK, tokens) committed under deploy/
 #   promtool            the alert rules: syntax and unit tests (deploy/tests/alerts.test.yaml)
 #   systemd-analyze     verify and security exposure of the unit, when systemd-analyze exists
 #   ShellCheck          deploy/*.sh
@@ -208,7 +209,32 @@ else
   skip "rendering with kustomize (neither kustomize nor kubectl on PATH; files validated one by one)" optional
 fi
 check "checkov kubernetes" "$venv/bin/checkov" "${checkov_flags[@]}" --framework kubernetes -d "$manifests_dir"
-check "checkov secrets (deploy/, docs/)" "$venv/bin/checkov" "${checkov_flags[@]}" --framework secrets -d deploy -d docs
+# checkov knows generic and AWS-style secrets, not Huawei Cloud's AK/SK nor our variable names:
+# a filled-in env file or Secret must not get committed either.
+our_secrets() {
+  "$venv/bin/python" - "$@" <<'EOF'
+import pathlib, re, sys
+names = r"(HUAWEICLOUD_SDK_(?:AK|SK|SECURITY_TOKEN)\w*|GIT_TOKEN|WEBHOOK_SECRET|DLI_GITOPS_API_TOKEN)"
+assignment = re.compile(names + r"\s*[=:]\s*[\"']?([^\"'\s]*)")
+placeholder = re.compile(r"^(|\.\.\.|\$.*|%s.*|<.*>)$")
+found = []
+for root in sys.argv[1:]:
+    paths = [pathlib.Path(root)] if pathlib.Path(root).is_file() else sorted(pathlib.Path(root).rglob("*"))
+    for path in paths:
+        if not path.is_file():
+            continue
+        for number, line in enumerate(path.read_text(errors="replace").splitlines(), 1):
+            for match in assignment.finditer(line):
+                if not placeholder.match(match.group(2)):
+                    found.append(f"{path}:{number}: {match.group(1)} has a value; commit placeholders only")
+print("\n".join(found))
+sys.exit(1 if found else 0)
+EOF
+}
+printf 'HUAWEICLOUD_SDK_SK=%s\n' "$(head -c 30 /dev/urandom | base64 | tr -d '/+=')" >"$work/canary/leak.env"
+must_reject "secret values check" our_secrets "$work/canary/leak.env"
+check "no secret values in deploy/ or docs/operations.md" our_secrets deploy docs/operations.md
+check "checkov secrets (deploy/, docs/operations.md)" "$venv/bin/checkov" "${checkov_flags[@]}" --framework secrets -d deploy -f docs/operations.md
 
 # --- alert rules -------------------------------------------------------------------------------
 say "== deploy: alert rules"
