@@ -63,8 +63,10 @@ struct RunArgs {
 
 #[derive(Args)]
 struct ValidateArgs {
+    /// The job repository directory.
     #[arg(long)]
     repo: PathBuf,
+    /// Validate this environment only (default: every environment under environments/).
     #[arg(long)]
     env: Option<String>,
     #[arg(long, value_enum, default_value = "text")]
@@ -199,11 +201,31 @@ fn main() -> ExitCode {
     }
 }
 
+fn validate(args: ValidateArgs) -> anyhow::Result<ExitCode> {
+    let snapshot = dli_gitops::spec::read_directory(&args.repo)?;
+    let report = dli_gitops::spec::validate(&snapshot, args.env.as_deref());
+    match args.format {
+        OutputFormat::Text => print!("{}", report.render_text()),
+        OutputFormat::Json => println!("{}", serde_json::to_string_pretty(&report.to_json())?),
+    }
+    Ok(if report.is_clean() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
+
 fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
     match command {
         Command::Run(_args) => not_built("run", 7),
-        Command::Validate(_args) => not_built("validate", 3),
-        Command::Schema => not_built("schema", 3),
+        Command::Validate(args) => validate(args),
+        Command::Schema => {
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&dli_gitops::spec::schema())?
+            );
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Plan(_args) => not_built("plan", 6),
         Command::Apply(_args) => not_built("apply", 6),
         Command::Status(_args) => not_built("status", 7),

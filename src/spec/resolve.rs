@@ -399,15 +399,12 @@ impl Context<'_> {
     }
 
     pub fn unknown_variable(&mut self, file: &str, mark: Mark, name: &str) {
+        // The hint names no environment file, so that the same problem in several
+        // environments reads the same and is reported once.
         let hint = match (self.environment_name, &self.environment_file) {
-            (Some(_), Some(environment_file)) => {
-                did_you_mean(name, self.environment.variables.keys().map(String::as_str)).or_else(
-                    || {
-                        Some(format!(
-                            "define it under `variables:` in {environment_file}"
-                        ))
-                    },
-                )
+            (Some(_), Some(_)) => {
+                did_you_mean(name, self.environment.variables.keys().map(String::as_str))
+                    .or_else(|| Some("define it under `variables:` in the environment file".into()))
             }
             // The environment itself is missing: that is already reported.
             (Some(_), None) => None,
