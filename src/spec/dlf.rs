@@ -16,7 +16,7 @@ use crate::model::{DesiredDlfJob, SourceLocation};
 const PROCESS_TYPES: &[&str] = &["BATCH", "REAL_TIME"];
 
 pub(crate) fn build(context: &mut Context<'_>, document: &JobDocument) -> Option<DesiredDlfJob> {
-    let checked = context.check_fields(document)?;
+    let (checked, fields_clean) = context.check_fields(document);
     let job_params = match checked.get("params") {
         Some(Checked {
             value: FieldValue::Map(params),
@@ -41,6 +41,7 @@ pub(crate) fn build(context: &mut Context<'_>, document: &JobDocument) -> Option
         read_reference(context, document, definition_field, "definition_file")?;
     let mut definition = parse_json(context, &definition_path, definition_text)?;
     let mut clean = check_definition(context, document, definition_field, &definition);
+    clean &= fields_clean;
 
     let mut dlf_parameters: BTreeSet<String> = job_params.keys().cloned().collect();
     dlf_parameters.extend(context.environment.dlf.params.keys().cloned());

@@ -19,13 +19,13 @@ const MAX_SQL_CHARS: usize = 1024 * 1024;
 const MAX_JAR_DESC_CHARS: usize = 512;
 
 pub(crate) fn build(context: &mut Context<'_>, document: &JobDocument) -> Option<DesiredFlinkJob> {
-    let checked = context.check_fields(document)?;
+    let (checked, fields_clean) = context.check_fields(document);
     let mut config = FlinkJobConfig::defaults_for(document.kind);
     let mut lifecycle = Lifecycle {
         prune: true,
         ..Lifecycle::default()
     };
-    let mut clean = true;
+    let mut clean = fields_clean;
     for (name, field) in &checked {
         apply_field(&mut config, &mut lifecycle, name, &field.value);
     }
@@ -65,7 +65,8 @@ pub(crate) fn build(context: &mut Context<'_>, document: &JobDocument) -> Option
         JobKind::Dlf => return None,
     }
 
-    if config.cu_number <= config.manager_cu_number {
+    // Cross-field checks only on fields that all passed, so a bad value is reported once.
+    if fields_clean && config.cu_number <= config.manager_cu_number {
         let at = checked
             .get("cu_number")
             .or_else(|| checked.get("manager_cu_number"));

@@ -399,6 +399,10 @@ impl Context<'_> {
     }
 
     pub fn unknown_variable(&mut self, file: &str, mark: Mark, name: &str) {
+        if self.environment_name.is_some() && self.environment_file.is_none() {
+            // The environment itself is missing: that one problem explains every variable.
+            return;
+        }
         // The hint names no environment file, so that the same problem in several
         // environments reads the same and is reported once.
         let hint = match (self.environment_name, &self.environment_file) {
@@ -406,7 +410,6 @@ impl Context<'_> {
                 did_you_mean(name, self.environment.variables.keys().map(String::as_str))
                     .or_else(|| Some("define it under `variables:` in the environment file".into()))
             }
-            // The environment itself is missing: that is already reported.
             (Some(_), None) => None,
             (None, _) => Some(
                 "no environment selected: validate with --env <name>, or write $${…} for a literal"
@@ -496,11 +499,13 @@ impl Context<'_> {
         self.environment.overrides = overrides;
     }
 
-    /// Type-checks every entry of a document against the fields of its kind.
+    /// Type-checks every entry of a document against the fields of its kind. Returns the
+    /// fields that passed, and whether all did: callers keep checking what they can (files,
+    /// required fields) so that one pass finds every problem.
     pub fn check_fields(
         &mut self,
         document: &JobDocument,
-    ) -> Option<BTreeMap<&'static str, Checked>> {
+    ) -> (BTreeMap<&'static str, Checked>, bool) {
         let kinds = match document.kind {
             JobKind::FlinkSql => Kinds::SQL,
             JobKind::FlinkJar => Kinds::JAR,
@@ -566,7 +571,7 @@ impl Context<'_> {
                 }
             }
         }
-        clean.then_some(checked)
+        (checked, clean)
     }
 }
 
