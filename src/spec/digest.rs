@@ -49,7 +49,7 @@ pub fn write_canonical(value: &serde_json::Value, out: &mut String) {
                 if index > 0 {
                     out.push(',');
                 }
-                out.push_str(&serde_json::Value::String(key.clone()).to_string());
+                write_string(key, out);
                 out.push(':');
                 write_canonical(&map[key], out);
             }
@@ -65,13 +65,49 @@ pub fn write_canonical(value: &serde_json::Value, out: &mut String) {
             }
             out.push(']');
         }
+        serde_json::Value::String(text) => write_string(text, out),
         scalar => out.push_str(&scalar.to_string()),
     }
+}
+
+/// A JSON string literal, escaped as RFC 8259 requires (and as serde_json writes it).
+fn write_string(text: &str, out: &mut String) {
+    out.reserve(text.len() + 2);
+    out.push('"');
+    for c in text.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            '\u{08}' => out.push_str("\\b"),
+            '\u{0C}' => out.push_str("\\f"),
+            c if (c as u32) < 0x20 => out.push_str(&format!("\\u{:04x}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn strings_are_escaped_exactly_as_serde_json_does() {
+        for text in [
+            "plain",
+            "quote \" and \\ back",
+            "tab\tnew\nline\r",
+            "\u{1}\u{1f}\u{8}\u{c}",
+            "ünï ☃",
+        ] {
+            let mut out = String::new();
+            write_string(text, &mut out);
+            assert_eq!(out, serde_json::Value::String(text.into()).to_string());
+        }
+    }
 
     #[test]
     fn key_order_does_not_matter_but_values_do() {

@@ -226,7 +226,8 @@ impl Context<'_> {
         let parsed = match parse_documents(text) {
             Ok(parsed) => parsed,
             Err(error) => {
-                self.report_at(path, error.mark, error.message, error.hint);
+                let hint = error.hint.or_else(|| syntax_hint(text, error.mark));
+                self.report_at(path, error.mark, error.message, hint);
                 return;
             }
         };
@@ -449,13 +450,15 @@ impl Context<'_> {
             return;
         };
         let overrides = std::mem::take(&mut self.environment.overrides);
+        let mut by_name: BTreeMap<String, Vec<usize>> = BTreeMap::new();
+        for (index, document) in documents.iter().enumerate() {
+            by_name
+                .entry(document.name.clone())
+                .or_default()
+                .push(index);
+        }
         for job_override in &overrides {
-            let targets: Vec<usize> = documents
-                .iter()
-                .enumerate()
-                .filter(|(_, document)| document.name == job_override.job)
-                .map(|(index, _)| index)
-                .collect();
+            let targets: Vec<usize> = by_name.get(&job_override.job).cloned().unwrap_or_default();
             if targets.is_empty() {
                 let hint = did_you_mean(
                     &job_override.job,
@@ -573,6 +576,15 @@ impl Context<'_> {
         }
         (checked, clean)
     }
+}
+
+/// `{a: ${x}}` is the most common syntax error in job files: inside `{...}` or `[...]` the
+/// braces of a variable end the flow collection.
+fn syntax_hint(text: &str, mark: Mark) -> Option<String> {
+    let around = (mark.line.saturating_sub(1)..=mark.line)
+        .filter_map(|line| text.lines().nth((line as usize).checked_sub(1)?))
+        .any(|line| line.contains("${") && line.replace("${", "").contains(['{', '[']));
+    around.then(|| "inside `{...}` or `[...]`, quote values that use variables: \"${name}\"".into())
 }
 
 fn owners(kinds: Kinds) -> Vec<&'static str> {
