@@ -28,5 +28,5 @@ pub use digest::{digest_of, dlf_job_digest, flink_job_digest};
 pub use environment::ENVIRONMENTS_DIR;
 pub use io::{SpecIoError, content_revision, read_directory};
 pub use resolve::{environments, is_job_file, resolve};
-pub use schema::schema;
+pub use schema::{environment_schema, schema};
 pub use validate::{EnvironmentResult, ValidationReport, validate};

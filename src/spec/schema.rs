@@ -39,7 +39,7 @@ pub fn schema() -> Value {
         "description": "One job per YAML document. Values may use ${variable} references filled from environments/<env>.yaml; $${ writes a literal ${.",
         "type": "object",
         "oneOf": branches,
-        "$defs": { "environment": environment_schema() },
+        "$defs": { "environment": environment_definition() },
     })
 }
 
@@ -136,7 +136,14 @@ fn property(spec: &FieldSpec) -> Value {
     schema
 }
 
-fn environment_schema() -> Value {
+/// JSON Schema (draft 2020-12) of an environment file (`environments/<env>.yaml`).
+pub fn environment_schema() -> Value {
+    let mut schema = environment_definition();
+    schema["$schema"] = json!("https://json-schema.org/draft/2020-12/schema");
+    schema
+}
+
+fn environment_definition() -> Value {
     json!({
         "title": "dli-gitops environment file (environments/<env>.yaml)",
         "type": "object",
