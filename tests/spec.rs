@@ -260,7 +260,7 @@ fn without_an_environment_variables_are_reported() {
         .find(|diagnostic| diagnostic.message == "unknown variable `${flink_queue}`")
         .unwrap();
     assert_eq!(variable.file, "flink/clickstream-agg.yaml");
-    assert_eq!((variable.line, variable.column), (5, 13));
+    assert_eq!((variable.line, variable.column), (4, 13));
     assert!(variable.hint.as_deref().unwrap().contains("--env"));
 }
 
@@ -623,4 +623,62 @@ fn render_then_resolve_gives_back_the_dlf_job() {
     assert_eq!(back.import, adopted.import);
     assert_eq!(back.prune, adopted.prune);
     assert_eq!(back.digest, spec::dlf_job_digest(&adopted));
+}
+
+#[test]
+fn a_broken_environment_file_is_the_only_problem_reported_for_its_variables() {
+    let snapshot = snapshot_of(&[
+        (
+            "flink/clicks.yaml",
+            "kind: FlinkSqlJob\nname: clicks\nqueue_name: ${queue}\nsql_body: SELECT 1\n",
+        ),
+        ("environments/dev.yaml", "variables: {queue: [dev\n"),
+        ("environments/empty.yaml", "# nothing yet\n"),
+    ]);
+    let diagnostics = spec::resolve(&snapshot, Some("dev")).unwrap_err();
+    assert_eq!(diagnostics.len(), 1, "{diagnostics}");
+    assert_eq!(
+        diagnostics.iter().next().unwrap().file,
+        "environments/dev.yaml"
+    );
+
+    let diagnostics = spec::resolve(&snapshot, Some("empty")).unwrap_err();
+    assert_eq!(
+        diagnostics.iter().next().unwrap().message,
+        "unknown variable `${queue}`"
+    );
+}
+
+#[test]
+fn checkpoint_mode_numbers_get_a_hint() {
+    let snapshot = snapshot_of(&[(
+        "flink/clicks.yaml",
+        "kind: FlinkSqlJob\nname: clicks\nsql_body: SELECT 1\ncheckpoint_mode: 2\n",
+    )]);
+    let diagnostics = spec::resolve(&snapshot, None).unwrap_err();
+    let diagnostic = diagnostics.iter().next().unwrap();
+    assert_eq!((diagnostic.line, diagnostic.column), (4, 18));
+    assert!(
+        diagnostic
+            .hint
+            .as_deref()
+            .unwrap()
+            .contains("2 is at_least_once")
+    );
+}
+
+#[test]
+fn rendering_is_minimal_and_readable() {
+    let prod = spec::resolve(&example_repository(), Some("prod")).unwrap();
+    let mut rendered = String::new();
+    for job in &prod.flink {
+        for (path, text) in spec::render::render_flink_job(&job.name, &job.config, &job.lifecycle) {
+            if path.ends_with(".yaml") {
+                rendered.push_str(&format!("# {path}\n{text}"));
+            }
+        }
+    }
+    insta::with_settings!({ snapshot_path => fixtures().join("snapshots"), prepend_module_to_snapshot => false }, {
+        insta::assert_snapshot!("render-prod", rendered);
+    });
 }

@@ -488,7 +488,16 @@ pub(crate) fn convert(spec: &FieldSpec, node: &Node) -> Result<FieldValue, Vec<P
         FieldType::Choice(choices) => {
             let text = match node.as_scalar().map(|scalar| scalar.typed()) {
                 Some(Typed::Str(text)) => text.to_string(),
-                _ => return Err(wrong_type(&format!("one of {}", choices.join(", ")))),
+                found => {
+                    let mut problems = wrong_type(&format!("one of {}", choices.join(", ")));
+                    if name == "checkpoint_mode" && matches!(found, Some(Typed::Int(1 | 2))) {
+                        problems[0].hint = Some(
+                            "the API's 1 is exactly_once and 2 is at_least_once; write the name"
+                                .into(),
+                        );
+                    }
+                    return Err(problems);
+                }
             };
             if choices.contains(&text.as_str()) {
                 Ok(FieldValue::Text(text))
@@ -822,6 +831,16 @@ mod tests {
         let count = names.len();
         names.dedup();
         assert_eq!(names.len(), count);
+    }
+
+    #[test]
+    fn every_canonical_flink_field_has_a_job_file_field() {
+        // render writes config fields in table order: a field missing here would be dropped.
+        let config = crate::model::FlinkJobConfig::defaults_for(crate::model::JobKind::FlinkSql);
+        for field in config.to_field_map().keys() {
+            let spec = find(field).unwrap_or_else(|| panic!("{field} is not in FIELDS"));
+            assert!(spec.kinds.0 & Kinds::FLINK.0 != 0, "{field}");
+        }
     }
 
     #[test]

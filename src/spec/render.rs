@@ -28,11 +28,16 @@ pub fn render_flink_job(
     let mut files = Vec::new();
     let field_map = config.to_field_map();
     let default_map = defaults.to_field_map();
-    for (field, value) in &field_map {
+    // The field table's order: identity, placement, SQL, resources, checkpoints, the rest.
+    for spec in super::fields::FIELDS {
+        let field = spec.name;
+        let Some(value) = field_map.get(field) else {
+            continue;
+        };
         if default_map.get(field) == Some(value) || value.is_null() {
             continue;
         }
-        match field.as_str() {
+        match field {
             "sql_body" => {
                 let sql = config.sql_body.as_deref().unwrap_or_default();
                 put("sql_file", text(&format!("{name}.sql")));
@@ -194,9 +199,103 @@ fn yaml_value(value: &serde_json::Value) -> Value {
     }
 }
 
+/// Block-style YAML written by hand rather than by `serde_yaml`: libyaml follows YAML 1.1 and
+/// folds characters such as U+2028 inside quoted scalars, which a YAML 1.2 reader (ours) keeps.
+/// Strings are plain when that is unambiguous, double-quoted with escapes otherwise.
 fn to_yaml(value: &Value) -> String {
-    // Serialising a Value built from strings, numbers and booleans cannot fail.
-    serde_yaml::to_string(value).unwrap_or_default()
+    let mut out = String::new();
+    if let Value::Mapping(mapping) = value {
+        emit_mapping(mapping, 0, &mut out);
+    }
+    out
+}
+
+fn emit_mapping(mapping: &Mapping, indent: usize, out: &mut String) {
+    for (key, value) in mapping {
+        out.push_str(&" ".repeat(indent));
+        out.push_str(&scalar(key));
+        out.push(':');
+        emit_value(value, indent, out);
+    }
+}
+
+fn emit_value(value: &Value, indent: usize, out: &mut String) {
+    match value {
+        Value::Mapping(mapping) if mapping.is_empty() => out.push_str(" {}\n"),
+        Value::Sequence(items) if items.is_empty() => out.push_str(" []\n"),
+        Value::Mapping(mapping) => {
+            out.push('\n');
+            emit_mapping(mapping, indent + 2, out);
+        }
+        Value::Sequence(items) => {
+            out.push('\n');
+            for item in items {
+                out.push_str(&" ".repeat(indent + 2));
+                out.push('-');
+                emit_value(item, indent + 2, out);
+            }
+        }
+        other => {
+            out.push(' ');
+            out.push_str(&scalar(other));
+            out.push('\n');
+        }
+    }
+}
+
+fn scalar(value: &Value) -> String {
+    match value {
+        Value::Null => "null".into(),
+        Value::Bool(flag) => flag.to_string(),
+        Value::Number(number) => number.to_string(),
+        Value::String(text) => string_scalar(text),
+        // Not produced by this module: collections are emitted by emit_value.
+        Value::Sequence(_) | Value::Mapping(_) | Value::Tagged(_) => "null".into(),
+    }
+}
+
+fn string_scalar(text: &str) -> String {
+    let plain_safe = !text.is_empty()
+        && text.chars().all(|c| {
+            c.is_ascii_alphanumeric()
+                || matches!(
+                    c,
+                    '_' | '-' | '.' | '/' | ':' | '@' | ' ' | ',' | '=' | '+' | '(' | ')' | '$'
+                )
+        })
+        && text
+            .starts_with(|c: char| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '/' | '$'))
+        && !text.ends_with([' ', ':'])
+        && !text.contains(": ")
+        && !text.contains(" #")
+        && !text.contains("${")
+        && super::yaml::Scalar {
+            text: text.to_string(),
+            quoted: false,
+            inline_offset: None,
+        }
+        .typed()
+            == super::yaml::Typed::Str(text);
+    if plain_safe {
+        return text.to_string();
+    }
+    let mut quoted = String::with_capacity(text.len() + 2);
+    quoted.push('"');
+    for c in text.chars() {
+        match c {
+            '"' => quoted.push_str("\\\""),
+            '\\' => quoted.push_str("\\\\"),
+            '\n' => quoted.push_str("\\n"),
+            '\t' => quoted.push_str("\\t"),
+            '\r' => quoted.push_str("\\r"),
+            c if c.is_control() || matches!(c, '\u{2028}' | '\u{2029}' | '\u{85}' | '\u{feff}') => {
+                quoted.push_str(&format!("\\u{:04x}", c as u32))
+            }
+            c => quoted.push(c),
+        }
+    }
+    quoted.push('"');
+    quoted
 }
 
 fn pretty_json(value: &serde_json::Value, keep: &dyn Fn(&str) -> bool) -> String {

@@ -177,7 +177,8 @@ impl Context<'_> {
             );
             return;
         };
-        self.environment_file = Some(path.clone());
+        // `environment_file` is set only once the file parses: until then its variables are
+        // unknown, and reporting every `${name}` as missing would bury the one real problem.
         let text = match read_text(self.snapshot, &path) {
             Ok((_, text)) => text,
             Err(problem) => {
@@ -197,6 +198,8 @@ impl Context<'_> {
             .into_iter()
             .filter(|document| !document.is_empty_document());
         let Some(document) = documents.next() else {
+            // An empty environment file is a valid environment with nothing in it.
+            self.environment_file = Some(path);
             return;
         };
         if let Some(extra) = documents.next() {
@@ -207,6 +210,7 @@ impl Context<'_> {
                 Some("merge the documents into one".into()),
             );
         }
+        self.environment_file = Some(path.clone());
         let mut problems = Vec::new();
         self.environment = parse_environment(&document, &mut problems);
         for problem in problems {
