@@ -273,10 +273,8 @@ fn fill_strings(
     passthrough: &dyn Fn(&str) -> bool,
 ) {
     match value {
-        serde_json::Value::String(text) => {
-            if text.contains('$') {
-                *text = files::substitute(text, variables, passthrough).0;
-            }
+        serde_json::Value::String(text) if text.contains('$') => {
+            *text = files::substitute(text, variables, passthrough).0;
         }
         serde_json::Value::Array(items) => {
             for item in items {

@@ -265,10 +265,10 @@ fn mapping<'a>(
     what: &str,
     problems: &mut Vec<Problem>,
 ) -> Option<&'a [(Node, Node)]> {
-    if let Some(NodeValue::Scalar(scalar)) = Some(&node.value) {
-        if scalar.typed() == Typed::Null {
-            return Some(&[]);
-        }
+    if let NodeValue::Scalar(scalar) = &node.value
+        && scalar.typed() == Typed::Null
+    {
+        return Some(&[]);
     }
     let entries = node.as_mapping();
     if entries.is_none() {

@@ -54,6 +54,9 @@ pub(crate) enum FieldType {
     Restore,
 }
 
+/// An extra check on a text value: `Err((message, hint))`.
+pub(crate) type TextCheck = fn(&str) -> Result<(), (String, Option<String>)>;
+
 /// One field of a job file.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct FieldSpec {
@@ -62,7 +65,7 @@ pub(crate) struct FieldSpec {
     pub field_type: FieldType,
     pub description: &'static str,
     /// An extra check on text values: `Err((message, hint))`.
-    pub check: Option<fn(&str) -> Result<(), (String, Option<String>)>>,
+    pub check: Option<TextCheck>,
 }
 
 const fn field(

@@ -158,27 +158,26 @@ pub(crate) fn substitute(
             rest = escaped;
             continue;
         }
-        if let Some(body) = after.strip_prefix("${") {
-            if let Some(end) = body.find('}') {
-                let name = &body[..end];
-                if is_variable_name(name) {
-                    match variables.get(name) {
-                        Some(value) => output.push_str(value),
-                        None => {
-                            if !passthrough(name) {
-                                unknown.push(UnknownVariable {
-                                    offset: consumed + index,
-                                    name: name.to_string(),
-                                });
-                            }
-                            output.push_str(&after[..end + 3]);
-                        }
+        if let Some(body) = after.strip_prefix("${")
+            && let Some(end) = body.find('}')
+            && is_variable_name(&body[..end])
+        {
+            let name = &body[..end];
+            match variables.get(name) {
+                Some(value) => output.push_str(value),
+                None => {
+                    if !passthrough(name) {
+                        unknown.push(UnknownVariable {
+                            offset: consumed + index,
+                            name: name.to_string(),
+                        });
                     }
-                    consumed += index + end + 3;
-                    rest = &body[end + 1..];
-                    continue;
+                    output.push_str(&after[..end + 3]);
                 }
             }
+            consumed += index + end + 3;
+            rest = &body[end + 1..];
+            continue;
         }
         output.push('$');
         consumed += index + 1;

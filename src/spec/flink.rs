@@ -47,19 +47,19 @@ pub(crate) fn build(context: &mut Context<'_>, document: &JobDocument) -> Option
                 );
                 clean = false;
             }
-            if let Some(desc) = checked.get("desc") {
-                if config.desc.chars().count() > MAX_JAR_DESC_CHARS {
-                    context.report_at(
-                        &desc.file,
-                        desc.mark,
-                        format!(
-                            "`desc` is {} characters long, more than the {MAX_JAR_DESC_CHARS} DLI allows for Jar jobs",
-                            config.desc.chars().count()
-                        ),
-                        None,
-                    );
-                    clean = false;
-                }
+            if let Some(desc) = checked.get("desc")
+                && config.desc.chars().count() > MAX_JAR_DESC_CHARS
+            {
+                context.report_at(
+                    &desc.file,
+                    desc.mark,
+                    format!(
+                        "`desc` is {} characters long, more than the {MAX_JAR_DESC_CHARS} DLI allows for Jar jobs",
+                        config.desc.chars().count()
+                    ),
+                    None,
+                );
+                clean = false;
             }
         }
         JobKind::Dlf => return None,

@@ -78,10 +78,10 @@ impl Scalar {
         if let Some(int) = parse_int(text) {
             return Typed::Int(int);
         }
-        if looks_like_float(text) {
-            if let Ok(float) = text.parse::<f64>() {
-                return Typed::Float(float);
-            }
+        if looks_like_float(text)
+            && let Ok(float) = text.parse::<f64>()
+        {
+            return Typed::Float(float);
         }
         Typed::Str(text)
     }
