@@ -2,8 +2,9 @@
 
 use std::collections::BTreeMap;
 
+use super::convert::scalar_text;
 use super::diagnostics::did_you_mean;
-use super::fields::{Problem, scalar_text};
+use super::fields::Problem;
 use super::yaml::{Mark, Node, NodeValue, Typed};
 
 /// The directory environment files live in.

@@ -4,10 +4,11 @@
 //! the one exception is [`read_directory`], the edge that turns a directory into a snapshot.
 //!
 //! Layout: `yaml` (span-keeping parser), `fields` (the field table: types, ranges,
-//! descriptions), `resolve` (the pipeline), `flink` and `dlf` (building each kind),
-//! `environment`, `files` (references, links, variables), `digest`, `schema`, `render`,
-//! `validate` (the CLI report), `io` (the edge).
+//! descriptions), `convert` (checking a value against the table), `resolve` (the pipeline),
+//! `flink` and `dlf` (building each kind), `environment`, `files` (references, links,
+//! variables), `digest`, `schema`, `render`, `validate` (the CLI report), `io` (the edge).
 
+mod convert;
 mod diagnostics;
 mod digest;
 mod dlf;

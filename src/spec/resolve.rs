@@ -5,6 +5,7 @@
 
 use std::collections::BTreeMap;
 
+use super::convert;
 use super::diagnostics::{Diagnostic, Diagnostics, did_you_mean};
 use super::environment::{ENVIRONMENTS_DIR, Environment, parse_environment};
 use super::fields::{self, FieldType, FieldValue, Kinds, Problem};
@@ -329,7 +330,7 @@ impl Context<'_> {
 
     fn check_name(&mut self, path: &str, kind: JobKind, value: &Node) -> Option<String> {
         let spec = fields::find("name")?;
-        match fields::convert(spec, value) {
+        match convert::convert(spec, value) {
             Ok(FieldValue::Text(name)) => {
                 let limit = if kind == JobKind::Dlf { 128 } else { 57 };
                 if name.chars().count() > limit {
@@ -550,7 +551,7 @@ impl Context<'_> {
                     continue;
                 }
             };
-            match fields::convert(spec, &entry.value) {
+            match convert::convert(spec, &entry.value) {
                 Ok(FieldValue::Map(overrides)) if checked.contains_key(spec.name) => {
                     if let Some(Checked {
                         value: FieldValue::Map(base),

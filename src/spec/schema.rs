@@ -3,8 +3,9 @@
 
 use serde_json::{Map, Value, json};
 
+use super::convert::RESTORE_FIELDS;
 use super::environment::{RESOURCE_TYPES, TARGET_STATUSES};
-use super::fields::{FieldSpec, FieldType, Kinds, RESTORE_FIELDS, fields_of};
+use super::fields::{FieldSpec, FieldType, Kinds, fields_of};
 
 /// JSON Schema (draft 2020-12) of one job document: a `oneOf` with one branch per kind.
 /// Environment files are described under `$defs.environment`.
