@@ -682,3 +682,49 @@ fn rendering_is_minimal_and_readable() {
         insta::assert_snapshot!("render-prod", rendered);
     });
 }
+
+#[test]
+fn dlf_digests_ignore_json_key_order_and_json_errors_have_positions() {
+    let yaml = "kind: DlfJob\nname: load\ndefinition_file: load.job\n";
+    let first = snapshot_of(&[
+        ("dlf/load.yaml", yaml),
+        (
+            "dlf/load.job",
+            r#"{"name": "load", "processType": "BATCH", "nodes": [{"name": "a", "type": "DWSSQL"}], "schedule": {"type": "EXECUTE_ONCE"}}"#,
+        ),
+    ]);
+    let reordered = snapshot_of(&[
+        ("dlf/load.yaml", yaml),
+        (
+            "dlf/load.job",
+            "{\n  \"schedule\": {\"type\": \"EXECUTE_ONCE\"},\n  \"nodes\": [{\"type\": \"DWSSQL\", \"name\": \"a\"}],\n  \"processType\": \"BATCH\",\n  \"name\": \"load\"\n}\n",
+        ),
+    ]);
+    let changed = snapshot_of(&[
+        ("dlf/load.yaml", yaml),
+        (
+            "dlf/load.job",
+            r#"{"name": "load", "processType": "BATCH", "nodes": [{"name": "b", "type": "DWSSQL"}], "schedule": {"type": "EXECUTE_ONCE"}}"#,
+        ),
+    ]);
+    let digest =
+        |snapshot: &RepoSnapshot| spec::resolve(snapshot, None).unwrap().dlf[0].digest.clone();
+    assert_eq!(digest(&first), digest(&reordered));
+    assert_ne!(digest(&first), digest(&changed));
+
+    let broken_json = snapshot_of(&[
+        ("dlf/load.yaml", yaml),
+        (
+            "dlf/load.job",
+            "{\n  \"name\": \"load\",\n  \"nodes\": [\n}\n",
+        ),
+    ]);
+    let diagnostics = spec::resolve(&broken_json, None).unwrap_err();
+    let diagnostic = diagnostics.iter().next().unwrap();
+    assert_eq!(diagnostic.file, "dlf/load.job");
+    assert_eq!(diagnostic.line, 4);
+    assert!(
+        diagnostic.message.starts_with("JSON syntax error"),
+        "{diagnostic}"
+    );
+}
