@@ -48,7 +48,8 @@ pub(crate) enum NodeValue {
 pub(crate) struct Scalar {
     pub text: String,
     pub quoted: bool,
-    /// Single-line plain or quoted scalars let variable positions be computed exactly.
+    /// Where the text starts after the node's mark (1 for quoted scalars), when every source
+    /// character is a text character, so positions inside the text can be computed exactly.
     pub inline_offset: Option<u32>,
 }
 
@@ -193,10 +194,14 @@ pub(crate) fn parse_documents(text: &str) -> Result<Vec<Node>, YamlError> {
             Event::Scalar(text, style, anchor, tag) => {
                 refuse_anchor(anchor, mark)?;
                 let quoted = style != ScalarStyle::Plain || is_string_tag(tag.as_ref(), mark)?;
+                // Positions inside a scalar are exact only when the source is the text itself
+                // (plus quotes): no escapes, no folded lines.
+                let source_chars = span.end.index().saturating_sub(span.start.index());
+                let text_chars = text.chars().count();
                 let inline_offset = match style {
-                    ScalarStyle::Plain if span.start.line() == span.end.line() => Some(0),
+                    ScalarStyle::Plain if source_chars == text_chars => Some(0),
                     ScalarStyle::SingleQuoted | ScalarStyle::DoubleQuoted
-                        if span.start.line() == span.end.line() && !text.contains('\\') =>
+                        if source_chars == text_chars + 2 =>
                     {
                         Some(1)
                     }
@@ -400,6 +405,19 @@ mod tests {
             error.message
         );
         assert!(error.mark.line >= 1);
+    }
+
+    #[test]
+    fn inline_offsets_only_where_source_and_text_agree() {
+        let document =
+            first("a: plain ${x}\nb: \"quoted ${x}\"\nc: \"esc\\\"aped\"\nd: |\n  block\n");
+        let offsets: Vec<_> = document
+            .as_mapping()
+            .unwrap()
+            .iter()
+            .map(|(_, value)| value.as_scalar().unwrap().inline_offset)
+            .collect();
+        assert_eq!(offsets, [Some(0), Some(1), None, None]);
     }
 
     #[test]
