@@ -728,3 +728,16 @@ fn dlf_digests_ignore_json_key_order_and_json_errors_have_positions() {
         "{diagnostic}"
     );
 }
+
+#[test]
+fn broken_in_one_environment_only() {
+    let snapshot = snapshot_of(&[
+        (
+            "flink/clicks.yaml",
+            "kind: FlinkSqlJob\nname: clicks\nqueue_name: ${queue}\nsql_body: SELECT 1\ncu_number: 500\n",
+        ),
+        ("environments/dev.yaml", "variables: {queue: dev_flink}\n"),
+        ("environments/prod.yaml", "variables: {queeu: prod_flink}\n"),
+    ]);
+    check("only-in-one-environment", &snapshot, None);
+}
