@@ -263,3 +263,44 @@ impl EmulatorConfig {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_example_config_parses_and_matches_the_defaults_it_documents() {
+        let example: EmulatorConfig =
+            serde_yaml::from_str(include_str!("../../examples/emulator.yaml")).unwrap();
+        example.validate().unwrap();
+        let defaults = EmulatorConfig::default();
+        assert_eq!(example.delays, defaults.delays);
+        assert_eq!(example.faults, defaults.faults);
+        assert_eq!(example.limits, defaults.limits);
+        assert_eq!(example.buckets, defaults.buckets);
+        assert_eq!(example.credentials[0], defaults.credentials[0]);
+        assert_eq!(example.users, defaults.users);
+    }
+
+    #[test]
+    fn bad_configs_are_refused_with_a_reason() {
+        let unknown = serde_yaml::from_str::<EmulatorConfig>("delay: {submit_ms: 1}");
+        assert!(unknown.is_err());
+        let mut config = EmulatorConfig::default();
+        config.faults.error_rate = 1.5;
+        assert!(config.validate().unwrap_err().contains("error_rate"));
+        let mut config = EmulatorConfig::default();
+        config.credentials.push(config.credentials[0].clone());
+        assert!(config.validate().unwrap_err().contains("twice"));
+        let mut config = EmulatorConfig::default();
+        config.buckets.push("Bad_Bucket".into());
+        assert!(config.validate().is_err());
+    }
+
+    #[test]
+    fn secrets_stay_out_of_debug_output() {
+        let text = format!("{:?}", EmulatorConfig::default());
+        assert!(!text.contains(DEV_SECRET_KEY));
+        assert!(!text.contains(DEV_USER_PASSWORD));
+    }
+}
