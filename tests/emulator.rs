@@ -1426,3 +1426,88 @@ async fn the_s3_endpoint_serves_the_data_directory_to_our_s3_client() {
     );
     handle.shutdown().await;
 }
+
+#[tokio::test]
+async fn hostile_input_never_gets_a_server_error() {
+    use rand::{Rng, SeedableRng};
+    let temp = tempfile::tempdir().unwrap();
+    let handle = start(temp.path()).await;
+    let client = Client::dev(&handle);
+    let job_id = create(&client, sql_job("target")).await;
+    let routes: Vec<(Method, String)> = vec![
+        (Method::GET, "streaming/jobs".into()),
+        (Method::GET, format!("streaming/jobs/{job_id}")),
+        (Method::GET, "streaming/jobs/99999999999999999999".into()),
+        (Method::GET, "streaming/jobs/%E2%98%83".into()),
+        (Method::POST, "streaming/sql-jobs".into()),
+        (Method::PUT, format!("streaming/sql-jobs/{job_id}")),
+        (Method::POST, "streaming/flink-jobs".into()),
+        (Method::PUT, format!("streaming/flink-jobs/{job_id}")),
+        (Method::POST, "streaming/jobs/run".into()),
+        (Method::POST, "streaming/jobs/stop".into()),
+        (Method::POST, "streaming/jobs/delete".into()),
+        (Method::POST, "streaming/jobs/export".into()),
+        (Method::POST, "streaming/jobs/import".into()),
+        (Method::POST, format!("streaming/jobs/{job_id}/savepoint")),
+        (
+            Method::POST,
+            format!("streaming/jobs/{job_id}/import-savepoint"),
+        ),
+        (Method::POST, "dli/obs-authorize".into()),
+        (
+            Method::POST,
+            format!("/v3/{DEV_PROJECT_ID}/dli_flink_job/{job_id}/tags/create"),
+        ),
+        (Method::POST, "jobs/import".into()),
+        (Method::POST, "jobs/batch-export".into()),
+        (Method::POST, "jobs/x/export".into()),
+        (Method::GET, "system-tasks/%00".into()),
+        (Method::POST, "/v3/auth/tokens".into()),
+    ];
+    let mut bodies: Vec<Vec<u8>> = [
+        "",
+        "null",
+        "[]",
+        "{}",
+        "\"text\"",
+        "1e999",
+        "{\"name\": {}}",
+        "{\"job_ids\": [\"x\", null]}",
+        "{\"job_ids\": [1e30]}",
+        "{\"zip_file\": 5, \"obs_dir\": [], \"path\": null}",
+        "{\"zip_file\": \"../../../../etc/passwd\", \"obs_dir\": \"/\", \"path\": \"obs://../x\"}",
+        "{\"name\": \"\\u0000\", \"runtime_config\": {\"a\": [1]}, \"tags\": \"x\"}",
+        "{\"action\": 1, \"savepoint_path\": 3, \"job_id\": {}}",
+        "{\"auth\": {\"identity\": {\"methods\": \"password\"}}}",
+    ]
+    .iter()
+    .map(|text| text.as_bytes().to_vec())
+    .collect();
+    bodies.push("[".repeat(100_000).into_bytes());
+    let mut rng = rand::rngs::StdRng::seed_from_u64(42);
+    for _ in 0..10 {
+        let length = rng.gen_range(1..512);
+        bodies.push((0..length).map(|_| rng.r#gen::<u8>()).collect());
+    }
+    for (method, path) in &routes {
+        for body in &bodies {
+            let answer = client
+                .call_raw(method.clone(), path, &[], Some(body.clone()), None)
+                .await
+                .unwrap();
+            assert!(
+                answer.status.is_client_error() || answer.status.is_success(),
+                "{method} {path} with {:?} answered {}: {}",
+                String::from_utf8_lossy(&body[..body.len().min(80)]),
+                answer.status,
+                answer.body
+            );
+        }
+    }
+    assert_eq!(
+        detail(&client, job_id).await["name"],
+        "target",
+        "the emulator still serves"
+    );
+    handle.shutdown().await;
+}

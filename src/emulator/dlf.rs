@@ -20,6 +20,8 @@ pub(crate) fn handle(call: &Call<'_>, operation: Operation) -> Result<Reply, Api
         Operation::DlfExportJob => export_job(call),
         Operation::DlfExportJobList => export_job_list(call),
         Operation::DlfListSystemTasks => show_task(call),
+        Operation::DlfStartJob => set_schedule(call, "NORMAL"),
+        Operation::DlfStopJob => set_schedule(call, "STOPPED"),
         _ => Err(ApiError::internal(
             Service::Dlf,
             "operation routed to the wrong service",
@@ -579,5 +581,28 @@ fn show_task(call: &Call<'_>) -> Result<Reply, ApiError> {
             "DLF.0810",
             format!("The system task does not exist: {task_id}"),
         )
+    })
+}
+
+/// `POST jobs/{name}/start` and `/stop`: schedule the job (`NORMAL`) or stop it (`STOPPED`).
+/// An import over a scheduled job fails, as DataArts requires same-name jobs to be stopped.
+fn set_schedule(call: &Call<'_>, status: &str) -> Result<Reply, ApiError> {
+    let name = job_name(call);
+    call.shared.mutate(&call.project_id, call.now_ms, |state| {
+        let job = state
+            .projects
+            .entry(call.project_id.clone())
+            .or_default()
+            .dlf_jobs
+            .get_mut(&name)
+            .ok_or_else(|| missing_job(&name))?;
+        job.schedule_status = status.to_string();
+        job.last_update = call.now_ms;
+        Ok(())
+    })?;
+    Ok(Reply {
+        status: http::StatusCode::NO_CONTENT,
+        body: ReplyBody::Empty,
+        headers: Vec::new(),
     })
 }

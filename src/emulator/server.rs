@@ -246,6 +246,8 @@ pub(crate) enum Operation {
     DlfExportJob,
     DlfExportJobList,
     DlfListSystemTasks,
+    DlfStartJob,
+    DlfStopJob,
     IamCreateToken,
     IamListProjects,
     EmulatorStats,
@@ -279,6 +281,8 @@ impl Operation {
             Operation::DlfExportJob => "DlfExportJob",
             Operation::DlfExportJobList => "DlfExportJobList",
             Operation::DlfListSystemTasks => "DlfListSystemTasks",
+            Operation::DlfStartJob => "DlfStartJob",
+            Operation::DlfStopJob => "DlfStopJob",
             Operation::IamCreateToken => "IamCreateToken",
             Operation::IamListProjects => "IamListProjects",
             Operation::EmulatorStats => "EmulatorStats",
@@ -293,7 +297,9 @@ impl Operation {
             | Operation::DlfShowJob
             | Operation::DlfExportJob
             | Operation::DlfExportJobList
-            | Operation::DlfListSystemTasks => Service::Dlf,
+            | Operation::DlfListSystemTasks
+            | Operation::DlfStartJob
+            | Operation::DlfStopJob => Service::Dlf,
             Operation::IamCreateToken | Operation::IamListProjects => Service::Iam,
             Operation::EmulatorStats | Operation::EmulatorJobRuns => Service::Emulator,
             _ => Service::Dli,
@@ -349,6 +355,8 @@ pub(crate) fn route(method: &Method, segments: &[&str]) -> Option<(Operation, Op
         ["v1", pid, "jobs", "batch-export"] if post => (DlfExportJobList, pid),
         ["v1", pid, "jobs", _] if get => (DlfShowJob, pid),
         ["v1", pid, "jobs", _, "export"] if post => (DlfExportJob, pid),
+        ["v1", pid, "jobs", _, "start"] if post => (DlfStartJob, pid),
+        ["v1", pid, "jobs", _, "stop"] if post => (DlfStopJob, pid),
         ["v1", pid, "system-tasks", _] if get => (DlfListSystemTasks, pid),
         ["_emulator", "v1", "stats"] if get => return Some((EmulatorStats, None)),
         ["_emulator", "v1", pid, "jobs", _, "runs"] if get => {
