@@ -1511,3 +1511,72 @@ async fn hostile_input_never_gets_a_server_error() {
     );
     handle.shutdown().await;
 }
+
+#[test]
+fn the_cli_prints_its_endpoints_and_stops_on_sigterm() {
+    use std::io::BufRead;
+    let temp = tempfile::tempdir().unwrap();
+    let binary = env!("CARGO_BIN_EXE_dli-gitops");
+    let mut child = std::process::Command::new(binary)
+        .args([
+            "emulator",
+            "--listen",
+            "127.0.0.1:0",
+            "--s3-listen",
+            "127.0.0.1:0",
+            "--fault-seed",
+            "3",
+            "--data",
+        ])
+        .arg(temp.path().join("data"))
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let endpoints: Value = serde_json::from_str(&line).unwrap();
+    for key in ["dli", "dlf", "iam", "s3"] {
+        assert!(
+            endpoints[key]
+                .as_str()
+                .unwrap()
+                .starts_with("http://127.0.0.1:"),
+            "{line}"
+        );
+    }
+    let stats_url = format!("{}/_emulator/v1/stats", endpoints["dli"].as_str().unwrap());
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let stats: Value =
+        runtime.block_on(async { reqwest::get(stats_url).await.unwrap().json().await.unwrap() });
+    assert_eq!(stats["total"], 0);
+    let killed = std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    assert!(child.wait().unwrap().success(), "exit 0 after SIGTERM");
+    assert!(temp.path().join("data/obs/dli-gitops-savepoints").is_dir());
+
+    let refused = std::process::Command::new(binary)
+        .args([
+            "emulator",
+            "--listen",
+            "127.0.0.1:0",
+            "--s3-listen",
+            "127.0.0.1:0",
+            "--fault-error-rate",
+            "2",
+            "--data",
+        ])
+        .arg(temp.path().join("data"))
+        .output()
+        .unwrap();
+    assert_eq!(refused.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("error_rate"));
+}
