@@ -483,8 +483,11 @@ fn run_jobs(call: &Call<'_>) -> Result<Reply, ApiError> {
             } else {
                 None
             };
-            let run_number = u32::try_from(job.runs.len()).unwrap_or(u32::MAX).saturating_add(1);
-            job.runs.push(RunRecord {
+            let run_number = job
+                .runs
+                .last()
+                .map_or(1, |run| run.run_number.saturating_add(1));
+            job.push_run(RunRecord {
                 run_number,
                 started_at: call.now_ms,
                 resume_savepoint: body.resume_savepoint,
@@ -545,7 +548,7 @@ fn write_savepoint(
         "format": "dli-gitops-emulator-savepoint",
         "job_id": job.job_id,
         "job_name": job.name,
-        "run_number": job.runs.len(),
+        "run_number": job.runs.last().map_or(0, |run| run.run_number),
         "taken_at": call.now_ms,
     });
     call.shared

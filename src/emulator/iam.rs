@@ -70,18 +70,20 @@ pub(crate) fn create_token(shared: &Shared, body: &[u8], now_ms: i64) -> Reply {
     }
     let token = format!("MIIEMU{}", hex::encode(rand::random::<[u8; 32]>()));
     let expires_at_ms = now_ms + TOKEN_LIFETIME_MS;
-    shared
+    let mut tokens = shared
         .tokens
         .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
-        .insert(
-            token.clone(),
-            IssuedToken {
-                user: account.name.clone(),
-                project_id: account.project_id.clone(),
-                expires_at_ms,
-            },
-        );
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    tokens.retain(|_, issued| issued.expires_at_ms > now_ms);
+    tokens.insert(
+        token.clone(),
+        IssuedToken {
+            user: account.name.clone(),
+            project_id: account.project_id.clone(),
+            expires_at_ms,
+        },
+    );
+    drop(tokens);
     let project_name = scope["name"].as_str().unwrap_or("emulator");
     Reply {
         status: StatusCode::CREATED,

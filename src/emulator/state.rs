@@ -13,6 +13,9 @@ use serde_json::Value;
 
 use crate::model::FlinkJobConfig;
 
+/// Most status changes and runs kept per job, so `state.json` stays small on long runs.
+pub const MAX_HISTORY_PER_JOB: usize = 200;
+
 /// The version written in `state.json`.
 pub const STATE_FORMAT_VERSION: u32 = 1;
 
@@ -127,6 +130,19 @@ impl FlinkJobRecord {
             at_ms,
             status: status.to_string(),
         });
+        if self.history.len() > MAX_HISTORY_PER_JOB {
+            let excess = self.history.len() - MAX_HISTORY_PER_JOB;
+            self.history.drain(..excess);
+        }
+    }
+
+    /// Records a new run, keeping the newest [`MAX_HISTORY_PER_JOB`].
+    pub fn push_run(&mut self, run: RunRecord) {
+        self.runs.push(run);
+        if self.runs.len() > MAX_HISTORY_PER_JOB {
+            let excess = self.runs.len() - MAX_HISTORY_PER_JOB;
+            self.runs.drain(..excess);
+        }
     }
 
     /// Replaces the pending transitions with `steps` (delay after the previous step, status).
