@@ -1116,6 +1116,7 @@ async fn faults_are_injected_from_the_config() {
     assert!(started.elapsed() >= std::time::Duration::from_millis(150));
     assert_error(&answer, StatusCode::TOO_MANY_REQUESTS, "APIG.0308");
     assert_eq!(answer.headers["retry-after"], "7");
+    assert!(answer.body["request_id"].is_string());
     handle.shutdown().await;
 
     let mut config = EmulatorConfig::for_tests(temp.path().join("drop"));

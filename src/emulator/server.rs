@@ -130,7 +130,7 @@ impl ApiError {
         ApiError::bad_request("DLF.3051", message)
     }
 
-    /// An API-gateway error, which also carries the request id.
+    /// An API-gateway error (`APIG.*`); `process` adds the `request_id` field gateway errors carry.
     pub fn gateway(status: StatusCode, code: &str, message: &str) -> ApiError {
         ApiError {
             status,
@@ -440,7 +440,7 @@ async fn process(shared: &Shared, request: Request, request_id: &str) -> Reply {
         }
     };
     if service != Service::Emulator {
-        if let Some(reply) = inject_fault(shared, service).await {
+        if let Some(reply) = inject_fault(shared, service, request_id).await {
             return reply;
         }
     }
@@ -500,7 +500,7 @@ fn with_request_id(mut error: ApiError, request_id: &str) -> Reply {
     error.into()
 }
 
-async fn inject_fault(shared: &Shared, service: Service) -> Option<Reply> {
+async fn inject_fault(shared: &Shared, service: Service, request_id: &str) -> Option<Reply> {
     let latency = shared.faults.latency();
     if !latency.is_zero() {
         tokio::time::sleep(latency).await;
@@ -513,12 +513,14 @@ async fn inject_fault(shared: &Shared, service: Service) -> Option<Reply> {
         FaultDecision::Throttle {
             retry_after_seconds,
         } => {
-            let mut reply: Reply = ApiError::gateway(
-                StatusCode::TOO_MANY_REQUESTS,
-                "APIG.0308",
-                "The throttling threshold has been reached: policy user over ratelimit",
-            )
-            .into();
+            let mut reply = with_request_id(
+                ApiError::gateway(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    "APIG.0308",
+                    "The throttling threshold has been reached: policy user over ratelimit",
+                ),
+                request_id,
+            );
             reply
                 .headers
                 .push((http::header::RETRY_AFTER, retry_after_seconds.to_string()));
