@@ -702,4 +702,71 @@ mod tests {
             Err(BundleError::InvalidName { .. })
         ));
     }
+
+    mod properties {
+        use super::*;
+        use proptest::prelude::*;
+
+        fn text() -> impl Strategy<Value = String> {
+            "[a-zA-Z0-9 _.:/-]{1,24}"
+        }
+
+        fn optional_text() -> impl Strategy<Value = Option<String>> {
+            proptest::option::of(text())
+        }
+
+        prop_compose! {
+            fn config()(
+                jar in any::<bool>(),
+                desc in "[a-zA-Z0-9 ]{0,40}",
+                queue_name in optional_text(),
+                sql_body in optional_text(),
+                run_mode in prop::sample::select(vec!["shared_cluster", "exclusive_cluster", "edge_node"]),
+                numbers in (1..400i32, 1..8i32, 1..2000i32, 1..8i32, proptest::option::of(1..16i32), 1..3600i32),
+                flags in (any::<bool>(), any::<bool>(), any::<bool>(), any::<bool>(), any::<bool>()),
+                mode in prop::sample::select(vec![CheckpointMode::ExactlyOnce, CheckpointMode::AtLeastOnce]),
+                idle_state_retention in any::<i32>(),
+                resume_max_num in -1..100i64,
+                dirty in prop::sample::select(vec!["0", "1", "2:obs://bucket/dirty"]),
+                optionals in (optional_text(), optional_text(), optional_text(), optional_text(), optional_text()),
+                runtime_config in prop::collection::btree_map(text(), text(), 0..4),
+                tags in prop::collection::btree_map("[a-z]{1,12}", "[a-z0-9]{0,12}", 0..4),
+                jars in prop::collection::vec(text(), 0..3),
+                jar_fields in (optional_text(), optional_text(), optional_text(), optional_text()),
+            ) -> FlinkJobConfig {
+                let mut config = FlinkJobConfig::defaults_for(if jar { JobKind::FlinkJar } else { JobKind::FlinkSql });
+                config.desc = desc;
+                config.queue_name = queue_name;
+                config.sql_body = if jar { None } else { sql_body };
+                config.run_mode = run_mode.to_string();
+                (config.cu_number, config.manager_cu_number, config.parallel_number, config.tm_cus, config.tm_slot_num, config.checkpoint_interval) = numbers;
+                (config.checkpoint_enabled, config.log_enabled, config.restart_when_exception, config.resume_checkpoint, _) = flags;
+                config.checkpoint_mode = mode;
+                config.idle_state_retention = idle_state_retention;
+                config.resume_max_num = resume_max_num;
+                config.dirty_data_strategy = dirty.to_string();
+                (config.obs_bucket, config.smn_topic, config.udf_jar_url, config.flink_version, config.checkpoint_path) = optionals;
+                config.runtime_config = runtime_config;
+                config.tags = tags;
+                config.dependency_jars = jars.clone();
+                config.dependency_files = jars;
+                if jar {
+                    (config.entrypoint, config.main_class, config.entrypoint_args, config.image) = jar_fields;
+                }
+                config
+            }
+        }
+
+        proptest! {
+            /// Writing a job into a bundle and reading it back gives the same canonical config,
+            /// so a no-op import can never look like a change.
+            #[test]
+            fn every_config_survives_a_bundle_round_trip(config in config()) {
+                let bytes = write_dli_zip(&[DliJobDocument::from_model("job", &config)]).unwrap();
+                let read = read_dli_zip(&bytes, &ZipLimits::default()).unwrap();
+                prop_assert_eq!(read.len(), 1);
+                prop_assert_eq!(read[0].to_model().unwrap(), config);
+            }
+        }
+    }
 }
