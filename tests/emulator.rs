@@ -111,12 +111,16 @@ impl Client {
             .iter()
             .map(|(key, value)| (key.to_string(), value.to_string()))
             .collect();
+        // The signature covers the decoded path; the URL carries it encoded.
+        let decoded_path = percent_encoding::percent_decode_str(&path)
+            .decode_utf8_lossy()
+            .into_owned();
         let authorization = signer::sign(
             &self.access_key,
             &self.secret_key,
             &SignableRequest {
                 method: method.as_str(),
-                path: &path,
+                path: &decoded_path,
                 query: &query_pairs,
                 headers: &headers,
                 body: &body,
@@ -1580,4 +1584,49 @@ fn the_cli_prints_its_endpoints_and_stops_on_sigterm() {
         .unwrap();
     assert_eq!(refused.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&refused.stderr).contains("error_rate"));
+}
+
+#[tokio::test]
+async fn repeated_bad_signatures_lock_the_access_key_for_a_while() {
+    let temp = tempfile::tempdir().unwrap();
+    let mut config = EmulatorConfig::for_tests(temp.path().to_path_buf());
+    config.auth = dli_gitops::emulator::EmulatorAuth {
+        lockout_failures: 3,
+        lockout_seconds: 1,
+    };
+    let handle = start_with(config).await;
+    let good = Client::dev(&handle);
+    let bad = Client::with_keys(&handle, DEV_ACCESS_KEY, "wrong", DEV_PROJECT_ID);
+    for _ in 0..2 {
+        assert_error(
+            &bad.call(Method::GET, "streaming/jobs", &[], None).await,
+            StatusCode::UNAUTHORIZED,
+            "APIG.0301",
+        );
+    }
+    assert_eq!(
+        good.call(Method::GET, "streaming/jobs", &[], None)
+            .await
+            .status,
+        StatusCode::OK,
+        "a success resets the count"
+    );
+    for _ in 0..3 {
+        bad.call(Method::GET, "streaming/jobs", &[], None).await;
+    }
+    let locked = good.call(Method::GET, "streaming/jobs", &[], None).await;
+    assert_error(&locked, StatusCode::UNAUTHORIZED, "APIG.0301");
+    assert!(
+        locked.body["error_msg"].as_str().unwrap().contains("limit"),
+        "{}",
+        locked.body
+    );
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    assert_eq!(
+        good.call(Method::GET, "streaming/jobs", &[], None)
+            .await
+            .status,
+        StatusCode::OK
+    );
+    handle.shutdown().await;
 }

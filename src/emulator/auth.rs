@@ -43,6 +43,13 @@ pub(crate) struct IssuedToken {
     pub expires_at_ms: i64,
 }
 
+/// Signature failures of one access key.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Lockout {
+    pub consecutive_failures: u32,
+    pub locked_until_ms: i64,
+}
+
 fn unauthorized(message: &str) -> ApiError {
     ApiError::gateway(StatusCode::UNAUTHORIZED, "APIG.0301", message)
 }
@@ -98,6 +105,54 @@ pub(crate) fn authenticate(
             "Incorrect IAM authentication information: ak not exist",
         ));
     };
+    let settings = shared.config.auth;
+    let mut lockouts = shared
+        .lockouts
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    let lockout = lockouts.entry(credential.access_key.clone()).or_default();
+    if settings.lockout_failures > 0 && lockout.locked_until_ms > now_ms {
+        return Err(unauthorized(
+            "Incorrect IAM authentication information: AK access failed to reach the limit, forbidden",
+        ));
+    }
+    let result = verify_signature(
+        parts,
+        decoded_path,
+        query,
+        body,
+        now_ms,
+        &credential.secret_key,
+    );
+    match &result {
+        Ok(()) => *lockout = Lockout::default(),
+        Err(_) if settings.lockout_failures > 0 => {
+            lockout.consecutive_failures += 1;
+            if lockout.consecutive_failures >= settings.lockout_failures {
+                let lock_ms = i64::try_from(settings.lockout_seconds.saturating_mul(1000))
+                    .unwrap_or(i64::MAX);
+                lockout.locked_until_ms = now_ms.saturating_add(lock_ms);
+                lockout.consecutive_failures = 0;
+                tracing::warn!(access_key = %credential.access_key, seconds = settings.lockout_seconds, "An access key is locked after repeated signature failures.");
+            }
+        }
+        Err(_) => {}
+    }
+    result.map(|()| Caller::AccessKey {
+        access_key: credential.access_key.clone(),
+        project_id: credential.project_id.clone(),
+    })
+}
+
+/// Checks the date window and the signature of an AK/SK call.
+fn verify_signature(
+    parts: &Parts,
+    decoded_path: &str,
+    query: &[(String, String)],
+    body: &[u8],
+    now_ms: i64,
+    secret_key: &str,
+) -> Result<(), ApiError> {
     let sdk_date = parts
         .headers
         .get(signer::HEADER_DATE)
@@ -133,13 +188,18 @@ pub(crate) fn authenticate(
         headers: &headers,
         body,
     };
-    match signer::verify(&authorization, &credential.secret_key, &request) {
-        Ok(()) => Ok(Caller::AccessKey {
-            access_key: credential.access_key.clone(),
-            project_id: credential.project_id.clone(),
-        }),
+    let authorization = parts
+        .headers
+        .get(http::header::AUTHORIZATION)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| Authorization::parse(value).ok())
+        .ok_or_else(|| {
+            unauthorized("Incorrect IAM authentication information: Authorization format error")
+        })?;
+    match signer::verify(&authorization, secret_key, &request) {
+        Ok(()) => Ok(()),
         Err(error) => {
-            tracing::info!(access_key = %credential.access_key, reason = %error, "A call's signature was refused.");
+            tracing::info!(access_key = %authorization.access_key, reason = %error, "A call's signature was refused.");
             Err(unauthorized(
                 "Incorrect IAM authentication information: verify aksk signature fail",
             ))

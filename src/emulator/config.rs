@@ -47,6 +47,7 @@ pub struct EmulatorConfig {
     pub users: Vec<EmulatorUser>,
     pub delays: EmulatorDelays,
     pub faults: EmulatorFaults,
+    pub auth: EmulatorAuth,
     /// Buckets created at start (existing ones are kept).
     pub buckets: Vec<String>,
     pub limits: EmulatorLimits,
@@ -71,6 +72,7 @@ impl Default for EmulatorConfig {
             }],
             delays: EmulatorDelays::default(),
             faults: EmulatorFaults::default(),
+            auth: EmulatorAuth::default(),
             buckets: DEFAULT_BUCKETS
                 .iter()
                 .map(|name| name.to_string())
@@ -201,6 +203,25 @@ impl Default for EmulatorFaults {
     }
 }
 
+/// The API gateway's protection against signature guessing: after `lockout_failures`
+/// consecutive bad signatures an access key is refused for `lockout_seconds`, even with a good
+/// signature. `lockout_failures: 0` turns it off.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct EmulatorAuth {
+    pub lockout_failures: u32,
+    pub lockout_seconds: u64,
+}
+
+impl Default for EmulatorAuth {
+    fn default() -> EmulatorAuth {
+        EmulatorAuth {
+            lockout_failures: 5,
+            lockout_seconds: 300,
+        }
+    }
+}
+
 /// Input size bounds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -276,6 +297,7 @@ mod tests {
         let defaults = EmulatorConfig::default();
         assert_eq!(example.delays, defaults.delays);
         assert_eq!(example.faults, defaults.faults);
+        assert_eq!(example.auth, defaults.auth);
         assert_eq!(example.limits, defaults.limits);
         assert_eq!(example.buckets, defaults.buckets);
         assert_eq!(example.credentials[0], defaults.credentials[0]);

@@ -28,8 +28,8 @@ use tokio::task::JoinHandle;
 
 pub use config::{
     DEFAULT_BUCKETS, DEFAULT_SAVEPOINT_BUCKET, DEV_ACCESS_KEY, DEV_DOMAIN_NAME, DEV_PROJECT_ID,
-    DEV_SECRET_KEY, DEV_USER_NAME, DEV_USER_PASSWORD, EmulatorConfig, EmulatorCredential,
-    EmulatorDelays, EmulatorFaults, EmulatorLimits, EmulatorUser,
+    DEV_SECRET_KEY, DEV_USER_NAME, DEV_USER_PASSWORD, EmulatorAuth, EmulatorConfig,
+    EmulatorCredential, EmulatorDelays, EmulatorFaults, EmulatorLimits, EmulatorUser,
 };
 
 /// Why the emulator could not start or run.
@@ -150,6 +150,7 @@ impl Emulator {
             temp_dir,
             state: Mutex::new(loaded),
             tokens: Mutex::new(HashMap::new()),
+            lockouts: Mutex::new(HashMap::new()),
             stats: Mutex::new(BTreeMap::new()),
         });
         let (shutdown_sender, shutdown_receiver) = watch::channel(false);

@@ -28,6 +28,8 @@ pub(crate) struct Shared {
     pub temp_dir: PathBuf,
     pub state: Mutex<EmulatorState>,
     pub tokens: Mutex<HashMap<String, IssuedToken>>,
+    /// Consecutive signature failures and lock expiry per access key.
+    pub lockouts: Mutex<HashMap<String, auth::Lockout>>,
     pub stats: Mutex<BTreeMap<&'static str, u64>>,
     pub faults: FaultInjector,
 }
