@@ -88,14 +88,14 @@ pub fn read_zip_entries(bytes: &[u8], limits: &ZipLimits) -> Result<Vec<ZipEntry
             if read == 0 {
                 break;
             }
-            let inflated = content.len() as u64 + read as u64;
+            let inflated = (content.len() as u64).saturating_add(read as u64);
             if inflated > limits.max_entry_bytes {
                 return Err(BundleError::EntryTooLarge {
                     entry: raw_name,
                     limit: limits.max_entry_bytes,
                 });
             }
-            if total + inflated > limits.max_total_bytes {
+            if total.saturating_add(inflated) > limits.max_total_bytes {
                 return Err(BundleError::TotalTooLarge {
                     entry: raw_name,
                     limit: limits.max_total_bytes,
@@ -111,7 +111,7 @@ pub fn read_zip_entries(bytes: &[u8], limits: &ZipLimits) -> Result<Vec<ZipEntry
             }
             content.extend_from_slice(&chunk[..read]);
         }
-        total += content.len() as u64;
+        total = total.saturating_add(content.len() as u64);
         entries.push(ZipEntry {
             path,
             bytes: content,

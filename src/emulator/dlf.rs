@@ -287,10 +287,10 @@ fn plan_import(
             replace_params(&mut definition, &job_params.params);
         }
         for resource in &body.resources {
-            if let Some(replace) = &resource.replace {
-                if let Some(nodes) = definition.get_mut("nodes") {
-                    replace_resource(nodes, &resource.name, replace);
-                }
+            if let Some(replace) = &resource.replace
+                && let Some(nodes) = definition.get_mut("nodes")
+            {
+                replace_resource(nodes, &resource.name, replace);
             }
         }
         if let Value::Object(object) = &mut definition {
@@ -471,12 +471,12 @@ fn export_body(call: &Call<'_>) -> Result<ExportBody, ApiError> {
         return Ok(ExportBody::default());
     }
     let body: ExportBody = call.json_body(Service::Dlf)?;
-    if let Some(status) = &body.export_status {
-        if !matches!(status.as_str(), "DEVELOP" | "SUBMIT") {
-            return Err(ApiError::dlf_parameter(format!(
-                "exportStatus {status:?} is not DEVELOP or SUBMIT"
-            )));
-        }
+    if let Some(status) = &body.export_status
+        && !matches!(status.as_str(), "DEVELOP" | "SUBMIT")
+    {
+        return Err(ApiError::dlf_parameter(format!(
+            "exportStatus {status:?} is not DEVELOP or SUBMIT"
+        )));
     }
     Ok(body)
 }

@@ -87,9 +87,12 @@ fn config_error(error: bundle::BundleError) -> ApiError {
 /// The `job_config` object of a job detail (`FlinkJobConfig` in the SDK).
 fn job_config_json(job: &FlinkJobRecord) -> Value {
     let config = &job.config;
+    // The service's default: (parallel_number * tm_cus) / (cu_number - manager_cu_number),
+    // computed wide so that extreme inputs cannot overflow.
     let tm_slot_num = config.tm_slot_num.unwrap_or_else(|| {
-        let workers = (config.cu_number - config.manager_cu_number).max(1);
-        ((config.parallel_number * config.tm_cus) / workers).max(1)
+        let workers = (i64::from(config.cu_number) - i64::from(config.manager_cu_number)).max(1);
+        let slots = (i64::from(config.parallel_number) * i64::from(config.tm_cus)) / workers;
+        i32::try_from(slots.max(1)).unwrap_or(i32::MAX)
     });
     let runtime_config: Vec<Value> = config
         .runtime_config

@@ -60,13 +60,13 @@ pub(crate) fn create_token(shared: &Shared, body: &[u8], now_ms: i64) -> Reply {
         );
     };
     let scope = &request["auth"]["scope"]["project"];
-    if let Some(project_id) = scope["id"].as_str() {
-        if project_id != account.project_id {
-            return keystone_error(
-                StatusCode::FORBIDDEN,
-                "The user has no access to the requested project.",
-            );
-        }
+    if let Some(project_id) = scope["id"].as_str()
+        && project_id != account.project_id
+    {
+        return keystone_error(
+            StatusCode::FORBIDDEN,
+            "The user has no access to the requested project.",
+        );
     }
     let token = format!("MIIEMU{}", hex::encode(rand::random::<[u8; 32]>()));
     let expires_at_ms = now_ms + TOKEN_LIFETIME_MS;

@@ -441,10 +441,10 @@ async fn process(shared: &Shared, request: Request, request_id: &str) -> Reply {
             return error.into();
         }
     };
-    if service != Service::Emulator {
-        if let Some(reply) = inject_fault(shared, service, request_id).await {
-            return reply;
-        }
+    if service != Service::Emulator
+        && let Some(reply) = inject_fault(shared, service, request_id).await
+    {
+        return reply;
     }
     let query: Vec<(String, String)> =
         url::form_urlencoded::parse(parts.uri.query().unwrap_or_default().as_bytes())
@@ -568,10 +568,10 @@ fn into_response(reply: Reply, request_id: &str) -> Response {
     let mut response = Response::new(body);
     *response.status_mut() = reply.status;
     let headers = response.headers_mut();
-    if let Some(content_type) = content_type {
-        if let Ok(value) = HeaderValue::from_str(&content_type) {
-            headers.insert(http::header::CONTENT_TYPE, value);
-        }
+    if let Some(content_type) = content_type
+        && let Ok(value) = HeaderValue::from_str(&content_type)
+    {
+        headers.insert(http::header::CONTENT_TYPE, value);
     }
     if let Ok(value) = HeaderValue::from_str(request_id) {
         headers.insert(HeaderName::from_static("x-request-id"), value);
