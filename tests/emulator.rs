@@ -37,9 +37,13 @@ struct Answer {
 
 impl Client {
     fn dev(handle: &EmulatorHandle) -> Client {
+        Client::at(&handle.dli_url())
+    }
+
+    fn at(base: &str) -> Client {
         Client {
             http: reqwest::Client::new(),
-            base: handle.dli_url(),
+            base: base.to_string(),
             access_key: DEV_ACCESS_KEY.into(),
             secret_key: DEV_SECRET_KEY.into(),
             project_id: DEV_PROJECT_ID.into(),
@@ -1629,4 +1633,124 @@ async fn repeated_bad_signatures_lock_the_access_key_for_a_while() {
         StatusCode::OK
     );
     handle.shutdown().await;
+}
+
+/// Starts the CLI on `data_dir` and returns the child and its DLI base URL.
+fn spawn_cli(data_dir: &Path, config: &Path) -> (std::process::Child, String) {
+    use std::io::BufRead;
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_dli-gitops"))
+        .args([
+            "emulator",
+            "--listen",
+            "127.0.0.1:0",
+            "--s3-listen",
+            "127.0.0.1:0",
+            "--config",
+        ])
+        .arg(config)
+        .arg("--data")
+        .arg(data_dir)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let endpoints: Value = serde_json::from_str(&line).unwrap();
+    (child, endpoints["dli"].as_str().unwrap().to_string())
+}
+
+#[test]
+fn a_killed_emulator_replays_its_change_log_on_restart() {
+    let temp = tempfile::tempdir().unwrap();
+    let config = temp.path().join("emulator.yaml");
+    std::fs::write(
+        &config,
+        "delays: {submit_ms: 0, cancel_ms: 0, savepoint_ms: 0, dlf_task_ms: 200}\n",
+    )
+    .unwrap();
+    let data = temp.path().join("data");
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+
+    let (mut child, base) = spawn_cli(&data, &config);
+    let job_id = runtime.block_on(async {
+        let client = Client::at(&base);
+        let job_id = create(&client, sql_job("survivor")).await;
+        client
+            .call(
+                Method::POST,
+                "streaming/jobs/run",
+                &[],
+                Some(json!({"job_ids": [job_id]})),
+            )
+            .await;
+        let nodes = json!([{"name": "n", "type": "DWSSQL", "properties": []}]);
+        let path = data.join("obs/dli-gitops-staging/dlf/job.zip");
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(&path, dlf_bundle("daily", nodes)).unwrap();
+        let task = client
+            .call(
+                Method::POST,
+                "jobs/import",
+                &[],
+                Some(json!({"path": "obs://dli-gitops-staging/dlf/job.zip"})),
+            )
+            .await;
+        // The task completes while a read observes it; that completion must be logged too.
+        tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+        let task = client
+            .call(
+                Method::GET,
+                &format!("system-tasks/{}", task.body["taskId"].as_str().unwrap()),
+                &[],
+                None,
+            )
+            .await;
+        assert_eq!(task.body["status"], "SUCCESSFUL");
+        client
+            .call(Method::POST, "jobs/daily/start", &[], None)
+            .await;
+        job_id
+    });
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let log = std::fs::read_to_string(data.join("changes.jsonl")).unwrap();
+    assert!(
+        log.lines().count() >= 4,
+        "the changes are in the log, not yet in a snapshot: {log}"
+    );
+
+    let (mut child, base) = spawn_cli(&data, &config);
+    runtime.block_on(async {
+        let client = Client::at(&base);
+        let job = detail(&client, job_id).await;
+        assert_eq!(job["status"], "job_running");
+        let dlf_job = client.call(Method::GET, "jobs", &[], None).await;
+        assert_eq!(
+            dlf_job.body["jobs"][0]["status"], "NORMAL",
+            "{}",
+            dlf_job.body
+        );
+        assert_eq!(
+            dlf_job.body["jobs"][0]["version"], 1,
+            "the import is applied once"
+        );
+        assert!(create(&client, sql_job("next")).await > job_id);
+    });
+    let killed = std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    assert!(child.wait().unwrap().success());
+    assert_eq!(
+        std::fs::read(data.join("changes.jsonl")).unwrap().len(),
+        0,
+        "a clean stop compacts the log"
+    );
 }

@@ -16,6 +16,7 @@ pub mod obs;
 mod s3;
 mod server;
 pub mod state;
+mod store;
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
@@ -76,6 +77,7 @@ pub struct Emulator;
 /// A running emulator. Dropping it without [`EmulatorHandle::shutdown`] leaves the servers
 /// running until the runtime stops.
 pub struct EmulatorHandle {
+    shared: Arc<server::Shared>,
     api_address: SocketAddr,
     s3_address: SocketAddr,
     data_dir: PathBuf,
@@ -110,8 +112,7 @@ impl Emulator {
                     source,
                 })?;
         }
-        let state_path = data_dir.join("state.json");
-        let loaded = state::load(&state_path).map_err(EmulatorError::State)?;
+        let store = store::StateStore::open(&data_dir, &temp_dir).map_err(EmulatorError::State)?;
         let api_listener =
             TcpListener::bind(config.listen)
                 .await
@@ -146,9 +147,7 @@ impl Emulator {
             faults: faults::FaultInjector::new(config.faults.clone()),
             config,
             objects,
-            state_path,
-            temp_dir,
-            state: Mutex::new(loaded),
+            store: Mutex::new(store),
             tokens: Mutex::new(HashMap::new()),
             lockouts: Mutex::new(HashMap::new()),
             stats: Mutex::new(BTreeMap::new()),
@@ -156,7 +155,7 @@ impl Emulator {
         let (shutdown_sender, shutdown_receiver) = watch::channel(false);
         let router = axum::Router::new()
             .fallback(server::handle)
-            .with_state(shared);
+            .with_state(Arc::clone(&shared));
         let mut api_shutdown = shutdown_receiver.clone();
         let api_task = tokio::spawn(async move {
             let served = axum::serve(api_listener, router)
@@ -171,6 +170,7 @@ impl Emulator {
         let s3_task = tokio::spawn(s3::serve(s3_listener, s3_service, shutdown_receiver));
         tracing::info!(api = %api_address, s3 = %s3_address, data_dir = %data_dir.display(), "The emulator is listening.");
         Ok(EmulatorHandle {
+            shared,
             api_address,
             s3_address,
             data_dir,
@@ -229,6 +229,10 @@ impl EmulatorHandle {
             api_task.abort();
         }
         let _ = self.s3_task.await;
+        if let Err(error) = self.shared.compact() {
+            // Every change is still in changes.jsonl; the next start folds it in.
+            tracing::error!(error = %error, "Compacting the emulator state at shutdown failed.");
+        }
         tracing::info!("The emulator stopped.");
     }
 }

@@ -2,7 +2,6 @@
 //! request ids, and the service's error shapes. Handlers live in `dli`, `dlf`, `iam`.
 
 use std::collections::{BTreeMap, HashMap};
-use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
 use axum::body::Body;
@@ -18,15 +17,14 @@ use super::config::EmulatorConfig;
 use super::faults::{FaultDecision, FaultInjector};
 use super::obs::ObjectStore;
 use super::state::{self, EmulatorState, ProjectState};
+use super::store::{ChangeRecord, StateStore};
 use super::{dlf, dli, iam, introspection};
 
 /// State shared by every request.
 pub(crate) struct Shared {
     pub config: EmulatorConfig,
     pub objects: ObjectStore,
-    pub state_path: PathBuf,
-    pub temp_dir: PathBuf,
-    pub state: Mutex<EmulatorState>,
+    pub store: Mutex<StateStore>,
     pub tokens: Mutex<HashMap<String, IssuedToken>>,
     /// Consecutive signature failures and lock expiry per access key.
     pub lockouts: Mutex<HashMap<String, auth::Lockout>>,
@@ -35,54 +33,109 @@ pub(crate) struct Shared {
 }
 
 impl Shared {
-    /// Runs `read` on a project's state after applying due transitions (in memory only: they
-    /// are derived from persisted timestamps, so nothing is lost by not saving them).
+    /// Runs `read` on a project's state after applying the transitions that are due. Applied
+    /// transitions are logged like any change, so that a restart replays exactly what callers saw.
     pub fn read<T>(
         &self,
         project_id: &str,
         now_ms: i64,
         read: impl FnOnce(&ProjectState) -> T,
     ) -> T {
-        let mut guard = self
-            .state
+        let mut store = self
+            .store
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
-        let project = guard.projects.entry(project_id.to_string()).or_default();
-        project.advance(now_ms);
+        if let Err(error) = advance_durably(&mut store, project_id, now_ms) {
+            tracing::error!(error = %error, "Logging due emulator transitions failed.");
+        }
+        let project = store
+            .state
+            .projects
+            .entry(project_id.to_string())
+            .or_default();
         read(project)
     }
 
-    /// Runs `change` on a draft of the whole state and commits it only if `change` succeeds and
-    /// the draft is saved: a failed call leaves no partial change, in memory or on disk.
+    /// Runs `change` on a draft of the caller's project and commits it only if `change`
+    /// succeeds and its change record is durable: a failed call leaves no partial change, in
+    /// memory or on disk. Handlers see a state holding only their own project.
     pub fn mutate<T>(
         &self,
         project_id: &str,
         now_ms: i64,
         change: impl FnOnce(&mut EmulatorState) -> Result<T, ApiError>,
     ) -> Result<T, ApiError> {
-        let mut guard = self
-            .state
+        let save_error = |error: state::StateError| {
+            tracing::error!(error = %error, "Logging an emulator change failed; the change is rolled back.");
+            ApiError::internal(Service::Dli, "the emulator could not save its state")
+        };
+        let mut store = self
+            .store
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
-        guard
+        advance_durably(&mut store, project_id, now_ms).map_err(save_error)?;
+        let before = store
+            .state
             .projects
-            .entry(project_id.to_string())
-            .or_default()
-            .advance(now_ms);
-        let mut draft = guard.clone();
-        let output = change(&mut draft)?;
+            .get(project_id)
+            .cloned()
+            .unwrap_or_default();
+        let mut draft = store.state.clone_counters();
         draft
             .projects
-            .entry(project_id.to_string())
-            .or_default()
-            .advance(now_ms);
-        state::save(&draft, &self.state_path, &self.temp_dir).map_err(|error| {
-            tracing::error!(error = %error, "Saving the emulator state failed; the change is rolled back.");
-            ApiError::internal(Service::Dli, "the emulator could not save its state")
-        })?;
-        *guard = draft;
+            .insert(project_id.to_string(), before.clone());
+        let output = change(&mut draft)?;
+        let mut after = draft.projects.remove(project_id).unwrap_or_default();
+        // Zero-delay transitions scheduled by the call take effect before it answers.
+        after.advance(now_ms);
+        let record = ChangeRecord::between(project_id, &draft, &before, &after);
+        let counters_changed = draft.next_job_id != store.state.next_job_id
+            || draft.next_task_number != store.state.next_task_number;
+        if counters_changed || !record.is_empty() {
+            store.append(&record).map_err(save_error)?;
+        }
+        store.state.next_job_id = draft.next_job_id;
+        store.state.next_task_number = draft.next_task_number;
+        store.state.projects.insert(project_id.to_string(), after);
+        if store.wants_compaction() {
+            if let Err(error) = store.compact() {
+                // The log still holds every change; compaction is retried after the next one.
+                tracing::error!(error = %error, "Compacting the emulator state failed.");
+            }
+        }
         Ok(output)
     }
+
+    /// Folds the change log into `state.json` (at shutdown).
+    pub fn compact(&self) -> Result<(), state::StateError> {
+        self.store
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .compact()
+    }
+}
+
+/// Applies and logs the transitions due in a project (nothing is written when none are due).
+fn advance_durably(
+    store: &mut StateStore,
+    project_id: &str,
+    now_ms: i64,
+) -> Result<(), state::StateError> {
+    let Some(project) = store.state.projects.get(project_id) else {
+        return Ok(());
+    };
+    if !project.has_due(now_ms) {
+        return Ok(());
+    }
+    let before = project.clone();
+    let mut after = before.clone();
+    after.advance(now_ms);
+    let record = ChangeRecord::between(project_id, &store.state.clone_counters(), &before, &after);
+    let appended = store.append(&record);
+    // Applied even when logging failed (the caller logs the error): the transitions follow from
+    // persisted timestamps, so a restart derives them again.
+    store.state.projects.insert(project_id.to_string(), after);
+    appended
 }
 
 /// Which API family a route belongs to; decides the error shape.

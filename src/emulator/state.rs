@@ -20,7 +20,7 @@ pub const MAX_HISTORY_PER_JOB: usize = 200;
 pub const STATE_FORMAT_VERSION: u32 = 1;
 
 /// Everything the emulator persists.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct EmulatorState {
     pub format_version: u32,
     /// DLI job ids are unique across projects, as in the real service.
@@ -40,8 +40,20 @@ impl Default for EmulatorState {
     }
 }
 
+impl EmulatorState {
+    /// The counters, without any project.
+    pub fn clone_counters(&self) -> EmulatorState {
+        EmulatorState {
+            format_version: self.format_version,
+            next_job_id: self.next_job_id,
+            next_task_number: self.next_task_number,
+            projects: BTreeMap::new(),
+        }
+    }
+}
+
 /// One project's jobs.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct ProjectState {
     pub flink_jobs: BTreeMap<i64, FlinkJobRecord>,
     pub dlf_jobs: BTreeMap<String, DlfJobRecord>,
@@ -52,7 +64,7 @@ pub struct ProjectState {
 }
 
 /// A DLI Flink job.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct FlinkJobRecord {
     pub job_id: i64,
     pub name: String,
@@ -174,7 +186,7 @@ impl FlinkJobRecord {
 }
 
 /// A DataArts Factory job.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct DlfJobRecord {
     pub id: i64,
     pub name: String,
@@ -194,7 +206,7 @@ pub struct DlfJobRecord {
 }
 
 /// A DLF system task (an import).
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct DlfTaskRecord {
     pub id: String,
     pub name: String,
@@ -208,7 +220,7 @@ pub struct DlfTaskRecord {
 }
 
 /// What a DLF task does when it completes, decided when it was submitted.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct DlfTaskOutcome {
     pub status: String,
     pub message: String,
@@ -218,7 +230,7 @@ pub struct DlfTaskOutcome {
 }
 
 /// One job of an import task.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct DlfSubtask {
     pub id: String,
     pub name: String,
@@ -227,7 +239,7 @@ pub struct DlfSubtask {
 }
 
 /// A job an import task writes on success.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct DlfPendingJob {
     pub name: String,
     pub definition: Value,
@@ -239,6 +251,18 @@ pub struct DlfPendingJob {
 }
 
 impl ProjectState {
+    /// Whether [`ProjectState::advance`] would change anything at `now_ms`.
+    pub fn has_due(&self, now_ms: i64) -> bool {
+        self.flink_jobs.values().any(|job| {
+            job.pending
+                .first()
+                .is_some_and(|transition| transition.at_ms <= now_ms)
+        }) || self
+            .dlf_tasks
+            .values()
+            .any(|task| task.status == "RUNNING" && task.finish_at <= now_ms)
+    }
+
     /// Applies every job transition and task completion due at `now_ms`.
     pub fn advance(&mut self, now_ms: i64) {
         for job in self.flink_jobs.values_mut() {
