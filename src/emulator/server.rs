@@ -97,11 +97,11 @@ impl Shared {
         store.state.next_job_id = draft.next_job_id;
         store.state.next_task_number = draft.next_task_number;
         store.state.projects.insert(project_id.to_string(), after);
-        if store.wants_compaction() {
-            if let Err(error) = store.compact() {
-                // The log still holds every change; compaction is retried after the next one.
-                tracing::error!(error = %error, "Compacting the emulator state failed.");
-            }
+        // On failure the log still holds every change; compaction is retried after the next one.
+        if store.wants_compaction()
+            && let Err(error) = store.compact()
+        {
+            tracing::error!(error = %error, "Compacting the emulator state failed.");
         }
         Ok(output)
     }
