@@ -4,6 +4,8 @@
 //!
 //! Run: `cargo run --release --example bench -- [--jobs N] [--latency-ms L] [--quick]`.
 
+mod baselines;
+mod env;
 mod procfs;
 mod proxy;
 mod report;

@@ -3,8 +3,8 @@
 //! way for dli-gitops and for the baselines.
 
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -34,8 +34,9 @@ pub struct CountingProxy {
 }
 
 impl CountingProxy {
-    /// Listens on `127.0.0.1:0` and forwards every connection to `upstream`.
-    pub async fn start(upstream: SocketAddr) -> std::io::Result<CountingProxy> {
+    /// Listens on `127.0.0.1:0` and forwards every new connection to the address `upstream`
+    /// holds at that moment (so the service behind it can be restarted on another port).
+    pub async fn start(upstream: Arc<Mutex<SocketAddr>>) -> std::io::Result<CountingProxy> {
         let listener = TcpListener::bind("127.0.0.1:0").await?;
         let address = listener.local_addr()?;
         let counters = Arc::new(Counters::default());
@@ -48,6 +49,7 @@ impl CountingProxy {
                     accepted = listener.accept() => {
                         let Ok((client, _)) = accepted else { continue };
                         let counters = Arc::clone(&task_counters);
+                        let upstream = *upstream.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
                         let mut connection_stopped = stopped.clone();
                         tokio::spawn(async move {
                             tokio::select! {
