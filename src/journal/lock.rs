@@ -3,11 +3,15 @@
 use std::fs::{File, OpenOptions, TryLockError};
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::Path;
+use std::time::Duration;
 
 use super::error::JournalError;
 
 /// The lock file's name inside the state directory.
 pub const LOCK_FILE: &str = "lock";
+
+const SELF_HELD_RETRIES: u32 = 50;
+const SELF_HELD_RETRY_DELAY: Duration = Duration::from_millis(10);
 
 /// Holds `state_dir/lock` locked (an OS file lock, released by the kernel when the process
 /// dies, so a crashed daemon never leaves a stale lock) for as long as it lives.
@@ -28,22 +32,34 @@ impl DirectoryLock {
             .truncate(false)
             .open(&path)
             .map_err(|source| JournalError::io("open the lock file", &path, source))?;
-        match file.try_lock() {
-            Ok(()) => {}
-            Err(TryLockError::WouldBlock) => {
-                let mut contents = String::new();
-                let holder_pid = file
-                    .read_to_string(&mut contents)
-                    .ok()
-                    .and_then(|_| parse_pid(&contents));
-                return Err(JournalError::Locked {
-                    state_dir: state_dir.to_path_buf(),
-                    lock_path: path,
-                    holder_pid,
-                });
-            }
-            Err(TryLockError::Error(source)) => {
-                return Err(JournalError::io("lock", &path, source));
+        let mut attempts = 0;
+        loop {
+            match file.try_lock() {
+                Ok(()) => break,
+                Err(TryLockError::WouldBlock) => {
+                    let mut contents = String::new();
+                    let holder_pid = file
+                        .seek(SeekFrom::Start(0))
+                        .and_then(|_| file.read_to_string(&mut contents))
+                        .ok()
+                        .and_then(|_| parse_pid(&contents));
+                    // Our own pid means a lock this process just released may still be held by
+                    // a child forked in that instant (the descriptor lives until its exec).
+                    // That clears within milliseconds; another process's lock fails at once.
+                    if holder_pid == Some(std::process::id()) && attempts < SELF_HELD_RETRIES {
+                        attempts += 1;
+                        std::thread::sleep(SELF_HELD_RETRY_DELAY);
+                        continue;
+                    }
+                    return Err(JournalError::Locked {
+                        state_dir: state_dir.to_path_buf(),
+                        lock_path: path,
+                        holder_pid,
+                    });
+                }
+                Err(TryLockError::Error(source)) => {
+                    return Err(JournalError::io("lock", &path, source));
+                }
             }
         }
         // The pid is informational (for the error above); failing to record it is harmless.
