@@ -339,6 +339,12 @@ impl Journal {
             if let Some(result) = queue.finished.remove(&ticket) {
                 return result;
             }
+            if let Some(reason) = &queue.poisoned {
+                // Every waiter gets a result when the queue is poisoned; this is the safety net.
+                let error = inner.poisoned_error(reason);
+                queue.waiting.retain(|waiting| waiting.ticket != ticket);
+                return Err(error);
+            }
             if !queue.leader_active {
                 queue.leader_active = true;
                 let take = if inner.options.group_commit {
@@ -351,7 +357,11 @@ impl Journal {
                 };
                 let batch: Vec<Waiting> = queue.waiting.drain(..take).collect();
                 drop(queue);
-                let outcome = inner.commit_batch(batch);
+                let tickets: Vec<u64> = batch.iter().map(|waiting| waiting.ticket).collect();
+                let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    inner.commit_batch(batch)
+                }))
+                .unwrap_or_else(|_| inner.panicked_batch(&tickets));
                 queue = inner.lock_queue();
                 queue.finished.extend(outcome.results);
                 if let Some(reason) = outcome.poisoned {

@@ -174,6 +174,21 @@ impl Inner {
         }
     }
 
+    /// A bug panicked inside a commit: the file's state is unknown, so stop appending rather
+    /// than leave every waiting thread blocked.
+    pub(super) fn panicked_batch(&self, tickets: &[u64]) -> BatchOutcome {
+        let reason = "commit (internal panic)".to_string();
+        tracing::error!(journal = %self.paths.journal.display(), "A journal commit panicked; appends are refused until a restart.");
+        BatchOutcome {
+            results: tickets
+                .iter()
+                .map(|ticket| (*ticket, Err(self.poisoned_error(&reason))))
+                .collect(),
+            poisoned: Some(reason),
+            compaction_due: false,
+        }
+    }
+
     /// Automatic compaction after a commit: a failure is logged, not returned, because the
     /// appends that triggered it are already durable.
     pub(super) fn compact_automatically(&self) {
