@@ -209,6 +209,55 @@ async fn append_async_commits_from_a_runtime() {
 }
 
 #[test]
+fn records_that_would_not_read_back_are_refused_and_the_journal_goes_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let journal = open(dir.path());
+    let mut clashing = Map::new();
+    clashing.insert("seq".into(), json!(999));
+    let RecordBody::Intent(mut body) = intent("a1", "j") else {
+        unreachable!()
+    };
+    body.extra = clashing;
+    let error = journal.append("dev", RecordBody::Intent(body)).unwrap_err();
+    assert!(
+        matches!(error, JournalError::InvalidRecord { .. }),
+        "{error:?}"
+    );
+    let mut no_kind = Map::new();
+    no_kind.insert("job".into(), json!("j"));
+    let error = journal
+        .append("dev", RecordBody::Unknown(no_kind))
+        .unwrap_err();
+    assert!(error.to_string().contains("would not read back"), "{error}");
+    let huge = RecordBody::Intent(Intent {
+        detail: json!("x".repeat(dli_gitops::journal::MAX_RECORD_BYTES)),
+        ..match intent("a2", "j") {
+            RecordBody::Intent(intent) => intent,
+            _ => unreachable!(),
+        }
+    });
+    let error = journal.append("dev", huge).unwrap_err();
+    assert!(
+        matches!(error, JournalError::RecordTooLarge { .. }),
+        "{error:?}"
+    );
+    let mut future_kind = Map::new();
+    future_kind.insert("kind".into(), json!("drift_alert"));
+    future_kind.insert("job".into(), json!("j"));
+    assert_eq!(
+        journal
+            .append("dev", RecordBody::Unknown(future_kind))
+            .unwrap(),
+        1
+    );
+    assert_eq!(journal.append("dev", intent("a3", "j")).unwrap(), 2);
+    drop(journal);
+    let (_, report) = Journal::open(dir.path(), options()).unwrap();
+    assert_eq!(report.last_seq, 2);
+    assert!(verify(dir.path()).unwrap().warnings[0].contains("drift_alert"));
+}
+
+#[test]
 fn a_second_opener_fails_at_once_naming_the_lock_and_the_holder() {
     let dir = tempfile::tempdir().unwrap();
     let journal = open(dir.path());

@@ -9,7 +9,7 @@ use std::sync::{Arc, PoisonError};
 use super::error::JournalError;
 use super::files::{self, Paths, sync_directory};
 use super::record::{
-    FORMAT_VERSION, MAX_RECORD_BYTES, Record, RecordBody, encode_line, now_millis,
+    FORMAT_VERSION, MAX_RECORD_BYTES, Record, RecordBody, decode_line, encode_line, now_millis,
 };
 use super::{CompactionReport, Inner};
 
@@ -72,6 +72,18 @@ impl Inner {
                         target: record.target,
                         bytes: line.len(),
                         limit: MAX_RECORD_BYTES,
+                    }),
+                )),
+                // A line that would not read back as this record (an `extra` map repeating a
+                // field the record already has, an unknown kind without `kind`) would break
+                // the next open; refuse it here instead.
+                Ok(line) if decode_line(&line).as_ref() != Ok(&record) => results.push((
+                    waiting.ticket,
+                    Err(JournalError::InvalidRecord {
+                        target: record.target,
+                        reason: "it would not read back as written: an `extra` or unknown-kind \
+                                 map repeats a field the record already has, or lacks `kind`"
+                            .into(),
                     }),
                 )),
                 Ok(line) => {
