@@ -479,6 +479,87 @@ mod tests {
         assert_eq!(decode_line(&encode_line(&record).unwrap()).unwrap(), record);
     }
 
+    fn arbitrary_record() -> impl proptest::strategy::Strategy<Value = Record> {
+        use proptest::prelude::*;
+        let text = "\\PC{0,24}|[\\n\\t\"\\\\{},:]{0,8}";
+        (
+            1u64..u64::MAX / 2,
+            0i64..4_000_000_000_000,
+            text,
+            text,
+            any::<bool>(),
+            proptest::option::of(any::<i64>()),
+            proptest::collection::btree_map("[a-z_]{1,8}", any::<i32>(), 0..4),
+        )
+            .prop_map(|(seq, millis, target, job, ok, update_time, extra)| {
+                let extra: Map<String, Value> = extra
+                    .into_iter()
+                    .map(|(key, value)| (format!("future_{key}"), Value::from(value)))
+                    .collect();
+                let body = if ok {
+                    RecordBody::Observed(Observed {
+                        job: job.clone(),
+                        live_id: Some(job),
+                        update_time,
+                        config: json!({"cu_number": update_time, "nested": [1, {"a": null}]}),
+                        status: None,
+                        managed: Some(ok),
+                        extra,
+                    })
+                } else {
+                    RecordBody::Outcome(Outcome {
+                        action_id: job.clone(),
+                        job,
+                        ok,
+                        error: Some(RecordedError {
+                            code: None,
+                            message: target.clone(),
+                            request_id: None,
+                            extra: Map::new(),
+                        }),
+                        effects: Effects {
+                            backup_zips: vec![target.clone()],
+                            extra,
+                            ..Effects::default()
+                        },
+                        plan_id: None,
+                        extra: Map::new(),
+                    })
+                };
+                Record {
+                    v: FORMAT_VERSION,
+                    seq,
+                    time: DateTime::from_timestamp_millis(millis).unwrap(),
+                    target,
+                    body,
+                }
+            })
+    }
+
+    proptest::proptest! {
+        /// Any record encodes to one line that decodes to the same record.
+        #[test]
+        fn any_record_round_trips_through_one_line(record in arbitrary_record()) {
+            let line = encode_line(&record).unwrap();
+            proptest::prop_assert!(!line.contains(&b'\n'));
+            proptest::prop_assert_eq!(decode_line(&line), Ok(record));
+        }
+
+        /// Changing any one byte of a line is detected: the line never decodes to a record
+        /// other than the one written.
+        #[test]
+        fn any_single_byte_change_is_detected(
+            record in arbitrary_record(),
+            position in proptest::prelude::any::<proptest::sample::Index>(),
+            flip in 1u8..=255,
+        ) {
+            let mut line = encode_line(&record).unwrap();
+            let index = position.index(line.len());
+            line[index] ^= flip;
+            proptest::prop_assert!(decode_line(&line).is_err(), "byte {} changed undetected", index);
+        }
+    }
+
     #[test]
     fn newer_format_is_refused_and_malformed_known_kind_is_an_error() {
         let unsealed =
