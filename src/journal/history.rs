@@ -87,6 +87,7 @@ impl std::fmt::Display for VerifyReport {
 /// Reads records from the archive and the live journal without taking the lock. A torn
 /// tail (possibly an append in flight) is left out; damage in the middle is an error.
 pub fn read_records(state_dir: &Path, filter: &RecordFilter) -> Result<Vec<Record>, JournalError> {
+    require_directory(state_dir)?;
     let paths = Paths::new(state_dir);
     let mut by_seq = BTreeMap::new();
     let since = filter.since.unwrap_or(0);
@@ -134,14 +135,8 @@ pub fn read_records(state_dir: &Path, filter: &RecordFilter) -> Result<Vec<Recor
 /// Checks every checksum and sequence number in the snapshot, the archive and the journal.
 /// `Err` only when the directory cannot be read at all.
 pub fn verify(state_dir: &Path) -> Result<VerifyReport, JournalError> {
+    require_directory(state_dir)?;
     let paths = Paths::new(state_dir);
-    if !state_dir.is_dir() {
-        return Err(JournalError::io(
-            "read the state directory",
-            state_dir,
-            std::io::Error::new(std::io::ErrorKind::NotFound, "not a directory"),
-        ));
-    }
     let mut report = VerifyReport::default();
     let mut state = match read_snapshot(&paths.snapshot) {
         Ok(Some(state)) => {
@@ -476,6 +471,22 @@ fn check_file(
         ));
     }
     records
+}
+
+fn require_directory(state_dir: &Path) -> Result<(), JournalError> {
+    match std::fs::metadata(state_dir) {
+        Ok(metadata) if metadata.is_dir() => Ok(()),
+        Ok(_) => Err(JournalError::io(
+            "read the state directory",
+            state_dir,
+            std::io::Error::new(std::io::ErrorKind::NotADirectory, "not a directory"),
+        )),
+        Err(source) => Err(JournalError::io(
+            "read the state directory",
+            state_dir,
+            source,
+        )),
+    }
 }
 
 fn error_text(error: &JournalError) -> String {
