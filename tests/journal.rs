@@ -1026,7 +1026,7 @@ fn arbitrary_body() -> impl Strategy<Value = RecordBody> {
 
 #[derive(Debug, Clone)]
 enum Step {
-    Append(String, RecordBody),
+    Append(String, Box<RecordBody>),
     Compact,
     Reopen,
 }
@@ -1034,7 +1034,7 @@ enum Step {
 fn arbitrary_step() -> impl Strategy<Value = Step> {
     prop_oneof![
         8 => (prop::sample::select(vec!["dev", "prod"]), arbitrary_body())
-            .prop_map(|(target, body)| Step::Append(target.to_string(), body)),
+            .prop_map(|(target, body)| Step::Append(target.to_string(), Box::new(body))),
         1 => Just(Step::Compact),
         1 => Just(Step::Reopen),
     ]
@@ -1055,8 +1055,8 @@ proptest! {
         for step in steps {
             match step {
                 Step::Append(target, body) => {
-                    let seq = journal.append(&target, body.clone()).unwrap();
-                    appended.push((seq, target, body));
+                    let seq = journal.append(&target, (*body).clone()).unwrap();
+                    appended.push((seq, target, *body));
                 }
                 Step::Compact => { journal.compact().unwrap(); }
                 Step::Reopen => {

@@ -445,7 +445,7 @@ fn check_file(
                         record.seq
                     ));
                 }
-                records.push(record);
+                records.push(*record);
             }
             LineStatus::Newer { found } => report.problems.push(format!(
                 "{}:{}: written in format v{found}, newer than this build reads",

@@ -24,7 +24,7 @@ pub(crate) struct ScannedLine {
 
 #[derive(Debug)]
 pub(crate) enum LineStatus {
-    Good(Record),
+    Good(Box<Record>),
     /// Intact, but written by a newer format version.
     Newer {
         found: u64,
@@ -74,7 +74,7 @@ pub(crate) fn scan_lines(bytes: &[u8]) -> Vec<ScannedLine> {
             }
         } else {
             match decode_line(content) {
-                Ok(record) => LineStatus::Good(record),
+                Ok(record) => LineStatus::Good(Box::new(record)),
                 Err(DecodeError::Newer { found }) => LineStatus::Newer { found },
                 Err(DecodeError::Invalid(reason)) => LineStatus::Bad { reason },
             }
@@ -149,7 +149,7 @@ pub(crate) fn recover(
                     });
                 }
                 valid_length = line.offset + line.length;
-                records.push(record);
+                records.push(*record);
             }
         }
     }
