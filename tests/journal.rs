@@ -409,6 +409,38 @@ fn compaction_snapshots_archives_and_keeps_history_for_show() {
 }
 
 #[test]
+fn history_read_beside_a_compacting_writer_has_no_gaps() {
+    let dir = tempfile::tempdir().unwrap();
+    let options = JournalOptions {
+        compact_after_records: 15,
+        archive_segments_kept: 1000,
+        ..options()
+    };
+    let (journal, _) = Journal::open(dir.path(), options).unwrap();
+    let writer = {
+        let journal = journal.clone();
+        std::thread::spawn(move || {
+            for index in 0..300 {
+                journal
+                    .append("dev", intent(&format!("a{index}"), "j"))
+                    .unwrap();
+            }
+        })
+    };
+    let mut reads = 0;
+    while !writer.is_finished() || reads == 0 {
+        let seqs: Vec<u64> = all_records(dir.path()).iter().map(|r| r.seq).collect();
+        if let Some(last) = seqs.last() {
+            assert_eq!(seqs, (1..=*last).collect::<Vec<_>>(), "a read saw a gap");
+        }
+        reads += 1;
+    }
+    writer.join().unwrap();
+    assert_eq!(all_records(dir.path()).len(), 300);
+    assert!(journal.stats().compactions >= 19);
+}
+
+#[test]
 fn missing_snapshot_is_fine_from_seq_one_and_an_error_after_compaction() {
     let dir = tempfile::tempdir().unwrap();
     let journal = open(dir.path());

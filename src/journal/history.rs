@@ -91,36 +91,23 @@ pub fn read_records(state_dir: &Path, filter: &RecordFilter) -> Result<Vec<Recor
     let paths = Paths::new(state_dir);
     let mut by_seq = BTreeMap::new();
     let since = filter.since.unwrap_or(0);
-    let mut files: Vec<PathBuf> = paths
-        .archive_segments()?
-        .into_iter()
-        .filter(|(_, last, _)| *last >= since)
-        .map(|(_, _, path)| path)
-        .collect();
-    files.push(paths.journal.clone());
-    for path in files {
-        let bytes = match read_or_empty(&path) {
-            Ok(bytes) => bytes,
-            // A concurrent compaction may have just deleted an old segment.
-            Err(JournalError::Io { source, .. })
-                if source.kind() == std::io::ErrorKind::NotFound =>
-            {
-                continue;
-            }
-            Err(error) => return Err(error),
-        };
-        let recovered = recover(&path, &bytes, scan_lines(&bytes))?;
-        for record in recovered.records {
-            if record.seq >= since
-                && filter
-                    .target
-                    .as_ref()
-                    .is_none_or(|target| *target == record.target)
-                && (filter.kinds.is_empty()
-                    || filter.kinds.iter().any(|kind| kind == record.body.kind()))
-            {
-                by_seq.insert(record.seq, record);
-            }
+    let segments = |paths: &Paths| -> Result<Vec<PathBuf>, JournalError> {
+        Ok(paths
+            .archive_segments()?
+            .into_iter()
+            .filter(|(_, last, _)| *last >= since)
+            .map(|(_, _, path)| path)
+            .collect())
+    };
+    let listed = segments(&paths)?;
+    for path in listed.iter().chain([&paths.journal]) {
+        collect_records(path, since, filter, &mut by_seq)?;
+    }
+    // A compaction between the listing and the journal read moves records into a new segment:
+    // list again so they are not missed (duplicates collapse by seq).
+    for path in segments(&paths)? {
+        if !listed.contains(&path) {
+            collect_records(&path, since, filter, &mut by_seq)?;
         }
     }
     let mut records: Vec<Record> = by_seq.into_values().collect();
@@ -130,6 +117,30 @@ pub fn read_records(state_dir: &Path, filter: &RecordFilter) -> Result<Vec<Recor
         records.drain(..records.len() - limit);
     }
     Ok(records)
+}
+
+fn collect_records(
+    path: &Path,
+    since: u64,
+    filter: &RecordFilter,
+    by_seq: &mut BTreeMap<u64, Record>,
+) -> Result<(), JournalError> {
+    // Missing reads as empty: a concurrent compaction may have just deleted an old segment.
+    let bytes = read_or_empty(path)?;
+    let recovered = recover(path, &bytes, scan_lines(&bytes))?;
+    for record in recovered.records {
+        if record.seq >= since
+            && filter
+                .target
+                .as_ref()
+                .is_none_or(|target| *target == record.target)
+            && (filter.kinds.is_empty()
+                || filter.kinds.iter().any(|kind| kind == record.body.kind()))
+        {
+            by_seq.insert(record.seq, record);
+        }
+    }
+    Ok(())
 }
 
 /// Checks every checksum and sequence number in the snapshot, the archive and the journal.
