@@ -6,6 +6,7 @@
 
 mod baselines;
 mod env;
+mod journal;
 mod procfs;
 mod proxy;
 mod report;
@@ -20,7 +21,7 @@ use clap::Parser;
 use report::Report;
 
 /// Every section the harness knows, in the order it runs them.
-const SECTIONS: &[&str] = &["scale"];
+const SECTIONS: &[&str] = &["scale", "journal"];
 
 #[derive(Debug, Parser)]
 #[command(about = "dli-gitops end-to-end benchmarks (issue 10)")]
@@ -34,7 +35,7 @@ struct Arguments {
     /// A short run: one sample per figure, fewer repetitions, a 10-second rest window.
     #[arg(long)]
     quick: bool,
-    /// Run only these sections (comma-separated): scale.
+    /// Run only these sections (comma-separated): scale, journal.
     #[arg(long, value_delimiter = ',')]
     sections: Vec<String>,
     /// Also write the table as Markdown to this file.
@@ -100,6 +101,12 @@ fn run(arguments: Arguments) -> Result<(), String> {
         let runs = if arguments.quick { 1 } else { 3 };
         if let Err(problem) = scale::run(&[1_000, 10_000], runs, &mut report) {
             report.not_measured("scale", problem);
+        }
+    }
+    if wanted("journal") {
+        let seconds = if arguments.quick { 1.0 } else { 3.0 };
+        if let Err(problem) = journal::run(seconds, &mut report) {
+            report.not_measured("journal", problem);
         }
     }
     println!();
