@@ -113,6 +113,7 @@ pub async fn run(
     bed: &TestBed,
     requests_per_second: f64,
     burst: u32,
+    target_extra: &str,
     report: &mut Report,
 ) -> Result<(), String> {
     let jobs = bed.jobs;
@@ -120,8 +121,7 @@ pub async fn run(
     let config_directory = bed.directory.path().join("ours");
     std::fs::create_dir_all(&config_directory)
         .map_err(|error| format!("creating {}: {error}", config_directory.display()))?;
-    let rate_limit = format!("rate_limit: {{requests_per_second: {requests_per_second}, burst: {burst}}}");
-    let config_path = ours::write_config(&config_directory, bed.repo(), bed, "", "", &rate_limit)?;
+    let config_path = ours::write_config(&config_directory, bed.repo(), bed, "", "", target_extra)?;
     let context = ours::open_target(&config_path).await?;
 
     // The first pass finds no cached details in a fresh journal: it reads every job once.
@@ -173,8 +173,7 @@ pub async fn run(
                 Tool::FullSync => {
                     measure(bed, async {
                         let desired = read_git(&repo)?;
-                        baselines::full_sync_cycle(&client, &staging, &desired, number as u32)
-                            .await
+                        baselines::full_sync_cycle(&client, &staging, &desired, number as u32).await
                     })
                     .await?
                 }
@@ -266,7 +265,10 @@ pub async fn run(
             report.push(Row::new(
                 &format!("side by side: {}", cycle.name()),
                 &format!("{} ÷ dli-gitops", baseline.name()),
-                format!("{} calls", ratio(theirs.total_calls() as f64, ours.total_calls() as f64)),
+                format!(
+                    "{} calls",
+                    ratio(theirs.total_calls() as f64, ours.total_calls() as f64)
+                ),
                 goal,
                 format!(
                     "bytes {}, wall {}, restarts {} vs {}",

@@ -290,6 +290,25 @@ impl TestBed {
         }
     }
 
+    /// Cloud API calls served so far, all operations (the emulator's stats only).
+    pub async fn calls(&self) -> Result<u64, String> {
+        let direct = self.direct_url()?;
+        let stats: Value = self
+            .http
+            .get(format!("{direct}/_emulator/v1/stats"))
+            .send()
+            .await
+            .and_then(reqwest::Response::error_for_status)
+            .map_err(|error| format!("reading the emulator's stats: {error}"))?
+            .json()
+            .await
+            .map_err(|error| format!("reading the emulator's stats: {error}"))?;
+        stats
+            .get("total")
+            .and_then(Value::as_u64)
+            .ok_or_else(|| format!("the emulator's stats have no total: {stats}"))
+    }
+
     fn direct_url(&self) -> Result<String, String> {
         self.emulator
             .as_ref()
