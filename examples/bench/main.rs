@@ -61,6 +61,9 @@ struct Arguments {
     /// Run only these sections (comma-separated): scale, compare, daemon, journal.
     #[arg(long, value_delimiter = ',')]
     sections: Vec<String>,
+    /// Exit non-zero when a count-based goal is missed (API calls, restarts; never timings).
+    #[arg(long)]
+    check: bool,
     /// Also write the table as Markdown to this file.
     #[arg(long)]
     markdown: Option<PathBuf>,
@@ -225,12 +228,15 @@ fn run(arguments: Arguments) -> Result<(), String> {
         std::fs::write(path, report.to_markdown())
             .map_err(|error| format!("writing {}: {error}", path.display()))?;
     }
-    if report.not_measured.is_empty() {
-        Ok(())
-    } else {
-        Err(format!(
+    if !report.not_measured.is_empty() {
+        return Err(format!(
             "{} section(s) could not be measured (see the table)",
             report.not_measured.len()
-        ))
+        ));
     }
+    let missed = report.missed_goals();
+    if arguments.check && !missed.is_empty() {
+        return Err(format!("count-based goals missed: {}", missed.join("; ")));
+    }
+    Ok(())
 }

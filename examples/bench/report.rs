@@ -36,6 +36,8 @@ pub struct Report {
     pub rows: Vec<Row>,
     /// Sections that could not be measured, and why.
     pub not_measured: Vec<(String, String)>,
+    /// Goals that are counts, not timings (API calls, restarts), and whether each was met.
+    pub checks: Vec<(String, bool)>,
 }
 
 impl Report {
@@ -52,6 +54,20 @@ impl Report {
         self.not_measured.push((section.to_string(), reason));
     }
 
+    /// Records a count-based goal (never a timing: those vary with the machine).
+    pub fn check(&mut self, goal: String, met: bool) {
+        println!("  goal {}: {goal}", if met { "met" } else { "MISSED" });
+        self.checks.push((goal, met));
+    }
+
+    pub fn missed_goals(&self) -> Vec<&str> {
+        self.checks
+            .iter()
+            .filter(|(_, met)| !met)
+            .map(|(goal, _)| goal.as_str())
+            .collect()
+    }
+
     pub fn to_markdown(&self) -> String {
         let mut text = String::from(
             "| section | measure | value | goal | measured on |\n|---|---|---:|---|---|\n",
@@ -65,6 +81,16 @@ impl Report {
         }
         for (section, reason) in &self.not_measured {
             let _ = writeln!(text, "| {section} | not measured | | | {reason} |");
+        }
+        if !self.checks.is_empty() {
+            text.push_str("\nCount-based goals:\n\n");
+            for (goal, met) in &self.checks {
+                let _ = writeln!(
+                    text,
+                    "* {}: {goal}",
+                    if *met { "met" } else { "**missed**" }
+                );
+            }
         }
         text
     }
