@@ -118,11 +118,6 @@ pub async fn run(
 ) -> Result<(), String> {
     let jobs = bed.jobs;
     let latency = bed.profile.latency_ms;
-    let config_directory = bed.directory.path().join("ours");
-    std::fs::create_dir_all(&config_directory)
-        .map_err(|error| format!("creating {}: {error}", config_directory.display()))?;
-    let config_path = ours::write_config(&config_directory, bed.repo(), bed, "", "", target_extra)?;
-    let context = ours::open_target(&config_path).await?;
 
     let client = bed.dli_client(baseline_client_options(requests_per_second, burst))?;
     let staging = bed.staging_store()?;
@@ -134,13 +129,21 @@ pub async fn run(
         .map(|(job, id)| (job.name.clone(), *id))
         .collect();
     let mut results: Vec<(Tool, Cycle, Delta)> = Vec::new();
+    let mut context = None;
     // dli-gitops goes last: the full sync restarts every job, which moves every job's
     // `update_time` and so empties dli-gitops's detail cache; last, its cache is warm for the
     // daemon section that follows.
     for tool in [Tool::FullSync, Tool::PerResource, Tool::DliGitops] {
         if tool == Tool::DliGitops {
+            let config_directory = bed.directory.path().join("ours");
+            std::fs::create_dir_all(&config_directory)
+                .map_err(|error| format!("creating {}: {error}", config_directory.display()))?;
+            let config_path =
+                ours::write_config(&config_directory, bed.repo(), bed, "", "", target_extra)?;
+            let opened = ours::open_target(&config_path).await?;
+            let context = context.insert(opened);
             // The first pass finds no cached details in a fresh journal: it reads every job once.
-            let (first, first_delta) = measure(bed, ours::pass(&context)).await?;
+            let (first, first_delta) = measure(bed, ours::pass(context)).await?;
             report.push(Row::new(
                 "reconcile",
                 "first pass, empty detail cache",
@@ -160,8 +163,11 @@ pub async fn run(
             let repo = bed.repo().to_path_buf();
             let (_, delta) = match tool {
                 Tool::DliGitops => {
+                    let context = context
+                        .as_ref()
+                        .ok_or("the dli-gitops target was not opened")?;
                     measure(bed, async {
-                        ours::pass(&context).await?;
+                        ours::pass(context).await?;
                         Ok(())
                     })
                     .await?
@@ -195,7 +201,9 @@ pub async fn run(
             results.push((tool, cycle, delta));
         }
     }
-    context.shutdown().await;
+    if let Some(context) = context {
+        context.shutdown().await;
+    }
 
     let find = |tool: Tool, cycle: Cycle| {
         results
