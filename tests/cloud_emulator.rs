@@ -10,9 +10,9 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use dli_gitops::bundle::{self, DlfJobEntry, DliJobDocument, ZipLimits};
 use dli_gitops::cloud::{
-    ClientOptions, CloudError, Credentials, DlfClient, DlfImportRequest, DlfListJobsQuery,
-    DliClient, ListJobsQuery, ObjectStore, ObsOptions, RequestMetrics, RetryPolicy, Secret,
-    SystemTaskStatus,
+    ClientOptions, CloudClients, CloudError, Credentials, DlfClient, DlfImportRequest,
+    DlfListJobsQuery, DliClient, ListJobsQuery, ObjectStore, ObsOptions, RequestMetrics,
+    RetryPolicy, Secret, ServiceEndpoints, SystemTaskStatus,
 };
 use dli_gitops::emulator::{
     DEV_ACCESS_KEY, DEV_DOMAIN_NAME, DEV_PROJECT_ID, DEV_SECRET_KEY, DEV_USER_NAME,
@@ -571,8 +571,24 @@ async fn dlf_import_is_polled_to_successful_and_to_failed() {
     config.delays.dlf_task_ms = 700;
     let handle = start(config).await;
     let metrics = RequestMetrics::default();
-    let client = dlf(&handle, dev_keys(), options(&metrics));
-    let staging = store(&handle, STAGING);
+    // Built the way a target builds its clients, from one set of endpoints.
+    let endpoints = ServiceEndpoints {
+        dli: url(&handle.dli_url()),
+        dlf: url(&handle.dlf_url()),
+        iam: url(&handle.iam_url()),
+        obs: url(&handle.s3_url()),
+    };
+    let clients = CloudClients::new(
+        &endpoints,
+        "cn-north-4",
+        DEV_PROJECT_ID,
+        dev_keys(),
+        options(&metrics),
+        None,
+    )
+    .unwrap();
+    let client = &clients.dlf;
+    let staging = clients.object_store(STAGING).unwrap();
 
     let nodes = json!([{"name": "load", "type": "DLISQL", "properties": [{"name": "scriptName", "value": "load_sql"}]}]);
     let zip = bundle::write_dlf_zip(&[dlf_job("nightly-load", nodes)]).unwrap();
