@@ -632,6 +632,24 @@ async fn dlf_import_is_polled_to_successful_and_to_failed() {
         .unwrap();
     let entries = bundle::read_dlf_zip(&exported, &ZipLimits::default()).unwrap();
     assert_eq!(entries[0].name, "nightly-load");
+    // A single export goes to OBS; the zip it names is there and holds the job and its script.
+    let written = client
+        .export_job("nightly-load", &staging.url_of("dlf-exports/"))
+        .await
+        .unwrap()
+        .expect("the export names the zip it wrote");
+    let key = written
+        .strip_prefix("obs://dli-gitops-staging/tests/")
+        .unwrap_or_else(|| panic!("export wrote {written} outside the requested folder"));
+    let entries =
+        bundle::read_dlf_zip(&staging.get(key).await.unwrap(), &ZipLimits::default()).unwrap();
+    assert_eq!(entries.len(), 1);
+    assert_eq!(entries[0].job["params"][0]["value"], json!("prod"));
+    assert!(
+        entries[0].scripts.contains_key("load_sql"),
+        "{:?}",
+        entries[0]
+    );
 
     // A job without nodes makes the task FAILED; the error carries the subtask's message.
     let broken = bundle::write_dlf_zip(&[dlf_job("broken-load", json!([]))]).unwrap();
