@@ -1023,3 +1023,48 @@ async fn a_service_that_keeps_failing_exhausts_the_budget_with_a_retryable_error
     assert_eq!(count(&counted, "ListFlinkJobs"), 5, "{counted:?}");
     handle.shutdown().await;
 }
+
+#[tokio::test]
+async fn a_failing_token_request_is_retried_once_per_budget_not_once_per_attempt() {
+    let temp = tempfile::tempdir().unwrap();
+    let mut config = EmulatorConfig::for_tests(temp.path().to_path_buf());
+    config.faults = EmulatorFaults {
+        error_rate: 1.0,
+        ..EmulatorFaults::default()
+    };
+    let handle = start(config).await;
+    let metrics = RequestMetrics::default();
+    let user = Credentials::Password {
+        user: DEV_USER_NAME.into(),
+        password: Secret::new(DEV_USER_PASSWORD),
+        domain: DEV_DOMAIN_NAME.into(),
+    };
+    let client = dli(
+        &handle,
+        user,
+        ClientOptions {
+            iam_endpoint: Some(url(&handle.iam_url())),
+            ..options(&metrics)
+        },
+    );
+    let error = client
+        .list_jobs(&ListJobsQuery::default())
+        .await
+        .unwrap_err();
+    match &error {
+        CloudError::Service {
+            status, context, ..
+        } => {
+            assert_eq!(*status, 500);
+            assert_eq!(context.service, "iam", "{error}");
+            assert_eq!(context.attempts, 5, "{error}");
+        }
+        other => panic!("expected IAM's injected 500, got {other:?}"),
+    }
+    assert!(error.is_retryable());
+    let counted = stats(&handle).await;
+    // The IAM client's own retries are the whole budget: 5 token requests, not 5 × 5.
+    assert_eq!(count(&counted, "IamCreateToken"), 5, "{counted:?}");
+    assert_eq!(count(&counted, "ListFlinkJobs"), 0, "{counted:?}");
+    handle.shutdown().await;
+}

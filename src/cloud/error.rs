@@ -269,6 +269,19 @@ impl CloudError {
         }
     }
 
+    /// Which call failed, when the error belongs to one.
+    pub fn context(&self) -> Option<&CallContext> {
+        match self {
+            CloudError::Service { context, .. }
+            | CloudError::Rejected { context, .. }
+            | CloudError::BatchFailed { context, .. }
+            | CloudError::Transport { context, .. }
+            | CloudError::AuthBackoff { context, .. }
+            | CloudError::Decode { context, .. } => Some(context),
+            _ => None,
+        }
+    }
+
     pub(crate) fn context_mut(&mut self) -> Option<&mut CallContext> {
         match self {
             CloudError::Service { context, .. }
