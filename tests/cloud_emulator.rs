@@ -1063,3 +1063,36 @@ async fn a_failing_token_request_is_retried_once_per_budget_not_once_per_attempt
     assert_eq!(count(&counted, "ListFlinkJobs"), 0, "{counted:?}");
     handle.shutdown().await;
 }
+
+#[tokio::test]
+async fn a_project_the_key_may_not_use_does_not_hold_back_its_other_projects() {
+    let temp = tempfile::tempdir().unwrap();
+    let handle = start(EmulatorConfig::for_tests(temp.path().to_path_buf())).await;
+    let metrics = RequestMetrics::default();
+    // A target configured with the wrong project id, sharing its key with a correct one.
+    let wrong_project = DliClient::new(
+        url(&handle.dli_url()),
+        "99999999999999999999999999999999",
+        dev_keys(),
+        options(&metrics),
+    )
+    .unwrap();
+    let refused = wrong_project
+        .list_jobs(&ListJobsQuery::default())
+        .await
+        .unwrap_err();
+    assert_eq!(refused.status(), Some(403), "{refused}");
+    assert_eq!(refused.error_code(), Some("APIG.0302"), "{refused}");
+    assert!(!refused.is_retryable());
+    assert_eq!(metrics.total("dli", "list_jobs"), 1, "not retried");
+    // The key itself is fine: the correct target keeps working.
+    let right_project = dli(&handle, dev_keys(), options(&metrics));
+    assert!(
+        right_project
+            .list_jobs(&ListJobsQuery::default())
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    handle.shutdown().await;
+}
