@@ -830,16 +830,18 @@ async fn a_wrong_secret_key_fails_fast_and_is_never_retried_into_a_lockout() {
 // ---------------------------------------------------------------------------------------------
 
 /// The emulator's operation name for each client operation the fault test makes.
-const OPERATIONS: &[(&str, &str)] = &[
-    ("create_sql_job", "CreateFlinkSqlJob"),
-    ("list_jobs", "ListFlinkJobs"),
-    ("job_detail", "ShowFlinkJob"),
-    ("job_tags", "ListFlinkJobTags"),
-    ("update_sql_job", "UpdateFlinkSqlJob"),
-    ("run_jobs", "BatchRunFlinkJobs"),
-    ("stop_jobs", "BatchStopFlinkJobs"),
-    ("export_jobs", "ExportFlinkJobs"),
-    ("delete_jobs", "BatchDeleteFlinkJobs"),
+const OPERATIONS: &[(&str, &str, &str)] = &[
+    ("dli", "create_sql_job", "CreateFlinkSqlJob"),
+    ("dli", "list_jobs", "ListFlinkJobs"),
+    ("dli", "job_detail", "ShowFlinkJob"),
+    ("dli", "job_tags", "ListFlinkJobTags"),
+    ("dli", "update_sql_job", "UpdateFlinkSqlJob"),
+    ("dli", "run_jobs", "BatchRunFlinkJobs"),
+    ("dli", "stop_jobs", "BatchStopFlinkJobs"),
+    ("dli", "export_jobs", "ExportFlinkJobs"),
+    ("dli", "delete_jobs", "BatchDeleteFlinkJobs"),
+    ("dlf", "import_jobs", "DlfImportJob"),
+    ("dlf", "system_task", "DlfListSystemTasks"),
 ];
 
 #[tokio::test]
@@ -858,19 +860,16 @@ async fn calls_ride_out_injected_faults_within_the_retry_budget() {
     let handle = start(config).await;
     let metrics = RequestMetrics::default();
     let max_attempts = 8;
-    let client = dli(
-        &handle,
-        dev_keys(),
-        ClientOptions {
-            retry: RetryPolicy {
-                max_attempts,
-                base_backoff: Duration::from_millis(5),
-                max_backoff: Duration::from_millis(50),
-                max_retry_after: Duration::from_secs(5),
-            },
-            ..options(&metrics)
+    let client_options = ClientOptions {
+        retry: RetryPolicy {
+            max_attempts,
+            base_backoff: Duration::from_millis(5),
+            max_backoff: Duration::from_millis(50),
+            max_retry_after: Duration::from_secs(5),
         },
-    );
+        ..options(&metrics)
+    };
+    let client = dli(&handle, dev_keys(), client_options.clone());
     let started = Instant::now();
     let mut calls: BTreeMap<&str, u64> = BTreeMap::new();
     let mut job_config = FlinkJobConfig::defaults_for(JobKind::FlinkSql);
@@ -917,6 +916,28 @@ async fn calls_ride_out_injected_faults_within_the_retry_budget() {
         *calls.entry(operation).or_default() += 1;
     }
 
+    // DLF: an import through the same faults, polled to its end.
+    let dlf_client = dlf(&handle, dev_keys(), client_options.clone());
+    let staging = store(&handle, STAGING);
+    let nodes = json!([{"name": "load", "type": "DLISQL"}]);
+    let zip = bundle::write_dlf_zip(&[dlf_job("faulty-load", nodes)]).unwrap();
+    staging
+        .put("dlf/faulty.zip", Bytes::from(zip))
+        .await
+        .unwrap();
+    let task_id = dlf_client
+        .import_jobs(&dlf_import(staging.url_of("dlf/faulty.zip"), &[]))
+        .await
+        .unwrap();
+    *calls.entry("import_jobs").or_default() += 1;
+    let task = dlf_client
+        .wait_system_task(&task_id, Duration::from_secs(30))
+        .await
+        .unwrap();
+    assert_eq!(task.status, SystemTaskStatus::Successful);
+    // Each poll is one logical call that ended in one answer.
+    calls.insert("system_task", metrics.count("dlf", "system_task", "200"));
+
     // A permanent error is not retried, faults or not: the first real answer ends the call.
     let missing = client.job_detail(ids[0]).await.unwrap_err();
     *calls.entry("job_detail").or_default() += 1;
@@ -943,8 +964,8 @@ async fn calls_ride_out_injected_faults_within_the_retry_budget() {
         started.elapsed()
     );
     let emulator = stats(&handle).await;
-    for (operation, emulator_name) in OPERATIONS {
-        let attempts = metrics.total("dli", operation);
+    for (service, operation, emulator_name) in OPERATIONS {
+        let attempts = metrics.total(service, operation);
         // The client counted exactly the attempts the emulator saw: no hidden retries.
         assert_eq!(
             attempts,
