@@ -78,10 +78,11 @@ pub fn job_sql(index: usize) -> Option<(String, String)> {
     ))
 }
 
-/// `environments/bench.yaml`, with an override for every tenth job.
+/// `environments/bench.yaml`, with an override for every tenth job. The checkpoint bucket is
+/// one the emulator creates, so stops with a savepoint can write it.
 pub fn environment_yaml(jobs: usize) -> String {
     let mut text = String::from(
-        "variables: {flink_queue: bench_flink, checkpoint_bucket: bench-ckpt, kafka_brokers: 'k1:9092,k2:9092'}\n\
+        "variables: {flink_queue: bench_flink, checkpoint_bucket: dli-gitops-savepoints, kafka_brokers: 'k1:9092,k2:9092'}\n\
          overrides:\n",
     );
     for index in (0..jobs).step_by(10) {
