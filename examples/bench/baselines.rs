@@ -3,7 +3,8 @@
 //! emulator:
 //!
 //! * **full sync** — what a user would script: list, export everything (a backup), stop every
-//!   running job, import every job from git (`is_cover: true`), start them again. It stops
+//!   running job, import every job from git (`is_cover: true`; one zip per hundred jobs, one
+//!   import of the folder), start them again. It stops
 //!   without savepoints, as such scripts do; keeping state would add a detail and a savepoint
 //!   import per job, so the figures here are its cheapest form.
 //! * **per-resource refresh** — what a Terraform-style tool does: one detail call per job per
@@ -64,19 +65,22 @@ pub async fn full_sync_cycle(
         !job.status.is_running() && !job.status.is_transitional()
     })
     .await?;
-    let documents: Vec<DliJobDocument> = desired
-        .flink
-        .iter()
-        .map(|job| DliJobDocument::from_model(&job.name, &job.config))
-        .collect();
-    let zip = write_dli_zip(&documents).map_err(|error| format!("full sync: bundling: {error}"))?;
-    let key = format!("full-sync/cycle-{cycle}.zip");
-    staging
-        .put(&key, zip.into())
-        .await
-        .map_err(|error| format!("full sync: uploading the bundle: {error}"))?;
+    // One zip per hundred jobs (a zip holds at most 1,000 entries), imported as one folder.
+    let folder = format!("full-sync/cycle-{cycle}");
+    for (part, jobs) in desired.flink.chunks(BATCH).enumerate() {
+        let documents: Vec<DliJobDocument> = jobs
+            .iter()
+            .map(|job| DliJobDocument::from_model(&job.name, &job.config))
+            .collect();
+        let zip =
+            write_dli_zip(&documents).map_err(|error| format!("full sync: bundling: {error}"))?;
+        staging
+            .put(&format!("{folder}/part-{part:05}.zip"), zip.into())
+            .await
+            .map_err(|error| format!("full sync: uploading the bundle: {error}"))?;
+    }
     let mapping = client
-        .import_jobs(&staging.url_of(&key), true)
+        .import_jobs(&format!("{}/", staging.url_of(&folder)), true)
         .await
         .map_err(|error| format!("full sync: importing: {error}"))?;
     if mapping.len() != desired.flink.len() {
@@ -86,15 +90,29 @@ pub async fn full_sync_cycle(
             desired.flink.len()
         ));
     }
-    // The mapping follows the bundle's order, which is `desired.flink`'s.
+    // An import over a job keeps its id; a job new in git needs one more listing to find it.
+    let mut ids_by_name: BTreeMap<String, i64> = listed
+        .iter()
+        .map(|job| (job.name.clone(), job.id))
+        .collect();
+    if desired
+        .flink
+        .iter()
+        .any(|job| !ids_by_name.contains_key(&job.name))
+    {
+        ids_by_name = client
+            .list_jobs(&ListJobsQuery::default())
+            .await
+            .map_err(|error| format!("full sync: listing imported jobs: {error}"))?
+            .into_iter()
+            .map(|job| (job.name, job.id))
+            .collect();
+    }
     let to_start: Vec<i64> = desired
         .flink
         .iter()
-        .zip(&mapping)
-        .filter(|(job, entry)| {
-            job.lifecycle.desired_state == RunState::Running && entry.new_job_id > 0
-        })
-        .map(|(_, entry)| entry.new_job_id)
+        .filter(|job| job.lifecycle.desired_state == RunState::Running)
+        .filter_map(|job| ids_by_name.get(&job.name).copied())
         .collect();
     for chunk in to_start.chunks(BATCH) {
         client
