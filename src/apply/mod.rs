@@ -11,6 +11,7 @@ mod execute;
 mod ledger;
 mod live;
 mod observe;
+mod rollback;
 
 use std::time::Duration;
 
@@ -22,6 +23,7 @@ pub use ledger::{
 };
 pub use live::{ImportedJob, ListedDlfJob, ListedFlinkJob, Listing, LiveService, ServiceFailure};
 pub use observe::ObserveReport;
+pub use rollback::{RollbackReport, RolledBackJob, choose_backup_set};
 
 use crate::model::{DesiredJobs, JobKind, ObservedJobs};
 use crate::plan::{ActionClass, Plan, PlanPolicy};
@@ -321,4 +323,14 @@ pub fn summary_line(plan: &Plan) -> String {
     } else {
         parts.join(", ")
     }
+}
+
+/// Re-imports the backups one apply took (see [`choose_backup_set`] for `to`).
+pub async fn rollback_with<L: LiveService, J: Ledger>(
+    live: &L,
+    ledger: &J,
+    to: Option<u64>,
+    options: &ApplyOptions,
+) -> Result<RollbackReport, ApplyError> {
+    rollback::rollback_with(live, ledger, to, options).await
 }
