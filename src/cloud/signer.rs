@@ -11,7 +11,7 @@ use sha2::{Digest, Sha256};
 pub const ALGORITHM: &str = "SDK-HMAC-SHA256";
 /// The timestamp header (`YYYYMMDDTHHMMSSZ`).
 pub const HEADER_DATE: &str = "X-Sdk-Date";
-/// When present, its value replaces the body hash (e.g. `UNSIGNED-PAYLOAD`).
+/// When present and the body is not empty, its value replaces the body hash (`UNSIGNED-PAYLOAD`).
 pub const HEADER_CONTENT_SHA256: &str = "X-Sdk-Content-Sha256";
 /// `strftime` format of [`HEADER_DATE`].
 pub const DATE_FORMAT: &str = "%Y%m%dT%H%M%SZ";
@@ -122,15 +122,15 @@ pub fn canonical_uri(path: &str) -> String {
 }
 
 /// `CanonicalQueryString`: sorted by key, then by value, each side encoded.
+///
+/// The SDKs sort the *decoded* keys and values (by code point) and encode afterwards; sorting
+/// the encoded text instead orders `[` or non-ASCII characters differently.
 pub fn canonical_query(query: &[(String, String)]) -> String {
-    let mut pairs: Vec<(String, String)> = query
-        .iter()
-        .map(|(key, value)| (encode_component(key), encode_component(value)))
-        .collect();
+    let mut pairs: Vec<&(String, String)> = query.iter().collect();
     pairs.sort();
     pairs
         .iter()
-        .map(|(key, value)| format!("{key}={value}"))
+        .map(|(key, value)| format!("{}={}", encode_component(key), encode_component(value)))
         .collect::<Vec<_>>()
         .join("&")
 }
@@ -156,9 +156,11 @@ pub fn canonical_request(
         canonical_headers.push_str(value.trim());
         canonical_headers.push('\n');
     }
+    // As the Python SDK does: an empty body always hashes as empty, even when
+    // `X-Sdk-Content-Sha256: UNSIGNED-PAYLOAD` is present.
     let body_hash = match header_value(request.headers, HEADER_CONTENT_SHA256) {
-        Some(value) => value.to_string(),
-        None => hex::encode(Sha256::digest(request.body)),
+        Some(value) if !request.body.is_empty() => value.to_string(),
+        _ => hex::encode(Sha256::digest(request.body)),
     };
     Ok(format!(
         "{}\n{}\n{}\n{}\n{}\n{}",

@@ -1,0 +1,648 @@
+//! The typed DLI Flink job client: list (paged), detail, create/update SQL and Jar jobs, run,
+//! stop, delete, export, import, import-savepoint and trigger-savepoint.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use reqwest::Method;
+use serde_json::{Value, json};
+use url::Url;
+
+use super::dli_wire::{self, BodyFor};
+use super::error::BatchFailure;
+use super::http::{Call, ServiceClient};
+use super::wire::{
+    epoch_millis, field, first_field, flexible_bool, flexible_i64, non_empty_string,
+};
+use super::{ClientOptions, CloudError, Credentials};
+use crate::model::{FlinkJobConfig, FlinkJobStatus, ObservedFlinkJob};
+
+/// The largest page the list endpoint serves.
+pub const MAX_PAGE_SIZE: u32 = 100;
+/// A bound on pages per listing, so a misbehaving server cannot keep us paging forever.
+const MAX_PAGES: u32 = 10_000;
+
+/// Filters for [`DliClient::list_jobs`].
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ListJobsQuery {
+    /// Exact job name. The service may match it fuzzily; the client keeps exact matches only.
+    pub name: Option<String>,
+    pub job_type: Option<String>,
+    pub status: Option<String>,
+    pub queue_name: Option<String>,
+    /// `k=v,k2=v2`.
+    pub tags: Option<String>,
+    /// Page size; 0 or more than 100 means 100.
+    pub page_size: u32,
+}
+
+/// One entry of the job list.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListedFlinkJob {
+    pub id: i64,
+    pub name: String,
+    pub status: FlinkJobStatus,
+    /// 13-digit epoch milliseconds (the create time when the service sent no update time).
+    pub update_time: i64,
+    pub job_type: Option<String>,
+    pub queue_name: Option<String>,
+}
+
+/// A complete listing and what it cost.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListedJobs {
+    pub jobs: Vec<ListedFlinkJob>,
+    /// HTTP calls (pages) the listing took.
+    pub pages: u32,
+    /// `total_count` as the service reported it on the last page.
+    pub total_count: Option<i64>,
+}
+
+/// One entry of an import's `job_mapping`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JobMapping {
+    pub old_job_id: Option<i64>,
+    /// `-1` when the job was not imported (same name exists and `is_cover` was false).
+    pub new_job_id: i64,
+    pub remark: Option<String>,
+}
+
+/// The DLI client of one project.
+#[derive(Debug)]
+pub struct DliClient {
+    core: ServiceClient,
+}
+
+impl DliClient {
+    /// `endpoint` is `https://dli.{region}.myhuaweicloud.com` or the emulator's URL.
+    pub fn new(
+        endpoint: Url,
+        project_id: &str,
+        credentials: Credentials,
+        options: ClientOptions,
+    ) -> Result<DliClient, CloudError> {
+        validate_project_id(project_id)?;
+        Ok(DliClient {
+            core: ServiceClient::new("dli", endpoint, project_id, credentials, options)?,
+        })
+    }
+
+    fn call(&self, operation: &'static str, method: Method, tail: &[&str]) -> Call {
+        let mut segments = vec!["v1.0", self.core.project_id(), "streaming"];
+        segments.extend_from_slice(tail);
+        Call::new(operation, method, &segments)
+    }
+
+    /// Every job matching `query`, paging with `limit=100`.
+    pub async fn list_jobs(
+        &self,
+        query: &ListJobsQuery,
+    ) -> Result<Vec<ListedFlinkJob>, CloudError> {
+        Ok(self.list_jobs_paged(query).await?.jobs)
+    }
+
+    /// Like [`list_jobs`](Self::list_jobs), also saying how many calls it took.
+    pub async fn list_jobs_paged(&self, query: &ListJobsQuery) -> Result<ListedJobs, CloudError> {
+        let limit = if query.page_size == 0 || query.page_size > MAX_PAGE_SIZE {
+            MAX_PAGE_SIZE
+        } else {
+            query.page_size
+        };
+        let mut jobs = Vec::new();
+        let mut seen = BTreeSet::new();
+        let mut offset: i64 = 0;
+        let mut pages = 0;
+        let mut total_count = None;
+        loop {
+            pages += 1;
+            let mut call = self
+                .call("list_jobs", Method::GET, &["jobs"])
+                .query("limit", limit)
+                .query("offset", offset)
+                .query("order", "asc");
+            for (key, value) in [
+                ("name", &query.name),
+                ("job_type", &query.job_type),
+                ("status", &query.status),
+                ("queue_name", &query.queue_name),
+                ("tags", &query.tags),
+            ] {
+                if let Some(value) = value {
+                    call = call.query(key, value);
+                }
+            }
+            if let Some(name) = &query.name {
+                call = call.target(format!("name {name}"));
+            }
+            let response = self.core.send(&call).await?;
+            let body = response.successful_json()?;
+            let list = first_field(&body, &["job_list", "jobs"]);
+            let entries = match first_field(list, &["jobs"]) {
+                Value::Array(entries) => entries.clone(),
+                Value::Null if list.is_array() => list.as_array().cloned().unwrap_or_default(),
+                Value::Null => Vec::new(),
+                other => {
+                    return Err(
+                        response.decode_error(format!("job_list.jobs is not a list: {other}"))
+                    );
+                }
+            };
+            total_count = flexible_i64(field(list, "total_count")).or(total_count);
+            let page_len = entries.len() as i64;
+            for entry in &entries {
+                let listed = listed_job(entry).map_err(|problem| response.decode_error(problem))?;
+                if query
+                    .name
+                    .as_deref()
+                    .is_some_and(|name| name != listed.name)
+                {
+                    continue;
+                }
+                // Jobs created while we page can shift offsets and repeat an entry.
+                if seen.insert(listed.id) {
+                    jobs.push(listed);
+                }
+            }
+            offset += page_len;
+            let done =
+                page_len < i64::from(limit) || total_count.is_some_and(|total| offset >= total);
+            if done || pages >= MAX_PAGES {
+                break;
+            }
+        }
+        tracing::debug!(jobs = jobs.len(), pages, "Listed DLI Flink jobs.");
+        Ok(ListedJobs {
+            jobs,
+            pages,
+            total_count,
+        })
+    }
+
+    /// The job's detail in canonical form. Tags come from the detail when it carries them,
+    /// otherwise from the tag API (`/v3/{project_id}/dli_flink_job/{id}/tags`).
+    pub async fn job_detail(&self, job_id: i64) -> Result<ObservedFlinkJob, CloudError> {
+        let id = job_id.to_string();
+        let call = self
+            .call("job_detail", Method::GET, &["jobs", &id])
+            .target(format!("job {job_id}"));
+        let response = self.core.send(&call).await?;
+        let body = response.successful_json()?;
+        let detail = first_field(&body, &["job_detail", "job"]);
+        let has_tags = !field(detail, "tags").is_null()
+            || !field(field(detail, "job_config"), "tags").is_null();
+        let tags = if has_tags {
+            None
+        } else {
+            Some(self.job_tags(job_id).await?)
+        };
+        dli_wire::observed_from_detail(detail, tags)
+            .map_err(|problem| response.decode_error(problem))
+    }
+
+    /// The job's tags from the tag API. A 404 (a service or emulator without the tag API) reads
+    /// as no tags, logged, so detail still works; other failures are errors.
+    pub async fn job_tags(&self, job_id: i64) -> Result<BTreeMap<String, String>, CloudError> {
+        let id = job_id.to_string();
+        let call = Call::new(
+            "job_tags",
+            Method::GET,
+            &["v3", self.core.project_id(), "dli_flink_job", &id, "tags"],
+        )
+        .target(format!("job {job_id}"));
+        match self.core.send(&call).await {
+            Ok(response) => {
+                let body = response.json()?;
+                dli_wire::key_value_map(field(&body, "tags"), "tags")
+                    .map_err(|problem| response.decode_error(problem))
+            }
+            Err(error) if error.status() == Some(404) && !error.is_not_found_code() => {
+                tracing::warn!(job_id, error = %error, "The tag API is not available; reading the job as untagged.");
+                Ok(BTreeMap::new())
+            }
+            Err(error) => Err(error),
+        }
+    }
+
+    /// Creates a Flink SQL job (a draft); returns its id.
+    pub async fn create_sql_job(
+        &self,
+        name: &str,
+        config: &FlinkJobConfig,
+    ) -> Result<i64, CloudError> {
+        let body = dli_wire::sql_job_body(Some(name), config, BodyFor::Create);
+        self.create(name, "create_sql_job", &["sql-jobs"], body)
+            .await
+    }
+
+    /// Creates a Flink Jar job (a draft); returns its id.
+    pub async fn create_jar_job(
+        &self,
+        name: &str,
+        config: &FlinkJobConfig,
+    ) -> Result<i64, CloudError> {
+        let body = dli_wire::jar_job_body(Some(name), config, BodyFor::Create);
+        self.create(name, "create_jar_job", &["flink-jobs"], body)
+            .await
+    }
+
+    /// A create is never resent blindly: after a transient failure the job may exist already, so
+    /// the client looks it up by name and returns its id, and only resends when it is absent.
+    async fn create(
+        &self,
+        name: &str,
+        operation: &'static str,
+        tail: &[&str],
+        body: Value,
+    ) -> Result<i64, CloudError> {
+        validate_job_name(name)?;
+        let call = self
+            .call(operation, Method::POST, tail)
+            .target(format!("job {name}"))
+            .json(body)
+            .not_idempotent();
+        let policy = &self.core.options().retry;
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            match self.core.send(&call).await {
+                Ok(response) => {
+                    let value = response.successful_json()?;
+                    let job = field(&value, "job");
+                    return flexible_i64(first_field(job, &["job_id", "id"]))
+                        .or_else(|| flexible_i64(field(&value, "job_id")))
+                        .ok_or_else(|| {
+                            response.decode_error("create answered without job.job_id")
+                        });
+                }
+                Err(mut error) if error.is_retryable() && attempt < policy.max_attempts.max(1) => {
+                    let query = ListJobsQuery {
+                        name: Some(name.to_string()),
+                        ..ListJobsQuery::default()
+                    };
+                    let existing = self.list_jobs(&query).await?;
+                    if let Some(job) = existing.first() {
+                        tracing::info!(job = name, job_id = job.id, error = %error,
+                            "The create call failed in transit but the job exists; using it.");
+                        return Ok(job.id);
+                    }
+                    let mut delay =
+                        super::http::full_jitter(policy.base_backoff, policy.max_backoff, attempt);
+                    if let Some(retry_after) = error.retry_after() {
+                        if retry_after > policy.max_retry_after {
+                            return Err(error);
+                        }
+                        delay = delay.max(retry_after);
+                    }
+                    tracing::warn!(job = name, attempt, error = %error,
+                        "The create call failed in transit and the job does not exist; sending it again.");
+                    if let Some(context) = error.context_mut() {
+                        context.attempts = attempt;
+                    }
+                    tokio::time::sleep(delay).await;
+                }
+                Err(mut error) => {
+                    if let Some(context) = error.context_mut() {
+                        context.attempts = attempt;
+                    }
+                    return Err(error);
+                }
+            }
+        }
+    }
+
+    /// Updates a Flink SQL job in place.
+    pub async fn update_sql_job(
+        &self,
+        job_id: i64,
+        config: &FlinkJobConfig,
+    ) -> Result<(), CloudError> {
+        let body = dli_wire::sql_job_body(None, config, BodyFor::Update);
+        self.update(job_id, "update_sql_job", "sql-jobs", body)
+            .await
+    }
+
+    /// Updates a Flink Jar job in place.
+    pub async fn update_jar_job(
+        &self,
+        job_id: i64,
+        config: &FlinkJobConfig,
+    ) -> Result<(), CloudError> {
+        let body = dli_wire::jar_job_body(None, config, BodyFor::Update);
+        self.update(job_id, "update_jar_job", "flink-jobs", body)
+            .await
+    }
+
+    async fn update(
+        &self,
+        job_id: i64,
+        operation: &'static str,
+        collection: &str,
+        body: Value,
+    ) -> Result<(), CloudError> {
+        let id = job_id.to_string();
+        let call = self
+            .call(operation, Method::PUT, &[collection, &id])
+            .target(format!("job {job_id}"))
+            .json(body);
+        self.core.send(&call).await?.successful_json()?;
+        Ok(())
+    }
+
+    /// Starts jobs (asynchronously: poll the detail for the status).
+    pub async fn run_jobs(
+        &self,
+        job_ids: &[i64],
+        resume_savepoint: bool,
+    ) -> Result<(), CloudError> {
+        let body = json!({"job_ids": job_ids, "resume_savepoint": resume_savepoint});
+        self.batch("run_jobs", "run", job_ids, body).await
+    }
+
+    /// Stops jobs, optionally taking a savepoint first.
+    pub async fn stop_jobs(
+        &self,
+        job_ids: &[i64],
+        trigger_savepoint: bool,
+    ) -> Result<(), CloudError> {
+        let body = json!({"job_ids": job_ids, "trigger_savepoint": trigger_savepoint});
+        self.batch("stop_jobs", "stop", job_ids, body).await
+    }
+
+    /// Deletes jobs in one batch call.
+    pub async fn delete_jobs(&self, job_ids: &[i64]) -> Result<(), CloudError> {
+        let body = json!({"job_ids": job_ids});
+        self.batch("delete_jobs", "delete", job_ids, body).await
+    }
+
+    async fn batch(
+        &self,
+        operation: &'static str,
+        action: &str,
+        job_ids: &[i64],
+        body: Value,
+    ) -> Result<(), CloudError> {
+        if job_ids.is_empty() {
+            return Ok(());
+        }
+        let target = format!(
+            "jobs {}",
+            job_ids
+                .iter()
+                .map(i64::to_string)
+                .collect::<Vec<_>>()
+                .join(",")
+        );
+        let call = self
+            .call(operation, Method::POST, &["jobs", action])
+            .target(target)
+            .json(body);
+        let response = self.core.send(&call).await?;
+        let value = response.json()?;
+        let failures = batch_failures(&value, job_ids);
+        if failures.is_empty() {
+            return Ok(());
+        }
+        Err(CloudError::BatchFailed {
+            context: response.context.clone(),
+            total: job_ids.len(),
+            failures,
+        })
+    }
+
+    /// Deletes one job. Job records stay in the service's history.
+    pub async fn delete_job(&self, job_id: i64) -> Result<(), CloudError> {
+        let id = job_id.to_string();
+        let call = self
+            .call("delete_job", Method::DELETE, &["jobs", &id])
+            .target(format!("job {job_id}"));
+        self.core.send(&call).await?.successful_json()?;
+        Ok(())
+    }
+
+    /// Exports jobs (all when `job_ids` is `None`) as zips under `obs_dir` (`bucket/dir`, no
+    /// scheme; an `obs://` prefix is removed). Returns the zip paths (`bucket/dir/x.zip`).
+    pub async fn export_jobs(
+        &self,
+        obs_dir: &str,
+        job_ids: Option<&[i64]>,
+    ) -> Result<Vec<String>, CloudError> {
+        let obs_dir = super::obs::strip_obs_scheme(obs_dir);
+        let body = match job_ids {
+            Some(ids) => json!({"obs_dir": obs_dir, "is_selected": true, "job_selected": ids}),
+            None => json!({"obs_dir": obs_dir, "is_selected": false}),
+        };
+        let call = self
+            .call("export_jobs", Method::POST, &["jobs", "export"])
+            .target(obs_dir.to_string())
+            .json(body);
+        let response = self.core.send(&call).await?;
+        let value = response.successful_json()?;
+        match field(&value, "zip_file") {
+            Value::Array(items) => Ok(items.iter().filter_map(non_empty_string).collect()),
+            Value::String(single) if !single.is_empty() => Ok(vec![single.clone()]),
+            Value::Null => Ok(Vec::new()),
+            other => Err(response.decode_error(format!("zip_file is not a list: {other}"))),
+        }
+    }
+
+    /// Imports jobs from a zip (or a folder of zips), `bucket/dir/x.zip`; `is_cover` overwrites
+    /// same-name jobs (and leaves them in draft).
+    pub async fn import_jobs(
+        &self,
+        zip_file: &str,
+        is_cover: bool,
+    ) -> Result<Vec<JobMapping>, CloudError> {
+        let zip_file = super::obs::strip_obs_scheme(zip_file);
+        let call = self
+            .call("import_jobs", Method::POST, &["jobs", "import"])
+            .target(zip_file.to_string())
+            .json(json!({"zip_file": zip_file, "is_cover": is_cover}));
+        let response = self.core.send(&call).await?;
+        let value = response.successful_json()?;
+        let entries = match field(&value, "job_mapping") {
+            Value::Array(entries) => entries.clone(),
+            Value::Null => Vec::new(),
+            other => {
+                return Err(response.decode_error(format!("job_mapping is not a list: {other}")));
+            }
+        };
+        entries
+            .iter()
+            .map(|entry| {
+                Ok(JobMapping {
+                    old_job_id: flexible_i64(field(entry, "old_job_id")),
+                    new_job_id: flexible_i64(field(entry, "new_job_id")).ok_or_else(|| {
+                        response
+                            .decode_error(format!("job_mapping entry without new_job_id: {entry}"))
+                    })?,
+                    remark: non_empty_string(field(entry, "remark")),
+                })
+            })
+            .collect()
+    }
+
+    /// Imports a savepoint (`obs://bucket/dir/`, the parent of `_metadata`) into a stopped job.
+    pub async fn import_savepoint(
+        &self,
+        job_id: i64,
+        savepoint_path: &str,
+    ) -> Result<(), CloudError> {
+        let id = job_id.to_string();
+        let path = super::obs::with_obs_scheme(savepoint_path);
+        let call = self
+            .call(
+                "import_savepoint",
+                Method::POST,
+                &["jobs", &id, "import-savepoint"],
+            )
+            .target(format!("job {job_id}"))
+            .json(json!({"job_id": job_id, "savepoint_path": path}));
+        self.core.send(&call).await?.successful_json()?;
+        Ok(())
+    }
+
+    /// Triggers a savepoint of a running job into `savepoint_path` (`bucket/dir/`).
+    pub async fn trigger_savepoint(
+        &self,
+        job_id: i64,
+        savepoint_path: &str,
+    ) -> Result<(), CloudError> {
+        let id = job_id.to_string();
+        let path = super::obs::strip_obs_scheme(savepoint_path);
+        let call = self
+            .call(
+                "trigger_savepoint",
+                Method::POST,
+                &["jobs", &id, "savepoint"],
+            )
+            .target(format!("job {job_id}"))
+            .json(json!({"action": "TRIGGER", "savepoint_path": path}));
+        self.core.send(&call).await?.successful_json()?;
+        Ok(())
+    }
+}
+
+impl CloudError {
+    /// A 404 that carries one of the "no such job" codes (as opposed to a missing route).
+    fn is_not_found_code(&self) -> bool {
+        self.error_code().is_some() && self.is_not_found()
+    }
+}
+
+fn listed_job(entry: &Value) -> Result<ListedFlinkJob, String> {
+    Ok(ListedFlinkJob {
+        id: flexible_i64(first_field(entry, &["job_id", "id"]))
+            .ok_or_else(|| format!("job without job_id: {entry}"))?,
+        name: non_empty_string(field(entry, "name"))
+            .ok_or_else(|| format!("job without name: {entry}"))?,
+        status: FlinkJobStatus(
+            non_empty_string(field(entry, "status")).unwrap_or_else(|| "unknown".into()),
+        ),
+        update_time: epoch_millis(first_field(entry, &["update_time", "create_time"])).unwrap_or(0),
+        job_type: non_empty_string(field(entry, "job_type")),
+        queue_name: non_empty_string(field(entry, "queue_name")),
+    })
+}
+
+/// Per-job failures in a batch answer: an array of `{is_success, message}` in request order, or
+/// an object with `is_success` for the whole batch, or an array of error objects.
+fn batch_failures(value: &Value, job_ids: &[i64]) -> Vec<BatchFailure> {
+    let failure_of = |item: &Value| -> Option<String> {
+        let code = non_empty_string(first_field(item, &["error_code", "code"]));
+        let message = non_empty_string(first_field(item, &["message", "error_msg", "msg"]))
+            .unwrap_or_default();
+        match flexible_bool(field(item, "is_success")) {
+            Some(false) => Some(message),
+            Some(true) => None,
+            None => code.map(|code| format!("{code}: {message}")),
+        }
+    };
+    match value {
+        Value::Array(items) => {
+            let mut failures = Vec::new();
+            for (index, item) in items.iter().enumerate() {
+                if let Some(message) = failure_of(item) {
+                    // The service answers in request order; an unmatched extra entry is job 0.
+                    let job_id = flexible_i64(field(item, "job_id"))
+                        .or_else(|| job_ids.get(index).copied())
+                        .unwrap_or(0);
+                    failures.push(BatchFailure {
+                        job_id,
+                        message: super::wire::shorten(&message),
+                    });
+                }
+            }
+            failures
+        }
+        Value::Object(_) => match failure_of(value) {
+            Some(message) => job_ids
+                .iter()
+                .map(|job_id| BatchFailure {
+                    job_id: *job_id,
+                    message: super::wire::shorten(&message),
+                })
+                .collect(),
+            None => Vec::new(),
+        },
+        _ => Vec::new(),
+    }
+}
+
+fn validate_project_id(project_id: &str) -> Result<(), CloudError> {
+    if project_id.is_empty()
+        || !project_id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+    {
+        return Err(CloudError::Config {
+            problem: format!(
+                "project id {project_id:?} is not a project id (expected letters and digits, e.g. 0a1b2c...)"
+            ),
+        });
+    }
+    Ok(())
+}
+
+fn validate_job_name(name: &str) -> Result<(), CloudError> {
+    if name.is_empty() || name.chars().count() > 57 {
+        return Err(CloudError::Config {
+            problem: format!("job name {name:?} must be 1 to 57 characters"),
+        });
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn batch_answers_in_every_shape() {
+        let ids = [1, 2, 3];
+        let all_ok = json!([{"is_success": "true", "message": "ok"}, {"is_success": true}, {"is_success": "true"}]);
+        assert!(batch_failures(&all_ok, &ids).is_empty());
+        let one_bad = json!([{"is_success": "true"}, {"is_success": "false", "message": "not running"}, {"is_success": true}]);
+        assert_eq!(
+            batch_failures(&one_bad, &ids),
+            vec![BatchFailure {
+                job_id: 2,
+                message: "not running".into()
+            }]
+        );
+        let error_array =
+            json!([{"error_code": "DLI.13024", "error_msg": "No job-running queue selected"}]);
+        let failures = batch_failures(&error_array, &[9]);
+        assert_eq!(failures[0].job_id, 9);
+        assert!(failures[0].message.contains("DLI.13024"));
+        let whole = json!({"is_success": false, "message": "quota"});
+        assert_eq!(batch_failures(&whole, &ids).len(), 3);
+        assert!(batch_failures(&json!({"is_success": "true"}), &ids).is_empty());
+    }
+
+    #[test]
+    fn names_and_projects_are_checked_before_any_call() {
+        assert!(validate_job_name(&"x".repeat(58)).is_err());
+        assert!(validate_job_name("ok").is_ok());
+        assert!(validate_project_id("abc/../x").is_err());
+        assert!(validate_project_id("0a1b2c").is_ok());
+    }
+}

@@ -1,0 +1,463 @@
+//! DLI Flink wire formats ⇄ the canonical `model` types: job detail → `ObservedFlinkJob`,
+//! `FlinkJobConfig` → create/update bodies. Pure functions, tested on recorded shapes.
+
+use std::collections::BTreeMap;
+
+use serde_json::{Map, Value, json};
+
+use super::wire::{
+    epoch_millis, field, first_field, flexible_bool, flexible_i64, non_empty_string,
+};
+use crate::model::{
+    CheckpointMode, FlinkJobConfig, FlinkJobStatus, JobKind, ObservedFlinkJob, defaults,
+};
+
+/// Builds the canonical job from a `job_detail` object (or a list entry with `show_detail`).
+/// `tags` overrides whatever tags the detail carries (the tag API's answer).
+pub fn observed_from_detail(
+    job: &Value,
+    tags: Option<BTreeMap<String, String>>,
+) -> Result<ObservedFlinkJob, String> {
+    if !job.is_object() {
+        return Err("job_detail is not an object".into());
+    }
+    let id = flexible_i64(first_field(job, &["job_id", "id"]))
+        .ok_or("job_detail has no numeric job_id")?;
+    let name = non_empty_string(field(job, "name")).ok_or("job_detail has no name")?;
+    let status = non_empty_string(field(job, "status")).unwrap_or_else(|| "unknown".into());
+    let update_time = epoch_millis(first_field(job, &["update_time", "create_time"])).unwrap_or(0);
+    let config_value = field(job, "job_config");
+    let config = config_from_wire(job, config_value, tags)?;
+    Ok(ObservedFlinkJob {
+        id,
+        name,
+        status: FlinkJobStatus(status),
+        update_time,
+        config,
+        savepoint_path: non_empty_string(field(job, "savepoint_path")),
+        status_desc: non_empty_string(field(job, "status_desc")),
+    })
+}
+
+/// Reads a field from the job first, then from `job_config` (the service splits fields between
+/// the two and has moved some over time).
+fn either<'a>(job: &'a Value, config: &'a Value, name: &str) -> &'a Value {
+    let top = field(job, name);
+    if top.is_null() {
+        field(config, name)
+    } else {
+        top
+    }
+}
+
+fn int_or(value: &Value, default: i32, name: &str) -> Result<i32, String> {
+    if value.is_null() || value.as_str() == Some("") {
+        return Ok(default);
+    }
+    flexible_i64(value)
+        .and_then(|n| i32::try_from(n).ok())
+        .ok_or_else(|| format!("{name} is not a 32-bit integer: {value}"))
+}
+
+fn bool_or(value: &Value, default: bool, name: &str) -> Result<bool, String> {
+    if value.is_null() || value.as_str() == Some("") {
+        return Ok(default);
+    }
+    flexible_bool(value).ok_or_else(|| format!("{name} is not a boolean: {value}"))
+}
+
+fn string_list(value: &Value) -> Vec<String> {
+    match value {
+        Value::Array(items) => items.iter().filter_map(non_empty_string).collect(),
+        Value::String(text) if !text.trim().is_empty() => {
+            // Some responses carry lists as a JSON string or comma-separated text.
+            match serde_json::from_str::<Value>(text) {
+                Ok(Value::Array(items)) => items.iter().filter_map(non_empty_string).collect(),
+                _ => text
+                    .split(',')
+                    .map(|s| s.trim().to_string())
+                    .filter(|s| !s.is_empty())
+                    .collect(),
+            }
+        }
+        _ => Vec::new(),
+    }
+}
+
+/// `[{key, value}]` (or a JSON string of it, or an object) as a sorted map.
+pub fn key_value_map(value: &Value, name: &str) -> Result<BTreeMap<String, String>, String> {
+    let mut map = BTreeMap::new();
+    match value {
+        Value::Null => {}
+        Value::String(text) if text.trim().is_empty() => {}
+        Value::String(text) => {
+            let parsed: Value = serde_json::from_str(text)
+                .map_err(|e| format!("{name} is not JSON ({e}): {text}"))?;
+            return key_value_map(&parsed, name);
+        }
+        Value::Array(items) => {
+            for item in items {
+                let key = non_empty_string(field(item, "key"))
+                    .ok_or_else(|| format!("{name} entry without key: {item}"))?;
+                let value = match field(item, "value") {
+                    Value::Null => String::new(),
+                    other => non_empty_string(other).unwrap_or_default(),
+                };
+                map.insert(key, value);
+            }
+        }
+        Value::Object(object) => {
+            for (key, value) in object {
+                map.insert(key.clone(), non_empty_string(value).unwrap_or_default());
+            }
+        }
+        other => return Err(format!("{name} is neither a list nor a map: {other}")),
+    }
+    Ok(map)
+}
+
+fn config_from_wire(
+    job: &Value,
+    config: &Value,
+    tags_override: Option<BTreeMap<String, String>>,
+) -> Result<FlinkJobConfig, String> {
+    let entrypoint = non_empty_string(either(job, config, "entrypoint"));
+    let job_type = non_empty_string(field(job, "job_type")).unwrap_or_else(|| {
+        if entrypoint.is_some() {
+            defaults::JAR_JOB_TYPE.into()
+        } else {
+            defaults::SQL_JOB_TYPE.into()
+        }
+    });
+    let kind = if job_type == defaults::JAR_JOB_TYPE {
+        JobKind::FlinkJar
+    } else {
+        JobKind::FlinkSql
+    };
+    let base = FlinkJobConfig::defaults_for(kind);
+    let checkpoint_mode_value = either(job, config, "checkpoint_mode");
+    let checkpoint_mode =
+        if checkpoint_mode_value.is_null() || checkpoint_mode_value.as_str() == Some("") {
+            CheckpointMode::default()
+        } else {
+            CheckpointMode::from_api(checkpoint_mode_value).ok_or_else(|| {
+                format!("checkpoint_mode is not a known mode: {checkpoint_mode_value}")
+            })?
+        };
+    let tags = match tags_override {
+        Some(tags) => tags,
+        None => key_value_map(either(job, config, "tags"), "tags")?,
+    };
+    Ok(FlinkJobConfig {
+        desc: non_empty_string(field(job, "desc")).unwrap_or_default(),
+        job_type,
+        queue_name: non_empty_string(either(job, config, "queue_name")),
+        sql_body: non_empty_string(field(job, "sql_body")),
+        run_mode: non_empty_string(either(job, config, "run_mode")).unwrap_or(base.run_mode),
+        cu_number: int_or(
+            either(job, config, "cu_number"),
+            base.cu_number,
+            "cu_number",
+        )?,
+        manager_cu_number: int_or(
+            either(job, config, "manager_cu_number"),
+            base.manager_cu_number,
+            "manager_cu_number",
+        )?,
+        parallel_number: int_or(
+            either(job, config, "parallel_number"),
+            base.parallel_number,
+            "parallel_number",
+        )?,
+        tm_cus: int_or(either(job, config, "tm_cus"), base.tm_cus, "tm_cus")?,
+        tm_slot_num: match either(job, config, "tm_slot_num") {
+            Value::Null => None,
+            value => Some(int_or(value, 0, "tm_slot_num")?),
+        },
+        checkpoint_enabled: bool_or(
+            either(job, config, "checkpoint_enabled"),
+            false,
+            "checkpoint_enabled",
+        )?,
+        checkpoint_mode,
+        checkpoint_interval: int_or(
+            either(job, config, "checkpoint_interval"),
+            base.checkpoint_interval,
+            "checkpoint_interval",
+        )?,
+        checkpoint_path: non_empty_string(either(job, config, "checkpoint_path")),
+        obs_bucket: non_empty_string(either(job, config, "obs_bucket")),
+        log_enabled: bool_or(either(job, config, "log_enabled"), false, "log_enabled")?,
+        smn_topic: non_empty_string(either(job, config, "smn_topic")),
+        restart_when_exception: bool_or(
+            either(job, config, "restart_when_exception"),
+            false,
+            "restart_when_exception",
+        )?,
+        idle_state_retention: int_or(
+            either(job, config, "idle_state_retention"),
+            base.idle_state_retention,
+            "idle_state_retention",
+        )?,
+        resume_checkpoint: bool_or(
+            either(job, config, "resume_checkpoint"),
+            false,
+            "resume_checkpoint",
+        )?,
+        resume_max_num: match either(job, config, "resume_max_num") {
+            Value::Null => base.resume_max_num,
+            value => flexible_i64(value)
+                .ok_or_else(|| format!("resume_max_num is not an integer: {value}"))?,
+        },
+        dirty_data_strategy: non_empty_string(either(job, config, "dirty_data_strategy"))
+            .unwrap_or(base.dirty_data_strategy),
+        udf_jar_url: non_empty_string(either(job, config, "udf_jar_url")),
+        flink_version: non_empty_string(either(job, config, "flink_version")),
+        execution_agency_urn: non_empty_string(either(job, config, "execution_agency_urn")),
+        runtime_config: key_value_map(either(job, config, "runtime_config"), "runtime_config")?,
+        tags,
+        entrypoint,
+        main_class: non_empty_string(either(job, config, "main_class")),
+        entrypoint_args: non_empty_string(either(job, config, "entrypoint_args")),
+        dependency_jars: string_list(either(job, config, "dependency_jars")),
+        dependency_files: string_list(either(job, config, "dependency_files")),
+        image: non_empty_string(either(job, config, "image")),
+        feature: non_empty_string(either(job, config, "feature")),
+    })
+}
+
+/// Which request a body is for: field sets differ between create and update, SQL and Jar.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BodyFor {
+    Create,
+    Update,
+}
+
+fn put_opt(body: &mut Map<String, Value>, key: &str, value: &Option<String>) {
+    if let Some(value) = value {
+        body.insert(key.into(), json!(value));
+    }
+}
+
+/// `runtime_config` as the API wants it: a JSON string of `[{key, value}]`, sorted by key.
+pub fn runtime_config_string(map: &BTreeMap<String, String>) -> String {
+    let list: Vec<Value> = map
+        .iter()
+        .map(|(k, v)| json!({"key": k, "value": v}))
+        .collect();
+    Value::Array(list).to_string()
+}
+
+fn tags_list(map: &BTreeMap<String, String>) -> Value {
+    Value::Array(
+        map.iter()
+            .map(|(k, v)| json!({"key": k, "value": v}))
+            .collect(),
+    )
+}
+
+/// The body of `POST/PUT .../streaming/sql-jobs`.
+pub fn sql_job_body(name: Option<&str>, config: &FlinkJobConfig, purpose: BodyFor) -> Value {
+    let mut body = common_body(name, config, purpose);
+    put_opt(&mut body, "sql_body", &config.sql_body);
+    body.insert("run_mode".into(), json!(config.run_mode));
+    body.insert(
+        "idle_state_retention".into(),
+        json!(config.idle_state_retention),
+    );
+    body.insert(
+        "dirty_data_strategy".into(),
+        json!(config.dirty_data_strategy),
+    );
+    put_opt(&mut body, "udf_jar_url", &config.udf_jar_url);
+    if purpose == BodyFor::Create {
+        body.insert("job_type".into(), json!(config.job_type));
+    }
+    Value::Object(body)
+}
+
+/// The body of `POST/PUT .../streaming/flink-jobs`.
+pub fn jar_job_body(name: Option<&str>, config: &FlinkJobConfig, purpose: BodyFor) -> Value {
+    let mut body = common_body(name, config, purpose);
+    put_opt(&mut body, "main_class", &config.main_class);
+    put_opt(&mut body, "entrypoint_args", &config.entrypoint_args);
+    put_opt(&mut body, "entrypoint", &config.entrypoint);
+    put_opt(&mut body, "checkpoint_path", &config.checkpoint_path);
+    put_opt(&mut body, "image", &config.image);
+    put_opt(&mut body, "feature", &config.feature);
+    if !config.dependency_jars.is_empty() {
+        body.insert("dependency_jars".into(), json!(config.dependency_jars));
+    }
+    if !config.dependency_files.is_empty() {
+        body.insert("dependency_files".into(), json!(config.dependency_files));
+    }
+    if purpose == BodyFor::Update {
+        body.insert("job_type".into(), json!(config.job_type));
+    }
+    Value::Object(body)
+}
+
+fn common_body(
+    name: Option<&str>,
+    config: &FlinkJobConfig,
+    purpose: BodyFor,
+) -> Map<String, Value> {
+    let mut body = Map::new();
+    if let Some(name) = name {
+        body.insert("name".into(), json!(name));
+    }
+    body.insert("desc".into(), json!(config.desc));
+    put_opt(&mut body, "queue_name", &config.queue_name);
+    body.insert("cu_number".into(), json!(config.cu_number));
+    body.insert("manager_cu_number".into(), json!(config.manager_cu_number));
+    body.insert("parallel_number".into(), json!(config.parallel_number));
+    body.insert("tm_cus".into(), json!(config.tm_cus));
+    if let Some(slots) = config.tm_slot_num {
+        body.insert("tm_slot_num".into(), json!(slots));
+    }
+    body.insert(
+        "checkpoint_enabled".into(),
+        json!(config.checkpoint_enabled),
+    );
+    body.insert(
+        "checkpoint_mode".into(),
+        json!(config.checkpoint_mode.api_number()),
+    );
+    body.insert(
+        "checkpoint_interval".into(),
+        json!(config.checkpoint_interval),
+    );
+    put_opt(&mut body, "obs_bucket", &config.obs_bucket);
+    body.insert("log_enabled".into(), json!(config.log_enabled));
+    put_opt(&mut body, "smn_topic", &config.smn_topic);
+    body.insert(
+        "restart_when_exception".into(),
+        json!(config.restart_when_exception),
+    );
+    body.insert("resume_checkpoint".into(), json!(config.resume_checkpoint));
+    body.insert("resume_max_num".into(), json!(config.resume_max_num));
+    put_opt(&mut body, "flink_version", &config.flink_version);
+    put_opt(
+        &mut body,
+        "execution_agency_urn",
+        &config.execution_agency_urn,
+    );
+    body.insert(
+        "runtime_config".into(),
+        json!(runtime_config_string(&config.runtime_config)),
+    );
+    if purpose == BodyFor::Create && !config.tags.is_empty() {
+        body.insert("tags".into(), tags_list(&config.tags));
+    }
+    body
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn detail_with_every_quirk_becomes_canonical() {
+        let detail = json!({
+            "job_id": "42", "name": "clickstream-agg", "desc": "", "job_type": "flink_opensource_sql_job",
+            "status": "job_running", "status_desc": "", "update_time": 1711647009620_i64,
+            "sql_body": "select 1", "run_mode": "exclusive_cluster", "queue_name": "q1",
+            "savepoint_path": "",
+            "job_config": {
+                "checkpoint_enabled": "true", "checkpoint_mode": "at_least_once", "checkpoint_interval": 60,
+                "log_enabled": true, "obs_bucket": "", "smn_topic": "", "cu_number": 4, "manager_cu_number": 1,
+                "parallel_number": "2", "tm_cus": 1, "tm_slot_num": 2, "restart_when_exception": false,
+                "idle_state_retention": 3600, "resume_checkpoint": false, "resume_max_num": -1,
+                "dirty_data_strategy": 0, "udf_jar_url": "", "flink_version": "1.15",
+                "runtime_config": "[{\"key\":\"table.exec.state.ttl\",\"value\":\"1h\"},{\"key\":\"a\",\"value\":\"b\"}]",
+                "tags": [{"key": "managed-by", "value": "dli-gitops"}]
+            }
+        });
+        let job = observed_from_detail(&detail, None).unwrap();
+        assert_eq!(job.id, 42);
+        assert_eq!(job.update_time, 1711647009620);
+        assert_eq!(job.savepoint_path, None);
+        assert_eq!(job.status_desc, None);
+        let c = &job.config;
+        assert_eq!(c.checkpoint_mode, CheckpointMode::AtLeastOnce);
+        assert!(c.checkpoint_enabled);
+        assert_eq!(c.parallel_number, 2);
+        assert_eq!(c.obs_bucket, None);
+        assert_eq!(c.smn_topic, None);
+        assert_eq!(c.udf_jar_url, None);
+        assert_eq!(c.dirty_data_strategy, "0");
+        assert_eq!(
+            c.runtime_config
+                .get("table.exec.state.ttl")
+                .map(String::as_str),
+            Some("1h")
+        );
+        assert_eq!(
+            c.runtime_config.keys().collect::<Vec<_>>(),
+            vec!["a", "table.exec.state.ttl"]
+        );
+        assert!(job.is_managed());
+        assert_eq!(c.queue_name.as_deref(), Some("q1"));
+    }
+
+    #[test]
+    fn missing_fields_take_the_service_defaults() {
+        let detail = json!({"job_id": 7, "name": "bare", "status": "job_init", "update_time": "1711647009620"});
+        let job = observed_from_detail(&detail, None).unwrap();
+        assert_eq!(job.config, FlinkJobConfig::defaults_for(JobKind::FlinkSql));
+        let jar = json!({"job_id": 8, "name": "jar", "status": "job_init", "job_config": {"entrypoint": "obs://b/a.jar"}});
+        let jar = observed_from_detail(&jar, None).unwrap();
+        assert_eq!(jar.config.kind(), JobKind::FlinkJar);
+    }
+
+    #[test]
+    fn bad_values_are_reported_not_guessed() {
+        let detail =
+            json!({"job_id": 7, "name": "x", "job_config": {"checkpoint_mode": "sometimes"}});
+        assert!(
+            observed_from_detail(&detail, None)
+                .unwrap_err()
+                .contains("checkpoint_mode")
+        );
+        let detail =
+            json!({"job_id": 7, "name": "x", "job_config": {"runtime_config": "{not json"}});
+        assert!(
+            observed_from_detail(&detail, None)
+                .unwrap_err()
+                .contains("runtime_config")
+        );
+        assert!(observed_from_detail(&json!({"name": "x"}), None).is_err());
+    }
+
+    #[test]
+    fn bodies_write_numbers_and_json_strings_where_the_api_wants_them() {
+        let mut config = FlinkJobConfig::defaults_for(JobKind::FlinkSql);
+        config.checkpoint_mode = CheckpointMode::AtLeastOnce;
+        config.runtime_config.insert("k".into(), "v".into());
+        config.tags.insert("managed-by".into(), "dli-gitops".into());
+        config.sql_body = Some("select 1".into());
+        let create = sql_job_body(Some("job"), &config, BodyFor::Create);
+        assert_eq!(create["checkpoint_mode"], json!(2));
+        assert_eq!(
+            create["runtime_config"],
+            json!("[{\"key\":\"k\",\"value\":\"v\"}]")
+        );
+        assert_eq!(
+            create["tags"],
+            json!([{"key": "managed-by", "value": "dli-gitops"}])
+        );
+        assert_eq!(create["job_type"], json!("flink_opensource_sql_job"));
+        let update = sql_job_body(None, &config, BodyFor::Update);
+        assert!(
+            update.get("tags").is_none()
+                && update.get("job_type").is_none()
+                && update.get("name").is_none()
+        );
+        // A round trip through the detail decoder gives the same canonical config back.
+        let mut detail = create.clone();
+        detail["job_id"] = json!(1);
+        detail["name"] = json!("job");
+        let back = observed_from_detail(&detail, None).unwrap();
+        assert_eq!(back.config, config);
+    }
+}

@@ -1,0 +1,365 @@
+//! OBS through the `object_store` crate: S3-compatible access to OBS buckets (endpoint, region,
+//! path or virtual-hosted style, AK/SK) and local directories (`file://`), behind one small
+//! interface; plus the conversions between `obs://bucket/key` (DLF, savepoints) and `bucket/key`
+//! (DLI export/import).
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use futures::TryStreamExt;
+use object_store::ObjectStore as _;
+use object_store::path::Path;
+use url::Url;
+
+use super::{CloudError, Credentials};
+
+/// How to reach OBS (or any S3-protocol server).
+#[derive(Debug, Clone, Default)]
+pub struct ObsOptions {
+    /// `https://obs.{region}.myhuaweicloud.com`, or a local S3 server. Never includes the bucket.
+    pub endpoint: Option<Url>,
+    pub region: String,
+    /// AK/SK (optionally temporary). `None` only for `file://` stores.
+    pub credentials: Option<Credentials>,
+    /// `https://{bucket}.obs...` instead of `https://obs.../{bucket}`.
+    pub virtual_hosted_style: bool,
+}
+
+/// A bucket and key, as OBS paths name them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ObsLocation {
+    pub bucket: String,
+    /// Without a leading `/`; may be empty (the bucket root) or end in `/` (a folder).
+    pub key: String,
+}
+
+impl ObsLocation {
+    /// Parses `obs://bucket/key`, `s3://bucket/key` or `bucket/key`.
+    pub fn parse(text: &str) -> Result<ObsLocation, CloudError> {
+        let rest = strip_obs_scheme(text.trim());
+        let rest = rest.strip_prefix("s3://").unwrap_or(rest);
+        let (bucket, key) = rest.split_once('/').unwrap_or((rest, ""));
+        let bucket_ok = (3..=63).contains(&bucket.len())
+            && bucket
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '.');
+        if !bucket_ok {
+            return Err(CloudError::Config {
+                problem: format!(
+                    "{text:?} does not start with a bucket name (3-63 lower-case letters, digits, '-', '.')"
+                ),
+            });
+        }
+        Ok(ObsLocation {
+            bucket: bucket.to_string(),
+            key: key.trim_start_matches('/').to_string(),
+        })
+    }
+
+    /// `obs://bucket/key` (DLF import/export, savepoint import).
+    pub fn to_obs_url(&self) -> String {
+        format!("obs://{}/{}", self.bucket, self.key)
+    }
+
+    /// `bucket/key` (DLI export `obs_dir`, import `zip_file`).
+    pub fn to_dli_path(&self) -> String {
+        if self.key.is_empty() {
+            self.bucket.clone()
+        } else {
+            format!("{}/{}", self.bucket, self.key)
+        }
+    }
+}
+
+/// `obs://bucket/key` → `bucket/key`; anything else unchanged.
+pub fn strip_obs_scheme(text: &str) -> &str {
+    text.strip_prefix("obs://").unwrap_or(text)
+}
+
+/// `bucket/key` → `obs://bucket/key`; `obs://` paths unchanged.
+pub fn with_obs_scheme(text: &str) -> String {
+    if text.starts_with("obs://") {
+        text.to_string()
+    } else {
+        format!("obs://{}", text.trim_start_matches('/'))
+    }
+}
+
+/// A prefix in a bucket or a local directory.
+#[derive(Debug, Clone)]
+pub struct ObjectStore {
+    store: Arc<dyn object_store::ObjectStore>,
+    /// Keys are below this prefix.
+    prefix: Path,
+    /// `obs://bucket/prefix/` or `file:///dir/`, for messages and [`ObjectStore::url_of`].
+    base: String,
+}
+
+impl ObjectStore {
+    /// `obs://bucket/prefix` (or `s3://`) through S3, or `file:///dir` on local disk.
+    pub fn from_url(url: &str, options: &ObsOptions) -> Result<ObjectStore, CloudError> {
+        let url = url.trim();
+        if let Some(rest) = url.strip_prefix("file://") {
+            let directory = std::path::Path::new(rest);
+            if !directory.is_absolute() {
+                return Err(CloudError::Config {
+                    problem: format!(
+                        "{url:?}: file:// URLs need an absolute path, e.g. file:///var/lib/dli-gitops/obs"
+                    ),
+                });
+            }
+            std::fs::create_dir_all(directory).map_err(|error| CloudError::Config {
+                problem: format!(
+                    "cannot create the object directory {}: {error}",
+                    directory.display()
+                ),
+            })?;
+            let store = object_store::local::LocalFileSystem::new_with_prefix(directory).map_err(
+                |source| CloudError::ObjectStore {
+                    operation: "open",
+                    location: url.to_string(),
+                    source,
+                },
+            )?;
+            return Ok(ObjectStore {
+                store: Arc::new(store),
+                prefix: Path::default(),
+                base: format!("file://{}/", rest.trim_end_matches('/')),
+            });
+        }
+        if !(url.starts_with("obs://") || url.starts_with("s3://")) {
+            return Err(CloudError::Config {
+                problem: format!("{url:?} is not an obs://, s3:// or file:// URL"),
+            });
+        }
+        let location = ObsLocation::parse(url)?;
+        let Some(Credentials::AkSk {
+            access_key,
+            secret_key,
+            security_token,
+        }) = &options.credentials
+        else {
+            return Err(CloudError::Config {
+                problem: format!(
+                    "{url:?}: OBS access needs AK/SK credentials (IAM password tokens are not accepted by the S3 protocol)"
+                ),
+            });
+        };
+        let endpoint = options.endpoint.as_ref().ok_or_else(|| CloudError::Config {
+            problem: format!("{url:?}: no OBS endpoint configured (e.g. https://obs.cn-north-4.myhuaweicloud.com)"),
+        })?;
+        let endpoint_text = s3_endpoint(endpoint, &location.bucket, options.virtual_hosted_style);
+        let mut builder = object_store::aws::AmazonS3Builder::new()
+            .with_bucket_name(&location.bucket)
+            .with_region(if options.region.is_empty() {
+                "us-east-1"
+            } else {
+                &options.region
+            })
+            .with_endpoint(endpoint_text)
+            .with_allow_http(endpoint.scheme() == "http")
+            .with_virtual_hosted_style_request(options.virtual_hosted_style)
+            // OBS supports only unsigned or streaming payloads with SigV4.
+            .with_unsigned_payload(true)
+            .with_access_key_id(access_key)
+            .with_secret_access_key(secret_key.expose());
+        if let Some(token) = security_token {
+            builder = builder.with_token(token.expose());
+        }
+        let store = builder.build().map_err(|source| CloudError::ObjectStore {
+            operation: "open",
+            location: url.to_string(),
+            source,
+        })?;
+        let prefix = parse_key(location.key.trim_end_matches('/'), url)?;
+        let base = format!(
+            "obs://{}/{}",
+            location.bucket,
+            if location.key.is_empty() {
+                String::new()
+            } else {
+                format!("{}/", location.key.trim_end_matches('/'))
+            }
+        );
+        Ok(ObjectStore {
+            store: Arc::new(store),
+            prefix,
+            base,
+        })
+    }
+
+    fn full_path(&self, key: &str) -> Result<Path, CloudError> {
+        let relative = parse_key(key.trim_start_matches('/'), key)?;
+        Ok(if self.prefix.as_ref().is_empty() {
+            relative
+        } else {
+            Path::from_iter(self.prefix.parts().chain(relative.parts()))
+        })
+    }
+
+    /// `obs://bucket/prefix/key` (or `file:///dir/key`): what DLI and DLF are told to read.
+    pub fn url_of(&self, key: &str) -> String {
+        format!("{}{}", self.base, key.trim_start_matches('/'))
+    }
+
+    pub async fn put(&self, key: &str, bytes: Bytes) -> Result<(), CloudError> {
+        let path = self.full_path(key)?;
+        self.store
+            .put(&path, bytes.into())
+            .await
+            .map_err(|source| self.error("put", key, source))?;
+        tracing::debug!(location = %self.url_of(key), "Stored an object.");
+        Ok(())
+    }
+
+    pub async fn get(&self, key: &str) -> Result<Bytes, CloudError> {
+        let path = self.full_path(key)?;
+        let result = self
+            .store
+            .get(&path)
+            .await
+            .map_err(|source| self.error("get", key, source))?;
+        result
+            .bytes()
+            .await
+            .map_err(|source| self.error("get", key, source))
+    }
+
+    /// Keys (relative to this store's prefix) under `prefix`, sorted.
+    pub async fn list(&self, prefix: &str) -> Result<Vec<String>, CloudError> {
+        let trimmed = prefix.trim_matches('/');
+        let path = if trimmed.is_empty() && self.prefix.as_ref().is_empty() {
+            None
+        } else {
+            Some(self.full_path(trimmed)?)
+        };
+        let metas: Vec<object_store::ObjectMeta> = self
+            .store
+            .list(path.as_ref())
+            .try_collect()
+            .await
+            .map_err(|source| self.error("list", prefix, source))?;
+        let base_parts = self.prefix.parts().count();
+        let mut keys: Vec<String> = metas
+            .iter()
+            .map(|meta| {
+                meta.location
+                    .parts()
+                    .skip(base_parts)
+                    .map(|p| p.as_ref().to_string())
+                    .collect::<Vec<_>>()
+                    .join("/")
+            })
+            .collect();
+        keys.sort();
+        Ok(keys)
+    }
+
+    /// Deletes an object; deleting a missing object is not an error.
+    pub async fn delete(&self, key: &str) -> Result<(), CloudError> {
+        let path = self.full_path(key)?;
+        match self.store.delete(&path).await {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+            Err(source) => Err(self.error("delete", key, source)),
+        }
+    }
+
+    fn error(&self, operation: &'static str, key: &str, source: object_store::Error) -> CloudError {
+        CloudError::ObjectStore {
+            operation,
+            location: self.url_of(key),
+            source,
+        }
+    }
+}
+
+/// The endpoint `object_store` wants: the service endpoint for path style, the bucket's own host
+/// (`https://{bucket}.obs.{region}...`) for virtual-hosted style.
+fn s3_endpoint(endpoint: &Url, bucket: &str, virtual_hosted_style: bool) -> String {
+    let mut url = endpoint.clone();
+    if virtual_hosted_style {
+        let host = format!("{bucket}.{}", endpoint.host_str().unwrap_or_default());
+        // The bucket name was validated (lower-case letters, digits, '-', '.'), so the host is valid.
+        let _ = url.set_host(Some(&host));
+    }
+    url.as_str().trim_end_matches('/').to_string()
+}
+
+fn parse_key(key: &str, shown: &str) -> Result<Path, CloudError> {
+    Path::parse(key).map_err(|error| CloudError::Config {
+        problem: format!("object key {shown:?} is not a valid key: {error}"),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn obs_paths_convert_both_ways() {
+        let location = ObsLocation::parse("obs://dli-staging/dev/bundle.zip").unwrap();
+        assert_eq!(location.bucket, "dli-staging");
+        assert_eq!(location.to_dli_path(), "dli-staging/dev/bundle.zip");
+        assert_eq!(location.to_obs_url(), "obs://dli-staging/dev/bundle.zip");
+        assert_eq!(
+            ObsLocation::parse("dli-staging/dev/").unwrap().to_obs_url(),
+            "obs://dli-staging/dev/"
+        );
+        assert_eq!(
+            ObsLocation::parse("bucket").unwrap().to_dli_path(),
+            "bucket"
+        );
+        assert!(ObsLocation::parse("obs://Bad_Bucket/x").is_err());
+        assert_eq!(strip_obs_scheme("obs://b/k"), "b/k");
+        assert_eq!(with_obs_scheme("b/k"), "obs://b/k");
+        assert_eq!(with_obs_scheme("obs://b/k"), "obs://b/k");
+    }
+
+    #[test]
+    fn virtual_hosted_style_puts_the_bucket_in_the_host() {
+        let endpoint = Url::parse("https://obs.cn-north-4.myhuaweicloud.com").unwrap();
+        assert_eq!(
+            s3_endpoint(&endpoint, "ckpt", false),
+            "https://obs.cn-north-4.myhuaweicloud.com"
+        );
+        assert_eq!(
+            s3_endpoint(&endpoint, "ckpt", true),
+            "https://ckpt.obs.cn-north-4.myhuaweicloud.com"
+        );
+        let local = Url::parse("http://localhost:9000/").unwrap();
+        assert_eq!(
+            s3_endpoint(&local, "b-1", true),
+            "http://b-1.localhost:9000"
+        );
+    }
+
+    #[tokio::test]
+    async fn local_directories_behave_like_buckets() {
+        let directory = tempfile::tempdir().unwrap();
+        let url = format!("file://{}", directory.path().display());
+        let store = ObjectStore::from_url(&url, &ObsOptions::default()).unwrap();
+        store
+            .put("bundles/a.zip", Bytes::from_static(b"PK-a"))
+            .await
+            .unwrap();
+        store
+            .put("bundles/b.zip", Bytes::from_static(b"PK-b"))
+            .await
+            .unwrap();
+        assert_eq!(
+            store.get("bundles/a.zip").await.unwrap(),
+            Bytes::from_static(b"PK-a")
+        );
+        assert_eq!(
+            store.list("bundles").await.unwrap(),
+            vec!["bundles/a.zip", "bundles/b.zip"]
+        );
+        store.delete("bundles/a.zip").await.unwrap();
+        store.delete("bundles/a.zip").await.unwrap();
+        let missing = store.get("bundles/a.zip").await.unwrap_err();
+        assert!(missing.is_not_found(), "{missing}");
+        assert!(store.put("../escape", Bytes::new()).await.is_err());
+        assert!(ObjectStore::from_url("file://relative/dir", &ObsOptions::default()).is_err());
+        assert!(ObjectStore::from_url("obs://bucket/x", &ObsOptions::default()).is_err());
+    }
+}
