@@ -1,7 +1,7 @@
 //! [`Ledger`] over the append-only [`Journal`] for one target: the mapping between the
 //! executor's entries and the journal's records, and the `JournalView` the planner reads.
 
-use serde_json::{Map, Value};
+use serde_json::Map;
 
 use super::ApplyError;
 use super::ledger::{
@@ -46,10 +46,6 @@ fn parse_id(text: &Option<String>) -> Option<i64> {
 }
 
 fn effects_of(effects: &ActionEffects) -> Effects {
-    let mut extra = Map::new();
-    if let Some(protected) = effects.protected {
-        extra.insert("protected".to_string(), Value::Bool(protected));
-    }
     Effects {
         live_id: effects.live_id.map(|id| id.to_string()),
         savepoint_path: effects.savepoint_path.clone(),
@@ -59,7 +55,7 @@ fn effects_of(effects: &ActionEffects) -> Effects {
         deleted: effects.deleted,
         managed: effects.managed,
         protected: effects.protected,
-        extra,
+        extra: Map::new(),
     }
 }
 
