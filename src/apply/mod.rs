@@ -43,6 +43,8 @@ pub struct ApplyOptions {
     pub import_task_timeout: Duration,
     /// Pause between two looks at a moving job.
     pub poll_interval: Duration,
+    /// Apply only if the pass plans exactly this plan (the one a person approved).
+    pub expected_plan_id: Option<String>,
 }
 
 impl Default for ApplyOptions {
@@ -53,7 +55,8 @@ impl Default for ApplyOptions {
             transition_timeout: Duration::from_secs(900),
             savepoint_timeout: Duration::from_secs(600),
             import_task_timeout: Duration::from_secs(600),
-            poll_interval: Duration::from_secs(2),
+            poll_interval: Duration::from_secs(1),
+            expected_plan_id: None,
         }
     }
 }
@@ -180,6 +183,23 @@ pub enum ApplyError {
     },
     #[error("rollback of target `{target}`: {problem}")]
     Rollback { target: String, problem: String },
+    #[error(
+        "target `{target}`: the live state changed since plan {expected} was shown (it now plans {found}); nothing was applied, run apply again"
+    )]
+    PlanChanged {
+        target: String,
+        expected: String,
+        found: String,
+    },
+    #[error("loading config {path}: {problem}")]
+    Config {
+        path: std::path::PathBuf,
+        problem: String,
+    },
+    #[error("not applied: {reason}")]
+    NotApproved { reason: String },
+    #[error("{problem}")]
+    Runtime { problem: String },
 }
 
 /// Observes, resolves unfinished intents, plans, and — unless `options.dry_run` — executes the
@@ -218,6 +238,15 @@ pub async fn reconcile_with<L: LiveService, J: Ledger>(
     };
     if options.dry_run {
         return Ok(report);
+    }
+    if let Some(expected) = &options.expected_plan_id
+        && *expected != report.plan.id
+    {
+        return Err(ApplyError::PlanChanged {
+            target: report.target,
+            expected: expected.clone(),
+            found: report.plan.id,
+        });
     }
     let executor = execute::Executor {
         live,
