@@ -1,0 +1,544 @@
+//! The `targets:` section: one environment in one account, with its endpoints, credentials,
+//! policy, promotion and client limits, and the defaults filled in for embedded targets.
+
+use std::fmt;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use super::schedule::CronSchedule;
+use super::values::{ConfigDuration, Endpoint, SecretRef, StorageLocation, secret_ref};
+use super::{EMBEDDED_DEFAULT_REGION, EMULATOR_DEV_PROJECT_ID};
+
+/// One environment in one account.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct TargetConfig {
+    pub name: String,
+    /// A key of `sources`.
+    pub source: String,
+    /// `environments/<environment>.yaml` in the source; defaults to the target's name.
+    #[serde(default)]
+    pub environment: Option<String>,
+    #[serde(default)]
+    pub region: Option<String>,
+    #[serde(default)]
+    pub project_id: Option<String>,
+    #[serde(default)]
+    pub endpoints: EndpointsConfig,
+    #[serde(default)]
+    pub credentials: Option<CredentialsConfig>,
+    /// Where import bundles are uploaded.
+    #[serde(default)]
+    pub staging: Option<StorageLocation>,
+    /// Where live jobs are exported before they are overwritten or deleted.
+    #[serde(default)]
+    pub backups: Option<StorageLocation>,
+    #[serde(default)]
+    pub apply_strategy: ApplyStrategy,
+    /// DataArts Studio workspace id for DLF calls (header `workspace`).
+    #[serde(default)]
+    pub workspace: Option<String>,
+    #[serde(default)]
+    pub policy: PolicyConfig,
+    /// Follow the revision this target converged on and kept healthy, not the branch head.
+    #[serde(default)]
+    pub promote_from: Option<String>,
+    #[serde(default)]
+    pub promotion: Option<PromotionConfig>,
+    #[serde(default)]
+    pub restore: RestoreConfig,
+    #[serde(default)]
+    pub rate_limit: RateLimitConfig,
+    #[serde(default)]
+    pub retry: RetryConfig,
+    #[serde(default)]
+    pub timeouts: TimeoutsConfig,
+}
+
+/// The services a target talks to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Service {
+    Dli,
+    Dlf,
+    Obs,
+    Iam,
+}
+
+impl Service {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Service::Dli => "dli",
+            Service::Dlf => "dlf",
+            Service::Obs => "obs",
+            Service::Iam => "iam",
+        }
+    }
+}
+
+/// Per-service endpoints; an absent one is the region's public host.
+#[derive(Debug, Clone, Deserialize, Serialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct EndpointsConfig {
+    #[serde(default)]
+    pub dli: Option<Endpoint>,
+    #[serde(default)]
+    pub dlf: Option<Endpoint>,
+    #[serde(default)]
+    pub obs: Option<Endpoint>,
+    #[serde(default)]
+    pub iam: Option<Endpoint>,
+}
+
+impl EndpointsConfig {
+    pub(super) fn get(&self, service: Service) -> Option<&Endpoint> {
+        match service {
+            Service::Dli => self.dli.as_ref(),
+            Service::Dlf => self.dlf.as_ref(),
+            Service::Obs => self.obs.as_ref(),
+            Service::Iam => self.iam.as_ref(),
+        }
+    }
+
+    pub(super) fn all_set(&self) -> [(Service, Option<&Endpoint>); 4] {
+        [Service::Dli, Service::Dlf, Service::Obs, Service::Iam].map(|s| (s, self.get(s)))
+    }
+}
+
+/// How the target authenticates: AK/SK (optionally temporary, with a security token) or an IAM
+/// user's password exchanged for a token. Only references to secrets, never the secrets.
+#[derive(Debug, Clone, Deserialize, Serialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct CredentialsConfig {
+    #[serde(default)]
+    pub access_key_env: Option<String>,
+    #[serde(default)]
+    pub access_key_file: Option<PathBuf>,
+    #[serde(default)]
+    pub secret_key_env: Option<String>,
+    #[serde(default)]
+    pub secret_key_file: Option<PathBuf>,
+    #[serde(default)]
+    pub security_token_env: Option<String>,
+    #[serde(default)]
+    pub security_token_file: Option<PathBuf>,
+    #[serde(default)]
+    pub user_env: Option<String>,
+    #[serde(default)]
+    pub user_file: Option<PathBuf>,
+    #[serde(default)]
+    pub password_env: Option<String>,
+    #[serde(default)]
+    pub password_file: Option<PathBuf>,
+    /// IAM account (domain) name, for password auth.
+    #[serde(default)]
+    pub domain: Option<String>,
+}
+
+/// The credential scheme a target uses, with where each secret comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CredentialSpec {
+    AkSk {
+        access_key: SecretRef,
+        secret_key: SecretRef,
+        security_token: Option<SecretRef>,
+    },
+    Password {
+        user: SecretRef,
+        password: SecretRef,
+        domain: String,
+    },
+    /// The embedded emulator's documented development account.
+    EmulatorDev,
+}
+
+/// Secrets read at run time. `Debug` never shows them.
+#[derive(Clone, PartialEq, Eq)]
+pub enum Credentials {
+    AkSk {
+        access_key: String,
+        secret_key: String,
+        security_token: Option<String>,
+    },
+    Password {
+        user: String,
+        password: String,
+        domain: String,
+    },
+}
+
+impl fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Credentials::AkSk { security_token, .. } => f
+                .debug_struct("AkSk")
+                .field("access_key", &"<redacted>")
+                .field("secret_key", &"<redacted>")
+                .field(
+                    "security_token",
+                    &security_token.as_ref().map(|_| "<redacted>"),
+                )
+                .finish(),
+            Credentials::Password { domain, .. } => f
+                .debug_struct("Password")
+                .field("user", &"<redacted>")
+                .field("password", &"<redacted>")
+                .field("domain", domain)
+                .finish(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum ApplyStrategy {
+    /// Bundle changed jobs, upload to staging, import with overwrite (the default).
+    #[default]
+    Import,
+    /// Create/update JSON calls.
+    Api,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct PolicyConfig {
+    /// Apply plans automatically; off means observe and report only.
+    #[serde(default = "default_true")]
+    pub auto_sync: bool,
+    /// Correct drift of live jobs changed by hand (otherwise report it as OutOfSync).
+    #[serde(default)]
+    pub self_heal: bool,
+    /// Delete managed jobs that were removed from git.
+    #[serde(default)]
+    pub prune: bool,
+    /// Allow a prune that would delete every managed job (an empty revision is usually a mistake).
+    #[serde(default)]
+    pub allow_empty_prune: bool,
+    /// Re-observe the live service this often even when git does not change.
+    #[serde(default = "default_resync_interval")]
+    pub resync_interval: ConfigDuration,
+    /// Give up on one reconcile after this long.
+    #[serde(default = "default_sync_timeout")]
+    pub sync_timeout: ConfigDuration,
+}
+
+impl Default for PolicyConfig {
+    fn default() -> Self {
+        PolicyConfig {
+            auto_sync: true,
+            self_heal: false,
+            prune: false,
+            allow_empty_prune: false,
+            resync_interval: default_resync_interval(),
+            sync_timeout: default_sync_timeout(),
+        }
+    }
+}
+
+fn default_true() -> bool {
+    true
+}
+
+fn default_resync_interval() -> ConfigDuration {
+    ConfigDuration::from_duration(Duration::from_secs(300))
+}
+
+fn default_sync_timeout() -> ConfigDuration {
+    ConfigDuration::from_duration(Duration::from_secs(1800))
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct PromotionConfig {
+    /// Promote without a person once the gate passes.
+    #[serde(default)]
+    pub auto: bool,
+    /// How long the upstream must have kept a revision Synced and Healthy.
+    #[serde(default = "default_promotion_after")]
+    pub after: ConfigDuration,
+    /// Change windows: promotions are blocked inside a deny window, and, when any allow window is
+    /// configured, outside all allow windows.
+    #[serde(default)]
+    pub windows: Vec<WindowConfig>,
+}
+
+impl Default for PromotionConfig {
+    fn default() -> Self {
+        PromotionConfig {
+            auto: false,
+            after: default_promotion_after(),
+            windows: Vec::new(),
+        }
+    }
+}
+
+fn default_promotion_after() -> ConfigDuration {
+    ConfigDuration::from_duration(Duration::from_secs(600))
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct WindowConfig {
+    pub kind: WindowKind,
+    /// Five-field cron expression, UTC, for when the window opens.
+    pub schedule: String,
+    /// How long it stays open.
+    pub duration: ConfigDuration,
+}
+
+impl WindowConfig {
+    /// The parsed schedule; a loaded config always parses.
+    pub fn cron(&self) -> Result<CronSchedule, String> {
+        CronSchedule::parse(&self.schedule)
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum WindowKind {
+    Deny,
+    Allow,
+}
+
+/// Defaults for carrying Flink state into this target.
+#[derive(Debug, Clone, Deserialize, Serialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct RestoreConfig {
+    /// Start promoted jobs from the latest savepoint of their copy in this target.
+    #[serde(default)]
+    pub from_target: Option<String>,
+    /// What to do when that copy has no savepoint.
+    #[serde(default)]
+    pub on_missing_savepoint: MissingSavepoint,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum MissingSavepoint {
+    /// Mark the job Failed and leave it for a person.
+    #[default]
+    Fail,
+    /// Start without state.
+    Stateless,
+}
+
+/// Client-side limit on API calls to the target's services.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RateLimitConfig {
+    #[serde(default = "default_requests_per_second")]
+    pub requests_per_second: f64,
+    #[serde(default = "default_burst")]
+    pub burst: u32,
+}
+
+impl Default for RateLimitConfig {
+    fn default() -> Self {
+        RateLimitConfig {
+            requests_per_second: default_requests_per_second(),
+            burst: default_burst(),
+        }
+    }
+}
+
+fn default_requests_per_second() -> f64 {
+    10.0
+}
+
+fn default_burst() -> u32 {
+    20
+}
+
+/// Backoff for transient errors (5xx, 429, timeouts, resets).
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RetryConfig {
+    #[serde(default = "default_max_attempts")]
+    pub max_attempts: u32,
+    #[serde(default = "default_initial_backoff")]
+    pub initial_backoff: ConfigDuration,
+    #[serde(default = "default_max_backoff")]
+    pub max_backoff: ConfigDuration,
+}
+
+impl Default for RetryConfig {
+    fn default() -> Self {
+        RetryConfig {
+            max_attempts: default_max_attempts(),
+            initial_backoff: default_initial_backoff(),
+            max_backoff: default_max_backoff(),
+        }
+    }
+}
+
+fn default_max_attempts() -> u32 {
+    5
+}
+
+fn default_initial_backoff() -> ConfigDuration {
+    ConfigDuration::from_duration(Duration::from_secs(1))
+}
+
+fn default_max_backoff() -> ConfigDuration {
+    ConfigDuration::from_duration(Duration::from_secs(60))
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct TimeoutsConfig {
+    /// TCP + TLS connect.
+    #[serde(default = "default_connect_timeout")]
+    pub connect: ConfigDuration,
+    /// One HTTP request, start to end.
+    #[serde(default = "default_request_timeout")]
+    pub request: ConfigDuration,
+    /// A job reaching running/stopped after run/stop.
+    #[serde(default = "default_job_transition_timeout")]
+    pub job_transition: ConfigDuration,
+    /// A savepoint being taken or imported.
+    #[serde(default = "default_savepoint_timeout")]
+    pub savepoint: ConfigDuration,
+    /// A DLF import task reaching SUCCESSFUL or FAILED.
+    #[serde(default = "default_import_task_timeout")]
+    pub import_task: ConfigDuration,
+}
+
+impl Default for TimeoutsConfig {
+    fn default() -> Self {
+        TimeoutsConfig {
+            connect: default_connect_timeout(),
+            request: default_request_timeout(),
+            job_transition: default_job_transition_timeout(),
+            savepoint: default_savepoint_timeout(),
+            import_task: default_import_task_timeout(),
+        }
+    }
+}
+
+fn default_connect_timeout() -> ConfigDuration {
+    ConfigDuration::from_duration(Duration::from_secs(10))
+}
+
+fn default_request_timeout() -> ConfigDuration {
+    ConfigDuration::from_duration(Duration::from_secs(60))
+}
+
+fn default_job_transition_timeout() -> ConfigDuration {
+    ConfigDuration::from_duration(Duration::from_secs(900))
+}
+
+fn default_savepoint_timeout() -> ConfigDuration {
+    ConfigDuration::from_duration(Duration::from_secs(600))
+}
+
+fn default_import_task_timeout() -> ConfigDuration {
+    ConfigDuration::from_duration(Duration::from_secs(600))
+}
+
+impl TargetConfig {
+    /// The environment file's name, `environments/<this>.yaml`.
+    pub fn environment_name(&self) -> &str {
+        self.environment.as_deref().unwrap_or(&self.name)
+    }
+
+    /// The region; embedded targets default to [`EMBEDDED_DEFAULT_REGION`].
+    pub fn region(&self) -> &str {
+        self.region.as_deref().unwrap_or(EMBEDDED_DEFAULT_REGION)
+    }
+
+    /// True when every service is the in-process emulator.
+    pub fn is_embedded(&self) -> bool {
+        self.endpoints
+            .all_set()
+            .iter()
+            .filter_map(|(_, endpoint)| *endpoint)
+            .any(Endpoint::is_embedded)
+    }
+
+    /// The endpoint for `service`: as configured, embedded when the target is, or the region's
+    /// public host.
+    pub fn endpoint(&self, service: Service) -> Endpoint {
+        if let Some(endpoint) = self.endpoints.get(service) {
+            return endpoint.clone();
+        }
+        if self.is_embedded() {
+            return Endpoint::Embedded;
+        }
+        let region = self.region();
+        // EU-sovereign regions live under a different top-level domain.
+        let domain = if region.starts_with("eu-west-1") && region.len() > "eu-west-1".len() {
+            "myhuaweicloud.eu"
+        } else {
+            "myhuaweicloud.com"
+        };
+        let host = match service {
+            Service::Dli => "dli",
+            Service::Dlf => "dayu-dlf",
+            Service::Obs => "obs",
+            Service::Iam => "iam",
+        };
+        Endpoint::Url(format!("https://{host}.{region}.{domain}"))
+    }
+
+    /// The project id; embedded targets default to the emulator's dev project.
+    pub fn project_id(&self) -> Option<&str> {
+        match &self.project_id {
+            Some(id) => Some(id),
+            None if self.is_embedded() => Some(EMULATOR_DEV_PROJECT_ID),
+            None => None,
+        }
+    }
+
+    /// Where the secrets come from; `None` when a non-embedded target has no credentials.
+    pub fn credential_spec(&self) -> Option<CredentialSpec> {
+        let Some(credentials) = &self.credentials else {
+            return self.is_embedded().then_some(CredentialSpec::EmulatorDev);
+        };
+        let access_key = secret_ref(&credentials.access_key_env, &credentials.access_key_file);
+        let secret_key = secret_ref(&credentials.secret_key_env, &credentials.secret_key_file);
+        let user = secret_ref(&credentials.user_env, &credentials.user_file);
+        let password = secret_ref(&credentials.password_env, &credentials.password_file);
+        match (access_key, secret_key, user, password) {
+            (Some(access_key), Some(secret_key), _, _) => Some(CredentialSpec::AkSk {
+                access_key,
+                secret_key,
+                security_token: secret_ref(
+                    &credentials.security_token_env,
+                    &credentials.security_token_file,
+                ),
+            }),
+            (None, None, Some(user), Some(password)) => Some(CredentialSpec::Password {
+                user,
+                password,
+                domain: credentials.domain.clone().unwrap_or_default(),
+            }),
+            _ => None,
+        }
+    }
+
+    /// Staging prefix: as configured, or a per-target default in the emulator's OBS.
+    pub fn staging(&self) -> Option<StorageLocation> {
+        self.staging.clone().or_else(|| {
+            self.is_embedded().then(|| StorageLocation::Obs {
+                bucket: "dli-gitops-staging".to_string(),
+                prefix: format!("{}/", self.name),
+            })
+        })
+    }
+
+    /// Backup prefix: as configured, or a per-target default in the emulator's OBS.
+    pub fn backups(&self) -> Option<StorageLocation> {
+        self.backups.clone().or_else(|| {
+            self.is_embedded().then(|| StorageLocation::Obs {
+                bucket: "dli-gitops-backups".to_string(),
+                prefix: format!("{}/", self.name),
+            })
+        })
+    }
+
+    /// Promotion settings (defaults when not written).
+    pub fn promotion(&self) -> PromotionConfig {
+        self.promotion.clone().unwrap_or_default()
+    }
+}

@@ -1,0 +1,620 @@
+//! Semantic checks on a parsed [`Config`]: every problem in one pass, each at its YAML path.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Component, Path, PathBuf};
+use std::time::Duration;
+
+use super::{
+    ApplyStrategy, Config, ConfigDuration, ConfigProblem, CredentialsConfig, Endpoint,
+    GitSourceConfig, GitTransport, SourceConfig, StorageLocation, TargetConfig, schedule,
+};
+
+pub(super) fn problems(config: &Config) -> Vec<ConfigProblem> {
+    let mut checker = Checker::default();
+    checker.top_level(config);
+    for (name, source) in &config.sources {
+        checker.source(name, source);
+    }
+    let target_names: Vec<&str> = config.targets.iter().map(|t| t.name.as_str()).collect();
+    let mut seen = BTreeSet::new();
+    for (index, target) in config.targets.iter().enumerate() {
+        let at = format!("targets[{index}]");
+        if !seen.insert(target.name.as_str()) {
+            checker.problem(
+                format!("{at}.name"),
+                format!(
+                    "duplicate target name `{}`; each target needs its own name",
+                    target.name
+                ),
+            );
+        }
+        checker.target(&at, target, config, &target_names);
+    }
+    checker.promotion_cycles(config);
+    checker.problems
+}
+
+#[derive(Default)]
+struct Checker {
+    problems: Vec<ConfigProblem>,
+}
+
+impl Checker {
+    fn problem(&mut self, yaml_path: impl Into<String>, message: impl Into<String>) {
+        self.problems.push(ConfigProblem {
+            yaml_path: yaml_path.into(),
+            message: message.into(),
+        });
+    }
+
+    fn top_level(&mut self, config: &Config) {
+        self.secret_pair(
+            "",
+            "api_token",
+            &config.api_token_env,
+            &config.api_token_file,
+        );
+        if config.targets.is_empty() {
+            self.problem(
+                "targets",
+                "no targets configured; add at least one under `targets:`",
+            );
+        }
+        if config.logging.level.trim().is_empty() {
+            self.problem(
+                "logging.level",
+                "empty log filter; use e.g. `info` or `dli_gitops=debug`",
+            );
+        }
+    }
+
+    fn source(&mut self, name: &str, source: &SourceConfig) {
+        let at = format!("sources.{name}");
+        if !is_valid_name(name) {
+            self.problem(
+                &at,
+                format!(
+                    "source name `{name}` must be lowercase letters, digits, `-` or `_`, starting with a letter or digit"
+                ),
+            );
+        }
+        match (&source.git, &source.path) {
+            (Some(_), Some(_)) => self.problem(
+                &at,
+                "a source is either `git:` or `path:`, not both; split it into two sources",
+            ),
+            (None, None) => self.problem(&at, "a source needs `git: {url: ...}` or `path: DIR`"),
+            _ => {}
+        }
+        self.duration(
+            &format!("{at}.debounce"),
+            &source.debounce,
+            Duration::from_millis(10),
+        );
+        self.secret_pair(
+            &at,
+            "webhook_secret",
+            &source.webhook_secret_env,
+            &source.webhook_secret_file,
+        );
+        if source.path.is_some() && source.webhook_secret().is_some() {
+            self.problem(
+                format!("{at}.webhook_secret_env"),
+                "webhooks only apply to git sources; a `path:` source is watched for changes instead",
+            );
+        }
+        if let Some(git) = &source.git {
+            self.git(&format!("{at}.git"), git);
+        }
+    }
+
+    fn git(&mut self, at: &str, git: &GitSourceConfig) {
+        if git.url.trim().is_empty() {
+            self.problem(format!("{at}.url"), "empty url");
+        }
+        if git.branch.is_some() && git.tag.is_some() {
+            self.problem(at, "set `branch` or `tag`, not both");
+        }
+        let git_ref = git.git_ref();
+        if !git2::Reference::is_valid_name(&git_ref.full_name()) {
+            self.problem(
+                format!("{at}.{}", if git.tag.is_some() { "tag" } else { "branch" }),
+                format!("`{}` is not a valid git ref name", git_ref.short_name()),
+            );
+        }
+        if !is_safe_relative_path(&git.path) {
+            self.problem(
+                format!("{at}.path"),
+                format!(
+                    "subdirectory `{}` must be relative to the repository root, without `..`",
+                    git.path
+                ),
+            );
+        }
+        self.duration(
+            &format!("{at}.poll_interval"),
+            &git.poll_interval,
+            Duration::from_secs(1),
+        );
+        if !(0.0..1.0).contains(&git.poll_jitter) {
+            self.problem(
+                format!("{at}.poll_jitter"),
+                format!(
+                    "{} is not a fraction in [0, 1); 0.1 means ±10% of poll_interval",
+                    git.poll_jitter
+                ),
+            );
+        }
+        self.secret_pair(at, "token", &git.token_env, &git.token_file);
+        let transport = git.transport();
+        if git.token().is_some() {
+            match transport {
+                GitTransport::Https => {}
+                GitTransport::Http => self.problem(
+                    format!("{at}.url"),
+                    "a token would be sent in clear text over http://; use https://",
+                ),
+                GitTransport::Ssh => self.problem(
+                    format!("{at}.token_env"),
+                    "tokens are for https urls; ssh urls use `ssh: {key_file, known_hosts_file}`",
+                ),
+                GitTransport::Local => self.problem(
+                    format!("{at}.token_env"),
+                    "a local repository needs no token; remove it",
+                ),
+            }
+        }
+        match (&git.ssh, transport) {
+            (Some(ssh), GitTransport::Ssh) => {
+                self.secret_pair(
+                    &format!("{at}.ssh"),
+                    "passphrase",
+                    &ssh.passphrase_env,
+                    &ssh.passphrase_file,
+                );
+            }
+            (Some(_), _) => self.problem(
+                format!("{at}.ssh"),
+                "`ssh:` settings need an ssh url (`ssh://host/repo.git` or `git@host:repo.git`)",
+            ),
+            (None, GitTransport::Ssh) => self.problem(
+                format!("{at}.ssh"),
+                "an ssh url needs `ssh: {key_file: ..., known_hosts_file: ...}`; unknown hosts are refused",
+            ),
+            (None, _) => {}
+        }
+    }
+
+    fn target(&mut self, at: &str, target: &TargetConfig, config: &Config, names: &[&str]) {
+        if !is_valid_name(&target.name) {
+            self.problem(
+                format!("{at}.name"),
+                format!(
+                    "target name `{}` must be lowercase letters, digits, `-` or `_`, starting with a letter or digit",
+                    target.name
+                ),
+            );
+        }
+        if !config.sources.contains_key(&target.source) {
+            let known: Vec<&str> = config.sources.keys().map(String::as_str).collect();
+            self.problem(
+                format!("{at}.source"),
+                format!(
+                    "unknown source `{}`{}",
+                    target.source,
+                    suggestion(&target.source, &known, "sources")
+                ),
+            );
+        }
+        if !is_valid_name(target.environment_name()) {
+            self.problem(
+                format!("{at}.environment"),
+                format!(
+                    "environment `{}` must be a plain file stem (environments/<name>.yaml)",
+                    target.environment_name()
+                ),
+            );
+        }
+        self.endpoints(at, target);
+        let embedded = target.is_embedded();
+        match &target.region {
+            Some(region) if !is_valid_region(region) => self.problem(
+                format!("{at}.region"),
+                format!("`{region}` does not look like a region id such as `cn-north-4`"),
+            ),
+            None if !embedded => self.problem(
+                format!("{at}.region"),
+                "missing `region` (e.g. cn-north-4); only embedded targets may omit it",
+            ),
+            _ => {}
+        }
+        match &target.project_id {
+            Some(id) if !(id.len() == 32 && id.chars().all(|c| c.is_ascii_hexdigit())) => self
+                .problem(
+                    format!("{at}.project_id"),
+                    format!(
+                        "`{id}` is not a project id (32 hex characters, shown under My Credentials > API Credentials)"
+                    ),
+                ),
+            None if !embedded => self.problem(
+                format!("{at}.project_id"),
+                "missing `project_id`; only embedded targets may omit it",
+            ),
+            _ => {}
+        }
+        match &target.credentials {
+            Some(credentials) => self.credentials(&format!("{at}.credentials"), credentials),
+            None if !embedded => self.problem(
+                format!("{at}.credentials"),
+                "missing `credentials`; use {access_key_env, secret_key_env} (or *_file), or {user_env, password_env, domain}",
+            ),
+            None => {}
+        }
+        for (key, location) in [("staging", &target.staging), ("backups", &target.backups)] {
+            match location {
+                Some(StorageLocation::Invalid(text)) => self.problem(
+                    format!("{at}.{key}"),
+                    format!(
+                        "`{text}` is neither `obs://bucket/prefix/` (lowercase bucket, prefix ending in `/`) nor `file://dir`"
+                    ),
+                ),
+                None if !embedded
+                    && (key == "backups" || target.apply_strategy == ApplyStrategy::Import) =>
+                {
+                    self.problem(
+                        format!("{at}.{key}"),
+                        format!("missing `{key}`; set an `obs://bucket/prefix/` the credentials can write"),
+                    )
+                }
+                _ => {}
+            }
+        }
+        let policy = &target.policy;
+        self.duration(
+            &format!("{at}.policy.resync_interval"),
+            &policy.resync_interval,
+            Duration::from_secs(10),
+        );
+        self.duration(
+            &format!("{at}.policy.sync_timeout"),
+            &policy.sync_timeout,
+            Duration::from_secs(10),
+        );
+        if policy.allow_empty_prune && !policy.prune {
+            self.problem(
+                format!("{at}.policy.allow_empty_prune"),
+                "has no effect without `prune: true`",
+            );
+        }
+        if let Some(upstream) = &target.promote_from {
+            self.target_reference(&format!("{at}.promote_from"), upstream, target, names);
+        }
+        if let Some(promotion) = &target.promotion {
+            if target.promote_from.is_none() {
+                self.problem(
+                    format!("{at}.promotion"),
+                    "`promotion` needs `promote_from: <upstream target>`",
+                );
+            }
+            self.duration(
+                &format!("{at}.promotion.after"),
+                &promotion.after,
+                Duration::ZERO,
+            );
+            for (index, window) in promotion.windows.iter().enumerate() {
+                let window_at = format!("{at}.promotion.windows[{index}]");
+                if let Err(message) = window.cron() {
+                    self.problem(format!("{window_at}.schedule"), message);
+                }
+                self.duration(
+                    &format!("{window_at}.duration"),
+                    &window.duration,
+                    Duration::from_secs(60),
+                );
+                if window.duration.get() > schedule::MAX_WINDOW {
+                    self.problem(
+                        format!("{window_at}.duration"),
+                        "a window may last at most 31 days",
+                    );
+                }
+            }
+        }
+        if let Some(upstream) = &target.restore.from_target {
+            self.target_reference(
+                &format!("{at}.restore.from_target"),
+                upstream,
+                target,
+                names,
+            );
+        }
+        let rate = &target.rate_limit;
+        if !(rate.requests_per_second.is_finite() && rate.requests_per_second > 0.0) {
+            self.problem(
+                format!("{at}.rate_limit.requests_per_second"),
+                "must be a positive number",
+            );
+        }
+        if rate.burst == 0 {
+            self.problem(format!("{at}.rate_limit.burst"), "must be at least 1");
+        }
+        let retry = &target.retry;
+        if retry.max_attempts == 0 {
+            self.problem(format!("{at}.retry.max_attempts"), "must be at least 1");
+        }
+        self.duration(
+            &format!("{at}.retry.initial_backoff"),
+            &retry.initial_backoff,
+            Duration::from_millis(1),
+        );
+        self.duration(
+            &format!("{at}.retry.max_backoff"),
+            &retry.max_backoff,
+            Duration::from_millis(1),
+        );
+        if retry.max_backoff.get() < retry.initial_backoff.get() {
+            self.problem(
+                format!("{at}.retry.max_backoff"),
+                "must not be shorter than initial_backoff",
+            );
+        }
+        let timeouts = &target.timeouts;
+        for (key, value) in [
+            ("connect", &timeouts.connect),
+            ("request", &timeouts.request),
+            ("job_transition", &timeouts.job_transition),
+            ("savepoint", &timeouts.savepoint),
+            ("import_task", &timeouts.import_task),
+        ] {
+            self.duration(
+                &format!("{at}.timeouts.{key}"),
+                value,
+                Duration::from_millis(100),
+            );
+        }
+    }
+
+    fn endpoints(&mut self, at: &str, target: &TargetConfig) {
+        let mut embedded = Vec::new();
+        let mut remote = Vec::new();
+        for (service, endpoint) in target.endpoints.all_set() {
+            match endpoint {
+                Some(Endpoint::Invalid(text)) => self.problem(
+                    format!("{at}.endpoints.{}", service.as_str()),
+                    format!("`{text}` is neither `embedded` nor an http(s):// URL"),
+                ),
+                Some(Endpoint::Embedded) => embedded.push(service.as_str()),
+                Some(Endpoint::Url(_)) => remote.push(service.as_str()),
+                None => {}
+            }
+        }
+        if !embedded.is_empty() && !remote.is_empty() {
+            self.problem(
+                format!("{at}.endpoints"),
+                format!(
+                    "{} are embedded but {} are not; a target talks either to the embedded emulator or to a cloud",
+                    embedded.join(", "),
+                    remote.join(", ")
+                ),
+            );
+        }
+    }
+
+    fn credentials(&mut self, at: &str, credentials: &CredentialsConfig) {
+        let pairs = [
+            (
+                "access_key",
+                &credentials.access_key_env,
+                &credentials.access_key_file,
+            ),
+            (
+                "secret_key",
+                &credentials.secret_key_env,
+                &credentials.secret_key_file,
+            ),
+            (
+                "security_token",
+                &credentials.security_token_env,
+                &credentials.security_token_file,
+            ),
+            ("user", &credentials.user_env, &credentials.user_file),
+            (
+                "password",
+                &credentials.password_env,
+                &credentials.password_file,
+            ),
+        ];
+        let mut present = BTreeMap::new();
+        for (name, env, file) in pairs {
+            self.secret_pair(at, name, env, file);
+            present.insert(name, env.is_some() || file.is_some());
+        }
+        let aksk = present["access_key"] || present["secret_key"] || present["security_token"];
+        let password = present["user"] || present["password"] || credentials.domain.is_some();
+        if aksk && password {
+            self.problem(
+                at,
+                "use either access/secret keys or user/password/domain, not both",
+            );
+        } else if aksk {
+            if !present["access_key"] || !present["secret_key"] {
+                self.problem(
+                    at,
+                    "AK/SK auth needs both `access_key_env` (or `_file`) and `secret_key_env` (or `_file`)",
+                );
+            }
+        } else if password {
+            if !present["user"] || !present["password"] || credentials.domain.is_none() {
+                self.problem(
+                    at,
+                    "password auth needs `user_env`, `password_env` (or their `_file` forms) and `domain`",
+                );
+            }
+        } else {
+            self.problem(
+                at,
+                "empty credentials; use {access_key_env, secret_key_env} or {user_env, password_env, domain}",
+            );
+        }
+    }
+
+    fn target_reference(
+        &mut self,
+        at: &str,
+        upstream: &str,
+        target: &TargetConfig,
+        names: &[&str],
+    ) {
+        if upstream == target.name {
+            self.problem(at, format!("target `{upstream}` cannot follow itself"));
+        } else if !names.contains(&upstream) {
+            self.problem(
+                at,
+                format!(
+                    "unknown target `{upstream}`{}",
+                    suggestion(upstream, names, "targets")
+                ),
+            );
+        }
+    }
+
+    fn promotion_cycles(&mut self, config: &Config) {
+        let upstream_of: BTreeMap<&str, &str> = config
+            .targets
+            .iter()
+            .filter_map(|t| Some((t.name.as_str(), t.promote_from.as_deref()?)))
+            .collect();
+        let mut reported = BTreeSet::new();
+        for (index, target) in config.targets.iter().enumerate() {
+            let mut chain = vec![target.name.as_str()];
+            let mut current = target.name.as_str();
+            while let Some(&next) = upstream_of.get(current) {
+                if next == target.name && next != current {
+                    let members: BTreeSet<&str> = chain.iter().copied().collect();
+                    if reported.insert(members) {
+                        chain.push(next);
+                        self.problem(
+                            format!("targets[{index}].promote_from"),
+                            format!("promotion cycle: {}", chain.join(" <- ")),
+                        );
+                    }
+                    break;
+                }
+                if chain.contains(&next) {
+                    // A cycle further upstream; reported from one of its members.
+                    break;
+                }
+                chain.push(next);
+                current = next;
+            }
+        }
+    }
+
+    fn duration(&mut self, at: &str, value: &ConfigDuration, minimum: Duration) {
+        if !value.is_valid() {
+            let hint = if value.raw().trim().chars().all(|c| c.is_ascii_digit())
+                && !value.raw().trim().is_empty()
+            {
+                format!("; add a unit, e.g. `{}s`", value.raw().trim())
+            } else {
+                String::new()
+            };
+            self.problem(
+                at,
+                format!(
+                    "`{}` is not a duration; write a number and a unit such as `30s`, `5m`, `1h`{hint}",
+                    value.raw()
+                ),
+            );
+        } else if value.get() < minimum || (minimum > Duration::ZERO && value.get().is_zero()) {
+            self.problem(
+                at,
+                format!(
+                    "`{}` is too short; the minimum is {}",
+                    value.raw(),
+                    humantime::format_duration(minimum)
+                ),
+            );
+        }
+    }
+
+    fn secret_pair(&mut self, at: &str, name: &str, env: &Option<String>, file: &Option<PathBuf>) {
+        let key = |suffix: &str| {
+            if at.is_empty() {
+                format!("{name}_{suffix}")
+            } else {
+                format!("{at}.{name}_{suffix}")
+            }
+        };
+        if env.is_some() && file.is_some() {
+            self.problem(
+                key("env"),
+                format!("set `{name}_env` or `{name}_file`, not both"),
+            );
+        }
+        if let Some(variable) = env
+            && !is_valid_env_name(variable)
+        {
+            self.problem(
+                key("env"),
+                format!(
+                    "`{variable}` is not an environment variable name; write the variable's NAME here, never the secret"
+                ),
+            );
+        }
+        if let Some(path) = file
+            && path.as_os_str().is_empty()
+        {
+            self.problem(key("file"), "empty path");
+        }
+    }
+}
+
+fn suggestion(unknown: &str, known: &[&str], what: &str) -> String {
+    let close = known
+        .iter()
+        .map(|candidate| (strsim::damerau_levenshtein(unknown, candidate), *candidate))
+        .min()
+        .filter(|(distance, _)| *distance <= 2.max(unknown.len() / 3));
+    match close {
+        Some((_, candidate)) => format!("; did you mean `{candidate}`?"),
+        None if known.is_empty() => format!("; no {what} are defined"),
+        None => format!("; known {what}: {}", known.join(", ")),
+    }
+}
+
+/// Names used in URLs, metric labels and directory names.
+fn is_valid_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 63
+        && name.starts_with(|c: char| c.is_ascii_lowercase() || c.is_ascii_digit())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_')
+}
+
+fn is_valid_env_name(name: &str) -> bool {
+    !name.is_empty()
+        && !name.starts_with(|c: char| c.is_ascii_digit())
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
+/// `cn-north-4`, `ap-southeast-1`, `eu-west-101`, `la-north-2`.
+fn is_valid_region(region: &str) -> bool {
+    let parts: Vec<&str> = region.split('-').collect();
+    parts.len() >= 2
+        && parts[..parts.len() - 1]
+            .iter()
+            .all(|part| !part.is_empty() && part.chars().all(|c| c.is_ascii_lowercase()))
+        && parts[parts.len() - 1]
+            .chars()
+            .all(|c| c.is_ascii_digit() || c.is_ascii_lowercase())
+        && !parts[parts.len() - 1].is_empty()
+}
+
+fn is_safe_relative_path(path: &str) -> bool {
+    let path = Path::new(path);
+    !path.is_absolute()
+        && path
+            .components()
+            .all(|component| matches!(component, Component::Normal(_) | Component::CurDir))
+}
