@@ -363,3 +363,6 @@ pub async fn rollback_with<L: LiveService, J: Ledger>(
 ) -> Result<RollbackReport, ApplyError> {
     rollback::rollback_with(live, ledger, to, options).await
 }
+
+#[cfg(test)]
+mod tests;
