@@ -10,7 +10,9 @@ use std::time::Duration;
 
 use dli_gitops::apply::{self, ApplyOptions, ApplyReport, TargetContext};
 use dli_gitops::config::Config;
-use dli_gitops::emulator::{DEV_ACCESS_KEY, DEV_PROJECT_ID, DEV_SECRET_KEY, Emulator, EmulatorConfig, EmulatorHandle};
+use dli_gitops::emulator::{
+    DEV_ACCESS_KEY, DEV_PROJECT_ID, DEV_SECRET_KEY, Emulator, EmulatorConfig, EmulatorHandle,
+};
 use dli_gitops::plan::ActionClass;
 use rand::{Rng, SeedableRng};
 use serde_json::Value;
@@ -51,9 +53,15 @@ impl Harness {
     async fn start_with(mut emulator_config: EmulatorConfig, policy: &str) -> Harness {
         let dir = tempfile::tempdir().expect("temp dir");
         emulator_config.data_dir = dir.path().join("emulator");
-        let emulator = Emulator::start(emulator_config).await.expect("emulator starts");
+        let emulator = Emulator::start(emulator_config)
+            .await
+            .expect("emulator starts");
         std::fs::create_dir_all(dir.path().join("repo/environments")).unwrap();
-        std::fs::write(dir.path().join("repo/environments/dev.yaml"), "variables: {}\n").unwrap();
+        std::fs::write(
+            dir.path().join("repo/environments/dev.yaml"),
+            "variables: {}\n",
+        )
+        .unwrap();
         std::fs::write(dir.path().join("ak"), DEV_ACCESS_KEY).unwrap();
         std::fs::write(dir.path().join("sk"), DEV_SECRET_KEY).unwrap();
         let api = emulator.dli_url();
@@ -82,7 +90,9 @@ targets:
         let config_path = dir.path().join("dli-gitops.yaml");
         std::fs::write(&config_path, config_text).unwrap();
         let config = Config::load(&config_path).expect("config loads");
-        let mut context = TargetContext::open(&config, "dev").await.expect("target opens");
+        let mut context = TargetContext::open(&config, "dev")
+            .await
+            .expect("target opens");
         context.options.poll_interval = Duration::from_millis(5);
         Harness {
             dir,
@@ -165,7 +175,15 @@ targets:
 
     async fn stats(&self) -> BTreeMap<String, u64> {
         let url = format!("{}/_emulator/v1/stats", self.emulator().dli_url());
-        let body: Value = self.http.get(url).send().await.unwrap().json().await.unwrap();
+        let body: Value = self
+            .http
+            .get(url)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
         serde_json::from_value(body["operations"].clone()).unwrap()
     }
 
@@ -174,7 +192,14 @@ targets:
             "{}/_emulator/v1/{DEV_PROJECT_ID}/jobs/{job_id}/runs",
             self.emulator().dli_url()
         );
-        self.http.get(url).send().await.unwrap().json().await.unwrap()
+        self.http
+            .get(url)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
     }
 
     async fn live(&self, name: &str) -> dli_gitops::model::ObservedFlinkJob {
@@ -214,7 +239,10 @@ targets:
     }
 }
 
-fn mutating(before: &BTreeMap<String, u64>, after: &BTreeMap<String, u64>) -> BTreeMap<String, u64> {
+fn mutating(
+    before: &BTreeMap<String, u64>,
+    after: &BTreeMap<String, u64>,
+) -> BTreeMap<String, u64> {
     MUTATING_OPERATIONS
         .iter()
         .filter_map(|operation| {
@@ -250,24 +278,44 @@ async fn create_then_update_in_place_and_a_second_apply_makes_no_mutating_call()
 
     let before = harness.stats().await;
     let second = harness.apply().await;
-    assert!(second.results.is_empty(), "nothing to do: {}", second.render_text());
+    assert!(
+        second.results.is_empty(),
+        "nothing to do: {}",
+        second.render_text()
+    );
     let after = harness.stats().await;
-    assert_eq!(mutating(&before, &after), BTreeMap::new(), "no mutating call the second time");
+    assert_eq!(
+        mutating(&before, &after),
+        BTreeMap::new(),
+        "no mutating call the second time"
+    );
     // A steady pass costs one list page: no job detail is read again.
     assert_eq!(second.observe.flink_list_calls, 1);
     assert_eq!(second.observe.flink_detail_calls, 0);
     assert_eq!(after.get("ShowFlinkJob"), before.get("ShowFlinkJob"));
 
     let orders_id = harness.live("orders").await.id;
-    let runs_before = harness.runs(orders_id).await["runs"].as_array().unwrap().len();
-    harness.sql_job("orders", "cu_number: 2\nsmn_topic: alerts\nrestart_when_exception: true\n");
+    let runs_before = harness.runs(orders_id).await["runs"]
+        .as_array()
+        .unwrap()
+        .len();
+    harness.sql_job(
+        "orders",
+        "cu_number: 2\nsmn_topic: alerts\nrestart_when_exception: true\n",
+    );
     let updated = harness.apply().await;
     assert_eq!(class_of(&updated, "orders"), ActionClass::UpdateInPlace);
     let live = harness.live("orders").await;
     assert_eq!(live.config.smn_topic.as_deref(), Some("alerts"));
     assert!(live.status.is_running());
-    let runs_after = harness.runs(orders_id).await["runs"].as_array().unwrap().len();
-    assert_eq!(runs_before, runs_after, "a hot change does not restart the job");
+    let runs_after = harness.runs(orders_id).await["runs"]
+        .as_array()
+        .unwrap()
+        .len();
+    assert_eq!(
+        runs_before, runs_after,
+        "a hot change does not restart the job"
+    );
     harness.assert_in_sync().await;
     harness.stop().await;
 }
@@ -283,18 +331,27 @@ async fn an_upgrade_carries_the_savepoint_across_the_reimport() {
     let upgraded = harness.apply().await;
     assert_eq!(class_of(&upgraded, "agg"), ActionClass::Upgrade);
     let result = upgraded.results.iter().find(|r| r.name == "agg").unwrap();
-    assert!(!result.backups.is_empty(), "the live job was backed up first");
+    assert!(
+        !result.backups.is_empty(),
+        "the live job was backed up first"
+    );
     let live = harness.live("agg").await;
     assert!(live.status.is_running());
     assert_eq!(live.config.cu_number, 4);
 
     let runs = harness.runs(live.id).await;
     let runs = runs["runs"].as_array().unwrap().clone();
-    let history = if live.id == first_id { runs } else { panic!("ids differ: {first_id} vs {}", live.id) };
+    let history = if live.id == first_id {
+        runs
+    } else {
+        panic!("ids differ: {first_id} vs {}", live.id)
+    };
     assert!(history.len() >= 2, "the job ran twice: {history:?}");
     let stopped = &history[history.len() - 2];
     let resumed = &history[history.len() - 1];
-    let stop_savepoint = stopped["stop_savepoint"].as_str().expect("a savepoint at stop");
+    let stop_savepoint = stopped["stop_savepoint"]
+        .as_str()
+        .expect("a savepoint at stop");
     assert_eq!(resumed["resume_savepoint"], Value::Bool(true));
     assert_eq!(
         resumed["restored_from"].as_str(),
@@ -322,7 +379,10 @@ async fn stop_then_start_resumes_from_the_stop_savepoint() {
     assert_eq!(class_of(&started, "stream"), ActionClass::Start);
     let live = harness.live("stream").await;
     assert!(live.status.is_running());
-    let runs = harness.runs(live.id).await["runs"].as_array().unwrap().clone();
+    let runs = harness.runs(live.id).await["runs"]
+        .as_array()
+        .unwrap()
+        .clone();
     let last = runs.last().unwrap();
     assert_eq!(
         last["restored_from"].as_str(),
@@ -347,8 +407,14 @@ async fn an_explicit_restore_imports_that_savepoint_once() {
     assert_eq!(class_of(&restored, "ledger"), ActionClass::Restore);
     let live = harness.live("ledger").await;
     assert!(live.status.is_running());
-    let runs = harness.runs(live.id).await["runs"].as_array().unwrap().clone();
-    assert_eq!(runs.last().unwrap()["restored_from"].as_str(), Some(savepoint.as_str()));
+    let runs = harness.runs(live.id).await["runs"]
+        .as_array()
+        .unwrap()
+        .clone();
+    assert_eq!(
+        runs.last().unwrap()["restored_from"].as_str(),
+        Some(savepoint.as_str())
+    );
     // Applied once: the same path and nonce do not restore again.
     harness.assert_in_sync().await;
     harness.stop().await;
@@ -365,22 +431,40 @@ async fn prune_deletes_managed_jobs_and_the_guard_keeps_an_empty_checkout_from_d
     harness.remove("flink/gone.yaml");
     let report = harness.apply().await;
     assert!(report.results.is_empty());
-    assert!(report.plan.warnings.iter().any(|w| w.contains("pruning is off")));
+    assert!(
+        report
+            .plan
+            .warnings
+            .iter()
+            .any(|w| w.contains("pruning is off"))
+    );
     assert!(harness.is_live("gone").await);
 
     harness.context_mut().policy.prune = true;
     let pruned = harness.apply().await;
     assert_eq!(class_of(&pruned, "gone"), ActionClass::Prune);
     let result = pruned.results.iter().find(|r| r.name == "gone").unwrap();
-    assert!(!result.backups.is_empty(), "pruned jobs are backed up first");
+    assert!(
+        !result.backups.is_empty(),
+        "pruned jobs are backed up first"
+    );
     assert!(!harness.is_live("gone").await);
     harness.assert_in_sync().await;
 
     harness.remove("flink/keep.yaml");
     let guarded = harness.apply().await;
     assert!(guarded.results.is_empty());
-    assert!(guarded.plan.warnings.iter().any(|w| w.contains("zero jobs")));
-    assert!(harness.is_live("keep").await, "an empty checkout prunes nothing");
+    assert!(
+        guarded
+            .plan
+            .warnings
+            .iter()
+            .any(|w| w.contains("zero jobs"))
+    );
+    assert!(
+        harness.is_live("keep").await,
+        "an empty checkout prunes nothing"
+    );
 
     harness.context_mut().policy.allow_empty_prune = true;
     harness.apply().await;
@@ -435,18 +519,31 @@ async fn a_permanent_error_on_one_job_is_recorded_and_the_others_converge() {
     let broken = report.results.iter().find(|r| r.name == "broken").unwrap();
     assert!(!broken.ok);
     let error = broken.error.as_ref().unwrap();
-    assert!(error.code.is_some(), "the service's code is kept: {error:?}");
-    assert!(error.message.contains("import_savepoint"), "{}", error.message);
+    assert!(
+        error.code.is_some(),
+        "the service's code is kept: {error:?}"
+    );
+    assert!(
+        error.message.contains("import_savepoint"),
+        "{}",
+        error.message
+    );
     let healthy = report.results.iter().find(|r| r.name == "healthy").unwrap();
     assert!(healthy.ok);
     assert!(harness.live("healthy").await.status.is_running());
 
     let journal = harness.context().ledger.journal.state();
-    let job = journal.job("dev", "broken").expect("the journal knows the job");
+    let job = journal
+        .job("dev", "broken")
+        .expect("the journal knows the job");
     let outcome = job.last_outcome.as_ref().expect("an outcome");
     assert!(!outcome.ok);
     assert_eq!(outcome.error.as_ref().unwrap().code, error.code);
-    assert_eq!(journal.pending_intents("dev"), Vec::new(), "every intent has its outcome");
+    assert_eq!(
+        journal.pending_intents("dev"),
+        Vec::new(),
+        "every intent has its outcome"
+    );
     harness.stop().await;
 }
 
@@ -465,8 +562,14 @@ async fn rollback_reimports_the_backups_of_the_last_apply() {
     assert_eq!(report.jobs.len(), 1, "{}", report.render_text());
     assert!(report.jobs[0].error.is_none(), "{}", report.render_text());
     let live = harness.live("agg").await;
-    assert_eq!(live.config.cu_number, 2, "the backup's definition is live again");
-    assert!(live.status.is_running(), "a running job runs again after the rollback");
+    assert_eq!(
+        live.config.cu_number, 2,
+        "the backup's definition is live again"
+    );
+    assert!(
+        live.status.is_running(),
+        "a running job runs again after the rollback"
+    );
     // Git still says 6: the next plan converges back.
     assert_eq!(class_of(&harness.plan().await, "agg"), ActionClass::Upgrade);
     harness.stop().await;
@@ -475,23 +578,36 @@ async fn rollback_reimports_the_backups_of_the_last_apply() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn export_adopts_live_jobs_into_a_repository_that_plans_no_change() {
     let harness = Harness::start().await;
-    let mut config = dli_gitops::model::FlinkJobConfig::defaults_for(dli_gitops::model::JobKind::FlinkSql);
+    let mut config =
+        dli_gitops::model::FlinkJobConfig::defaults_for(dli_gitops::model::JobKind::FlinkSql);
     config.sql_body = Some("SELECT name, COUNT(*) FROM t GROUP BY name".to_string());
     config.cu_number = 3;
-    config.runtime_config.insert("table.exec.state.ttl".into(), "1h".into());
+    config
+        .runtime_config
+        .insert("table.exec.state.ttl".into(), "1h".into());
     config.tags.insert("team".into(), "growth".into());
     let live = &harness.context().live;
     use dli_gitops::apply::LiveService;
-    let running = live.create_flink_job("adopted-running", &config).await.unwrap();
+    let running = live
+        .create_flink_job("adopted-running", &config)
+        .await
+        .unwrap();
     live.run_flink_job(running, false).await.unwrap();
-    live.create_flink_job("adopted-draft", &config).await.unwrap();
+    live.create_flink_job("adopted-draft", &config)
+        .await
+        .unwrap();
 
     // The repository directory holds only the environment file; export writes beside it.
     std::fs::remove_dir_all(harness.repo()).unwrap();
-    let report = apply::export(harness.context(), &harness.repo()).await.expect("export");
+    let report = apply::export(harness.context(), &harness.repo())
+        .await
+        .expect("export");
     assert_eq!(report.flink_jobs.len(), 2, "{}", report.render_text());
     assert_eq!(report.adopted.len(), 2);
-    let report = dli_gitops::spec::validate(&dli_gitops::spec::read_directory(&harness.repo()).unwrap(), Some("dev"));
+    let report = dli_gitops::spec::validate(
+        &dli_gitops::spec::read_directory(&harness.repo()).unwrap(),
+        Some("dev"),
+    );
     assert!(report.is_clean(), "{}", report.render_text());
     harness.assert_in_sync().await;
     harness.stop().await;
@@ -541,4 +657,58 @@ async fn random_job_sets_and_edits_converge_in_one_apply() {
         );
     }
     harness.stop().await;
+}
+
+/// The commands end to end through the binary, against an `embedded` target (the emulator runs
+/// inside each command, with its state under `state_dir/emulator/`).
+#[test]
+fn the_cli_plans_refuses_without_a_terminal_applies_and_plans_no_change() {
+    let dir = tempfile::tempdir().unwrap();
+    let repo = dir.path().join("repo");
+    std::fs::create_dir_all(repo.join("environments")).unwrap();
+    std::fs::create_dir_all(repo.join("flink")).unwrap();
+    std::fs::write(repo.join("environments/dev.yaml"), "variables: {topic: alerts}\n").unwrap();
+    std::fs::write(
+        repo.join("flink/clicks.yaml"),
+        "kind: FlinkSqlJob\nname: clicks\nsql_body: \"SELECT 1 AS v;\"\nsmn_topic: ${topic}\n",
+    )
+    .unwrap();
+    let config = dir.path().join("dli-gitops.yaml");
+    std::fs::write(
+        &config,
+        "state_dir: state\nsources:\n  jobs:\n    path: repo\ntargets:\n  - name: dev\n    source: jobs\n    endpoints: {dli: embedded, dlf: embedded, obs: embedded}\n",
+    )
+    .unwrap();
+    let run = |args: &[&str]| {
+        let output = std::process::Command::new(env!("CARGO_BIN_EXE_dli-gitops"))
+            .args(args)
+            .arg("--config")
+            .arg(&config)
+            .args(["--target", "dev"])
+            .stdin(std::process::Stdio::null())
+            .output()
+            .expect("the binary runs");
+        (
+            output.status.code(),
+            String::from_utf8_lossy(&output.stdout).into_owned(),
+            String::from_utf8_lossy(&output.stderr).into_owned(),
+        )
+    };
+
+    let (code, stdout, stderr) = run(&["plan", "--detailed-exitcode"]);
+    assert_eq!(code, Some(2), "changes planned: {stdout}{stderr}");
+    assert!(stdout.contains("+ create") || stdout.contains("clicks"), "{stdout}");
+
+    let (code, _, stderr) = run(&["apply"]);
+    assert_eq!(code, Some(1));
+    assert!(stderr.contains("--auto-approve"), "{stderr}");
+
+    let (code, stdout, stderr) = run(&["apply", "--auto-approve"]);
+    assert_eq!(code, Some(0), "{stdout}{stderr}");
+    assert!(stdout.contains("Apply complete: 1 action(s), 1 succeeded, 0 failed."), "{stdout}");
+
+    let (code, stdout, stderr) = run(&["plan", "--detailed-exitcode", "--json"]);
+    assert_eq!(code, Some(0), "no changes after apply: {stdout}{stderr}");
+    let plan: Value = serde_json::from_str(&stdout).expect("the plan is JSON");
+    assert_eq!(plan["actions"][0]["class"], "none");
 }
