@@ -697,7 +697,8 @@ fn the_cli_plans_refuses_without_a_terminal_applies_and_plans_no_change() {
 
     let (code, stdout, stderr) = run(&["plan", "--detailed-exitcode"]);
     assert_eq!(code, Some(2), "changes planned: {stdout}{stderr}");
-    assert!(stdout.contains("+ create") || stdout.contains("clicks"), "{stdout}");
+    assert!(stdout.contains("+ create FlinkSqlJob clicks"), "{stdout}");
+    assert!(stdout.contains("Plan: 1 to create,"), "{stdout}");
 
     let (code, _, stderr) = run(&["apply"]);
     assert_eq!(code, Some(1));
