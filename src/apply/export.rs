@@ -8,11 +8,11 @@ use std::path::{Path, PathBuf};
 use serde::Serialize;
 use serde_json::json;
 
+use super::ApplyError;
 use super::execute::new_action_id;
 use super::ledger::{ActionEffects, IntentEntry, Ledger, OutcomeEntry, journal_key};
 use super::live::LiveService;
 use super::observe::{ObserveScope, observe_with};
-use super::ApplyError;
 use crate::model::{
     DesiredDlfJob, DlfImportSettings, JobKind, Lifecycle, MANAGED_TAG_KEY, MANAGED_TAG_VALUE,
     ObservedJobs, RunState, SourceLocation,
@@ -122,9 +122,7 @@ pub(crate) async fn export_with<L: LiveService, J: Ledger>(
     let (observed, _) = match observe_with(live, ledger, &scope).await {
         Ok(found) => found,
         Err(ApplyError::Observe { what, source, .. }) if what.contains("DLF") => {
-            warnings.push(format!(
-                "DLF jobs were not exported: {what}: {source}"
-            ));
+            warnings.push(format!("DLF jobs were not exported: {what}: {source}"));
             observe_with(live, ledger, &ObserveScope::default()).await?
         }
         Err(error) => return Err(error),
@@ -150,7 +148,11 @@ pub(crate) async fn export_with<L: LiveService, J: Ledger>(
 
     let mut adopted = Vec::new();
     for desired_job in &desired.flink {
-        let Some(live_job) = observed.flink.iter().find(|job| job.name == desired_job.name) else {
+        let Some(live_job) = observed
+            .flink
+            .iter()
+            .find(|job| job.name == desired_job.name)
+        else {
             continue;
         };
         let journal_managed = ledger
@@ -175,7 +177,8 @@ pub(crate) async fn export_with<L: LiveService, J: Ledger>(
         let result = if live_job.is_managed() {
             Ok(())
         } else {
-            let set = BTreeMap::from([(MANAGED_TAG_KEY.to_string(), MANAGED_TAG_VALUE.to_string())]);
+            let set =
+                BTreeMap::from([(MANAGED_TAG_KEY.to_string(), MANAGED_TAG_VALUE.to_string())]);
             live.update_flink_tags(live_job.id, &set, &[]).await
         };
         let ok = result.is_ok();
@@ -212,9 +215,14 @@ pub(crate) async fn export_with<L: LiveService, J: Ledger>(
     for desired_job in &desired.dlf {
         let action_id = new_action_id("export");
         let key = journal_key(JobKind::Dlf, &desired_job.name);
-        let already = ledger.view().dlf.get(&desired_job.name).is_some_and(|entry| {
-            entry.managed && entry.imported_digest.as_deref() == Some(desired_job.digest.as_str())
-        });
+        let already = ledger
+            .view()
+            .dlf
+            .get(&desired_job.name)
+            .is_some_and(|entry| {
+                entry.managed
+                    && entry.imported_digest.as_deref() == Some(desired_job.digest.as_str())
+            });
         if already {
             continue;
         }

@@ -8,6 +8,7 @@
 //! written against the seams only. The executor makes no choice the plan did not make.
 
 mod execute;
+mod export;
 mod ledger;
 mod live;
 mod observe;
@@ -17,6 +18,7 @@ use std::time::Duration;
 
 use serde::Serialize;
 
+pub use export::{ExportReport, render_export};
 pub use ledger::{
     ActionEffects, BackupSet, CachedObservation, DLF_KEY_PREFIX, IntentEntry, Ledger,
     ObservationEntry, OutcomeEntry, PendingAction, RecordedFailure, journal_key,
@@ -352,6 +354,17 @@ pub fn summary_line(plan: &Plan) -> String {
     } else {
         parts.join(", ")
     }
+}
+
+/// Writes the live jobs as a repository in `out_dir`, checks it resolves for `environment`,
+/// and adopts the jobs (see the `export` module).
+pub async fn export_with<L: LiveService, J: Ledger>(
+    live: &L,
+    ledger: &J,
+    out_dir: &std::path::Path,
+    environment: &str,
+) -> Result<ExportReport, ApplyError> {
+    export::export_with(live, ledger, out_dir, environment).await
 }
 
 /// Re-imports the backups one apply took (see [`choose_backup_set`] for `to`).

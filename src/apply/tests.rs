@@ -652,3 +652,64 @@ async fn a_plan_that_changed_since_approval_is_not_applied() {
     assert!(matches!(report, Err(ApplyError::PlanChanged { .. })));
     assert!(live.calls().iter().all(|call| call.starts_with("list")));
 }
+
+#[tokio::test]
+async fn an_export_resolves_to_the_live_jobs_and_plans_no_change() {
+    let live = FakeLive::default();
+    let ledger = FakeLedger::default();
+    let mut config = FlinkJobConfig::defaults_for(crate::model::JobKind::FlinkSql);
+    config.sql_body = Some("SELECT a, COUNT(*)\nFROM t\nGROUP BY a;\n".into());
+    config.cu_number = 3;
+    config.checkpoint_enabled = true;
+    config.checkpoint_mode = crate::model::CheckpointMode::AtLeastOnce;
+    config.tm_slot_num = Some(2);
+    config.flink_version = Some("1.15".into());
+    config
+        .runtime_config
+        .insert("table.exec.state.ttl".into(), "1h".into());
+    config.tags.insert("team".into(), "growth".into());
+    let running = live.insert("running-job", &config);
+    live.with_job(running, |job, _| {
+        job.status = FlinkJobStatus::new("job_running")
+    })
+    .unwrap();
+    let mut jar = FlinkJobConfig::defaults_for(crate::model::JobKind::FlinkJar);
+    jar.entrypoint = Some("obs://artifacts/app.jar".into());
+    jar.main_class = Some("com.example.Main".into());
+    jar.entrypoint_args = Some("--price ${not_a_variable}".into());
+    live.insert("draft-jar", &jar);
+
+    let out = tempfile::tempdir().unwrap();
+    let report = export_with(&live, &ledger, out.path(), "dev")
+        .await
+        .expect("export");
+    assert_eq!(report.flink_jobs, vec!["draft-jar", "running-job"]);
+    assert_eq!(report.adopted.len(), 2, "{}", report.render_text());
+    assert!(
+        live.live("running-job").is_managed(),
+        "adopted jobs carry the managed tag"
+    );
+
+    let snapshot = crate::spec::read_directory(out.path()).unwrap();
+    let desired = crate::spec::resolve(&snapshot, Some("dev")).expect("the export resolves");
+    let plan = reconcile_with(
+        &live,
+        &ledger,
+        &desired,
+        &crate::plan::PlanPolicy::default(),
+        &ApplyOptions {
+            dry_run: true,
+            ..options()
+        },
+    )
+    .await
+    .unwrap()
+    .plan;
+    assert!(plan.is_empty(), "{}", plan.render_text());
+
+    let again = export_with(&live, &ledger, out.path(), "dev").await;
+    assert!(
+        matches!(again, Err(ApplyError::Export { .. })),
+        "an export never writes into a non-empty directory"
+    );
+}
