@@ -667,7 +667,11 @@ fn the_cli_plans_refuses_without_a_terminal_applies_and_plans_no_change() {
     let repo = dir.path().join("repo");
     std::fs::create_dir_all(repo.join("environments")).unwrap();
     std::fs::create_dir_all(repo.join("flink")).unwrap();
-    std::fs::write(repo.join("environments/dev.yaml"), "variables: {topic: alerts}\n").unwrap();
+    std::fs::write(
+        repo.join("environments/dev.yaml"),
+        "variables: {topic: alerts}\n",
+    )
+    .unwrap();
     std::fs::write(
         repo.join("flink/clicks.yaml"),
         "kind: FlinkSqlJob\nname: clicks\nsql_body: \"SELECT 1 AS v;\"\nsmn_topic: ${topic}\n",
@@ -706,7 +710,10 @@ fn the_cli_plans_refuses_without_a_terminal_applies_and_plans_no_change() {
 
     let (code, stdout, stderr) = run(&["apply", "--auto-approve"]);
     assert_eq!(code, Some(0), "{stdout}{stderr}");
-    assert!(stdout.contains("Apply complete: 1 action(s), 1 succeeded, 0 failed."), "{stdout}");
+    assert!(
+        stdout.contains("Apply complete: 1 action(s), 1 succeeded, 0 failed."),
+        "{stdout}"
+    );
 
     let (code, stdout, stderr) = run(&["plan", "--detailed-exitcode", "--json"]);
     assert_eq!(code, Some(0), "no changes after apply: {stdout}{stderr}");
