@@ -9,7 +9,7 @@ use bytes::Bytes;
 use super::live::{
     ImportedJob, ListedDlfJob, ListedFlinkJob, Listing, LiveService, ServiceFailure,
 };
-use crate::bundle::{DliJobDocument, DlfJobEntry, write_dli_zip, write_dlf_zip};
+use crate::bundle::{DlfJobEntry, DliJobDocument, write_dlf_zip, write_dli_zip};
 use crate::cloud::obs::with_obs_scheme;
 use crate::cloud::{
     CloudClients, CloudError, DlfImportRequest, DlfListJobsQuery, ListJobsQuery, ObjectStore,

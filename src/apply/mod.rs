@@ -7,6 +7,7 @@
 //! `journal` for one configured target; `observe`, `execute`, `export` and `rollback` are
 //! written against the seams only. The executor makes no choice the plan did not make.
 
+mod cloud_live;
 mod execute;
 mod export;
 mod ledger;
@@ -18,6 +19,7 @@ use std::time::Duration;
 
 use serde::Serialize;
 
+pub use cloud_live::CloudLive;
 pub use export::{ExportReport, render_export};
 pub use ledger::{
     ActionEffects, BackupSet, CachedObservation, DLF_KEY_PREFIX, IntentEntry, Ledger,

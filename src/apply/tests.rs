@@ -386,7 +386,7 @@ fn options() -> ApplyOptions {
     }
 }
 
-async fn pass(live: &FakeLive, ledger: &FakeLedger, desired: &DesiredJobs) -> ApplyReport {
+async fn pass<L: LiveService>(live: &L, ledger: &FakeLedger, desired: &DesiredJobs) -> ApplyReport {
     reconcile_with(
         live,
         ledger,
@@ -712,4 +712,78 @@ async fn an_export_resolves_to_the_live_jobs_and_plans_no_change() {
         matches!(again, Err(ApplyError::Export { .. })),
         "an export never writes into a non-empty directory"
     );
+}
+
+/// The cloud-backed live service against the real emulator (with the in-memory ledger): the
+/// bundle, staging upload, import, savepoint and tag calls the fake above stands in for.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cloud_live_service_upgrades_a_job_on_the_emulator() {
+    use crate::cloud::{ClientOptions, CloudClients, Credentials, Secret, ServiceEndpoints};
+    use crate::emulator::{
+        DEV_ACCESS_KEY, DEV_PROJECT_ID, DEV_SECRET_KEY, Emulator, EmulatorConfig,
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let emulator = Emulator::start(EmulatorConfig::for_tests(dir.path().join("emulator")))
+        .await
+        .unwrap();
+    let url = |text: String| url::Url::parse(&text).unwrap();
+    let endpoints = ServiceEndpoints {
+        dli: url(emulator.dli_url()),
+        dlf: url(emulator.dlf_url()),
+        iam: url(emulator.iam_url()),
+        obs: url(emulator.s3_url()),
+    };
+    let clients = CloudClients::new(
+        &endpoints,
+        "cn-north-4",
+        DEV_PROJECT_ID,
+        Credentials::AkSk {
+            access_key: DEV_ACCESS_KEY.into(),
+            secret_key: Secret::new(DEV_SECRET_KEY),
+            security_token: None,
+        },
+        ClientOptions::default(),
+        None,
+    )
+    .unwrap();
+    let staging = clients
+        .object_store("obs://dli-gitops-staging/test/")
+        .unwrap();
+    let live = super::CloudLive {
+        clients,
+        staging: Some(staging),
+        backups: Some("obs://dli-gitops-backups/test/".into()),
+    };
+    let ledger = FakeLedger::default();
+    let first = pass(
+        &live,
+        &ledger,
+        &desired(vec![job("cloud", 2, RunState::Running)]),
+    )
+    .await;
+    assert!(first.converged(), "{}", first.render_text());
+    let second = pass(
+        &live,
+        &ledger,
+        &desired(vec![job("cloud", 3, RunState::Running)]),
+    )
+    .await;
+    assert!(
+        second.converged(),
+        "{}\n{}",
+        second.plan.render_text(),
+        second.render_text()
+    );
+    assert_eq!(
+        second.plan.actions[0].class,
+        crate::plan::ActionClass::Upgrade
+    );
+    let third = pass(
+        &live,
+        &ledger,
+        &desired(vec![job("cloud", 3, RunState::Running)]),
+    )
+    .await;
+    assert!(third.plan.is_empty(), "{}", third.plan.render_text());
+    emulator.shutdown().await;
 }
