@@ -294,3 +294,46 @@ fn target_error(target: &str, problem: String) -> ApplyError {
         problem,
     }
 }
+
+/// Observes the target: every Flink job (and DLF jobs when git or the journal knows some),
+/// reading details only for jobs that changed since the journal's last observation.
+pub async fn observe(
+    context: &TargetContext,
+) -> Result<(crate::model::ObservedJobs, super::ObserveReport), ApplyError> {
+    let scope = super::observe::ObserveScope {
+        dlf: super::observe::dlf_in_scope(&context.ledger, 0),
+        ..Default::default()
+    };
+    super::observe::observe_with(&context.live, &context.ledger, &scope).await
+}
+
+/// One pass: resolve unfinished intents by observing first, observe, plan, and — unless
+/// `options.dry_run` — apply the plan. Shared by `plan`, `apply` and the daemon.
+pub async fn reconcile_once(
+    context: &TargetContext,
+    desired: &DesiredJobs,
+    options: &ApplyOptions,
+) -> Result<super::ApplyReport, ApplyError> {
+    let span = tracing::info_span!("reconcile", target = %context.name, revision = options.revision.as_deref().unwrap_or("-"));
+    use tracing::Instrument;
+    super::reconcile_with(&context.live, &context.ledger, desired, &context.policy, options)
+        .instrument(span)
+        .await
+}
+
+/// `export`: writes the target's live jobs as a repository in `out_dir` (which must be empty)
+/// and adopts them.
+pub async fn export(
+    context: &TargetContext,
+    out_dir: &std::path::Path,
+) -> Result<super::ExportReport, ApplyError> {
+    super::export_with(&context.live, &context.ledger, out_dir, &context.environment).await
+}
+
+/// `rollback`: re-imports the backups of the apply chosen by `to` (default: the latest).
+pub async fn rollback(
+    context: &TargetContext,
+    to: Option<u64>,
+) -> Result<super::RollbackReport, ApplyError> {
+    super::rollback_with(&context.live, &context.ledger, to, &context.options).await
+}
