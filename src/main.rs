@@ -263,12 +263,53 @@ fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
             write_stdout(&format!("{}\n", serde_json::to_string_pretty(&schema)?))?;
             Ok(ExitCode::SUCCESS)
         }
-        Command::Plan(_args) => not_built("plan", 6),
-        Command::Apply(_args) => not_built("apply", 6),
+        Command::Plan(args) => {
+            let command = dli_gitops::apply::PlanCommand {
+                config: args.config,
+                target: args.target,
+                json: args.json,
+                detailed_exitcode: args.detailed_exitcode,
+            };
+            let code = dli_gitops::apply::plan_command(&command, &mut std::io::stdout().lock())?;
+            Ok(ExitCode::from(code))
+        }
+        Command::Apply(args) => {
+            use std::io::IsTerminal;
+            let command = dli_gitops::apply::ApplyCommand {
+                config: args.config,
+                target: args.target,
+                auto_approve: args.auto_approve,
+            };
+            let stdin = std::io::stdin();
+            let prompt = dli_gitops::apply::Prompt {
+                is_terminal: stdin.is_terminal(),
+                input: &mut stdin.lock(),
+            };
+            let code =
+                dli_gitops::apply::apply_command(&command, &mut std::io::stdout().lock(), prompt)?;
+            Ok(ExitCode::from(code))
+        }
         Command::Status(_args) => not_built("status", 7),
-        Command::Export(_args) => not_built("export", 6),
+        Command::Export(args) => {
+            let command = dli_gitops::apply::ExportCommand {
+                config: args.config,
+                target: args.target,
+                out: args.out,
+            };
+            let code = dli_gitops::apply::export_command(&command, &mut std::io::stdout().lock())?;
+            Ok(ExitCode::from(code))
+        }
         Command::Promote(_args) => not_built("promote", 8),
-        Command::Rollback(_args) => not_built("rollback", 6),
+        Command::Rollback(args) => {
+            let command = dli_gitops::apply::RollbackCommand {
+                config: args.config,
+                target: args.target,
+                to: args.to,
+            };
+            let code =
+                dli_gitops::apply::rollback_command(&command, &mut std::io::stdout().lock())?;
+            Ok(ExitCode::from(code))
+        }
         Command::Journal { command } => match command {
             JournalCommand::Show {
                 state_dir,

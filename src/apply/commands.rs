@@ -185,10 +185,7 @@ pub fn export_command(command: &ExportCommand, out: &mut dyn Write) -> Result<u8
 }
 
 /// Runs `rollback`; 0 when every job was rolled back, 1 otherwise.
-pub fn rollback_command(
-    command: &RollbackCommand,
-    out: &mut dyn Write,
-) -> Result<u8, ApplyError> {
+pub fn rollback_command(command: &RollbackCommand, out: &mut dyn Write) -> Result<u8, ApplyError> {
     let config = load(&command.config)?;
     runtime()?.block_on(async {
         let context = TargetContext::open(&config, &command.target).await?;

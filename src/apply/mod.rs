@@ -8,19 +8,27 @@
 //! written against the seams only. The executor makes no choice the plan did not make.
 
 mod cloud_live;
+mod commands;
 mod execute;
 mod export;
+mod journal_ledger;
 mod ledger;
 mod live;
 mod observe;
 mod rollback;
+mod target;
 
 use std::time::Duration;
 
 use serde::Serialize;
 
 pub use cloud_live::CloudLive;
+pub use commands::{
+    ApplyCommand, ExportCommand, PlanCommand, Prompt, RollbackCommand, apply_command,
+    export_command, plan_command, rollback_command,
+};
 pub use export::{ExportReport, render_export};
+pub use journal_ledger::JournalLedger;
 pub use ledger::{
     ActionEffects, BackupSet, CachedObservation, DLF_KEY_PREFIX, IntentEntry, Ledger,
     ObservationEntry, OutcomeEntry, PendingAction, RecordedFailure, journal_key,
@@ -28,6 +36,7 @@ pub use ledger::{
 pub use live::{ImportedJob, ListedDlfJob, ListedFlinkJob, Listing, LiveService, ServiceFailure};
 pub use observe::ObserveReport;
 pub use rollback::{RollbackReport, RolledBackJob, choose_backup_set};
+pub use target::{TargetContext, export, observe, reconcile_once, rollback};
 
 use crate::model::{DesiredJobs, JobKind, ObservedJobs};
 use crate::plan::{ActionClass, Plan, PlanPolicy};

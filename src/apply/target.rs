@@ -9,8 +9,7 @@ use super::cloud_live::CloudLive;
 use super::journal_ledger::JournalLedger;
 use super::{ApplyError, ApplyOptions};
 use crate::cloud::{
-    ClientOptions, CloudClients, Credentials, RetryPolicy, Secret, ServiceEndpoints,
-    parse_endpoint,
+    ClientOptions, CloudClients, Credentials, RetryPolicy, Secret, ServiceEndpoints, parse_endpoint,
 };
 use crate::config::{self, Config, Endpoint, Service, StorageLocation, TargetConfig};
 use crate::emulator::{Emulator, EmulatorConfig, EmulatorHandle};
@@ -95,7 +94,10 @@ impl TargetContext {
                 ..EmulatorConfig::default()
             };
             let handle = Emulator::start(emulator_config).await.map_err(|error| {
-                target_error(target_name, format!("starting the embedded emulator: {error}"))
+                target_error(
+                    target_name,
+                    format!("starting the embedded emulator: {error}"),
+                )
             })?;
             Some(handle)
         } else {
@@ -246,16 +248,17 @@ impl TargetContext {
             target: target.clone(),
             problem: "the source returned no snapshot".to_string(),
         })?;
-        let desired = crate::spec::resolve(&snapshot, Some(&self.environment)).map_err(
-            |diagnostics| ApplyError::Repository {
-                target: target.clone(),
-                problem: format!(
-                    "revision {} does not validate ({} problem(s)):\n{diagnostics}",
-                    snapshot.revision,
-                    diagnostics.len()
-                ),
-            },
-        )?;
+        let desired =
+            crate::spec::resolve(&snapshot, Some(&self.environment)).map_err(|diagnostics| {
+                ApplyError::Repository {
+                    target: target.clone(),
+                    problem: format!(
+                        "revision {} does not validate ({} problem(s)):\n{diagnostics}",
+                        snapshot.revision,
+                        diagnostics.len()
+                    ),
+                }
+            })?;
         Ok((desired, snapshot.revision))
     }
 
@@ -316,9 +319,15 @@ pub async fn reconcile_once(
 ) -> Result<super::ApplyReport, ApplyError> {
     let span = tracing::info_span!("reconcile", target = %context.name, revision = options.revision.as_deref().unwrap_or("-"));
     use tracing::Instrument;
-    super::reconcile_with(&context.live, &context.ledger, desired, &context.policy, options)
-        .instrument(span)
-        .await
+    super::reconcile_with(
+        &context.live,
+        &context.ledger,
+        desired,
+        &context.policy,
+        options,
+    )
+    .instrument(span)
+    .await
 }
 
 /// `export`: writes the target's live jobs as a repository in `out_dir` (which must be empty)
@@ -327,7 +336,13 @@ pub async fn export(
     context: &TargetContext,
     out_dir: &std::path::Path,
 ) -> Result<super::ExportReport, ApplyError> {
-    super::export_with(&context.live, &context.ledger, out_dir, &context.environment).await
+    super::export_with(
+        &context.live,
+        &context.ledger,
+        out_dir,
+        &context.environment,
+    )
+    .await
 }
 
 /// `rollback`: re-imports the backups of the apply chosen by `to` (default: the latest).

@@ -56,6 +56,9 @@ pub struct JobState {
     pub live_id: Option<String>,
     /// Created or adopted by dli-gitops (prune only touches these).
     pub managed: bool,
+    /// The last applied definition said `prune: false`: never pruned.
+    #[serde(default)]
+    pub protected: bool,
     pub observed: Option<ObservedEntry>,
     /// The savepoint last captured or imported.
     pub savepoint_path: Option<String>,
@@ -188,6 +191,9 @@ impl JournalState {
                 }
                 if let Some(managed) = effects.managed {
                     job.managed = managed;
+                }
+                if let Some(protected) = effects.protected {
+                    job.protected = protected;
                 }
                 job.last_outcome = Some(LastOutcome {
                     action_id: outcome.action_id.clone(),
