@@ -13,7 +13,7 @@ use crate::model::{
     DesiredFlinkJob, FlinkJobConfig, FlinkJobStatus, Lifecycle, ObservedFlinkJob, RunState,
     SourceLocation,
 };
-use crate::plan::{JournalFlinkJob, JournalView};
+use crate::plan::JournalView;
 
 #[derive(Default)]
 struct FakeState {
@@ -314,10 +314,7 @@ impl Ledger for FakeLedger {
         let mut records = self.records.lock().unwrap();
         records.push(format!("outcome {} ok={}", entry.job, entry.ok));
         let mut view = self.view.lock().unwrap();
-        let job = view
-            .flink
-            .entry(entry.job.clone())
-            .or_insert_with(JournalFlinkJob::default);
+        let job = view.flink.entry(entry.job.clone()).or_default();
         if let Some(managed) = entry.effects.managed {
             job.managed = managed;
         }
@@ -372,9 +369,10 @@ fn job(name: &str, cu_number: i32, state: RunState) -> DesiredFlinkJob {
 }
 
 fn desired(jobs: Vec<DesiredFlinkJob>) -> DesiredJobs {
-    let mut desired = DesiredJobs::default();
-    desired.flink = jobs;
-    desired
+    DesiredJobs {
+        flink: jobs,
+        ..DesiredJobs::default()
+    }
 }
 
 fn options() -> ApplyOptions {
