@@ -720,3 +720,48 @@ fn the_cli_plans_refuses_without_a_terminal_applies_and_plans_no_change() {
     let plan: Value = serde_json::from_str(&stdout).expect("the plan is JSON");
     assert_eq!(plan["actions"][0]["class"], "none");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_intent_left_by_a_crash_is_resolved_by_observing_first() {
+    use dli_gitops::journal::{Intent, RecordBody};
+    let harness = Harness::start().await;
+    harness.sql_job("survivor", "");
+    harness.apply().await;
+    let journal = harness.context().ledger.journal.clone();
+    // A pass announced an upgrade and died before writing its outcome.
+    journal
+        .append_async(
+            "dev",
+            RecordBody::Intent(Intent {
+                action_id: "crashed-upgrade".into(),
+                job: "survivor".into(),
+                action: "upgrade".into(),
+                plan_id: Some("0123456789ab".into()),
+                detail: serde_json::json!({"steps": [{"step": "stop", "trigger_savepoint": true}]}),
+                extra: Default::default(),
+            }),
+        )
+        .await
+        .unwrap();
+    assert_eq!(journal.pending_intents("dev").len(), 1);
+
+    let report = harness.pass(false).await;
+    assert_eq!(report.resolved.len(), 1, "{}", report.render_text());
+    assert!(
+        report.resolved[0].found.contains("job_running"),
+        "{:?}",
+        report.resolved
+    );
+    assert!(journal.pending_intents("dev").is_empty());
+    let state = journal.state();
+    let outcome = state
+        .job("dev", "survivor")
+        .unwrap()
+        .last_outcome
+        .clone()
+        .unwrap();
+    assert_eq!(outcome.action_id, "crashed-upgrade");
+    assert_eq!(outcome.error.unwrap().code.as_deref(), Some("INTERRUPTED"));
+    assert!(report.plan.is_empty(), "{}", report.plan.render_text());
+    harness.stop().await;
+}
