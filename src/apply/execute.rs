@@ -3,6 +3,7 @@
 
 use std::time::Duration;
 
+use futures::{StreamExt, TryStreamExt};
 use serde_json::json;
 use tokio::time::Instant;
 use tracing::Instrument;
@@ -39,9 +40,10 @@ struct ActionState {
 impl<L: LiveService, J: Ledger> Executor<'_, L, J> {
     /// Runs every action that changes something, in plan order. Only a journal failure stops
     /// the pass (an action that cannot be announced must not run).
+    /// Actions run `options.parallel_actions` at a time (each touches one job); results come
+    /// back in plan order.
     pub async fn run(&self) -> Result<Vec<ActionResult>, ApplyError> {
-        let mut results = Vec::new();
-        for action in self.plan.changes() {
+        let actions = self.plan.changes().map(|action| {
             let span = tracing::info_span!(
                 "action",
                 target = self.ledger.target(),
@@ -49,9 +51,12 @@ impl<L: LiveService, J: Ledger> Executor<'_, L, J> {
                 job = %action.name,
                 class = action.class.as_str()
             );
-            results.push(self.run_action(action).instrument(span).await?);
-        }
-        Ok(results)
+            self.run_action(action).instrument(span)
+        });
+        futures::stream::iter(actions)
+            .buffered(self.options.parallel_actions.max(1))
+            .try_collect()
+            .await
     }
 
     async fn run_action(&self, action: &JobAction) -> Result<ActionResult, ApplyError> {

@@ -58,6 +58,8 @@ pub struct ApplyOptions {
     pub poll_interval: Duration,
     /// Apply only if the pass plans exactly this plan (the one a person approved).
     pub expected_plan_id: Option<String>,
+    /// Actions run at once (each on its own job); 1 runs them one by one, in plan order.
+    pub parallel_actions: usize,
 }
 
 impl Default for ApplyOptions {
@@ -70,6 +72,7 @@ impl Default for ApplyOptions {
             import_task_timeout: Duration::from_secs(600),
             poll_interval: Duration::from_secs(1),
             expected_plan_id: None,
+            parallel_actions: 4,
         }
     }
 }
