@@ -36,7 +36,9 @@ pub use ledger::{
 pub use live::{ImportedJob, ListedDlfJob, ListedFlinkJob, Listing, LiveService, ServiceFailure};
 pub use observe::ObserveReport;
 pub use rollback::{RollbackReport, RolledBackJob, choose_backup_set};
-pub use target::{TargetContext, export, observe, reconcile_once, rollback};
+pub use target::{
+    TargetContext, export, observe, reconcile_once, rollback, start_embedded_emulator,
+};
 
 use crate::model::{DesiredJobs, JobKind, ObservedJobs};
 use crate::plan::{ActionClass, Plan, PlanPolicy};

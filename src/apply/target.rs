@@ -4,6 +4,7 @@
 //! `state_dir/emulator/`.
 
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use super::cloud_live::CloudLive;
 use super::journal_ledger::JournalLedger;
@@ -30,7 +31,8 @@ pub struct TargetContext {
     pub environment: String,
     source: Option<config::SourceConfig>,
     state_dir: PathBuf,
-    emulator: Option<EmulatorHandle>,
+    /// The embedded emulator this target uses (shared by the targets of one daemon).
+    emulator: Option<Arc<EmulatorHandle>>,
 }
 
 impl std::fmt::Debug for TargetContext {
@@ -62,11 +64,24 @@ impl TargetContext {
         TargetContext::with_journal(config, target_name, journal).await
     }
 
-    /// Builds the target over an already open journal (the daemon shares one).
+    /// Builds the target over an already open journal, starting the embedded emulator when an
+    /// endpoint is `embedded`.
     pub async fn with_journal(
         config: &Config,
         target_name: &str,
         journal: Journal,
+    ) -> Result<TargetContext, ApplyError> {
+        TargetContext::with_shared(config, target_name, journal, None).await
+    }
+
+    /// Builds the target over an already open journal and, for `embedded` endpoints, the given
+    /// emulator (see [`start_embedded_emulator`]; a daemon starts one for all its targets, since
+    /// two emulators must not share `state_dir/emulator/`). Without one, one is started.
+    pub async fn with_shared(
+        config: &Config,
+        target_name: &str,
+        journal: Journal,
+        shared_emulator: Option<Arc<EmulatorHandle>>,
     ) -> Result<TargetContext, ApplyError> {
         let target = config.target(target_name).cloned().ok_or_else(|| {
             let known: Vec<&str> = config.targets.iter().map(|t| t.name.as_str()).collect();
@@ -88,20 +103,14 @@ impl TargetContext {
         let embedded = services
             .iter()
             .any(|service| target.endpoint(*service).is_embedded());
-        let emulator = if embedded {
-            let emulator_config = EmulatorConfig {
-                data_dir: state_dir.join("emulator"),
-                ..EmulatorConfig::default()
-            };
-            let handle = Emulator::start(emulator_config).await.map_err(|error| {
-                target_error(
-                    target_name,
-                    format!("starting the embedded emulator: {error}"),
-                )
-            })?;
-            Some(handle)
-        } else {
-            None
+        let emulator = match (embedded, shared_emulator) {
+            (false, _) => None,
+            (true, Some(shared)) => Some(shared),
+            (true, None) => Some(
+                start_embedded_emulator(config)
+                    .await
+                    .map_err(|problem| target_error(target_name, problem))?,
+            ),
         };
         let endpoint = |service: Service| -> Result<url::Url, ApplyError> {
             let text = match (target.endpoint(service), &emulator) {
@@ -262,17 +271,33 @@ impl TargetContext {
         Ok((desired, snapshot.revision))
     }
 
-    /// The embedded emulator, when the target runs one.
+    /// The embedded emulator, when the target uses one.
     pub fn emulator(&self) -> Option<&EmulatorHandle> {
-        self.emulator.as_ref()
+        self.emulator.as_deref()
     }
 
-    /// Stops the embedded emulator, if any.
+    /// Stops the embedded emulator when this was its last user.
     pub async fn shutdown(self) {
-        if let Some(emulator) = self.emulator {
+        if let Some(emulator) = self
+            .emulator
+            .and_then(|shared| Arc::try_unwrap(shared).ok())
+        {
             emulator.shutdown().await;
         }
     }
+}
+
+/// Starts the emulator in-process for `embedded` endpoints, with its data in
+/// `state_dir/emulator/`, on free loopback ports.
+pub async fn start_embedded_emulator(config: &Config) -> Result<Arc<EmulatorHandle>, String> {
+    let emulator_config = EmulatorConfig {
+        data_dir: config.state_dir.join("emulator"),
+        ..EmulatorConfig::default()
+    };
+    let handle = Emulator::start(emulator_config)
+        .await
+        .map_err(|error| format!("starting the embedded emulator: {error}"))?;
+    Ok(Arc::new(handle))
 }
 
 fn location_url(
