@@ -765,3 +765,51 @@ async fn an_intent_left_by_a_crash_is_resolved_by_observing_first() {
     assert!(report.plan.is_empty(), "{}", report.plan.render_text());
     harness.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn observing_an_unchanged_target_costs_one_call_per_list_page() {
+    use dli_gitops::apply::LiveService;
+    let harness = Harness::start().await;
+    let mut config =
+        dli_gitops::model::FlinkJobConfig::defaults_for(dli_gitops::model::JobKind::FlinkSql);
+    config.sql_body = Some("SELECT 1".to_string());
+    for number in 0..250 {
+        harness
+            .context()
+            .live
+            .create_flink_job(&format!("job-{number:03}"), &config)
+            .await
+            .unwrap();
+    }
+    let (observed, first) = apply::observe(harness.context()).await.unwrap();
+    assert_eq!(observed.flink.len(), 250);
+    assert_eq!(first.flink_list_calls, 3);
+    assert_eq!(first.flink_detail_calls, 250);
+
+    let before = harness.stats().await;
+    let (observed, second) = apply::observe(harness.context()).await.unwrap();
+    let after = harness.stats().await;
+    assert_eq!(observed.flink.len(), 250);
+    assert_eq!(
+        (
+            second.flink_list_calls,
+            second.flink_detail_calls,
+            second.recorded
+        ),
+        (3, 0, 0)
+    );
+    let delta = |operation: &str| {
+        after.get(operation).copied().unwrap_or(0) - before.get(operation).copied().unwrap_or(0)
+    };
+    assert_eq!(delta("ListFlinkJobs"), 3, "⌈250/100⌉ list calls");
+    assert_eq!(
+        delta("ShowFlinkJob"),
+        0,
+        "no detail call for an unchanged job"
+    );
+    assert_eq!(
+        after.values().sum::<u64>() - before.values().sum::<u64>(),
+        3
+    );
+    harness.stop().await;
+}
