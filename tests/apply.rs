@@ -478,12 +478,16 @@ async fn a_dlf_job_is_imported_and_its_task_polled() {
     emulator_config.delays.dlf_task_ms = 700;
     let harness = Harness::start_with(emulator_config, "prune: false").await;
     harness.write(
+        "environments/dev.yaml",
+        "variables: {}\ndlf:\n  params: {env: prod}\n  resources: [{name: dev_dws, type: DWS_CONNECTION, replace: prod_dws}]\n  target_status: SAVED\n",
+    );
+    harness.write(
         "dlf/nightly.yaml",
-        "kind: DlfJob\nname: nightly\ndefinition_file: nightly.job\n",
+        "kind: DlfJob\nname: nightly\ndefinition_file: nightly.job\nparams: {retention_days: 30}\n",
     );
     harness.write(
         "dlf/nightly.job",
-        r#"{"name": "nightly", "processType": "BATCH", "nodes": [{"name": "load", "type": "DWSSQL", "properties": [{"name": "statement", "value": "SELECT 1"}]}], "schedule": {"type": "EXECUTE_ONCE"}}"#,
+        r#"{"name": "nightly", "processType": "BATCH", "params": [{"name": "env", "value": "dev"}, {"name": "retention_days", "value": "400"}], "nodes": [{"name": "load", "type": "DWSSQL", "properties": [{"name": "statement", "value": "SELECT 1"}, {"name": "connectionName", "value": "dev_dws"}]}], "schedule": {"type": "EXECUTE_ONCE"}}"#,
     );
     let before = harness.stats().await;
     let created = harness.apply().await;
@@ -495,11 +499,26 @@ async fn a_dlf_job_is_imported_and_its_task_polled() {
             > before.get("DlfListSystemTasks").copied().unwrap_or(0) + 1,
         "the task was polled while RUNNING: {after:?}"
     );
+    use dli_gitops::apply::LiveService;
+    let live = harness.context().live.dlf_job("nightly").await.unwrap();
+    let text = live.to_string();
+    assert!(
+        text.contains(r#"{"name":"env","value":"prod"}"#),
+        "environment params: {text}"
+    );
+    assert!(
+        text.contains(r#"{"name":"retention_days","value":"30"}"#),
+        "job params: {text}"
+    );
+    assert!(
+        text.contains("prod_dws") && !text.contains("dev_dws"),
+        "resources: {text}"
+    );
     harness.assert_in_sync().await;
 
     harness.write(
         "dlf/nightly.job",
-        r#"{"name": "nightly", "processType": "BATCH", "nodes": [{"name": "load", "type": "DWSSQL", "properties": [{"name": "statement", "value": "SELECT 2"}]}], "schedule": {"type": "EXECUTE_ONCE"}}"#,
+        r#"{"name": "nightly", "processType": "BATCH", "params": [{"name": "env", "value": "dev"}], "nodes": [{"name": "load", "type": "DWSSQL", "properties": [{"name": "statement", "value": "SELECT 2"}]}], "schedule": {"type": "EXECUTE_ONCE"}}"#,
     );
     let updated = harness.apply().await;
     assert_eq!(class_of(&updated, "nightly"), ActionClass::UpdateInPlace);
@@ -719,6 +738,49 @@ fn the_cli_plans_refuses_without_a_terminal_applies_and_plans_no_change() {
     assert_eq!(code, Some(0), "no changes after apply: {stdout}{stderr}");
     let plan: Value = serde_json::from_str(&stdout).expect("the plan is JSON");
     assert_eq!(plan["actions"][0]["class"], "none");
+
+    // A person at a terminal answers the question; only `yes` applies.
+    std::fs::write(
+        repo.join("environments/dev.yaml"),
+        "variables: {topic: pager}\n",
+    )
+    .unwrap();
+    let command = dli_gitops::apply::ApplyCommand {
+        config: config.clone(),
+        target: "dev".into(),
+        auto_approve: false,
+    };
+    let mut output = Vec::new();
+    let refused = dli_gitops::apply::apply_command(
+        &command,
+        &mut output,
+        dli_gitops::apply::Prompt {
+            input: &mut "no\n".as_bytes(),
+            is_terminal: true,
+        },
+    );
+    assert!(
+        matches!(
+            refused,
+            Err(dli_gitops::apply::ApplyError::NotApproved { .. })
+        ),
+        "{refused:?}"
+    );
+    assert!(String::from_utf8_lossy(&output).contains("Only 'yes' will be accepted"));
+    let mut output = Vec::new();
+    let applied = dli_gitops::apply::apply_command(
+        &command,
+        &mut output,
+        dli_gitops::apply::Prompt {
+            input: &mut "yes\n".as_bytes(),
+            is_terminal: true,
+        },
+    );
+    let output = String::from_utf8_lossy(&output);
+    assert_eq!(applied.expect("applied"), 0, "{output}");
+    assert!(output.contains("~ update FlinkSqlJob clicks"), "{output}");
+    let (code, stdout, stderr) = run(&["plan", "--detailed-exitcode"]);
+    assert_eq!(code, Some(0), "{stdout}{stderr}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
