@@ -155,7 +155,7 @@ impl Ledger for JournalLedger {
 
     async fn intent(&self, entry: IntentEntry) -> Result<u64, ApplyError> {
         self.append(
-            "an intent",
+            "appending an intent",
             RecordBody::Intent(Intent {
                 action_id: entry.action_id,
                 job: entry.job,
@@ -170,7 +170,7 @@ impl Ledger for JournalLedger {
 
     async fn outcome(&self, entry: OutcomeEntry) -> Result<u64, ApplyError> {
         self.append(
-            "an outcome",
+            "appending an outcome",
             RecordBody::Outcome(Outcome {
                 action_id: entry.action_id,
                 job: entry.job,
@@ -191,7 +191,7 @@ impl Ledger for JournalLedger {
 
     async fn observed(&self, entry: ObservationEntry) -> Result<u64, ApplyError> {
         self.append(
-            "an observation",
+            "appending an observation",
             RecordBody::Observed(Observed {
                 job: entry.job,
                 live_id: entry.live_id.map(|id| id.to_string()),
@@ -212,7 +212,7 @@ impl Ledger for JournalLedger {
         summary: &str,
     ) -> Result<u64, ApplyError> {
         self.append(
-            "the applied revision",
+            "appending the applied revision",
             RecordBody::RevisionApplied(RevisionApplied {
                 revision: revision.to_string(),
                 plan_id: Some(plan_id.to_string()),

@@ -182,7 +182,7 @@ pub enum ApplyError {
         source: ServiceFailure,
     },
     #[error(
-        "writing the journal of target `{target}` ({what}); nothing further is done until it can be written"
+        "journal of target `{target}`: {what} failed; no further action is started until the journal works"
     )]
     Journal {
         target: String,
