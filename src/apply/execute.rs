@@ -289,10 +289,11 @@ impl<L: LiveService, J: Ledger> Executor<'_, L, J> {
             }
             (_, Step::Start { resume_savepoint }) => {
                 let job_id = need_id(action, state)?;
+                let before = self.live.flink_job(job_id).await?;
                 self.live.run_flink_job(job_id, *resume_savepoint).await?;
                 let job = self
                     .wait_for(job_id, self.options.transition_timeout, |job| {
-                        !job.status.is_transitional() && job.status.as_str() != "job_init"
+                        start_settled(&before, job)
                     })
                     .await?;
                 if !(job.status.is_running() || job.status.as_str() == "job_finish") {
@@ -391,6 +392,16 @@ pub(crate) async fn wait_for_job<L: LiveService>(
     }
 }
 
+/// A started job has settled: it runs (or its bounded input finished), or it failed — where a
+/// failure status only counts once the job moved, since the service takes a moment to act on a
+/// run and the job may have been failed before it.
+pub(crate) fn start_settled(before: &ObservedFlinkJob, job: &ObservedFlinkJob) -> bool {
+    let moved = job.status != before.status || job.update_time != before.update_time;
+    job.status.is_running()
+        || job.status.as_str() == "job_finish"
+        || (moved && job.status.is_failed())
+}
+
 fn need_id(action: &JobAction, state: &ActionState) -> Result<i64, ServiceFailure> {
     state.live_id.ok_or_else(|| {
         ServiceFailure::local(format!(
@@ -464,6 +475,30 @@ mod tests {
         );
         assert_eq!(leading_error_code("the queue is gone: try again"), None);
         assert_eq!(leading_error_code("no colon"), None);
+    }
+
+    #[test]
+    fn a_start_settles_on_running_or_on_a_failure_the_job_moved_into() {
+        let job = |status: &str, update_time: i64| ObservedFlinkJob {
+            id: 1,
+            name: "j".into(),
+            status: crate::model::FlinkJobStatus::new(status),
+            update_time,
+            config: crate::model::FlinkJobConfig::defaults_for(JobKind::FlinkSql),
+            savepoint_path: None,
+            status_desc: None,
+        };
+        let crashed = job("job_running_exception", 10);
+        assert!(
+            !start_settled(&crashed, &job("job_running_exception", 10)),
+            "not yet acted on"
+        );
+        assert!(!start_settled(&crashed, &job("job_submitting", 11)));
+        assert!(start_settled(&crashed, &job("job_running", 12)));
+        assert!(start_settled(&crashed, &job("job_submit_fail", 12)));
+        let stopped = job("job_cancel_success", 10);
+        assert!(!start_settled(&stopped, &job("job_cancel_success", 10)));
+        assert!(start_settled(&stopped, &job("job_finish", 11)));
     }
 
     #[test]

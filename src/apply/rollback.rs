@@ -9,7 +9,7 @@
 use serde::Serialize;
 use serde_json::json;
 
-use super::execute::{new_action_id, wait_for_job};
+use super::execute::{new_action_id, start_settled, wait_for_job};
 use super::ledger::{
     ActionEffects, BackupSet, DLF_KEY_PREFIX, IntentEntry, Ledger, OutcomeEntry, RecordedFailure,
 };
@@ -212,13 +212,14 @@ async fn rollback_flink<L: LiveService>(
         live.import_savepoint(job_id, path).await?;
     }
     if was_running {
+        let before = live.flink_job(job_id).await?;
         live.run_flink_job(job_id, savepoint.is_some()).await?;
         let job = wait_for_job(
             live,
             job_id,
             options.transition_timeout,
             options.poll_interval,
-            |job| !job.status.is_transitional() && job.status.as_str() != "job_init",
+            |job| start_settled(&before, job),
         )
         .await?;
         if !job.status.is_running() {
