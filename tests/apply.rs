@@ -875,3 +875,59 @@ async fn observing_an_unchanged_target_costs_one_call_per_list_page() {
     );
     harness.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn under_injected_faults_repeated_passes_converge_and_every_intent_is_closed() {
+    let mut emulator_config = EmulatorConfig::for_tests(PathBuf::new());
+    emulator_config.faults.error_rate = 0.25;
+    emulator_config.faults.drop_rate = 0.1;
+    emulator_config.faults.seed = 7;
+    let harness = Harness::start_with(emulator_config, "prune: true").await;
+    for name in ["f1", "f2", "f3"] {
+        harness.sql_job(name, "cu_number: 2\n");
+    }
+    let troubled_passes = std::cell::Cell::new(0);
+    let converge = |edit: Option<(&'static str, &'static str)>| {
+        if let Some((name, fields)) = edit {
+            harness.sql_job(name, fields);
+        }
+        let troubled_passes = &troubled_passes;
+        let harness = &harness;
+        async move {
+            for _attempt in 0..25 {
+                let context = harness.context();
+                let Ok((desired, _)) = context.desired().await else {
+                    continue;
+                };
+                let options = ApplyOptions {
+                    dry_run: false,
+                    ..context.options.clone()
+                };
+                match apply::reconcile_once(context, &desired, &options).await {
+                    Ok(report) if report.plan.is_empty() => return true,
+                    Ok(report) if report.converged() => {}
+                    _ => troubled_passes.set(troubled_passes.get() + 1),
+                }
+            }
+            false
+        }
+    };
+    assert!(
+        converge(None).await,
+        "the jobs converge despite 5xx and dropped connections"
+    );
+    assert!(
+        converge(Some(("f2", "cu_number: 3\n"))).await,
+        "an upgrade converges too"
+    );
+    assert!(
+        troubled_passes.get() > 0,
+        "the injected faults made at least one pass fail (else this test proves nothing)"
+    );
+    let journal = harness.context().ledger.journal.state();
+    assert!(
+        journal.pending_intents("dev").is_empty(),
+        "no intent is left open"
+    );
+    harness.stop().await;
+}
