@@ -931,3 +931,38 @@ async fn under_injected_faults_repeated_passes_converge_and_every_intent_is_clos
     );
     harness.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_api_strategy_creates_and_updates_through_json_calls_keeping_state() {
+    let mut harness = Harness::start().await;
+    harness.context_mut().policy.strategy = dli_gitops::plan::ApplyStrategy::Api;
+    harness.sql_job("via-api", "cu_number: 2\n");
+    let before = harness.stats().await;
+    harness.apply().await;
+    harness.sql_job("via-api", "cu_number: 5\n");
+    let upgraded = harness.apply().await;
+    assert_eq!(class_of(&upgraded, "via-api"), ActionClass::Upgrade);
+    let after = harness.stats().await;
+    let calls = mutating(&before, &after);
+    assert_eq!(calls.get("CreateFlinkSqlJob"), Some(&1), "{calls:?}");
+    assert_eq!(calls.get("UpdateFlinkSqlJob"), Some(&1), "{calls:?}");
+    assert_eq!(
+        calls.get("ImportFlinkJobs"),
+        None,
+        "no import with the api strategy: {calls:?}"
+    );
+    let live = harness.live("via-api").await;
+    assert_eq!(live.config.cu_number, 5);
+    let runs = harness.runs(live.id).await["runs"]
+        .as_array()
+        .unwrap()
+        .clone();
+    let last = runs.last().unwrap();
+    assert_eq!(
+        last["restored_from"].as_str(),
+        runs[runs.len() - 2]["stop_savepoint"].as_str(),
+        "the update kept the stop savepoint and the job resumed from it"
+    );
+    harness.assert_in_sync().await;
+    harness.stop().await;
+}
