@@ -615,6 +615,21 @@ async fn export_adopts_live_jobs_into_a_repository_that_plans_no_change() {
     live.create_flink_job("adopted-draft", &config)
         .await
         .unwrap();
+    let dlf_job = dli_gitops::model::DesiredDlfJob {
+        name: "adopted-dlf".into(),
+        definition: serde_json::json!({"name": "adopted-dlf", "processType": "BATCH",
+            "schedule": {"type": "EXECUTE_ONCE"},
+            "nodes": [{"name": "n", "type": "DWSSQL", "properties": [{"name": "statement", "value": "SELECT ${x}"}]}]}),
+        scripts: BTreeMap::new(),
+        import: Default::default(),
+        prune: true,
+        source: Default::default(),
+        digest: String::new(),
+    };
+    let task = live.import_dlf_job(&dlf_job, "manual").await.unwrap();
+    live.wait_dlf_task(&task, Duration::from_secs(10))
+        .await
+        .unwrap();
 
     // The repository directory holds only the environment file; export writes beside it.
     std::fs::remove_dir_all(harness.repo()).unwrap();
@@ -622,7 +637,13 @@ async fn export_adopts_live_jobs_into_a_repository_that_plans_no_change() {
         .await
         .expect("export");
     assert_eq!(report.flink_jobs.len(), 2, "{}", report.render_text());
-    assert_eq!(report.adopted.len(), 2);
+    assert_eq!(
+        report.dlf_jobs,
+        vec!["adopted-dlf".to_string()],
+        "{}",
+        report.render_text()
+    );
+    assert_eq!(report.adopted.len(), 3);
     let report = dli_gitops::spec::validate(
         &dli_gitops::spec::read_directory(&harness.repo()).unwrap(),
         Some("dev"),
