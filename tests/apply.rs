@@ -987,3 +987,23 @@ async fn the_api_strategy_creates_and_updates_through_json_calls_keeping_state()
     harness.assert_in_sync().await;
     harness.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_that_changes_from_sql_to_jar_is_replaced() {
+    let harness = Harness::start().await;
+    harness.sql_job("swap", "");
+    harness.apply().await;
+    let sql_id = harness.live("swap").await.id;
+    harness.write(
+        "flink/swap.yaml",
+        "kind: FlinkJarJob\nname: swap\nentrypoint: obs://dli-gitops-staging/app.jar\nmain_class: com.example.Main\n",
+    );
+    let replaced = harness.apply().await;
+    assert_eq!(class_of(&replaced, "swap"), ActionClass::Upgrade);
+    let live = harness.live("swap").await;
+    assert_eq!(live.config.kind(), dli_gitops::model::JobKind::FlinkJar);
+    assert_ne!(live.id, sql_id, "a new job replaced the old one");
+    assert!(live.status.is_running());
+    harness.assert_in_sync().await;
+    harness.stop().await;
+}
