@@ -88,10 +88,13 @@ enum OutputFormat {
 
 #[derive(Args)]
 struct PlanArgs {
+    /// The daemon's config file.
     #[arg(long)]
     config: PathBuf,
+    /// The target (environment) to plan for.
     #[arg(long)]
     target: String,
+    /// Print the plan as JSON, with the exact configuration each action writes.
     #[arg(long)]
     json: bool,
     /// Exit 0 for no changes, 1 for an error, 2 for changes.
@@ -101,10 +104,13 @@ struct PlanArgs {
 
 #[derive(Args)]
 struct ApplyArgs {
+    /// The daemon's config file.
     #[arg(long)]
     config: PathBuf,
+    /// The target (environment) to apply to.
     #[arg(long)]
     target: String,
+    /// Apply without asking (required when stdin is not a terminal).
     #[arg(long)]
     auto_approve: bool,
 }
@@ -117,10 +123,13 @@ struct StatusArgs {
 
 #[derive(Args)]
 struct ExportArgs {
+    /// The daemon's config file.
     #[arg(long)]
     config: PathBuf,
+    /// The target whose live jobs are adopted.
     #[arg(long)]
     target: String,
+    /// A new or empty directory for the job repository.
     #[arg(long)]
     out: PathBuf,
 }
@@ -136,10 +145,13 @@ struct PromoteArgs {
 
 #[derive(Args)]
 struct RollbackArgs {
+    /// The daemon's config file.
     #[arg(long)]
     config: PathBuf,
+    /// The target to roll back.
     #[arg(long)]
     target: String,
+    /// The apply whose backups to re-import, by a journal seq of its backups (default: the latest).
     #[arg(long)]
     to: Option<u64>,
 }
