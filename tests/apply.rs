@@ -591,6 +591,22 @@ async fn rollback_reimports_the_backups_of_the_last_apply() {
     );
     // Git still says 6: the next plan converges back.
     assert_eq!(class_of(&harness.plan().await, "agg"), ActionClass::Upgrade);
+    harness.apply().await;
+    assert_eq!(harness.live("agg").await.config.cu_number, 6);
+
+    // `--to SEQ` picks an older apply: the one that overwrote cu_number 2 with 6.
+    let sets = dli_gitops::apply::Ledger::backup_sets(&harness.context().ledger);
+    assert_eq!(sets.len(), 2, "two applies took backups: {sets:?}");
+    let report = apply::rollback(harness.context(), Some(sets[0].first_seq))
+        .await
+        .expect("rollback runs");
+    assert_eq!(report.plan_id, sets[0].plan_id, "{}", report.render_text());
+    assert_eq!(harness.live("agg").await.config.cu_number, 2);
+    let error = apply::rollback(harness.context(), Some(u64::MAX)).await;
+    assert!(
+        matches!(error, Err(apply::ApplyError::Rollback { .. })),
+        "{error:?}"
+    );
     harness.stop().await;
 }
 

@@ -18,6 +18,7 @@ use crate::plan::{ActionClass, JobAction, Plan, SavepointSource, Step};
 
 /// Everything one pass's execution reads.
 pub(crate) struct Executor<'a, L, J> {
+    pub pass_id: &'a str,
     pub live: &'a L,
     pub ledger: &'a J,
     pub desired: &'a DesiredJobs,
@@ -43,7 +44,7 @@ impl<L: LiveService, J: Ledger> Executor<'_, L, J> {
     /// Actions run `options.parallel_actions` at a time (each touches one job); results come
     /// back in plan order.
     pub async fn run(&self) -> Result<Vec<ActionResult>, ApplyError> {
-        let actions = self.plan.changes().map(|action| {
+        let actions = self.plan.changes().enumerate().map(|(index, action)| {
             let span = tracing::info_span!(
                 "action",
                 target = self.ledger.target(),
@@ -51,7 +52,7 @@ impl<L: LiveService, J: Ledger> Executor<'_, L, J> {
                 job = %action.name,
                 class = action.class.as_str()
             );
-            self.run_action(action).instrument(span)
+            self.run_action(index, action).instrument(span)
         });
         futures::stream::iter(actions)
             .buffered(self.options.parallel_actions.max(1))
@@ -59,8 +60,12 @@ impl<L: LiveService, J: Ledger> Executor<'_, L, J> {
             .await
     }
 
-    async fn run_action(&self, action: &JobAction) -> Result<ActionResult, ApplyError> {
-        let action_id = new_action_id(&self.plan.id);
+    async fn run_action(
+        &self,
+        index: usize,
+        action: &JobAction,
+    ) -> Result<ActionResult, ApplyError> {
+        let action_id = action_id(&self.plan.id, self.pass_id, index);
         let job = journal_key(action.kind, &action.name);
         self.ledger
             .intent(IntentEntry {
@@ -431,10 +436,21 @@ fn leading_error_code(text: &str) -> Option<String> {
     looks_like_code.then(|| code.to_string())
 }
 
-/// A unique id for one action: the plan id's prefix and 64 random bits.
-pub(crate) fn new_action_id(plan_id: &str) -> String {
+/// A fresh id for one executing pass (64 random bits, hex): equal plans get equal plan ids, so
+/// the pass id is what tells two applies of one plan apart (rollback picks backups by it).
+pub(crate) fn new_pass_id() -> String {
     let random: u64 = rand::random();
-    format!("{}-{random:016x}", plan_short(plan_id))
+    format!("{random:016x}")
+}
+
+/// The id of the `index`th action of a pass: `<plan id prefix>-<pass id>-<index>`.
+pub(crate) fn action_id(plan_id: &str, pass_id: &str, index: usize) -> String {
+    format!("{}-{pass_id}-{index}", plan_short(plan_id))
+}
+
+/// The pass an action id names (see [`action_id`]).
+pub(crate) fn pass_of(action_id: &str) -> Option<&str> {
+    action_id.split('-').nth(1)
 }
 
 pub(crate) fn plan_short(plan_id: &str) -> &str {
@@ -502,12 +518,14 @@ mod tests {
     }
 
     #[test]
-    fn action_ids_are_unique_and_name_their_plan() {
+    fn action_ids_name_their_plan_and_pass() {
         let plan_id = "0123456789abcdef0123";
-        let first = new_action_id(plan_id);
-        let second = new_action_id(plan_id);
-        assert_ne!(first, second);
-        assert!(first.starts_with("0123456789ab-"));
+        let (first_pass, second_pass) = (new_pass_id(), new_pass_id());
+        assert_ne!(first_pass, second_pass);
+        let id = action_id(plan_id, &first_pass, 3);
+        assert_eq!(id, format!("0123456789ab-{first_pass}-3"));
+        assert_eq!(pass_of(&id), Some(first_pass.as_str()));
+        assert_ne!(id, action_id(plan_id, &second_pass, 3));
         assert_eq!(plan_folder(plan_id), "plan-0123456789ab");
     }
 }

@@ -9,7 +9,7 @@ use serde::Serialize;
 use serde_json::json;
 
 use super::ApplyError;
-use super::execute::new_action_id;
+use super::execute::{action_id, new_pass_id};
 use super::ledger::{ActionEffects, IntentEntry, Ledger, OutcomeEntry, journal_key};
 use super::live::LiveService;
 use super::observe::{ObserveScope, observe_with};
@@ -147,6 +147,12 @@ pub(crate) async fn export_with<L: LiveService, J: Ledger>(
     })?;
 
     let mut adopted = Vec::new();
+    let pass_id = new_pass_id();
+    let mut index = 0;
+    let mut next_action_id = || {
+        index += 1;
+        action_id("export", &pass_id, index)
+    };
     for desired_job in &desired.flink {
         let Some(live_job) = observed
             .flink
@@ -163,7 +169,7 @@ pub(crate) async fn export_with<L: LiveService, J: Ledger>(
         if live_job.is_managed() && journal_managed {
             continue;
         }
-        let action_id = new_action_id("export");
+        let action_id = next_action_id();
         let key = journal_key(desired_job.kind(), &desired_job.name);
         ledger
             .intent(IntentEntry {
@@ -213,7 +219,7 @@ pub(crate) async fn export_with<L: LiveService, J: Ledger>(
         }
     }
     for desired_job in &desired.dlf {
-        let action_id = new_action_id("export");
+        let action_id = next_action_id();
         let key = journal_key(JobKind::Dlf, &desired_job.name);
         let already = ledger
             .view()

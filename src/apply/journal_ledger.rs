@@ -135,10 +135,16 @@ impl Ledger for JournalLedger {
         let Some(target) = state.targets.get(&self.target) else {
             return Vec::new();
         };
+        // One set per apply: the plan id alone is not enough, since applying an equal plan
+        // again (after a rollback, say) gives it the same id; the pass in the action id is.
         let mut sets: Vec<BackupSet> = Vec::new();
+        let mut last_pass: Option<&str> = None;
         for entry in &target.backups {
+            let pass = entry.action_id.as_deref().and_then(super::execute::pass_of);
+            let same_apply = pass == last_pass;
+            last_pass = pass;
             match sets.last_mut() {
-                Some(set) if set.plan_id == entry.plan_id => {
+                Some(set) if set.plan_id == entry.plan_id && same_apply => {
                     set.last_seq = entry.seq;
                     set.jobs.push((entry.job.clone(), entry.zip_paths.clone()));
                 }

@@ -83,6 +83,8 @@ impl Default for ApplyOptions {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct ApplyReport {
     pub target: String,
+    /// This pass's id (part of every action id it journals).
+    pub pass_id: String,
     pub plan: Plan,
     pub observe: ObserveReport,
     /// Intents of an interrupted earlier pass, resolved by observing first.
@@ -248,6 +250,7 @@ pub async fn reconcile_with<L: LiveService, J: Ledger>(
     );
     let mut report = ApplyReport {
         target: ledger.target().to_string(),
+        pass_id: execute::new_pass_id(),
         plan,
         observe: observe_report,
         resolved,
@@ -267,6 +270,7 @@ pub async fn reconcile_with<L: LiveService, J: Ledger>(
         });
     }
     let executor = execute::Executor {
+        pass_id: &report.pass_id,
         live,
         ledger,
         desired,

@@ -9,7 +9,7 @@
 use serde::Serialize;
 use serde_json::json;
 
-use super::execute::{new_action_id, start_settled, wait_for_job};
+use super::execute::{action_id, new_pass_id, start_settled, wait_for_job};
 use super::ledger::{
     ActionEffects, BackupSet, DLF_KEY_PREFIX, IntentEntry, Ledger, OutcomeEntry, RecordedFailure,
 };
@@ -110,8 +110,9 @@ pub(crate) async fn rollback_with<L: LiveService, J: Ledger>(
         .clone()
         .unwrap_or_else(|| "rollback".to_string());
     let mut jobs = Vec::new();
-    for (job, zips) in &set.jobs {
-        let action_id = new_action_id(&plan_id);
+    let pass_id = new_pass_id();
+    for (index, (job, zips)) in set.jobs.iter().enumerate() {
+        let action_id = action_id(&plan_id, &pass_id, index);
         ledger
             .intent(IntentEntry {
                 action_id: action_id.clone(),

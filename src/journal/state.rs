@@ -106,6 +106,9 @@ pub struct PendingIntent {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct BackupEntry {
     pub plan_id: Option<String>,
+    /// The action that took the backup (from its outcome), which names the apply it ran in.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub action_id: Option<String>,
     pub job: String,
     pub zip_paths: Vec<String>,
     pub seq: u64,
@@ -165,6 +168,7 @@ impl JournalState {
                                 .plan_id
                                 .clone()
                                 .or_else(|| intent.as_ref().and_then(|i| i.plan_id.clone())),
+                            action_id: Some(outcome.action_id.clone()),
                             job: outcome.job.clone(),
                             zip_paths: effects.backup_zips.clone(),
                             seq,
@@ -246,6 +250,7 @@ impl JournalState {
                 &mut target.backups,
                 BackupEntry {
                     plan_id: backup.plan_id.clone(),
+                    action_id: None,
                     job: backup.job.clone(),
                     zip_paths: backup.zip_paths.clone(),
                     seq,
