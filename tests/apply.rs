@@ -1023,3 +1023,144 @@ async fn a_job_that_changes_from_sql_to_jar_is_replaced() {
     harness.assert_in_sync().await;
     harness.stop().await;
 }
+
+async fn converge(context: &TargetContext) -> ApplyReport {
+    let (desired, _) = context.desired().await.unwrap();
+    let report = apply::reconcile_once(context, &desired, &context.options)
+        .await
+        .unwrap();
+    assert!(
+        report.converged(),
+        "{}\n{}",
+        report.plan.render_text(),
+        report.render_text()
+    );
+    report
+}
+
+/// Promotion: a job in `prod` starts from the savepoint its copy in `dev` took, found through the
+/// shared journal (`restore: {from_target: dev}` in prod's overrides). Two projects on one
+/// emulator, two targets over one journal, as a daemon runs them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restore_from_another_target_uses_that_targets_latest_savepoint() {
+    const PROD_PROJECT: &str = "1f2e3d4c5b6a79808192a3b4c5d6e7f8";
+    let dir = tempfile::tempdir().unwrap();
+    let mut emulator_config = EmulatorConfig::for_tests(dir.path().join("emulator"));
+    emulator_config
+        .credentials
+        .push(dli_gitops::emulator::EmulatorCredential {
+            access_key: "PRODACCESSKEY".into(),
+            secret_key: "prod-secret-key".into(),
+            project_id: PROD_PROJECT.into(),
+        });
+    let emulator = Emulator::start(emulator_config).await.unwrap();
+    let repo = dir.path().join("repo");
+    std::fs::create_dir_all(repo.join("environments")).unwrap();
+    std::fs::create_dir_all(repo.join("flink")).unwrap();
+    std::fs::write(repo.join("environments/dev.yaml"), "variables: {}\n").unwrap();
+    std::fs::write(
+        repo.join("environments/prod.yaml"),
+        "variables: {}\noverrides:\n  carried: {restore: {from_target: dev}}\n",
+    )
+    .unwrap();
+    let job = |state: &str| {
+        std::fs::write(
+            repo.join("flink/carried.yaml"),
+            format!(
+                "kind: FlinkSqlJob\nname: carried\nsql_body: \"SELECT 1\"\ndesired_state: {state}\n"
+            ),
+        )
+        .unwrap()
+    };
+    for (file, secret) in [
+        ("dev-ak", DEV_ACCESS_KEY),
+        ("dev-sk", DEV_SECRET_KEY),
+        ("prod-ak", "PRODACCESSKEY"),
+        ("prod-sk", "prod-secret-key"),
+    ] {
+        std::fs::write(dir.path().join(file), secret).unwrap();
+    }
+    let target = |name: &str, project: &str| {
+        format!(
+            "  - name: {name}\n    source: jobs\n    region: cn-north-4\n    project_id: {project}\n    endpoints: {{dli: \"{api}\", dlf: \"{api}\", iam: \"{api}\", obs: \"{s3}\"}}\n    credentials: {{access_key_file: {name}-ak, secret_key_file: {name}-sk}}\n    staging: obs://dli-gitops-staging/{name}/\n    backups: obs://dli-gitops-backups/{name}/\n    rate_limit: {{requests_per_second: 100000, burst: 100000}}\n",
+            api = emulator.dli_url(),
+            s3 = emulator.s3_url()
+        )
+    };
+    let config_path = dir.path().join("dli-gitops.yaml");
+    std::fs::write(
+        &config_path,
+        format!(
+            "state_dir: state\nsources:\n  jobs:\n    path: repo\ntargets:\n{}{}",
+            target("dev", DEV_PROJECT_ID),
+            target("prod", PROD_PROJECT)
+        ),
+    )
+    .unwrap();
+    let config = Config::load(&config_path).expect("config loads");
+    let (journal, _) = dli_gitops::journal::Journal::open(
+        &config.state_dir,
+        dli_gitops::journal::JournalOptions::default(),
+    )
+    .unwrap();
+    let mut dev = TargetContext::with_shared(&config, "dev", journal.clone(), None)
+        .await
+        .unwrap();
+    let mut prod = TargetContext::with_shared(&config, "prod", journal.clone(), None)
+        .await
+        .unwrap();
+    dev.options.poll_interval = Duration::from_millis(5);
+    prod.options.poll_interval = Duration::from_millis(5);
+    job("running");
+    converge(&dev).await;
+    job("stopped");
+    let stopped = converge(&dev).await;
+    let dev_savepoint = stopped.results[0]
+        .savepoint_path
+        .clone()
+        .expect("dev's stop savepoint");
+
+    job("running");
+    let promoted = converge(&prod).await;
+    assert_eq!(class_of(&promoted, "carried"), ActionClass::Create);
+    let (observed, _) = apply::observe(&prod).await.unwrap();
+    let prod_job = observed
+        .flink
+        .iter()
+        .find(|job| job.name == "carried")
+        .unwrap();
+    let runs: Value = reqwest::get(format!(
+        "{}/_emulator/v1/{PROD_PROJECT}/jobs/{}/runs",
+        emulator.dli_url(),
+        prod_job.id
+    ))
+    .await
+    .unwrap()
+    .json()
+    .await
+    .unwrap();
+    assert_eq!(
+        runs["runs"][0]["restored_from"].as_str(),
+        Some(dev_savepoint.as_str()),
+        "prod started from dev's savepoint: {runs}"
+    );
+    let (desired, _) = prod.desired().await.unwrap();
+    let again = apply::reconcile_once(
+        &prod,
+        &desired,
+        &ApplyOptions {
+            dry_run: true,
+            ..prod.options.clone()
+        },
+    )
+    .await
+    .unwrap();
+    assert!(
+        again.plan.is_empty(),
+        "the restore is applied once: {}",
+        again.plan.render_text()
+    );
+    dev.shutdown().await;
+    prod.shutdown().await;
+    emulator.shutdown().await;
+}
