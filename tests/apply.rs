@@ -818,6 +818,24 @@ fn the_cli_plans_refuses_without_a_terminal_applies_and_plans_no_change() {
     assert!(output.contains("~ update FlinkSqlJob clicks"), "{output}");
     let (code, stdout, stderr) = run(&["plan", "--detailed-exitcode"]);
     assert_eq!(code, Some(0), "{stdout}{stderr}");
+
+    // The in-place update backed the job up first: rolling back restores the old topic.
+    let (code, stdout, stderr) = run(&["rollback"]);
+    assert_eq!(code, Some(0), "{stdout}{stderr}");
+    assert!(
+        stdout.contains("Rollback complete: 1 job(s), 0 failed."),
+        "{stdout}"
+    );
+
+    let adopted = dir.path().join("adopted");
+    let (code, stdout, stderr) = run(&["export", "--out", adopted.to_str().unwrap()]);
+    assert_eq!(code, Some(0), "{stdout}{stderr}");
+    assert!(stdout.contains("Exported 1 Flink job(s)"), "{stdout}");
+    let exported = std::fs::read_to_string(adopted.join("flink/clicks.yaml")).unwrap();
+    assert!(
+        exported.contains("smn_topic: alerts"),
+        "the rolled-back value: {exported}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
