@@ -1202,3 +1202,16 @@ async fn a_restore_from_another_target_uses_that_targets_latest_savepoint() {
     prod.shutdown().await;
     emulator.shutdown().await;
 }
+
+/// The daemon runs passes on spawned tasks: the futures must be `Send`.
+#[allow(dead_code)]
+fn passes_can_run_on_spawned_tasks(
+    context: &'static TargetContext,
+    desired: &'static dli_gitops::model::DesiredJobs,
+) {
+    fn spawnable<T: Send + 'static>(_: T) {}
+    spawnable(apply::reconcile_once(context, desired, &context.options));
+    spawnable(apply::observe(context));
+    spawnable(apply::rollback(context, None));
+    spawnable(context.desired());
+}
