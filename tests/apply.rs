@@ -1214,4 +1214,5 @@ fn passes_can_run_on_spawned_tasks(
     spawnable(apply::observe(context));
     spawnable(apply::rollback(context, None));
     spawnable(context.desired());
+    spawnable(apply::export(context, std::path::Path::new("/nonexistent")));
 }
