@@ -111,8 +111,15 @@ struct ApplyArgs {
 
 #[derive(Args)]
 struct StatusArgs {
+    /// The daemon's address (its `listen:`).
     #[arg(long, default_value = "http://127.0.0.1:9464")]
     server: String,
+    /// Only this target.
+    #[arg(long)]
+    target: Option<String>,
+    /// Print the status documents as JSON.
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(Args)]
@@ -234,7 +241,12 @@ fn validate(args: ValidateArgs) -> anyhow::Result<ExitCode> {
 
 fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
     match command {
-        Command::Run(_args) => not_built("run", 7),
+        Command::Run(args) => {
+            dli_gitops::daemon::run_blocking(&dli_gitops::daemon::RunOptions {
+                config: args.config,
+            })?;
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Validate(args) => validate(args),
         Command::Schema(args) => {
             let schema = if args.environment {
@@ -247,7 +259,16 @@ fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
         }
         Command::Plan(_args) => not_built("plan", 6),
         Command::Apply(_args) => not_built("apply", 6),
-        Command::Status(_args) => not_built("status", 7),
+        Command::Status(args) => {
+            let options = dli_gitops::server::StatusOptions {
+                server: args.server,
+                target: args.target,
+                json: args.json,
+                timeout: std::time::Duration::from_secs(10),
+            };
+            dli_gitops::server::status_blocking(&options, &mut std::io::stdout().lock())?;
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Export(_args) => not_built("export", 6),
         Command::Promote(_args) => not_built("promote", 8),
         Command::Rollback(_args) => not_built("rollback", 6),

@@ -273,6 +273,24 @@ impl Worker {
         source_error: Option<ErrorInfo>,
     ) -> PassOutcome {
         let now = Utc::now();
+        if report.interrupted {
+            // Shutdown cut the pass short: what it saw is partial, so the last full status
+            // stays; only the operation says what happened.
+            operation.phase = OperationPhase::Failed;
+            operation.finished_at = Some(now);
+            operation.message = Some(operation_message(
+                &report,
+                self.suspended,
+                desired.is_none(),
+            ));
+            self.board.update_target(&self.spec.name, |status| {
+                status.operation = Some(operation);
+            });
+            return PassOutcome {
+                result: "interrupted",
+                next_in: self.spec.policy.resync_interval,
+            };
+        }
         for outcome in &report.outcomes {
             let key = JobKey::new(outcome.kind, &outcome.name);
             match &outcome.error {

@@ -48,6 +48,8 @@ pub enum StatusClientError {
     },
     #[error("writing the status")]
     Write(#[source] std::io::Error),
+    #[error("starting the async runtime")]
+    Runtime(#[source] std::io::Error),
 }
 
 #[derive(Deserialize)]
@@ -237,4 +239,16 @@ pub async fn status_command(
     };
     out.write_all(text.as_bytes())
         .map_err(StatusClientError::Write)
+}
+
+/// [`status_command`] on a private single-threaded runtime, for the CLI.
+pub fn status_blocking(
+    options: &StatusOptions,
+    out: &mut dyn Write,
+) -> Result<(), StatusClientError> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(StatusClientError::Runtime)?;
+    runtime.block_on(status_command(options, out))
 }

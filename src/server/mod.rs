@@ -23,7 +23,8 @@ use tokio::sync::Notify;
 
 pub use auth::{AuthFailure, tokens_match};
 pub use client::{
-    StatusClientError, StatusOptions, fetch_status, render_status_text, status_command,
+    StatusClientError, StatusOptions, fetch_status, render_status_text, status_blocking,
+    status_command,
 };
 
 use crate::config::{GitTransport, git_transport};

@@ -1,0 +1,336 @@
+//! From a config file to a running daemon: the production implementations of the loop's
+//! interfaces (sources from `source`, resolution from `spec`, reconcilers from `apply`),
+//! secrets read once at start, the listener, and SIGTERM/SIGINT handling.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+
+use super::reconciler::{Resolver, SnapshotSource, SourceFailure};
+use super::{
+    DEFAULT_PROGRESS_INTERVAL, DEFAULT_SHUTDOWN_GRACE, DaemonError, DaemonMetrics, DaemonParts,
+    SourceParts, TargetParts, TargetPolicy, TargetSpec,
+};
+use crate::config::{Config, ConfigError, SourceConfig, TargetConfig};
+use crate::source::{Source, SourceError, jittered};
+use crate::spec::snapshot::RepoSnapshot;
+
+/// What `dli-gitops run` was asked for.
+#[derive(Debug, Clone)]
+pub struct RunOptions {
+    pub config: PathBuf,
+}
+
+/// Why the daemon could not start (or stopped badly).
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error("loading the daemon config")]
+    Config(#[source] ConfigError),
+    #[error("reading {what}")]
+    Secret {
+        what: String,
+        #[source]
+        source: ConfigError,
+    },
+    #[error("setting up source `{source_name}`")]
+    Source {
+        source_name: String,
+        #[source]
+        source: SourceError,
+    },
+    #[error("opening the journal in {state_dir}")]
+    Journal {
+        state_dir: PathBuf,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    #[error("setting up target `{target}`")]
+    Target {
+        target: String,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    #[error("the config has no targets; add one under `targets:` (see config.example.yaml)")]
+    NoTargets,
+    #[error("installing the {signal} handler")]
+    Signal {
+        signal: &'static str,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Daemon(#[from] DaemonError),
+}
+
+/// A configured source behind the loop's interface.
+struct ConfiguredSource {
+    source: Source,
+    location: String,
+    webhook: Option<(String, String)>,
+}
+
+impl ConfiguredSource {
+    fn new(config: &SourceConfig, state_dir: &std::path::Path) -> Result<Self, SourceError> {
+        let source = Source::from_config(config, state_dir)?;
+        let (location, webhook) = match &source {
+            Source::Git { source: git, .. } => (
+                format!("{} ({})", git.display_url(), git.git_ref().short_name()),
+                config
+                    .git
+                    .as_ref()
+                    .map(|spec| (spec.url.clone(), spec.git_ref().full_name())),
+            ),
+            Source::Dir { source: dir, .. } => (dir.root().display().to_string(), None),
+        };
+        Ok(ConfiguredSource {
+            source,
+            location,
+            webhook,
+        })
+    }
+}
+
+impl SnapshotSource for ConfiguredSource {
+    fn poll(&self, last_revision: Option<&str>) -> Result<Option<RepoSnapshot>, SourceFailure> {
+        self.source
+            .poll(last_revision)
+            .map_err(|error| SourceFailure {
+                message: error_chain(&error),
+                retryable: error.is_retryable(),
+            })
+    }
+
+    fn next_poll_in(&self) -> Option<Duration> {
+        match &self.source {
+            Source::Git {
+                poll_interval,
+                poll_jitter,
+                ..
+            } => Some(jittered(*poll_interval, *poll_jitter)),
+            Source::Dir { .. } => None,
+        }
+    }
+
+    fn watch(&self) -> Result<Option<tokio::sync::mpsc::Receiver<()>>, SourceFailure> {
+        match &self.source {
+            Source::Dir { source, debounce } => {
+                source
+                    .watch(*debounce)
+                    .map(Some)
+                    .map_err(|error| SourceFailure {
+                        message: error_chain(&error),
+                        retryable: true,
+                    })
+            }
+            Source::Git { .. } => Ok(None),
+        }
+    }
+
+    fn kind(&self) -> &'static str {
+        match &self.source {
+            Source::Git { .. } => "git",
+            Source::Dir { .. } => "dir",
+        }
+    }
+
+    fn location(&self) -> String {
+        self.location.clone()
+    }
+
+    fn webhook_match(&self) -> Option<(String, String)> {
+        self.webhook.clone()
+    }
+}
+
+/// `error: cause: cause`, so the status page shows the whole story in one line.
+pub(crate) fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        let cause_text = cause.to_string();
+        if !text.contains(&cause_text) {
+            text.push_str(": ");
+            text.push_str(&cause_text);
+        }
+        source = cause.source();
+    }
+    text
+}
+
+/// The job repository resolver: `spec::resolve` for the target's environment.
+pub fn spec_resolver() -> Resolver {
+    Arc::new(|snapshot: &RepoSnapshot, environment: &str| {
+        crate::spec::resolve(snapshot, Some(environment))
+            .map_err(|diagnostics| diagnostics.iter().map(ToString::to_string).collect())
+    })
+}
+
+/// The loop's view of a target's config.
+pub fn target_spec(target: &TargetConfig) -> TargetSpec {
+    TargetSpec {
+        name: target.name.clone(),
+        source: target.source.clone(),
+        environment: target.environment_name().to_string(),
+        policy: TargetPolicy {
+            auto_sync: target.policy.auto_sync,
+            self_heal: target.policy.self_heal,
+            prune: target.policy.prune,
+            resync_interval: target.policy.resync_interval.get(),
+            sync_timeout: target.policy.sync_timeout.get(),
+        },
+    }
+}
+
+/// The sources the targets use (unused ones are not polled), with their webhook secrets.
+fn source_parts(config: &Config) -> Result<Vec<SourceParts>, RunError> {
+    let mut parts = Vec::new();
+    for (name, source_config) in &config.sources {
+        if !config.targets.iter().any(|target| &target.source == name) {
+            tracing::info!(source = %name, "Source is not used by any target; it is not polled.");
+            continue;
+        }
+        let source = ConfiguredSource::new(source_config, &config.state_dir).map_err(|source| {
+            RunError::Source {
+                source_name: name.clone(),
+                source,
+            }
+        })?;
+        let webhook_secret = match source_config.webhook_secret() {
+            Some(secret) => Some(
+                Config::resolve_secret(&secret)
+                    .map_err(|source| RunError::Secret {
+                        what: format!("the webhook secret of source `{name}`"),
+                        source,
+                    })?
+                    .into_bytes(),
+            ),
+            None => None,
+        };
+        if webhook_secret.is_some() && source.webhook.is_none() {
+            tracing::warn!(source = %name, "A webhook secret is set on a directory source; webhooks only apply to git sources.");
+        }
+        parts.push(SourceParts {
+            name: name.clone(),
+            source: Arc::new(source),
+            webhook_secret,
+        });
+    }
+    Ok(parts)
+}
+
+/// Everything but the reconcilers, which `run` adds from `apply`.
+pub fn base_parts(config: &Config) -> Result<DaemonParts, RunError> {
+    if config.targets.is_empty() {
+        return Err(RunError::NoTargets);
+    }
+    let api_token = match config.api_token() {
+        Some(secret) => Some(
+            Config::resolve_secret(&secret)
+                .map_err(|source| RunError::Secret {
+                    what: "the API token".to_string(),
+                    source,
+                })?
+                .into_bytes(),
+        ),
+        None => {
+            tracing::info!("No API token is configured; manual syncs over HTTP are disabled.");
+            None
+        }
+    };
+    Ok(DaemonParts {
+        targets: Vec::new(),
+        sources: source_parts(config)?,
+        resolver: spec_resolver(),
+        suspended: config.suspend,
+        api_token,
+        metrics: Arc::new(DaemonMetrics::new()),
+        progress_interval: DEFAULT_PROGRESS_INTERVAL,
+        shutdown_grace: DEFAULT_SHUTDOWN_GRACE,
+    })
+}
+
+/// Resolves when SIGTERM or SIGINT arrives.
+pub async fn shutdown_signal() -> Result<impl std::future::Future<Output = ()>, RunError> {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let mut terminate = signal(SignalKind::terminate()).map_err(|source| RunError::Signal {
+            signal: "SIGTERM",
+            source,
+        })?;
+        let mut interrupt = signal(SignalKind::interrupt()).map_err(|source| RunError::Signal {
+            signal: "SIGINT",
+            source,
+        })?;
+        Ok(async move {
+            tokio::select! {
+                _ = terminate.recv() => tracing::info!(signal = "SIGTERM", "Signal received."),
+                _ = interrupt.recv() => tracing::info!(signal = "SIGINT", "Signal received."),
+            }
+        })
+    }
+    #[cfg(not(unix))]
+    {
+        Ok(async move {
+            let _ = tokio::signal::ctrl_c().await;
+            tracing::info!(signal = "ctrl-c", "Signal received.");
+        })
+    }
+}
+
+/// Binds the configured listen address.
+pub async fn bind(config: &Config) -> Result<TcpListener, RunError> {
+    TcpListener::bind(config.listen).await.map_err(|source| {
+        RunError::Daemon(DaemonError::Bind {
+            address: config.listen.to_string(),
+            source,
+        })
+    })
+}
+
+/// `dli-gitops run`: loads the config, builds every source and target, serves until SIGTERM or
+/// SIGINT, then shuts down gracefully.
+pub async fn run(options: &RunOptions) -> Result<(), RunError> {
+    let config = Config::load(&options.config).map_err(RunError::Config)?;
+    let mut parts = base_parts(&config)?;
+    parts.targets = target_parts(&config, &parts.metrics).await?;
+    let listener = bind(&config).await?;
+    let shutdown = shutdown_signal().await?;
+    tracing::info!(
+        config = %options.config.display(),
+        listen = %config.listen,
+        targets = parts.targets.len(),
+        sources = parts.sources.len(),
+        suspended = config.suspend,
+        "Starting the daemon."
+    );
+    super::serve(parts, listener, shutdown).await?;
+    Ok(())
+}
+
+/// [`run`] on its own multi-threaded runtime, for the CLI.
+pub fn run_blocking(options: &RunOptions) -> Result<(), RunError> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("dli-gitops")
+        .build()
+        .map_err(|source| RunError::Signal {
+            signal: "async runtime",
+            source,
+        })?;
+    runtime.block_on(run(options))
+}
+
+/// One reconciler per target, all sharing one journal.
+async fn target_parts(
+    config: &Config,
+    _metrics: &Arc<DaemonMetrics>,
+) -> Result<Vec<TargetParts>, RunError> {
+    let first = config.targets.first().ok_or(RunError::NoTargets)?;
+    Err(RunError::Target {
+        target: first.name.clone(),
+        source: "the apply engine (issue 6) and the journal (issue 4) are not merged into this build yet, so the daemon cannot reconcile; use a build of main that has them".into(),
+    })
+}
