@@ -56,6 +56,8 @@ impl TargetReconciler for ApplyReconciler {
                 inner: &self.context.ledger,
                 stop: request.stop,
                 refused: AtomicBool::new(false),
+                announced: AtomicBool::new(false),
+                on_first_intent: request.on_applying,
             };
             let empty = DesiredJobs::default();
             let observe_only = request.desired.is_none();
@@ -187,6 +189,9 @@ struct StoppingLedger<'a, J> {
     inner: &'a J,
     stop: &'a Stop,
     refused: AtomicBool,
+    /// An intent was announced in this pass (observation and planning are done).
+    announced: AtomicBool,
+    on_first_intent: &'a (dyn Fn() + Send + Sync),
 }
 
 impl<J: Ledger> Ledger for StoppingLedger<'_, J> {
@@ -218,6 +223,9 @@ impl<J: Ledger> Ledger for StoppingLedger<'_, J> {
                     entry.action, entry.job
                 ),
             });
+        }
+        if !self.announced.swap(true, Ordering::SeqCst) {
+            (self.on_first_intent)();
         }
         self.inner.intent(entry).await
     }

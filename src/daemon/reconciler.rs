@@ -27,6 +27,9 @@ pub struct PassRequest<'a> {
     /// Set when the daemon is shutting down: finish the call in flight, journal it, and return
     /// without starting another action.
     pub stop: &'a Stop,
+    /// Called once the live service has been observed and the first change is about to be
+    /// made, so that readiness does not wait for a long apply.
+    pub on_applying: &'a (dyn Fn() + Send + Sync),
 }
 
 /// What one pass saw and did.

@@ -230,6 +230,7 @@ impl TargetReconciler for FakeTarget {
             let plan = self.plan(desired);
             let mut outcomes = Vec::new();
             if request.execute {
+                (request.on_applying)();
                 let mut live = self.live.lock().unwrap();
                 for action in plan.changes() {
                     outcomes.push(ActionOutcome {

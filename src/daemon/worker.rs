@@ -162,11 +162,22 @@ impl Worker {
         });
 
         let desired = self.memory.desired.as_ref().map(|(_, jobs)| jobs.clone());
+        let board = self.board.clone();
+        let target_name = self.spec.name.clone();
+        let on_applying = move || {
+            board.update_target(&target_name, |status| {
+                if !status.ready {
+                    status.ready = true;
+                    status.observed_at = Some(Utc::now());
+                }
+            });
+        };
         let request = PassRequest {
             desired: desired.as_deref(),
             revision: desired_revision.as_deref(),
             execute,
             stop: &self.stop,
+            on_applying: &on_applying,
         };
         let result = tokio::time::timeout(policy.sync_timeout, self.reconciler.pass(request)).await;
         let elapsed = started.elapsed();
