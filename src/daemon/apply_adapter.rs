@@ -20,7 +20,7 @@ use crate::apply::{
 use crate::cloud::RequestMetrics;
 use crate::config::Config;
 use crate::journal::Journal;
-use crate::model::DesiredJobs;
+use crate::model::{DesiredJobs, ObservedJobs};
 use crate::plan::JournalView;
 
 /// A target reconciled through `apply`.
@@ -39,10 +39,98 @@ impl ApplyReconciler {
         let context = TargetContext::with_journal(config, target, journal.clone()).await?;
         Ok(ApplyReconciler { context, journal })
     }
+}
 
-    /// Stops the embedded emulator, if the target runs one.
-    pub async fn shutdown(self) {
-        self.context.shutdown().await;
+impl ApplyReconciler {
+    /// One pass; see [`TargetReconciler::pass`].
+    async fn run_pass(&self, request: PassRequest<'_>) -> Result<PassReport, PassError> {
+        let ledger = StoppingLedger {
+            inner: &self.context.ledger,
+            stop: request.stop,
+            refused: AtomicBool::new(false),
+            announced: AtomicBool::new(false),
+            on_first_intent: request.on_applying,
+        };
+        let empty = DesiredJobs::default();
+        let observe_only = request.desired.is_none();
+        let desired = request.desired.unwrap_or(&empty);
+        let execute = request.execute && !observe_only;
+        let options = ApplyOptions {
+            dry_run: !execute,
+            // The daemon journals the revision itself once the target is in sync.
+            revision: None,
+            ..self.context.options.clone()
+        };
+        let first = apply::reconcile_with(
+            &self.context.live,
+            &ledger,
+            desired,
+            &self.context.policy,
+            &options,
+        )
+        .await;
+        let report = match first {
+            Ok(report) => report,
+            Err(_) if ledger.refused.load(Ordering::SeqCst) => {
+                return Ok(PassReport {
+                    executed: execute,
+                    interrupted: true,
+                    ..PassReport::default()
+                });
+            }
+            Err(error) => return Err(pass_error(&error)),
+        };
+        let outcomes: Vec<ActionOutcome> = report
+            .results
+            .iter()
+            .map(|result| ActionOutcome {
+                kind: result.kind,
+                name: result.name.clone(),
+                class: result.class,
+                error: result.error.as_ref().map(|failure| ErrorInfo {
+                    code: failure.code.clone(),
+                    message: failure.message.clone(),
+                    time: None,
+                }),
+            })
+            .collect();
+        if observe_only {
+            let observed = observe(&self.context).await?;
+            return Ok(PassReport {
+                observed,
+                ..PassReport::default()
+            });
+        }
+        // After changes, plan again: status shows what the pass left to do, not what it
+        // started from.
+        let remaining = if execute && !report.results.is_empty() {
+            let look = ApplyOptions {
+                dry_run: true,
+                ..options.clone()
+            };
+            apply::reconcile_with(
+                &self.context.live,
+                &ledger,
+                desired,
+                &self.context.policy,
+                &look,
+            )
+            .await
+            .map_err(|error| pass_error(&error))?
+            .plan
+        } else {
+            report.plan.clone()
+        };
+        // The live jobs' statuses for health (details come from the journal's cache).
+        let observed = observe(&self.context).await?;
+        Ok(PassReport {
+            observed,
+            plan: Some(report.plan),
+            remaining: Some(remaining),
+            executed: execute,
+            outcomes,
+            interrupted: ledger.refused.load(Ordering::SeqCst),
+        })
     }
 }
 
@@ -51,92 +139,13 @@ impl TargetReconciler for ApplyReconciler {
         &'a self,
         request: PassRequest<'a>,
     ) -> BoxFuture<'a, Result<PassReport, PassError>> {
+        // `apply`'s seams use `async fn` in traits, whose futures are not `Send`. The pass is
+        // driven to completion on this worker thread (the runtime hands its other tasks to
+        // other threads), so the daemon's task stays `Send`. Needs the multi-threaded runtime
+        // that `run` builds.
         Box::pin(async move {
-            let ledger = StoppingLedger {
-                inner: &self.context.ledger,
-                stop: request.stop,
-                refused: AtomicBool::new(false),
-                announced: AtomicBool::new(false),
-                on_first_intent: request.on_applying,
-            };
-            let empty = DesiredJobs::default();
-            let observe_only = request.desired.is_none();
-            let desired = request.desired.unwrap_or(&empty);
-            let execute = request.execute && !observe_only;
-            let options = ApplyOptions {
-                dry_run: !execute,
-                // The daemon journals the revision itself once the target is in sync.
-                revision: None,
-                ..self.context.options.clone()
-            };
-            let first = apply::reconcile_with(
-                &self.context.live,
-                &ledger,
-                desired,
-                &self.context.policy,
-                &options,
-            )
-            .await;
-            let report = match first {
-                Ok(report) => report,
-                Err(_) if ledger.refused.load(Ordering::SeqCst) => {
-                    return Ok(PassReport {
-                        executed: execute,
-                        interrupted: true,
-                        ..PassReport::default()
-                    });
-                }
-                Err(error) => return Err(pass_error(&error)),
-            };
-            let outcomes: Vec<ActionOutcome> = report
-                .results
-                .iter()
-                .map(|result| ActionOutcome {
-                    kind: result.kind,
-                    name: result.name.clone(),
-                    class: result.class,
-                    error: result.error.as_ref().map(|failure| ErrorInfo {
-                        code: failure.code.clone(),
-                        message: failure.message.clone(),
-                        time: None,
-                    }),
-                })
-                .collect();
-            if observe_only {
-                return Ok(PassReport {
-                    observed: report.observed,
-                    ..PassReport::default()
-                });
-            }
-            // After changes, look again: status shows the state the pass left, not the one
-            // it started from.
-            let (observed, remaining) = if execute && !report.results.is_empty() {
-                let look = ApplyOptions {
-                    dry_run: true,
-                    ..options.clone()
-                };
-                match apply::reconcile_with(
-                    &self.context.live,
-                    &ledger,
-                    desired,
-                    &self.context.policy,
-                    &look,
-                )
-                .await
-                {
-                    Ok(after) => (after.observed, after.plan),
-                    Err(error) => return Err(pass_error(&error)),
-                }
-            } else {
-                (report.observed.clone(), report.plan.clone())
-            };
-            Ok(PassReport {
-                observed,
-                plan: Some(report.plan),
-                remaining: Some(remaining),
-                executed: execute,
-                outcomes,
-                interrupted: ledger.refused.load(Ordering::SeqCst),
+            tokio::task::block_in_place(|| {
+                tokio::runtime::Handle::current().block_on(self.run_pass(request))
             })
         })
     }
@@ -169,6 +178,13 @@ impl TargetReconciler for ApplyReconciler {
     fn request_metrics(&self) -> Option<RequestMetrics> {
         Some(self.context.live.clients.dli.request_metrics())
     }
+}
+
+async fn observe(context: &TargetContext) -> Result<ObservedJobs, PassError> {
+    apply::observe(context)
+        .await
+        .map(|(observed, _report)| observed)
+        .map_err(|error| pass_error(&error))
 }
 
 fn pass_error(error: &ApplyError) -> PassError {

@@ -28,12 +28,6 @@ pub struct RunOptions {
 pub enum RunError {
     #[error("loading the daemon config")]
     Config(#[source] ConfigError),
-    #[error("reading {what}")]
-    Secret {
-        what: String,
-        #[source]
-        source: ConfigError,
-    },
     #[error("setting up source `{source_name}`")]
     Source {
         source_name: String,
@@ -198,14 +192,17 @@ fn source_parts(config: &Config) -> Result<Vec<SourceParts>, RunError> {
             }
         })?;
         let webhook_secret = match source_config.webhook_secret() {
-            Some(secret) => Some(
-                Config::resolve_secret(&secret)
-                    .map_err(|source| RunError::Secret {
-                        what: format!("the webhook secret of source `{name}`"),
-                        source,
-                    })?
-                    .into_bytes(),
-            ),
+            Some(secret) => match Config::resolve_secret(&secret) {
+                Ok(secret) => Some(secret.into_bytes()),
+                Err(error) => {
+                    tracing::warn!(
+                        source = %name,
+                        error = %error,
+                        "The webhook secret could not be read; webhooks for this source are refused until it is provided and the daemon restarted (polling still works)."
+                    );
+                    None
+                }
+            },
             None => None,
         };
         if webhook_secret.is_some() && source.webhook.is_none() {
@@ -226,14 +223,18 @@ pub fn base_parts(config: &Config) -> Result<DaemonParts, RunError> {
         return Err(RunError::NoTargets);
     }
     let api_token = match config.api_token() {
-        Some(secret) => Some(
-            Config::resolve_secret(&secret)
-                .map_err(|source| RunError::Secret {
-                    what: "the API token".to_string(),
-                    source,
-                })?
-                .into_bytes(),
-        ),
+        Some(secret) => match Config::resolve_secret(&secret) {
+            Ok(token) => Some(token.into_bytes()),
+            // A missing variable or file disables the endpoints (the safe side) rather than
+            // stopping the daemon: the quick start sets no token.
+            Err(error) => {
+                tracing::warn!(
+                    error = %error,
+                    "The API token could not be read; manual syncs over HTTP are disabled until it is provided and the daemon restarted."
+                );
+                None
+            }
+        },
         None => {
             tracing::info!("No API token is configured; manual syncs over HTTP are disabled.");
             None
