@@ -241,6 +241,14 @@ impl Daemon {
         }
     }
 
+    /// SIGKILL: a crash, as far as the daemon can tell.
+    fn kill(mut self) {
+        let mut process = self.process.take().unwrap();
+        let mut child = process.child.take().unwrap();
+        child.kill().unwrap();
+        child.wait().unwrap();
+    }
+
     fn stop(mut self) -> ExitStatus {
         self.process
             .take()
@@ -448,7 +456,7 @@ impl Setup {
              \x20   endpoints: {{dli: {dli}, dlf: {dlf}, obs: {obs}, iam: {iam}}}\n\
              \x20   credentials: {{access_key_env: E2E_AK, secret_key_env: E2E_SK}}\n\
              \x20   staging: obs://dli-gitops-staging/dev/\n    backups: obs://dli-gitops-backups/dev/\n\
-             \x20   policy: {{auto_sync: true, self_heal: {self_heal}, prune: false, resync_interval: 1s}}\n\
+             \x20   policy: {{auto_sync: true, self_heal: {self_heal}, prune: false, resync_interval: 10s}}\n\
              \x20   timeouts: {{job_transition: 60s, savepoint: 60s, request: 20s}}\n",
             port = self.port,
             repo = self.repo.path.display(),
@@ -612,7 +620,7 @@ fn commits_converge_upgrade_with_the_savepoint_and_an_invalid_commit_is_refused(
     assert!(page.contains("cu_nmber"));
     let (_, metrics) = ureq_get(&format!("{}/metrics", daemon.base)).unwrap();
     for family in [
-        "dli_gitops_reconcile_duration_seconds_bucket{target=\"dev\"",
+        "dli_gitops_reconcile_duration_seconds_count{target=\"dev\"}",
         "dli_gitops_sync_total{target=\"dev\",result=\"succeeded\"}",
         "dli_gitops_sync_total{target=\"dev\",result=\"invalid_revision\"} 1",
         "dli_gitops_jobs{target=\"dev\",sync_status=\"Synced\",health=\"Healthy\"} 1",
@@ -740,9 +748,21 @@ fn a_signed_webhook_fetches_at_once_and_an_unsigned_one_is_rejected() {
     assert!(daemon.stop().success());
 }
 
+/// Positions of JSON log lines whose message is `message`.
+fn log_positions(log: &str, message: &str) -> Vec<usize> {
+    log.lines()
+        .enumerate()
+        .filter(|(_, line)| {
+            serde_json::from_str::<Value>(line)
+                .is_ok_and(|record| record["fields"]["message"] == message)
+        })
+        .map(|(index, _)| index)
+        .collect()
+}
+
 #[test]
-fn sigterm_during_an_apply_exits_zero_and_the_next_start_converges() {
-    // Slow starts, so the signal lands while the pass is applying.
+fn sigterm_during_an_apply_finishes_it_and_a_crash_is_resolved_on_the_next_start() {
+    // Slow starts, so signals land while a pass is applying.
     let setup = Setup::new(4000);
     let first = setup.repo.commit(
         "two jobs",
@@ -761,27 +781,77 @@ fn sigterm_during_an_apply_exits_zero_and_the_next_start_converges() {
     let exit = daemon.stop();
     assert!(exit.success(), "exit status {exit}");
     assert!(started.elapsed() < Duration::from_secs(50));
-
-    // The journal is intact and says what happened.
-    let state_dir = setup.dir.path().join("state");
-    let verify = Command::new(BINARY)
-        .args(["journal", "verify", "--state-dir"])
-        .arg(&state_dir)
-        .output()
-        .unwrap();
+    // The signal arrived during the pass, and the pass ran its actions to their outcome
+    // before the process stopped.
+    let log = std::fs::read_to_string(setup.dir.path().join("daemon-before.log")).unwrap();
+    let signal = log_positions(&log, "Signal received.");
+    let finished = log_positions(&log, "Reconcile pass finished.");
     assert!(
-        verify.status.success(),
-        "{}{}",
-        String::from_utf8_lossy(&verify.stdout),
-        String::from_utf8_lossy(&verify.stderr)
+        signal.len() == 1 && finished.last().is_some_and(|last| *last > signal[0]),
+        "the signal did not land during the pass; log:\n{}",
+        tail(&log, 30)
     );
+    assert!(!log_positions(&log, "dli-gitops daemon stopped.").is_empty());
 
-    let daemon = setup.start_daemon(false, "1s", "after");
-    let status = daemon.wait_for("convergence after the restart", |status| {
+    // The journal is intact.
+    let state_dir = setup.dir.path().join("state");
+    let verify = |when: &str| {
+        let output = Command::new(BINARY)
+            .args(["journal", "verify", "--state-dir"])
+            .arg(&state_dir)
+            .output()
+            .unwrap();
+        assert!(
+            output.status.success(),
+            "journal verify {when}: {}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+    };
+    verify("after SIGTERM");
+
+    let daemon = setup.start_daemon(false, "1s", "after-term");
+    daemon.wait_for("convergence after the restart", |status| {
         synced_at(status, &first)
             && job(status, "clicks")["live_status"] == "job_running"
             && job(status, "views")["live_status"] == "job_running"
     });
+
+    // A crash in the middle of an upgrade leaves intents without outcomes; the next start
+    // resolves them by observing, then converges.
+    let second = setup.repo.commit(
+        "more CUs",
+        &[
+            ("flink/clicks.yaml", Some(&job_yaml("clicks", 3))),
+            ("flink/views.yaml", Some(&job_yaml("views", 3))),
+        ],
+    );
+    daemon.wait_for("the upgrade to be under way", |status| {
+        status["operation"]["phase"] == "Running"
+            && status["operation"]["mode"] == "apply"
+            && status["operation"]["revision"] == second
+    });
+    std::thread::sleep(Duration::from_millis(1000));
+    daemon.kill();
+    verify("after SIGKILL");
+    let daemon = setup.start_daemon(false, "1s", "after-kill");
+    let status = daemon.wait_for("convergence after the crash", |status| {
+        synced_at(status, &second)
+            && job(status, "clicks")["live_status"] == "job_running"
+            && job(status, "views")["live_status"] == "job_running"
+    });
     assert_eq!(status["jobs"].as_array().unwrap().len(), 2);
+    let log = std::fs::read_to_string(setup.dir.path().join("daemon-after-kill.log")).unwrap();
+    assert!(
+        !log_positions(
+            &log,
+            "Resolved an intent an interrupted pass left open; this pass re-plans from what is live."
+        )
+        .is_empty(),
+        "no interrupted intent was resolved; log:\n{}",
+        tail(&log, 40)
+    );
+    assert_eq!(live_cu_number(&setup.emulator, "clicks"), 3);
+    assert_eq!(live_cu_number(&setup.emulator, "views"), 3);
     assert!(daemon.stop().success());
 }
