@@ -335,3 +335,78 @@ async fn target_parts(
         source: "the apply engine (issue 6) and the journal (issue 4) are not merged into this build yet, so the daemon cannot reconcile; use a build of main that has them".into(),
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn example_config() -> Config {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("config.example.yaml");
+        Config::load(&path).expect("config.example.yaml loads")
+    }
+
+    #[test]
+    fn the_example_config_builds_its_source_and_resolves_the_example_jobs() {
+        let config = example_config();
+        let parts = base_parts(&config).expect("the example config builds");
+        assert_eq!(parts.sources.len(), 1);
+        let source = &parts.sources[0];
+        assert_eq!(source.name, "examples");
+        assert_eq!(source.source.kind(), "dir");
+        assert!(
+            source.source.next_poll_in().is_none(),
+            "a directory is watched, not polled"
+        );
+        assert!(source.source.webhook_match().is_none());
+
+        let snapshot = source
+            .source
+            .poll(None)
+            .expect("the example directory reads")
+            .expect("a first poll always has a snapshot");
+        assert!(snapshot.revision.starts_with("sha256:"));
+        assert!(
+            source
+                .source
+                .poll(Some(&snapshot.revision))
+                .unwrap()
+                .is_none(),
+            "an unchanged directory is not a new revision"
+        );
+        let target = target_spec(&config.targets[0]);
+        assert_eq!(target.environment, "dev");
+        let desired = (parts.resolver)(&snapshot, &target.environment)
+            .expect("the example jobs resolve for dev");
+        assert!(
+            desired
+                .flink
+                .iter()
+                .any(|job| job.name == "clickstream-agg")
+        );
+
+        let mut broken = snapshot.clone();
+        broken.files.insert(
+            "flink/broken.yaml".into(),
+            crate::spec::snapshot::RepoFile::Data(
+                b"kind: FlinkSqlJob\nname: x\ncu_nmber: 2\n".to_vec(),
+            ),
+        );
+        let problems = (parts.resolver)(&broken, "dev").expect_err("an unknown field is refused");
+        assert!(
+            problems
+                .iter()
+                .any(|problem| problem.starts_with("flink/broken.yaml:")),
+            "{problems:?}"
+        );
+    }
+
+    #[test]
+    fn a_token_variable_that_is_not_set_disables_mutations_instead_of_failing() {
+        let mut config = example_config();
+        config.api_token_env = Some("DLI_GITOPS_TEST_TOKEN_THAT_IS_NEVER_SET".into());
+        let parts = base_parts(&config).expect("builds without the token");
+        assert!(parts.api_token.is_none());
+        config.targets.clear();
+        assert!(matches!(base_parts(&config), Err(RunError::NoTargets)));
+    }
+}
