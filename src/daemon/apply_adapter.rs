@@ -3,22 +3,22 @@
 //! announce new actions once shutdown begins, so the action in flight finishes and is
 //! journaled and no other starts.
 
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use futures::future::BoxFuture;
 
-use super::reconciler::{
-    ActionOutcome, PassError, PassReport, PassRequest, TargetReconciler,
-};
+use super::Stop;
+use super::reconciler::{ActionOutcome, PassError, PassReport, PassRequest, TargetReconciler};
 use super::status::ErrorInfo;
 use super::wiring::error_chain;
-use super::Stop;
 use crate::apply::{
     self, ApplyError, ApplyOptions, BackupSet, CachedObservation, IntentEntry, Ledger,
     ObservationEntry, OutcomeEntry, PendingAction, TargetContext,
 };
 use crate::cloud::RequestMetrics;
 use crate::config::Config;
+use crate::emulator::EmulatorHandle;
 use crate::journal::Journal;
 use crate::model::{DesiredJobs, ObservedJobs};
 use crate::plan::JournalView;
@@ -30,13 +30,14 @@ pub struct ApplyReconciler {
 }
 
 impl ApplyReconciler {
-    /// Builds the target over the daemon's shared journal.
+    /// Builds the target over the daemon's shared journal and embedded emulator.
     pub async fn open(
         config: &Config,
         target: &str,
         journal: Journal,
+        emulator: Option<Arc<EmulatorHandle>>,
     ) -> Result<ApplyReconciler, ApplyError> {
-        let context = TargetContext::with_journal(config, target, journal.clone()).await?;
+        let context = TargetContext::with_shared(config, target, journal.clone(), emulator).await?;
         Ok(ApplyReconciler { context, journal })
     }
 }
@@ -139,15 +140,7 @@ impl TargetReconciler for ApplyReconciler {
         &'a self,
         request: PassRequest<'a>,
     ) -> BoxFuture<'a, Result<PassReport, PassError>> {
-        // `apply`'s seams use `async fn` in traits, whose futures are not `Send`. The pass is
-        // driven to completion on this worker thread (the runtime hands its other tasks to
-        // other threads), so the daemon's task stays `Send`. Needs the multi-threaded runtime
-        // that `run` builds.
-        Box::pin(async move {
-            tokio::task::block_in_place(|| {
-                tokio::runtime::Handle::current().block_on(self.run_pass(request))
-            })
-        })
+        Box::pin(self.run_pass(request))
     }
 
     fn applied_revision(&self) -> Option<String> {
@@ -257,6 +250,8 @@ impl<J: Ledger> Ledger for StoppingLedger<'_, J> {
         plan_id: &str,
         summary: &str,
     ) -> Result<u64, ApplyError> {
-        self.inner.revision_applied(revision, plan_id, summary).await
+        self.inner
+            .revision_applied(revision, plan_id, summary)
+            .await
     }
 }

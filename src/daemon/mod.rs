@@ -3,6 +3,7 @@
 //! coalesced triggers into one reconcile pass at a time; the HTTP server (`crate::server`)
 //! reports status and accepts webhooks and manual syncs. Targets run concurrently.
 
+mod apply_adapter;
 mod metrics;
 mod reconciler;
 mod sources;

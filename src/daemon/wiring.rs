@@ -8,12 +8,14 @@ use std::time::Duration;
 
 use tokio::net::TcpListener;
 
+use super::apply_adapter::ApplyReconciler;
 use super::reconciler::{Resolver, SnapshotSource, SourceFailure};
 use super::{
     DEFAULT_PROGRESS_INTERVAL, DEFAULT_SHUTDOWN_GRACE, DaemonError, DaemonMetrics, DaemonParts,
     SourceParts, TargetParts, TargetPolicy, TargetSpec,
 };
-use crate::config::{Config, ConfigError, SourceConfig, TargetConfig};
+use crate::config::{Config, ConfigError, Service, SourceConfig, TargetConfig};
+use crate::journal::{Journal, JournalOptions};
 use crate::source::{Source, SourceError, jittered};
 use crate::spec::snapshot::RepoSnapshot;
 
@@ -324,16 +326,66 @@ pub fn run_blocking(options: &RunOptions) -> Result<(), RunError> {
     runtime.block_on(run(options))
 }
 
-/// One reconciler per target, all sharing one journal.
+/// One reconciler per target, all sharing one journal and, for embedded endpoints, one
+/// in-process emulator (two must not share `state_dir/emulator/`).
 async fn target_parts(
     config: &Config,
-    _metrics: &Arc<DaemonMetrics>,
+    metrics: &Arc<DaemonMetrics>,
 ) -> Result<Vec<TargetParts>, RunError> {
-    let first = config.targets.first().ok_or(RunError::NoTargets)?;
-    Err(RunError::Target {
-        target: first.name.clone(),
-        source: "the apply engine (issue 6) and the journal (issue 4) are not merged into this build yet, so the daemon cannot reconcile; use a build of main that has them".into(),
-    })
+    let state_dir = config.state_dir.clone();
+    let directory = state_dir.clone();
+    let (journal, recovery) =
+        tokio::task::spawn_blocking(move || Journal::open(&directory, JournalOptions::default()))
+            .await
+            .map_err(|error| RunError::Journal {
+                state_dir: state_dir.clone(),
+                source: Box::new(error),
+            })?
+            .map_err(|error| RunError::Journal {
+                state_dir: state_dir.clone(),
+                source: Box::new(error),
+            })?;
+    tracing::info!(state_dir = %state_dir.display(), %recovery, "Journal opened.");
+    let counted = journal.clone();
+    metrics.set_journal_records(Box::new(move || counted.stats().appended_records));
+    let services = [Service::Dli, Service::Dlf, Service::Obs, Service::Iam];
+    let embedded = config.targets.iter().find(|target| {
+        services
+            .iter()
+            .any(|service| target.endpoint(*service).is_embedded())
+    });
+    let emulator = match embedded {
+        Some(target) => {
+            let handle = crate::apply::start_embedded_emulator(config)
+                .await
+                .map_err(|problem| RunError::Target {
+                    target: target.name.clone(),
+                    source: problem.into(),
+                })?;
+            tracing::info!(
+                dli = %handle.dli_url(),
+                obs = %handle.s3_url(),
+                "Embedded emulator started."
+            );
+            Some(handle)
+        }
+        None => None,
+    };
+    let mut parts = Vec::new();
+    for target in &config.targets {
+        let reconciler =
+            ApplyReconciler::open(config, &target.name, journal.clone(), emulator.clone())
+                .await
+                .map_err(|error| RunError::Target {
+                    target: target.name.clone(),
+                    source: Box::new(error),
+                })?;
+        parts.push(TargetParts {
+            spec: target_spec(target),
+            reconciler: Arc::new(reconciler),
+        });
+    }
+    Ok(parts)
 }
 
 #[cfg(test)]
