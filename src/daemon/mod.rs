@@ -66,6 +66,10 @@ pub struct TargetPolicy {
     pub prune: bool,
     pub resync_interval: Duration,
     pub sync_timeout: Duration,
+    /// The upstream target this one is promoted from. Promotion is issue 8; until it is built,
+    /// such a target is held: observed and reported, never changed, because following the
+    /// branch head would skip the promotion gate.
+    pub promote_from: Option<String>,
 }
 
 /// A target with its reconciler.
@@ -313,6 +317,7 @@ pub async fn serve(
                 prune: policy.prune,
                 resync_interval_seconds: policy.resync_interval.as_secs(),
                 suspended: parts.suspended,
+                promote_from: policy.promote_from.clone(),
             },
         );
         let applied_revision = target.reconciler.applied_revision();
@@ -367,7 +372,26 @@ pub async fn serve(
     }
     let worker_tasks: Vec<_> = workers
         .into_iter()
-        .map(|worker| tokio::spawn(worker.run()))
+        .map(|worker| {
+            let name = worker.spec.name.clone();
+            let board = board.clone();
+            tokio::spawn(async move {
+                // A panic is a bug; it must not pass silently while the rest keeps running.
+                if let Err(error) = tokio::spawn(worker.run()).await
+                    && error.is_panic()
+                {
+                    tracing::error!(target_name = %name, "The target loop panicked; the target is not reconciled until the daemon restarts.");
+                    board.update_target(&name, |status| {
+                        status.sync.status = SyncStatus::Unknown;
+                        status.last_error = Some(status::ErrorInfo {
+                            code: None,
+                            message: "internal error: this target's loop stopped unexpectedly; restart the daemon and report its log".to_string(),
+                            time: Some(chrono::Utc::now()),
+                        });
+                    });
+                }
+            })
+        })
         .collect();
 
     let server_state = Arc::new(ServerState {

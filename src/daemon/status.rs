@@ -274,6 +274,9 @@ pub struct PolicyView {
     pub resync_interval_seconds: u64,
     /// The daemon is globally suspended: nothing is changed.
     pub suspended: bool,
+    /// The upstream target of a promotion pipeline.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub promote_from: Option<String>,
 }
 
 /// Everything known about one target.

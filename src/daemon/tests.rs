@@ -326,6 +326,7 @@ fn policy(auto_sync: bool, self_heal: bool) -> TargetPolicy {
         prune: false,
         resync_interval: Duration::from_secs(3600),
         sync_timeout: Duration::from_secs(60),
+        promote_from: None,
     }
 }
 
@@ -760,4 +761,40 @@ async fn a_target_naming_an_unknown_source_is_refused() {
     )
     .await;
     assert!(matches!(result, Err(DaemonError::UnknownSource { .. })));
+}
+
+#[tokio::test]
+async fn a_target_promoted_from_another_is_held_until_promotion_exists() {
+    let source = Arc::new(MemorySource::default());
+    source.set("flink/clicks", "cu=2");
+    let service = Arc::new(FakeTarget::default());
+    let mut held = policy(true, true);
+    held.promote_from = Some("dev".into());
+    let running = start(
+        source,
+        vec![target("prod", service.clone(), held)],
+        Some("t"),
+        false,
+    )
+    .await;
+    let status = eventually_json(
+        &running,
+        "/api/v1/targets/prod",
+        "the first report",
+        |body| body["ready"] == true,
+    )
+    .await;
+    assert_eq!(status["sync"]["status"], "OutOfSync");
+    assert_eq!(status["policy"]["promote_from"], "dev");
+    assert!(
+        status["operation"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("promotion (issue 8) is not built yet")
+    );
+    let (code, body) = running.post("/api/v1/targets/prod/sync", Some("t")).await;
+    assert_eq!(code, 409, "{body}");
+    assert!(service.passes().iter().all(|pass| !pass.execute));
+    assert!(service.live.lock().unwrap().flink.is_empty());
+    running.stop().await.unwrap();
 }

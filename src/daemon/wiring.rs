@@ -175,6 +175,7 @@ pub fn target_spec(target: &TargetConfig) -> TargetSpec {
             prune: target.policy.prune,
             resync_interval: target.policy.resync_interval.get(),
             sync_timeout: target.policy.sync_timeout.get(),
+            promote_from: target.promote_from.clone(),
         },
     }
 }

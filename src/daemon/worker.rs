@@ -135,8 +135,10 @@ impl Worker {
         let desired_revision = self.memory.desired.as_ref().map(|(rev, _)| rev.clone());
         let revision_is_new =
             desired_revision.is_some() && desired_revision != self.memory.applied_revision;
+        let held = policy.promote_from.is_some();
         let execute = self.memory.desired.is_some()
             && !self.suspended
+            && !held
             && (manual || (policy.auto_sync && (revision_is_new || policy.self_heal)));
         let mode = if execute { "apply" } else { "report" };
         let trigger_list: Vec<TriggerKind> = triggers.iter().copied().collect();
@@ -390,6 +392,12 @@ impl Worker {
             self.suspended,
             desired.is_none(),
         ));
+        if let Some(upstream) = &self.spec.policy.promote_from {
+            operation.message = Some(format!(
+                "{}; held: this target is promoted from `{upstream}`, and promotion (issue 8) is not built yet, so it is observed and reported only",
+                operation.message.as_deref().unwrap_or("")
+            ));
+        }
 
         self.metrics.set_jobs(&self.spec.name, &jobs);
         let applied_revision = self.memory.applied_revision.clone();

@@ -241,6 +241,7 @@ mod tests {
                 prune: false,
                 resync_interval_seconds: 60,
                 suspended: false,
+                promote_from: None,
             },
         );
         target.last_error = Some(ErrorInfo {

@@ -192,6 +192,18 @@ async fn sync_target(
     let Some(trigger) = state.triggers.get(&target) else {
         return unknown_target(&state, &target);
     };
+    if let Some(upstream) = state
+        .board
+        .target(&target)
+        .and_then(|status| status.policy.promote_from)
+    {
+        return error_response(
+            StatusCode::CONFLICT,
+            format!(
+                "target `{target}` is promoted from `{upstream}`; promotion is not built yet (issue 8), so this target is held and a sync would skip the promotion gate"
+            ),
+        );
+    }
     if state.suspended {
         return error_response(
             StatusCode::CONFLICT,

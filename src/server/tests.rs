@@ -38,6 +38,7 @@ impl Harness {
                 prune: false,
                 resync_interval_seconds: 300,
                 suspended: false,
+                promote_from: None,
             },
         ));
         let fetch_now = Arc::new(Notify::new());

@@ -270,5 +270,6 @@ fn policy_view() -> PolicyView {
         prune: false,
         resync_interval_seconds: 300,
         suspended: false,
+        promote_from: None,
     }
 }
