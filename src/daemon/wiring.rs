@@ -298,6 +298,14 @@ pub async fn bind(config: &Config) -> Result<TcpListener, RunError> {
 /// SIGINT, then shuts down gracefully.
 pub async fn run(options: &RunOptions) -> Result<(), RunError> {
     let config = Config::load(&options.config).map_err(RunError::Config)?;
+    if config.logging.format != crate::config::LogFormat::Text || config.logging.level != "info" {
+        // Logging is set up by the CLI before the config is read.
+        tracing::warn!(
+            format = ?config.logging.format,
+            level = %config.logging.level,
+            "The config's `logging:` block is not applied by this build; use --log-format and RUST_LOG."
+        );
+    }
     let mut parts = base_parts(&config)?;
     parts.targets = target_parts(&config, &parts.metrics).await?;
     let listener = bind(&config).await?;
