@@ -529,6 +529,20 @@ fn live_cu_number(emulator: &Emulator, name: &str) -> i32 {
     })
 }
 
+/// Every live job's status word.
+fn live_statuses(emulator: &Emulator) -> Vec<String> {
+    runtime().block_on(async {
+        emulator
+            .dli()
+            .list_jobs(&ListJobsQuery::default())
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|job| job.status.as_str().to_string())
+            .collect()
+    })
+}
+
 fn github_signature(body: &str) -> String {
     let mut mac = Hmac::<Sha256>::new_from_slice(WEBHOOK_SECRET.as_bytes()).unwrap();
     mac.update(body.as_bytes());
@@ -831,7 +845,15 @@ fn sigterm_during_an_apply_finishes_it_and_a_crash_is_resolved_on_the_next_start
             && status["operation"]["mode"] == "apply"
             && status["operation"]["revision"] == second
     });
-    std::thread::sleep(Duration::from_millis(1000));
+    // Once a job has left job_running, its action's intent is in the journal.
+    let deadline = Instant::now() + CONVERGE_TIMEOUT;
+    while live_statuses(&setup.emulator)
+        .iter()
+        .all(|status| status == "job_running")
+    {
+        assert!(Instant::now() < deadline, "the upgrade never stopped a job");
+        std::thread::sleep(Duration::from_millis(50));
+    }
     daemon.kill();
     verify("after SIGKILL");
     let daemon = setup.start_daemon(false, "1s", "after-kill");
