@@ -348,12 +348,15 @@ impl TestBed {
         results.into_iter().collect()
     }
 
-    pub async fn shutdown(mut self) {
+    /// Stops the emulator and the proxies; with `keep`, leaves the directory (repository,
+    /// emulator data, dli-gitops state, daemon logs) on disk and returns its path.
+    pub async fn shutdown(mut self, keep: bool) -> Option<PathBuf> {
         if let Some(handle) = self.emulator.take() {
             handle.shutdown().await;
         }
         self.api_proxy.stop().await;
         self.s3_proxy.stop().await;
+        keep.then(|| self.directory.keep())
     }
 }
 

@@ -64,6 +64,10 @@ struct Arguments {
     /// Exit non-zero when a count-based goal is missed (API calls, restarts; never timings).
     #[arg(long)]
     check: bool,
+    /// Keep the test bed's directory (repository, emulator data, state, daemon logs) and print
+    /// where it is.
+    #[arg(long)]
+    keep_files: bool,
     /// Also write the table as Markdown to this file.
     #[arg(long)]
     markdown: Option<PathBuf>,
@@ -202,13 +206,25 @@ fn run(arguments: Arguments) -> Result<(), String> {
             }
             if wanted("daemon") {
                 println!("== daemon");
-                if let Err(problem) =
-                    daemon::run(&bed, runs, rest_window, &target_extra, &mut report).await
+                if let Err(problem) = daemon::run(
+                    &bed,
+                    runs,
+                    rest_window,
+                    &target_extra,
+                    daemon::RateLimit {
+                        requests_per_second: arguments.requests_per_second,
+                        burst: arguments.burst,
+                    },
+                    &mut report,
+                )
+                .await
                 {
                     report.not_measured("daemon", problem);
                 }
             }
-            bed.shutdown().await;
+            if let Some(kept) = bed.shutdown(arguments.keep_files).await {
+                println!("kept the test bed in {}", kept.display());
+            }
         });
     }
     if wanted("journal") {
