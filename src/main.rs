@@ -33,7 +33,7 @@ enum Command {
     /// Check a job repository offline and report every problem at once.
     Validate(ValidateArgs),
     /// Print the JSON Schema of job files (for editors).
-    Schema,
+    Schema(SchemaArgs),
     /// Show what apply would change in a target.
     Plan(PlanArgs),
     /// Apply the plan for a target once.
@@ -63,12 +63,21 @@ struct RunArgs {
 
 #[derive(Args)]
 struct ValidateArgs {
+    /// The job repository directory.
     #[arg(long)]
     repo: PathBuf,
+    /// Validate this environment only (default: every environment under environments/).
     #[arg(long)]
     env: Option<String>,
     #[arg(long, value_enum, default_value = "text")]
     format: OutputFormat,
+}
+
+#[derive(Args)]
+struct SchemaArgs {
+    /// Print the schema of environment files (environments/<env>.yaml) instead.
+    #[arg(long)]
+    environment: bool,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -199,11 +208,43 @@ fn main() -> ExitCode {
     }
 }
 
+/// Writes to stdout; a closed pipe (`| head`) is not an error.
+fn write_stdout(text: &str) -> anyhow::Result<()> {
+    use std::io::Write;
+    match std::io::stdout().lock().write_all(text.as_bytes()) {
+        Err(error) if error.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        other => Ok(other?),
+    }
+}
+
+fn validate(args: ValidateArgs) -> anyhow::Result<ExitCode> {
+    let snapshot = dli_gitops::spec::read_directory(&args.repo)?;
+    let report = dli_gitops::spec::validate(&snapshot, args.env.as_deref());
+    let output = match args.format {
+        OutputFormat::Text => report.render_text(),
+        OutputFormat::Json => format!("{}\n", serde_json::to_string_pretty(&report.to_json())?),
+    };
+    write_stdout(&output)?;
+    Ok(if report.is_clean() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
+
 fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
     match command {
         Command::Run(_args) => not_built("run", 7),
-        Command::Validate(_args) => not_built("validate", 3),
-        Command::Schema => not_built("schema", 3),
+        Command::Validate(args) => validate(args),
+        Command::Schema(args) => {
+            let schema = if args.environment {
+                dli_gitops::spec::environment_schema()
+            } else {
+                dli_gitops::spec::schema()
+            };
+            write_stdout(&format!("{}\n", serde_json::to_string_pretty(&schema)?))?;
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Plan(_args) => not_built("plan", 6),
         Command::Apply(_args) => not_built("apply", 6),
         Command::Status(_args) => not_built("status", 7),

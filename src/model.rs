@@ -290,7 +290,7 @@ impl FlinkJobConfig {
         }
     }
 
-    /// The fields as a JSON object (field name → value), in declaration order.
+    /// The fields as a JSON object (field name → value), sorted by field name.
     pub fn to_field_map(&self) -> serde_json::Map<String, serde_json::Value> {
         match serde_json::to_value(self) {
             Ok(serde_json::Value::Object(map)) => map,
