@@ -178,6 +178,21 @@ struct EmulatorArgs {
     /// YAML file with accounts, delays and faults.
     #[arg(long)]
     config: Option<PathBuf>,
+    /// Fraction of cloud API calls answered with HTTP 500 (0.0-1.0).
+    #[arg(long)]
+    fault_error_rate: Option<f64>,
+    /// Fraction of cloud API calls whose connection is dropped (0.0-1.0).
+    #[arg(long)]
+    fault_drop_rate: Option<f64>,
+    /// Fraction of cloud API calls throttled with HTTP 429 and Retry-After (0.0-1.0).
+    #[arg(long)]
+    fault_throttle_rate: Option<f64>,
+    /// Milliseconds added to every cloud API call.
+    #[arg(long)]
+    fault_latency_ms: Option<u64>,
+    /// Seed of the fault RNG (same seed, same faults).
+    #[arg(long)]
+    fault_seed: Option<u64>,
 }
 
 fn init_logging(format: LogFormat) {
@@ -255,6 +270,19 @@ fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
             JournalCommand::Show { .. } => not_built("journal show", 4),
             JournalCommand::Verify { .. } => not_built("journal verify", 4),
         },
-        Command::Emulator(_args) => not_built("emulator", 2),
+        Command::Emulator(args) => {
+            dli_gitops::emulator::run_from_cli(&dli_gitops::emulator::EmulatorCliOptions {
+                listen: args.listen,
+                s3_listen: args.s3_listen,
+                data_dir: args.data,
+                config_file: args.config,
+                fault_error_rate: args.fault_error_rate,
+                fault_drop_rate: args.fault_drop_rate,
+                fault_throttle_rate: args.fault_throttle_rate,
+                fault_latency_ms: args.fault_latency_ms,
+                fault_seed: args.fault_seed,
+            })?;
+            Ok(ExitCode::SUCCESS)
+        }
     }
 }

@@ -1,0 +1,328 @@
+//! The emulator's configuration: accounts, IAM users, status delays, faults, buckets, limits.
+//! Deserialised from the YAML file given with `--config`; `Default` is the documented
+//! development account with near-realistic delays.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+use crate::bundle::ZipLimits;
+
+/// The development account's access key (AK).
+pub const DEV_ACCESS_KEY: &str = "DLIGITOPSDEVACCESSKEY";
+/// The development account's secret key (SK). Not a secret: it only opens the local emulator.
+pub const DEV_SECRET_KEY: &str = "dli-gitops-dev-secret-key-not-for-production";
+/// The development account's project id.
+pub const DEV_PROJECT_ID: &str = "0a1b2c3d4e5f60718293a4b5c6d7e8f9";
+/// The development IAM user (password grant at `POST /v3/auth/tokens`).
+pub const DEV_USER_NAME: &str = "dli-gitops-dev";
+/// The development IAM user's password.
+pub const DEV_USER_PASSWORD: &str = "dli-gitops-dev-password";
+/// The development IAM user's domain (account) name.
+pub const DEV_DOMAIN_NAME: &str = "dli-gitops-dev";
+/// Buckets that exist when the emulator starts, unless the config lists others.
+pub const DEFAULT_BUCKETS: &[&str] = &[
+    "dli-gitops-staging",
+    "dli-gitops-backups",
+    "dli-gitops-savepoints",
+];
+/// Where savepoints go for jobs without an `obs_bucket`.
+pub const DEFAULT_SAVEPOINT_BUCKET: &str = "dli-gitops-savepoints";
+
+/// Everything the emulator needs to start.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct EmulatorConfig {
+    /// Address of the DLI, DLF and IAM APIs (port 0 picks a free port).
+    pub listen: SocketAddr,
+    /// Address of the S3-compatible OBS endpoint.
+    pub s3_listen: SocketAddr,
+    /// Persisted state (`state.json`) and OBS objects (`obs/<bucket>/<key>`).
+    pub data_dir: PathBuf,
+    /// AK/SK pairs and the project each may use.
+    pub credentials: Vec<EmulatorCredential>,
+    /// IAM users for the password grant.
+    pub users: Vec<EmulatorUser>,
+    pub delays: EmulatorDelays,
+    pub faults: EmulatorFaults,
+    pub auth: EmulatorAuth,
+    /// Buckets created at start (existing ones are kept).
+    pub buckets: Vec<String>,
+    pub limits: EmulatorLimits,
+}
+
+impl Default for EmulatorConfig {
+    fn default() -> EmulatorConfig {
+        EmulatorConfig {
+            listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            s3_listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            data_dir: PathBuf::from("emulator-data"),
+            credentials: vec![EmulatorCredential {
+                access_key: DEV_ACCESS_KEY.to_string(),
+                secret_key: DEV_SECRET_KEY.to_string(),
+                project_id: DEV_PROJECT_ID.to_string(),
+            }],
+            users: vec![EmulatorUser {
+                name: DEV_USER_NAME.to_string(),
+                password: DEV_USER_PASSWORD.to_string(),
+                domain: DEV_DOMAIN_NAME.to_string(),
+                project_id: DEV_PROJECT_ID.to_string(),
+            }],
+            delays: EmulatorDelays::default(),
+            faults: EmulatorFaults::default(),
+            auth: EmulatorAuth::default(),
+            buckets: DEFAULT_BUCKETS
+                .iter()
+                .map(|name| name.to_string())
+                .collect(),
+            limits: EmulatorLimits::default(),
+        }
+    }
+}
+
+impl EmulatorConfig {
+    /// The default configuration with every delay at zero, for tests.
+    pub fn for_tests(data_dir: PathBuf) -> EmulatorConfig {
+        EmulatorConfig {
+            data_dir,
+            delays: EmulatorDelays::zero(),
+            ..EmulatorConfig::default()
+        }
+    }
+}
+
+/// One AK/SK pair. The secret never appears in Debug output.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EmulatorCredential {
+    pub access_key: String,
+    pub secret_key: String,
+    pub project_id: String,
+}
+
+impl fmt::Debug for EmulatorCredential {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("EmulatorCredential")
+            .field("access_key", &self.access_key)
+            .field("secret_key", &"<redacted>")
+            .field("project_id", &self.project_id)
+            .finish()
+    }
+}
+
+/// One IAM user. The password never appears in Debug output.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EmulatorUser {
+    pub name: String,
+    pub password: String,
+    /// The account (domain) name the token request must name.
+    pub domain: String,
+    pub project_id: String,
+}
+
+impl fmt::Debug for EmulatorUser {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("EmulatorUser")
+            .field("name", &self.name)
+            .field("password", &"<redacted>")
+            .field("domain", &self.domain)
+            .field("project_id", &self.project_id)
+            .finish()
+    }
+}
+
+/// How long jobs and tasks stay in each transitional status, in milliseconds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct EmulatorDelays {
+    /// `job_submitting` → `job_running` (or `job_submit_fail`).
+    pub submit_ms: u64,
+    /// `job_canceling` → `job_cancel_success`.
+    pub cancel_ms: u64,
+    /// `job_savepointing` (on stop with savepoint, or a triggered savepoint).
+    pub savepoint_ms: u64,
+    /// A DLF import task stays `RUNNING` this long.
+    pub dlf_task_ms: u64,
+}
+
+impl Default for EmulatorDelays {
+    fn default() -> EmulatorDelays {
+        EmulatorDelays {
+            submit_ms: 1500,
+            cancel_ms: 1000,
+            savepoint_ms: 1000,
+            dlf_task_ms: 1000,
+        }
+    }
+}
+
+impl EmulatorDelays {
+    /// Every transition completes at once (still observable as a sequence of statuses in the
+    /// introspection API, not in the cloud API).
+    pub fn zero() -> EmulatorDelays {
+        EmulatorDelays {
+            submit_ms: 0,
+            cancel_ms: 0,
+            savepoint_ms: 0,
+            dlf_task_ms: 0,
+        }
+    }
+}
+
+/// Injected faults, applied to the cloud APIs (not to `/_emulator`) before any state change.
+/// Rates are probabilities in `0.0..=1.0`, drawn from one RNG seeded with `seed`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct EmulatorFaults {
+    /// HTTP 500 with the service's error body.
+    pub error_rate: f64,
+    /// The connection is closed without a complete response.
+    pub drop_rate: f64,
+    /// HTTP 429 with `Retry-After`.
+    pub throttle_rate: f64,
+    /// Added to every cloud API call.
+    pub latency_ms: u64,
+    /// The `Retry-After` value of a throttled call, in seconds.
+    pub retry_after_seconds: u64,
+    pub seed: u64,
+}
+
+impl Default for EmulatorFaults {
+    fn default() -> EmulatorFaults {
+        EmulatorFaults {
+            error_rate: 0.0,
+            drop_rate: 0.0,
+            throttle_rate: 0.0,
+            latency_ms: 0,
+            retry_after_seconds: 1,
+            seed: 0,
+        }
+    }
+}
+
+/// The API gateway's protection against signature guessing: after `lockout_failures`
+/// consecutive bad signatures an access key is refused for `lockout_seconds`, even with a good
+/// signature. `lockout_failures: 0` turns it off.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct EmulatorAuth {
+    pub lockout_failures: u32,
+    pub lockout_seconds: u64,
+}
+
+impl Default for EmulatorAuth {
+    fn default() -> EmulatorAuth {
+        EmulatorAuth {
+            lockout_failures: 5,
+            lockout_seconds: 300,
+        }
+    }
+}
+
+/// Input size bounds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct EmulatorLimits {
+    /// Largest request body accepted by the cloud APIs (HTTP 413 beyond).
+    pub max_body_bytes: usize,
+    /// Largest zip object DLI or DLF will read from OBS (DLF documents 10 MB).
+    pub max_zip_bytes: u64,
+    /// Limits while inflating an imported zip.
+    pub zip: ZipLimits,
+}
+
+impl Default for EmulatorLimits {
+    fn default() -> EmulatorLimits {
+        EmulatorLimits {
+            max_body_bytes: 2 * 1024 * 1024,
+            max_zip_bytes: 10 * 1024 * 1024,
+            zip: ZipLimits::default(),
+        }
+    }
+}
+
+impl EmulatorConfig {
+    /// Checks what serde cannot: rates in range, non-empty and unique access keys.
+    pub fn validate(&self) -> Result<(), String> {
+        for (name, rate) in [
+            ("faults.error_rate", self.faults.error_rate),
+            ("faults.drop_rate", self.faults.drop_rate),
+            ("faults.throttle_rate", self.faults.throttle_rate),
+        ] {
+            if !(0.0..=1.0).contains(&rate) {
+                return Err(format!("{name} is {rate}; it must be between 0 and 1"));
+            }
+        }
+        if self.credentials.is_empty() && self.users.is_empty() {
+            return Err("no credentials and no users: nobody could call the emulator".into());
+        }
+        let mut access_keys = std::collections::BTreeSet::new();
+        for credential in &self.credentials {
+            if credential.access_key.is_empty() || credential.secret_key.is_empty() {
+                return Err("a credential has an empty access_key or secret_key".into());
+            }
+            if credential.project_id.is_empty() {
+                return Err(format!(
+                    "credential {} has an empty project_id",
+                    credential.access_key
+                ));
+            }
+            if !access_keys.insert(credential.access_key.as_str()) {
+                return Err(format!(
+                    "access key {} is listed twice",
+                    credential.access_key
+                ));
+            }
+        }
+        for bucket in &self.buckets {
+            super::obs::check_bucket_name(bucket)
+                .map_err(|reason| format!("bucket {bucket:?}: {reason}"))?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_example_config_parses_and_matches_the_defaults_it_documents() {
+        let example: EmulatorConfig =
+            serde_yaml::from_str(include_str!("../../examples/emulator.yaml")).unwrap();
+        example.validate().unwrap();
+        let defaults = EmulatorConfig::default();
+        assert_eq!(example.delays, defaults.delays);
+        assert_eq!(example.faults, defaults.faults);
+        assert_eq!(example.auth, defaults.auth);
+        assert_eq!(example.limits, defaults.limits);
+        assert_eq!(example.buckets, defaults.buckets);
+        assert_eq!(example.credentials[0], defaults.credentials[0]);
+        assert_eq!(example.users, defaults.users);
+    }
+
+    #[test]
+    fn bad_configs_are_refused_with_a_reason() {
+        let unknown = serde_yaml::from_str::<EmulatorConfig>("delay: {submit_ms: 1}");
+        assert!(unknown.is_err());
+        let mut config = EmulatorConfig::default();
+        config.faults.error_rate = 1.5;
+        assert!(config.validate().unwrap_err().contains("error_rate"));
+        let mut config = EmulatorConfig::default();
+        config.credentials.push(config.credentials[0].clone());
+        assert!(config.validate().unwrap_err().contains("twice"));
+        let mut config = EmulatorConfig::default();
+        config.buckets.push("Bad_Bucket".into());
+        assert!(config.validate().is_err());
+    }
+
+    #[test]
+    fn secrets_stay_out_of_debug_output() {
+        let text = format!("{:?}", EmulatorConfig::default());
+        assert!(!text.contains(DEV_SECRET_KEY));
+        assert!(!text.contains(DEV_USER_PASSWORD));
+    }
+}

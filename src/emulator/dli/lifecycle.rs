@@ -1,0 +1,299 @@
+//! Running, stopping and savepoints of DLI Flink jobs: batch run (`resume_savepoint`), batch
+//! stop (`trigger_savepoint`), trigger savepoint and import-savepoint. Savepoints are real
+//! `_metadata` objects in OBS.
+
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::{check_job_ids, failure, path_job_id, project, success};
+use crate::emulator::config::DEFAULT_SAVEPOINT_BUCKET;
+use crate::emulator::obs::ObjectPath;
+use crate::emulator::server::{ApiError, Call, Reply, Service};
+use crate::emulator::state::{FlinkJobRecord, RunRecord};
+
+#[derive(Deserialize)]
+struct RunBody {
+    job_ids: Vec<i64>,
+    #[serde(default)]
+    resume_savepoint: bool,
+}
+
+#[derive(Deserialize)]
+struct StopBody {
+    job_ids: Vec<i64>,
+    #[serde(default)]
+    trigger_savepoint: bool,
+}
+
+pub(super) fn can_start(status: &str) -> bool {
+    matches!(
+        status,
+        "job_init"
+            | "job_cancel_success"
+            | "job_submit_fail"
+            | "job_running_exception"
+            | "job_cancel_fail"
+            | "job_finish"
+            | "job_idle"
+            | "job_arrearage_stopped"
+    )
+}
+
+pub(super) fn run_jobs(call: &Call<'_>) -> Result<Reply, ApiError> {
+    let body: RunBody = call.json_body(Service::Dli)?;
+    check_job_ids(&body.job_ids)?;
+    let delays = call.shared.config.delays;
+    let results = call.shared.mutate(&call.project_id, call.now_ms, |state| {
+        let project = project(state, call);
+        let mut results = Vec::new();
+        for job_id in &body.job_ids {
+            let Some(job) = project.flink_jobs.get_mut(job_id) else {
+                results.push(failure(format!("The job does not exist: job_id={job_id}")));
+                continue;
+            };
+            if !can_start(&job.status) {
+                results.push(failure(format!(
+                    "The job {job_id} cannot be started in status {}",
+                    job.status
+                )));
+                continue;
+            }
+            let restored_from = if body.resume_savepoint {
+                job.savepoint_path.clone()
+            } else {
+                None
+            };
+            let run_number = job
+                .runs
+                .last()
+                .map_or(1, |run| run.run_number.saturating_add(1));
+            job.push_run(RunRecord {
+                run_number,
+                started_at: call.now_ms,
+                resume_savepoint: body.resume_savepoint,
+                restored_from,
+                stopped_at: None,
+                stop_savepoint: None,
+            });
+            job.set_status(call.now_ms, "job_submitting", "");
+            let needs_queue = job.config.run_mode == "exclusive_cluster";
+            if needs_queue && job.config.queue_name.is_none() {
+                job.schedule(
+                    call.now_ms,
+                    &[(
+                        delays.submit_ms,
+                        "job_submit_fail",
+                        "DLI.13024: No job-running queue selected. Set queue_name for exclusive_cluster jobs.",
+                    )],
+                );
+            } else {
+                job.schedule(call.now_ms, &[(delays.submit_ms, "job_running", "")]);
+            }
+            results.push(success(
+                "The request for submitting DLI jobs is delivered successfully.",
+            ));
+        }
+        Ok(results)
+    })?;
+    Ok(Reply::json(Value::Array(results)))
+}
+
+/// Writes a savepoint `_metadata` for `job` and returns its directory (`obs://bucket/dir/`).
+pub(super) fn write_savepoint(
+    call: &Call<'_>,
+    job: &FlinkJobRecord,
+    requested: Option<&str>,
+) -> Result<String, String> {
+    let timestamp = chrono::DateTime::from_timestamp_millis(call.now_ms)
+        .unwrap_or_default()
+        .format("%Y-%m-%d_%H-%M-%S")
+        .to_string();
+    let directory = match requested.filter(|path| !path.trim().is_empty()) {
+        Some(requested) => ObjectPath::parse(requested)
+            .map_err(|error| error.to_string())?
+            .join(""),
+        None => {
+            let bucket = job
+                .config
+                .obs_bucket
+                .clone()
+                .unwrap_or_else(|| DEFAULT_SAVEPOINT_BUCKET.to_string());
+            ObjectPath {
+                bucket,
+                key: format!("jobs/savepoint/{}/{timestamp}/", job.job_id),
+            }
+        }
+    };
+    let metadata = json!({
+        "format": "dli-gitops-emulator-savepoint",
+        "job_id": job.job_id,
+        "job_name": job.name,
+        "run_number": job.runs.last().map_or(0, |run| run.run_number),
+        "taken_at": call.now_ms,
+    });
+    call.shared
+        .objects
+        .write(
+            &directory.join("_metadata"),
+            metadata.to_string().as_bytes(),
+        )
+        .map_err(|error| error.to_string())?;
+    Ok(directory.obs_url())
+}
+
+pub(super) fn stop_jobs(call: &Call<'_>) -> Result<Reply, ApiError> {
+    let body: StopBody = call.json_body(Service::Dli)?;
+    check_job_ids(&body.job_ids)?;
+    let delays = call.shared.config.delays;
+    let results = call.shared.mutate(&call.project_id, call.now_ms, |state| {
+        let project = project(state, call);
+        let mut results = Vec::new();
+        for job_id in &body.job_ids {
+            let Some(job) = project.flink_jobs.get_mut(job_id) else {
+                results.push(failure(format!("The job does not exist: job_id={job_id}")));
+                continue;
+            };
+            if !matches!(job.status.as_str(), "job_running" | "job_submitting") {
+                results.push(failure(format!(
+                    "Only running or submitting jobs can be stopped; job {job_id} is {}",
+                    job.status
+                )));
+                continue;
+            }
+            let mut stop_savepoint = None;
+            if body.trigger_savepoint && job.status == "job_running" {
+                match write_savepoint(call, job, None) {
+                    Ok(path) => stop_savepoint = Some(path),
+                    Err(reason) => {
+                        results.push(failure(format!(
+                            "The savepoint of job {job_id} could not be written: {reason}"
+                        )));
+                        continue;
+                    }
+                }
+            }
+            if let Some(run) = job.runs.last_mut() {
+                run.stopped_at = Some(call.now_ms);
+                run.stop_savepoint = stop_savepoint.clone();
+            }
+            if let Some(path) = stop_savepoint {
+                job.savepoint_path = Some(path);
+                job.set_status(call.now_ms, "job_savepointing", "");
+                job.schedule(
+                    call.now_ms,
+                    &[
+                        (delays.savepoint_ms, "job_canceling", ""),
+                        (delays.cancel_ms, "job_cancel_success", ""),
+                    ],
+                );
+            } else {
+                job.set_status(call.now_ms, "job_canceling", "");
+                job.schedule(call.now_ms, &[(delays.cancel_ms, "job_cancel_success", "")]);
+            }
+            results.push(success(
+                "The request for stopping DLI jobs is delivered successfully.",
+            ));
+        }
+        Ok(results)
+    })?;
+    Ok(Reply::json(Value::Array(results)))
+}
+
+#[derive(Deserialize)]
+struct SavepointBody {
+    action: String,
+    #[serde(default)]
+    savepoint_path: Option<String>,
+}
+
+pub(super) fn trigger_savepoint(call: &Call<'_>) -> Result<Reply, ApiError> {
+    let job_id = path_job_id(call, 4)?;
+    let body: SavepointBody = call.json_body(Service::Dli)?;
+    if body.action != "TRIGGER" {
+        return Err(ApiError::dli_parameter(format!(
+            "action {:?} is not supported; the only action is TRIGGER",
+            body.action
+        )));
+    }
+    let delays = call.shared.config.delays;
+    call.shared.mutate(&call.project_id, call.now_ms, |state| {
+        let job = project(state, call)
+            .flink_jobs
+            .get_mut(&job_id)
+            .ok_or_else(|| ApiError::dli_missing_job(job_id))?;
+        if job.status != "job_running" {
+            return Err(ApiError::dli_parameter(format!(
+                "A savepoint can only be triggered for a running job; job {job_id} is {}",
+                job.status
+            )));
+        }
+        let path =
+            write_savepoint(call, job, body.savepoint_path.as_deref()).map_err(|reason| {
+                ApiError::dli_parameter(format!("The savepoint could not be written: {reason}"))
+            })?;
+        job.savepoint_path = Some(path);
+        job.set_status(call.now_ms, "job_savepointing", "");
+        job.schedule(call.now_ms, &[(delays.savepoint_ms, "job_running", "")]);
+        Ok(())
+    })?;
+    Ok(Reply::json(success(
+        "The savepoint is triggered successfully.",
+    )))
+}
+
+#[derive(Deserialize)]
+struct ImportSavepointBody {
+    #[serde(default)]
+    job_id: Option<Value>,
+    savepoint_path: String,
+}
+
+pub(super) fn import_savepoint(call: &Call<'_>) -> Result<Reply, ApiError> {
+    let job_id = path_job_id(call, 4)?;
+    let body: ImportSavepointBody = call.json_body(Service::Dli)?;
+    // The SDK sends a number, Terraform a string; both must name the job in the path.
+    let body_job_id = match &body.job_id {
+        None | Some(Value::Null) => None,
+        Some(Value::Number(number)) => number.as_i64(),
+        Some(Value::String(text)) => text.trim().parse().ok(),
+        Some(_) => None,
+    };
+    if body.job_id.as_ref().is_some_and(|value| !value.is_null()) && body_job_id != Some(job_id) {
+        return Err(ApiError::dli_parameter(format!(
+            "job_id in the body ({}) does not match the job in the path ({job_id})",
+            body.job_id
+                .as_ref()
+                .map(Value::to_string)
+                .unwrap_or_default()
+        )));
+    }
+    let directory = ObjectPath::parse(&body.savepoint_path)
+        .map_err(|error| ApiError::dli_parameter(error.to_string()))?
+        .join("");
+    call.shared.mutate(&call.project_id, call.now_ms, |state| {
+        let job = project(state, call)
+            .flink_jobs
+            .get_mut(&job_id)
+            .ok_or_else(|| ApiError::dli_missing_job(job_id))?;
+        if job.is_active() {
+            return Err(ApiError::dli_parameter(format!(
+                "Savepoints can only be imported into non-running jobs; job {job_id} is {}",
+                job.status
+            )));
+        }
+        if !call
+            .shared
+            .objects
+            .object_exists(&directory.join("_metadata"))
+        {
+            return Err(ApiError::dli_parameter(format!(
+                "No savepoint found: {} holds no _metadata file",
+                directory.obs_url()
+            )));
+        }
+        job.savepoint_path = Some(directory.obs_url());
+        job.update_time = call.now_ms.max(job.update_time + 1);
+        Ok(())
+    })?;
+    Ok(Reply::json(success("The job is successfully updated.")))
+}

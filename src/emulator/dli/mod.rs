@@ -1,0 +1,464 @@
+//! DLI Flink job handlers under `/v1.0/{project_id}/streaming/...` (and the v3 tag API), with
+//! the field names and types of the official SDK models and the service's quirks: `is_success`
+//! as a string, batch calls answering arrays, a missing job as HTTP 400 `DLI.16001`.
+
+mod lifecycle;
+mod tags;
+mod transfer;
+
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::server::{ApiError, Call, Operation, Reply, Service};
+use super::state::{EmulatorState, FlinkJobRecord, ProjectState};
+use crate::bundle::{self, DliJobDocument};
+use crate::model::{FlinkJobConfig, JobKind};
+
+/// Longest job name the service accepts.
+pub const MAX_JOB_NAME_CHARS: usize = 57;
+/// Largest page of the list call.
+pub const MAX_PAGE_SIZE: i64 = 100;
+
+pub(crate) fn handle(call: &Call<'_>, operation: Operation) -> Result<Reply, ApiError> {
+    match operation {
+        Operation::ListFlinkJobs => list_jobs(call),
+        Operation::ShowFlinkJob => show_job(call),
+        Operation::CreateFlinkSqlJob => create_job(call, JobKind::FlinkSql),
+        Operation::CreateFlinkJarJob => create_job(call, JobKind::FlinkJar),
+        Operation::UpdateFlinkSqlJob => update_job(call, JobKind::FlinkSql),
+        Operation::UpdateFlinkJarJob => update_job(call, JobKind::FlinkJar),
+        Operation::BatchRunFlinkJobs => lifecycle::run_jobs(call),
+        Operation::BatchStopFlinkJobs => lifecycle::stop_jobs(call),
+        Operation::DeleteFlinkJob => delete_job(call),
+        Operation::BatchDeleteFlinkJobs => delete_jobs(call),
+        Operation::ExportFlinkJobs => transfer::export_jobs(call),
+        Operation::ImportFlinkJobs => transfer::import_jobs(call),
+        Operation::ExecuteFlinkJobSavepoint => lifecycle::trigger_savepoint(call),
+        Operation::ImportFlinkJobSavepoint => lifecycle::import_savepoint(call),
+        Operation::RegisterBucket => transfer::register_buckets(call),
+        Operation::ListFlinkJobTags
+        | Operation::CreateFlinkJobTags
+        | Operation::DeleteFlinkJobTags => tags::tags(call, operation),
+        _ => Err(ApiError::internal(
+            Service::Dli,
+            "operation routed to the wrong service",
+        )),
+    }
+}
+
+fn success(message: &str) -> Value {
+    json!({"is_success": "true", "message": message})
+}
+
+fn failure(message: String) -> Value {
+    json!({"is_success": "false", "message": message})
+}
+
+/// The job id in the path segment at `index`.
+fn path_job_id(call: &Call<'_>, index: usize) -> Result<i64, ApiError> {
+    let text = call
+        .segments
+        .get(index)
+        .map(String::as_str)
+        .unwrap_or_default();
+    text.parse::<i64>()
+        .map_err(|_| ApiError::dli_parameter(format!("job_id {text:?} is not a number")))
+}
+
+fn project<'a>(state: &'a mut EmulatorState, call: &Call<'_>) -> &'a mut ProjectState {
+    state.projects.entry(call.project_id.clone()).or_default()
+}
+
+fn check_job_name(name: &str) -> Result<(), ApiError> {
+    let length = name.chars().count();
+    if length == 0 || length > MAX_JOB_NAME_CHARS {
+        return Err(ApiError::dli_parameter(format!(
+            "name must have 1 to {MAX_JOB_NAME_CHARS} characters; {name:?} has {length}"
+        )));
+    }
+    bundle::check_entry_name(name)
+        .map_err(|error| ApiError::dli_parameter(format!("name is not valid: {error}")))
+}
+
+fn config_error(error: bundle::BundleError) -> ApiError {
+    ApiError::dli_parameter(error.to_string())
+}
+
+/// The `job_config` object of a job detail (`FlinkJobConfig` in the SDK).
+fn job_config_json(job: &FlinkJobRecord) -> Value {
+    let config = &job.config;
+    // The service's default: (parallel_number * tm_cus) / (cu_number - manager_cu_number),
+    // computed wide so that extreme inputs cannot overflow.
+    let tm_slot_num = config.tm_slot_num.unwrap_or_else(|| {
+        let workers = (i64::from(config.cu_number) - i64::from(config.manager_cu_number)).max(1);
+        let slots = (i64::from(config.parallel_number) * i64::from(config.tm_cus)) / workers;
+        i32::try_from(slots.max(1)).unwrap_or(i32::MAX)
+    });
+    let runtime_config: Vec<Value> = config
+        .runtime_config
+        .iter()
+        .map(|(key, value)| json!({"key": key, "value": value}))
+        .collect();
+    let mut object = json!({
+        "checkpoint_enabled": config.checkpoint_enabled,
+        "checkpoint_mode": config.checkpoint_mode.api_name(),
+        "checkpoint_interval": config.checkpoint_interval,
+        "log_enabled": config.log_enabled,
+        "manager_cu_number": config.manager_cu_number,
+        "cu_number": config.cu_number,
+        "parallel_number": config.parallel_number,
+        "restart_when_exception": config.restart_when_exception,
+        "idle_state_retention": config.idle_state_retention,
+        "dirty_data_strategy": config.dirty_data_strategy,
+        "dependency_jars": config.dependency_jars,
+        "dependency_files": config.dependency_files,
+        "resume_checkpoint": config.resume_checkpoint,
+        "resume_max_num": config.resume_max_num,
+        "runtime_config": Value::Array(runtime_config).to_string(),
+        "tm_cus": config.tm_cus,
+        "tm_slot_num": tm_slot_num,
+        "flink_version": config.flink_version.clone().unwrap_or_else(|| "1.15".to_string()),
+        "real_cu_number": config.cu_number,
+        "graph_editor_enabled": false,
+        "edge_group_ids": [],
+        "root_id": -1,
+    });
+    let optional = [
+        ("obs_bucket", &config.obs_bucket),
+        ("smn_topic", &config.smn_topic),
+        ("udf_jar_url", &config.udf_jar_url),
+        ("entrypoint", &config.entrypoint),
+        ("execution_agency_urn", &config.execution_agency_urn),
+        ("checkpoint_path", &config.checkpoint_path),
+        ("image", &config.image),
+        ("feature", &config.feature),
+    ];
+    if let Value::Object(map) = &mut object {
+        for (key, value) in optional {
+            if let Some(value) = value {
+                map.insert(key.to_string(), Value::String(value.clone()));
+            }
+        }
+    }
+    object
+}
+
+/// A job as list and detail answer it (`FlinkJob` in the SDK).
+fn job_json(job: &FlinkJobRecord, project_id: &str, with_config: bool, now_ms: i64) -> Value {
+    let config = &job.config;
+    let duration = match (job.status.as_str(), job.start_time) {
+        ("job_running", Some(start)) => (now_ms - start).max(0),
+        _ => 0,
+    };
+    let mut object = json!({
+        "job_id": job.job_id,
+        "name": job.name,
+        "desc": config.desc,
+        "user_name": "emulator",
+        "job_type": config.job_type,
+        "status": job.status,
+        "status_desc": job.status_desc,
+        "create_time": job.create_time,
+        "start_time": job.start_time.unwrap_or(0),
+        "duration": duration,
+        "root_id": -1,
+        "user_id": "emulator",
+        "project_id": project_id,
+        "run_mode": config.run_mode,
+        "update_time": job.update_time,
+        "graph_editor_enabled": false,
+        "has_savepoint": job.savepoint_path.is_some(),
+        "edge_group_ids": [],
+        "restart_times": 0,
+    });
+    if let Value::Object(map) = &mut object {
+        let optional = [
+            ("sql_body", &config.sql_body),
+            ("main_class", &config.main_class),
+            ("entrypoint_args", &config.entrypoint_args),
+            ("queue_name", &config.queue_name),
+            ("savepoint_path", &job.savepoint_path),
+        ];
+        for (key, value) in optional {
+            if let Some(value) = value {
+                map.insert(key.to_string(), Value::String(value.clone()));
+            }
+        }
+        if with_config {
+            map.insert("job_config".into(), job_config_json(job));
+        }
+    }
+    object
+}
+
+fn query_number(call: &Call<'_>, name: &str, default: i64) -> Result<i64, ApiError> {
+    match call.query_value(name) {
+        None | Some("") => Ok(default),
+        Some(text) => text
+            .parse()
+            .map_err(|_| ApiError::dli_parameter(format!("{name} {text:?} is not a number"))),
+    }
+}
+
+fn list_jobs(call: &Call<'_>) -> Result<Reply, ApiError> {
+    let offset = query_number(call, "offset", 0)?;
+    let limit = query_number(call, "limit", 10)?;
+    if offset < 0 {
+        return Err(ApiError::dli_parameter("offset must be 0 or more"));
+    }
+    if !(1..=MAX_PAGE_SIZE).contains(&limit) {
+        return Err(ApiError::dli_parameter(format!(
+            "limit must be between 1 and {MAX_PAGE_SIZE}"
+        )));
+    }
+    let show_detail = match call.query_value("show_detail") {
+        None | Some("") | Some("false") => false,
+        Some("true") => true,
+        Some(other) => {
+            return Err(ApiError::dli_parameter(format!(
+                "show_detail {other:?} is not true or false"
+            )));
+        }
+    };
+    let ascending = match call.query_value("order") {
+        None | Some("") | Some("desc") => false,
+        Some("asc") => true,
+        Some(other) => {
+            return Err(ApiError::dli_parameter(format!(
+                "order {other:?} is not asc or desc"
+            )));
+        }
+    };
+    let name = call.query_value("name").unwrap_or_default();
+    let status = call.query_value("status").unwrap_or_default();
+    let job_type = call.query_value("job_type").unwrap_or_default();
+    let queue_name = call.query_value("queue_name").unwrap_or_default();
+    let mut wanted_tags = Vec::new();
+    for pair in call
+        .query_value("tags")
+        .unwrap_or_default()
+        .split(',')
+        .filter(|pair| !pair.is_empty())
+    {
+        let (key, value) = pair.split_once('=').ok_or_else(|| {
+            ApiError::dli_parameter(format!("tags filter {pair:?} is not key=value"))
+        })?;
+        wanted_tags.push((key.to_string(), value.to_string()));
+    }
+    let body = call.shared.read(&call.project_id, call.now_ms, |project| {
+        let mut matching: Vec<&FlinkJobRecord> = project
+            .flink_jobs
+            .values()
+            .filter(|job| name.is_empty() || job.name.contains(name))
+            .filter(|job| status.is_empty() || job.status == status)
+            .filter(|job| job_type.is_empty() || job.config.job_type == job_type)
+            .filter(|job| {
+                queue_name.is_empty() || job.config.queue_name.as_deref() == Some(queue_name)
+            })
+            .filter(|job| {
+                wanted_tags
+                    .iter()
+                    .all(|(key, value)| job.config.tags.get(key) == Some(value))
+            })
+            .collect();
+        if !ascending {
+            matching.reverse();
+        }
+        let total = matching.len();
+        let jobs: Vec<Value> = matching
+            .into_iter()
+            .skip(usize::try_from(offset).unwrap_or(usize::MAX))
+            .take(usize::try_from(limit).unwrap_or(0))
+            .map(|job| job_json(job, &call.project_id, show_detail, call.now_ms))
+            .collect();
+        json!({"is_success": "true", "message": "", "job_list": {"total_count": total, "jobs": jobs}})
+    });
+    Ok(Reply::json(body))
+}
+
+fn show_job(call: &Call<'_>) -> Result<Reply, ApiError> {
+    let job_id = path_job_id(call, 4)?;
+    let detail = call.shared.read(&call.project_id, call.now_ms, |project| {
+        project
+            .flink_jobs
+            .get(&job_id)
+            .map(|job| job_json(job, &call.project_id, true, call.now_ms))
+    });
+    let detail = detail.ok_or_else(|| ApiError::dli_missing_job(job_id))?;
+    Ok(Reply::json(json!({
+        "is_success": "true",
+        "message": "Querying of the job details succeeds.",
+        "job_detail": detail
+    })))
+}
+
+fn check_kind(config: &FlinkJobConfig, kind: JobKind) -> Result<(), ApiError> {
+    if config.kind() != kind {
+        let expected = match kind {
+            JobKind::FlinkJar => "flink_jar_job (use sql-jobs for SQL jobs)",
+            _ => "a Flink SQL job type (use flink-jobs for Jar jobs)",
+        };
+        return Err(ApiError::dli_parameter(format!(
+            "job_type {:?} does not fit this endpoint; expected {expected}",
+            config.job_type
+        )));
+    }
+    Ok(())
+}
+
+fn duplicate_name(name: &str) -> ApiError {
+    ApiError::bad_request("DLI.0006", format!("The job name already exists: {name}"))
+}
+
+fn create_job(call: &Call<'_>, kind: JobKind) -> Result<Reply, ApiError> {
+    let mut document: DliJobDocument = call.json_body(Service::Dli)?;
+    check_job_name(&document.name)?;
+    if kind == JobKind::FlinkJar {
+        document.job_type = Some(crate::model::defaults::JAR_JOB_TYPE.to_string());
+    }
+    let config = document.to_model().map_err(config_error)?;
+    check_kind(&config, kind)?;
+    let name = document.name.clone();
+    let job_id = call.shared.mutate(&call.project_id, call.now_ms, |state| {
+        let job_id = state.next_job_id;
+        state.next_job_id += 1;
+        let project = project(state, call);
+        if project.flink_jobs.values().any(|job| job.name == name) {
+            return Err(duplicate_name(&name));
+        }
+        project.flink_jobs.insert(
+            job_id,
+            new_record(job_id, name.clone(), config, call.now_ms),
+        );
+        Ok(job_id)
+    })?;
+    tracing::info!(project = %call.project_id, job = %document.name, job_id, "The emulator created a Flink job.");
+    Ok(Reply::json(json!({
+        "is_success": "true",
+        "message": "A DLI job is created successfully.",
+        "job": {"job_id": job_id, "status_name": "job_init", "status_desc": ""}
+    })))
+}
+
+fn new_record(job_id: i64, name: String, config: FlinkJobConfig, now_ms: i64) -> FlinkJobRecord {
+    let mut record = FlinkJobRecord {
+        job_id,
+        name,
+        config,
+        status: String::new(),
+        status_desc: String::new(),
+        create_time: now_ms,
+        update_time: now_ms,
+        start_time: None,
+        savepoint_path: None,
+        pending: Vec::new(),
+        runs: Vec::new(),
+        history: Vec::new(),
+    };
+    record.set_status(now_ms, "job_init", "");
+    record
+}
+
+fn update_job(call: &Call<'_>, kind: JobKind) -> Result<Reply, ApiError> {
+    let job_id = path_job_id(call, 4)?;
+    // Parsed on its own first so that type errors name the request's own fields.
+    let _: DliJobDocument = call.json_body(Service::Dli)?;
+    let changes: Value = call.json_body(Service::Dli)?;
+    let Value::Object(changes) = changes else {
+        return Err(ApiError::dli_parameter(
+            "The request body must be a JSON object.",
+        ));
+    };
+    let update_time = call.shared.mutate(&call.project_id, call.now_ms, |state| {
+        let project = project(state, call);
+        let job = project
+            .flink_jobs
+            .get(&job_id)
+            .ok_or_else(|| ApiError::dli_missing_job(job_id))?;
+        check_kind(&job.config, kind)?;
+        let mut merged = serde_json::to_value(DliJobDocument::from_model(&job.name, &job.config))
+            .map_err(|error| ApiError::internal(Service::Dli, &error.to_string()))?;
+        if let Value::Object(merged) = &mut merged {
+            for (key, value) in &changes {
+                if !value.is_null() {
+                    merged.insert(key.clone(), value.clone());
+                }
+            }
+        }
+        let document: DliJobDocument = serde_json::from_value(merged).map_err(|error| {
+            ApiError::dli_parameter(format!("The request body is not valid: {error}"))
+        })?;
+        check_job_name(&document.name)?;
+        let config = document.to_model().map_err(config_error)?;
+        check_kind(&config, kind)?;
+        if project
+            .flink_jobs
+            .values()
+            .any(|other| other.job_id != job_id && other.name == document.name)
+        {
+            return Err(duplicate_name(&document.name));
+        }
+        let job = project
+            .flink_jobs
+            .get_mut(&job_id)
+            .ok_or_else(|| ApiError::dli_missing_job(job_id))?;
+        job.name = document.name;
+        job.config = config;
+        job.update_time = call.now_ms.max(job.update_time + 1);
+        Ok(job.update_time)
+    })?;
+    Ok(Reply::json(json!({
+        "is_success": "true",
+        "message": "The job is updated successfully.",
+        "job": {"update_time": update_time}
+    })))
+}
+
+#[derive(Deserialize)]
+struct DeleteBody {
+    job_ids: Vec<i64>,
+}
+
+fn check_job_ids(job_ids: &[i64]) -> Result<(), ApiError> {
+    if job_ids.is_empty() {
+        return Err(ApiError::dli_parameter(
+            "job_ids must name at least one job",
+        ));
+    }
+    if job_ids.len() > 1000 {
+        return Err(ApiError::dli_parameter(
+            "job_ids may name at most 1000 jobs",
+        ));
+    }
+    Ok(())
+}
+
+/// Statuses from which a job can be started.
+fn delete_job(call: &Call<'_>) -> Result<Reply, ApiError> {
+    let job_id = path_job_id(call, 4)?;
+    call.shared.mutate(&call.project_id, call.now_ms, |state| {
+        project(state, call)
+            .flink_jobs
+            .remove(&job_id)
+            .map(|_| ())
+            .ok_or_else(|| ApiError::dli_missing_job(job_id))
+    })?;
+    Ok(Reply::json(success("The job is deleted successfully.")))
+}
+
+fn delete_jobs(call: &Call<'_>) -> Result<Reply, ApiError> {
+    let body: DeleteBody = call.json_body(Service::Dli)?;
+    check_job_ids(&body.job_ids)?;
+    let results = call.shared.mutate(&call.project_id, call.now_ms, |state| {
+        let project = project(state, call);
+        Ok(body
+            .job_ids
+            .iter()
+            .map(|job_id| match project.flink_jobs.remove(job_id) {
+                Some(_) => success("The job is deleted successfully."),
+                None => failure(format!("The job does not exist: job_id={job_id}")),
+            })
+            .collect::<Vec<_>>())
+    })?;
+    Ok(Reply::json(Value::Array(results)))
+}
