@@ -10,7 +10,9 @@
 
 use std::path::Path;
 
+use dli_gitops::bundle::{self, DlfJobEntry, DliJobDocument, ZipEntry, ZipLimits};
 use dli_gitops::config::Config;
+use dli_gitops::model::{FlinkJobConfig, JobKind};
 use dli_gitops::source::webhook::{
     MAX_WEBHOOK_BODY_BYTES, normalize_repository_url, verify_and_parse,
 };
@@ -618,4 +620,142 @@ fn spec_refuses_alias_expansion_bombs() {
             .any(|d| d.file == "flink/laughs.yaml" && d.line == 3 && d.message.contains("anchors")),
         "{diagnostics:?}"
     );
+}
+
+// ---------------------------------------------------------------------------------------------
+// bundle reader
+
+fn small_limits() -> ZipLimits {
+    // Small enough that mutations which inflate or duplicate entries hit every limit.
+    ZipLimits {
+        max_entries: 16,
+        max_entry_bytes: 64 * 1024,
+        max_total_bytes: 256 * 1024,
+        max_compression_ratio: 50,
+        ratio_floor_bytes: 4 * 1024,
+    }
+}
+
+fn valid_dli_zip() -> &'static [u8] {
+    static ZIP: std::sync::OnceLock<Vec<u8>> = std::sync::OnceLock::new();
+    ZIP.get_or_init(|| {
+        let mut sql = FlinkJobConfig::defaults_for(JobKind::FlinkSql);
+        sql.queue_name = Some("q1".into());
+        sql.sql_body = Some("INSERT INTO sink SELECT * FROM source;".repeat(20));
+        sql.tags.insert("managed-by".into(), "dli-gitops".into());
+        let mut jar = FlinkJobConfig::defaults_for(JobKind::FlinkJar);
+        jar.entrypoint = Some("obs://jars/app.jar".into());
+        jar.runtime_config
+            .insert("parallelism.default".into(), "2".into());
+        bundle::write_dli_zip(&[
+            DliJobDocument::from_model("fuzz-sql", &sql),
+            DliJobDocument::from_model("fuzz-jar", &jar),
+        ])
+        .expect("write a DLI bundle")
+    })
+}
+
+fn valid_dlf_zip() -> &'static [u8] {
+    static ZIP: std::sync::OnceLock<Vec<u8>> = std::sync::OnceLock::new();
+    ZIP.get_or_init(|| {
+        let job = serde_json::json!({
+            "name": "nightly", "processType": "BATCH",
+            "nodes": [{"name": "load", "type": "DLISQL", "properties": [{"name": "scriptName", "value": "load_sql"}]}],
+            "schedule": {"type": "CRON", "cron": {"expression": "0 0 2 * * ?"}},
+        });
+        let mut scripts = std::collections::BTreeMap::new();
+        scripts.insert("load_sql".to_string(), serde_json::json!({"name": "load_sql", "type": "DLISQL", "content": "SELECT 1"}));
+        bundle::write_dlf_zip(&[DlfJobEntry { name: "nightly".into(), job, scripts, resources: Default::default() }])
+            .expect("write a DLF bundle")
+    })
+}
+
+const ZIP_TOKENS: &[&[u8]] = &[
+    b"PK\x03\x04",
+    b"PK\x01\x02",
+    b"PK\x05\x06",
+    b"PK\x06\x06",
+    b"PK\x06\x07",
+    b"../",
+    b"/",
+    b"\\",
+    b"C:",
+    b"\0",
+    b"\xff\xff\xff\xff",
+    b"\xff\xff",
+    b"\x00\x00\x00\x00",
+];
+
+/// What every archive the reader accepts must satisfy, whatever it was made from: no unsafe
+/// paths, no more than the limits allow.
+fn check_entries_within_limits(
+    entries: &[ZipEntry],
+    limits: &ZipLimits,
+) -> Result<(), TestCaseError> {
+    prop_assert!(entries.len() <= limits.max_entries);
+    let mut total = 0u64;
+    for entry in entries {
+        prop_assert!(!entry.path.starts_with('/'), "{}", entry.path);
+        prop_assert!(
+            !entry.path.split('/').any(|part| part == ".."),
+            "{}",
+            entry.path
+        );
+        prop_assert!(
+            !entry.path.contains('\0') && !entry.path.contains('\\'),
+            "{}",
+            entry.path
+        );
+        prop_assert!(entry.bytes.len() as u64 <= limits.max_entry_bytes);
+        total += entry.bytes.len() as u64;
+    }
+    prop_assert!(total <= limits.max_total_bytes);
+    Ok(())
+}
+
+proptest! {
+    #![proptest_config(fuzz_config())]
+
+    /// Mutated DLI and DLF bundles (headers, sizes, names, offsets, truncations): the readers
+    /// never panic, and whatever they accept keeps to the limits and has only safe paths.
+    #[test]
+    fn bundle_readers_survive_mutated_zips(edits in mutations(8), dlf in any::<bool>()) {
+        let mut bytes = if dlf { valid_dlf_zip() } else { valid_dli_zip() }.to_vec();
+        mutate(&mut bytes, &edits, ZIP_TOKENS);
+        let limits = small_limits();
+        if let Ok(entries) = bundle::read_zip_entries(&bytes, &limits) {
+            check_entries_within_limits(&entries, &limits)?;
+        }
+        match bundle::read_dli_zip(&bytes, &limits) {
+            Ok(documents) => for document in &documents {
+                // Accepted documents convert or say why not; neither panics.
+                let _ = document.to_model();
+            },
+            Err(error) => prop_assert!(!error.to_string().is_empty()),
+        }
+        match bundle::read_dlf_zip(&bytes, &limits) {
+            Ok(jobs) => for job in &jobs { prop_assert!(!job.name.is_empty()); },
+            Err(error) => prop_assert!(!error.to_string().is_empty()),
+        }
+    }
+
+    /// Entirely random bytes, some starting with a zip signature.
+    #[test]
+    fn bundle_readers_survive_random_bytes(
+        prefix in prop_oneof![Just(&b""[..]), Just(&b"PK\x03\x04"[..]), Just(&b"PK\x05\x06"[..])],
+        body in proptest::collection::vec(any::<u8>(), 0..1024),
+    ) {
+        let mut bytes = prefix.to_vec();
+        bytes.extend_from_slice(&body);
+        let limits = small_limits();
+        if let Err(error) = bundle::read_dli_zip(&bytes, &limits) {
+            prop_assert!(!error.to_string().is_empty());
+        }
+        if let Err(error) = bundle::read_dlf_zip(&bytes, &limits) {
+            prop_assert!(!error.to_string().is_empty());
+        }
+        if let Ok(entries) = bundle::read_zip_entries(&bytes, &limits) {
+            check_entries_within_limits(&entries, &limits)?;
+        }
+    }
 }
