@@ -146,18 +146,21 @@ struct RollbackArgs {
 
 #[derive(Subcommand)]
 enum JournalCommand {
-    /// A readable history of intents and outcomes.
+    /// A readable history of intents and outcomes (read-only; works beside a running daemon).
     Show {
         #[arg(long)]
         state_dir: PathBuf,
+        /// Only records of this target.
         #[arg(long)]
         target: Option<String>,
+        /// Only records with this seq or later.
         #[arg(long)]
         since: Option<u64>,
+        /// One JSON record per line instead of a table.
         #[arg(long)]
         json: bool,
     },
-    /// Check every checksum and sequence number; the exit code says the result.
+    /// Check every checksum and sequence number; exit 0 when sound, 1 when not.
     Verify {
         #[arg(long)]
         state_dir: PathBuf,
@@ -267,8 +270,30 @@ fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
         Command::Promote(_args) => not_built("promote", 8),
         Command::Rollback(_args) => not_built("rollback", 6),
         Command::Journal { command } => match command {
-            JournalCommand::Show { .. } => not_built("journal show", 4),
-            JournalCommand::Verify { .. } => not_built("journal verify", 4),
+            JournalCommand::Show {
+                state_dir,
+                target,
+                since,
+                json,
+            } => {
+                let options = dli_gitops::journal::ShowOptions {
+                    state_dir,
+                    target,
+                    since,
+                    json,
+                };
+                dli_gitops::journal::show(&options, &mut std::io::stdout().lock())?;
+                Ok(ExitCode::SUCCESS)
+            }
+            JournalCommand::Verify { state_dir } => {
+                let sound =
+                    dli_gitops::journal::verify_command(&state_dir, &mut std::io::stdout().lock())?;
+                Ok(if sound {
+                    ExitCode::SUCCESS
+                } else {
+                    ExitCode::from(1)
+                })
+            }
         },
         Command::Emulator(args) => {
             dli_gitops::emulator::run_from_cli(&dli_gitops::emulator::EmulatorCliOptions {

@@ -12,6 +12,10 @@ use std::path::Path;
 
 use dli_gitops::bundle::{self, DlfJobEntry, DliJobDocument, ZipEntry, ZipLimits};
 use dli_gitops::config::Config;
+use dli_gitops::journal::{
+    Effects, Intent, JOURNAL_FILE, Journal, JournalError, JournalOptions, Outcome, RecordBody,
+    RecoveryReport, verify,
+};
 use dli_gitops::model::{FlinkJobConfig, JobKind};
 use dli_gitops::source::webhook::{
     MAX_WEBHOOK_BODY_BYTES, normalize_repository_url, verify_and_parse,
@@ -756,6 +760,212 @@ proptest! {
         }
         if let Ok(entries) = bundle::read_zip_entries(&bytes, &limits) {
             check_entries_within_limits(&entries, &limits)?;
+        }
+    }
+}
+// ---------------------------------------------------------------------------------------------
+// journal recovery
+
+/// A journal of `JOURNAL_RECORDS` intents and outcomes, written once through the real writer.
+const JOURNAL_RECORDS: usize = 8;
+
+fn base_journal() -> &'static [u8] {
+    static BASE: std::sync::OnceLock<Vec<u8>> = std::sync::OnceLock::new();
+    BASE.get_or_init(|| {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let (journal, _) = Journal::open(dir.path(), journal_options()).expect("open");
+        for index in 0..JOURNAL_RECORDS / 2 {
+            let action_id = format!("action-{index}");
+            journal
+                .append(
+                    "dev",
+                    RecordBody::Intent(Intent {
+                        action_id: action_id.clone(),
+                        job: format!("job-{index}"),
+                        action: "upgrade".into(),
+                        plan_id: Some("plan-fuzz".into()),
+                        detail: serde_json::json!({"savepoint_dir": "obs://ckpt/dir/"}),
+                        extra: serde_json::Map::new(),
+                    }),
+                )
+                .expect("append intent");
+            journal
+                .append(
+                    "dev",
+                    RecordBody::Outcome(Outcome {
+                        action_id,
+                        job: format!("job-{index}"),
+                        ok: true,
+                        error: None,
+                        effects: Effects {
+                            savepoint_path: Some(format!("obs://ckpt/dir/sp-{index}")),
+                            ..Effects::default()
+                        },
+                        plan_id: None,
+                        extra: serde_json::Map::new(),
+                    }),
+                )
+                .expect("append outcome");
+        }
+        drop(journal);
+        std::fs::read(dir.path().join(JOURNAL_FILE)).expect("read journal")
+    })
+}
+
+fn journal_options() -> JournalOptions {
+    JournalOptions {
+        compact_after_records: u64::MAX,
+        compact_after_bytes: u64::MAX,
+        ..JournalOptions::default()
+    }
+}
+
+/// 1-based number of the line holding byte `offset` (a newline belongs to the line it ends).
+fn line_of(bytes: &[u8], offset: usize) -> usize {
+    bytes[..offset]
+        .iter()
+        .filter(|byte| **byte == b'\n')
+        .count()
+        + 1
+}
+
+/// Opens a state directory holding exactly `bytes` as its journal.
+fn open_damaged(
+    bytes: &[u8],
+) -> (
+    tempfile::TempDir,
+    Result<(Journal, RecoveryReport), JournalError>,
+) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    std::fs::write(dir.path().join(JOURNAL_FILE), bytes).expect("write journal");
+    let result = Journal::open(dir.path(), journal_options());
+    (dir, result)
+}
+
+/// After a successful recovery the journal takes the next seq, and verifies clean.
+fn check_recovered_journal_works(
+    dir: &std::path::Path,
+    journal: Journal,
+    report: &RecoveryReport,
+) -> Result<(), TestCaseError> {
+    let next = journal
+        .append(
+            "dev",
+            RecordBody::Intent(Intent {
+                action_id: "after-recovery".into(),
+                job: "job-x".into(),
+                action: "create".into(),
+                plan_id: None,
+                detail: serde_json::Value::Null,
+                extra: serde_json::Map::new(),
+            }),
+        )
+        .map_err(|error| TestCaseError::fail(format!("append after recovery: {error}")))?;
+    prop_assert_eq!(next, report.last_seq + 1);
+    drop(journal);
+    let verified = verify(dir).map_err(|error| TestCaseError::fail(error.to_string()))?;
+    prop_assert!(verified.is_ok(), "{verified}");
+    Ok(())
+}
+
+proptest! {
+    #![proptest_config(fuzz_config())]
+
+    /// A torn tail (random bytes appended after the last complete record, as a crash in the
+    /// middle of an append leaves) is cut and reported; every complete record survives; the
+    /// journal then appends and verifies.
+    #[test]
+    fn journal_torn_tail_is_cut_and_nothing_acknowledged_is_lost(
+        tail in proptest::collection::vec(any::<u8>(), 1..600),
+        newline_free in any::<bool>(),
+    ) {
+        let base = base_journal();
+        let mut tail = tail;
+        if newline_free {
+            tail.retain(|byte| *byte != b'\n');
+            if tail.is_empty() { tail.push(b'{'); }
+        }
+        let mut bytes = base.to_vec();
+        bytes.extend_from_slice(&tail);
+        let (dir, result) = open_damaged(&bytes);
+        let (journal, report) = result.map_err(|error| TestCaseError::fail(format!("open refused a torn tail: {error}")))?;
+        prop_assert_eq!(report.last_seq, JOURNAL_RECORDS as u64);
+        prop_assert_eq!(report.replayed_records, JOURNAL_RECORDS);
+        prop_assert!(!report.dropped.is_empty());
+        prop_assert_eq!(report.dropped[0].line, JOURNAL_RECORDS + 1);
+        prop_assert_eq!(report.dropped_bytes, tail.len() as u64);
+        prop_assert!(report.to_string().contains("torn tail"), "{report}");
+        let saved = report.dropped_saved_to.clone().ok_or_else(|| TestCaseError::fail("cut bytes not saved"))?;
+        prop_assert_eq!(std::fs::read(&saved).map_err(|e| TestCaseError::fail(e.to_string()))?, tail);
+        check_recovered_journal_works(dir.path(), journal, &report)?;
+    }
+
+    /// A journal cut at any byte (a crash before the write reached the disk): the records on
+    /// complete lines survive, the partial line is dropped.
+    #[test]
+    fn journal_cut_at_any_byte_keeps_every_complete_record(cut in any::<usize>()) {
+        let base = base_journal();
+        let cut = cut % (base.len() + 1);
+        let complete_lines = base[..cut].iter().filter(|byte| **byte == b'\n').count();
+        let (dir, result) = open_damaged(&base[..cut]);
+        let (journal, report) = result.map_err(|error| TestCaseError::fail(format!("open refused a cut journal: {error}")))?;
+        prop_assert_eq!(report.last_seq, complete_lines as u64);
+        let partial = cut > 0 && base[cut - 1] != b'\n';
+        prop_assert_eq!(report.dropped.len(), usize::from(partial));
+        check_recovered_journal_works(dir.path(), journal, &report)?;
+    }
+
+    /// Damage followed by an intact record is never silently repaired: open fails naming the
+    /// first damaged line, the file is left as it was, and `journal verify` reports it.
+    /// Damage in the last lines only (nothing intact after it) is cut as a torn tail. Damage
+    /// that removes or adds newlines can merge the damaged line with every line after it into
+    /// one bad final line, which recovery cannot tell from a torn write either. When a tail is
+    /// cut, only lines from the first damaged one on are cut, the cut is reported, and it is
+    /// saved byte for byte (RELIABILITY.md, finding 4).
+    #[test]
+    fn journal_damage_in_the_middle_is_an_error_with_its_line_number(
+        edits in proptest::collection::vec((any::<usize>(), 1u8..=255), 1..4),
+    ) {
+        let base = base_journal();
+        let mut bytes = base.to_vec();
+        let mut damaged = std::collections::BTreeMap::new();
+        for (at, xor) in &edits {
+            // One change per byte, so two edits never cancel out.
+            damaged.insert(at % bytes.len(), *xor);
+        }
+        for (at, xor) in &damaged {
+            bytes[*at] ^= xor;
+        }
+        let first_damaged = *damaged.keys().next().expect("at least one edit");
+        let damaged_line = line_of(base, first_damaged);
+        let last_damaged_line = line_of(base, *damaged.keys().next_back().expect("an edit"));
+        let lines_kept = damaged.keys().all(|at| base[*at] != b'\n' && bytes[*at] != b'\n');
+        let (dir, result) = open_damaged(&bytes);
+        match result {
+            Err(JournalError::CorruptRecord { line, .. }) => {
+                prop_assert_eq!(line, damaged_line);
+                prop_assert_eq!(std::fs::read(dir.path().join(JOURNAL_FILE)).map_err(|e| TestCaseError::fail(e.to_string()))?, bytes.clone());
+                let verified = verify(dir.path()).map_err(|error| TestCaseError::fail(error.to_string()))?;
+                prop_assert!(!verified.is_ok(), "verify passed a damaged journal");
+            }
+            Err(other) => prop_assert!(false, "unexpected error for damage at line {damaged_line}: {other}"),
+            Ok((journal, report)) => {
+                if lines_kept {
+                    // Only damage with no intact record after it may be cut.
+                    prop_assert_eq!(last_damaged_line, JOURNAL_RECORDS, "damage at line {} was accepted: {}", damaged_line, report);
+                }
+                // Everything before the damage is kept; everything cut is saved.
+                prop_assert_eq!(report.last_seq, damaged_line as u64 - 1, "{}", report);
+                let line_start = base
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, byte)| **byte == b'\n')
+                    .nth(damaged_line.wrapping_sub(2))
+                    .map_or(0, |(at, _)| at + 1);
+                let saved = report.dropped_saved_to.clone().ok_or_else(|| TestCaseError::fail("cut bytes not saved"))?;
+                prop_assert_eq!(std::fs::read(&saved).map_err(|e| TestCaseError::fail(e.to_string()))?, bytes[line_start..].to_vec());
+                check_recovered_journal_works(dir.path(), journal, &report)?;
+            }
         }
     }
 }

@@ -1,0 +1,431 @@
+//! The journal's reduced state: a pure fold over records, shared by replay and live appends.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use super::record::{Record, RecordBody, RecordedError};
+
+/// How many backups and promotions each target keeps in the state (older ones stay in the
+/// archived journal segments). A constant, so the reducer stays a pure function of the records.
+pub const HISTORY_LIMIT: usize = 256;
+
+/// Everything the journal knows, compacted. `snapshot.json` is this value serialised.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct JournalState {
+    /// The last record folded in (0 when none).
+    pub last_seq: u64,
+    pub targets: BTreeMap<String, TargetState>,
+}
+
+/// One target's state.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct TargetState {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub applied_revision: Option<AppliedRevision>,
+    #[serde(default)]
+    pub jobs: BTreeMap<String, JobState>,
+    /// Intents without an outcome yet, by action id.
+    #[serde(default)]
+    pub pending: BTreeMap<String, PendingIntent>,
+    /// The latest backups, oldest first, at most [`HISTORY_LIMIT`].
+    #[serde(default)]
+    pub backups: Vec<BackupEntry>,
+    /// The latest promotions into this target, oldest first, at most [`HISTORY_LIMIT`].
+    #[serde(default)]
+    pub promotions: Vec<PromotionEntry>,
+}
+
+/// The revision a target last converged on.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AppliedRevision {
+    pub revision: String,
+    pub plan_id: Option<String>,
+    pub summary: String,
+    pub seq: u64,
+    pub time: DateTime<Utc>,
+}
+
+/// What the journal remembers about one job in one target.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct JobState {
+    /// Digest of the desired spec last applied successfully.
+    pub spec_digest: Option<String>,
+    pub live_id: Option<String>,
+    /// Created or adopted by dli-gitops (prune only touches these).
+    pub managed: bool,
+    pub observed: Option<ObservedEntry>,
+    /// The savepoint last captured or imported.
+    pub savepoint_path: Option<String>,
+    /// The `restore` key last applied, so a restore runs once per path/nonce.
+    pub restore_key: Option<String>,
+    pub last_outcome: Option<LastOutcome>,
+}
+
+/// The cached observation of a job.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ObservedEntry {
+    pub update_time: Option<i64>,
+    pub status: Option<String>,
+    pub config: Value,
+    pub seq: u64,
+    pub time: DateTime<Utc>,
+}
+
+/// The last action that ended for a job.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LastOutcome {
+    pub action_id: String,
+    /// The action class, taken from the matching intent (None when the intent was not seen).
+    pub action: Option<String>,
+    pub ok: bool,
+    pub error: Option<RecordedError>,
+    pub seq: u64,
+    pub time: DateTime<Utc>,
+}
+
+/// An intent whose outcome has not been written: the applier must resolve it by observing
+/// the live job before doing anything else.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PendingIntent {
+    pub action_id: String,
+    pub job: String,
+    pub action: String,
+    pub plan_id: Option<String>,
+    pub detail: Value,
+    pub seq: u64,
+    pub time: DateTime<Utc>,
+}
+
+/// Backup zips taken for a job.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BackupEntry {
+    pub plan_id: Option<String>,
+    pub job: String,
+    pub zip_paths: Vec<String>,
+    pub seq: u64,
+    pub time: DateTime<Utc>,
+}
+
+/// A promotion attempt into a target.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PromotionEntry {
+    pub from: String,
+    pub revision: String,
+    pub by: String,
+    pub rule: String,
+    pub ok: bool,
+    pub message: Option<String>,
+    pub seq: u64,
+    pub time: DateTime<Utc>,
+}
+
+impl JournalState {
+    /// Folds one record in. Records at or below `last_seq` are already included and are
+    /// skipped (returns false), which makes replay over a snapshot idempotent.
+    pub fn apply(&mut self, record: &Record) -> bool {
+        if record.seq <= self.last_seq {
+            return false;
+        }
+        self.last_seq = record.seq;
+        let seq = record.seq;
+        let time = record.time;
+        if let RecordBody::Unknown(_) = record.body {
+            return true;
+        }
+        let target = self.targets.entry(record.target.clone()).or_default();
+        match &record.body {
+            RecordBody::Intent(intent) => {
+                target.pending.insert(
+                    intent.action_id.clone(),
+                    PendingIntent {
+                        action_id: intent.action_id.clone(),
+                        job: intent.job.clone(),
+                        action: intent.action.clone(),
+                        plan_id: intent.plan_id.clone(),
+                        detail: intent.detail.clone(),
+                        seq,
+                        time,
+                    },
+                );
+            }
+            RecordBody::Outcome(outcome) => {
+                let intent = target.pending.remove(&outcome.action_id);
+                let effects = &outcome.effects;
+                if !effects.backup_zips.is_empty() {
+                    push_bounded(
+                        &mut target.backups,
+                        BackupEntry {
+                            plan_id: outcome
+                                .plan_id
+                                .clone()
+                                .or_else(|| intent.as_ref().and_then(|i| i.plan_id.clone())),
+                            job: outcome.job.clone(),
+                            zip_paths: effects.backup_zips.clone(),
+                            seq,
+                            time,
+                        },
+                    );
+                }
+                if effects.deleted && outcome.ok {
+                    target.jobs.remove(&outcome.job);
+                    return true;
+                }
+                let job = target.jobs.entry(outcome.job.clone()).or_default();
+                if let Some(live_id) = &effects.live_id {
+                    job.live_id = Some(live_id.clone());
+                }
+                if let Some(path) = &effects.savepoint_path {
+                    job.savepoint_path = Some(path.clone());
+                }
+                if let Some(digest) = &effects.spec_digest {
+                    job.spec_digest = Some(digest.clone());
+                }
+                if let Some(key) = &effects.restore_key {
+                    job.restore_key = Some(key.clone());
+                }
+                if let Some(managed) = effects.managed {
+                    job.managed = managed;
+                }
+                job.last_outcome = Some(LastOutcome {
+                    action_id: outcome.action_id.clone(),
+                    action: intent.map(|intent| intent.action),
+                    ok: outcome.ok,
+                    error: outcome.error.clone(),
+                    seq,
+                    time,
+                });
+            }
+            RecordBody::Observed(observed) => {
+                let job = target.jobs.entry(observed.job.clone()).or_default();
+                if let Some(live_id) = &observed.live_id {
+                    job.live_id = Some(live_id.clone());
+                }
+                if let Some(managed) = observed.managed {
+                    job.managed = managed;
+                }
+                job.observed = Some(ObservedEntry {
+                    update_time: observed.update_time,
+                    status: observed.status.clone(),
+                    config: observed.config.clone(),
+                    seq,
+                    time,
+                });
+            }
+            RecordBody::RevisionApplied(applied) => {
+                target.applied_revision = Some(AppliedRevision {
+                    revision: applied.revision.clone(),
+                    plan_id: applied.plan_id.clone(),
+                    summary: applied.summary.clone(),
+                    seq,
+                    time,
+                });
+            }
+            RecordBody::Promotion(promotion) => push_bounded(
+                &mut target.promotions,
+                PromotionEntry {
+                    from: promotion.from.clone(),
+                    revision: promotion.revision.clone(),
+                    by: promotion.by.clone(),
+                    rule: promotion.rule.clone(),
+                    ok: promotion.ok,
+                    message: promotion.message.clone(),
+                    seq,
+                    time,
+                },
+            ),
+            RecordBody::Backup(backup) => push_bounded(
+                &mut target.backups,
+                BackupEntry {
+                    plan_id: backup.plan_id.clone(),
+                    job: backup.job.clone(),
+                    zip_paths: backup.zip_paths.clone(),
+                    seq,
+                    time,
+                },
+            ),
+            RecordBody::Unknown(_) => {}
+        }
+        true
+    }
+
+    /// Intents in `target` that have no outcome, oldest first.
+    pub fn pending_intents(&self, target: &str) -> Vec<PendingIntent> {
+        let mut pending: Vec<PendingIntent> = self
+            .targets
+            .get(target)
+            .map(|state| state.pending.values().cloned().collect())
+            .unwrap_or_default();
+        pending.sort_by_key(|intent| intent.seq);
+        pending
+    }
+
+    /// Intents without an outcome across all targets.
+    pub fn pending_intent_count(&self) -> usize {
+        self.targets
+            .values()
+            .map(|target| target.pending.len())
+            .sum()
+    }
+
+    /// One job's state.
+    pub fn job(&self, target: &str, job: &str) -> Option<&JobState> {
+        self.targets.get(target)?.jobs.get(job)
+    }
+
+    /// Whether an observation with this `update_time` is news, i.e. worth an `Observed` record.
+    /// A steady state (same `update_time`) writes nothing.
+    pub fn observation_changed(&self, target: &str, job: &str, update_time: Option<i64>) -> bool {
+        match self.job(target, job).and_then(|job| job.observed.as_ref()) {
+            Some(observed) => observed.update_time != update_time || update_time.is_none(),
+            None => true,
+        }
+    }
+
+    /// Backups taken under one plan id, oldest first.
+    pub fn backups_for_plan(&self, target: &str, plan_id: &str) -> Vec<&BackupEntry> {
+        self.targets
+            .get(target)
+            .map(|state| {
+                state
+                    .backups
+                    .iter()
+                    .filter(|entry| entry.plan_id.as_deref() == Some(plan_id))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+}
+
+fn push_bounded<T>(entries: &mut Vec<T>, entry: T) {
+    entries.push(entry);
+    if entries.len() > HISTORY_LIMIT {
+        let excess = entries.len() - HISTORY_LIMIT;
+        entries.drain(..excess);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::journal::record::{Effects, FORMAT_VERSION, Intent, Observed, Outcome};
+    use serde_json::{Map, json};
+
+    fn record(seq: u64, target: &str, body: RecordBody) -> Record {
+        Record {
+            v: FORMAT_VERSION,
+            seq,
+            time: DateTime::from_timestamp_millis(1_790_000_000_000 + seq as i64).unwrap(),
+            target: target.into(),
+            body,
+        }
+    }
+
+    fn intent(action_id: &str, job: &str) -> RecordBody {
+        RecordBody::Intent(Intent {
+            action_id: action_id.into(),
+            job: job.into(),
+            action: "upgrade".into(),
+            plan_id: Some("p1".into()),
+            detail: json!({"savepoint_dir": "obs://b/sp"}),
+            extra: Map::new(),
+        })
+    }
+
+    fn outcome(action_id: &str, job: &str, effects: Effects) -> RecordBody {
+        RecordBody::Outcome(Outcome {
+            action_id: action_id.into(),
+            job: job.into(),
+            ok: true,
+            error: None,
+            effects,
+            plan_id: None,
+            extra: Map::new(),
+        })
+    }
+
+    #[test]
+    fn intent_is_pending_until_its_outcome() {
+        let mut state = JournalState::default();
+        assert!(state.apply(&record(1, "dev", intent("a1", "job-a"))));
+        assert!(state.apply(&record(2, "dev", intent("a2", "job-b"))));
+        let pending: Vec<String> = state
+            .pending_intents("dev")
+            .into_iter()
+            .map(|intent| intent.action_id)
+            .collect();
+        assert_eq!(pending, ["a1", "a2"]);
+        let effects = Effects {
+            live_id: Some("101".into()),
+            savepoint_path: Some("obs://b/sp/1".into()),
+            backup_zips: vec!["obs://bk/a.zip".into()],
+            spec_digest: Some("d1".into()),
+            managed: Some(true),
+            ..Effects::default()
+        };
+        state.apply(&record(3, "dev", outcome("a1", "job-a", effects)));
+        assert_eq!(state.pending_intents("dev").len(), 1);
+        let job = state.job("dev", "job-a").unwrap();
+        assert_eq!(job.live_id.as_deref(), Some("101"));
+        assert!(job.managed);
+        assert_eq!(
+            job.last_outcome.as_ref().unwrap().action.as_deref(),
+            Some("upgrade")
+        );
+        assert_eq!(state.backups_for_plan("dev", "p1").len(), 1);
+        assert!(state.pending_intents("prod").is_empty());
+    }
+
+    #[test]
+    fn records_already_included_are_skipped() {
+        let mut state = JournalState::default();
+        state.apply(&record(5, "dev", intent("a1", "j")));
+        let before = state.clone();
+        assert!(!state.apply(&record(5, "dev", intent("a9", "j"))));
+        assert!(!state.apply(&record(3, "dev", intent("a8", "j"))));
+        assert_eq!(state, before);
+    }
+
+    #[test]
+    fn deletion_forgets_the_job_and_observation_cache_detects_change() {
+        let mut state = JournalState::default();
+        let observed = RecordBody::Observed(Observed {
+            job: "j".into(),
+            live_id: Some("7".into()),
+            update_time: Some(1000),
+            config: json!({"cu_number": 2}),
+            status: Some("job_running".into()),
+            managed: Some(true),
+            extra: Map::new(),
+        });
+        state.apply(&record(1, "dev", observed));
+        assert!(!state.observation_changed("dev", "j", Some(1000)));
+        assert!(state.observation_changed("dev", "j", Some(1001)));
+        assert!(state.observation_changed("dev", "other", Some(1000)));
+        let effects = Effects {
+            deleted: true,
+            ..Effects::default()
+        };
+        state.apply(&record(2, "dev", outcome("a", "j", effects)));
+        assert!(state.job("dev", "j").is_none());
+    }
+
+    #[test]
+    fn history_is_bounded() {
+        let mut state = JournalState::default();
+        for seq in 1..=(HISTORY_LIMIT as u64 + 10) {
+            let body = RecordBody::Backup(crate::journal::record::Backup {
+                plan_id: Some(format!("p{seq}")),
+                job: "j".into(),
+                zip_paths: vec![format!("obs://b/{seq}.zip")],
+                extra: Map::new(),
+            });
+            state.apply(&record(seq, "dev", body));
+        }
+        let backups = &state.targets["dev"].backups;
+        assert_eq!(backups.len(), HISTORY_LIMIT);
+        assert_eq!(backups[0].seq, 11);
+    }
+}
