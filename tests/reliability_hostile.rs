@@ -676,8 +676,8 @@ fn file(name: &str, bytes: Vec<u8>, packing: Packing) -> HostileEntry {
     HostileEntry::File(name.to_string(), bytes, packing)
 }
 
-/// Every hostile zip (each also carrying a valid job, "smuggled-N") is refused with a client
-/// error; nothing is imported, not even the valid job beside the hostile entry; the existing
+/// Every hostile zip (each also carrying a valid job, "smuggled-N"), for the DLI import and for
+/// the DLF import, is refused with a client error; nothing is imported, not even the valid job beside the hostile entry; the existing
 /// job is untouched; no file appears outside the emulator's data directory; the service keeps
 /// serving.
 #[tokio::test]
@@ -858,6 +858,128 @@ async fn hostile_zips_are_refused_by_the_import_endpoint_and_change_nothing() {
         .await
     {
         failures.push(format!("folder with one hostile zip: imported {mapping:?}"));
+    }
+
+    // The same attacks on a DataArts Factory bundle, through the DLF import.
+    let dlf = dli_gitops::cloud::DlfClient::new(
+        Url::parse(&handle.dlf_url()).expect("dlf url"),
+        DEV_PROJECT_ID,
+        Credentials::AkSk {
+            access_key: DEV_ACCESS_KEY.into(),
+            secret_key: Secret::new(DEV_SECRET_KEY),
+            security_token: None,
+        },
+        ClientOptions {
+            requests_per_second: 0.0,
+            ..ClientOptions::default()
+        },
+        None,
+    )
+    .expect("dlf client");
+    let dlf_valid: Vec<HostileEntry> = {
+        let job = dli_gitops::bundle::DlfJobEntry {
+            name: "smuggled-dlf".into(),
+            job: serde_json::json!({"name": "smuggled-dlf", "processType": "BATCH", "nodes": []}),
+            scripts: Default::default(),
+            resources: Default::default(),
+        };
+        let zip = bundle::write_dlf_zip(&[job]).expect("dlf bundle");
+        bundle::read_zip_entries(&zip, &ZipLimits::default())
+            .expect("read back")
+            .into_iter()
+            .map(|entry| file(&entry.path, entry.bytes, Packing::Deflated))
+            .collect()
+    };
+    let dlf_cases: Vec<(&str, Vec<HostileEntry>)> = vec![
+        (
+            "dlf path traversal",
+            vec![file(
+                "jobs/../../evil-dlf.job",
+                b"{}".to_vec(),
+                Packing::Stored,
+            )],
+        ),
+        (
+            "dlf absolute path",
+            vec![file(
+                "/tmp/evil-dlf-absolute.job",
+                b"{}".to_vec(),
+                Packing::Stored,
+            )],
+        ),
+        (
+            "dlf symlink",
+            vec![HostileEntry::Symlink(
+                "scripts/evil.script".into(),
+                "/etc/shadow".into(),
+            )],
+        ),
+        (
+            "dlf ratio bomb",
+            vec![file(
+                "scripts/bomb.script",
+                zeros(4 << 20),
+                Packing::Deflated,
+            )],
+        ),
+        (
+            "dlf thousands of entries",
+            (0..limits.max_entries + 10)
+                .map(|index| {
+                    file(
+                        &format!("resources/{index}.res"),
+                        b"x".to_vec(),
+                        Packing::Stored,
+                    )
+                })
+                .collect(),
+        ),
+    ];
+    for (index, (name, extra)) in dlf_cases.into_iter().enumerate() {
+        let mut entries: Vec<HostileEntry> = dlf_valid
+            .iter()
+            .map(|entry| match entry {
+                HostileEntry::File(path, bytes, packing) => {
+                    HostileEntry::File(path.clone(), bytes.clone(), *packing)
+                }
+                HostileEntry::Symlink(path, target) => {
+                    HostileEntry::Symlink(path.clone(), target.clone())
+                }
+            })
+            .collect();
+        entries.extend(extra);
+        let key = format!("hostile/dlf-{index}.zip");
+        put_object(&handle, &key, &build_zip(&entries));
+        let request = dli_gitops::cloud::DlfImportRequest {
+            path: format!("obs://{STAGING_BUCKET}/{key}"),
+            same_name_policy: "OVERWRITE".into(),
+            jobs_params: Vec::new(),
+            settings: Default::default(),
+        };
+        match dlf.import_jobs(&request).await {
+            Ok(task) => {
+                // Accepted for processing: the task itself must fail and import nothing.
+                if let Ok(done) = dlf.wait_system_task(&task, Duration::from_secs(30)).await {
+                    failures.push(format!("{name}: import task {task} ended {done:?}"));
+                }
+            }
+            Err(error) => {
+                if !error
+                    .status()
+                    .is_some_and(|status| (400..500).contains(&status))
+                    || error.is_retryable()
+                {
+                    failures.push(format!("{name}: not a permanent client error: {error}"));
+                }
+            }
+        }
+    }
+    let dlf_jobs = dlf
+        .list_jobs(&dli_gitops::cloud::DlfListJobsQuery::default())
+        .await
+        .expect("dlf list");
+    if !dlf_jobs.is_empty() {
+        failures.push(format!("DLF jobs were imported: {dlf_jobs:?}"));
     }
 
     let after = client
