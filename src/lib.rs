@@ -10,6 +10,7 @@ pub mod emulator;
 pub mod journal;
 pub mod model;
 pub mod plan;
+pub mod promotion;
 pub mod server;
 pub mod source;
 pub mod spec;

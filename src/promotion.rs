@@ -1,0 +1,1 @@
+//! Promotion between environments: gates, change windows, pipeline state. Not built yet (issue 8).
