@@ -458,10 +458,23 @@ fn run_binary(args: &[&str], deadline: Duration) -> (Option<i32>, String, String
         .stderr(std::process::Stdio::piped())
         .spawn()
         .expect("spawn dli-gitops");
+    // Drain both pipes while waiting: a child that fills a pipe nobody reads blocks forever.
+    let mut stdout_pipe = child.stdout.take().expect("stdout pipe");
+    let mut stderr_pipe = child.stderr.take().expect("stderr pipe");
+    let stdout_reader = std::thread::spawn(move || {
+        let mut bytes = Vec::new();
+        let _ = std::io::Read::read_to_end(&mut stdout_pipe, &mut bytes);
+        bytes
+    });
+    let stderr_reader = std::thread::spawn(move || {
+        let mut bytes = Vec::new();
+        let _ = std::io::Read::read_to_end(&mut stderr_pipe, &mut bytes);
+        bytes
+    });
     let started = std::time::Instant::now();
-    loop {
-        if child.try_wait().expect("wait").is_some() {
-            break;
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            break status;
         }
         if started.elapsed() > deadline {
             let _ = child.kill();
@@ -469,8 +482,12 @@ fn run_binary(args: &[&str], deadline: Duration) -> (Option<i32>, String, String
             panic!("dli-gitops {args:?} did not finish within {deadline:?}");
         }
         std::thread::sleep(Duration::from_millis(20));
-    }
-    let output = child.wait_with_output().expect("output");
+    };
+    let output = std::process::Output {
+        status,
+        stdout: stdout_reader.join().unwrap_or_default(),
+        stderr: stderr_reader.join().unwrap_or_default(),
+    };
     (
         output.status.code(),
         String::from_utf8_lossy(&output.stdout).into_owned(),
