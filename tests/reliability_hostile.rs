@@ -1073,6 +1073,10 @@ fn write_valid_journal(state_dir: &std::path::Path, records: usize) -> Vec<u8> {
     std::fs::read(state_dir.join(JOURNAL_FILE)).expect("journal bytes")
 }
 
+/// A damaged state directory: name, journal bytes, snapshot bytes, whether `verify` must fail,
+/// and a fragment its report must contain.
+type JournalCase<'a> = (&'a str, Vec<u8>, Option<Vec<u8>>, bool, &'a str);
+
 /// Each damaged state directory: `journal verify` and `journal show` finish (no panic, no
 /// hang), exit non-zero where there is damage, name the file (and the line where there is
 /// one), and leave every file exactly as it was: inspection never repairs.
@@ -1101,7 +1105,7 @@ fn corrupted_journals_are_reported_by_the_cli_and_never_modified() {
     long_line.extend_from_slice(&valid[line_starts[5]..]);
 
     // (name, journal bytes, snapshot bytes, damaged, a fragment the report must contain)
-    let cases: Vec<(&str, Vec<u8>, Option<Vec<u8>>, bool, &str)> = vec![
+    let cases: Vec<JournalCase<'_>> = vec![
         ("byte flipped in line 3", flip(3), None, true, ":3"),
         ("byte flipped in line 1", flip(1), None, true, ":1"),
         (

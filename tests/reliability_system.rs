@@ -1167,7 +1167,7 @@ fn secrets_never_leak_and_mutating_endpoints_need_the_token() {
         ]
     };
     let oversize = vec![b' '; 6 * 1024 * 1024];
-    let webhook_cases: Vec<(&str, Vec<(&str, String)>, Vec<u8>, &[u16])> = vec![
+    let webhook_cases: Vec<WebhookCase<'_>> = vec![
         ("no provider header", vec![], push.clone(), &[400, 401]),
         (
             "unsigned",
@@ -1430,6 +1430,9 @@ fn secrets_never_leak_and_mutating_endpoints_need_the_token() {
     );
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
+
+/// A webhook case: name, headers, body, the status codes that are right.
+type WebhookCase<'a> = (&'a str, Vec<(&'a str, String)>, Vec<u8>, &'a [u16]);
 
 fn nested(depth: usize) -> Vec<u8> {
     let mut body = vec![b'['; depth];
