@@ -675,7 +675,8 @@ fn commits_converge_upgrade_with_the_savepoint_and_an_invalid_commit_is_refused(
         "dli_gitops_jobs{target=\"dev\",sync_status=\"Synced\",health=\"Healthy\"} 1",
         "dli_gitops_git_fetches_total{source=\"jobs\",result=\"succeeded\"}",
         "dli_gitops_api_requests_total{target=\"dev\",service=\"dli\",operation=\"list_jobs\",status=\"200\"}",
-        "dli_gitops_journal_records_total",
+        "dli_gitops_journal_records_total{kind=\"intent\"}",
+        "dli_gitops_journal_records_total{kind=\"outcome\"}",
     ] {
         assert!(metrics.contains(family), "missing {family} in:\n{metrics}");
     }
