@@ -1,0 +1,15 @@
+//! Promotion between environments: the gate a revision passes from one target to the next
+//! (`promote_from`), manual promotions, and carrying Flink state across accounts (issue 8).
+//!
+//! * [`gate`] is pure: upstream health over time, change windows and history → a decision.
+//! * The journal's `promotion` records are the only memory of promotions: the revision a
+//!   downstream target follows is the revision of its latest successful promotion record.
+
+pub mod gate;
+
+pub use gate::{
+    BY_AUTO, BadRevision, ChangeWindow, GateDecision, GateInputs, HoldReason, ManualAccepted,
+    ManualRefusal, ManualRequest, PolicyError, PromotionHistory, PromotionPolicy, RULE_MANUAL,
+    RULE_UPSTREAM_FAILED, UpstreamCondition, UpstreamSample, UpstreamTracker, WindowBlock,
+    check_manual, evaluate, looks_like_revision, window_block,
+};
