@@ -129,9 +129,17 @@ struct ExportArgs {
 struct PromoteArgs {
     #[arg(long)]
     config: PathBuf,
+    /// The target to promote into (it must have `promote_from`).
     target: String,
+    /// Full commit id (or `sha256:` digest) to promote; default: the upstream's converged revision.
     #[arg(long)]
     revision: Option<String>,
+    /// Who promotes, recorded as `cli:<by>`; default `cli:$USER`.
+    #[arg(long)]
+    by: Option<String>,
+    /// Print the promotion as JSON.
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(Args)]
@@ -267,7 +275,21 @@ fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
         Command::Apply(_args) => not_built("apply", 6),
         Command::Status(_args) => not_built("status", 7),
         Command::Export(_args) => not_built("export", 6),
-        Command::Promote(_args) => not_built("promote", 8),
+        Command::Promote(args) => {
+            let report =
+                dli_gitops::promotion::promote_blocking(&dli_gitops::promotion::PromoteOptions {
+                    config_path: args.config,
+                    target: args.target,
+                    revision: args.revision,
+                    by: args.by,
+                })?;
+            if args.json {
+                write_stdout(&format!("{}\n", serde_json::to_string_pretty(&report)?))?;
+            } else {
+                write_stdout(&format!("{report}\n"))?;
+            }
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Rollback(_args) => not_built("rollback", 6),
         Command::Journal { command } => match command {
             JournalCommand::Show {

@@ -486,7 +486,7 @@ pub fn check_manual(
         Some(applied) if applied == revision => {
             format!("{RULE_MANUAL}: the revision `{upstream}` converged on")
         }
-        _ => format!("{RULE_MANUAL}: a revision `{upstream}` is not on now"),
+        _ => format!("{RULE_MANUAL}: not the revision `{upstream}` is on now"),
     };
     Ok(ManualAccepted { revision, rule })
 }

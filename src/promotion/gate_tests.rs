@@ -325,7 +325,7 @@ fn manual_promotions_skip_the_timer_but_not_failures_or_windows() {
         at(10, 0),
     )
     .unwrap();
-    assert_eq!(older.rule, "manual: a revision `dev` is not on now");
+    assert_eq!(older.rule, "manual: not the revision `dev` is on now");
     assert!(matches!(
         check_manual(
             "dev",

@@ -13,3 +13,9 @@ pub use gate::{
     RULE_UPSTREAM_FAILED, UpstreamCondition, UpstreamSample, UpstreamTracker, WindowBlock,
     check_manual, evaluate, looks_like_revision, window_block,
 };
+pub mod manual;
+
+pub use manual::{
+    PromoteBody, PromoteOptions, PromoteReport, PromotionError, pipeline_target, promote_blocking,
+    promote_command, promotion_record, record_manual_promotion,
+};
