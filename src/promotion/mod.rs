@@ -19,3 +19,6 @@ pub use manual::{
     PromoteBody, PromoteOptions, PromoteReport, PromotionError, pipeline_target, promote_blocking,
     promote_command, promotion_record, record_manual_promotion,
 };
+pub mod carry;
+
+pub use carry::{CarriedSavepoint, CarryEnds, CarryError, carry_savepoint};
