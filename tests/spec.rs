@@ -469,13 +469,19 @@ fn flink_config_strategy() -> impl Strategy<Value = FlinkJobConfig> {
             config.resume_checkpoint = checkpoint && flags;
             let (queue, checkpoint_path, bucket, smn, version, runtime, tags, run_mode) = places;
             config.queue_name = queue;
-            config.checkpoint_path = checkpoint_path;
+            // The SQL create/update bodies carry no checkpoint_path and the Jar ones no run_mode
+            // (official SDK request models), so each field exists for one kind only.
+            if is_jar {
+                config.checkpoint_path = checkpoint_path;
+            }
             config.obs_bucket = bucket;
             config.smn_topic = smn;
             config.flink_version = version;
             config.runtime_config = runtime;
             config.tags = tags;
-            config.run_mode = run_mode.to_string();
+            if !is_jar {
+                config.run_mode = run_mode.to_string();
+            }
             config.desc = desc;
             if is_jar {
                 let (entrypoint, main_class, arguments, jars, feature) = jar;

@@ -163,10 +163,11 @@ const NOT_FOUND_CODES: &[&str] = &[
     "DLF.0810",
 ];
 /// Error codes meaning "the credentials were refused". `APIG.0301` is the signature/token
-/// failure that locks an AK after five attempts.
+/// failure that locks an AK after five attempts. Not `APIG.0302` (HTTP 403, the caller may not
+/// use the project in the path): the credentials are good, so it is a permanent error of that
+/// call, and holding the key back would also stop the targets that use it for other projects.
 const AUTH_CODES: &[&str] = &[
     "APIG.0301",
-    "APIG.0302",
     "APIG.0303",
     "APIG.0305",
     "APIG.0307",
@@ -265,6 +266,19 @@ impl CloudError {
     pub fn retry_after(&self) -> Option<Duration> {
         match self {
             CloudError::Service { retry_after, .. } => *retry_after,
+            _ => None,
+        }
+    }
+
+    /// Which call failed, when the error belongs to one.
+    pub fn context(&self) -> Option<&CallContext> {
+        match self {
+            CloudError::Service { context, .. }
+            | CloudError::Rejected { context, .. }
+            | CloudError::BatchFailed { context, .. }
+            | CloudError::Transport { context, .. }
+            | CloudError::AuthBackoff { context, .. }
+            | CloudError::Decode { context, .. } => Some(context),
             _ => None,
         }
     }

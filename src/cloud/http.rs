@@ -315,7 +315,12 @@ impl ServiceClient {
                 Ok(response) => return Ok(response),
                 Err(error) => error,
             };
-            if let Some(context) = error.context_mut() {
+            // Only the token request (IAM) fails on behalf of another service, and it has been
+            // through its own retries already: its error keeps its own attempt count.
+            let from_this_service = error
+                .context()
+                .is_none_or(|context| context.service == self.service);
+            if from_this_service && let Some(context) = error.context_mut() {
                 context.attempts = attempt;
             }
             if error.is_auth_failure() {
@@ -349,6 +354,10 @@ impl ServiceClient {
                 return Err(error);
             }
             if !error.is_retryable() || attempt >= max_attempts {
+                return Err(error);
+            }
+            if !from_this_service {
+                // Retrying here too would multiply the budgets: max_attempts² token requests.
                 return Err(error);
             }
             if !call.idempotent {

@@ -26,17 +26,13 @@ pub use targets::{
 pub use values::{ConfigDuration, Endpoint, SecretRef, StorageLocation};
 
 use values::secret_ref;
+// Embedded targets use the emulator's dev account: one definition, so they cannot disagree.
+use crate::emulator::{DEV_ACCESS_KEY, DEV_SECRET_KEY};
 
 /// Config files larger than this are refused before parsing.
 pub const MAX_CONFIG_BYTES: u64 = 1024 * 1024;
 /// Secret files larger than this are refused (a key or token is far smaller).
 pub const MAX_SECRET_FILE_BYTES: u64 = 64 * 1024;
-
-// TODO(merge): point these at dli_gitops::emulator::{DEV_ACCESS_KEY, DEV_SECRET_KEY, DEV_PROJECT_ID}
-// once the emulator branch is merged; the values are the emulator's documented dev account.
-const EMULATOR_DEV_ACCESS_KEY: &str = "DLIGITOPSDEVACCESSKEY";
-const EMULATOR_DEV_SECRET_KEY: &str = "dli-gitops-dev-secret-key-not-for-production";
-const EMULATOR_DEV_PROJECT_ID: &str = "0a1b2c3d4e5f60718293a4b5c6d7e8f9";
 
 /// The region a target uses when it names none (only allowed for embedded targets).
 pub const EMBEDDED_DEFAULT_REGION: &str = "cn-north-4";
@@ -365,8 +361,8 @@ impl Config {
                 domain,
             }),
             Some(CredentialSpec::EmulatorDev) => Ok(Credentials::AkSk {
-                access_key: EMULATOR_DEV_ACCESS_KEY.to_string(),
-                secret_key: EMULATOR_DEV_SECRET_KEY.to_string(),
+                access_key: DEV_ACCESS_KEY.to_string(),
+                secret_key: DEV_SECRET_KEY.to_string(),
                 security_token: None,
             }),
             None => Err(ConfigError::NoCredentials {

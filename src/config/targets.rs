@@ -7,9 +7,10 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use super::EMBEDDED_DEFAULT_REGION;
 use super::schedule::CronSchedule;
 use super::values::{ConfigDuration, Endpoint, SecretRef, StorageLocation, secret_ref};
-use super::{EMBEDDED_DEFAULT_REGION, EMULATOR_DEV_PROJECT_ID};
+use crate::emulator::DEV_PROJECT_ID;
 
 /// One environment in one account.
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -485,7 +486,7 @@ impl TargetConfig {
     pub fn project_id(&self) -> Option<&str> {
         match &self.project_id {
             Some(id) => Some(id),
-            None if self.is_embedded() => Some(EMULATOR_DEV_PROJECT_ID),
+            None if self.is_embedded() => Some(DEV_PROJECT_ID),
             None => None,
         }
     }

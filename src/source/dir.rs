@@ -33,7 +33,12 @@ impl DirSource {
     /// not followed; files over [`MAX_FILE_BYTES`] are recorded as oversized without being read.
     /// The revision is `sha256:<hex>` over paths, kinds and contents, so it changes exactly when
     /// the snapshot does. Blocking.
-    // TODO(merge): share the walker with `spec::read_directory` once that lands.
+    //
+    // Not `spec::read_directory`, on purpose: the daemon must stay bounded on any directory it
+    // is pointed at, so this walk stops at `MAX_SNAPSHOT_FILES` / `MAX_SNAPSHOT_BYTES` before
+    // reading more (the spec walker reads everything, which is right for a one-shot CLI);
+    // it skips `.git` at every depth, as `watch` ignores it; and an oversized file's mtime goes
+    // into the revision, so editing it is noticed although its content is never read.
     pub fn snapshot(&self) -> Result<RepoSnapshot, SourceError> {
         let metadata = std::fs::metadata(&self.root).map_err(|source| SourceError::Io {
             path: self.root.clone(),

@@ -154,7 +154,7 @@ pub(crate) const FIELDS: &[FieldSpec] = &[
     ),
     field(
         "run_mode",
-        Kinds::FLINK,
+        Kinds::SQL,
         FieldType::Choice(&["shared_cluster", "exclusive_cluster", "edge_node"]),
         "Where the job runs. Service default shared_cluster.",
     ),
@@ -210,7 +210,7 @@ pub(crate) const FIELDS: &[FieldSpec] = &[
         check: Some(check_obs_url),
         ..field(
             "checkpoint_path",
-            Kinds::FLINK,
+            Kinds::JAR,
             text(1024),
             "obs:// path for checkpoints; must differ per job. Unset: the service picks one.",
         )
