@@ -22,3 +22,9 @@ pub use manual::{
 pub mod carry;
 
 pub use carry::{CarriedSavepoint, CarryEnds, CarryError, carry_savepoint};
+pub mod pipeline;
+
+pub use pipeline::{
+    GateView, Pipeline, PipelineView, PromotionCounters, PromotionEvent, Stage, StageView,
+    followed_revision,
+};
