@@ -28,3 +28,6 @@ pub use pipeline::{
     GateView, Pipeline, PipelineView, PromotionCounters, PromotionEvent, Stage, StageView,
     followed_revision,
 };
+pub mod endpoint;
+
+pub use endpoint::PromotionEndpoint;
