@@ -109,6 +109,50 @@ impl CarryError {
     }
 }
 
+/// A job whose `restore: {from_target}` has not been applied in the downstream target yet.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct PendingCarry {
+    pub job: String,
+    pub from_target: String,
+    /// The savepoint the upstream's journal last recorded for the job, if any.
+    pub journal_savepoint: Option<String>,
+}
+
+/// The carries a pass of `downstream` needs: the same rule as the planner's pending restore
+/// (a `from_target` restore whose key the downstream's journal has not recorded as applied),
+/// so state is carried exactly when the plan will import it. An explicit `savepoint_path`
+/// wins over `from_target` in the planner, so such jobs need no carry.
+pub fn pending_carries(
+    desired: &crate::model::DesiredJobs,
+    state: &crate::journal::JournalState,
+    downstream: &str,
+) -> Vec<PendingCarry> {
+    desired
+        .flink
+        .iter()
+        .filter_map(|job| {
+            let restore = job.lifecycle.restore.as_ref()?;
+            if restore.savepoint_path.is_some() {
+                return None;
+            }
+            let from_target = restore.from_target.clone()?;
+            let applied = state
+                .job(downstream, &job.name)
+                .and_then(|entry| entry.restore_key.as_deref());
+            if applied == Some(restore.key().as_str()) {
+                return None;
+            }
+            Some(PendingCarry {
+                journal_savepoint: state
+                    .job(&from_target, &job.name)
+                    .and_then(|entry| entry.savepoint_path.clone()),
+                job: job.name.clone(),
+                from_target,
+            })
+        })
+        .collect()
+}
+
 /// Carries the state of `job` from the upstream to the downstream target.
 /// `journal_savepoint` is the savepoint the upstream's journal last recorded for the job.
 pub async fn carry_savepoint(
@@ -304,6 +348,101 @@ fn short_digest(path: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::journal::{Effects, Journal, JournalOptions, Outcome, RecordBody};
+    use crate::model::{DesiredJobs, Restore};
+
+    fn desired_with(restores: &[(&str, Option<Restore>)]) -> DesiredJobs {
+        use crate::spec::snapshot::{RepoFile, RepoSnapshot};
+        let snapshot = RepoSnapshot {
+            revision: "test".into(),
+            files: restores
+                .iter()
+                .map(|(name, _)| {
+                    (
+                        format!("flink/{name}.yaml"),
+                        RepoFile::Data(
+                            format!(
+                                "kind: FlinkSqlJob\nname: {name}\nqueue_name: q\nsql_body: SELECT 1\n"
+                            )
+                            .into_bytes(),
+                        ),
+                    )
+                })
+                .collect(),
+        };
+        let mut desired = crate::spec::resolve(&snapshot, None).expect("the test jobs resolve");
+        for job in &mut desired.flink {
+            job.lifecycle.restore = restores
+                .iter()
+                .find(|(name, _)| *name == job.name)
+                .and_then(|(_, restore)| restore.clone());
+        }
+        desired
+    }
+
+    #[test]
+    fn a_from_target_restore_is_carried_until_its_key_is_applied() {
+        let from_dev = Restore {
+            from_target: Some("dev".into()),
+            ..Restore::default()
+        };
+        let explicit = Restore {
+            savepoint_path: Some("obs://b/sp/".into()),
+            from_target: Some("dev".into()),
+            ..Restore::default()
+        };
+        let desired = desired_with(&[
+            ("clicks", Some(from_dev.clone())),
+            ("orders", Some(explicit)),
+            ("plain", None),
+        ]);
+        let dir = tempfile::tempdir().unwrap();
+        let (journal, _) = Journal::open(dir.path(), JournalOptions::default()).unwrap();
+        let outcome = |job: &str, effects: Effects| {
+            RecordBody::Outcome(Outcome {
+                action_id: format!("a-{job}"),
+                job: job.into(),
+                ok: true,
+                error: None,
+                effects,
+                plan_id: None,
+                extra: Default::default(),
+            })
+        };
+        journal
+            .append(
+                "dev",
+                outcome(
+                    "clicks",
+                    Effects {
+                        savepoint_path: Some("obs://dev/sp1/".into()),
+                        ..Effects::default()
+                    },
+                ),
+            )
+            .unwrap();
+        assert_eq!(
+            pending_carries(&desired, &journal.state(), "prod"),
+            vec![PendingCarry {
+                job: "clicks".into(),
+                from_target: "dev".into(),
+                journal_savepoint: Some("obs://dev/sp1/".into()),
+            }]
+        );
+        journal
+            .append(
+                "prod",
+                outcome(
+                    "clicks",
+                    Effects {
+                        restore_key: Some(from_dev.key()),
+                        ..Effects::default()
+                    },
+                ),
+            )
+            .unwrap();
+        assert!(pending_carries(&desired, &journal.state(), "prod").is_empty());
+    }
 
     #[test]
     fn destination_names_are_stable_per_source() {

@@ -21,7 +21,9 @@ pub use manual::{
 };
 pub mod carry;
 
-pub use carry::{CarriedSavepoint, CarryEnds, CarryError, carry_savepoint};
+pub use carry::{
+    CarriedSavepoint, CarryEnds, CarryError, PendingCarry, carry_savepoint, pending_carries,
+};
 pub mod pipeline;
 
 pub use pipeline::{
