@@ -88,10 +88,13 @@ enum OutputFormat {
 
 #[derive(Args)]
 struct PlanArgs {
+    /// The daemon's config file.
     #[arg(long)]
     config: PathBuf,
+    /// The target (environment) to plan for.
     #[arg(long)]
     target: String,
+    /// Print the plan as JSON, with the exact configuration each action writes.
     #[arg(long)]
     json: bool,
     /// Exit 0 for no changes, 1 for an error, 2 for changes.
@@ -101,10 +104,13 @@ struct PlanArgs {
 
 #[derive(Args)]
 struct ApplyArgs {
+    /// The daemon's config file.
     #[arg(long)]
     config: PathBuf,
+    /// The target (environment) to apply to.
     #[arg(long)]
     target: String,
+    /// Apply without asking (required when stdin is not a terminal).
     #[arg(long)]
     auto_approve: bool,
 }
@@ -117,10 +123,13 @@ struct StatusArgs {
 
 #[derive(Args)]
 struct ExportArgs {
+    /// The daemon's config file.
     #[arg(long)]
     config: PathBuf,
+    /// The target whose live jobs are adopted.
     #[arg(long)]
     target: String,
+    /// A new or empty directory for the job repository.
     #[arg(long)]
     out: PathBuf,
 }
@@ -144,10 +153,13 @@ struct PromoteArgs {
 
 #[derive(Args)]
 struct RollbackArgs {
+    /// The daemon's config file.
     #[arg(long)]
     config: PathBuf,
+    /// The target to roll back.
     #[arg(long)]
     target: String,
+    /// The apply whose backups to re-import, by a journal seq of its backups (default: the latest).
     #[arg(long)]
     to: Option<u64>,
 }
@@ -271,10 +283,42 @@ fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
             write_stdout(&format!("{}\n", serde_json::to_string_pretty(&schema)?))?;
             Ok(ExitCode::SUCCESS)
         }
-        Command::Plan(_args) => not_built("plan", 6),
-        Command::Apply(_args) => not_built("apply", 6),
+        Command::Plan(args) => {
+            let command = dli_gitops::apply::PlanCommand {
+                config: args.config,
+                target: args.target,
+                json: args.json,
+                detailed_exitcode: args.detailed_exitcode,
+            };
+            let code = dli_gitops::apply::plan_command(&command, &mut std::io::stdout().lock())?;
+            Ok(ExitCode::from(code))
+        }
+        Command::Apply(args) => {
+            use std::io::IsTerminal;
+            let command = dli_gitops::apply::ApplyCommand {
+                config: args.config,
+                target: args.target,
+                auto_approve: args.auto_approve,
+            };
+            let stdin = std::io::stdin();
+            let prompt = dli_gitops::apply::Prompt {
+                is_terminal: stdin.is_terminal(),
+                input: &mut stdin.lock(),
+            };
+            let code =
+                dli_gitops::apply::apply_command(&command, &mut std::io::stdout().lock(), prompt)?;
+            Ok(ExitCode::from(code))
+        }
         Command::Status(_args) => not_built("status", 7),
-        Command::Export(_args) => not_built("export", 6),
+        Command::Export(args) => {
+            let command = dli_gitops::apply::ExportCommand {
+                config: args.config,
+                target: args.target,
+                out: args.out,
+            };
+            let code = dli_gitops::apply::export_command(&command, &mut std::io::stdout().lock())?;
+            Ok(ExitCode::from(code))
+        }
         Command::Promote(args) => {
             let report =
                 dli_gitops::promotion::promote_blocking(&dli_gitops::promotion::PromoteOptions {
@@ -290,7 +334,16 @@ fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
-        Command::Rollback(_args) => not_built("rollback", 6),
+        Command::Rollback(args) => {
+            let command = dli_gitops::apply::RollbackCommand {
+                config: args.config,
+                target: args.target,
+                to: args.to,
+            };
+            let code =
+                dli_gitops::apply::rollback_command(&command, &mut std::io::stdout().lock())?;
+            Ok(ExitCode::from(code))
+        }
         Command::Journal { command } => match command {
             JournalCommand::Show {
                 state_dir,

@@ -222,6 +222,61 @@ impl DliClient {
         }
     }
 
+    /// Adds or replaces tags through the tag API
+    /// (`POST /v3/{project_id}/dli_flink_job/{id}/tags/create`); no restart.
+    pub async fn create_job_tags(
+        &self,
+        job_id: i64,
+        tags: &BTreeMap<String, String>,
+    ) -> Result<(), CloudError> {
+        if tags.is_empty() {
+            return Ok(());
+        }
+        let body = json!({"tags": tags
+            .iter()
+            .map(|(key, value)| json!({"key": key, "value": value}))
+            .collect::<Vec<_>>()});
+        self.tag_call("create_job_tags", "create", job_id, body)
+            .await
+    }
+
+    /// Removes tags by key through the tag API (`.../tags/delete`).
+    pub async fn delete_job_tags(&self, job_id: i64, keys: &[String]) -> Result<(), CloudError> {
+        if keys.is_empty() {
+            return Ok(());
+        }
+        let body = json!({"tags": keys.iter().map(|key| json!({"key": key})).collect::<Vec<_>>()});
+        self.tag_call("delete_job_tags", "delete", job_id, body)
+            .await
+    }
+
+    async fn tag_call(
+        &self,
+        operation: &'static str,
+        action: &str,
+        job_id: i64,
+        body: Value,
+    ) -> Result<(), CloudError> {
+        let id = job_id.to_string();
+        let call = Call::new(
+            operation,
+            Method::POST,
+            &[
+                "v3",
+                self.core.project_id(),
+                "dli_flink_job",
+                &id,
+                "tags",
+                action,
+            ],
+        )
+        .target(format!("job {job_id}"))
+        .json(body);
+        // The tag API answers 204 without a body.
+        self.core.send(&call).await?;
+        Ok(())
+    }
+
     /// Creates a Flink SQL job (a draft); returns its id.
     pub async fn create_sql_job(
         &self,

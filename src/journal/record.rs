@@ -141,6 +141,9 @@ pub struct Effects {
     /// The job is (or is no longer) managed by dli-gitops.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub managed: Option<bool>,
+    /// The applied definition said `prune: false` (true) or not (false); prune spares it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub protected: Option<bool>,
     #[serde(flatten)]
     pub extra: Map<String, Value>,
 }

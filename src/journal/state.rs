@@ -56,6 +56,9 @@ pub struct JobState {
     pub live_id: Option<String>,
     /// Created or adopted by dli-gitops (prune only touches these).
     pub managed: bool,
+    /// The last applied definition said `prune: false`: never pruned.
+    #[serde(default)]
+    pub protected: bool,
     pub observed: Option<ObservedEntry>,
     /// The savepoint last captured or imported.
     pub savepoint_path: Option<String>,
@@ -103,6 +106,9 @@ pub struct PendingIntent {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct BackupEntry {
     pub plan_id: Option<String>,
+    /// The action that took the backup (from its outcome), which names the apply it ran in.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub action_id: Option<String>,
     pub job: String,
     pub zip_paths: Vec<String>,
     pub seq: u64,
@@ -162,6 +168,7 @@ impl JournalState {
                                 .plan_id
                                 .clone()
                                 .or_else(|| intent.as_ref().and_then(|i| i.plan_id.clone())),
+                            action_id: Some(outcome.action_id.clone()),
                             job: outcome.job.clone(),
                             zip_paths: effects.backup_zips.clone(),
                             seq,
@@ -188,6 +195,9 @@ impl JournalState {
                 }
                 if let Some(managed) = effects.managed {
                     job.managed = managed;
+                }
+                if let Some(protected) = effects.protected {
+                    job.protected = protected;
                 }
                 job.last_outcome = Some(LastOutcome {
                     action_id: outcome.action_id.clone(),
@@ -240,6 +250,7 @@ impl JournalState {
                 &mut target.backups,
                 BackupEntry {
                     plan_id: backup.plan_id.clone(),
+                    action_id: None,
                     job: backup.job.clone(),
                     zip_paths: backup.zip_paths.clone(),
                     seq,

@@ -1,1 +1,0 @@
-//! Executes one Plan through `cloud`, writing intents and outcomes to the journal. Not built yet (issue 6).

@@ -1,0 +1,202 @@
+//! The `plan`, `apply`, `export` and `rollback` commands: load the config, open the target,
+//! run one library call, print. `main.rs` fills the option structs and maps the exit code.
+
+use std::io::{BufRead, Write};
+use std::path::PathBuf;
+
+use super::target::TargetContext;
+use super::{ApplyError, ApplyOptions};
+use crate::config::Config;
+
+/// `dli-gitops plan`.
+#[derive(Debug, Clone)]
+pub struct PlanCommand {
+    pub config: PathBuf,
+    pub target: String,
+    pub json: bool,
+    /// Exit 0 for no changes, 2 for changes (errors are 1 either way).
+    pub detailed_exitcode: bool,
+}
+
+/// `dli-gitops apply`.
+#[derive(Debug, Clone)]
+pub struct ApplyCommand {
+    pub config: PathBuf,
+    pub target: String,
+    pub auto_approve: bool,
+}
+
+/// `dli-gitops export`.
+#[derive(Debug, Clone)]
+pub struct ExportCommand {
+    pub config: PathBuf,
+    pub target: String,
+    pub out: PathBuf,
+}
+
+/// `dli-gitops rollback`.
+#[derive(Debug, Clone)]
+pub struct RollbackCommand {
+    pub config: PathBuf,
+    pub target: String,
+    pub to: Option<u64>,
+}
+
+/// Where an interactive command asks its question.
+pub struct Prompt<'a> {
+    pub input: &'a mut dyn BufRead,
+    /// stdin is a terminal (a person can answer).
+    pub is_terminal: bool,
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime, ApplyError> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|error| ApplyError::Runtime {
+            problem: format!("starting the async runtime: {error}"),
+        })
+}
+
+fn load(path: &std::path::Path) -> Result<Config, ApplyError> {
+    Config::load(path).map_err(|error| ApplyError::Config {
+        path: path.to_path_buf(),
+        problem: error.to_string(),
+    })
+}
+
+fn write_out(out: &mut dyn Write, text: &str) -> Result<(), ApplyError> {
+    out.write_all(text.as_bytes())
+        .and_then(|()| out.flush())
+        .map_err(|error| ApplyError::Runtime {
+            problem: format!("writing the output: {error}"),
+        })
+}
+
+/// Runs `plan`; returns the exit code (0, or 2 for changes with `detailed_exitcode`).
+pub fn plan_command(command: &PlanCommand, out: &mut dyn Write) -> Result<u8, ApplyError> {
+    let config = load(&command.config)?;
+    runtime()?.block_on(async {
+        let context = TargetContext::open(&config, &command.target).await?;
+        let result = async {
+            let (desired, revision) = context.desired().await?;
+            let options = ApplyOptions {
+                dry_run: true,
+                revision: Some(revision),
+                ..context.options.clone()
+            };
+            super::reconcile_once(&context, &desired, &options).await
+        }
+        .await;
+        context.shutdown().await;
+        let report = result?;
+        let text = if command.json {
+            format!("{}\n", report.plan.render_json())
+        } else {
+            report.plan.render_text()
+        };
+        write_out(out, &text)?;
+        Ok(if command.detailed_exitcode && !report.plan.is_empty() {
+            2
+        } else {
+            0
+        })
+    })
+}
+
+/// Runs `apply`: shows the plan, asks for `yes` on a terminal unless `auto_approve`, applies
+/// exactly that plan. Returns 0 when every action succeeded, 1 otherwise.
+pub fn apply_command(
+    command: &ApplyCommand,
+    out: &mut dyn Write,
+    prompt: Prompt<'_>,
+) -> Result<u8, ApplyError> {
+    let config = load(&command.config)?;
+    runtime()?.block_on(async {
+        let context = TargetContext::open(&config, &command.target).await?;
+        let result = apply_in(&context, command, out, prompt).await;
+        context.shutdown().await;
+        result
+    })
+}
+
+async fn apply_in(
+    context: &TargetContext,
+    command: &ApplyCommand,
+    out: &mut dyn Write,
+    prompt: Prompt<'_>,
+) -> Result<u8, ApplyError> {
+    let (desired, revision) = context.desired().await?;
+    let preview_options = ApplyOptions {
+        dry_run: true,
+        revision: Some(revision.clone()),
+        ..context.options.clone()
+    };
+    let preview = super::reconcile_once(context, &desired, &preview_options).await?;
+    write_out(out, &preview.plan.render_text())?;
+    if preview.plan.is_empty() {
+        return Ok(0);
+    }
+    if !command.auto_approve {
+        if !prompt.is_terminal {
+            return Err(ApplyError::NotApproved {
+                reason: "stdin is not a terminal, so nobody can approve the plan; pass --auto-approve to apply without asking".to_string(),
+            });
+        }
+        write_out(
+            out,
+            "\nDo you want to apply this plan? Only 'yes' will be accepted.\n  Enter a value: ",
+        )?;
+        let mut answer = String::new();
+        prompt
+            .input
+            .read_line(&mut answer)
+            .map_err(|error| ApplyError::Runtime {
+                problem: format!("reading the answer: {error}"),
+            })?;
+        if answer.trim() != "yes" {
+            return Err(ApplyError::NotApproved {
+                reason: "the answer was not `yes`; nothing was changed".to_string(),
+            });
+        }
+    }
+    let options = ApplyOptions {
+        dry_run: false,
+        revision: Some(revision),
+        expected_plan_id: Some(preview.plan.id.clone()),
+        ..context.options.clone()
+    };
+    let report = super::reconcile_once(context, &desired, &options).await?;
+    write_out(out, &format!("\n{}", report.render_text()))?;
+    Ok(if report.converged() { 0 } else { 1 })
+}
+
+/// Runs `export`.
+pub fn export_command(command: &ExportCommand, out: &mut dyn Write) -> Result<u8, ApplyError> {
+    let config = load(&command.config)?;
+    runtime()?.block_on(async {
+        let context = TargetContext::open(&config, &command.target).await?;
+        let result = super::export(&context, &command.out).await;
+        context.shutdown().await;
+        let report = result?;
+        write_out(out, &report.render_text())?;
+        Ok(0)
+    })
+}
+
+/// Runs `rollback`; 0 when every job was rolled back, 1 otherwise.
+pub fn rollback_command(command: &RollbackCommand, out: &mut dyn Write) -> Result<u8, ApplyError> {
+    let config = load(&command.config)?;
+    runtime()?.block_on(async {
+        let context = TargetContext::open(&config, &command.target).await?;
+        let result = super::rollback(&context, command.to).await;
+        context.shutdown().await;
+        let report = result?;
+        write_out(out, &report.render_text())?;
+        Ok(if report.jobs.iter().all(|job| job.error.is_none()) {
+            0
+        } else {
+            1
+        })
+    })
+}

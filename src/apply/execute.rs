@@ -1,0 +1,531 @@
+//! Runs a plan's actions step by step, exactly as planned: one idempotent attempt per action,
+//! an intent before and an outcome after each, a failure on one job never stopping the others.
+
+use std::time::Duration;
+
+use futures::{StreamExt, TryStreamExt};
+use serde_json::json;
+use tokio::time::Instant;
+use tracing::Instrument;
+
+use super::ledger::{
+    ActionEffects, IntentEntry, Ledger, OutcomeEntry, RecordedFailure, journal_key,
+};
+use super::live::{LiveService, ServiceFailure};
+use super::{ActionResult, ApplyError, ApplyOptions};
+use crate::model::{DesiredJobs, JobKind, ObservedFlinkJob};
+use crate::plan::{ActionClass, JobAction, Plan, SavepointSource, Step};
+
+/// Everything one pass's execution reads.
+pub(crate) struct Executor<'a, L, J> {
+    pub pass_id: &'a str,
+    pub live: &'a L,
+    pub ledger: &'a J,
+    pub desired: &'a DesiredJobs,
+    pub plan: &'a Plan,
+    pub options: &'a ApplyOptions,
+}
+
+/// What the steps of one action produced so far.
+#[derive(Debug, Default)]
+struct ActionState {
+    live_id: Option<i64>,
+    stop_savepoint: Option<String>,
+    savepoint: Option<String>,
+    backups: Vec<String>,
+    restore_applied: bool,
+    deleted: bool,
+    steps_done: usize,
+}
+
+impl<L: LiveService, J: Ledger> Executor<'_, L, J> {
+    /// Runs every action that changes something, in plan order. Only a journal failure stops
+    /// the pass (an action that cannot be announced must not run).
+    /// Actions run `options.parallel_actions` at a time (each touches one job); results come
+    /// back in plan order.
+    pub async fn run(&self) -> Result<Vec<ActionResult>, ApplyError> {
+        let actions = self.plan.changes().enumerate().map(|(index, action)| {
+            let span = tracing::info_span!(
+                "action",
+                target = self.ledger.target(),
+                plan_id = %self.plan.id,
+                job = %action.name,
+                class = action.class.as_str()
+            );
+            self.run_action(index, action).instrument(span)
+        });
+        futures::stream::iter(actions)
+            .buffered(self.options.parallel_actions.max(1))
+            .try_collect()
+            .await
+    }
+
+    async fn run_action(
+        &self,
+        index: usize,
+        action: &JobAction,
+    ) -> Result<ActionResult, ApplyError> {
+        let action_id = action_id(&self.plan.id, self.pass_id, index);
+        let job = journal_key(action.kind, &action.name);
+        self.ledger
+            .intent(IntentEntry {
+                action_id: action_id.clone(),
+                job: job.clone(),
+                action: action.class.as_str().to_string(),
+                plan_id: Some(self.plan.id.clone()),
+                detail: json!({
+                    "kind": action.kind,
+                    "live_id": action.live_id,
+                    "steps": action.steps,
+                    "desired_digest": action.desired_digest,
+                }),
+            })
+            .await?;
+        let mut state = ActionState {
+            live_id: action.live_id,
+            ..ActionState::default()
+        };
+        let mut failure = None;
+        for step in &action.steps {
+            match self.run_step(action, step, &mut state).await {
+                Ok(()) => state.steps_done += 1,
+                Err(error) => {
+                    tracing::warn!(
+                        target_name = self.ledger.target(),
+                        job = %action.name,
+                        step = step_name(step),
+                        code = error.code.as_deref().unwrap_or("-"),
+                        error = %error.message,
+                        "A step failed; the action ends here and the next pass re-plans."
+                    );
+                    failure = Some((step_name(step), error));
+                    break;
+                }
+            }
+        }
+        let ok = failure.is_none();
+        let effects = ActionEffects {
+            live_id: if state.deleted { None } else { state.live_id },
+            savepoint_path: state.savepoint.clone(),
+            backup_zips: state.backups.clone(),
+            spec_digest: if ok && action.class != ActionClass::Prune && !action.is_waiting() {
+                action.desired_digest.clone()
+            } else {
+                None
+            },
+            restore_key: if state.restore_applied {
+                action.restore_key.clone()
+            } else {
+                None
+            },
+            deleted: state.deleted,
+            managed: (ok && !state.deleted && !action.is_waiting()).then_some(true),
+            protected: (ok && action.class != ActionClass::Prune && !action.is_waiting())
+                .then_some(action.protected),
+        };
+        let error = failure.as_ref().map(|(step, failure)| RecordedFailure {
+            code: failure.code.clone(),
+            message: format!("{step}: {}", failure.message),
+            request_id: failure.request_id.clone(),
+        });
+        self.ledger
+            .outcome(OutcomeEntry {
+                action_id: action_id.clone(),
+                job,
+                ok,
+                error: error.clone(),
+                effects: effects.clone(),
+                plan_id: Some(self.plan.id.clone()),
+            })
+            .await?;
+        if ok {
+            tracing::info!(target_name = self.ledger.target(), job = %action.name, class = action.class.as_str(), "Applied an action.");
+        }
+        Ok(ActionResult {
+            kind: action.kind,
+            name: action.name.clone(),
+            class: action.class,
+            action_id,
+            ok,
+            error,
+            steps_done: state.steps_done,
+            steps_total: action.steps.len(),
+            live_id: effects.live_id,
+            savepoint_path: effects.savepoint_path,
+            backups: effects.backup_zips,
+        })
+    }
+
+    async fn run_step(
+        &self,
+        action: &JobAction,
+        step: &Step,
+        state: &mut ActionState,
+    ) -> Result<(), ServiceFailure> {
+        let folder = plan_folder(&self.plan.id);
+        match (action.kind, step) {
+            (JobKind::Dlf, Step::Backup) => {
+                let paths = self.live.backup_dlf_job(&action.name, &folder).await?;
+                state.backups.extend(paths);
+            }
+            (JobKind::Dlf, Step::DlfImport) => {
+                let desired = action
+                    .desired_dlf(self.desired)
+                    .map_err(|error| ServiceFailure::local(error.to_string()))?;
+                let task_id = self.live.import_dlf_job(desired, &folder).await?;
+                self.live
+                    .wait_dlf_task(&task_id, self.options.import_task_timeout)
+                    .await?;
+            }
+            (JobKind::Dlf, Step::Delete) => {
+                self.live.delete_dlf_job(&action.name).await?;
+                state.deleted = true;
+            }
+            (JobKind::Dlf, other) => {
+                return Err(ServiceFailure::local(format!(
+                    "the plan asks for step `{}` on a DLF job, which has no such step; re-plan",
+                    step_name(other)
+                )));
+            }
+            (_, Step::WaitSteady) => {
+                let job_id = need_id(action, state)?;
+                let job = self
+                    .wait_for(job_id, self.options.transition_timeout, |job| {
+                        !job.status.is_transitional()
+                            && (job.status.is_running() || job.status.is_stopped())
+                    })
+                    .await?;
+                tracing::info!(job = %action.name, status = %job.status, "The job settled; the next pass plans its change.");
+            }
+            (_, Step::Backup) => {
+                let job_id = need_id(action, state)?;
+                let paths = self.live.backup_flink_job(job_id, &folder).await?;
+                if paths.is_empty() {
+                    return Err(ServiceFailure::local(
+                        "the export for the backup returned no zip file; the job is not overwritten without a backup",
+                    ));
+                }
+                state.backups.extend(paths);
+            }
+            (_, Step::Stop { trigger_savepoint }) => {
+                let job_id = need_id(action, state)?;
+                let before = self.live.flink_job(job_id).await?.savepoint_path;
+                self.live.stop_flink_job(job_id, *trigger_savepoint).await?;
+                let timeout = if *trigger_savepoint {
+                    self.options.transition_timeout + self.options.savepoint_timeout
+                } else {
+                    self.options.transition_timeout
+                };
+                let stopped = self
+                    .wait_for(job_id, timeout, |job| job.status.is_stopped())
+                    .await?;
+                if *trigger_savepoint {
+                    match stopped.savepoint_path {
+                        Some(path) => {
+                            if Some(&path) == before.as_ref() {
+                                // Services name savepoint folders by time; two stops in one
+                                // second can share one. Said, not fatal.
+                                tracing::warn!(job_id, savepoint = %path, "The job reports the same savepoint folder as before its stop.");
+                            }
+                            state.stop_savepoint = Some(path.clone());
+                            state.savepoint = Some(path);
+                        }
+                        None => {
+                            return Err(ServiceFailure::local(format!(
+                                "job {job_id} stopped ({}) but reports no new savepoint; nothing is imported over it so that its state is not lost",
+                                stopped.status
+                            )));
+                        }
+                    }
+                }
+            }
+            (_, Step::ImportBundle) => {
+                let config = need_config(action)?;
+                let mapping = self
+                    .live
+                    .import_flink_job(&action.name, config, &folder)
+                    .await?;
+                let entry = match mapping.as_slice() {
+                    [only] => only.clone(),
+                    [] => {
+                        return Err(ServiceFailure::local(
+                            "the import answered without a job_mapping entry",
+                        ));
+                    }
+                    many => many
+                        .iter()
+                        .find(|entry| {
+                            entry.old_job_id.is_some() && entry.old_job_id == action.live_id
+                        })
+                        .or_else(|| many.first())
+                        .cloned()
+                        .unwrap_or_else(|| many[0].clone()),
+                };
+                if entry.new_job_id < 0 {
+                    return Err(ServiceFailure::local(format!(
+                        "the service did not import the job: {}",
+                        entry.remark.as_deref().unwrap_or("no remark")
+                    )));
+                }
+                state.live_id = Some(entry.new_job_id);
+            }
+            (_, Step::CreateJob) => {
+                let config = need_config(action)?;
+                let job_id = self.live.create_flink_job(&action.name, config).await?;
+                state.live_id = Some(job_id);
+            }
+            (_, Step::UpdateJob) => {
+                let job_id = need_id(action, state)?;
+                let config = need_config(action)?;
+                self.live.update_flink_job(job_id, config).await?;
+            }
+            (_, Step::UpdateTags { set, remove }) => {
+                let job_id = need_id(action, state)?;
+                self.live.update_flink_tags(job_id, set, remove).await?;
+            }
+            (_, Step::ImportSavepoint { source }) => {
+                let job_id = need_id(action, state)?;
+                let path = self.savepoint_path(action, source, state)?;
+                self.live.import_savepoint(job_id, &path).await?;
+                state.savepoint = Some(path);
+                if action.restore_key.is_some() {
+                    state.restore_applied = true;
+                }
+            }
+            (_, Step::Start { resume_savepoint }) => {
+                let job_id = need_id(action, state)?;
+                let before = self.live.flink_job(job_id).await?;
+                self.live.run_flink_job(job_id, *resume_savepoint).await?;
+                let job = self
+                    .wait_for(job_id, self.options.transition_timeout, |job| {
+                        start_settled(&before, job)
+                    })
+                    .await?;
+                if !(job.status.is_running() || job.status.as_str() == "job_finish") {
+                    return Err(ServiceFailure {
+                        code: job.status_desc.as_deref().and_then(leading_error_code),
+                        message: format!(
+                            "job {job_id} did not start: it is {}{}",
+                            job.status,
+                            job.status_desc
+                                .as_deref()
+                                .map(|desc| format!(" ({desc})"))
+                                .unwrap_or_default()
+                        ),
+                        request_id: None,
+                        retryable: false,
+                    });
+                }
+            }
+            (_, Step::Delete) => {
+                let job_id = need_id(action, state)?;
+                self.live.delete_flink_job(job_id).await?;
+                state.deleted = true;
+            }
+            (_, Step::DlfImport) => {
+                return Err(ServiceFailure::local(
+                    "the plan asks for a DLF import on a Flink job; re-plan",
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// The savepoint directory an `ImportSavepoint` step imports.
+    fn savepoint_path(
+        &self,
+        action: &JobAction,
+        source: &SavepointSource,
+        state: &ActionState,
+    ) -> Result<String, ServiceFailure> {
+        match source {
+            SavepointSource::FromStop => state.stop_savepoint.clone().ok_or_else(|| {
+                ServiceFailure::local(
+                    "the plan imports the savepoint taken at stop, but no stop of this action produced one",
+                )
+            }),
+            SavepointSource::Path(path) | SavepointSource::Held(path) => Ok(path.clone()),
+            SavepointSource::FromTarget(target) => self
+                .ledger
+                .savepoint_in_target(target, &action.name)
+                .ok_or_else(|| {
+                    ServiceFailure::local(format!(
+                        "restore from target `{target}`: its journal records no savepoint for `{}`; stop that job with a savepoint first, or restore from an explicit path",
+                        action.name
+                    ))
+                }),
+        }
+    }
+
+    /// Polls a job's detail until `done` holds, or fails after `timeout`.
+    async fn wait_for(
+        &self,
+        job_id: i64,
+        timeout: Duration,
+        done: impl Fn(&ObservedFlinkJob) -> bool,
+    ) -> Result<ObservedFlinkJob, ServiceFailure> {
+        wait_for_job(self.live, job_id, timeout, self.options.poll_interval, done).await
+    }
+}
+
+/// Polls a job's detail until `done` holds, or fails after `timeout`.
+pub(crate) async fn wait_for_job<L: LiveService>(
+    live: &L,
+    job_id: i64,
+    timeout: Duration,
+    poll_interval: Duration,
+    done: impl Fn(&ObservedFlinkJob) -> bool,
+) -> Result<ObservedFlinkJob, ServiceFailure> {
+    let started = Instant::now();
+    loop {
+        let job = live.flink_job(job_id).await?;
+        if done(&job) {
+            return Ok(job);
+        }
+        if started.elapsed() >= timeout {
+            return Err(ServiceFailure {
+                code: None,
+                message: format!(
+                    "job {job_id} is still {} after {:?}; the next pass looks again",
+                    job.status, timeout
+                ),
+                request_id: None,
+                retryable: true,
+            });
+        }
+        tokio::time::sleep(poll_interval).await;
+    }
+}
+
+/// A started job has settled: it runs (or its bounded input finished), or it failed — where a
+/// failure status only counts once the job moved, since the service takes a moment to act on a
+/// run and the job may have been failed before it.
+pub(crate) fn start_settled(before: &ObservedFlinkJob, job: &ObservedFlinkJob) -> bool {
+    let moved = job.status != before.status || job.update_time != before.update_time;
+    job.status.is_running()
+        || job.status.as_str() == "job_finish"
+        || (moved && job.status.is_failed())
+}
+
+fn need_id(action: &JobAction, state: &ActionState) -> Result<i64, ServiceFailure> {
+    state.live_id.ok_or_else(|| {
+        ServiceFailure::local(format!(
+            "the plan acts on live job `{}` but no live id is known for it; re-plan",
+            action.name
+        ))
+    })
+}
+
+fn need_config(action: &JobAction) -> Result<&crate::model::FlinkJobConfig, ServiceFailure> {
+    action.config.as_ref().ok_or_else(|| {
+        ServiceFailure::local(format!(
+            "the plan writes job `{}` but carries no configuration; re-plan",
+            action.name
+        ))
+    })
+}
+
+/// `DLI.13024: ...` → `DLI.13024`.
+fn leading_error_code(text: &str) -> Option<String> {
+    let (code, _) = text.split_once(':')?;
+    let code = code.trim();
+    let looks_like_code = code.contains('.')
+        && code
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '.' || c == '_');
+    looks_like_code.then(|| code.to_string())
+}
+
+/// A fresh id for one executing pass (64 random bits, hex): equal plans get equal plan ids, so
+/// the pass id is what tells two applies of one plan apart (rollback picks backups by it).
+pub(crate) fn new_pass_id() -> String {
+    let random: u64 = rand::random();
+    format!("{random:016x}")
+}
+
+/// The id of the `index`th action of a pass: `<plan id prefix>-<pass id>-<index>`.
+pub(crate) fn action_id(plan_id: &str, pass_id: &str, index: usize) -> String {
+    format!("{}-{pass_id}-{index}", plan_short(plan_id))
+}
+
+/// The pass an action id names (see [`action_id`]).
+pub(crate) fn pass_of(action_id: &str) -> Option<&str> {
+    action_id.split('-').nth(1)
+}
+
+pub(crate) fn plan_short(plan_id: &str) -> &str {
+    &plan_id[..plan_id.len().min(12)]
+}
+
+/// The staging/backup folder of one plan: its id's prefix, so retries of the same plan
+/// overwrite their own files rather than pile up.
+pub(crate) fn plan_folder(plan_id: &str) -> String {
+    format!("plan-{}", plan_short(plan_id))
+}
+
+pub(crate) fn step_name(step: &Step) -> &'static str {
+    match step {
+        Step::WaitSteady => "wait_steady",
+        Step::Backup => "backup",
+        Step::Stop { .. } => "stop",
+        Step::ImportBundle => "import_bundle",
+        Step::CreateJob => "create_job",
+        Step::UpdateJob => "update_job",
+        Step::UpdateTags { .. } => "update_tags",
+        Step::ImportSavepoint { .. } => "import_savepoint",
+        Step::Start { .. } => "start",
+        Step::Delete => "delete",
+        Step::DlfImport => "dlf_import",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn error_codes_are_taken_from_status_descriptions() {
+        assert_eq!(
+            leading_error_code("DLI.13024: No job-running queue selected."),
+            Some("DLI.13024".to_string())
+        );
+        assert_eq!(leading_error_code("the queue is gone: try again"), None);
+        assert_eq!(leading_error_code("no colon"), None);
+    }
+
+    #[test]
+    fn a_start_settles_on_running_or_on_a_failure_the_job_moved_into() {
+        let job = |status: &str, update_time: i64| ObservedFlinkJob {
+            id: 1,
+            name: "j".into(),
+            status: crate::model::FlinkJobStatus::new(status),
+            update_time,
+            config: crate::model::FlinkJobConfig::defaults_for(JobKind::FlinkSql),
+            savepoint_path: None,
+            status_desc: None,
+        };
+        let crashed = job("job_running_exception", 10);
+        assert!(
+            !start_settled(&crashed, &job("job_running_exception", 10)),
+            "not yet acted on"
+        );
+        assert!(!start_settled(&crashed, &job("job_submitting", 11)));
+        assert!(start_settled(&crashed, &job("job_running", 12)));
+        assert!(start_settled(&crashed, &job("job_submit_fail", 12)));
+        let stopped = job("job_cancel_success", 10);
+        assert!(!start_settled(&stopped, &job("job_cancel_success", 10)));
+        assert!(start_settled(&stopped, &job("job_finish", 11)));
+    }
+
+    #[test]
+    fn action_ids_name_their_plan_and_pass() {
+        let plan_id = "0123456789abcdef0123";
+        let (first_pass, second_pass) = (new_pass_id(), new_pass_id());
+        assert_ne!(first_pass, second_pass);
+        let id = action_id(plan_id, &first_pass, 3);
+        assert_eq!(id, format!("0123456789ab-{first_pass}-3"));
+        assert_eq!(pass_of(&id), Some(first_pass.as_str()));
+        assert_ne!(id, action_id(plan_id, &second_pass, 3));
+        assert_eq!(plan_folder(plan_id), "plan-0123456789ab");
+    }
+}

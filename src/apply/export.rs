@@ -1,0 +1,285 @@
+//! `export`: adopt the jobs that already run in a target into a job repository — YAML and SQL
+//! files that `validate` accepts and that plan to no change — and mark them managed (the
+//! managed-by tag on Flink jobs, the journal for both kinds).
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+use serde_json::json;
+
+use super::ApplyError;
+use super::execute::{action_id, new_pass_id};
+use super::ledger::{ActionEffects, IntentEntry, Ledger, OutcomeEntry, journal_key};
+use super::live::LiveService;
+use super::observe::{ObserveScope, observe_with};
+use crate::model::{
+    DesiredDlfJob, DlfImportSettings, JobKind, Lifecycle, MANAGED_TAG_KEY, MANAGED_TAG_VALUE,
+    ObservedJobs, RunState, SourceLocation,
+};
+
+/// What an export wrote and adopted.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ExportReport {
+    pub out_dir: PathBuf,
+    /// Paths written, relative to `out_dir`.
+    pub files: Vec<String>,
+    pub flink_jobs: Vec<String>,
+    pub dlf_jobs: Vec<String>,
+    /// Jobs that were not managed before and now are.
+    pub adopted: Vec<String>,
+    pub warnings: Vec<String>,
+}
+
+impl ExportReport {
+    pub fn render_text(&self) -> String {
+        let mut text = format!(
+            "Exported {} Flink job(s) and {} DLF job(s) to {} ({} file(s)); adopted {}.\n",
+            self.flink_jobs.len(),
+            self.dlf_jobs.len(),
+            self.out_dir.display(),
+            self.files.len(),
+            if self.adopted.is_empty() {
+                "none (all were managed already)".to_string()
+            } else {
+                self.adopted.join(", ")
+            }
+        );
+        for warning in &self.warnings {
+            text.push_str(&format!("warning: {warning}\n"));
+        }
+        text
+    }
+}
+
+/// The repository files for `observed` (relative path → content), with an environment file
+/// for `environment` so that the target resolves it as is. Pure.
+pub fn render_export(observed: &ObservedJobs, environment: &str) -> Vec<(String, String)> {
+    let mut files = Vec::new();
+    let mut names = BTreeMap::new();
+    for job in &observed.flink {
+        *names.entry(job.name.as_str()).or_insert(0) += 1;
+    }
+    for job in &observed.flink {
+        if names.get(job.name.as_str()) != Some(&1) {
+            continue;
+        }
+        let lifecycle = Lifecycle {
+            desired_state: if job.status.is_running()
+                || matches!(job.status.as_str(), "job_finish" | "job_submitting")
+            {
+                RunState::Running
+            } else {
+                RunState::Stopped
+            },
+            ..Lifecycle::default()
+        };
+        files.extend(crate::spec::render::render_flink_job(
+            &job.name,
+            &job.config,
+            &lifecycle,
+        ));
+    }
+    for job in &observed.dlf {
+        files.extend(crate::spec::render::render_dlf_job(&dlf_as_desired(job)));
+    }
+    files.push((
+        format!("{}/{environment}.yaml", crate::spec::ENVIRONMENTS_DIR),
+        "# Written by `dli-gitops export`: the values this target's jobs were exported with.\nvariables: {}\n"
+            .to_string(),
+    ));
+    files
+}
+
+fn dlf_as_desired(job: &crate::model::ObservedDlfJob) -> DesiredDlfJob {
+    DesiredDlfJob {
+        name: job.name.clone(),
+        definition: job.definition.clone(),
+        scripts: BTreeMap::new(),
+        import: DlfImportSettings::default(),
+        prune: true,
+        source: SourceLocation::default(),
+        digest: String::new(),
+    }
+}
+
+pub(crate) async fn export_with<L: LiveService, J: Ledger>(
+    live: &L,
+    ledger: &J,
+    out_dir: &Path,
+    environment: &str,
+) -> Result<ExportReport, ApplyError> {
+    let export_error = |problem: String| ApplyError::Export {
+        path: out_dir.to_path_buf(),
+        problem,
+    };
+    check_empty(out_dir).map_err(export_error)?;
+    let mut warnings = Vec::new();
+    let scope = ObserveScope {
+        dlf: true,
+        ..ObserveScope::default()
+    };
+    let (observed, _) = match observe_with(live, ledger, &scope).await {
+        Ok(found) => found,
+        Err(ApplyError::Observe { what, source, .. }) if what.contains("DLF") => {
+            warnings.push(format!("DLF jobs were not exported: {what}: {source}"));
+            observe_with(live, ledger, &ObserveScope::default()).await?
+        }
+        Err(error) => return Err(error),
+    };
+    let files = render_export(&observed, environment);
+    for (relative, content) in &files {
+        let path = out_dir.join(relative);
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent)
+                .map_err(|error| export_error(format!("creating {}: {error}", parent.display())))?;
+        }
+        std::fs::write(&path, content)
+            .map_err(|error| export_error(format!("writing {}: {error}", path.display())))?;
+    }
+    let snapshot = crate::spec::read_directory(out_dir)
+        .map_err(|error| export_error(format!("reading the export back: {error}")))?;
+    let desired = crate::spec::resolve(&snapshot, Some(environment)).map_err(|diagnostics| {
+        export_error(format!(
+            "the exported repository does not validate ({} problem(s)); the files are left for inspection:\n{diagnostics}",
+            diagnostics.len()
+        ))
+    })?;
+
+    let mut adopted = Vec::new();
+    let pass_id = new_pass_id();
+    let mut index = 0;
+    let mut next_action_id = || {
+        index += 1;
+        action_id("export", &pass_id, index)
+    };
+    for desired_job in &desired.flink {
+        let Some(live_job) = observed
+            .flink
+            .iter()
+            .find(|job| job.name == desired_job.name)
+        else {
+            continue;
+        };
+        let journal_managed = ledger
+            .view()
+            .flink
+            .get(&desired_job.name)
+            .is_some_and(|entry| entry.managed);
+        if live_job.is_managed() && journal_managed {
+            continue;
+        }
+        let action_id = next_action_id();
+        let key = journal_key(desired_job.kind(), &desired_job.name);
+        ledger
+            .intent(IntentEntry {
+                action_id: action_id.clone(),
+                job: key.clone(),
+                action: "adopt".to_string(),
+                plan_id: None,
+                detail: json!({"live_id": live_job.id, "tag": {MANAGED_TAG_KEY: MANAGED_TAG_VALUE}}),
+            })
+            .await?;
+        let result = if live_job.is_managed() {
+            Ok(())
+        } else {
+            let set =
+                BTreeMap::from([(MANAGED_TAG_KEY.to_string(), MANAGED_TAG_VALUE.to_string())]);
+            live.update_flink_tags(live_job.id, &set, &[]).await
+        };
+        let ok = result.is_ok();
+        if let Err(failure) = &result {
+            warnings.push(format!(
+                "Flink job `{}` was exported but not adopted: {failure}",
+                desired_job.name
+            ));
+        }
+        ledger
+            .outcome(OutcomeEntry {
+                action_id,
+                job: key,
+                ok,
+                error: result.err().map(|failure| super::RecordedFailure {
+                    code: failure.code,
+                    message: failure.message,
+                    request_id: failure.request_id,
+                }),
+                effects: ActionEffects {
+                    live_id: Some(live_job.id),
+                    spec_digest: ok.then(|| desired_job.digest.clone()),
+                    managed: ok.then_some(true),
+                    protected: ok.then_some(false),
+                    ..ActionEffects::default()
+                },
+                plan_id: None,
+            })
+            .await?;
+        if ok {
+            adopted.push(desired_job.name.clone());
+        }
+    }
+    for desired_job in &desired.dlf {
+        let action_id = next_action_id();
+        let key = journal_key(JobKind::Dlf, &desired_job.name);
+        let already = ledger
+            .view()
+            .dlf
+            .get(&desired_job.name)
+            .is_some_and(|entry| {
+                entry.managed
+                    && entry.imported_digest.as_deref() == Some(desired_job.digest.as_str())
+            });
+        if already {
+            continue;
+        }
+        ledger
+            .intent(IntentEntry {
+                action_id: action_id.clone(),
+                job: key.clone(),
+                action: "adopt".to_string(),
+                plan_id: None,
+                detail: json!({"digest": desired_job.digest}),
+            })
+            .await?;
+        // The live definition is the exported one: the journal records it as imported.
+        ledger
+            .outcome(OutcomeEntry {
+                action_id,
+                job: key,
+                ok: true,
+                error: None,
+                effects: ActionEffects {
+                    spec_digest: Some(desired_job.digest.clone()),
+                    managed: Some(true),
+                    protected: Some(false),
+                    ..ActionEffects::default()
+                },
+                plan_id: None,
+            })
+            .await?;
+        adopted.push(format!("dlf:{}", desired_job.name));
+    }
+    Ok(ExportReport {
+        out_dir: out_dir.to_path_buf(),
+        files: files.iter().map(|(path, _)| path.clone()).collect(),
+        flink_jobs: desired.flink.iter().map(|job| job.name.clone()).collect(),
+        dlf_jobs: desired.dlf.iter().map(|job| job.name.clone()).collect(),
+        adopted,
+        warnings,
+    })
+}
+
+/// Refuses to write into a directory that has files, so an export never overwrites a repository.
+fn check_empty(out_dir: &Path) -> Result<(), String> {
+    match std::fs::read_dir(out_dir) {
+        Ok(mut entries) => match entries.next() {
+            None => Ok(()),
+            Some(_) => Err(
+                "the directory is not empty; export into a new or empty directory so no file is overwritten"
+                    .to_string(),
+            ),
+        },
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(error) => Err(format!("reading the directory: {error}")),
+    }
+}

@@ -1,0 +1,139 @@
+//! The journal as the executor sees it: announce an action, record how it ended, cache
+//! observations, and read back what the planner needs (`JournalView`). Backed by
+//! [`crate::journal::Journal`] for one target.
+
+use serde::{Deserialize, Serialize};
+
+use super::ApplyError;
+use crate::model::JobKind;
+use crate::plan::JournalView;
+
+/// The journal key of a job: Flink jobs by name, DLF jobs by `dlf:<name>` (the two kinds are
+/// separate namespaces on the service; the journal has one).
+pub fn journal_key(kind: JobKind, name: &str) -> String {
+    match kind {
+        JobKind::Dlf => format!("{DLF_KEY_PREFIX}{name}"),
+        JobKind::FlinkSql | JobKind::FlinkJar => name.to_string(),
+    }
+}
+
+/// Prefix of DLF jobs' journal keys.
+pub const DLF_KEY_PREFIX: &str = "dlf:";
+
+/// An action about to start.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct IntentEntry {
+    pub action_id: String,
+    /// [`journal_key`].
+    pub job: String,
+    /// The action class (`create`, `upgrade`, ...), or `rollback`, `adopt`, `resolve`.
+    pub action: String,
+    pub plan_id: Option<String>,
+    /// What a later pass needs to resolve the intent after a crash: kind, live id, steps.
+    pub detail: serde_json::Value,
+}
+
+/// How an action ended.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct OutcomeEntry {
+    pub action_id: String,
+    pub job: String,
+    pub ok: bool,
+    pub error: Option<RecordedFailure>,
+    pub effects: ActionEffects,
+    pub plan_id: Option<String>,
+}
+
+/// A failure as the service reported it (already free of secrets).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RecordedFailure {
+    pub code: Option<String>,
+    pub message: String,
+    pub request_id: Option<String>,
+}
+
+/// What an action changed, for the journal's memory of the job.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct ActionEffects {
+    pub live_id: Option<i64>,
+    /// The savepoint captured at stop or imported.
+    pub savepoint_path: Option<String>,
+    pub backup_zips: Vec<String>,
+    /// The desired digest now live (DLF: the definition imported).
+    pub spec_digest: Option<String>,
+    pub restore_key: Option<String>,
+    pub deleted: bool,
+    pub managed: Option<bool>,
+    /// The applied definition said `prune: false`.
+    pub protected: Option<bool>,
+}
+
+/// The last observation of a job, as cached in the journal.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CachedObservation {
+    pub live_id: Option<i64>,
+    pub update_time: Option<i64>,
+    pub status: Option<String>,
+    /// The normalised detail (an `ObservedFlinkJob`, or a DLF definition).
+    pub snapshot: serde_json::Value,
+}
+
+/// A fresh observation worth recording (its `update_time` or status changed).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ObservationEntry {
+    pub job: String,
+    pub live_id: Option<i64>,
+    pub update_time: Option<i64>,
+    pub status: Option<String>,
+    pub snapshot: serde_json::Value,
+}
+
+/// An intent without an outcome, found when a pass starts.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PendingAction {
+    pub action_id: String,
+    pub job: String,
+    pub action: String,
+    pub plan_id: Option<String>,
+    pub detail: serde_json::Value,
+    pub seq: u64,
+}
+
+/// Backups one apply took, oldest first.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct BackupSet {
+    pub plan_id: Option<String>,
+    pub first_seq: u64,
+    pub last_seq: u64,
+    /// (journal key, zip paths), in the order they were taken.
+    pub jobs: Vec<(String, Vec<String>)>,
+}
+
+/// The journal operations of one target.
+#[allow(async_fn_in_trait)]
+pub trait Ledger {
+    /// The target's name (for messages).
+    fn target(&self) -> &str;
+    /// What the planner needs to know.
+    fn view(&self) -> JournalView;
+    /// The cached observation of a job, by [`journal_key`].
+    fn cached(&self, job: &str) -> Option<CachedObservation>;
+    /// The savepoint the journal of `target` last recorded for `job` (promotion restores).
+    fn savepoint_in_target(&self, target: &str, job: &str) -> Option<String>;
+    /// Intents of this target without an outcome, oldest first.
+    fn pending(&self) -> Vec<PendingAction>;
+    /// The backups taken per apply, oldest first.
+    fn backup_sets(&self) -> Vec<BackupSet>;
+
+    /// Appends and fsyncs an intent before the action starts.
+    async fn intent(&self, entry: IntentEntry) -> Result<u64, ApplyError>;
+    async fn outcome(&self, entry: OutcomeEntry) -> Result<u64, ApplyError>;
+    async fn observed(&self, entry: ObservationEntry) -> Result<u64, ApplyError>;
+    /// The target converged on `revision`.
+    async fn revision_applied(
+        &self,
+        revision: &str,
+        plan_id: &str,
+        summary: &str,
+    ) -> Result<u64, ApplyError>;
+}

@@ -1,0 +1,145 @@
+//! The live service as the executor sees it: the operations a plan's steps need, in the
+//! executor's terms. [`CloudLive`](super::target) backs it with the signed `cloud` clients
+//! and the target's OBS locations; bundling (the zip formats) happens behind it.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use crate::model::{DesiredDlfJob, FlinkJobConfig, ObservedFlinkJob};
+
+/// One entry of the Flink job list: enough to decide whether the cached detail is still good.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListedFlinkJob {
+    pub id: i64,
+    pub name: String,
+    pub status: String,
+    /// 13-digit epoch milliseconds.
+    pub update_time: i64,
+}
+
+/// One entry of the DLF job list.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ListedDlfJob {
+    pub name: String,
+    pub last_update: Option<i64>,
+}
+
+/// A complete listing and the calls it took.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Listing<T> {
+    pub jobs: Vec<T>,
+    pub calls: u32,
+}
+
+/// What an import did to one job (`job_mapping`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ImportedJob {
+    pub old_job_id: Option<i64>,
+    /// `-1` when the service did not import it.
+    pub new_job_id: i64,
+    pub remark: Option<String>,
+}
+
+/// A call to the live service failed. Carries what the service said, so the journal can
+/// record its code and message; never a credential.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct ServiceFailure {
+    /// The service's `error_code`, when it sent one.
+    pub code: Option<String>,
+    /// What was being done and what the service answered.
+    pub message: String,
+    pub request_id: Option<String>,
+    /// Worth trying again on the next pass (5xx, 429, timeouts).
+    pub retryable: bool,
+}
+
+impl ServiceFailure {
+    /// A failure the executor itself detected (no service code).
+    pub fn local(message: impl Into<String>) -> ServiceFailure {
+        ServiceFailure {
+            code: None,
+            message: message.into(),
+            request_id: None,
+            retryable: false,
+        }
+    }
+}
+
+/// The operations the executor and the observer run against one target.
+///
+/// Implementations make one attempt per call (with the client's own transient retries); the
+/// executor decides nothing on their behalf.
+#[allow(async_fn_in_trait)]
+pub trait LiveService {
+    /// Every Flink job, page by page.
+    async fn list_flink_jobs(&self) -> Result<Listing<ListedFlinkJob>, ServiceFailure>;
+    /// One Flink job's detail, normalised.
+    async fn flink_job(&self, job_id: i64) -> Result<ObservedFlinkJob, ServiceFailure>;
+    /// Every DLF job, page by page.
+    async fn list_dlf_jobs(&self) -> Result<Listing<ListedDlfJob>, ServiceFailure>;
+    /// One DLF job's definition.
+    async fn dlf_job(&self, name: &str) -> Result<serde_json::Value, ServiceFailure>;
+
+    /// Exports one Flink job into `<backups>/<folder>/`; returns the zip paths.
+    async fn backup_flink_job(
+        &self,
+        job_id: i64,
+        folder: &str,
+    ) -> Result<Vec<String>, ServiceFailure>;
+    /// Exports one DLF job into `<backups>/<folder>/`; returns the paths written.
+    async fn backup_dlf_job(&self, name: &str, folder: &str)
+    -> Result<Vec<String>, ServiceFailure>;
+
+    /// Bundles one job in the DLI export layout, uploads it to `<staging>/<folder>/` and imports
+    /// it with `is_cover: true`.
+    async fn import_flink_job(
+        &self,
+        name: &str,
+        config: &FlinkJobConfig,
+        folder: &str,
+    ) -> Result<Vec<ImportedJob>, ServiceFailure>;
+    /// Re-imports a zip that is already on OBS (a backup) with `is_cover: true`.
+    async fn import_flink_zip(&self, zip_path: &str) -> Result<Vec<ImportedJob>, ServiceFailure>;
+    async fn create_flink_job(
+        &self,
+        name: &str,
+        config: &FlinkJobConfig,
+    ) -> Result<i64, ServiceFailure>;
+    async fn update_flink_job(
+        &self,
+        job_id: i64,
+        config: &FlinkJobConfig,
+    ) -> Result<(), ServiceFailure>;
+    async fn update_flink_tags(
+        &self,
+        job_id: i64,
+        set: &BTreeMap<String, String>,
+        remove: &[String],
+    ) -> Result<(), ServiceFailure>;
+    async fn import_savepoint(&self, job_id: i64, path: &str) -> Result<(), ServiceFailure>;
+    async fn run_flink_job(
+        &self,
+        job_id: i64,
+        resume_savepoint: bool,
+    ) -> Result<(), ServiceFailure>;
+    async fn stop_flink_job(
+        &self,
+        job_id: i64,
+        trigger_savepoint: bool,
+    ) -> Result<(), ServiceFailure>;
+    async fn delete_flink_job(&self, job_id: i64) -> Result<(), ServiceFailure>;
+
+    /// Bundles the DLF job in the DLF export layout, uploads it to `<staging>/<folder>/`, imports
+    /// it with `sameNamePolicy: OVERWRITE` and the job's import settings; returns the task id.
+    async fn import_dlf_job(
+        &self,
+        job: &DesiredDlfJob,
+        folder: &str,
+    ) -> Result<String, ServiceFailure>;
+    /// Re-imports DLF jobs from a path already on OBS (a backup), overwriting.
+    async fn import_dlf_path(&self, path: &str) -> Result<String, ServiceFailure>;
+    /// Polls a DLF system task until it succeeds (Ok), fails or times out (Err).
+    async fn wait_dlf_task(&self, task_id: &str, timeout: Duration) -> Result<(), ServiceFailure>;
+    async fn delete_dlf_job(&self, name: &str) -> Result<(), ServiceFailure>;
+}

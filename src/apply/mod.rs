@@ -1,0 +1,401 @@
+//! Executes plans against a target: observe, plan, apply — the one code path that `plan`,
+//! `apply` and the daemon share — plus `export` (adopt live jobs into a repository) and
+//! `rollback` (re-import the backups an apply took).
+//!
+//! Layout: `live` (the service operations the executor needs) and `ledger` (the journal
+//! operations) are the two seams; `target` backs them with the `cloud` clients and the
+//! `journal` for one configured target; `observe`, `execute`, `export` and `rollback` are
+//! written against the seams only. The executor makes no choice the plan did not make.
+
+mod cloud_live;
+mod commands;
+mod execute;
+mod export;
+mod journal_ledger;
+mod ledger;
+mod live;
+mod observe;
+mod rollback;
+mod target;
+
+use std::time::Duration;
+
+use serde::Serialize;
+
+pub use cloud_live::CloudLive;
+pub use commands::{
+    ApplyCommand, ExportCommand, PlanCommand, Prompt, RollbackCommand, apply_command,
+    export_command, plan_command, rollback_command,
+};
+pub use export::{ExportReport, render_export};
+pub use journal_ledger::JournalLedger;
+pub use ledger::{
+    ActionEffects, BackupSet, CachedObservation, DLF_KEY_PREFIX, IntentEntry, Ledger,
+    ObservationEntry, OutcomeEntry, PendingAction, RecordedFailure, journal_key,
+};
+pub use live::{ImportedJob, ListedDlfJob, ListedFlinkJob, Listing, LiveService, ServiceFailure};
+pub use observe::ObserveReport;
+pub use rollback::{RollbackReport, RolledBackJob, choose_backup_set};
+pub use target::{
+    TargetContext, export, observe, reconcile_once, rollback, start_embedded_emulator,
+};
+
+use crate::model::{DesiredJobs, JobKind, ObservedJobs};
+use crate::plan::{ActionClass, Plan, PlanPolicy};
+
+/// How one pass runs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApplyOptions {
+    /// Observe and plan only (what `plan` does).
+    pub dry_run: bool,
+    /// The revision `desired` was read from; journaled when the pass converges.
+    pub revision: Option<String>,
+    /// How long a job may take to reach running or stopped.
+    pub transition_timeout: Duration,
+    /// Extra time a stop with a savepoint may take.
+    pub savepoint_timeout: Duration,
+    /// How long a DLF import task may run.
+    pub import_task_timeout: Duration,
+    /// Pause between two looks at a moving job.
+    pub poll_interval: Duration,
+    /// Apply only if the pass plans exactly this plan (the one a person approved).
+    pub expected_plan_id: Option<String>,
+    /// Actions run at once (each on its own job); 1 runs them one by one, in plan order.
+    pub parallel_actions: usize,
+}
+
+impl Default for ApplyOptions {
+    fn default() -> ApplyOptions {
+        ApplyOptions {
+            dry_run: false,
+            revision: None,
+            transition_timeout: Duration::from_secs(900),
+            savepoint_timeout: Duration::from_secs(600),
+            import_task_timeout: Duration::from_secs(600),
+            poll_interval: Duration::from_secs(1),
+            expected_plan_id: None,
+            parallel_actions: 4,
+        }
+    }
+}
+
+/// What one pass did.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ApplyReport {
+    pub target: String,
+    /// This pass's id (part of every action id it journals).
+    pub pass_id: String,
+    pub plan: Plan,
+    pub observe: ObserveReport,
+    /// Intents of an interrupted earlier pass, resolved by observing first.
+    pub resolved: Vec<ResolvedIntent>,
+    /// One entry per action that changes something (empty on a dry run).
+    pub results: Vec<ActionResult>,
+    pub dry_run: bool,
+}
+
+impl ApplyReport {
+    /// Actions that failed.
+    pub fn failures(&self) -> impl Iterator<Item = &ActionResult> {
+        self.results.iter().filter(|result| !result.ok)
+    }
+
+    /// Every planned change ran to its end.
+    pub fn converged(&self) -> bool {
+        !self.dry_run && self.results.iter().all(|result| result.ok)
+    }
+
+    /// A few lines for people: one per action, then a summary.
+    pub fn render_text(&self) -> String {
+        let mut text = String::new();
+        for resolved in &self.resolved {
+            text.push_str(&format!(
+                "resolved interrupted {} of {} ({}): {}\n",
+                resolved.action, resolved.job, resolved.action_id, resolved.found
+            ));
+        }
+        for result in &self.results {
+            let status = if result.ok { "done" } else { "FAILED" };
+            text.push_str(&format!(
+                "{status:>6}  {} {} ({} of {} steps)",
+                result.class.as_str(),
+                result.name,
+                result.steps_done,
+                result.steps_total
+            ));
+            if let Some(error) = &result.error {
+                text.push_str(&format!(
+                    ": {}{}",
+                    error
+                        .code
+                        .as_deref()
+                        .map(|code| format!("{code} "))
+                        .unwrap_or_default(),
+                    error.message
+                ));
+            }
+            text.push('\n');
+        }
+        let failed = self.failures().count();
+        text.push_str(&format!(
+            "Apply complete: {} action(s), {} succeeded, {} failed.\n",
+            self.results.len(),
+            self.results.len() - failed,
+            failed
+        ));
+        text
+    }
+}
+
+/// How one action ended.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ActionResult {
+    pub kind: JobKind,
+    pub name: String,
+    pub class: ActionClass,
+    pub action_id: String,
+    pub ok: bool,
+    pub error: Option<RecordedFailure>,
+    pub steps_done: usize,
+    pub steps_total: usize,
+    pub live_id: Option<i64>,
+    pub savepoint_path: Option<String>,
+    pub backups: Vec<String>,
+}
+
+/// An intent left without an outcome by an interrupted pass, and what was found live.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ResolvedIntent {
+    pub action_id: String,
+    pub job: String,
+    pub action: String,
+    /// `running as job 12 (job_running)`, or `absent`.
+    pub found: String,
+}
+
+/// Why a pass, an export or a rollback could not run.
+#[derive(Debug, thiserror::Error)]
+pub enum ApplyError {
+    #[error("observing target `{target}`: {what}")]
+    Observe {
+        target: String,
+        what: &'static str,
+        #[source]
+        source: ServiceFailure,
+    },
+    #[error(
+        "journal of target `{target}`: {what} failed; no further action is started until the journal works"
+    )]
+    Journal {
+        target: String,
+        what: &'static str,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    #[error("target `{target}`: {problem}")]
+    Target { target: String, problem: String },
+    #[error("reading the job repository for target `{target}`: {problem}")]
+    Repository { target: String, problem: String },
+    #[error("export to {path}: {problem}")]
+    Export {
+        path: std::path::PathBuf,
+        problem: String,
+    },
+    #[error("rollback of target `{target}`: {problem}")]
+    Rollback { target: String, problem: String },
+    #[error(
+        "target `{target}`: the live state changed since plan {expected} was shown (it now plans {found}); nothing was applied, run apply again"
+    )]
+    PlanChanged {
+        target: String,
+        expected: String,
+        found: String,
+    },
+    #[error("loading config {path}: {problem}")]
+    Config {
+        path: std::path::PathBuf,
+        problem: String,
+    },
+    #[error("not applied: {reason}")]
+    NotApproved { reason: String },
+    #[error("{problem}")]
+    Runtime { problem: String },
+}
+
+/// Observes, resolves unfinished intents, plans, and — unless `options.dry_run` — executes the
+/// plan. The one path shared by `plan`, `apply` and the daemon.
+pub async fn reconcile_with<L: LiveService, J: Ledger>(
+    live: &L,
+    ledger: &J,
+    desired: &DesiredJobs,
+    policy: &PlanPolicy,
+    options: &ApplyOptions,
+) -> Result<ApplyReport, ApplyError> {
+    let pending = ledger.pending();
+    let scope = observe::ObserveScope {
+        dlf: observe::dlf_in_scope(ledger, desired.dlf.len()),
+        refresh: pending.iter().map(|intent| intent.job.clone()).collect(),
+    };
+    let (observed, observe_report) = observe::observe_with(live, ledger, &scope).await?;
+    let resolved = resolve_pending(ledger, &pending, &observed).await?;
+    let view = ledger.view();
+    let plan = crate::plan::plan(desired, &observed, &view, policy);
+    tracing::info!(
+        target_name = ledger.target(),
+        plan_id = %plan.id,
+        changes = plan.changes().count(),
+        observe_calls = observe_report.total_calls(),
+        dry_run = options.dry_run,
+        "Planned a pass."
+    );
+    let mut report = ApplyReport {
+        target: ledger.target().to_string(),
+        pass_id: execute::new_pass_id(),
+        plan,
+        observe: observe_report,
+        resolved,
+        results: Vec::new(),
+        dry_run: options.dry_run,
+    };
+    if options.dry_run {
+        return Ok(report);
+    }
+    if let Some(expected) = &options.expected_plan_id
+        && *expected != report.plan.id
+    {
+        return Err(ApplyError::PlanChanged {
+            target: report.target,
+            expected: expected.clone(),
+            found: report.plan.id,
+        });
+    }
+    let executor = execute::Executor {
+        pass_id: &report.pass_id,
+        live,
+        ledger,
+        desired,
+        plan: &report.plan,
+        options,
+    };
+    report.results = executor.run().await?;
+    let waiting = report.plan.changes().any(|action| action.is_waiting());
+    if report.converged()
+        && !waiting
+        && let Some(revision) = &options.revision
+    {
+        let summary = summary_line(&report.plan);
+        ledger
+            .revision_applied(revision, &report.plan.id, &summary)
+            .await?;
+    }
+    Ok(report)
+}
+
+/// Writes an outcome for every intent an interrupted pass left open, from what is live now.
+async fn resolve_pending<J: Ledger>(
+    ledger: &J,
+    pending: &[PendingAction],
+    observed: &ObservedJobs,
+) -> Result<Vec<ResolvedIntent>, ApplyError> {
+    let mut resolved = Vec::new();
+    for intent in pending {
+        let (found, effects) = match intent.job.strip_prefix(DLF_KEY_PREFIX) {
+            Some(name) => match observed.dlf.iter().find(|job| job.name == name) {
+                Some(_) => ("present".to_string(), ActionEffects::default()),
+                None => ("absent".to_string(), ActionEffects::default()),
+            },
+            None => match observed.flink.iter().find(|job| job.name == intent.job) {
+                Some(job) => (
+                    format!("job {} ({})", job.id, job.status),
+                    ActionEffects {
+                        live_id: Some(job.id),
+                        // A stop with a savepoint may have completed: keep the state it made.
+                        savepoint_path: job.savepoint_path.clone(),
+                        ..ActionEffects::default()
+                    },
+                ),
+                None => ("absent".to_string(), ActionEffects::default()),
+            },
+        };
+        tracing::warn!(
+            target_name = ledger.target(),
+            job = %intent.job,
+            action = %intent.action,
+            action_id = %intent.action_id,
+            found = %found,
+            "Resolved an intent an interrupted pass left open; this pass re-plans from what is live."
+        );
+        ledger
+            .outcome(OutcomeEntry {
+                action_id: intent.action_id.clone(),
+                job: intent.job.clone(),
+                ok: false,
+                error: Some(RecordedFailure {
+                    code: Some("INTERRUPTED".to_string()),
+                    message: format!(
+                        "the pass that started this {} ended before writing its outcome; found {found}",
+                        intent.action
+                    ),
+                    request_id: None,
+                }),
+                effects,
+                plan_id: intent.plan_id.clone(),
+            })
+            .await?;
+        resolved.push(ResolvedIntent {
+            action_id: intent.action_id.clone(),
+            job: intent.job.clone(),
+            action: intent.action.clone(),
+            found,
+        });
+    }
+    Ok(resolved)
+}
+
+/// `2 create, 1 upgrade` (the classes that occur), or `no changes`.
+pub fn summary_line(plan: &Plan) -> String {
+    let summary = plan.summary();
+    let parts: Vec<String> = [
+        (summary.create, "create"),
+        (summary.update, "update"),
+        (summary.upgrade, "upgrade"),
+        (summary.restore, "restore"),
+        (summary.start, "start"),
+        (summary.stop, "stop"),
+        (summary.prune, "prune"),
+        (summary.waiting, "waiting"),
+    ]
+    .iter()
+    .filter(|(count, _)| *count > 0)
+    .map(|(count, word)| format!("{count} {word}"))
+    .collect();
+    if parts.is_empty() {
+        "no changes".to_string()
+    } else {
+        parts.join(", ")
+    }
+}
+
+/// Writes the live jobs as a repository in `out_dir`, checks it resolves for `environment`,
+/// and adopts the jobs (see the `export` module).
+pub async fn export_with<L: LiveService, J: Ledger>(
+    live: &L,
+    ledger: &J,
+    out_dir: &std::path::Path,
+    environment: &str,
+) -> Result<ExportReport, ApplyError> {
+    export::export_with(live, ledger, out_dir, environment).await
+}
+
+/// Re-imports the backups one apply took (see [`choose_backup_set`] for `to`).
+pub async fn rollback_with<L: LiveService, J: Ledger>(
+    live: &L,
+    ledger: &J,
+    to: Option<u64>,
+    options: &ApplyOptions,
+) -> Result<RollbackReport, ApplyError> {
+    rollback::rollback_with(live, ledger, to, options).await
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,209 @@
+//! Observing a target: list page by page, read a job's detail only when its `update_time` or
+//! status moved since the journal's cached observation, and record an `Observed` entry only
+//! for those. A pass over an unchanged target costs one call per list page.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use futures::{StreamExt, TryStreamExt};
+use serde::Serialize;
+
+use super::ApplyError;
+use super::ledger::{DLF_KEY_PREFIX, Ledger, ObservationEntry, journal_key};
+use super::live::LiveService;
+use crate::model::{JobKind, ObservedDlfJob, ObservedFlinkJob, ObservedJobs};
+
+/// Job details read concurrently during one observation.
+const DETAIL_READS_AT_ONCE: usize = 8;
+
+/// What one observation cost and found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+pub struct ObserveReport {
+    /// Flink list calls (pages).
+    pub flink_list_calls: u32,
+    /// Flink detail calls.
+    pub flink_detail_calls: u32,
+    /// DLF list calls (pages); 0 when DLF was not observed.
+    pub dlf_list_calls: u32,
+    /// DLF detail calls.
+    pub dlf_detail_calls: u32,
+    /// Jobs served from the journal's cache.
+    pub cached: u32,
+    /// `Observed` records written.
+    pub recorded: u32,
+}
+
+impl ObserveReport {
+    /// Every call the observation made.
+    pub fn total_calls(&self) -> u32 {
+        self.flink_list_calls
+            + self.flink_detail_calls
+            + self.dlf_list_calls
+            + self.dlf_detail_calls
+    }
+}
+
+/// What to observe.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct ObserveScope {
+    /// List DLF jobs too.
+    pub dlf: bool,
+    /// Journal keys whose detail is read whatever the cache says (jobs with unresolved intents).
+    pub refresh: BTreeSet<String>,
+}
+
+pub(crate) async fn observe_with<L: LiveService, J: Ledger>(
+    live: &L,
+    ledger: &J,
+    scope: &ObserveScope,
+) -> Result<(ObservedJobs, ObserveReport), ApplyError> {
+    let mut report = ObserveReport::default();
+    let mut observed = ObservedJobs::default();
+    let target = ledger.target().to_string();
+    let observe_error = |what: &'static str| {
+        let target = target.clone();
+        move |source| ApplyError::Observe {
+            target,
+            what,
+            source,
+        }
+    };
+
+    let listing = live
+        .list_flink_jobs()
+        .await
+        .map_err(observe_error("listing Flink jobs"))?;
+    report.flink_list_calls = listing.calls;
+    let mut name_counts: BTreeMap<&str, usize> = BTreeMap::new();
+    for job in &listing.jobs {
+        *name_counts.entry(job.name.as_str()).or_default() += 1;
+    }
+    let mut to_read = Vec::new();
+    for listed in &listing.jobs {
+        let key = journal_key(JobKind::FlinkSql, &listed.name);
+        // Two live jobs with one name would overwrite each other's cache entry on every pass;
+        // the planner leaves such jobs alone, so they are read but not cached.
+        let unique = name_counts.get(listed.name.as_str()) == Some(&1);
+        let cached = if unique && !scope.refresh.contains(&key) {
+            ledger.cached(&key).and_then(|cached| {
+                let fresh = cached.live_id == Some(listed.id)
+                    && cached.update_time == Some(listed.update_time)
+                    && cached.status.as_deref() == Some(listed.status.as_str());
+                fresh
+                    .then(|| serde_json::from_value::<ObservedFlinkJob>(cached.snapshot).ok())
+                    .flatten()
+            })
+        } else {
+            None
+        };
+        match cached {
+            Some(job) => {
+                report.cached += 1;
+                observed.flink.push(job);
+            }
+            None => to_read.push((listed, key, unique)),
+        }
+    }
+    // Details are read a few at a time; their journal records share fsyncs (group commit).
+    let reads = to_read.into_iter().map(|(listed, key, unique)| {
+        let observe_error = observe_error("reading a Flink job's detail");
+        async move {
+            let mut job = live.flink_job(listed.id).await.map_err(observe_error)?;
+            // The list is the fresher source for the fields the cache is keyed on.
+            job.update_time = listed.update_time;
+            job.status = crate::model::FlinkJobStatus::new(&listed.status);
+            if unique {
+                ledger
+                    .observed(ObservationEntry {
+                        job: key,
+                        live_id: Some(job.id),
+                        update_time: Some(job.update_time),
+                        status: Some(job.status.as_str().to_string()),
+                        snapshot: serde_json::to_value(&job).unwrap_or_default(),
+                    })
+                    .await?;
+            }
+            Ok::<_, ApplyError>((job, unique))
+        }
+    });
+    let read: Vec<(ObservedFlinkJob, bool)> = futures::stream::iter(reads)
+        .buffered(DETAIL_READS_AT_ONCE)
+        .try_collect()
+        .await?;
+    for (job, recorded) in read {
+        report.flink_detail_calls += 1;
+        report.recorded += u32::from(recorded);
+        observed.flink.push(job);
+    }
+
+    if scope.dlf {
+        let listing = live
+            .list_dlf_jobs()
+            .await
+            .map_err(observe_error("listing DLF jobs"))?;
+        report.dlf_list_calls = listing.calls;
+        for listed in &listing.jobs {
+            let key = journal_key(JobKind::Dlf, &listed.name);
+            let cached = if scope.refresh.contains(&key) || listed.last_update.is_none() {
+                None
+            } else {
+                ledger
+                    .cached(&key)
+                    .filter(|cached| cached.update_time == listed.last_update)
+            };
+            let definition = match cached {
+                Some(cached) => {
+                    report.cached += 1;
+                    cached.snapshot
+                }
+                None => {
+                    report.dlf_detail_calls += 1;
+                    let definition = live
+                        .dlf_job(&listed.name)
+                        .await
+                        .map_err(observe_error("reading a DLF job's definition"))?;
+                    ledger
+                        .observed(ObservationEntry {
+                            job: key,
+                            live_id: None,
+                            update_time: listed.last_update,
+                            status: None,
+                            snapshot: definition.clone(),
+                        })
+                        .await?;
+                    report.recorded += 1;
+                    definition
+                }
+            };
+            observed.dlf.push(ObservedDlfJob {
+                name: listed.name.clone(),
+                definition,
+                last_update: listed.last_update,
+            });
+        }
+    }
+    observed
+        .flink
+        .sort_by(|a, b| (&a.name, a.id).cmp(&(&b.name, b.id)));
+    observed.dlf.sort_by(|a, b| a.name.cmp(&b.name));
+    tracing::debug!(
+        target_name = ledger.target(),
+        flink_jobs = observed.flink.len(),
+        dlf_jobs = observed.dlf.len(),
+        calls = report.total_calls(),
+        cached = report.cached,
+        "Observed the target."
+    );
+    Ok((observed, report))
+}
+
+/// Whether DLF needs observing: git declares DLF jobs, or the journal remembers some.
+pub(crate) fn dlf_in_scope<J: Ledger>(ledger: &J, desired_dlf_jobs: usize) -> bool {
+    desired_dlf_jobs > 0 || !ledger.view().dlf.is_empty() || has_dlf_pending(ledger)
+}
+
+fn has_dlf_pending<J: Ledger>(ledger: &J) -> bool {
+    ledger
+        .pending()
+        .iter()
+        .any(|pending| pending.job.starts_with(DLF_KEY_PREFIX))
+}

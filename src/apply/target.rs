@@ -1,0 +1,379 @@
+//! [`TargetContext`]: everything needed to act on one configured target — its cloud clients,
+//! OBS staging and backup locations, the journal, the planning policy — built from the daemon's
+//! config. An `embedded` endpoint starts the emulator in-process, with its data under
+//! `state_dir/emulator/`.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use super::cloud_live::CloudLive;
+use super::journal_ledger::JournalLedger;
+use super::{ApplyError, ApplyOptions};
+use crate::cloud::{
+    ClientOptions, CloudClients, Credentials, RetryPolicy, Secret, ServiceEndpoints, parse_endpoint,
+};
+use crate::config::{self, Config, Endpoint, Service, StorageLocation, TargetConfig};
+use crate::emulator::{Emulator, EmulatorConfig, EmulatorHandle};
+use crate::journal::{Journal, JournalOptions};
+use crate::model::DesiredJobs;
+use crate::plan::{ApplyStrategy, PlanPolicy};
+
+/// One target, ready to observe, plan and apply.
+pub struct TargetContext {
+    pub name: String,
+    pub target: TargetConfig,
+    pub live: CloudLive,
+    pub ledger: JournalLedger,
+    pub policy: PlanPolicy,
+    /// Timeouts from the target's config; `dry_run`/`revision` are set per pass.
+    pub options: ApplyOptions,
+    /// `environments/<environment>.yaml` in the target's source.
+    pub environment: String,
+    source: Option<config::SourceConfig>,
+    state_dir: PathBuf,
+    /// The embedded emulator this target uses (shared by the targets of one daemon).
+    emulator: Option<Arc<EmulatorHandle>>,
+}
+
+impl std::fmt::Debug for TargetContext {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TargetContext")
+            .field("name", &self.name)
+            .field("environment", &self.environment)
+            .field("embedded", &self.emulator.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+impl TargetContext {
+    /// Opens the journal in `config.state_dir` (taking its lock) and builds the target.
+    pub async fn open(config: &Config, target_name: &str) -> Result<TargetContext, ApplyError> {
+        let state_dir = config.state_dir.clone();
+        let directory = state_dir.clone();
+        let opened = tokio::task::spawn_blocking(move || {
+            Journal::open(&directory, JournalOptions::default())
+        })
+        .await
+        .map_err(|error| target_error(target_name, format!("opening the journal: {error}")))?;
+        let (journal, recovery) = opened.map_err(|source| ApplyError::Journal {
+            target: target_name.to_string(),
+            what: "opening it",
+            source: Box::new(source),
+        })?;
+        tracing::debug!(target_name, recovery = %recovery, "Opened the journal for one target.");
+        TargetContext::with_journal(config, target_name, journal).await
+    }
+
+    /// Builds the target over an already open journal, starting the embedded emulator when an
+    /// endpoint is `embedded`.
+    pub async fn with_journal(
+        config: &Config,
+        target_name: &str,
+        journal: Journal,
+    ) -> Result<TargetContext, ApplyError> {
+        TargetContext::with_shared(config, target_name, journal, None).await
+    }
+
+    /// Builds the target over an already open journal and, for `embedded` endpoints, the given
+    /// emulator (see [`start_embedded_emulator`]; a daemon starts one for all its targets, since
+    /// two emulators must not share `state_dir/emulator/`). Without one, one is started.
+    pub async fn with_shared(
+        config: &Config,
+        target_name: &str,
+        journal: Journal,
+        shared_emulator: Option<Arc<EmulatorHandle>>,
+    ) -> Result<TargetContext, ApplyError> {
+        let target = config.target(target_name).cloned().ok_or_else(|| {
+            let known: Vec<&str> = config.targets.iter().map(|t| t.name.as_str()).collect();
+            target_error(
+                target_name,
+                format!(
+                    "no such target in {}; configured targets: {}",
+                    config.file.display(),
+                    if known.is_empty() {
+                        "none".to_string()
+                    } else {
+                        known.join(", ")
+                    }
+                ),
+            )
+        })?;
+        let state_dir = config.state_dir.clone();
+        let services = [Service::Dli, Service::Dlf, Service::Obs, Service::Iam];
+        let embedded = services
+            .iter()
+            .any(|service| target.endpoint(*service).is_embedded());
+        let emulator = match (embedded, shared_emulator) {
+            (false, _) => None,
+            (true, Some(shared)) => Some(shared),
+            (true, None) => Some(
+                start_embedded_emulator(config)
+                    .await
+                    .map_err(|problem| target_error(target_name, problem))?,
+            ),
+        };
+        let endpoint = |service: Service| -> Result<url::Url, ApplyError> {
+            let text = match (target.endpoint(service), &emulator) {
+                (Endpoint::Embedded, Some(handle)) => match service {
+                    Service::Obs => handle.s3_url(),
+                    Service::Dli => handle.dli_url(),
+                    Service::Dlf => handle.dlf_url(),
+                    Service::Iam => handle.iam_url(),
+                },
+                (Endpoint::Url(url), _) => url,
+                (other, _) => {
+                    return Err(target_error(
+                        target_name,
+                        format!("the {} endpoint {other:?} is not usable", service.as_str()),
+                    ));
+                }
+            };
+            parse_endpoint(&text).map_err(|error| target_error(target_name, error.to_string()))
+        };
+        let endpoints = ServiceEndpoints {
+            dli: endpoint(Service::Dli)?,
+            dlf: endpoint(Service::Dlf)?,
+            iam: endpoint(Service::Iam)?,
+            obs: endpoint(Service::Obs)?,
+        };
+        let credentials = match Config::resolve_credentials(&target)
+            .map_err(|error| target_error(target_name, error.to_string()))?
+        {
+            config::Credentials::AkSk {
+                access_key,
+                secret_key,
+                security_token,
+            } => Credentials::AkSk {
+                access_key,
+                secret_key: Secret::new(secret_key),
+                security_token: security_token.map(Secret::new),
+            },
+            config::Credentials::Password {
+                user,
+                password,
+                domain,
+            } => Credentials::Password {
+                user,
+                password: Secret::new(password),
+                domain,
+            },
+        };
+        let project_id = target.project_id().ok_or_else(|| {
+            target_error(
+                target_name,
+                "no `project_id`; set the project id of the region".to_string(),
+            )
+        })?;
+        let client_options = ClientOptions {
+            connect_timeout: target.timeouts.connect.get(),
+            request_timeout: target.timeouts.request.get(),
+            retry: RetryPolicy {
+                max_attempts: target.retry.max_attempts,
+                base_backoff: target.retry.initial_backoff.get(),
+                max_backoff: target.retry.max_backoff.get(),
+                ..RetryPolicy::default()
+            },
+            requests_per_second: target.rate_limit.requests_per_second,
+            burst: target.rate_limit.burst,
+            ..ClientOptions::default()
+        };
+        let clients = CloudClients::new(
+            &endpoints,
+            target.region(),
+            project_id,
+            credentials,
+            client_options,
+            target.workspace.as_deref(),
+        )
+        .map_err(|error| target_error(target_name, error.to_string()))?;
+        let staging = match target.staging() {
+            Some(location) => Some(
+                clients
+                    .object_store(&location_url(target_name, &location, "staging")?)
+                    .map_err(|error| target_error(target_name, error.to_string()))?,
+            ),
+            None => None,
+        };
+        let backups = match target.backups() {
+            Some(location) => Some(location_url(target_name, &location, "backups")?),
+            None => None,
+        };
+        let policy = PlanPolicy {
+            prune: target.policy.prune,
+            allow_empty_prune: target.policy.allow_empty_prune,
+            strategy: match target.apply_strategy {
+                config::ApplyStrategy::Import => ApplyStrategy::Import,
+                config::ApplyStrategy::Api => ApplyStrategy::Api,
+            },
+            backups: backups.is_some(),
+        };
+        let options = ApplyOptions {
+            transition_timeout: target.timeouts.job_transition.get(),
+            savepoint_timeout: target.timeouts.savepoint.get(),
+            import_task_timeout: target.timeouts.import_task.get(),
+            ..ApplyOptions::default()
+        };
+        Ok(TargetContext {
+            name: target_name.to_string(),
+            environment: target.environment_name().to_string(),
+            source: config.source_of(&target).cloned(),
+            live: CloudLive {
+                clients,
+                staging,
+                backups,
+            },
+            ledger: JournalLedger::new(journal, target_name),
+            policy,
+            options,
+            target,
+            state_dir,
+            emulator,
+        })
+    }
+
+    /// Reads the target's source once and resolves its jobs for the target's environment.
+    /// Returns the jobs and the revision they were read at. Blocking work runs off the runtime.
+    pub async fn desired(&self) -> Result<(DesiredJobs, String), ApplyError> {
+        let source_config = self.source.clone().ok_or_else(|| ApplyError::Repository {
+            target: self.name.clone(),
+            problem: format!("the source `{}` is not configured", self.target.source),
+        })?;
+        let state_dir = self.state_dir.clone();
+        let target = self.name.clone();
+        let snapshot = tokio::task::spawn_blocking(move || {
+            let source = crate::source::Source::from_config(&source_config, &state_dir)?;
+            source.poll(None)
+        })
+        .await
+        .map_err(|error| ApplyError::Repository {
+            target: target.clone(),
+            problem: error.to_string(),
+        })?
+        .map_err(|error| ApplyError::Repository {
+            target: target.clone(),
+            problem: error.to_string(),
+        })?
+        .ok_or_else(|| ApplyError::Repository {
+            target: target.clone(),
+            problem: "the source returned no snapshot".to_string(),
+        })?;
+        let desired =
+            crate::spec::resolve(&snapshot, Some(&self.environment)).map_err(|diagnostics| {
+                ApplyError::Repository {
+                    target: target.clone(),
+                    problem: format!(
+                        "revision {} does not validate ({} problem(s)):\n{diagnostics}",
+                        snapshot.revision,
+                        diagnostics.len()
+                    ),
+                }
+            })?;
+        Ok((desired, snapshot.revision))
+    }
+
+    /// The embedded emulator, when the target uses one.
+    pub fn emulator(&self) -> Option<&EmulatorHandle> {
+        self.emulator.as_deref()
+    }
+
+    /// Stops the embedded emulator when this was its last user.
+    pub async fn shutdown(self) {
+        if let Some(emulator) = self
+            .emulator
+            .and_then(|shared| Arc::try_unwrap(shared).ok())
+        {
+            emulator.shutdown().await;
+        }
+    }
+}
+
+/// Starts the emulator in-process for `embedded` endpoints, with its data in
+/// `state_dir/emulator/`, on free loopback ports.
+pub async fn start_embedded_emulator(config: &Config) -> Result<Arc<EmulatorHandle>, String> {
+    let emulator_config = EmulatorConfig {
+        data_dir: config.state_dir.join("emulator"),
+        ..EmulatorConfig::default()
+    };
+    let handle = Emulator::start(emulator_config)
+        .await
+        .map_err(|error| format!("starting the embedded emulator: {error}"))?;
+    Ok(Arc::new(handle))
+}
+
+fn location_url(
+    target: &str,
+    location: &StorageLocation,
+    what: &str,
+) -> Result<String, ApplyError> {
+    match location {
+        StorageLocation::Obs { bucket, prefix } => Ok(format!("obs://{bucket}/{prefix}")),
+        other => Err(target_error(
+            target,
+            format!(
+                "the {what} location {other} is not an obs:// location; DLI and DLF read bundles and write exports on OBS only"
+            ),
+        )),
+    }
+}
+
+fn target_error(target: &str, problem: String) -> ApplyError {
+    ApplyError::Target {
+        target: target.to_string(),
+        problem,
+    }
+}
+
+/// Observes the target: every Flink job (and DLF jobs when git or the journal knows some),
+/// reading details only for jobs that changed since the journal's last observation.
+pub async fn observe(
+    context: &TargetContext,
+) -> Result<(crate::model::ObservedJobs, super::ObserveReport), ApplyError> {
+    let scope = super::observe::ObserveScope {
+        dlf: super::observe::dlf_in_scope(&context.ledger, 0),
+        ..Default::default()
+    };
+    super::observe::observe_with(&context.live, &context.ledger, &scope).await
+}
+
+/// One pass: resolve unfinished intents by observing first, observe, plan, and — unless
+/// `options.dry_run` — apply the plan. Shared by `plan`, `apply` and the daemon.
+pub async fn reconcile_once(
+    context: &TargetContext,
+    desired: &DesiredJobs,
+    options: &ApplyOptions,
+) -> Result<super::ApplyReport, ApplyError> {
+    let span = tracing::info_span!("reconcile", target = %context.name, revision = options.revision.as_deref().unwrap_or("-"));
+    use tracing::Instrument;
+    super::reconcile_with(
+        &context.live,
+        &context.ledger,
+        desired,
+        &context.policy,
+        options,
+    )
+    .instrument(span)
+    .await
+}
+
+/// `export`: writes the target's live jobs as a repository in `out_dir` (which must be empty)
+/// and adopts them.
+pub async fn export(
+    context: &TargetContext,
+    out_dir: &std::path::Path,
+) -> Result<super::ExportReport, ApplyError> {
+    super::export_with(
+        &context.live,
+        &context.ledger,
+        out_dir,
+        &context.environment,
+    )
+    .await
+}
+
+/// `rollback`: re-imports the backups of the apply chosen by `to` (default: the latest).
+pub async fn rollback(
+    context: &TargetContext,
+    to: Option<u64>,
+) -> Result<super::RollbackReport, ApplyError> {
+    super::rollback_with(&context.live, &context.ledger, to, &context.options).await
+}

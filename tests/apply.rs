@@ -1,0 +1,1184 @@
+//! End-to-end tests of observe → plan → apply against the in-process emulator (near-zero
+//! delays): every action class, savepoints carried across re-imports, prune and its guard,
+//! DLF imports with task polling, a permanent service error on one job, rollback, export,
+//! apply-twice-is-noop (counted by the emulator's own call statistics), and a bounded random
+//! loop asserting that apply then plan gives an empty plan.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use dli_gitops::apply::{self, ApplyOptions, ApplyReport, TargetContext};
+use dli_gitops::config::Config;
+use dli_gitops::emulator::{
+    DEV_ACCESS_KEY, DEV_PROJECT_ID, DEV_SECRET_KEY, Emulator, EmulatorConfig, EmulatorHandle,
+};
+use dli_gitops::plan::ActionClass;
+use rand::{Rng, SeedableRng};
+use serde_json::Value;
+
+/// Operations that change something on the service.
+const MUTATING_OPERATIONS: &[&str] = &[
+    "CreateFlinkSqlJob",
+    "UpdateFlinkSqlJob",
+    "CreateFlinkJarJob",
+    "UpdateFlinkJarJob",
+    "BatchRunFlinkJobs",
+    "BatchStopFlinkJobs",
+    "DeleteFlinkJob",
+    "BatchDeleteFlinkJobs",
+    "ExportFlinkJobs",
+    "ImportFlinkJobs",
+    "ExecuteFlinkJobSavepoint",
+    "ImportFlinkJobSavepoint",
+    "CreateFlinkJobTags",
+    "DeleteFlinkJobTags",
+    "DlfImportJob",
+    "DlfExportJob",
+    "DlfExportJobList",
+];
+
+struct Harness {
+    dir: tempfile::TempDir,
+    emulator: Option<EmulatorHandle>,
+    context: Option<TargetContext>,
+    http: reqwest::Client,
+}
+
+impl Harness {
+    async fn start() -> Harness {
+        Harness::start_with(EmulatorConfig::for_tests(PathBuf::new()), "prune: true").await
+    }
+
+    async fn start_with(mut emulator_config: EmulatorConfig, policy: &str) -> Harness {
+        let dir = tempfile::tempdir().expect("temp dir");
+        emulator_config.data_dir = dir.path().join("emulator");
+        let emulator = Emulator::start(emulator_config)
+            .await
+            .expect("emulator starts");
+        std::fs::create_dir_all(dir.path().join("repo/environments")).unwrap();
+        std::fs::write(
+            dir.path().join("repo/environments/dev.yaml"),
+            "variables: {}\n",
+        )
+        .unwrap();
+        std::fs::write(dir.path().join("ak"), DEV_ACCESS_KEY).unwrap();
+        std::fs::write(dir.path().join("sk"), DEV_SECRET_KEY).unwrap();
+        let api = emulator.dli_url();
+        let s3 = emulator.s3_url();
+        let config_text = format!(
+            r#"state_dir: state
+sources:
+  jobs:
+    path: repo
+targets:
+  - name: dev
+    source: jobs
+    environment: dev
+    region: cn-north-4
+    project_id: {DEV_PROJECT_ID}
+    endpoints: {{dli: "{api}", dlf: "{api}", iam: "{api}", obs: "{s3}"}}
+    credentials: {{access_key_file: ak, secret_key_file: sk}}
+    staging: obs://dli-gitops-staging/dev/
+    backups: obs://dli-gitops-backups/dev/
+    policy: {{{policy}}}
+    rate_limit: {{requests_per_second: 100000, burst: 100000}}
+    retry: {{max_attempts: 2, initial_backoff: 10ms, max_backoff: 50ms}}
+    timeouts: {{job_transition: 20s, savepoint: 10s, import_task: 20s}}
+"#
+        );
+        let config_path = dir.path().join("dli-gitops.yaml");
+        std::fs::write(&config_path, config_text).unwrap();
+        let config = Config::load(&config_path).expect("config loads");
+        let mut context = TargetContext::open(&config, "dev")
+            .await
+            .expect("target opens");
+        context.options.poll_interval = Duration::from_millis(5);
+        Harness {
+            dir,
+            emulator: Some(emulator),
+            context: Some(context),
+            http: reqwest::Client::new(),
+        }
+    }
+
+    fn context(&self) -> &TargetContext {
+        self.context.as_ref().expect("context")
+    }
+
+    fn context_mut(&mut self) -> &mut TargetContext {
+        self.context.as_mut().expect("context")
+    }
+
+    fn emulator(&self) -> &EmulatorHandle {
+        self.emulator.as_ref().expect("emulator")
+    }
+
+    fn repo(&self) -> PathBuf {
+        self.dir.path().join("repo")
+    }
+
+    fn write(&self, relative: &str, content: &str) {
+        let path = self.repo().join(relative);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, content).unwrap();
+    }
+
+    fn remove(&self, relative: &str) {
+        std::fs::remove_file(self.repo().join(relative)).unwrap();
+    }
+
+    fn sql_job(&self, name: &str, fields: &str) {
+        self.write(
+            &format!("flink/{name}.yaml"),
+            &format!("kind: FlinkSqlJob\nname: {name}\nsql_body: \"SELECT 1 AS v;\"\n{fields}"),
+        );
+    }
+
+    async fn pass(&self, dry_run: bool) -> ApplyReport {
+        let context = self.context();
+        let (desired, revision) = context.desired().await.expect("repository resolves");
+        let options = ApplyOptions {
+            dry_run,
+            revision: Some(revision),
+            ..context.options.clone()
+        };
+        apply::reconcile_once(context, &desired, &options)
+            .await
+            .expect("the pass runs")
+    }
+
+    /// Applies and insists every action succeeded.
+    async fn apply(&self) -> ApplyReport {
+        let report = self.pass(false).await;
+        assert!(
+            report.converged(),
+            "every action succeeds:\n{}\n{}",
+            report.plan.render_text(),
+            report.render_text()
+        );
+        report
+    }
+
+    async fn plan(&self) -> ApplyReport {
+        self.pass(true).await
+    }
+
+    async fn assert_in_sync(&self) {
+        let report = self.plan().await;
+        assert!(
+            report.plan.is_empty(),
+            "plan after apply is empty, got:\n{}",
+            report.plan.render_text()
+        );
+    }
+
+    async fn stats(&self) -> BTreeMap<String, u64> {
+        let url = format!("{}/_emulator/v1/stats", self.emulator().dli_url());
+        let body: Value = self
+            .http
+            .get(url)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        serde_json::from_value(body["operations"].clone()).unwrap()
+    }
+
+    async fn runs(&self, job_id: i64) -> Value {
+        let url = format!(
+            "{}/_emulator/v1/{DEV_PROJECT_ID}/jobs/{job_id}/runs",
+            self.emulator().dli_url()
+        );
+        self.http
+            .get(url)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
+    }
+
+    async fn live(&self, name: &str) -> dli_gitops::model::ObservedFlinkJob {
+        let (observed, _) = apply::observe(self.context()).await.expect("observe");
+        observed
+            .flink
+            .into_iter()
+            .find(|job| job.name == name)
+            .unwrap_or_else(|| panic!("job {name} is live"))
+    }
+
+    async fn is_live(&self, name: &str) -> bool {
+        let (observed, _) = apply::observe(self.context()).await.expect("observe");
+        observed.flink.iter().any(|job| job.name == name)
+    }
+
+    /// Writes a savepoint folder straight into the emulator's OBS, as a previous run would.
+    fn savepoint(&self, key: &str) -> String {
+        let path = self
+            .dir
+            .path()
+            .join("emulator/obs/dli-gitops-savepoints")
+            .join(key)
+            .join("_metadata");
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(&path, r#"{"format":"test-savepoint"}"#).unwrap();
+        format!("obs://dli-gitops-savepoints/{key}/")
+    }
+
+    async fn stop(mut self) {
+        if let Some(context) = self.context.take() {
+            context.shutdown().await;
+        }
+        if let Some(emulator) = self.emulator.take() {
+            emulator.shutdown().await;
+        }
+    }
+}
+
+fn mutating(
+    before: &BTreeMap<String, u64>,
+    after: &BTreeMap<String, u64>,
+) -> BTreeMap<String, u64> {
+    MUTATING_OPERATIONS
+        .iter()
+        .filter_map(|operation| {
+            let delta = after.get(*operation).copied().unwrap_or(0)
+                - before.get(*operation).copied().unwrap_or(0);
+            (delta > 0).then(|| (operation.to_string(), delta))
+        })
+        .collect()
+}
+
+fn class_of(report: &ApplyReport, name: &str) -> ActionClass {
+    report
+        .plan
+        .actions
+        .iter()
+        .find(|action| action.name == name)
+        .map(|action| action.class)
+        .unwrap_or(ActionClass::None)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn create_then_update_in_place_and_a_second_apply_makes_no_mutating_call() {
+    let harness = Harness::start().await;
+    harness.sql_job("orders", "cu_number: 2\n");
+    harness.sql_job("clicks", "desired_state: stopped\n");
+
+    let created = harness.apply().await;
+    assert_eq!(class_of(&created, "orders"), ActionClass::Create);
+    assert_eq!(class_of(&created, "clicks"), ActionClass::Create);
+    assert!(harness.live("orders").await.status.is_running());
+    assert_eq!(harness.live("clicks").await.status.as_str(), "job_init");
+    harness.assert_in_sync().await;
+
+    let before = harness.stats().await;
+    let second = harness.apply().await;
+    assert!(
+        second.results.is_empty(),
+        "nothing to do: {}",
+        second.render_text()
+    );
+    let after = harness.stats().await;
+    assert_eq!(
+        mutating(&before, &after),
+        BTreeMap::new(),
+        "no mutating call the second time"
+    );
+    // A steady pass costs one list page: no job detail is read again.
+    assert_eq!(second.observe.flink_list_calls, 1);
+    assert_eq!(second.observe.flink_detail_calls, 0);
+    assert_eq!(after.get("ShowFlinkJob"), before.get("ShowFlinkJob"));
+
+    let orders_id = harness.live("orders").await.id;
+    let runs_before = harness.runs(orders_id).await["runs"]
+        .as_array()
+        .unwrap()
+        .len();
+    harness.sql_job(
+        "orders",
+        "cu_number: 2\nsmn_topic: alerts\nrestart_when_exception: true\n",
+    );
+    let updated = harness.apply().await;
+    assert_eq!(class_of(&updated, "orders"), ActionClass::UpdateInPlace);
+    let live = harness.live("orders").await;
+    assert_eq!(live.config.smn_topic.as_deref(), Some("alerts"));
+    assert!(live.status.is_running());
+    let runs_after = harness.runs(orders_id).await["runs"]
+        .as_array()
+        .unwrap()
+        .len();
+    assert_eq!(
+        runs_before, runs_after,
+        "a hot change does not restart the job"
+    );
+    harness.assert_in_sync().await;
+    harness.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upgrade_carries_the_savepoint_across_the_reimport() {
+    let harness = Harness::start().await;
+    harness.sql_job("agg", "cu_number: 2\n");
+    harness.apply().await;
+    let first_id = harness.live("agg").await.id;
+
+    harness.sql_job("agg", "cu_number: 4\nparallel_number: 2\n");
+    let upgraded = harness.apply().await;
+    assert_eq!(class_of(&upgraded, "agg"), ActionClass::Upgrade);
+    let result = upgraded.results.iter().find(|r| r.name == "agg").unwrap();
+    assert!(
+        !result.backups.is_empty(),
+        "the live job was backed up first"
+    );
+    let live = harness.live("agg").await;
+    assert!(live.status.is_running());
+    assert_eq!(live.config.cu_number, 4);
+
+    let runs = harness.runs(live.id).await;
+    let runs = runs["runs"].as_array().unwrap().clone();
+    let history = if live.id == first_id {
+        runs
+    } else {
+        panic!("ids differ: {first_id} vs {}", live.id)
+    };
+    assert!(history.len() >= 2, "the job ran twice: {history:?}");
+    let stopped = &history[history.len() - 2];
+    let resumed = &history[history.len() - 1];
+    let stop_savepoint = stopped["stop_savepoint"]
+        .as_str()
+        .expect("a savepoint at stop");
+    assert_eq!(resumed["resume_savepoint"], Value::Bool(true));
+    assert_eq!(
+        resumed["restored_from"].as_str(),
+        Some(stop_savepoint),
+        "the new run restored the savepoint taken at stop"
+    );
+    harness.assert_in_sync().await;
+    harness.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stop_then_start_resumes_from_the_stop_savepoint() {
+    let harness = Harness::start().await;
+    harness.sql_job("stream", "");
+    harness.apply().await;
+    harness.sql_job("stream", "desired_state: stopped\n");
+    let stopped = harness.apply().await;
+    assert_eq!(class_of(&stopped, "stream"), ActionClass::Stop);
+    let live = harness.live("stream").await;
+    assert!(live.status.is_stopped());
+    harness.assert_in_sync().await;
+
+    harness.sql_job("stream", "desired_state: running\n");
+    let started = harness.apply().await;
+    assert_eq!(class_of(&started, "stream"), ActionClass::Start);
+    let live = harness.live("stream").await;
+    assert!(live.status.is_running());
+    let runs = harness.runs(live.id).await["runs"]
+        .as_array()
+        .unwrap()
+        .clone();
+    let last = runs.last().unwrap();
+    assert_eq!(
+        last["restored_from"].as_str(),
+        runs[runs.len() - 2]["stop_savepoint"].as_str(),
+        "the start resumed from the savepoint of the stop"
+    );
+    harness.assert_in_sync().await;
+    harness.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_explicit_restore_imports_that_savepoint_once() {
+    let harness = Harness::start().await;
+    harness.sql_job("ledger", "");
+    harness.apply().await;
+    let savepoint = harness.savepoint("manual/ledger-1");
+    harness.sql_job(
+        "ledger",
+        &format!("restore: {{savepoint_path: \"{savepoint}\", nonce: 1}}\n"),
+    );
+    let restored = harness.apply().await;
+    assert_eq!(class_of(&restored, "ledger"), ActionClass::Restore);
+    let live = harness.live("ledger").await;
+    assert!(live.status.is_running());
+    let runs = harness.runs(live.id).await["runs"]
+        .as_array()
+        .unwrap()
+        .clone();
+    assert_eq!(
+        runs.last().unwrap()["restored_from"].as_str(),
+        Some(savepoint.as_str())
+    );
+    // Applied once: the same path and nonce do not restore again.
+    harness.assert_in_sync().await;
+    harness.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn prune_deletes_managed_jobs_and_the_guard_keeps_an_empty_checkout_from_deleting_all() {
+    let mut harness = Harness::start().await;
+    harness.sql_job("keep", "");
+    harness.sql_job("gone", "");
+    harness.apply().await;
+
+    harness.context_mut().policy.prune = false;
+    harness.remove("flink/gone.yaml");
+    let report = harness.apply().await;
+    assert!(report.results.is_empty());
+    assert!(
+        report
+            .plan
+            .warnings
+            .iter()
+            .any(|w| w.contains("pruning is off"))
+    );
+    assert!(harness.is_live("gone").await);
+
+    harness.context_mut().policy.prune = true;
+    let pruned = harness.apply().await;
+    assert_eq!(class_of(&pruned, "gone"), ActionClass::Prune);
+    let result = pruned.results.iter().find(|r| r.name == "gone").unwrap();
+    assert!(
+        !result.backups.is_empty(),
+        "pruned jobs are backed up first"
+    );
+    assert!(!harness.is_live("gone").await);
+    harness.assert_in_sync().await;
+
+    harness.remove("flink/keep.yaml");
+    let guarded = harness.apply().await;
+    assert!(guarded.results.is_empty());
+    assert!(
+        guarded
+            .plan
+            .warnings
+            .iter()
+            .any(|w| w.contains("zero jobs"))
+    );
+    assert!(
+        harness.is_live("keep").await,
+        "an empty checkout prunes nothing"
+    );
+
+    harness.context_mut().policy.allow_empty_prune = true;
+    harness.apply().await;
+    assert!(!harness.is_live("keep").await);
+    harness.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dlf_job_is_imported_and_its_task_polled() {
+    let mut emulator_config = EmulatorConfig::for_tests(PathBuf::new());
+    emulator_config.delays.dlf_task_ms = 700;
+    let harness = Harness::start_with(emulator_config, "prune: false").await;
+    harness.write(
+        "environments/dev.yaml",
+        "variables: {}\ndlf:\n  params: {env: prod}\n  resources: [{name: dev_dws, type: DWS_CONNECTION, replace: prod_dws}]\n  target_status: SAVED\n",
+    );
+    harness.write(
+        "dlf/nightly.yaml",
+        "kind: DlfJob\nname: nightly\ndefinition_file: nightly.job\nparams: {retention_days: 30}\n",
+    );
+    harness.write(
+        "dlf/nightly.job",
+        r#"{"name": "nightly", "processType": "BATCH", "params": [{"name": "env", "value": "dev"}, {"name": "retention_days", "value": "400"}], "nodes": [{"name": "load", "type": "DWSSQL", "properties": [{"name": "statement", "value": "SELECT 1"}, {"name": "connectionName", "value": "dev_dws"}]}], "schedule": {"type": "EXECUTE_ONCE"}}"#,
+    );
+    let before = harness.stats().await;
+    let created = harness.apply().await;
+    assert_eq!(class_of(&created, "nightly"), ActionClass::Create);
+    let after = harness.stats().await;
+    assert_eq!(after.get("DlfImportJob").copied().unwrap_or(0), 1);
+    assert!(
+        after.get("DlfListSystemTasks").copied().unwrap_or(0)
+            > before.get("DlfListSystemTasks").copied().unwrap_or(0) + 1,
+        "the task was polled while RUNNING: {after:?}"
+    );
+    use dli_gitops::apply::LiveService;
+    let live = harness.context().live.dlf_job("nightly").await.unwrap();
+    let text = live.to_string();
+    assert!(
+        text.contains(r#"{"name":"env","value":"prod"}"#),
+        "environment params: {text}"
+    );
+    assert!(
+        text.contains(r#"{"name":"retention_days","value":"30"}"#),
+        "job params: {text}"
+    );
+    assert!(
+        text.contains("prod_dws") && !text.contains("dev_dws"),
+        "resources: {text}"
+    );
+    harness.assert_in_sync().await;
+
+    harness.write(
+        "dlf/nightly.job",
+        r#"{"name": "nightly", "processType": "BATCH", "params": [{"name": "env", "value": "dev"}], "nodes": [{"name": "load", "type": "DWSSQL", "properties": [{"name": "statement", "value": "SELECT 2"}]}], "schedule": {"type": "EXECUTE_ONCE"}}"#,
+    );
+    let updated = harness.apply().await;
+    assert_eq!(class_of(&updated, "nightly"), ActionClass::UpdateInPlace);
+    harness.assert_in_sync().await;
+    harness.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_permanent_error_on_one_job_is_recorded_and_the_others_converge() {
+    let harness = Harness::start().await;
+    harness.sql_job("healthy", "");
+    harness.sql_job(
+        "broken",
+        "restore: {savepoint_path: \"obs://dli-gitops-savepoints/no/such/savepoint/\"}\n",
+    );
+    let report = harness.pass(false).await;
+    let broken = report.results.iter().find(|r| r.name == "broken").unwrap();
+    assert!(!broken.ok);
+    let error = broken.error.as_ref().unwrap();
+    assert!(
+        error.code.is_some(),
+        "the service's code is kept: {error:?}"
+    );
+    assert!(
+        error.message.contains("import_savepoint"),
+        "{}",
+        error.message
+    );
+    let healthy = report.results.iter().find(|r| r.name == "healthy").unwrap();
+    assert!(healthy.ok);
+    assert!(harness.live("healthy").await.status.is_running());
+
+    let journal = harness.context().ledger.journal.state();
+    let job = journal
+        .job("dev", "broken")
+        .expect("the journal knows the job");
+    let outcome = job.last_outcome.as_ref().expect("an outcome");
+    assert!(!outcome.ok);
+    assert_eq!(outcome.error.as_ref().unwrap().code, error.code);
+    assert_eq!(
+        journal.pending_intents("dev"),
+        Vec::new(),
+        "every intent has its outcome"
+    );
+    harness.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rollback_reimports_the_backups_of_the_last_apply() {
+    let harness = Harness::start().await;
+    harness.sql_job("agg", "cu_number: 2\n");
+    harness.apply().await;
+    harness.sql_job("agg", "cu_number: 6\n");
+    harness.apply().await;
+    assert_eq!(harness.live("agg").await.config.cu_number, 6);
+
+    let report = apply::rollback(harness.context(), None)
+        .await
+        .expect("rollback runs");
+    assert_eq!(report.jobs.len(), 1, "{}", report.render_text());
+    assert!(report.jobs[0].error.is_none(), "{}", report.render_text());
+    let live = harness.live("agg").await;
+    assert_eq!(
+        live.config.cu_number, 2,
+        "the backup's definition is live again"
+    );
+    assert!(
+        live.status.is_running(),
+        "a running job runs again after the rollback"
+    );
+    // Git still says 6: the next plan converges back.
+    assert_eq!(class_of(&harness.plan().await, "agg"), ActionClass::Upgrade);
+    harness.apply().await;
+    assert_eq!(harness.live("agg").await.config.cu_number, 6);
+
+    // `--to SEQ` picks an older apply: the one that overwrote cu_number 2 with 6.
+    let sets = dli_gitops::apply::Ledger::backup_sets(&harness.context().ledger);
+    assert_eq!(sets.len(), 2, "two applies took backups: {sets:?}");
+    let report = apply::rollback(harness.context(), Some(sets[0].first_seq))
+        .await
+        .expect("rollback runs");
+    assert_eq!(report.plan_id, sets[0].plan_id, "{}", report.render_text());
+    assert_eq!(harness.live("agg").await.config.cu_number, 2);
+    let error = apply::rollback(harness.context(), Some(u64::MAX)).await;
+    assert!(
+        matches!(error, Err(apply::ApplyError::Rollback { .. })),
+        "{error:?}"
+    );
+    harness.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn export_adopts_live_jobs_into_a_repository_that_plans_no_change() {
+    let harness = Harness::start().await;
+    let mut config =
+        dli_gitops::model::FlinkJobConfig::defaults_for(dli_gitops::model::JobKind::FlinkSql);
+    config.sql_body = Some("SELECT name, COUNT(*) FROM t GROUP BY name".to_string());
+    config.cu_number = 3;
+    config
+        .runtime_config
+        .insert("table.exec.state.ttl".into(), "1h".into());
+    config.tags.insert("team".into(), "growth".into());
+    let live = &harness.context().live;
+    use dli_gitops::apply::LiveService;
+    let running = live
+        .create_flink_job("adopted-running", &config)
+        .await
+        .unwrap();
+    live.run_flink_job(running, false).await.unwrap();
+    live.create_flink_job("adopted-draft", &config)
+        .await
+        .unwrap();
+    let dlf_job = dli_gitops::model::DesiredDlfJob {
+        name: "adopted-dlf".into(),
+        definition: serde_json::json!({"name": "adopted-dlf", "processType": "BATCH",
+            "schedule": {"type": "EXECUTE_ONCE"},
+            "nodes": [{"name": "n", "type": "DWSSQL", "properties": [{"name": "statement", "value": "SELECT ${x}"}]}]}),
+        scripts: BTreeMap::new(),
+        import: Default::default(),
+        prune: true,
+        source: Default::default(),
+        digest: String::new(),
+    };
+    let task = live.import_dlf_job(&dlf_job, "manual").await.unwrap();
+    live.wait_dlf_task(&task, Duration::from_secs(10))
+        .await
+        .unwrap();
+
+    // The repository directory holds only the environment file; export writes beside it.
+    std::fs::remove_dir_all(harness.repo()).unwrap();
+    let report = apply::export(harness.context(), &harness.repo())
+        .await
+        .expect("export");
+    assert_eq!(report.flink_jobs.len(), 2, "{}", report.render_text());
+    assert_eq!(
+        report.dlf_jobs,
+        vec!["adopted-dlf".to_string()],
+        "{}",
+        report.render_text()
+    );
+    assert_eq!(report.adopted.len(), 3);
+    let report = dli_gitops::spec::validate(
+        &dli_gitops::spec::read_directory(&harness.repo()).unwrap(),
+        Some("dev"),
+    );
+    assert!(report.is_clean(), "{}", report.render_text());
+    harness.assert_in_sync().await;
+    harness.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn random_job_sets_and_edits_converge_in_one_apply() {
+    let harness = Harness::start().await;
+    let mut rng = rand::rngs::StdRng::seed_from_u64(0x5eed);
+    let names = ["a", "b", "c", "d"];
+    for round in 0..5 {
+        for name in names {
+            let path = format!("flink/{name}.yaml");
+            match rng.gen_range(0..5) {
+                0 => {
+                    if harness.repo().join(&path).exists() {
+                        harness.remove(&path);
+                    }
+                }
+                _ => {
+                    let mut fields = format!("cu_number: {}\n", rng.gen_range(2..5));
+                    if rng.gen_bool(0.5) {
+                        fields.push_str(&format!("smn_topic: topic-{}\n", rng.gen_range(0..3)));
+                    }
+                    if rng.gen_bool(0.3) {
+                        fields.push_str("desired_state: stopped\n");
+                    }
+                    if rng.gen_bool(0.3) {
+                        fields.push_str("upgrade_mode: stateless\n");
+                    }
+                    harness.sql_job(name, &fields);
+                }
+            }
+        }
+        let report = harness.pass(false).await;
+        assert!(
+            report.converged(),
+            "round {round}: every action succeeds:\n{}\n{}",
+            report.plan.render_text(),
+            report.render_text()
+        );
+        let again = harness.plan().await;
+        assert!(
+            again.plan.is_empty(),
+            "round {round}: apply then plan is empty, got:\n{}",
+            again.plan.render_text()
+        );
+    }
+    harness.stop().await;
+}
+
+/// The commands end to end through the binary, against an `embedded` target (the emulator runs
+/// inside each command, with its state under `state_dir/emulator/`).
+#[test]
+fn the_cli_plans_refuses_without_a_terminal_applies_and_plans_no_change() {
+    let dir = tempfile::tempdir().unwrap();
+    let repo = dir.path().join("repo");
+    std::fs::create_dir_all(repo.join("environments")).unwrap();
+    std::fs::create_dir_all(repo.join("flink")).unwrap();
+    std::fs::write(
+        repo.join("environments/dev.yaml"),
+        "variables: {topic: alerts}\n",
+    )
+    .unwrap();
+    std::fs::write(
+        repo.join("flink/clicks.yaml"),
+        "kind: FlinkSqlJob\nname: clicks\nsql_body: \"SELECT 1 AS v;\"\nsmn_topic: ${topic}\n",
+    )
+    .unwrap();
+    let config = dir.path().join("dli-gitops.yaml");
+    std::fs::write(
+        &config,
+        "state_dir: state\nsources:\n  jobs:\n    path: repo\ntargets:\n  - name: dev\n    source: jobs\n    endpoints: {dli: embedded, dlf: embedded, obs: embedded}\n",
+    )
+    .unwrap();
+    let run = |args: &[&str]| {
+        let output = std::process::Command::new(env!("CARGO_BIN_EXE_dli-gitops"))
+            .args(args)
+            .arg("--config")
+            .arg(&config)
+            .args(["--target", "dev"])
+            .stdin(std::process::Stdio::null())
+            .output()
+            .expect("the binary runs");
+        (
+            output.status.code(),
+            String::from_utf8_lossy(&output.stdout).into_owned(),
+            String::from_utf8_lossy(&output.stderr).into_owned(),
+        )
+    };
+
+    let (code, stdout, stderr) = run(&["plan", "--detailed-exitcode"]);
+    assert_eq!(code, Some(2), "changes planned: {stdout}{stderr}");
+    assert!(stdout.contains("+ create FlinkSqlJob clicks"), "{stdout}");
+    assert!(stdout.contains("Plan: 1 to create,"), "{stdout}");
+
+    let (code, _, stderr) = run(&["apply"]);
+    assert_eq!(code, Some(1));
+    assert!(stderr.contains("--auto-approve"), "{stderr}");
+
+    let (code, stdout, stderr) = run(&["apply", "--auto-approve"]);
+    assert_eq!(code, Some(0), "{stdout}{stderr}");
+    assert!(
+        stdout.contains("Apply complete: 1 action(s), 1 succeeded, 0 failed."),
+        "{stdout}"
+    );
+
+    let (code, stdout, stderr) = run(&["plan", "--detailed-exitcode", "--json"]);
+    assert_eq!(code, Some(0), "no changes after apply: {stdout}{stderr}");
+    let plan: Value = serde_json::from_str(&stdout).expect("the plan is JSON");
+    assert_eq!(plan["actions"][0]["class"], "none");
+
+    // A person at a terminal answers the question; only `yes` applies.
+    std::fs::write(
+        repo.join("environments/dev.yaml"),
+        "variables: {topic: pager}\n",
+    )
+    .unwrap();
+    let command = dli_gitops::apply::ApplyCommand {
+        config: config.clone(),
+        target: "dev".into(),
+        auto_approve: false,
+    };
+    let mut output = Vec::new();
+    let refused = dli_gitops::apply::apply_command(
+        &command,
+        &mut output,
+        dli_gitops::apply::Prompt {
+            input: &mut "no\n".as_bytes(),
+            is_terminal: true,
+        },
+    );
+    assert!(
+        matches!(
+            refused,
+            Err(dli_gitops::apply::ApplyError::NotApproved { .. })
+        ),
+        "{refused:?}"
+    );
+    assert!(String::from_utf8_lossy(&output).contains("Only 'yes' will be accepted"));
+    let mut output = Vec::new();
+    let applied = dli_gitops::apply::apply_command(
+        &command,
+        &mut output,
+        dli_gitops::apply::Prompt {
+            input: &mut "yes\n".as_bytes(),
+            is_terminal: true,
+        },
+    );
+    let output = String::from_utf8_lossy(&output);
+    assert_eq!(applied.expect("applied"), 0, "{output}");
+    assert!(output.contains("~ update FlinkSqlJob clicks"), "{output}");
+    let (code, stdout, stderr) = run(&["plan", "--detailed-exitcode"]);
+    assert_eq!(code, Some(0), "{stdout}{stderr}");
+
+    // The in-place update backed the job up first: rolling back restores the old topic.
+    let (code, stdout, stderr) = run(&["rollback"]);
+    assert_eq!(code, Some(0), "{stdout}{stderr}");
+    assert!(
+        stdout.contains("Rollback complete: 1 job(s), 0 failed."),
+        "{stdout}"
+    );
+
+    let adopted = dir.path().join("adopted");
+    let (code, stdout, stderr) = run(&["export", "--out", adopted.to_str().unwrap()]);
+    assert_eq!(code, Some(0), "{stdout}{stderr}");
+    assert!(stdout.contains("Exported 1 Flink job(s)"), "{stdout}");
+    let exported = std::fs::read_to_string(adopted.join("flink/clicks.yaml")).unwrap();
+    assert!(
+        exported.contains("smn_topic: alerts"),
+        "the rolled-back value: {exported}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_intent_left_by_a_crash_is_resolved_by_observing_first() {
+    use dli_gitops::journal::{Intent, RecordBody};
+    let harness = Harness::start().await;
+    harness.sql_job("survivor", "");
+    harness.apply().await;
+    let journal = harness.context().ledger.journal.clone();
+    // A pass announced an upgrade and died before writing its outcome.
+    journal
+        .append_async(
+            "dev",
+            RecordBody::Intent(Intent {
+                action_id: "crashed-upgrade".into(),
+                job: "survivor".into(),
+                action: "upgrade".into(),
+                plan_id: Some("0123456789ab".into()),
+                detail: serde_json::json!({"steps": [{"step": "stop", "trigger_savepoint": true}]}),
+                extra: Default::default(),
+            }),
+        )
+        .await
+        .unwrap();
+    assert_eq!(journal.pending_intents("dev").len(), 1);
+
+    let report = harness.pass(false).await;
+    assert_eq!(report.resolved.len(), 1, "{}", report.render_text());
+    assert!(
+        report.resolved[0].found.contains("job_running"),
+        "{:?}",
+        report.resolved
+    );
+    assert!(journal.pending_intents("dev").is_empty());
+    let state = journal.state();
+    let outcome = state
+        .job("dev", "survivor")
+        .unwrap()
+        .last_outcome
+        .clone()
+        .unwrap();
+    assert_eq!(outcome.action_id, "crashed-upgrade");
+    assert_eq!(outcome.error.unwrap().code.as_deref(), Some("INTERRUPTED"));
+    assert!(report.plan.is_empty(), "{}", report.plan.render_text());
+    harness.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn observing_an_unchanged_target_costs_one_call_per_list_page() {
+    use dli_gitops::apply::LiveService;
+    let harness = Harness::start().await;
+    let mut config =
+        dli_gitops::model::FlinkJobConfig::defaults_for(dli_gitops::model::JobKind::FlinkSql);
+    config.sql_body = Some("SELECT 1".to_string());
+    for number in 0..250 {
+        harness
+            .context()
+            .live
+            .create_flink_job(&format!("job-{number:03}"), &config)
+            .await
+            .unwrap();
+    }
+    let (observed, first) = apply::observe(harness.context()).await.unwrap();
+    assert_eq!(observed.flink.len(), 250);
+    assert_eq!(first.flink_list_calls, 3);
+    assert_eq!(first.flink_detail_calls, 250);
+
+    let before = harness.stats().await;
+    let (observed, second) = apply::observe(harness.context()).await.unwrap();
+    let after = harness.stats().await;
+    assert_eq!(observed.flink.len(), 250);
+    assert_eq!(
+        (
+            second.flink_list_calls,
+            second.flink_detail_calls,
+            second.recorded
+        ),
+        (3, 0, 0)
+    );
+    let delta = |operation: &str| {
+        after.get(operation).copied().unwrap_or(0) - before.get(operation).copied().unwrap_or(0)
+    };
+    assert_eq!(delta("ListFlinkJobs"), 3, "⌈250/100⌉ list calls");
+    assert_eq!(
+        delta("ShowFlinkJob"),
+        0,
+        "no detail call for an unchanged job"
+    );
+    assert_eq!(
+        after.values().sum::<u64>() - before.values().sum::<u64>(),
+        3
+    );
+    harness.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn under_injected_faults_repeated_passes_converge_and_every_intent_is_closed() {
+    let mut emulator_config = EmulatorConfig::for_tests(PathBuf::new());
+    emulator_config.faults.error_rate = 0.25;
+    emulator_config.faults.drop_rate = 0.1;
+    emulator_config.faults.seed = 7;
+    let harness = Harness::start_with(emulator_config, "prune: true").await;
+    for name in ["f1", "f2", "f3"] {
+        harness.sql_job(name, "cu_number: 2\n");
+    }
+    let troubled_passes = std::cell::Cell::new(0);
+    let converge = |edit: Option<(&'static str, &'static str)>| {
+        if let Some((name, fields)) = edit {
+            harness.sql_job(name, fields);
+        }
+        let troubled_passes = &troubled_passes;
+        let harness = &harness;
+        async move {
+            for _attempt in 0..25 {
+                let context = harness.context();
+                let Ok((desired, _)) = context.desired().await else {
+                    continue;
+                };
+                let options = ApplyOptions {
+                    dry_run: false,
+                    ..context.options.clone()
+                };
+                match apply::reconcile_once(context, &desired, &options).await {
+                    Ok(report) if report.plan.is_empty() => return true,
+                    Ok(report) if report.converged() => {}
+                    _ => troubled_passes.set(troubled_passes.get() + 1),
+                }
+            }
+            false
+        }
+    };
+    assert!(
+        converge(None).await,
+        "the jobs converge despite 5xx and dropped connections"
+    );
+    assert!(
+        converge(Some(("f2", "cu_number: 3\n"))).await,
+        "an upgrade converges too"
+    );
+    assert!(
+        troubled_passes.get() > 0,
+        "the injected faults made at least one pass fail (else this test proves nothing)"
+    );
+    let journal = harness.context().ledger.journal.state();
+    assert!(
+        journal.pending_intents("dev").is_empty(),
+        "no intent is left open"
+    );
+    harness.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_api_strategy_creates_and_updates_through_json_calls_keeping_state() {
+    let mut harness = Harness::start().await;
+    harness.context_mut().policy.strategy = dli_gitops::plan::ApplyStrategy::Api;
+    harness.sql_job("via-api", "cu_number: 2\n");
+    let before = harness.stats().await;
+    harness.apply().await;
+    harness.sql_job("via-api", "cu_number: 5\n");
+    let upgraded = harness.apply().await;
+    assert_eq!(class_of(&upgraded, "via-api"), ActionClass::Upgrade);
+    let after = harness.stats().await;
+    let calls = mutating(&before, &after);
+    assert_eq!(calls.get("CreateFlinkSqlJob"), Some(&1), "{calls:?}");
+    assert_eq!(calls.get("UpdateFlinkSqlJob"), Some(&1), "{calls:?}");
+    assert_eq!(
+        calls.get("ImportFlinkJobs"),
+        None,
+        "no import with the api strategy: {calls:?}"
+    );
+    let live = harness.live("via-api").await;
+    assert_eq!(live.config.cu_number, 5);
+    let runs = harness.runs(live.id).await["runs"]
+        .as_array()
+        .unwrap()
+        .clone();
+    let last = runs.last().unwrap();
+    assert_eq!(
+        last["restored_from"].as_str(),
+        runs[runs.len() - 2]["stop_savepoint"].as_str(),
+        "the update kept the stop savepoint and the job resumed from it"
+    );
+    harness.assert_in_sync().await;
+    harness.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_that_changes_from_sql_to_jar_is_replaced() {
+    let harness = Harness::start().await;
+    harness.sql_job("swap", "");
+    harness.apply().await;
+    let sql_id = harness.live("swap").await.id;
+    harness.write(
+        "flink/swap.yaml",
+        "kind: FlinkJarJob\nname: swap\nentrypoint: obs://dli-gitops-staging/app.jar\nmain_class: com.example.Main\n",
+    );
+    let replaced = harness.apply().await;
+    assert_eq!(class_of(&replaced, "swap"), ActionClass::Upgrade);
+    let live = harness.live("swap").await;
+    assert_eq!(live.config.kind(), dli_gitops::model::JobKind::FlinkJar);
+    assert_ne!(live.id, sql_id, "a new job replaced the old one");
+    assert!(live.status.is_running());
+    harness.assert_in_sync().await;
+    harness.stop().await;
+}
+
+async fn converge(context: &TargetContext) -> ApplyReport {
+    let (desired, _) = context.desired().await.unwrap();
+    let report = apply::reconcile_once(context, &desired, &context.options)
+        .await
+        .unwrap();
+    assert!(
+        report.converged(),
+        "{}\n{}",
+        report.plan.render_text(),
+        report.render_text()
+    );
+    report
+}
+
+/// Promotion: a job in `prod` starts from the savepoint its copy in `dev` took, found through the
+/// shared journal (`restore: {from_target: dev}` in prod's overrides). Two projects on one
+/// emulator, two targets over one journal, as a daemon runs them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restore_from_another_target_uses_that_targets_latest_savepoint() {
+    const PROD_PROJECT: &str = "1f2e3d4c5b6a79808192a3b4c5d6e7f8";
+    let dir = tempfile::tempdir().unwrap();
+    let mut emulator_config = EmulatorConfig::for_tests(dir.path().join("emulator"));
+    emulator_config
+        .credentials
+        .push(dli_gitops::emulator::EmulatorCredential {
+            access_key: "PRODACCESSKEY".into(),
+            secret_key: "prod-secret-key".into(),
+            project_id: PROD_PROJECT.into(),
+        });
+    let emulator = Emulator::start(emulator_config).await.unwrap();
+    let repo = dir.path().join("repo");
+    std::fs::create_dir_all(repo.join("environments")).unwrap();
+    std::fs::create_dir_all(repo.join("flink")).unwrap();
+    std::fs::write(repo.join("environments/dev.yaml"), "variables: {}\n").unwrap();
+    std::fs::write(
+        repo.join("environments/prod.yaml"),
+        "variables: {}\noverrides:\n  carried: {restore: {from_target: dev}}\n",
+    )
+    .unwrap();
+    let job = |state: &str| {
+        std::fs::write(
+            repo.join("flink/carried.yaml"),
+            format!(
+                "kind: FlinkSqlJob\nname: carried\nsql_body: \"SELECT 1\"\ndesired_state: {state}\n"
+            ),
+        )
+        .unwrap()
+    };
+    for (file, secret) in [
+        ("dev-ak", DEV_ACCESS_KEY),
+        ("dev-sk", DEV_SECRET_KEY),
+        ("prod-ak", "PRODACCESSKEY"),
+        ("prod-sk", "prod-secret-key"),
+    ] {
+        std::fs::write(dir.path().join(file), secret).unwrap();
+    }
+    let target = |name: &str, project: &str| {
+        format!(
+            "  - name: {name}\n    source: jobs\n    region: cn-north-4\n    project_id: {project}\n    endpoints: {{dli: \"{api}\", dlf: \"{api}\", iam: \"{api}\", obs: \"{s3}\"}}\n    credentials: {{access_key_file: {name}-ak, secret_key_file: {name}-sk}}\n    staging: obs://dli-gitops-staging/{name}/\n    backups: obs://dli-gitops-backups/{name}/\n    rate_limit: {{requests_per_second: 100000, burst: 100000}}\n",
+            api = emulator.dli_url(),
+            s3 = emulator.s3_url()
+        )
+    };
+    let config_path = dir.path().join("dli-gitops.yaml");
+    std::fs::write(
+        &config_path,
+        format!(
+            "state_dir: state\nsources:\n  jobs:\n    path: repo\ntargets:\n{}{}",
+            target("dev", DEV_PROJECT_ID),
+            target("prod", PROD_PROJECT)
+        ),
+    )
+    .unwrap();
+    let config = Config::load(&config_path).expect("config loads");
+    let (journal, _) = dli_gitops::journal::Journal::open(
+        &config.state_dir,
+        dli_gitops::journal::JournalOptions::default(),
+    )
+    .unwrap();
+    let mut dev = TargetContext::with_shared(&config, "dev", journal.clone(), None)
+        .await
+        .unwrap();
+    let mut prod = TargetContext::with_shared(&config, "prod", journal.clone(), None)
+        .await
+        .unwrap();
+    dev.options.poll_interval = Duration::from_millis(5);
+    prod.options.poll_interval = Duration::from_millis(5);
+    job("running");
+    converge(&dev).await;
+    job("stopped");
+    let stopped = converge(&dev).await;
+    let dev_savepoint = stopped.results[0]
+        .savepoint_path
+        .clone()
+        .expect("dev's stop savepoint");
+
+    job("running");
+    let promoted = converge(&prod).await;
+    assert_eq!(class_of(&promoted, "carried"), ActionClass::Create);
+    let (observed, _) = apply::observe(&prod).await.unwrap();
+    let prod_job = observed
+        .flink
+        .iter()
+        .find(|job| job.name == "carried")
+        .unwrap();
+    let runs: Value = reqwest::get(format!(
+        "{}/_emulator/v1/{PROD_PROJECT}/jobs/{}/runs",
+        emulator.dli_url(),
+        prod_job.id
+    ))
+    .await
+    .unwrap()
+    .json()
+    .await
+    .unwrap();
+    assert_eq!(
+        runs["runs"][0]["restored_from"].as_str(),
+        Some(dev_savepoint.as_str()),
+        "prod started from dev's savepoint: {runs}"
+    );
+    let (desired, _) = prod.desired().await.unwrap();
+    let again = apply::reconcile_once(
+        &prod,
+        &desired,
+        &ApplyOptions {
+            dry_run: true,
+            ..prod.options.clone()
+        },
+    )
+    .await
+    .unwrap();
+    assert!(
+        again.plan.is_empty(),
+        "the restore is applied once: {}",
+        again.plan.render_text()
+    );
+    dev.shutdown().await;
+    prod.shutdown().await;
+    emulator.shutdown().await;
+}
