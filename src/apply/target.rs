@@ -271,6 +271,11 @@ impl TargetContext {
         Ok((desired, snapshot.revision))
     }
 
+    /// The shared embedded emulator, for building another target beside this one (promotion).
+    pub fn shared_emulator(&self) -> Option<Arc<EmulatorHandle>> {
+        self.emulator.clone()
+    }
+
     /// The embedded emulator, when the target uses one.
     pub fn emulator(&self) -> Option<&EmulatorHandle> {
         self.emulator.as_deref()

@@ -33,3 +33,6 @@ pub use pipeline::{
 pub mod endpoint;
 
 pub use endpoint::PromotionEndpoint;
+pub mod restore;
+
+pub use restore::{RestoreError, carry_for_target};
