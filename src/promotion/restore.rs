@@ -33,7 +33,7 @@ pub enum RestoreError {
     Carry {
         target: String,
         #[source]
-        source: CarryError,
+        source: Box<CarryError>,
     },
 }
 
@@ -109,7 +109,7 @@ pub async fn carry_for_target(
             .await
             .map_err(|source| RestoreError::Carry {
                 target: downstream.name.clone(),
-                source,
+                source: Box::new(source),
             })?;
         carried.insert(carry.job.clone(), savepoint.downstream_path);
     }
