@@ -36,6 +36,7 @@ const MUTATING_OPERATIONS: &[&str] = &[
     "DlfImportJob",
     "DlfExportJob",
     "DlfExportJobList",
+    "DlfDeleteJob",
 ];
 
 struct Harness {
@@ -476,7 +477,7 @@ async fn prune_deletes_managed_jobs_and_the_guard_keeps_an_empty_checkout_from_d
 async fn a_dlf_job_is_imported_and_its_task_polled() {
     let mut emulator_config = EmulatorConfig::for_tests(PathBuf::new());
     emulator_config.delays.dlf_task_ms = 700;
-    let harness = Harness::start_with(emulator_config, "prune: false").await;
+    let mut harness = Harness::start_with(emulator_config, "prune: false").await;
     harness.write(
         "environments/dev.yaml",
         "variables: {}\ndlf:\n  params: {env: prod}\n  resources: [{name: dev_dws, type: DWS_CONNECTION, replace: prod_dws}]\n  target_status: SAVED\n",
@@ -522,6 +523,25 @@ async fn a_dlf_job_is_imported_and_its_task_polled() {
     );
     let updated = harness.apply().await;
     assert_eq!(class_of(&updated, "nightly"), ActionClass::UpdateInPlace);
+    harness.assert_in_sync().await;
+
+    // Removed from git with pruning on: backed up, then deleted.
+    harness.context_mut().policy.prune = true;
+    harness.context_mut().policy.allow_empty_prune = true;
+    harness.remove("dlf/nightly.yaml");
+    harness.remove("dlf/nightly.job");
+    let pruned = harness.apply().await;
+    assert_eq!(class_of(&pruned, "nightly"), ActionClass::Prune);
+    assert!(
+        !pruned.results[0].backups.is_empty(),
+        "backed up before the delete"
+    );
+    let listed = harness.context().live.list_dlf_jobs().await.unwrap();
+    assert!(
+        listed.jobs.is_empty(),
+        "the DLF job is gone: {:?}",
+        listed.jobs
+    );
     harness.assert_in_sync().await;
     harness.stop().await;
 }
@@ -1181,4 +1201,18 @@ async fn a_restore_from_another_target_uses_that_targets_latest_savepoint() {
     dev.shutdown().await;
     prod.shutdown().await;
     emulator.shutdown().await;
+}
+
+/// The daemon runs passes on spawned tasks: the futures must be `Send`.
+#[allow(dead_code)]
+fn passes_can_run_on_spawned_tasks(
+    context: &'static TargetContext,
+    desired: &'static dli_gitops::model::DesiredJobs,
+) {
+    fn spawnable<T: Send + 'static>(_: T) {}
+    spawnable(apply::reconcile_once(context, desired, &context.options));
+    spawnable(apply::observe(context));
+    spawnable(apply::rollback(context, None));
+    spawnable(context.desired());
+    spawnable(apply::export(context, std::path::Path::new("/nonexistent")));
 }

@@ -280,8 +280,6 @@ impl LiveService for CloudLive {
     }
 
     async fn delete_dlf_job(&self, name: &str) -> Result<(), ServiceFailure> {
-        Err(ServiceFailure::local(format!(
-            "deleting DLF jobs is not built yet (the DLF client has no delete call); delete `{name}` in DataArts Studio, or keep `prune` off while DLF jobs leave git"
-        )))
+        Ok(self.clients.dlf.delete_job(name).await?)
     }
 }

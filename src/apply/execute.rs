@@ -44,16 +44,23 @@ impl<L: LiveService, J: Ledger> Executor<'_, L, J> {
     /// Actions run `options.parallel_actions` at a time (each touches one job); results come
     /// back in plan order.
     pub async fn run(&self) -> Result<Vec<ActionResult>, ApplyError> {
-        let actions = self.plan.changes().enumerate().map(|(index, action)| {
-            let span = tracing::info_span!(
-                "action",
-                target = self.ledger.target(),
-                plan_id = %self.plan.id,
-                job = %action.name,
-                class = action.class.as_str()
-            );
-            self.run_action(index, action).instrument(span)
-        });
+        // Collected first: a lazy `map` over borrowed actions would make the pass's future lose
+        // `Send` (rustc cannot prove the closure general over lifetimes), and the daemon spawns it.
+        let actions: Vec<_> = self
+            .plan
+            .changes()
+            .enumerate()
+            .map(|(index, action)| {
+                let span = tracing::info_span!(
+                    "action",
+                    target = self.ledger.target(),
+                    plan_id = %self.plan.id,
+                    job = %action.name,
+                    class = action.class.as_str()
+                );
+                self.run_action(index, action).instrument(span)
+            })
+            .collect();
         futures::stream::iter(actions)
             .buffered(self.options.parallel_actions.max(1))
             .try_collect()

@@ -104,27 +104,31 @@ pub(crate) async fn observe_with<L: LiveService, J: Ledger>(
         }
     }
     // Details are read a few at a time; their journal records share fsyncs (group commit).
-    let reads = to_read.into_iter().map(|(listed, key, unique)| {
-        let observe_error = observe_error("reading a Flink job's detail");
-        async move {
-            let mut job = live.flink_job(listed.id).await.map_err(observe_error)?;
-            // The list is the fresher source for the fields the cache is keyed on.
-            job.update_time = listed.update_time;
-            job.status = crate::model::FlinkJobStatus::new(&listed.status);
-            if unique {
-                ledger
-                    .observed(ObservationEntry {
-                        job: key,
-                        live_id: Some(job.id),
-                        update_time: Some(job.update_time),
-                        status: Some(job.status.as_str().to_string()),
-                        snapshot: serde_json::to_value(&job).unwrap_or_default(),
-                    })
-                    .await?;
+    // Collected first, so the observation's future stays `Send` (see `execute::Executor::run`).
+    let reads: Vec<_> = to_read
+        .into_iter()
+        .map(|(listed, key, unique)| {
+            let observe_error = observe_error("reading a Flink job's detail");
+            async move {
+                let mut job = live.flink_job(listed.id).await.map_err(observe_error)?;
+                // The list is the fresher source for the fields the cache is keyed on.
+                job.update_time = listed.update_time;
+                job.status = crate::model::FlinkJobStatus::new(&listed.status);
+                if unique {
+                    ledger
+                        .observed(ObservationEntry {
+                            job: key,
+                            live_id: Some(job.id),
+                            update_time: Some(job.update_time),
+                            status: Some(job.status.as_str().to_string()),
+                            snapshot: serde_json::to_value(&job).unwrap_or_default(),
+                        })
+                        .await?;
+                }
+                Ok::<_, ApplyError>((job, unique))
             }
-            Ok::<_, ApplyError>((job, unique))
-        }
-    });
+        })
+        .collect();
     let read: Vec<(ObservedFlinkJob, bool)> = futures::stream::iter(reads)
         .buffered(DETAIL_READS_AT_ONCE)
         .try_collect()

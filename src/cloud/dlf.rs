@@ -291,6 +291,17 @@ impl DlfClient {
         Ok(jobs)
     }
 
+    /// Deletes a job (`DELETE /v1/{project_id}/jobs/{job_name}`); a scheduled job must be
+    /// stopped first.
+    pub async fn delete_job(&self, name: &str) -> Result<(), CloudError> {
+        let call = self
+            .call("delete_job", Method::DELETE, &["jobs", name])
+            .target(format!("job {name}"));
+        // DataArts answers 204 without a body.
+        self.core.send(&call).await?;
+        Ok(())
+    }
+
     /// A job's definition as the service returns it (the CreateJob body shape).
     pub async fn job_detail(&self, name: &str) -> Result<Value, CloudError> {
         let call = self

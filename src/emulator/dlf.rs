@@ -22,6 +22,7 @@ pub(crate) fn handle(call: &Call<'_>, operation: Operation) -> Result<Reply, Api
         Operation::DlfListSystemTasks => show_task(call),
         Operation::DlfStartJob => set_schedule(call, "NORMAL"),
         Operation::DlfStopJob => set_schedule(call, "STOPPED"),
+        Operation::DlfDeleteJob => delete_job(call),
         _ => Err(ApiError::internal(
             Service::Dlf,
             "operation routed to the wrong service",
@@ -581,6 +582,32 @@ fn show_task(call: &Call<'_>) -> Result<Reply, ApiError> {
             "DLF.0810",
             format!("The system task does not exist: {task_id}"),
         )
+    })
+}
+
+/// `DELETE jobs/{name}`: a scheduled job must be stopped first, as for an import over it.
+fn delete_job(call: &Call<'_>) -> Result<Reply, ApiError> {
+    let name = job_name(call);
+    call.shared.mutate(&call.project_id, call.now_ms, |state| {
+        let jobs = &mut state
+            .projects
+            .entry(call.project_id.clone())
+            .or_default()
+            .dlf_jobs;
+        let job = jobs.get(&name).ok_or_else(|| missing_job(&name))?;
+        if job.schedule_status == "NORMAL" {
+            return Err(ApiError::bad_request(
+                "DLF.0137",
+                format!("The job {name} is scheduled; stop it before deleting it."),
+            ));
+        }
+        jobs.remove(&name);
+        Ok(())
+    })?;
+    Ok(Reply {
+        status: http::StatusCode::NO_CONTENT,
+        body: ReplyBody::Empty,
+        headers: Vec::new(),
     })
 }
 

@@ -303,6 +303,7 @@ pub(crate) enum Operation {
     DlfListSystemTasks,
     DlfStartJob,
     DlfStopJob,
+    DlfDeleteJob,
     IamCreateToken,
     IamListProjects,
     EmulatorStats,
@@ -338,6 +339,7 @@ impl Operation {
             Operation::DlfListSystemTasks => "DlfListSystemTasks",
             Operation::DlfStartJob => "DlfStartJob",
             Operation::DlfStopJob => "DlfStopJob",
+            Operation::DlfDeleteJob => "DlfDeleteJob",
             Operation::IamCreateToken => "IamCreateToken",
             Operation::IamListProjects => "IamListProjects",
             Operation::EmulatorStats => "EmulatorStats",
@@ -354,7 +356,8 @@ impl Operation {
             | Operation::DlfExportJobList
             | Operation::DlfListSystemTasks
             | Operation::DlfStartJob
-            | Operation::DlfStopJob => Service::Dlf,
+            | Operation::DlfStopJob
+            | Operation::DlfDeleteJob => Service::Dlf,
             Operation::IamCreateToken | Operation::IamListProjects => Service::Iam,
             Operation::EmulatorStats | Operation::EmulatorJobRuns => Service::Emulator,
             _ => Service::Dli,
@@ -409,6 +412,7 @@ pub(crate) fn route(method: &Method, segments: &[&str]) -> Option<(Operation, Op
         ["v1", pid, "jobs", "import"] if post => (DlfImportJob, pid),
         ["v1", pid, "jobs", "batch-export"] if post => (DlfExportJobList, pid),
         ["v1", pid, "jobs", _] if get => (DlfShowJob, pid),
+        ["v1", pid, "jobs", _] if delete => (DlfDeleteJob, pid),
         ["v1", pid, "jobs", _, "export"] if post => (DlfExportJob, pid),
         ["v1", pid, "jobs", _, "start"] if post => (DlfStartJob, pid),
         ["v1", pid, "jobs", _, "stop"] if post => (DlfStopJob, pid),
