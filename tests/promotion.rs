@@ -839,3 +839,18 @@ mod pipeline_end_to_end {
         world.stop().await;
     }
 }
+
+/// The daemon runs passes on spawned tasks: carrying state must be `Send` too. Checked when this
+/// file compiles; never called.
+#[allow(dead_code)]
+fn carrying_state_is_send(
+    config: &dli_gitops::config::Config,
+    journal: &dli_gitops::journal::Journal,
+    context: &dli_gitops::apply::TargetContext,
+    desired: &dli_gitops::model::DesiredJobs,
+) {
+    fn spawnable<T: Send>(_: T) {}
+    spawnable(dli_gitops::promotion::carry_for_target(
+        config, journal, context, desired,
+    ));
+}
