@@ -574,14 +574,9 @@ mod pipeline_end_to_end {
             }
         }
 
+        /// The repository at `revision` (older commits included), as the daemon reads it.
         fn snapshot(&self, revision: &str) -> RepoSnapshot {
-            match &self.source {
-                Source::Git { source, subdir, .. } => {
-                    source.fetch().unwrap();
-                    source.snapshot(revision, subdir).unwrap()
-                }
-                Source::Dir { .. } => unreachable!("the test source is git"),
-            }
+            dli_gitops::promotion::snapshot_at(&self.source, revision).unwrap()
         }
 
         /// One pass of `target` at `revision` with its environment, as the daemon runs it.

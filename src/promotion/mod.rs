@@ -36,3 +36,6 @@ pub use endpoint::PromotionEndpoint;
 pub mod restore;
 
 pub use restore::{RestoreError, carry_for_target};
+pub mod revision;
+
+pub use revision::{PromotedRevisionError, snapshot_at};
