@@ -679,9 +679,15 @@ mod pipeline_end_to_end {
         files.push(("flink/clicks.yaml", &first_clicks));
         let c1 = commit(&world.repo, &files, "clicks and nightly");
 
-        // C1 reaches dev and converges; prod has nothing promoted yet.
+        // C1 reaches dev and converges; prod has nothing promoted yet, and `plan`/`apply` on
+        // prod say so instead of applying the branch head.
         assert!(world.dev_pass(&c1).await.is_empty());
         assert_eq!(world.followed(), None);
+        let nothing = world.prod.desired().await.unwrap_err().to_string();
+        assert!(
+            nothing.contains("nothing has been promoted to `prod` yet"),
+            "{nothing}"
+        );
         // Healthy, but not for `after` yet.
         assert!(world.advance(chrono::Duration::minutes(1)).is_empty());
         let view = world
@@ -824,6 +830,9 @@ mod pipeline_end_to_end {
             .unwrap();
         assert_eq!(report.revision, c1);
         assert_eq!(world.followed().as_deref(), Some(c1.as_str()));
+        // `plan`/`apply --target prod` read the promoted (older) revision, not the head (C3).
+        let (_, planned_revision) = world.prod.desired().await.unwrap();
+        assert_eq!(planned_revision, c1);
         let rolled_back = world.pass("prod", &c1).await;
         assert!(rolled_back.converged(), "{}", rolled_back.render_text());
         let live = world.prod_clicks().await;

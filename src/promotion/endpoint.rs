@@ -48,7 +48,7 @@ impl PromotionEndpoint {
                     PromotionError::NotAPipeline { .. } | PromotionError::Policy(_) => 400,
                     _ => 500,
                 };
-                (status, json!({"error": error_chain(&error)}))
+                (status, json!({"error": super::error_text(&error)}))
             }
         }
     }
@@ -61,17 +61,4 @@ impl PromotionEndpoint {
             .unwrap_or_else(PoisonError::into_inner)
             .view(&self.config, &state, now)
     }
-}
-
-/// The error and its sources, `: `-joined, for a JSON answer (the caller has no other way to
-/// see the sources).
-fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }

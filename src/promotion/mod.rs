@@ -39,3 +39,15 @@ pub use restore::{RestoreError, carry_for_target};
 pub mod revision;
 
 pub use revision::{PromotedRevisionError, snapshot_at};
+
+/// An error and its sources, `: `-joined, for callers that hand a single line to a person.
+pub fn error_text(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
