@@ -51,3 +51,6 @@ pub fn error_text(error: &dyn std::error::Error) -> String {
     }
     text
 }
+pub mod hook;
+
+pub use hook::{DEFAULT_TICK, HookError, PromotedNotifier, PromotionHook};
