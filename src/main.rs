@@ -117,8 +117,15 @@ struct ApplyArgs {
 
 #[derive(Args)]
 struct StatusArgs {
+    /// The daemon's address (its `listen:`).
     #[arg(long, default_value = "http://127.0.0.1:9464")]
     server: String,
+    /// Only this target.
+    #[arg(long)]
+    target: Option<String>,
+    /// Print the status documents as JSON.
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(Args)]
@@ -273,7 +280,12 @@ fn validate(args: ValidateArgs) -> anyhow::Result<ExitCode> {
 
 fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
     match command {
-        Command::Run(_args) => not_built("run", 7),
+        Command::Run(args) => {
+            dli_gitops::daemon::run_blocking(&dli_gitops::daemon::RunOptions {
+                config: args.config,
+            })?;
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Validate(args) => validate(args),
         Command::Schema(args) => {
             let schema = if args.environment {
@@ -310,7 +322,16 @@ fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
                 dli_gitops::apply::apply_command(&command, &mut std::io::stdout().lock(), prompt)?;
             Ok(ExitCode::from(code))
         }
-        Command::Status(_args) => not_built("status", 7),
+        Command::Status(args) => {
+            let options = dli_gitops::server::StatusOptions {
+                server: args.server,
+                target: args.target,
+                json: args.json,
+                timeout: std::time::Duration::from_secs(10),
+            };
+            dli_gitops::server::status_blocking(&options, &mut std::io::stdout().lock())?;
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Export(args) => {
             let command = dli_gitops::apply::ExportCommand {
                 config: args.config,

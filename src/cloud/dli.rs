@@ -13,7 +13,7 @@ use super::http::{Call, ServiceClient};
 use super::wire::{
     epoch_millis, field, first_field, flexible_bool, flexible_i64, non_empty_string,
 };
-use super::{ClientOptions, CloudError, Credentials};
+use super::{ClientOptions, CloudError, Credentials, RequestMetrics};
 use crate::model::{FlinkJobConfig, FlinkJobStatus, ObservedFlinkJob};
 
 /// The largest page the list endpoint serves.
@@ -84,6 +84,12 @@ impl DliClient {
         Ok(DliClient {
             core: ServiceClient::new("dli", endpoint, project_id, credentials, options)?,
         })
+    }
+
+    /// The request counters this client records into (shared by every client built from the
+    /// same options), for the daemon's `/metrics`.
+    pub fn request_metrics(&self) -> RequestMetrics {
+        self.core.options().metrics.clone()
     }
 
     fn call(&self, operation: &'static str, method: Method, tail: &[&str]) -> Call {

@@ -1,1 +1,0 @@
-//! The reconcile loop: events → reconcile per target → status. Not built yet (issue 7).

@@ -1,0 +1,257 @@
+//! The production reconciler: one target's `apply::TargetContext`, run through
+//! `apply::reconcile_with` (the path `plan` and `apply` share), with a ledger that refuses to
+//! announce new actions once shutdown begins, so the action in flight finishes and is
+//! journaled and no other starts.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use futures::future::BoxFuture;
+
+use super::Stop;
+use super::reconciler::{ActionOutcome, PassError, PassReport, PassRequest, TargetReconciler};
+use super::status::ErrorInfo;
+use super::wiring::error_chain;
+use crate::apply::{
+    self, ApplyError, ApplyOptions, BackupSet, CachedObservation, IntentEntry, Ledger,
+    ObservationEntry, OutcomeEntry, PendingAction, TargetContext,
+};
+use crate::cloud::RequestMetrics;
+use crate::config::Config;
+use crate::emulator::EmulatorHandle;
+use crate::journal::Journal;
+use crate::model::{DesiredJobs, ObservedJobs};
+use crate::plan::JournalView;
+
+/// A target reconciled through `apply`.
+pub struct ApplyReconciler {
+    context: TargetContext,
+    journal: Journal,
+}
+
+impl ApplyReconciler {
+    /// Builds the target over the daemon's shared journal and embedded emulator.
+    pub async fn open(
+        config: &Config,
+        target: &str,
+        journal: Journal,
+        emulator: Option<Arc<EmulatorHandle>>,
+    ) -> Result<ApplyReconciler, ApplyError> {
+        let context = TargetContext::with_shared(config, target, journal.clone(), emulator).await?;
+        Ok(ApplyReconciler { context, journal })
+    }
+}
+
+impl ApplyReconciler {
+    /// One pass; see [`TargetReconciler::pass`].
+    async fn run_pass(&self, request: PassRequest<'_>) -> Result<PassReport, PassError> {
+        let ledger = StoppingLedger {
+            inner: &self.context.ledger,
+            stop: request.stop,
+            refused: AtomicBool::new(false),
+            announced: AtomicBool::new(false),
+            on_first_intent: request.on_applying,
+        };
+        let empty = DesiredJobs::default();
+        let observe_only = request.desired.is_none();
+        let desired = request.desired.unwrap_or(&empty);
+        let execute = request.execute && !observe_only;
+        let options = ApplyOptions {
+            dry_run: !execute,
+            // The daemon journals the revision itself once the target is in sync.
+            revision: None,
+            ..self.context.options.clone()
+        };
+        let first = apply::reconcile_with(
+            &self.context.live,
+            &ledger,
+            desired,
+            &self.context.policy,
+            &options,
+        )
+        .await;
+        let report = match first {
+            Ok(report) => report,
+            Err(_) if ledger.refused.load(Ordering::SeqCst) => {
+                return Ok(PassReport {
+                    executed: execute,
+                    interrupted: true,
+                    ..PassReport::default()
+                });
+            }
+            Err(error) => return Err(pass_error(&error)),
+        };
+        let outcomes: Vec<ActionOutcome> = report
+            .results
+            .iter()
+            .map(|result| ActionOutcome {
+                kind: result.kind,
+                name: result.name.clone(),
+                class: result.class,
+                error: result.error.as_ref().map(|failure| ErrorInfo {
+                    code: failure.code.clone(),
+                    message: failure.message.clone(),
+                    time: None,
+                }),
+            })
+            .collect();
+        if observe_only {
+            let observed = observe(&self.context).await?;
+            return Ok(PassReport {
+                observed,
+                ..PassReport::default()
+            });
+        }
+        // After changes, plan again: status shows what the pass left to do, not what it
+        // started from.
+        let remaining = if execute && !report.results.is_empty() {
+            let look = ApplyOptions {
+                dry_run: true,
+                ..options.clone()
+            };
+            apply::reconcile_with(
+                &self.context.live,
+                &ledger,
+                desired,
+                &self.context.policy,
+                &look,
+            )
+            .await
+            .map_err(|error| pass_error(&error))?
+            .plan
+        } else {
+            report.plan.clone()
+        };
+        // The live jobs' statuses for health (details come from the journal's cache).
+        let observed = observe(&self.context).await?;
+        Ok(PassReport {
+            observed,
+            plan: Some(report.plan),
+            remaining: Some(remaining),
+            executed: execute,
+            outcomes,
+            interrupted: ledger.refused.load(Ordering::SeqCst),
+        })
+    }
+}
+
+impl TargetReconciler for ApplyReconciler {
+    fn pass<'a>(
+        &'a self,
+        request: PassRequest<'a>,
+    ) -> BoxFuture<'a, Result<PassReport, PassError>> {
+        Box::pin(self.run_pass(request))
+    }
+
+    fn applied_revision(&self) -> Option<String> {
+        self.journal
+            .state()
+            .targets
+            .get(&self.context.name)
+            .and_then(|target| target.applied_revision.as_ref())
+            .map(|applied| applied.revision.clone())
+    }
+
+    fn record_applied<'a>(
+        &'a self,
+        revision: &'a str,
+        plan_id: Option<&'a str>,
+        summary: &'a str,
+    ) -> BoxFuture<'a, Result<(), PassError>> {
+        Box::pin(async move {
+            self.context
+                .ledger
+                .revision_applied(revision, plan_id.unwrap_or(""), summary)
+                .await
+                .map(|_| ())
+                .map_err(|error| pass_error(&error))
+        })
+    }
+
+    fn request_metrics(&self) -> Option<RequestMetrics> {
+        Some(self.context.live.clients.dli.request_metrics())
+    }
+}
+
+async fn observe(context: &TargetContext) -> Result<ObservedJobs, PassError> {
+    apply::observe(context)
+        .await
+        .map(|(observed, _report)| observed)
+        .map_err(|error| pass_error(&error))
+}
+
+fn pass_error(error: &ApplyError) -> PassError {
+    let code = match error {
+        ApplyError::Observe { source, .. } => source.code.clone(),
+        _ => None,
+    };
+    PassError {
+        what: error_chain(error),
+        code,
+        retryable: true,
+    }
+}
+
+/// The target's ledger, except that once shutdown begins no new action is announced (and so
+/// none starts); outcomes and observations are still written.
+struct StoppingLedger<'a, J> {
+    inner: &'a J,
+    stop: &'a Stop,
+    refused: AtomicBool,
+    /// An intent was announced in this pass (observation and planning are done).
+    announced: AtomicBool,
+    on_first_intent: &'a (dyn Fn() + Send + Sync),
+}
+
+impl<J: Ledger> Ledger for StoppingLedger<'_, J> {
+    fn target(&self) -> &str {
+        self.inner.target()
+    }
+    fn view(&self) -> JournalView {
+        self.inner.view()
+    }
+    fn cached(&self, job: &str) -> Option<CachedObservation> {
+        self.inner.cached(job)
+    }
+    fn savepoint_in_target(&self, target: &str, job: &str) -> Option<String> {
+        self.inner.savepoint_in_target(target, job)
+    }
+    fn pending(&self) -> Vec<PendingAction> {
+        self.inner.pending()
+    }
+    fn backup_sets(&self) -> Vec<BackupSet> {
+        self.inner.backup_sets()
+    }
+    async fn intent(&self, entry: IntentEntry) -> Result<u64, ApplyError> {
+        if self.stop.is_stopping() {
+            self.refused.store(true, Ordering::SeqCst);
+            tracing::info!(job = %entry.job, action = %entry.action, "Not starting an action: the daemon is shutting down.");
+            return Err(ApplyError::Runtime {
+                problem: format!(
+                    "not starting {} of {}: the daemon is shutting down",
+                    entry.action, entry.job
+                ),
+            });
+        }
+        if !self.announced.swap(true, Ordering::SeqCst) {
+            (self.on_first_intent)();
+        }
+        self.inner.intent(entry).await
+    }
+    async fn outcome(&self, entry: OutcomeEntry) -> Result<u64, ApplyError> {
+        self.inner.outcome(entry).await
+    }
+    async fn observed(&self, entry: ObservationEntry) -> Result<u64, ApplyError> {
+        self.inner.observed(entry).await
+    }
+    async fn revision_applied(
+        &self,
+        revision: &str,
+        plan_id: &str,
+        summary: &str,
+    ) -> Result<u64, ApplyError> {
+        self.inner
+            .revision_applied(revision, plan_id, summary)
+            .await
+    }
+}

@@ -1,0 +1,461 @@
+//! The daemon: one process serving several targets. Each configured source gets a task that
+//! fetches it once per cycle and publishes new revisions; each target gets a task that turns
+//! coalesced triggers into one reconcile pass at a time; the HTTP server (`crate::server`)
+//! reports status and accepts webhooks and manual syncs. Targets run concurrently.
+
+mod apply_adapter;
+mod metrics;
+mod reconciler;
+mod sources;
+pub mod status;
+mod trigger;
+mod wiring;
+mod worker;
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio::sync::{Notify, watch};
+
+pub use metrics::DaemonMetrics;
+pub use reconciler::{
+    ActionOutcome, PassError, PassReport, PassRequest, Resolver, SnapshotSource, SourceFailure,
+    TargetReconciler,
+};
+pub use sources::{SourceState, SourceStatus};
+pub use status::{HealthStatus, SyncStatus, TargetStatus, TriggerKind};
+pub use trigger::Trigger;
+pub use wiring::{RunError, RunOptions, base_parts, run, run_blocking, spec_resolver, target_spec};
+
+use sources::SourceDriver;
+use status::{PolicyView, TargetOverview};
+use worker::{Memory, Worker};
+
+use crate::server::{ServerState, WebhookRoute};
+
+/// How long shutdown waits for passes in flight before giving up on them (inside Kubernetes'
+/// default 60 s grace). An abandoned pass leaves intents without outcomes, which the next
+/// start resolves by observing.
+pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(45);
+
+/// How soon a target is looked at again while its jobs are moving.
+pub const DEFAULT_PROGRESS_INTERVAL: Duration = Duration::from_secs(3);
+
+/// One target, as the loop needs it.
+#[derive(Debug, Clone)]
+pub struct TargetSpec {
+    pub name: String,
+    /// The name of the source it reads.
+    pub source: String,
+    /// `environments/<environment>.yaml`.
+    pub environment: String,
+    pub policy: TargetPolicy,
+}
+
+/// When a target may change things.
+#[derive(Debug, Clone)]
+pub struct TargetPolicy {
+    /// Apply new revisions automatically; off = report only.
+    pub auto_sync: bool,
+    /// Also correct drift while the revision is unchanged.
+    pub self_heal: bool,
+    /// Shown in status (the planner enforces it).
+    pub prune: bool,
+    pub resync_interval: Duration,
+    pub sync_timeout: Duration,
+    /// The upstream target this one is promoted from. Promotion is issue 8; until it is built,
+    /// such a target is held: observed and reported, never changed, because following the
+    /// branch head would skip the promotion gate.
+    pub promote_from: Option<String>,
+}
+
+/// A target with its reconciler.
+pub struct TargetParts {
+    pub spec: TargetSpec,
+    pub reconciler: Arc<dyn TargetReconciler>,
+}
+
+/// A source with its webhook secret.
+pub struct SourceParts {
+    pub name: String,
+    pub source: Arc<dyn SnapshotSource>,
+    /// The webhook secret (HMAC key or GitLab token), when webhooks are enabled for it.
+    pub webhook_secret: Option<Vec<u8>>,
+}
+
+/// Everything the daemon runs, built from the config (`wiring`) or by tests.
+pub struct DaemonParts {
+    pub targets: Vec<TargetParts>,
+    pub sources: Vec<SourceParts>,
+    pub resolver: Resolver,
+    /// Global suspend: observe and report, never change anything.
+    pub suspended: bool,
+    /// The bearer token for mutating endpoints; `None` disables them.
+    pub api_token: Option<Vec<u8>>,
+    pub metrics: Arc<DaemonMetrics>,
+    pub progress_interval: Duration,
+    pub shutdown_grace: Duration,
+}
+
+/// Why the daemon could not start or stopped badly.
+#[derive(Debug, thiserror::Error)]
+pub enum DaemonError {
+    #[error("target `{target}` reads source `{source_name}`, which is not configured")]
+    UnknownSource { target: String, source_name: String },
+    #[error("two targets are named `{target}`")]
+    DuplicateTarget { target: String },
+    #[error("serving HTTP on {address}")]
+    Serve {
+        address: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("binding the HTTP listener to {address}; is another daemon running there?")]
+    Bind {
+        address: String,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// The shutdown signal shared by every task. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct Stop {
+    sender: Arc<watch::Sender<bool>>,
+}
+
+impl Default for Stop {
+    fn default() -> Self {
+        Stop::new()
+    }
+}
+
+impl Stop {
+    pub fn new() -> Stop {
+        Stop {
+            sender: Arc::new(watch::channel(false).0),
+        }
+    }
+
+    /// Begins shutdown; idempotent.
+    pub fn trigger(&self) {
+        self.sender.send_replace(true);
+    }
+
+    pub fn is_stopping(&self) -> bool {
+        *self.sender.borrow()
+    }
+
+    /// Resolves once shutdown has begun.
+    pub async fn wait(&self) {
+        let mut receiver = self.sender.subscribe();
+        // The sender lives in `self`, so the channel cannot close while we wait.
+        let _ = receiver.wait_for(|stopping| *stopping).await;
+    }
+}
+
+/// The status of every target and source, written by the loops and read by the server.
+#[derive(Debug, Default)]
+pub struct StatusBoard {
+    targets: RwLock<Vec<TargetStatus>>,
+    sources: RwLock<BTreeMap<String, SourceStatus>>,
+}
+
+impl StatusBoard {
+    /// Every target in config order.
+    pub fn targets(&self) -> Vec<TargetStatus> {
+        self.targets
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    pub fn overviews(&self) -> Vec<TargetOverview> {
+        self.targets
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .map(TargetStatus::overview)
+            .collect()
+    }
+
+    pub fn target(&self, name: &str) -> Option<TargetStatus> {
+        self.targets
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .find(|target| target.name == name)
+            .cloned()
+    }
+
+    pub fn sources(&self) -> Vec<SourceStatus> {
+        self.sources
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .values()
+            .cloned()
+            .collect()
+    }
+
+    /// Targets whose first observation is not done yet.
+    pub fn not_ready(&self) -> Vec<String> {
+        self.targets
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .filter(|target| !target.ready)
+            .map(|target| target.name.clone())
+            .collect()
+    }
+
+    pub(crate) fn add_target(&self, status: TargetStatus) {
+        self.targets
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(status);
+    }
+
+    pub(crate) fn add_source(&self, status: SourceStatus) {
+        self.sources
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(status.name.clone(), status);
+    }
+
+    pub(crate) fn update_target(&self, name: &str, change: impl FnOnce(&mut TargetStatus)) {
+        let mut targets = self.targets.write().unwrap_or_else(|p| p.into_inner());
+        if let Some(target) = targets.iter_mut().find(|target| target.name == name) {
+            change(target);
+        }
+    }
+
+    pub(crate) fn update_source(&self, name: &str, change: impl FnOnce(&mut SourceStatus)) {
+        let mut sources = self.sources.write().unwrap_or_else(|p| p.into_inner());
+        if let Some(source) = sources.get_mut(name) {
+            change(source);
+        }
+    }
+
+    fn target_is_progressing(&self, name: &str) -> bool {
+        self.targets
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .find(|target| target.name == name)
+            .is_some_and(|target| target.health.status == HealthStatus::Progressing)
+    }
+}
+
+/// Runs the daemon on `listener` until `shutdown` resolves, then stops: no new pass starts,
+/// passes in flight finish the call they are in and journal it (up to `shutdown_grace`), and
+/// the server drains.
+pub async fn serve(
+    parts: DaemonParts,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), DaemonError> {
+    let address = listener
+        .local_addr()
+        .map(|address| address.to_string())
+        .unwrap_or_else(|_| "the listener".to_string());
+    let stop = Stop::new();
+    let board = Arc::new(StatusBoard::default());
+    let metrics = parts.metrics.clone();
+
+    let mut source_channels: BTreeMap<String, (watch::Sender<SourceState>, Arc<Notify>)> =
+        BTreeMap::new();
+    for source in &parts.sources {
+        source_channels.insert(
+            source.name.clone(),
+            (
+                watch::channel(SourceState::default()).0,
+                Arc::new(Notify::new()),
+            ),
+        );
+        board.add_source(SourceStatus {
+            name: source.name.clone(),
+            kind: source.source.kind().to_string(),
+            location: source.source.location(),
+            revision: None,
+            last_poll: None,
+            last_change: None,
+            last_error: None,
+        });
+    }
+
+    let mut triggers: BTreeMap<String, Arc<Trigger>> = BTreeMap::new();
+    let mut source_targets: BTreeMap<String, Vec<Arc<Trigger>>> = BTreeMap::new();
+    let mut workers = Vec::new();
+    for target in parts.targets {
+        let name = target.spec.name.clone();
+        if triggers.contains_key(&name) {
+            return Err(DaemonError::DuplicateTarget { target: name });
+        }
+        let Some((sender, _)) = source_channels.get(&target.spec.source) else {
+            return Err(DaemonError::UnknownSource {
+                target: name,
+                source_name: target.spec.source.clone(),
+            });
+        };
+        let trigger = Arc::new(Trigger::new());
+        triggers.insert(name.clone(), trigger.clone());
+        source_targets
+            .entry(target.spec.source.clone())
+            .or_default()
+            .push(trigger.clone());
+        let policy = &target.spec.policy;
+        let mut status = TargetStatus::new(
+            &name,
+            &target.spec.source,
+            &target.spec.environment,
+            PolicyView {
+                auto_sync: policy.auto_sync,
+                self_heal: policy.self_heal,
+                prune: policy.prune,
+                resync_interval_seconds: policy.resync_interval.as_secs(),
+                suspended: parts.suspended,
+                promote_from: policy.promote_from.clone(),
+            },
+        );
+        let applied_revision = target.reconciler.applied_revision();
+        status.sync.applied_revision = applied_revision.clone();
+        board.add_target(status);
+        if let Some(request_metrics) = target.reconciler.request_metrics() {
+            metrics.add_request_metrics(&name, request_metrics);
+        }
+        workers.push(Worker {
+            spec: target.spec,
+            reconciler: target.reconciler,
+            resolver: parts.resolver.clone(),
+            source: sender.subscribe(),
+            trigger,
+            board: board.clone(),
+            metrics: metrics.clone(),
+            stop: stop.clone(),
+            suspended: parts.suspended,
+            progress_interval: parts.progress_interval,
+            memory: Memory::starting_from(applied_revision),
+        });
+    }
+
+    let mut webhooks = Vec::new();
+    let mut source_tasks = Vec::new();
+    for source in parts.sources {
+        let Some((sender, fetch_now)) = source_channels.remove(&source.name) else {
+            continue;
+        };
+        if let (Some(secret), Some((url, git_ref))) =
+            (source.webhook_secret, source.source.webhook_match())
+        {
+            webhooks.push(WebhookRoute {
+                source: source.name.clone(),
+                url,
+                git_ref,
+                secret,
+                fetch_now: fetch_now.clone(),
+            });
+        }
+        let driver = SourceDriver {
+            targets: source_targets.remove(&source.name).unwrap_or_default(),
+            name: source.name,
+            source: source.source,
+            state: sender,
+            fetch_now,
+            board: board.clone(),
+            metrics: metrics.clone(),
+            stop: stop.clone(),
+        };
+        source_tasks.push(tokio::spawn(driver.run()));
+    }
+    let worker_tasks: Vec<_> = workers
+        .into_iter()
+        .map(|worker| {
+            let name = worker.spec.name.clone();
+            let board = board.clone();
+            tokio::spawn(async move {
+                // A panic is a bug; it must not pass silently while the rest keeps running.
+                if let Err(error) = tokio::spawn(worker.run()).await
+                    && error.is_panic()
+                {
+                    tracing::error!(target_name = %name, "The target loop panicked; the target is not reconciled until the daemon restarts.");
+                    board.update_target(&name, |status| {
+                        status.sync.status = SyncStatus::Unknown;
+                        status.last_error = Some(status::ErrorInfo {
+                            code: None,
+                            message: "internal error: this target's loop stopped unexpectedly; restart the daemon and report its log".to_string(),
+                            time: Some(chrono::Utc::now()),
+                        });
+                    });
+                }
+            })
+        })
+        .collect();
+
+    let server_state = Arc::new(ServerState {
+        board: board.clone(),
+        metrics: metrics.clone(),
+        triggers,
+        api_token: parts.api_token,
+        webhooks,
+        suspended: parts.suspended,
+    });
+    let server_stop = stop.clone();
+    let server = tokio::spawn(crate::server::serve(listener, server_state, async move {
+        server_stop.wait().await
+    }));
+    tracing::info!(%address, "dli-gitops daemon started.");
+
+    let watcher_stop = stop.clone();
+    tokio::select! {
+        _ = shutdown => {
+            tracing::info!("Shutdown requested; finishing the calls in flight.");
+        }
+        _ = watcher_stop.wait() => {}
+    }
+    stop.trigger();
+
+    let grace = parts.shutdown_grace;
+    let mut abandoned = 0;
+    let deadline = tokio::time::Instant::now() + grace;
+    for task in worker_tasks {
+        let abort = task.abort_handle();
+        if tokio::time::timeout_at(deadline, task).await.is_err() {
+            abort.abort();
+            abandoned += 1;
+        }
+    }
+    for task in source_tasks {
+        // A fetch in flight runs on the blocking pool and cannot be cut short; do not wait
+        // for it beyond the grace period.
+        let abort = task.abort_handle();
+        if tokio::time::timeout_at(deadline, task).await.is_err() {
+            abort.abort();
+        }
+    }
+    let served = match tokio::time::timeout(Duration::from_secs(10), server).await {
+        Ok(Ok(result)) => result.map_err(|source| DaemonError::Serve {
+            address: address.clone(),
+            source,
+        }),
+        Ok(Err(_join_error)) => Ok(()),
+        Err(_elapsed) => Ok(()),
+    };
+    served?;
+    if abandoned > 0 {
+        // The journal holds the intents of the abandoned actions; the next start resolves
+        // them by observing before it does anything else. Exiting 0 keeps the restart calm.
+        tracing::warn!(
+            abandoned,
+            grace_s = grace.as_secs(),
+            "Reconcile passes still running after the shutdown grace period were abandoned; the next start resolves their journal intents."
+        );
+    }
+    tracing::info!("dli-gitops daemon stopped.");
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,610 @@
+//! The status model, in Argo CD's vocabulary: sync status and health per target and per job,
+//! derived purely from the desired jobs, the observation, the plan and the last action errors.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::model::{DesiredJobs, FlinkJobStatus, JobKind, ObservedFlinkJob, ObservedJobs};
+use crate::plan::{ActionClass, Plan, PlanSummary};
+
+/// Whether the live job matches git (Argo CD's `SyncStatusCode`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum SyncStatus {
+    Synced,
+    OutOfSync,
+    Unknown,
+}
+
+impl SyncStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SyncStatus::Synced => "Synced",
+            SyncStatus::OutOfSync => "OutOfSync",
+            SyncStatus::Unknown => "Unknown",
+        }
+    }
+
+    pub const ALL: [SyncStatus; 3] = [
+        SyncStatus::Synced,
+        SyncStatus::OutOfSync,
+        SyncStatus::Unknown,
+    ];
+}
+
+/// How the live job is doing (Argo CD's `HealthStatusCode`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum HealthStatus {
+    Healthy,
+    Progressing,
+    Degraded,
+    Missing,
+    Suspended,
+    Unknown,
+}
+
+impl HealthStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            HealthStatus::Healthy => "Healthy",
+            HealthStatus::Progressing => "Progressing",
+            HealthStatus::Degraded => "Degraded",
+            HealthStatus::Missing => "Missing",
+            HealthStatus::Suspended => "Suspended",
+            HealthStatus::Unknown => "Unknown",
+        }
+    }
+
+    pub const ALL: [HealthStatus; 6] = [
+        HealthStatus::Healthy,
+        HealthStatus::Progressing,
+        HealthStatus::Degraded,
+        HealthStatus::Missing,
+        HealthStatus::Suspended,
+        HealthStatus::Unknown,
+    ];
+
+    /// Argo CD's order (gitops-engine `health.IsWorse`): an aggregate takes the worst.
+    fn severity(self) -> u8 {
+        match self {
+            HealthStatus::Healthy => 0,
+            HealthStatus::Suspended => 1,
+            HealthStatus::Progressing => 2,
+            HealthStatus::Missing => 3,
+            HealthStatus::Degraded => 4,
+            HealthStatus::Unknown => 5,
+        }
+    }
+
+    /// The worse of two.
+    pub fn worst(self, other: HealthStatus) -> HealthStatus {
+        if other.severity() > self.severity() {
+            other
+        } else {
+            self
+        }
+    }
+}
+
+/// A failure reported by the service (with its error code when it gave one) or by us.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ErrorInfo {
+    /// The service's error code (`DLI.0001`, `APIG.0301`, ...), when the error came from it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub code: Option<String>,
+    pub message: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub time: Option<DateTime<Utc>>,
+}
+
+/// Health with an explanation.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HealthInfo {
+    pub status: HealthStatus,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+}
+
+/// One job in one target.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JobStatus {
+    pub kind: JobKind,
+    pub name: String,
+    pub sync_status: SyncStatus,
+    pub health: HealthInfo,
+    /// The service's own status word (`job_running`, ...), when the job is live.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub live_status: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub live_id: Option<i64>,
+    /// The class of change the last plan had for the job (`create`, `upgrade`, ...).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub action: Option<String>,
+    /// Why the job is out of sync, in a sentence.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_error: Option<ErrorInfo>,
+}
+
+/// Counts of jobs per status, for the overview and for metrics.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct JobCounts {
+    pub total: usize,
+    pub sync: BTreeMap<String, usize>,
+    pub health: BTreeMap<String, usize>,
+}
+
+impl JobCounts {
+    pub fn of(jobs: &[JobStatus]) -> JobCounts {
+        let mut counts = JobCounts {
+            total: jobs.len(),
+            ..JobCounts::default()
+        };
+        for job in jobs {
+            *counts
+                .sync
+                .entry(job.sync_status.as_str().to_string())
+                .or_default() += 1;
+            *counts
+                .health
+                .entry(job.health.status.as_str().to_string())
+                .or_default() += 1;
+        }
+        counts
+    }
+}
+
+/// The last plan, as people and tools read it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PlanView {
+    pub id: String,
+    pub summary: PlanSummary,
+    pub warnings: Vec<String>,
+    /// The Terraform-style rendering.
+    pub text: String,
+    /// The revision the plan was made for.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub revision: Option<String>,
+    pub time: DateTime<Utc>,
+}
+
+impl PlanView {
+    pub fn of(plan: &Plan, revision: Option<&str>, time: DateTime<Utc>) -> PlanView {
+        PlanView {
+            id: plan.id.clone(),
+            summary: plan.summary(),
+            warnings: plan.warnings.clone(),
+            text: plan.render_text(),
+            revision: revision.map(str::to_string),
+            time,
+        }
+    }
+}
+
+/// Where the target stands against git.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SyncInfo {
+    pub status: SyncStatus,
+    /// The revision the daemon wants live: the newest revision that validated.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub revision: Option<String>,
+    /// The revision the target last converged on.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub applied_revision: Option<String>,
+}
+
+/// A revision that did not validate, and why. It is never applied.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RejectedRevision {
+    pub revision: String,
+    /// Every problem, as `path:line:col: message`.
+    pub errors: Vec<String>,
+    pub time: DateTime<Utc>,
+}
+
+/// What set off a reconcile.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TriggerKind {
+    /// The daemon started.
+    Startup,
+    /// The source has a new revision.
+    Revision,
+    /// A push webhook for the source arrived.
+    Webhook,
+    /// The resync interval passed.
+    Resync,
+    /// Jobs were moving; look again soon.
+    Progress,
+    /// `POST /api/v1/targets/{t}/sync`.
+    Manual,
+    /// The last pass failed; try again.
+    Retry,
+}
+
+impl TriggerKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TriggerKind::Startup => "startup",
+            TriggerKind::Revision => "revision",
+            TriggerKind::Webhook => "webhook",
+            TriggerKind::Resync => "resync",
+            TriggerKind::Progress => "progress",
+            TriggerKind::Manual => "manual",
+            TriggerKind::Retry => "retry",
+        }
+    }
+}
+
+/// Argo CD's operation phases, for the reconcile in flight or the last one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum OperationPhase {
+    Running,
+    Succeeded,
+    /// Ran, but some job failed.
+    Failed,
+    /// Could not run (observation failed, no valid revision, timeout).
+    Error,
+}
+
+/// One reconcile pass.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OperationState {
+    pub phase: OperationPhase,
+    /// `apply` (changes were allowed) or `report` (observe and plan only).
+    pub mode: String,
+    pub triggers: Vec<TriggerKind>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub revision: Option<String>,
+    pub started_at: DateTime<Utc>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub finished_at: Option<DateTime<Utc>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+}
+
+/// The policy a target runs with, as shown in status.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PolicyView {
+    pub auto_sync: bool,
+    pub self_heal: bool,
+    pub prune: bool,
+    pub resync_interval_seconds: u64,
+    /// The daemon is globally suspended: nothing is changed.
+    pub suspended: bool,
+    /// The upstream target of a promotion pipeline.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub promote_from: Option<String>,
+}
+
+/// Everything known about one target.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TargetStatus {
+    pub name: String,
+    pub source: String,
+    pub environment: String,
+    pub sync: SyncInfo,
+    pub health: HealthInfo,
+    pub policy: PolicyView,
+    /// The first observation of the live service is done.
+    pub ready: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub observed_at: Option<DateTime<Utc>>,
+    /// The reconcile in flight, or the last one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub operation: Option<OperationState>,
+    /// The newest revision, when it failed validation (the previous good one stays in use).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rejected_revision: Option<RejectedRevision>,
+    /// The last failure of the target as a whole (source, observation, journal).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_error: Option<ErrorInfo>,
+    pub counts: JobCounts,
+    pub jobs: Vec<JobStatus>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_plan: Option<PlanView>,
+}
+
+/// The list view: a target without its jobs and plan text.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TargetOverview {
+    pub name: String,
+    pub source: String,
+    pub environment: String,
+    pub sync: SyncInfo,
+    pub health: HealthInfo,
+    pub policy: PolicyView,
+    pub ready: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub observed_at: Option<DateTime<Utc>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub operation: Option<OperationState>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rejected_revision: Option<RejectedRevision>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_error: Option<ErrorInfo>,
+    pub counts: JobCounts,
+}
+
+impl TargetStatus {
+    /// A target nothing is known about yet.
+    pub fn new(name: &str, source: &str, environment: &str, policy: PolicyView) -> TargetStatus {
+        TargetStatus {
+            name: name.to_string(),
+            source: source.to_string(),
+            environment: environment.to_string(),
+            sync: SyncInfo {
+                status: SyncStatus::Unknown,
+                revision: None,
+                applied_revision: None,
+            },
+            health: HealthInfo {
+                status: HealthStatus::Unknown,
+                message: Some("not observed yet".to_string()),
+            },
+            policy,
+            ready: false,
+            observed_at: None,
+            operation: None,
+            rejected_revision: None,
+            last_error: None,
+            counts: JobCounts::default(),
+            jobs: Vec::new(),
+            last_plan: None,
+        }
+    }
+
+    pub fn overview(&self) -> TargetOverview {
+        TargetOverview {
+            name: self.name.clone(),
+            source: self.source.clone(),
+            environment: self.environment.clone(),
+            sync: self.sync.clone(),
+            health: self.health.clone(),
+            policy: self.policy.clone(),
+            ready: self.ready,
+            observed_at: self.observed_at,
+            operation: self.operation.clone(),
+            rejected_revision: self.rejected_revision.clone(),
+            last_error: self.last_error.clone(),
+            counts: self.counts.clone(),
+        }
+    }
+
+    /// Replaces the jobs and recomputes the target's sync status, health and counts.
+    pub fn set_jobs(&mut self, jobs: Vec<JobStatus>, planned: bool) {
+        self.counts = JobCounts::of(&jobs);
+        self.sync.status = if !planned {
+            SyncStatus::Unknown
+        } else if jobs.iter().all(|job| job.sync_status == SyncStatus::Synced) {
+            SyncStatus::Synced
+        } else if jobs
+            .iter()
+            .any(|job| job.sync_status == SyncStatus::OutOfSync)
+        {
+            SyncStatus::OutOfSync
+        } else {
+            SyncStatus::Unknown
+        };
+        self.health = aggregate_health(&jobs);
+        self.jobs = jobs;
+    }
+}
+
+/// The worst job health; a target with no jobs is Healthy.
+pub fn aggregate_health(jobs: &[JobStatus]) -> HealthInfo {
+    let worst = jobs
+        .iter()
+        .map(|job| job.health.status)
+        .fold(HealthStatus::Healthy, HealthStatus::worst);
+    let unhealthy: Vec<&str> = jobs
+        .iter()
+        .filter(|job| job.health.status == worst && worst != HealthStatus::Healthy)
+        .map(|job| job.name.as_str())
+        .collect();
+    let message = (!unhealthy.is_empty()).then(|| {
+        let shown: Vec<&str> = unhealthy.iter().take(5).copied().collect();
+        let more = unhealthy.len().saturating_sub(shown.len());
+        let mut text = format!("{}: {}", worst.as_str(), shown.join(", "));
+        if more > 0 {
+            text.push_str(&format!(" and {more} more"));
+        }
+        text
+    });
+    HealthInfo {
+        status: worst,
+        message,
+    }
+}
+
+/// The health of a live Flink job, from the service's status word.
+pub fn flink_health(status: &FlinkJobStatus, status_desc: Option<&str>) -> HealthInfo {
+    let word = status.as_str();
+    let (health, default_message) = match word {
+        "job_running" => (HealthStatus::Healthy, None),
+        "job_finish" => (HealthStatus::Healthy, Some("finished")),
+        "job_submitting"
+        | "job_savepointing"
+        | "job_downloading"
+        | "job_canceling"
+        | "job_arrearage_recovering" => (HealthStatus::Progressing, None),
+        "job_submit_fail" | "job_running_exception" | "job_cancel_fail" => {
+            (HealthStatus::Degraded, None)
+        }
+        "job_arrearage_stopped" => (
+            HealthStatus::Degraded,
+            Some("stopped because the account is in arrears"),
+        ),
+        "job_init" | "job_cancel_success" | "job_idle" => (HealthStatus::Suspended, None),
+        _ => (
+            HealthStatus::Unknown,
+            Some("status not known to dli-gitops"),
+        ),
+    };
+    let message = match (
+        status_desc.filter(|d| !d.trim().is_empty()),
+        default_message,
+    ) {
+        (Some(desc), _) if health != HealthStatus::Healthy => Some(format!("{word}: {desc}")),
+        (_, Some(text)) => Some(format!("{word}: {text}")),
+        _ => Some(word.to_string()),
+    };
+    HealthInfo {
+        status: health,
+        message,
+    }
+}
+
+/// Inputs for [`job_statuses`].
+pub struct StatusInputs<'a> {
+    /// The desired jobs, when a valid revision is known.
+    pub desired: Option<&'a DesiredJobs>,
+    pub observed: &'a ObservedJobs,
+    /// The plan that describes the live state now (after any apply), when one was made.
+    pub plan: Option<&'a Plan>,
+    /// The last failure per job, keyed by (kind family, name).
+    pub errors: &'a BTreeMap<JobKey, ErrorInfo>,
+}
+
+/// A job's identity within a target: Flink and DLF jobs are separate namespaces.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct JobKey {
+    pub dlf: bool,
+    pub name: String,
+}
+
+impl JobKey {
+    pub fn new(kind: JobKind, name: &str) -> JobKey {
+        JobKey {
+            dlf: kind == JobKind::Dlf,
+            name: name.to_string(),
+        }
+    }
+}
+
+/// One status per job in git, per job the plan touches, and per managed live job out of git.
+/// Unmanaged live jobs outside git are not ours and never appear.
+pub fn job_statuses(inputs: &StatusInputs<'_>) -> Vec<JobStatus> {
+    let mut jobs: BTreeMap<JobKey, JobStatus> = BTreeMap::new();
+    let live_flink: BTreeMap<&str, &ObservedFlinkJob> = inputs
+        .observed
+        .flink
+        .iter()
+        .map(|job| (job.name.as_str(), job))
+        .collect();
+    let live_dlf: BTreeMap<&str, ()> = inputs
+        .observed
+        .dlf
+        .iter()
+        .map(|job| (job.name.as_str(), ()))
+        .collect();
+    let base_sync = if inputs.plan.is_some() {
+        SyncStatus::Synced
+    } else {
+        SyncStatus::Unknown
+    };
+
+    let mut add = |kind: JobKind, name: &str, in_git: bool| {
+        let key = JobKey::new(kind, name);
+        if jobs.contains_key(&key) {
+            return;
+        }
+        let (health, live_status, live_id) = if kind == JobKind::Dlf {
+            match live_dlf.get(name) {
+                Some(()) => (
+                    HealthInfo {
+                        status: HealthStatus::Healthy,
+                        message: Some("present; DLF run status is not observed".to_string()),
+                    },
+                    None,
+                    None,
+                ),
+                None => (missing(), None, None),
+            }
+        } else {
+            match live_flink.get(name) {
+                Some(live) => (
+                    flink_health(&live.status, live.status_desc.as_deref()),
+                    Some(live.status.as_str().to_string()),
+                    Some(live.id),
+                ),
+                None => (missing(), None, None),
+            }
+        };
+        let (sync_status, reason) = if in_git || inputs.plan.is_none() {
+            (base_sync, None)
+        } else {
+            (
+                SyncStatus::OutOfSync,
+                Some("managed by dli-gitops and no longer in git".to_string()),
+            )
+        };
+        jobs.insert(
+            key,
+            JobStatus {
+                kind,
+                name: name.to_string(),
+                sync_status,
+                health,
+                live_status,
+                live_id,
+                action: None,
+                reason,
+                last_error: None,
+            },
+        );
+    };
+
+    if let Some(desired) = inputs.desired {
+        for job in &desired.flink {
+            add(job.kind(), &job.name, true);
+        }
+        for job in &desired.dlf {
+            add(JobKind::Dlf, &job.name, true);
+        }
+    }
+    if let Some(plan) = inputs.plan {
+        for action in &plan.actions {
+            add(action.kind, &action.name, inputs.desired.is_none());
+        }
+    }
+    for live in &inputs.observed.flink {
+        if live.is_managed() {
+            add(live.config.kind(), &live.name, false);
+        }
+    }
+
+    if let Some(plan) = inputs.plan {
+        for action in &plan.actions {
+            if let Some(job) = jobs.get_mut(&JobKey::new(action.kind, &action.name)) {
+                if action.class == ActionClass::None {
+                    continue;
+                }
+                job.sync_status = SyncStatus::OutOfSync;
+                job.action = Some(action.class.as_str().to_string());
+                job.reason = Some(action.reason.clone());
+                if action.is_waiting() && job.health.status != HealthStatus::Degraded {
+                    job.health.status = HealthStatus::Progressing;
+                }
+            }
+        }
+    }
+    for (key, error) in inputs.errors {
+        if let Some(job) = jobs.get_mut(key) {
+            job.last_error = Some(error.clone());
+        }
+    }
+    jobs.into_values().collect()
+}
+
+fn missing() -> HealthInfo {
+    HealthInfo {
+        status: HealthStatus::Missing,
+        message: Some("not found on the service".to_string()),
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,275 @@
+//! Unit tests for the status derivation: sync and health per job and per target.
+
+use std::collections::BTreeMap;
+
+use super::*;
+use crate::model::{
+    DesiredFlinkJob, DesiredJobs, FlinkJobConfig, FlinkJobStatus, JobKind, Lifecycle,
+    MANAGED_TAG_KEY, MANAGED_TAG_VALUE, ObservedFlinkJob, ObservedJobs, SourceLocation,
+};
+use crate::plan::{self, JournalFlinkJob, JournalView, PlanPolicy};
+
+fn desired_sql(name: &str) -> DesiredFlinkJob {
+    let mut config = FlinkJobConfig::defaults_for(JobKind::FlinkSql);
+    config.queue_name = Some("flink_queue".into());
+    config.sql_body = Some("INSERT INTO sink SELECT * FROM source;\n".into());
+    DesiredFlinkJob {
+        name: name.into(),
+        config,
+        lifecycle: Lifecycle::default(),
+        source: SourceLocation {
+            file: format!("flink/{name}.yaml"),
+            line: 1,
+        },
+        digest: format!("digest-{name}"),
+    }
+}
+
+fn live_of(desired: &DesiredFlinkJob, id: i64, status: &str) -> ObservedFlinkJob {
+    let mut config = desired.config.clone();
+    config
+        .tags
+        .insert(MANAGED_TAG_KEY.into(), MANAGED_TAG_VALUE.into());
+    ObservedFlinkJob {
+        id,
+        name: desired.name.clone(),
+        status: FlinkJobStatus::new(status),
+        update_time: 1_711_647_009_620,
+        config,
+        savepoint_path: None,
+        status_desc: None,
+    }
+}
+
+fn managed_view(names: &[&str]) -> JournalView {
+    let mut view = JournalView::default();
+    for name in names {
+        view.flink.insert(
+            name.to_string(),
+            JournalFlinkJob {
+                managed: true,
+                ..JournalFlinkJob::default()
+            },
+        );
+    }
+    view
+}
+
+fn statuses(
+    desired: &DesiredJobs,
+    observed: &ObservedJobs,
+    view: &JournalView,
+    errors: &BTreeMap<JobKey, ErrorInfo>,
+) -> Vec<JobStatus> {
+    let plan = plan::plan(desired, observed, view, &PlanPolicy::default());
+    job_statuses(&StatusInputs {
+        desired: Some(desired),
+        observed,
+        plan: Some(&plan),
+        errors,
+    })
+}
+
+#[test]
+fn a_converged_running_job_is_synced_and_healthy() {
+    let job = desired_sql("clicks");
+    let desired = DesiredJobs {
+        flink: vec![job.clone()],
+        dlf: vec![],
+    };
+    let observed = ObservedJobs {
+        flink: vec![live_of(&job, 7, "job_running")],
+        dlf: vec![],
+    };
+    let jobs = statuses(
+        &desired,
+        &observed,
+        &managed_view(&["clicks"]),
+        &BTreeMap::new(),
+    );
+    assert_eq!(jobs.len(), 1);
+    assert_eq!(jobs[0].sync_status, SyncStatus::Synced);
+    assert_eq!(jobs[0].health.status, HealthStatus::Healthy);
+    assert_eq!(jobs[0].live_id, Some(7));
+    assert_eq!(jobs[0].action, None);
+
+    let mut target = TargetStatus::new("dev", "jobs", "dev", policy_view());
+    target.set_jobs(jobs, true);
+    assert_eq!(target.sync.status, SyncStatus::Synced);
+    assert_eq!(target.health.status, HealthStatus::Healthy);
+    assert_eq!(target.counts.total, 1);
+    assert_eq!(target.counts.sync.get("Synced"), Some(&1));
+}
+
+#[test]
+fn a_job_in_git_and_not_live_is_out_of_sync_and_missing() {
+    let desired = DesiredJobs {
+        flink: vec![desired_sql("clicks")],
+        dlf: vec![],
+    };
+    let jobs = statuses(
+        &desired,
+        &ObservedJobs::default(),
+        &JournalView::default(),
+        &BTreeMap::new(),
+    );
+    assert_eq!(jobs[0].sync_status, SyncStatus::OutOfSync);
+    assert_eq!(jobs[0].health.status, HealthStatus::Missing);
+    assert_eq!(jobs[0].action.as_deref(), Some("create"));
+}
+
+#[test]
+fn drift_on_a_live_job_is_out_of_sync_with_the_plan_reason_and_the_last_error() {
+    let job = desired_sql("clicks");
+    let mut live = live_of(&job, 7, "job_running");
+    live.config.cu_number = 9;
+    let desired = DesiredJobs {
+        flink: vec![job],
+        dlf: vec![],
+    };
+    let observed = ObservedJobs {
+        flink: vec![live],
+        dlf: vec![],
+    };
+    let mut errors = BTreeMap::new();
+    errors.insert(
+        JobKey::new(JobKind::FlinkSql, "clicks"),
+        ErrorInfo {
+            code: Some("DLI.0005".into()),
+            message: "queue busy".into(),
+            time: None,
+        },
+    );
+    let jobs = statuses(&desired, &observed, &managed_view(&["clicks"]), &errors);
+    assert_eq!(jobs[0].sync_status, SyncStatus::OutOfSync);
+    assert_eq!(jobs[0].action.as_deref(), Some("upgrade"));
+    assert!(jobs[0].reason.is_some());
+    assert_eq!(
+        jobs[0].last_error.as_ref().and_then(|e| e.code.as_deref()),
+        Some("DLI.0005")
+    );
+}
+
+#[test]
+fn a_managed_job_out_of_git_is_listed_out_of_sync_and_an_unmanaged_one_is_not() {
+    let managed = live_of(&desired_sql("old"), 1, "job_running");
+    let mut unmanaged = live_of(&desired_sql("someone-elses"), 2, "job_running");
+    unmanaged.config.tags.clear();
+    let observed = ObservedJobs {
+        flink: vec![managed, unmanaged],
+        dlf: vec![],
+    };
+    let desired = DesiredJobs {
+        flink: vec![desired_sql("clicks")],
+        dlf: vec![],
+    };
+    let jobs = statuses(
+        &desired,
+        &observed,
+        &managed_view(&["old"]),
+        &BTreeMap::new(),
+    );
+    let names: Vec<&str> = jobs.iter().map(|job| job.name.as_str()).collect();
+    assert_eq!(names, vec!["clicks", "old"]);
+    let old = &jobs[1];
+    assert_eq!(old.sync_status, SyncStatus::OutOfSync);
+    assert_eq!(old.health.status, HealthStatus::Healthy);
+}
+
+#[test]
+fn without_a_plan_sync_is_unknown_but_health_is_reported() {
+    let job = desired_sql("clicks");
+    let observed = ObservedJobs {
+        flink: vec![live_of(&job, 7, "job_running_exception")],
+        dlf: vec![],
+    };
+    let jobs = job_statuses(&StatusInputs {
+        desired: None,
+        observed: &observed,
+        plan: None,
+        errors: &BTreeMap::new(),
+    });
+    assert_eq!(jobs.len(), 1);
+    assert_eq!(jobs[0].sync_status, SyncStatus::Unknown);
+    assert_eq!(jobs[0].health.status, HealthStatus::Degraded);
+    let mut target = TargetStatus::new("dev", "jobs", "dev", policy_view());
+    target.set_jobs(jobs, false);
+    assert_eq!(target.sync.status, SyncStatus::Unknown);
+    assert_eq!(target.health.status, HealthStatus::Degraded);
+    assert!(target.health.message.as_deref().unwrap().contains("clicks"));
+}
+
+#[test]
+fn live_status_words_map_to_argo_health() {
+    let cases = [
+        ("job_running", HealthStatus::Healthy),
+        ("job_finish", HealthStatus::Healthy),
+        ("job_submitting", HealthStatus::Progressing),
+        ("job_savepointing", HealthStatus::Progressing),
+        ("job_canceling", HealthStatus::Progressing),
+        ("job_submit_fail", HealthStatus::Degraded),
+        ("job_running_exception", HealthStatus::Degraded),
+        ("job_arrearage_stopped", HealthStatus::Degraded),
+        ("job_init", HealthStatus::Suspended),
+        ("job_cancel_success", HealthStatus::Suspended),
+        ("job_something_new", HealthStatus::Unknown),
+    ];
+    for (word, expected) in cases {
+        assert_eq!(
+            flink_health(&FlinkJobStatus::new(word), None).status,
+            expected,
+            "{word}"
+        );
+    }
+    let described = flink_health(
+        &FlinkJobStatus::new("job_submit_fail"),
+        Some("queue not found"),
+    );
+    assert_eq!(
+        described.message.as_deref(),
+        Some("job_submit_fail: queue not found")
+    );
+}
+
+#[test]
+fn aggregate_health_takes_the_worst_in_argo_order() {
+    let job = |name: &str, status: HealthStatus| JobStatus {
+        kind: JobKind::FlinkSql,
+        name: name.into(),
+        sync_status: SyncStatus::Synced,
+        health: HealthInfo {
+            status,
+            message: None,
+        },
+        live_status: None,
+        live_id: None,
+        action: None,
+        reason: None,
+        last_error: None,
+    };
+    assert_eq!(aggregate_health(&[]).status, HealthStatus::Healthy);
+    let jobs = [
+        job("a", HealthStatus::Healthy),
+        job("b", HealthStatus::Suspended),
+        job("c", HealthStatus::Progressing),
+    ];
+    assert_eq!(aggregate_health(&jobs).status, HealthStatus::Progressing);
+    let jobs = [
+        job("a", HealthStatus::Missing),
+        job("b", HealthStatus::Degraded),
+    ];
+    let health = aggregate_health(&jobs);
+    assert_eq!(health.status, HealthStatus::Degraded);
+    assert_eq!(health.message.as_deref(), Some("Degraded: b"));
+}
+
+fn policy_view() -> PolicyView {
+    PolicyView {
+        auto_sync: true,
+        self_heal: false,
+        prune: false,
+        resync_interval_seconds: 300,
+        suspended: false,
+        promote_from: None,
+    }
+}

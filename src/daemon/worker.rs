@@ -1,0 +1,546 @@
+//! One target's loop: wait for a reason (coalesced), validate a new revision, decide whether
+//! this pass may change anything (policy), run one pass, and publish status and metrics.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::Utc;
+use tokio::sync::watch;
+use tokio::time::Instant;
+use tracing::Instrument;
+
+use super::metrics::DaemonMetrics;
+use super::reconciler::{PassReport, PassRequest, Resolver, TargetReconciler};
+use super::sources::SourceState;
+use super::status::{
+    ErrorInfo, HealthStatus, JobKey, OperationPhase, OperationState, PlanView, RejectedRevision,
+    StatusInputs, SyncStatus, TriggerKind, job_statuses,
+};
+use super::trigger::Trigger;
+use super::{StatusBoard, Stop, TargetSpec};
+use crate::model::DesiredJobs;
+
+/// The longest wait between retries of a pass that could not run.
+const MAX_RETRY_DELAY: Duration = Duration::from_secs(300);
+const FIRST_RETRY_DELAY: Duration = Duration::from_secs(2);
+
+pub(crate) struct Worker {
+    pub spec: TargetSpec,
+    pub reconciler: Arc<dyn TargetReconciler>,
+    pub resolver: Resolver,
+    pub source: watch::Receiver<SourceState>,
+    pub trigger: Arc<Trigger>,
+    pub board: Arc<StatusBoard>,
+    pub metrics: Arc<DaemonMetrics>,
+    pub stop: Stop,
+    pub suspended: bool,
+    /// How soon to look again while jobs are moving.
+    pub progress_interval: Duration,
+    pub memory: Memory,
+}
+
+impl Memory {
+    /// A fresh memory, seeded with the revision the journal says the target converged on.
+    pub fn starting_from(applied_revision: Option<String>) -> Memory {
+        Memory {
+            applied_revision,
+            ..Memory::default()
+        }
+    }
+}
+
+/// What the worker remembers between passes.
+#[derive(Default)]
+pub(crate) struct Memory {
+    /// The last revision resolved (valid or not), so each revision is validated once.
+    checked_revision: Option<String>,
+    /// The newest valid revision and its jobs.
+    desired: Option<(String, Arc<DesiredJobs>)>,
+    rejected: Option<RejectedRevision>,
+    /// The revision the target last converged on.
+    pub applied_revision: Option<String>,
+    job_errors: BTreeMap<JobKey, ErrorInfo>,
+    /// Passes in a row that could not run at all.
+    consecutive_errors: u32,
+    /// Passes in a row in which some action failed.
+    failed_passes: u32,
+}
+
+/// What happened in one pass, for logs, metrics and scheduling.
+struct PassOutcome {
+    result: &'static str,
+    next_in: Duration,
+}
+
+impl Worker {
+    pub async fn run(mut self) {
+        let span = tracing::info_span!("target", target = %self.spec.name);
+        async move {
+            // The first pass waits for the source's first poll, so it plans against git.
+            let mut source = self.source.clone();
+            tokio::select! {
+                _ = source.wait_for(|state| state.polled) => {}
+                _ = self.stop.wait() => return,
+            }
+            self.trigger.fire(TriggerKind::Startup);
+            let mut next_pass = Instant::now() + self.spec.policy.resync_interval;
+            loop {
+                let triggers = tokio::select! {
+                    biased;
+                    _ = self.stop.wait() => break,
+                    triggers = self.trigger.wait() => triggers,
+                    _ = tokio::time::sleep_until(next_pass) => {
+                        let mut triggers = self.trigger.take();
+                        triggers.insert(self.scheduled_kind());
+                        triggers
+                    }
+                };
+                if self.stop.is_stopping() {
+                    break;
+                }
+                let outcome = self.pass(triggers).await;
+                next_pass = Instant::now() + outcome.next_in;
+                tracing::debug!(
+                    result = outcome.result,
+                    next_in_ms = outcome.next_in.as_millis() as u64,
+                    "Next pass scheduled."
+                );
+            }
+            tracing::info!("Target loop stopped.");
+        }
+        .instrument(span)
+        .await
+    }
+
+    /// The reason a timer-driven pass runs.
+    fn scheduled_kind(&self) -> TriggerKind {
+        if self.memory.consecutive_errors > 0 || self.memory.failed_passes > 0 {
+            TriggerKind::Retry
+        } else if self.board.target_is_progressing(&self.spec.name) {
+            TriggerKind::Progress
+        } else {
+            TriggerKind::Resync
+        }
+    }
+
+    async fn pass(&mut self, triggers: BTreeSet<TriggerKind>) -> PassOutcome {
+        let started = Instant::now();
+        let started_at = Utc::now();
+        let source_state = self.source.borrow().clone();
+        self.check_revision(&source_state).await;
+
+        let policy = self.spec.policy.clone();
+        let manual = triggers.contains(&TriggerKind::Manual);
+        let desired_revision = self.memory.desired.as_ref().map(|(rev, _)| rev.clone());
+        let revision_is_new =
+            desired_revision.is_some() && desired_revision != self.memory.applied_revision;
+        let held = policy.promote_from.is_some();
+        let execute = self.memory.desired.is_some()
+            && !self.suspended
+            && !held
+            && (manual || (policy.auto_sync && (revision_is_new || policy.self_heal)));
+        let mode = if execute { "apply" } else { "report" };
+        let trigger_list: Vec<TriggerKind> = triggers.iter().copied().collect();
+        tracing::info!(
+            triggers = ?trigger_list.iter().map(|t| t.as_str()).collect::<Vec<_>>(),
+            revision = desired_revision.as_deref().unwrap_or("-"),
+            mode,
+            "Reconcile pass started."
+        );
+        let operation = OperationState {
+            phase: OperationPhase::Running,
+            mode: mode.to_string(),
+            triggers: trigger_list.clone(),
+            revision: desired_revision.clone(),
+            started_at,
+            finished_at: None,
+            message: None,
+        };
+        self.board.update_target(&self.spec.name, |status| {
+            status.operation = Some(operation.clone());
+            status.sync.revision = desired_revision.clone();
+            status.rejected_revision = self.memory.rejected.clone();
+        });
+
+        let desired = self.memory.desired.as_ref().map(|(_, jobs)| jobs.clone());
+        let board = self.board.clone();
+        let target_name = self.spec.name.clone();
+        let on_applying = move || {
+            board.update_target(&target_name, |status| {
+                if !status.ready {
+                    status.ready = true;
+                    status.observed_at = Some(Utc::now());
+                }
+            });
+        };
+        let request = PassRequest {
+            desired: desired.as_deref(),
+            revision: desired_revision.as_deref(),
+            execute,
+            stop: &self.stop,
+            on_applying: &on_applying,
+        };
+        let result = tokio::time::timeout(policy.sync_timeout, self.reconciler.pass(request)).await;
+        let elapsed = started.elapsed();
+        let source_error = source_state.error.clone();
+
+        let outcome = match result {
+            Ok(Ok(report)) => {
+                self.memory.consecutive_errors = 0;
+                self.finish_report(
+                    report,
+                    operation,
+                    desired.as_deref(),
+                    desired_revision.as_deref(),
+                    source_error,
+                )
+                .await
+            }
+            Ok(Err(error)) => self.finish_error(
+                operation,
+                ErrorInfo {
+                    code: error.code.clone(),
+                    message: error.what.clone(),
+                    time: Some(Utc::now()),
+                },
+            ),
+            Err(_elapsed) => self.finish_error(
+                operation,
+                ErrorInfo {
+                    code: None,
+                    message: format!(
+                        "the reconcile pass took longer than the target's sync_timeout ({}s) and was abandoned; pending intents are resolved on the next pass",
+                        policy.sync_timeout.as_secs()
+                    ),
+                    time: Some(Utc::now()),
+                },
+            ),
+        };
+        self.metrics
+            .observe_reconcile(&self.spec.name, outcome.result, elapsed);
+        tracing::info!(
+            result = outcome.result,
+            duration_ms = elapsed.as_millis() as u64,
+            "Reconcile pass finished."
+        );
+        outcome
+    }
+
+    /// Resolves a revision the worker has not seen. A revision that does not validate is kept
+    /// out: the previous valid one stays desired, and the errors are reported.
+    async fn check_revision(&mut self, source_state: &SourceState) {
+        let Some(snapshot) = source_state.snapshot.clone() else {
+            return;
+        };
+        if self.memory.checked_revision.as_deref() == Some(snapshot.revision.as_str()) {
+            return;
+        }
+        let revision = snapshot.revision.clone();
+        self.memory.checked_revision = Some(revision.clone());
+        let resolver = self.resolver.clone();
+        let environment = self.spec.environment.clone();
+        let resolved = tokio::task::spawn_blocking(move || resolver(&snapshot, &environment)).await;
+        let resolved = match resolved {
+            Ok(resolved) => resolved,
+            Err(join_error) => Err(vec![format!(
+                "validating the revision failed unexpectedly: {join_error}"
+            )]),
+        };
+        match resolved {
+            Ok(desired) => {
+                tracing::info!(
+                    %revision,
+                    flink_jobs = desired.flink.len(),
+                    dlf_jobs = desired.dlf.len(),
+                    "New revision validated."
+                );
+                self.memory.desired = Some((revision, Arc::new(desired)));
+                self.memory.rejected = None;
+            }
+            Err(errors) => {
+                tracing::warn!(
+                    %revision,
+                    problems = errors.len(),
+                    first = errors.first().map(String::as_str).unwrap_or(""),
+                    kept = self.memory.desired.as_ref().map(|(rev, _)| rev.as_str()).unwrap_or("-"),
+                    "New revision does not validate; it is not applied."
+                );
+                self.metrics
+                    .count_sync_result(&self.spec.name, "invalid_revision");
+                self.memory.rejected = Some(RejectedRevision {
+                    revision,
+                    errors,
+                    time: Utc::now(),
+                });
+            }
+        }
+    }
+
+    async fn finish_report(
+        &mut self,
+        report: PassReport,
+        mut operation: OperationState,
+        desired: Option<&DesiredJobs>,
+        desired_revision: Option<&str>,
+        source_error: Option<ErrorInfo>,
+    ) -> PassOutcome {
+        let now = Utc::now();
+        if report.interrupted {
+            // Shutdown cut the pass short: what it saw is partial, so the last full status
+            // stays; only the operation says what happened.
+            operation.phase = OperationPhase::Failed;
+            operation.finished_at = Some(now);
+            operation.message = Some(operation_message(
+                &report,
+                self.suspended,
+                desired.is_none(),
+            ));
+            self.board.update_target(&self.spec.name, |status| {
+                status.operation = Some(operation);
+            });
+            return PassOutcome {
+                result: "interrupted",
+                next_in: self.spec.policy.resync_interval,
+            };
+        }
+        for outcome in &report.outcomes {
+            let key = JobKey::new(outcome.kind, &outcome.name);
+            match &outcome.error {
+                Some(error) => {
+                    let mut error = error.clone();
+                    error.time.get_or_insert(now);
+                    self.memory.job_errors.insert(key, error);
+                }
+                None => {
+                    self.memory.job_errors.remove(&key);
+                }
+            }
+        }
+        let failed = report.failed_actions();
+        let in_sync = !report.interrupted
+            && failed == 0
+            && report
+                .remaining
+                .as_ref()
+                .is_some_and(|plan| plan.is_empty());
+        let mut record_error = None;
+        if in_sync
+            && let Some(revision) = desired_revision
+            && self.memory.applied_revision.as_deref() != Some(revision)
+        {
+            let plan_id = report.plan.as_ref().map(|plan| plan.id.clone());
+            let summary = summarize(&report);
+            match self
+                .reconciler
+                .record_applied(revision, plan_id.as_deref(), &summary)
+                .await
+            {
+                Ok(()) => {
+                    tracing::info!(%revision, "Target converged on the revision.");
+                    self.memory.applied_revision = Some(revision.to_string());
+                }
+                Err(error) => {
+                    tracing::error!(%revision, error = %error.what, "Recording the applied revision failed.");
+                    record_error = Some(ErrorInfo {
+                        code: None,
+                        message: error.what,
+                        time: Some(now),
+                    });
+                }
+            }
+        }
+
+        let jobs = job_statuses(&StatusInputs {
+            desired,
+            observed: &report.observed,
+            plan: report.remaining.as_ref(),
+            errors: &self.memory.job_errors,
+        });
+        let progressing = jobs
+            .iter()
+            .any(|job| job.health.status == HealthStatus::Progressing)
+            || report
+                .remaining
+                .as_ref()
+                .is_some_and(|plan| plan.actions.iter().any(|action| action.is_waiting()));
+        let changes = report
+            .plan
+            .as_ref()
+            .map_or(0, |plan| plan.changes().count());
+        let result: &'static str = if report.interrupted {
+            "interrupted"
+        } else if failed > 0 {
+            "failed"
+        } else if report.executed && changes > 0 && in_sync {
+            "applied"
+        } else if in_sync {
+            "synced"
+        } else if report.executed {
+            "progressing"
+        } else {
+            "out_of_sync"
+        };
+        operation.phase = if failed > 0 || record_error.is_some() {
+            OperationPhase::Failed
+        } else {
+            OperationPhase::Succeeded
+        };
+        operation.finished_at = Some(now);
+        operation.message = Some(operation_message(
+            &report,
+            self.suspended,
+            desired.is_none(),
+        ));
+        if let Some(upstream) = &self.spec.policy.promote_from {
+            operation.message = Some(format!(
+                "{}; held: this target is promoted from `{upstream}`, and promotion (issue 8) is not built yet, so it is observed and reported only",
+                operation.message.as_deref().unwrap_or("")
+            ));
+        }
+
+        self.metrics.set_jobs(&self.spec.name, &jobs);
+        let applied_revision = self.memory.applied_revision.clone();
+        let rejected = self.memory.rejected.clone();
+        let last_error = record_error.or(source_error);
+        self.board.update_target(&self.spec.name, |status| {
+            status.set_jobs(jobs, report.remaining.is_some());
+            status.sync.revision = desired_revision.map(str::to_string);
+            status.sync.applied_revision = applied_revision;
+            status.rejected_revision = rejected;
+            status.last_error = last_error;
+            status.ready = true;
+            status.observed_at = Some(now);
+            if let Some(plan) = &report.plan {
+                status.last_plan = Some(PlanView::of(plan, desired_revision, now));
+            }
+            status.operation = Some(operation);
+        });
+
+        let resync = self.spec.policy.resync_interval;
+        if failed > 0 {
+            self.memory.failed_passes += 1;
+        } else {
+            self.memory.failed_passes = 0;
+        }
+        let next_in = if report.interrupted {
+            resync
+        } else if failed > 0 {
+            // A failing job is retried with backoff, so a permanent error does not hammer the
+            // service; each retry is a fresh plan from what is observed.
+            retry_delay(self.memory.failed_passes).min(resync)
+        } else if progressing || (report.executed && !in_sync) {
+            self.progress_interval.min(resync)
+        } else {
+            resync
+        };
+        PassOutcome { result, next_in }
+    }
+
+    fn finish_error(&mut self, mut operation: OperationState, error: ErrorInfo) -> PassOutcome {
+        self.memory.consecutive_errors += 1;
+        tracing::warn!(
+            error = %error.message,
+            code = error.code.as_deref().unwrap_or(""),
+            attempt = self.memory.consecutive_errors,
+            "Reconcile pass failed."
+        );
+        operation.phase = OperationPhase::Error;
+        operation.finished_at = Some(Utc::now());
+        operation.message = Some(error.message.clone());
+        let rejected = self.memory.rejected.clone();
+        self.board.update_target(&self.spec.name, |status| {
+            status.sync.status = SyncStatus::Unknown;
+            status.last_error = Some(error);
+            status.rejected_revision = rejected;
+            status.operation = Some(operation);
+        });
+        PassOutcome {
+            result: "error",
+            next_in: retry_delay(self.memory.consecutive_errors)
+                .min(self.spec.policy.resync_interval),
+        }
+    }
+}
+
+/// Exponential backoff from 2 s, capped at 5 minutes.
+fn retry_delay(attempt: u32) -> Duration {
+    let exponent = attempt.saturating_sub(1).min(10);
+    (FIRST_RETRY_DELAY * 2u32.pow(exponent)).min(MAX_RETRY_DELAY)
+}
+
+fn summarize(report: &PassReport) -> String {
+    match &report.plan {
+        Some(plan) => {
+            let summary = plan.summary();
+            format!(
+                "{} create, {} update, {} upgrade, {} restore, {} start, {} stop, {} prune",
+                summary.create,
+                summary.update,
+                summary.upgrade,
+                summary.restore,
+                summary.start,
+                summary.stop,
+                summary.prune
+            )
+        }
+        None => "observed only".to_string(),
+    }
+}
+
+fn operation_message(report: &PassReport, suspended: bool, no_revision: bool) -> String {
+    if no_revision {
+        return "no valid revision yet: observed only".to_string();
+    }
+    let changes = report
+        .plan
+        .as_ref()
+        .map_or(0, |plan| plan.changes().count());
+    if !report.executed {
+        let why = if suspended {
+            " (the daemon is suspended)"
+        } else {
+            ""
+        };
+        return match changes {
+            0 => "in sync".to_string(),
+            n => format!("{n} change(s) planned, not applied{why}"),
+        };
+    }
+    let failed: Vec<String> = report
+        .outcomes
+        .iter()
+        .filter_map(|outcome| {
+            outcome.error.as_ref().map(|error| match &error.code {
+                Some(code) => format!("{} ({code}: {})", outcome.name, error.message),
+                None => format!("{} ({})", outcome.name, error.message),
+            })
+        })
+        .collect();
+    let mut message = format!(
+        "{} action(s) run, {} failed",
+        report.outcomes.len(),
+        failed.len()
+    );
+    if !failed.is_empty() {
+        message.push_str(": ");
+        message.push_str(&failed.join("; "));
+    }
+    if report.interrupted {
+        message.push_str("; stopped early for shutdown");
+    }
+    message
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retry_delay_doubles_and_is_capped() {
+        assert_eq!(retry_delay(1), Duration::from_secs(2));
+        assert_eq!(retry_delay(2), Duration::from_secs(4));
+        assert_eq!(retry_delay(4), Duration::from_secs(16));
+        assert_eq!(retry_delay(30), MAX_RETRY_DELAY);
+    }
+}

@@ -1,1 +1,0 @@
-//! The HTTP server: health, metrics, API, webhooks, status page. Not built yet (issue 7).

@@ -1,0 +1,303 @@
+//! The read-only status page at `/`: plain server-rendered HTML, no scripts, every value
+//! escaped (job names, revisions, error messages and plans all come from outside).
+
+use std::fmt::Write;
+
+use crate::daemon::SourceStatus;
+use crate::daemon::status::{HealthStatus, SyncStatus, TargetStatus};
+
+/// Escapes text for HTML element content and quoted attribute values.
+pub fn escape(text: &str) -> String {
+    let mut escaped = String::with_capacity(text.len());
+    for character in text.chars() {
+        match character {
+            '&' => escaped.push_str("&amp;"),
+            '<' => escaped.push_str("&lt;"),
+            '>' => escaped.push_str("&gt;"),
+            '"' => escaped.push_str("&quot;"),
+            '\'' => escaped.push_str("&#39;"),
+            other => escaped.push(other),
+        }
+    }
+    escaped
+}
+
+fn short_revision(revision: Option<&str>) -> String {
+    match revision {
+        // A git commit id or `sha256:<hex>`: the first 12 characters identify it.
+        Some(revision) => revision.chars().take(19).collect(),
+        None => "-".to_string(),
+    }
+}
+
+fn sync_class(status: SyncStatus) -> &'static str {
+    match status {
+        SyncStatus::Synced => "ok",
+        SyncStatus::OutOfSync => "warn",
+        SyncStatus::Unknown => "unknown",
+    }
+}
+
+fn health_class(status: HealthStatus) -> &'static str {
+    match status {
+        HealthStatus::Healthy => "ok",
+        HealthStatus::Progressing | HealthStatus::Suspended => "info",
+        HealthStatus::Degraded | HealthStatus::Missing => "bad",
+        HealthStatus::Unknown => "unknown",
+    }
+}
+
+const STYLE: &str = "body{font-family:system-ui,sans-serif;margin:1.5em;color:#222}\
+table{border-collapse:collapse;margin:.5em 0 1.5em}th,td{border:1px solid #ccc;padding:.25em .6em;text-align:left;vertical-align:top}\
+th{background:#f3f3f3}.ok{color:#17692b}.warn{color:#9a6700}.bad{color:#b42318}.info{color:#1f4e9c}.unknown{color:#666}\
+pre{background:#f6f6f6;padding:.6em;overflow:auto;max-height:30em}code{font-size:90%}.muted{color:#666}";
+
+/// The whole page.
+pub fn render_page(targets: &[TargetStatus], sources: &[SourceStatus], suspended: bool) -> String {
+    let mut page = String::new();
+    // Writing to a String never fails.
+    let _ = write!(
+        page,
+        "<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\">\
+         <meta http-equiv=\"refresh\" content=\"10\">\
+         <title>dli-gitops status</title><style>{STYLE}</style></head><body>\
+         <h1>dli-gitops</h1>"
+    );
+    if suspended {
+        page.push_str(
+            "<p class=\"warn\"><strong>Suspended:</strong> the daemon observes and reports, and changes nothing.</p>",
+        );
+    }
+    page.push_str(
+        "<h2>Targets</h2><table><tr><th>target</th><th>sync</th><th>health</th><th>revision</th>\
+         <th>applied</th><th>jobs</th><th>last pass</th></tr>",
+    );
+    for target in targets {
+        let operation = target
+            .operation
+            .as_ref()
+            .map(|operation| {
+                format!(
+                    "{:?} ({}) {}",
+                    operation.phase,
+                    operation.mode,
+                    operation.message.as_deref().unwrap_or("")
+                )
+            })
+            .unwrap_or_else(|| "not run yet".to_string());
+        let _ = write!(
+            page,
+            "<tr><td><a href=\"#target-{id}\">{name}</a></td><td class=\"{sc}\">{sync}</td>\
+             <td class=\"{hc}\">{health}</td><td><code>{rev}</code></td><td><code>{applied}</code></td>\
+             <td>{jobs}</td><td>{operation}</td></tr>",
+            id = escape(&target.name),
+            name = escape(&target.name),
+            sc = sync_class(target.sync.status),
+            sync = target.sync.status.as_str(),
+            hc = health_class(target.health.status),
+            health = target.health.status.as_str(),
+            rev = escape(&short_revision(target.sync.revision.as_deref())),
+            applied = escape(&short_revision(target.sync.applied_revision.as_deref())),
+            jobs = target.counts.total,
+            operation = escape(&operation),
+        );
+    }
+    page.push_str("</table>");
+
+    for target in targets {
+        render_target(&mut page, target);
+    }
+
+    page.push_str(
+        "<h2>Sources</h2><table><tr><th>source</th><th>kind</th><th>location</th><th>revision</th><th>last poll</th><th>error</th></tr>",
+    );
+    for source in sources {
+        let _ = write!(
+            page,
+            "<tr><td>{}</td><td>{}</td><td><code>{}</code></td><td><code>{}</code></td><td>{}</td><td class=\"bad\">{}</td></tr>",
+            escape(&source.name),
+            escape(&source.kind),
+            escape(&source.location),
+            escape(&short_revision(source.revision.as_deref())),
+            source
+                .last_poll
+                .map(|time| time.to_rfc3339())
+                .unwrap_or_else(|| "-".to_string()),
+            escape(
+                source
+                    .last_error
+                    .as_ref()
+                    .map(|error| error.message.as_str())
+                    .unwrap_or("")
+            ),
+        );
+    }
+    page.push_str(
+        "</table><p class=\"muted\">Read-only. JSON: <a href=\"/api/v1/targets\">/api/v1/targets</a> · \
+         <a href=\"/metrics\">/metrics</a>. Refreshes every 10 s.</p></body></html>",
+    );
+    page
+}
+
+fn render_target(page: &mut String, target: &TargetStatus) {
+    let _ = write!(
+        page,
+        "<h2 id=\"target-{id}\">{name}</h2><p>source <code>{source}</code>, environment <code>{env}</code>; \
+         auto_sync {auto}, self_heal {heal}, prune {prune}, resync every {resync}s</p>",
+        id = escape(&target.name),
+        name = escape(&target.name),
+        source = escape(&target.source),
+        env = escape(&target.environment),
+        auto = target.policy.auto_sync,
+        heal = target.policy.self_heal,
+        prune = target.policy.prune,
+        resync = target.policy.resync_interval_seconds,
+    );
+    if let Some(error) = &target.last_error {
+        let _ = write!(
+            page,
+            "<p class=\"bad\"><strong>Error:</strong> {}{}</p>",
+            error
+                .code
+                .as_deref()
+                .map(|code| format!("[{}] ", escape(code)))
+                .unwrap_or_default(),
+            escape(&error.message)
+        );
+    }
+    if let Some(rejected) = &target.rejected_revision {
+        let _ = write!(
+            page,
+            "<p class=\"bad\"><strong>Revision <code>{}</code> does not validate and is not applied</strong> \
+             (the previous valid revision stays in use):</p><ul>",
+            escape(&short_revision(Some(&rejected.revision)))
+        );
+        for error in &rejected.errors {
+            let _ = write!(page, "<li><code>{}</code></li>", escape(error));
+        }
+        page.push_str("</ul>");
+    }
+    page.push_str(
+        "<table><tr><th>job</th><th>kind</th><th>sync</th><th>health</th><th>live status</th><th>planned</th><th>last error</th></tr>",
+    );
+    for job in &target.jobs {
+        let planned = match (&job.action, &job.reason) {
+            (Some(action), Some(reason)) => format!("{action}: {reason}"),
+            (Some(action), None) => action.clone(),
+            (None, Some(reason)) => reason.clone(),
+            (None, None) => String::new(),
+        };
+        let error = job
+            .last_error
+            .as_ref()
+            .map(|error| match &error.code {
+                Some(code) => format!("[{code}] {}", error.message),
+                None => error.message.clone(),
+            })
+            .unwrap_or_default();
+        let _ = write!(
+            page,
+            "<tr><td>{}</td><td>{}</td><td class=\"{}\">{}</td><td class=\"{}\" title=\"{}\">{}</td><td>{}</td><td>{}</td><td class=\"bad\">{}</td></tr>",
+            escape(&job.name),
+            job.kind.as_str(),
+            sync_class(job.sync_status),
+            job.sync_status.as_str(),
+            health_class(job.health.status),
+            escape(job.health.message.as_deref().unwrap_or("")),
+            job.health.status.as_str(),
+            escape(job.live_status.as_deref().unwrap_or("-")),
+            escape(&planned),
+            escape(&error),
+        );
+    }
+    page.push_str("</table>");
+    if let Some(plan) = &target.last_plan {
+        let _ = write!(
+            page,
+            "<details><summary>Last plan <code>{}</code> ({})</summary><pre>{}</pre></details>",
+            escape(&plan.id.chars().take(12).collect::<String>()),
+            plan.time.to_rfc3339(),
+            escape(&plan.text)
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::daemon::status::{ErrorInfo, HealthInfo, JobStatus, PolicyView, RejectedRevision};
+    use crate::model::JobKind;
+
+    #[test]
+    fn everything_from_outside_is_escaped() {
+        let hostile = "<script>alert('x')</script>&\"";
+        let mut target = TargetStatus::new(
+            hostile,
+            hostile,
+            hostile,
+            PolicyView {
+                auto_sync: true,
+                self_heal: false,
+                prune: false,
+                resync_interval_seconds: 60,
+                suspended: false,
+                promote_from: None,
+            },
+        );
+        target.last_error = Some(ErrorInfo {
+            code: Some(hostile.into()),
+            message: hostile.into(),
+            time: None,
+        });
+        target.rejected_revision = Some(RejectedRevision {
+            revision: hostile.into(),
+            errors: vec![hostile.into()],
+            time: chrono::Utc::now(),
+        });
+        target.set_jobs(
+            vec![JobStatus {
+                kind: JobKind::FlinkSql,
+                name: hostile.into(),
+                sync_status: SyncStatus::OutOfSync,
+                health: HealthInfo {
+                    status: HealthStatus::Degraded,
+                    message: Some(hostile.into()),
+                },
+                live_status: Some(hostile.into()),
+                live_id: Some(1),
+                action: Some(hostile.into()),
+                reason: Some(hostile.into()),
+                last_error: Some(ErrorInfo {
+                    code: Some(hostile.into()),
+                    message: hostile.into(),
+                    time: None,
+                }),
+            }],
+            true,
+        );
+        let source = SourceStatus {
+            name: hostile.into(),
+            kind: "git".into(),
+            location: hostile.into(),
+            revision: Some(hostile.into()),
+            last_poll: None,
+            last_change: None,
+            last_error: Some(ErrorInfo {
+                code: None,
+                message: hostile.into(),
+                time: None,
+            }),
+        };
+        let page = render_page(&[target], &[source], true);
+        assert!(!page.contains("<script"), "unescaped markup in:\n{page}");
+        assert!(!page.contains("alert('x')"));
+        assert!(page.contains("&lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt;&amp;&quot;"));
+        assert!(page.contains("Suspended"));
+    }
+
+    #[test]
+    fn escape_covers_the_five_special_characters() {
+        assert_eq!(escape("a<b>&\"'"), "a&lt;b&gt;&amp;&quot;&#39;");
+        assert_eq!(escape("plain"), "plain");
+    }
+}

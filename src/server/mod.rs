@@ -1,0 +1,356 @@
+//! The HTTP server: `/healthz`, `/readyz`, `/metrics`, the status API under `/api/v1/targets`,
+//! manual syncs (bearer token), git push webhooks, and a small read-only status page at `/`.
+//! It only reads the status board and fires triggers; it never reconciles itself.
+
+mod auth;
+mod client;
+mod html;
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::future::Future;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, Path, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{Html, IntoResponse, Response};
+use axum::routing::{get, post};
+use serde_json::json;
+use tokio::net::TcpListener;
+use tokio::sync::Notify;
+
+pub use auth::{AuthFailure, tokens_match};
+pub use client::{
+    StatusClientError, StatusOptions, fetch_status, render_status_text, status_blocking,
+    status_command,
+};
+
+use crate::config::{GitTransport, git_transport};
+use crate::daemon::{DaemonMetrics, StatusBoard, Trigger, TriggerKind};
+use crate::source::webhook::{
+    MAX_WEBHOOK_BODY_BYTES, PushEvent, WebhookError, WebhookEvent, verify_and_parse,
+};
+
+/// What the handlers share.
+pub struct ServerState {
+    pub board: Arc<StatusBoard>,
+    pub metrics: Arc<DaemonMetrics>,
+    /// Each target's trigger, for manual syncs.
+    pub triggers: BTreeMap<String, Arc<Trigger>>,
+    /// The bearer token for mutating endpoints; `None` disables them.
+    pub api_token: Option<Vec<u8>>,
+    /// Git sources that accept push webhooks.
+    pub webhooks: Vec<WebhookRoute>,
+    pub suspended: bool,
+}
+
+impl fmt::Debug for ServerState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ServerState")
+            .field("targets", &self.triggers.keys().collect::<Vec<_>>())
+            .field("api_token", &self.api_token.as_ref().map(|_| "<redacted>"))
+            .field("webhooks", &self.webhooks)
+            .field("suspended", &self.suspended)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A git source that accepts push webhooks.
+pub struct WebhookRoute {
+    pub source: String,
+    /// The repository url the push must name.
+    pub url: String,
+    /// The branch or tag (full `refs/...` name) the push must name.
+    pub git_ref: String,
+    /// HMAC key (GitHub, Gitea) or token (GitLab).
+    pub secret: Vec<u8>,
+    /// Wakes the source's fetch loop.
+    pub fetch_now: Arc<Notify>,
+}
+
+impl fmt::Debug for WebhookRoute {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("WebhookRoute")
+            .field("source", &self.source)
+            .field("url", &self.url)
+            .field("git_ref", &self.git_ref)
+            .field("secret", &"<redacted>")
+            .finish()
+    }
+}
+
+/// Serves until `shutdown` resolves, then drains connections.
+pub async fn serve(
+    listener: TcpListener,
+    state: Arc<ServerState>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, router(state))
+        .with_graceful_shutdown(shutdown)
+        .await
+}
+
+/// Every route.
+pub fn router(state: Arc<ServerState>) -> Router {
+    Router::new()
+        .route("/", get(status_page))
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
+        .route("/api/v1/targets", get(list_targets))
+        .route("/api/v1/targets/{target}", get(get_target))
+        .route("/api/v1/targets/{target}/sync", post(sync_target))
+        .route(
+            "/api/v1/hooks/git",
+            post(git_webhook).layer(DefaultBodyLimit::max(MAX_WEBHOOK_BODY_BYTES)),
+        )
+        .fallback(not_found)
+        .with_state(state)
+}
+
+/// A JSON error body: `{"error": "..."}`.
+fn error_response(status: StatusCode, message: impl Into<String>) -> Response {
+    (status, axum::Json(json!({ "error": message.into() }))).into_response()
+}
+
+async fn not_found() -> Response {
+    error_response(
+        StatusCode::NOT_FOUND,
+        "no such endpoint; see /, /api/v1/targets, /healthz, /readyz, /metrics",
+    )
+}
+
+async fn healthz() -> &'static str {
+    "ok\n"
+}
+
+async fn readyz(State(state): State<Arc<ServerState>>) -> Response {
+    let waiting = state.board.not_ready();
+    if waiting.is_empty() {
+        (StatusCode::OK, axum::Json(json!({ "ready": true }))).into_response()
+    } else {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            axum::Json(json!({
+                "ready": false,
+                "message": "the first observation of these targets is not done yet",
+                "waiting_for": waiting,
+            })),
+        )
+            .into_response()
+    }
+}
+
+async fn metrics(State(state): State<Arc<ServerState>>) -> Response {
+    let mut response = state.metrics.render().into_response();
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/openmetrics-text; version=1.0.0; charset=utf-8"),
+    );
+    response
+}
+
+async fn list_targets(State(state): State<Arc<ServerState>>) -> Response {
+    axum::Json(json!({
+        "suspended": state.suspended,
+        "targets": state.board.overviews(),
+        "sources": state.board.sources(),
+    }))
+    .into_response()
+}
+
+async fn get_target(State(state): State<Arc<ServerState>>, Path(target): Path<String>) -> Response {
+    match state.board.target(&target) {
+        Some(status) => axum::Json(status).into_response(),
+        None => unknown_target(&state, &target),
+    }
+}
+
+fn unknown_target(state: &ServerState, target: &str) -> Response {
+    let known: Vec<&str> = state.triggers.keys().map(String::as_str).collect();
+    error_response(
+        StatusCode::NOT_FOUND,
+        format!(
+            "no target named `{}`; configured targets: {}",
+            target.chars().take(100).collect::<String>(),
+            known.join(", ")
+        ),
+    )
+}
+
+async fn sync_target(
+    State(state): State<Arc<ServerState>>,
+    Path(target): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    if let Err(failure) = auth::authorize(state.api_token.as_deref(), &headers) {
+        tracing::warn!(target = %target.chars().take(100).collect::<String>(), reason = failure.log_reason(), "Manual sync refused.");
+        return failure.into_response();
+    }
+    let Some(trigger) = state.triggers.get(&target) else {
+        return unknown_target(&state, &target);
+    };
+    if let Some(upstream) = state
+        .board
+        .target(&target)
+        .and_then(|status| status.policy.promote_from)
+    {
+        return error_response(
+            StatusCode::CONFLICT,
+            format!(
+                "target `{target}` is promoted from `{upstream}`; promotion is not built yet (issue 8), so this target is held and a sync would skip the promotion gate"
+            ),
+        );
+    }
+    if state.suspended {
+        return error_response(
+            StatusCode::CONFLICT,
+            "the daemon is suspended (`suspend: true` in the config), so nothing is changed; set it to false and restart to sync",
+        );
+    }
+    trigger.fire(TriggerKind::Manual);
+    tracing::info!(%target, "Manual sync requested.");
+    (
+        StatusCode::ACCEPTED,
+        axum::Json(json!({
+            "target": target,
+            "accepted": true,
+            "message": "sync queued; it runs as soon as the target's current pass ends",
+        })),
+    )
+        .into_response()
+}
+
+/// The provider named by the delivery's headers, for metrics and logs only.
+fn provider_label(headers: &HeaderMap) -> &'static str {
+    if headers.contains_key("x-gitea-event") {
+        "gitea"
+    } else if headers.contains_key("x-gitlab-event") {
+        "gitlab"
+    } else if headers.contains_key("x-github-event") {
+        "github"
+    } else {
+        "unknown"
+    }
+}
+
+async fn git_webhook(
+    State(state): State<Arc<ServerState>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let provider = provider_label(&headers);
+    if state.webhooks.is_empty() {
+        state.metrics.count_webhook(provider, "rejected");
+        return error_response(
+            StatusCode::NOT_FOUND,
+            "no git source accepts webhooks; set webhook_secret_env (or webhook_secret_file) on a git source",
+        );
+    }
+    let mut verified = false;
+    let mut all_unauthorized = true;
+    let mut matched = Vec::new();
+    let mut push_described = None;
+    let mut refusal: Option<WebhookError> = None;
+    // Each source has its own secret: the delivery is for whichever sources it verifies with.
+    for route in &state.webhooks {
+        match verify_and_parse(&headers, &body, &route.secret) {
+            Ok(WebhookEvent::Push(push)) => {
+                verified = true;
+                all_unauthorized = false;
+                if push_matches(&push, &route.url, &route.git_ref) {
+                    route.fetch_now.notify_one();
+                    matched.push(route.source.clone());
+                }
+                push_described = Some(format!(
+                    "{} {}",
+                    push.repository_urls
+                        .first()
+                        .map(String::as_str)
+                        .unwrap_or("(no repository url)"),
+                    push.git_ref
+                ));
+            }
+            Ok(WebhookEvent::Ping { .. } | WebhookEvent::Other { .. }) => {
+                verified = true;
+                all_unauthorized = false;
+            }
+            Err(error) => {
+                all_unauthorized &= error.is_unauthorized();
+                // Keep the most telling refusal: a payload that verified but did not parse
+                // says more than a signature made with another source's secret.
+                let replace = refusal
+                    .as_ref()
+                    .is_none_or(|previous| previous.is_unauthorized() && !error.is_unauthorized());
+                if replace {
+                    refusal = Some(error);
+                }
+            }
+        }
+    }
+    if !matched.is_empty() {
+        state.metrics.count_webhook(provider, "accepted");
+        tracing::info!(provider, sources = ?matched, "Webhook accepted; fetching now.");
+        return (
+            StatusCode::ACCEPTED,
+            axum::Json(json!({ "accepted": true, "sources": matched })),
+        )
+            .into_response();
+    }
+    if verified {
+        state.metrics.count_webhook(provider, "ignored");
+        let message = match push_described {
+            Some(push) => format!("verified, but no configured source follows {push}"),
+            None => "verified; not a push event, nothing to do".to_string(),
+        };
+        tracing::info!(provider, %message, "Webhook ignored.");
+        return (
+            StatusCode::OK,
+            axum::Json(json!({ "accepted": false, "message": message })),
+        )
+            .into_response();
+    }
+    state.metrics.count_webhook(provider, "rejected");
+    let error = refusal.map_or_else(|| "webhook refused".to_string(), |error| error.to_string());
+    tracing::warn!(provider, %error, "Webhook rejected.");
+    let status = if all_unauthorized {
+        StatusCode::UNAUTHORIZED
+    } else {
+        StatusCode::BAD_REQUEST
+    };
+    error_response(status, error)
+}
+
+/// Whether a verified push is for this source. Remote urls compare as `host/path` (any scheme,
+/// user, port or `.git`); a local repository (a path or `file://` url) has no host, so its
+/// path must be named exactly.
+fn push_matches(push: &PushEvent, url: &str, git_ref: &str) -> bool {
+    if push.matches(url, git_ref) {
+        return true;
+    }
+    if git_transport(url) != GitTransport::Local || push.git_ref != git_ref {
+        return false;
+    }
+    let local = |text: &str| {
+        let path = text.strip_prefix("file://").unwrap_or(text);
+        let path = path.trim_end_matches('/');
+        path.strip_suffix(".git").unwrap_or(path).to_string()
+    };
+    let wanted = local(url);
+    push.repository_urls.iter().any(|candidate| {
+        git_transport(candidate) == GitTransport::Local && local(candidate) == wanted
+    })
+}
+
+async fn status_page(State(state): State<Arc<ServerState>>) -> Html<String> {
+    Html(html::render_page(
+        &state.board.targets(),
+        &state.board.sources(),
+        state.suspended,
+    ))
+}
+
+#[cfg(test)]
+mod tests;
