@@ -238,10 +238,6 @@ fn init_logging(format: LogFormat) {
     }
 }
 
-fn not_built(command: &str, issue: u32) -> anyhow::Result<ExitCode> {
-    anyhow::bail!("`dli-gitops {command}` is not built yet (tracked in issue {issue})")
-}
-
 fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging(cli.log_format);

@@ -9,7 +9,8 @@ use std::time::Duration;
 use chrono::Utc;
 
 use super::endpoint::PromotionEndpoint;
-use super::gate::{PolicyError, UpstreamSample};
+use super::gate::{PolicyError, UpstreamCondition, UpstreamSample};
+use super::manual::PromoteBody;
 use super::pipeline::{Pipeline, PromotionEvent, followed_revision};
 use super::revision::{PromotedRevisionError, snapshot_at};
 use crate::config::Config;
@@ -20,8 +21,8 @@ use crate::spec::snapshot::RepoSnapshot;
 /// How often the daemon re-runs the gates (an `after` can end between passes).
 pub const DEFAULT_TICK: Duration = Duration::from_secs(5);
 
-/// Called with a target's name when a revision was promoted to it.
-pub type PromotedNotifier = Box<dyn Fn(&str) + Send + Sync>;
+/// Called for every promotion event (the daemon wakes the target and counts it).
+pub type PromotionListener = Box<dyn Fn(&PromotionEvent) + Send + Sync>;
 
 /// Why the pipeline could not be set up.
 #[derive(Debug, thiserror::Error)]
@@ -44,7 +45,7 @@ pub struct PromotionHook {
     sources: BTreeMap<String, Arc<Source>>,
     /// Stage name → source name.
     stage_sources: BTreeMap<String, String>,
-    notify: RwLock<Option<PromotedNotifier>>,
+    listener: RwLock<Option<PromotionListener>>,
 }
 
 impl std::fmt::Debug for PromotionHook {
@@ -91,13 +92,16 @@ impl PromotionHook {
             },
             sources,
             stage_sources,
-            notify: RwLock::new(None),
+            listener: RwLock::new(None),
         })))
     }
 
-    /// Where promotions are announced (the daemon fires the target's trigger).
-    pub fn set_notifier(&self, notify: PromotedNotifier) {
-        *self.notify.write().unwrap_or_else(PoisonError::into_inner) = Some(notify);
+    /// Where promotion events go (the daemon fires the target's trigger and counts them).
+    pub fn set_listener(&self, listener: PromotionListener) {
+        *self
+            .listener
+            .write()
+            .unwrap_or_else(PoisonError::into_inner) = Some(listener);
     }
 
     /// The endpoint bodies for the HTTP server.
@@ -217,25 +221,94 @@ impl PromotionHook {
         }
     }
 
-    /// Wakes every target that got a promotion (manual ones included, via [`Self::notify`]).
+    /// Hands every event to the listener.
     fn announce(&self, events: &[PromotionEvent]) {
-        for event in events {
-            if let PromotionEvent::Promoted { to, .. } = event {
-                self.notify(to);
-            }
-        }
-    }
-
-    /// Wakes `target` (after a manual promotion through the API).
-    pub fn notify(&self, target: &str) {
-        if let Some(notify) = self
-            .notify
+        if let Some(listener) = self
+            .listener
             .read()
             .unwrap_or_else(PoisonError::into_inner)
             .as_ref()
         {
-            notify(target);
+            events.iter().for_each(listener);
         }
+    }
+
+    /// A manual promotion through the API: checked, journaled, announced. Blocking (journal
+    /// fsync): call it from `spawn_blocking`. Returns the HTTP status and JSON body.
+    pub fn promote_manually(&self, target: &str, body: PromoteBody) -> (u16, serde_json::Value) {
+        let (status, json) = self.endpoint.promote(target, body, Utc::now());
+        let event = if status == 200 {
+            Some(PromotionEvent::Promoted {
+                to: target.to_string(),
+                from: json["from"].as_str().unwrap_or_default().to_string(),
+                revision: json["revision"].as_str().unwrap_or_default().to_string(),
+                by: json["by"].as_str().unwrap_or_default().to_string(),
+                rule: json["rule"].as_str().unwrap_or_default().to_string(),
+                seq: json["seq"].as_u64().unwrap_or_default(),
+            })
+        } else if status == 409 {
+            Some(PromotionEvent::Refused {
+                to: target.to_string(),
+                reason: json["error"].as_str().unwrap_or_default().to_string(),
+            })
+        } else {
+            None
+        };
+        if let Some(event) = event {
+            self.announce(std::slice::from_ref(&event));
+        }
+        (status, json)
+    }
+}
+
+/// How a target looked after a pass, in the gate's terms: converged (Synced on the revision
+/// it last recorded as applied) and its health; a failed pass whose failing jobs carry a
+/// service error code is `Failed` (a permanent error), any other failure `Unknown` (it holds
+/// the gate without marking the revision).
+pub fn sample_of(status: &crate::daemon::TargetStatus) -> UpstreamSample {
+    use crate::daemon::status::OperationPhase;
+    use crate::daemon::{HealthStatus, SyncStatus};
+    let revision = status.sync.revision.clone();
+    let converged = status.sync.status == SyncStatus::Synced
+        && revision.is_some()
+        && status.sync.applied_revision == revision;
+    let phase = status.operation.as_ref().map(|operation| operation.phase);
+    let operation_message = status
+        .operation
+        .as_ref()
+        .and_then(|operation| operation.message.clone())
+        .unwrap_or_default();
+    let health_message = status.health.message.clone().unwrap_or_default();
+    let condition = match phase {
+        Some(OperationPhase::Failed) => {
+            let coded: Vec<String> = status
+                .jobs
+                .iter()
+                .filter_map(|job| {
+                    let error = job.last_error.as_ref()?;
+                    let code = error.code.as_ref()?;
+                    Some(format!("{}: {code}: {}", job.name, error.message))
+                })
+                .collect();
+            if coded.is_empty() {
+                UpstreamCondition::Unknown(operation_message)
+            } else {
+                UpstreamCondition::Failed(coded.join("; "))
+            }
+        }
+        Some(OperationPhase::Error) => UpstreamCondition::Unknown(operation_message),
+        _ => match status.health.status {
+            HealthStatus::Healthy => UpstreamCondition::Healthy,
+            HealthStatus::Progressing => UpstreamCondition::Progressing,
+            HealthStatus::Degraded => UpstreamCondition::Degraded(health_message),
+            other => UpstreamCondition::Unknown(format!("{}: {health_message}", other.as_str())),
+        },
+    };
+    UpstreamSample {
+        revision,
+        converged,
+        condition,
+        time: status.observed_at.unwrap_or_else(Utc::now),
     }
 }
 
@@ -265,8 +338,10 @@ mod tests {
         assert!(hook.is_stage("prod") && !hook.is_stage("dev"));
         let woken = Arc::new(Mutex::new(Vec::<String>::new()));
         let sink = woken.clone();
-        hook.set_notifier(Box::new(move |target| {
-            sink.lock().unwrap().push(target.to_string())
+        hook.set_listener(Box::new(move |event| {
+            if let PromotionEvent::Promoted { to, .. } = event {
+                sink.lock().unwrap().push(to.clone())
+            }
         }));
 
         let source_config: crate::config::SourceConfig =

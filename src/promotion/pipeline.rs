@@ -39,6 +39,8 @@ pub enum PromotionEvent {
         rule: String,
         seq: u64,
     },
+    /// A manual promotion was refused (failed revision, closed window).
+    Refused { to: String, reason: String },
     /// A revision was recorded as Degraded or failed upstream: it is never promoted to `to`.
     MarkedFailed {
         to: String,
