@@ -66,9 +66,9 @@ pub struct TargetPolicy {
     pub prune: bool,
     pub resync_interval: Duration,
     pub sync_timeout: Duration,
-    /// The upstream target this one is promoted from. Promotion is issue 8; until it is built,
-    /// such a target is held: observed and reported, never changed, because following the
-    /// branch head would skip the promotion gate.
+    /// The upstream target this one is promoted from. It follows the revision promoted to it
+    /// (`DaemonParts::promotion`); without a promotion hook it is held: observed and reported,
+    /// never changed, because following the branch head would skip the promotion gate.
     pub promote_from: Option<String>,
 }
 
