@@ -1050,6 +1050,20 @@ mod daemon_pipeline {
             .unwrap();
         assert_eq!(anonymous.status().as_u16(), 401);
 
+        let page = http
+            .get(format!("{base}/"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        assert!(
+            page.contains("<h2>Pipeline</h2>") && page.contains(&c1[..12]),
+            "{page}"
+        );
+        assert!(page.contains("failed upstream"), "{page}");
+
         let metrics = http
             .get(format!("{base}/metrics"))
             .send()

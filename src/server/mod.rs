@@ -412,11 +412,23 @@ fn push_matches(push: &PushEvent, url: &str, git_ref: &str) -> bool {
 }
 
 async fn status_page(State(state): State<Arc<ServerState>>) -> Html<String> {
-    Html(html::render_page(
+    let page = html::render_page(
         &state.board.targets(),
         &state.board.sources(),
         state.suspended,
-    ))
+    );
+    // Promotion (issue 8): the pipeline goes above the targets.
+    match &state.promotion {
+        Some(hook) => {
+            let pipeline = html::render_pipeline(&hook.endpoint().pipeline(chrono::Utc::now()));
+            Html(page.replacen(
+                "<h2>Targets</h2>",
+                &format!("{pipeline}<h2>Targets</h2>"),
+                1,
+            ))
+        }
+        None => Html(page),
+    }
 }
 
 #[cfg(test)]
