@@ -136,11 +136,16 @@ impl Worker {
             .as_ref()
             .filter(|hook| hook.is_stage(&self.spec.name))
         {
-            // A stage follows the revision promoted to it, not the branch head.
-            match hook
-                .promoted_snapshot(&self.spec.name, source_state.snapshot.clone())
-                .await
-            {
+            // A stage follows the revision promoted to it, not the branch head. A revision
+            // already validated is not read again.
+            let promoted = hook.promoted_revision(&self.spec.name);
+            let result = if promoted.is_some() && promoted == self.memory.checked_revision {
+                Ok(None)
+            } else {
+                hook.promoted_snapshot(&self.spec.name, source_state.snapshot.clone())
+                    .await
+            };
+            match result {
                 Ok(snapshot) => source_state.snapshot = snapshot,
                 Err(error) => {
                     source_state.snapshot = None;

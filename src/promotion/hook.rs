@@ -116,7 +116,8 @@ impl PromotionHook {
 
     /// The revision a stage follows now (`None`: nothing promoted yet).
     pub fn promoted_revision(&self, target: &str) -> Option<String> {
-        followed_revision(&self.endpoint.journal.state(), target)
+        // The read guard, not a copy of the state: this runs before every pass of a stage.
+        followed_revision(&self.endpoint.journal.state_guard(), target)
     }
 
     /// The snapshot a stage should converge to: `head` when the promoted revision is the
