@@ -1050,6 +1050,24 @@ mod daemon_pipeline {
             .unwrap();
         assert_eq!(anonymous.status().as_u16(), 401);
 
+        // `dli-gitops promote` finds the daemon holding the journal and goes through its API.
+        let promoted = tokio::process::Command::new(env!("CARGO_BIN_EXE_dli-gitops"))
+            .args(["promote", "--json", "--by", "alice", "--config"])
+            .arg(&config_path)
+            .args(["prod", "--revision", &c1])
+            .env(TOKEN_ENV, TOKEN)
+            .output()
+            .await
+            .unwrap();
+        assert!(
+            promoted.status.success(),
+            "{}",
+            String::from_utf8_lossy(&promoted.stderr)
+        );
+        let report: Value = serde_json::from_slice(&promoted.stdout).unwrap();
+        assert_eq!(report["via"], "daemon");
+        assert_eq!(report["by"], "api:cli:alice");
+
         let page = http
             .get(format!("{base}/"))
             .send()
@@ -1076,6 +1094,7 @@ mod daemon_pipeline {
             r#"dli_gitops_promotions_total{target="prod",by="auto",result="promoted"} 1"#,
             r#"dli_gitops_promotions_total{target="prod",by="auto",result="failed_upstream"} 1"#,
             r#"dli_gitops_promotions_total{target="prod",by="manual",result="refused"} 1"#,
+            r#"dli_gitops_promotions_total{target="prod",by="manual",result="promoted"} 1"#,
         ] {
             assert!(metrics.contains(line), "{line} not in\n{metrics}");
         }
