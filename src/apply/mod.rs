@@ -92,6 +92,11 @@ pub struct ApplyReport {
     pub pass_id: String,
     pub plan: Plan,
     pub observe: ObserveReport,
+    /// The live jobs the plan was made from (before any action of this pass), so a caller that
+    /// needs them (the daemon's status) does not observe the target a second time. Not
+    /// serialised: the plan already carries what changes.
+    #[serde(skip)]
+    pub observed: ObservedJobs,
     /// Intents of an interrupted earlier pass, resolved by observing first.
     pub resolved: Vec<ResolvedIntent>,
     /// One entry per action that changes something (empty on a dry run).
@@ -258,6 +263,7 @@ pub async fn reconcile_with<L: LiveService, J: Ledger>(
         pass_id: execute::new_pass_id(),
         plan,
         observe: observe_report,
+        observed,
         resolved,
         results: Vec::new(),
         dry_run: options.dry_run,

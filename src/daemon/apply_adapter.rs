@@ -20,7 +20,7 @@ use crate::cloud::RequestMetrics;
 use crate::config::Config;
 use crate::emulator::EmulatorHandle;
 use crate::journal::Journal;
-use crate::model::{DesiredJobs, ObservedJobs};
+use crate::model::DesiredJobs;
 use crate::plan::JournalView;
 
 /// A target reconciled through `apply`.
@@ -116,20 +116,20 @@ impl ApplyReconciler {
             })
             .collect();
         if observe_only {
-            let observed = observe(&self.context).await?;
             return Ok(PassReport {
-                observed,
+                observed: report.observed,
                 ..PassReport::default()
             });
         }
-        // After changes, plan again: status shows what the pass left to do, not what it
-        // started from.
-        let remaining = if execute && !report.results.is_empty() {
+        // A pass costs one observation unless it changed something: then the target is
+        // observed once more, so status shows what the pass left to do (and the live jobs as
+        // they are now), not what it started from.
+        let (observed, remaining) = if execute && !report.results.is_empty() {
             let look = ApplyOptions {
                 dry_run: true,
                 ..options.clone()
             };
-            apply::reconcile_with(
+            let after = apply::reconcile_with(
                 &self.context.live,
                 &ledger,
                 desired,
@@ -137,13 +137,11 @@ impl ApplyReconciler {
                 &look,
             )
             .await
-            .map_err(|error| pass_error(&error))?
-            .plan
+            .map_err(|error| pass_error(&error))?;
+            (after.observed, after.plan)
         } else {
-            report.plan.clone()
+            (report.observed, report.plan.clone())
         };
-        // The live jobs' statuses for health (details come from the journal's cache).
-        let observed = observe(&self.context).await?;
         Ok(PassReport {
             observed,
             plan: Some(report.plan),
@@ -191,13 +189,6 @@ impl TargetReconciler for ApplyReconciler {
     fn request_metrics(&self) -> Option<RequestMetrics> {
         Some(self.context.live.clients.dli.request_metrics())
     }
-}
-
-async fn observe(context: &TargetContext) -> Result<ObservedJobs, PassError> {
-    apply::observe(context)
-        .await
-        .map(|(observed, _report)| observed)
-        .map_err(|error| pass_error(&error))
 }
 
 fn pass_error(error: &ApplyError) -> PassError {

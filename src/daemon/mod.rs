@@ -4,6 +4,7 @@
 //! reports status and accepts webhooks and manual syncs. Targets run concurrently.
 
 mod apply_adapter;
+pub mod logging;
 mod metrics;
 mod reconciler;
 mod sources;
