@@ -295,7 +295,7 @@ impl TargetContext {
         snapshot: crate::spec::snapshot::RepoSnapshot,
     ) -> Result<(DesiredJobs, String), ApplyError> {
         let target = self.name.clone();
-        let desired =
+        let mut desired =
             crate::spec::resolve(&snapshot, Some(&self.environment)).map_err(|diagnostics| {
                 ApplyError::Repository {
                     target: target.clone(),
@@ -306,6 +306,8 @@ impl TargetContext {
                     ),
                 }
             })?;
+        // Promotion (issue 8): the target's `restore: {from_target}` default.
+        crate::promotion::apply_target_restore(&mut desired, &self.target);
         Ok((desired, snapshot.revision))
     }
 

@@ -286,7 +286,11 @@ impl Worker {
             )]),
         };
         match resolved {
-            Ok(desired) => {
+            Ok(mut desired) => {
+                if let Some(hook) = &self.promotion {
+                    // Promotion (issue 8): the target's `restore: {from_target}` default.
+                    hook.adjust_desired(&self.spec.name, &mut desired);
+                }
                 tracing::info!(
                     %revision,
                     flink_jobs = desired.flink.len(),

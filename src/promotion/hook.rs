@@ -37,7 +37,8 @@ pub enum HookError {
     },
 }
 
-/// The daemon's handle on promotion. Cheap to share behind an `Arc`.
+/// The daemon's handle on promotion (built when a target has `promote_from` or a
+/// `restore.from_target` default). Cheap to share behind an `Arc`.
 pub struct PromotionHook {
     endpoint: PromotionEndpoint,
     /// The sources the stages read, by source name (their own instances; a git mirror is
@@ -60,7 +61,11 @@ impl PromotionHook {
     /// The pipeline of `config`; `None` when no target has `promote_from`.
     pub fn new(config: Arc<Config>, journal: Journal) -> Result<Option<Arc<Self>>, HookError> {
         let pipeline = Pipeline::from_config(&config).map_err(HookError::Policy)?;
-        if pipeline.stages().is_empty() {
+        let restores = config
+            .targets
+            .iter()
+            .any(|target| target.restore.from_target.is_some());
+        if pipeline.stages().is_empty() && !restores {
             return Ok(None);
         }
         let mut sources = BTreeMap::new();
@@ -107,6 +112,14 @@ impl PromotionHook {
     /// The endpoint bodies for the HTTP server.
     pub fn endpoint(&self) -> &PromotionEndpoint {
         &self.endpoint
+    }
+
+    /// Applies the target's config-level defaults to freshly resolved jobs (the target's
+    /// `restore: {from_target}`).
+    pub fn adjust_desired(&self, target: &str, desired: &mut crate::model::DesiredJobs) {
+        if let Some(target_config) = self.endpoint.config.target(target) {
+            super::restore::apply_target_restore(desired, target_config);
+        }
     }
 
     /// `target` follows promotions rather than its branch.

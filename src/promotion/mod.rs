@@ -35,7 +35,7 @@ pub mod endpoint;
 pub use endpoint::PromotionEndpoint;
 pub mod restore;
 
-pub use restore::{RestoreError, carry_for_target};
+pub use restore::{RestoreError, apply_target_restore, carry_for_target};
 pub mod revision;
 
 pub use revision::{PromotedRevisionError, snapshot_at};
