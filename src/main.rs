@@ -155,9 +155,17 @@ struct ExportArgs {
 struct PromoteArgs {
     #[arg(long)]
     config: PathBuf,
+    /// The target to promote into (it must have `promote_from`).
     target: String,
+    /// Full commit id (or `sha256:` digest) to promote; default: the upstream's converged revision.
     #[arg(long)]
     revision: Option<String>,
+    /// Who promotes, recorded as `cli:<by>`; default `cli:$USER`.
+    #[arg(long)]
+    by: Option<String>,
+    /// Print the promotion as JSON.
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(Args)]
@@ -225,10 +233,6 @@ struct EmulatorArgs {
     /// Seed of the fault RNG (same seed, same faults).
     #[arg(long)]
     fault_seed: Option<u64>,
-}
-
-fn not_built(command: &str, issue: u32) -> anyhow::Result<ExitCode> {
-    anyhow::bail!("`dli-gitops {command}` is not built yet (tracked in issue {issue})")
 }
 
 fn main() -> ExitCode {
@@ -338,7 +342,21 @@ fn dispatch(
             let code = dli_gitops::apply::export_command(&command, &mut std::io::stdout().lock())?;
             Ok(ExitCode::from(code))
         }
-        Command::Promote(_args) => not_built("promote", 8),
+        Command::Promote(args) => {
+            let report =
+                dli_gitops::promotion::promote_blocking(&dli_gitops::promotion::PromoteOptions {
+                    config_path: args.config,
+                    target: args.target,
+                    revision: args.revision,
+                    by: args.by,
+                })?;
+            if args.json {
+                write_stdout(&format!("{}\n", serde_json::to_string_pretty(&report)?))?;
+            } else {
+                write_stdout(&format!("{report}\n"))?;
+            }
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Rollback(args) => {
             let command = dli_gitops::apply::RollbackCommand {
                 config: args.config,

@@ -62,6 +62,10 @@ pub struct ApplyOptions {
     pub expected_plan_id: Option<String>,
     /// Actions run at once (each on its own job); 1 runs them one by one, in plan order.
     pub parallel_actions: usize,
+    /// Promotion (issue 8): savepoints already copied into this target's OBS from another
+    /// target's account (`promotion::carry_for_target`), by job name. A `FromTarget` import
+    /// uses these instead of the other target's own path, which this account may not read.
+    pub carried_savepoints: std::collections::BTreeMap<String, String>,
 }
 
 impl Default for ApplyOptions {
@@ -75,6 +79,7 @@ impl Default for ApplyOptions {
             poll_interval: Duration::from_secs(1),
             expected_plan_id: None,
             parallel_actions: 4,
+            carried_savepoints: std::collections::BTreeMap::new(),
         }
     }
 }

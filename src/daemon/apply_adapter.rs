@@ -27,6 +27,8 @@ use crate::plan::JournalView;
 pub struct ApplyReconciler {
     context: TargetContext,
     journal: Journal,
+    /// For carrying state from other targets (issue 8).
+    config: Arc<Config>,
 }
 
 impl ApplyReconciler {
@@ -38,7 +40,11 @@ impl ApplyReconciler {
         emulator: Option<Arc<EmulatorHandle>>,
     ) -> Result<ApplyReconciler, ApplyError> {
         let context = TargetContext::with_shared(config, target, journal.clone(), emulator).await?;
-        Ok(ApplyReconciler { context, journal })
+        Ok(ApplyReconciler {
+            context,
+            journal,
+            config: Arc::new(config.clone()),
+        })
     }
 }
 
@@ -56,10 +62,24 @@ impl ApplyReconciler {
         let observe_only = request.desired.is_none();
         let desired = request.desired.unwrap_or(&empty);
         let execute = request.execute && !observe_only;
+        // Promotion (issue 8): state this target's jobs take from another target is copied
+        // into this account before the pass imports it.
+        let carried_savepoints = if execute {
+            crate::promotion::carry_for_target(&self.config, &self.journal, &self.context, desired)
+                .await
+                .map_err(|error| PassError {
+                    what: crate::promotion::error_text(&error),
+                    code: None,
+                    retryable: error.is_retryable(),
+                })?
+        } else {
+            Default::default()
+        };
         let options = ApplyOptions {
             dry_run: !execute,
             // The daemon journals the revision itself once the target is in sync.
             revision: None,
+            carried_savepoints,
             ..self.context.options.clone()
         };
         let first = apply::reconcile_with(

@@ -46,6 +46,15 @@ pub struct WebhookLabels {
     pub result: String,
 }
 
+/// Promotion (issue 8): `by` is `auto` or `manual`; `result` is `promoted`, `refused`, or
+/// `failed_upstream` (a revision marked as never to be promoted).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct PromotionLabels {
+    pub target: String,
+    pub by: String,
+    pub result: String,
+}
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct JournalKindLabels {
     kind: String,
@@ -69,6 +78,7 @@ pub struct DaemonMetrics {
     jobs: Family<JobLabels, Gauge>,
     git_fetches: Family<SourceResultLabels, Counter>,
     webhook_requests: Family<WebhookLabels, Counter>,
+    promotions: Family<PromotionLabels, Counter>,
     external: Arc<ExternalCounters>,
 }
 
@@ -194,6 +204,12 @@ impl DaemonMetrics {
             "Requests to POST /api/v1/hooks/git by provider and result (accepted, ignored, rejected)",
             webhook_requests.clone(),
         );
+        let promotions = Family::<PromotionLabels, Counter>::default();
+        registry.register(
+            "dli_gitops_promotions",
+            "Promotions into a target by who (auto, manual) and result (promoted, refused, failed_upstream)",
+            promotions.clone(),
+        );
         let external = Arc::new(ExternalCounters::default());
         registry.register_collector(Box::new(ExternalCollector(external.clone())));
         DaemonMetrics {
@@ -203,8 +219,20 @@ impl DaemonMetrics {
             jobs,
             git_fetches,
             webhook_requests,
+            promotions,
             external,
         }
+    }
+
+    /// Counts one promotion event (issue 8).
+    pub fn count_promotion(&self, target: &str, by: &str, result: &str) {
+        self.promotions
+            .get_or_create(&PromotionLabels {
+                target: target.to_string(),
+                by: by.to_string(),
+                result: result.to_string(),
+            })
+            .inc();
     }
 
     /// Records one pass: its duration, and its result mapped onto the `sync` counter

@@ -254,6 +254,7 @@ pub fn base_parts(config: &Config) -> Result<DaemonParts, RunError> {
         metrics: Arc::new(DaemonMetrics::new()),
         progress_interval: DEFAULT_PROGRESS_INTERVAL,
         shutdown_grace: DEFAULT_SHUTDOWN_GRACE,
+        promotion: None,
     })
 }
 
@@ -305,7 +306,9 @@ pub async fn run(options: &RunOptions) -> Result<(), RunError> {
 
 async fn run_loaded(options: &RunOptions, config: Config) -> Result<(), RunError> {
     let mut parts = base_parts(&config)?;
-    parts.targets = target_parts(&config, &parts.metrics).await?;
+    let (targets, promotion) = target_parts(&config, &parts.metrics).await?;
+    parts.targets = targets;
+    parts.promotion = promotion;
     let listener = bind(&config).await?;
     let shutdown = shutdown_signal().await?;
     tracing::info!(
@@ -356,7 +359,13 @@ pub fn run_blocking(options: &RunOptions) -> Result<(), RunError> {
 async fn target_parts(
     config: &Config,
     metrics: &Arc<DaemonMetrics>,
-) -> Result<Vec<TargetParts>, RunError> {
+) -> Result<
+    (
+        Vec<TargetParts>,
+        Option<Arc<crate::promotion::PromotionHook>>,
+    ),
+    RunError,
+> {
     let state_dir = config.state_dir.clone();
     let directory = state_dir.clone();
     let (journal, recovery) =
@@ -410,7 +419,18 @@ async fn target_parts(
             reconciler: Arc::new(reconciler),
         });
     }
-    Ok(parts)
+    // Promotion (issue 8): the pipeline over the same journal.
+    let promotion = crate::promotion::PromotionHook::new(Arc::new(config.clone()), journal)
+        .map_err(|error| RunError::Target {
+            target: config
+                .targets
+                .iter()
+                .find(|target| target.promote_from.is_some())
+                .map(|target| target.name.clone())
+                .unwrap_or_default(),
+            source: Box::new(error),
+        })?;
+    Ok((parts, promotion))
 }
 
 #[cfg(test)]
