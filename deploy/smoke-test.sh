@@ -1,10 +1,9 @@
 #!/usr/bin/env bash
-# deploy/smoke-test.sh: starts the release binary exactly as the systemd unit and the container
-# image would, then checks /healthz, /readyz, the image's HEALTHCHECK command, the state
-# directory's ownership and modes, that no secret reaches the logs, and a clean SIGTERM stop.
-#
-# NEEDS THE DAEMON: `dli-gitops run` is built in issue 7. Until it lands, this script fails at
-# start-up (the binary answers "not built yet"), so it is not in .ci/run yet.
+# deploy/smoke-test.sh: starts the binary exactly as the systemd unit and the container image
+# would, then checks /healthz, /readyz, the image's HEALTHCHECK command, the state directory's
+# ownership and modes, that no secret reaches the logs, and a clean SIGTERM stop.
+# .ci/run runs it on a debug build (DLI_GITOPS_BIN=target/debug/dli-gitops); the launch forms
+# and the checks do not depend on the build profile.
 #
 # Launch forms are read from the files, not restated here, so the test follows them:
 #   systemd    ExecStart=, User=, Environment=, EnvironmentFile=, StateDirectory=, UMask=,
@@ -174,6 +173,10 @@ print(argv[argv.index("--config") + 1])')
   fi
   port=$(free_port)
   mkdir -p "$etc" "$root/srv" "$state"
+  # The binary as an install puts it: 0755 on a path every user can reach (the checkout may be
+  # under a home directory the daemon's uid cannot enter, e.g. /root on a CI machine).
+  local installed=$root/usr/local/bin/dli-gitops
+  install -D -m 0755 "$binary" "$installed"
   cp -r "$jobs_repo" "$root/srv/jobs"
   chmod -R a+rX "$root/srv"
 
@@ -222,7 +225,7 @@ exact, binary, config_path = sys.argv[1] == "1", sys.argv[2], sys.argv[3]
 if not exact:
     argv[0] = binary
     argv[argv.index("--config") + 1] = config_path
-print("\n".join(argv))' "$exact" "$binary" "$config_path")
+print("\n".join(argv))' "$exact" "$installed" "$config_path")
   # Environment: nothing inherited. systemd: its default PATH, the unit's Environment=, the env
   # file, HOME and STATE_DIRECTORY. Container: the image's ENV and the Secret's keys.
   local -a environment=("PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin")
@@ -253,7 +256,7 @@ print("\n".join(argv))' "$exact" "$binary" "$config_path")
     # unshare execs bash in a new mount namespace, which mounts and then execs the daemon, so
     # $! is the daemon itself and receives the SIGTERM below.
     unshare --mount --propagation private bash -c "$namespace_setup" namespace-setup \
-      "$root/scratch" "$etc" "$(dirname "$config_path")" "$state" "$state_path" "$binary" "${argv[0]}" \
+      "$root/scratch" "$etc" "$(dirname "$config_path")" "$state" "$state_path" "$installed" "${argv[0]}" \
       "$workdir_path" "$umask_value" "${drop[@]}" env -i "${environment[@]}" "${argv[@]}" >"$log" 2>&1 &
   else
     (

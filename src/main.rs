@@ -13,9 +13,10 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
     about = "GitOps for Huawei Cloud DLI Flink and DataArts Factory jobs"
 )]
 struct Cli {
-    /// Log format on stderr. Filter with RUST_LOG (default: info).
-    #[arg(long, value_enum, default_value = "text", global = true)]
-    log_format: LogFormat,
+    /// Log format on stderr (default: text; for `run`, the config's `logging.format`).
+    /// Filter with RUST_LOG (default: info; for `run`, the config's `logging.level`).
+    #[arg(long, value_enum, global = true)]
+    log_format: Option<LogFormat>,
     #[command(subcommand)]
     command: Command,
 }
@@ -24,6 +25,15 @@ struct Cli {
 enum LogFormat {
     Text,
     Json,
+}
+
+impl From<LogFormat> for dli_gitops::config::LogFormat {
+    fn from(format: LogFormat) -> Self {
+        match format {
+            LogFormat::Text => dli_gitops::config::LogFormat::Text,
+            LogFormat::Json => dli_gitops::config::LogFormat::Json,
+        }
+    }
 }
 
 #[derive(Subcommand)]
@@ -145,9 +155,17 @@ struct ExportArgs {
 struct PromoteArgs {
     #[arg(long)]
     config: PathBuf,
+    /// The target to promote into (it must have `promote_from`).
     target: String,
+    /// Full commit id (or `sha256:` digest) to promote; default: the upstream's converged revision.
     #[arg(long)]
     revision: Option<String>,
+    /// Who promotes, recorded as `cli:<by>`; default `cli:$USER`.
+    #[arg(long)]
+    by: Option<String>,
+    /// Print the promotion as JSON.
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(Args)]
@@ -217,27 +235,14 @@ struct EmulatorArgs {
     fault_seed: Option<u64>,
 }
 
-fn init_logging(format: LogFormat) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
-    match format {
-        LogFormat::Text => builder.init(),
-        LogFormat::Json => builder.json().init(),
-    }
-}
-
-fn not_built(command: &str, issue: u32) -> anyhow::Result<ExitCode> {
-    anyhow::bail!("`dli-gitops {command}` is not built yet (tracked in issue {issue})")
-}
-
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_logging(cli.log_format);
-    match dispatch(cli.command) {
+    let log_format = cli.log_format.map(Into::into);
+    // `run` sets logging up itself, once it has read the config's `logging:` block.
+    if !matches!(cli.command, Command::Run(_)) {
+        dli_gitops::daemon::logging::install_for_cli(log_format);
+    }
+    match dispatch(cli.command, log_format) {
         Ok(code) => code,
         Err(error) => {
             eprintln!("error: {error:#}");
@@ -270,11 +275,15 @@ fn validate(args: ValidateArgs) -> anyhow::Result<ExitCode> {
     })
 }
 
-fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
+fn dispatch(
+    command: Command,
+    log_format: Option<dli_gitops::config::LogFormat>,
+) -> anyhow::Result<ExitCode> {
     match command {
         Command::Run(args) => {
             dli_gitops::daemon::run_blocking(&dli_gitops::daemon::RunOptions {
                 config: args.config,
+                log_format,
             })?;
             Ok(ExitCode::SUCCESS)
         }
@@ -333,7 +342,21 @@ fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
             let code = dli_gitops::apply::export_command(&command, &mut std::io::stdout().lock())?;
             Ok(ExitCode::from(code))
         }
-        Command::Promote(_args) => not_built("promote", 8),
+        Command::Promote(args) => {
+            let report =
+                dli_gitops::promotion::promote_blocking(&dli_gitops::promotion::PromoteOptions {
+                    config_path: args.config,
+                    target: args.target,
+                    revision: args.revision,
+                    by: args.by,
+                })?;
+            if args.json {
+                write_stdout(&format!("{}\n", serde_json::to_string_pretty(&report)?))?;
+            } else {
+                write_stdout(&format!("{report}\n"))?;
+            }
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Rollback(args) => {
             let command = dli_gitops::apply::RollbackCommand {
                 config: args.config,

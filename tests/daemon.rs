@@ -162,11 +162,34 @@ struct Daemon {
 
 impl Daemon {
     fn start(dir: &Path, config: &Path, tag: &str) -> Daemon {
+        Daemon::start_with(
+            dir,
+            config,
+            tag,
+            &["--log-format", "json"],
+            Some("info,dli_gitops=debug"),
+        )
+    }
+
+    /// Starts `dli-gitops <global_args> run --config CONFIG`, with `RUST_LOG` set or removed.
+    fn start_with(
+        dir: &Path,
+        config: &Path,
+        tag: &str,
+        global_args: &[&str],
+        rust_log: Option<&str>,
+    ) -> Daemon {
         let log = dir.join(format!("daemon-{tag}.log"));
-        let child = Command::new(BINARY)
-            .args(["--log-format", "json", "run", "--config"])
-            .arg(config)
-            .env("RUST_LOG", "info,dli_gitops=debug")
+        let mut command = Command::new(BINARY);
+        command
+            .args(global_args)
+            .args(["run", "--config"])
+            .arg(config);
+        match rust_log {
+            Some(filter) => command.env("RUST_LOG", filter),
+            None => command.env_remove("RUST_LOG"),
+        };
+        let child = command
             .env("E2E_AK", ACCESS_KEY)
             .env("E2E_SK", SECRET_KEY)
             .env("E2E_API_TOKEN", API_TOKEN)
@@ -446,6 +469,17 @@ impl Setup {
     }
 
     fn config(&self, self_heal: bool, poll_interval: &str) -> PathBuf {
+        self.config_with(self_heal, poll_interval, "10s", "")
+    }
+
+    /// The config with a given resync interval and extra top-level lines (e.g. `logging:`).
+    fn config_with(
+        &self,
+        self_heal: bool,
+        poll_interval: &str,
+        resync: &str,
+        extra: &str,
+    ) -> PathBuf {
         let path = self.dir.path().join("config.yaml");
         let text = format!(
             "state_dir: ./state\n\
@@ -456,8 +490,9 @@ impl Setup {
              \x20   endpoints: {{dli: {dli}, dlf: {dlf}, obs: {obs}, iam: {iam}}}\n\
              \x20   credentials: {{access_key_env: E2E_AK, secret_key_env: E2E_SK}}\n\
              \x20   staging: obs://dli-gitops-staging/dev/\n    backups: obs://dli-gitops-backups/dev/\n\
-             \x20   policy: {{auto_sync: true, self_heal: {self_heal}, prune: false, resync_interval: 10s}}\n\
-             \x20   timeouts: {{job_transition: 60s, savepoint: 60s, request: 20s}}\n",
+             \x20   policy: {{auto_sync: true, self_heal: {self_heal}, prune: false, resync_interval: {resync}}}\n\
+             \x20   timeouts: {{job_transition: 60s, savepoint: 60s, request: 20s}}\n\
+             {extra}",
             port = self.port,
             repo = self.repo.path.display(),
             dli = self.emulator.url("dli"),
@@ -640,7 +675,8 @@ fn commits_converge_upgrade_with_the_savepoint_and_an_invalid_commit_is_refused(
         "dli_gitops_jobs{target=\"dev\",sync_status=\"Synced\",health=\"Healthy\"} 1",
         "dli_gitops_git_fetches_total{source=\"jobs\",result=\"succeeded\"}",
         "dli_gitops_api_requests_total{target=\"dev\",service=\"dli\",operation=\"list_jobs\",status=\"200\"}",
-        "dli_gitops_journal_records_total",
+        "dli_gitops_journal_records_total{kind=\"intent\"}",
+        "dli_gitops_journal_records_total{kind=\"outcome\"}",
     ] {
         assert!(metrics.contains(family), "missing {family} in:\n{metrics}");
     }
@@ -876,4 +912,161 @@ fn sigterm_during_an_apply_finishes_it_and_a_crash_is_resolved_on_the_next_start
     assert_eq!(live_cu_number(&setup.emulator, "clicks"), 3);
     assert_eq!(live_cu_number(&setup.emulator, "views"), 3);
     assert!(daemon.stop().success());
+}
+
+/// Reads, at a quiet moment (no pass running, none finishing in between), the number of passes
+/// the daemon has finished (its `/metrics`) and the emulator's call counters.
+fn quiet_counts(daemon: &Daemon, emulator: &Emulator) -> (u64, Value) {
+    let deadline = Instant::now() + CONVERGE_TIMEOUT;
+    loop {
+        let before = daemon.target();
+        let (_, stats) = get_json(&format!("{}/_emulator/v1/stats", emulator.url("dli")));
+        let (_, metrics) = ureq_get(&format!("{}/metrics", daemon.base)).unwrap();
+        let after = daemon.target();
+        let passes = metrics
+            .lines()
+            .find_map(|line| {
+                line.strip_prefix("dli_gitops_reconcile_duration_seconds_count{target=\"dev\"} ")
+            })
+            .and_then(|count| count.trim().parse::<u64>().ok())
+            .unwrap_or(0);
+        if before["operation"]["phase"] != "Running" && before["operation"] == after["operation"] {
+            return (passes, stats);
+        }
+        assert!(Instant::now() < deadline, "the daemon was never idle");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn count(stats: &Value, operation: &str) -> u64 {
+    stats["operations"][operation].as_u64().unwrap_or(0)
+}
+
+#[test]
+fn a_pass_over_a_synced_target_costs_one_list_call() {
+    let setup = Setup::new(300);
+    let first = setup.repo.commit(
+        "job",
+        &[
+            ("flink/clicks.yaml", Some(&job_yaml("clicks", 2))),
+            ("environments/dev.yaml", Some(ENVIRONMENT)),
+        ],
+    );
+    // self_heal off: each resync (every 10 s, the shortest allowed) is a report-only pass.
+    let config = setup.config_with(false, "1h", "10s", "");
+    let daemon = Daemon::start(setup.dir.path(), &config, "calls");
+    daemon.wait_for("convergence", |status| {
+        synced_at(status, &first) && job(status, "clicks")["live_status"] == "job_running"
+    });
+    let (passes_before, stats_before) = quiet_counts(&daemon, &setup.emulator);
+
+    // A report-only pass (a resync), then a pass that may apply (a manual sync) with nothing to do.
+    let deadline = Instant::now() + Duration::from_secs(40);
+    while quiet_counts(&daemon, &setup.emulator).0 == passes_before {
+        assert!(Instant::now() < deadline, "no resync pass ran");
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    let (code, body) = http(
+        "POST",
+        &format!("{}/api/v1/targets/dev/sync", daemon.base),
+        &[("Authorization", format!("Bearer {API_TOKEN}"))],
+        "",
+    )
+    .unwrap();
+    assert!(
+        (200..300).contains(&code),
+        "manual sync answered {code}: {body}"
+    );
+    daemon.wait_for("the manual sync to run", |status| {
+        status["operation"]["mode"] == "apply"
+            && status["operation"]["phase"] == "Succeeded"
+            && status["operation"]["triggers"]
+                .as_array()
+                .is_some_and(|triggers| triggers.iter().any(|t| t == "manual"))
+    });
+    let (passes_after, stats_after) = quiet_counts(&daemon, &setup.emulator);
+
+    let passes = passes_after - passes_before;
+    assert!(passes >= 2, "only {passes} pass(es) ran");
+    let lists = count(&stats_after, "ListFlinkJobs") - count(&stats_before, "ListFlinkJobs");
+    assert_eq!(
+        lists, passes,
+        "{passes} passes over an unchanged target made {lists} list calls; before: {stats_before:#}, after: {stats_after:#}"
+    );
+    let total = stats_after["total"].as_u64().unwrap() - stats_before["total"].as_u64().unwrap();
+    assert_eq!(
+        total, passes,
+        "an unchanged target costs one call per pass and nothing else; before: {stats_before:#}, after: {stats_after:#}"
+    );
+    assert!(daemon.stop().success());
+}
+
+#[test]
+fn the_configs_logging_block_applies_unless_the_flag_or_rust_log_say_otherwise() {
+    let setup = Setup::new(300);
+    setup.repo.commit(
+        "job",
+        &[
+            ("flink/clicks.yaml", Some(&job_yaml("clicks", 2))),
+            ("environments/dev.yaml", Some(ENVIRONMENT)),
+        ],
+    );
+    let config = setup.config_with(
+        false,
+        "1h",
+        "1m",
+        "logging: {format: json, level: \"warn,dli_gitops::daemon=debug\"}\n",
+    );
+    let is_json = |line: &str| serde_json::from_str::<Value>(line).is_ok_and(|v| v.is_object());
+
+    // The config alone: JSON lines, its filter (debug events of the daemon, no info of others).
+    let daemon = Daemon::start_with(setup.dir.path(), &config, "config", &[], None);
+    daemon.wait_for("a pass to finish", |status| {
+        status["operation"]["finished_at"].is_string()
+    });
+    let status = daemon.stop();
+    assert!(status.success());
+    let log = std::fs::read_to_string(setup.dir.path().join("daemon-config.log")).unwrap();
+    let lines: Vec<&str> = log.lines().filter(|line| !line.trim().is_empty()).collect();
+    assert!(!lines.is_empty());
+    assert!(lines.iter().all(|line| is_json(line)), "not JSON:\n{log}");
+    let events: Vec<Value> = lines
+        .iter()
+        .map(|line| serde_json::from_str(line).unwrap())
+        .collect();
+    assert!(
+        events.iter().any(|event| event["level"] == "DEBUG"
+            && event["target"]
+                .as_str()
+                .is_some_and(|t| t.starts_with("dli_gitops::daemon"))),
+        "the config's debug filter was not applied:\n{log}"
+    );
+    assert!(
+        !events.iter().any(|event| event["level"] == "INFO"
+            && !event["target"]
+                .as_str()
+                .is_some_and(|t| t.starts_with("dli_gitops::daemon"))),
+        "info events outside the daemon passed a `warn` filter:\n{log}"
+    );
+
+    // --log-format text and RUST_LOG win.
+    let daemon = Daemon::start_with(
+        setup.dir.path(),
+        &config,
+        "flag",
+        &["--log-format", "text"],
+        Some("info"),
+    );
+    assert!(daemon.stop().success());
+    let log = std::fs::read_to_string(setup.dir.path().join("daemon-flag.log")).unwrap();
+    assert!(log.contains("Logging set up."), "{log}");
+    assert!(
+        log.lines().all(|line| !is_json(line)),
+        "JSON despite --log-format text:\n{log}"
+    );
+    assert!(
+        !log.contains("DEBUG"),
+        "RUST_LOG=info did not win over the config:\n{log}"
+    );
+    assert!(log.contains(" INFO "), "{log}");
 }

@@ -170,6 +170,28 @@ fn concurrent_appends_get_unique_contiguous_seqs_and_share_fsyncs() {
 }
 
 #[test]
+fn appends_are_counted_by_kind() {
+    let dir = tempfile::tempdir().unwrap();
+    let journal = open(dir.path());
+    journal.append("dev", intent("a-1", "clicks")).unwrap();
+    journal
+        .append("dev", outcome("a-1", "clicks", true))
+        .unwrap();
+    journal.append("dev", intent("a-2", "views")).unwrap();
+    // A refused record is not counted.
+    assert!(journal.append("", intent("a-3", "views")).is_err());
+    let counts: BTreeMap<&str, u64> = journal.appended_by_kind().into_iter().collect();
+    assert_eq!(counts.len(), dli_gitops::journal::RECORD_KINDS.len());
+    assert_eq!(counts["intent"], 2);
+    assert_eq!(counts["outcome"], 1);
+    assert_eq!(counts["observed"], 0);
+    assert_eq!(
+        counts.values().sum::<u64>(),
+        journal.stats().appended_records
+    );
+}
+
+#[test]
 fn without_group_commit_every_record_has_its_own_fsync() {
     let dir = tempfile::tempdir().unwrap();
     let options = JournalOptions {

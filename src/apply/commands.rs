@@ -114,13 +114,14 @@ pub fn apply_command(
     let config = load(&command.config)?;
     runtime()?.block_on(async {
         let context = TargetContext::open(&config, &command.target).await?;
-        let result = apply_in(&context, command, out, prompt).await;
+        let result = apply_in(&config, &context, command, out, prompt).await;
         context.shutdown().await;
         result
     })
 }
 
 async fn apply_in(
+    config: &Config,
     context: &TargetContext,
     command: &ApplyCommand,
     out: &mut dyn Write,
@@ -160,10 +161,18 @@ async fn apply_in(
             });
         }
     }
+    // Promotion (issue 8): state another target's jobs hand over, copied into this account.
+    let carried_savepoints =
+        crate::promotion::carry_for_target(config, &context.ledger.journal, context, &desired)
+            .await
+            .map_err(|error| ApplyError::Runtime {
+                problem: crate::promotion::error_text(&error),
+            })?;
     let options = ApplyOptions {
         dry_run: false,
         revision: Some(revision),
         expected_plan_id: Some(preview.plan.id.clone()),
+        carried_savepoints,
         ..context.options.clone()
     };
     let report = super::reconcile_once(context, &desired, &options).await?;

@@ -62,6 +62,10 @@ pub struct ApplyOptions {
     pub expected_plan_id: Option<String>,
     /// Actions run at once (each on its own job); 1 runs them one by one, in plan order.
     pub parallel_actions: usize,
+    /// Promotion (issue 8): savepoints already copied into this target's OBS from another
+    /// target's account (`promotion::carry_for_target`), by job name. A `FromTarget` import
+    /// uses these instead of the other target's own path, which this account may not read.
+    pub carried_savepoints: std::collections::BTreeMap<String, String>,
 }
 
 impl Default for ApplyOptions {
@@ -75,6 +79,7 @@ impl Default for ApplyOptions {
             poll_interval: Duration::from_secs(1),
             expected_plan_id: None,
             parallel_actions: 4,
+            carried_savepoints: std::collections::BTreeMap::new(),
         }
     }
 }
@@ -87,6 +92,11 @@ pub struct ApplyReport {
     pub pass_id: String,
     pub plan: Plan,
     pub observe: ObserveReport,
+    /// The live jobs the plan was made from (before any action of this pass), so a caller that
+    /// needs them (the daemon's status) does not observe the target a second time. Not
+    /// serialised: the plan already carries what changes.
+    #[serde(skip)]
+    pub observed: ObservedJobs,
     /// Intents of an interrupted earlier pass, resolved by observing first.
     pub resolved: Vec<ResolvedIntent>,
     /// One entry per action that changes something (empty on a dry run).
@@ -253,6 +263,7 @@ pub async fn reconcile_with<L: LiveService, J: Ledger>(
         pass_id: execute::new_pass_id(),
         plan,
         observe: observe_report,
+        observed,
         resolved,
         results: Vec::new(),
         dry_run: options.dry_run,

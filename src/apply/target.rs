@@ -240,6 +240,36 @@ impl TargetContext {
         })?;
         let state_dir = self.state_dir.clone();
         let target = self.name.clone();
+        // Promotion (issue 8): a `promote_from` target follows the revision promoted to it,
+        // not the branch head.
+        let promoted = match &self.target.promote_from {
+            Some(upstream) => Some(
+                crate::promotion::followed_revision(&self.ledger.journal.state(), &self.name)
+                    .ok_or_else(|| ApplyError::Repository {
+                        target: target.clone(),
+                        problem: format!(
+                            "nothing has been promoted to `{target}` yet (it follows `{upstream}`); promote a revision with `dli-gitops promote`"
+                        ),
+                    })?,
+            ),
+            None => None,
+        };
+        if let Some(revision) = promoted {
+            let snapshot = tokio::task::spawn_blocking(move || {
+                let source = crate::source::Source::from_config(&source_config, &state_dir)
+                    .map_err(|error| error.to_string())?;
+                crate::promotion::snapshot_at(&source, &revision)
+                    .map_err(|error| crate::promotion::error_text(&error))
+            })
+            .await
+            .map_err(|error| error.to_string())
+            .and_then(|result| result)
+            .map_err(|problem| ApplyError::Repository {
+                target: target.clone(),
+                problem,
+            })?;
+            return self.resolve_snapshot(snapshot);
+        }
         let snapshot = tokio::task::spawn_blocking(move || {
             let source = crate::source::Source::from_config(&source_config, &state_dir)?;
             source.poll(None)
@@ -257,7 +287,15 @@ impl TargetContext {
             target: target.clone(),
             problem: "the source returned no snapshot".to_string(),
         })?;
-        let desired =
+        self.resolve_snapshot(snapshot)
+    }
+
+    fn resolve_snapshot(
+        &self,
+        snapshot: crate::spec::snapshot::RepoSnapshot,
+    ) -> Result<(DesiredJobs, String), ApplyError> {
+        let target = self.name.clone();
+        let mut desired =
             crate::spec::resolve(&snapshot, Some(&self.environment)).map_err(|diagnostics| {
                 ApplyError::Repository {
                     target: target.clone(),
@@ -268,7 +306,14 @@ impl TargetContext {
                     ),
                 }
             })?;
+        // Promotion (issue 8): the target's `restore: {from_target}` default.
+        crate::promotion::apply_target_restore(&mut desired, &self.target);
         Ok((desired, snapshot.revision))
+    }
+
+    /// The shared embedded emulator, for building another target beside this one (promotion).
+    pub fn shared_emulator(&self) -> Option<Arc<EmulatorHandle>> {
+        self.emulator.clone()
     }
 
     /// The embedded emulator, when the target uses one.

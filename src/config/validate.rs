@@ -65,6 +65,14 @@ impl Checker {
                 "logging.level",
                 "empty log filter; use e.g. `info` or `dli_gitops=debug`",
             );
+        } else if let Err(problem) = crate::daemon::logging::parse_filter(&config.logging.level) {
+            self.problem(
+                "logging.level",
+                format!(
+                    "`{}` is not a log filter ({problem}); use levels trace|debug|info|warn|error, e.g. `info` or `info,dli_gitops=debug`",
+                    config.logging.level
+                ),
+            );
         }
     }
 

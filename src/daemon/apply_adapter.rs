@@ -20,13 +20,15 @@ use crate::cloud::RequestMetrics;
 use crate::config::Config;
 use crate::emulator::EmulatorHandle;
 use crate::journal::Journal;
-use crate::model::{DesiredJobs, ObservedJobs};
+use crate::model::DesiredJobs;
 use crate::plan::JournalView;
 
 /// A target reconciled through `apply`.
 pub struct ApplyReconciler {
     context: TargetContext,
     journal: Journal,
+    /// For carrying state from other targets (issue 8).
+    config: Arc<Config>,
 }
 
 impl ApplyReconciler {
@@ -38,7 +40,11 @@ impl ApplyReconciler {
         emulator: Option<Arc<EmulatorHandle>>,
     ) -> Result<ApplyReconciler, ApplyError> {
         let context = TargetContext::with_shared(config, target, journal.clone(), emulator).await?;
-        Ok(ApplyReconciler { context, journal })
+        Ok(ApplyReconciler {
+            context,
+            journal,
+            config: Arc::new(config.clone()),
+        })
     }
 }
 
@@ -56,10 +62,24 @@ impl ApplyReconciler {
         let observe_only = request.desired.is_none();
         let desired = request.desired.unwrap_or(&empty);
         let execute = request.execute && !observe_only;
+        // Promotion (issue 8): state this target's jobs take from another target is copied
+        // into this account before the pass imports it.
+        let carried_savepoints = if execute {
+            crate::promotion::carry_for_target(&self.config, &self.journal, &self.context, desired)
+                .await
+                .map_err(|error| PassError {
+                    what: crate::promotion::error_text(&error),
+                    code: None,
+                    retryable: error.is_retryable(),
+                })?
+        } else {
+            Default::default()
+        };
         let options = ApplyOptions {
             dry_run: !execute,
             // The daemon journals the revision itself once the target is in sync.
             revision: None,
+            carried_savepoints,
             ..self.context.options.clone()
         };
         let first = apply::reconcile_with(
@@ -96,20 +116,20 @@ impl ApplyReconciler {
             })
             .collect();
         if observe_only {
-            let observed = observe(&self.context).await?;
             return Ok(PassReport {
-                observed,
+                observed: report.observed,
                 ..PassReport::default()
             });
         }
-        // After changes, plan again: status shows what the pass left to do, not what it
-        // started from.
-        let remaining = if execute && !report.results.is_empty() {
+        // A pass costs one observation unless it changed something: then the target is
+        // observed once more, so status shows what the pass left to do (and the live jobs as
+        // they are now), not what it started from.
+        let (observed, remaining) = if execute && !report.results.is_empty() {
             let look = ApplyOptions {
                 dry_run: true,
                 ..options.clone()
             };
-            apply::reconcile_with(
+            let after = apply::reconcile_with(
                 &self.context.live,
                 &ledger,
                 desired,
@@ -117,13 +137,11 @@ impl ApplyReconciler {
                 &look,
             )
             .await
-            .map_err(|error| pass_error(&error))?
-            .plan
+            .map_err(|error| pass_error(&error))?;
+            (after.observed, after.plan)
         } else {
-            report.plan.clone()
+            (report.observed, report.plan.clone())
         };
-        // The live jobs' statuses for health (details come from the journal's cache).
-        let observed = observe(&self.context).await?;
         Ok(PassReport {
             observed,
             plan: Some(report.plan),
@@ -171,13 +189,6 @@ impl TargetReconciler for ApplyReconciler {
     fn request_metrics(&self) -> Option<RequestMetrics> {
         Some(self.context.live.clients.dli.request_metrics())
     }
-}
-
-async fn observe(context: &TargetContext) -> Result<ObservedJobs, PassError> {
-    apply::observe(context)
-        .await
-        .map(|(observed, _report)| observed)
-        .map_err(|error| pass_error(&error))
 }
 
 fn pass_error(error: &ApplyError) -> PassError {

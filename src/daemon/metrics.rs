@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric};
-use prometheus_client::metrics::counter::{ConstCounter, Counter};
+use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
@@ -46,6 +46,20 @@ pub struct WebhookLabels {
     pub result: String,
 }
 
+/// Promotion (issue 8): `by` is `auto` or `manual`; `result` is `promoted`, `refused`, or
+/// `failed_upstream` (a revision marked as never to be promoted).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct PromotionLabels {
+    pub target: String,
+    pub by: String,
+    pub result: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct JournalKindLabels {
+    kind: String,
+}
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ApiRequestLabels {
     target: String,
@@ -64,6 +78,7 @@ pub struct DaemonMetrics {
     jobs: Family<JobLabels, Gauge>,
     git_fetches: Family<SourceResultLabels, Counter>,
     webhook_requests: Family<WebhookLabels, Counter>,
+    promotions: Family<PromotionLabels, Counter>,
     external: Arc<ExternalCounters>,
 }
 
@@ -78,11 +93,14 @@ fn reconcile_histogram() -> Histogram {
     Histogram::new(exponential_buckets(0.05, 2.5, 12))
 }
 
+/// Reads the journal's appended-record counts by kind.
+pub type JournalCounts = Box<dyn Fn() -> Vec<(&'static str, u64)> + Send + Sync>;
+
 /// Counters kept elsewhere (the cloud clients, the journal), read at scrape time.
 #[derive(Default)]
 struct ExternalCounters {
     api: Mutex<Vec<(String, RequestMetrics)>>,
-    journal_records: Mutex<Option<Box<dyn Fn() -> u64 + Send + Sync>>>,
+    journal_records: Mutex<Option<JournalCounts>>,
 }
 
 impl std::fmt::Debug for ExternalCounters {
@@ -126,14 +144,21 @@ impl Collector for ExternalCollector {
             .lock()
             .unwrap_or_else(|p| p.into_inner());
         if let Some(read) = journal.as_ref() {
-            let counter = ConstCounter::new(read());
+            let family = Family::<JournalKindLabels, Counter>::default();
+            for (kind, count) in read() {
+                family
+                    .get_or_create(&JournalKindLabels {
+                        kind: kind.to_string(),
+                    })
+                    .inc_by(count);
+            }
             let metric_encoder = encoder.encode_descriptor(
                 "dli_gitops_journal_records",
-                "Records appended to the state journal since the daemon started",
+                "Records appended to the state journal since the daemon started, by kind (intent, outcome, observed, revision_applied, promotion, backup, unknown)",
                 None,
-                counter.metric_type(),
+                family.metric_type(),
             )?;
-            counter.encode(metric_encoder)?;
+            family.encode(metric_encoder)?;
         }
         Ok(())
     }
@@ -179,6 +204,12 @@ impl DaemonMetrics {
             "Requests to POST /api/v1/hooks/git by provider and result (accepted, ignored, rejected)",
             webhook_requests.clone(),
         );
+        let promotions = Family::<PromotionLabels, Counter>::default();
+        registry.register(
+            "dli_gitops_promotions",
+            "Promotions into a target by who (auto, manual) and result (promoted, refused, failed_upstream)",
+            promotions.clone(),
+        );
         let external = Arc::new(ExternalCounters::default());
         registry.register_collector(Box::new(ExternalCollector(external.clone())));
         DaemonMetrics {
@@ -188,8 +219,20 @@ impl DaemonMetrics {
             jobs,
             git_fetches,
             webhook_requests,
+            promotions,
             external,
         }
+    }
+
+    /// Counts one promotion event (issue 8).
+    pub fn count_promotion(&self, target: &str, by: &str, result: &str) {
+        self.promotions
+            .get_or_create(&PromotionLabels {
+                target: target.to_string(),
+                by: by.to_string(),
+                result: result.to_string(),
+            })
+            .inc();
     }
 
     /// Records one pass: its duration, and its result mapped onto the `sync` counter
@@ -264,8 +307,8 @@ impl DaemonMetrics {
             .push((target.to_string(), metrics));
     }
 
-    /// Exports the journal's appended-record count.
-    pub fn set_journal_records(&self, read: Box<dyn Fn() -> u64 + Send + Sync>) {
+    /// Exports the journal's appended-record counts by kind.
+    pub fn set_journal_records(&self, read: JournalCounts) {
         *self
             .external
             .journal_records
@@ -300,7 +343,9 @@ mod tests {
         requests.record("dli", "list_jobs", "200");
         requests.record("dli", "list_jobs", "200");
         metrics.add_request_metrics("dev", requests);
-        metrics.set_journal_records(Box::new(|| 42));
+        metrics.set_journal_records(Box::new(|| {
+            vec![("intent", 42), ("outcome", 41), ("backup", 0)]
+        }));
         metrics.set_jobs(
             "dev",
             &[JobStatus {
@@ -327,7 +372,9 @@ mod tests {
             "dli_gitops_git_fetches_total{source=\"jobs\",result=\"succeeded\"} 1",
             "dli_gitops_webhook_requests_total{provider=\"github\",result=\"accepted\"} 1",
             "dli_gitops_api_requests_total{target=\"dev\",service=\"dli\",operation=\"list_jobs\",status=\"200\"} 2",
-            "dli_gitops_journal_records_total 42",
+            "dli_gitops_journal_records_total{kind=\"intent\"} 42",
+            "dli_gitops_journal_records_total{kind=\"outcome\"} 41",
+            "dli_gitops_journal_records_total{kind=\"backup\"} 0",
             "# EOF",
         ] {
             assert!(text.contains(expected), "missing {expected:?} in:\n{text}");

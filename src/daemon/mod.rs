@@ -4,6 +4,7 @@
 //! reports status and accepts webhooks and manual syncs. Targets run concurrently.
 
 mod apply_adapter;
+pub mod logging;
 mod metrics;
 mod reconciler;
 mod sources;
@@ -66,9 +67,9 @@ pub struct TargetPolicy {
     pub prune: bool,
     pub resync_interval: Duration,
     pub sync_timeout: Duration,
-    /// The upstream target this one is promoted from. Promotion is issue 8; until it is built,
-    /// such a target is held: observed and reported, never changed, because following the
-    /// branch head would skip the promotion gate.
+    /// The upstream target this one is promoted from. It follows the revision promoted to it
+    /// (`DaemonParts::promotion`); without a promotion hook it is held: observed and reported,
+    /// never changed, because following the branch head would skip the promotion gate.
     pub promote_from: Option<String>,
 }
 
@@ -98,6 +99,8 @@ pub struct DaemonParts {
     pub metrics: Arc<DaemonMetrics>,
     pub progress_interval: Duration,
     pub shutdown_grace: Duration,
+    /// Promotion between targets (issue 8); `None` when no target has `promote_from`.
+    pub promotion: Option<Arc<crate::promotion::PromotionHook>>,
 }
 
 /// Why the daemon could not start or stopped badly.
@@ -338,6 +341,7 @@ pub async fn serve(
             suspended: parts.suspended,
             progress_interval: parts.progress_interval,
             memory: Memory::starting_from(applied_revision),
+            promotion: parts.promotion.clone(),
         });
     }
 
@@ -394,6 +398,41 @@ pub async fn serve(
         })
         .collect();
 
+    // Promotion (issue 8): a promotion wakes its target; the gates are re-run on a timer,
+    // since `after` can end between passes.
+    if let Some(hook) = &parts.promotion {
+        let wake = triggers.clone();
+        let counted = metrics.clone();
+        hook.set_listener(Box::new(move |event| {
+            use crate::promotion::PromotionEvent;
+            match event {
+                PromotionEvent::Promoted { to, by, .. } => {
+                    if let Some(trigger) = wake.get(to) {
+                        trigger.fire(TriggerKind::Revision);
+                    }
+                    let kind = if by == crate::promotion::BY_AUTO {
+                        "auto"
+                    } else {
+                        "manual"
+                    };
+                    counted.count_promotion(to, kind, "promoted");
+                }
+                PromotionEvent::Refused { to, .. } => {
+                    counted.count_promotion(to, "manual", "refused");
+                }
+                PromotionEvent::MarkedFailed { to, .. } => {
+                    counted.count_promotion(to, "auto", "failed_upstream");
+                }
+            }
+        }));
+        let timer_stop = stop.clone();
+        tokio::spawn(
+            hook.clone()
+                .run_timer(crate::promotion::DEFAULT_TICK, async move {
+                    timer_stop.wait().await
+                }),
+        );
+    }
     let server_state = Arc::new(ServerState {
         board: board.clone(),
         metrics: metrics.clone(),
@@ -401,6 +440,7 @@ pub async fn serve(
         api_token: parts.api_token,
         webhooks,
         suspended: parts.suspended,
+        promotion: parts.promotion.clone(),
     });
     let server_stop = stop.clone();
     let server = tokio::spawn(crate::server::serve(listener, server_state, async move {

@@ -363,6 +363,7 @@ async fn start(
         metrics: Arc::new(DaemonMetrics::new()),
         progress_interval: Duration::from_millis(100),
         shutdown_grace: Duration::from_secs(5),
+        promotion: None,
     };
     let (shutdown, shutdown_receiver) = oneshot::channel::<()>();
     let task = tokio::spawn(serve(parts, listener, async move {
@@ -755,6 +756,7 @@ async fn a_target_naming_an_unknown_source_is_refused() {
             metrics: Arc::new(DaemonMetrics::new()),
             progress_interval: Duration::from_secs(1),
             shutdown_grace: Duration::from_secs(1),
+            promotion: None,
         },
         listener,
         std::future::pending(),
@@ -764,7 +766,7 @@ async fn a_target_naming_an_unknown_source_is_refused() {
 }
 
 #[tokio::test]
-async fn a_target_promoted_from_another_is_held_until_promotion_exists() {
+async fn a_target_promoted_from_another_is_held_without_a_promotion_pipeline() {
     let source = Arc::new(MemorySource::default());
     source.set("flink/clicks", "cu=2");
     let service = Arc::new(FakeTarget::default());
@@ -790,7 +792,7 @@ async fn a_target_promoted_from_another_is_held_until_promotion_exists() {
         status["operation"]["message"]
             .as_str()
             .unwrap()
-            .contains("promotion (issue 8) is not built yet")
+            .contains("this daemon runs no promotion pipeline")
     );
     let (code, body) = running.post("/api/v1/targets/prod/sync", Some("t")).await;
     assert_eq!(code, 409, "{body}");

@@ -23,6 +23,8 @@ use crate::spec::snapshot::RepoSnapshot;
 #[derive(Debug, Clone)]
 pub struct RunOptions {
     pub config: PathBuf,
+    /// `--log-format` when given explicitly; it wins over the config's `logging.format`.
+    pub log_format: Option<crate::config::LogFormat>,
 }
 
 /// Why the daemon could not start (or stopped badly).
@@ -252,6 +254,7 @@ pub fn base_parts(config: &Config) -> Result<DaemonParts, RunError> {
         metrics: Arc::new(DaemonMetrics::new()),
         progress_interval: DEFAULT_PROGRESS_INTERVAL,
         shutdown_grace: DEFAULT_SHUTDOWN_GRACE,
+        promotion: None,
     })
 }
 
@@ -295,19 +298,17 @@ pub async fn bind(config: &Config) -> Result<TcpListener, RunError> {
 }
 
 /// `dli-gitops run`: loads the config, builds every source and target, serves until SIGTERM or
-/// SIGINT, then shuts down gracefully.
+/// SIGINT, then shuts down gracefully. Logging is the caller's (see [`run_blocking`]).
 pub async fn run(options: &RunOptions) -> Result<(), RunError> {
     let config = Config::load(&options.config).map_err(RunError::Config)?;
-    if config.logging.format != crate::config::LogFormat::Text || config.logging.level != "info" {
-        // Logging is set up by the CLI before the config is read.
-        tracing::warn!(
-            format = ?config.logging.format,
-            level = %config.logging.level,
-            "The config's `logging:` block is not applied by this build; use --log-format and RUST_LOG."
-        );
-    }
+    run_loaded(options, config).await
+}
+
+async fn run_loaded(options: &RunOptions, config: Config) -> Result<(), RunError> {
     let mut parts = base_parts(&config)?;
-    parts.targets = target_parts(&config, &parts.metrics).await?;
+    let (targets, promotion) = target_parts(&config, &parts.metrics).await?;
+    parts.targets = targets;
+    parts.promotion = promotion;
     let listener = bind(&config).await?;
     let shutdown = shutdown_signal().await?;
     tracing::info!(
@@ -322,8 +323,26 @@ pub async fn run(options: &RunOptions) -> Result<(), RunError> {
     Ok(())
 }
 
-/// [`run`] on its own multi-threaded runtime, for the CLI.
+/// [`run`] for the CLI: reads the config first, sets logging up from it (the explicit
+/// `--log-format` and `RUST_LOG` win, see [`super::logging::decide`]), then runs the daemon on
+/// its own multi-threaded runtime. A config that does not load is returned before anything is
+/// logged; the CLI prints it.
 pub fn run_blocking(options: &RunOptions) -> Result<(), RunError> {
+    let config = Config::load(&options.config).map_err(RunError::Config)?;
+    let rust_log = std::env::var("RUST_LOG").ok();
+    let settings = super::logging::decide(
+        options.log_format,
+        Some(&config.logging),
+        rust_log.as_deref(),
+    );
+    super::logging::install(&settings);
+    tracing::info!(
+        format = ?settings.format,
+        format_from = settings.format_from.as_str(),
+        filter = %settings.filter,
+        filter_from = settings.filter_from.as_str(),
+        "Logging set up."
+    );
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("dli-gitops")
@@ -332,7 +351,7 @@ pub fn run_blocking(options: &RunOptions) -> Result<(), RunError> {
             signal: "async runtime",
             source,
         })?;
-    runtime.block_on(run(options))
+    runtime.block_on(run_loaded(options, config))
 }
 
 /// One reconciler per target, all sharing one journal and, for embedded endpoints, one
@@ -340,7 +359,13 @@ pub fn run_blocking(options: &RunOptions) -> Result<(), RunError> {
 async fn target_parts(
     config: &Config,
     metrics: &Arc<DaemonMetrics>,
-) -> Result<Vec<TargetParts>, RunError> {
+) -> Result<
+    (
+        Vec<TargetParts>,
+        Option<Arc<crate::promotion::PromotionHook>>,
+    ),
+    RunError,
+> {
     let state_dir = config.state_dir.clone();
     let directory = state_dir.clone();
     let (journal, recovery) =
@@ -356,7 +381,7 @@ async fn target_parts(
             })?;
     tracing::info!(state_dir = %state_dir.display(), %recovery, "Journal opened.");
     let counted = journal.clone();
-    metrics.set_journal_records(Box::new(move || counted.stats().appended_records));
+    metrics.set_journal_records(Box::new(move || counted.appended_by_kind()));
     let services = [Service::Dli, Service::Dlf, Service::Obs, Service::Iam];
     let embedded = config.targets.iter().find(|target| {
         services
@@ -394,7 +419,18 @@ async fn target_parts(
             reconciler: Arc::new(reconciler),
         });
     }
-    Ok(parts)
+    // Promotion (issue 8): the pipeline over the same journal.
+    let promotion = crate::promotion::PromotionHook::new(Arc::new(config.clone()), journal)
+        .map_err(|error| RunError::Target {
+            target: config
+                .targets
+                .iter()
+                .find(|target| target.promote_from.is_some())
+                .map(|target| target.name.clone())
+                .unwrap_or_default(),
+            source: Box::new(error),
+        })?;
+    Ok((parts, promotion))
 }
 
 #[cfg(test)]

@@ -38,6 +38,9 @@ pub(crate) struct Worker {
     /// How soon to look again while jobs are moving.
     pub progress_interval: Duration,
     pub memory: Memory,
+    /// Promotion (issue 8): a `promote_from` target converges to its promoted revision, and
+    /// every target's passes feed the gates.
+    pub promotion: Option<Arc<crate::promotion::PromotionHook>>,
 }
 
 impl Memory {
@@ -127,7 +130,33 @@ impl Worker {
     async fn pass(&mut self, triggers: BTreeSet<TriggerKind>) -> PassOutcome {
         let started = Instant::now();
         let started_at = Utc::now();
-        let source_state = self.source.borrow().clone();
+        let mut source_state = self.source.borrow().clone();
+        if let Some(hook) = self
+            .promotion
+            .as_ref()
+            .filter(|hook| hook.is_stage(&self.spec.name))
+        {
+            // A stage follows the revision promoted to it, not the branch head. A revision
+            // already validated is not read again.
+            let promoted = hook.promoted_revision(&self.spec.name);
+            let result = if promoted.is_some() && promoted == self.memory.checked_revision {
+                Ok(None)
+            } else {
+                hook.promoted_snapshot(&self.spec.name, source_state.snapshot.clone())
+                    .await
+            };
+            match result {
+                Ok(snapshot) => source_state.snapshot = snapshot,
+                Err(error) => {
+                    source_state.snapshot = None;
+                    source_state.error = Some(ErrorInfo {
+                        code: None,
+                        message: crate::promotion::error_text(&error),
+                        time: Some(Utc::now()),
+                    });
+                }
+            }
+        }
         self.check_revision(&source_state).await;
 
         let policy = self.spec.policy.clone();
@@ -135,7 +164,9 @@ impl Worker {
         let desired_revision = self.memory.desired.as_ref().map(|(rev, _)| rev.clone());
         let revision_is_new =
             desired_revision.is_some() && desired_revision != self.memory.applied_revision;
-        let held = policy.promote_from.is_some();
+        // Without a promotion hook (tests that build the daemon by hand), a `promote_from`
+        // target has nothing to follow and is held.
+        let held = policy.promote_from.is_some() && self.promotion.is_none();
         let execute = self.memory.desired.is_some()
             && !self.suspended
             && !held
@@ -219,6 +250,13 @@ impl Worker {
         };
         self.metrics
             .observe_reconcile(&self.spec.name, outcome.result, elapsed);
+        if let (Some(hook), Some(status)) = (&self.promotion, self.board.target(&self.spec.name)) {
+            // Every pass feeds the gates of the targets downstream of this one.
+            let sample = crate::promotion::sample_of(&status);
+            let hook = hook.clone();
+            let name = self.spec.name.clone();
+            let _ = tokio::task::spawn_blocking(move || hook.after_pass(&name, &sample)).await;
+        }
         tracing::info!(
             result = outcome.result,
             duration_ms = elapsed.as_millis() as u64,
@@ -248,7 +286,11 @@ impl Worker {
             )]),
         };
         match resolved {
-            Ok(desired) => {
+            Ok(mut desired) => {
+                if let Some(hook) = &self.promotion {
+                    // Promotion (issue 8): the target's `restore: {from_target}` default.
+                    hook.adjust_desired(&self.spec.name, &mut desired);
+                }
                 tracing::info!(
                     %revision,
                     flink_jobs = desired.flink.len(),
@@ -393,10 +435,16 @@ impl Worker {
             desired.is_none(),
         ));
         if let Some(upstream) = &self.spec.policy.promote_from {
-            operation.message = Some(format!(
-                "{}; held: this target is promoted from `{upstream}`, and promotion (issue 8) is not built yet, so it is observed and reported only",
-                operation.message.as_deref().unwrap_or("")
-            ));
+            let message = operation.message.as_deref().unwrap_or("");
+            operation.message = Some(if self.promotion.is_none() {
+                format!(
+                    "{message}; held: this target is promoted from `{upstream}` and this daemon runs no promotion pipeline, so it is observed and reported only"
+                )
+            } else if desired.is_none() {
+                format!("{message}; nothing promoted from `{upstream}` yet")
+            } else {
+                message.to_string()
+            });
         }
 
         self.metrics.set_jobs(&self.spec.name, &jobs);

@@ -107,6 +107,30 @@ pub struct CompactionReport {
     pub deleted_segments: usize,
 }
 
+/// The record kinds [`Journal::appended_by_kind`] counts (a bounded label set for metrics).
+pub const RECORD_KINDS: [&str; 7] = [
+    "intent",
+    "outcome",
+    "observed",
+    "revision_applied",
+    "promotion",
+    "backup",
+    "unknown",
+];
+
+/// The index of a record's kind in [`RECORD_KINDS`].
+fn kind_index(body: &RecordBody) -> usize {
+    match body {
+        RecordBody::Intent(_) => 0,
+        RecordBody::Outcome(_) => 1,
+        RecordBody::Observed(_) => 2,
+        RecordBody::RevisionApplied(_) => 3,
+        RecordBody::Promotion(_) => 4,
+        RecordBody::Backup(_) => 5,
+        RecordBody::Unknown(_) => 6,
+    }
+}
+
 /// Counters since open, for metrics and benchmarks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct JournalStats {
@@ -132,6 +156,8 @@ struct Inner {
     writer: Mutex<Writer>,
     state: RwLock<JournalState>,
     appended_records: AtomicU64,
+    /// Appended records per kind, indexed like [`RECORD_KINDS`].
+    appended_by_kind: [AtomicU64; RECORD_KINDS.len()],
     commits: AtomicU64,
     compactions: AtomicU64,
     failed_appends: AtomicU64,
@@ -305,6 +331,7 @@ impl Journal {
                 writer: Mutex::new(writer),
                 state: RwLock::new(state),
                 appended_records: AtomicU64::new(0),
+                appended_by_kind: Default::default(),
                 commits: AtomicU64::new(0),
                 compactions: AtomicU64::new(0),
                 failed_appends: AtomicU64::new(0),
@@ -463,6 +490,16 @@ impl Journal {
             compactions: inner.compactions.load(Ordering::Relaxed),
             failed_appends: inner.failed_appends.load(Ordering::Relaxed),
         }
+    }
+
+    /// Records appended since open, per kind, every kind listed (zeros included) in the
+    /// order of [`RECORD_KINDS`]. Kinds this build does not know count as `unknown`.
+    pub fn appended_by_kind(&self) -> Vec<(&'static str, u64)> {
+        RECORD_KINDS
+            .iter()
+            .zip(&self.inner.appended_by_kind)
+            .map(|(kind, count)| (*kind, count.load(Ordering::Relaxed)))
+            .collect()
     }
 
     /// The state directory this journal lives in.

@@ -147,6 +147,10 @@ impl Inner {
                         results.push((ticket, Ok(record.seq)));
                     }
                     self.appended_records.fetch_add(count, Ordering::Relaxed);
+                    for record in &records {
+                        self.appended_by_kind[super::kind_index(&record.body)]
+                            .fetch_add(1, Ordering::Relaxed);
+                    }
                     self.commits.fetch_add(1, Ordering::Relaxed);
                 }
                 Some(error) => {

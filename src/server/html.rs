@@ -52,6 +52,50 @@ table{border-collapse:collapse;margin:.5em 0 1.5em}th,td{border:1px solid #ccc;p
 th{background:#f3f3f3}.ok{color:#17692b}.warn{color:#9a6700}.bad{color:#b42318}.info{color:#1f4e9c}.unknown{color:#666}\
 pre{background:#f6f6f6;padding:.6em;overflow:auto;max-height:30em}code{font-size:90%}.muted{color:#666}";
 
+/// The promotion pipeline (issue 8): each target with the revision it runs, the revision
+/// promoted to it, what its gate says, and its latest promotion.
+pub fn render_pipeline(view: &crate::promotion::PipelineView) -> String {
+    let mut section = String::from(
+        "<h2>Pipeline</h2><table><tr><th>target</th><th>from</th><th>applied</th>\
+         <th>promoted</th><th>gate</th><th>last promotion</th></tr>",
+    );
+    for stage in &view.targets {
+        let last = stage
+            .recent_promotions
+            .first()
+            .map(|entry| {
+                format!(
+                    "<span class=\"{}\">{} {}</span> by {} <span class=\"muted\">({}, {})</span>",
+                    if entry.ok { "ok" } else { "bad" },
+                    if entry.ok { "promoted" } else { "refused" },
+                    escape(&short_revision(Some(&entry.revision))),
+                    escape(&entry.by),
+                    escape(&entry.rule),
+                    entry.time.format("%Y-%m-%d %H:%M:%S UTC")
+                )
+            })
+            .unwrap_or_else(|| "-".to_string());
+        let _ = write!(
+            section,
+            "<tr><td>{}</td><td>{}</td><td><code>{}</code></td><td><code>{}</code></td><td>{}</td><td>{}</td></tr>",
+            escape(&stage.target),
+            escape(stage.promote_from.as_deref().unwrap_or("-")),
+            escape(&short_revision(stage.applied_revision.as_deref())),
+            escape(&short_revision(stage.promoted_revision.as_deref())),
+            escape(
+                stage
+                    .gate
+                    .as_ref()
+                    .map(|gate| gate.message.as_str())
+                    .unwrap_or("follows its branch")
+            ),
+            last
+        );
+    }
+    section.push_str("</table>");
+    section
+}
+
 /// The whole page.
 pub fn render_page(targets: &[TargetStatus], sources: &[SourceStatus], suspended: bool) -> String {
     let mut page = String::new();

@@ -44,6 +44,8 @@ pub struct ServerState {
     /// Git sources that accept push webhooks.
     pub webhooks: Vec<WebhookRoute>,
     pub suspended: bool,
+    /// Promotion (issue 8): the promote and pipeline endpoints; `None` without a pipeline.
+    pub promotion: Option<Arc<crate::promotion::PromotionHook>>,
 }
 
 impl fmt::Debug for ServerState {
@@ -102,6 +104,8 @@ pub fn router(state: Arc<ServerState>) -> Router {
         .route("/api/v1/targets", get(list_targets))
         .route("/api/v1/targets/{target}", get(get_target))
         .route("/api/v1/targets/{target}/sync", post(sync_target))
+        .route("/api/v1/targets/{target}/promote", post(promote_target))
+        .route("/api/v1/pipeline", get(pipeline))
         .route(
             "/api/v1/hooks/git",
             post(git_webhook).layer(DefaultBodyLimit::max(MAX_WEBHOOK_BODY_BYTES)),
@@ -180,6 +184,68 @@ fn unknown_target(state: &ServerState, target: &str) -> Response {
     )
 }
 
+/// `POST /api/v1/targets/{t}/promote` (issue 8): body `{"revision": "...", "by": "..."}`, both
+/// optional; the revision defaults to the one the upstream converged on.
+async fn promote_target(
+    State(state): State<Arc<ServerState>>,
+    Path(target): Path<String>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Response {
+    if let Err(failure) = auth::authorize(state.api_token.as_deref(), &headers) {
+        tracing::warn!(target = %target.chars().take(100).collect::<String>(), reason = failure.log_reason(), "Promotion refused.");
+        return failure.into_response();
+    }
+    if !state.triggers.contains_key(&target) {
+        return unknown_target(&state, &target);
+    }
+    let Some(hook) = state.promotion.clone() else {
+        return error_response(
+            StatusCode::BAD_REQUEST,
+            format!(
+                "target `{target}` has no `promote_from`; only targets of a pipeline are promoted"
+            ),
+        );
+    };
+    let request: crate::promotion::PromoteBody = if body.iter().all(u8::is_ascii_whitespace) {
+        crate::promotion::PromoteBody::default()
+    } else {
+        match serde_json::from_slice(&body) {
+            Ok(request) => request,
+            Err(error) => {
+                return error_response(
+                    StatusCode::BAD_REQUEST,
+                    format!(
+                        "the body is not a promotion request ({error}); send {{\"revision\": \"<commit>\", \"by\": \"<name>\"}}, both optional"
+                    ),
+                );
+            }
+        }
+    };
+    let answered =
+        tokio::task::spawn_blocking(move || hook.promote_manually(&target, request)).await;
+    match answered {
+        Ok((status, json)) => (
+            StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+            axum::Json(json),
+        )
+            .into_response(),
+        Err(error) => error_response(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("the promotion did not finish: {error}"),
+        ),
+    }
+}
+
+/// `GET /api/v1/pipeline` (issue 8): every target with its applied and promoted revision and
+/// what its gate says.
+async fn pipeline(State(state): State<Arc<ServerState>>) -> Response {
+    match &state.promotion {
+        Some(hook) => axum::Json(hook.endpoint().pipeline(chrono::Utc::now())).into_response(),
+        None => axum::Json(json!({ "targets": [] })).into_response(),
+    }
+}
+
 async fn sync_target(
     State(state): State<Arc<ServerState>>,
     Path(target): Path<String>,
@@ -196,11 +262,12 @@ async fn sync_target(
         .board
         .target(&target)
         .and_then(|status| status.policy.promote_from)
+        .filter(|_| state.promotion.is_none())
     {
         return error_response(
             StatusCode::CONFLICT,
             format!(
-                "target `{target}` is promoted from `{upstream}`; promotion is not built yet (issue 8), so this target is held and a sync would skip the promotion gate"
+                "target `{target}` is promoted from `{upstream}` and this daemon runs no promotion pipeline, so this target is held and a sync would skip the promotion gate"
             ),
         );
     }
@@ -345,11 +412,23 @@ fn push_matches(push: &PushEvent, url: &str, git_ref: &str) -> bool {
 }
 
 async fn status_page(State(state): State<Arc<ServerState>>) -> Html<String> {
-    Html(html::render_page(
+    let page = html::render_page(
         &state.board.targets(),
         &state.board.sources(),
         state.suspended,
-    ))
+    );
+    // Promotion (issue 8): the pipeline goes above the targets.
+    match &state.promotion {
+        Some(hook) => {
+            let pipeline = html::render_pipeline(&hook.endpoint().pipeline(chrono::Utc::now()));
+            Html(page.replacen(
+                "<h2>Targets</h2>",
+                &format!("{pipeline}<h2>Targets</h2>"),
+                1,
+            ))
+        }
+        None => Html(page),
+    }
 }
 
 #[cfg(test)]

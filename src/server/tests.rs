@@ -57,6 +57,7 @@ impl Harness {
                 fetch_now: fetch_now.clone(),
             }],
             suspended: false,
+            promotion: None,
         });
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let address = listener.local_addr().unwrap();

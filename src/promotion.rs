@@ -1,1 +1,0 @@
-//! Promotion between environments: gates, change windows, pipeline state. Not built yet (issue 8).
