@@ -424,7 +424,7 @@ fn push_latency(
     ));
     report.push(Row::new(
         &section,
-        "p50 / p95 rate-limit pacing",
+        "p50 / p95 rate-limit pacing (upper bound)",
         format!(
             "{} / {}",
             format_duration_ms(percentile(pacing.clone(), 0.50)),
@@ -432,20 +432,20 @@ fn push_latency(
         ),
         "",
         format!(
-            "our client's token bucket ({} req/s, burst {}), full at the start of each run: calls beyond the burst ÷ rate",
+            "our client's token bucket ({} req/s, burst {}), full at the start of each run: calls beyond the burst ÷ rate, ignoring refills during the debounce and the latency",
             rate_limit.requests_per_second, rate_limit.burst
         ),
     ));
     report.push(Row::new(
         &section,
-        "p50 / p95 own time",
+        "p50 / p95 own time (lower bound)",
         format!(
             "{} / {}",
             format_duration_ms(percentile(own.clone(), 0.50)),
             format_duration_ms(percentile(own, 0.95))
         ),
         "well under 1 s",
-        "total − emulator latency − rate-limit pacing (both taken as sequential: the passes make their calls one after another)",
+        "total − emulator latency − pacing bound; run with a high --requests-per-second to measure it without pacing",
     ));
 }
 
