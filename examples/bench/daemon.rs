@@ -253,11 +253,10 @@ pub async fn run(
     let mut daemon = DaemonProcess::start(&config, &directory.join("daemon-dir.log"))?;
     let (mut revision, _) = daemon.wait_converged(None).await?;
     let mut samples = Vec::new();
-    for run in 0..runs {
+    for &job in &untouched[..runs] {
         // One commit at a time, as people push: the daemon's token bucket is full again.
         tokio::time::sleep(rate_limit.refill()).await;
         let before = bed.calls().await?;
-        let job = untouched[run];
         let path = bed.repo().join(workload::job_file(job));
         let started = Instant::now();
         std::fs::write(&path, workload::job_yaml(job, 1, 0))
