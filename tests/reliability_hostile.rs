@@ -172,6 +172,26 @@ fn nested_json(depth: usize) -> Vec<u8> {
     body
 }
 
+/// A syntactically valid list answer padded past the client's 16 MiB body limit.
+fn oversized_json_body() -> Vec<u8> {
+    let mut body = br#"{"is_success": true, "padding": ""#.to_vec();
+    body.extend(std::iter::repeat_n(b'x', 17 * 1024 * 1024));
+    body.extend_from_slice(br#"", "job_list": {"total_count": 0, "jobs": []}}"#);
+    body
+}
+
+/// `body` in HTTP/1.1 chunked transfer coding, 64 KiB per chunk.
+fn chunked(body: &[u8]) -> Vec<u8> {
+    let mut encoded = Vec::with_capacity(body.len() + body.len() / 1000 + 16);
+    for piece in body.chunks(64 * 1024) {
+        encoded.extend_from_slice(format!("{:x}\r\n", piece.len()).as_bytes());
+        encoded.extend_from_slice(piece);
+        encoded.extend_from_slice(b"\r\n");
+    }
+    encoded.extend_from_slice(b"0\r\n\r\n");
+    encoded
+}
+
 fn garbage_cases() -> Vec<Case> {
     let json = ["Content-Type: application/json"];
     vec![
@@ -316,6 +336,22 @@ fn garbage_cases() -> Vec<Case> {
             ),
             expect: Expect::RetriedThenRetryable,
             says: "HTTP 429",
+        },
+        Case {
+            name: "a 200 body of 17 MiB with its Content-Length",
+            reply: http_reply("200 OK", &json, &oversized_json_body()),
+            expect: Expect::Permanent,
+            says: "16 MiB limit",
+        },
+        Case {
+            name: "a chunked 200 body of 17 MiB (no Content-Length)",
+            reply: http_reply(
+                "200 OK",
+                &["Content-Type: application/json", "Transfer-Encoding: chunked"],
+                &chunked(&oversized_json_body()),
+            ),
+            expect: Expect::Permanent,
+            says: "16 MiB limit",
         },
         Case {
             name: "a 400 with an error code",
