@@ -423,6 +423,52 @@ async fn garbage_and_truncated_service_responses_fail_cleanly_with_bounded_retri
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
 
+/// A server that ignores `offset` and answers every request with the same full page is caught
+/// on the second page (its ids are all already listed), not paged 10,000 times.
+#[tokio::test]
+async fn a_list_that_repeats_the_same_full_page_stops_with_an_error_on_the_second_page() {
+    let jobs: Vec<String> = (1..=100)
+        .map(|id| {
+            format!(
+                r#"{{"job_id": {id}, "name": "job-{id}", "status": "job_running", "job_type": "flink_opensource_sql_job", "update_time": 1711647009620}}"#
+            )
+        })
+        .collect();
+    let body = format!(
+        r#"{{"is_success": true, "job_list": {{"total_count": 1000000, "jobs": [{}]}}}}"#,
+        jobs.join(", ")
+    );
+    let server = RawServer::start(http_reply(
+        "200 OK",
+        &["Content-Type: application/json"],
+        body.as_bytes(),
+    ))
+    .await;
+    let client = dli_client(&server);
+    let result = tokio::time::timeout(
+        Duration::from_secs(60),
+        client.list_jobs(&ListJobsQuery::default()),
+    )
+    .await
+    .expect("list_jobs must not page for a minute");
+    let error = match result {
+        Ok(jobs) => panic!(
+            "a looping list was accepted as {} jobs after {} requests",
+            jobs.len(),
+            server.connections()
+        ),
+        Err(error) => error,
+    };
+    assert!(matches!(error, CloudError::Decode { .. }), "{error:?}");
+    assert!(!error.is_retryable(), "{error:?}");
+    let message = error.to_string();
+    assert!(
+        message.contains("dli list_jobs") && message.contains("already listed"),
+        "{message}"
+    );
+    assert_eq!(server.connections(), 2, "{message}");
+}
+
 /// A job detail whose fields have the wrong types is refused (a guess would make the planner
 /// restart a job), and the error says which field.
 #[tokio::test]
