@@ -9,7 +9,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use dli_gitops::cloud::{
-    ClientOptions, CloudError, Credentials, DliClient, ListJobsQuery, RetryPolicy, Secret,
+    ClientOptions, CloudError, Credentials, DlfClient, DlfListJobsQuery, DliClient, ListJobsQuery,
+    RetryPolicy, Secret,
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
@@ -354,6 +355,36 @@ fn garbage_cases() -> Vec<Case> {
             says: "16 MiB limit",
         },
         Case {
+            name: "a 200 with an empty body",
+            reply: http_reply("200 OK", &json, b""),
+            expect: Expect::Permanent,
+            says: "without job_list.jobs",
+        },
+        Case {
+            name: "a 200 with `null`",
+            reply: http_reply("200 OK", &json, b"null"),
+            expect: Expect::Permanent,
+            says: "without job_list.jobs",
+        },
+        Case {
+            name: "a 200 with `{}`",
+            reply: http_reply("200 OK", &json, b"{}"),
+            expect: Expect::Permanent,
+            says: "without job_list.jobs",
+        },
+        Case {
+            name: "a 200 with only is_success",
+            reply: http_reply("200 OK", &json, br#"{"is_success": true}"#),
+            expect: Expect::Permanent,
+            says: "without job_list.jobs",
+        },
+        Case {
+            name: "a 200 with a job_list that has neither jobs nor a zero total",
+            reply: http_reply("200 OK", &json, br#"{"is_success": true, "job_list": {}}"#),
+            expect: Expect::Permanent,
+            says: "without job_list.jobs",
+        },
+        Case {
             name: "a 400 with an error code",
             reply: http_reply(
                 "400 Bad Request",
@@ -467,6 +498,67 @@ async fn a_list_that_repeats_the_same_full_page_stops_with_an_error_on_the_secon
         "{message}"
     );
     assert_eq!(server.connections(), 2, "{message}");
+}
+
+/// A DLF list answer without its `jobs` list is refused, never read as "no jobs live"; an
+/// explicit empty list (what the emulator answers for an empty project) is accepted.
+#[tokio::test]
+async fn dlf_list_answers_without_jobs_are_refused_and_an_empty_list_is_not() {
+    let dlf_client = |server: &RawServer| {
+        DlfClient::new(
+            server.url.clone(),
+            PROJECT,
+            Credentials::AkSk {
+                access_key: ACCESS_KEY.into(),
+                secret_key: Secret::new(SECRET_KEY),
+                security_token: None,
+            },
+            ClientOptions {
+                request_timeout: Duration::from_secs(3),
+                requests_per_second: 0.0,
+                ..ClientOptions::default()
+            },
+            None,
+        )
+        .expect("dlf client")
+    };
+    let json = ["Content-Type: application/json"];
+    let refused: [&[u8]; 5] = [
+        b"",
+        b"null",
+        b"{}",
+        br#"{"is_success": true}"#,
+        br#"{"total": 3}"#,
+    ];
+    for body in refused {
+        let server = RawServer::start(http_reply("200 OK", &json, body)).await;
+        let result = dlf_client(&server)
+            .list_jobs(&DlfListJobsQuery::default())
+            .await;
+        let shown = String::from_utf8_lossy(body);
+        let error = match result {
+            Ok(jobs) => panic!("DLF list {shown:?} accepted as {jobs:?}"),
+            Err(error) => error,
+        };
+        assert!(
+            matches!(error, CloudError::Decode { .. }),
+            "{shown:?}: {error:?}"
+        );
+        let message = error.to_string();
+        assert!(
+            message.contains("dlf list_jobs") && message.contains("without jobs"),
+            "{shown:?}: {message}"
+        );
+        assert_eq!(server.connections(), 1, "{shown:?}: {message}");
+    }
+    for body in [&br#"{"total": 0, "jobs": []}"#[..], br#"{"total": 0}"#] {
+        let server = RawServer::start(http_reply("200 OK", &json, body)).await;
+        let jobs = dlf_client(&server)
+            .list_jobs(&DlfListJobsQuery::default())
+            .await
+            .unwrap_or_else(|error| panic!("{:?}: {error}", String::from_utf8_lossy(body)));
+        assert!(jobs.is_empty(), "{jobs:?}");
+    }
 }
 
 /// A job detail whose fields have the wrong types is refused (a guess would make the planner

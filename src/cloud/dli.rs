@@ -142,17 +142,28 @@ impl DliClient {
             let response = self.core.send(&call).await?;
             let body = response.successful_json()?;
             let list = first_field(&body, &["job_list", "jobs"]);
+            let page_total = flexible_i64(field(list, "total_count"));
+            // An answer without the list (empty body, `null`, `{}`, a bare `is_success`) is
+            // not "no jobs": read as such, the planner would see every live job as missing.
+            // Only an explicit `total_count: 0` may stand for an omitted empty `jobs`.
             let entries = match first_field(list, &["jobs"]) {
                 Value::Array(entries) => entries.clone(),
                 Value::Null if list.is_array() => list.as_array().cloned().unwrap_or_default(),
-                Value::Null => Vec::new(),
+                Value::Null if list.is_object() && page_total == Some(0) => Vec::new(),
+                Value::Null => {
+                    return Err(response.decode_error(format!(
+                        "a 2xx answer without job_list.jobs (got {}); refusing to read it as \
+                         no jobs live",
+                        super::wire::shorten(&body.to_string())
+                    )));
+                }
                 other => {
                     return Err(
                         response.decode_error(format!("job_list.jobs is not a list: {other}"))
                     );
                 }
             };
-            total_count = flexible_i64(field(list, "total_count")).or(total_count);
+            total_count = page_total.or(total_count);
             let page_len = entries.len() as i64;
             let mut new_ids = 0usize;
             for entry in &entries {
