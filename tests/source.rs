@@ -993,7 +993,7 @@ fn git_source_settings_are_checked() {
         "sources.c.git.poll_interval: `0s` is too short",
         "sources.c.git.poll_jitter",
         "sources.d: a source is either `git:` or `path:`",
-        "sources.e.webhook_secret_env: `not a name` is not an environment variable name",
+        "sources.e.webhook_secret_env: the value (10 characters, not shown: it may be the secret itself) is not an environment variable name",
     ] {
         assert!(
             message.contains(expected),
