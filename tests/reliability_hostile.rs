@@ -748,6 +748,12 @@ fn hostile_repository_on_disk_is_refused_with_every_problem_and_no_leak() {
             "no problem reported for flink/{name}.yaml:\n{all}"
         );
     }
+    if made_fifo {
+        assert!(
+            all.contains("`flink/pipe.sql` is not a regular file (it is a named pipe)"),
+            "the named pipe was not reported as what it is:\n{all}"
+        );
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
