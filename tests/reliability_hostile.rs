@@ -1295,20 +1295,27 @@ fn corrupted_journals_are_reported_by_the_cli_and_never_modified() {
             true,
             "journal.jsonl",
         ),
-        // With no intact line at all, recovery cannot tell garbage from a torn write: it is
-        // reported as a torn tail (RELIABILITY.md, finding 4), and verify warns.
+        // A crash tears only the final line: garbage of many lines is damage from its first
+        // line on, never a torn tail (RELIABILITY.md, finding 4).
         (
             "binary garbage",
             (0..4096u32)
                 .map(|i| (i.wrapping_mul(2654435761) >> 13) as u8)
                 .collect(),
             None,
-            false,
-            "torn tail",
+            true,
+            ":1:",
         ),
         (
-            "garbage after intact records",
+            "two garbage lines after intact records",
             [valid.clone(), b"\x00\x00garbage\n{\"v\":1}\n".to_vec()].concat(),
+            None,
+            true,
+            ":7:",
+        ),
+        (
+            "one garbage line after intact records",
+            [valid.clone(), b"\x00\x00garbage\n".to_vec()].concat(),
             None,
             false,
             "torn tail",
