@@ -871,20 +871,19 @@ fn check_recovered_journal_works(
 proptest! {
     #![proptest_config(fuzz_config())]
 
-    /// A torn tail (random bytes appended after the last complete record, as a crash in the
-    /// middle of an append leaves) is cut and reported; every complete record survives; the
-    /// journal then appends and verifies.
+    /// A torn tail (one final line of random bytes after the last complete record, with or
+    /// without its newline, as a crash in the middle of an append leaves) is cut and reported;
+    /// every complete record survives; the journal then appends and verifies.
     #[test]
     fn journal_torn_tail_is_cut_and_nothing_acknowledged_is_lost(
         tail in proptest::collection::vec(any::<u8>(), 1..600),
-        newline_free in any::<bool>(),
+        ends_in_newline in any::<bool>(),
     ) {
         let base = base_journal();
         let mut tail = tail;
-        if newline_free {
-            tail.retain(|byte| *byte != b'\n');
-            if tail.is_empty() { tail.push(b'{'); }
-        }
+        tail.retain(|byte| *byte != b'\n');
+        if tail.is_empty() { tail.push(b'{'); }
+        if ends_in_newline { tail.push(b'\n'); }
         let mut bytes = base.to_vec();
         bytes.extend_from_slice(&tail);
         let (dir, result) = open_damaged(&bytes);
@@ -898,6 +897,32 @@ proptest! {
         let saved = report.dropped_saved_to.clone().ok_or_else(|| TestCaseError::fail("cut bytes not saved"))?;
         prop_assert_eq!(std::fs::read(&saved).map_err(|e| TestCaseError::fail(e.to_string()))?, tail);
         check_recovered_journal_works(dir.path(), journal, &report)?;
+    }
+
+    /// Bad lines after the last complete record with more lines after them are damage, not a
+    /// torn write (a crash tears only the final line): open refuses naming the first one and
+    /// leaves the file as it was (RELIABILITY.md, finding 4).
+    #[test]
+    fn journal_bad_line_followed_by_more_lines_is_refused_with_its_line_number(
+        first in proptest::collection::vec(any::<u8>(), 0..300),
+        rest in proptest::collection::vec(any::<u8>(), 1..300),
+    ) {
+        let base = base_journal();
+        let mut first = first;
+        first.retain(|byte| *byte != b'\n');
+        let mut bytes = base.to_vec();
+        bytes.extend_from_slice(&first);
+        bytes.push(b'\n');
+        bytes.extend_from_slice(&rest);
+        let (dir, result) = open_damaged(&bytes);
+        match result {
+            Err(JournalError::CorruptRecord { line, .. }) => {
+                prop_assert_eq!(line, JOURNAL_RECORDS + 1);
+                prop_assert_eq!(std::fs::read(dir.path().join(JOURNAL_FILE)).map_err(|e| TestCaseError::fail(e.to_string()))?, bytes.clone());
+            }
+            Err(other) => prop_assert!(false, "unexpected error: {other}"),
+            Ok((_, report)) => prop_assert!(false, "bad lines followed by more were cut: {report}"),
+        }
     }
 
     /// A journal cut at any byte (a crash before the write reached the disk): the records on
@@ -917,11 +942,11 @@ proptest! {
 
     /// Damage followed by an intact record is never silently repaired: open fails naming the
     /// first damaged line, the file is left as it was, and `journal verify` reports it.
-    /// Damage in the last lines only (nothing intact after it) is cut as a torn tail. Damage
-    /// that removes or adds newlines can merge the damaged line with every line after it into
-    /// one bad final line, which recovery cannot tell from a torn write either. When a tail is
-    /// cut, only lines from the first damaged one on are cut, the cut is reported, and it is
-    /// saved byte for byte (RELIABILITY.md, finding 4).
+    /// Only damage to the final line is cut as a torn tail; damage with any line after it is
+    /// refused (RELIABILITY.md, finding 4). Damage that removes newlines can merge the damaged
+    /// line with every line after it into one bad final line, which recovery cannot tell from
+    /// a torn write. When a tail is cut, only lines from the first damaged one on are cut, the
+    /// cut is reported, and it is saved byte for byte.
     #[test]
     fn journal_damage_in_the_middle_is_an_error_with_its_line_number(
         edits in proptest::collection::vec((any::<usize>(), 1u8..=255), 1..4),
@@ -938,7 +963,6 @@ proptest! {
         }
         let first_damaged = *damaged.keys().next().expect("at least one edit");
         let damaged_line = line_of(base, first_damaged);
-        let last_damaged_line = line_of(base, *damaged.keys().next_back().expect("an edit"));
         let lines_kept = damaged.keys().all(|at| base[*at] != b'\n' && bytes[*at] != b'\n');
         let (dir, result) = open_damaged(&bytes);
         match result {
@@ -951,8 +975,8 @@ proptest! {
             Err(other) => prop_assert!(false, "unexpected error for damage at line {damaged_line}: {other}"),
             Ok((journal, report)) => {
                 if lines_kept {
-                    // Only damage with no intact record after it may be cut.
-                    prop_assert_eq!(last_damaged_line, JOURNAL_RECORDS, "damage at line {} was accepted: {}", damaged_line, report);
+                    // Only damage to the final line may be cut.
+                    prop_assert_eq!(damaged_line, JOURNAL_RECORDS, "damage at line {} was accepted: {}", damaged_line, report);
                 }
                 // Everything before the damage is kept; everything cut is saved.
                 prop_assert_eq!(report.last_seq, damaged_line as u64 - 1, "{}", report);

@@ -9,7 +9,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use dli_gitops::cloud::{
-    ClientOptions, CloudError, Credentials, DliClient, ListJobsQuery, RetryPolicy, Secret,
+    ClientOptions, CloudError, Credentials, DlfClient, DlfListJobsQuery, DliClient, ListJobsQuery,
+    RetryPolicy, Secret,
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
@@ -172,6 +173,26 @@ fn nested_json(depth: usize) -> Vec<u8> {
     body
 }
 
+/// A syntactically valid list answer padded past the client's 16 MiB body limit.
+fn oversized_json_body() -> Vec<u8> {
+    let mut body = br#"{"is_success": true, "padding": ""#.to_vec();
+    body.extend(std::iter::repeat_n(b'x', 17 * 1024 * 1024));
+    body.extend_from_slice(br#"", "job_list": {"total_count": 0, "jobs": []}}"#);
+    body
+}
+
+/// `body` in HTTP/1.1 chunked transfer coding, 64 KiB per chunk.
+fn chunked(body: &[u8]) -> Vec<u8> {
+    let mut encoded = Vec::with_capacity(body.len() + body.len() / 1000 + 16);
+    for piece in body.chunks(64 * 1024) {
+        encoded.extend_from_slice(format!("{:x}\r\n", piece.len()).as_bytes());
+        encoded.extend_from_slice(piece);
+        encoded.extend_from_slice(b"\r\n");
+    }
+    encoded.extend_from_slice(b"0\r\n\r\n");
+    encoded
+}
+
 fn garbage_cases() -> Vec<Case> {
     let json = ["Content-Type: application/json"];
     vec![
@@ -318,6 +339,52 @@ fn garbage_cases() -> Vec<Case> {
             says: "HTTP 429",
         },
         Case {
+            name: "a 200 body of 17 MiB with its Content-Length",
+            reply: http_reply("200 OK", &json, &oversized_json_body()),
+            expect: Expect::Permanent,
+            says: "16 MiB limit",
+        },
+        Case {
+            name: "a chunked 200 body of 17 MiB (no Content-Length)",
+            reply: http_reply(
+                "200 OK",
+                &["Content-Type: application/json", "Transfer-Encoding: chunked"],
+                &chunked(&oversized_json_body()),
+            ),
+            expect: Expect::Permanent,
+            says: "16 MiB limit",
+        },
+        Case {
+            name: "a 200 with an empty body",
+            reply: http_reply("200 OK", &json, b""),
+            expect: Expect::Permanent,
+            says: "without job_list.jobs",
+        },
+        Case {
+            name: "a 200 with `null`",
+            reply: http_reply("200 OK", &json, b"null"),
+            expect: Expect::Permanent,
+            says: "without job_list.jobs",
+        },
+        Case {
+            name: "a 200 with `{}`",
+            reply: http_reply("200 OK", &json, b"{}"),
+            expect: Expect::Permanent,
+            says: "without job_list.jobs",
+        },
+        Case {
+            name: "a 200 with only is_success",
+            reply: http_reply("200 OK", &json, br#"{"is_success": true}"#),
+            expect: Expect::Permanent,
+            says: "without job_list.jobs",
+        },
+        Case {
+            name: "a 200 with a job_list that has neither jobs nor a zero total",
+            reply: http_reply("200 OK", &json, br#"{"is_success": true, "job_list": {}}"#),
+            expect: Expect::Permanent,
+            says: "without job_list.jobs",
+        },
+        Case {
             name: "a 400 with an error code",
             reply: http_reply(
                 "400 Bad Request",
@@ -385,6 +452,113 @@ async fn garbage_and_truncated_service_responses_fail_cleanly_with_bounded_retri
         }
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+/// A server that ignores `offset` and answers every request with the same full page is caught
+/// on the second page (its ids are all already listed), not paged 10,000 times.
+#[tokio::test]
+async fn a_list_that_repeats_the_same_full_page_stops_with_an_error_on_the_second_page() {
+    let jobs: Vec<String> = (1..=100)
+        .map(|id| {
+            format!(
+                r#"{{"job_id": {id}, "name": "job-{id}", "status": "job_running", "job_type": "flink_opensource_sql_job", "update_time": 1711647009620}}"#
+            )
+        })
+        .collect();
+    let body = format!(
+        r#"{{"is_success": true, "job_list": {{"total_count": 1000000, "jobs": [{}]}}}}"#,
+        jobs.join(", ")
+    );
+    let server = RawServer::start(http_reply(
+        "200 OK",
+        &["Content-Type: application/json"],
+        body.as_bytes(),
+    ))
+    .await;
+    let client = dli_client(&server);
+    let result = tokio::time::timeout(
+        Duration::from_secs(60),
+        client.list_jobs(&ListJobsQuery::default()),
+    )
+    .await
+    .expect("list_jobs must not page for a minute");
+    let error = match result {
+        Ok(jobs) => panic!(
+            "a looping list was accepted as {} jobs after {} requests",
+            jobs.len(),
+            server.connections()
+        ),
+        Err(error) => error,
+    };
+    assert!(matches!(error, CloudError::Decode { .. }), "{error:?}");
+    assert!(!error.is_retryable(), "{error:?}");
+    let message = error.to_string();
+    assert!(
+        message.contains("dli list_jobs") && message.contains("already listed"),
+        "{message}"
+    );
+    assert_eq!(server.connections(), 2, "{message}");
+}
+
+/// A DLF list answer without its `jobs` list is refused, never read as "no jobs live"; an
+/// explicit empty list (what the emulator answers for an empty project) is accepted.
+#[tokio::test]
+async fn dlf_list_answers_without_jobs_are_refused_and_an_empty_list_is_not() {
+    let dlf_client = |server: &RawServer| {
+        DlfClient::new(
+            server.url.clone(),
+            PROJECT,
+            Credentials::AkSk {
+                access_key: ACCESS_KEY.into(),
+                secret_key: Secret::new(SECRET_KEY),
+                security_token: None,
+            },
+            ClientOptions {
+                request_timeout: Duration::from_secs(3),
+                requests_per_second: 0.0,
+                ..ClientOptions::default()
+            },
+            None,
+        )
+        .expect("dlf client")
+    };
+    let json = ["Content-Type: application/json"];
+    let refused: [&[u8]; 5] = [
+        b"",
+        b"null",
+        b"{}",
+        br#"{"is_success": true}"#,
+        br#"{"total": 3}"#,
+    ];
+    for body in refused {
+        let server = RawServer::start(http_reply("200 OK", &json, body)).await;
+        let result = dlf_client(&server)
+            .list_jobs(&DlfListJobsQuery::default())
+            .await;
+        let shown = String::from_utf8_lossy(body);
+        let error = match result {
+            Ok(jobs) => panic!("DLF list {shown:?} accepted as {jobs:?}"),
+            Err(error) => error,
+        };
+        assert!(
+            matches!(error, CloudError::Decode { .. }),
+            "{shown:?}: {error:?}"
+        );
+        let message = error.to_string();
+        assert!(
+            message.contains("dlf list_jobs") && message.contains("without jobs"),
+            "{shown:?}: {message}"
+        );
+        assert_eq!(server.connections(), 1, "{shown:?}: {message}");
+    }
+    for body in [&br#"{"total": 0, "jobs": []}"#[..], br#"{"total": 0}"#] {
+        let server = RawServer::start(http_reply("200 OK", &json, body)).await;
+        let jobs = dlf_client(&server)
+            .list_jobs(&DlfListJobsQuery::default())
+            .await
+            .unwrap_or_else(|error| panic!("{:?}: {error}", String::from_utf8_lossy(body)));
+        assert!(jobs.is_empty(), "{jobs:?}");
+    }
 }
 
 /// A job detail whose fields have the wrong types is refused (a guess would make the planner
@@ -572,6 +746,12 @@ fn hostile_repository_on_disk_is_refused_with_every_problem_and_no_leak() {
         assert!(
             all.contains(&format!("flink/{name}.yaml")),
             "no problem reported for flink/{name}.yaml:\n{all}"
+        );
+    }
+    if made_fifo {
+        assert!(
+            all.contains("`flink/pipe.sql` is not a regular file (it is a named pipe)"),
+            "the named pipe was not reported as what it is:\n{all}"
         );
     }
 }
@@ -1115,20 +1295,27 @@ fn corrupted_journals_are_reported_by_the_cli_and_never_modified() {
             true,
             "journal.jsonl",
         ),
-        // With no intact line at all, recovery cannot tell garbage from a torn write: it is
-        // reported as a torn tail (RELIABILITY.md, finding 4), and verify warns.
+        // A crash tears only the final line: garbage of many lines is damage from its first
+        // line on, never a torn tail (RELIABILITY.md, finding 4).
         (
             "binary garbage",
             (0..4096u32)
                 .map(|i| (i.wrapping_mul(2654435761) >> 13) as u8)
                 .collect(),
             None,
-            false,
-            "torn tail",
+            true,
+            ":1:",
         ),
         (
-            "garbage after intact records",
+            "two garbage lines after intact records",
             [valid.clone(), b"\x00\x00garbage\n{\"v\":1}\n".to_vec()].concat(),
+            None,
+            true,
+            ":7:",
+        ),
+        (
+            "one garbage line after intact records",
+            [valid.clone(), b"\x00\x00garbage\n".to_vec()].concat(),
             None,
             false,
             "torn tail",

@@ -626,6 +626,27 @@ fn webhook_requests_without_provider_secret_or_within_limits_are_refused() {
 // ---------------------------------------------------------------------------------------------
 // watched directory
 
+/// A named pipe in a watched directory is recorded as what it is and never opened (reading a
+/// pipe would block the snapshot forever), so `spec` can report it instead of "missing".
+#[test]
+fn dir_source_records_a_named_pipe_without_opening_it() {
+    let temp = tempfile::tempdir().unwrap();
+    let root = temp.path().join("jobs");
+    std::fs::create_dir_all(root.join("flink")).unwrap();
+    let made = std::process::Command::new("mkfifo")
+        .arg(root.join("flink/pipe.sql"))
+        .status()
+        .expect("mkfifo runs");
+    assert!(made.success(), "mkfifo failed");
+    let snapshot = DirSource::new(&root).snapshot().unwrap();
+    assert_eq!(
+        snapshot.files.get("flink/pipe.sql"),
+        Some(&RepoFile::NotRegular {
+            kind: "a named pipe".into()
+        })
+    );
+}
+
 #[tokio::test]
 async fn dir_source_digests_contents_and_debounces_bursts() {
     let temp = tempfile::tempdir().unwrap();
@@ -993,7 +1014,7 @@ fn git_source_settings_are_checked() {
         "sources.c.git.poll_interval: `0s` is too short",
         "sources.c.git.poll_jitter",
         "sources.d: a source is either `git:` or `path:`",
-        "sources.e.webhook_secret_env: `not a name` is not an environment variable name",
+        "sources.e.webhook_secret_env: the value (10 characters, not shown: it may be the secret itself) is not an environment variable name",
     ] {
         assert!(
             message.contains(expected),

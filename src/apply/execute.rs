@@ -95,7 +95,13 @@ impl<L: LiveService, J: Ledger> Executor<'_, L, J> {
         let mut failure = None;
         for step in &action.steps {
             match self.run_step(action, step, &mut state).await {
-                Ok(()) => state.steps_done += 1,
+                Ok(()) => {
+                    state.steps_done += 1;
+                    if let (Step::Stop { .. }, Some(path)) = (step, &state.stop_savepoint) {
+                        self.record_stop_savepoint(&action_id, &job, state.live_id, path)
+                            .await?;
+                    }
+                }
                 Err(error) => {
                     tracing::warn!(
                         target_name = self.ledger.target(),
@@ -161,6 +167,44 @@ impl<L: LiveService, J: Ledger> Executor<'_, L, J> {
             savepoint_path: effects.savepoint_path,
             backups: effects.backup_zips,
         })
+    }
+
+    /// Makes the savepoint a stop just took durable before anything is imported over the job.
+    /// The import detaches a job from its savepoint; if the process dies between that import
+    /// and the action's outcome, the next pass must still find this savepoint in the journal
+    /// (not an older one) to resume from. Recorded as its own intent/outcome pair so the
+    /// action's own intent stays pending until the action ends.
+    async fn record_stop_savepoint(
+        &self,
+        action_id: &str,
+        job: &str,
+        live_id: Option<i64>,
+        savepoint_path: &str,
+    ) -> Result<(), ApplyError> {
+        let checkpoint_id = format!("{action_id}-stop-savepoint");
+        self.ledger
+            .intent(IntentEntry {
+                action_id: checkpoint_id.clone(),
+                job: job.to_string(),
+                action: "stop_savepoint".to_string(),
+                plan_id: Some(self.plan.id.clone()),
+                detail: json!({ "live_id": live_id, "part_of": action_id }),
+            })
+            .await?;
+        self.ledger
+            .outcome(OutcomeEntry {
+                action_id: checkpoint_id,
+                job: job.to_string(),
+                ok: true,
+                error: None,
+                effects: ActionEffects {
+                    savepoint_path: Some(savepoint_path.to_string()),
+                    ..ActionEffects::default()
+                },
+                plan_id: Some(self.plan.id.clone()),
+            })
+            .await?;
+        Ok(())
     }
 
     async fn run_step(

@@ -260,12 +260,21 @@ impl DlfClient {
             }
             let response = self.core.send(&call).await?;
             let value = response.json()?;
+            let total = flexible_i64(first_field(&value, &["total", "totalCount", "total_count"]));
+            // An answer without the list (empty body, `null`, `{}`) is not "no jobs": read as
+            // such, the planner would see every live job as missing. Only an explicit
+            // `total: 0` may stand for an omitted empty list.
             let entries = match first_field(&value, &["jobs", "jobList"]) {
                 Value::Array(entries) => entries.clone(),
-                Value::Null => Vec::new(),
+                Value::Null if value.is_object() && total == Some(0) => Vec::new(),
+                Value::Null => {
+                    return Err(response.decode_error(format!(
+                        "a 2xx answer without jobs (got {}); refusing to read it as no jobs live",
+                        super::wire::shorten(&value.to_string())
+                    )));
+                }
                 other => return Err(response.decode_error(format!("jobs is not a list: {other}"))),
             };
-            let total = flexible_i64(first_field(&value, &["total", "totalCount", "total_count"]));
             for entry in &entries {
                 let name = non_empty_string(field(entry, "name"))
                     .ok_or_else(|| response.decode_error(format!("job without name: {entry}")))?;

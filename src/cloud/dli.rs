@@ -142,20 +142,38 @@ impl DliClient {
             let response = self.core.send(&call).await?;
             let body = response.successful_json()?;
             let list = first_field(&body, &["job_list", "jobs"]);
+            let page_total = flexible_i64(field(list, "total_count"));
+            // An answer without the list (empty body, `null`, `{}`, a bare `is_success`) is
+            // not "no jobs": read as such, the planner would see every live job as missing.
+            // Only an explicit `total_count: 0` may stand for an omitted empty `jobs`.
             let entries = match first_field(list, &["jobs"]) {
                 Value::Array(entries) => entries.clone(),
                 Value::Null if list.is_array() => list.as_array().cloned().unwrap_or_default(),
-                Value::Null => Vec::new(),
+                Value::Null if list.is_object() && page_total == Some(0) => Vec::new(),
+                Value::Null => {
+                    return Err(response.decode_error(format!(
+                        "a 2xx answer without job_list.jobs (got {}); refusing to read it as \
+                         no jobs live",
+                        super::wire::shorten(&body.to_string())
+                    )));
+                }
                 other => {
                     return Err(
                         response.decode_error(format!("job_list.jobs is not a list: {other}"))
                     );
                 }
             };
-            total_count = flexible_i64(field(list, "total_count")).or(total_count);
+            total_count = page_total.or(total_count);
             let page_len = entries.len() as i64;
+            let mut new_ids = 0usize;
             for entry in &entries {
                 let listed = listed_job(entry).map_err(|problem| response.decode_error(problem))?;
+                // Jobs created while we page can shift offsets and repeat an entry. Every id
+                // counts as seen, matched by name or not, so the loop check below is fair.
+                if !seen.insert(listed.id) {
+                    continue;
+                }
+                new_ids += 1;
                 if query
                     .name
                     .as_deref()
@@ -163,14 +181,28 @@ impl DliClient {
                 {
                     continue;
                 }
-                // Jobs created while we page can shift offsets and repeat an entry.
-                if seen.insert(listed.id) {
-                    jobs.push(listed);
-                }
+                jobs.push(listed);
             }
             offset += page_len;
-            let done =
-                page_len < i64::from(limit) || total_count.is_some_and(|total| offset >= total);
+            let full_page = page_len >= i64::from(limit);
+            if full_page && new_ids == 0 {
+                // A shifted offset repeats a few entries, never a whole page; a full page of
+                // ids already listed means the server ignores `offset`, and paging on would
+                // only repeat it until MAX_PAGES.
+                tracing::warn!(
+                    pages,
+                    offset,
+                    page_len,
+                    "DLI job list repeats itself; stopping."
+                );
+                return Err(response.decode_error(format!(
+                    "page {pages} (offset {}) holds {page_len} jobs, all already listed on \
+                     earlier pages; the service ignores the page offset, so listing stopped \
+                     rather than loop (check the endpoint or a proxy in between)",
+                    offset - page_len
+                )));
+            }
+            let done = !full_page || total_count.is_some_and(|total| offset >= total);
             if done || pages >= MAX_PAGES {
                 break;
             }

@@ -575,9 +575,35 @@ impl ServiceClient {
             .get("x-request-id")
             .and_then(|v| v.to_str().ok())
             .map(str::to_string);
-        let body = match response.bytes().await {
+        let body = match read_capped(response, MAX_RESPONSE_BODY).await {
             Ok(body) => body,
-            Err(source) => {
+            Err(BodyError::TooLarge { declared }) => {
+                self.options
+                    .metrics
+                    .record(self.service, call.operation, "oversized");
+                tracing::warn!(
+                    service = self.service,
+                    operation = call.operation,
+                    target = %call.target,
+                    status,
+                    limit_bytes = MAX_RESPONSE_BODY,
+                    declared_bytes = declared,
+                    "Cloud API answer is larger than the limit; not read."
+                );
+                return Err(CloudError::Decode {
+                    context,
+                    problem: format!(
+                        "HTTP {status} body is larger than the {} MiB limit{}; not read (a proxy \
+                         or endpoint misbehaving? check the endpoint URL)",
+                        MAX_RESPONSE_BODY / (1024 * 1024),
+                        declared
+                            .map(|d| format!(" (Content-Length {d})"))
+                            .unwrap_or_default()
+                    ),
+                    request_id,
+                });
+            }
+            Err(BodyError::Transport(source)) => {
                 let failure = classify_transport(&source);
                 self.options
                     .metrics
@@ -623,6 +649,36 @@ impl ServiceClient {
                 .and_then(parse_retry_after),
         })
     }
+}
+
+/// The largest response body read from a service. Real DLI/DLF answers are small JSON (a page
+/// of 100 jobs is tens of KiB); anything beyond this is a misbehaving endpoint or proxy, and
+/// reading it whole would let it make the daemon allocate without bound.
+pub(crate) const MAX_RESPONSE_BODY: usize = 16 * 1024 * 1024;
+
+enum BodyError {
+    /// `declared` is the `Content-Length`, when the server sent one.
+    TooLarge {
+        declared: Option<u64>,
+    },
+    Transport(reqwest::Error),
+}
+
+/// Reads the body chunk by chunk, stopping as soon as it passes `limit`, so an endless or
+/// huge body costs at most `limit` bytes of memory.
+async fn read_capped(mut response: reqwest::Response, limit: usize) -> Result<Bytes, BodyError> {
+    let declared = response.content_length();
+    if declared.is_some_and(|length| length > limit as u64) {
+        return Err(BodyError::TooLarge { declared });
+    }
+    let mut body = Vec::with_capacity(declared.map_or(0, |length| length as usize));
+    while let Some(chunk) = response.chunk().await.map_err(BodyError::Transport)? {
+        if body.len() + chunk.len() > limit {
+            return Err(BodyError::TooLarge { declared });
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(Bytes::from(body))
 }
 
 fn build_http(options: &ClientOptions) -> Result<reqwest::Client, CloudError> {

@@ -564,8 +564,13 @@ impl Checker {
         {
             self.problem(
                 key("env"),
+                // The value is not echoed: the usual slip is pasting the secret itself here,
+                // and this message goes to stderr, CI logs and the startup log.
                 format!(
-                    "`{variable}` is not an environment variable name; write the variable's NAME here, never the secret"
+                    "the value ({} characters, not shown: it may be the secret itself) is not an \
+                     environment variable name (letters, digits and `_`, not starting with a \
+                     digit); write the variable's NAME here, never the secret",
+                    variable.chars().count()
                 ),
             );
         }
@@ -600,7 +605,7 @@ fn is_valid_name(name: &str) -> bool {
             .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_')
 }
 
-fn is_valid_env_name(name: &str) -> bool {
+pub(crate) fn is_valid_env_name(name: &str) -> bool {
     !name.is_empty()
         && !name.starts_with(|c: char| c.is_ascii_digit())
         && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
@@ -625,4 +630,43 @@ fn is_safe_relative_path(path: &str) -> bool {
         && path
             .components()
             .all(|component| matches!(component, Component::Normal(_) | Component::CurDir))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use crate::config::Config;
+
+    const PASTED: &str = "Zx9/LEAK+SecretKeyPastedHere0123456789";
+
+    /// A secret pasted where its variable's name belongs is refused without being echoed.
+    #[test]
+    fn an_invalid_env_name_is_refused_without_echoing_the_value() {
+        let text = format!(
+            "sources:\n  jobs: {{path: jobs}}\ntargets:\n  - name: dev\n    source: jobs\n    \
+             endpoints: {{dli: embedded}}\n    credentials: {{access_key_env: AK, secret_key_env: \
+             '{PASTED}'}}\n"
+        );
+        let config = Config::from_yaml_str(&text, Path::new("config.yaml")).expect("parses");
+        let problems = config
+            .validate()
+            .expect_err("an invalid variable name is refused");
+        let message = problems
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join("\n");
+        let debug = format!("{problems:?}");
+        assert!(
+            message.contains("targets[0].credentials.secret_key_env")
+                && message.contains("is not an environment variable name")
+                && message.contains(&format!("{} characters", PASTED.len())),
+            "{message}"
+        );
+        assert!(
+            !message.contains("LEAK") && !debug.contains("LEAK"),
+            "the value leaked: {message}"
+        );
+    }
 }

@@ -242,7 +242,15 @@ pub enum SecretRef {
 impl fmt::Display for SecretRef {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            SecretRef::Env(name) => write!(f, "environment variable {name}"),
+            SecretRef::Env(name) if super::validate::is_valid_env_name(name) => {
+                write!(f, "environment variable {name}")
+            }
+            // Not a name, so likely a pasted secret: say only how long it is.
+            SecretRef::Env(name) => write!(
+                f,
+                "an environment variable whose name is not valid ({} characters, not shown)",
+                name.chars().count()
+            ),
             SecretRef::File(path) => write!(f, "file {}", path.display()),
         }
     }

@@ -28,9 +28,9 @@ pub enum JournalError {
     },
 
     #[error(
-        "{path}:{line}: corrupt record in the middle of the journal ({reason}); valid records \
-         follow it, so this is damage, not a torn write: restore the file from a backup, or \
-         inspect it with `dli-gitops journal verify`"
+        "{path}:{line}: corrupt record in the middle of the journal ({reason}); more lines \
+         follow it and a crash tears only the last line, so this is damage, not a torn write: \
+         restore the file from a backup, or inspect it with `dli-gitops journal verify`"
     )]
     CorruptRecord {
         path: PathBuf,

@@ -436,13 +436,13 @@ fn check_file(
     report: &mut VerifyReport,
 ) -> Vec<Record> {
     let lines = scan_lines(bytes);
-    let last_good = lines
-        .iter()
-        .rposition(|line| matches!(line.status, LineStatus::Good(_)));
+    // Only the final line can be torn (see `scan::recover`); a bad line with more after it
+    // is damage.
+    let final_index = lines.len().saturating_sub(1);
     let mut records: Vec<Record> = Vec::new();
     let mut torn_lines = Vec::new();
     for (index, line) in lines.into_iter().enumerate() {
-        let in_tail = last_good.is_none_or(|last| index > last);
+        let in_tail = index == final_index;
         match line.status {
             LineStatus::Good(record) => {
                 if let Some(previous) = records.last().map(|record| record.seq)

@@ -91,22 +91,22 @@ pub(crate) fn scan_lines(bytes: &[u8]) -> Vec<ScannedLine> {
     lines
 }
 
-/// Applies the recovery rule to a scanned file: bad lines after the last valid one are a torn
-/// tail (dropped and reported); a bad line before a valid one is damage (an error with its line
-/// number); a newer-format line anywhere is refused; sequence numbers must step by one.
+/// Applies the recovery rule to a scanned file: only the final line may be torn (dropped and
+/// reported), because a crash tears only the last append and every append ends its batch with
+/// a newline before its fsync. A bad line with any line after it, intact or not, is damage (an
+/// error with its line number): cutting it would cut records that were fsync'd and
+/// acknowledged. A newer-format line anywhere is refused; sequence numbers must step by one.
 pub(crate) fn recover(
     path: &Path,
     bytes: &[u8],
     lines: Vec<ScannedLine>,
 ) -> Result<Recovered, JournalError> {
-    let last_good = lines
-        .iter()
-        .rposition(|line| matches!(line.status, LineStatus::Good(_)));
+    let final_index = lines.len().saturating_sub(1);
     let mut records = Vec::new();
     let mut dropped = Vec::new();
     let mut valid_length = 0u64;
     for (index, line) in lines.into_iter().enumerate() {
-        let before_last_good = last_good.is_some_and(|last| index <= last);
+        let followed = index < final_index;
         match line.status {
             LineStatus::Newer { found } => {
                 return Err(JournalError::NewerFormat {
@@ -116,7 +116,7 @@ pub(crate) fn recover(
                     supported: FORMAT_VERSION,
                 });
             }
-            LineStatus::Bad { reason } if before_last_good => {
+            LineStatus::Bad { reason } if followed => {
                 return Err(JournalError::CorruptRecord {
                     path: path.to_path_buf(),
                     line: line.number,
@@ -264,12 +264,42 @@ mod tests {
         ));
     }
 
+    /// Several bad lines after the last intact one are damage, not a torn write: a crash
+    /// tears only the final line. The error names the first bad line.
     #[test]
-    fn garbage_tail_of_several_lines_is_dropped() {
+    fn garbage_tail_of_several_lines_is_damage_with_its_line() {
         let mut bytes = file(&[1, 2]);
         bytes.extend_from_slice(b"\0\0\0\n{\"v\":1,\"seq\n\0\0");
+        match run(&bytes) {
+            Err(JournalError::CorruptRecord { line, .. }) => assert_eq!(line, 3),
+            other => panic!("expected a corrupt record error, got {other:?}"),
+        }
+    }
+
+    /// Bit flips in each of the last two lines (the case that used to cut two acknowledged
+    /// records): the first is refused with its line number.
+    #[test]
+    fn damage_in_the_last_two_lines_is_refused_not_cut() {
+        let mut bytes = file(&[1, 2, 3, 4]);
+        let third_line_start = line(1).len() * 2;
+        bytes[third_line_start + 30] ^= 0x01;
+        bytes[third_line_start + line(3).len() + 30] ^= 0x01;
+        match run(&bytes) {
+            Err(JournalError::CorruptRecord { line, .. }) => assert_eq!(line, 3),
+            other => panic!("expected a corrupt record error, got {other:?}"),
+        }
+    }
+
+    /// A damaged final line that still ends in a newline is a torn tail (a crash can persist
+    /// the page holding the newline and lose an earlier one of the same append).
+    #[test]
+    fn damaged_final_line_with_its_newline_is_a_torn_tail() {
+        let mut bytes = file(&[1, 2, 3]);
+        let third_line_start = line(1).len() * 2;
+        bytes[third_line_start + 30] ^= 0x01;
         let recovered = run(&bytes).unwrap();
         assert_eq!(recovered.records.len(), 2);
-        assert_eq!(recovered.dropped.len(), 3);
+        assert_eq!(recovered.dropped.len(), 1);
+        assert_eq!(recovered.dropped[0].line, 3);
     }
 }

@@ -242,8 +242,11 @@ fn walk(
                 })?)
             }
         } else {
-            // Sockets, fifos and devices are not job files.
-            continue;
+            // Sockets, fifos and devices are not job files: recorded, never opened, so a
+            // reference to one is reported as what it is rather than as missing.
+            RepoFile::NotRegular {
+                kind: crate::spec::snapshot::special_file_kind(&file_type).to_string(),
+            }
         };
         snapshot.files.insert(relative, file);
         if snapshot.files.len() > MAX_SNAPSHOT_FILES {
@@ -287,6 +290,11 @@ fn digest(
                     .map(|since| since.as_nanos())
                     .unwrap_or(0);
                 hasher.update(stamp.to_le_bytes());
+            }
+            RepoFile::NotRegular { kind } => {
+                hasher.update(b"S");
+                hasher.update((kind.len() as u64).to_le_bytes());
+                hasher.update(kind.as_bytes());
             }
         }
     }

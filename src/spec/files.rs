@@ -16,8 +16,13 @@ pub(crate) enum ReadProblem {
     Directory,
     Oversized(u64),
     NotUtf8,
-    LinkOutside { link: String, target: String },
+    LinkOutside {
+        link: String,
+        target: String,
+    },
     LinkLoop,
+    /// A named pipe, socket or device; the words say which.
+    NotRegular(String),
 }
 
 impl ReadProblem {
@@ -36,6 +41,10 @@ impl ReadProblem {
                 ),
             ),
             ReadProblem::NotUtf8 => (format!("`{path}` is not UTF-8 text"), None),
+            ReadProblem::NotRegular(kind) => (
+                format!("`{path}` is not a regular file (it is {kind}); it was not read"),
+                Some("replace it with a regular file committed to the repository".into()),
+            ),
             ReadProblem::LinkOutside { link, target } => (
                 format!("symbolic link `{link}` points outside the repository (`{target}`)"),
                 Some("links may only point at files inside the repository".into()),
@@ -99,6 +108,9 @@ pub(crate) fn read_text<'a>(
                 return Ok((current, text));
             }
             Some(RepoFile::Oversized { size }) => return Err(ReadProblem::Oversized(*size)),
+            Some(RepoFile::NotRegular { kind }) => {
+                return Err(ReadProblem::NotRegular(kind.clone()));
+            }
             Some(RepoFile::Symlink { target }) => {
                 let outside = || ReadProblem::LinkOutside {
                     link: current.clone(),

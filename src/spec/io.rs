@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 
 use sha2::{Digest, Sha256};
 
-use super::snapshot::{MAX_FILE_BYTES, RepoFile, RepoSnapshot};
+use super::snapshot::{MAX_FILE_BYTES, RepoFile, RepoSnapshot, special_file_kind};
 
 /// Why a directory could not be read.
 #[derive(Debug, thiserror::Error)]
@@ -77,6 +77,11 @@ pub fn content_revision(snapshot: &RepoSnapshot) -> String {
                 hasher.update(b"O");
                 hasher.update(size.to_be_bytes());
             }
+            RepoFile::NotRegular { kind } => {
+                hasher.update(b"S");
+                hasher.update((kind.len() as u64).to_be_bytes());
+                hasher.update(kind.as_bytes());
+            }
         }
     }
     hex::encode(hasher.finalize())
@@ -138,8 +143,16 @@ fn walk(directory: &Path, prefix: &str, snapshot: &mut RepoSnapshot) -> Result<(
                 })?)
             };
             snapshot.files.insert(relative, file);
+        } else {
+            // Sockets, fifos and devices have no place in a job repository: recorded, never
+            // opened, so a reference to one is reported as what it is.
+            snapshot.files.insert(
+                relative,
+                RepoFile::NotRegular {
+                    kind: special_file_kind(&file_type).to_string(),
+                },
+            );
         }
-        // Sockets, fifos and devices have no place in a job repository; they are ignored.
     }
     Ok(())
 }
@@ -186,6 +199,42 @@ mod tests {
         assert_eq!(again.revision, snapshot.revision);
         fs::write(root.join("flink/a.yaml"), "kind: FlinkJarJob\n").unwrap();
         assert_ne!(read_directory(root).unwrap().revision, snapshot.revision);
+    }
+
+    /// A named pipe is recorded as what it is (never opened), and a job that names it as its
+    /// `sql_file` is told it is not a regular file, not that it does not exist.
+    #[cfg(unix)]
+    #[test]
+    fn a_named_pipe_is_recorded_and_reported_as_not_a_regular_file() {
+        let directory = tempfile::tempdir().unwrap();
+        let root = directory.path();
+        fs::create_dir_all(root.join("flink")).unwrap();
+        let made = std::process::Command::new("mkfifo")
+            .arg(root.join("flink/pipe.sql"))
+            .status()
+            .expect("mkfifo runs");
+        assert!(made.success(), "mkfifo failed");
+        fs::write(
+            root.join("flink/piped.yaml"),
+            "kind: FlinkSqlJob\nname: piped\nqueue_name: q\nsql_file: pipe.sql\n",
+        )
+        .unwrap();
+
+        let snapshot = read_directory(root).unwrap();
+        assert_eq!(
+            snapshot.files.get("flink/pipe.sql"),
+            Some(&RepoFile::NotRegular {
+                kind: "a named pipe".into()
+            })
+        );
+        let problems = super::super::resolve(&snapshot, None)
+            .expect_err("a pipe as sql_file is refused")
+            .to_string();
+        assert!(
+            problems.contains("`flink/pipe.sql` is not a regular file (it is a named pipe)"),
+            "{problems}"
+        );
+        assert!(!problems.contains("does not exist"), "{problems}");
     }
 
     #[test]

@@ -16,6 +16,33 @@ pub enum RepoFile {
     Symlink { target: String },
     /// A regular file over [`MAX_FILE_BYTES`], not read.
     Oversized { size: u64 },
+    /// Something that is neither a regular file, a directory nor a link (a named pipe, a
+    /// socket, a device), never opened: reading a pipe could block forever. `kind` says
+    /// what it is (see [`special_file_kind`]), so a reference to it is reported as such.
+    NotRegular { kind: String },
+}
+
+/// What a file type that is not a regular file, directory or link is, in words:
+/// `a named pipe`, `a socket`, `a block device`, `a character device`, `a special file`.
+pub fn special_file_kind(file_type: &std::fs::FileType) -> &'static str {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::FileTypeExt;
+        if file_type.is_fifo() {
+            return "a named pipe";
+        }
+        if file_type.is_socket() {
+            return "a socket";
+        }
+        if file_type.is_block_device() {
+            return "a block device";
+        }
+        if file_type.is_char_device() {
+            return "a character device";
+        }
+    }
+    let _ = file_type;
+    "a special file"
 }
 
 /// A repository (or its configured subdirectory) at one revision.
