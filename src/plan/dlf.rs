@@ -4,9 +4,7 @@
 //! is not compared field by field; the journal's digest of the definition we last imported is the
 //! test of "already applied". The live definition still appears in the diff, for people.
 
-use std::collections::{BTreeMap, BTreeSet};
-
-use super::{ActionClass, JobAction, JournalView, PlanPolicy, PruneGuard, Step, duplicated};
+use super::{ActionClass, JobAction, JournalView, NameIndex, PlanPolicy, PruneGuard, Step};
 use crate::model::{DesiredDlfJob, DesiredJobs, FieldDiff, JobKind, ObservedDlfJob, ObservedJobs};
 
 pub(super) fn plan_dlf(
@@ -18,29 +16,25 @@ pub(super) fn plan_dlf(
     actions: &mut Vec<JobAction>,
     warnings: &mut Vec<String>,
 ) {
-    let desired_duplicates = duplicated(desired.dlf.iter().map(|job| job.name.as_str()));
-    let live_duplicates = duplicated(observed.dlf.iter().map(|job| job.name.as_str()));
-    for name in &desired_duplicates {
+    let index = NameIndex::new(
+        desired.dlf.iter().map(|job| job.name.as_str()),
+        &observed.dlf,
+        |job: &ObservedDlfJob| job.name.as_str(),
+    );
+    for name in &index.desired_duplicates {
         warnings.push(format!(
             "git declares the DLF job `{name}` more than once; it is skipped until the repository names it once"
         ));
     }
-    for name in &live_duplicates {
+    for name in &index.live_duplicates {
         warnings.push(format!(
             "the service lists the DLF job `{name}` more than once; it is left alone until it is listed once"
         ));
     }
-    let live_by_name: BTreeMap<&str, &ObservedDlfJob> = observed
-        .dlf
-        .iter()
-        .filter(|job| !live_duplicates.contains(job.name.as_str()))
-        .map(|job| (job.name.as_str(), job))
-        .collect();
-    let desired_names: BTreeSet<&str> = desired.dlf.iter().map(|job| job.name.as_str()).collect();
 
     for desired_job in &desired.dlf {
         let name = desired_job.name.as_str();
-        if desired_duplicates.contains(name) || live_duplicates.contains(name) {
+        if index.is_ambiguous(name) {
             continue;
         }
         let journal = view.dlf.get(name);
@@ -48,15 +42,15 @@ pub(super) fn plan_dlf(
         let managed = journal.is_some_and(|entry| entry.managed);
         actions.push(converge(
             desired_job,
-            live_by_name.get(name).copied(),
+            index.live_by_name.get(name).copied(),
             imported_digest,
             managed,
             policy,
         ));
     }
 
-    for live in live_by_name.values() {
-        if desired_names.contains(live.name.as_str()) {
+    for live in index.live_by_name.values() {
+        if index.desired_names.contains(live.name.as_str()) {
             continue;
         }
         let Some(journal) = view.dlf.get(&live.name) else {

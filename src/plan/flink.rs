@@ -1,10 +1,10 @@
 //! Planning for DLI Flink jobs: one action per job in git, plus prunes of managed jobs out of it.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 
 use super::{
-    ActionClass, ApplyStrategy, JobAction, JournalFlinkJob, JournalView, PlanPolicy, PruneGuard,
-    SavepointSource, Step, duplicated,
+    ActionClass, ApplyStrategy, JobAction, JournalFlinkJob, JournalView, NameIndex, PlanPolicy,
+    PruneGuard, SavepointSource, Step,
 };
 use crate::model::{
     DesiredFlinkJob, DesiredJobs, FieldDiff, FlinkJobConfig, MANAGED_TAG_KEY, MANAGED_TAG_VALUE,
@@ -26,29 +26,25 @@ pub(super) fn plan_flink(
     actions: &mut Vec<JobAction>,
     warnings: &mut Vec<String>,
 ) {
-    let desired_duplicates = duplicated(desired.flink.iter().map(|job| job.name.as_str()));
-    let live_duplicates = duplicated(observed.flink.iter().map(|job| job.name.as_str()));
-    for name in &desired_duplicates {
+    let index = NameIndex::new(
+        desired.flink.iter().map(|job| job.name.as_str()),
+        &observed.flink,
+        |job: &ObservedFlinkJob| job.name.as_str(),
+    );
+    for name in &index.desired_duplicates {
         warnings.push(format!(
             "git declares the Flink job `{name}` more than once; it is skipped until the repository names it once"
         ));
     }
-    for name in &live_duplicates {
+    for name in &index.live_duplicates {
         warnings.push(format!(
             "the service has several Flink jobs named `{name}`; jobs are identified by name, so they are left alone until only one remains"
         ));
     }
-    let live_by_name: BTreeMap<&str, &ObservedFlinkJob> = observed
-        .flink
-        .iter()
-        .filter(|job| !live_duplicates.contains(job.name.as_str()))
-        .map(|job| (job.name.as_str(), job))
-        .collect();
-    let desired_names: BTreeSet<&str> = desired.flink.iter().map(|job| job.name.as_str()).collect();
 
     for desired_job in &desired.flink {
         let name = desired_job.name.as_str();
-        if desired_duplicates.contains(name) || live_duplicates.contains(name) {
+        if index.is_ambiguous(name) {
             continue;
         }
         let context = JobContext {
@@ -57,15 +53,15 @@ pub(super) fn plan_flink(
             journal: view.flink.get(name),
             policy,
         };
-        let action = match live_by_name.get(name) {
+        let action = match index.live_by_name.get(name) {
             None => context.create(warnings),
             Some(live) => context.converge(live, warnings),
         };
         actions.push(action);
     }
 
-    for live in live_by_name.values() {
-        if desired_names.contains(live.name.as_str()) {
+    for live in index.live_by_name.values() {
+        if index.desired_names.contains(live.name.as_str()) {
             continue;
         }
         let journal = view.flink.get(&live.name);

@@ -454,5 +454,43 @@ fn duplicated<'a>(names: impl Iterator<Item = &'a str>) -> BTreeSet<&'a str> {
     duplicates
 }
 
+/// One kind's desired and live jobs indexed by name, the identity on the live side. A name that
+/// git declares, or the service lists, more than once is set aside (the caller warns about it):
+/// acting on an ambiguous name could touch the wrong job.
+struct NameIndex<'a, Live> {
+    desired_duplicates: BTreeSet<&'a str>,
+    live_duplicates: BTreeSet<&'a str>,
+    /// Live jobs listed once, by name.
+    live_by_name: BTreeMap<&'a str, &'a Live>,
+    desired_names: BTreeSet<&'a str>,
+}
+
+impl<'a, Live> NameIndex<'a, Live> {
+    fn new(
+        desired_names: impl Iterator<Item = &'a str> + Clone,
+        live: &'a [Live],
+        live_name: impl Fn(&'a Live) -> &'a str,
+    ) -> NameIndex<'a, Live> {
+        let desired_duplicates = duplicated(desired_names.clone());
+        let live_duplicates = duplicated(live.iter().map(&live_name));
+        let live_by_name = live
+            .iter()
+            .filter(|job| !live_duplicates.contains(live_name(job)))
+            .map(|job| (live_name(job), job))
+            .collect();
+        NameIndex {
+            desired_duplicates,
+            live_duplicates,
+            live_by_name,
+            desired_names: desired_names.collect(),
+        }
+    }
+
+    /// The name is ambiguous in git or on the service.
+    fn is_ambiguous(&self, name: &str) -> bool {
+        self.desired_duplicates.contains(name) || self.live_duplicates.contains(name)
+    }
+}
+
 #[cfg(test)]
 mod tests;
