@@ -747,6 +747,120 @@ fn read_only_state_directory_gives_a_clear_error_and_loses_nothing() {
 
 /// Runs this test binary again as a child that appends records until killed (or until the
 /// file-size limit stops it), printing `ack <seq> <action id>` after each append returned.
+#[test]
+fn deleting_the_lock_file_lets_no_second_writer_in_this_process_or_another() {
+    let dir = tempfile::tempdir().unwrap();
+    let journal = open(dir.path());
+    journal.append("dev", intent("a1", "job-a")).unwrap();
+    fs::remove_file(dir.path().join(dli_gitops::journal::LOCK_FILE)).unwrap();
+
+    // A second open in this process: refused (the directory itself is locked).
+    let error = Journal::open(dir.path(), options()).unwrap_err();
+    assert!(matches!(error, JournalError::Locked { .. }), "{error:?}");
+
+    // A second process: `dli-gitops plan` opens the journal before anything else and is
+    // refused too, saying who to stop.
+    let config = dir.path().join("config.yaml");
+    fs::create_dir_all(dir.path().join("jobs")).unwrap();
+    fs::write(
+        &config,
+        format!(
+            "state_dir: {}\nsources:\n  jobs: {{path: jobs}}\ntargets:\n  - name: dev\n    source: jobs\n    endpoints: {{dli: embedded, dlf: embedded, obs: embedded}}\n",
+            dir.path().display()
+        ),
+    )
+    .unwrap();
+    let output = Command::new(env!("CARGO_BIN_EXE_dli-gitops"))
+        .args(["plan", "--config"])
+        .arg(&config)
+        .args(["--target", "dev"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("is locked by another dli-gitops process"),
+        "{stderr}"
+    );
+    assert!(
+        !dir.path().join(dli_gitops::journal::LOCK_FILE).exists(),
+        "the refused process made no lock file of its own"
+    );
+
+    // The holder goes on; once it is gone, the next open takes over and sees every record.
+    journal.append("dev", outcome("a1", "job-a", true)).unwrap();
+    drop(journal);
+    let reopened = open(dir.path());
+    assert_eq!(reopened.state().last_seq, 2);
+    let contents = fs::read_to_string(dir.path().join(dli_gitops::journal::LOCK_FILE)).unwrap();
+    assert_eq!(contents.trim(), format!("pid={}", std::process::id()));
+}
+
+/// The ways an operator can pull the journal away from a running writer.
+enum Displace {
+    Delete,
+    Rename,
+    /// Moved away and a copy put in its place (a different inode at the same path).
+    Replace,
+}
+
+#[test]
+fn an_append_to_a_moved_deleted_or_replaced_journal_is_refused_and_stays_refused() {
+    for how in [Displace::Delete, Displace::Rename, Displace::Replace] {
+        let dir = tempfile::tempdir().unwrap();
+        let journal = open(dir.path());
+        journal.append("dev", intent("a1", "job-a")).unwrap();
+        let path = journal_path(dir.path());
+        let aside = dir.path().join("journal.aside");
+        let expected = match how {
+            Displace::Delete => {
+                fs::remove_file(&path).unwrap();
+                "was deleted"
+            }
+            Displace::Rename => {
+                fs::rename(&path, &aside).unwrap();
+                "no file is at"
+            }
+            Displace::Replace => {
+                fs::rename(&path, &aside).unwrap();
+                fs::copy(&aside, &path).unwrap();
+                "is now another file"
+            }
+        };
+        let error = journal
+            .append("dev", outcome("a1", "job-a", true))
+            .unwrap_err();
+        assert!(matches!(error, JournalError::Displaced { .. }), "{error:?}");
+        let message = error.to_string();
+        assert!(
+            message.contains(expected) && message.contains("stop the daemon"),
+            "{message}"
+        );
+        // Every later append and a compaction are refused the same way, even once the file
+        // is back: this process no longer knows what the file holds.
+        if aside.exists() {
+            fs::rename(&aside, &path).unwrap();
+        }
+        assert!(matches!(
+            journal.append("dev", outcome("a1", "job-a", true)),
+            Err(JournalError::Displaced { .. })
+        ));
+        assert!(matches!(
+            journal.compact(),
+            Err(JournalError::Displaced { .. })
+        ));
+        assert_eq!(journal.stats().appended_records, 1);
+        assert_eq!(journal.state().last_seq, 1);
+        drop(journal);
+        // Restarted over the restored file, nothing acknowledged was lost.
+        if !matches!(how, Displace::Delete) {
+            let reopened = open(dir.path());
+            assert_eq!(reopened.state().last_seq, 1);
+            assert_eq!(reopened.pending_intents("dev").len(), 1);
+        }
+    }
+}
+
 fn spawn_child(state_dir: &Path, file_size_limit: Option<u64>) -> std::process::Child {
     let mut command = Command::new(std::env::current_exe().unwrap());
     command

@@ -93,6 +93,14 @@ pub enum JournalError {
     )]
     Poisoned { path: PathBuf, reason: String },
 
+    #[error(
+        "the journal file {path} was moved or deleted while this process held it open \
+         ({found}); records appended now would not be in the journal, so no further record is \
+         written and no action is started: stop the daemon, put the journal back at {path} \
+         (or restore it from a backup), and restart"
+    )]
+    Displaced { path: PathBuf, found: String },
+
     #[error("record for target {target:?} is {bytes} bytes encoded, over the {limit}-byte limit")]
     RecordTooLarge {
         target: String,

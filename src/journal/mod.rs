@@ -45,7 +45,7 @@ pub use state::{
 
 use files::{Paths, open_journal_for_append, read_or_empty, read_snapshot, sync_directory};
 use lock::DirectoryLock;
-use writer::{Queue, RotateError, Waiting, Writer, prune_archive, rotate_journal};
+use writer::{Poison, Queue, RotateError, Waiting, Writer, prune_archive, rotate_journal};
 
 /// How the journal writes and when it compacts.
 #[derive(Debug, Clone)]
@@ -473,8 +473,14 @@ impl Journal {
             inner.compact_locked(&mut writer)
         };
         let mut queue = inner.lock_queue();
-        if let Err(JournalError::Poisoned { reason, .. }) = &result {
-            queue.poisoned = Some(reason.clone());
+        match &result {
+            Err(JournalError::Poisoned { reason, .. }) => {
+                queue.poisoned = Some(Poison::Failed(reason.clone()));
+            }
+            Err(JournalError::Displaced { found, .. }) => {
+                queue.poisoned = Some(Poison::Displaced(found.clone()));
+            }
+            _ => {}
         }
         queue.leader_active = false;
         inner.queue_changed.notify_all();
@@ -517,10 +523,16 @@ impl Inner {
         self.writer.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    fn poisoned_error(&self, reason: &str) -> JournalError {
-        JournalError::Poisoned {
-            path: self.paths.journal.clone(),
-            reason: reason.to_string(),
+    fn poisoned_error(&self, poison: &Poison) -> JournalError {
+        match poison {
+            Poison::Failed(reason) => JournalError::Poisoned {
+                path: self.paths.journal.clone(),
+                reason: reason.clone(),
+            },
+            Poison::Displaced(found) => JournalError::Displaced {
+                path: self.paths.journal.clone(),
+                found: found.clone(),
+            },
         }
     }
 }

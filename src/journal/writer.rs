@@ -20,8 +20,18 @@ pub(super) struct Queue {
     pub(super) finished: HashMap<u64, Result<u64, JournalError>>,
     /// One thread at a time writes (the leader); the others wait for their ticket.
     pub(super) leader_active: bool,
-    /// Set after a failure that leaves the file in an unknown state (a failed fsync).
-    pub(super) poisoned: Option<String>,
+    /// Set after a failure that leaves the file in an unknown state (a failed fsync), or once
+    /// the open file is no longer `journal.jsonl`.
+    pub(super) poisoned: Option<Poison>,
+}
+
+/// Why the journal refuses every further append until a restart.
+#[derive(Debug, Clone)]
+pub(super) enum Poison {
+    /// A write, fsync, rotation or commit failed: the file's state is unknown.
+    Failed(String),
+    /// The open file is no longer `state_dir/journal.jsonl` (moved, deleted or replaced).
+    Displaced(String),
 }
 
 pub(super) struct Waiting {
@@ -43,7 +53,7 @@ pub(super) struct Writer {
 
 pub(super) struct BatchOutcome {
     pub(super) results: Vec<(u64, Result<u64, JournalError>)>,
-    pub(super) poisoned: Option<String>,
+    pub(super) poisoned: Option<Poison>,
     pub(super) compaction_due: bool,
 }
 
@@ -103,6 +113,29 @@ impl Inner {
             }
         }
         let mut poisoned = None;
+        if !records.is_empty()
+            && let Err(found) = self.check_journal_identity(&writer.file)
+        {
+            tracing::error!(
+                journal = %self.paths.journal.display(),
+                found = %found,
+                records = records.len(),
+                "The journal file was moved or deleted under this process; appends are refused until a restart."
+            );
+            self.failed_appends
+                .fetch_add(records.len() as u64, Ordering::Relaxed);
+            for ticket in tickets {
+                results.push((
+                    ticket,
+                    Err(self.poisoned_error(&Poison::Displaced(found.clone()))),
+                ));
+            }
+            return BatchOutcome {
+                results,
+                poisoned: Some(Poison::Displaced(found)),
+                compaction_due: false,
+            };
+        }
         if !records.is_empty() {
             let failure = match writer.file.write_all(&buffer) {
                 Err(write_error) => {
@@ -114,9 +147,9 @@ impl Inner {
                         .set_len(durable_length)
                         .and_then(|()| writer.file.sync_data());
                     if let Err(cut_error) = cut {
-                        poisoned = Some(format!(
+                        poisoned = Some(Poison::Failed(format!(
                             "write ({write_error}) whose partial data could not be cut ({cut_error})"
-                        ));
+                        )));
                     }
                     Some(write_error)
                 }
@@ -125,7 +158,7 @@ impl Inner {
                     Err(sync_error) => {
                         // After a failed fsync the page cache may have dropped the data:
                         // nothing written later could be trusted (the "fsyncgate" lesson).
-                        poisoned = Some(format!("fsync ({sync_error})"));
+                        poisoned = Some(Poison::Failed(format!("fsync ({sync_error})")));
                         Some(sync_error)
                     }
                 },
@@ -193,7 +226,7 @@ impl Inner {
     /// A bug panicked inside a commit: the file's state is unknown, so stop appending rather
     /// than leave every waiting thread blocked.
     pub(super) fn panicked_batch(&self, tickets: &[u64]) -> BatchOutcome {
-        let reason = "commit (internal panic)".to_string();
+        let reason = Poison::Failed("commit (internal panic)".to_string());
         tracing::error!(journal = %self.paths.journal.display(), "A journal commit panicked; appends are refused until a restart.");
         BatchOutcome {
             results: tickets
@@ -203,6 +236,47 @@ impl Inner {
             poisoned: Some(reason),
             compaction_due: false,
         }
+    }
+
+    /// Checks that `file` (the open journal) is still `state_dir/journal.jsonl`: the path
+    /// names the same device and inode, and the file still has a link. Otherwise says what was
+    /// found. An operator who moves, deletes or replaces the journal under a running process
+    /// would otherwise have every later record go to an unlinked file and be lost.
+    pub(super) fn check_journal_identity(&self, file: &File) -> Result<(), String> {
+        use std::os::unix::fs::MetadataExt;
+        let open = file
+            .metadata()
+            .map_err(|error| format!("cannot stat the open journal file: {error}"))?;
+        if open.nlink() == 0 {
+            return Err("the open file was deleted: it has no name left".to_string());
+        }
+        let named = match fs::metadata(&self.paths.journal) {
+            Ok(named) => named,
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
+                return Err(format!(
+                    "no file is at {} any more; the open file was moved elsewhere",
+                    self.paths.journal.display()
+                ));
+            }
+            Err(error) => {
+                return Err(format!(
+                    "cannot stat {}: {error}",
+                    self.paths.journal.display()
+                ));
+            }
+        };
+        if (named.dev(), named.ino()) != (open.dev(), open.ino()) {
+            return Err(format!(
+                "{} is now another file (device {} inode {}; the open journal is device {} \
+                 inode {})",
+                self.paths.journal.display(),
+                named.dev(),
+                named.ino(),
+                open.dev(),
+                open.ino()
+            ));
+        }
+        Ok(())
     }
 
     /// Automatic compaction after a commit: a failure is logged, not returned, because the
@@ -228,9 +302,16 @@ impl Inner {
                     retry_after_records = retry_at,
                     "Could not compact the journal; appends continue and compaction will be retried."
                 );
-                if let JournalError::Poisoned { reason, .. } = error {
-                    drop(writer);
-                    self.lock_queue().poisoned = Some(reason);
+                match error {
+                    JournalError::Poisoned { reason, .. } => {
+                        drop(writer);
+                        self.lock_queue().poisoned = Some(Poison::Failed(reason));
+                    }
+                    JournalError::Displaced { found, .. } => {
+                        drop(writer);
+                        self.lock_queue().poisoned = Some(Poison::Displaced(found));
+                    }
+                    _ => {}
                 }
             }
         }
@@ -241,6 +322,13 @@ impl Inner {
         &self,
         writer: &mut Writer,
     ) -> Result<CompactionReport, JournalError> {
+        // Rotating a file that is no longer ours would archive someone else's journal.
+        if let Err(found) = self.check_journal_identity(&writer.file) {
+            return Err(JournalError::Displaced {
+                path: self.paths.journal.clone(),
+                found,
+            });
+        }
         let state = self
             .state
             .read()
