@@ -1245,3 +1245,205 @@ mod target_restore_defaults {
         prod_cloud.shutdown().await;
     }
 }
+
+// ---------------------------------------------------------------------------------------------
+// The commands a person runs, as child processes: `apply` dev, `promote` prod (refused for a
+// revision that is not in the source or does not validate for prod, nothing journaled), then
+// `apply` prod, which must apply the plan it showed although carrying dev's state journals
+// records of its own (a restore started without state).
+
+mod cli_promote_then_apply {
+    use std::path::Path;
+    use std::process::Output;
+
+    use dli_gitops::emulator::{DEV_ACCESS_KEY, DEV_PROJECT_ID, DEV_SECRET_KEY};
+    use dli_gitops::emulator::{Emulator, EmulatorConfig, EmulatorHandle};
+    use serde_json::Value;
+
+    use super::pipeline_end_to_end::commit;
+
+    const DEV_ENV: &str =
+        "variables: {flink_queue: dev_flink}\noverrides:\n  idle: {desired_state: stopped}\n";
+    const PROD_ENV: &str =
+        "variables: {flink_queue: prod_flink}\noverrides:\n  clicks: {cu_number: 4}\n";
+    const CLICKS: &str = "kind: FlinkSqlJob\nname: clicks\nqueue_name: ${flink_queue}\nsql_body: \"SELECT 1\"\ncu_number: 2\ndesired_state: running\nupgrade_mode: savepoint\n";
+    const IDLE: &str = "kind: FlinkSqlJob\nname: idle\nqueue_name: ${flink_queue}\nsql_body: \"SELECT 2\"\ncu_number: 2\ndesired_state: running\n";
+
+    async fn run(config: &Path, args: &[&str]) -> Output {
+        tokio::process::Command::new(env!("CARGO_BIN_EXE_dli-gitops"))
+            .args(args)
+            .arg("--config")
+            .arg(config)
+            .output()
+            .await
+            .unwrap()
+    }
+
+    fn text(output: &Output) -> String {
+        format!(
+            "exit {:?}\nstdout:\n{}\nstderr:\n{}",
+            output.status.code(),
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        )
+    }
+
+    async fn promotions(state_dir: &Path) -> Vec<Value> {
+        let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_dli-gitops"))
+            .args([
+                "journal",
+                "show",
+                "--json",
+                "--target",
+                "prod",
+                "--state-dir",
+            ])
+            .arg(state_dir)
+            .output()
+            .await
+            .unwrap();
+        String::from_utf8_lossy(&output.stdout)
+            .lines()
+            .map(|line| serde_json::from_str::<Value>(line).unwrap())
+            .filter(|record| record["kind"] == "promotion")
+            .collect()
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn promote_refuses_what_prod_cannot_read_and_the_first_apply_applies_the_plan_shown() {
+        let dir = tempfile::tempdir().unwrap();
+        let dev_cloud = Emulator::start(EmulatorConfig::for_tests(dir.path().join("dev-cloud")))
+            .await
+            .unwrap();
+        let prod_cloud = Emulator::start(EmulatorConfig::for_tests(dir.path().join("prod-cloud")))
+            .await
+            .unwrap();
+        let repo = dir.path().join("repo");
+        std::fs::create_dir_all(&repo).unwrap();
+        let c1 = commit(
+            &repo,
+            &[
+                ("environments/dev.yaml", DEV_ENV),
+                ("environments/prod.yaml", PROD_ENV),
+                ("flink/clicks.yaml", CLICKS),
+                ("flink/idle.yaml", IDLE),
+            ],
+            "clicks and idle",
+        );
+        std::fs::write(dir.path().join("ak"), DEV_ACCESS_KEY).unwrap();
+        std::fs::write(dir.path().join("sk"), DEV_SECRET_KEY).unwrap();
+        let target = |name: &str, cloud: &EmulatorHandle, extra: &str| {
+            format!(
+                "  - name: {name}\n    source: jobs\n    region: cn-north-4\n    project_id: {DEV_PROJECT_ID}\n    endpoints: {{dli: \"{api}\", dlf: \"{api}\", iam: \"{api}\", obs: \"{s3}\"}}\n    credentials: {{access_key_file: ak, secret_key_file: sk}}\n    staging: obs://dli-gitops-staging/{name}/\n    backups: obs://dli-gitops-backups/{name}/\n{extra}",
+                api = cloud.dli_url(),
+                s3 = cloud.s3_url()
+            )
+        };
+        let config = dir.path().join("dli-gitops.yaml");
+        std::fs::write(
+            &config,
+            format!(
+                "state_dir: state\nsources:\n  jobs:\n    git: {{url: \"{repo}\", branch: master}}\ntargets:\n{}{}",
+                target("dev", &dev_cloud, ""),
+                target(
+                    "prod",
+                    &prod_cloud,
+                    "    promote_from: dev\n    promotion: {auto: false}\n    restore: {from_target: dev, on_missing_savepoint: stateless}\n"
+                ),
+                repo = repo.display()
+            ),
+        )
+        .unwrap();
+        let state_dir = dir.path().join("state");
+
+        let dev = run(&config, &["apply", "--auto-approve", "--target", "dev"]).await;
+        assert!(dev.status.success(), "{}", text(&dev));
+
+        // A commit id the repository does not have: refused, nothing journaled.
+        let missing = "0123456789abcdef0123456789abcdef01234567";
+        let refused = run(&config, &["promote", "prod", "--revision", missing]).await;
+        assert!(!refused.status.success(), "{}", text(&refused));
+        let stderr = String::from_utf8_lossy(&refused.stderr);
+        assert!(
+            stderr.contains("refused") && stderr.contains("is not in source `jobs`"),
+            "{}",
+            text(&refused)
+        );
+        // A commit that does not validate for prod (an override of a job that does not exist):
+        // refused with the problem, nothing journaled.
+        let broken = commit(
+            &repo,
+            &[(
+                "environments/prod.yaml",
+                "variables: {flink_queue: prod_flink}\noverrides:\n  clickz: {cu_number: 4}\n",
+            )],
+            "prod override of a job that does not exist",
+        );
+        let refused = run(&config, &["promote", "prod", "--revision", &broken]).await;
+        assert!(!refused.status.success(), "{}", text(&refused));
+        let stderr = String::from_utf8_lossy(&refused.stderr);
+        assert!(
+            stderr.contains("does not validate for environment `prod`")
+                && stderr.contains("clickz"),
+            "{}",
+            text(&refused)
+        );
+        assert!(promotions(&state_dir).await.is_empty());
+
+        // dev's converged revision (C1) is promoted.
+        let promoted = run(&config, &["promote", "prod"]).await;
+        assert!(promoted.status.success(), "{}", text(&promoted));
+        let recorded = promotions(&state_dir).await;
+        assert_eq!(recorded.len(), 1, "{recorded:?}");
+        assert_eq!(recorded[0]["revision"], c1.as_str());
+
+        // The first apply after the promotion applies the plan it showed: carrying dev's state
+        // (and journaling that `idle`, stopped without a savepoint in dev, starts empty) happens
+        // before the plan is shown.
+        let applied = run(&config, &["apply", "--auto-approve", "--target", "prod"]).await;
+        assert!(applied.status.success(), "{}", text(&applied));
+        let stdout = String::from_utf8_lossy(&applied.stdout);
+        assert!(
+            stdout.contains("2 succeeded, 0 failed"),
+            "{}",
+            text(&applied)
+        );
+        let again = run(
+            &config,
+            &["plan", "--detailed-exitcode", "--target", "prod"],
+        )
+        .await;
+        assert_eq!(again.status.code(), Some(0), "{}", text(&again));
+
+        // prod's clicks started from dev's carried state; idle started empty.
+        let prod = super::clients(&prod_cloud);
+        let listed = prod
+            .dli
+            .list_jobs(&dli_gitops::cloud::ListJobsQuery::default())
+            .await
+            .unwrap();
+        let clicks = listed.iter().find(|job| job.name == "clicks").unwrap();
+        assert!(clicks.status.is_running(), "{listed:?}");
+        let runs: Value = reqwest::get(format!(
+            "{}/_emulator/v1/{DEV_PROJECT_ID}/jobs/{}/runs",
+            prod_cloud.dli_url(),
+            clicks.id
+        ))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+        assert!(
+            runs["runs"][0]["restored_from"]
+                .as_str()
+                .unwrap_or_default()
+                .starts_with("obs://dli-gitops-staging/prod/carried-savepoints/dev/clicks/"),
+            "{runs}"
+        );
+        let idle = listed.iter().find(|job| job.name == "idle").unwrap();
+        assert!(idle.status.is_running(), "{listed:?}");
+        dev_cloud.shutdown().await;
+        prod_cloud.shutdown().await;
+    }
+}

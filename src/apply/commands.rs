@@ -128,6 +128,15 @@ async fn apply_in(
     prompt: Prompt<'_>,
 ) -> Result<u8, ApplyError> {
     let (desired, revision) = context.desired().await?;
+    // Promotion: state another target's jobs hand over, copied into this account
+    // before the plan is shown: the carry may journal a restore as done (`on_missing_savepoint:
+    // stateless`), which changes the plan, and the plan executed must be the plan shown.
+    let carried_savepoints =
+        crate::promotion::carry_for_target(config, &context.ledger.journal, context, &desired)
+            .await
+            .map_err(|error| ApplyError::Runtime {
+                problem: crate::promotion::error_text(&error),
+            })?;
     let preview_options = ApplyOptions {
         dry_run: true,
         revision: Some(revision.clone()),
@@ -161,13 +170,40 @@ async fn apply_in(
             });
         }
     }
-    // Promotion (issue 8): state another target's jobs hand over, copied into this account.
-    let carried_savepoints =
-        crate::promotion::carry_for_target(config, &context.ledger.journal, context, &desired)
-            .await
-            .map_err(|error| ApplyError::Runtime {
-                problem: crate::promotion::error_text(&error),
-            })?;
+    // From here on, the first Ctrl-C finishes the actions in flight and starts no other (an
+    // upgrade cut between its stop and its start would leave the job down); a second aborts.
+    let stop = crate::daemon::Stop::new();
+    let interrupt =
+        crate::daemon::finish_then_abort_on_interrupt(stop.clone()).map_err(|error| {
+            ApplyError::Runtime {
+                problem: format!("listening for Ctrl-C: {error}"),
+            }
+        })?;
+    let result = execute_approved(
+        context,
+        &desired,
+        revision,
+        carried_savepoints,
+        &preview,
+        &stop,
+    )
+    .await;
+    interrupt.abort();
+    let report = result?;
+    write_out(out, &format!("\n{}", report.render_text()))?;
+    Ok(if report.converged() { 0 } else { 1 })
+}
+
+/// The approved part of `apply`: execute the plan that was shown, through a ledger that starts
+/// no new action once `stop` is triggered.
+async fn execute_approved(
+    context: &TargetContext,
+    desired: &crate::model::DesiredJobs,
+    revision: String,
+    carried_savepoints: std::collections::BTreeMap<String, String>,
+    preview: &super::ApplyReport,
+    stop: &crate::daemon::Stop,
+) -> Result<super::ApplyReport, ApplyError> {
     let options = ApplyOptions {
         dry_run: false,
         revision: Some(revision),
@@ -175,9 +211,21 @@ async fn apply_in(
         carried_savepoints,
         ..context.options.clone()
     };
-    let report = super::reconcile_once(context, &desired, &options).await?;
-    write_out(out, &format!("\n{}", report.render_text()))?;
-    Ok(if report.converged() { 0 } else { 1 })
+    let ledger = crate::daemon::StoppingLedger::new(&context.ledger, stop);
+    let span = tracing::info_span!("reconcile", target = %context.name, revision = options.revision.as_deref().unwrap_or("-"));
+    let result = tracing::Instrument::instrument(
+        super::reconcile_with(&context.live, &ledger, desired, &context.policy, &options),
+        span,
+    )
+    .await;
+    if ledger.refused_any() {
+        return Err(ApplyError::Runtime {
+            problem: "interrupted: the actions in flight ran to their end and were journaled, \
+                      the others were not started; run apply again to finish"
+                .to_string(),
+        });
+    }
+    result
 }
 
 /// Runs `export`.

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use futures::{StreamExt, TryStreamExt};
+use futures::StreamExt;
 use serde_json::json;
 use tokio::time::Instant;
 use tracing::Instrument;
@@ -61,10 +61,14 @@ impl<L: LiveService, J: Ledger> Executor<'_, L, J> {
                 self.run_action(index, action).instrument(span)
             })
             .collect();
-        futures::stream::iter(actions)
+        // Every action that started runs to its end, even when another fails to be announced
+        // (a journal error, shutdown): dropping it would cut an upgrade between its stop and
+        // its start and leave the job down. The first error is returned after.
+        let results: Vec<Result<ActionResult, ApplyError>> = futures::stream::iter(actions)
             .buffered(self.options.parallel_actions.max(1))
-            .try_collect()
-            .await
+            .collect()
+            .await;
+        results.into_iter().collect()
     }
 
     async fn run_action(

@@ -3,8 +3,9 @@
 //! announce new actions once shutdown begins, so the action in flight finishes and is
 //! journaled and no other starts.
 
-use std::sync::Arc;
+use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 
 use futures::future::BoxFuture;
 
@@ -52,11 +53,8 @@ impl ApplyReconciler {
     /// One pass; see [`TargetReconciler::pass`].
     async fn run_pass(&self, request: PassRequest<'_>) -> Result<PassReport, PassError> {
         let ledger = StoppingLedger {
-            inner: &self.context.ledger,
-            stop: request.stop,
-            refused: AtomicBool::new(false),
-            announced: AtomicBool::new(false),
             on_first_intent: request.on_applying,
+            ..StoppingLedger::new(&self.context.ledger, request.stop)
         };
         let empty = DesiredJobs::default();
         let observe_only = request.desired.is_none();
@@ -204,14 +202,57 @@ fn pass_error(error: &ApplyError) -> PassError {
 }
 
 /// The target's ledger, except that once shutdown begins no new action is announced (and so
-/// none starts); outcomes and observations are still written.
-struct StoppingLedger<'a, J> {
+/// none starts); outcomes and observations are still written, and so are the records an
+/// action already under way writes for its own steps (the savepoint its stop took): refusing
+/// those would end the action between its stop and its start and leave the job down.
+/// Also what the `apply` command executes through, so that its first Ctrl-C finishes the action
+/// in flight instead of cutting it short.
+pub struct StoppingLedger<'a, J> {
     inner: &'a J,
     stop: &'a Stop,
     refused: AtomicBool,
     /// An intent was announced in this pass (observation and planning are done).
     announced: AtomicBool,
+    /// Action ids announced in this pass: their steps' own records are never refused.
+    started: Mutex<BTreeSet<String>>,
     on_first_intent: &'a (dyn Fn() + Send + Sync),
+}
+
+impl<'a, J> StoppingLedger<'a, J> {
+    /// `inner`, refusing new actions once `stop` is triggered.
+    pub fn new(inner: &'a J, stop: &'a Stop) -> StoppingLedger<'a, J> {
+        StoppingLedger {
+            inner,
+            stop,
+            refused: AtomicBool::new(false),
+            announced: AtomicBool::new(false),
+            started: Mutex::new(BTreeSet::new()),
+            on_first_intent: &|| {},
+        }
+    }
+
+    /// An action was not started because `stop` had been triggered.
+    pub fn refused_any(&self) -> bool {
+        self.refused.load(Ordering::SeqCst)
+    }
+
+    /// The intent belongs to an action this pass already started: it names it in
+    /// `detail.part_of`, or its id extends the action's id (`<action id>-<step>`).
+    fn is_part_of_started(&self, entry: &IntentEntry) -> bool {
+        let started = self.started.lock().unwrap_or_else(PoisonError::into_inner);
+        let named = entry
+            .detail
+            .get("part_of")
+            .and_then(serde_json::Value::as_str)
+            .is_some_and(|parent| started.contains(parent));
+        named
+            || started.iter().any(|parent| {
+                entry
+                    .action_id
+                    .strip_prefix(parent.as_str())
+                    .is_some_and(|rest| rest.starts_with('-'))
+            })
+    }
 }
 
 impl<J: Ledger> Ledger for StoppingLedger<'_, J> {
@@ -234,12 +275,12 @@ impl<J: Ledger> Ledger for StoppingLedger<'_, J> {
         self.inner.backup_sets()
     }
     async fn intent(&self, entry: IntentEntry) -> Result<u64, ApplyError> {
-        if self.stop.is_stopping() {
+        if self.stop.is_stopping() && !self.is_part_of_started(&entry) {
             self.refused.store(true, Ordering::SeqCst);
             tracing::info!(job = %entry.job, action = %entry.action, "Not starting an action: the daemon is shutting down.");
             return Err(ApplyError::Runtime {
                 problem: format!(
-                    "not starting {} of {}: the daemon is shutting down",
+                    "not starting {} of {}: shutting down (SIGTERM or SIGINT)",
                     entry.action, entry.job
                 ),
             });
@@ -247,6 +288,10 @@ impl<J: Ledger> Ledger for StoppingLedger<'_, J> {
         if !self.announced.swap(true, Ordering::SeqCst) {
             (self.on_first_intent)();
         }
+        self.started
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(entry.action_id.clone());
         self.inner.intent(entry).await
     }
     async fn outcome(&self, entry: OutcomeEntry) -> Result<u64, ApplyError> {

@@ -4,6 +4,7 @@
 //! reports status and accepts webhooks and manual syncs. Targets run concurrently.
 
 mod apply_adapter;
+mod interrupt;
 pub mod logging;
 mod metrics;
 mod reconciler;
@@ -21,6 +22,8 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::sync::{Notify, watch};
 
+pub use apply_adapter::StoppingLedger;
+pub use interrupt::finish_then_abort_on_interrupt;
 pub use metrics::DaemonMetrics;
 pub use reconciler::{
     ActionOutcome, PassError, PassReport, PassRequest, Resolver, SnapshotSource, SourceFailure,

@@ -85,6 +85,13 @@ pub enum PromotionError {
         target: String,
         refusal: ManualRefusal,
     },
+    /// The revision is missing from the target's source, does not validate for its
+    /// environment, or the source could not be read to tell; nothing was journaled.
+    #[error("promotion to `{target}` refused: {reason}")]
+    Unpromotable {
+        target: String,
+        reason: super::revision::RevisionCheckError,
+    },
     #[error("{action} in state directory {state_dir}")]
     Journal {
         action: &'static str,
@@ -136,6 +143,7 @@ pub async fn promote_command(options: &PromoteOptions) -> Result<PromoteReport, 
     };
     match Journal::open(&config.state_dir, JournalOptions::default()) {
         Ok((journal, _report)) => {
+            check_requested_revision(&journal, &config, &options.target, &request)?;
             record_manual_promotion(&journal, &config, &options.target, &request, Utc::now())
         }
         Err(JournalError::Locked { .. }) => ask_daemon(&config, &options.target, &request).await,
@@ -145,6 +153,44 @@ pub async fn promote_command(options: &PromoteOptions) -> Result<PromoteReport, 
             source,
         }),
     }
+}
+
+/// Checks that the revision a manual promotion asks for (or, without one, the revision the
+/// upstream converged on) is in `target`'s source and validates for its environment, before
+/// anything is journaled. A malformed or missing revision is left to
+/// [`record_manual_promotion`], which refuses it with its own message. Blocking (git).
+pub fn check_requested_revision(
+    journal: &Journal,
+    config: &Config,
+    target: &str,
+    request: &ManualRequest,
+) -> Result<(), PromotionError> {
+    let (upstream, _) = pipeline_target(config, target)?;
+    let revision = match &request.revision {
+        Some(revision) => revision.trim().to_string(),
+        None => match journal
+            .state()
+            .targets
+            .get(&upstream)
+            .and_then(|t| t.applied_revision.as_ref())
+        {
+            Some(applied) => applied.revision.clone(),
+            None => return Ok(()),
+        },
+    };
+    if !super::gate::looks_like_revision(&revision) {
+        return Ok(());
+    }
+    let Some(target_config) = config.target(target) else {
+        return Ok(());
+    };
+    super::revision::check_promotable(config, target_config, &revision).map_err(|reason| {
+        tracing::warn!(target = target, by = %request.by, %reason, "Refused a manual promotion.");
+        PromotionError::Unpromotable {
+            target: target.to_string(),
+            reason,
+        }
+    })
 }
 
 /// Checks a manual promotion into `target` against the journal and the target's policy, and

@@ -16,8 +16,8 @@ pub use gate::{
 pub mod manual;
 
 pub use manual::{
-    PromoteBody, PromoteOptions, PromoteReport, PromotionError, pipeline_target, promote_blocking,
-    promote_command, promotion_record, record_manual_promotion,
+    PromoteBody, PromoteOptions, PromoteReport, PromotionError, check_requested_revision,
+    pipeline_target, promote_blocking, promote_command, promotion_record, record_manual_promotion,
 };
 pub mod carry;
 
@@ -38,7 +38,7 @@ pub mod restore;
 pub use restore::{RestoreError, apply_target_restore, carry_for_target};
 pub mod revision;
 
-pub use revision::{PromotedRevisionError, snapshot_at};
+pub use revision::{PromotedRevisionError, RevisionCheckError, check_promotable, snapshot_at};
 
 /// An error and its sources, `: `-joined, for callers that hand a single line to a person.
 pub fn error_text(error: &dyn std::error::Error) -> String {

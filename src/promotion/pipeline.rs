@@ -293,15 +293,20 @@ impl Pipeline {
         let result = record_manual_promotion(journal, config, target, request, now);
         let outcome = match &result {
             Ok(_) => "ok",
-            Err(PromotionError::Refused { .. }) => "refused",
+            Err(PromotionError::Refused { .. } | PromotionError::Unpromotable { .. }) => "refused",
             Err(_) => return result,
         };
+        self.count_manual(target, outcome);
+        result
+    }
+
+    /// Counts a manual promotion's outcome (`ok` or `refused`) for the metrics.
+    pub fn count_manual(&mut self, target: &str, outcome: &str) {
         *self
             .counters
             .promotions
             .entry((target.to_string(), "manual".into(), outcome.into()))
             .or_default() += 1;
-        result
     }
 
     /// The pipeline for the status API and page: every target of `config`, in order.

@@ -62,6 +62,82 @@ pub fn snapshot_at(source: &Source, revision: &str) -> Result<RepoSnapshot, Prom
     }
 }
 
+/// Why a revision cannot be promoted to a target (checked before the promotion is journaled,
+/// so a target never follows a revision it cannot read).
+#[derive(Debug, thiserror::Error)]
+pub enum RevisionCheckError {
+    #[error(
+        "revision {revision} is not in source `{source_name}` ({reason}); check the id, or push \
+         the commit to the branch the source follows"
+    )]
+    Unknown {
+        revision: String,
+        source_name: String,
+        reason: String,
+    },
+    #[error(
+        "revision {revision} does not validate for environment `{environment}` ({count} \
+         problem(s)); fix the repository and promote a revision that validates:\n{problems}"
+    )]
+    Invalid {
+        revision: String,
+        environment: String,
+        count: usize,
+        problems: String,
+    },
+    #[error(
+        "source `{source_name}` could not be read to check revision {revision} ({reason}); \
+         retry when it is reachable"
+    )]
+    Unavailable {
+        revision: String,
+        source_name: String,
+        reason: String,
+    },
+}
+
+/// Checks that `revision` exists in `target`'s source and resolves for its environment, as the
+/// target would read it after the promotion. Blocking (git, file I/O); a commit not yet in the
+/// mirror is fetched first.
+pub fn check_promotable(
+    config: &crate::config::Config,
+    target: &crate::config::TargetConfig,
+    revision: &str,
+) -> Result<(), RevisionCheckError> {
+    let source_name = target.source.clone();
+    let unavailable = |reason: String| RevisionCheckError::Unavailable {
+        revision: revision.to_string(),
+        source_name: source_name.clone(),
+        reason,
+    };
+    let source_config = config
+        .sources
+        .get(&target.source)
+        .ok_or_else(|| unavailable("the source is not configured".to_string()))?;
+    let source = Source::from_config(source_config, &config.state_dir)
+        .map_err(|error| unavailable(super::error_text(&error)))?;
+    let snapshot = match snapshot_at(&source, revision) {
+        Ok(snapshot) => snapshot,
+        Err(error) if error.is_retryable() => return Err(unavailable(super::error_text(&error))),
+        Err(error) => {
+            return Err(RevisionCheckError::Unknown {
+                revision: revision.to_string(),
+                source_name,
+                reason: super::error_text(&error),
+            });
+        }
+    };
+    let environment = target.environment_name();
+    crate::spec::resolve(&snapshot, Some(environment))
+        .map(|_| ())
+        .map_err(|diagnostics| RevisionCheckError::Invalid {
+            revision: revision.to_string(),
+            environment: environment.to_string(),
+            count: diagnostics.len(),
+            problems: diagnostics.to_string(),
+        })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

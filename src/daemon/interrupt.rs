@@ -1,0 +1,65 @@
+//! Ctrl-C for the `apply` command: the first SIGINT (or SIGTERM) lets the action in flight run to
+//! its end and starts no other; a second one aborts at once.
+//!
+//! An upgrade stops a job, writes its new definition, imports the savepoint and starts it
+//! again. Cut anywhere between the stop and the start, it leaves a job down that git wants
+//! running, so an interrupt waits for the end of the action instead.
+
+use std::io::Write;
+
+use super::Stop;
+
+/// Exit status after the second interrupt (128 + SIGINT, as shells report it).
+pub const ABORT_EXIT_CODE: i32 = 130;
+
+/// Spawns a task that triggers `stop` on the first SIGINT or SIGTERM, saying on stderr what
+/// happens next, and exits the process with [`ABORT_EXIT_CODE`] on the second. Installed for
+/// the execution only: before it, an interrupt stops the command at once (nothing changed).
+/// Must be called inside a tokio runtime; drop (abort) the handle once execution is over.
+pub fn finish_then_abort_on_interrupt(stop: Stop) -> std::io::Result<tokio::task::JoinHandle<()>> {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let mut interrupt = signal(SignalKind::interrupt())?;
+        let mut terminate = signal(SignalKind::terminate())?;
+        Ok(tokio::spawn(async move {
+            tokio::select! {
+                _ = interrupt.recv() => {}
+                _ = terminate.recv() => {}
+            }
+            stop.trigger();
+            say(
+                "\nInterrupted: finishing the actions in flight (a job an upgrade stopped is \
+                 updated and started again), starting no other. Press Ctrl-C again to abort now \
+                 and leave the rest to the next apply.",
+            );
+            tokio::select! {
+                _ = interrupt.recv() => {}
+                _ = terminate.recv() => {}
+            }
+            say(
+                "\nAborted: an action may have been cut short; the next apply (or daemon start) \
+                 reads the journal, observes the jobs it names and finishes what is left.",
+            );
+            std::process::exit(ABORT_EXIT_CODE);
+        }))
+    }
+    #[cfg(not(unix))]
+    {
+        Ok(tokio::spawn(async move {
+            let _ = tokio::signal::ctrl_c().await;
+            stop.trigger();
+            say(
+                "\nInterrupted: finishing the actions in flight, starting no other. Press Ctrl-C again to abort now.",
+            );
+            let _ = tokio::signal::ctrl_c().await;
+            std::process::exit(ABORT_EXIT_CODE);
+        }))
+    }
+}
+
+fn say(text: &str) {
+    let mut stderr = std::io::stderr().lock();
+    let _ = writeln!(stderr, "{text}");
+    let _ = stderr.flush();
+}
