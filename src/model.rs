@@ -496,7 +496,7 @@ impl ObservedFlinkJob {
 pub struct ObservedDlfJob {
     pub name: String,
     pub definition: serde_json::Value,
-    /// Digest of the definition we last imported, when the journal knows it.
+    /// `lastUpdateTime` from the list (13-digit epoch milliseconds).
     pub last_update: Option<i64>,
 }
 
@@ -559,3 +559,24 @@ mod tests {
         assert_eq!(pinned.field_diffs(&live).len(), 1);
     }
 }
+    /// `desired_state` of a DLF job: `Running` keeps it scheduled (DataArts "start"),
+    /// `Stopped` keeps its schedule stopped; `None` leaves the schedule as found (a job
+    /// stopped for an overwrite is started again).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub desired_state: Option<RunState>,
+    /// The list's scheduling status (`NORMAL`, `STOPPED`, ...), when it says.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<String>,
+}
+
+impl ObservedDlfJob {
+    /// The job's schedule runs, or is on its way to (anything but stopped, or not yet
+    /// started): DataArts neither imports over nor deletes such a job.
+    pub fn is_scheduled(&self) -> bool {
+        dlf_status_is_scheduled(self.status.as_deref())
+    }
+}
+
+/// [`ObservedDlfJob::is_scheduled`] for a bare status.
+pub fn dlf_status_is_scheduled(status: Option<&str>) -> bool {
+    status.is_some_and(|status| !matches!(status, "STOPPED" | "STOPPING" | "INIT" | ""))

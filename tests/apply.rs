@@ -37,6 +37,8 @@ const MUTATING_OPERATIONS: &[&str] = &[
     "DlfExportJob",
     "DlfExportJobList",
     "DlfDeleteJob",
+    "DlfStartJob",
+    "DlfStopJob",
 ];
 
 struct Harness {
@@ -659,6 +661,7 @@ async fn export_adopts_live_jobs_into_a_repository_that_plans_no_change() {
         scripts: BTreeMap::new(),
         import: Default::default(),
         prune: true,
+        desired_state: None,
         source: Default::default(),
         digest: String::new(),
     };
@@ -1008,9 +1011,8 @@ async fn under_injected_faults_repeated_passes_converge_and_every_intent_is_clos
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_api_strategy_creates_and_updates_through_json_calls_keeping_state() {
-    let mut harness = Harness::start().await;
-    harness.context_mut().policy.strategy = dli_gitops::plan::ApplyStrategy::Api;
+async fn jobs_are_created_and_updated_through_json_calls_and_state_through_savepoint_import() {
+    let harness = Harness::start().await;
     harness.sql_job("via-api", "cu_number: 2\n");
     let before = harness.stats().await;
     harness.apply().await;
@@ -1024,7 +1026,12 @@ async fn the_api_strategy_creates_and_updates_through_json_calls_keeping_state()
     assert_eq!(
         calls.get("ImportFlinkJobs"),
         None,
-        "no import with the api strategy: {calls:?}"
+        "no job definition is ever imported from a zip dli-gitops wrote: {calls:?}"
+    );
+    assert_eq!(
+        calls.get("ImportFlinkJobSavepoint"),
+        Some(&1),
+        "the stop savepoint is imported before the start: {calls:?}"
     );
     let live = harness.live("via-api").await;
     assert_eq!(live.config.cu_number, 5);
@@ -1036,7 +1043,7 @@ async fn the_api_strategy_creates_and_updates_through_json_calls_keeping_state()
     assert_eq!(
         last["restored_from"].as_str(),
         runs[runs.len() - 2]["stop_savepoint"].as_str(),
-        "the update kept the stop savepoint and the job resumed from it"
+        "the job resumed from the stop savepoint"
     );
     harness.assert_in_sync().await;
     harness.stop().await;
@@ -1215,4 +1222,422 @@ fn passes_can_run_on_spawned_tasks(
     spawnable(apply::rollback(context, None));
     spawnable(context.desired());
     spawnable(apply::export(context, std::path::Path::new("/nonexistent")));
+}
+
+/// Every call one cold upgrade of a running SQL job makes (reads included), counted by the
+/// emulator: the figure BENCHMARKS.md reports as "calls per cold change".
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cold_upgrade_makes_a_bounded_set_of_calls() {
+    let harness = Harness::start().await;
+    harness.sql_job("cold", "cu_number: 2\n");
+    harness.apply().await;
+    harness.sql_job("cold", "cu_number: 3\n");
+    let before = harness.stats().await;
+    let upgraded = harness.apply().await;
+    assert_eq!(class_of(&upgraded, "cold"), ActionClass::Upgrade);
+    let after = harness.stats().await;
+    let calls: BTreeMap<String, u64> = after
+        .iter()
+        .filter_map(|(operation, count)| {
+            let delta = count - before.get(operation).copied().unwrap_or(0);
+            (delta > 0).then(|| (operation.clone(), delta))
+        })
+        .collect();
+    let total: u64 = calls.values().sum();
+    eprintln!("one cold upgrade: {total} calls: {calls:?}");
+    harness.stop().await;
+}
+
+// ---------------------------------------------------------------------------------------------
+// DLF: job types, schedules, task warnings, drift and export
+// ---------------------------------------------------------------------------------------------
+
+const DLF_MUTATING: &[&str] = &["DlfImportJob", "DlfDeleteJob", "DlfStartJob", "DlfStopJob"];
+
+fn dlf_calls(
+    before: &BTreeMap<String, u64>,
+    after: &BTreeMap<String, u64>,
+) -> BTreeMap<String, u64> {
+    let mut calls = mutating(before, after);
+    for operation in DLF_MUTATING
+        .iter()
+        .chain(["DlfListJobs", "DlfShowJob"].iter())
+    {
+        let delta = after.get(*operation).copied().unwrap_or(0)
+            - before.get(*operation).copied().unwrap_or(0);
+        if delta > 0 {
+            calls.insert(operation.to_string(), delta);
+        }
+    }
+    calls
+}
+
+fn dlf_definition(name: &str, process_type: &str, statement: &str) -> String {
+    format!(
+        r#"{{"name": "{name}", "processType": "{process_type}", "nodes": [{{"name": "n", "type": "DWSSQL", "properties": [{{"name": "statement", "value": "{statement}"}}]}}], "schedule": {{"type": "CRON", "cron": {{"expression": "0 0 2 * * ?"}}}}}}"#
+    )
+}
+
+async fn dlf_status(harness: &Harness, name: &str) -> Option<String> {
+    use dli_gitops::apply::LiveService;
+    harness
+        .context()
+        .live
+        .list_dlf_jobs()
+        .await
+        .unwrap()
+        .jobs
+        .into_iter()
+        .find(|job| job.name == name)
+        .and_then(|job| job.status)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dlf_real_time_jobs_are_seen_and_scheduled_jobs_are_stopped_around_an_overwrite() {
+    let mut harness = Harness::start().await;
+    harness.write(
+        "dlf/stream.yaml",
+        "kind: DlfJob\nname: stream\ndefinition_file: stream.job\ndesired_state: running\n",
+    );
+    harness.write(
+        "dlf/stream.job",
+        &dlf_definition("stream", "REAL_TIME", "SELECT 1"),
+    );
+    harness.write(
+        "dlf/nightly.yaml",
+        "kind: DlfJob\nname: nightly\ndefinition_file: nightly.job\n",
+    );
+    harness.write(
+        "dlf/nightly.job",
+        &dlf_definition("nightly", "BATCH", "SELECT 1"),
+    );
+    let created = harness.apply().await;
+    assert_eq!(class_of(&created, "stream"), ActionClass::Create);
+    assert_eq!(
+        dlf_status(&harness, "stream").await.as_deref(),
+        Some("NORMAL")
+    );
+    assert_eq!(
+        dlf_status(&harness, "nightly").await.as_deref(),
+        Some("STOPPED")
+    );
+    // The REAL_TIME job is listed (its own listing), so it is not imported again.
+    harness.assert_in_sync().await;
+    let before = harness.stats().await;
+    harness.assert_in_sync().await;
+    let calls = dlf_calls(&before, &harness.stats().await);
+    assert_eq!(
+        calls,
+        BTreeMap::from([("DlfListJobs".to_string(), 2)]),
+        "a no-change pass lists each DLF job type once and reads no detail"
+    );
+
+    // A change to a scheduled job: stop its schedule, import, start it again.
+    harness.write(
+        "dlf/stream.job",
+        &dlf_definition("stream", "REAL_TIME", "SELECT 2"),
+    );
+    let plan = harness.plan().await;
+    let action = plan
+        .plan
+        .actions
+        .iter()
+        .find(|a| a.name == "stream")
+        .unwrap();
+    let steps: Vec<String> = action
+        .steps
+        .iter()
+        .map(|step| {
+            serde_json::to_value(step).unwrap()["step"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        })
+        .collect();
+    assert_eq!(
+        steps,
+        ["backup", "stop", "dlf_import", "start"],
+        "{}",
+        plan.plan.render_text()
+    );
+    assert!(plan.plan.render_text().contains("stop the job's schedule"));
+    let before = harness.stats().await;
+    let upgraded = harness.apply().await;
+    assert_eq!(class_of(&upgraded, "stream"), ActionClass::Upgrade);
+    let calls = dlf_calls(&before, &harness.stats().await);
+    assert_eq!(calls.get("DlfStopJob"), Some(&1), "{calls:?}");
+    assert_eq!(calls.get("DlfStartJob"), Some(&1), "{calls:?}");
+    assert_eq!(
+        dlf_status(&harness, "stream").await.as_deref(),
+        Some("NORMAL")
+    );
+    harness.assert_in_sync().await;
+
+    // A schedule left unset in git is kept as found: started by hand, it stays started, and an
+    // overwrite stops and restarts it.
+    harness
+        .context()
+        .live
+        .clients
+        .dlf
+        .start_job("nightly")
+        .await
+        .unwrap();
+    harness.assert_in_sync().await;
+    harness.write(
+        "dlf/nightly.job",
+        &dlf_definition("nightly", "BATCH", "SELECT 2"),
+    );
+    let updated = harness.apply().await;
+    assert_eq!(class_of(&updated, "nightly"), ActionClass::Upgrade);
+    assert_eq!(
+        dlf_status(&harness, "nightly").await.as_deref(),
+        Some("NORMAL")
+    );
+    harness.assert_in_sync().await;
+
+    // `desired_state: stopped` stops a schedule without an import.
+    harness.write(
+        "dlf/stream.yaml",
+        "kind: DlfJob\nname: stream\ndefinition_file: stream.job\ndesired_state: stopped\n",
+    );
+    let stopped = harness.apply().await;
+    assert_eq!(class_of(&stopped, "stream"), ActionClass::Stop);
+    assert_eq!(
+        dlf_status(&harness, "stream").await.as_deref(),
+        Some("STOPPED")
+    );
+    harness.assert_in_sync().await;
+
+    // Prune deletes a scheduled job after stopping its schedule (DataArts refuses otherwise).
+    harness.context_mut().policy.prune = true;
+    harness.remove("dlf/nightly.yaml");
+    harness.remove("dlf/nightly.job");
+    let pruned = harness.apply().await;
+    assert_eq!(class_of(&pruned, "nightly"), ActionClass::Prune);
+    assert_eq!(dlf_status(&harness, "nightly").await, None, "deleted");
+    harness.assert_in_sync().await;
+    harness.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dlf_task_that_ends_warning_is_done_and_its_warnings_are_reported() {
+    let harness = Harness::start().await;
+    // The environment replaces a resource this job does not use: DataArts imports the job and
+    // ends the task WARNING.
+    harness.write(
+        "environments/dev.yaml",
+        "variables: {}\ndlf:\n  resources: [{name: unused_dws, type: DWS_CONNECTION, replace: prod_dws}]\n",
+    );
+    harness.write(
+        "dlf/nightly.yaml",
+        "kind: DlfJob\nname: nightly\ndefinition_file: nightly.job\n",
+    );
+    harness.write(
+        "dlf/nightly.job",
+        &dlf_definition("nightly", "BATCH", "SELECT 1"),
+    );
+    let started = std::time::Instant::now();
+    let report = harness.apply().await;
+    let result = report.results.iter().find(|r| r.name == "nightly").unwrap();
+    assert!(result.ok);
+    assert!(
+        result.warnings.iter().any(|w| w.contains("unused_dws")),
+        "{:?}",
+        result.warnings
+    );
+    assert!(
+        report.render_text().contains("warnings:"),
+        "{}",
+        report.render_text()
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(15),
+        "a WARNING task is finished, not waited on until the 20 s timeout"
+    );
+    harness.assert_in_sync().await;
+    harness.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hand_edit_of_a_dlf_job_is_drift_and_the_next_apply_corrects_it() {
+    let harness = Harness::start().await;
+    harness.write(
+        "dlf/nightly.yaml",
+        "kind: DlfJob\nname: nightly\ndefinition_file: nightly.job\n",
+    );
+    harness.write(
+        "dlf/nightly.job",
+        &dlf_definition("nightly", "BATCH", "SELECT 1"),
+    );
+    harness.apply().await;
+    harness.assert_in_sync().await;
+
+    // Someone edits the job in the console (here: an import over it, outside dli-gitops).
+    use dli_gitops::apply::LiveService;
+    let live = &harness.context().live;
+    let edited = dli_gitops::model::DesiredDlfJob {
+        name: "nightly".into(),
+        definition: serde_json::from_str(&dlf_definition("nightly", "BATCH", "SELECT 666"))
+            .unwrap(),
+        scripts: BTreeMap::new(),
+        import: Default::default(),
+        prune: true,
+        desired_state: None,
+        source: Default::default(),
+        digest: String::new(),
+    };
+    let task = live.import_dlf_job(&edited, "by-hand").await.unwrap();
+    live.wait_dlf_task(&task, Duration::from_secs(10))
+        .await
+        .unwrap();
+
+    let plan = harness.plan().await;
+    let action = plan
+        .plan
+        .actions
+        .iter()
+        .find(|a| a.name == "nightly")
+        .unwrap();
+    assert_eq!(
+        action.class,
+        ActionClass::UpdateInPlace,
+        "{}",
+        plan.plan.render_text()
+    );
+    assert!(action.reason.contains("drift"), "{}", action.reason);
+    assert!(
+        plan.plan.render_text().contains("SELECT 666"),
+        "the diff shows the live edit: {}",
+        plan.plan.render_text()
+    );
+    // Another plan reads nothing new and still sees it.
+    let again = harness.plan().await;
+    assert_eq!(again.observe.dlf_detail_calls, 0);
+    assert!(!again.plan.is_empty());
+
+    harness.apply().await;
+    let text = live.dlf_job("nightly").await.unwrap().to_string();
+    assert!(
+        text.contains("SELECT 1") && !text.contains("SELECT 666"),
+        "{text}"
+    );
+    harness.assert_in_sync().await;
+    harness.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pass_that_died_after_stopping_a_schedule_is_finished_by_the_next_pass() {
+    let harness = Harness::start().await;
+    harness.write(
+        "dlf/nightly.yaml",
+        "kind: DlfJob\nname: nightly\ndefinition_file: nightly.job\n",
+    );
+    harness.write(
+        "dlf/nightly.job",
+        &dlf_definition("nightly", "BATCH", "SELECT 1"),
+    );
+    harness.apply().await;
+    let dlf = &harness.context().live.clients.dlf;
+    dlf.start_job("nightly").await.unwrap();
+    harness.assert_in_sync().await;
+
+    // A pass announced stop → import → start, stopped the schedule, and died.
+    use dli_gitops::apply::Ledger;
+    harness
+        .context()
+        .ledger
+        .intent(dli_gitops::apply::IntentEntry {
+            action_id: "0123456789ab-dead-0".into(),
+            job: "dlf:nightly".into(),
+            action: "upgrade".into(),
+            plan_id: Some("0123456789abcdef".into()),
+            detail: serde_json::json!({"kind": "DlfJob", "steps": [
+                {"step": "backup"}, {"step": "stop", "trigger_savepoint": false},
+                {"step": "dlf_import"}, {"step": "start", "resume_savepoint": false}]}),
+        })
+        .await
+        .unwrap();
+    dlf.stop_job("nightly").await.unwrap();
+
+    // `plan` resolves the intent and remembers the schedule is owed; so does a second plan.
+    let plan = harness.plan().await;
+    assert_eq!(plan.resolved.len(), 1);
+    assert_eq!(
+        class_of(&plan, "nightly"),
+        ActionClass::Start,
+        "{}",
+        plan.plan.render_text()
+    );
+    assert_eq!(
+        class_of(&harness.plan().await, "nightly"),
+        ActionClass::Start
+    );
+    harness.apply().await;
+    assert_eq!(
+        dlf_status(&harness, "nightly").await.as_deref(),
+        Some("NORMAL")
+    );
+    harness.assert_in_sync().await;
+    // Seen scheduled, the debt is paid: stopped by hand later, the schedule stays stopped.
+    dlf.stop_job("nightly").await.unwrap();
+    harness.assert_in_sync().await;
+    harness.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn export_of_a_managed_dlf_target_leaves_both_repositories_without_changes() {
+    let harness = Harness::start().await;
+    harness.write(
+        "environments/dev.yaml",
+        "variables: {}\ndlf:\n  params: {env: dev}\n",
+    );
+    harness.write(
+        "dlf/nightly.yaml",
+        "kind: DlfJob\nname: nightly\ndefinition_file: nightly.job\nscripts: [load.script]\nprune: false\n",
+    );
+    harness.write(
+        "dlf/nightly.job",
+        r#"{"name": "nightly", "processType": "BATCH", "params": [{"name": "env", "value": "none"}], "nodes": [{"name": "n", "type": "DLISQL", "properties": [{"name": "scriptName", "value": "load_sql"}]}], "schedule": {"type": "EXECUTE_ONCE"}}"#,
+    );
+    harness.write(
+        "dlf/load.script",
+        r#"{"name": "load_sql", "type": "DLISQL", "content": "INSERT INTO t SELECT 1"}"#,
+    );
+    harness.apply().await;
+    harness.assert_in_sync().await;
+
+    let exported = harness.dir.path().join("exported");
+    let report = apply::export(harness.context(), &exported)
+        .await
+        .expect("export");
+    assert_eq!(
+        report.dlf_jobs,
+        vec!["nightly".to_string()],
+        "{}",
+        report.render_text()
+    );
+    let job = std::fs::read_to_string(exported.join("dlf/nightly.job")).unwrap();
+    for volatile in [
+        "\"id\"",
+        "lastUpdateTime",
+        "\"version\"",
+        "createTime",
+        "targetStatus",
+    ] {
+        assert!(!job.contains(volatile), "{volatile} in {job}");
+    }
+    let script = std::fs::read_to_string(exported.join("dlf/load_sql.script"))
+        .expect("the job's script is exported");
+    assert!(script.contains("INSERT INTO t SELECT 1"), "{script}");
+    let yaml = std::fs::read_to_string(exported.join("dlf/nightly.yaml")).unwrap();
+    assert!(yaml.contains("prune: false"), "{yaml}");
+
+    // The repository the job came from still plans no change...
+    harness.assert_in_sync().await;
+    // ...and so does the exported one, put in its place.
+    std::fs::rename(harness.repo(), harness.dir.path().join("original")).unwrap();
+    std::fs::rename(&exported, harness.repo()).unwrap();
+    harness.assert_in_sync().await;
+    harness.stop().await;
 }

@@ -1514,7 +1514,7 @@ async fn obs_path_works_over_a_real_s3_server() {
         endpoint: Some(server.endpoint.clone()),
         region: "cn-north-4".into(),
         credentials: Some(aksk()),
-        virtual_hosted_style: false,
+        ..ObsOptions::default()
     };
     let store = ObjectStore::from_url("obs://dli-gitops-staging/dev/", &options).unwrap();
     let bundle = Bytes::from(vec![7u8; 300_000]);

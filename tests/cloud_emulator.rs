@@ -8,7 +8,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use dli_gitops::bundle::{self, DlfJobEntry, DliJobDocument, ZipLimits};
+use dli_gitops::bundle::{self, DlfJobEntry, ZipLimits};
 use dli_gitops::cloud::{
     ClientOptions, CloudClients, CloudError, Credentials, DlfClient, DlfImportRequest,
     DlfListJobsQuery, DliClient, ListJobsQuery, ObjectStore, ObsOptions, RequestMetrics,
@@ -85,7 +85,7 @@ fn store(handle: &EmulatorHandle, location: &str) -> ObjectStore {
         endpoint: Some(url(&handle.s3_url())),
         region: "cn-north-4".into(),
         credentials: Some(dev_keys()),
-        virtual_hosted_style: false,
+        ..ObsOptions::default()
     };
     ObjectStore::from_url(location, &options).unwrap()
 }
@@ -179,8 +179,17 @@ fn full_jar_config() -> FlinkJobConfig {
     config
 }
 
-fn document(name: &str, config: &FlinkJobConfig) -> DliJobDocument {
-    DliJobDocument::from_model(name, config)
+/// A zip of the given entries, as anyone but DLI could write one.
+fn zip_of(entries: &[(&str, Vec<u8>)]) -> Vec<u8> {
+    use std::io::Write;
+    let mut writer = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
+    for (name, bytes) in entries {
+        writer
+            .start_file(*name, zip::write::SimpleFileOptions::default())
+            .unwrap();
+        writer.write_all(bytes).unwrap();
+    }
+    writer.finish().unwrap().into_inner()
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -211,11 +220,12 @@ async fn every_dli_call_round_trips_through_the_emulator() {
     assert_eq!(sql.id, sql_id);
     assert_eq!(sql.name, "clickstream-agg");
     assert_eq!(sql.status.as_str(), "job_init");
+    // The service fills unset fields (queue, Flink version, resource model): not a difference.
     assert_eq!(
-        sql.config,
-        sql_config,
+        sql_config.field_diffs(&sql.config),
+        vec![],
         "{:#?}",
-        sql_config.field_diffs(&sql.config)
+        sql.config
     );
     assert!(sql.is_managed());
     assert!(
@@ -224,11 +234,12 @@ async fn every_dli_call_round_trips_through_the_emulator() {
         sql.update_time
     );
     let jar = client.job_detail(jar_id).await.unwrap();
+    // The service fills unset fields (queue, Flink version, resource model): not a difference.
     assert_eq!(
-        jar.config,
-        jar_config,
+        jar_config.field_diffs(&jar.config),
+        vec![],
         "{:#?}",
-        jar_config.field_diffs(&jar.config)
+        jar.config
     );
 
     // A duplicate name is refused by the service; permanent, so sent exactly once.
@@ -251,13 +262,15 @@ async fn every_dli_call_round_trips_through_the_emulator() {
     sql_v2.runtime_config.remove("pipeline.name");
     client.update_sql_job(sql_id, &sql_v2).await.unwrap();
     let sql = client.job_detail(sql_id).await.unwrap();
-    assert_eq!(sql.config, sql_v2, "{:#?}", sql_v2.field_diffs(&sql.config));
+    // The service fills unset fields (queue, Flink version, resource model): not a difference.
+    assert_eq!(sql_v2.field_diffs(&sql.config), vec![], "{:#?}", sql.config);
     let mut jar_v2 = jar_config.clone();
     jar_v2.main_class = Some("com.example.fraud.MainV2".into());
     jar_v2.dependency_jars.push("jars/extra-0.1.jar".into());
     client.update_jar_job(jar_id, &jar_v2).await.unwrap();
     let jar = client.job_detail(jar_id).await.unwrap();
-    assert_eq!(jar.config, jar_v2, "{:#?}", jar_v2.field_diffs(&jar.config));
+    // The service fills unset fields (queue, Flink version, resource model): not a difference.
+    assert_eq!(jar_v2.field_diffs(&jar.config), vec![], "{:#?}", jar.config);
 
     // Run, trigger a savepoint, stop with a savepoint.
     client.run_jobs(&[sql_id], false).await.unwrap();
@@ -306,8 +319,9 @@ async fn every_dli_call_round_trips_through_the_emulator() {
         other => panic!("expected a batch failure, got {other:?}"),
     }
 
-    // Export → zip in the object store → edit → import over it (is_cover) → import the stop
-    // savepoint → run resuming from it.
+    // Export → a zip on OBS, opaque to the client → the job is changed through the API →
+    // importing the export over it (is_cover) puts the exported definition back, in draft,
+    // detached from its savepoint → import the stop savepoint → run resuming from it.
     let zips = client
         .export_jobs("obs://dli-gitops-staging/tests/exports/", Some(&[sql_id]))
         .await
@@ -316,26 +330,19 @@ async fn every_dli_call_round_trips_through_the_emulator() {
     let zip_key = zips[0]
         .strip_prefix("dli-gitops-staging/tests/")
         .unwrap_or_else(|| panic!("export wrote {} outside the requested folder", zips[0]));
-    let exported =
-        bundle::read_dli_zip(&staging.get(zip_key).await.unwrap(), &ZipLimits::default()).unwrap();
-    assert_eq!(exported.len(), 1);
-    assert_eq!(exported[0].name, "clickstream-agg");
-    assert_eq!(exported[0].job_id, Some(sql_id));
-    assert_eq!(exported[0].to_model().unwrap(), sql_v2);
+    assert!(
+        zip_key.starts_with("exports/clickstream-agg_") && zip_key.ends_with(".zip"),
+        "one zip per job named {{job_name}}_{{epoch_ms}}.zip: {zip_key}"
+    );
+    let exported_bytes = staging.get(zip_key).await.unwrap();
 
     let mut sql_v3 = sql_v2.clone();
     sql_v3.parallel_number = 6;
     sql_v3.desc = "Per-minute click aggregates, v3".into();
-    let bundle_bytes = bundle::write_dli_zip(&[document("clickstream-agg", &sql_v3)]).unwrap();
-    staging
-        .put("imports/clickstream-agg.zip", Bytes::from(bundle_bytes))
-        .await
-        .unwrap();
-    let import_url = staging.url_of("imports/clickstream-agg.zip");
-    assert_eq!(
-        import_url,
-        "obs://dli-gitops-staging/tests/imports/clickstream-agg.zip"
-    );
+    client.update_sql_job(sql_id, &sql_v3).await.unwrap();
+    assert_eq!(client.job_detail(sql_id).await.unwrap().config, sql_v3);
+
+    let import_url = staging.url_of(zip_key);
     let mapping = client.import_jobs(&import_url, true).await.unwrap();
     assert_eq!(mapping.len(), 1, "{mapping:?}");
     assert_eq!(mapping[0].new_job_id, sql_id);
@@ -345,16 +352,47 @@ async fn every_dli_call_round_trips_through_the_emulator() {
         "job_init",
         "an import leaves a draft"
     );
+    // The service fills unset fields (queue, Flink version, resource model): not a difference.
     assert_eq!(
-        imported.config,
-        sql_v3,
-        "{:#?}",
-        sql_v3.field_diffs(&imported.config)
+        sql_v2.field_diffs(&imported.config),
+        vec![],
+        "the export's definition is back: {:#?}",
+        imported.config
     );
     assert_eq!(imported.savepoint_path, None);
     // Without is_cover the same-name job is left alone and mapped to -1.
     let skipped = client.import_jobs(&import_url, false).await.unwrap();
     assert_eq!(skipped[0].new_job_id, -1);
+
+    // DLI imports only what DLI exported: a zip changed after its export is refused, and so is
+    // any zip the client could author.
+    let mut altered = exported_bytes.to_vec();
+    let middle = altered.len() / 3;
+    altered[middle] ^= 0x55;
+    staging
+        .put("imports/altered.zip", Bytes::from(altered))
+        .await
+        .unwrap();
+    let authored = zip_of(&[(
+        "jobs/clickstream-agg.json",
+        serde_json::to_vec(&json!({"name": "clickstream-agg", "sql_body": "select 1"})).unwrap(),
+    )]);
+    staging
+        .put("imports/authored.zip", Bytes::from(authored))
+        .await
+        .unwrap();
+    for key in ["imports/altered.zip", "imports/authored.zip"] {
+        let refused = client
+            .import_jobs(&staging.url_of(key), true)
+            .await
+            .unwrap_err();
+        assert_eq!(refused.error_code(), Some("DLI.0001"), "{refused}");
+        assert!(
+            refused.to_string().contains("only jobs exported from DLI"),
+            "{refused}"
+        );
+    }
+    assert_eq!(client.job_detail(sql_id).await.unwrap().config, sql_v2);
 
     client
         .import_savepoint(sql_id, &stop_savepoint)
@@ -432,26 +470,15 @@ async fn listing_more_than_100_jobs_pages_with_exact_call_counts() {
     let handle = start(EmulatorConfig::for_tests(temp.path().to_path_buf())).await;
     let metrics = RequestMetrics::default();
     let client = dli(&handle, dev_keys(), options(&metrics));
-    let staging = store(&handle, STAGING);
 
-    // 250 jobs in one import (one call), so the listing is what the test counts.
+    // 250 jobs, created through the API, so the listing is what the test counts.
     let names: Vec<String> = (0..250).map(|n| format!("job-{n:04}")).collect();
     let mut config = FlinkJobConfig::defaults_for(JobKind::FlinkSql);
     config.sql_body = Some("select 1".into());
-    let documents: Vec<DliJobDocument> = names.iter().map(|name| document(name, &config)).collect();
-    staging
-        .put(
-            "bulk/jobs.zip",
-            Bytes::from(bundle::write_dli_zip(&documents).unwrap()),
-        )
-        .await
-        .unwrap();
-    let mapping = client
-        .import_jobs(&staging.url_of("bulk/jobs.zip"), false)
-        .await
-        .unwrap();
-    assert_eq!(mapping.len(), 250);
-    assert!(mapping.iter().all(|entry| entry.new_job_id > 0));
+    let mut created = BTreeSet::new();
+    for name in &names {
+        created.insert(client.create_sql_job(name, &config).await.unwrap());
+    }
 
     let listed_calls = |stats: &BTreeMap<String, u64>| count(stats, "ListFlinkJobs");
     let before = listed_calls(&stats(&handle).await);
@@ -467,13 +494,7 @@ async fn listing_more_than_100_jobs_pages_with_exact_call_counts() {
     assert_eq!(listed_names, names.iter().map(String::as_str).collect());
     let ids: BTreeSet<i64> = listing.jobs.iter().map(|job| job.id).collect();
     assert_eq!(ids.len(), 250);
-    assert_eq!(
-        ids,
-        mapping
-            .iter()
-            .map(|entry| entry.new_job_id)
-            .collect::<BTreeSet<_>>()
-    );
+    assert_eq!(ids, created);
     assert!(
         listing
             .jobs

@@ -5,7 +5,7 @@
 use std::io::Write;
 use std::path::Path;
 
-use dli_gitops::bundle::{self, DliJobDocument, ZipLimits};
+use dli_gitops::bundle::{self, ZipLimits};
 use dli_gitops::cloud::signer::{self, SignableRequest};
 use dli_gitops::emulator::{
     DEV_ACCESS_KEY, DEV_PROJECT_ID, DEV_SECRET_KEY, DEV_USER_NAME, DEV_USER_PASSWORD, Emulator,
@@ -365,15 +365,47 @@ async fn flink_job_lifecycle_carries_a_savepoint_across_a_reimport() {
     let zip_file = exported.body["zip_file"][0].as_str().unwrap().to_string();
     assert!(zip_file.starts_with("dli-gitops-backups/run1/clicks_") && zip_file.ends_with(".zip"));
     let bytes = std::fs::read(handle.data_dir().join("obs").join(&zip_file)).unwrap();
-    let documents = bundle::read_dli_zip(&bytes, &ZipLimits::default()).unwrap();
-    assert_eq!(documents[0].job_id, Some(sql_id));
-    assert_eq!(documents[0].to_model().unwrap().cu_number, 6);
 
-    // Our own bundle writer produces what the import reads.
-    let mut config = documents[0].to_model().unwrap();
-    config.cu_number = 10;
-    let bundle_bytes =
-        bundle::write_dli_zip(&[DliJobDocument::from_model("clicks", &config)]).unwrap();
+    // DLI imports only what DLI exported: the export re-imports, a zip anyone else wrote does
+    // not (dli_01_0461), even one laid out like an export or altered by one byte.
+    let mut altered = bytes.clone();
+    let middle = altered.len() / 3;
+    altered[middle] ^= 0x55;
+    let authored = zip_with(&[(
+        "jobs/clicks.json",
+        br#"{"name":"clicks","sql_body":"select 1"}"#,
+    )]);
+    for (name, zip) in [("altered.zip", &altered), ("authored.zip", &authored)] {
+        write_object(
+            &handle,
+            "dli-gitops-staging",
+            &format!("authored/{name}"),
+            zip,
+        );
+        let refused = client
+            .call(
+                Method::POST,
+                "streaming/jobs/import",
+                &[],
+                Some(json!({"zip_file": format!("dli-gitops-staging/authored/{name}"), "is_cover": true})),
+            )
+            .await;
+        assert_error(&refused, StatusCode::BAD_REQUEST, "DLI.0001");
+        assert!(
+            refused
+                .body
+                .to_string()
+                .contains("only jobs exported from DLI"),
+            "{}",
+            refused.body
+        );
+    }
+    assert_eq!(
+        detail(&client, sql_id).await["status"],
+        "job_cancel_success"
+    );
+
+    let bundle_bytes = bytes;
     write_object(
         &handle,
         "dli-gitops-staging",
@@ -401,7 +433,7 @@ async fn flink_job_lifecycle_carries_a_savepoint_across_a_reimport() {
     assert_eq!(imported.body["job_mapping"][0]["new_job_id"], sql_id);
     let job = detail(&client, sql_id).await;
     assert_eq!(job["status"], "job_init");
-    assert_eq!(job["job_config"]["cu_number"], 10);
+    assert_eq!(job["job_config"]["cu_number"], 6, "the exported definition");
     assert!(
         job.get("savepoint_path").is_none(),
         "a covered job must import its savepoint again"
@@ -556,7 +588,8 @@ async fn flink_job_lifecycle_carries_a_savepoint_across_a_reimport() {
         .json::<Value>()
         .await
         .unwrap();
-    assert_eq!(stats["operations"]["ImportFlinkJobs"], 3);
+    // Three imports of the export, two refused (an altered export, an authored zip).
+    assert_eq!(stats["operations"]["ImportFlinkJobs"], 5);
     assert_eq!(stats["operations"]["BatchRunFlinkJobs"], 3);
     assert!(stats["total"].as_u64().unwrap() > 30);
     handle.shutdown().await;
@@ -752,11 +785,20 @@ async fn bad_input_gets_the_service_error_shapes_and_changes_nothing() {
     );
 
     // Hostile and broken zips: each refused with a 400, and no job appears.
-    let good = bundle::write_dli_zip(&[DliJobDocument::from_model(
-        "good",
-        &FlinkJobConfig::defaults_for(JobKind::FlinkSql),
-    )])
-    .unwrap();
+    let good_id = create(&client, sql_job("good")).await;
+    let exported = client
+        .call(Method::POST, "streaming/jobs/export", &[], Some(json!({"obs_dir": "dli-gitops-backups/good", "is_selected": true, "job_selected": [good_id]})))
+        .await;
+    let good_zip = exported.body["zip_file"][0].as_str().unwrap().to_string();
+    let good = std::fs::read(handle.data_dir().join("obs").join(&good_zip)).unwrap();
+    client
+        .call(
+            Method::DELETE,
+            &format!("streaming/jobs/{good_id}"),
+            &[],
+            None,
+        )
+        .await;
     let bomb = zip_with(&[("jobs/bomb.json", &vec![b' '; 1024 * 1024])]);
     let cases: Vec<(&str, Vec<u8>)> = vec![
         (
@@ -1377,31 +1419,9 @@ async fn the_s3_endpoint_serves_the_data_directory_to_our_s3_client() {
             .unwrap()
     };
     let good = store(DEV_SECRET_KEY);
-    let bundle_bytes = bundle::write_dli_zip(&[DliJobDocument::from_model(
-        "via-s3",
-        &FlinkJobConfig::defaults_for(JobKind::FlinkSql),
-    )])
-    .unwrap();
-    good.put(
-        &ObjectPath::from("upload/via-s3.zip"),
-        PutPayload::from(bundle_bytes.clone()),
-    )
-    .await
-    .unwrap();
     let client = Client::dev(&handle);
-    let imported = client
-        .call(
-            Method::POST,
-            "streaming/jobs/import",
-            &[],
-            Some(json!({"zip_file": "dli-gitops-staging/upload/via-s3.zip"})),
-        )
-        .await;
-    assert_eq!(
-        imported.body["job_mapping"][0]["remark"], "Job successfully created",
-        "{}",
-        imported.body
-    );
+    // A genuine export, fetched and uploaded again through S3, imports (after the job is gone).
+    let job_id = create(&client, sql_job("via-s3")).await;
     let exported = client
         .call(
             Method::POST,
@@ -1422,9 +1442,32 @@ async fn the_s3_endpoint_serves_the_data_directory_to_our_s3_client() {
         .bytes()
         .await
         .unwrap();
+    good.put(
+        &ObjectPath::from("upload/via-s3.zip"),
+        PutPayload::from(fetched.clone()),
+    )
+    .await
+    .unwrap();
+    client
+        .call(
+            Method::DELETE,
+            &format!("streaming/jobs/{job_id}"),
+            &[],
+            None,
+        )
+        .await;
+    let imported = client
+        .call(
+            Method::POST,
+            "streaming/jobs/import",
+            &[],
+            Some(json!({"zip_file": "dli-gitops-staging/upload/via-s3.zip"})),
+        )
+        .await;
     assert_eq!(
-        bundle::read_dli_zip(&fetched, &ZipLimits::default()).unwrap()[0].name,
-        "via-s3"
+        imported.body["job_mapping"][0]["remark"], "Job successfully created",
+        "{}",
+        imported.body
     );
     let wrong = store("not-the-secret");
     assert!(

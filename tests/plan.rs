@@ -9,8 +9,8 @@ use dli_gitops::model::{
     Restore, RunState, SourceLocation, UpgradeMode,
 };
 use dli_gitops::plan::{
-    ActionClass, ApplyStrategy, JobAction, JournalDlfJob, JournalFlinkJob, JournalView, Plan,
-    PlanPolicy, SavepointSource, Step, plan,
+    ActionClass, JobAction, JournalDlfJob, JournalFlinkJob, JournalView, Plan, PlanPolicy,
+    SavepointSource, Step, plan,
 };
 use proptest::prelude::*;
 
@@ -75,6 +75,7 @@ fn dlf_job(name: &str, digest: &str) -> DesiredDlfJob {
         scripts: BTreeMap::new(),
         import: Default::default(),
         prune: true,
+        desired_state: None,
         source: SourceLocation::default(),
         digest: digest.into(),
     }
@@ -84,7 +85,6 @@ fn policy() -> PlanPolicy {
     PlanPolicy {
         prune: true,
         allow_empty_prune: false,
-        strategy: ApplyStrategy::Import,
         backups: true,
     }
 }
@@ -215,6 +215,7 @@ impl Scenario {
             name: "nightly-load".into(),
             definition: live_definition,
             last_update: Some(1_711_647_009_620),
+            status: None,
         });
         self.view.dlf.insert(
             "nightly-load".into(),
@@ -222,6 +223,7 @@ impl Scenario {
                 managed: true,
                 protected: false,
                 imported_digest: Some("sha256-old".into()),
+                ..Default::default()
             },
         );
         self.desired.dlf.push(job);
@@ -323,14 +325,9 @@ fn render_each_class_alone() {
 }
 
 #[test]
-fn render_an_api_strategy_upgrade_and_a_stateless_one() {
+fn render_a_stateless_upgrade() {
     let mut scenario = Scenario::new();
     scenario.upgrade();
-    let api = scenario.plan(&PlanPolicy {
-        strategy: ApplyStrategy::Api,
-        ..policy()
-    });
-    insta::assert_snapshot!("upgrade_api", api.render_text());
     scenario.desired.flink[0].lifecycle.upgrade_mode = UpgradeMode::Stateless;
     let stateless = scenario.plan(&policy());
     insta::assert_snapshot!("upgrade_stateless", stateless.render_text());
@@ -432,31 +429,6 @@ impl Simulator {
                         job.savepoint_path = Some(path.clone());
                         stop_savepoint = Some(path.clone());
                         self.journal(name).last_savepoint = Some(path);
-                    }
-                }
-                Step::ImportBundle => {
-                    let config = action.config.clone().ok_or("import without config")?;
-                    self.next_id += 1;
-                    let id = self.next_id;
-                    match self.flink.get_mut(name) {
-                        Some(job) => {
-                            if job.status.is_running() {
-                                return Err("import over a running job".into());
-                            }
-                            // The service's handling of tags on import is unknown: assume the
-                            // worst for removals, that old tags survive.
-                            let mut tags = job.config.tags.clone();
-                            tags.extend(config.tags.clone());
-                            job.config = FlinkJobConfig { tags, ..config };
-                            job.id = id;
-                            job.status = FlinkJobStatus::new("job_init");
-                            job.savepoint_path = None;
-                        }
-                        None => {
-                            let mut config = config;
-                            config.tags.clear();
-                            self.flink.insert(name.into(), new_job(name, id, config));
-                        }
                     }
                 }
                 Step::CreateJob => {
@@ -565,6 +537,7 @@ impl Simulator {
                             name: job.name.clone(),
                             definition: job.definition.clone(),
                             last_update: None,
+                            status: None,
                         },
                     );
                     self.view.dlf.insert(
@@ -573,6 +546,7 @@ impl Simulator {
                             managed: true,
                             protected: !job.prune,
                             imported_digest: Some(job.digest.clone()),
+                            ..Default::default()
                         },
                     );
                 }
@@ -789,18 +763,13 @@ fn dlf_case() -> impl Strategy<Value = DlfCase> {
 }
 
 fn policy_strategy() -> impl Strategy<Value = PlanPolicy> {
-    (any::<bool>(), any::<bool>(), any::<bool>(), any::<bool>()).prop_map(
-        |(prune, allow_empty_prune, api, backups)| PlanPolicy {
+    (any::<bool>(), any::<bool>(), any::<bool>()).prop_map(|(prune, allow_empty_prune, backups)| {
+        PlanPolicy {
             prune,
             allow_empty_prune,
-            strategy: if api {
-                ApplyStrategy::Api
-            } else {
-                ApplyStrategy::Import
-            },
             backups,
-        },
-    )
+        }
+    })
 }
 
 fn sql_text(variant: u8) -> String {
@@ -925,6 +894,7 @@ fn build_world(flink: &[FlinkCase], dlf: &[DlfCase]) -> (DesiredJobs, Simulator)
                     name: name.clone(),
                     definition: job.definition.clone(),
                     last_update: None,
+                    status: None,
                 },
             );
         }
@@ -935,6 +905,7 @@ fn build_world(flink: &[FlinkCase], dlf: &[DlfCase]) -> (DesiredJobs, Simulator)
                     managed,
                     protected,
                     imported_digest: digest.map(|digest| format!("d{digest}")),
+                    ..Default::default()
                 },
             );
         }
@@ -983,6 +954,7 @@ fn converged_world(desired: &DesiredJobs) -> (ObservedJobs, JournalView) {
             name: job.name.clone(),
             definition: job.definition.clone(),
             last_update: None,
+            status: None,
         });
         view.dlf.insert(
             job.name.clone(),
@@ -990,6 +962,7 @@ fn converged_world(desired: &DesiredJobs) -> (ObservedJobs, JournalView) {
                 managed: true,
                 protected: false,
                 imported_digest: Some(job.digest.clone()),
+                ..Default::default()
             },
         );
     }

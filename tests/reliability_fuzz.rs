@@ -10,8 +10,9 @@
 
 use std::path::Path;
 
-use dli_gitops::bundle::{self, DlfJobEntry, DliJobDocument, ZipEntry, ZipLimits};
+use dli_gitops::bundle::{self, DlfJobEntry, ZipEntry, ZipLimits};
 use dli_gitops::config::Config;
+use dli_gitops::emulator::flink_export_fuzzing;
 use dli_gitops::journal::{
     Effects, Intent, JOURNAL_FILE, Journal, JournalError, JournalOptions, Outcome, RecordBody,
     RecoveryReport, verify,
@@ -640,23 +641,12 @@ fn small_limits() -> ZipLimits {
     }
 }
 
+/// The key the fuzzed emulator import reads exports with.
+const EXPORT_KEY: [u8; 32] = [7; 32];
+
 fn valid_dli_zip() -> &'static [u8] {
     static ZIP: std::sync::OnceLock<Vec<u8>> = std::sync::OnceLock::new();
-    ZIP.get_or_init(|| {
-        let mut sql = FlinkJobConfig::defaults_for(JobKind::FlinkSql);
-        sql.queue_name = Some("q1".into());
-        sql.sql_body = Some("INSERT INTO sink SELECT * FROM source;".repeat(20));
-        sql.tags.insert("managed-by".into(), "dli-gitops".into());
-        let mut jar = FlinkJobConfig::defaults_for(JobKind::FlinkJar);
-        jar.entrypoint = Some("obs://jars/app.jar".into());
-        jar.runtime_config
-            .insert("parallelism.default".into(), "2".into());
-        bundle::write_dli_zip(&[
-            DliJobDocument::from_model("fuzz-sql", &sql),
-            DliJobDocument::from_model("fuzz-jar", &jar),
-        ])
-        .expect("write a DLI bundle")
-    })
+    ZIP.get_or_init(|| flink_export_fuzzing::write(EXPORT_KEY, "fuzz-sql"))
 }
 
 fn valid_dlf_zip() -> &'static [u8] {
@@ -730,12 +720,11 @@ proptest! {
         if let Ok(entries) = bundle::read_zip_entries(&bytes, &limits) {
             check_entries_within_limits(&entries, &limits)?;
         }
-        match bundle::read_dli_zip(&bytes, &limits) {
-            Ok(documents) => for document in &documents {
-                // Accepted documents convert or say why not; neither panics.
-                let _ = document.to_model();
-            },
-            Err(error) => prop_assert!(!error.to_string().is_empty()),
+        // The emulator's import accepts only its own sealed exports: a mutation either leaves
+        // the sealed document intact (same name) or is refused with a reason.
+        match flink_export_fuzzing::read(EXPORT_KEY, &bytes, &limits) {
+            Ok(name) => prop_assert_eq!(name, "fuzz-sql"),
+            Err(error) => prop_assert!(error.contains("only jobs exported from DLI"), "{}", error),
         }
         match bundle::read_dlf_zip(&bytes, &limits) {
             Ok(jobs) => for job in &jobs { prop_assert!(!job.name.is_empty()); },
@@ -752,8 +741,8 @@ proptest! {
         let mut bytes = prefix.to_vec();
         bytes.extend_from_slice(&body);
         let limits = small_limits();
-        if let Err(error) = bundle::read_dli_zip(&bytes, &limits) {
-            prop_assert!(!error.to_string().is_empty());
+        if let Err(error) = flink_export_fuzzing::read(EXPORT_KEY, &bytes, &limits) {
+            prop_assert!(error.contains("only jobs exported from DLI"), "{}", error);
         }
         if let Err(error) = bundle::read_dlf_zip(&bytes, &limits) {
             prop_assert!(!error.to_string().is_empty());

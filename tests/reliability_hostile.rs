@@ -759,7 +759,7 @@ fn hostile_repository_on_disk_is_refused_with_every_problem_and_no_leak() {
 // ---------------------------------------------------------------------------------------------
 // Hostile zips against the emulator's DLI import endpoint, over HTTP with the real client
 
-use dli_gitops::bundle::{self, DliJobDocument, ZipLimits};
+use dli_gitops::bundle::{self, ZipLimits};
 use dli_gitops::emulator::{
     DEV_ACCESS_KEY, DEV_PROJECT_ID, DEV_SECRET_KEY, Emulator, EmulatorConfig, EmulatorHandle,
 };
@@ -799,22 +799,47 @@ fn put_object(handle: &EmulatorHandle, key: &str, bytes: &[u8]) {
     std::fs::write(path, bytes).expect("write object");
 }
 
-fn sql_document(name: &str) -> DliJobDocument {
+fn sql_config() -> FlinkJobConfig {
     let mut config = FlinkJobConfig::defaults_for(JobKind::FlinkSql);
     config.queue_name = Some("q1".into());
     config.sql_body = Some("SELECT 1;".into());
-    DliJobDocument::from_model(name, &config)
+    config
 }
 
-/// The entries of a valid bundle holding `names`, to which a case adds its hostile entries.
-fn valid_entries(names: &[&str]) -> Vec<(String, Vec<u8>)> {
-    let documents: Vec<_> = names.iter().map(|name| sql_document(name)).collect();
-    let zip = bundle::write_dli_zip(&documents).expect("write bundle");
-    bundle::read_zip_entries(&zip, &ZipLimits::default())
+/// The entries of a genuine export (made once per test run by `export_entries`), to which a
+/// case adds its hostile entries: the emulator, like DLI, imports only what it exported.
+static GENUINE_EXPORT: std::sync::OnceLock<Vec<(String, Vec<u8>)>> = std::sync::OnceLock::new();
+
+/// Exports a job named "smuggled" from the emulator, keeps its zip's entries and deletes the
+/// job again, so that an import of those entries alone would create it.
+async fn export_entries(client: &DliClient, handle: &EmulatorHandle) {
+    let job_id = client
+        .create_sql_job("smuggled", &sql_config())
+        .await
+        .expect("create the job to export");
+    let zips = client
+        .export_jobs(&format!("obs://{STAGING_BUCKET}/genuine/"), Some(&[job_id]))
+        .await
+        .expect("export");
+    let bytes = std::fs::read(handle.data_dir().join("obs").join(&zips[0])).expect("read export");
+    client
+        .delete_job(job_id)
+        .await
+        .expect("delete the exported job");
+    let entries = bundle::read_zip_entries(&bytes, &ZipLimits::default())
         .expect("read back")
         .into_iter()
         .map(|entry| (entry.path, entry.bytes))
-        .collect()
+        .collect();
+    let _ = GENUINE_EXPORT.set(entries);
+}
+
+/// The entries of a valid (genuinely exported) bundle.
+fn valid_entries(_names: &[&str]) -> Vec<(String, Vec<u8>)> {
+    GENUINE_EXPORT
+        .get()
+        .expect("export_entries ran first")
+        .clone()
 }
 
 #[derive(Clone, Copy)]
@@ -886,21 +911,15 @@ async fn hostile_zips_are_refused_by_the_import_endpoint_and_change_nothing() {
         .expect("emulator starts");
     let client = emulator_client(&handle);
 
-    put_object(
-        &handle,
-        "seed/keeper.zip",
-        &bundle_with(&["keeper"], vec![]),
-    );
-    let mapping = client
-        .import_jobs(&format!("{STAGING_BUCKET}/seed/keeper.zip"), true)
+    export_entries(&client, &handle).await;
+    let keeper_id = client
+        .create_sql_job("keeper", &sql_config())
         .await
-        .expect("a valid bundle imports");
-    assert_eq!(mapping.len(), 1);
+        .expect("create the keeper");
     let before = client
         .list_jobs(&ListJobsQuery::default())
         .await
         .expect("list");
-    let keeper_id = mapping[0].new_job_id;
     let keeper_before = client.job_detail(keeper_id).await.expect("keeper detail");
 
     let zeros = |bytes: usize| vec![0u8; bytes];

@@ -3,8 +3,9 @@
 //! emulator:
 //!
 //! * **full sync** — what a user would script: list, export everything (a backup), stop every
-//!   running job, import every job from git (`is_cover: true`; one zip per hundred jobs, one
-//!   import of the folder), start them again. It stops
+//!   running job, write every job from git with the documented update call (create for a job
+//!   new in git; ten at a time — DLI imports only zips it exported itself, so a script cannot
+//!   bundle git's jobs into an import), start them again. It stops
 //!   without savepoints, as such scripts do; keeping state would add a detail and a savepoint
 //!   import per job, so the figures here are its cheapest form.
 //! * **per-resource refresh** — what a Terraform-style tool does: one detail call per job per
@@ -19,8 +20,7 @@ use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 
-use dli_gitops::bundle::{DliJobDocument, write_dli_zip};
-use dli_gitops::cloud::{DliClient, ListJobsQuery, ObjectStore};
+use dli_gitops::cloud::{DliClient, ListJobsQuery};
 use dli_gitops::model::{DesiredJobs, JobKind, RunState};
 
 /// Batch calls carry at most this many job ids (as the DLI console does).
@@ -35,7 +35,6 @@ const POLL_INTERVAL: Duration = Duration::from_millis(500);
 /// One full-sync cycle against `desired`.
 pub async fn full_sync_cycle(
     client: &DliClient,
-    staging: &ObjectStore,
     desired: &DesiredJobs,
     cycle: u32,
 ) -> Result<(), String> {
@@ -65,48 +64,44 @@ pub async fn full_sync_cycle(
         !job.status.is_running() && !job.status.is_transitional()
     })
     .await?;
-    // One zip per hundred jobs (a zip holds at most 1,000 entries), imported as one folder.
-    let folder = format!("full-sync/cycle-{cycle}");
-    for (part, jobs) in desired.flink.chunks(BATCH).enumerate() {
-        let documents: Vec<DliJobDocument> = jobs
-            .iter()
-            .map(|job| DliJobDocument::from_model(&job.name, &job.config))
-            .collect();
-        let zip =
-            write_dli_zip(&documents).map_err(|error| format!("full sync: bundling: {error}"))?;
-        staging
-            .put(&format!("{folder}/part-{part:05}.zip"), zip.into())
-            .await
-            .map_err(|error| format!("full sync: uploading the bundle: {error}"))?;
-    }
-    let mapping = client
-        .import_jobs(&format!("{}/", staging.url_of(&folder)), true)
-        .await
-        .map_err(|error| format!("full sync: importing: {error}"))?;
-    if mapping.len() != desired.flink.len() {
-        return Err(format!(
-            "full sync: the import mapped {} jobs, the bundle held {}",
-            mapping.len(),
-            desired.flink.len()
-        ));
-    }
-    // An import over a job keeps its id; a job new in git needs one more listing to find it.
+    // Every job from git, written with the documented calls: update the live one, create a new
+    // one; ten at a time.
     let mut ids_by_name: BTreeMap<String, i64> = listed
         .iter()
         .map(|job| (job.name.clone(), job.id))
         .collect();
-    if desired
-        .flink
-        .iter()
-        .any(|job| !ids_by_name.contains_key(&job.name))
-    {
-        ids_by_name = client
-            .list_jobs(&ListJobsQuery::default())
-            .await
-            .map_err(|error| format!("full sync: listing imported jobs: {error}"))?
-            .into_iter()
-            .map(|job| (job.name, job.id))
-            .collect();
+    let ids_known = &ids_by_name;
+    let written: Vec<Result<(String, i64), String>> =
+        futures::stream::iter(desired.flink.iter().map(|job| async move {
+            let name = job.name.clone();
+            let jar = job.config.kind() == JobKind::FlinkJar;
+            let id = match ids_known.get(&name) {
+                Some(&id) => {
+                    let updated = if jar {
+                        client.update_jar_job(id, &job.config).await
+                    } else {
+                        client.update_sql_job(id, &job.config).await
+                    };
+                    updated.map_err(|error| format!("full sync: updating {name}: {error}"))?;
+                    id
+                }
+                None => {
+                    let created = if jar {
+                        client.create_jar_job(&name, &job.config).await
+                    } else {
+                        client.create_sql_job(&name, &job.config).await
+                    };
+                    created.map_err(|error| format!("full sync: creating {name}: {error}"))?
+                }
+            };
+            Ok((name, id))
+        }))
+        .buffered(PARALLELISM)
+        .collect()
+        .await;
+    for result in written {
+        let (name, id) = result?;
+        ids_by_name.insert(name, id);
     }
     let to_start: Vec<i64> = desired
         .flink

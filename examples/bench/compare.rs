@@ -120,7 +120,6 @@ pub async fn run(
     let latency = bed.profile.latency_ms;
 
     let client = bed.dli_client(baseline_client_options(requests_per_second, burst))?;
-    let staging = bed.staging_store()?;
     let state: baselines::ResourceState = bed
         .desired
         .flink
@@ -183,7 +182,7 @@ pub async fn run(
                 Tool::FullSync => {
                     measure(bed, async {
                         let desired = read_git(&repo)?;
-                        baselines::full_sync_cycle(&client, &staging, &desired, number as u32).await
+                        baselines::full_sync_cycle(&client, &desired, number as u32).await
                     })
                     .await?
                 }

@@ -1,5 +1,6 @@
 //! [`LiveService`] over the signed `cloud` clients and the target's OBS staging and backup
-//! locations. Bundling happens here, through `bundle`, so the executor never sees a zip.
+//! locations. DLF bundling happens here, through `bundle`, so the executor never sees a zip;
+//! DLI Flink export zips are never written, only re-imported as DLI exported them.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -7,17 +8,14 @@ use std::time::Duration;
 use bytes::Bytes;
 
 use super::live::{
-    ImportedJob, ListedDlfJob, ListedFlinkJob, Listing, LiveService, ServiceFailure,
+    ExportedDlfJob, ImportedJob, ListedDlfJob, ListedFlinkJob, Listing, LiveService, ServiceFailure,
 };
-use crate::bundle::{DlfJobEntry, DliJobDocument, write_dlf_zip, write_dli_zip};
+use crate::bundle::{DlfJobEntry, write_dlf_zip};
 use crate::cloud::obs::with_obs_scheme;
 use crate::cloud::{
-    CloudClients, CloudError, DlfImportRequest, DlfListJobsQuery, ListJobsQuery, ObjectStore,
+    CloudClients, CloudError, DlfImportRequest, ListJobsQuery, ObjectStore, SystemTaskStatus,
 };
 use crate::model::{DesiredDlfJob, FlinkJobConfig, JobKind, ObservedFlinkJob};
-
-/// The DLF client lists this many jobs per page.
-const DLF_PAGE_SIZE: usize = 100;
 
 /// One target's live service.
 #[derive(Debug)]
@@ -44,7 +42,7 @@ impl CloudLive {
     fn staging(&self) -> Result<&ObjectStore, ServiceFailure> {
         self.staging.as_ref().ok_or_else(|| {
             ServiceFailure::local(
-                "the target has no `staging:` location; imports upload their bundle there first (set it, or use `apply_strategy: api`)",
+                "the target has no `staging:` location; DLF imports upload their bundle there first (set `staging:`)",
             )
         })
     }
@@ -96,19 +94,15 @@ impl LiveService for CloudLive {
     }
 
     async fn list_dlf_jobs(&self) -> Result<Listing<ListedDlfJob>, ServiceFailure> {
-        let jobs = self
-            .clients
-            .dlf
-            .list_jobs(&DlfListJobsQuery::default())
-            .await?;
-        // The client pages until a short page: one call per full page, plus the last.
-        let calls = (jobs.len() / DLF_PAGE_SIZE + 1) as u32;
+        // One listing per job type: without `jobType` DataArts lists BATCH jobs only.
+        let (jobs, calls) = self.clients.dlf.list_every_job(None).await?;
         Ok(Listing {
             jobs: jobs
                 .into_iter()
                 .map(|job| ListedDlfJob {
                     name: job.name,
                     last_update: job.last_update,
+                    status: job.status,
                 })
                 .collect(),
             calls,
@@ -143,19 +137,6 @@ impl LiveService for CloudLive {
         Ok(vec![written.unwrap_or(directory)])
     }
 
-    async fn import_flink_job(
-        &self,
-        name: &str,
-        config: &FlinkJobConfig,
-        folder: &str,
-    ) -> Result<Vec<ImportedJob>, ServiceFailure> {
-        let document = DliJobDocument::from_model(name, config);
-        let zip = write_dli_zip(std::slice::from_ref(&document))
-            .map_err(|error| bundle_failure(&format!("Flink job `{name}`"), error))?;
-        let url = self.upload(&format!("{folder}/{name}.zip"), zip).await?;
-        self.import_flink_zip(&url).await
-    }
-
     async fn import_flink_zip(&self, zip_path: &str) -> Result<Vec<ImportedJob>, ServiceFailure> {
         let mapping = self.clients.dli.import_jobs(zip_path, true).await?;
         Ok(mapping
@@ -183,11 +164,9 @@ impl LiveService for CloudLive {
         &self,
         job_id: i64,
         config: &FlinkJobConfig,
+        scope: &crate::model::UpdateScope,
     ) -> Result<(), ServiceFailure> {
-        match config.kind() {
-            JobKind::FlinkJar => self.clients.dli.update_jar_job(job_id, config).await?,
-            _ => self.clients.dli.update_sql_job(job_id, config).await?,
-        }
+        self.clients.dli.update_job(job_id, config, scope).await?;
         Ok(())
     }
 
@@ -281,5 +260,51 @@ impl LiveService for CloudLive {
 
     async fn delete_dlf_job(&self, name: &str) -> Result<(), ServiceFailure> {
         Ok(self.clients.dlf.delete_job(name).await?)
+    }
+
+    // DLF scheduling, task warnings and export.
+
+    async fn wait_dlf_task_warnings(
+        &self,
+        task_id: &str,
+        timeout: Duration,
+    ) -> Result<Vec<String>, ServiceFailure> {
+        let task = self.clients.dlf.wait_system_task(task_id, timeout).await?;
+        Ok(match task.status {
+            SystemTaskStatus::Warning => task.messages(),
+            _ => Vec::new(),
+        })
+    }
+
+    async fn stop_dlf_schedule(&self, name: &str) -> Result<(), ServiceFailure> {
+        Ok(self.clients.dlf.stop_job(name).await?)
+    }
+
+    async fn start_dlf_schedule(&self, name: &str) -> Result<(), ServiceFailure> {
+        Ok(self.clients.dlf.start_job(name).await?)
+    }
+
+    async fn export_dlf_job(&self, name: &str) -> Result<ExportedDlfJob, ServiceFailure> {
+        let zip = self
+            .clients
+            .dlf
+            .batch_export(std::slice::from_ref(&name.to_string()))
+            .await?;
+        let entries = crate::bundle::read_dlf_zip(&zip, &crate::bundle::ZipLimits::default())
+            .map_err(|error| {
+                ServiceFailure::local(format!("reading the export of DLF job `{name}`: {error}"))
+            })?;
+        let entry = entries
+            .into_iter()
+            .find(|entry| entry.name == name)
+            .ok_or_else(|| {
+                ServiceFailure::local(format!(
+                    "the export of DLF job `{name}` holds no `{name}.job`"
+                ))
+            })?;
+        Ok(ExportedDlfJob {
+            definition: entry.job,
+            scripts: entry.scripts,
+        })
     }
 }

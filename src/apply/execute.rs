@@ -36,6 +36,8 @@ struct ActionState {
     restore_applied: bool,
     deleted: bool,
     steps_done: usize,
+    /// What the service reported as warnings (a DLF task that ended `WARNING`).
+    warnings: Vec<String>,
 }
 
 impl<L: LiveService, J: Ledger> Executor<'_, L, J> {
@@ -170,6 +172,7 @@ impl<L: LiveService, J: Ledger> Executor<'_, L, J> {
             live_id: effects.live_id,
             savepoint_path: effects.savepoint_path,
             backups: effects.backup_zips,
+            warnings: state.warnings,
         })
     }
 
@@ -223,14 +226,12 @@ impl<L: LiveService, J: Ledger> Executor<'_, L, J> {
                 let paths = self.live.backup_dlf_job(&action.name, &folder).await?;
                 state.backups.extend(paths);
             }
-            (JobKind::Dlf, Step::DlfImport) => {
-                let desired = action
-                    .desired_dlf(self.desired)
-                    .map_err(|error| ServiceFailure::local(error.to_string()))?;
-                let task_id = self.live.import_dlf_job(desired, &folder).await?;
-                self.live
-                    .wait_dlf_task(&task_id, self.options.import_task_timeout)
-                    .await?;
+            (JobKind::Dlf, Step::DlfImport) => self.dlf_import(action, &folder, state).await?,
+            (JobKind::Dlf, Step::Stop { .. }) => {
+                self.live.stop_dlf_schedule(&action.name).await?;
+            }
+            (JobKind::Dlf, Step::Start { .. }) => {
+                self.live.start_dlf_schedule(&action.name).await?;
             }
             (JobKind::Dlf, Step::Delete) => {
                 self.live.delete_dlf_job(&action.name).await?;
@@ -294,36 +295,6 @@ impl<L: LiveService, J: Ledger> Executor<'_, L, J> {
                     }
                 }
             }
-            (_, Step::ImportBundle) => {
-                let config = need_config(action)?;
-                let mapping = self
-                    .live
-                    .import_flink_job(&action.name, config, &folder)
-                    .await?;
-                let entry = match mapping.as_slice() {
-                    [only] => only.clone(),
-                    [] => {
-                        return Err(ServiceFailure::local(
-                            "the import answered without a job_mapping entry",
-                        ));
-                    }
-                    many => many
-                        .iter()
-                        .find(|entry| {
-                            entry.old_job_id.is_some() && entry.old_job_id == action.live_id
-                        })
-                        .or_else(|| many.first())
-                        .cloned()
-                        .unwrap_or_else(|| many[0].clone()),
-                };
-                if entry.new_job_id < 0 {
-                    return Err(ServiceFailure::local(format!(
-                        "the service did not import the job: {}",
-                        entry.remark.as_deref().unwrap_or("no remark")
-                    )));
-                }
-                state.live_id = Some(entry.new_job_id);
-            }
             (_, Step::CreateJob) => {
                 let config = need_config(action)?;
                 let job_id = self.live.create_flink_job(&action.name, config).await?;
@@ -332,7 +303,9 @@ impl<L: LiveService, J: Ledger> Executor<'_, L, J> {
             (_, Step::UpdateJob) => {
                 let job_id = need_id(action, state)?;
                 let config = need_config(action)?;
-                self.live.update_flink_job(job_id, config).await?;
+                // A running job takes only the hot fields (see `UpdateScope::for_diffs`).
+                let scope = crate::model::UpdateScope::for_diffs(&action.diffs);
+                self.live.update_flink_job(job_id, config, &scope).await?;
             }
             (_, Step::UpdateTags { set, remove }) => {
                 let job_id = need_id(action, state)?;
@@ -383,6 +356,48 @@ impl<L: LiveService, J: Ledger> Executor<'_, L, J> {
                 ));
             }
         }
+        Ok(())
+    }
+
+    /// A DLF import: bundle, upload, import, wait for the task (a `WARNING` task is done, its
+    /// messages go to the action's warnings), then read the definition as the service now
+    /// holds it and journal its digest: the baseline drift is measured against.
+    async fn dlf_import(
+        &self,
+        action: &JobAction,
+        folder: &str,
+        state: &mut ActionState,
+    ) -> Result<(), ServiceFailure> {
+        let desired = action
+            .desired_dlf(self.desired)
+            .map_err(|error| ServiceFailure::local(error.to_string()))?;
+        let task_id = self.live.import_dlf_job(desired, folder).await?;
+        let warnings = self
+            .live
+            .wait_dlf_task_warnings(&task_id, self.options.import_task_timeout)
+            .await?;
+        for warning in &warnings {
+            tracing::warn!(target_name = self.ledger.target(), job = %action.name, task = %task_id, warning = %warning, "The DLF import finished with a warning.");
+        }
+        state.warnings.extend(warnings);
+        let definition = self.live.dlf_job(&action.name).await?;
+        let entry = super::observe::DlfCacheEntry {
+            live_digest: Some(crate::plan::dlf_definition_digest(&definition)),
+            definition,
+            ..Default::default()
+        };
+        // No list time or status is known here: the next observation reads the detail once
+        // more and keeps this baseline.
+        self.ledger
+            .observed(super::ledger::ObservationEntry {
+                job: journal_key(JobKind::Dlf, &action.name),
+                live_id: None,
+                update_time: None,
+                status: None,
+                snapshot: entry.to_value(),
+            })
+            .await
+            .map_err(|error| ServiceFailure::local(format!("journaling the import: {error}")))?;
         Ok(())
     }
 
@@ -527,7 +542,6 @@ pub(crate) fn step_name(step: &Step) -> &'static str {
         Step::WaitSteady => "wait_steady",
         Step::Backup => "backup",
         Step::Stop { .. } => "stop",
-        Step::ImportBundle => "import_bundle",
         Step::CreateJob => "create_job",
         Step::UpdateJob => "update_job",
         Step::UpdateTags { .. } => "update_tags",

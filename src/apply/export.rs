@@ -11,12 +11,13 @@ use serde_json::json;
 use super::ApplyError;
 use super::execute::{action_id, new_pass_id};
 use super::ledger::{ActionEffects, IntentEntry, Ledger, OutcomeEntry, journal_key};
-use super::live::LiveService;
+use super::live::{ExportedDlfJob, LiveService};
 use super::observe::{ObserveScope, observe_with};
 use crate::model::{
     DesiredDlfJob, DlfImportSettings, JobKind, Lifecycle, MANAGED_TAG_KEY, MANAGED_TAG_VALUE,
     ObservedJobs, RunState, SourceLocation,
 };
+use crate::plan::JournalView;
 
 /// What an export wrote and adopted.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -55,6 +56,22 @@ impl ExportReport {
 /// The repository files for `observed` (relative path → content), with an environment file
 /// for `environment` so that the target resolves it as is. Pure.
 pub fn render_export(observed: &ObservedJobs, environment: &str) -> Vec<(String, String)> {
+    render_export_with(
+        observed,
+        &BTreeMap::new(),
+        &JournalView::default(),
+        environment,
+    )
+}
+
+/// [`render_export`] with what DataArts exported for each DLF job (definition and scripts) and
+/// the journal's view (a protected job is written with `prune: false`).
+fn render_export_with(
+    observed: &ObservedJobs,
+    dlf_exports: &BTreeMap<String, ExportedDlfJob>,
+    view: &JournalView,
+    environment: &str,
+) -> Vec<(String, String)> {
     let mut files = Vec::new();
     let mut names = BTreeMap::new();
     for job in &observed.flink {
@@ -81,7 +98,11 @@ pub fn render_export(observed: &ObservedJobs, environment: &str) -> Vec<(String,
         ));
     }
     for job in &observed.dlf {
-        files.extend(crate::spec::render::render_dlf_job(&dlf_as_desired(job)));
+        let exported = dlf_exports.get(&job.name).cloned().unwrap_or_default();
+        let protected = view.dlf.get(&job.name).is_some_and(|entry| entry.protected);
+        files.extend(crate::spec::render::render_dlf_job(&dlf_as_desired(
+            job, &exported, protected,
+        )));
     }
     files.push((
         format!("{}/{environment}.yaml", crate::spec::ENVIRONMENTS_DIR),
@@ -91,13 +112,27 @@ pub fn render_export(observed: &ObservedJobs, environment: &str) -> Vec<(String,
     files
 }
 
-fn dlf_as_desired(job: &crate::model::ObservedDlfJob) -> DesiredDlfJob {
+/// The desired job `export` writes for a live DLF job: the definition DataArts exported (the
+/// CreateJob body; the observed detail when the export said nothing) without the fields the
+/// service sets ([`crate::plan::DLF_SERVER_FIELDS`]), the scripts of the export, and
+/// `prune: false` when the journal protects the job. The schedule is left as found.
+fn dlf_as_desired(
+    job: &crate::model::ObservedDlfJob,
+    exported: &ExportedDlfJob,
+    protected: bool,
+) -> DesiredDlfJob {
+    let definition = if exported.definition.is_object() {
+        &exported.definition
+    } else {
+        &job.definition
+    };
     DesiredDlfJob {
         name: job.name.clone(),
-        definition: job.definition.clone(),
-        scripts: BTreeMap::new(),
+        definition: crate::plan::without_server_fields(definition),
+        scripts: exported.scripts.clone(),
         import: DlfImportSettings::default(),
-        prune: true,
+        prune: !protected,
+        desired_state: None,
         source: SourceLocation::default(),
         digest: String::new(),
     }
@@ -127,7 +162,20 @@ pub(crate) async fn export_with<L: LiveService, J: Ledger>(
         }
         Err(error) => return Err(error),
     };
-    let files = render_export(&observed, environment);
+    // The definitions and scripts as DataArts exports them (the live detail has no scripts).
+    let mut dlf_exports = BTreeMap::new();
+    for job in &observed.dlf {
+        match live.export_dlf_job(&job.name).await {
+            Ok(exported) => {
+                dlf_exports.insert(job.name.clone(), exported);
+            }
+            Err(failure) => warnings.push(format!(
+                "DLF job `{}`: its export failed ({failure}); written from its detail, without scripts",
+                job.name
+            )),
+        }
+    }
+    let files = render_export_with(&observed, &dlf_exports, &ledger.view(), environment);
     for (relative, content) in &files {
         let path = out_dir.join(relative);
         if let Some(parent) = path.parent() {
@@ -219,19 +267,17 @@ pub(crate) async fn export_with<L: LiveService, J: Ledger>(
         }
     }
     for desired_job in &desired.dlf {
-        let action_id = next_action_id();
         let key = journal_key(JobKind::Dlf, &desired_job.name);
-        let already = ledger
-            .view()
-            .dlf
-            .get(&desired_job.name)
-            .is_some_and(|entry| {
-                entry.managed
-                    && entry.imported_digest.as_deref() == Some(desired_job.digest.as_str())
-            });
-        if already {
+        let journal = ledger.view().dlf.get(&desired_job.name).cloned();
+        if let Some(entry) = journal.as_ref().filter(|entry| entry.managed) {
+            // Managed already: the repository it was imported from stays in sync (its digest
+            // is untouched); the exported one is recorded as describing the same live job.
+            if entry.imported_digest.as_deref() != Some(desired_job.digest.as_str()) {
+                remember_dlf_export(ledger, &key, Some(&desired_job.digest), None).await?;
+            }
             continue;
         }
+        let action_id = next_action_id();
         ledger
             .intent(IntentEntry {
                 action_id: action_id.clone(),
@@ -245,18 +291,23 @@ pub(crate) async fn export_with<L: LiveService, J: Ledger>(
         ledger
             .outcome(OutcomeEntry {
                 action_id,
-                job: key,
+                job: key.clone(),
                 ok: true,
                 error: None,
                 effects: ActionEffects {
                     spec_digest: Some(desired_job.digest.clone()),
                     managed: Some(true),
-                    protected: Some(false),
+                    protected: Some(!desired_job.prune),
                     ..ActionEffects::default()
                 },
                 plan_id: None,
             })
             .await?;
+        // Drift is measured from here on, against the definition as it is live now.
+        if let Some(live_job) = observed.dlf.iter().find(|job| job.name == desired_job.name) {
+            let live_digest = crate::plan::dlf_definition_digest(&live_job.definition);
+            remember_dlf_export(ledger, &key, None, Some(live_digest)).await?;
+        }
         adopted.push(format!("dlf:{}", desired_job.name));
     }
     Ok(ExportReport {
@@ -267,6 +318,38 @@ pub(crate) async fn export_with<L: LiveService, J: Ledger>(
         adopted,
         warnings,
     })
+}
+
+/// Updates the journal's cached observation of a DLF job: adds an equivalent digest (a
+/// repository `export` wrote for a managed job) or sets the drift baseline (at adoption).
+async fn remember_dlf_export<J: Ledger>(
+    ledger: &J,
+    key: &str,
+    equivalent_digest: Option<&str>,
+    live_digest: Option<String>,
+) -> Result<(), ApplyError> {
+    let Some(cached) = ledger.cached(key) else {
+        return Ok(());
+    };
+    let mut entry = super::observe::DlfCacheEntry::from_snapshot(cached.snapshot);
+    if let Some(digest) = equivalent_digest
+        && !entry.equivalent_digests.iter().any(|known| known == digest)
+    {
+        entry.equivalent_digests.push(digest.to_string());
+    }
+    if live_digest.is_some() {
+        entry.live_digest = live_digest;
+    }
+    ledger
+        .observed(super::ledger::ObservationEntry {
+            job: key.to_string(),
+            live_id: None,
+            update_time: cached.update_time,
+            status: cached.status,
+            snapshot: entry.to_value(),
+        })
+        .await?;
+    Ok(())
 }
 
 /// Refuses to write into a directory that has files, so an export never overwrites a repository.

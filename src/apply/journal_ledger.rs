@@ -73,12 +73,19 @@ impl Ledger for JournalLedger {
         for (key, job) in &target.jobs {
             match key.strip_prefix(DLF_KEY_PREFIX) {
                 Some(name) => {
+                    let cached = job.observed.as_ref().map(|observed| {
+                        super::observe::DlfCacheEntry::from_snapshot(observed.config.clone())
+                    });
+                    let cached = cached.unwrap_or_default();
                     view.dlf.insert(
                         name.to_string(),
                         JournalDlfJob {
                             managed: job.managed,
                             protected: job.protected,
                             imported_digest: job.spec_digest.clone(),
+                            live_digest: cached.live_digest,
+                            equivalent_digests: cached.equivalent_digests,
+                            restart_schedule: cached.restart_schedule,
                         },
                     );
                 }

@@ -1,6 +1,7 @@
 //! The live service as the executor sees it: the operations a plan's steps need, in the
 //! executor's terms. [`CloudLive`](super::target) backs it with the signed `cloud` clients
-//! and the target's OBS locations; bundling (the zip formats) happens behind it.
+//! and the target's OBS locations; DLF bundling happens behind it. Flink export zips are opaque
+//! bytes here: they are only ever re-imported as DLI exported them.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -22,6 +23,16 @@ pub struct ListedFlinkJob {
 pub struct ListedDlfJob {
     pub name: String,
     pub last_update: Option<i64>,
+    /// The scheduling status the list reports (`NORMAL`, `STOPPED`, ...).
+    pub status: Option<String>,
+}
+
+/// A DLF job as DataArts exports it: the `.job` definition (the CreateJob body) and the scripts
+/// it depends on, by script name.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct ExportedDlfJob {
+    pub definition: serde_json::Value,
+    pub scripts: BTreeMap<String, serde_json::Value>,
 }
 
 /// A complete listing and the calls it took.
@@ -91,14 +102,6 @@ pub trait LiveService {
     async fn backup_dlf_job(&self, name: &str, folder: &str)
     -> Result<Vec<String>, ServiceFailure>;
 
-    /// Bundles one job in the DLI export layout, uploads it to `<staging>/<folder>/` and imports
-    /// it with `is_cover: true`.
-    async fn import_flink_job(
-        &self,
-        name: &str,
-        config: &FlinkJobConfig,
-        folder: &str,
-    ) -> Result<Vec<ImportedJob>, ServiceFailure>;
     /// Re-imports a zip that is already on OBS (a backup) with `is_cover: true`.
     async fn import_flink_zip(&self, zip_path: &str) -> Result<Vec<ImportedJob>, ServiceFailure>;
     async fn create_flink_job(
@@ -106,10 +109,13 @@ pub trait LiveService {
         name: &str,
         config: &FlinkJobConfig,
     ) -> Result<i64, ServiceFailure>;
+    /// Updates the job with `config`; `scope` says whether the whole update body goes or only
+    /// the fields a running job accepts.
     async fn update_flink_job(
         &self,
         job_id: i64,
         config: &FlinkJobConfig,
+        scope: &crate::model::UpdateScope,
     ) -> Result<(), ServiceFailure>;
     async fn update_flink_tags(
         &self,
@@ -142,4 +148,36 @@ pub trait LiveService {
     /// Polls a DLF system task until it succeeds (Ok), fails or times out (Err).
     async fn wait_dlf_task(&self, task_id: &str, timeout: Duration) -> Result<(), ServiceFailure>;
     async fn delete_dlf_job(&self, name: &str) -> Result<(), ServiceFailure>;
+
+    // DLF scheduling, task warnings and export. Defaults refuse (or, for the task, report no
+    // warnings), so a service that lacks them says so instead of pretending.
+
+    /// Polls a DLF system task like [`LiveService::wait_dlf_task`]; a task that finished
+    /// `WARNING` is Ok, with what it said.
+    async fn wait_dlf_task_warnings(
+        &self,
+        task_id: &str,
+        timeout: Duration,
+    ) -> Result<Vec<String>, ServiceFailure> {
+        self.wait_dlf_task(task_id, timeout).await?;
+        Ok(Vec::new())
+    }
+    /// Stops a DLF job's schedule (`POST jobs/{name}/stop`).
+    async fn stop_dlf_schedule(&self, name: &str) -> Result<(), ServiceFailure> {
+        Err(ServiceFailure::local(format!(
+            "this service cannot stop the schedule of DLF job `{name}`"
+        )))
+    }
+    /// Starts a DLF job's schedule (`POST jobs/{name}/start`).
+    async fn start_dlf_schedule(&self, name: &str) -> Result<(), ServiceFailure> {
+        Err(ServiceFailure::local(format!(
+            "this service cannot start the schedule of DLF job `{name}`"
+        )))
+    }
+    /// Exports one DLF job with its scripts, as DataArts writes it.
+    async fn export_dlf_job(&self, name: &str) -> Result<ExportedDlfJob, ServiceFailure> {
+        Err(ServiceFailure::local(format!(
+            "this service cannot export DLF job `{name}`"
+        )))
+    }
 }

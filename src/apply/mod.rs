@@ -33,7 +33,9 @@ pub use ledger::{
     ActionEffects, BackupSet, CachedObservation, DLF_KEY_PREFIX, IntentEntry, Ledger,
     ObservationEntry, OutcomeEntry, PendingAction, RecordedFailure, journal_key,
 };
-pub use live::{ImportedJob, ListedDlfJob, ListedFlinkJob, Listing, LiveService, ServiceFailure};
+pub use live::{
+    ExportedDlfJob, ImportedJob, ListedDlfJob, ListedFlinkJob, Listing, LiveService, ServiceFailure,
+};
 pub use observe::ObserveReport;
 pub use rollback::{RollbackReport, RolledBackJob, choose_backup_set};
 pub use target::{
@@ -144,6 +146,9 @@ impl ApplyReport {
                     error.message
                 ));
             }
+            if !result.warnings.is_empty() {
+                text.push_str(&format!(" (warnings: {})", result.warnings.join("; ")));
+            }
             text.push('\n');
         }
         let failed = self.failures().count();
@@ -171,6 +176,10 @@ pub struct ActionResult {
     pub live_id: Option<i64>,
     pub savepoint_path: Option<String>,
     pub backups: Vec<String>,
+    /// Warnings the service reported while the action succeeded (a DLF import task that ended
+    /// `WARNING`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
 }
 
 /// An intent left without an outcome by an interrupted pass, and what was found live.
@@ -312,7 +321,16 @@ async fn resolve_pending<J: Ledger>(
     for intent in pending {
         let (found, effects) = match intent.job.strip_prefix(DLF_KEY_PREFIX) {
             Some(name) => match observed.dlf.iter().find(|job| job.name == name) {
-                Some(_) => ("present".to_string(), ActionEffects::default()),
+                Some(job) => {
+                    remember_dlf_restart(ledger, intent, job).await?;
+                    (
+                        format!(
+                            "present ({})",
+                            job.status.as_deref().unwrap_or("status unknown")
+                        ),
+                        ActionEffects::default(),
+                    )
+                }
                 None => ("absent".to_string(), ActionEffects::default()),
             },
             None => match observed.flink.iter().find(|job| job.name == intent.job) {
@@ -361,6 +379,50 @@ async fn resolve_pending<J: Ledger>(
         });
     }
     Ok(resolved)
+}
+
+/// An interrupted DLF action that was to end with the job's schedule started (its journaled
+/// steps stop and then start the schedule) may have died between the two: if the job is now
+/// not scheduled, the journal's cached observation of it says so (`restart_schedule`), and
+/// the planner starts the schedule again until an observation sees it scheduled. Without
+/// this, a schedule left unset in git would stay stopped after a crash.
+async fn remember_dlf_restart<J: Ledger>(
+    ledger: &J,
+    intent: &PendingAction,
+    job: &crate::model::ObservedDlfJob,
+) -> Result<(), ApplyError> {
+    let steps = intent
+        .detail
+        .get("steps")
+        .and_then(|steps| steps.as_array());
+    let has_step = |name: &str| {
+        steps.is_some_and(|steps| {
+            steps
+                .iter()
+                .any(|step| step.get("step").and_then(|step| step.as_str()) == Some(name))
+        })
+    };
+    if !(has_step("stop") && has_step("start")) || job.is_scheduled() {
+        return Ok(());
+    }
+    let Some(cached) = ledger.cached(&intent.job) else {
+        return Ok(());
+    };
+    let mut entry = observe::DlfCacheEntry::from_snapshot(cached.snapshot);
+    if entry.restart_schedule {
+        return Ok(());
+    }
+    entry.restart_schedule = true;
+    ledger
+        .observed(ObservationEntry {
+            job: intent.job.clone(),
+            live_id: None,
+            update_time: cached.update_time,
+            status: cached.status,
+            snapshot: entry.to_value(),
+        })
+        .await?;
+    Ok(())
 }
 
 /// `2 create, 1 upgrade` (the classes that occur), or `no changes`.

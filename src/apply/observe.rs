@@ -147,17 +147,19 @@ pub(crate) async fn observe_with<L: LiveService, J: Ledger>(
         report.dlf_list_calls = listing.calls;
         for listed in &listing.jobs {
             let key = journal_key(JobKind::Dlf, &listed.name);
-            let cached = if scope.refresh.contains(&key) || listed.last_update.is_none() {
-                None
-            } else {
-                ledger
-                    .cached(&key)
-                    .filter(|cached| cached.update_time == listed.last_update)
-            };
-            let definition = match cached {
+            let previous = ledger.cached(&key);
+            // The detail is read again only when the list's `lastUpdateTime` or scheduling
+            // status moved since the cached observation.
+            let fresh = previous.as_ref().filter(|cached| {
+                !scope.refresh.contains(&key)
+                    && listed.last_update.is_some()
+                    && cached.update_time == listed.last_update
+                    && cached.status == listed.status
+            });
+            let definition = match fresh {
                 Some(cached) => {
                     report.cached += 1;
-                    cached.snapshot
+                    DlfCacheEntry::from_snapshot(cached.snapshot.clone()).definition
                 }
                 None => {
                     report.dlf_detail_calls += 1;
@@ -165,13 +167,22 @@ pub(crate) async fn observe_with<L: LiveService, J: Ledger>(
                         .dlf_job(&listed.name)
                         .await
                         .map_err(observe_error("reading a DLF job's definition"))?;
+                    // What the journal knows besides the definition (the digest read right
+                    // after our import, export's equivalent digests) carries over.
+                    let mut entry = previous
+                        .map(|cached| DlfCacheEntry::from_snapshot(cached.snapshot))
+                        .unwrap_or_default();
+                    entry.definition = definition.clone();
+                    if crate::model::dlf_status_is_scheduled(listed.status.as_deref()) {
+                        entry.restart_schedule = false;
+                    }
                     ledger
                         .observed(ObservationEntry {
                             job: key,
                             live_id: None,
                             update_time: listed.last_update,
-                            status: None,
-                            snapshot: definition.clone(),
+                            status: listed.status.clone(),
+                            snapshot: entry.to_value(),
                         })
                         .await?;
                     report.recorded += 1;
@@ -182,6 +193,7 @@ pub(crate) async fn observe_with<L: LiveService, J: Ledger>(
                 name: listed.name.clone(),
                 definition,
                 last_update: listed.last_update,
+                status: listed.status.clone(),
             });
         }
     }
@@ -210,4 +222,45 @@ fn has_dlf_pending<J: Ledger>(ledger: &J) -> bool {
         .pending()
         .iter()
         .any(|pending| pending.job.starts_with(DLF_KEY_PREFIX))
+}
+
+/// The journal's cached observation of a DLF job (the `observed` record's snapshot): the live
+/// definition, and what the journal knows about it. Older records held the bare definition;
+/// they read as a definition with nothing known besides.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, serde::Deserialize)]
+pub(crate) struct DlfCacheEntry {
+    /// Format marker (1).
+    pub dlf_cache: u32,
+    pub definition: serde_json::Value,
+    /// [`crate::plan::dlf_definition_digest`] of the definition read right after our last
+    /// import (or at adoption): the baseline drift is measured against.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub live_digest: Option<String>,
+    /// Digests of repositories `export` wrote from this definition.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub equivalent_digests: Vec<String>,
+    /// An interrupted pass stopped the schedule and meant to start it again.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub restart_schedule: bool,
+}
+
+impl DlfCacheEntry {
+    pub(crate) fn from_snapshot(snapshot: serde_json::Value) -> DlfCacheEntry {
+        if snapshot.get("dlf_cache").is_some()
+            && let Ok(entry) = serde_json::from_value::<DlfCacheEntry>(snapshot.clone())
+        {
+            return entry;
+        }
+        DlfCacheEntry {
+            dlf_cache: 1,
+            definition: snapshot,
+            ..DlfCacheEntry::default()
+        }
+    }
+
+    pub(crate) fn to_value(&self) -> serde_json::Value {
+        let mut entry = self.clone();
+        entry.dlf_cache = 1;
+        serde_json::to_value(&entry).unwrap_or_default()
+    }
 }

@@ -3,6 +3,7 @@
 //! config. An `embedded` endpoint starts the emulator in-process, with its data under
 //! `state_dir/emulator/`.
 
+use std::collections::BTreeSet;
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -16,7 +17,7 @@ use crate::config::{self, Config, Endpoint, Service, StorageLocation, TargetConf
 use crate::emulator::{Emulator, EmulatorConfig, EmulatorHandle};
 use crate::journal::{Journal, JournalOptions};
 use crate::model::DesiredJobs;
-use crate::plan::{ApplyStrategy, PlanPolicy};
+use crate::plan::PlanPolicy;
 
 /// One target, ready to observe, plan and apply.
 pub struct TargetContext {
@@ -33,6 +34,8 @@ pub struct TargetContext {
     state_dir: PathBuf,
     /// The embedded emulator this target uses (shared by the targets of one daemon).
     emulator: Option<Arc<EmulatorHandle>>,
+    /// With `authorize_obs`: the buckets DLI was granted access to in this process.
+    authorized_buckets: tokio::sync::Mutex<BTreeSet<String>>,
 }
 
 impl std::fmt::Debug for TargetContext {
@@ -185,7 +188,8 @@ impl TargetContext {
             client_options,
             target.workspace.as_deref(),
         )
-        .map_err(|error| target_error(target_name, error.to_string()))?;
+        .map_err(|error| target_error(target_name, error.to_string()))?
+        .with_obs_addressing(target.obs_addressing);
         let staging = match target.staging() {
             Some(location) => Some(
                 clients
@@ -201,10 +205,6 @@ impl TargetContext {
         let policy = PlanPolicy {
             prune: target.policy.prune,
             allow_empty_prune: target.policy.allow_empty_prune,
-            strategy: match target.apply_strategy {
-                config::ApplyStrategy::Import => ApplyStrategy::Import,
-                config::ApplyStrategy::Api => ApplyStrategy::Api,
-            },
             backups: backups.is_some(),
         };
         let options = ApplyOptions {
@@ -228,7 +228,58 @@ impl TargetContext {
             target,
             state_dir,
             emulator,
+            authorized_buckets: tokio::sync::Mutex::new(BTreeSet::new()),
         })
+    }
+
+    /// With `authorize_obs: true`, grants DLI access (`POST .../dli/obs-authorize`) to the
+    /// staging and backup buckets and to the checkpoint buckets (`obs_bucket`,
+    /// `checkpoint_path`) of `desired`, once per bucket per process. Does nothing otherwise.
+    pub async fn authorize_obs(&self, desired: Option<&DesiredJobs>) -> Result<(), ApplyError> {
+        if !self.target.authorize_obs {
+            return Ok(());
+        }
+        let mut wanted = BTreeSet::new();
+        for location in [self.target.staging(), self.target.backups()]
+            .into_iter()
+            .flatten()
+        {
+            if let StorageLocation::Obs { bucket, .. } = location {
+                wanted.insert(bucket);
+            }
+        }
+        for job in desired.map(|d| d.flink.as_slice()).unwrap_or_default() {
+            for path in [&job.config.obs_bucket, &job.config.checkpoint_path]
+                .into_iter()
+                .flatten()
+            {
+                if let Ok(location) = crate::cloud::ObsLocation::parse(path) {
+                    wanted.insert(location.bucket);
+                }
+            }
+        }
+        let mut authorized = self.authorized_buckets.lock().await;
+        let missing: Vec<String> = wanted.difference(&authorized).cloned().collect();
+        if missing.is_empty() {
+            return Ok(());
+        }
+        self.live
+            .clients
+            .dli
+            .authorize_obs_buckets(&missing)
+            .await
+            .map_err(|error| {
+                target_error(
+                    &self.name,
+                    format!(
+                        "granting DLI access to the OBS buckets {} (authorize_obs) failed: {error}; check that the buckets exist and the credentials may authorise them, or set `authorize_obs: false` when DLI's agency already has access",
+                        missing.join(", ")
+                    ),
+                )
+            })?;
+        tracing::info!(target = %self.name, buckets = %missing.join(","), "Granted DLI access to OBS buckets.");
+        authorized.extend(missing);
+        Ok(())
     }
 
     /// Reads the target's source once and resolves its jobs for the target's environment.
@@ -389,6 +440,9 @@ pub async fn reconcile_once(
 ) -> Result<super::ApplyReport, ApplyError> {
     let span = tracing::info_span!("reconcile", target = %context.name, revision = options.revision.as_deref().unwrap_or("-"));
     use tracing::Instrument;
+    if !options.dry_run {
+        context.authorize_obs(Some(desired)).await?;
+    }
     super::reconcile_with(
         &context.live,
         &context.ledger,
@@ -420,5 +474,6 @@ pub async fn rollback(
     context: &TargetContext,
     to: Option<u64>,
 ) -> Result<super::RollbackReport, ApplyError> {
+    context.authorize_obs(None).await?;
     super::rollback_with(&context.live, &context.ledger, to, &context.options).await
 }

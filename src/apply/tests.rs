@@ -156,38 +156,6 @@ impl LiveService for FakeLive {
         self.call("dlf_backup", name)?;
         Ok(Vec::new())
     }
-    async fn import_flink_job(
-        &self,
-        name: &str,
-        config: &FlinkJobConfig,
-        _: &str,
-    ) -> Result<Vec<ImportedJob>, ServiceFailure> {
-        self.call("import", name)?;
-        let existing = {
-            let state = self.state.lock().unwrap();
-            state
-                .jobs
-                .values()
-                .find(|job| job.name == name)
-                .map(|job| job.id)
-        };
-        let id = match existing {
-            Some(id) => {
-                self.with_job(id, |job, _| {
-                    job.config = config.clone();
-                    job.status = FlinkJobStatus::new("job_init");
-                    job.savepoint_path = None;
-                })?;
-                id
-            }
-            None => self.insert(name, config),
-        };
-        Ok(vec![ImportedJob {
-            old_job_id: existing,
-            new_job_id: id,
-            remark: None,
-        }])
-    }
     async fn import_flink_zip(&self, zip: &str) -> Result<Vec<ImportedJob>, ServiceFailure> {
         self.call("import_zip", zip)?;
         Ok(Vec::new())
@@ -204,6 +172,7 @@ impl LiveService for FakeLive {
         &self,
         job_id: i64,
         config: &FlinkJobConfig,
+        _scope: &crate::model::UpdateScope,
     ) -> Result<(), ServiceFailure> {
         self.call("update", &self.name_of(job_id))?;
         self.with_job(job_id, |job, _| {
@@ -429,8 +398,7 @@ async fn an_upgrade_runs_exactly_the_planned_steps_and_journals_around_them() {
         vec![
             "backup a",
             "stop_savepoint a",
-            "import a",
-            "tags a",
+            "update a",
             "import_savepoint a",
             "run_resume a"
         ]
@@ -483,10 +451,7 @@ async fn a_failing_step_ends_its_action_only_and_is_recorded_with_the_service_co
         &live,
         &ledger,
         &jobs,
-        &crate::plan::PlanPolicy {
-            strategy: crate::plan::ApplyStrategy::Api,
-            ..crate::plan::PlanPolicy::default()
-        },
+        &crate::plan::PlanPolicy::default(),
         &options(),
     )
     .await

@@ -1,34 +1,19 @@
-//! The DLI Flink job export zip: our documented design of an undocumented format.
+//! The body of a DLI Flink job create/update request as one typed document
+//! ([`DliJobDocument`]): the create-body fields of SQL and Jar jobs in wire types, with their
+//! conversion to and from the canonical [`FlinkJobConfig`]. The emulator reads create and update
+//! bodies with it.
 //!
-//! Layout written (one zip per job, as DLI's export names them `{name}_{epoch_ms}.zip`):
-//!
-//! ```text
-//! manifest.json          {"format":"dli-flink-job-export","format_version":1,"jobs":["<name>"]}
-//! jobs/<name>.json       one DliJobDocument: the create-body fields, wire types
-//! ```
-//!
-//! Reading is tolerant: the manifest is optional, every `*.json` entry other than the manifest
-//! that holds an object with a `name` is a job (or `{"job": {...}}`, `{"jobs": [...]}`, or the
-//! job-detail shape with a nested `job_config`), ids may be numbers or strings, `checkpoint_mode`
-//! a number or a name, `runtime_config` a JSON string, list or map, `tags` a list or map, and
-//! unknown fields are ignored.
+//! No DLI Flink export zip is written or read here: the layout of DLI's exports is published
+//! nowhere and DLI imports only the zips it exported itself, so the client treats export zips as
+//! opaque bytes and only the emulator has a layout (its own, private: `emulator/dli/export_format.rs`).
 
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
-use serde_json::{Map, Value};
+use serde_json::Value;
 
-use super::{BundleError, ZipLimits, check_entry_name, read_zip_entries, write_zip};
+use super::BundleError;
 use crate::model::{self, CheckpointMode, FlinkJobConfig};
-
-/// `format` in the manifest.
-pub const DLI_FORMAT_NAME: &str = "dli-flink-job-export";
-/// `format_version` in the manifest.
-pub const DLI_FORMAT_VERSION: u32 = 1;
-/// The manifest's entry name.
-pub const DLI_MANIFEST_NAME: &str = "manifest.json";
-/// The directory holding one document per job.
-pub const DLI_DOCUMENT_DIRECTORY: &str = "jobs";
 
 /// One `{key, value}` tag, as the API carries it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -134,6 +119,21 @@ pub struct DliJobDocument {
     pub image: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub feature: Option<String>,
+    /// `v1` or `v2` (`resource_config_version` in the SDK bodies).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resource_config_version: Option<String>,
+    /// The v2 resource model (`resource_config.py`, `resource_spec.py`); unknown keys refused.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resource_config: Option<model::ResourceConfig>,
+    /// JSON text (SQL update body only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub operator_config: Option<String>,
+    /// JSON text (SQL update body only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub static_estimator_config: Option<String>,
+    /// JSON text: `{root_logger_level, loggers_level_of_class}`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub flink_log_config: Option<String>,
 }
 
 fn non_empty(value: &Option<String>) -> Option<String> {
@@ -199,6 +199,11 @@ impl DliJobDocument {
             dependency_files: Some(config.dependency_files.clone()),
             image: config.image.clone(),
             feature: config.feature.clone(),
+            resource_config_version: config.resource_config_version.clone(),
+            resource_config: config.resource_config.clone(),
+            operator_config: config.operator_config.clone(),
+            static_estimator_config: config.static_estimator_config.clone(),
+            flink_log_config: config.flink_log_config.clone(),
         }
     }
 
@@ -344,42 +349,30 @@ impl DliJobDocument {
         config.dependency_files = self.dependency_files.clone().unwrap_or_default();
         config.image = non_empty(&self.image);
         config.feature = non_empty(&self.feature);
-        Ok(config)
-    }
-
-    /// Reads one document from JSON, tolerating the shapes listed in the module docs.
-    pub fn from_json(value: &Value) -> Result<Vec<DliJobDocument>, String> {
-        let object = match value {
-            Value::Object(object) => object,
-            Value::Array(items) => {
-                let mut documents = Vec::new();
-                for item in items {
-                    documents.extend(DliJobDocument::from_json(item)?);
-                }
-                return Ok(documents);
+        if let Some(version) = non_empty(&self.resource_config_version) {
+            if version != "v1" && version != model::RESOURCE_CONFIG_V2 {
+                return Err(invalid(
+                    "resource_config_version",
+                    format!("{version:?} is not \"v1\" or \"v2\""),
+                ));
             }
-            _ => return Err("expected a JSON object".to_string()),
+            config.resource_config_version = Some(version);
+        }
+        config.resource_config = self
+            .resource_config
+            .clone()
+            .filter(|resources| *resources != model::ResourceConfig::default());
+        let json_text = |field: &'static str, value: &Option<String>| match non_empty(value) {
+            Some(text) => serde_json::from_str::<Value>(&text)
+                .map(|_| Some(model::canonical_json_text(&text)))
+                .map_err(|error| invalid(field, format!("is not JSON: {error}"))),
+            None => Ok(None),
         };
-        if let Some(inner) = object.get("jobs").filter(|jobs| jobs.is_array()) {
-            return DliJobDocument::from_json(inner);
-        }
-        if let Some(inner) = object.get("job").filter(|job| job.is_object()) {
-            return DliJobDocument::from_json(inner);
-        }
-        let mut flat: Map<String, Value> = object.clone();
-        // The job-detail shape keeps most fields under `job_config`.
-        if let Some(Value::Object(job_config)) = object.get("job_config") {
-            for (key, value) in job_config {
-                flat.entry(key.clone()).or_insert_with(|| value.clone());
-            }
-        }
-        flat.remove("job_config");
-        let document: DliJobDocument =
-            serde_json::from_value(Value::Object(flat)).map_err(|error| error.to_string())?;
-        if document.name.is_empty() {
-            return Err("the job has no name".to_string());
-        }
-        Ok(vec![document])
+        config.operator_config = json_text("operator_config", &self.operator_config)?;
+        config.static_estimator_config =
+            json_text("static_estimator_config", &self.static_estimator_config)?;
+        config.flink_log_config = json_text("flink_log_config", &self.flink_log_config)?;
+        Ok(config)
     }
 }
 
@@ -421,78 +414,6 @@ fn scalar_text(value: &Value) -> Option<String> {
         Value::Bool(flag) => Some(flag.to_string()),
         _ => None,
     }
-}
-
-/// Writes one zip holding `jobs` (normally one job per zip, as DLI exports them).
-pub fn write_dli_zip(jobs: &[DliJobDocument]) -> Result<Vec<u8>, BundleError> {
-    if jobs.is_empty() {
-        return Err(BundleError::Empty { what: "jobs" });
-    }
-    let mut names = Vec::new();
-    let mut files = Vec::new();
-    for job in jobs {
-        check_entry_name(&job.name)?;
-        if names.contains(&job.name) {
-            return Err(BundleError::DuplicateName {
-                what: "jobs",
-                name: job.name.clone(),
-            });
-        }
-        names.push(job.name.clone());
-        let bytes = serde_json::to_vec_pretty(job).map_err(|error| BundleError::Write {
-            reason: error.to_string(),
-        })?;
-        files.push((format!("{DLI_DOCUMENT_DIRECTORY}/{}.json", job.name), bytes));
-    }
-    let manifest = serde_json::json!({
-        "format": DLI_FORMAT_NAME,
-        "format_version": DLI_FORMAT_VERSION,
-        "jobs": names,
-    });
-    files.insert(
-        0,
-        (
-            DLI_MANIFEST_NAME.to_string(),
-            serde_json::to_vec_pretty(&manifest).unwrap_or_default(),
-        ),
-    );
-    write_zip(&files)
-}
-
-/// Reads every job document of a DLI export zip, safely (see [`ZipLimits`]). Fails as a whole:
-/// no jobs are returned from an archive with any bad entry.
-pub fn read_dli_zip(bytes: &[u8], limits: &ZipLimits) -> Result<Vec<DliJobDocument>, BundleError> {
-    let entries = read_zip_entries(bytes, limits)?;
-    let mut documents: Vec<DliJobDocument> = Vec::new();
-    for entry in &entries {
-        let file_name = entry.path.rsplit('/').next().unwrap_or(&entry.path);
-        if file_name == DLI_MANIFEST_NAME || !file_name.to_ascii_lowercase().ends_with(".json") {
-            continue;
-        }
-        let invalid = |reason: String| BundleError::InvalidDocument {
-            entry: entry.path.clone(),
-            expected: "a DLI Flink job document",
-            reason,
-        };
-        let value: Value = serde_json::from_slice(&entry.bytes)
-            .map_err(|error| invalid(format!("not JSON: {error}")))?;
-        for document in DliJobDocument::from_json(&value).map_err(invalid)? {
-            check_entry_name(&document.name)?;
-            if documents.iter().any(|known| known.name == document.name) {
-                return Err(BundleError::DuplicateName {
-                    what: "jobs",
-                    name: document.name,
-                });
-            }
-            documents.push(document);
-        }
-    }
-    if documents.is_empty() {
-        return Err(BundleError::Empty {
-            what: "DLI Flink job documents (jobs/<name>.json)",
-        });
-    }
-    Ok(documents)
 }
 
 /// Deserialisers that accept the representations the service and older exports use.
@@ -591,81 +512,26 @@ mod tests {
         config
     }
 
+    /// A document as the emulator reads a create body: serialised, parsed, converted.
+    fn through_json(document: &DliJobDocument) -> DliJobDocument {
+        serde_json::from_slice(&serde_json::to_vec(document).unwrap()).unwrap()
+    }
+
     #[test]
-    fn sql_and_jar_jobs_round_trip_through_a_zip() {
+    fn sql_and_jar_jobs_round_trip_through_their_json_body() {
         let mut jar = FlinkJobConfig::defaults_for(JobKind::FlinkJar);
         jar.entrypoint = Some("obs://bucket/app.jar".into());
         jar.main_class = Some("com.example.Main".into());
         jar.dependency_jars = vec!["obs://bucket/dep.jar".into()];
-        let documents = vec![
-            DliJobDocument::from_model("clicks", &sample_sql()),
-            DliJobDocument::from_model("fraud", &jar),
-        ];
-        let bytes = write_dli_zip(&documents).unwrap();
-        assert_eq!(bytes, write_dli_zip(&documents).unwrap(), "deterministic");
-        let read = read_dli_zip(&bytes, &ZipLimits::default()).unwrap();
-        assert_eq!(read, documents);
-        assert_eq!(read[0].to_model().unwrap(), sample_sql());
-        assert_eq!(read[1].to_model().unwrap(), jar);
-        assert_eq!(read[0].checkpoint_mode, Some(2));
+        let sql = through_json(&DliJobDocument::from_model("clicks", &sample_sql()));
+        let read_jar = through_json(&DliJobDocument::from_model("fraud", &jar));
+        assert_eq!(sql.to_model().unwrap(), sample_sql());
+        assert_eq!(read_jar.to_model().unwrap(), jar);
+        assert_eq!(sql.checkpoint_mode, Some(2));
         assert_eq!(
-            read[0].runtime_config.as_deref(),
+            sql.runtime_config.as_deref(),
             Some(r#"[{"key":"table.exec.state.ttl","value":"1h"}]"#)
         );
-    }
-
-    #[test]
-    fn reading_tolerates_other_shapes() {
-        let detail_shape = serde_json::json!({
-            "job_id": "100",
-            "name": "legacy",
-            "job_type": "flink_sql_job",
-            "job_config": {
-                "checkpoint_mode": "exactly_once",
-                "cu_number": 8,
-                "runtime_config": [{"key": "a", "value": 1}],
-                "unknown_future_field": true
-            },
-            "tags": {"team": "growth"}
-        });
-        let wrapped = serde_json::json!({"jobs": [detail_shape]});
-        let bytes = write_zip(&[(
-            "export/legacy.JSON".to_string(),
-            wrapped.to_string().into_bytes(),
-        )])
-        .unwrap();
-        let read = read_dli_zip(&bytes, &ZipLimits::default()).unwrap();
-        assert_eq!(read.len(), 1);
-        assert_eq!(read[0].job_id, Some(100));
-        let config = read[0].to_model().unwrap();
-        assert_eq!(config.cu_number, 8);
-        assert_eq!(config.checkpoint_mode, CheckpointMode::ExactlyOnce);
-        assert_eq!(
-            config.runtime_config.get("a").map(String::as_str),
-            Some("1")
-        );
-        assert_eq!(config.tags.get("team").map(String::as_str), Some("growth"));
-        assert_eq!(config.job_type, "flink_sql_job");
-    }
-
-    #[test]
-    fn bad_documents_are_reported_with_their_entry() {
-        let bytes = write_zip(&[("jobs/x.json".to_string(), b"{\"name\": 5}".to_vec())]).unwrap();
-        assert!(matches!(
-            read_dli_zip(&bytes, &ZipLimits::default()),
-            Err(BundleError::InvalidDocument { entry, .. }) if entry == "jobs/x.json"
-        ));
-        let bytes = write_zip(&[("readme.txt".to_string(), b"hi".to_vec())]).unwrap();
-        assert!(matches!(
-            read_dli_zip(&bytes, &ZipLimits::default()),
-            Err(BundleError::Empty { .. })
-        ));
-        let twice = serde_json::json!([{"name": "a"}, {"name": "a"}]).to_string();
-        let bytes = write_zip(&[("jobs/a.json".to_string(), twice.into_bytes())]).unwrap();
-        assert!(matches!(
-            read_dli_zip(&bytes, &ZipLimits::default()),
-            Err(BundleError::DuplicateName { .. })
-        ));
     }
 
     #[test]
@@ -693,13 +559,6 @@ mod tests {
                 field: "runtime_config",
                 ..
             })
-        ));
-        assert!(matches!(
-            write_dli_zip(&[DliJobDocument {
-                name: "../evil".into(),
-                ..DliJobDocument::default()
-            }]),
-            Err(BundleError::InvalidName { .. })
         ));
     }
 
@@ -758,14 +617,12 @@ mod tests {
         }
 
         proptest! {
-            /// Writing a job into a bundle and reading it back gives the same canonical config,
-            /// so a no-op import can never look like a change.
+            /// Writing a job into a body and reading it back gives the same canonical config,
+            /// so a no-op update can never look like a change.
             #[test]
-            fn every_config_survives_a_bundle_round_trip(config in config()) {
-                let bytes = write_dli_zip(&[DliJobDocument::from_model("job", &config)]).unwrap();
-                let read = read_dli_zip(&bytes, &ZipLimits::default()).unwrap();
-                prop_assert_eq!(read.len(), 1);
-                prop_assert_eq!(read[0].to_model().unwrap(), config);
+            fn every_config_survives_a_body_round_trip(config in config()) {
+                let read = through_json(&DliJobDocument::from_model("job", &config));
+                prop_assert_eq!(read.to_model().unwrap(), config);
             }
         }
     }

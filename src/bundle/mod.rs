@@ -1,20 +1,16 @@
 //! Import/export zip formats of DLI Flink jobs and DataArts Factory (DLF) jobs, and safe zip
 //! reading. Pure: bytes in, values out; no I/O.
 //!
-//! Every assumption about the (undocumented) DLI Flink export layout lives in [`dli`]; the DLF
-//! layouts (documented by DataArts) live in [`dlf`]. Both the emulator and our own client use
-//! these functions, so the two sides agree on the format by construction. ARCHITECTURE.md
-//! documents the layouts.
+//! [`dli`] holds the typed body of a DLI Flink job create/update request; no DLI export zip is
+//! written or read here (DLI imports only what it exported itself, so the client keeps exports
+//! opaque). The DLF layouts live in [`dlf`]. ARCHITECTURE.md documents them and their sources.
 
 mod dlf;
 mod dli;
 mod safe_zip;
 
 pub use dlf::{DlfJobEntry, read_dlf_zip, write_dlf_batch_zip, write_dlf_zip};
-pub use dli::{
-    DLI_DOCUMENT_DIRECTORY, DLI_FORMAT_NAME, DLI_FORMAT_VERSION, DLI_MANIFEST_NAME, DliJobDocument,
-    DliTag, read_dli_zip, write_dli_zip,
-};
+pub use dli::{DliJobDocument, DliTag};
 pub use safe_zip::{ZipEntry, ZipLimits, read_zip_entries};
 
 /// Why a bundle could not be written or read.
@@ -94,7 +90,7 @@ fn write_error(error: impl std::fmt::Display) -> BundleError {
 
 /// Writes `files` (path, bytes) into a deflated zip with fixed timestamps, so equal input gives
 /// equal bytes.
-fn write_zip(files: &[(String, Vec<u8>)]) -> Result<Vec<u8>, BundleError> {
+pub(crate) fn write_zip(files: &[(String, Vec<u8>)]) -> Result<Vec<u8>, BundleError> {
     use std::io::Write;
     let mut writer = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
     let options = zip::write::SimpleFileOptions::default()

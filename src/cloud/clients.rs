@@ -1,8 +1,8 @@
 //! `CloudClients`: the DLI, DLF and OBS clients of one target, built from its endpoints.
 
 use super::{
-    ClientOptions, CloudError, Credentials, DlfClient, DliClient, ObjectStore, ObsOptions,
-    ServiceEndpoints,
+    ClientOptions, CloudError, Credentials, DlfClient, DliClient, ObjectStore, ObsAddressing,
+    ObsOptions, ServiceEndpoints,
 };
 
 /// Everything one target needs to talk to the cloud. The clients share the options (and so one
@@ -49,9 +49,18 @@ impl CloudClients {
                 endpoint: Some(endpoints.obs.clone()),
                 region: region.to_string(),
                 credentials: Some(credentials),
-                virtual_hosted_style: false,
+                addressing: ObsAddressing::Auto,
+                pinned_hosts: Vec::new(),
             },
         })
+    }
+
+    /// The same clients with OBS buckets addressed as `addressing` says (the default is
+    /// [`ObsAddressing::Auto`]: virtual-hosted unless the endpoint is an IP address or
+    /// `localhost`).
+    pub fn with_obs_addressing(mut self, addressing: ObsAddressing) -> CloudClients {
+        self.obs.addressing = addressing;
+        self
     }
 
     /// An object store for `obs://bucket/prefix` (or `file:///dir`) with this target's OBS

@@ -74,13 +74,16 @@ impl DlfImportRequest {
     }
 }
 
-/// A system task's state.
+/// A system task's state (`huaweicloudsdkdgc` `list_system_tasks_response.py`: RUNNING,
+/// SUCCESSFUL, FAILED, WARNING).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SystemTaskStatus {
     Running,
     Successful,
     Failed,
-    /// Anything else (`WARNING` appears in one API definition); treated as not finished.
+    /// Finished with warnings (告警): the work is done, the messages say what to look at.
+    Warning,
+    /// Anything else; treated as not finished.
     Other(String),
 }
 
@@ -90,6 +93,7 @@ impl SystemTaskStatus {
             "RUNNING" => SystemTaskStatus::Running,
             "SUCCESSFUL" | "SUCCESS" => SystemTaskStatus::Successful,
             "FAILED" | "FAIL" => SystemTaskStatus::Failed,
+            "WARNING" => SystemTaskStatus::Warning,
             _ => SystemTaskStatus::Other(text.to_string()),
         }
     }
@@ -99,6 +103,7 @@ impl SystemTaskStatus {
             SystemTaskStatus::Running => "RUNNING",
             SystemTaskStatus::Successful => "SUCCESSFUL",
             SystemTaskStatus::Failed => "FAILED",
+            SystemTaskStatus::Warning => "WARNING",
             SystemTaskStatus::Other(text) => text,
         }
     }
@@ -121,6 +126,30 @@ pub struct SystemTask {
     pub status: SystemTaskStatus,
     pub message: Option<String>,
     pub subtasks: Vec<SystemSubtask>,
+}
+
+impl SystemTask {
+    /// What a `WARNING` (or `FAILED`) task says: its message, then each subtask that is not
+    /// SUCCESSFUL, as `name: message`.
+    pub fn messages(&self) -> Vec<String> {
+        let mut messages: Vec<String> = self.message.iter().cloned().collect();
+        for subtask in &self.subtasks {
+            if matches!(
+                subtask.status,
+                SystemTaskStatus::Failed | SystemTaskStatus::Warning
+            ) {
+                messages.push(format!(
+                    "{}: {}",
+                    subtask.name.as_deref().unwrap_or("subtask"),
+                    subtask
+                        .message
+                        .as_deref()
+                        .unwrap_or(subtask.status.as_str())
+                ));
+            }
+        }
+        messages
+    }
 }
 
 /// Filters for [`DlfClient::list_jobs`].
@@ -193,7 +222,8 @@ impl DlfClient {
         parse_system_task(&value, task_id).map_err(|problem| response.decode_error(problem))
     }
 
-    /// Polls a system task until it is SUCCESSFUL (returned) or FAILED (an error), or `timeout`.
+    /// Polls a system task until it is SUCCESSFUL or WARNING (returned: a WARNING task finished
+    /// with warnings, see [`SystemTask::messages`]) or FAILED (an error), or `timeout`.
     pub async fn wait_system_task(
         &self,
         task_id: &str,
@@ -204,18 +234,9 @@ impl DlfClient {
         loop {
             let task = self.system_task(task_id).await?;
             match &task.status {
-                SystemTaskStatus::Successful => return Ok(task),
+                SystemTaskStatus::Successful | SystemTaskStatus::Warning => return Ok(task),
                 SystemTaskStatus::Failed => {
-                    let mut messages: Vec<String> = task.message.iter().cloned().collect();
-                    for subtask in &task.subtasks {
-                        if subtask.status == SystemTaskStatus::Failed {
-                            messages.push(format!(
-                                "{}: {}",
-                                subtask.name.as_deref().unwrap_or("subtask"),
-                                subtask.message.as_deref().unwrap_or("failed")
-                            ));
-                        }
-                    }
+                    let messages = task.messages();
                     return Err(CloudError::TaskFailed {
                         task_id: task_id.to_string(),
                         message: if messages.is_empty() {
@@ -240,14 +261,57 @@ impl DlfClient {
         }
     }
 
-    /// Every job (paged with `limit=100`).
+    /// The job types `GET /v1/{project_id}/jobs` takes in `jobType`. The list answers BATCH
+    /// jobs only when `jobType` is left out (dataartsstudio_02_0086; `huaweicloudsdkdgc`
+    /// `list_jobs_request.py`), so seeing every job takes one listing per type.
+    pub const JOB_TYPES: [&'static str; 2] = ["BATCH", "REAL_TIME"];
+
+    /// Every job of every type: one paged listing per entry of [`Self::JOB_TYPES`]; returns the
+    /// jobs and the list calls made. A name listed under both types is kept once (the first).
+    pub async fn list_every_job(
+        &self,
+        job_name: Option<&str>,
+    ) -> Result<(Vec<DlfJobSummary>, u32), CloudError> {
+        let mut jobs: Vec<DlfJobSummary> = Vec::new();
+        let mut calls = 0;
+        for job_type in Self::JOB_TYPES {
+            let query = DlfListJobsQuery {
+                job_name: job_name.map(str::to_string),
+                job_type: Some(job_type.to_string()),
+            };
+            let (listed, pages) = self.list_jobs_counted(&query).await?;
+            calls += pages;
+            for mut job in listed {
+                if jobs.iter().any(|seen| seen.name == job.name) {
+                    continue;
+                }
+                // The listing's type is the type asked for, whatever the entry spells.
+                job.job_type.get_or_insert_with(|| job_type.to_string());
+                jobs.push(job);
+            }
+        }
+        Ok((jobs, calls))
+    }
+
+    /// The jobs of one listing (paged with `limit=100`). Without `query.job_type` the service
+    /// lists BATCH jobs only; see [`Self::list_every_job`].
     pub async fn list_jobs(
         &self,
         query: &DlfListJobsQuery,
     ) -> Result<Vec<DlfJobSummary>, CloudError> {
+        Ok(self.list_jobs_counted(query).await?.0)
+    }
+
+    /// [`Self::list_jobs`], with the number of pages (calls) it took.
+    pub async fn list_jobs_counted(
+        &self,
+        query: &DlfListJobsQuery,
+    ) -> Result<(Vec<DlfJobSummary>, u32), CloudError> {
         let mut jobs = Vec::new();
         let mut offset: i64 = 0;
+        let mut pages = 0;
         for _page in 0..10_000 {
+            pages += 1;
             let mut call = self
                 .call("list_jobs", Method::GET, &["jobs"])
                 .query("limit", 100)
@@ -297,7 +361,29 @@ impl DlfClient {
         if let Some(name) = &query.job_name {
             jobs.retain(|job| &job.name == name);
         }
-        Ok(jobs)
+        Ok((jobs, pages))
+    }
+
+    /// Starts a job's scheduling (`POST /v1/{project_id}/jobs/{job_name}/start`, dgc `start_job`,
+    /// dataartsstudio_02_0092; 204 without a body). Sent without `jobParams`.
+    pub async fn start_job(&self, name: &str) -> Result<(), CloudError> {
+        let call = self
+            .call("start_job", Method::POST, &["jobs", name, "start"])
+            .target(format!("job {name}"))
+            .json(json!({}));
+        self.core.send(&call).await?;
+        Ok(())
+    }
+
+    /// Stops a job's scheduling (`POST /v1/{project_id}/jobs/{job_name}/stop`, dgc `stop_job`,
+    /// dataartsstudio_02_0093; 204 without a body). DataArts refuses to import over or delete
+    /// a job that is scheduled (usermanual dataartsstudio_01_0438), so this comes first.
+    pub async fn stop_job(&self, name: &str) -> Result<(), CloudError> {
+        let call = self
+            .call("stop_job", Method::POST, &["jobs", name, "stop"])
+            .target(format!("job {name}"));
+        self.core.send(&call).await?;
+        Ok(())
     }
 
     /// Deletes a job (`DELETE /v1/{project_id}/jobs/{job_name}`); a scheduled job must be
@@ -402,8 +488,13 @@ mod tests {
         assert_eq!(task.subtasks[0].last_update, Some(1711647009620));
         assert_eq!(
             SystemTaskStatus::parse("WARNING"),
-            SystemTaskStatus::Other("WARNING".into())
+            SystemTaskStatus::Warning
         );
+        let warned = json!({"id": "t3", "status": "WARNING", "message": "1 warning", "subtasks": [
+            {"name": "job_a", "status": "SUCCESSFUL", "message": "imported"},
+            {"name": "job_b", "status": "WARNING", "message": "resource x unused"}]});
+        let task = parse_system_task(&warned, "t3").unwrap();
+        assert_eq!(task.messages(), ["1 warning", "job_b: resource x unused"]);
         assert!(parse_system_task(&json!({}), "t").is_err());
     }
 

@@ -614,6 +614,27 @@ impl DliClient {
     }
 }
 
+/// OBS authorisation (`RegisterBucket` in the SDK): one self-contained block.
+impl DliClient {
+    /// Grants DLI access to OBS buckets (`POST /v1.0/{project_id}/dli/obs-authorize`, body
+    /// `{"obs_buckets": [...]}`), for checkpoints, logs, exports and imports. The answer is
+    /// `{is_success, message}`; `is_success` may be a boolean or a string.
+    pub async fn authorize_obs_buckets(&self, buckets: &[String]) -> Result<(), CloudError> {
+        if buckets.is_empty() {
+            return Ok(());
+        }
+        let call = Call::new(
+            "authorize_obs_buckets",
+            Method::POST,
+            &["v1.0", self.core.project_id(), "dli", "obs-authorize"],
+        )
+        .target(format!("OBS buckets {}", buckets.join(", ")))
+        .json(json!({ "obs_buckets": buckets }));
+        self.core.send(&call).await?.successful_json()?;
+        Ok(())
+    }
+}
+
 impl CloudError {
     /// A 404 that carries one of the "no such job" codes (as opposed to a missing route).
     fn is_not_found_code(&self) -> bool {

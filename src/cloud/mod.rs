@@ -29,6 +29,6 @@ pub use dlf::{
 pub use dli::{DliClient, JobMapping, ListJobsQuery, ListedFlinkJob, ListedJobs};
 pub use error::{BatchFailure, CallContext, CloudError, TransportFailure};
 pub use metrics::{RequestCount, RequestMetrics};
-pub use obs::{ObjectStore, ObsLocation, ObsOptions};
+pub use obs::{ObjectStore, ObsAddressing, ObsLocation, ObsOptions};
 pub use options::{ClientOptions, RetryPolicy, ServiceEndpoints, parse_endpoint};
 pub use secret::{Credentials, Secret};

@@ -2,7 +2,12 @@
 //! path or virtual-hosted style, AK/SK) and local directories (`file://`), behind one small
 //! interface; plus the conversions between `obs://bucket/key` (DLF, savepoints) and `bucket/key`
 //! (DLI export/import).
+//!
+//! Addressing: Huawei OBS refuses path-style requests on its public endpoints, so buckets are
+//! addressed virtual-hosted (`https://{bucket}.obs.{region}...`) unless the endpoint's host is an
+//! IP address or `localhost`, where no bucket host name can exist ([`ObsAddressing::Auto`]).
 
+use std::net::IpAddr;
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -21,8 +26,57 @@ pub struct ObsOptions {
     pub region: String,
     /// AK/SK (optionally temporary). `None` only for `file://` stores.
     pub credentials: Option<Credentials>,
-    /// `https://{bucket}.obs...` instead of `https://obs.../{bucket}`.
-    pub virtual_hosted_style: bool,
+    /// Virtual-hosted (`https://{bucket}.obs...`) or path style (`https://obs.../{bucket}`).
+    pub addressing: ObsAddressing,
+    /// Host names answered without DNS: a pinned name `obs.test` sends `obs.test` and every
+    /// `*.obs.test` (the virtual-hosted bucket hosts) to the address. For tests on loopback and
+    /// private networks without wildcard DNS; empty means ordinary DNS.
+    pub pinned_hosts: Vec<(String, IpAddr)>,
+}
+
+/// How requests name the bucket: in the host (`https://{bucket}.obs.{region}...`, what Huawei
+/// OBS requires on its public endpoints) or in the path (`https://obs.../{bucket}/key`, what many
+/// self-hosted S3-compatible stores need).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ObsAddressing {
+    /// Virtual-hosted, except for an endpoint whose host is an IP address or `localhost`
+    /// (path style there, since no `{bucket}.` host name can exist).
+    #[default]
+    Auto,
+    VirtualHosted,
+    Path,
+}
+
+impl ObsAddressing {
+    /// Whether requests to `endpoint` put the bucket in the host name.
+    pub fn virtual_hosted_for(self, endpoint: &Url) -> bool {
+        match self {
+            ObsAddressing::VirtualHosted => true,
+            ObsAddressing::Path => false,
+            ObsAddressing::Auto => !host_cannot_carry_buckets(endpoint),
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ObsAddressing::Auto => "auto",
+            ObsAddressing::VirtualHosted => "virtual_hosted",
+            ObsAddressing::Path => "path",
+        }
+    }
+}
+
+/// True when `endpoint`'s host is an IP address (v4 or v6) or `localhost`: no `{bucket}.` name
+/// can be put in front of it.
+pub fn host_cannot_carry_buckets(endpoint: &Url) -> bool {
+    match endpoint.host() {
+        Some(url::Host::Ipv4(_) | url::Host::Ipv6(_)) | None => true,
+        Some(url::Host::Domain(name)) => {
+            let name = name.trim_end_matches('.').to_ascii_lowercase();
+            name == "localhost" || name.parse::<IpAddr>().is_ok()
+        }
+    }
 }
 
 /// A bucket and key, as OBS paths name them.
@@ -148,7 +202,8 @@ impl ObjectStore {
         let endpoint = options.endpoint.as_ref().ok_or_else(|| CloudError::Config {
             problem: format!("{url:?}: no OBS endpoint configured (e.g. https://obs.cn-north-4.myhuaweicloud.com)"),
         })?;
-        let endpoint_text = s3_endpoint(endpoint, &location.bucket, options.virtual_hosted_style);
+        let virtual_hosted = options.addressing.virtual_hosted_for(endpoint);
+        let endpoint_text = s3_endpoint(endpoint, &location.bucket, virtual_hosted);
         let mut builder = object_store::aws::AmazonS3Builder::new()
             .with_bucket_name(&location.bucket)
             .with_region(if options.region.is_empty() {
@@ -158,13 +213,18 @@ impl ObjectStore {
             })
             .with_endpoint(endpoint_text)
             .with_allow_http(endpoint.scheme() == "http")
-            .with_virtual_hosted_style_request(options.virtual_hosted_style)
+            .with_virtual_hosted_style_request(virtual_hosted)
             // OBS supports only unsigned or streaming payloads with SigV4.
             .with_unsigned_payload(true)
             .with_access_key_id(access_key)
             .with_secret_access_key(secret_key.expose());
         if let Some(token) = security_token {
             builder = builder.with_token(token.expose());
+        }
+        if !options.pinned_hosts.is_empty() {
+            builder = builder.with_http_connector(PinnedConnector {
+                pins: Arc::new(options.pinned_hosts.clone()),
+            });
         }
         let store = builder.build().map_err(|source| CloudError::ObjectStore {
             operation: "open",
@@ -285,6 +345,65 @@ fn s3_endpoint(endpoint: &Url, bucket: &str, virtual_hosted_style: bool) -> Stri
     url.as_str().trim_end_matches('/').to_string()
 }
 
+/// An `object_store` HTTP connector whose DNS answers pinned names (and their subdomains) with a
+/// fixed address and everything else through the system resolver.
+#[derive(Debug)]
+struct PinnedConnector {
+    pins: Arc<Vec<(String, IpAddr)>>,
+}
+
+impl object_store::client::HttpConnector for PinnedConnector {
+    fn connect(
+        &self,
+        options: &object_store::ClientOptions,
+    ) -> object_store::Result<object_store::client::HttpClient> {
+        let _ = options;
+        let client = reqwest::Client::builder()
+            .dns_resolver(Arc::new(PinnedResolver {
+                pins: Arc::clone(&self.pins),
+            }))
+            .connect_timeout(std::time::Duration::from_secs(5))
+            .timeout(std::time::Duration::from_secs(30))
+            .build()
+            .map_err(|error| object_store::Error::Generic {
+                store: "S3",
+                source: Box::new(error),
+            })?;
+        Ok(object_store::client::HttpClient::new(client))
+    }
+}
+
+#[derive(Debug)]
+struct PinnedResolver {
+    pins: Arc<Vec<(String, IpAddr)>>,
+}
+
+impl PinnedResolver {
+    fn pinned(&self, name: &str) -> Option<IpAddr> {
+        let name = name.trim_end_matches('.').to_ascii_lowercase();
+        self.pins.iter().find_map(|(pinned, address)| {
+            let pinned = pinned.trim_end_matches('.').to_ascii_lowercase();
+            (name == pinned || name.ends_with(&format!(".{pinned}"))).then_some(*address)
+        })
+    }
+}
+
+impl reqwest::dns::Resolve for PinnedResolver {
+    fn resolve(&self, name: reqwest::dns::Name) -> reqwest::dns::Resolving {
+        let pinned = self.pinned(name.as_str());
+        let host = name.as_str().to_string();
+        Box::pin(async move {
+            let addresses: Vec<std::net::SocketAddr> = match pinned {
+                // The port is replaced by the URL's port.
+                Some(address) => vec![std::net::SocketAddr::new(address, 0)],
+                None => tokio::net::lookup_host((host.as_str(), 0)).await?.collect(),
+            };
+            let addresses: reqwest::dns::Addrs = Box::new(addresses.into_iter());
+            Ok(addresses)
+        })
+    }
+}
+
 fn parse_key(key: &str, shown: &str) -> Result<Path, CloudError> {
     Path::parse(key).map_err(|error| CloudError::Config {
         problem: format!("object key {shown:?} is not a valid key: {error}"),
@@ -331,6 +450,50 @@ mod tests {
             s3_endpoint(&local, "b-1", true),
             "http://b-1.localhost:9000"
         );
+    }
+
+    #[test]
+    fn auto_addressing_keeps_path_style_only_where_no_bucket_host_can_exist() {
+        let auto = |text: &str| ObsAddressing::Auto.virtual_hosted_for(&Url::parse(text).unwrap());
+        for path_style in [
+            "http://127.0.0.1:9000",
+            "https://10.1.2.3",
+            "http://[::1]:9000/",
+            "http://[2001:db8::7]",
+            "http://localhost:9000",
+            "http://LOCALHOST.:9000",
+        ] {
+            assert!(!auto(path_style), "{path_style} should keep path style");
+        }
+        for virtual_hosted in [
+            "https://obs.cn-north-4.myhuaweicloud.com",
+            "https://obs.eu-west-101.myhuaweicloud.eu",
+            "http://obs.test:8080",
+            "http://minio.internal",
+            "http://localhost.example.com",
+        ] {
+            assert!(
+                auto(virtual_hosted),
+                "{virtual_hosted} should be virtual-hosted"
+            );
+        }
+        let ip = Url::parse("http://127.0.0.1:9000").unwrap();
+        let name = Url::parse("https://obs.cn-north-4.myhuaweicloud.com").unwrap();
+        assert!(ObsAddressing::VirtualHosted.virtual_hosted_for(&ip));
+        assert!(!ObsAddressing::Path.virtual_hosted_for(&name));
+        assert_eq!(ObsAddressing::default(), ObsAddressing::Auto);
+    }
+
+    #[test]
+    fn pinned_hosts_answer_the_name_and_its_subdomains() {
+        let resolver = PinnedResolver {
+            pins: Arc::new(vec![("obs.test".into(), "127.0.0.1".parse().unwrap())]),
+        };
+        assert!(resolver.pinned("obs.test").is_some());
+        assert!(resolver.pinned("dli-gitops-staging.obs.test").is_some());
+        assert!(resolver.pinned("OBS.TEST.").is_some());
+        assert!(resolver.pinned("notobs.test").is_none());
+        assert!(resolver.pinned("obs.test.example.com").is_none());
     }
 
     #[tokio::test]

@@ -20,8 +20,8 @@ pub use schedule::CronSchedule;
 pub use sources::{GitRef, GitSourceConfig, GitTransport, SourceConfig, SshConfig, git_transport};
 pub use targets::{
     ApplyStrategy, CredentialSpec, Credentials, CredentialsConfig, EndpointsConfig,
-    MissingSavepoint, PolicyConfig, PromotionConfig, RateLimitConfig, RestoreConfig, RetryConfig,
-    Service, TargetConfig, TimeoutsConfig, WindowConfig, WindowKind,
+    MissingSavepoint, ObsAddressing, PolicyConfig, PromotionConfig, RateLimitConfig, RestoreConfig,
+    RetryConfig, Service, TargetConfig, TimeoutsConfig, WindowConfig, WindowKind,
 };
 pub use values::{ConfigDuration, Endpoint, SecretRef, StorageLocation};
 

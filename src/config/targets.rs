@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 use super::EMBEDDED_DEFAULT_REGION;
 use super::schedule::CronSchedule;
 use super::values::{ConfigDuration, Endpoint, SecretRef, StorageLocation, secret_ref};
+pub use crate::cloud::ObsAddressing;
 use crate::emulator::DEV_PROJECT_ID;
 
 /// One environment in one account.
@@ -30,17 +31,27 @@ pub struct TargetConfig {
     pub endpoints: EndpointsConfig,
     #[serde(default)]
     pub credentials: Option<CredentialsConfig>,
-    /// Where import bundles are uploaded.
+    /// Where DLF import bundles (and carried savepoints) are uploaded.
     #[serde(default)]
     pub staging: Option<StorageLocation>,
     /// Where live jobs are exported before they are overwritten or deleted.
     #[serde(default)]
     pub backups: Option<StorageLocation>,
+    /// Kept so that configs written before Flink jobs were always written through the API read
+    /// with a clear message: `api` is accepted (it is the only behaviour), `import` is refused.
     #[serde(default)]
-    pub apply_strategy: ApplyStrategy,
+    pub apply_strategy: Option<ApplyStrategy>,
     /// DataArts Studio workspace id for DLF calls (header `workspace`).
     #[serde(default)]
     pub workspace: Option<String>,
+    /// How OBS requests name the bucket: `auto` (virtual-hosted, except path style for an
+    /// endpoint that is an IP address or `localhost`), `virtual_hosted` or `path`.
+    #[serde(default)]
+    pub obs_addressing: ObsAddressing,
+    /// Grant DLI access to the staging, backup and checkpoint buckets
+    /// (`POST /v1.0/{project_id}/dli/obs-authorize`) before they are first used.
+    #[serde(default)]
+    pub authorize_obs: bool,
     #[serde(default)]
     pub policy: PolicyConfig,
     /// Follow the revision this target converged on and kept healthy, not the branch head.
@@ -191,13 +202,15 @@ impl fmt::Debug for Credentials {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, Default)]
+/// The former `apply_strategy` setting. Flink job definitions are written only with the
+/// documented create/update calls; `import` (authoring DLI export zips) was removed because DLI
+/// imports only zips it exported itself. Still parsed so that validation can say so.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ApplyStrategy {
-    /// Bundle changed jobs, upload to staging, import with overwrite (the default).
-    #[default]
+    /// Refused by validation, with what to write instead.
     Import,
-    /// Create/update JSON calls.
+    /// Create/update JSON calls: what dli-gitops always does.
     Api,
 }
 

@@ -6,7 +6,8 @@ use std::time::Duration;
 
 use super::{
     ApplyStrategy, Config, ConfigDuration, ConfigProblem, CredentialsConfig, Endpoint,
-    GitSourceConfig, GitTransport, SourceConfig, StorageLocation, TargetConfig, schedule,
+    GitSourceConfig, GitTransport, ObsAddressing, SourceConfig, StorageLocation, TargetConfig,
+    schedule,
 };
 
 pub(super) fn problems(config: &Config) -> Vec<ConfigProblem> {
@@ -60,6 +61,11 @@ impl Checker {
                 "no targets configured; add at least one under `targets:`",
             );
         }
+        self.duration(
+            "shutdown_grace",
+            &config.shutdown_grace,
+            Duration::from_secs(1),
+        );
         if config.logging.level.trim().is_empty() {
             self.problem(
                 "logging.level",
@@ -224,6 +230,7 @@ impl Checker {
             );
         }
         self.endpoints(at, target);
+        self.obs_addressing(at, target);
         let embedded = target.is_embedded();
         match &target.region {
             Some(region) if !is_valid_region(region) => self.problem(
@@ -266,9 +273,7 @@ impl Checker {
                         "`{text}` is neither `obs://bucket/prefix/` (lowercase bucket, prefix ending in `/`) nor `file://dir`"
                     ),
                 ),
-                None if !embedded
-                    && (key == "backups" || target.apply_strategy == ApplyStrategy::Import) =>
-                {
+                None if !embedded && key == "backups" => {
                     self.problem(
                         format!("{at}.{key}"),
                         format!("missing `{key}`; set an `obs://bucket/prefix/` the credentials can write"),
@@ -276,6 +281,12 @@ impl Checker {
                 }
                 _ => {}
             }
+        }
+        if target.apply_strategy == Some(ApplyStrategy::Import) {
+            self.problem(
+                format!("{at}.apply_strategy"),
+                "`import` is no longer supported: DLI imports only zips that DLI itself exported, so dli-gitops now writes Flink jobs with the create/update API and carries state with savepoint import; delete this line (or write `apply_strategy: api`). Journals and state directories from earlier versions keep working",
+            );
         }
         let policy = &target.policy;
         self.duration(
@@ -402,6 +413,30 @@ impl Checker {
                     "{} are embedded but {} are not; a target talks either to the embedded emulator or to a cloud",
                     embedded.join(", "),
                     remote.join(", ")
+                ),
+            );
+        }
+    }
+
+    /// `virtual_hosted` needs an OBS endpoint with a host name that `{bucket}.` can go in front
+    /// of: not the embedded emulator (it listens on 127.0.0.1), not an IP address.
+    fn obs_addressing(&mut self, at: &str, target: &TargetConfig) {
+        if target.obs_addressing != ObsAddressing::VirtualHosted {
+            return;
+        }
+        let unusable = match target.endpoint(super::Service::Obs) {
+            Endpoint::Embedded => Some("the embedded emulator (127.0.0.1)".to_string()),
+            Endpoint::Url(text) => url::Url::parse(&text)
+                .ok()
+                .filter(crate::cloud::obs::host_cannot_carry_buckets)
+                .map(|_| format!("`{text}`")),
+            Endpoint::Invalid(_) => None,
+        };
+        if let Some(endpoint) = unusable {
+            self.problem(
+                format!("{at}.obs_addressing"),
+                format!(
+                    "`virtual_hosted` puts the bucket in the host name, but the OBS endpoint is {endpoint}, an IP address or localhost with no `{{bucket}}.` names; use `auto` or `path`, or an OBS endpoint with a host name"
                 ),
             );
         }
@@ -668,5 +703,61 @@ mod tests {
             !message.contains("LEAK") && !debug.contains("LEAK"),
             "the value leaked: {message}"
         );
+    }
+
+    /// `obs_addressing: virtual_hosted` needs an endpoint with a host name; `auto` and `path`
+    /// work anywhere, and an unknown value is refused by the parser.
+    #[test]
+    fn virtual_hosted_addressing_is_refused_on_ip_and_embedded_endpoints() {
+        let config_with = |endpoints: &str, addressing: &str| {
+            format!(
+                "sources:\n  jobs: {{path: jobs}}\ntargets:\n  - name: dev\n    source: jobs\n    \
+                 region: cn-north-4\n    project_id: 0a1b2c3d4e5f60718293a4b5c6d7e8f9\n    \
+                 credentials: {{access_key_env: AK, secret_key_env: SK}}\n    \
+                 staging: obs://b-staging/dev/\n    backups: obs://b-backups/dev/\n    \
+                 endpoints: {endpoints}\n    obs_addressing: {addressing}\n    authorize_obs: true\n"
+            )
+        };
+        let problems = |text: &str| -> String {
+            let config = Config::from_yaml_str(text, Path::new("config.yaml")).expect("parses");
+            match config.validate() {
+                Ok(_) => String::new(),
+                Err(problems) => problems
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join("\n"),
+            }
+        };
+        let on_ip = problems(&config_with(
+            "{obs: 'http://10.0.0.7:9000'}",
+            "virtual_hosted",
+        ));
+        assert!(
+            on_ip.contains("targets[0].obs_addressing") && on_ip.contains("10.0.0.7"),
+            "{on_ip}"
+        );
+        let embedded = problems(&config_with(
+            "{dli: embedded, dlf: embedded, obs: embedded, iam: embedded}",
+            "virtual_hosted",
+        ));
+        assert!(embedded.contains("targets[0].obs_addressing"), "{embedded}");
+        for (endpoints, addressing) in [
+            ("{obs: 'http://10.0.0.7:9000'}", "path"),
+            ("{obs: 'http://10.0.0.7:9000'}", "auto"),
+            (
+                "{obs: 'https://obs.cn-north-4.myhuaweicloud.com'}",
+                "virtual_hosted",
+            ),
+            ("{}", "virtual_hosted"),
+        ] {
+            let found = problems(&config_with(endpoints, addressing));
+            assert!(
+                !found.contains("obs_addressing"),
+                "{endpoints} {addressing}: {found}"
+            );
+        }
+        let unknown = config_with("{}", "sideways");
+        assert!(Config::from_yaml_str(&unknown, Path::new("config.yaml")).is_err());
     }
 }

@@ -51,6 +51,8 @@ pub struct EmulatorConfig {
     /// Buckets created at start (existing ones are kept).
     pub buckets: Vec<String>,
     pub limits: EmulatorLimits,
+    /// How the S3 endpoint names buckets: path style, virtual-hosted under a domain, or both.
+    pub s3: EmulatorS3,
 }
 
 impl Default for EmulatorConfig {
@@ -78,6 +80,7 @@ impl Default for EmulatorConfig {
                 .map(|name| name.to_string())
                 .collect(),
             limits: EmulatorLimits::default(),
+            s3: EmulatorS3::default(),
         }
     }
 }
@@ -244,6 +247,49 @@ impl Default for EmulatorLimits {
     }
 }
 
+/// Bucket addressing on the S3 endpoint. By default only path style
+/// (`http://127.0.0.1:PORT/{bucket}/{key}`), which the embedded default uses. With `domain`,
+/// `Host: {bucket}.{domain}[:port]` addresses a bucket the way OBS's
+/// `{bucket}.obs.{region}.myhuaweicloud.com` does; `refuse_path_style` then refuses path-style
+/// requests the way OBS's public endpoints do (HTTP 403 `VirtualHostDomainRequired`).
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct EmulatorS3 {
+    /// The service domain, e.g. `obs.test` (no port, no bucket); bucket hosts are below it.
+    pub domain: Option<String>,
+    /// Refuse any request that names its bucket in the path instead of the host.
+    pub refuse_path_style: bool,
+}
+
+impl EmulatorS3 {
+    fn validate(&self) -> Result<(), String> {
+        if let Some(domain) = &self.domain {
+            let labels_ok = !domain.is_empty()
+                && domain.split('.').all(|label| {
+                    !label.is_empty()
+                        && label.len() <= 63
+                        && label
+                            .bytes()
+                            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+                        && !label.starts_with('-')
+                        && !label.ends_with('-')
+                });
+            if !labels_ok || domain.parse::<std::net::IpAddr>().is_ok() {
+                return Err(format!(
+                    "s3.domain {domain:?} is not a host name (lower-case labels separated by '.', no port, not an IP address), e.g. obs.test"
+                ));
+            }
+        }
+        if self.refuse_path_style && self.domain.is_none() {
+            return Err(
+                "s3.refuse_path_style needs s3.domain: without it no request could reach a bucket"
+                    .into(),
+            );
+        }
+        Ok(())
+    }
+}
+
 impl EmulatorConfig {
     /// Checks what serde cannot: rates in range, non-empty and unique access keys.
     pub fn validate(&self) -> Result<(), String> {
@@ -281,6 +327,7 @@ impl EmulatorConfig {
             super::obs::check_bucket_name(bucket)
                 .map_err(|reason| format!("bucket {bucket:?}: {reason}"))?;
         }
+        self.s3.validate()?;
         Ok(())
     }
 }
@@ -302,6 +349,7 @@ mod tests {
         assert_eq!(example.buckets, defaults.buckets);
         assert_eq!(example.credentials[0], defaults.credentials[0]);
         assert_eq!(example.users, defaults.users);
+        assert_eq!(example.s3, defaults.s3);
     }
 
     #[test]
@@ -317,6 +365,27 @@ mod tests {
         let mut config = EmulatorConfig::default();
         config.buckets.push("Bad_Bucket".into());
         assert!(config.validate().is_err());
+        let mut config = EmulatorConfig::default();
+        config.s3.refuse_path_style = true;
+        assert!(config.validate().unwrap_err().contains("s3.domain"));
+        for bad in [
+            "obs.test:9000",
+            "127.0.0.1",
+            "Obs.Test",
+            "-obs.test",
+            "obs..test",
+            "",
+        ] {
+            let mut config = EmulatorConfig::default();
+            config.s3.domain = Some(bad.into());
+            assert!(config.validate().is_err(), "{bad:?} was accepted");
+        }
+        let mut config = EmulatorConfig::default();
+        config.s3 = EmulatorS3 {
+            domain: Some("obs.test".into()),
+            refuse_path_style: true,
+        };
+        config.validate().unwrap();
     }
 
     #[test]

@@ -237,6 +237,7 @@ fn plan_import(
     let mut subtasks = Vec::new();
     let mut jobs = Vec::new();
     let mut failed = false;
+    let mut warned = false;
     for (index, entry) in entries.iter().enumerate() {
         let subtask = |status: &str, message: String| DlfSubtask {
             id: format!("{task_id}-{index}"),
@@ -244,17 +245,9 @@ fn plan_import(
             status: status.to_string(),
             message,
         };
-        let nodes_ok = entry
-            .job
-            .get("nodes")
-            .and_then(Value::as_array)
-            .is_some_and(|nodes| !nodes.is_empty());
-        if !nodes_ok {
+        if let Err(problem) = check_job_definition(&entry.name, &entry.job) {
             failed = true;
-            subtasks.push(subtask(
-                "FAILED",
-                "DLF.1006: The job nodes are empty.".into(),
-            ));
+            subtasks.push(subtask("FAILED", problem));
             continue;
         }
         match project.dlf_jobs.get(&entry.name) {
@@ -297,7 +290,26 @@ fn plan_import(
         if let Value::Object(object) = &mut definition {
             object.insert("name".into(), Value::String(entry.name.clone()));
         }
-        subtasks.push(subtask("SUCCESSFUL", "The job is imported.".into()));
+        // A replacement the job does not use changes nothing: the job is imported and the
+        // task ends WARNING (dgc `list_system_tasks_response.py` lists WARNING), naming it.
+        let unused: Vec<String> = body
+            .resources
+            .iter()
+            .filter(|resource| !mentions(&entry.job, &resource.name))
+            .map(|resource| format!("{} ({})", resource.name, resource.resource_type))
+            .collect();
+        if unused.is_empty() {
+            subtasks.push(subtask("SUCCESSFUL", "The job is imported.".into()));
+        } else {
+            warned = true;
+            subtasks.push(subtask(
+                "WARNING",
+                format!(
+                    "The job is imported; resource {} is not used by it, nothing was replaced.",
+                    unused.join(", ")
+                ),
+            ));
+        }
         jobs.push(DlfPendingJob {
             name: entry.name.clone(),
             definition,
@@ -315,6 +327,13 @@ fn plan_import(
             subtasks,
             jobs: Vec::new(),
         }
+    } else if warned {
+        DlfTaskOutcome {
+            status: "WARNING".into(),
+            message: format!("{} job(s) imported, with warnings.", jobs.len()),
+            subtasks,
+            jobs,
+        }
     } else {
         DlfTaskOutcome {
             status: "SUCCESSFUL".into(),
@@ -322,6 +341,59 @@ fn plan_import(
             subtasks,
             jobs,
         }
+    }
+}
+
+/// Whether any string inside `value` equals `text`.
+fn mentions(value: &Value, text: &str) -> bool {
+    match value {
+        Value::String(found) => found == text,
+        Value::Array(items) => items.iter().any(|item| mentions(item, text)),
+        Value::Object(object) => object.values().any(|item| mentions(item, text)),
+        _ => false,
+    }
+}
+
+/// The CreateJob body's documented requirements (dataartsstudio_02_0084; dgc `job_info.py`):
+/// `name` (at most 128 letters, digits, `-`, `_`, `.`), a non-empty `nodes` list, a
+/// `schedule` object and `processType` BATCH or REAL_TIME. An export's `.job` file holds
+/// this body (dataartsstudio_02_0088), so an import checks the same. Codes from the DataArts
+/// error-code list: DLF.3004 (name empty), DLF.3018 (invalid name), DLF.1006 (nodes empty),
+/// DLF.3025 (invalid schedule), DLF.3051 (invalid parameter).
+pub(crate) fn check_job_definition(file_name: &str, job: &Value) -> Result<(), String> {
+    let name = job.get("name").and_then(Value::as_str).unwrap_or_default();
+    if name.is_empty() {
+        return Err(format!(
+            "DLF.3004: The job name is empty (in the definition of {file_name})."
+        ));
+    }
+    let valid_name = name.chars().count() <= 128
+        && name
+            .chars()
+            .all(|c| c.is_alphanumeric() || matches!(c, '-' | '_' | '.'));
+    if !valid_name {
+        return Err(format!(
+            "DLF.3018: The job name {name:?} is invalid: at most 128 letters, digits, -, _ and ."
+        ));
+    }
+    if !job
+        .get("nodes")
+        .and_then(Value::as_array)
+        .is_some_and(|nodes| !nodes.is_empty())
+    {
+        return Err("DLF.1006: The job nodes are empty.".into());
+    }
+    if !job.get("schedule").is_some_and(Value::is_object) {
+        return Err(format!(
+            "DLF.3025: The schedule of job {name} is missing or not an object."
+        ));
+    }
+    match job.get("processType").and_then(Value::as_str) {
+        Some("BATCH" | "REAL_TIME") => Ok(()),
+        other => Err(format!(
+            "DLF.3051: The processType of job {name} is {}, not BATCH or REAL_TIME.",
+            other.map_or("missing".to_string(), |value| format!("{value:?}"))
+        )),
     }
 }
 
@@ -343,16 +415,25 @@ fn list_jobs(call: &Call<'_>) -> Result<Reply, ApiError> {
         ));
     }
     let name = call.query_value("jobName").unwrap_or_default().to_string();
-    let job_type = call.query_value("jobType").unwrap_or_default().to_string();
+    // `jobType` defaults to BATCH (dataartsstudio_02_0086; dgc `list_jobs_request.py`): a
+    // listing without it never shows REAL_TIME jobs.
+    let job_type = match call.query_value("jobType") {
+        None | Some("") => "BATCH".to_string(),
+        Some(value @ ("BATCH" | "REAL_TIME")) => value.to_string(),
+        Some(other) => {
+            return Err(ApiError::dlf_parameter(format!(
+                "jobType {other:?} is not REAL_TIME or BATCH"
+            )));
+        }
+    };
     let body = call.shared.read(&call.project_id, call.now_ms, |project| {
         let matching: Vec<Value> = project
             .dlf_jobs
             .values()
             .filter(|job| name.is_empty() || job.name.contains(&name))
             .filter(|job| {
-                job_type.is_empty()
-                    || job.definition.get("processType").and_then(Value::as_str)
-                        == Some(job_type.as_str())
+                job.definition.get("processType").and_then(Value::as_str)
+                    == Some(job_type.as_str())
             })
             .map(|job| {
                 json!({
@@ -399,6 +480,15 @@ fn show_job(call: &Call<'_>) -> Result<Reply, ApiError> {
                         .unwrap_or(Value::Null)
                 });
                 object.insert("version".into(), json!(job.version));
+                object.insert("createTime".into(), json!(job.create_time));
+                object.insert(
+                    "lastUpdateUser".into(),
+                    json!(
+                        job.execute_user
+                            .clone()
+                            .unwrap_or_else(|| "emulator".into())
+                    ),
+                );
                 object.insert("targetStatus".into(), json!(job.target_status));
                 object.insert(
                     "approvers".into(),
@@ -623,8 +713,9 @@ fn set_schedule(call: &Call<'_>, status: &str) -> Result<Reply, ApiError> {
             .dlf_jobs
             .get_mut(&name)
             .ok_or_else(|| missing_job(&name))?;
+        // Scheduling is not an edit of the job: `lastUpdateTime` stays (a definition change
+        // moves it, and clients read the definition again only then).
         job.schedule_status = status.to_string();
-        job.last_update = call.now_ms;
         Ok(())
     })?;
     Ok(Reply {

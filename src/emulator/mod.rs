@@ -9,6 +9,8 @@ mod auth;
 pub mod config;
 mod dlf;
 mod dli;
+#[doc(hidden)]
+pub use dli::export_format::fuzzing as flink_export_fuzzing;
 mod faults;
 mod iam;
 mod introspection;
@@ -30,7 +32,7 @@ use tokio::task::JoinHandle;
 pub use config::{
     DEFAULT_BUCKETS, DEFAULT_SAVEPOINT_BUCKET, DEV_ACCESS_KEY, DEV_DOMAIN_NAME, DEV_PROJECT_ID,
     DEV_SECRET_KEY, DEV_USER_NAME, DEV_USER_PASSWORD, EmulatorAuth, EmulatorConfig,
-    EmulatorCredential, EmulatorDelays, EmulatorFaults, EmulatorLimits, EmulatorUser,
+    EmulatorCredential, EmulatorDelays, EmulatorFaults, EmulatorLimits, EmulatorS3, EmulatorUser,
 };
 
 /// Why the emulator could not start or run.
@@ -137,13 +139,22 @@ impl Emulator {
         };
         let api_address = local_address(&api_listener, "DLI/DLF/IAM", config.listen)?;
         let s3_address = local_address(&s3_listener, "S3", config.s3_listen)?;
-        let s3_service = s3::build_service(&obs_root, &config.credentials).map_err(|reason| {
-            EmulatorError::S3Setup {
-                path: obs_root.clone(),
-                reason,
-            }
-        })?;
+        let s3_service =
+            s3::build_service(&obs_root, &config.credentials, &config.s3).map_err(|reason| {
+                EmulatorError::S3Setup {
+                    path: obs_root.clone(),
+                    reason,
+                }
+            })?;
+        let export_key =
+            dli::export_format::ExportKey::load_or_create(&data_dir).map_err(|source| {
+                EmulatorError::DataDir {
+                    path: data_dir.join("export-key"),
+                    source,
+                }
+            })?;
         let shared = Arc::new(server::Shared {
+            export_key,
             faults: faults::FaultInjector::new(config.faults.clone()),
             config,
             objects,

@@ -30,6 +30,8 @@ pub(crate) struct Shared {
     pub lockouts: Mutex<HashMap<String, auth::Lockout>>,
     pub stats: Mutex<BTreeMap<&'static str, u64>>,
     pub faults: FaultInjector,
+    /// Seals this data directory's Flink export zips; import accepts only zips it sealed.
+    pub export_key: crate::emulator::dli::export_format::ExportKey,
 }
 
 impl Shared {

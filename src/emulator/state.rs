@@ -213,7 +213,7 @@ pub struct DlfTaskRecord {
     pub start_time: i64,
     pub finish_at: i64,
     pub end_time: Option<i64>,
-    /// `RUNNING` until `finish_at`, then `SUCCESSFUL` or `FAILED`.
+    /// `RUNNING` until `finish_at`, then `SUCCESSFUL`, `WARNING` or `FAILED`.
     pub status: String,
     pub message: String,
     pub outcome: DlfTaskOutcome,
@@ -282,7 +282,7 @@ impl ProjectState {
             task.message = task.outcome.message.clone();
             task.end_time = Some(task.finish_at);
             let finished_at = task.finish_at;
-            let jobs = if task.status == "SUCCESSFUL" {
+            let jobs = if matches!(task.status.as_str(), "SUCCESSFUL" | "WARNING") {
                 std::mem::take(&mut task.outcome.jobs)
             } else {
                 Vec::new()

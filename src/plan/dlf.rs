@@ -1,11 +1,19 @@
 //! Planning for DataArts Factory jobs: imported whole, compared by the digest last imported.
 //!
-//! The service rewrites a DLF job on import (ids, defaults, owner fields), so the live definition
-//! is not compared field by field; the journal's digest of the definition we last imported is the
-//! test of "already applied". The live definition still appears in the diff, for people.
+//! The service rewrites a DLF job on import (ids, parameter values, resource replacements), so
+//! git's definition is not compared with the live one field by field: the journal's digest of
+//! the definition we last imported is the test of "already applied". Drift is the live
+//! definition moving away from what it was right after that import (the journal's
+//! `live_digest`, server-set fields left out). The schedule: DataArts imports over and deletes
+//! only stopped jobs, so a scheduled job's schedule is stopped first and, when git wants it
+//! scheduled (`desired_state: running`, or unset and it was scheduled), started again after.
 
-use super::{ActionClass, JobAction, JournalView, NameIndex, PlanPolicy, PruneGuard, Step};
-use crate::model::{DesiredDlfJob, DesiredJobs, FieldDiff, JobKind, ObservedDlfJob, ObservedJobs};
+use super::{
+    ActionClass, JobAction, JournalDlfJob, JournalView, NameIndex, PlanPolicy, PruneGuard, Step,
+};
+use crate::model::{
+    DesiredDlfJob, DesiredJobs, FieldDiff, JobKind, ObservedDlfJob, ObservedJobs, RunState,
+};
 
 pub(super) fn plan_dlf(
     desired: &DesiredJobs,
@@ -37,14 +45,10 @@ pub(super) fn plan_dlf(
         if index.is_ambiguous(name) {
             continue;
         }
-        let journal = view.dlf.get(name);
-        let imported_digest = journal.and_then(|entry| entry.imported_digest.as_deref());
-        let managed = journal.is_some_and(|entry| entry.managed);
         actions.push(converge(
             desired_job,
             index.live_by_name.get(name).copied(),
-            imported_digest,
-            managed,
+            view.dlf.get(name),
             policy,
         ));
     }
@@ -64,6 +68,10 @@ pub(super) fn plan_dlf(
                 let mut steps = Vec::new();
                 if policy.backups {
                     steps.push(Step::Backup);
+                }
+                // DataArts deletes only a job whose schedule is stopped.
+                if live.is_scheduled() {
+                    steps.push(stop_schedule());
                 }
                 steps.push(Step::Delete);
                 actions.push(JobAction {
@@ -89,8 +97,7 @@ pub(super) fn plan_dlf(
 fn converge(
     desired: &DesiredDlfJob,
     live: Option<&ObservedDlfJob>,
-    imported_digest: Option<&str>,
-    managed: bool,
+    journal: Option<&JournalDlfJob>,
     policy: &PlanPolicy,
 ) -> JobAction {
     let mut action = JobAction {
@@ -107,41 +114,175 @@ fn converge(
         restore_key: None,
         protected: !desired.prune,
     };
+    let imported_digest = journal.and_then(|entry| entry.imported_digest.as_deref());
+    let managed = journal.is_some_and(|entry| entry.managed);
     let Some(live) = live else {
         action.class = ActionClass::Create;
         action.steps = vec![Step::DlfImport];
         action.reason = "in git, not live".to_string();
+        if desired.desired_state == Some(RunState::Running) {
+            action.steps.push(start_schedule());
+            action
+                .reason
+                .push_str("; its schedule is started (desired_state: running)");
+        }
         action.diffs = vec![digest_diff(None, &desired.digest)];
         return action;
     };
-    if imported_digest == Some(desired.digest.as_str()) {
-        action.reason = "in sync (this definition was the last one imported)".to_string();
+    let scheduled = live.is_scheduled();
+    let restart_owed = journal.is_some_and(|entry| entry.restart_schedule);
+    let want_scheduled = match desired.desired_state {
+        Some(RunState::Running) => true,
+        Some(RunState::Stopped) => false,
+        None => scheduled || restart_owed,
+    };
+    let same_digest = imported_digest == Some(desired.digest.as_str())
+        || journal.is_some_and(|entry| entry.equivalent_digests.contains(&desired.digest));
+    let live_digest = dlf_definition_digest(&live.definition);
+    let drifted = same_digest
+        && journal
+            .and_then(|entry| entry.live_digest.as_deref())
+            .is_some_and(|recorded| recorded != live_digest);
+
+    if same_digest && !drifted {
+        if want_scheduled == scheduled {
+            action.reason = "in sync (this definition was the last one imported)".to_string();
+            return action;
+        }
+        action.diffs = vec![schedule_diff(live, want_scheduled)];
+        if want_scheduled {
+            action.class = ActionClass::Start;
+            action.steps = vec![start_schedule()];
+            action.reason = if desired.desired_state == Some(RunState::Running) {
+                "git wants its schedule running (desired_state: running)".to_string()
+            } else {
+                "an interrupted pass stopped its schedule to change the job; it is started again"
+                    .to_string()
+            };
+        } else {
+            action.class = ActionClass::Stop;
+            action.steps = vec![stop_schedule()];
+            action.reason = "git wants its schedule stopped (desired_state: stopped)".to_string();
+        }
         return action;
     }
+
     let mut steps = Vec::new();
     if policy.backups {
         steps.push(Step::Backup);
     }
+    if scheduled {
+        steps.push(stop_schedule());
+    }
     steps.push(Step::DlfImport);
-    action.class = ActionClass::UpdateInPlace;
+    if want_scheduled {
+        steps.push(start_schedule());
+    }
+    action.class = if scheduled && want_scheduled {
+        ActionClass::Upgrade
+    } else {
+        ActionClass::UpdateInPlace
+    };
     action.steps = steps;
     action.diffs = vec![digest_diff(imported_digest, &desired.digest)];
-    if live.definition != desired.definition {
+    let live_definition = without_server_fields(&live.definition);
+    if live_definition != desired.definition {
         action.diffs.push(FieldDiff {
             field: "definition".to_string(),
-            live: live.definition.clone(),
+            live: live_definition,
             desired: desired.definition.clone(),
         });
     }
-    action.reason = match (managed, imported_digest) {
-        (false, _) => {
+    if scheduled != want_scheduled {
+        action.diffs.push(schedule_diff(live, want_scheduled));
+    }
+    let mut reason = match (managed, imported_digest, drifted) {
+        (_, _, true) => {
+            "the live definition was edited outside dli-gitops since the last import (drift): git's definition is imported over it"
+                .to_string()
+        }
+        (false, _, _) => {
             "adopts this live DLF job, which dli-gitops does not manage yet: git's definition is imported over it"
                 .to_string()
         }
-        (true, None) => "no import of this definition is journaled: it is imported again".to_string(),
-        (true, Some(_)) => "the definition changed since the last import".to_string(),
+        (true, None, _) => "no import of this definition is journaled: it is imported again".to_string(),
+        (true, Some(_), _) => "the definition changed since the last import".to_string(),
     };
+    match (scheduled, want_scheduled) {
+        (true, true) => reason.push_str(
+            "; DataArts imports only over a stopped job, so its schedule is stopped first and started again after",
+        ),
+        (true, false) => reason.push_str(
+            "; DataArts imports only over a stopped job, so its schedule is stopped first (and stays stopped)",
+        ),
+        (false, true) => reason.push_str("; its schedule is started after the import"),
+        (false, false) => {}
+    }
+    action.reason = reason;
     action
+}
+
+fn stop_schedule() -> Step {
+    Step::Stop {
+        trigger_savepoint: false,
+    }
+}
+
+fn start_schedule() -> Step {
+    Step::Start {
+        resume_savepoint: false,
+    }
+}
+
+fn schedule_diff(live: &ObservedDlfJob, want_scheduled: bool) -> FieldDiff {
+    FieldDiff {
+        field: "schedule_status".to_string(),
+        live: live
+            .status
+            .as_ref()
+            .map(|status| serde_json::Value::String(status.clone()))
+            .unwrap_or(serde_json::Value::Null),
+        desired: serde_json::Value::String(
+            if want_scheduled { "NORMAL" } else { "STOPPED" }.to_string(),
+        ),
+    }
+}
+
+/// Top-level fields of a DLF job detail that the service sets, never the author: the
+/// `ShowJobResponse` fields that the CreateJob body (`JobInfo`) lacks (`id`, `createTime`,
+/// `version`, `downstreamJobs`; dgc `show_job_response.py`, `job_info.py`), the owner and time
+/// stamps of the last change, and the list/status fields some answers carry. Export leaves
+/// them out and drift ignores them.
+pub const DLF_SERVER_FIELDS: &[&str] = &[
+    "id",
+    "createTime",
+    "createUser",
+    "version",
+    "downstreamJobs",
+    "lastUpdateUser",
+    "lastUpdateTime",
+    "jobType",
+    "status",
+    "submitStatus",
+    "targetStatus",
+    "approvers",
+];
+
+/// The definition without [`DLF_SERVER_FIELDS`].
+pub fn without_server_fields(definition: &serde_json::Value) -> serde_json::Value {
+    let mut definition = definition.clone();
+    if let serde_json::Value::Object(object) = &mut definition {
+        for field in DLF_SERVER_FIELDS {
+            object.remove(*field);
+        }
+    }
+    definition
+}
+
+/// Digest of a live DLF definition without its server-set fields: equal digests, equal
+/// authored content.
+pub fn dlf_definition_digest(definition: &serde_json::Value) -> String {
+    crate::spec::digest_of(&without_server_fields(definition))
 }
 
 fn digest_diff(imported_digest: Option<&str>, desired_digest: &str) -> FieldDiff {

@@ -3,8 +3,8 @@
 use std::collections::BTreeMap;
 
 use super::{
-    ActionClass, ApplyStrategy, JobAction, JournalFlinkJob, JournalView, NameIndex, PlanPolicy,
-    PruneGuard, SavepointSource, Step,
+    ActionClass, JobAction, JournalFlinkJob, JournalView, NameIndex, PlanPolicy, PruneGuard,
+    SavepointSource, Step,
 };
 use crate::model::{
     DesiredFlinkJob, DesiredJobs, FieldDiff, FlinkJobConfig, MANAGED_TAG_KEY, MANAGED_TAG_VALUE,
@@ -204,19 +204,10 @@ impl JobContext<'_> {
         action
     }
 
+    /// A job is written only with the documented create call: the DLI user guide imports only
+    /// zips that DLI itself exported, and advises the create API for jobs made elsewhere.
     fn push_create_steps(&self, steps: &mut Vec<Step>) {
-        match self.policy.strategy {
-            ApplyStrategy::Import => {
-                steps.push(Step::ImportBundle);
-                // Whether a bundle carries tags is the bundle format's business; setting them
-                // afterwards makes the outcome the same either way.
-                steps.push(Step::UpdateTags {
-                    set: self.config.tags.clone(),
-                    remove: Vec::new(),
-                });
-            }
-            ApplyStrategy::Api => steps.push(Step::CreateJob),
-        }
+        steps.push(Step::CreateJob);
     }
 
     /// In git and live: bring the live job to git.
@@ -348,16 +339,12 @@ impl JobContext<'_> {
                 trigger_savepoint: stop_savepoint,
             });
         }
-        // An import leaves the job in draft and detached from its savepoints; an update call
-        // keeps both. Hot-only changes to a stopped job still use the strategy's write.
-        let imported = definition_changed && self.policy.strategy == ApplyStrategy::Import;
+        // The definition is written with the documented update call (PUT), never an import of
+        // a zip we made: the DLI user guide imports only what DLI itself exported.
         if definition_changed {
-            steps.push(match self.policy.strategy {
-                ApplyStrategy::Import => Step::ImportBundle,
-                ApplyStrategy::Api => Step::UpdateJob,
-            });
+            steps.push(Step::UpdateJob);
         }
-        steps.extend(tag_step(&self.config.tags, &live.config.tags, imported));
+        steps.extend(tag_step(&self.config.tags, &live.config.tags, false));
 
         let mut restore_key = None;
         let resume_from;
@@ -378,7 +365,10 @@ impl JobContext<'_> {
                 state_note = Some("upgrade_mode stateless: starts from empty state".to_string());
             }
         } else if stop_savepoint {
-            if imported {
+            // Every stateful start goes through savepoint import: the savepoint the stop took is
+            // imported into the updated job, so the run resumes from exactly that one whatever
+            // the update did to the job's savepoint link.
+            if desired_running {
                 steps.push(Step::ImportSavepoint {
                     source: SavepointSource::FromStop,
                 });
@@ -386,21 +376,18 @@ impl JobContext<'_> {
             resume_from = Some(SavepointSource::FromStop);
         } else {
             let journal_savepoint = self.journal.and_then(|entry| entry.last_savepoint.clone());
-            if imported {
-                // The import detaches the savepoint the stopped job held; attach it again so that
-                // a later start keeps the state.
-                resume_from = live
-                    .savepoint_path
-                    .clone()
-                    .or(journal_savepoint)
-                    .map(SavepointSource::Path);
-                if let Some(source) = &resume_from {
+            if let Some(path) = &live.savepoint_path {
+                if definition_changed && desired_running {
+                    // The update may detach the savepoint the stopped job held; import it again
+                    // so that the start keeps the state.
+                    let source = SavepointSource::Path(path.clone());
                     steps.push(Step::ImportSavepoint {
                         source: source.clone(),
                     });
+                    resume_from = Some(source);
+                } else {
+                    resume_from = Some(SavepointSource::Held(path.clone()));
                 }
-            } else if let Some(path) = &live.savepoint_path {
-                resume_from = Some(SavepointSource::Held(path.clone()));
             } else if let (true, Some(path)) = (desired_running, journal_savepoint) {
                 // The service lost track of the savepoint (an interrupted upgrade, or a job that
                 // was imported over); the journal still knows the one taken at our last stop.
@@ -589,7 +576,7 @@ fn tag_step(
 }
 
 fn writes_config(step: &Step) -> bool {
-    matches!(step, Step::ImportBundle | Step::CreateJob | Step::UpdateJob)
+    matches!(step, Step::CreateJob | Step::UpdateJob)
 }
 
 fn field_list(diffs: &[FieldDiff]) -> String {

@@ -11,6 +11,8 @@ mod dlf;
 mod flink;
 mod render;
 
+pub use dlf::{DLF_SERVER_FIELDS, dlf_definition_digest, without_server_fields};
+
 use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
@@ -60,17 +62,19 @@ pub struct JournalDlfJob {
     /// Digest of the definition last imported successfully.
     #[serde(default)]
     pub imported_digest: Option<String>,
-}
-
-/// How changes reach a target's Flink jobs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
-#[serde(rename_all = "snake_case")]
-pub enum ApplyStrategy {
-    /// Bundle the job into a DLI export zip and import it with `is_cover: true` (the default).
-    #[default]
-    Import,
-    /// Create/update JSON calls.
-    Api,
+    /// [`crate::plan::dlf_definition_digest`] of the live definition as read right after
+    /// that import (or at adoption): a live definition with another digest was edited
+    /// outside dli-gitops (drift).
+    #[serde(default)]
+    pub live_digest: Option<String>,
+    /// Digests of desired jobs that `export` wrote from this live job: they describe what is
+    /// live as well as `imported_digest` does, so a repository written by `export` plans no
+    /// re-import.
+    #[serde(default)]
+    pub equivalent_digests: Vec<String>,
+    /// An interrupted pass stopped this job's schedule and meant to start it again.
+    #[serde(default)]
+    pub restart_schedule: bool,
 }
 
 /// The target's policy, as far as planning is concerned.
@@ -80,7 +84,6 @@ pub struct PlanPolicy {
     pub prune: bool,
     /// Allow pruning when git resolves to zero jobs (normally a sign of a broken checkout).
     pub allow_empty_prune: bool,
-    pub strategy: ApplyStrategy,
     /// Export a live job to the backup prefix before it is overwritten or deleted.
     pub backups: bool,
 }
@@ -90,7 +93,6 @@ impl Default for PlanPolicy {
         PlanPolicy {
             prune: false,
             allow_empty_prune: false,
-            strategy: ApplyStrategy::Import,
             backups: true,
         }
     }
@@ -124,7 +126,7 @@ pub struct JobAction {
     pub steps: Vec<Step>,
     /// Why this class was chosen, in a sentence.
     pub reason: String,
-    /// Flink jobs: the exact configuration `ImportBundle`, `CreateJob` and `UpdateJob` write,
+    /// Flink jobs: the exact configuration `CreateJob` and `UpdateJob` write,
     /// managed-by tag included.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub config: Option<FlinkJobConfig>,
@@ -207,12 +209,12 @@ pub enum Step {
     /// Export the live job to the target's backup prefix and journal the zip path.
     Backup,
     /// Stop the job (`streaming/jobs/stop`) and wait until it is stopped. With a savepoint, the
-    /// executor journals the savepoint path the job reports afterwards.
+    /// executor journals the savepoint path the job reports afterwards. On a DLF job: stop its
+    /// schedule (`jobs/{name}/stop`; `trigger_savepoint` is always false).
     Stop { trigger_savepoint: bool },
-    /// Import the action's `config` in a DLI export bundle with `is_cover: true`; take the new id
-    /// from `job_mapping`. Leaves the job in draft (`job_init`) and detached from savepoints.
-    ImportBundle,
-    /// Create the job from the action's `config` (API strategy).
+    /// Create the job from the action's `config` (`sql-jobs` / `flink-jobs` create call). The
+    /// only way a job definition is written besides `UpdateJob`: DLI imports only zips it
+    /// exported itself, so dli-gitops never authors one.
     CreateJob,
     /// Update the job with the action's `config` (PUT). Tags are not part of it: see `UpdateTags`.
     UpdateJob,
@@ -223,7 +225,8 @@ pub enum Step {
     },
     /// `import-savepoint` into the (stopped) job.
     ImportSavepoint { source: SavepointSource },
-    /// Run the job; `resume_savepoint` restores the savepoint the job holds.
+    /// Run the job; `resume_savepoint` restores the savepoint the job holds. On a DLF job:
+    /// start its schedule (`jobs/{name}/start`; `resume_savepoint` is always false).
     Start { resume_savepoint: bool },
     /// Delete the live job.
     Delete,

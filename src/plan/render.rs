@@ -6,7 +6,7 @@ use similar::TextDiff;
 
 use super::flink::describe_source;
 use super::{ActionClass, JobAction, Plan, SavepointSource, Step};
-use crate::model::FieldDiff;
+use crate::model::{FieldDiff, JobKind};
 
 /// How far the ids are shortened in headings (the JSON keeps them whole).
 const SHORT_ID_LENGTH: usize = 12;
@@ -71,13 +71,18 @@ fn render_action(out: &mut String, action: &JobAction) {
     for diff in &action.diffs {
         render_diff(out, action.class, diff);
     }
-    if let Some(line) = savepoint_line(action) {
+    if let Some(line) = savepoint_line(action).filter(|_| action.kind != JobKind::Dlf) {
         let _ = writeln!(out, "    savepoint: {line}");
     }
     if !action.steps.is_empty() {
         out.push_str("    steps:\n");
         for (number, step) in action.steps.iter().enumerate() {
-            let _ = writeln!(out, "      {}. {}", number + 1, describe_step(step));
+            let text = match (action.kind, step) {
+                (JobKind::Dlf, Step::Stop { .. }) => "stop the job's schedule".to_string(),
+                (JobKind::Dlf, Step::Start { .. }) => "start the job's schedule".to_string(),
+                _ => describe_step(step),
+            };
+            let _ = writeln!(out, "      {}. {}", number + 1, text);
         }
     }
 }
@@ -186,7 +191,6 @@ fn describe_step(step: &Step) -> String {
         Step::Stop {
             trigger_savepoint: false,
         } => "stop without a savepoint".to_string(),
-        Step::ImportBundle => "import the job bundle (is_cover: true)".to_string(),
         Step::CreateJob => "create the job".to_string(),
         Step::UpdateJob => "update the job".to_string(),
         Step::UpdateTags { set, remove } => {

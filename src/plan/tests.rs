@@ -51,7 +51,6 @@ fn policy() -> PlanPolicy {
     PlanPolicy {
         prune: true,
         allow_empty_prune: false,
-        strategy: ApplyStrategy::Import,
         backups: true,
     }
 }
@@ -222,8 +221,6 @@ fn a_cold_change_upgrades_a_running_job_through_the_stop_savepoint() {
     let plan = plan_one(desired, Some(live), &managed_view("agg"), &policy());
     let action = only_action(&plan);
     assert_eq!(action.class, ActionClass::Upgrade);
-    let mut tags = BTreeMap::new();
-    tags.insert(MANAGED_TAG_KEY.to_string(), MANAGED_TAG_VALUE.to_string());
     assert_eq!(
         action.steps,
         vec![
@@ -231,11 +228,7 @@ fn a_cold_change_upgrades_a_running_job_through_the_stop_savepoint() {
             Step::Stop {
                 trigger_savepoint: true
             },
-            Step::ImportBundle,
-            Step::UpdateTags {
-                set: tags,
-                remove: Vec::new()
-            },
+            Step::UpdateJob,
             Step::ImportSavepoint {
                 source: SavepointSource::FromStop
             },
@@ -257,15 +250,7 @@ fn a_stateless_upgrade_stops_without_a_savepoint_and_starts_empty() {
     desired.lifecycle.upgrade_mode = UpgradeMode::Stateless;
     desired.config.parallel_number = 4;
     let live = live_of(&desired_sql("agg"), 7, "job_running");
-    let plan = plan_one(
-        desired,
-        Some(live),
-        &managed_view("agg"),
-        &PlanPolicy {
-            strategy: ApplyStrategy::Api,
-            ..policy()
-        },
-    );
+    let plan = plan_one(desired, Some(live), &managed_view("agg"), &policy());
     let action = only_action(&plan);
     assert_eq!(action.class, ActionClass::Upgrade);
     assert_eq!(
@@ -285,7 +270,7 @@ fn a_stateless_upgrade_stops_without_a_savepoint_and_starts_empty() {
 }
 
 #[test]
-fn an_api_upgrade_keeps_the_job_and_resumes_from_the_stop_savepoint() {
+fn an_upgrade_updates_the_job_and_imports_the_stop_savepoint_before_it_starts() {
     let mut desired = desired_sql("agg");
     desired.config.sql_body = Some("INSERT INTO sink\nSELECT id FROM source;\n".into());
     let live = live_of(&desired_sql("agg"), 7, "job_running");
@@ -294,7 +279,6 @@ fn an_api_upgrade_keeps_the_job_and_resumes_from_the_stop_savepoint() {
         Some(live),
         &managed_view("agg"),
         &PlanPolicy {
-            strategy: ApplyStrategy::Api,
             backups: false,
             ..policy()
         },
@@ -307,6 +291,9 @@ fn an_api_upgrade_keeps_the_job_and_resumes_from_the_stop_savepoint() {
                 trigger_savepoint: true
             },
             Step::UpdateJob,
+            Step::ImportSavepoint {
+                source: SavepointSource::FromStop
+            },
             Step::Start {
                 resume_savepoint: true
             },
@@ -338,13 +325,8 @@ fn a_stopped_job_with_changes_is_updated_without_start_and_keeps_its_savepoint()
         "{:?}",
         action.steps
     );
-    // The import detaches the savepoint, so the plan attaches it again.
-    assert_eq!(
-        action.steps.last(),
-        Some(&Step::ImportSavepoint {
-            source: SavepointSource::Path("obs://ckpt/sp/7/".into())
-        })
-    );
+    // A job that stays stopped keeps the savepoint it holds: nothing is imported into it.
+    assert_eq!(action.steps.last(), Some(&Step::UpdateJob));
 
     // The same change to a job that should run: update, then start from that savepoint.
     desired.lifecycle.desired_state = RunState::Running;
@@ -440,12 +422,12 @@ fn a_restore_with_config_changes_is_an_upgrade_from_the_restore_savepoint() {
 }
 
 #[test]
-fn a_job_in_git_and_not_live_is_created_per_strategy() {
+fn a_job_in_git_and_not_live_is_created_with_the_create_call() {
     let desired = desired_sql("agg");
     let plan = plan_one(desired.clone(), None, &JournalView::default(), &policy());
     let action = only_action(&plan);
     assert_eq!(action.class, ActionClass::Create);
-    assert!(matches!(action.steps[0], Step::ImportBundle));
+    assert!(matches!(action.steps[0], Step::CreateJob));
     assert_eq!(
         action.steps.last(),
         Some(&Step::Start {
@@ -463,15 +445,7 @@ fn a_job_in_git_and_not_live_is_created_per_strategy() {
 
     let mut stopped = with_restore(desired, "obs://ckpt/seed/", 1);
     stopped.lifecycle.desired_state = RunState::Stopped;
-    let plan = plan_one(
-        stopped,
-        None,
-        &JournalView::default(),
-        &PlanPolicy {
-            strategy: ApplyStrategy::Api,
-            ..policy()
-        },
-    );
+    let plan = plan_one(stopped, None, &JournalView::default(), &policy());
     assert_eq!(
         only_action(&plan).steps,
         vec![
@@ -686,6 +660,7 @@ fn desired_dlf(name: &str, digest: &str) -> crate::model::DesiredDlfJob {
         scripts: BTreeMap::new(),
         import: Default::default(),
         prune: true,
+        desired_state: None,
         source: SourceLocation::default(),
         digest: digest.into(),
     }
@@ -712,6 +687,7 @@ fn dlf_jobs_import_when_the_digest_differs_or_the_job_is_absent() {
             name: "nightly".into(),
             definition: serde_json::json!({"name": "nightly", "nodes": []}),
             last_update: None,
+            status: None,
         }],
     };
     let mut view = JournalView::default();
@@ -721,6 +697,7 @@ fn dlf_jobs_import_when_the_digest_differs_or_the_job_is_absent() {
             managed: true,
             protected: false,
             imported_digest: Some("d1".into()),
+            ..Default::default()
         },
     );
     let changed = super::plan(&desired, &observed, &view, &policy());
@@ -866,8 +843,9 @@ fn plan_json_round_trips() {
     let value: serde_json::Value = serde_json::from_str(&json).unwrap();
     assert_eq!(value["actions"][0]["class"], "upgrade");
     assert_eq!(value["actions"][0]["steps"][1]["step"], "stop");
+    assert_eq!(value["actions"][0]["steps"][2]["step"], "update_job");
     assert_eq!(
-        value["actions"][0]["steps"][4]["source"]["from"],
+        value["actions"][0]["steps"][3]["source"]["from"],
         "from_stop"
     );
 }

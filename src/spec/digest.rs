@@ -27,6 +27,8 @@ pub fn dlf_job_digest(job: &DesiredDlfJob) -> String {
         "import": job.import,
         "prune": job.prune,
     });
+    // `desired_state` is left out: it is no part of what is imported, and the planner
+    // compares it with the live schedule itself (a change starts or stops, never re-imports).
     digest_of(&value)
 }
 

@@ -11,7 +11,7 @@ use super::fields::FieldValue;
 use super::files::{self, join_reference, read_text};
 use super::resolve::{Checked, Context, JobDocument};
 use super::yaml::Mark;
-use crate::model::{DesiredDlfJob, SourceLocation};
+use crate::model::{DesiredDlfJob, RunState, SourceLocation};
 
 const PROCESS_TYPES: &[&str] = &["BATCH", "REAL_TIME"];
 
@@ -126,12 +126,23 @@ pub(crate) fn build(context: &mut Context<'_>, document: &JobDocument) -> Option
             ..
         })
     );
+    let desired_state = match checked.get("desired_state") {
+        Some(Checked {
+            value: FieldValue::Text(state),
+            ..
+        }) => match state.as_str() {
+            "stopped" => Some(RunState::Stopped),
+            _ => Some(RunState::Running),
+        },
+        _ => None,
+    };
     let mut job = DesiredDlfJob {
         name: document.name.clone(),
         definition,
         scripts,
         import,
         prune,
+        desired_state,
         source: SourceLocation {
             file: document.file.clone(),
             line: document.mark.line,

@@ -354,7 +354,7 @@ pub(crate) const FIELDS: &[FieldSpec] = &[
         "desired_state",
         Kinds::FLINK,
         FieldType::Choice(&["running", "stopped"]),
-        "dli-gitops: whether the job should run. Default running.",
+        "dli-gitops: whether the job should run. Flink: default running. DLF: running keeps the job scheduled (DataArts start), stopped keeps its schedule stopped; unset leaves the schedule as found (a schedule stopped for an overwrite is started again).",
     ),
     field(
         "upgrade_mode",
@@ -364,7 +364,7 @@ pub(crate) const FIELDS: &[FieldSpec] = &[
     ),
     field(
         "restore",
-        Kinds::FLINK,
+        Kinds::FLINK_AND_DLF,
         FieldType::Restore,
         "dli-gitops: import this savepoint before the next start; re-imported when the path or nonce changes.",
     ),

@@ -130,6 +130,15 @@ pub fn render_dlf_job(job: &DesiredDlfJob) -> Vec<(String, String)> {
         (
             format!("dlf/{name}.job"),
             pretty_json(&job.definition, &keep),
+    match job.desired_state {
+        Some(RunState::Running) => {
+            document.insert(text("desired_state"), text("running"));
+        }
+        Some(RunState::Stopped) => {
+            document.insert(text("desired_state"), text("stopped"));
+        }
+        None => {}
+    }
         ),
     );
     files.insert(

@@ -1,11 +1,13 @@
-//! Export and import of DLI Flink jobs through OBS zips (the `bundle` format), and bucket
-//! authorisation.
+//! Export and import of DLI Flink jobs through OBS zips, and bucket authorisation.
+//!
+//! Export writes the emulator's private layout (`export_format`); import accepts only zips that
+//! this emulator exported, as the DLI user guide says of the real service.
 
 use serde::Deserialize;
 use serde_json::json;
 
-use super::{check_job_name, config_error, new_record, project};
-use crate::bundle::{self, DliJobDocument};
+use super::export_format::{ExportedJob, read_export, write_export};
+use super::{check_job_name, new_record, project};
 use crate::emulator::obs::{ObjectError, ObjectPath};
 use crate::emulator::server::{ApiError, Call, Reply, Service};
 use crate::emulator::state::FlinkJobRecord;
@@ -63,18 +65,17 @@ pub(super) fn export_jobs(call: &Call<'_>) -> Result<Reply, ApiError> {
         };
         Ok::<_, ApiError>(
             jobs.into_iter()
-                .map(|job| {
-                    let mut document = DliJobDocument::from_model(&job.name, &job.config);
-                    document.job_id = Some(job.job_id);
-                    document
-                })
+                .map(|job| (job.job_id, job.name.clone(), job.config.clone()))
                 .collect::<Vec<_>>(),
         )
     })?;
     let mut zip_files = Vec::new();
-    for document in documents {
-        let bytes = bundle::write_dli_zip(std::slice::from_ref(&document)).map_err(config_error)?;
-        let path = directory.join(&format!("{}_{}.zip", document.name, call.now_ms));
+    for (job_id, name, config) in documents {
+        let bytes = write_export(&call.shared.export_key, job_id, &name, &config)
+            .map_err(|error| ApiError::internal(Service::Dli, &error))?;
+        // One zip per job, `{job_name}_{epoch_ms}.zip`, as in the API reference's example answer
+        // (dli_02_0254: `"zip_file": ["obs-test/aggregate_1582677879475.zip"]`).
+        let path = directory.join(&format!("{name}_{}.zip", call.now_ms));
         call.shared
             .objects
             .write(&path, &bytes)
@@ -95,8 +96,8 @@ struct ImportBody {
     is_cover: bool,
 }
 
-/// Reads every job document named by an import's `zip_file` (one zip, or a folder of zips).
-fn read_import_documents(call: &Call<'_>, zip_file: &str) -> Result<Vec<DliJobDocument>, ApiError> {
+/// Reads every exported job named by an import's `zip_file` (one zip, or a folder of zips).
+fn read_import_documents(call: &Call<'_>, zip_file: &str) -> Result<Vec<ExportedJob>, ApiError> {
     let objects = &call.shared.objects;
     let limits = &call.shared.config.limits;
     let path =
@@ -133,26 +134,27 @@ fn read_import_documents(call: &Call<'_>, zip_file: &str) -> Result<Vec<DliJobDo
             format!("The zip file {} does not exist", path.plain()),
         ));
     };
-    let mut documents: Vec<DliJobDocument> = Vec::new();
+    let mut documents: Vec<ExportedJob> = Vec::new();
     for zip in zips {
         let bytes = objects
             .read(&zip, limits.max_zip_bytes)
             .map_err(object_error)?;
-        let read = bundle::read_dli_zip(&bytes, &limits.zip).map_err(|error| {
-            ApiError::dli_parameter(format!(
-                "The zip file {} cannot be imported: {error}",
-                zip.plain()
-            ))
-        })?;
-        for document in read {
-            if documents.iter().any(|known| known.name == document.name) {
-                return Err(ApiError::dli_parameter(format!(
-                    "The job name already exists: {} appears more than once in {zip_file}",
-                    document.name
-                )));
-            }
-            documents.push(document);
+        let document =
+            read_export(&call.shared.export_key, &bytes, &limits.zip).map_err(|error| {
+                ApiError::dli_parameter(format!(
+                    "The zip file {} cannot be imported: {error}",
+                    zip.plain()
+                ))
+            })?;
+        // Terraform's dli_flink_job_import docs: several exports of one job in one folder fail
+        // with "The job name already exists", even with is_cover.
+        if documents.iter().any(|known| known.name == document.name) {
+            return Err(ApiError::dli_parameter(format!(
+                "The job name already exists: {} appears more than once in {zip_file}",
+                document.name
+            )));
         }
+        documents.push(document);
     }
     Ok(documents)
 }
@@ -163,12 +165,12 @@ pub(super) fn import_jobs(call: &Call<'_>) -> Result<Reply, ApiError> {
     let mut configs = Vec::new();
     for document in &documents {
         check_job_name(&document.name)?;
-        configs.push(document.to_model().map_err(config_error)?);
+        configs.push(document.config.clone());
     }
     let mapping = call.shared.mutate(&call.project_id, call.now_ms, |state| {
         let mut mapping = Vec::new();
         for (document, config) in documents.iter().zip(configs) {
-            let old_job_id = document.job_id.unwrap_or(0);
+            let old_job_id = document.job_id;
             let existing = project(state, call)
                 .flink_jobs
                 .values()
@@ -218,21 +220,41 @@ pub(super) fn import_jobs(call: &Call<'_>) -> Result<Reply, ApiError> {
     })))
 }
 
+/// The body of `POST /v1.0/{project_id}/dli/obs-authorize` (SDK `RegisterBucketRequestBody`:
+/// one required field, `obs_buckets: list[str]`).
 #[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 struct RegisterBucketBody {
     obs_buckets: Vec<String>,
 }
 
+/// Grants DLI access to existing buckets. Refuses an empty list, a malformed bucket name and a
+/// bucket that does not exist; answers like the API reference's example (the SDK's
+/// `RegisterBucketResponse` types `is_success` as a boolean).
 pub(super) fn register_buckets(call: &Call<'_>) -> Result<Reply, ApiError> {
     let body: RegisterBucketBody = call.json_body(Service::Dli)?;
+    if body.obs_buckets.is_empty() {
+        return Err(ApiError::dli_parameter(
+            "obs_buckets is empty; name at least one OBS bucket",
+        ));
+    }
     for bucket in &body.obs_buckets {
+        crate::emulator::obs::check_bucket_name(bucket).map_err(|reason| {
+            ApiError::dli_parameter(format!(
+                "obs_buckets: {bucket:?} is not a bucket name: {reason}"
+            ))
+        })?;
         if !call.shared.objects.bucket_exists(bucket) {
             return Err(ApiError::dli_parameter(format!(
                 "OBS bucket {bucket} does not exist"
             )));
         }
     }
-    Ok(Reply::json(
-        json!({"is_success": true, "message": "The OBS buckets are authorized."}),
-    ))
+    Ok(Reply::json(json!({
+        "is_success": true,
+        "message": format!(
+            "The following OBS bucket is authorized successfully, {}.",
+            body.obs_buckets.join(", ")
+        )
+    })))
 }
