@@ -80,6 +80,13 @@ impl ApplyReconciler {
             carried_savepoints,
             ..self.context.options.clone()
         };
+        if execute {
+            // `authorize_obs`: DLI may use the target's buckets before the pass acts (once each).
+            self.context
+                .authorize_obs(Some(desired))
+                .await
+                .map_err(|error| pass_error(&error))?;
+        }
         let first = apply::reconcile_with(
             &self.context.live,
             &ledger,
