@@ -125,11 +125,6 @@ pub fn render_dlf_job(job: &DesiredDlfJob) -> Vec<(String, String)> {
     if !job.prune {
         document.insert(text("prune"), Value::Bool(false));
     }
-    files.insert(
-        0,
-        (
-            format!("dlf/{name}.job"),
-            pretty_json(&job.definition, &keep),
     match job.desired_state {
         Some(RunState::Running) => {
             document.insert(text("desired_state"), text("running"));
@@ -139,6 +134,11 @@ pub fn render_dlf_job(job: &DesiredDlfJob) -> Vec<(String, String)> {
         }
         None => {}
     }
+    files.insert(
+        0,
+        (
+            format!("dlf/{name}.job"),
+            pretty_json(&job.definition, &keep),
         ),
     );
     files.insert(
