@@ -158,7 +158,11 @@ impl Default for Lifecycle {
     }
 }
 
-/// Fields that can change on a running job without stopping it (as Terraform's provider does).
+/// Fields that can change on a running job without stopping it: the fields Terraform's
+/// provider sends to a running job (`updateFlinkSqlJobInRunning`, `updateFlinkJarJobInRunning`
+/// in `resource_huaweicloud_dli_flinksql_job.go` / `flinkjar_job.go`). Terraform also sends a
+/// Jar job's `checkpoint_path`, but only when checkpoints are off and `resume_checkpoint` is on;
+/// dli-gitops restarts the job for a `checkpoint_path` change instead, which always converges.
 pub const HOT_FIELDS: &[&str] = &[
     "smn_topic",
     "restart_when_exception",
@@ -166,6 +170,209 @@ pub const HOT_FIELDS: &[&str] = &[
     "resume_max_num",
     "obs_bucket",
 ];
+
+/// Fields only Flink SQL jobs carry: the SQL create/update bodies have them, the Jar bodies
+/// (`create_flink_jar_job_request_body.py`, `update_flink_jar_job_request_body.py`, SDK 3.1.219)
+/// do not. A Jar job never reads, writes or compares them.
+pub const SQL_ONLY_FIELDS: &[&str] = &[
+    "sql_body",
+    "run_mode",
+    "idle_state_retention",
+    "dirty_data_strategy",
+    "udf_jar_url",
+    "operator_config",
+    "static_estimator_config",
+];
+
+/// Fields only Flink Jar jobs carry (absent from the SQL create/update bodies).
+pub const JAR_ONLY_FIELDS: &[&str] = &[
+    "entrypoint",
+    "main_class",
+    "entrypoint_args",
+    "dependency_jars",
+    "dependency_files",
+    "image",
+    "feature",
+    "checkpoint_path",
+];
+
+/// The v1 CU fields. With `resource_config_version: v2` the service sizes the job from
+/// `resource_config` ("v2 does not support setting the CU number", `resource_config_version` in
+/// the SDK create/update bodies): they are neither sent nor compared.
+pub const V1_RESOURCE_FIELDS: &[&str] = &[
+    "cu_number",
+    "manager_cu_number",
+    "parallel_number",
+    "tm_cus",
+    "tm_slot_num",
+];
+
+/// The resource model version that replaces CU numbers with `resource_config`.
+pub const RESOURCE_CONFIG_V2: &str = "v2";
+
+impl JobKind {
+    /// Whether a job of this kind carries the [`FlinkJobConfig`] field `field`.
+    pub fn carries(self, field: &str) -> bool {
+        match self {
+            JobKind::FlinkSql => !JAR_ONLY_FIELDS.contains(&field),
+            JobKind::FlinkJar => !SQL_ONLY_FIELDS.contains(&field),
+            JobKind::Dlf => false,
+        }
+    }
+}
+
+/// What an update call sends.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum UpdateScope {
+    /// Every field the job type's update body has (the job is not running).
+    Full,
+    /// Only the [`HOT_FIELDS`], for a running job: `changed` names the fields that differ from
+    /// the live job (`obs_bucket` is sent only when it changed, as Terraform does).
+    Running { changed: Vec<String> },
+}
+
+impl UpdateScope {
+    /// `Running` when every difference is a hot field (or tags, which go through the tag API),
+    /// else `Full`. A hot-only body carries every change in the first case, whatever the status.
+    pub fn for_diffs(diffs: &[FieldDiff]) -> UpdateScope {
+        if diffs
+            .iter()
+            .all(|diff| diff.is_hot() || diff.field == "tags")
+        {
+            UpdateScope::Running {
+                changed: diffs.iter().map(|diff| diff.field.clone()).collect(),
+            }
+        } else {
+            UpdateScope::Full
+        }
+    }
+}
+
+/// CPU cores of a `resource_spec` (a float on the wire), kept in thousandths so that the
+/// configuration stays `Eq` and `Hash`; serialised as the number of cores.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Cpu(pub i64);
+
+impl Cpu {
+    /// From cores; `None` for values that are not finite or not positive.
+    pub fn from_cores(cores: f64) -> Option<Cpu> {
+        (cores.is_finite() && cores > 0.0 && cores < 1e9)
+            .then(|| Cpu((cores * 1000.0).round() as i64))
+    }
+    pub fn cores(self) -> f64 {
+        self.0 as f64 / 1000.0
+    }
+}
+
+impl Serialize for Cpu {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        if self.0 % 1000 == 0 {
+            serializer.serialize_i64(self.0 / 1000)
+        } else {
+            serializer.serialize_f64(self.cores())
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Cpu {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Cpu, D::Error> {
+        let cores = f64::deserialize(deserializer)?;
+        Cpu::from_cores(cores)
+            .ok_or_else(|| serde::de::Error::custom(format!("{cores} is not a positive CPU count")))
+    }
+}
+
+/// `resource_spec.py`: the CPU cores and memory of the job manager or of each task manager.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct ResourceSpec {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpu: Option<Cpu>,
+    /// As written, e.g. `4G` or `4096M` (Terraform: "in MB or GB (default)").
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub memory: Option<String>,
+}
+
+impl ResourceSpec {
+    /// Unset parts taken from `live` (the service fills them).
+    fn filled_from(&self, live: Option<&ResourceSpec>) -> ResourceSpec {
+        ResourceSpec {
+            cpu: self.cpu.or_else(|| live.and_then(|spec| spec.cpu)),
+            memory: self
+                .memory
+                .clone()
+                .or_else(|| live.and_then(|spec| spec.memory.clone())),
+        }
+    }
+}
+
+/// `resource_config.py`: the v2 resource model (`resource_config_version: v2`).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct ResourceConfig {
+    /// Slots per task manager (service default 1).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_slot: Option<i32>,
+    /// Parallelism (service default 1).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parallel_number: Option<i32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub jobmanager_resource_spec: Option<ResourceSpec>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub taskmanager_resource_spec: Option<ResourceSpec>,
+}
+
+impl ResourceConfig {
+    /// Unset parts taken from `live`: Terraform marks every part Optional+Computed.
+    pub fn filled_from(&self, live: Option<&ResourceConfig>) -> ResourceConfig {
+        let spec = |desired: &Option<ResourceSpec>, live: Option<&ResourceSpec>| match desired {
+            Some(spec) => Some(spec.filled_from(live)),
+            None => live.cloned(),
+        };
+        ResourceConfig {
+            max_slot: self.max_slot.or_else(|| live.and_then(|c| c.max_slot)),
+            parallel_number: self
+                .parallel_number
+                .or_else(|| live.and_then(|c| c.parallel_number)),
+            jobmanager_resource_spec: spec(
+                &self.jobmanager_resource_spec,
+                live.and_then(|c| c.jobmanager_resource_spec.as_ref()),
+            ),
+            taskmanager_resource_spec: spec(
+                &self.taskmanager_resource_spec,
+                live.and_then(|c| c.taskmanager_resource_spec.as_ref()),
+            ),
+        }
+    }
+}
+
+/// A JSON text field (`operator_config`, `static_estimator_config`, `flink_log_config`) in
+/// canonical form: parsed and written back compactly with sorted keys, so that formatting and
+/// key order never count as a difference. Text that is not JSON is kept as it is.
+pub fn canonical_json_text(text: &str) -> String {
+    match serde_json::from_str::<serde_json::Value>(text) {
+        Ok(value) => sorted_json(&value).to_string(),
+        Err(_) => text.trim().to_string(),
+    }
+}
+
+fn sorted_json(value: &serde_json::Value) -> serde_json::Value {
+    match value {
+        serde_json::Value::Object(map) => {
+            let sorted: BTreeMap<&String, serde_json::Value> =
+                map.iter().map(|(k, v)| (k, sorted_json(v))).collect();
+            let mut out = serde_json::Map::new();
+            for (key, value) in sorted {
+                out.insert(key.clone(), value);
+            }
+            serde_json::Value::Object(out)
+        }
+        serde_json::Value::Array(items) => {
+            serde_json::Value::Array(items.iter().map(sorted_json).collect())
+        }
+        other => other.clone(),
+    }
+}
 
 /// Every Flink job field compared between git and the live service, in canonical form.
 ///
@@ -216,17 +423,52 @@ pub struct FlinkJobConfig {
     pub dependency_jars: Vec<String>,
     pub dependency_files: Vec<String>,
     pub image: Option<String>,
+    /// Jar jobs only: `basic` or `custom`.
     pub feature: Option<String>,
+    /// `v1` (service default) or `v2`.
+    #[serde(default)]
+    pub resource_config_version: Option<String>,
+    /// The v2 resource model; only with `resource_config_version: v2`.
+    #[serde(default)]
+    pub resource_config: Option<ResourceConfig>,
+    /// SQL jobs only: per-operator parallelism, a JSON string (canonical form).
+    #[serde(default)]
+    pub operator_config: Option<String>,
+    /// SQL jobs only: per-operator traffic/hit-rate estimates, a JSON string (canonical form).
+    #[serde(default)]
+    pub static_estimator_config: Option<String>,
+    /// Log levels, a JSON string `{root_logger_level, loggers_level_of_class}` (canonical form).
+    #[serde(default)]
+    pub flink_log_config: Option<String>,
 }
 
 /// Fields the service fills in when a request leaves them out; unset in git means "don't care".
-pub const SERVICE_COMPUTED_FIELDS: &[&str] = &["tm_slot_num", "flink_version", "checkpoint_path"];
+///
+/// Sources: Terraform marks `queue_name`, `feature`, `flink_version`, `udf_jar_url`,
+/// `tm_slot_num`, `checkpoint_path`, `resource_config_version` and `resource_config`
+/// Optional+Computed (`resource_huaweicloud_dli_flinksql_job.go`, `flinkjar_job.go`); the SDK
+/// documents the `tm_slot_num` formula and the `v1` default of `resource_config_version`.
+pub const SERVICE_COMPUTED_FIELDS: &[&str] = &[
+    "queue_name",
+    "feature",
+    "flink_version",
+    "udf_jar_url",
+    "tm_slot_num",
+    "checkpoint_path",
+    "resource_config_version",
+    "resource_config",
+];
 
 /// Service defaults, written out so that an unset field in git equals the live default.
 pub mod defaults {
     pub const SQL_JOB_TYPE: &str = "flink_opensource_sql_job";
     pub const JAR_JOB_TYPE: &str = "flink_jar_job";
-    pub const RUN_MODE: &str = "shared_cluster";
+    /// Ours, not the service's: the SDK's SQL create body defaults `run_mode` to
+    /// `shared_cluster` and `job_type` to `flink_opensource_sql_job`, a pair its own `job_type`
+    /// description forbids ("shared_cluster → job_type must be flink_sql_job"). Shared queues
+    /// are legacy, and `exclusive_cluster` is valid with both SQL job types, so dli-gitops always
+    /// sends `exclusive_cluster` unless the job file says otherwise.
+    pub const RUN_MODE: &str = "exclusive_cluster";
     pub const CU_NUMBER: i32 = 2;
     pub const MANAGER_CU_NUMBER: i32 = 1;
     pub const PARALLEL_NUMBER: i32 = 1;
@@ -278,7 +520,79 @@ impl FlinkJobConfig {
             dependency_files: Vec::new(),
             image: None,
             feature: None,
+            resource_config_version: None,
+            resource_config: None,
+            operator_config: None,
+            static_estimator_config: None,
+            flink_log_config: None,
         }
+    }
+
+    /// Uses the v2 resource model.
+    pub fn is_resource_v2(&self) -> bool {
+        self.resource_config_version.as_deref() == Some(RESOURCE_CONFIG_V2)
+    }
+
+    /// Resets every field this configuration's kind cannot carry to its default, so that a
+    /// value the service reports for a foreign field (say `run_mode` on a Jar job) never enters
+    /// the model.
+    pub fn clear_foreign_fields(&mut self) {
+        let kind = self.kind();
+        let defaults = FlinkJobConfig::defaults_for(kind);
+        if !kind.carries("sql_body") {
+            self.sql_body = defaults.sql_body;
+            self.run_mode = defaults.run_mode;
+            self.idle_state_retention = defaults.idle_state_retention;
+            self.dirty_data_strategy = defaults.dirty_data_strategy;
+            self.udf_jar_url = defaults.udf_jar_url;
+            self.operator_config = defaults.operator_config;
+            self.static_estimator_config = defaults.static_estimator_config;
+        }
+        if !kind.carries("entrypoint") {
+            self.entrypoint = defaults.entrypoint;
+            self.main_class = defaults.main_class;
+            self.entrypoint_args = defaults.entrypoint_args;
+            self.dependency_jars = defaults.dependency_jars;
+            self.dependency_files = defaults.dependency_files;
+            self.image = defaults.image;
+            self.feature = defaults.feature;
+            self.checkpoint_path = defaults.checkpoint_path;
+        }
+    }
+
+    /// Whether `field` is compared between git (`self`) and the live job: fields the kind
+    /// carries, minus the v1 CU fields of a v2 job (the service computes them).
+    pub fn compares(&self, field: &str) -> bool {
+        self.kind().carries(field)
+            && !(self.is_resource_v2() && V1_RESOURCE_FIELDS.contains(&field))
+    }
+
+    /// `self` with every service-filled field that git leaves unset taken from `live`, so that
+    /// "unset in git" compares equal to whatever the service filled in.
+    fn with_service_filled(&self, live: &FlinkJobConfig) -> FlinkJobConfig {
+        let mut filled = self.clone();
+        let take = |desired: &mut Option<String>, live: &Option<String>| {
+            if desired.is_none() {
+                desired.clone_from(live);
+            }
+        };
+        take(&mut filled.queue_name, &live.queue_name);
+        take(&mut filled.feature, &live.feature);
+        take(&mut filled.flink_version, &live.flink_version);
+        take(&mut filled.udf_jar_url, &live.udf_jar_url);
+        take(&mut filled.checkpoint_path, &live.checkpoint_path);
+        take(
+            &mut filled.resource_config_version,
+            &live.resource_config_version,
+        );
+        if filled.tm_slot_num.is_none() {
+            filled.tm_slot_num = live.tm_slot_num;
+        }
+        filled.resource_config = match &self.resource_config {
+            Some(desired) => Some(desired.filled_from(live.resource_config.as_ref())),
+            None => live.resource_config.clone(),
+        };
+        filled
     }
 
     /// The kind this configuration describes, from its `job_type`.
@@ -300,17 +614,26 @@ impl FlinkJobConfig {
     }
 
     /// The fields whose values differ between `self` (desired) and `live`, in a stable order.
-    /// Service-computed fields that are unset in `self` are skipped.
+    /// Only fields the job type carries are compared ([`FlinkJobConfig::compares`]);
+    /// service-computed fields that are unset in `self` (and unset parts of `resource_config`)
+    /// are skipped.
     pub fn field_diffs(&self, live: &FlinkJobConfig) -> Vec<FieldDiff> {
         // The common case in a steady state; building the JSON maps below is ~80% of planning
         // time at 10,000 jobs (BENCHMARKS.md), so skip it when the configs are identical.
         if self == live {
             return Vec::new();
         }
-        let desired_fields = self.to_field_map();
+        let filled = self.with_service_filled(live);
+        if filled == *live {
+            return Vec::new();
+        }
+        let desired_fields = filled.to_field_map();
         let live_fields = live.to_field_map();
         let mut diffs = Vec::new();
         for (field, desired_value) in &desired_fields {
+            if !self.compares(field) {
+                continue;
+            }
             if desired_value.is_null() && SERVICE_COMPUTED_FIELDS.contains(&field.as_str()) {
                 continue;
             }
@@ -403,6 +726,11 @@ pub struct DesiredDlfJob {
     pub scripts: BTreeMap<String, serde_json::Value>,
     pub import: DlfImportSettings,
     pub prune: bool,
+    /// `desired_state` of a DLF job: `Running` keeps it scheduled (DataArts "start"),
+    /// `Stopped` keeps its schedule stopped; `None` leaves the schedule as found (a job
+    /// stopped for an overwrite is started again).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub desired_state: Option<RunState>,
     pub source: SourceLocation,
     pub digest: String,
 }
@@ -498,6 +826,22 @@ pub struct ObservedDlfJob {
     pub definition: serde_json::Value,
     /// `lastUpdateTime` from the list (13-digit epoch milliseconds).
     pub last_update: Option<i64>,
+    /// The list's scheduling status (`NORMAL`, `STOPPED`, ...), when it says.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<String>,
+}
+
+impl ObservedDlfJob {
+    /// The job's schedule runs, or is on its way to (anything but stopped, or not yet
+    /// started): DataArts neither imports over nor deletes such a job.
+    pub fn is_scheduled(&self) -> bool {
+        dlf_status_is_scheduled(self.status.as_deref())
+    }
+}
+
+/// [`ObservedDlfJob::is_scheduled`] for a bare status.
+pub fn dlf_status_is_scheduled(status: Option<&str>) -> bool {
+    status.is_some_and(|status| !matches!(status, "STOPPED" | "STOPPING" | "INIT" | ""))
 }
 
 /// Everything observed in one target.
@@ -559,24 +903,3 @@ mod tests {
         assert_eq!(pinned.field_diffs(&live).len(), 1);
     }
 }
-    /// `desired_state` of a DLF job: `Running` keeps it scheduled (DataArts "start"),
-    /// `Stopped` keeps its schedule stopped; `None` leaves the schedule as found (a job
-    /// stopped for an overwrite is started again).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub desired_state: Option<RunState>,
-    /// The list's scheduling status (`NORMAL`, `STOPPED`, ...), when it says.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub status: Option<String>,
-}
-
-impl ObservedDlfJob {
-    /// The job's schedule runs, or is on its way to (anything but stopped, or not yet
-    /// started): DataArts neither imports over nor deletes such a job.
-    pub fn is_scheduled(&self) -> bool {
-        dlf_status_is_scheduled(self.status.as_deref())
-    }
-}
-
-/// [`ObservedDlfJob::is_scheduled`] for a bare status.
-pub fn dlf_status_is_scheduled(status: Option<&str>) -> bool {
-    status.is_some_and(|status| !matches!(status, "STOPPED" | "STOPPING" | "INIT" | ""))

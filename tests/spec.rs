@@ -6,8 +6,9 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use dli_gitops::model::{
-    CheckpointMode, DesiredDlfJob, DlfImportSettings, FlinkJobConfig, JobKind, Lifecycle,
-    MANAGED_TAG_KEY, Restore, RunState, SourceLocation, UpgradeMode,
+    CheckpointMode, Cpu, DesiredDlfJob, DlfImportSettings, FlinkJobConfig, JobKind, Lifecycle,
+    MANAGED_TAG_KEY, ResourceConfig, ResourceSpec, Restore, RunState, SourceLocation, UpgradeMode,
+    canonical_json_text,
 };
 use dli_gitops::spec::{
     self, snapshot::MAX_FILE_BYTES, snapshot::RepoFile, snapshot::RepoSnapshot,
@@ -404,7 +405,7 @@ fn flink_config_strategy() -> impl Strategy<Value = FlinkJobConfig> {
             Just(CheckpointMode::AtLeastOnce)
         ],
         1i32..=3600,
-        -1i64..=100,
+        prop_oneof![Just(-1i64), 1i64..=100],
     );
     let places = (
         optional_text(),
@@ -414,14 +415,15 @@ fn flink_config_strategy() -> impl Strategy<Value = FlinkJobConfig> {
         proptest::option::of("1\\.1[0-9]"),
         text_map(6, 0),
         text_map(6, 1),
+        // The run_mode/job_type pairs DLI documents as valid.
         prop_oneof![
-            Just("shared_cluster"),
-            Just("exclusive_cluster"),
-            Just("edge_node")
+            Just(("exclusive_cluster", "flink_opensource_sql_job")),
+            Just(("exclusive_cluster", "flink_sql_job")),
+            Just(("shared_cluster", "flink_sql_job")),
         ],
     );
     let sql = (
-        prop_oneof![Just("flink_opensource_sql_job"), Just("flink_sql_job")],
+        Just(()),
         "(\\PC|\n){1,200}",
         1i32..=100_000,
         prop_oneof![Just("0"), Just("1"), Just("2:obs://bucket/dirty")],
@@ -445,64 +447,147 @@ fn flink_config_strategy() -> impl Strategy<Value = FlinkJobConfig> {
         jar,
         "[a-zA-Z0-9 ,.${}-]{0,40}",
         any::<bool>(),
+        newer_fields_strategy(),
     )
-        .prop_map(|(is_jar, resources, places, sql, jar, desc, flags)| {
-            let kind = if is_jar {
-                JobKind::FlinkJar
-            } else {
-                JobKind::FlinkSql
-            };
-            let mut config = FlinkJobConfig::defaults_for(kind);
-            let (cu, parallel, tm_cus, tm_slots, checkpoint, mode, interval, resume_max) =
-                resources;
-            config.cu_number = cu;
-            config.manager_cu_number = 1 + (cu - 2) / 4;
-            config.parallel_number = parallel;
-            config.tm_cus = tm_cus;
-            config.tm_slot_num = tm_slots;
-            config.checkpoint_enabled = checkpoint;
-            config.checkpoint_mode = mode;
-            config.checkpoint_interval = interval;
-            config.resume_max_num = resume_max;
-            config.log_enabled = flags;
-            config.restart_when_exception = !flags;
-            config.resume_checkpoint = checkpoint && flags;
-            let (queue, checkpoint_path, bucket, smn, version, runtime, tags, run_mode) = places;
-            config.queue_name = queue;
-            // The SQL create/update bodies carry no checkpoint_path and the Jar ones no run_mode
-            // (official SDK request models), so each field exists for one kind only.
-            if is_jar {
-                config.checkpoint_path = checkpoint_path;
-            }
-            config.obs_bucket = bucket;
-            config.smn_topic = smn;
-            config.flink_version = version;
-            config.runtime_config = runtime;
-            config.tags = tags;
-            if !is_jar {
-                config.run_mode = run_mode.to_string();
-            }
-            config.desc = desc;
-            if is_jar {
-                let (entrypoint, main_class, arguments, jars, feature) = jar;
-                config.entrypoint = Some(entrypoint);
-                config.main_class = main_class;
-                config.entrypoint_args = arguments;
-                config.dependency_jars = jars;
-                config.feature = feature;
-            } else {
-                let (job_type, body, retention, dirty, udf) = sql;
-                config.job_type = job_type.to_string();
-                config.sql_body = Some(body);
-                config.idle_state_retention = retention;
-                config.dirty_data_strategy = dirty.to_string();
-                config.udf_jar_url = udf;
-            }
-            config
-                .tags
-                .insert(MANAGED_TAG_KEY.into(), "dli-gitops".into());
-            config
-        })
+        .prop_map(
+            |(is_jar, resources, places, sql, jar, desc, flags, newer)| {
+                let kind = if is_jar {
+                    JobKind::FlinkJar
+                } else {
+                    JobKind::FlinkSql
+                };
+                let mut config = FlinkJobConfig::defaults_for(kind);
+                let (cu, parallel, tm_cus, tm_slots, checkpoint, mode, interval, resume_max) =
+                    resources;
+                config.cu_number = cu;
+                config.manager_cu_number = 1 + (cu - 2) / 4;
+                config.parallel_number = parallel;
+                config.tm_cus = tm_cus;
+                config.tm_slot_num = tm_slots;
+                config.checkpoint_enabled = checkpoint;
+                config.checkpoint_mode = mode;
+                config.checkpoint_interval = interval;
+                config.resume_max_num = resume_max;
+                config.log_enabled = flags;
+                config.restart_when_exception = !flags;
+                config.resume_checkpoint = checkpoint && flags;
+                let (queue, checkpoint_path, bucket, smn, version, runtime, tags, run_mode) =
+                    places;
+                config.queue_name = queue;
+                // The SQL create/update bodies carry no checkpoint_path and the Jar ones no run_mode
+                // (official SDK request models), so each field exists for one kind only.
+                if is_jar {
+                    config.checkpoint_path = checkpoint_path;
+                }
+                config.obs_bucket = bucket;
+                config.smn_topic = smn;
+                config.flink_version = version;
+                config.runtime_config = runtime;
+                config.tags = tags;
+                if !is_jar {
+                    config.run_mode = run_mode.0.to_string();
+                    config.job_type = run_mode.1.to_string();
+                }
+                config.desc = desc;
+                if is_jar {
+                    let (entrypoint, main_class, arguments, jars, feature) = jar;
+                    config.entrypoint = Some(entrypoint);
+                    config.main_class = main_class;
+                    config.entrypoint_args = arguments;
+                    config.dependency_jars = jars;
+                    config.feature = feature;
+                } else {
+                    let ((), body, retention, dirty, udf) = sql;
+                    config.sql_body = Some(body);
+                    config.idle_state_retention = retention;
+                    config.dirty_data_strategy = dirty.to_string();
+                    config.udf_jar_url = udf;
+                }
+                let (resources_v2, v2_flink_version, operator, estimator, log) = newer;
+                if let Some(resources) = resources_v2 {
+                    // v2 replaces the CU fields: they stay at their defaults (never written).
+                    let defaults = FlinkJobConfig::defaults_for(kind);
+                    config.cu_number = defaults.cu_number;
+                    config.manager_cu_number = defaults.manager_cu_number;
+                    config.parallel_number = defaults.parallel_number;
+                    config.tm_cus = defaults.tm_cus;
+                    config.tm_slot_num = defaults.tm_slot_num;
+                    config.resource_config_version = Some("v2".into());
+                    config.resource_config = Some(resources);
+                    config.flink_version = v2_flink_version;
+                }
+                if !is_jar {
+                    config.operator_config = operator;
+                    config.static_estimator_config = estimator;
+                }
+                config.flink_log_config = log;
+                config
+                    .tags
+                    .insert(MANAGED_TAG_KEY.into(), "dli-gitops".into());
+                config
+            },
+        )
+}
+
+/// The v2 resource model and the JSON text fields, in canonical form.
+fn newer_fields_strategy() -> impl Strategy<
+    Value = (
+        Option<ResourceConfig>,
+        Option<String>,
+        Option<String>,
+        Option<String>,
+        Option<String>,
+    ),
+> {
+    let spec = (
+        proptest::option::of(1i64..=64_000),
+        proptest::option::of(prop_oneof![
+            (1u32..=64).prop_map(|gb| format!("{gb}G")),
+            (512u32..=65536).prop_map(|mb| format!("{mb}M")),
+        ]),
+    )
+        .prop_map(|(cpu, memory)| ResourceSpec {
+            cpu: cpu.map(Cpu),
+            memory,
+        });
+    let resources = (
+        proptest::option::of(1i32..=16),
+        proptest::option::of(1i32..=2000),
+        proptest::option::of(spec.clone()),
+        proptest::option::of(spec),
+    )
+        .prop_map(|(max_slot, parallel_number, jm, tm)| ResourceConfig {
+            max_slot: max_slot.or(Some(1)),
+            parallel_number,
+            jobmanager_resource_spec: jm.filter(|spec| *spec != ResourceSpec::default()),
+            taskmanager_resource_spec: tm.filter(|spec| *spec != ResourceSpec::default()),
+        });
+    let operators = proptest::option::of((1u32..=8).prop_map(|parallelism| {
+        canonical_json_text(&format!(
+            r#"{{"operator_list":[{{"id":"0a448493b4782967b150582570326227","parallelism":{parallelism}}}]}}"#
+        ))
+    }));
+    let estimates = proptest::option::of((1u32..=100).prop_map(|rate| {
+        canonical_json_text(&format!(
+            r#"{{"operator_list":[{{"id":"6d2677a0ecc3fd8df0b72ec675edf8f4","rate_factor":0.{rate}}}]}}"#
+        ))
+    }));
+    let log = proptest::option::of(
+        prop_oneof![Just("INFO"), Just("WARN"), Just("DEBUG")].prop_map(|level| {
+            canonical_json_text(&format!(
+                r#"{{"root_logger_level":"{level}","loggers_level_of_class":{{"org.apache.flink":"ERROR"}}}}"#
+            ))
+        }),
+    );
+    (
+        proptest::option::of(resources),
+        proptest::option::of(
+            prop_oneof![Just("1.13"), Just("1.15"), Just("1.17")].prop_map(String::from),
+        ),
+        operators,
+        estimates,
+        log,
+    )
 }
 
 fn snapshot_from_rendered(files: Vec<(String, String)>) -> RepoSnapshot {
@@ -579,7 +664,7 @@ proptest! {
         prop_assert_eq!(&again.flink[0].config, &original.flink[0].config);
 
         let mut changed = config.clone();
-        changed.cu_number = if config.cu_number == 400 { 399 } else { config.cu_number + 1 };
+        changed.checkpoint_interval = if config.checkpoint_interval == 3600 { 3599 } else { config.checkpoint_interval + 1 };
         let files = spec::render::render_flink_job("job-1", &changed, &lifecycle);
         let different = spec::resolve(&snapshot_from_rendered(files), None).unwrap();
         prop_assert_ne!(&different.flink[0].digest, &original.flink[0].digest);

@@ -14,7 +14,7 @@ use super::wire::{
     epoch_millis, field, first_field, flexible_bool, flexible_i64, non_empty_string,
 };
 use super::{ClientOptions, CloudError, Credentials, RequestMetrics};
-use crate::model::{FlinkJobConfig, FlinkJobStatus, ObservedFlinkJob};
+use crate::model::{FlinkJobConfig, FlinkJobStatus, JobKind, ObservedFlinkJob, UpdateScope};
 
 /// The largest page the list endpoint serves.
 pub const MAX_PAGE_SIZE: u32 = 100;
@@ -315,15 +315,23 @@ impl DliClient {
         Ok(())
     }
 
-    /// Creates a Flink SQL job (a draft); returns its id.
+    /// Creates a Flink SQL job (a draft); returns its id. Fields only the update body has
+    /// (`operator_config`, `static_estimator_config`) follow in an update right after, as
+    /// Terraform does.
     pub async fn create_sql_job(
         &self,
         name: &str,
         config: &FlinkJobConfig,
     ) -> Result<i64, CloudError> {
         let body = dli_wire::sql_job_body(Some(name), config, BodyFor::Create);
-        self.create(name, "create_sql_job", &["sql-jobs"], body)
-            .await
+        let job_id = self
+            .create(name, "create_sql_job", &["sql-jobs"], body)
+            .await?;
+        if let Some(followup) = dli_wire::sql_followup_update_body(config) {
+            self.update(job_id, "update_sql_job", "sql-jobs", followup)
+                .await?;
+        }
+        Ok(job_id)
     }
 
     /// Creates a Flink Jar job (a draft); returns its id.
@@ -422,6 +430,28 @@ impl DliClient {
         let body = dli_wire::jar_job_body(None, config, BodyFor::Update);
         self.update(job_id, "update_jar_job", "flink-jobs", body)
             .await
+    }
+
+    /// Updates a job in place with the body `scope` asks for: the full update body of its type,
+    /// or only the fields a running job accepts ([`dli_wire::running_update_body`]).
+    pub async fn update_job(
+        &self,
+        job_id: i64,
+        config: &FlinkJobConfig,
+        scope: &UpdateScope,
+    ) -> Result<(), CloudError> {
+        let (operation, collection) = match config.kind() {
+            JobKind::FlinkJar => ("update_jar_job", "flink-jobs"),
+            _ => ("update_sql_job", "sql-jobs"),
+        };
+        let body = match scope {
+            UpdateScope::Running { changed } => dli_wire::running_update_body(config, changed),
+            UpdateScope::Full => match config.kind() {
+                JobKind::FlinkJar => dli_wire::jar_job_body(None, config, BodyFor::Update),
+                _ => dli_wire::sql_job_body(None, config, BodyFor::Update),
+            },
+        };
+        self.update(job_id, operation, collection, body).await
     }
 
     async fn update(

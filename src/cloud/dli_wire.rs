@@ -9,7 +9,8 @@ use super::wire::{
     epoch_millis, field, first_field, flexible_bool, flexible_i64, non_empty_string,
 };
 use crate::model::{
-    CheckpointMode, FlinkJobConfig, FlinkJobStatus, JobKind, ObservedFlinkJob, defaults,
+    CheckpointMode, Cpu, FlinkJobConfig, FlinkJobStatus, HOT_FIELDS, JobKind, ObservedFlinkJob,
+    ResourceConfig, ResourceSpec, canonical_json_text, defaults,
 };
 
 /// Builds the canonical job from a `job_detail` object (or a list entry with `show_detail`).
@@ -148,7 +149,7 @@ fn config_from_wire(
         Some(tags) => tags,
         None => key_value_map(either(job, config, "tags"), "tags")?,
     };
-    Ok(FlinkJobConfig {
+    let mut config = FlinkJobConfig {
         desc: non_empty_string(field(job, "desc")).unwrap_or_default(),
         job_type,
         queue_name: non_empty_string(either(job, config, "queue_name")),
@@ -223,7 +224,117 @@ fn config_from_wire(
         dependency_files: string_list(either(job, config, "dependency_files")),
         image: non_empty_string(either(job, config, "image")),
         feature: non_empty_string(either(job, config, "feature")),
-    })
+        resource_config_version: non_empty_string(either(job, config, "resource_config_version")),
+        resource_config: resource_config_from_wire(either(job, config, "resource_config"))?,
+        operator_config: json_text(either(job, config, "operator_config")),
+        static_estimator_config: json_text(either(job, config, "static_estimator_config")),
+        flink_log_config: json_text(either(job, config, "flink_log_config")),
+    };
+    // What the service reports for a field this job type cannot carry is not part of the job.
+    config.clear_foreign_fields();
+    Ok(config)
+}
+
+/// A JSON text field (a string, or an object some answers carry unencoded), canonical.
+fn json_text(value: &Value) -> Option<String> {
+    match value {
+        Value::Object(_) | Value::Array(_) => Some(canonical_json_text(&value.to_string())),
+        other => non_empty_string(other).map(|text| canonical_json_text(&text)),
+    }
+}
+
+/// `resource_config` (`resource_config.py`); an empty or missing object is `None`.
+pub fn resource_config_from_wire(value: &Value) -> Result<Option<ResourceConfig>, String> {
+    let value = match value {
+        Value::String(text) if text.trim().is_empty() => return Ok(None),
+        Value::String(text) => &serde_json::from_str::<Value>(text)
+            .map_err(|e| format!("resource_config is not JSON ({e}): {text}"))?,
+        other => other,
+    };
+    if value.is_null() {
+        return Ok(None);
+    }
+    if !value.is_object() {
+        return Err(format!("resource_config is not an object: {value}"));
+    }
+    let int = |name: &str| -> Result<Option<i32>, String> {
+        match field(value, name) {
+            Value::Null => Ok(None),
+            Value::String(text) if text.is_empty() => Ok(None),
+            other => flexible_i64(other)
+                .and_then(|n| i32::try_from(n).ok())
+                .map(Some)
+                .ok_or_else(|| format!("resource_config.{name} is not a 32-bit integer: {other}")),
+        }
+    };
+    let spec = |name: &str| -> Result<Option<ResourceSpec>, String> {
+        let spec = field(value, name);
+        if spec.is_null() {
+            return Ok(None);
+        }
+        let cpu = match field(spec, "cpu") {
+            Value::Null => None,
+            Value::Number(number) => {
+                Some(number.as_f64().and_then(Cpu::from_cores).ok_or_else(|| {
+                    format!("resource_config.{name}.cpu is not a positive number: {number}")
+                })?)
+            }
+            Value::String(text) if text.trim().is_empty() => None,
+            Value::String(text) => Some(
+                text.trim()
+                    .parse::<f64>()
+                    .ok()
+                    .and_then(Cpu::from_cores)
+                    .ok_or_else(|| {
+                        format!("resource_config.{name}.cpu is not a positive number: {text:?}")
+                    })?,
+            ),
+            other => {
+                return Err(format!(
+                    "resource_config.{name}.cpu is not a number: {other}"
+                ));
+            }
+        };
+        let memory = non_empty_string(field(spec, "memory"));
+        Ok((cpu.is_some() || memory.is_some()).then_some(ResourceSpec { cpu, memory }))
+    };
+    let config = ResourceConfig {
+        max_slot: int("max_slot")?,
+        parallel_number: int("parallel_number")?,
+        jobmanager_resource_spec: spec("jobmanager_resource_spec")?,
+        taskmanager_resource_spec: spec("taskmanager_resource_spec")?,
+    };
+    Ok((config != ResourceConfig::default()).then_some(config))
+}
+
+/// `resource_config` as the create/update bodies carry it.
+pub fn resource_config_to_wire(config: &ResourceConfig) -> Value {
+    let mut body = Map::new();
+    if let Some(max_slot) = config.max_slot {
+        body.insert("max_slot".into(), json!(max_slot));
+    }
+    if let Some(parallel_number) = config.parallel_number {
+        body.insert("parallel_number".into(), json!(parallel_number));
+    }
+    for (name, spec) in [
+        ("jobmanager_resource_spec", &config.jobmanager_resource_spec),
+        (
+            "taskmanager_resource_spec",
+            &config.taskmanager_resource_spec,
+        ),
+    ] {
+        if let Some(spec) = spec {
+            let mut object = Map::new();
+            if let Some(cpu) = spec.cpu {
+                object.insert("cpu".into(), json!(cpu.cores()));
+            }
+            if let Some(memory) = &spec.memory {
+                object.insert("memory".into(), json!(memory));
+            }
+            body.insert(name.into(), Value::Object(object));
+        }
+    }
+    Value::Object(body)
 }
 
 /// Which request a body is for: field sets differ between create and update, SQL and Jar.
@@ -256,10 +367,20 @@ fn tags_list(map: &BTreeMap<String, String>) -> Value {
     )
 }
 
-/// The body of `POST/PUT .../streaming/sql-jobs`.
+/// The body of `POST/PUT .../streaming/sql-jobs`. `operator_config` and
+/// `static_estimator_config` exist only in the update body: create sends them in a second call
+/// ([`sql_followup_update_body`]), as Terraform does.
 pub fn sql_job_body(name: Option<&str>, config: &FlinkJobConfig, purpose: BodyFor) -> Value {
     let mut body = common_body(name, config, purpose);
     put_opt(&mut body, "sql_body", &config.sql_body);
+    if purpose == BodyFor::Update {
+        put_opt(&mut body, "operator_config", &config.operator_config);
+        put_opt(
+            &mut body,
+            "static_estimator_config",
+            &config.static_estimator_config,
+        );
+    }
     body.insert("run_mode".into(), json!(config.run_mode));
     body.insert(
         "idle_state_retention".into(),
@@ -273,6 +394,43 @@ pub fn sql_job_body(name: Option<&str>, config: &FlinkJobConfig, purpose: BodyFo
     if purpose == BodyFor::Create {
         body.insert("job_type".into(), json!(config.job_type));
     }
+    Value::Object(body)
+}
+
+/// The update that follows a SQL create when the job sets fields only the update body has
+/// (`operator_config`, `static_estimator_config`); `None` when there are none. Terraform's
+/// `resourceFlinkSqlJobCreate` does the same (`updateJobConfig`).
+pub fn sql_followup_update_body(config: &FlinkJobConfig) -> Option<Value> {
+    if config.operator_config.is_none() && config.static_estimator_config.is_none() {
+        return None;
+    }
+    let mut body = Map::new();
+    put_opt(&mut body, "operator_config", &config.operator_config);
+    put_opt(
+        &mut body,
+        "static_estimator_config",
+        &config.static_estimator_config,
+    );
+    Some(Value::Object(body))
+}
+
+/// The body of an update to a running job (SQL or Jar): only the [`HOT_FIELDS`], as Terraform's
+/// `updateFlinkSqlJobInRunning`/`updateFlinkJarJobInRunning` send them. `obs_bucket` goes only
+/// when it is in `changed` (Terraform: "when `obs_bucket` is not changed, no need to update,
+/// otherwise the interface will return an error").
+pub fn running_update_body(config: &FlinkJobConfig, changed: &[String]) -> Value {
+    let mut body = Map::new();
+    put_opt(&mut body, "smn_topic", &config.smn_topic);
+    body.insert(
+        "restart_when_exception".into(),
+        json!(config.restart_when_exception),
+    );
+    body.insert("resume_checkpoint".into(), json!(config.resume_checkpoint));
+    body.insert("resume_max_num".into(), json!(config.resume_max_num));
+    if changed.iter().any(|field| field == "obs_bucket") {
+        put_opt(&mut body, "obs_bucket", &config.obs_bucket);
+    }
+    debug_assert!(body.keys().all(|key| HOT_FIELDS.contains(&key.as_str())));
     Value::Object(body)
 }
 
@@ -308,13 +466,26 @@ fn common_body(
     }
     body.insert("desc".into(), json!(config.desc));
     put_opt(&mut body, "queue_name", &config.queue_name);
-    body.insert("cu_number".into(), json!(config.cu_number));
-    body.insert("manager_cu_number".into(), json!(config.manager_cu_number));
-    body.insert("parallel_number".into(), json!(config.parallel_number));
-    body.insert("tm_cus".into(), json!(config.tm_cus));
-    if let Some(slots) = config.tm_slot_num {
-        body.insert("tm_slot_num".into(), json!(slots));
+    put_opt(
+        &mut body,
+        "resource_config_version",
+        &config.resource_config_version,
+    );
+    if config.is_resource_v2() {
+        // v2 sizes the job from resource_config; the CU fields are not settable.
+        if let Some(resources) = &config.resource_config {
+            body.insert("resource_config".into(), resource_config_to_wire(resources));
+        }
+    } else {
+        body.insert("cu_number".into(), json!(config.cu_number));
+        body.insert("manager_cu_number".into(), json!(config.manager_cu_number));
+        body.insert("parallel_number".into(), json!(config.parallel_number));
+        body.insert("tm_cus".into(), json!(config.tm_cus));
+        if let Some(slots) = config.tm_slot_num {
+            body.insert("tm_slot_num".into(), json!(slots));
+        }
     }
+    put_opt(&mut body, "flink_log_config", &config.flink_log_config);
     body.insert(
         "checkpoint_enabled".into(),
         json!(config.checkpoint_enabled),

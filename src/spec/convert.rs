@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use super::diagnostics::did_you_mean;
 use super::fields::{FieldSpec, FieldType, FieldValue, Problem};
 use super::yaml::{Mark, Node, NodeValue, Typed};
-use crate::model::Restore;
+use crate::model::{Cpu, ResourceConfig, ResourceSpec, Restore};
 
 /// Type- and range-checks one field's value.
 pub(crate) fn convert(spec: &FieldSpec, node: &Node) -> Result<FieldValue, Vec<Problem>> {
@@ -187,7 +187,241 @@ pub(crate) fn convert(spec: &FieldSpec, node: &Node) -> Result<FieldValue, Vec<P
             }
         }
         FieldType::Restore => convert_restore(node).map(FieldValue::Restore),
+        FieldType::ResourceConfig => convert_resource_config(node).map(FieldValue::ResourceConfig),
     }
+}
+
+/// The fields of `resource_config:` and of its two resource specs.
+pub(crate) const RESOURCE_CONFIG_FIELDS: &[(&str, &str)] = &[
+    (
+        "max_slot",
+        "Slots per task manager (DLI default 1, at least 1).",
+    ),
+    (
+        "parallel_number",
+        "Parallelism (DLI default 1, at least 1).",
+    ),
+    (
+        "jobmanager_resource_spec",
+        "The job manager's {cpu, memory}.",
+    ),
+    (
+        "taskmanager_resource_spec",
+        "Each task manager's {cpu, memory}.",
+    ),
+];
+pub(crate) const RESOURCE_SPEC_FIELDS: &[(&str, &str)] = &[
+    ("cpu", "CPU cores, a positive number (e.g. 0.5, 1, 2)."),
+    (
+        "memory",
+        "Memory with a unit: M/MB or G/GB (e.g. 2048M, 4G); a bare number is GB (Terraform).",
+    ),
+];
+
+fn convert_resource_config(node: &Node) -> Result<ResourceConfig, Vec<Problem>> {
+    let Some(entries) = node.as_mapping() else {
+        return Err(vec![Problem::new(
+            node.mark,
+            format!("`resource_config` must be a mapping, found {}", node.type_name()),
+            Some("e.g. resource_config: {max_slot: 2, parallel_number: 4, taskmanager_resource_spec: {cpu: 2, memory: 4G}}".into()),
+        )]);
+    };
+    let mut config = ResourceConfig::default();
+    let mut problems = Vec::new();
+    let count = |value: &Node, name: &str, problems: &mut Vec<Problem>| match value
+        .as_scalar()
+        .map(|scalar| scalar.typed())
+    {
+        Some(Typed::Int(number)) if (1..=2000).contains(&number) => Some(number as i32),
+        _ => {
+            problems.push(Problem::new(
+                value.mark,
+                format!("`resource_config.{name}` must be an integer from 1 to 2000"),
+                None,
+            ));
+            None
+        }
+    };
+    for (key, value) in entries {
+        match key.key_text() {
+            "max_slot" => config.max_slot = count(value, "max_slot", &mut problems),
+            "parallel_number" => {
+                config.parallel_number = count(value, "parallel_number", &mut problems)
+            }
+            name @ ("jobmanager_resource_spec" | "taskmanager_resource_spec") => {
+                match convert_resource_spec(value, name) {
+                    Ok(spec) if name == "jobmanager_resource_spec" => {
+                        config.jobmanager_resource_spec = Some(spec)
+                    }
+                    Ok(spec) => config.taskmanager_resource_spec = Some(spec),
+                    Err(mut more) => problems.append(&mut more),
+                }
+            }
+            unknown => problems.push(Problem::new(
+                key.mark,
+                format!("unknown field `resource_config.{unknown}`"),
+                did_you_mean(unknown, RESOURCE_CONFIG_FIELDS.iter().map(|(name, _)| *name))
+                    .or_else(|| {
+                        Some(
+                            "resource_config takes max_slot, parallel_number, jobmanager_resource_spec, taskmanager_resource_spec"
+                                .into(),
+                        )
+                    }),
+            )),
+        }
+    }
+    if problems.is_empty() {
+        Ok(config)
+    } else {
+        Err(problems)
+    }
+}
+
+fn convert_resource_spec(node: &Node, name: &str) -> Result<ResourceSpec, Vec<Problem>> {
+    let Some(entries) = node.as_mapping() else {
+        return Err(vec![Problem::new(
+            node.mark,
+            format!(
+                "`resource_config.{name}` must be a mapping, found {}",
+                node.type_name()
+            ),
+            Some("e.g. {cpu: 1, memory: 4G}".into()),
+        )]);
+    };
+    let mut spec = ResourceSpec::default();
+    let mut problems = Vec::new();
+    for (key, value) in entries {
+        match key.key_text() {
+            "cpu" => {
+                let cores = match value.as_scalar().map(|scalar| scalar.typed()) {
+                    Some(Typed::Int(number)) => Some(number as f64),
+                    Some(Typed::Float(number)) => Some(number),
+                    _ => None,
+                };
+                match cores.and_then(Cpu::from_cores) {
+                    Some(cpu) => spec.cpu = Some(cpu),
+                    None => problems.push(Problem::new(
+                        value.mark,
+                        format!("`resource_config.{name}.cpu` must be a positive number of cores"),
+                        None,
+                    )),
+                }
+            }
+            "memory" => match scalar_text(value) {
+                Some(memory) if is_memory_size(&memory) => spec.memory = Some(memory),
+                _ => problems.push(Problem::new(
+                    value.mark,
+                    format!(
+                        "`resource_config.{name}.memory` must be a size such as 4G, 4GB, 4096M or 4096MB"
+                    ),
+                    None,
+                )),
+            },
+            unknown => problems.push(Problem::new(
+                key.mark,
+                format!("unknown field `resource_config.{name}.{unknown}`"),
+                did_you_mean(unknown, RESOURCE_SPEC_FIELDS.iter().map(|(name, _)| *name))
+                    .or_else(|| Some("a resource spec takes cpu and memory".into())),
+            )),
+        }
+    }
+    if problems.is_empty() {
+        Ok(spec)
+    } else {
+        Err(problems)
+    }
+}
+
+/// `4G`, `4GB`, `4096M`, `4096MB`, `1.5G` or a bare number (GB, Terraform's default unit).
+fn is_memory_size(text: &str) -> bool {
+    let upper = text.trim().to_ascii_uppercase();
+    let number = upper
+        .strip_suffix("GB")
+        .or_else(|| upper.strip_suffix("MB"))
+        .or_else(|| upper.strip_suffix('G'))
+        .or_else(|| upper.strip_suffix('M'))
+        .unwrap_or(&upper);
+    !number.is_empty()
+        && number
+            .parse::<f64>()
+            .is_ok_and(|value| value > 0.0 && value.is_finite())
+}
+
+/// A JSON object as text (the API's `operator_config`, `static_estimator_config`).
+pub(crate) fn check_json_object(text: &str) -> Result<(), (String, Option<String>)> {
+    match serde_json::from_str::<serde_json::Value>(text) {
+        Ok(serde_json::Value::Object(_)) => Ok(()),
+        Ok(_) => Err((
+            "is JSON but not an object".into(),
+            Some("write the API's JSON object as text, in single quotes".into()),
+        )),
+        Err(error) => Err((
+            format!("is not JSON ({error})"),
+            Some("write the API's JSON object as text, in single quotes".into()),
+        )),
+    }
+}
+
+/// The log levels the SDK documents for `flink_log_config`.
+const LOG_LEVELS: &[&str] = &["TRACE", "DEBUG", "INFO", "WARN", "ERROR"];
+
+/// `{"root_logger_level": LEVEL, "loggers_level_of_class": {"class or package": LEVEL}}`.
+pub(crate) fn check_flink_log_config(text: &str) -> Result<(), (String, Option<String>)> {
+    check_json_object(text)?;
+    let value: serde_json::Value = serde_json::from_str(text).unwrap_or_default();
+    let hint = || {
+        Some(
+            "e.g. '{\"root_logger_level\":\"INFO\",\"loggers_level_of_class\":{\"org.apache.flink\":\"WARN\"}}'"
+                .to_string(),
+        )
+    };
+    let level_ok = |level: &serde_json::Value| {
+        level
+            .as_str()
+            .is_some_and(|level| LOG_LEVELS.contains(&level))
+    };
+    for (key, level) in value.as_object().into_iter().flatten() {
+        match key.as_str() {
+            "root_logger_level" if level_ok(level) => {}
+            "root_logger_level" => {
+                return Err((
+                    format!(
+                        "root_logger_level is {level}, expected one of {}",
+                        LOG_LEVELS.join(", ")
+                    ),
+                    None,
+                ));
+            }
+            "loggers_level_of_class" => {
+                let Some(classes) = level.as_object() else {
+                    return Err((
+                        "loggers_level_of_class must be an object of class → level".into(),
+                        hint(),
+                    ));
+                };
+                for (class, level) in classes {
+                    if !level_ok(level) {
+                        return Err((
+                            format!(
+                                "the level of {class} is {level}, expected one of {}",
+                                LOG_LEVELS.join(", ")
+                            ),
+                            None,
+                        ));
+                    }
+                }
+            }
+            other => {
+                return Err((
+                    format!(
+                        "unknown key {other:?}; flink_log_config takes root_logger_level and loggers_level_of_class"
+                    ),
+                    hint(),
+                ));
+            }
+        }
+    }
+    Ok(())
 }
 
 /// The fields of `restore:`.

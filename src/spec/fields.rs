@@ -7,14 +7,15 @@
 use std::collections::BTreeMap;
 
 use super::convert::{
-    check_bucket_name, check_dirty_data_strategy, check_flink_or_dlf_name, check_obs_url,
+    check_bucket_name, check_dirty_data_strategy, check_flink_log_config, check_flink_or_dlf_name,
+    check_json_object, check_obs_url,
 };
 use super::yaml::Mark;
-use crate::model::Restore;
+use crate::model::{ResourceConfig, Restore};
 
 /// Which kinds a field belongs to (a bit set).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct Kinds(u8);
+pub(crate) struct Kinds(pub(crate) u8);
 
 impl Kinds {
     pub const SQL: Kinds = Kinds(1);
@@ -55,6 +56,8 @@ pub(crate) enum FieldType {
     },
     /// `{savepoint_path, nonce, from_target}`.
     Restore,
+    /// `{max_slot, parallel_number, jobmanager_resource_spec, taskmanager_resource_spec}`.
+    ResourceConfig,
 }
 
 /// An extra check on a text value: `Err((message, hint))`.
@@ -138,7 +141,7 @@ pub(crate) const FIELDS: &[FieldSpec] = &[
         "queue_name",
         Kinds::FLINK,
         text(128),
-        "The DLI queue (elastic resource pool queue) the job runs on.",
+        "The DLI queue (elastic resource pool queue) the job runs on. Unset: whatever queue the service assigns is accepted.",
     ),
     field(
         "sql_file",
@@ -156,7 +159,19 @@ pub(crate) const FIELDS: &[FieldSpec] = &[
         "run_mode",
         Kinds::SQL,
         FieldType::Choice(&["shared_cluster", "exclusive_cluster", "edge_node"]),
-        "Where the job runs. Service default shared_cluster.",
+        "Where the job runs. Default exclusive_cluster (ours: the service's shared_cluster is not valid with flink_opensource_sql_job). shared_cluster needs job_type flink_sql_job; edge_node is not supported (it needs job_type flink_sql_edge_job and edge groups).",
+    ),
+    field(
+        "resource_config_version",
+        Kinds::FLINK,
+        FieldType::Choice(&["v1", "v2"]),
+        "Resource model: v1 sizes the job in CUs (cu_number, manager_cu_number, tm_cus, tm_slot_num, parallel_number), v2 with resource_config (DLI recommends v2; v1 fits Flink 1.12/1.13/1.15, v2 Flink 1.13/1.15/1.17). Unset: the service's v1.",
+    ),
+    field(
+        "resource_config",
+        Kinds::FLINK,
+        FieldType::ResourceConfig,
+        "v2 resources (only with resource_config_version: v2): max_slot (slots per task manager, default 1), parallel_number (default 1), jobmanager_resource_spec and taskmanager_resource_spec, each {cpu: cores, memory: e.g. 4G or 4096M}. Unset parts: the service's.",
     ),
     field(
         "cu_number",
@@ -264,7 +279,7 @@ pub(crate) const FIELDS: &[FieldSpec] = &[
             min: -1,
             max: 100_000,
         },
-        "Maximum automatic restarts per hour; -1 unlimited (default). Upper bound is ours. Changes without a restart.",
+        "Maximum automatic restarts per hour: -1 (unlimited, the default) or more than 0 (DLI). Upper bound is ours. Changes without a restart.",
     ),
     FieldSpec {
         check: Some(check_dirty_data_strategy),
@@ -279,13 +294,40 @@ pub(crate) const FIELDS: &[FieldSpec] = &[
         "udf_jar_url",
         Kinds::SQL,
         text(1024),
-        "UDF jar: an OBS path or a DLI package name.",
+        "UDF jar: an OBS path or a DLI package name. Unset: whatever the service reports is accepted.",
     ),
+    FieldSpec {
+        check: Some(check_json_object),
+        ..field(
+            "operator_config",
+            Kinds::SQL,
+            text(65536),
+            "Per-operator parallelism, the API's JSON text, e.g. '{\"operator_list\":[{\"id\":\"0a44...\",\"parallelism\":2}]}'. Sent by an update right after create (the create body has no such field). Limit ours.",
+        )
+    },
+    FieldSpec {
+        check: Some(check_json_object),
+        ..field(
+            "static_estimator_config",
+            Kinds::SQL,
+            text(65536),
+            "Per-operator traffic/hit-rate estimates, the API's JSON text, e.g. '{\"operator_list\":[{\"id\":\"0a44...\",\"rate_factor\":0.55}]}'. Sent like operator_config. Limit ours.",
+        )
+    },
+    FieldSpec {
+        check: Some(check_flink_log_config),
+        ..field(
+            "flink_log_config",
+            Kinds::FLINK,
+            text(65536),
+            "Log levels, the API's JSON text: '{\"root_logger_level\":\"INFO\",\"loggers_level_of_class\":{\"org.apache.flink\":\"WARN\"}}'; levels TRACE, DEBUG, INFO, WARN, ERROR. Limit ours.",
+        )
+    },
     field(
         "flink_version",
         Kinds::FLINK,
         text(16),
-        "Flink version, e.g. \"1.15\" or \"1.17\". Unset: the service default.",
+        "Flink version, e.g. \"1.15\" or \"1.17\". Unset: whatever the service picks is accepted.",
     ),
     field(
         "execution_agency_urn",
@@ -343,16 +385,21 @@ pub(crate) const FIELDS: &[FieldSpec] = &[
         FieldType::TextList { max_items: 100 },
         "Other files (OBS paths or DLI packages). Limit ours.",
     ),
-    field("image", Kinds::JAR, text(1024), "Custom image (SWR path)."),
+    field(
+        "image",
+        Kinds::JAR,
+        text(1024),
+        "Custom image, organization/image:version (SWR). Only with feature: custom.",
+    ),
     field(
         "feature",
         Kinds::JAR,
         FieldType::Choice(&["basic", "custom"]),
-        "Image feature: basic or custom.",
+        "Image feature: basic (DLI's image, uses flink_version) or custom (uses image). Unset: whatever the service picks (basic) is accepted.",
     ),
     field(
         "desired_state",
-        Kinds::FLINK,
+        Kinds::FLINK_AND_DLF,
         FieldType::Choice(&["running", "stopped"]),
         "dli-gitops: whether the job should run. Flink: default running. DLF: running keeps the job scheduled (DataArts start), stopped keeps its schedule stopped; unset leaves the schedule as found (a schedule stopped for an overwrite is started again).",
     ),
@@ -364,7 +411,7 @@ pub(crate) const FIELDS: &[FieldSpec] = &[
     ),
     field(
         "restore",
-        Kinds::FLINK_AND_DLF,
+        Kinds::FLINK,
         FieldType::Restore,
         "dli-gitops: import this savepoint before the next start; re-imported when the path or nonce changes.",
     ),
@@ -398,6 +445,13 @@ pub(crate) const FIELDS: &[FieldSpec] = &[
     ),
 ];
 
+/// Fields the service reports but no create/update request carries (SDK 3.1.219): refused in
+/// job files with the reason, never compared.
+pub(crate) const READ_ONLY_FIELDS: &[(&str, &str)] = &[(
+    "graph_editor_enabled",
+    "DLI reports whether a job's stream graph is editable (job detail, `flink_job.py`), but no create or update request has the field (SDK 3.1.219 create/update bodies), so dli-gitops cannot manage it; the console sets it",
+)];
+
 /// The fields of one kind.
 pub(crate) fn fields_of(kinds: Kinds) -> impl Iterator<Item = &'static FieldSpec> {
     FIELDS.iter().filter(move |spec| spec.kinds.contains(kinds))
@@ -416,6 +470,7 @@ pub(crate) enum FieldValue {
     Map(BTreeMap<String, String>),
     List(Vec<String>),
     Restore(Restore),
+    ResourceConfig(ResourceConfig),
 }
 
 /// A problem at a position of the file the node came from.

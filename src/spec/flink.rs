@@ -9,8 +9,29 @@ use super::resolve::{Checked, Context, JobDocument};
 use super::yaml::Mark;
 use crate::model::{
     CheckpointMode, DesiredFlinkJob, FlinkJobConfig, JobKind, Lifecycle, MANAGED_TAG_KEY,
-    MANAGED_TAG_VALUE, RunState, SourceLocation, UpgradeMode,
+    MANAGED_TAG_VALUE, RunState, SourceLocation, UpgradeMode, V1_RESOURCE_FIELDS,
+    canonical_json_text,
 };
+
+/// The `run_mode`/`job_type` pairs the SQL create body's `job_type` description allows (SDK
+/// 3.1.219 `create_flink_sql_job_request_body.py`): `exclusive_cluster` takes both SQL job
+/// types, `shared_cluster` only `flink_sql_job`. `edge_node` needs `flink_sql_edge_job` (the
+/// job type list of `flink_job.py`) and edge groups, which dli-gitops does not manage.
+pub(crate) const RUN_MODE_JOB_TYPES: &[(&str, &[&str])] = &[
+    (
+        "exclusive_cluster",
+        &["flink_opensource_sql_job", "flink_sql_job"],
+    ),
+    ("shared_cluster", &["flink_sql_job"]),
+    ("edge_node", &[]),
+];
+
+/// The Flink versions each resource model fits (`resource_config_version` in the SDK
+/// create/update bodies: "v1: Flink 1.12, 1.13, 1.15; v2: Flink 1.13, 1.15, 1.17").
+const RESOURCE_MODEL_FLINK_VERSIONS: &[(&str, &[&str])] = &[
+    ("v1", &["1.12", "1.13", "1.15"]),
+    ("v2", &["1.13", "1.15", "1.17"]),
+];
 
 /// DLI's limit on tags per resource; managed-by takes one.
 const MAX_TAGS: usize = 20;
@@ -66,7 +87,10 @@ pub(crate) fn build(context: &mut Context<'_>, document: &JobDocument) -> Option
     }
 
     // Cross-field checks only on fields that all passed, so a bad value is reported once.
-    if fields_clean && config.cu_number <= config.manager_cu_number {
+    if fields_clean {
+        clean &= check_documented_pairs(context, document, &checked, &config);
+    }
+    if fields_clean && !config.is_resource_v2() && config.cu_number <= config.manager_cu_number {
         let at = checked
             .get("cu_number")
             .or_else(|| checked.get("manager_cu_number"));
@@ -193,6 +217,19 @@ fn apply_field(
         "dependency_files" => config.dependency_files = list(),
         "image" => config.image = text(),
         "feature" => config.feature = text(),
+        "resource_config_version" => config.resource_config_version = text(),
+        "resource_config" => {
+            if let FieldValue::ResourceConfig(resources) = value {
+                // `resource_config: {}` asks for nothing: the service's values.
+                config.resource_config = Some(resources.clone())
+                    .filter(|resources| *resources != crate::model::ResourceConfig::default());
+            }
+        }
+        "operator_config" => config.operator_config = text().map(|t| canonical_json_text(&t)),
+        "static_estimator_config" => {
+            config.static_estimator_config = text().map(|t| canonical_json_text(&t))
+        }
+        "flink_log_config" => config.flink_log_config = text().map(|t| canonical_json_text(&t)),
         "desired_state" => {
             lifecycle.desired_state = match text().as_deref() {
                 Some("stopped") => RunState::Stopped,
@@ -214,6 +251,148 @@ fn apply_field(
         // `$schema` and `sql_file` carry no config of their own.
         _ => {}
     }
+}
+
+/// The constraints the SDK models document between fields: the `run_mode`/`job_type` pairs,
+/// the resource model (v2 replaces the CU fields with `resource_config`; each model fits some
+/// Flink versions), `resume_max_num` -1 or more than 0, and `image` only with `feature: custom`.
+/// Each problem names the field, the job type and the valid choices.
+fn check_documented_pairs(
+    context: &mut Context<'_>,
+    document: &JobDocument,
+    checked: &BTreeMap<&'static str, Checked>,
+    config: &FlinkJobConfig,
+) -> bool {
+    let kind = document.kind;
+    let mut clean = true;
+    let mut report = |context: &mut Context<'_>, field: &str, message: String, hint: String| {
+        let (file, mark) = checked
+            .get(field)
+            .map_or((document.file.clone(), document.mark), |at| {
+                (at.file.clone(), at.mark)
+            });
+        context.report_at(&file, mark, message, Some(hint));
+        clean = false;
+    };
+
+    if kind == JobKind::FlinkSql {
+        let valid_types = RUN_MODE_JOB_TYPES
+            .iter()
+            .find(|(mode, _)| *mode == config.run_mode)
+            .map_or(&[][..], |(_, types)| *types);
+        if !valid_types.contains(&config.job_type.as_str()) {
+            let field = if checked.contains_key("run_mode") {
+                "run_mode"
+            } else {
+                "job_type"
+            };
+            let modes: Vec<&str> = RUN_MODE_JOB_TYPES
+                .iter()
+                .filter(|(_, types)| types.contains(&config.job_type.as_str()))
+                .map(|(mode, _)| *mode)
+                .collect();
+            let hint = if config.run_mode == "edge_node" {
+                "edge_node needs job_type flink_sql_edge_job and edge groups, which dli-gitops does not manage; use exclusive_cluster".to_string()
+            } else {
+                format!(
+                    "with job_type {}, run_mode must be {}; with run_mode {}, job_type must be {}",
+                    config.job_type,
+                    modes.join(" or "),
+                    config.run_mode,
+                    valid_types.join(" or ")
+                )
+            };
+            report(
+                context,
+                field,
+                format!(
+                    "FlinkSqlJob `{}`: run_mode `{}` and job_type `{}` are not a valid pair (DLI)",
+                    document.name, config.run_mode, config.job_type
+                ),
+                hint,
+            );
+        }
+    }
+
+    let version = config.resource_config_version.as_deref();
+    if config.is_resource_v2() {
+        for field in V1_RESOURCE_FIELDS {
+            if checked.contains_key(field) {
+                report(
+                    context,
+                    field,
+                    format!(
+                        "{kind} `{}`: `{field}` is a v1 resource field, but resource_config_version is v2",
+                        document.name
+                    ),
+                    "v2 sizes the job with resource_config (max_slot, parallel_number, jobmanager_resource_spec, taskmanager_resource_spec); remove the CU fields or use resource_config_version: v1".to_string(),
+                );
+            }
+        }
+    } else if config.resource_config.is_some() {
+        report(
+            context,
+            "resource_config",
+            format!(
+                "{kind} `{}`: `resource_config` needs resource_config_version: v2 (it is {})",
+                document.name,
+                version.unwrap_or("unset, which means v1")
+            ),
+            "add `resource_config_version: v2`, or size the job with the v1 CU fields".to_string(),
+        );
+    }
+    if let (Some(version), Some(flink_version)) = (version, config.flink_version.as_deref())
+        && let Some((_, versions)) = RESOURCE_MODEL_FLINK_VERSIONS
+            .iter()
+            .find(|(model, _)| *model == version)
+        && !versions.contains(&flink_version)
+    {
+        report(
+            context,
+            "flink_version",
+            format!(
+                "{kind} `{}`: flink_version {flink_version} does not fit resource_config_version {version} (DLI)",
+                document.name
+            ),
+            format!(
+                "resource_config_version {version} fits Flink {}",
+                versions.join(", ")
+            ),
+        );
+    }
+
+    if config.resume_max_num == 0 {
+        report(
+            context,
+            "resume_max_num",
+            format!(
+                "{kind} `{}`: `resume_max_num` is 0; DLI takes -1 (unlimited) or a number above 0",
+                document.name
+            ),
+            "use -1 for unlimited restarts, or set restart_when_exception: false".to_string(),
+        );
+    }
+
+    if kind == JobKind::FlinkJar
+        && config.image.is_some()
+        && config.feature.as_deref() != Some("custom")
+    {
+        report(
+            context,
+            "image",
+            format!(
+                "FlinkJarJob `{}`: `image` takes effect only with feature: custom (feature is {})",
+                document.name,
+                config
+                    .feature
+                    .as_deref()
+                    .unwrap_or("unset, which the service makes basic")
+            ),
+            "add `feature: custom`, or remove `image` to use DLI's image with flink_version"
+                .to_string(),
+        );
+    }
+    clean
 }
 
 /// Exactly one of `sql_body` and `sql_file`; the file is read relative to the job's YAML file

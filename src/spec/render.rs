@@ -31,6 +31,11 @@ pub fn render_flink_job(
     // The field table's order: identity, placement, SQL, resources, checkpoints, the rest.
     for spec in super::fields::FIELDS {
         let field = spec.name;
+        // Only what the job type carries, and for a v2 job not the CU numbers the service
+        // computed (a job file may not set them next to resource_config).
+        if !config.compares(field) {
+            continue;
+        }
         let Some(value) = field_map.get(field) else {
             continue;
         };
@@ -192,9 +197,10 @@ fn yaml_value(value: &serde_json::Value) -> Value {
     match value {
         serde_json::Value::Null => Value::Null,
         serde_json::Value::Bool(flag) => Value::Bool(*flag),
-        serde_json::Value::Number(number) => match number.as_i64() {
-            Some(integer) => Value::Number(integer.into()),
-            None => text(&number.to_string()),
+        serde_json::Value::Number(number) => match (number.as_i64(), number.as_f64()) {
+            (Some(integer), _) => Value::Number(integer.into()),
+            (None, Some(float)) => Value::Number(float.into()),
+            _ => text(&number.to_string()),
         },
         serde_json::Value::String(string) => text(string),
         serde_json::Value::Array(items) => Value::Sequence(items.iter().map(yaml_value).collect()),

@@ -524,6 +524,40 @@ impl Context<'_> {
         for entry in &document.entries {
             let spec = match fields::find(&entry.key) {
                 Some(spec) if spec.kinds.contains(kinds) => spec,
+                Some(spec) if kinds != Kinds::DLF && spec.kinds.0 & Kinds::FLINK.0 != 0 => {
+                    // A Flink field of the other Flink job type: the API of this type has none.
+                    clean = false;
+                    self.report_at(
+                        &entry.file,
+                        entry.key_mark,
+                        format!(
+                            "`{}` cannot be set on a {}: only {} carries it (the DLI {} job API has no such field)",
+                            entry.key,
+                            document.kind,
+                            owners(spec.kinds).join(" and "),
+                            if kinds == Kinds::JAR { "Jar" } else { "SQL" },
+                        ),
+                        Some(format!("remove `{}`", entry.key)),
+                    );
+                    continue;
+                }
+                None if fields::READ_ONLY_FIELDS
+                    .iter()
+                    .any(|(name, _)| *name == entry.key) =>
+                {
+                    clean = false;
+                    let reason = fields::READ_ONLY_FIELDS
+                        .iter()
+                        .find(|(name, _)| *name == entry.key)
+                        .map_or("", |(_, reason)| reason);
+                    self.report_at(
+                        &entry.file,
+                        entry.key_mark,
+                        format!("`{}` cannot be set in a job file: {reason}", entry.key),
+                        Some(format!("remove `{}`", entry.key)),
+                    );
+                    continue;
+                }
                 other => {
                     clean = false;
                     let hint = match other {

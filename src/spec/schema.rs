@@ -3,7 +3,7 @@
 
 use serde_json::{Map, Value, json};
 
-use super::convert::RESTORE_FIELDS;
+use super::convert::{RESOURCE_CONFIG_FIELDS, RESOURCE_SPEC_FIELDS, RESTORE_FIELDS};
 use super::environment::{RESOURCE_TYPES, TARGET_STATUSES};
 use super::fields::{FieldSpec, FieldType, Kinds, fields_of};
 
@@ -128,6 +128,33 @@ fn property(spec: &FieldSpec) -> Value {
                     }
                     _ => json!({ "type": "string", "description": description }),
                 };
+                properties.insert(name.to_string(), field);
+            }
+            json!({ "type": "object", "properties": properties, "additionalProperties": false })
+        }
+        FieldType::ResourceConfig => {
+            let mut spec_properties = Map::new();
+            for (name, description) in RESOURCE_SPEC_FIELDS {
+                let field = match *name {
+                    "cpu" => {
+                        json!({ "type": "number", "exclusiveMinimum": 0, "description": description })
+                    }
+                    _ => {
+                        json!({ "type": ["string", "number"], "pattern": "^[0-9]+(\\.[0-9]+)?([MmGg][Bb]?)?$", "description": description })
+                    }
+                };
+                spec_properties.insert(name.to_string(), field);
+            }
+            let spec_schema = json!({ "type": "object", "properties": spec_properties, "additionalProperties": false });
+            let mut properties = Map::new();
+            for (name, description) in RESOURCE_CONFIG_FIELDS {
+                let mut field = match *name {
+                    "max_slot" | "parallel_number" => {
+                        json!({ "type": "integer", "minimum": 1, "maximum": 2000 })
+                    }
+                    _ => spec_schema.clone(),
+                };
+                field["description"] = json!(description);
                 properties.insert(name.to_string(), field);
             }
             json!({ "type": "object", "properties": properties, "additionalProperties": false })

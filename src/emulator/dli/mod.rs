@@ -2,6 +2,7 @@
 //! the field names and types of the official SDK models and the service's quirks: `is_success`
 //! as a string, batch calls answering arrays, a missing job as HTTP 400 `DLI.16001`.
 
+pub(crate) mod export_format;
 mod lifecycle;
 mod tags;
 mod transfer;
@@ -16,6 +17,215 @@ use crate::model::{FlinkJobConfig, JobKind};
 
 /// Longest job name the service accepts.
 pub const MAX_JOB_NAME_CHARS: usize = 57;
+
+/// The queue a Jar or `shared_cluster` job without `queue_name` lands on. Chosen: the service
+/// fills one in (Terraform marks `queue_name` Optional+Computed) but no source names it; DLI's
+/// built-in queue is called `default`. An `exclusive_cluster` SQL job gets none and fails to
+/// start with `DLI.13024` "No job-running queue selected" (Terraform PR #4426; binding a queue
+/// is an exclusive-cluster setting, PR #4495).
+pub const DEFAULT_QUEUE_NAME: &str = "default";
+/// The Flink version a job without `flink_version` gets. Chosen: Terraform marks the field
+/// Optional+Computed; the SDK examples use 1.15 and 1.17.
+pub const DEFAULT_FLINK_VERSION: &str = "1.15";
+
+/// The request body keys of each endpoint, from the SDK 3.1.219 models
+/// (`create/update_flink_sql_job_request_body.py`, `create/update_flink_jar_job_request_body.py`).
+/// A key outside them is refused: a client that sends a field the job type cannot carry has
+/// a bug the real service may silently ignore.
+const SQL_CREATE_KEYS: &[&str] = &[
+    "name",
+    "desc",
+    "template_id",
+    "queue_name",
+    "sql_body",
+    "run_mode",
+    "cu_number",
+    "parallel_number",
+    "checkpoint_enabled",
+    "checkpoint_mode",
+    "checkpoint_interval",
+    "obs_bucket",
+    "log_enabled",
+    "smn_topic",
+    "restart_when_exception",
+    "idle_state_retention",
+    "job_type",
+    "edge_group_ids",
+    "dirty_data_strategy",
+    "udf_jar_url",
+    "manager_cu_number",
+    "tm_cus",
+    "tm_slot_num",
+    "tags",
+    "resume_checkpoint",
+    "resume_max_num",
+    "runtime_config",
+    "flink_log_config",
+    "flink_version",
+    "execution_agency_urn",
+    "resource_config_version",
+    "resource_config",
+];
+const SQL_UPDATE_KEYS: &[&str] = &[
+    "name",
+    "desc",
+    "queue_name",
+    "sql_body",
+    "run_mode",
+    "cu_number",
+    "parallel_number",
+    "checkpoint_enabled",
+    "checkpoint_mode",
+    "checkpoint_interval",
+    "obs_bucket",
+    "log_enabled",
+    "smn_topic",
+    "restart_when_exception",
+    "idle_state_retention",
+    "edge_group_ids",
+    "dirty_data_strategy",
+    "udf_jar_url",
+    "manager_cu_number",
+    "tm_cus",
+    "tm_slot_num",
+    "resume_checkpoint",
+    "resume_max_num",
+    "runtime_config",
+    "flink_log_config",
+    "operator_config",
+    "static_estimator_config",
+    "flink_version",
+    "execution_agency_urn",
+    "resource_config_version",
+    "resource_config",
+];
+const JAR_CREATE_KEYS: &[&str] = &[
+    "name",
+    "desc",
+    "queue_name",
+    "cu_number",
+    "manager_cu_number",
+    "parallel_number",
+    "checkpoint_enabled",
+    "checkpoint_mode",
+    "checkpoint_interval",
+    "log_enabled",
+    "obs_bucket",
+    "smn_topic",
+    "main_class",
+    "entrypoint_args",
+    "restart_when_exception",
+    "entrypoint",
+    "dependency_jars",
+    "dependency_files",
+    "flink_version",
+    "image",
+    "tm_slot_num",
+    "tm_cus",
+    "feature",
+    "resume_checkpoint",
+    "resume_max_num",
+    "checkpoint_path",
+    "runtime_config",
+    "flink_log_config",
+    "execution_agency_urn",
+    "tags",
+    "resource_config",
+    "resource_config_version",
+];
+const JAR_UPDATE_KEYS: &[&str] = &[
+    "name",
+    "desc",
+    "queue_name",
+    "cu_number",
+    "manager_cu_number",
+    "parallel_number",
+    "checkpoint_enabled",
+    "checkpoint_mode",
+    "checkpoint_interval",
+    "log_enabled",
+    "obs_bucket",
+    "smn_topic",
+    "main_class",
+    "entrypoint_args",
+    "restart_when_exception",
+    "entrypoint",
+    "dependency_jars",
+    "dependency_files",
+    "tm_cus",
+    "tm_slot_num",
+    "feature",
+    "flink_version",
+    "execution_agency_urn",
+    "image",
+    "resume_checkpoint",
+    "resume_max_num",
+    "checkpoint_path",
+    "runtime_config",
+    "flink_log_config",
+    "job_type",
+    "resource_config",
+    "resource_config_version",
+];
+/// What a running job accepts in an update: Terraform's `updateFlinkSqlJobInRunning` comment
+/// ("updated in job_running: smn_topic, restart_when_exception, resume_checkpoint,
+/// resume_max_num, checkpoint_path, obs_bucket"); `checkpoint_path` is a Jar body field.
+const RUNNING_UPDATE_KEYS: &[&str] = &[
+    "smn_topic",
+    "restart_when_exception",
+    "resume_checkpoint",
+    "resume_max_num",
+    "obs_bucket",
+    "checkpoint_path",
+];
+
+/// Refuses body keys the endpoint's SDK model does not have.
+fn check_body_keys(body: &Value, allowed: &[&str], endpoint: &str) -> Result<(), ApiError> {
+    let Value::Object(map) = body else {
+        return Err(ApiError::dli_parameter(
+            "The request body must be a JSON object.",
+        ));
+    };
+    let unknown: Vec<&str> = map
+        .keys()
+        .map(String::as_str)
+        .filter(|key| !allowed.contains(key))
+        .collect();
+    if unknown.is_empty() {
+        Ok(())
+    } else {
+        Err(ApiError::dli_parameter(format!(
+            "{endpoint} does not take {}",
+            unknown.join(", ")
+        )))
+    }
+}
+
+/// Fills what the service fills when a request leaves a field out (the fields Terraform marks
+/// Optional+Computed): a queue (see [`DEFAULT_QUEUE_NAME`]), the Flink version, a Jar job's image feature (`basic`, DLI's
+/// own image), the resource model version (`v1`, the SDK's documented default) and, for v2, the
+/// documented `resource_config` defaults (`max_slot` 1, `parallel_number` 1).
+fn fill_service_defaults(config: &mut FlinkJobConfig) {
+    if config.queue_name.is_none()
+        && (config.kind() == JobKind::FlinkJar || config.run_mode != "exclusive_cluster")
+    {
+        config.queue_name = Some(DEFAULT_QUEUE_NAME.to_string());
+    }
+    if config.flink_version.is_none() {
+        config.flink_version = Some(DEFAULT_FLINK_VERSION.to_string());
+    }
+    if config.kind() == JobKind::FlinkJar && config.feature.is_none() {
+        config.feature = Some("basic".to_string());
+    }
+    if config.resource_config_version.is_none() {
+        config.resource_config_version = Some("v1".to_string());
+    }
+    if config.is_resource_v2() {
+        let resources = config.resource_config.get_or_insert_with(Default::default);
+        resources.max_slot.get_or_insert(1);
+        resources.parallel_number.get_or_insert(1);
+    }
+}
 /// Largest page of the list call.
 pub const MAX_PAGE_SIZE: i64 = 100;
 
@@ -117,7 +327,7 @@ fn job_config_json(job: &FlinkJobRecord) -> Value {
         "runtime_config": Value::Array(runtime_config).to_string(),
         "tm_cus": config.tm_cus,
         "tm_slot_num": tm_slot_num,
-        "flink_version": config.flink_version.clone().unwrap_or_else(|| "1.15".to_string()),
+        "flink_version": config.flink_version.clone().unwrap_or_else(|| DEFAULT_FLINK_VERSION.to_string()),
         "real_cu_number": config.cu_number,
         "graph_editor_enabled": false,
         "edge_group_ids": [],
@@ -132,12 +342,22 @@ fn job_config_json(job: &FlinkJobRecord) -> Value {
         ("checkpoint_path", &config.checkpoint_path),
         ("image", &config.image),
         ("feature", &config.feature),
+        ("resource_config_version", &config.resource_config_version),
+        ("operator_config", &config.operator_config),
+        ("static_estimator_config", &config.static_estimator_config),
+        ("flink_log_config", &config.flink_log_config),
     ];
     if let Value::Object(map) = &mut object {
         for (key, value) in optional {
             if let Some(value) = value {
                 map.insert(key.to_string(), Value::String(value.clone()));
             }
+        }
+        if let Some(resources) = &config.resource_config {
+            map.insert(
+                "resource_config".into(),
+                crate::cloud::dli_wire::resource_config_to_wire(resources),
+            );
         }
     }
     object
@@ -306,18 +526,91 @@ fn check_kind(config: &FlinkJobConfig, kind: JobKind) -> Result<(), ApiError> {
     Ok(())
 }
 
+/// A running job takes only [`RUNNING_UPDATE_KEYS`]; anything else needs the job stopped.
+/// The answer is a `DLI.0001`-style 400 (the code is chosen: no source records the exact code
+/// the service gives). An unchanged `obs_bucket` is refused too (Terraform: "for running job,
+/// when `obs_bucket` is not changed, no need to update, otherwise the interface will return an
+/// error").
+fn check_running_update(
+    job: &FlinkJobRecord,
+    changes: &serde_json::Map<String, Value>,
+) -> Result<(), ApiError> {
+    let refused: Vec<&str> = changes
+        .iter()
+        .filter(|(_, value)| !value.is_null())
+        .map(|(key, _)| key.as_str())
+        .filter(|key| {
+            !RUNNING_UPDATE_KEYS.contains(key)
+                || (*key == "checkpoint_path" && job.config.kind() != JobKind::FlinkJar)
+        })
+        .collect();
+    if !refused.is_empty() {
+        return Err(ApiError::dli_parameter(format!(
+            "The job is {} and accepts changes only to {}; stop it before changing {}",
+            job.status,
+            RUNNING_UPDATE_KEYS.join(", "),
+            refused.join(", ")
+        )));
+    }
+    if let Some(bucket) = changes.get("obs_bucket").and_then(Value::as_str)
+        && job.config.obs_bucket.as_deref() == Some(bucket)
+    {
+        return Err(ApiError::dli_parameter(format!(
+            "The job is {}: obs_bucket {bucket:?} is unchanged and must not be sent",
+            job.status
+        )));
+    }
+    Ok(())
+}
+
+/// The `run_mode`/`job_type` pairs of the SQL create body's `job_type` description (SDK
+/// 3.1.219): `exclusive_cluster` takes `flink_sql_job` or `flink_opensource_sql_job`,
+/// `shared_cluster` only `flink_sql_job`; `edge_node` needs `flink_sql_edge_job` (the job type
+/// list of `flink_job.py`).
+fn check_run_mode_pair(config: &FlinkJobConfig) -> Result<(), ApiError> {
+    if config.kind() != JobKind::FlinkSql {
+        return Ok(());
+    }
+    let valid = match config.run_mode.as_str() {
+        "exclusive_cluster" => {
+            matches!(
+                config.job_type.as_str(),
+                "flink_sql_job" | "flink_opensource_sql_job"
+            )
+        }
+        "shared_cluster" => config.job_type == "flink_sql_job",
+        "edge_node" => config.job_type == "flink_sql_edge_job",
+        _ => false,
+    };
+    if valid {
+        Ok(())
+    } else {
+        Err(ApiError::dli_parameter(format!(
+            "job_type {} cannot run with run_mode {}",
+            config.job_type, config.run_mode
+        )))
+    }
+}
+
 fn duplicate_name(name: &str) -> ApiError {
     ApiError::bad_request("DLI.0006", format!("The job name already exists: {name}"))
 }
 
 fn create_job(call: &Call<'_>, kind: JobKind) -> Result<Reply, ApiError> {
+    let raw: Value = call.json_body(Service::Dli)?;
+    match kind {
+        JobKind::FlinkJar => check_body_keys(&raw, JAR_CREATE_KEYS, "Creating a Flink Jar job")?,
+        _ => check_body_keys(&raw, SQL_CREATE_KEYS, "Creating a Flink SQL job")?,
+    }
     let mut document: DliJobDocument = call.json_body(Service::Dli)?;
     check_job_name(&document.name)?;
     if kind == JobKind::FlinkJar {
         document.job_type = Some(crate::model::defaults::JAR_JOB_TYPE.to_string());
     }
-    let config = document.to_model().map_err(config_error)?;
+    let mut config = document.to_model().map_err(config_error)?;
     check_kind(&config, kind)?;
+    check_run_mode_pair(&config)?;
+    fill_service_defaults(&mut config);
     let name = document.name.clone();
     let job_id = call.shared.mutate(&call.project_id, call.now_ms, |state| {
         let job_id = state.next_job_id;
@@ -364,6 +657,12 @@ fn update_job(call: &Call<'_>, kind: JobKind) -> Result<Reply, ApiError> {
     // Parsed on its own first so that type errors name the request's own fields.
     let _: DliJobDocument = call.json_body(Service::Dli)?;
     let changes: Value = call.json_body(Service::Dli)?;
+    match kind {
+        JobKind::FlinkJar => {
+            check_body_keys(&changes, JAR_UPDATE_KEYS, "Updating a Flink Jar job")?
+        }
+        _ => check_body_keys(&changes, SQL_UPDATE_KEYS, "Updating a Flink SQL job")?,
+    }
     let Value::Object(changes) = changes else {
         return Err(ApiError::dli_parameter(
             "The request body must be a JSON object.",
@@ -376,6 +675,9 @@ fn update_job(call: &Call<'_>, kind: JobKind) -> Result<Reply, ApiError> {
             .get(&job_id)
             .ok_or_else(|| ApiError::dli_missing_job(job_id))?;
         check_kind(&job.config, kind)?;
+        if job.is_active() {
+            check_running_update(job, &changes)?;
+        }
         let mut merged = serde_json::to_value(DliJobDocument::from_model(&job.name, &job.config))
             .map_err(|error| ApiError::internal(Service::Dli, &error.to_string()))?;
         if let Value::Object(merged) = &mut merged {
@@ -389,8 +691,10 @@ fn update_job(call: &Call<'_>, kind: JobKind) -> Result<Reply, ApiError> {
             ApiError::dli_parameter(format!("The request body is not valid: {error}"))
         })?;
         check_job_name(&document.name)?;
-        let config = document.to_model().map_err(config_error)?;
+        let mut config = document.to_model().map_err(config_error)?;
         check_kind(&config, kind)?;
+        check_run_mode_pair(&config)?;
+        fill_service_defaults(&mut config);
         if project
             .flink_jobs
             .values()
