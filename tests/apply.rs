@@ -1641,3 +1641,117 @@ async fn export_of_a_managed_dlf_target_leaves_both_repositories_without_changes
     harness.assert_in_sync().await;
     harness.stop().await;
 }
+
+/// `rollback` checks every backup before it stops anything, and a rerun after a rollback that
+/// died between its stop and its import restarts the job from the savepoint that run journaled.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rollback_checks_its_backups_first_and_a_rerun_restarts_what_an_interrupted_one_stopped() {
+    use dli_gitops::apply::{ActionEffects, IntentEntry, Ledger, OutcomeEntry};
+    let harness = Harness::start().await;
+    harness.sql_job("agg", "cu_number: 2\n");
+    harness.apply().await;
+    harness.sql_job("agg", "cu_number: 6\n");
+    harness.apply().await;
+    let ledger = &harness.context().ledger;
+    let set = ledger.backup_sets().last().cloned().expect("a backup set");
+    let zip = set.jobs[0].1[0].clone();
+
+    // A backup pulled away: refused, and nothing is stopped or imported.
+    let file = harness
+        .emulator()
+        .data_dir()
+        .join("obs")
+        .join(zip.trim_start_matches("obs://"));
+    let saved = std::fs::read(&file).expect("the backup zip is on OBS");
+    std::fs::remove_file(&file).unwrap();
+    let before = harness.stats().await;
+    let refused = apply::rollback(harness.context(), None).await;
+    match &refused {
+        Err(apply::ApplyError::Rollback { problem, .. }) => {
+            assert!(problem.contains("nothing was stopped"), "{problem}");
+            assert!(problem.contains(&zip), "{problem}");
+        }
+        other => panic!("expected a refused rollback, got {other:?}"),
+    }
+    assert_eq!(mutating(&before, &harness.stats().await), BTreeMap::new());
+    assert!(harness.live("agg").await.status.is_running());
+    std::fs::write(&file, saved).unwrap();
+
+    // A rollback that stopped the job, journaled the stop savepoint, then died.
+    let job_id = harness.live("agg").await.id;
+    harness
+        .context()
+        .live
+        .clients
+        .dli
+        .stop_jobs(&[job_id], true)
+        .await
+        .unwrap();
+    let mut stopped = harness.live("agg").await;
+    for _ in 0..100 {
+        if stopped.status.is_stopped() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        stopped = harness.live("agg").await;
+    }
+    let savepoint = stopped.savepoint_path.clone().expect("a stop savepoint");
+    let crashed = "crashed-rollback-0".to_string();
+    ledger
+        .intent(IntentEntry {
+            action_id: crashed.clone(),
+            job: "agg".into(),
+            action: "rollback".into(),
+            plan_id: set.plan_id.clone(),
+            detail: serde_json::json!({"zips": [zip], "was_running": true}),
+        })
+        .await
+        .unwrap();
+    ledger
+        .intent(IntentEntry {
+            action_id: format!("{crashed}-stop-savepoint"),
+            job: "agg".into(),
+            action: "stop_savepoint".into(),
+            plan_id: set.plan_id.clone(),
+            detail: serde_json::json!({"live_id": job_id, "part_of": crashed}),
+        })
+        .await
+        .unwrap();
+    ledger
+        .outcome(OutcomeEntry {
+            action_id: format!("{crashed}-stop-savepoint"),
+            job: "agg".into(),
+            ok: true,
+            error: None,
+            effects: ActionEffects {
+                savepoint_path: Some(savepoint.clone()),
+                ..ActionEffects::default()
+            },
+            plan_id: set.plan_id.clone(),
+        })
+        .await
+        .unwrap();
+
+    let report = apply::rollback(harness.context(), None)
+        .await
+        .expect("the rerun rolls back");
+    assert!(report.jobs[0].error.is_none(), "{}", report.render_text());
+    let live = harness.live("agg").await;
+    assert!(live.status.is_running(), "the rerun restarted the job");
+    assert_eq!(live.config.cu_number, 2, "the backup's definition");
+    let runs = harness.runs(live.id).await["runs"]
+        .as_array()
+        .unwrap()
+        .clone();
+    assert_eq!(
+        runs.last().unwrap()["restored_from"].as_str(),
+        Some(savepoint.as_str()),
+        "it resumed from the savepoint the interrupted rollback took"
+    );
+    assert!(
+        ledger.pending().is_empty(),
+        "no intent is left open: {:?}",
+        ledger.pending()
+    );
+    harness.stop().await;
+}

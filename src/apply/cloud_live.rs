@@ -137,6 +137,23 @@ impl LiveService for CloudLive {
         Ok(vec![written.unwrap_or(directory)])
     }
 
+    async fn backup_exists(&self, path: &str) -> Result<bool, ServiceFailure> {
+        let folder = path.ends_with('/');
+        let (directory, name) = path.trim_end_matches('/').rsplit_once('/').ok_or_else(|| {
+            ServiceFailure::local(format!("the backup path {path} names no object"))
+        })?;
+        let store = self.clients.object_store(&format!("{directory}/"))?;
+        let keys = store.list("").await?;
+        let inside = format!("{name}/");
+        Ok(keys.iter().any(|key| {
+            if folder {
+                key.starts_with(&inside)
+            } else {
+                key == name
+            }
+        }))
+    }
+
     async fn import_flink_zip(&self, zip_path: &str) -> Result<Vec<ImportedJob>, ServiceFailure> {
         let mapping = self.clients.dli.import_jobs(zip_path, true).await?;
         Ok(mapping

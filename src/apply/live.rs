@@ -102,6 +102,9 @@ pub trait LiveService {
     async fn backup_dlf_job(&self, name: &str, folder: &str)
     -> Result<Vec<String>, ServiceFailure>;
 
+    /// Whether a backup (an export zip, or a DLF export folder ending in `/`) is still where the
+    /// journal recorded it. `rollback` checks every backup before it stops anything.
+    async fn backup_exists(&self, path: &str) -> Result<bool, ServiceFailure>;
     /// Re-imports a zip that is already on OBS (a backup) with `is_cover: true`.
     async fn import_flink_zip(&self, zip_path: &str) -> Result<Vec<ImportedJob>, ServiceFailure>;
     async fn create_flink_job(

@@ -1,10 +1,15 @@
 //! `rollback`: re-import the backups one apply took before it overwrote or deleted jobs.
 //!
-//! A running Flink job is stopped with a savepoint first, the backup zip is imported over it
+//! Backups are genuine DLI exports, kept as opaque bytes: the only zips dli-gitops ever imports.
+//! Before anything is stopped, every backup of the set is checked to still be on OBS. A running
+//! Flink job is then stopped with a savepoint, the savepoint is journaled at once (its own
+//! `stop_savepoint` record, as an upgrade does), the backup zip is imported over the job
 //! (`is_cover: true`), the savepoint is imported back and the job started again from it; a job
 //! that was not running stays stopped. DLF backups are imported with `OVERWRITE`. Every job is
-//! one journaled action (`rollback`); one failure does not stop the others. Unless git is
-//! reverted too, the next apply converges the jobs back to git.
+//! one journaled action (`rollback`) whose intent says whether the job was running; a rerun
+//! after an interruption finds that intent still open and restarts, from the journaled stop
+//! savepoint, a job the interrupted run had stopped. One failure does not stop the others.
+//! Unless git is reverted too, the next apply converges the jobs back to git.
 
 use serde::Serialize;
 use serde_json::json;
@@ -16,7 +21,6 @@ use super::ledger::{
 use super::live::{LiveService, ServiceFailure};
 use super::observe::{ObserveScope, observe_with};
 use super::{ApplyError, ApplyOptions};
-use crate::model::ObservedJobs;
 
 /// What a rollback did.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -104,7 +108,35 @@ pub(crate) async fn rollback_with<L: LiveService, J: Ledger>(
             .any(|(job, _)| job.starts_with(DLF_KEY_PREFIX)),
         refresh: set.jobs.iter().map(|(job, _)| job.clone()).collect(),
     };
+    // Every precondition first: nothing is stopped unless every backup of the set is still
+    // where the journal says.
+    let mut missing = Vec::new();
+    for (_, zips) in &set.jobs {
+        for zip in zips {
+            match live.backup_exists(zip).await {
+                Ok(true) => {}
+                Ok(false) => missing.push(format!("{zip} (not found)")),
+                Err(failure) => missing.push(format!("{zip} ({failure})")),
+            }
+        }
+    }
+    if !missing.is_empty() {
+        return Err(ApplyError::Rollback {
+            target: ledger.target().to_string(),
+            problem: format!(
+                "the backups of this set are not all on OBS any more, so nothing was stopped or imported: {}; choose another set with `--to SEQ` (see `dli-gitops journal show`)",
+                missing.join(", ")
+            ),
+        });
+    }
     let (observed, _) = observe_with(live, ledger, &scope).await?;
+    let view = ledger.view();
+    // Rollback intents a crash left open: the job they stopped must run again.
+    let interrupted: Vec<_> = ledger
+        .pending()
+        .into_iter()
+        .filter(|pending| pending.action == "rollback")
+        .collect();
     let plan_id = set
         .plan_id
         .clone()
@@ -113,18 +145,64 @@ pub(crate) async fn rollback_with<L: LiveService, J: Ledger>(
     let pass_id = new_pass_id();
     for (index, (job, zips)) in set.jobs.iter().enumerate() {
         let action_id = action_id(&plan_id, &pass_id, index);
+        let earlier: Vec<_> = interrupted.iter().filter(|p| &p.job == job).collect();
+        let current = observed.flink.iter().find(|live_job| &live_job.name == job);
+        let resume = FlinkRollbackStart {
+            was_running: current.is_some_and(|live_job| live_job.status.is_running())
+                || earlier
+                    .iter()
+                    .any(|p| p.detail["was_running"].as_bool() == Some(true)),
+            journaled_savepoint: view
+                .flink
+                .get(job.as_str())
+                .and_then(|entry| entry.last_savepoint.clone())
+                .filter(|_| !earlier.is_empty()),
+        };
         ledger
             .intent(IntentEntry {
                 action_id: action_id.clone(),
                 job: job.clone(),
                 action: "rollback".to_string(),
                 plan_id: set.plan_id.clone(),
-                detail: json!({"zips": zips}),
+                detail: json!({"zips": zips, "was_running": resume.was_running}),
             })
             .await?;
+        for pending in &earlier {
+            ledger
+                .outcome(OutcomeEntry {
+                    action_id: pending.action_id.clone(),
+                    job: job.clone(),
+                    ok: false,
+                    error: Some(RecordedFailure {
+                        code: Some("INTERRUPTED".to_string()),
+                        message: format!(
+                            "the rollback was interrupted; rollback action {action_id} takes it over"
+                        ),
+                        request_id: None,
+                    }),
+                    effects: ActionEffects::default(),
+                    plan_id: pending.plan_id.clone(),
+                })
+                .await?;
+        }
         let result = match job.strip_prefix(DLF_KEY_PREFIX) {
-            Some(_) => rollback_dlf(live, zips, options).await,
-            None => rollback_flink(live, &observed, job, zips, options).await,
+            Some(_) => rollback_dlf(live, zips, options)
+                .await
+                .map_err(RollbackFailure::Service),
+            None => {
+                let journal = RollbackJournal {
+                    ledger,
+                    action_id: &action_id,
+                    plan_id: set.plan_id.as_deref(),
+                    job,
+                };
+                rollback_flink(live, &journal, current, &resume, zips, options).await
+            }
+        };
+        let result = match result {
+            Ok(effects) => Ok(effects),
+            Err(RollbackFailure::Service(failure)) => Err(failure),
+            Err(RollbackFailure::Journal(error)) => return Err(error),
         };
         let (ok, error, effects) = match result {
             Ok(effects) => (true, None, effects),
@@ -163,17 +241,65 @@ pub(crate) async fn rollback_with<L: LiveService, J: Ledger>(
     })
 }
 
-async fn rollback_flink<L: LiveService>(
+/// What a Flink job's rollback must restore besides the definition.
+struct FlinkRollbackStart {
+    /// The job ran before the rollback (or before an interrupted rollback stopped it).
+    was_running: bool,
+    /// The stop savepoint an interrupted rollback journaled, for a job it left stopped.
+    journaled_savepoint: Option<String>,
+}
+
+/// Where a rollback journals the savepoint it took at stop.
+struct RollbackJournal<'a, J> {
+    ledger: &'a J,
+    action_id: &'a str,
+    plan_id: Option<&'a str>,
+    job: &'a str,
+}
+
+impl<J: Ledger> RollbackJournal<'_, J> {
+    /// Makes the stop savepoint durable before the backup is imported over the job (the import
+    /// detaches the job from it): its own intent/outcome pair, so a crash after the import still
+    /// finds it in the journal.
+    async fn stop_savepoint(&self, live_id: i64, path: &str) -> Result<(), ApplyError> {
+        let checkpoint_id = format!("{}-stop-savepoint", self.action_id);
+        self.ledger
+            .intent(IntentEntry {
+                action_id: checkpoint_id.clone(),
+                job: self.job.to_string(),
+                action: "stop_savepoint".to_string(),
+                plan_id: self.plan_id.map(str::to_string),
+                detail: json!({ "live_id": live_id, "part_of": self.action_id }),
+            })
+            .await?;
+        self.ledger
+            .outcome(OutcomeEntry {
+                action_id: checkpoint_id,
+                job: self.job.to_string(),
+                ok: true,
+                error: None,
+                effects: ActionEffects {
+                    savepoint_path: Some(path.to_string()),
+                    ..ActionEffects::default()
+                },
+                plan_id: self.plan_id.map(str::to_string),
+            })
+            .await?;
+        Ok(())
+    }
+}
+
+async fn rollback_flink<L: LiveService, J: Ledger>(
     live: &L,
-    observed: &ObservedJobs,
-    name: &str,
+    journal: &RollbackJournal<'_, J>,
+    current: Option<&crate::model::ObservedFlinkJob>,
+    start: &FlinkRollbackStart,
     zips: &[String],
     options: &ApplyOptions,
-) -> Result<ActionEffects, ServiceFailure> {
-    let current = observed.flink.iter().find(|job| job.name == name);
-    let was_running = current.is_some_and(|job| job.status.is_running());
+) -> Result<ActionEffects, RollbackFailure> {
+    let running_now = current.is_some_and(|job| job.status.is_running());
     let mut savepoint = None;
-    if let Some(job) = current.filter(|_| was_running) {
+    if let Some(job) = current.filter(|_| running_now) {
         live.stop_flink_job(job.id, true).await?;
         let stopped = wait_for_job(
             live,
@@ -184,11 +310,25 @@ async fn rollback_flink<L: LiveService>(
         )
         .await?;
         savepoint = stopped.savepoint_path;
+        match &savepoint {
+            Some(path) => journal.stop_savepoint(job.id, path).await?,
+            None => {
+                return Err(ServiceFailure::local(format!(
+                    "job {} stopped ({}) but reports no savepoint; the backup is not imported over it so that its state is not lost",
+                    job.id, stopped.status
+                ))
+                .into());
+            }
+        }
     } else if let Some(job) = current.filter(|job| job.status.is_transitional()) {
         return Err(ServiceFailure::local(format!(
             "job {} is {}; roll back once it has settled",
             job.id, job.status
-        )));
+        ))
+        .into());
+    } else if start.was_running {
+        // An interrupted rollback stopped this job; resume from the savepoint it journaled.
+        savepoint = start.journaled_savepoint.clone();
     }
     let mut live_id = current.map(|job| job.id);
     for zip in zips {
@@ -212,7 +352,7 @@ async fn rollback_flink<L: LiveService>(
     if let Some(path) = &savepoint {
         live.import_savepoint(job_id, path).await?;
     }
-    if was_running {
+    if start.was_running {
         let before = live.flink_job(job_id).await?;
         live.run_flink_job(job_id, savepoint.is_some()).await?;
         let job = wait_for_job(
@@ -227,7 +367,8 @@ async fn rollback_flink<L: LiveService>(
             return Err(ServiceFailure::local(format!(
                 "job {job_id} did not start after the rollback: it is {}",
                 job.status
-            )));
+            ))
+            .into());
         }
     }
     Ok(ActionEffects {
@@ -236,6 +377,25 @@ async fn rollback_flink<L: LiveService>(
         managed: Some(true),
         ..ActionEffects::default()
     })
+}
+
+/// A Flink rollback step failed on the service, or its savepoint could not be journaled (which
+/// ends the whole rollback: nothing may run unannounced).
+enum RollbackFailure {
+    Service(ServiceFailure),
+    Journal(ApplyError),
+}
+
+impl From<ServiceFailure> for RollbackFailure {
+    fn from(failure: ServiceFailure) -> RollbackFailure {
+        RollbackFailure::Service(failure)
+    }
+}
+
+impl From<ApplyError> for RollbackFailure {
+    fn from(error: ApplyError) -> RollbackFailure {
+        RollbackFailure::Journal(error)
+    }
 }
 
 async fn rollback_dlf<L: LiveService>(

@@ -25,6 +25,8 @@ struct FakeState {
     failures: BTreeMap<String, ServiceFailure>,
     /// A stop with a savepoint writes one (off: the service "forgets").
     no_savepoint_on_stop: bool,
+    /// Backup paths that were deleted from OBS.
+    missing_backups: std::collections::BTreeSet<String>,
 }
 
 #[derive(Default)]
@@ -155,6 +157,10 @@ impl LiveService for FakeLive {
     async fn backup_dlf_job(&self, name: &str, _: &str) -> Result<Vec<String>, ServiceFailure> {
         self.call("dlf_backup", name)?;
         Ok(Vec::new())
+    }
+    async fn backup_exists(&self, path: &str) -> Result<bool, ServiceFailure> {
+        self.call("backup_exists", path)?;
+        Ok(!self.state.lock().unwrap().missing_backups.contains(path))
     }
     async fn import_flink_zip(&self, zip: &str) -> Result<Vec<ImportedJob>, ServiceFailure> {
         self.call("import_zip", zip)?;
