@@ -18,8 +18,8 @@ use dli_gitops::cloud::{
 };
 use dli_gitops::config::Config;
 use dli_gitops::emulator::{
-    DEV_ACCESS_KEY, DEV_PROJECT_ID, DEV_SECRET_KEY, Emulator, EmulatorConfig, EmulatorHandle,
-    EmulatorS3,
+    DEV_ACCESS_KEY, DEV_DOMAIN_NAME, DEV_PROJECT_ID, DEV_SECRET_KEY, DEV_USER_NAME,
+    DEV_USER_PASSWORD, Emulator, EmulatorConfig, EmulatorHandle, EmulatorS3,
 };
 use serde_json::Value;
 use url::Url;
@@ -247,6 +247,74 @@ async fn obs_authorize_accepts_existing_buckets_and_refuses_others() {
     handle.shutdown().await;
 }
 
+/// The request body is checked the way the SDK model defines it (`RegisterBucketRequestBody`:
+/// one required `obs_buckets: list[str]`), with raw requests under an IAM token.
+#[tokio::test]
+async fn obs_authorize_refuses_bodies_the_sdk_model_does_not_allow() {
+    let dir = tempfile::tempdir().unwrap();
+    let handle = start(dir.path(), false).await;
+    let http = reqwest::Client::new();
+    let token_request = serde_json::json!({"auth": {
+        "identity": {"methods": ["password"], "password": {"user": {
+            "name": DEV_USER_NAME, "password": DEV_USER_PASSWORD,
+            "domain": {"name": DEV_DOMAIN_NAME}}}},
+        "scope": {"project": {"id": DEV_PROJECT_ID}}}});
+    let token = http
+        .post(format!("{}/v3/auth/tokens", handle.iam_url()))
+        .json(&token_request)
+        .send()
+        .await
+        .unwrap()
+        .headers()
+        .get("X-Subject-Token")
+        .expect("a token")
+        .to_str()
+        .unwrap()
+        .to_string();
+    let url = format!(
+        "{}/v1.0/{DEV_PROJECT_ID}/dli/obs-authorize",
+        handle.dli_url()
+    );
+    let post = |body: Value| {
+        http.post(&url)
+            .header("X-Auth-Token", &token)
+            .json(&body)
+            .send()
+    };
+    let granted = post(serde_json::json!({"obs_buckets": ["dli-gitops-staging"]}))
+        .await
+        .unwrap();
+    assert_eq!(granted.status(), reqwest::StatusCode::OK);
+    let granted: Value = granted.json().await.unwrap();
+    assert_eq!(granted["is_success"], true);
+    assert_eq!(
+        granted["message"],
+        "The following OBS bucket is authorized successfully, dli-gitops-staging."
+    );
+    for (body, expected) in [
+        (serde_json::json!({}), "obs_buckets"),
+        (serde_json::json!({"obs_buckets": []}), "empty"),
+        (
+            serde_json::json!({"obs_buckets": "dli-gitops-staging"}),
+            "expected a sequence",
+        ),
+        (
+            serde_json::json!({"buckets": ["dli-gitops-staging"], "obs_buckets": ["dli-gitops-staging"]}),
+            "buckets",
+        ),
+    ] {
+        let refused = post(body.clone()).await.unwrap();
+        assert_eq!(refused.status(), reqwest::StatusCode::BAD_REQUEST, "{body}");
+        let refused: Value = refused.json().await.unwrap();
+        let text = refused.to_string();
+        assert!(
+            text.contains("DLI.0001") && text.contains(expected),
+            "{body}: {text}"
+        );
+    }
+    handle.shutdown().await;
+}
+
 // ---------------------------------------------------------------------------------------------
 // A target with `authorize_obs: true`, its OBS endpoint under the emulator's domain
 // ---------------------------------------------------------------------------------------------
@@ -353,7 +421,7 @@ targets:
     }
 }
 
-const SQL_JOB: &str = "kind: FlinkSqlJob\nname: clicks\nsql_body: \"SELECT 1 AS v;\"\n\
+const SQL_JOB: &str = "kind: FlinkSqlJob\nname: clicks\nsql_body: \"SELECT 1 AS v;\"\nqueue_name: flink\n\
                        obs_bucket: dli-gitops-savepoints\nlog_enabled: true\n";
 
 #[tokio::test]
