@@ -719,6 +719,140 @@ async fn dlf_import_is_polled_to_successful_and_to_failed() {
     handle.shutdown().await;
 }
 
+/// Imports `entries` (OVERWRITE) and waits for the task; `resources` replaced on the way.
+async fn dlf_import_entries(
+    client: &DlfClient,
+    staging: &ObjectStore,
+    key: &str,
+    entries: &[DlfJobEntry],
+    resources: Vec<dli_gitops::model::DlfResourceReplacement>,
+) -> Result<dli_gitops::cloud::SystemTask, CloudError> {
+    let zip = bundle::write_dlf_zip(entries).unwrap();
+    staging.put(key, Bytes::from(zip)).await.unwrap();
+    let mut request = dlf_import(staging.url_of(key), &[]);
+    request.settings.resources = resources;
+    let task_id = client.import_jobs(&request).await?;
+    client
+        .wait_system_task(&task_id, Duration::from_secs(20))
+        .await
+}
+
+#[tokio::test]
+async fn dlf_lists_real_time_jobs_only_when_asked_and_refuses_what_dataarts_refuses() {
+    let temp = tempfile::tempdir().unwrap();
+    let handle = start(EmulatorConfig::for_tests(temp.path().to_path_buf())).await;
+    let metrics = RequestMetrics::default();
+    let client = dlf(&handle, dev_keys(), options(&metrics));
+    let staging = store(&handle, STAGING);
+    let nodes = json!([{"name": "load", "type": "DLISQL", "properties": [{"name": "scriptName", "value": "load_sql"}]}]);
+    let mut stream = dlf_job("stream", nodes.clone());
+    stream.job["processType"] = json!("REAL_TIME");
+    let batch = dlf_job("batch", nodes.clone());
+    let task = dlf_import_entries(
+        &client,
+        &staging,
+        "dlf/two.zip",
+        &[stream, batch],
+        Vec::new(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(task.status, SystemTaskStatus::Successful);
+
+    // The list without jobType answers BATCH jobs only (dataartsstudio_02_0086): the
+    // REAL_TIME job is invisible there, and a listing per type sees both.
+    let default_listing = client
+        .list_jobs(&DlfListJobsQuery::default())
+        .await
+        .unwrap();
+    let names: Vec<&str> = default_listing
+        .iter()
+        .map(|job| job.name.as_str())
+        .collect();
+    assert_eq!(names, ["batch"]);
+    let before = count(&stats(&handle).await, "DlfListJobs");
+    let (every, calls) = client.list_every_job(None).await.unwrap();
+    let mut names: Vec<(&str, Option<&str>)> = every
+        .iter()
+        .map(|job| (job.name.as_str(), job.job_type.as_deref()))
+        .collect();
+    names.sort();
+    assert_eq!(
+        names,
+        [("batch", Some("BATCH")), ("stream", Some("REAL_TIME"))]
+    );
+    assert_eq!(calls, 2);
+    assert_eq!(count(&stats(&handle).await, "DlfListJobs") - before, 2);
+    let wrong_type = client
+        .list_jobs(&DlfListJobsQuery {
+            job_type: Some("STREAM".into()),
+            ..DlfListJobsQuery::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(wrong_type.status(), Some(400), "{wrong_type}");
+
+    // A replacement the job does not use: imported, task WARNING, the warning says which.
+    let task = dlf_import_entries(
+        &client,
+        &staging,
+        "dlf/warned.zip",
+        &[dlf_job("batch", nodes.clone())],
+        vec![dli_gitops::model::DlfResourceReplacement {
+            name: "unused_dws".into(),
+            resource_type: "DWS_CONNECTION".into(),
+            replace: Some("prod_dws".into()),
+        }],
+    )
+    .await
+    .expect("a WARNING task is finished, not failed");
+    assert_eq!(task.status, SystemTaskStatus::Warning);
+    assert!(
+        task.messages().iter().any(|m| m.contains("unused_dws")),
+        "{:?}",
+        task.messages()
+    );
+
+    // The CreateJob body's required fields, as an import checks them.
+    for (field, value, code) in [
+        ("processType", json!("STREAMING"), "DLF.3051"),
+        ("schedule", Value::Null, "DLF.3025"),
+        ("name", json!(""), "DLF.3004"),
+        ("nodes", json!([]), "DLF.1006"),
+    ] {
+        let mut job = dlf_job("checked", nodes.clone());
+        if value.is_null() {
+            job.job.as_object_mut().unwrap().remove(field);
+        } else {
+            job.job[field] = value;
+        }
+        let failed = dlf_import_entries(&client, &staging, "dlf/checked.zip", &[job], Vec::new())
+            .await
+            .unwrap_err();
+        assert!(failed.to_string().contains(code), "{field}: {failed}");
+    }
+
+    // A scheduled job is neither imported over nor deleted until its schedule is stopped.
+    client.start_job("batch").await.unwrap();
+    let over = dlf_import_entries(
+        &client,
+        &staging,
+        "dlf/over.zip",
+        &[dlf_job("batch", nodes.clone())],
+        Vec::new(),
+    )
+    .await
+    .unwrap_err();
+    assert!(over.to_string().contains("stop it"), "{over}");
+    let delete = client.delete_job("batch").await.unwrap_err();
+    assert_eq!(delete.status(), Some(400), "{delete}");
+    client.stop_job("batch").await.unwrap();
+    client.delete_job("batch").await.unwrap();
+    let missing = client.stop_job("batch").await.unwrap_err();
+    assert_eq!(missing.error_code(), Some("DLF.0100"), "{missing}");
+    handle.shutdown().await;
+}
+
 // ---------------------------------------------------------------------------------------------
 // Authentication
 // ---------------------------------------------------------------------------------------------
