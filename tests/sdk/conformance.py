@@ -189,17 +189,26 @@ def dli_steps(endpoints, obs_client):
     key = zip_path.split("/", 1)[1]
     downloaded = obs_client.getObject("dli-gitops-backups", key, loadStreamInMemory=True)
     check(downloaded.status == 200, f"getObject: {downloaded.status} {downloaded.errorMessage}")
-    archive = zipfile.ZipFile(io.BytesIO(downloaded.body.buffer))
-    check("jobs/clickstream-agg.json" in archive.namelist(), f"zip entries {archive.namelist()}")
-    document = json.loads(archive.read("jobs/clickstream-agg.json"))
-    document["cu_number"] = 12
+    genuine = downloaded.body.buffer
+    zipfile.ZipFile(io.BytesIO(genuine)).namelist()  # a readable zip; its inside is DLI's business
+    uploaded = obs_client.putObject("dli-gitops-staging", "conformance/clickstream-agg.zip", content=genuine)
+    check(uploaded.status == 200, f"putObject: {uploaded.status} {uploaded.errorMessage}")
+    exported_cu = client.show_flink_job(dli.ShowFlinkJobRequest(job_id=sql_id)).job_detail.job_config.cu_number
+
+    step("DLI import refuses a zip DLI did not export (an edited export)")
+    archive = zipfile.ZipFile(io.BytesIO(genuine))
+    check(any(b'"cu_number":' in archive.read(name) for name in archive.namelist() if name.endswith(".json")),
+          "the export holds the job's cu_number to edit")
     changed = io.BytesIO()
     with zipfile.ZipFile(changed, "w") as out:
         for name in archive.namelist():
-            data = json.dumps(document).encode() if name == "jobs/clickstream-agg.json" else archive.read(name)
-            out.writestr(name, data)
-    uploaded = obs_client.putObject("dli-gitops-staging", "conformance/clickstream-agg.zip", content=changed.getvalue())
+            data = archive.read(name)
+            out.writestr(name, data.replace(b'"cu_number":', b'"cu_number": 1') if name.endswith(".json") else data)
+    uploaded = obs_client.putObject("dli-gitops-staging", "conformance-edited/clickstream-agg.zip",
+                                    content=changed.getvalue())
     check(uploaded.status == 200, f"putObject: {uploaded.status} {uploaded.errorMessage}")
+    expect_error(lambda: client.import_flink_jobs(dli.ImportFlinkJobsRequest(body=dli.ImportFlinkJobsRequestBody(
+        zip_file="dli-gitops-staging/conformance-edited/clickstream-agg.zip", is_cover=True))), 400, "DLI.0001")
 
     step("DLI import without is_cover reports the clash")
     imported = client.import_flink_jobs(dli.ImportFlinkJobsRequest(body=dli.ImportFlinkJobsRequestBody(
@@ -214,7 +223,8 @@ def dli_steps(endpoints, obs_client):
     check(mapping.old_job_id == sql_id and mapping.new_job_id > 0, f"mapping: {mapping}")
     new_id = mapping.new_job_id
     detail = client.show_flink_job(dli.ShowFlinkJobRequest(job_id=new_id)).job_detail
-    check(detail.status == "job_init" and detail.job_config.cu_number == 12, "import applied, job in draft")
+    check(detail.status == "job_init" and detail.job_config.cu_number == exported_cu,
+          "import applied the exported definition, job in draft")
 
     step("DLI import-savepoint, then run resuming from it")
     expect_error(lambda: client.import_flink_job_savepoint(dli.ImportFlinkJobSavepointRequest(
