@@ -526,6 +526,323 @@ fn common_body(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::{RESOURCE_CONFIG_V2, UpdateScope};
+    use proptest::prelude::*;
+
+    /// What the documented service answers for a job created with `body`: every field it was
+    /// given (reads use names for `checkpoint_mode`), plus what it fills when a field is left
+    /// out (Terraform's Optional+Computed fields, the SDK defaults), plus fields of the other job
+    /// type at their defaults, which the shared `FlinkJobConfig` detail model carries for every
+    /// job. `fill` is the value the service picks for a computed field.
+    fn service_detail(body: &Value, kind: JobKind, fill: &ServiceFill) -> Value {
+        let mut config = body.as_object().cloned().unwrap_or_default();
+        let mode = match config.get("checkpoint_mode").and_then(Value::as_i64) {
+            Some(2) => "at_least_once",
+            _ => "exactly_once",
+        };
+        config.insert("checkpoint_mode".into(), json!(mode));
+        let mut put_default = |key: &str, value: Value| {
+            config.entry(key.to_string()).or_insert(value);
+        };
+        put_default("queue_name", json!(fill.queue));
+        put_default("flink_version", json!(fill.flink_version));
+        put_default("resource_config_version", json!("v1"));
+        put_default("tm_slot_num", json!(fill.slots));
+        put_default("cu_number", json!(fill.cu));
+        put_default("manager_cu_number", json!(1));
+        put_default("parallel_number", json!(fill.parallel));
+        put_default("tm_cus", json!(1));
+        put_default("graph_editor_enabled", json!(false));
+        put_default("real_cu_number", json!(fill.cu));
+        // Shared detail model: both types' fields are reported, whatever the job type.
+        put_default("run_mode", json!(fill.run_mode));
+        put_default("idle_state_retention", json!(3600));
+        put_default("dirty_data_strategy", json!("0"));
+        put_default("udf_jar_url", json!(fill.udf));
+        put_default("checkpoint_path", json!(fill.checkpoint_path));
+        if kind == JobKind::FlinkJar {
+            put_default("feature", json!("basic"));
+        } else {
+            put_default("feature", json!(""));
+            put_default("entrypoint", json!(""));
+            put_default("dependency_jars", json!([]));
+        }
+        if config.get("resource_config_version") == Some(&json!(RESOURCE_CONFIG_V2)) {
+            let resources = config
+                .entry("resource_config".to_string())
+                .or_insert_with(|| json!({}));
+            if let Value::Object(resources) = resources {
+                resources.entry("max_slot").or_insert(json!(1));
+                resources
+                    .entry("parallel_number")
+                    .or_insert(json!(fill.parallel));
+                resources
+                    .entry("jobmanager_resource_spec")
+                    .or_insert(json!({"cpu": 1.0, "memory": "4G"}));
+                resources
+                    .entry("taskmanager_resource_spec")
+                    .or_insert(json!({"cpu": 1.0, "memory": "4G"}));
+            }
+        }
+        let mut detail = json!({
+            "job_id": 9, "name": "job", "status": "job_running", "update_time": 1711647009620_i64,
+            "job_type": body.get("job_type").cloned().unwrap_or(json!(defaults::JAR_JOB_TYPE)),
+            "desc": body.get("desc").cloned().unwrap_or(json!("")),
+        });
+        for top in [
+            "sql_body",
+            "run_mode",
+            "queue_name",
+            "main_class",
+            "entrypoint_args",
+        ] {
+            if let Some(value) = config.remove(top) {
+                detail[top] = value;
+            }
+        }
+        detail["job_config"] = Value::Object(config);
+        detail
+    }
+
+    #[derive(Debug, Clone)]
+    struct ServiceFill {
+        queue: String,
+        flink_version: String,
+        slots: i32,
+        cu: i32,
+        parallel: i32,
+        run_mode: String,
+        udf: String,
+        checkpoint_path: String,
+    }
+
+    fn fill_strategy() -> impl Strategy<Value = ServiceFill> {
+        (
+            "[a-z]{1,10}",
+            prop_oneof![Just("1.12"), Just("1.15"), Just("1.17")],
+            1i32..64,
+            2i32..400,
+            1i32..100,
+            prop_oneof![Just("shared_cluster"), Just("exclusive_cluster")],
+            prop_oneof![Just(""), Just("obs://b/udf.jar")],
+            prop_oneof![Just(""), Just("obs://b/checkpoints/")],
+        )
+            .prop_map(
+                |(queue, version, slots, cu, parallel, run_mode, udf, checkpoint_path)| {
+                    ServiceFill {
+                        queue,
+                        flink_version: version.into(),
+                        slots,
+                        cu,
+                        parallel,
+                        run_mode: run_mode.into(),
+                        udf: udf.into(),
+                        checkpoint_path: checkpoint_path.into(),
+                    }
+                },
+            )
+    }
+
+    /// A configuration as `spec` builds it: service-computed fields often unset.
+    fn written_strategy() -> impl Strategy<Value = FlinkJobConfig> {
+        (
+            any::<bool>(),
+            any::<bool>(),
+            proptest::option::of("[a-z]{1,8}"),
+            proptest::option::of(prop_oneof![Just("1.15"), Just("1.17")]),
+            proptest::option::of(prop_oneof![Just("basic"), Just("custom")]),
+            proptest::option::of(1i32..8),
+            (2i32..50, 1i32..20, any::<bool>(), any::<bool>()),
+            proptest::option::of("obs://[a-z]{3}/ck/"),
+        )
+            .prop_map(
+                |(jar, v2, queue, version, feature, slots, (cu, parallel, a, b), ckpt)| {
+                    let kind = if jar {
+                        JobKind::FlinkJar
+                    } else {
+                        JobKind::FlinkSql
+                    };
+                    let mut config = FlinkJobConfig::defaults_for(kind);
+                    config.queue_name = queue;
+                    config.flink_version = version.map(String::from);
+                    config.checkpoint_enabled = a;
+                    config.restart_when_exception = b;
+                    config.tags.insert("managed-by".into(), "dli-gitops".into());
+                    if v2 {
+                        config.resource_config_version = Some(RESOURCE_CONFIG_V2.into());
+                        config.resource_config = Some(ResourceConfig {
+                            max_slot: slots,
+                            parallel_number: Some(parallel),
+                            ..ResourceConfig::default()
+                        });
+                    } else {
+                        config.cu_number = cu;
+                        config.parallel_number = parallel;
+                        config.tm_slot_num = slots;
+                    }
+                    if jar {
+                        config.entrypoint = Some("obs://b/job.jar".into());
+                        config.feature = feature.map(String::from);
+                        config.checkpoint_path = ckpt;
+                    } else {
+                        config.sql_body = Some("select 1".into());
+                        config.operator_config = a.then(|| {
+                            crate::model::canonical_json_text(
+                                r#"{"operator_list":[{"id":"x","parallelism":2}]}"#,
+                            )
+                        });
+                    }
+                    config
+                },
+            )
+    }
+
+    proptest! {
+        /// A job written by us (its create body) and read back from a detail in which the
+        /// service filled every field it computes plans to no change, for every job type.
+        #[test]
+        fn a_created_job_read_back_with_service_filled_fields_has_no_diff(
+            config in written_strategy(),
+            fill in fill_strategy(),
+        ) {
+            let kind = config.kind();
+            let mut body = match kind {
+                JobKind::FlinkJar => jar_job_body(Some("job"), &config, BodyFor::Create),
+                _ => sql_job_body(Some("job"), &config, BodyFor::Create),
+            };
+            // Fields only the update body carries follow in an update right after create.
+            if let (Some(Value::Object(extra)), Value::Object(body)) =
+                (sql_followup_update_body(&config), &mut body)
+            {
+                body.extend(extra);
+            }
+            let detail = service_detail(&body, kind, &fill);
+            let observed = observed_from_detail(&detail, None).unwrap();
+            prop_assert_eq!(observed.config.kind(), kind);
+            let diffs = config.field_diffs(&observed.config);
+            prop_assert!(diffs.is_empty(), "{diffs:#?}\n{detail:#}");
+        }
+    }
+
+    #[test]
+    fn a_jar_job_never_carries_sql_fields_and_is_not_compared_on_them() {
+        let detail = json!({
+            "job_id": 8, "name": "jar", "status": "job_running", "job_type": "flink_jar_job",
+            "run_mode": "shared_cluster",
+            "job_config": {"entrypoint": "obs://b/a.jar", "idle_state_retention": 7, "dirty_data_strategy": "1",
+                "udf_jar_url": "obs://b/udf.jar", "operator_config": "{\"a\":1}"}
+        });
+        let observed = observed_from_detail(&detail, None).unwrap();
+        let defaults = FlinkJobConfig::defaults_for(JobKind::FlinkJar);
+        assert_eq!(observed.config.run_mode, defaults.run_mode);
+        assert_eq!(
+            observed.config.idle_state_retention,
+            defaults.idle_state_retention
+        );
+        assert_eq!(observed.config.udf_jar_url, None);
+        assert_eq!(observed.config.operator_config, None);
+        let mut desired = defaults.clone();
+        desired.entrypoint = Some("obs://b/a.jar".into());
+        assert_eq!(desired.field_diffs(&observed.config), vec![]);
+        // Even a hand-built live config with foreign values is not compared on them.
+        let mut live = desired.clone();
+        live.run_mode = "shared_cluster".into();
+        live.dirty_data_strategy = "2:obs://x".into();
+        assert_eq!(desired.field_diffs(&live), vec![]);
+        // The Jar bodies never carry SQL-only fields.
+        for purpose in [BodyFor::Create, BodyFor::Update] {
+            let body = jar_job_body(Some("jar"), &desired, purpose);
+            for field in crate::model::SQL_ONLY_FIELDS {
+                assert!(body.get(*field).is_none(), "{field} in {body}");
+            }
+        }
+        let sql = FlinkJobConfig::defaults_for(JobKind::FlinkSql);
+        let body = sql_job_body(Some("sql"), &sql, BodyFor::Create);
+        for field in crate::model::JAR_ONLY_FIELDS {
+            assert!(body.get(*field).is_none(), "{field} in {body}");
+        }
+        assert_eq!(body["run_mode"], json!("exclusive_cluster"));
+        assert_eq!(body["job_type"], json!("flink_opensource_sql_job"));
+    }
+
+    #[test]
+    fn a_running_job_gets_only_the_hot_fields() {
+        let mut config = FlinkJobConfig::defaults_for(JobKind::FlinkJar);
+        config.entrypoint = Some("obs://b/a.jar".into());
+        config.obs_bucket = Some("bucket".into());
+        config.smn_topic = Some("alerts".into());
+        config.cu_number = 8;
+        let body = running_update_body(&config, &["smn_topic".to_string()]);
+        let keys: Vec<&str> = body
+            .as_object()
+            .unwrap()
+            .keys()
+            .map(String::as_str)
+            .collect();
+        assert_eq!(
+            keys,
+            vec![
+                "restart_when_exception",
+                "resume_checkpoint",
+                "resume_max_num",
+                "smn_topic"
+            ]
+        );
+        let body = running_update_body(&config, &["obs_bucket".to_string()]);
+        assert_eq!(body["obs_bucket"], json!("bucket"));
+        let hot = crate::model::FieldDiff {
+            field: "smn_topic".into(),
+            live: Value::Null,
+            desired: json!("alerts"),
+        };
+        let cold = crate::model::FieldDiff {
+            field: "cu_number".into(),
+            live: json!(2),
+            desired: json!(8),
+        };
+        assert_eq!(
+            UpdateScope::for_diffs(&[hot.clone()]),
+            UpdateScope::Running {
+                changed: vec!["smn_topic".into()]
+            }
+        );
+        assert_eq!(UpdateScope::for_diffs(&[hot, cold]), UpdateScope::Full);
+    }
+
+    #[test]
+    fn v2_bodies_carry_resource_config_and_no_cu_fields() {
+        let mut config = FlinkJobConfig::defaults_for(JobKind::FlinkSql);
+        config.sql_body = Some("select 1".into());
+        config.resource_config_version = Some("v2".into());
+        config.resource_config = Some(ResourceConfig {
+            max_slot: Some(2),
+            parallel_number: Some(4),
+            jobmanager_resource_spec: Some(ResourceSpec {
+                cpu: Cpu::from_cores(0.5),
+                memory: Some("2G".into()),
+            }),
+            taskmanager_resource_spec: None,
+        });
+        config.flink_log_config = Some(crate::model::canonical_json_text(
+            r#"{"root_logger_level": "INFO"}"#,
+        ));
+        let body = sql_job_body(Some("job"), &config, BodyFor::Create);
+        for field in crate::model::V1_RESOURCE_FIELDS {
+            assert!(body.get(*field).is_none(), "{field} in {body}");
+        }
+        assert_eq!(
+            body["resource_config"],
+            json!({"max_slot": 2, "parallel_number": 4, "jobmanager_resource_spec": {"cpu": 0.5, "memory": "2G"}})
+        );
+        assert_eq!(
+            body["flink_log_config"],
+            json!("{\"root_logger_level\":\"INFO\"}")
+        );
+        let mut detail = body.clone();
+        detail["job_id"] = json!(1);
+        let back = observed_from_detail(&detail, None).unwrap();
+        assert_eq!(back.config, config);
+    }
 
     #[test]
     fn detail_with_every_quirk_becomes_canonical() {
