@@ -1797,3 +1797,133 @@ fn a_killed_emulator_replays_its_change_log_on_restart() {
         "a clean stop compacts the log"
     );
 }
+
+/// The per-type field sets of the SDK request models, the fields the service fills, the
+/// documented `run_mode`/`job_type` pairs and the fields a running job accepts.
+#[tokio::test]
+async fn flink_jobs_follow_the_sdk_field_model_and_running_jobs_take_only_hot_fields() {
+    let temp = tempfile::tempdir().unwrap();
+    let handle = start(temp.path()).await;
+    let client = Client::dev(&handle);
+
+    // A field the Jar create body does not have is refused.
+    let refused = client
+        .call(
+            Method::POST,
+            "streaming/flink-jobs",
+            &[],
+            Some(json!({"name": "jar", "entrypoint": "obs://b/a.jar", "run_mode": "exclusive_cluster"})),
+        )
+        .await;
+    assert_error(&refused, StatusCode::BAD_REQUEST, "DLI.0001");
+    assert!(
+        refused.body["error_msg"]
+            .as_str()
+            .unwrap()
+            .contains("run_mode")
+    );
+    // The SDK forbids shared_cluster with flink_opensource_sql_job.
+    let refused = client
+        .call(
+            Method::POST,
+            "streaming/sql-jobs",
+            &[],
+            Some(
+                json!({"name": "bad-pair", "sql_body": "select 1", "run_mode": "shared_cluster",
+                        "job_type": "flink_opensource_sql_job"}),
+            ),
+        )
+        .await;
+    assert_error(&refused, StatusCode::BAD_REQUEST, "DLI.0001");
+
+    // A Jar job with queue, feature and Flink version unset gets the service's values.
+    let jar = client
+        .call(
+            Method::POST,
+            "streaming/flink-jobs",
+            &[],
+            Some(json!({"name": "jar", "entrypoint": "obs://b/a.jar", "obs_bucket": "ckpt"})),
+        )
+        .await;
+    let jar_id = jar.body["job"]["job_id"].as_i64().unwrap();
+    let shown = detail(&client, jar_id).await;
+    assert_eq!(shown["queue_name"], "default");
+    assert_eq!(shown["job_config"]["feature"], "basic");
+    assert_eq!(shown["job_config"]["flink_version"], "1.15");
+    assert_eq!(shown["job_config"]["resource_config_version"], "v1");
+
+    // A v2 job keeps its resource_config, with the documented defaults filled.
+    let v2 = create(
+        &client,
+        json!({"name": "v2", "queue_name": "q1", "sql_body": "select 1",
+               "resource_config_version": "v2",
+               "resource_config": {"parallel_number": 3, "taskmanager_resource_spec": {"cpu": 2, "memory": "8G"}}}),
+    )
+    .await;
+    let shown = detail(&client, v2).await;
+    assert_eq!(
+        shown["job_config"]["resource_config"],
+        json!({"max_slot": 1, "parallel_number": 3, "taskmanager_resource_spec": {"cpu": 2.0, "memory": "8G"}})
+    );
+    let refused = client
+        .call(
+            Method::POST,
+            "streaming/sql-jobs",
+            &[],
+            Some(json!({"name": "v3", "sql_body": "select 1", "resource_config": {"slots": 1}})),
+        )
+        .await;
+    assert_error(&refused, StatusCode::BAD_REQUEST, "DLI.0001");
+
+    // Running: only the hot fields change; anything else is refused until the job stops.
+    client
+        .call(
+            Method::POST,
+            "streaming/jobs/run",
+            &[],
+            Some(json!({"job_ids": [jar_id]})),
+        )
+        .await;
+    assert_eq!(detail(&client, jar_id).await["status"], "job_running");
+    let cold = client
+        .call(
+            Method::PUT,
+            &format!("streaming/flink-jobs/{jar_id}"),
+            &[],
+            Some(json!({"cu_number": 4, "smn_topic": "alerts"})),
+        )
+        .await;
+    assert_error(&cold, StatusCode::BAD_REQUEST, "DLI.0001");
+    assert!(
+        cold.body["error_msg"]
+            .as_str()
+            .unwrap()
+            .contains("cu_number")
+    );
+    let same_bucket = client
+        .call(
+            Method::PUT,
+            &format!("streaming/flink-jobs/{jar_id}"),
+            &[],
+            Some(json!({"obs_bucket": "ckpt"})),
+        )
+        .await;
+    assert_error(&same_bucket, StatusCode::BAD_REQUEST, "DLI.0001");
+    let hot = client
+        .call(
+            Method::PUT,
+            &format!("streaming/flink-jobs/{jar_id}"),
+            &[],
+            Some(
+                json!({"smn_topic": "alerts", "restart_when_exception": true,
+                        "resume_checkpoint": true, "resume_max_num": 3, "obs_bucket": "ckpt2"}),
+            ),
+        )
+        .await;
+    assert_eq!(hot.status, StatusCode::OK, "{}", hot.body);
+    let shown = detail(&client, jar_id).await;
+    assert_eq!(shown["status"], "job_running");
+    assert_eq!(shown["job_config"]["smn_topic"], "alerts");
+    assert_eq!(shown["job_config"]["obs_bucket"], "ckpt2");
+    assert_eq!(shown["job_config"]["cu_number"], 2);
+}
