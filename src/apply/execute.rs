@@ -104,8 +104,36 @@ impl<L: LiveService, J: Ledger> Executor<'_, L, J> {
                 Ok(()) => {
                     state.steps_done += 1;
                     if let (Step::Stop { .. }, Some(path)) = (step, &state.stop_savepoint) {
-                        self.record_stop_savepoint(&action_id, &job, state.live_id, path)
-                            .await?;
+                        self.record_one_shot(
+                            &action_id,
+                            &job,
+                            "stop_savepoint",
+                            state.live_id,
+                            ActionEffects {
+                                savepoint_path: Some(path.clone()),
+                                ..ActionEffects::default()
+                            },
+                        )
+                        .await?;
+                    }
+                    if let (Step::ImportSavepoint { .. }, true, Some(key)) =
+                        (step, state.restore_applied, &action.restore_key)
+                    {
+                        // A restore is a one-shot step: applied twice, it would throw away
+                        // everything the job built since. Journaled the moment it succeeds.
+                        self.record_one_shot(
+                            &action_id,
+                            &job,
+                            "restore",
+                            state.live_id,
+                            ActionEffects {
+                                live_id: state.live_id,
+                                savepoint_path: state.savepoint.clone(),
+                                restore_key: Some(key.clone()),
+                                ..ActionEffects::default()
+                            },
+                        )
+                        .await?;
                     }
                 }
                 Err(error) => {
@@ -176,24 +204,26 @@ impl<L: LiveService, J: Ledger> Executor<'_, L, J> {
         })
     }
 
-    /// Makes the savepoint a stop just took durable before anything is imported over the job.
-    /// The import detaches a job from its savepoint; if the process dies between that import
-    /// and the action's outcome, the next pass must still find this savepoint in the journal
-    /// (not an older one) to resume from. Recorded as its own intent/outcome pair so the
-    /// action's own intent stays pending until the action ends.
-    async fn record_stop_savepoint(
+    /// Makes a one-shot step's effect durable the moment it succeeded, before the action goes
+    /// on: the savepoint a stop just took (an import or update may detach the job from it; a
+    /// crash before the action's outcome must still find this savepoint, not an older one), or
+    /// a restore's savepoint import (never to be applied twice). Recorded as its own
+    /// intent/outcome pair (`<action id>-<part>`), so the action's own intent stays pending
+    /// until the action ends.
+    async fn record_one_shot(
         &self,
         action_id: &str,
         job: &str,
+        part: &str,
         live_id: Option<i64>,
-        savepoint_path: &str,
+        effects: ActionEffects,
     ) -> Result<(), ApplyError> {
-        let checkpoint_id = format!("{action_id}-stop-savepoint");
+        let checkpoint_id = format!("{action_id}-{}", part.replace('_', "-"));
         self.ledger
             .intent(IntentEntry {
                 action_id: checkpoint_id.clone(),
                 job: job.to_string(),
-                action: "stop_savepoint".to_string(),
+                action: part.to_string(),
                 plan_id: Some(self.plan.id.clone()),
                 detail: json!({ "live_id": live_id, "part_of": action_id }),
             })
@@ -204,10 +234,7 @@ impl<L: LiveService, J: Ledger> Executor<'_, L, J> {
                 job: job.to_string(),
                 ok: true,
                 error: None,
-                effects: ActionEffects {
-                    savepoint_path: Some(savepoint_path.to_string()),
-                    ..ActionEffects::default()
-                },
+                effects,
                 plan_id: Some(self.plan.id.clone()),
             })
             .await?;

@@ -259,6 +259,9 @@ struct FakeLedger {
     cache: Mutex<BTreeMap<String, CachedObservation>>,
     view: Mutex<JournalView>,
     pending: Mutex<Vec<PendingAction>>,
+    /// The process "dies" when it would journal this job's action outcome (one-shot records,
+    /// whose action ids end in a part name, still go through).
+    crash_at_outcome_of: Mutex<Option<String>>,
 }
 
 impl Ledger for FakeLedger {
@@ -286,6 +289,15 @@ impl Ledger for FakeLedger {
         Ok(records.len() as u64)
     }
     async fn outcome(&self, entry: OutcomeEntry) -> Result<u64, ApplyError> {
+        let one_shot =
+            entry.action_id.ends_with("-restore") || entry.action_id.ends_with("-stop-savepoint");
+        if !one_shot && self.crash_at_outcome_of.lock().unwrap().as_deref() == Some(&entry.job) {
+            return Err(ApplyError::Journal {
+                target: "test".into(),
+                what: "the outcome (the process died)",
+                source: "killed".into(),
+            });
+        }
         let mut records = self.records.lock().unwrap();
         records.push(format!("outcome {} ok={}", entry.job, entry.ok));
         let mut view = self.view.lock().unwrap();
@@ -755,4 +767,48 @@ async fn the_cloud_live_service_upgrades_a_job_on_the_emulator() {
     .await;
     assert!(third.plan.is_empty(), "{}", third.plan.render_text());
     emulator.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_restore_is_journaled_the_moment_its_savepoint_import_succeeds() {
+    let live = FakeLive::default();
+    let ledger = FakeLedger::default();
+    pass(
+        &live,
+        &ledger,
+        &desired(vec![job("r", 2, RunState::Running)]),
+    )
+    .await;
+    let mut restored = job("r", 2, RunState::Running);
+    restored.lifecycle.restore = Some(crate::model::Restore {
+        savepoint_path: Some("obs://ckpt/seed/".into()),
+        nonce: Some(1),
+        from_target: None,
+    });
+    // The pass dies after the restore ran, before the action's outcome is written.
+    *ledger.crash_at_outcome_of.lock().unwrap() = Some("r".into());
+    let died = reconcile_with(
+        &live,
+        &ledger,
+        &desired(vec![restored.clone()]),
+        &crate::plan::PlanPolicy::default(),
+        &options(),
+    )
+    .await;
+    assert!(matches!(died, Err(ApplyError::Journal { .. })), "{died:?}");
+    assert!(
+        live.calls().iter().any(|call| call == "import_savepoint r"),
+        "the restore ran: {:?}",
+        live.calls()
+    );
+    *ledger.crash_at_outcome_of.lock().unwrap() = None;
+
+    let from = live.calls().len();
+    let report = pass(&live, &ledger, &desired(vec![restored])).await;
+    assert_eq!(
+        calls_since(&live, from),
+        Vec::<String>::new(),
+        "the restore is not applied a second time: {}",
+        report.render_text()
+    );
 }
