@@ -499,3 +499,127 @@ fn the_embedded_default_keeps_path_style() {
     let embedded = Url::parse("http://127.0.0.1:8481").unwrap();
     assert!(!ObsAddressing::Auto.virtual_hosted_for(&embedded));
 }
+
+/// The daemon grants access to each bucket once per start, however many passes act: the first
+/// pass grants staging, backups and the job's bucket; a later commit that brings a job with a new
+/// checkpoint bucket grants only that one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_daemon_authorizes_each_bucket_once_per_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut emulator_config = EmulatorConfig::for_tests(dir.path().join("emulator"));
+    emulator_config
+        .buckets
+        .push("dli-gitops-checkpoints".into());
+    let emulator = Emulator::start(emulator_config)
+        .await
+        .expect("the emulator starts");
+    let repo = dir.path().join("repo");
+    std::fs::create_dir_all(repo.join("environments")).unwrap();
+    std::fs::create_dir_all(repo.join("flink")).unwrap();
+    std::fs::write(repo.join("environments/dev.yaml"), "variables: {}\n").unwrap();
+    std::fs::write(repo.join("flink/clicks.yaml"), SQL_JOB).unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let api = emulator.dli_url();
+    let s3 = emulator.s3_url();
+    let config = dir.path().join("config.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "state_dir: ./state\nlisten: 127.0.0.1:{port}\napi_token_env: OBS_TEST_API_TOKEN\n\
+             sources:\n  jobs: {{path: {repo}}}\n\
+             targets:\n  - name: dev\n    source: jobs\n    region: cn-north-4\n    project_id: {DEV_PROJECT_ID}\n\
+             \x20   endpoints: {{dli: {api}, dlf: {api}, obs: {s3}, iam: {api}}}\n\
+             \x20   credentials: {{access_key_env: OBS_TEST_AK, secret_key_env: OBS_TEST_SK}}\n\
+             \x20   staging: obs://dli-gitops-staging/dev/\n    backups: obs://dli-gitops-backups/dev/\n\
+             \x20   authorize_obs: true\n\
+             \x20   policy: {{auto_sync: true, self_heal: true}}\n",
+            repo = repo.display(),
+        ),
+    )
+    .unwrap();
+    let log = std::fs::File::create(dir.path().join("daemon.log")).unwrap();
+    let mut daemon = std::process::Command::new(env!("CARGO_BIN_EXE_dli-gitops"))
+        .args(["run", "--config"])
+        .arg(&config)
+        .current_dir(dir.path())
+        .env("OBS_TEST_AK", DEV_ACCESS_KEY)
+        .env("OBS_TEST_SK", DEV_SECRET_KEY)
+        .env("OBS_TEST_API_TOKEN", "obs-test-token")
+        .env_remove("RUST_LOG")
+        .stdout(std::process::Stdio::null())
+        .stderr(log)
+        .spawn()
+        .expect("the daemon starts");
+    let stats = || async {
+        let url = format!("{}/_emulator/v1/stats", emulator.dli_url());
+        let body: Value = reqwest::get(url).await.unwrap().json().await.unwrap();
+        let counts: BTreeMap<String, u64> =
+            serde_json::from_value(body["operations"].clone()).unwrap();
+        counts
+    };
+    let count = |counts: &BTreeMap<String, u64>, operation: &str| {
+        counts.get(operation).copied().unwrap_or(0)
+    };
+    // Waits until `runs` jobs were started; the counts then, or why not.
+    let mut wait_for_runs = async |runs: u64| -> Result<BTreeMap<String, u64>, String> {
+        let deadline = std::time::Instant::now() + Duration::from_secs(90);
+        loop {
+            let counts = stats().await;
+            if count(&counts, "BatchRunFlinkJobs") >= runs {
+                return Ok(counts);
+            }
+            if std::time::Instant::now() > deadline {
+                return Err(format!("timed out: {counts:?}"));
+            }
+            if let Some(status) = daemon.try_wait().unwrap() {
+                return Err(format!("the daemon exited: {status}"));
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    };
+    let first = wait_for_runs(1).await;
+    let second = match &first {
+        Ok(_) => {
+            std::fs::write(
+                repo.join("flink/views.yaml"),
+                SQL_JOB
+                    .replace("name: clicks", "name: views")
+                    .replace("dli-gitops-savepoints", "dli-gitops-checkpoints"),
+            )
+            .unwrap();
+            wait_for_runs(2).await
+        }
+        Err(why) => Err(why.clone()),
+    };
+    let _ = daemon.kill();
+    let _ = daemon.wait();
+    let log = std::fs::read_to_string(dir.path().join("daemon.log")).unwrap_or_default();
+    let first = first.unwrap_or_else(|why| panic!("the first job never ran: {why}\n{log}"));
+    assert_eq!(count(&first, "RegisterBucket"), 1, "{first:?}\n{log}");
+    let second = second.unwrap_or_else(|why| panic!("the second job never ran: {why}\n{log}"));
+    assert!(
+        count(&second, "ListFlinkJobs") > count(&first, "ListFlinkJobs"),
+        "{second:?}"
+    );
+    assert_eq!(count(&second, "RegisterBucket"), 2, "{second:?}\n{log}");
+    let grants: Vec<&str> = log
+        .lines()
+        .filter(|line| line.contains("Granted DLI access to OBS buckets"))
+        .collect();
+    assert_eq!(grants.len(), 2, "{log}");
+    assert!(
+        grants[0].contains("dli-gitops-staging")
+            && grants[0].contains("dli-gitops-backups")
+            && grants[0].contains("dli-gitops-savepoints"),
+        "{log}"
+    );
+    assert!(
+        grants[1].contains("dli-gitops-checkpoints") && !grants[1].contains("dli-gitops-staging"),
+        "{log}"
+    );
+    emulator.shutdown().await;
+}
