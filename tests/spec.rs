@@ -58,6 +58,13 @@ fn broken_unknown_field_suggests_the_closest_name() {
 }
 
 #[test]
+fn broken_job_type_fields_and_documented_pairs() {
+    // Fields the job type cannot carry, invalid run_mode/job_type pairs, v1/v2 resource fields,
+    // Flink versions per resource model, Jar desc > 512, and the other SDK-documented limits.
+    check("job-type-fields", &broken("job-type-fields"), None);
+}
+
+#[test]
 fn broken_wrong_type() {
     check("wrong-type", &broken("wrong-type"), None);
 }
