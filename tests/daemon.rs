@@ -85,14 +85,18 @@ struct Emulator {
 
 impl Emulator {
     fn start(dir: &Path, submit_ms: u64) -> Emulator {
-        let config = dir.join("emulator.yaml");
-        std::fs::write(
-            &config,
-            format!(
-                "delays: {{submit_ms: {submit_ms}, cancel_ms: 200, savepoint_ms: 200, dlf_task_ms: 100}}\n"
+        Emulator::start_with_delays(
+            dir,
+            &format!(
+                "{{submit_ms: {submit_ms}, cancel_ms: 200, savepoint_ms: 200, dlf_task_ms: 100}}"
             ),
         )
-        .unwrap();
+    }
+
+    /// `delays` is the emulator config's `delays:` value (flow YAML).
+    fn start_with_delays(dir: &Path, delays: &str) -> Emulator {
+        let config = dir.join("emulator.yaml");
+        std::fs::write(&config, format!("delays: {delays}\n")).unwrap();
         let log = dir.join("emulator.log");
         let mut child = Command::new(BINARY)
             .args([
@@ -1069,4 +1073,281 @@ fn the_configs_logging_block_applies_unless_the_flag_or_rust_log_say_otherwise()
         "RUST_LOG=info did not win over the config:\n{log}"
     );
     assert!(log.contains(" INFO "), "{log}");
+}
+
+// ---- shutdown in the middle of an upgrade ------------------------------------------------------
+
+/// The stop savepoint the journal recorded for `job` in its latest upgrade.
+fn journaled_stop_savepoint(state_dir: &Path, job: &str) -> Option<String> {
+    let output = Command::new(BINARY)
+        .args(["journal", "show", "--json", "--state-dir"])
+        .arg(state_dir)
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .filter_map(|line| serde_json::from_str::<Value>(line).ok())
+        .filter(|record| {
+            record["kind"] == "outcome"
+                && record["job"] == job
+                && record["action_id"]
+                    .as_str()
+                    .is_some_and(|id| id.ends_with("-stop-savepoint"))
+        })
+        .filter_map(|record| {
+            record["effects"]["savepoint_path"]
+                .as_str()
+                .map(str::to_string)
+        })
+        .last()
+}
+
+/// The live job `name`: its id, status word and `cu_number`.
+fn live_job(emulator: &Emulator, name: &str) -> (i64, String, i32) {
+    runtime().block_on(async {
+        let dli = emulator.dli();
+        let listed = dli
+            .list_jobs(&ListJobsQuery {
+                name: Some(name.into()),
+                ..ListJobsQuery::default()
+            })
+            .await
+            .unwrap();
+        let job = listed.first().expect("the job is live");
+        let detail = dli.job_detail(job.id).await.unwrap();
+        (
+            job.id,
+            job.status.as_str().to_string(),
+            detail.config.cu_number,
+        )
+    })
+}
+
+/// Waits until the upgrade has stopped running `name` (its stop is under way).
+fn wait_until_stopping(emulator: &Emulator, name: &str) {
+    let deadline = Instant::now() + CONVERGE_TIMEOUT;
+    while live_job(emulator, name).1 == "job_running" {
+        assert!(
+            Instant::now() < deadline,
+            "the upgrade never stopped {name}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// The job runs again with the new definition, resumed from the savepoint its stop took.
+fn assert_upgraded_from_its_stop_savepoint(emulator: &Emulator, state_dir: &Path, cu_number: i32) {
+    let (id, status, cu) = live_job(emulator, "clicks");
+    assert_eq!(
+        status, "job_running",
+        "the job git wants running is running"
+    );
+    assert_eq!(cu, cu_number);
+    let savepoint =
+        journaled_stop_savepoint(state_dir, "clicks").expect("the stop savepoint is journaled");
+    let runs = emulator.runs(id);
+    let last = runs["runs"]
+        .as_array()
+        .and_then(|runs| runs.last())
+        .unwrap_or_else(|| panic!("no runs: {runs:#}"));
+    assert_eq!(
+        last["restored_from"].as_str(),
+        Some(savepoint.as_str()),
+        "resumed from the stop savepoint: {runs:#}"
+    );
+}
+
+/// `clicks`, upgraded with a savepoint, on a queue of its own.
+fn upgrade_job_yaml(cu_number: u32) -> String {
+    format!(
+        "kind: FlinkSqlJob\nname: clicks\nqueue_name: ${{flink_queue}}\n\
+         sql_body: |\n  INSERT INTO sink SELECT * FROM source;\nrun_mode: exclusive_cluster\n\
+         cu_number: {cu_number}\nparallel_number: 1\ncheckpoint_enabled: true\n\
+         checkpoint_interval: 60\ndesired_state: running\nupgrade_mode: savepoint\n"
+    )
+}
+
+/// A setup whose emulator takes seconds to stop with a savepoint and to start, so a signal
+/// lands between an upgrade's stop and its start; `clicks` is converged at cu_number 2.
+fn slow_upgrade_setup() -> (Setup, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let repo = Repo::init(&dir.path().join("jobs-repo"));
+    let emulator = Emulator::start_with_delays(
+        dir.path(),
+        "{submit_ms: 2000, cancel_ms: 1000, savepoint_ms: 3000, dlf_task_ms: 100}",
+    );
+    let setup = Setup {
+        repo,
+        emulator,
+        port: free_port(),
+        dir,
+    };
+    let first = setup.repo.commit(
+        "clicks",
+        &[
+            ("flink/clicks.yaml", Some(&upgrade_job_yaml(2))),
+            ("environments/dev.yaml", Some(ENVIRONMENT)),
+        ],
+    );
+    (setup, first)
+}
+
+#[test]
+fn sigterm_right_after_an_upgrade_stopped_a_job_finishes_the_upgrade_from_its_savepoint() {
+    let (setup, first) = slow_upgrade_setup();
+    let daemon = setup.start_daemon(false, "1s", "before");
+    daemon.wait_for("clicks to run", |status| {
+        synced_at(status, &first) && job(status, "clicks")["live_status"] == "job_running"
+    });
+    setup.repo.commit(
+        "more CUs",
+        &[("flink/clicks.yaml", Some(&upgrade_job_yaml(3)))],
+    );
+    wait_until_stopping(&setup.emulator, "clicks");
+    // The stop (with its savepoint) is under way: shut down now.
+    let started = Instant::now();
+    let exit = daemon.stop();
+    assert!(exit.success(), "exit status {exit}");
+    assert!(started.elapsed() < Duration::from_secs(45));
+    let log = std::fs::read_to_string(setup.dir.path().join("daemon-before.log")).unwrap();
+    assert!(
+        !log_positions(
+            &log,
+            "Shutdown complete: every action in flight ran to its end and was journaled; no job was left stopped by this process."
+        )
+        .is_empty(),
+        "{}",
+        tail(&log, 30)
+    );
+    // Before the daemon exited, the upgrade updated the job, imported the savepoint the stop
+    // took and started it: nothing waits for the next start.
+    assert_upgraded_from_its_stop_savepoint(&setup.emulator, &setup.dir.path().join("state"), 3);
+}
+
+#[test]
+fn ctrl_c_during_apply_finishes_the_upgrade_in_flight() {
+    let (setup, _first) = slow_upgrade_setup();
+    let config = setup.config(false, "1s");
+    let apply = || {
+        let mut command = Command::new(BINARY);
+        command
+            .args(["apply", "--auto-approve", "--target", "dev", "--config"])
+            .arg(&config)
+            .env("E2E_AK", ACCESS_KEY)
+            .env("E2E_SK", SECRET_KEY)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        command
+    };
+    let created = apply().output().unwrap();
+    assert!(
+        created.status.success(),
+        "{}",
+        String::from_utf8_lossy(&created.stderr)
+    );
+    setup.repo.commit(
+        "more CUs",
+        &[("flink/clicks.yaml", Some(&upgrade_job_yaml(3)))],
+    );
+    let child = apply().spawn().unwrap();
+    let pid = child.id();
+    wait_until_stopping(&setup.emulator, "clicks");
+    // Ctrl-C once, while the job is stopping.
+    assert!(
+        Command::new("kill")
+            .args(["-INT", &pid.to_string()])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let output = child.wait_with_output().unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("Interrupted: finishing the actions in flight"),
+        "{stderr}"
+    );
+    assert!(
+        output.status.success() && stdout.contains("1 succeeded, 0 failed"),
+        "exit {:?}\n{stdout}\n{stderr}",
+        output.status.code()
+    );
+    assert_upgraded_from_its_stop_savepoint(&setup.emulator, &setup.dir.path().join("state"), 3);
+}
+
+#[test]
+fn an_upgrade_cut_off_by_the_shutdown_grace_is_finished_first_by_the_next_start() {
+    let (setup, _first) = slow_upgrade_setup();
+    // A grace period shorter than the stop: the upgrade cannot finish before the exit.
+    let config = setup.config_with(false, "1s", "10s", "shutdown_grace: 1s\n");
+    let daemon = Daemon::start(setup.dir.path(), &config, "short-grace");
+    daemon.wait_for("clicks to run", |status| {
+        status["jobs"].as_array().is_some_and(|jobs| {
+            jobs.iter()
+                .any(|job| job["name"] == "clicks" && job["live_status"] == "job_running")
+        })
+    });
+    let second = setup.repo.commit(
+        "more CUs",
+        &[("flink/clicks.yaml", Some(&upgrade_job_yaml(3)))],
+    );
+    wait_until_stopping(&setup.emulator, "clicks");
+    let started = Instant::now();
+    let exit = daemon.stop();
+    assert!(exit.success(), "exit status {exit}");
+    assert!(started.elapsed() < Duration::from_secs(15));
+    let log = std::fs::read_to_string(setup.dir.path().join("daemon-short-grace.log")).unwrap();
+    let incomplete = log
+        .lines()
+        .filter_map(|line| serde_json::from_str::<Value>(line).ok())
+        .find(|record| {
+            record["fields"]["message"]
+                .as_str()
+                .is_some_and(|message| message.starts_with("Shutdown incomplete"))
+        })
+        .unwrap_or_else(|| panic!("no incomplete-shutdown line; log:\n{}", tail(&log, 30)));
+    assert_eq!(incomplete["fields"]["targets"], "dev");
+    assert_ne!(live_job(&setup.emulator, "clicks").1, "job_running");
+
+    // The next start resolves the open intent first, says so, and finishes the upgrade from
+    // the savepoint the stop took.
+    let daemon = Daemon::start(setup.dir.path(), &config, "after-short-grace");
+    daemon.wait_for("the upgrade to be finished", |status| {
+        synced_at(status, &second) && job(status, "clicks")["live_status"] == "job_running"
+    });
+    let log =
+        std::fs::read_to_string(setup.dir.path().join("daemon-after-short-grace.log")).unwrap();
+    assert!(
+        !log_positions(
+            &log,
+            "Resolved an intent an interrupted pass left open; this pass re-plans from what is live."
+        )
+        .is_empty(),
+        "{}",
+        tail(&log, 40)
+    );
+    assert!(
+        !log_positions(
+            &log,
+            "This pass first resolved actions an interrupted earlier run (a shutdown past its grace period, a crash) left open; it plans from what is live and finishes them."
+        )
+        .is_empty(),
+        "{}",
+        tail(&log, 40)
+    );
+    let (id, _, cu) = live_job(&setup.emulator, "clicks");
+    assert_eq!(cu, 3);
+    let runs = setup.emulator.runs(id);
+    let runs = runs["runs"].as_array().unwrap();
+    let stopped = runs
+        .iter()
+        .rev()
+        .find_map(|run| run["stop_savepoint"].as_str())
+        .unwrap_or_else(|| panic!("no run was stopped with a savepoint: {runs:#?}"));
+    assert_eq!(
+        runs.last().unwrap()["restored_from"].as_str(),
+        Some(stopped),
+        "{runs:#?}"
+    );
+    assert!(daemon.stop().success());
 }

@@ -58,6 +58,12 @@ pub struct Config {
     pub suspend: bool,
     #[serde(default)]
     pub logging: LoggingConfig,
+    /// How long the daemon lets the actions in flight finish after SIGTERM/SIGINT (an upgrade
+    /// that stopped a job updates, imports and starts it again). Keep it below the process
+    /// manager's own limit: Kubernetes' `terminationGracePeriodSeconds`, systemd's
+    /// `TimeoutStopSec`. Default 45s.
+    #[serde(default = "default_shutdown_grace")]
+    pub shutdown_grace: ConfigDuration,
     /// Named sources of desired state.
     #[serde(default)]
     pub sources: BTreeMap<String, SourceConfig>,
@@ -71,6 +77,10 @@ pub struct Config {
 
 fn default_state_dir() -> PathBuf {
     PathBuf::from("./state")
+}
+
+fn default_shutdown_grace() -> ConfigDuration {
+    ConfigDuration::from_duration(crate::daemon::DEFAULT_SHUTDOWN_GRACE)
 }
 
 fn default_listen() -> SocketAddr {

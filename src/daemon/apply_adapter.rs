@@ -106,6 +106,16 @@ impl ApplyReconciler {
             }
             Err(error) => return Err(pass_error(&error)),
         };
+        let resolved: Vec<String> = report
+            .resolved
+            .iter()
+            .map(|intent| {
+                format!(
+                    "{} of {} (found {})",
+                    intent.action, intent.job, intent.found
+                )
+            })
+            .collect();
         let outcomes: Vec<ActionOutcome> = report
             .results
             .iter()
@@ -123,6 +133,7 @@ impl ApplyReconciler {
         if observe_only {
             return Ok(PassReport {
                 observed: report.observed,
+                resolved,
                 ..PassReport::default()
             });
         }
@@ -154,6 +165,7 @@ impl ApplyReconciler {
             executed: execute,
             outcomes,
             interrupted: ledger.refused.load(Ordering::SeqCst),
+            resolved,
         })
     }
 }

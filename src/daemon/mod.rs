@@ -381,8 +381,9 @@ pub async fn serve(
         .into_iter()
         .map(|worker| {
             let name = worker.spec.name.clone();
+            let task_name = name.clone();
             let board = board.clone();
-            tokio::spawn(async move {
+            let task = tokio::spawn(async move {
                 // A panic is a bug; it must not pass silently while the rest keeps running.
                 if let Err(error) = tokio::spawn(worker.run()).await
                     && error.is_panic()
@@ -397,7 +398,8 @@ pub async fn serve(
                         });
                     });
                 }
-            })
+            });
+            (task_name, task)
         })
         .collect();
 
@@ -461,13 +463,13 @@ pub async fn serve(
     stop.trigger();
 
     let grace = parts.shutdown_grace;
-    let mut abandoned = 0;
+    let mut abandoned: Vec<String> = Vec::new();
     let deadline = tokio::time::Instant::now() + grace;
-    for task in worker_tasks {
+    for (name, task) in worker_tasks {
         let abort = task.abort_handle();
         if tokio::time::timeout_at(deadline, task).await.is_err() {
             abort.abort();
-            abandoned += 1;
+            abandoned.push(name);
         }
     }
     for task in source_tasks {
@@ -487,13 +489,19 @@ pub async fn serve(
         Err(_elapsed) => Ok(()),
     };
     served?;
-    if abandoned > 0 {
+    if abandoned.is_empty() {
+        tracing::info!(
+            "Shutdown complete: every action in flight ran to its end and was journaled; no job was left stopped by this process."
+        );
+    } else {
         // The journal holds the intents of the abandoned actions; the next start resolves
-        // them by observing before it does anything else. Exiting 0 keeps the restart calm.
+        // them by observing before it does anything else, then plans from what is live, so
+        // a job an abandoned upgrade stopped is started again. Exiting 0 keeps the restart calm.
         tracing::warn!(
-            abandoned,
+            abandoned = abandoned.len(),
+            targets = %abandoned.join(", "),
             grace_s = grace.as_secs(),
-            "Reconcile passes still running after the shutdown grace period were abandoned; the next start resolves their journal intents."
+            "Shutdown incomplete: reconcile passes still running after the shutdown grace period (shutdown_grace) were abandoned; a job they stopped may stay down until the next start, which first resolves their journal intents and finishes the work."
         );
     }
     tracing::info!("dli-gitops daemon stopped.");

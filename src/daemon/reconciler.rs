@@ -48,6 +48,10 @@ pub struct PassReport {
     pub outcomes: Vec<ActionOutcome>,
     /// The pass stopped early because the daemon is shutting down.
     pub interrupted: bool,
+    /// Actions an earlier run (a shutdown past its grace period, a crash, an aborted `apply`)
+    /// left without an outcome, which this pass resolved by observing before it planned:
+    /// `upgrade of clicks (found job 12 (job_cancel_success))`.
+    pub resolved: Vec<String>,
 }
 
 impl PassReport {

@@ -255,6 +255,7 @@ impl TargetReconciler for FakeTarget {
                 executed: request.execute,
                 outcomes,
                 interrupted: false,
+                resolved: Vec::new(),
             })
         })
     }

@@ -11,8 +11,8 @@ use tokio::net::TcpListener;
 use super::apply_adapter::ApplyReconciler;
 use super::reconciler::{Resolver, SnapshotSource, SourceFailure};
 use super::{
-    DEFAULT_PROGRESS_INTERVAL, DEFAULT_SHUTDOWN_GRACE, DaemonError, DaemonMetrics, DaemonParts,
-    SourceParts, TargetParts, TargetPolicy, TargetSpec,
+    DEFAULT_PROGRESS_INTERVAL, DaemonError, DaemonMetrics, DaemonParts, SourceParts, TargetParts,
+    TargetPolicy, TargetSpec,
 };
 use crate::config::{Config, ConfigError, Service, SourceConfig, TargetConfig};
 use crate::journal::{Journal, JournalOptions};
@@ -253,7 +253,7 @@ pub fn base_parts(config: &Config) -> Result<DaemonParts, RunError> {
         api_token,
         metrics: Arc::new(DaemonMetrics::new()),
         progress_interval: DEFAULT_PROGRESS_INTERVAL,
-        shutdown_grace: DEFAULT_SHUTDOWN_GRACE,
+        shutdown_grace: config.shutdown_grace.get(),
         promotion: None,
     })
 }

@@ -328,6 +328,12 @@ impl Worker {
         source_error: Option<ErrorInfo>,
     ) -> PassOutcome {
         let now = Utc::now();
+        if !report.resolved.is_empty() {
+            tracing::warn!(
+                resolved = %report.resolved.join("; "),
+                "This pass first resolved actions an interrupted earlier run (a shutdown past its grace period, a crash) left open; it plans from what is live and finishes them."
+            );
+        }
         if report.interrupted {
             // Shutdown cut the pass short: what it saw is partial, so the last full status
             // stays; only the operation says what happened.
@@ -537,6 +543,19 @@ fn summarize(report: &PassReport) -> String {
 }
 
 fn operation_message(report: &PassReport, suspended: bool, no_revision: bool) -> String {
+    let mut message = pass_message(report, suspended, no_revision);
+    if !report.resolved.is_empty() {
+        message.push_str(&format!(
+            "; first resolved {} action(s) an interrupted earlier run left open (the plan then \
+             finishes them): {}",
+            report.resolved.len(),
+            report.resolved.join("; ")
+        ));
+    }
+    message
+}
+
+fn pass_message(report: &PassReport, suspended: bool, no_revision: bool) -> String {
     if no_revision {
         return "no valid revision yet: observed only".to_string();
     }
