@@ -870,3 +870,54 @@ fn a_finished_job_is_not_restarted_unless_it_changed() {
     assert_eq!(action.class, ActionClass::Start);
     assert!(matches!(action.steps.last(), Some(Step::Start { .. })));
 }
+
+/// The per-type field model end to end: a Jar job that leaves queue, feature and Flink version
+/// to the service, read back from a detail that reports them filled (and reports SQL-only
+/// fields for the Jar job, as the shared detail model can), plans to no change.
+#[test]
+fn a_jar_job_with_service_filled_fields_plans_no_change() {
+    let mut desired = desired_sql("fraud");
+    desired.config = FlinkJobConfig::defaults_for(JobKind::FlinkJar);
+    desired.config.entrypoint = Some("obs://bucket/fraud.jar".into());
+    desired
+        .config
+        .tags
+        .insert(MANAGED_TAG_KEY.into(), MANAGED_TAG_VALUE.into());
+    let detail = serde_json::json!({
+        "job_id": 7, "name": "fraud", "status": "job_running", "job_type": "flink_jar_job",
+        "run_mode": "shared_cluster", "queue_name": "default",
+        "job_config": {
+            "entrypoint": "obs://bucket/fraud.jar", "feature": "basic", "flink_version": "1.15",
+            "resource_config_version": "v1", "tm_slot_num": 1, "idle_state_retention": 3600,
+            "dirty_data_strategy": "0", "checkpoint_mode": "exactly_once",
+            "checkpoint_path": "obs://bucket/checkpoints/7/", "runtime_config": "[]",
+            "tags": [{"key": MANAGED_TAG_KEY, "value": MANAGED_TAG_VALUE}]
+        }
+    });
+    let live = crate::cloud::dli_wire::observed_from_detail(&detail, None).unwrap();
+    let plan = plan_one(desired, Some(live), &managed_view("fraud"), &policy());
+    let action = only_action(&plan);
+    assert_eq!(action.class, ActionClass::None, "{action:#?}");
+}
+
+/// Hot fields on a running job: an in-place update whose body is the running-job body.
+#[test]
+fn a_hot_change_to_a_running_job_updates_with_the_running_scope() {
+    let mut desired = desired_sql("agg");
+    desired.config.smn_topic = Some("alerts".into());
+    let live = live_of(&desired_sql("agg"), 7, "job_running");
+    let plan = plan_one(desired, Some(live), &managed_view("agg"), &policy());
+    let action = only_action(&plan);
+    assert_eq!(action.class, ActionClass::UpdateInPlace);
+    assert!(
+        action.steps.contains(&Step::UpdateJob),
+        "{:?}",
+        action.steps
+    );
+    assert_eq!(
+        crate::model::UpdateScope::for_diffs(&action.diffs),
+        crate::model::UpdateScope::Running {
+            changed: vec!["smn_topic".into()]
+        }
+    );
+}
