@@ -325,12 +325,32 @@ impl ObjectStore {
     }
 
     fn error(&self, operation: &'static str, key: &str, source: object_store::Error) -> CloudError {
+        if error_chain_mentions(&source, "VirtualHostDomainRequired") {
+            return CloudError::Config {
+                problem: format!(
+                    "obs {operation} {}: the OBS endpoint refuses path-style requests (403 VirtualHostDomainRequired); set the target's `obs_addressing` to `auto` or `virtual_hosted` and use an endpoint with a host name",
+                    self.url_of(key)
+                ),
+            };
+        }
         CloudError::ObjectStore {
             operation,
             location: self.url_of(key),
             source,
         }
     }
+}
+
+/// Whether `error` or one of its sources says `needle` (the S3 error body is in the text).
+fn error_chain_mentions(error: &(dyn std::error::Error + 'static), needle: &str) -> bool {
+    let mut current = Some(error);
+    while let Some(error) = current {
+        if error.to_string().contains(needle) {
+            return true;
+        }
+        current = error.source();
+    }
+    false
 }
 
 /// The endpoint `object_store` wants: the service endpoint for path style, the bucket's own host
