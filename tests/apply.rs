@@ -12,6 +12,7 @@ use dli_gitops::apply::{self, ApplyOptions, ApplyReport, TargetContext};
 use dli_gitops::config::Config;
 use dli_gitops::emulator::{
     DEV_ACCESS_KEY, DEV_PROJECT_ID, DEV_SECRET_KEY, Emulator, EmulatorConfig, EmulatorHandle,
+    TargetedFault,
 };
 use dli_gitops::plan::ActionClass;
 use rand::{Rng, SeedableRng};
@@ -53,7 +54,16 @@ impl Harness {
         Harness::start_with(EmulatorConfig::for_tests(PathBuf::new()), "prune: true").await
     }
 
-    async fn start_with(mut emulator_config: EmulatorConfig, policy: &str) -> Harness {
+    async fn start_with(emulator_config: EmulatorConfig, policy: &str) -> Harness {
+        Harness::start_with_timeouts(emulator_config, policy, "").await
+    }
+
+    /// `timeouts` adds entries to the target's `timeouts:` map (e.g. `request: 1s, `).
+    async fn start_with_timeouts(
+        mut emulator_config: EmulatorConfig,
+        policy: &str,
+        timeouts: &str,
+    ) -> Harness {
         let dir = tempfile::tempdir().expect("temp dir");
         emulator_config.data_dir = dir.path().join("emulator");
         let emulator = Emulator::start(emulator_config)
@@ -87,7 +97,7 @@ targets:
     policy: {{{policy}}}
     rate_limit: {{requests_per_second: 100000, burst: 100000}}
     retry: {{max_attempts: 2, initial_backoff: 10ms, max_backoff: 50ms}}
-    timeouts: {{job_transition: 20s, savepoint: 10s, import_task: 20s}}
+    timeouts: {{{timeouts}job_transition: 20s, savepoint: 10s, import_task: 20s}}
 "#
         );
         let config_path = dir.path().join("dli-gitops.yaml");
@@ -1753,5 +1763,104 @@ async fn rollback_checks_its_backups_first_and_a_rerun_restarts_what_an_interrup
         "no intent is left open: {:?}",
         ledger.pending()
     );
+    harness.stop().await;
+}
+
+/// A stop held by the gateway past the client's timeout, then applied late: the client never
+/// resends it (a resend would let the late first one stop the job after the upgrade started it
+/// again), the action fails instead of claiming success, and the next pass converges from what
+/// the late stop left: the job runs again from the savepoint that stop took.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_late_stop_is_never_resent_and_never_leaves_the_job_stopped_after_a_pass_said_done() {
+    let mut emulator = EmulatorConfig::for_tests(PathBuf::new());
+    emulator.faults.late = vec![TargetedFault {
+        operation: "BatchStopFlinkJobs".into(),
+        skip: 0,
+        times: 1,
+        delay_ms: 2_500,
+    }];
+    let harness = Harness::start_with_timeouts(emulator, "prune: true", "request: 1s, ").await;
+    harness.sql_job("late", "cu_number: 2\nqueue_name: q1\n");
+    harness.apply().await;
+    harness.sql_job("late", "cu_number: 3\nqueue_name: q1\n");
+
+    let first = harness.pass(false).await;
+    let result = first.results.iter().find(|r| r.name == "late").unwrap();
+    assert!(
+        !result.ok,
+        "the upgrade does not claim success: {}",
+        first.render_text()
+    );
+    let message = &result.error.as_ref().unwrap().message;
+    assert!(message.contains("not sent again"), "{message}");
+    assert_eq!(harness.stats().await.get("BatchStopFlinkJobs"), Some(&1));
+
+    // The held stop lands now, after the client gave up on it.
+    let mut live = harness.live("late").await;
+    for _ in 0..200 {
+        if live.status.is_stopped() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        live = harness.live("late").await;
+    }
+    assert!(
+        live.status.is_stopped(),
+        "the late stop landed: {}",
+        live.status
+    );
+    let stop_savepoint = live
+        .savepoint_path
+        .clone()
+        .expect("the late stop took a savepoint");
+
+    harness.apply().await;
+    harness.assert_in_sync().await;
+    let live = harness.live("late").await;
+    assert!(live.status.is_running());
+    assert_eq!(live.config.cu_number, 3);
+    let runs = harness.runs(live.id).await["runs"]
+        .as_array()
+        .unwrap()
+        .clone();
+    assert_eq!(
+        runs.last().unwrap()["restored_from"].as_str(),
+        Some(stop_savepoint.as_str()),
+        "resumed from the savepoint the late stop took"
+    );
+    assert_eq!(
+        harness.stats().await.get("BatchStopFlinkJobs"),
+        Some(&1),
+        "no stop was ever sent again"
+    );
+    harness.stop().await;
+}
+
+/// A run whose answer is lost after the service applied it: not sent again; the job is looked
+/// at, it is starting, and the action reports what is true (done), not a failure from a
+/// refused resend.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_whose_answer_was_lost_is_confirmed_by_looking_not_by_sending_it_again() {
+    let mut emulator = EmulatorConfig::for_tests(PathBuf::new());
+    emulator.faults.lost_answer = vec![TargetedFault {
+        operation: "BatchRunFlinkJobs".into(),
+        skip: 1,
+        times: 1,
+        delay_ms: 0,
+    }];
+    let harness = Harness::start_with(emulator, "prune: true").await;
+    harness.sql_job("lost", "cu_number: 2\nqueue_name: q1\n");
+    harness.apply().await;
+    harness.sql_job("lost", "cu_number: 3\nqueue_name: q1\n");
+    let upgraded = harness.apply().await;
+    assert_eq!(class_of(&upgraded, "lost"), ActionClass::Upgrade);
+    assert_eq!(
+        harness.stats().await.get("BatchRunFlinkJobs"),
+        Some(&2),
+        "one run for the create, one for the upgrade: never sent again"
+    );
+    let live = harness.live("lost").await;
+    assert!(live.status.is_running());
+    harness.assert_in_sync().await;
     harness.stop().await;
 }

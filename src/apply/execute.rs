@@ -293,7 +293,13 @@ impl<L: LiveService, J: Ledger> Executor<'_, L, J> {
             (_, Step::Stop { trigger_savepoint }) => {
                 let job_id = need_id(action, state)?;
                 let before = self.live.flink_job(job_id).await?.savepoint_path;
-                self.live.stop_flink_job(job_id, *trigger_savepoint).await?;
+                if let Err(failure) = self.live.stop_flink_job(job_id, *trigger_savepoint).await {
+                    self.did_it_land(job_id, "stop", failure, |job| {
+                        job.status.is_stopped()
+                            || matches!(job.status.as_str(), "job_canceling" | "job_savepointing")
+                    })
+                    .await?;
+                }
                 let timeout = if *trigger_savepoint {
                     self.options.transition_timeout + self.options.savepoint_timeout
                 } else {
@@ -350,7 +356,17 @@ impl<L: LiveService, J: Ledger> Executor<'_, L, J> {
             (_, Step::Start { resume_savepoint }) => {
                 let job_id = need_id(action, state)?;
                 let before = self.live.flink_job(job_id).await?;
-                self.live.run_flink_job(job_id, *resume_savepoint).await?;
+                if *resume_savepoint {
+                    check_resume_savepoint(job_id, action, state, &before)?;
+                }
+                if let Err(failure) = self.live.run_flink_job(job_id, *resume_savepoint).await {
+                    self.did_it_land(job_id, "run", failure, |job| {
+                        job.status.is_running()
+                            || job.status.as_str() == "job_submitting"
+                            || start_settled(&before, job)
+                    })
+                    .await?;
+                }
                 let job = self
                     .wait_for(job_id, self.options.transition_timeout, |job| {
                         start_settled(&before, job)
@@ -458,6 +474,35 @@ impl<L: LiveService, J: Ledger> Executor<'_, L, J> {
         }
     }
 
+    /// A lifecycle call (run, stop) failed without a clear answer: it is never sent again
+    /// blindly, since a first attempt delivered late would land after whatever came next. The
+    /// job is observed instead: if it shows the call took effect (`landed`), the step goes on;
+    /// otherwise the step fails, retryable, and the next pass plans from what it sees.
+    async fn did_it_land(
+        &self,
+        job_id: i64,
+        call: &str,
+        failure: ServiceFailure,
+        landed: impl Fn(&ObservedFlinkJob) -> bool,
+    ) -> Result<(), ServiceFailure> {
+        if !failure.retryable {
+            return Err(failure);
+        }
+        let seen = self.live.flink_job(job_id).await?;
+        if landed(&seen) {
+            tracing::warn!(job_id, call, status = %seen.status, error = %failure.message,
+                "A lifecycle call got no clear answer, but the job shows it took effect; not sending it again.");
+            return Ok(());
+        }
+        Err(ServiceFailure {
+            message: format!(
+                "the {call} call for job {job_id} got no clear answer ({}), and the job is still {}: it is not sent again, since a late first attempt could land after it; the next pass looks again",
+                failure.message, seen.status
+            ),
+            ..failure
+        })
+    }
+
     /// Polls a job's detail until `done` holds, or fails after `timeout`.
     async fn wait_for(
         &self,
@@ -506,6 +551,33 @@ pub(crate) fn start_settled(before: &ObservedFlinkJob, job: &ObservedFlinkJob) -
     job.status.is_running()
         || job.status.as_str() == "job_finish"
         || (moved && job.status.is_failed())
+}
+
+/// Before a start that resumes: the job must hold the savepoint this action imported (or, for
+/// a held savepoint, the one the plan saw). A job that holds another one, or none, is not
+/// started, so that it never resumes from the wrong state or silently from empty state.
+fn check_resume_savepoint(
+    job_id: i64,
+    action: &JobAction,
+    state: &ActionState,
+    before: &ObservedFlinkJob,
+) -> Result<(), ServiceFailure> {
+    let expected = match (&state.savepoint, &action.resume_from) {
+        (Some(imported), _) => Some(imported.as_str()),
+        (None, Some(SavepointSource::Held(path))) => Some(path.as_str()),
+        _ => None,
+    };
+    let Some(expected) = expected else {
+        return Ok(());
+    };
+    let same = |a: &str, b: &str| a.trim_end_matches('/') == b.trim_end_matches('/');
+    match before.savepoint_path.as_deref() {
+        Some(held) if same(held, expected) => Ok(()),
+        held => Err(ServiceFailure::local(format!(
+            "job {job_id} should resume from {expected} but holds {}; it is not started, so that it does not resume from the wrong state",
+            held.unwrap_or("no savepoint")
+        ))),
+    }
 }
 
 fn need_id(action: &JobAction, state: &ActionState) -> Result<i64, ServiceFailure> {

@@ -514,10 +514,16 @@ impl DliClient {
                 .collect::<Vec<_>>()
                 .join(",")
         );
-        let call = self
+        let mut call = self
             .call(operation, Method::POST, &["jobs", action])
             .target(target)
             .json(body);
+        if action != "delete" {
+            // Run and stop change a job's lifecycle: a resend after a timeout or a lost answer
+            // could land after the first one and after later steps (a late stop stopping a job
+            // that was started again). The caller observes the job and decides instead.
+            call = call.not_idempotent();
+        }
         let response = self.core.send(&call).await?;
         let value = response.json()?;
         let failures = batch_failures(&value, job_ids);
@@ -575,10 +581,14 @@ impl DliClient {
         is_cover: bool,
     ) -> Result<Vec<JobMapping>, CloudError> {
         let zip_file = super::obs::strip_obs_scheme(zip_file);
+        // Never resent: an import with `is_cover` resets the job to draft and detaches its
+        // savepoint, so a first attempt landing late (after a resend and the savepoint import)
+        // would wipe the state. The caller observes the job and decides.
         let call = self
             .call("import_jobs", Method::POST, &["jobs", "import"])
             .target(zip_file.to_string())
-            .json(json!({"zip_file": zip_file, "is_cover": is_cover}));
+            .json(json!({"zip_file": zip_file, "is_cover": is_cover}))
+            .not_idempotent();
         let response = self.core.send(&call).await?;
         let value = response.successful_json()?;
         let entries = match field(&value, "job_mapping") {

@@ -191,6 +191,34 @@ pub struct EmulatorFaults {
     /// The `Retry-After` value of a throttled call, in seconds.
     pub retry_after_seconds: u64,
     pub seed: u64,
+    /// Late delivery: calls of these operations are held, then applied after the caller may
+    /// have given up and sent again (a request stuck in a gateway). The handler runs to its end
+    /// whether or not anyone still waits for the answer.
+    pub late: Vec<TargetedFault>,
+    /// Lost answers: calls of these operations are applied, then the connection is dropped
+    /// before the answer is written.
+    pub lost_answer: Vec<TargetedFault>,
+}
+
+/// A fault aimed at the calls of one operation (by the SDK's operation name, as in
+/// `/_emulator/v1/stats`, e.g. `BatchStopFlinkJobs`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TargetedFault {
+    pub operation: String,
+    /// Calls of the operation to let through untouched first.
+    #[serde(default)]
+    pub skip: u32,
+    /// How many calls to affect after those (0: every one).
+    #[serde(default = "one")]
+    pub times: u32,
+    /// For `late`: how long to hold the call before applying it.
+    #[serde(default)]
+    pub delay_ms: u64,
+}
+
+fn one() -> u32 {
+    1
 }
 
 impl Default for EmulatorFaults {
@@ -202,6 +230,8 @@ impl Default for EmulatorFaults {
             latency_ms: 0,
             retry_after_seconds: 1,
             seed: 0,
+            late: Vec::new(),
+            lost_answer: Vec::new(),
         }
     }
 }

@@ -1,12 +1,13 @@
 //! Injected faults: added latency, HTTP 500s, HTTP 429 throttling and dropped connections,
-//! drawn from one seeded RNG so a test run is reproducible.
+//! drawn from one seeded RNG so a test run is reproducible; and faults aimed at one operation:
+//! late delivery (held, then applied) and lost answers (applied, then the connection dropped).
 
 use std::sync::Mutex;
 
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
-use super::config::EmulatorFaults;
+use super::config::{EmulatorFaults, TargetedFault};
 
 /// What to do to one call.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -22,15 +23,58 @@ pub enum FaultDecision {
 pub struct FaultInjector {
     settings: EmulatorFaults,
     rng: Mutex<StdRng>,
+    /// Calls seen so far per targeted fault (`late` first, then `lost_answer`).
+    targeted_calls: Mutex<Vec<u32>>,
 }
 
 impl FaultInjector {
     pub fn new(settings: EmulatorFaults) -> FaultInjector {
         let rng = StdRng::seed_from_u64(settings.seed);
+        let targeted = settings.late.len() + settings.lost_answer.len();
         FaultInjector {
             settings,
             rng: Mutex::new(rng),
+            targeted_calls: Mutex::new(vec![0; targeted]),
         }
+    }
+
+    /// How long to hold a call of `operation` before applying it (late delivery), if at all.
+    /// Counts the call against the fault's `skip`/`times`.
+    pub fn hold(&self, operation: &str) -> Option<std::time::Duration> {
+        let index = self.hit(0, &self.settings.late, operation)?;
+        Some(std::time::Duration::from_millis(
+            self.settings.late[index].delay_ms,
+        ))
+    }
+
+    /// Whether the answer to this (applied) call of `operation` is lost.
+    pub fn lose_answer(&self, operation: &str) -> bool {
+        self.hit(
+            self.settings.late.len(),
+            &self.settings.lost_answer,
+            operation,
+        )
+        .is_some()
+    }
+
+    fn hit(&self, offset: usize, faults: &[TargetedFault], operation: &str) -> Option<usize> {
+        let mut counts = self
+            .targeted_calls
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        for (index, fault) in faults.iter().enumerate() {
+            if fault.operation != operation {
+                continue;
+            }
+            let seen = &mut counts[offset + index];
+            *seen += 1;
+            let past_skip = *seen > fault.skip;
+            let within = fault.times == 0 || *seen <= fault.skip + fault.times;
+            if past_skip && within {
+                return Some(index);
+            }
+        }
+        None
     }
 
     pub fn latency(&self) -> std::time::Duration {

@@ -33,6 +33,7 @@ pub use config::{
     DEFAULT_BUCKETS, DEFAULT_SAVEPOINT_BUCKET, DEV_ACCESS_KEY, DEV_DOMAIN_NAME, DEV_PROJECT_ID,
     DEV_SECRET_KEY, DEV_USER_NAME, DEV_USER_PASSWORD, EmulatorAuth, EmulatorConfig,
     EmulatorCredential, EmulatorDelays, EmulatorFaults, EmulatorLimits, EmulatorS3, EmulatorUser,
+    TargetedFault,
 };
 
 /// Why the emulator could not start or run.

@@ -444,7 +444,17 @@ pub(crate) async fn handle(State(shared): State<Arc<Shared>>, request: Request) 
     let request_id = new_request_id();
     let method = request.method().clone();
     let path = request.uri().path().to_string();
-    let reply = process(&shared, request, &request_id).await;
+    // A service goes on with a request its caller gave up on: the handler runs on a task of its
+    // own, so a client's timeout or disconnect never cancels a call half-way (late delivery).
+    let task = {
+        let shared = Arc::clone(&shared);
+        let request_id = request_id.clone();
+        tokio::spawn(async move { process(&shared, request, &request_id).await })
+    };
+    let reply = match task.await {
+        Ok(reply) => reply,
+        Err(_) => ApiError::internal(Service::Dli, "the handler failed").into(),
+    };
     tracing::debug!(method = %method, path = %path, status = reply.status.as_u16(), request_id = %request_id, "Emulator call answered.");
     into_response(reply, &request_id)
 }
@@ -505,6 +515,50 @@ async fn process(shared: &Shared, request: Request, request_id: &str) -> Reply {
     {
         return reply;
     }
+    if let Some(hold) = shared.faults.hold(operation.name()) {
+        tracing::info!(
+            operation = operation.name(),
+            hold_ms = hold.as_millis() as u64,
+            "Holding a call before applying it (injected late delivery)."
+        );
+        tokio::time::sleep(hold).await;
+    }
+    let lose_answer = shared.faults.lose_answer(operation.name());
+    let reply = process_after_faults(
+        shared,
+        parts,
+        body,
+        operation,
+        path_project,
+        (&decoded_path, &segments),
+        request_id,
+    )
+    .await;
+    if lose_answer {
+        tracing::info!(
+            operation = operation.name(),
+            "Applied a call and dropping its answer (injected lost answer)."
+        );
+        return Reply {
+            status: StatusCode::OK,
+            body: ReplyBody::Abort,
+            headers: Vec::new(),
+        };
+    }
+    reply
+}
+
+/// The part of a call after its faults: parsing, authentication, the handler.
+async fn process_after_faults(
+    shared: &Shared,
+    parts: http::request::Parts,
+    body: Bytes,
+    operation: Operation,
+    path_project: Option<String>,
+    (decoded_path, segments): (&str, &[&str]),
+    request_id: &str,
+) -> Reply {
+    let service = operation.service();
     let query: Vec<(String, String)> =
         url::form_urlencoded::parse(parts.uri.query().unwrap_or_default().as_bytes())
             .into_owned()
@@ -514,9 +568,9 @@ async fn process(shared: &Shared, request: Request, request_id: &str) -> Reply {
         return iam::create_token(shared, &body, now);
     }
     if service == Service::Emulator {
-        return introspection::handle(shared, operation, &segments, now);
+        return introspection::handle(shared, operation, segments, now);
     }
-    let caller = match auth::authenticate(shared, &parts, &decoded_path, &query, &body, now) {
+    let caller = match auth::authenticate(shared, &parts, decoded_path, &query, &body, now) {
         Ok(caller) => caller,
         Err(error) => return with_request_id(error, request_id),
     };
