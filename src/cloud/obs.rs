@@ -204,6 +204,13 @@ impl ObjectStore {
         })?;
         let virtual_hosted = options.addressing.virtual_hosted_for(endpoint);
         let endpoint_text = s3_endpoint(endpoint, &location.bucket, virtual_hosted);
+        tracing::debug!(
+            bucket = %location.bucket,
+            endpoint = %endpoint_text,
+            addressing = options.addressing.as_str(),
+            virtual_hosted,
+            "Addressing an OBS bucket."
+        );
         let mut builder = object_store::aws::AmazonS3Builder::new()
             .with_bucket_name(&location.bucket)
             .with_region(if options.region.is_empty() {
