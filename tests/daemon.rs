@@ -1351,3 +1351,91 @@ fn an_upgrade_cut_off_by_the_shutdown_grace_is_finished_first_by_the_next_start(
     );
     assert!(daemon.stop().success());
 }
+
+#[test]
+fn a_lost_journal_or_a_renamed_target_never_replays_a_restore() {
+    let setup = Setup::new(0);
+    let savepoint_dir = setup
+        .dir
+        .path()
+        .join("emulator-data/obs/dli-gitops-savepoints/manual/clicks-1");
+    std::fs::create_dir_all(&savepoint_dir).unwrap();
+    std::fs::write(
+        savepoint_dir.join("_metadata"),
+        r#"{"format":"test-savepoint"}"#,
+    )
+    .unwrap();
+    let savepoint = "obs://dli-gitops-savepoints/manual/clicks-1/";
+    setup.repo.commit(
+        "clicks, restored once from a savepoint",
+        &[
+            (
+                "flink/clicks.yaml",
+                Some(&format!(
+                    "{}restore: {{savepoint_path: \"{savepoint}\", nonce: 1}}\n",
+                    upgrade_job_yaml(2)
+                )),
+            ),
+            ("environments/dev.yaml", Some(ENVIRONMENT)),
+        ],
+    );
+    let config = setup.config(false, "1s");
+    let run = |args: &[&str]| {
+        let output = Command::new(BINARY)
+            .args(args)
+            .arg("--config")
+            .arg(&config)
+            .env("E2E_AK", ACCESS_KEY)
+            .env("E2E_SK", SECRET_KEY)
+            .output()
+            .unwrap();
+        (
+            output.status.code(),
+            String::from_utf8_lossy(&output.stdout).to_string(),
+            String::from_utf8_lossy(&output.stderr).to_string(),
+        )
+    };
+    let (code, stdout, stderr) = run(&["apply", "--auto-approve", "--target", "dev"]);
+    assert_eq!(code, Some(0), "{stdout}{stderr}");
+    let (id, status, _) = live_job(&setup.emulator, "clicks");
+    assert_eq!(status, "job_running");
+    let runs = |id| setup.emulator.runs(id)["runs"].as_array().unwrap().clone();
+    let first = runs(id);
+    assert_eq!(first.len(), 1);
+    assert_eq!(first[0]["restored_from"].as_str(), Some(savepoint));
+
+    // The journal is lost (deleted by hand): the live job is adopted, its restore is not run
+    // again.
+    let state_dir = setup.dir.path().join("state");
+    for file in ["journal.jsonl", "snapshot.json"] {
+        let _ = std::fs::remove_file(state_dir.join(file));
+    }
+    let (code, stdout, stderr) = run(&["apply", "--auto-approve", "--target", "dev"]);
+    assert_eq!(code, Some(0), "{stdout}{stderr}");
+    assert!(
+        stderr.contains("recorded as done instead of being replayed"),
+        "{stderr}"
+    );
+    assert!(!stdout.contains("restore clicks"), "{stdout}");
+    assert_eq!(runs(id).len(), 1, "the restore ran again: {stdout}");
+    let (code, stdout, stderr) = run(&["plan", "--detailed-exitcode", "--target", "dev"]);
+    assert_eq!(code, Some(0), "{stdout}{stderr}");
+
+    // The target is renamed in the config: the journal's records of `dev` are reported, and
+    // under its new name the restore is not run again either.
+    let text = std::fs::read_to_string(&config).unwrap();
+    std::fs::write(&config, text.replace("- name: dev\n", "- name: dev2\n")).unwrap();
+    let (code, stdout, stderr) = run(&["apply", "--auto-approve", "--target", "dev2"]);
+    assert_eq!(code, Some(0), "{stdout}{stderr}");
+    assert!(
+        stderr.contains("a target the config does not name") && stderr.contains("dev"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("recorded as done instead of being replayed"),
+        "{stderr}"
+    );
+    assert_eq!(runs(id).len(), 1, "the restore ran again: {stdout}");
+    let (_, status, _) = live_job(&setup.emulator, "clicks");
+    assert_eq!(status, "job_running");
+}

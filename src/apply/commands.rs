@@ -128,6 +128,22 @@ async fn apply_in(
     prompt: Prompt<'_>,
 ) -> Result<u8, ApplyError> {
     let (desired, revision) = context.desired().await?;
+    crate::daemon::warn_about_unknown_targets(config, &context.ledger.journal.state());
+    // No history of this target in the journal but jobs of it live: a restore that may have
+    // run before is recorded as done (before the plan is shown), never replayed.
+    if !context.ledger.journal.state().knows_jobs_of(&context.name) {
+        let (observed, _) = super::observe(context).await?;
+        crate::daemon::adopt_without_history(
+            &context.ledger.journal,
+            &context.name,
+            &desired,
+            &observed,
+        )
+        .await
+        .map_err(|error| ApplyError::Runtime {
+            problem: format!("journaling the adoption of live jobs: {error}"),
+        })?;
+    }
     // Promotion: state another target's jobs hand over, copied into this account
     // before the plan is shown: the carry may journal a restore as done (`on_missing_savepoint:
     // stateless`), which changes the plan, and the plan executed must be the plan shown.

@@ -60,6 +60,20 @@ impl ApplyReconciler {
         let observe_only = request.desired.is_none();
         let desired = request.desired.unwrap_or(&empty);
         let execute = request.execute && !observe_only;
+        // No history of this target in the journal, but its jobs may be live: a restore that
+        // may have run before is recorded as done, never replayed.
+        if execute && !self.journal.state().knows_jobs_of(&self.context.name) {
+            let (observed, _) = apply::observe(&self.context)
+                .await
+                .map_err(|error| pass_error(&error))?;
+            super::adopt_without_history(&self.journal, &self.context.name, desired, &observed)
+                .await
+                .map_err(|error| PassError {
+                    what: error_chain(&error),
+                    code: None,
+                    retryable: true,
+                })?;
+        }
         // Promotion (issue 8): state this target's jobs take from another target is copied
         // into this account before the pass imports it.
         let carried_savepoints = if execute {

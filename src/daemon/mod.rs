@@ -4,6 +4,7 @@
 //! reports status and accepts webhooks and manual syncs. Targets run concurrently.
 
 mod apply_adapter;
+mod history;
 mod interrupt;
 pub mod logging;
 mod metrics;
@@ -23,6 +24,7 @@ use tokio::net::TcpListener;
 use tokio::sync::{Notify, watch};
 
 pub use apply_adapter::StoppingLedger;
+pub use history::adopt_without_history;
 pub use interrupt::finish_then_abort_on_interrupt;
 pub use metrics::DaemonMetrics;
 pub use reconciler::{
@@ -32,7 +34,10 @@ pub use reconciler::{
 pub use sources::{SourceState, SourceStatus};
 pub use status::{HealthStatus, SyncStatus, TargetStatus, TriggerKind};
 pub use trigger::Trigger;
-pub use wiring::{RunError, RunOptions, base_parts, run, run_blocking, spec_resolver, target_spec};
+pub use wiring::{
+    RunError, RunOptions, base_parts, run, run_blocking, spec_resolver, target_spec,
+    warn_about_unknown_targets,
+};
 
 use sources::SourceDriver;
 use status::{PolicyView, TargetOverview};

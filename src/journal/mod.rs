@@ -40,7 +40,7 @@ pub use record::{
 pub use scan::DroppedLine;
 pub use state::{
     AppliedRevision, BackupEntry, HISTORY_LIMIT, JobState, JournalState, LastOutcome,
-    ObservedEntry, PendingIntent, PromotionEntry, TargetState,
+    ObservedEntry, PendingIntent, PromotionEntry, TargetState, UnknownTarget,
 };
 
 use files::{Paths, open_journal_for_append, read_or_empty, read_snapshot, sync_directory};

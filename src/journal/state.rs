@@ -38,6 +38,18 @@ pub struct TargetState {
     pub promotions: Vec<PromotionEntry>,
 }
 
+/// A target the journal has records of but the config does not name.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct UnknownTarget {
+    pub name: String,
+    /// Jobs the journal remembers for it.
+    pub jobs: usize,
+    /// Intents without an outcome.
+    pub pending_intents: usize,
+    /// Jobs whose `restore` was applied (a one-shot step that must not run again).
+    pub applied_restores: usize,
+}
+
 /// The revision a target last converged on.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct AppliedRevision {
@@ -274,6 +286,39 @@ impl JournalState {
     }
 
     /// Intents without an outcome across all targets.
+    /// Targets the journal holds records of that are not in `configured`: a target renamed or
+    /// removed from the config. Their history (managed jobs, applied restores, savepoints) does
+    /// not follow a rename. Sorted by name.
+    pub fn targets_not_in(&self, configured: &[&str]) -> Vec<UnknownTarget> {
+        self.targets
+            .iter()
+            .filter(|(name, _)| !configured.contains(&name.as_str()))
+            .map(|(name, target)| UnknownTarget {
+                name: name.clone(),
+                jobs: target.jobs.len(),
+                pending_intents: target.pending.len(),
+                applied_restores: target
+                    .jobs
+                    .values()
+                    .filter(|job| job.restore_key.is_some())
+                    .count(),
+            })
+            .collect()
+    }
+
+    /// The journal records an action on at least one job of `target` (an outcome, a managed
+    /// mark, an applied spec or restore); observations alone do not count.
+    pub fn knows_jobs_of(&self, target: &str) -> bool {
+        self.targets.get(target).is_some_and(|state| {
+            state.jobs.values().any(|job| {
+                job.last_outcome.is_some()
+                    || job.managed
+                    || job.spec_digest.is_some()
+                    || job.restore_key.is_some()
+            })
+        })
+    }
+
     pub fn pending_intent_count(&self) -> usize {
         self.targets
             .values()

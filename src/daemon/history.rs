@@ -1,0 +1,73 @@
+//! Starting without history: the journal knows none of a target's jobs (it was lost or
+//! deleted, or the target was renamed), yet jobs of this installation (the managed-by tag) are
+//! live. They are adopted like any live job; what must not happen is a one-shot step running a
+//! second time. A `restore` in git applies once per key, and the journal is what remembers that
+//! it ran: without it the planner would import the restore savepoint again over a running job
+//! and throw away everything the job built since. So each such live job's `restore` is
+//! journaled as already applied (an outcome with a note), before the first executing pass.
+
+use chrono::Utc;
+
+use crate::journal::{Effects, Journal, JournalError, Outcome, RecordBody};
+use crate::model::{DesiredJobs, ObservedJobs};
+
+/// Journals the `restore` of every live managed Flink job of `target` as applied when the
+/// journal knows none of `target`'s jobs. Returns the jobs it marked (empty: nothing to do).
+pub async fn adopt_without_history(
+    journal: &Journal,
+    target: &str,
+    desired: &DesiredJobs,
+    observed: &ObservedJobs,
+) -> Result<Vec<String>, JournalError> {
+    if journal.state().knows_jobs_of(target) {
+        return Ok(Vec::new());
+    }
+    let mut marked = Vec::new();
+    for live in observed.flink.iter().filter(|job| job.is_managed()) {
+        let Some(restore) = desired
+            .flink
+            .iter()
+            .find(|job| job.name == live.name)
+            .and_then(|job| job.lifecycle.restore.as_ref())
+        else {
+            continue;
+        };
+        let record = RecordBody::Outcome(Outcome {
+            action_id: format!(
+                "adopted-without-history-{}-{}",
+                live.name,
+                Utc::now().timestamp_millis()
+            ),
+            job: live.name.clone(),
+            ok: true,
+            error: None,
+            effects: Effects {
+                restore_key: Some(restore.key()),
+                ..Effects::default()
+            },
+            plan_id: None,
+            extra: [(
+                "note".to_string(),
+                serde_json::Value::String(
+                    "the journal had no history of this target while the job was live with the \
+                     managed-by tag: its restore may have run before, so it is not replayed"
+                        .to_string(),
+                ),
+            )]
+            .into_iter()
+            .collect(),
+        });
+        journal.append_async(target, record).await?;
+        marked.push(live.name.clone());
+    }
+    let managed = observed.flink.iter().filter(|job| job.is_managed()).count();
+    if managed > 0 {
+        tracing::warn!(
+            target_name = target,
+            live_managed_jobs = managed,
+            restores_not_replayed = %marked.join(", "),
+            "The journal has no history of this target, but jobs with the managed-by tag are live (journal lost or deleted, or the target renamed): they are adopted, and a `restore` in git for any of them is recorded as done instead of being replayed."
+        );
+    }
+    Ok(marked)
+}
