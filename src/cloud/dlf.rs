@@ -376,7 +376,7 @@ impl DlfClient {
     }
 
     /// Stops a job's scheduling (`POST /v1/{project_id}/jobs/{job_name}/stop`, dgc `stop_job`,
-    /// dataartsstudio_02_0093; 204 without a body). DataArts refuses to import over or delete
+    /// 204 without a body). DataArts refuses to import over or delete
     /// a job that is scheduled (usermanual dataartsstudio_01_0438), so this comes first.
     pub async fn stop_job(&self, name: &str) -> Result<(), CloudError> {
         let call = self
@@ -387,7 +387,7 @@ impl DlfClient {
     }
 
     /// Deletes a job (`DELETE /v1/{project_id}/jobs/{job_name}`); a scheduled job must be
-    /// stopped first.
+    /// stopped first (DeleteJob, dataartsstudio_02_0065).
     pub async fn delete_job(&self, name: &str) -> Result<(), CloudError> {
         let call = self
             .call("delete_job", Method::DELETE, &["jobs", name])

@@ -263,7 +263,7 @@ fn plan_import(
                 subtasks.push(subtask(
                     "FAILED",
                     format!(
-                        "The job {} is running; stop it before importing over it.",
+                        "The job {} is scheduled; stop it before importing over it.",
                         entry.name
                     ),
                 ));
@@ -687,7 +687,10 @@ fn delete_job(call: &Call<'_>) -> Result<Reply, ApiError> {
         let job = jobs.get(&name).ok_or_else(|| missing_job(&name))?;
         if job.schedule_status == "NORMAL" {
             return Err(ApiError::bad_request(
-                "DLF.0137",
+                // DeleteJob (dataartsstudio_02_0065): "jobs being scheduled may not be deleted;
+                // stop the job first". The code is not documented: DLF.3051 (invalid request
+                // parameter) is the closest in the DataArts error-code list.
+                "DLF.3051",
                 format!("The job {name} is scheduled; stop it before deleting it."),
             ));
         }
