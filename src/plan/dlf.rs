@@ -294,3 +294,201 @@ fn digest_diff(imported_digest: Option<&str>, desired_digest: &str) -> FieldDiff
         desired: serde_json::Value::String(desired_digest.to_string()),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::SourceLocation;
+    use crate::plan::{JournalView, PlanPolicy, plan};
+    use serde_json::json;
+
+    fn desired(digest: &str, state: Option<RunState>) -> DesiredDlfJob {
+        DesiredDlfJob {
+            name: "nightly".into(),
+            definition: json!({"name": "nightly", "processType": "BATCH", "nodes": [{"name": "a"}], "schedule": {"type": "CRON"}}),
+            scripts: Default::default(),
+            import: Default::default(),
+            prune: true,
+            desired_state: state,
+            source: SourceLocation::default(),
+            digest: digest.into(),
+        }
+    }
+
+    fn live(statement: &str, status: &str) -> ObservedDlfJob {
+        ObservedDlfJob {
+            name: "nightly".into(),
+            // Server-set fields (`id`, `version`, ...) ride along and never count.
+            definition: json!({"name": "nightly", "processType": "BATCH", "nodes": [{"name": "a", "statement": statement}],
+                               "schedule": {"type": "CRON"}, "id": 7, "version": 3, "lastUpdateUser": "ops"}),
+            last_update: Some(1_711_647_009_620),
+            status: Some(status.into()),
+        }
+    }
+
+    fn view(imported: &str, baseline_of: Option<&ObservedDlfJob>) -> JournalView {
+        let mut view = JournalView::default();
+        view.dlf.insert(
+            "nightly".into(),
+            JournalDlfJob {
+                managed: true,
+                imported_digest: Some(imported.into()),
+                live_digest: baseline_of.map(|job| dlf_definition_digest(&job.definition)),
+                ..JournalDlfJob::default()
+            },
+        );
+        view
+    }
+
+    fn one(desired: DesiredDlfJob, live: ObservedDlfJob, view: &JournalView) -> JobAction {
+        let jobs = DesiredJobs {
+            flink: Vec::new(),
+            dlf: vec![desired],
+        };
+        let observed = ObservedJobs {
+            flink: Vec::new(),
+            dlf: vec![live],
+        };
+        let policy = PlanPolicy {
+            prune: true,
+            allow_empty_prune: false,
+            backups: true,
+        };
+        plan(&jobs, &observed, view, &policy).actions.remove(0)
+    }
+
+    fn stop() -> Step {
+        Step::Stop {
+            trigger_savepoint: false,
+        }
+    }
+
+    fn start() -> Step {
+        Step::Start {
+            resume_savepoint: false,
+        }
+    }
+
+    #[test]
+    fn a_live_edit_after_the_import_is_drift_and_server_fields_are_not() {
+        let imported = live("SELECT 1", "STOPPED");
+        let view = view("d1", Some(&imported));
+        let mut reread = imported.clone();
+        reread.definition["version"] = json!(4);
+        reread.definition["lastUpdateUser"] = json!("someone");
+        assert_eq!(
+            one(desired("d1", None), reread, &view).class,
+            ActionClass::None
+        );
+        let action = one(desired("d1", None), live("SELECT 666", "STOPPED"), &view);
+        assert_eq!(action.class, ActionClass::UpdateInPlace);
+        assert!(action.reason.contains("drift"), "{}", action.reason);
+        assert_eq!(action.steps, [Step::Backup, Step::DlfImport]);
+        // Without a baseline (imported before drift was measured) nothing is claimed.
+        let unknown = self::view("d1", None);
+        assert_eq!(
+            one(desired("d1", None), live("SELECT 666", "STOPPED"), &unknown).class,
+            ActionClass::None
+        );
+    }
+
+    #[test]
+    fn a_scheduled_job_is_stopped_around_an_import_and_started_when_git_wants_it() {
+        let kept = one(desired("d2", None), live("x", "NORMAL"), &view("d1", None));
+        assert_eq!(kept.class, ActionClass::Upgrade);
+        assert_eq!(kept.steps, [Step::Backup, stop(), Step::DlfImport, start()]);
+        let stopped = one(
+            desired("d2", Some(RunState::Stopped)),
+            live("x", "NORMAL"),
+            &view("d1", None),
+        );
+        assert_eq!(stopped.steps, [Step::Backup, stop(), Step::DlfImport]);
+        let started = one(
+            desired("d2", Some(RunState::Running)),
+            live("x", "STOPPED"),
+            &view("d1", None),
+        );
+        assert_eq!(started.steps, [Step::Backup, Step::DlfImport, start()]);
+    }
+
+    #[test]
+    fn the_schedule_alone_starts_or_stops_without_an_import() {
+        let action = one(
+            desired("d1", Some(RunState::Stopped)),
+            live("x", "NORMAL"),
+            &view("d1", None),
+        );
+        assert_eq!(
+            (action.class, action.steps),
+            (ActionClass::Stop, vec![stop()])
+        );
+        let action = one(
+            desired("d1", Some(RunState::Running)),
+            live("x", "STOPPED"),
+            &view("d1", None),
+        );
+        assert_eq!(
+            (action.class, action.steps),
+            (ActionClass::Start, vec![start()])
+        );
+        // Unset: the schedule is left as found...
+        assert_eq!(
+            one(desired("d1", None), live("x", "STOPPED"), &view("d1", None)).class,
+            ActionClass::None
+        );
+        // ...unless an interrupted pass stopped it on its way to an import.
+        let mut owed = view("d1", None);
+        owed.dlf.get_mut("nightly").unwrap().restart_schedule = true;
+        let action = one(desired("d1", None), live("x", "STOPPED"), &owed);
+        assert_eq!(
+            (action.class, action.steps),
+            (ActionClass::Start, vec![start()])
+        );
+    }
+
+    #[test]
+    fn a_digest_export_recorded_as_equivalent_is_in_sync() {
+        let mut view = view("d1", None);
+        view.dlf.get_mut("nightly").unwrap().equivalent_digests = vec!["exported".into()];
+        assert_eq!(
+            one(desired("exported", None), live("x", "STOPPED"), &view).class,
+            ActionClass::None
+        );
+        assert_eq!(
+            one(desired("other", None), live("x", "STOPPED"), &view).class,
+            ActionClass::UpdateInPlace
+        );
+    }
+
+    #[test]
+    fn a_scheduled_job_is_pruned_after_its_schedule_is_stopped() {
+        let jobs = DesiredJobs {
+            flink: Vec::new(),
+            dlf: vec![DesiredDlfJob {
+                name: "other".into(),
+                ..desired("d9", None)
+            }],
+        };
+        let observed = ObservedJobs {
+            flink: Vec::new(),
+            dlf: vec![live("x", "NORMAL")],
+        };
+        let policy = PlanPolicy {
+            prune: true,
+            allow_empty_prune: false,
+            backups: true,
+        };
+        let plan = plan(&jobs, &observed, &view("d1", None), &policy);
+        let pruned = plan.actions.iter().find(|a| a.name == "nightly").unwrap();
+        assert_eq!(pruned.class, ActionClass::Prune);
+        assert_eq!(pruned.steps, [Step::Backup, stop(), Step::Delete]);
+    }
+
+    #[test]
+    fn server_fields_are_left_out_of_the_definition_digest() {
+        let a = json!({"name": "n", "nodes": [], "id": 1, "createTime": 5, "version": "2"});
+        let b = json!({"name": "n", "nodes": []});
+        assert_eq!(dlf_definition_digest(&a), dlf_definition_digest(&b));
+        assert_eq!(without_server_fields(&a), b);
+    }
+}
