@@ -117,6 +117,11 @@ impl Ledger for JournalLedger {
         })
     }
 
+    fn known_live_id(&self, job: &str) -> Option<i64> {
+        let state = self.journal.state_guard();
+        parse_id(&state.job(&self.target, job)?.live_id)
+    }
+
     fn savepoint_in_target(&self, target: &str, job: &str) -> Option<String> {
         let state = self.journal.state_guard();
         state.job(target, job)?.savepoint_path.clone()

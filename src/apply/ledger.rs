@@ -118,6 +118,9 @@ pub trait Ledger {
     fn view(&self) -> JournalView;
     /// The cached observation of a job, by [`journal_key`].
     fn cached(&self, job: &str) -> Option<CachedObservation>;
+    /// The live id the journal last recorded for a job (from an outcome or an observation),
+    /// by [`journal_key`].
+    fn known_live_id(&self, job: &str) -> Option<i64>;
     /// The savepoint the journal of `target` last recorded for `job` (promotion restores).
     fn savepoint_in_target(&self, target: &str, job: &str) -> Option<String>;
     /// Intents of this target without an outcome, oldest first.

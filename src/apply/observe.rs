@@ -138,6 +138,7 @@ pub(crate) async fn observe_with<L: LiveService, J: Ledger>(
         report.recorded += u32::from(recorded);
         observed.flink.push(job);
     }
+    recheck_unlisted_flink_jobs(live, ledger, &mut observed, &mut report).await?;
 
     if scope.dlf {
         let listing = live
@@ -263,4 +264,87 @@ impl DlfCacheEntry {
         entry.dlf_cache = 1;
         serde_json::to_value(&entry).unwrap_or_default()
     }
+}
+
+/// An implausible listing: a well-formed list (empty, or much shorter) that lacks jobs the
+/// journal knows are live. Planned as is, every such job would become a create (or an import
+/// over a job that still exists). Each one is looked up by its id instead: found, it is
+/// observed as it is (and the gap is said in a warning); a "no such job" answer means it is
+/// gone; any other answer ends the observation, since nothing can be decided from it.
+async fn recheck_unlisted_flink_jobs<L: LiveService, J: Ledger>(
+    live: &L,
+    ledger: &J,
+    observed: &mut ObservedJobs,
+    report: &mut ObserveReport,
+) -> Result<(), ApplyError> {
+    let listed: BTreeSet<&str> = observed.flink.iter().map(|job| job.name.as_str()).collect();
+    let unlisted: Vec<(String, i64)> = ledger
+        .view()
+        .flink
+        .iter()
+        .filter(|(name, entry)| entry.managed && !listed.contains(name.as_str()))
+        .filter_map(|(name, _)| {
+            let job_id = ledger.known_live_id(&journal_key(JobKind::FlinkSql, name))?;
+            Some((name.clone(), job_id))
+        })
+        .collect();
+    for (name, job_id) in unlisted {
+        report.flink_detail_calls += 1;
+        match live.flink_job(job_id).await {
+            Ok(job) if job.name == name => {
+                tracing::warn!(target_name = ledger.target(), job = %name, job_id,
+                    "The job list left out a job that exists (read by its id); it is planned as it is, not created again.");
+                observed.flink.push(job);
+            }
+            Ok(_) => {}
+            Err(failure)
+                if failure
+                    .code
+                    .as_deref()
+                    .is_some_and(|code| crate::cloud::error::NOT_FOUND_CODES.contains(&code)) =>
+            {
+                // Gone (deleted outside dli-gitops): the journal forgets its live id, so the
+                // next pass does not look it up again.
+                record_gone(ledger, &name, job_id).await?;
+            }
+            Err(failure) => {
+                return Err(ApplyError::Observe {
+                    target: ledger.target().to_string(),
+                    what: "reading a job the list left out",
+                    source: failure,
+                });
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Journals that a job the journal knew no longer exists on the service.
+async fn record_gone<J: Ledger>(ledger: &J, name: &str, job_id: i64) -> Result<(), ApplyError> {
+    use super::ledger::{ActionEffects, IntentEntry, OutcomeEntry};
+    let action_id = format!("gone-{job_id}-{:016x}", rand::random::<u64>());
+    let job = journal_key(JobKind::FlinkSql, name);
+    ledger
+        .intent(IntentEntry {
+            action_id: action_id.clone(),
+            job: job.clone(),
+            action: "observed_gone".to_string(),
+            plan_id: None,
+            detail: serde_json::json!({ "live_id": job_id }),
+        })
+        .await?;
+    ledger
+        .outcome(OutcomeEntry {
+            action_id,
+            job,
+            ok: true,
+            error: None,
+            effects: ActionEffects {
+                deleted: true,
+                ..ActionEffects::default()
+            },
+            plan_id: None,
+        })
+        .await?;
+    Ok(())
 }

@@ -27,6 +27,8 @@ struct FakeState {
     no_savepoint_on_stop: bool,
     /// Backup paths that were deleted from OBS.
     missing_backups: std::collections::BTreeSet<String>,
+    /// Jobs the list call leaves out (an implausible, shorter listing).
+    unlisted: std::collections::BTreeSet<String>,
 }
 
 #[derive(Default)]
@@ -115,6 +117,7 @@ impl LiveService for FakeLive {
             jobs: state
                 .jobs
                 .values()
+                .filter(|job| !state.unlisted.contains(&job.name))
                 .map(|job| ListedFlinkJob {
                     id: job.id,
                     name: job.name.clone(),
@@ -273,6 +276,18 @@ impl Ledger for FakeLedger {
     }
     fn cached(&self, job: &str) -> Option<CachedObservation> {
         self.cache.lock().unwrap().get(job).cloned()
+    }
+    fn known_live_id(&self, job: &str) -> Option<i64> {
+        let outcomes = self.outcomes.lock().unwrap();
+        let last = outcomes.iter().rev().find(|outcome| outcome.job == job)?;
+        if last.effects.deleted {
+            return None;
+        }
+        outcomes
+            .iter()
+            .rev()
+            .filter(|outcome| outcome.job == job)
+            .find_map(|outcome| outcome.effects.live_id)
     }
     fn savepoint_in_target(&self, _: &str, _: &str) -> Option<String> {
         None
@@ -811,4 +826,30 @@ async fn a_restore_is_journaled_the_moment_its_savepoint_import_succeeds() {
         "the restore is not applied a second time: {}",
         report.render_text()
     );
+}
+
+#[tokio::test]
+async fn a_job_the_list_leaves_out_is_looked_up_by_id_and_never_created_again() {
+    let live = FakeLive::default();
+    let ledger = FakeLedger::default();
+    let jobs = desired(vec![
+        job("kept", 2, RunState::Running),
+        job("other", 2, RunState::Running),
+    ]);
+    pass(&live, &ledger, &jobs).await;
+    // A well-formed listing that lacks both jobs, while the journal knows them live.
+    live.state.lock().unwrap().unlisted = ["kept".to_string(), "other".to_string()].into();
+    let from = live.calls().len();
+    let report = pass(&live, &ledger, &jobs).await;
+    assert!(
+        report.plan.is_empty(),
+        "nothing is created over jobs that exist:\n{}",
+        report.plan.render_text()
+    );
+    assert_eq!(
+        calls_since(&live, from),
+        Vec::<String>::new(),
+        "no mutating call"
+    );
+    assert_eq!(report.observe.flink_detail_calls, 2, "both looked up by id");
 }

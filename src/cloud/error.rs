@@ -154,7 +154,7 @@ pub enum CloudError {
 }
 
 /// Error codes meaning "the thing does not exist".
-const NOT_FOUND_CODES: &[&str] = &[
+pub const NOT_FOUND_CODES: &[&str] = &[
     "DLI.16001",
     "DLI.12004",
     "DLI.0002",

@@ -298,6 +298,9 @@ impl<J: Ledger> Ledger for StoppingLedger<'_, J> {
     fn cached(&self, job: &str) -> Option<CachedObservation> {
         self.inner.cached(job)
     }
+    fn known_live_id(&self, job: &str) -> Option<i64> {
+        self.inner.known_live_id(job)
+    }
     fn savepoint_in_target(&self, target: &str, job: &str) -> Option<String> {
         self.inner.savepoint_in_target(target, job)
     }
