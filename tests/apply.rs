@@ -1864,3 +1864,52 @@ async fn a_run_whose_answer_was_lost_is_confirmed_by_looking_not_by_sending_it_a
     harness.assert_in_sync().await;
     harness.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rollback_of_a_scheduled_dlf_job_stops_its_schedule_imports_and_starts_it_again() {
+    let harness = Harness::start().await;
+    harness.write(
+        "dlf/nightly.yaml",
+        "kind: DlfJob\nname: nightly\ndefinition_file: nightly.job\ndesired_state: running\n",
+    );
+    harness.write(
+        "dlf/nightly.job",
+        &dlf_definition("nightly", "BATCH", "SELECT 1"),
+    );
+    harness.apply().await;
+    harness.write(
+        "dlf/nightly.job",
+        &dlf_definition("nightly", "BATCH", "SELECT 2"),
+    );
+    harness.apply().await;
+    assert_eq!(
+        dlf_status(&harness, "nightly").await.as_deref(),
+        Some("NORMAL")
+    );
+
+    let report = apply::rollback(harness.context(), None)
+        .await
+        .expect("rollback runs");
+    assert!(
+        report.jobs.iter().all(|job| job.error.is_none()),
+        "{}",
+        report.render_text()
+    );
+    use dli_gitops::apply::LiveService;
+    let text = harness
+        .context()
+        .live
+        .dlf_job("nightly")
+        .await
+        .unwrap()
+        .to_string();
+    assert!(
+        text.contains("SELECT 1"),
+        "the backup is live again: {text}"
+    );
+    assert_eq!(
+        dlf_status(&harness, "nightly").await.as_deref(),
+        Some("NORMAL")
+    );
+    harness.stop().await;
+}

@@ -147,8 +147,17 @@ pub(crate) async fn rollback_with<L: LiveService, J: Ledger>(
         let action_id = action_id(&plan_id, &pass_id, index);
         let earlier: Vec<_> = interrupted.iter().filter(|p| &p.job == job).collect();
         let current = observed.flink.iter().find(|live_job| &live_job.name == job);
+        // A scheduled DLF job takes no import until its schedule is stopped (as for Flink's
+        // `was_running`, a schedule this rollback or an interrupted one stopped starts again).
+        let dlf_scheduled = job.strip_prefix(DLF_KEY_PREFIX).is_some_and(|name| {
+            observed
+                .dlf
+                .iter()
+                .any(|live_job| live_job.name == name && live_job.is_scheduled())
+        });
         let resume = FlinkRollbackStart {
             was_running: current.is_some_and(|live_job| live_job.status.is_running())
+                || dlf_scheduled
                 || earlier
                     .iter()
                     .any(|p| p.detail["was_running"].as_bool() == Some(true)),
@@ -186,9 +195,11 @@ pub(crate) async fn rollback_with<L: LiveService, J: Ledger>(
                 .await?;
         }
         let result = match job.strip_prefix(DLF_KEY_PREFIX) {
-            Some(_) => rollback_dlf(live, zips, options)
-                .await
-                .map_err(RollbackFailure::Service),
+            Some(name) => {
+                rollback_dlf(live, name, dlf_scheduled, resume.was_running, zips, options)
+                    .await
+                    .map_err(RollbackFailure::Service)
+            }
             None => {
                 let journal = RollbackJournal {
                     ledger,
@@ -398,15 +409,27 @@ impl From<ApplyError> for RollbackFailure {
     }
 }
 
+/// Re-imports a DLF job's backups: its schedule stopped first when it is scheduled (DataArts
+/// imports only over a stopped job, user manual dataartsstudio_01_0438), started again after
+/// when it was scheduled before this rollback (or an interrupted one) began.
 async fn rollback_dlf<L: LiveService>(
     live: &L,
+    name: &str,
+    scheduled: bool,
+    was_scheduled: bool,
     paths: &[String],
     options: &ApplyOptions,
 ) -> Result<ActionEffects, ServiceFailure> {
+    if scheduled {
+        live.stop_dlf_schedule(name).await?;
+    }
     for path in paths {
         let task_id = live.import_dlf_path(path).await?;
         live.wait_dlf_task(&task_id, options.import_task_timeout)
             .await?;
+    }
+    if was_scheduled {
+        live.start_dlf_schedule(name).await?;
     }
     Ok(ActionEffects {
         // The live definition is no longer the one git last imported: the next plan imports
