@@ -87,6 +87,7 @@ pub(super) fn plan_dlf(
                     resume_from: None,
                     restore_key: None,
                     protected: false,
+                    settling: None,
                 });
             }
             Err(warning) => warnings.push(warning),
@@ -113,6 +114,7 @@ fn converge(
         resume_from: None,
         restore_key: None,
         protected: !desired.prune,
+        settling: None,
     };
     let imported_digest = journal.and_then(|entry| entry.imported_digest.as_deref());
     let managed = journal.is_some_and(|entry| entry.managed);

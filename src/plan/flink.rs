@@ -132,6 +132,7 @@ impl JobContext<'_> {
             resume_from: None,
             restore_key: None,
             protected: !self.desired.lifecycle.prune,
+            settling: None,
         }
     }
 
@@ -258,6 +259,7 @@ impl JobContext<'_> {
             decision.reasons.push(format!(
                 "the live job is {status}, already heading where git wants it"
             ));
+            action.settling = Some(status.to_string());
         }
 
         action.class = decision.class;
@@ -548,6 +550,7 @@ fn prune(live: &ObservedFlinkJob, policy: &PlanPolicy) -> JobAction {
         resume_from: None,
         restore_key: None,
         protected: false,
+        settling: None,
     }
 }
 

@@ -142,6 +142,10 @@ pub struct JobAction {
     /// The desired job says `prune: false` (journal it, so that pruning spares it later).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub protected: bool,
+    /// Nothing to do, but the live job is still moving (this status) toward what git wants:
+    /// a plan with no changes says so instead of claiming the jobs match.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub settling: Option<String>,
 }
 
 /// The kind of change a job gets; each job gets exactly one.

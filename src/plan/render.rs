@@ -14,8 +14,22 @@ const SHORT_ID_LENGTH: usize = 12;
 pub(super) fn render_text(plan: &Plan) -> String {
     let mut out = String::new();
     let short_id: String = plan.id.chars().take(SHORT_ID_LENGTH).collect();
-    if plan.is_empty() {
+    let settling: Vec<String> = plan
+        .actions
+        .iter()
+        .filter_map(|action| {
+            let status = action.settling.as_deref()?;
+            Some(format!("{} ({status})", action.name))
+        })
+        .collect();
+    if plan.is_empty() && settling.is_empty() {
         let _ = writeln!(out, "Plan {short_id}: no changes. The live jobs match git.");
+    } else if plan.is_empty() {
+        let _ = writeln!(
+            out,
+            "Plan {short_id}: no changes to make, but not settled yet: waiting for {} to reach what git wants.",
+            settling.join(", ")
+        );
     } else {
         let _ = writeln!(
             out,

@@ -921,3 +921,17 @@ fn a_hot_change_to_a_running_job_updates_with_the_running_scope() {
         }
     );
 }
+
+#[test]
+fn a_plan_without_changes_says_when_a_job_is_still_moving() {
+    let desired = desired_sql("agg");
+    let live = live_of(&desired, 7, "job_submitting");
+    let plan = plan_one(desired, Some(live), &managed_view("agg"), &policy());
+    assert!(plan.is_empty());
+    let text = plan.render_text();
+    assert!(
+        text.contains("not settled yet: waiting for agg (job_submitting)"),
+        "{text}"
+    );
+    assert!(!text.contains("The live jobs match git"), "{text}");
+}
