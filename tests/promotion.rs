@@ -195,13 +195,28 @@ mod promote_command {
         followed_revision,
     };
 
-    const R1: &str = "1111111111111111111111111111111111111111";
-    const R2: &str = "2222222222222222222222222222222222222222";
     const TOKEN: &str = "promotion-test-token";
     const TOKEN_ENV: &str = "DLI_GITOPS_PROMOTION_TEST_TOKEN";
 
-    fn write_config(dir: &std::path::Path, listen: std::net::SocketAddr) -> std::path::PathBuf {
-        std::fs::create_dir_all(dir.join("jobs")).unwrap();
+    /// The config, over a git repository with three commits (oldest first): promotions are
+    /// checked against the source, so the revisions must exist and validate.
+    fn write_config(
+        dir: &std::path::Path,
+        listen: std::net::SocketAddr,
+    ) -> (std::path::PathBuf, [String; 3]) {
+        let repo = dir.join("jobs");
+        std::fs::create_dir_all(&repo).unwrap();
+        let commits = [1, 2, 3].map(|n| {
+            let variables = format!("variables: {{generation: \"{n}\"}}\n");
+            super::pipeline_end_to_end::commit(
+                &repo,
+                &[
+                    ("environments/dev.yaml", variables.as_str()),
+                    ("environments/prod.yaml", variables.as_str()),
+                ],
+                &format!("generation {n}"),
+            )
+        });
         let path = dir.join("config.yaml");
         std::fs::write(
             &path,
@@ -211,7 +226,7 @@ state_dir: ./state
 listen: {listen}
 api_token_env: {TOKEN_ENV}
 sources:
-  jobs: {{path: ./jobs}}
+  jobs: {{git: {{url: "{repo}", branch: master}}}}
 targets:
   - {{name: dev, source: jobs, endpoints: {{dli: embedded, dlf: embedded, obs: embedded}}}}
   - name: prod
@@ -219,11 +234,12 @@ targets:
     promote_from: dev
     endpoints: {{dli: embedded, dlf: embedded, obs: embedded}}
     promotion: {{auto: false, after: 10m}}
-"#
+"#,
+                repo = repo.display()
             ),
         )
         .unwrap();
-        path
+        (path, commits)
     }
 
     async fn promote_cli(
@@ -279,7 +295,9 @@ targets:
     async fn promote_goes_through_the_daemon_when_it_holds_the_journal_and_straight_in_otherwise() {
         let dir = tempfile::tempdir().unwrap();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let config_path = write_config(dir.path(), listener.local_addr().unwrap());
+        let (config_path, [older, r1, r2]) =
+            write_config(dir.path(), listener.local_addr().unwrap());
+        let (rev1, rev2) = (r1.as_str(), r2.as_str());
         let config = Config::load(&config_path).unwrap();
         let state_dir = config.state_dir.clone();
 
@@ -301,15 +319,15 @@ targets:
                 extra: Default::default(),
             })
         };
-        journal.append("dev", revision_applied(R1)).unwrap();
+        journal.append("dev", revision_applied(rev1)).unwrap();
         let mut pipeline = Pipeline::from_config(&config).unwrap();
-        // R2 degrades in dev: journaled as failed for prod.
+        // rev2 degrades in dev: journaled as failed for prod.
         let marked = pipeline
             .observe(
                 &journal,
                 "dev",
                 &UpstreamSample {
-                    revision: Some(R2.into()),
+                    revision: Some(rev2.into()),
                     converged: true,
                     condition: UpstreamCondition::Degraded("job clicks is failing".into()),
                     time: chrono::Utc::now(),
@@ -339,14 +357,14 @@ targets:
         assert!(ok, "{stderr}");
         let report: serde_json::Value = serde_json::from_str(&stdout).unwrap();
         assert_eq!(report["via"], "daemon");
-        assert_eq!(report["revision"], R1);
+        assert_eq!(report["revision"], rev1);
         assert_eq!(report["by"], "api:cli:alice");
         assert_eq!(
             followed_revision(&journal.state(), "prod").as_deref(),
-            Some(R1)
+            Some(rev1)
         );
 
-        let (ok, _, stderr) = promote_cli(&config_path, &["--revision", R2], TOKEN).await;
+        let (ok, _, stderr) = promote_cli(&config_path, &["--revision", rev2], TOKEN).await;
         assert!(!ok);
         assert!(
             stderr.contains("answered 409") && stderr.contains("failed in `dev`"),
@@ -359,7 +377,7 @@ targets:
             endpoint.pipeline(chrono::Utc::now()).targets[1]
                 .promoted_revision
                 .as_deref(),
-            Some(R1)
+            Some(rev1)
         );
 
         // The daemon stops: promote writes the journal itself, and the next start follows it.
@@ -367,7 +385,7 @@ targets:
         server.await.unwrap();
         drop(endpoint);
         drop(journal);
-        let older = "0000000000000000000000000000000000000001";
+        let older = older.as_str();
         let (ok, stdout, stderr) = promote_cli(&config_path, &["--revision", older], TOKEN).await;
         assert!(ok, "{stderr}");
         assert!(stdout.contains("no daemon runs"), "{stdout}");
@@ -392,9 +410,9 @@ targets:
         assert_eq!(
             summary,
             vec![
-                (false, R2, "auto"),
-                (true, R1, "api:cli:alice"),
-                (false, R2, "api:cli:alice"),
+                (false, rev2, "auto"),
+                (true, rev1, "api:cli:alice"),
+                (false, rev2, "api:cli:alice"),
                 (true, older, "cli:alice"),
             ]
         );
@@ -1042,6 +1060,22 @@ mod daemon_pipeline {
             .await
             .unwrap();
         assert_eq!(refused.status().as_u16(), 409);
+        // A revision the repository does not have: 404 with the reason, nothing journaled.
+        let unknown = http
+            .post(format!("{base}/api/v1/targets/prod/promote"))
+            .bearer_auth(TOKEN)
+            .json(&serde_json::json!({"revision": "0123456789abcdef0123456789abcdef01234567", "by": "alice"}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(unknown.status().as_u16(), 404);
+        let body: Value = unknown.json().await.unwrap();
+        assert!(
+            body["error"]
+                .as_str()
+                .is_some_and(|error| error.contains("is not in source `jobs`")),
+            "{body}"
+        );
         let anonymous = http
             .post(format!("{base}/api/v1/targets/prod/promote"))
             .json(&serde_json::json!({}))
@@ -1093,7 +1127,7 @@ mod daemon_pipeline {
         for line in [
             r#"dli_gitops_promotions_total{target="prod",by="auto",result="promoted"} 1"#,
             r#"dli_gitops_promotions_total{target="prod",by="auto",result="failed_upstream"} 1"#,
-            r#"dli_gitops_promotions_total{target="prod",by="manual",result="refused"} 1"#,
+            r#"dli_gitops_promotions_total{target="prod",by="manual",result="refused"} 2"#,
             r#"dli_gitops_promotions_total{target="prod",by="manual",result="promoted"} 1"#,
         ] {
             assert!(metrics.contains(line), "{line} not in\n{metrics}");
@@ -1148,7 +1182,7 @@ mod target_restore_defaults {
         }
         std::fs::write(
             jobs.join("flink/fresh.yaml"),
-            "kind: FlinkSqlJob\nname: fresh\nsql_body: \"SELECT 1\"\n",
+            "kind: FlinkSqlJob\nname: fresh\nqueue_name: q1\nsql_body: \"SELECT 1\"\n",
         )
         .unwrap();
         std::fs::write(dir.path().join("ak"), DEV_ACCESS_KEY).unwrap();
