@@ -1439,3 +1439,94 @@ fn a_lost_journal_or_a_renamed_target_never_replays_a_restore() {
     let (_, status, _) = live_job(&setup.emulator, "clicks");
     assert_eq!(status, "job_running");
 }
+
+/// The process managers in `deploy/` wait longer than the daemon's shutdown grace, so the
+/// daemon, not SIGKILL, decides when an action in flight is given up.
+#[test]
+fn deploy_grace_periods_outlast_the_shutdown_grace() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let grace = dli_gitops::daemon::DEFAULT_SHUTDOWN_GRACE.as_secs();
+    let value_after = |file: &str, key: &str| -> u64 {
+        let text = std::fs::read_to_string(root.join(file)).unwrap();
+        let line = text
+            .lines()
+            .map(str::trim)
+            .find(|line| line.starts_with(key))
+            .unwrap_or_else(|| panic!("{key} not in {file}"));
+        line[key.len()..]
+            .trim_start_matches([':', '=', ' '])
+            .trim_end_matches('s')
+            .parse()
+            .unwrap_or_else(|_| panic!("{file}: {line}"))
+    };
+    let kubernetes = value_after(
+        "deploy/kubernetes/deployment.yaml",
+        "terminationGracePeriodSeconds",
+    );
+    let systemd = value_after("deploy/systemd/dli-gitops.service", "TimeoutStopSec");
+    assert!(kubernetes >= grace + 10, "{kubernetes} s vs {grace} s");
+    assert!(systemd >= grace + 10, "{systemd} s vs {grace} s");
+    let example = dli_gitops::config::Config::load(&root.join("config.example.yaml")).unwrap();
+    assert_eq!(example.shutdown_grace.get().as_secs(), grace);
+    for (value, expected) in [("0s", "too short"), ("soon", "is not a duration")] {
+        let text = format!(
+            "shutdown_grace: {value}\nsources:\n  jobs: {{path: /tmp/jobs}}\ntargets:\n  - {{name: dev, source: jobs, endpoints: {{dli: embedded, dlf: embedded, obs: embedded}}}}\n"
+        );
+        let config =
+            dli_gitops::config::Config::from_yaml_str(&text, Path::new("config.yaml")).unwrap();
+        let error = config
+            .validate()
+            .unwrap_err()
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join("\n");
+        assert!(
+            error.contains("shutdown_grace") && error.contains(expected),
+            "{value}: {error}"
+        );
+    }
+}
+
+#[test]
+fn a_journal_moved_away_under_the_daemon_stops_every_action_and_says_so() {
+    let setup = Setup::new(0);
+    let first = setup.repo.commit(
+        "clicks",
+        &[
+            ("flink/clicks.yaml", Some(&upgrade_job_yaml(2))),
+            ("environments/dev.yaml", Some(ENVIRONMENT)),
+        ],
+    );
+    let daemon = setup.start_daemon(false, "1s", "displaced");
+    daemon.wait_for("clicks to run", |status| {
+        synced_at(status, &first) && job(status, "clicks")["live_status"] == "job_running"
+    });
+    let state_dir = setup.dir.path().join("state");
+    std::fs::rename(
+        state_dir.join("journal.jsonl"),
+        setup.dir.path().join("journal.moved"),
+    )
+    .unwrap();
+    setup.repo.commit(
+        "more CUs",
+        &[("flink/clicks.yaml", Some(&upgrade_job_yaml(3)))],
+    );
+    let status = daemon.wait_for("the target to report the moved journal", |status| {
+        status["last_error"]["message"]
+            .as_str()
+            .is_some_and(|message| message.contains("was moved or deleted"))
+    });
+    assert!(
+        status["last_error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("stop the daemon"),
+        "{status:#}"
+    );
+    // Nothing was done that the journal could not announce: the job still runs as before.
+    std::thread::sleep(Duration::from_secs(3));
+    let (_, live_status, cu) = live_job(&setup.emulator, "clicks");
+    assert_eq!((live_status.as_str(), cu), ("job_running", 2));
+    assert!(daemon.stop().success());
+}
