@@ -1913,3 +1913,80 @@ async fn rollback_of_a_scheduled_dlf_job_stops_its_schedule_imports_and_starts_i
     );
     harness.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_import_that_fails_after_the_schedule_was_stopped_leaves_a_start_for_the_next_pass() {
+    let harness = Harness::start().await;
+    harness.write(
+        "dlf/nightly.yaml",
+        "kind: DlfJob\nname: nightly\ndefinition_file: nightly.job\n",
+    );
+    harness.write(
+        "dlf/nightly.job",
+        &dlf_definition("nightly", "BATCH", "SELECT 1"),
+    );
+    harness.apply().await;
+    harness
+        .context()
+        .live
+        .clients
+        .dlf
+        .start_job("nightly")
+        .await
+        .unwrap();
+    harness.assert_in_sync().await;
+
+    // The staging prefix cannot take objects (a file stands where its folder would be): the
+    // schedule is stopped, then the upload fails.
+    let prefix = harness
+        .dir
+        .path()
+        .join("emulator/obs/dli-gitops-staging/dev");
+    let parked = harness.dir.path().join("parked-staging");
+    if prefix.exists() {
+        std::fs::rename(&prefix, &parked).unwrap();
+    }
+    std::fs::write(&prefix, "not a folder").unwrap();
+    harness.write(
+        "dlf/nightly.job",
+        &dlf_definition("nightly", "BATCH", "SELECT 2"),
+    );
+    let failed = harness.pass(false).await;
+    let result = failed.results.iter().find(|r| r.name == "nightly").unwrap();
+    assert!(!result.ok, "{}", failed.render_text());
+    assert_eq!(
+        result.steps_done,
+        2,
+        "backup and stop ran: {}",
+        failed.render_text()
+    );
+    assert_eq!(
+        dlf_status(&harness, "nightly").await.as_deref(),
+        Some("STOPPED")
+    );
+
+    // Git leaves the schedule unset, and still the next pass imports and starts it again.
+    std::fs::remove_file(&prefix).unwrap();
+    let plan = harness.plan().await;
+    let action = plan
+        .plan
+        .actions
+        .iter()
+        .find(|a| a.name == "nightly")
+        .unwrap();
+    assert_eq!(
+        action.steps.last(),
+        Some(&dli_gitops::plan::Step::Start {
+            resume_savepoint: false
+        }),
+        "{}",
+        plan.plan.render_text()
+    );
+    harness.apply().await;
+    assert_eq!(
+        dlf_status(&harness, "nightly").await.as_deref(),
+        Some("NORMAL")
+    );
+    harness.assert_in_sync().await;
+    harness.stop().await;
+}

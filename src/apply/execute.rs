@@ -151,6 +151,10 @@ impl<L: LiveService, J: Ledger> Executor<'_, L, J> {
             }
         }
         let ok = failure.is_none();
+        if !ok && action.kind == JobKind::Dlf {
+            self.dlf_after_failure(action, &job, state.steps_done)
+                .await?;
+        }
         let effects = ActionEffects {
             live_id: if state.deleted { None } else { state.live_id },
             savepoint_path: state.savepoint.clone(),
@@ -398,6 +402,26 @@ impl<L: LiveService, J: Ledger> Executor<'_, L, J> {
                     "the plan asks for a DLF import on a Flink job; re-plan",
                 ));
             }
+        }
+        Ok(())
+    }
+
+    /// A DLF action that stopped the job's schedule and failed before starting it again: the
+    /// journal remembers the schedule is owed a start, so the next pass starts it (with or
+    /// without an import) even when git leaves `desired_state` unset.
+    async fn dlf_after_failure(
+        &self,
+        action: &JobAction,
+        job: &str,
+        steps_done: usize,
+    ) -> Result<(), ApplyError> {
+        let position = |wanted: fn(&Step) -> bool| action.steps.iter().position(wanted);
+        let stopped = position(|step| matches!(step, Step::Stop { .. }))
+            .is_some_and(|index| index < steps_done);
+        let started = position(|step| matches!(step, Step::Start { .. }))
+            .is_none_or(|index| index < steps_done);
+        if stopped && !started {
+            super::observe::remember_dlf_restart_owed(self.ledger, job).await?;
         }
         Ok(())
     }

@@ -405,24 +405,7 @@ async fn remember_dlf_restart<J: Ledger>(
     if !(has_step("stop") && has_step("start")) || job.is_scheduled() {
         return Ok(());
     }
-    let Some(cached) = ledger.cached(&intent.job) else {
-        return Ok(());
-    };
-    let mut entry = observe::DlfCacheEntry::from_snapshot(cached.snapshot);
-    if entry.restart_schedule {
-        return Ok(());
-    }
-    entry.restart_schedule = true;
-    ledger
-        .observed(ObservationEntry {
-            job: intent.job.clone(),
-            live_id: None,
-            update_time: cached.update_time,
-            status: cached.status,
-            snapshot: entry.to_value(),
-        })
-        .await?;
-    Ok(())
+    observe::remember_dlf_restart_owed(ledger, &intent.job).await
 }
 
 /// `2 create, 1 upgrade` (the classes that occur), or `no changes`.

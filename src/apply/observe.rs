@@ -245,6 +245,33 @@ pub(crate) struct DlfCacheEntry {
     pub restart_schedule: bool,
 }
 
+/// Records in a DLF job's cached observation that its schedule was stopped on the way to an
+/// import and is owed a start (`restart_schedule`); the planner starts it until an observation
+/// sees it scheduled. Nothing is recorded for a job the journal has no observation of.
+pub(crate) async fn remember_dlf_restart_owed<J: Ledger>(
+    ledger: &J,
+    key: &str,
+) -> Result<(), ApplyError> {
+    let Some(cached) = ledger.cached(key) else {
+        return Ok(());
+    };
+    let mut entry = DlfCacheEntry::from_snapshot(cached.snapshot);
+    if entry.restart_schedule {
+        return Ok(());
+    }
+    entry.restart_schedule = true;
+    ledger
+        .observed(ObservationEntry {
+            job: key.to_string(),
+            live_id: None,
+            update_time: cached.update_time,
+            status: cached.status,
+            snapshot: entry.to_value(),
+        })
+        .await?;
+    Ok(())
+}
+
 impl DlfCacheEntry {
     pub(crate) fn from_snapshot(snapshot: serde_json::Value) -> DlfCacheEntry {
         if snapshot.get("dlf_cache").is_some()
