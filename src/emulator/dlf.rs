@@ -376,10 +376,10 @@ pub(crate) fn check_job_definition(file_name: &str, job: &Value) -> Result<(), S
             "DLF.3018: The job name {name:?} is invalid: at most 128 letters, digits, -, _ and ."
         ));
     }
-    if !job
+    if job
         .get("nodes")
         .and_then(Value::as_array)
-        .is_some_and(|nodes| !nodes.is_empty())
+        .is_none_or(Vec::is_empty)
     {
         return Err("DLF.1006: The job nodes are empty.".into());
     }
