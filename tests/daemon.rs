@@ -1099,7 +1099,7 @@ fn journaled_stop_savepoint(state_dir: &Path, job: &str) -> Option<String> {
                 .as_str()
                 .map(str::to_string)
         })
-        .last()
+        .next_back()
 }
 
 /// The live job `name`: its id, status word and `cu_number`.
