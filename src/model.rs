@@ -13,8 +13,32 @@ use serde::{Deserialize, Serialize};
 
 /// The tag every job managed by dli-gitops carries on the live side.
 pub const MANAGED_TAG_KEY: &str = "managed-by";
-/// The value of [`MANAGED_TAG_KEY`].
+/// The value of [`MANAGED_TAG_KEY`] on the jobs of the default installation.
 pub const MANAGED_TAG_VALUE: &str = "dli-gitops";
+/// The name of the installation when the config names none.
+pub const DEFAULT_INSTANCE: &str = "default";
+
+/// The value of [`MANAGED_TAG_KEY`] that marks the jobs of one installation: `dli-gitops` for
+/// the default one (the value every job carried before installations had names, so those jobs
+/// stay the default installation's), `dli-gitops.<instance>` for any other.
+pub fn managed_tag_value(instance: &str) -> String {
+    if instance == DEFAULT_INSTANCE {
+        MANAGED_TAG_VALUE.to_string()
+    } else {
+        format!("{MANAGED_TAG_VALUE}.{instance}")
+    }
+}
+
+/// Who manages a live job, from its `managed-by` tag.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Ownership {
+    /// No dli-gitops tag.
+    Unmanaged,
+    /// This installation's tag.
+    Ours,
+    /// Another installation's tag (its value, for messages).
+    Other(String),
+}
 
 /// The kinds of job a repository can declare.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -816,6 +840,20 @@ impl ObservedFlinkJob {
     /// Carries the managed-by tag.
     pub fn is_managed(&self) -> bool {
         self.config.tags.get(MANAGED_TAG_KEY).map(String::as_str) == Some(MANAGED_TAG_VALUE)
+    }
+
+    /// Whose job this is, for the installation named `instance`.
+    pub fn ownership(&self, instance: &str) -> Ownership {
+        match self.config.tags.get(MANAGED_TAG_KEY) {
+            Some(value) if *value == managed_tag_value(instance) => Ownership::Ours,
+            Some(value)
+                if value == MANAGED_TAG_VALUE
+                    || value.starts_with(&format!("{MANAGED_TAG_VALUE}.")) =>
+            {
+                Ownership::Other(value.clone())
+            }
+            _ => Ownership::Unmanaged,
+        }
     }
 }
 

@@ -11,7 +11,6 @@ use dli_gitops::emulator::{
     DEV_ACCESS_KEY, DEV_PROJECT_ID, DEV_SECRET_KEY, DEV_USER_NAME, DEV_USER_PASSWORD, Emulator,
     EmulatorConfig, EmulatorCredential, EmulatorDelays, EmulatorFaults, EmulatorHandle,
 };
-use dli_gitops::model::{FlinkJobConfig, JobKind};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 

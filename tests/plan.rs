@@ -86,6 +86,7 @@ fn policy() -> PlanPolicy {
         prune: true,
         allow_empty_prune: false,
         backups: true,
+        ..PlanPolicy::default()
     }
 }
 
@@ -768,6 +769,7 @@ fn policy_strategy() -> impl Strategy<Value = PlanPolicy> {
             prune,
             allow_empty_prune,
             backups,
+            ..PlanPolicy::default()
         }
     })
 }

@@ -17,7 +17,6 @@ use dli_gitops::journal::{
     Effects, Intent, JOURNAL_FILE, Journal, JournalError, JournalOptions, Outcome, RecordBody,
     RecoveryReport, verify,
 };
-use dli_gitops::model::{FlinkJobConfig, JobKind};
 use dli_gitops::source::webhook::{
     MAX_WEBHOOK_BODY_BYTES, normalize_repository_url, verify_and_parse,
 };

@@ -14,17 +14,13 @@ use serde_json::Value;
 
 use super::{proxy::CountingProxy, workload};
 use dli_gitops::cloud::{
-    ClientOptions, Credentials, DliClient, ListJobsQuery, ObjectStore, ObsOptions, Secret,
-    parse_endpoint,
+    ClientOptions, Credentials, DliClient, ListJobsQuery, Secret, parse_endpoint,
 };
 use dli_gitops::emulator::{
     DEV_ACCESS_KEY, DEV_PROJECT_ID, DEV_SECRET_KEY, Emulator, EmulatorConfig, EmulatorDelays,
     EmulatorHandle,
 };
 use dli_gitops::model::{DesiredJobs, JobKind};
-
-/// The staging bucket every side uploads bundles to.
-pub const STAGING_BUCKET: &str = "dli-gitops-staging";
 
 /// How the emulator behaves while measuring.
 #[derive(Debug, Clone, Copy)]
@@ -210,20 +206,6 @@ impl TestBed {
         let endpoint = parse_endpoint(&self.api_proxy.url()).map_err(|error| error.to_string())?;
         DliClient::new(endpoint, DEV_PROJECT_ID, credentials(), options)
             .map_err(|error| format!("building the DLI client: {error}"))
-    }
-
-    /// The staging bucket through the counting S3 proxy.
-    pub fn staging_store(&self) -> Result<ObjectStore, String> {
-        let options = ObsOptions {
-            endpoint: Some(
-                parse_endpoint(&self.s3_proxy.url()).map_err(|error| error.to_string())?,
-            ),
-            region: "cn-north-4".into(),
-            credentials: Some(credentials()),
-            virtual_hosted_style: false,
-        };
-        ObjectStore::from_url(&format!("obs://{STAGING_BUCKET}/bench"), &options)
-            .map_err(|error| format!("opening the staging bucket: {error}"))
     }
 
     pub fn repo(&self) -> &Path {

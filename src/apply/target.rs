@@ -206,6 +206,7 @@ impl TargetContext {
             prune: target.policy.prune,
             allow_empty_prune: target.policy.allow_empty_prune,
             backups: backups.is_some(),
+            instance: config.instance.clone(),
         };
         let options = ApplyOptions {
             transition_timeout: target.timeouts.job_transition.get(),

@@ -64,6 +64,11 @@ pub struct Config {
     /// `TimeoutStopSec`. Default 45s.
     #[serde(default = "default_shutdown_grace")]
     pub shutdown_grace: ConfigDuration,
+    /// This installation's name. Its jobs carry `managed-by: dli-gitops` (the default
+    /// installation) or `managed-by: dli-gitops.<instance>`; prune, adoption and drift touch
+    /// only its own jobs, so two installations can share a project. Default `default`.
+    #[serde(default = "default_instance")]
+    pub instance: String,
     /// Named sources of desired state.
     #[serde(default)]
     pub sources: BTreeMap<String, SourceConfig>,
@@ -73,6 +78,10 @@ pub struct Config {
     /// The file this config was loaded from (empty when parsed from a string).
     #[serde(skip)]
     pub file: PathBuf,
+}
+
+fn default_instance() -> String {
+    crate::model::DEFAULT_INSTANCE.to_string()
 }
 
 fn default_state_dir() -> PathBuf {

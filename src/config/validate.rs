@@ -61,6 +61,20 @@ impl Checker {
                 "no targets configured; add at least one under `targets:`",
             );
         }
+        let instance = config.instance.as_str();
+        let valid_instance = (1..=32).contains(&instance.len())
+            && instance
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+            && instance.starts_with(|c: char| c.is_ascii_alphanumeric());
+        if !valid_instance {
+            self.problem(
+                "instance",
+                format!(
+                    "`{instance}` is not an installation name: use 1-32 lowercase letters, digits and `-`, starting with a letter or digit (it becomes part of the `managed-by` tag)"
+                ),
+            );
+        }
         self.duration(
             "shutdown_grace",
             &config.shutdown_grace,

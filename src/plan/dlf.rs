@@ -355,6 +355,7 @@ mod tests {
             prune: true,
             allow_empty_prune: false,
             backups: true,
+            ..PlanPolicy::default()
         };
         plan(&jobs, &observed, view, &policy).actions.remove(0)
     }
@@ -479,6 +480,7 @@ mod tests {
             prune: true,
             allow_empty_prune: false,
             backups: true,
+            ..PlanPolicy::default()
         };
         let plan = plan(&jobs, &observed, &view("d1", None), &policy);
         let pruned = plan.actions.iter().find(|a| a.name == "nightly").unwrap();

@@ -7,8 +7,8 @@ use super::{
     SavepointSource, Step,
 };
 use crate::model::{
-    DesiredFlinkJob, DesiredJobs, FieldDiff, FlinkJobConfig, MANAGED_TAG_KEY, MANAGED_TAG_VALUE,
-    ObservedFlinkJob, ObservedJobs, RunState, UpgradeMode,
+    DesiredFlinkJob, DesiredJobs, FieldDiff, FlinkJobConfig, MANAGED_TAG_KEY, ObservedFlinkJob,
+    ObservedJobs, Ownership, RunState, UpgradeMode, managed_tag_value,
 };
 
 /// The status of a job whose bounded input ended.
@@ -49,13 +49,16 @@ pub(super) fn plan_flink(
         }
         let context = JobContext {
             desired: desired_job,
-            config: effective_config(&desired_job.config),
+            config: effective_config(&desired_job.config, &policy.instance),
             journal: view.flink.get(name),
             policy,
         };
         let action = match index.live_by_name.get(name) {
             None => context.create(warnings),
-            Some(live) => context.converge(live, warnings),
+            Some(live) => match context.other_installation(live) {
+                Some(owner) => context.conflict(live, &owner, warnings),
+                None => context.converge(live, warnings),
+            },
         };
         actions.push(action);
     }
@@ -65,7 +68,21 @@ pub(super) fn plan_flink(
             continue;
         }
         let journal = view.flink.get(&live.name);
-        let managed = live.is_managed() || journal.is_some_and(|entry| entry.managed);
+        let journal_managed = journal.is_some_and(|entry| entry.managed);
+        let managed = match live.ownership(&policy.instance) {
+            Ownership::Ours => true,
+            Ownership::Unmanaged => journal_managed,
+            // Tagged by another installation: ours only if our journal manages it (a job
+            // tagged before installations had names, or before this one was renamed).
+            Ownership::Other(owner) if !journal_managed => {
+                warnings.push(format!(
+                    "Flink job `{}` is managed by another dli-gitops installation (managed-by: {owner}); installation `{}` never prunes it",
+                    live.name, policy.instance
+                ));
+                false
+            }
+            Ownership::Other(_) => true,
+        };
         if !managed {
             continue;
         }
@@ -77,12 +94,13 @@ pub(super) fn plan_flink(
     }
 }
 
-/// The configuration to write: git's, with the managed-by tag that marks our jobs.
-fn effective_config(config: &FlinkJobConfig) -> FlinkJobConfig {
+/// The configuration to write: git's, with the managed-by tag that marks this installation's
+/// jobs.
+fn effective_config(config: &FlinkJobConfig, instance: &str) -> FlinkJobConfig {
     let mut config = config.clone();
     config
         .tags
-        .insert(MANAGED_TAG_KEY.to_string(), MANAGED_TAG_VALUE.to_string());
+        .insert(MANAGED_TAG_KEY.to_string(), managed_tag_value(instance));
     config
 }
 
@@ -211,6 +229,35 @@ impl JobContext<'_> {
         steps.push(Step::CreateJob);
     }
 
+    /// The other installation that owns this live job, if another one does and our journal
+    /// does not manage it (see the prune rule).
+    fn other_installation(&self, live: &ObservedFlinkJob) -> Option<String> {
+        match live.ownership(&self.policy.instance) {
+            Ownership::Other(owner) if !self.journal.is_some_and(|entry| entry.managed) => {
+                Some(owner)
+            }
+            _ => None,
+        }
+    }
+
+    /// In git, and live as another installation's job: a conflict, never changed.
+    fn conflict(
+        &self,
+        live: &ObservedFlinkJob,
+        owner: &str,
+        warnings: &mut Vec<String>,
+    ) -> JobAction {
+        let mut action = self.action(Some(live), Vec::new());
+        action.reason = format!(
+            "conflict: the live job is managed by another dli-gitops installation (managed-by: {owner}); left alone"
+        );
+        warnings.push(format!(
+            "Flink job `{}` is in git but the live job is managed by another dli-gitops installation (managed-by: {owner}); installation `{}` leaves it alone: remove it from one installation's repository, or rename it",
+            self.desired.name, self.policy.instance
+        ));
+        action
+    }
+
     /// In git and live: bring the live job to git.
     fn converge(&self, live: &ObservedFlinkJob, warnings: &mut Vec<String>) -> JobAction {
         let mut diffs = self.config.field_diffs(&live.config);
@@ -235,7 +282,8 @@ impl JobContext<'_> {
         } else {
             self.decide(live, running, &action.diffs, restore)
         };
-        let managed = live.is_managed() || self.journal.is_some_and(|entry| entry.managed);
+        let managed = live.ownership(&self.policy.instance) == Ownership::Ours
+            || self.journal.is_some_and(|entry| entry.managed);
         if !managed {
             decision.reasons.insert(
                 0,

@@ -78,7 +78,7 @@ pub struct JournalDlfJob {
 }
 
 /// The target's policy, as far as planning is concerned.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PlanPolicy {
     /// Delete managed jobs that are no longer in git.
     pub prune: bool,
@@ -86,6 +86,15 @@ pub struct PlanPolicy {
     pub allow_empty_prune: bool,
     /// Export a live job to the backup prefix before it is overwritten or deleted.
     pub backups: bool,
+    /// The installation this plan is made for: its jobs carry
+    /// `managed-by: `[`crate::model::managed_tag_value`]`(instance)`. Jobs of another
+    /// installation in the same project are conflicts, never changed.
+    #[serde(default = "default_instance")]
+    pub instance: String,
+}
+
+fn default_instance() -> String {
+    crate::model::DEFAULT_INSTANCE.to_string()
 }
 
 impl Default for PlanPolicy {
@@ -94,6 +103,7 @@ impl Default for PlanPolicy {
             prune: false,
             allow_empty_prune: false,
             backups: true,
+            instance: default_instance(),
         }
     }
 }

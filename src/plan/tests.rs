@@ -52,6 +52,7 @@ fn policy() -> PlanPolicy {
         prune: true,
         allow_empty_prune: false,
         backups: true,
+        ..PlanPolicy::default()
     }
 }
 
@@ -934,4 +935,95 @@ fn a_plan_without_changes_says_when_a_job_is_still_moving() {
         "{text}"
     );
     assert!(!text.contains("The live jobs match git"), "{text}");
+}
+
+fn blue() -> PlanPolicy {
+    PlanPolicy {
+        instance: "blue".into(),
+        ..policy()
+    }
+}
+
+#[test]
+fn a_job_of_another_installation_is_a_conflict_never_changed_or_pruned() {
+    // Tagged `managed-by: dli-gitops` (the default installation's), planned by `blue`.
+    let mut desired = desired_sql("agg");
+    desired.config.cu_number = 9;
+    let live = live_of(&desired_sql("agg"), 7, "job_running");
+    let plan = plan_one(
+        desired,
+        Some(live.clone()),
+        &JournalView::default(),
+        &blue(),
+    );
+    assert!(plan.is_empty(), "{}", plan.render_text());
+    assert!(
+        plan.warnings[0].contains("managed by another dli-gitops installation"),
+        "{:?}",
+        plan.warnings
+    );
+
+    // Not in git, prune on: still left alone.
+    let desired_jobs = DesiredJobs {
+        flink: vec![desired_sql("something-else")],
+        dlf: Vec::new(),
+    };
+    let observed = ObservedJobs {
+        flink: vec![live],
+        dlf: Vec::new(),
+    };
+    let plan = super::plan(&desired_jobs, &observed, &JournalView::default(), &blue());
+    assert!(
+        !plan
+            .actions
+            .iter()
+            .any(|action| action.class == ActionClass::Prune),
+        "{}",
+        plan.render_text()
+    );
+    assert!(plan.warnings.iter().any(|w| w.contains("never prunes it")));
+}
+
+#[test]
+fn a_job_this_installation_manages_is_migrated_to_its_tag_and_its_own_jobs_are_pruned() {
+    // Our journal manages a job still tagged the old way: the tag moves to `dli-gitops.blue`
+    // through the tag API, nothing restarts.
+    let live = live_of(&desired_sql("agg"), 7, "job_running");
+    let plan = plan_one(
+        desired_sql("agg"),
+        Some(live),
+        &managed_view("agg"),
+        &blue(),
+    );
+    let action = only_action(&plan);
+    assert_eq!(action.class, ActionClass::UpdateInPlace);
+    assert_eq!(
+        action.steps,
+        vec![Step::UpdateTags {
+            set: BTreeMap::from([(MANAGED_TAG_KEY.to_string(), "dli-gitops.blue".to_string())]),
+            remove: Vec::new(),
+        }]
+    );
+
+    // A job tagged by this installation and gone from git is pruned.
+    let mut ours = live_of(&desired_sql("old"), 8, "job_running");
+    ours.config
+        .tags
+        .insert(MANAGED_TAG_KEY.into(), "dli-gitops.blue".into());
+    let observed = ObservedJobs {
+        flink: vec![ours],
+        dlf: Vec::new(),
+    };
+    let desired_jobs = DesiredJobs {
+        flink: vec![desired_sql("kept")],
+        dlf: Vec::new(),
+    };
+    let plan = super::plan(&desired_jobs, &observed, &JournalView::default(), &blue());
+    assert!(
+        plan.actions
+            .iter()
+            .any(|action| action.name == "old" && action.class == ActionClass::Prune),
+        "{}",
+        plan.render_text()
+    );
 }
