@@ -60,9 +60,19 @@ impl Harness {
 
     /// `timeouts` adds entries to the target's `timeouts:` map (e.g. `request: 1s, `).
     async fn start_with_timeouts(
+        emulator_config: EmulatorConfig,
+        policy: &str,
+        timeouts: &str,
+    ) -> Harness {
+        Harness::start_full(emulator_config, policy, timeouts, "").await
+    }
+
+    /// `top_level` adds lines at the top of the config (e.g. `instance: blue\n`).
+    async fn start_full(
         mut emulator_config: EmulatorConfig,
         policy: &str,
         timeouts: &str,
+        top_level: &str,
     ) -> Harness {
         let dir = tempfile::tempdir().expect("temp dir");
         emulator_config.data_dir = dir.path().join("emulator");
@@ -80,7 +90,7 @@ impl Harness {
         let api = emulator.dli_url();
         let s3 = emulator.s3_url();
         let config_text = format!(
-            r#"state_dir: state
+            r#"{top_level}state_dir: state
 sources:
   jobs:
     path: repo
@@ -144,7 +154,15 @@ targets:
     fn sql_job(&self, name: &str, fields: &str) {
         self.write(
             &format!("flink/{name}.yaml"),
-            &format!("kind: FlinkSqlJob\nname: {name}\nsql_body: \"SELECT 1 AS v;\"\n{fields}"),
+            // An exclusive-cluster SQL job (the default run mode) needs its queue.
+            &format!(
+                "kind: FlinkSqlJob\nname: {name}\nsql_body: \"SELECT 1 AS v;\"\n{}{fields}",
+                if fields.contains("queue_name:") {
+                    ""
+                } else {
+                    "queue_name: q1\n"
+                }
+            ),
         );
     }
 
@@ -648,6 +666,7 @@ async fn export_adopts_live_jobs_into_a_repository_that_plans_no_change() {
     let mut config =
         dli_gitops::model::FlinkJobConfig::defaults_for(dli_gitops::model::JobKind::FlinkSql);
     config.sql_body = Some("SELECT name, COUNT(*) FROM t GROUP BY name".to_string());
+    config.queue_name = Some("q1".to_string());
     config.cu_number = 3;
     config
         .runtime_config
@@ -763,7 +782,7 @@ fn the_cli_plans_refuses_without_a_terminal_applies_and_plans_no_change() {
     .unwrap();
     std::fs::write(
         repo.join("flink/clicks.yaml"),
-        "kind: FlinkSqlJob\nname: clicks\nsql_body: \"SELECT 1 AS v;\"\nsmn_topic: ${topic}\n",
+        "kind: FlinkSqlJob\nname: clicks\nqueue_name: q1\nsql_body: \"SELECT 1 AS v;\"\nsmn_topic: ${topic}\n",
     )
     .unwrap();
     let config = dir.path().join("dli-gitops.yaml");
@@ -1122,7 +1141,7 @@ async fn a_restore_from_another_target_uses_that_targets_latest_savepoint() {
         std::fs::write(
             repo.join("flink/carried.yaml"),
             format!(
-                "kind: FlinkSqlJob\nname: carried\nsql_body: \"SELECT 1\"\ndesired_state: {state}\n"
+                "kind: FlinkSqlJob\nname: carried\nqueue_name: q1\nsql_body: \"SELECT 1\"\ndesired_state: {state}\n"
             ),
         )
         .unwrap()
@@ -1989,4 +2008,100 @@ async fn an_import_that_fails_after_the_schedule_was_stopped_leaves_a_start_for_
     );
     harness.assert_in_sync().await;
     harness.stop().await;
+}
+
+/// Two installations on one project, each with `prune: true` and its own repository: neither
+/// prunes, adopts or changes the other's jobs; a job both declare is a conflict for the second.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_installations_on_one_project_never_touch_each_others_jobs() {
+    let mut blue = Harness::start_full(
+        EmulatorConfig::for_tests(PathBuf::new()),
+        "prune: true",
+        "",
+        "instance: blue\n",
+    )
+    .await;
+    blue.sql_job("blue-job", "queue_name: q1\n");
+    blue.sql_job("shared", "queue_name: q1\n");
+    blue.apply().await;
+    let blue_job = blue.live("blue-job").await;
+    assert_eq!(
+        blue_job.config.tags.get("managed-by").map(String::as_str),
+        Some("dli-gitops.blue")
+    );
+
+    // The default installation, on the same emulator and project, with a repository of its own.
+    let green_dir = tempfile::tempdir().unwrap();
+    let repo = green_dir.path().join("repo");
+    std::fs::create_dir_all(repo.join("environments")).unwrap();
+    std::fs::create_dir_all(repo.join("flink")).unwrap();
+    std::fs::write(repo.join("environments/dev.yaml"), "variables: {}\n").unwrap();
+    for name in ["green-job", "shared"] {
+        std::fs::write(
+            repo.join(format!("flink/{name}.yaml")),
+            format!("kind: FlinkSqlJob\nname: {name}\nsql_body: SELECT 1 AS v;\nqueue_name: q1\n"),
+        )
+        .unwrap();
+    }
+    let blue_config = std::fs::read_to_string(blue.dir.path().join("dli-gitops.yaml")).unwrap();
+    let green_config = blue_config
+        .replace("instance: blue\n", "")
+        .replace("path: repo", &format!("path: {}", repo.display()))
+        .replace(
+            "state_dir: state",
+            &format!("state_dir: {}", green_dir.path().join("state").display()),
+        )
+        .replace(
+            "access_key_file: ak",
+            &format!("access_key_file: {}", blue.dir.path().join("ak").display()),
+        )
+        .replace(
+            "secret_key_file: sk",
+            &format!("secret_key_file: {}", blue.dir.path().join("sk").display()),
+        );
+    let green_path = green_dir.path().join("dli-gitops.yaml");
+    std::fs::write(&green_path, green_config).unwrap();
+    let config = Config::load(&green_path).expect("green config loads");
+    let green = TargetContext::open(&config, "dev")
+        .await
+        .expect("green opens");
+    let report = converge(&green).await;
+    let shared = report
+        .plan
+        .actions
+        .iter()
+        .find(|action| action.name == "shared")
+        .unwrap();
+    assert_eq!(
+        shared.class,
+        ActionClass::None,
+        "{}",
+        report.plan.render_text()
+    );
+    assert!(shared.reason.contains("conflict"), "{}", shared.reason);
+    assert!(
+        !report
+            .plan
+            .actions
+            .iter()
+            .any(|action| action.name == "blue-job"),
+        "green never plans blue's job: {}",
+        report.plan.render_text()
+    );
+    assert!(blue.is_live("green-job").await);
+
+    // Blue passes again: green's job is not blue's to prune, its own are untouched.
+    let again = blue.pass(false).await;
+    assert!(
+        again.plan.is_empty(),
+        "blue leaves green's job alone: {}",
+        again.plan.render_text()
+    );
+    assert!(blue.is_live("green-job").await);
+    assert!(blue.is_live("blue-job").await);
+    assert_eq!(
+        blue.live("shared").await.config.tags["managed-by"],
+        "dli-gitops.blue"
+    );
+    blue.stop().await;
 }
