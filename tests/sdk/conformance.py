@@ -331,6 +331,13 @@ def dlf_steps(endpoints, obs_client):
     archive = zipfile.ZipFile(io.BytesIO(batch.raw_content))
     check("jobs/nightly-load/nightly-load.job" in archive.namelist(), f"batch layout: {archive.namelist()}")
 
+    step("DLF start and stop the job's schedule; a scheduled job is not deleted; delete it stopped")
+    client.start_job(dlf.StartJobRequest(job_name="nightly-load"))
+    expect_error(lambda: client.delete_job(dlf.DeleteJobRequest(job_name="nightly-load")), 400, "DLF.3051")
+    client.stop_job(dlf.StopJobRequest(job_name="nightly-load"))
+    client.delete_job(dlf.DeleteJobRequest(job_name="nightly-load"))
+    expect_error(lambda: client.show_job(dlf.ShowJobRequest(job_name="nightly-load")), 400, "DLF.0100")
+
 
 def obs_steps(endpoints):
     step("OBS a wrong secret key is refused")
