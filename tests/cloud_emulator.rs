@@ -1036,6 +1036,8 @@ async fn calls_ride_out_injected_faults_within_the_retry_budget() {
     let mut calls: BTreeMap<&str, u64> = BTreeMap::new();
     let mut job_config = FlinkJobConfig::defaults_for(JobKind::FlinkSql);
     job_config.sql_body = Some("insert into sink select * from source".into());
+    // An exclusive-cluster job (the default) starts only with a queue.
+    job_config.queue_name = Some("flink_queue".into());
     job_config
         .tags
         .insert("managed-by".into(), "dli-gitops".into());

@@ -434,7 +434,7 @@ impl Repo {
 fn job_yaml(name: &str, cu_number: u32) -> String {
     format!(
         "kind: FlinkSqlJob\nname: {name}\ndesc: e2e job\nqueue_name: ${{flink_queue}}\n\
-         sql_body: |\n  INSERT INTO sink SELECT * FROM source;\nrun_mode: shared_cluster\n\
+         sql_body: |\n  INSERT INTO sink SELECT * FROM source;\nrun_mode: exclusive_cluster\n\
          cu_number: {cu_number}\nparallel_number: 1\ncheckpoint_enabled: true\n\
          checkpoint_interval: 60\ndesired_state: running\nupgrade_mode: savepoint\n"
     )

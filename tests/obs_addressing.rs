@@ -453,7 +453,7 @@ async fn a_target_authorizes_its_buckets_once_before_the_first_apply() {
 
 #[tokio::test]
 async fn a_bucket_dli_cannot_be_granted_stops_the_pass_with_the_reason() {
-    let job = "kind: FlinkSqlJob\nname: clicks\nsql_body: \"SELECT 1 AS v;\"\n\
+    let job = "kind: FlinkSqlJob\nname: clicks\nqueue_name: q1\nsql_body: \"SELECT 1 AS v;\"\n\
                obs_bucket: no-such-bucket\nlog_enabled: true\n";
     let target = Target::start(&[("flink/clicks.yaml", job)]).await;
     let error = target

@@ -679,7 +679,7 @@ impl JobsRepo {
 fn job_yaml(name: &str, cu_number: u32) -> String {
     format!(
         "kind: FlinkSqlJob\nname: {name}\ndesc: reliability job\nqueue_name: ${{flink_queue}}\n\
-         sql_body: |\n  INSERT INTO sink SELECT * FROM source;\nrun_mode: shared_cluster\n\
+         sql_body: |\n  INSERT INTO sink SELECT * FROM source;\nrun_mode: exclusive_cluster\n\
          cu_number: {cu_number}\nparallel_number: 1\ncheckpoint_enabled: true\n\
          checkpoint_interval: 60\ndesired_state: running\nupgrade_mode: savepoint\n"
     )

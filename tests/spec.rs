@@ -127,7 +127,7 @@ fn broken_many_problems_are_all_reported_at_once() {
 fn broken_symlink_outside_the_repository() {
     let mut snapshot = snapshot_of(&[(
         "flink/clicks.yaml",
-        "kind: FlinkSqlJob\nname: clicks\nsql_file: clicks.sql\n",
+        "kind: FlinkSqlJob\nname: clicks\nsql_file: clicks.sql\nqueue_name: q1\n",
     )]);
     snapshot.files.insert(
         "flink/clicks.sql".into(),
@@ -148,7 +148,7 @@ fn broken_symlink_outside_the_repository() {
 fn broken_oversized_files_are_not_read() {
     let mut snapshot = snapshot_of(&[(
         "flink/clicks.yaml",
-        "kind: FlinkSqlJob\nname: clicks\nsql_file: clicks.sql\n",
+        "kind: FlinkSqlJob\nname: clicks\nsql_file: clicks.sql\nqueue_name: q1\n",
     )]);
     snapshot.files.insert(
         "flink/clicks.sql".into(),
@@ -494,6 +494,10 @@ fn flink_config_strategy() -> impl Strategy<Value = FlinkJobConfig> {
                 if !is_jar {
                     config.run_mode = run_mode.0.to_string();
                     config.job_type = run_mode.1.to_string();
+                    // An exclusive-cluster job needs its queue (DLI.13024 otherwise).
+                    if config.run_mode == "exclusive_cluster" && config.queue_name.is_none() {
+                        config.queue_name = Some("flink_queue".into());
+                    }
                 }
                 config.desc = desc;
                 if is_jar {

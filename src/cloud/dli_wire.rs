@@ -344,6 +344,13 @@ pub enum BodyFor {
     Update,
 }
 
+/// An unset text field as `""`, so that an update clears what a previous one set (the detail
+/// reports unset text fields as `""`; chosen: no source says how the service clears a field,
+/// and leaving the key out keeps the old value).
+fn put_or_clear(body: &mut Map<String, Value>, key: &str, value: &Option<String>) {
+    body.insert(key.into(), json!(value.as_deref().unwrap_or("")));
+}
+
 fn put_opt(body: &mut Map<String, Value>, key: &str, value: &Option<String>) {
     if let Some(value) = value {
         body.insert(key.into(), json!(value));
@@ -420,7 +427,7 @@ pub fn sql_followup_update_body(config: &FlinkJobConfig) -> Option<Value> {
 /// otherwise the interface will return an error").
 pub fn running_update_body(config: &FlinkJobConfig, changed: &[String]) -> Value {
     let mut body = Map::new();
-    put_opt(&mut body, "smn_topic", &config.smn_topic);
+    put_or_clear(&mut body, "smn_topic", &config.smn_topic);
     body.insert(
         "restart_when_exception".into(),
         json!(config.restart_when_exception),
@@ -428,7 +435,7 @@ pub fn running_update_body(config: &FlinkJobConfig, changed: &[String]) -> Value
     body.insert("resume_checkpoint".into(), json!(config.resume_checkpoint));
     body.insert("resume_max_num".into(), json!(config.resume_max_num));
     if changed.iter().any(|field| field == "obs_bucket") {
-        put_opt(&mut body, "obs_bucket", &config.obs_bucket);
+        put_or_clear(&mut body, "obs_bucket", &config.obs_bucket);
     }
     debug_assert!(body.keys().all(|key| HOT_FIELDS.contains(&key.as_str())));
     Value::Object(body)
@@ -500,7 +507,11 @@ fn common_body(
     );
     put_opt(&mut body, "obs_bucket", &config.obs_bucket);
     body.insert("log_enabled".into(), json!(config.log_enabled));
-    put_opt(&mut body, "smn_topic", &config.smn_topic);
+    if purpose == BodyFor::Update {
+        put_or_clear(&mut body, "smn_topic", &config.smn_topic);
+    } else {
+        put_opt(&mut body, "smn_topic", &config.smn_topic);
+    }
     body.insert(
         "restart_when_exception".into(),
         json!(config.restart_when_exception),
