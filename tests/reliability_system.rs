@@ -2246,3 +2246,133 @@ fn add_probe_target(setup: &DaemonSetup) {
     config.push_str(&probe_target);
     std::fs::write(&setup.config, &config).expect("config with probe");
 }
+
+// ---------------------------------------------------------------------------------------------
+// DLF: a scheduled job's schedule survives kills between its stop and its start
+
+/// `apply` is killed with SIGKILL at a random moment of each of 30 passes while git keeps
+/// changing a scheduled DLF job whose YAML leaves `desired_state` unset: every change stops the
+/// schedule (DataArts imports only over a stopped job), imports, and starts it again. Kills land
+/// between the stop and the start. Then `apply` converges, and: the job holds git's last
+/// definition, its schedule runs again, `journal verify` passes, every intent has an outcome.
+#[test]
+fn apply_killed_around_a_dlf_schedule_stop_leaves_the_schedule_running() {
+    use rand::{Rng, SeedableRng};
+    let seed: u64 = std::env::var("RELIABILITY_CRASH_SEED")
+        .ok()
+        .and_then(|value| value.parse().ok())
+        .unwrap_or_else(|| rand::thread_rng().r#gen());
+    eprintln!("DLF crash test seed {seed} (RELIABILITY_CRASH_SEED={seed} replays it)");
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+    let temp = tempfile::tempdir().expect("temp dir");
+    let dir = temp.path();
+    let emulator = EmulatorProcess::start(dir, &leak_emulator_yaml(""));
+    let repo = JobsRepo::init(&dir.join("jobs-repo"));
+    let tree = |statement: usize| -> Vec<(String, String)> {
+        vec![
+            (
+                "dlf/nightly.yaml".into(),
+                "kind: DlfJob\nname: nightly\ndefinition_file: nightly.job\n".into(),
+            ),
+            (
+                "dlf/nightly.job".into(),
+                format!(
+                    r#"{{"name": "nightly", "processType": "BATCH", "nodes": [{{"name": "n", "type": "DWSSQL", "properties": [{{"name": "statement", "value": "SELECT {statement}"}}]}}], "schedule": {{"type": "CRON", "cron": {{"expression": "0 0 2 * * ?"}}}}}}"#
+                ),
+            ),
+            ("environments/dev.yaml".into(), ENVIRONMENT_YAML.into()),
+        ]
+    };
+    repo.commit_tree("start", &tree(0));
+    let setup = DaemonSetup::new(
+        dir,
+        &repo,
+        &emulator,
+        &DaemonOptions {
+            project_id: LEAK_PROJECT_ID,
+            prune: true,
+            poll_interval: "1s",
+            extra_source: "",
+        },
+        leak_env(LEAK_SECRET_KEY),
+    );
+    setup
+        .apply_until_converged(5)
+        .unwrap_or_else(|last| panic!("the DLF job is not created:\n{last}"));
+    let dlf = dli_gitops::cloud::DlfClient::new(
+        Url::parse(&emulator.url("dlf")).expect("url"),
+        LEAK_PROJECT_ID,
+        Credentials::AkSk {
+            access_key: LEAK_ACCESS_KEY.into(),
+            secret_key: Secret::new(LEAK_SECRET_KEY),
+            security_token: None,
+        },
+        ClientOptions {
+            requests_per_second: 0.0,
+            ..ClientOptions::default()
+        },
+        None,
+    )
+    .expect("client");
+    // Scheduled by hand: git leaves the schedule to whoever runs the job.
+    block_on(dlf.start_job("nightly")).expect("start the schedule");
+
+    let config = setup.config_arg();
+    let runs = (crash_runs() * 3 / 5).max(1);
+    for run in 1..=runs {
+        repo.commit_tree(&format!("run {run}"), &tree(run));
+        let process = Process::spawn(
+            {
+                let mut command = setup.command(&[
+                    "apply",
+                    "--config",
+                    &config,
+                    "--target",
+                    "dev",
+                    "--auto-approve",
+                ]);
+                command.stdout(Stdio::null());
+                command
+            },
+            dir.join(format!("apply-dlf-{run}.log")),
+        );
+        std::thread::sleep(Duration::from_millis(rng.gen_range(30..900)));
+        process.kill_hard();
+    }
+    let passes = setup
+        .apply_until_converged(20)
+        .unwrap_or_else(|last| panic!("seed {seed}: no convergence in 20 passes:\n{last}"));
+
+    let mut failures = Vec::new();
+    let definition = block_on(dlf.job_detail("nightly")).expect("the job exists");
+    if !definition.to_string().contains(&format!("SELECT {runs}\"")) {
+        failures.push(format!(
+            "the live job is not git's last definition: {definition}"
+        ));
+    }
+    let (listed, _) = block_on(dlf.list_every_job(Some("nightly"))).expect("list");
+    let status = listed.first().and_then(|job| job.status.clone());
+    if status.as_deref() != Some("NORMAL") {
+        failures.push(format!(
+            "the schedule was stopped for an import and never started again: {status:?}"
+        ));
+    }
+    failures.extend(journal_violations(&setup));
+    let counts = journal_counts(&setup);
+    eprintln!(
+        "DLF crash test: {runs} SIGKILLs; converged in {passes} apply pass(es); journal: {counts:?}"
+    );
+    if counts.interrupted == 0 {
+        failures.push(format!(
+            "no kill interrupted an action ({counts:?}); the timing no longer exercises crashes"
+        ));
+    }
+    if !failures.is_empty() {
+        let kept = temp.keep();
+        panic!(
+            "seed {seed} (state kept in {}):\n{}",
+            kept.display(),
+            failures.join("\n")
+        );
+    }
+}
