@@ -843,3 +843,36 @@ fn broken_in_one_environment_only() {
     ]);
     check("only-in-one-environment", &snapshot, None);
 }
+
+#[test]
+fn a_dlf_job_takes_desired_state_for_its_schedule_without_changing_its_digest() {
+    let definition = r#"{"name": "load", "processType": "REAL_TIME", "nodes": [{"name": "a", "type": "DWSSQL"}], "schedule": {"type": "CRON"}}"#;
+    let resolve = |yaml: &str| {
+        spec::resolve(
+            &snapshot_of(&[("dlf/load.yaml", yaml), ("dlf/load.job", definition)]),
+            None,
+        )
+    };
+    let base = "kind: DlfJob\nname: load\ndefinition_file: load.job\n";
+    let unset = resolve(base).expect("resolves");
+    assert_eq!(unset.dlf[0].desired_state, None);
+    let running = resolve(&format!("{base}desired_state: running\n")).expect("resolves");
+    assert_eq!(
+        running.dlf[0].desired_state,
+        Some(dli_gitops::model::RunState::Running)
+    );
+    let stopped = resolve(&format!("{base}desired_state: stopped\n")).expect("resolves");
+    assert_eq!(
+        stopped.dlf[0].desired_state,
+        Some(dli_gitops::model::RunState::Stopped)
+    );
+    // The schedule is no part of what is imported: starting or stopping it never re-imports.
+    assert_eq!(unset.dlf[0].digest, running.dlf[0].digest);
+    assert_eq!(unset.dlf[0].digest, stopped.dlf[0].digest);
+    let refused = resolve(&format!("{base}desired_state: scheduled\n")).unwrap_err();
+    let text = refused.to_string();
+    assert!(
+        text.contains("desired_state") && text.contains("running"),
+        "{text}"
+    );
+}
