@@ -1480,6 +1480,13 @@ async fn a_dlf_task_that_ends_warning_is_done_and_its_warnings_are_reported() {
         "{}",
         report.render_text()
     );
+    let journal = std::fs::read_to_string(harness.dir.path().join("state/journal.jsonl")).unwrap();
+    assert!(
+        journal
+            .lines()
+            .any(|line| line.contains("\"outcome\"") && line.contains("unused_dws")),
+        "the outcome journals the warning"
+    );
     assert!(
         started.elapsed() < Duration::from_secs(15),
         "a WARNING task is finished, not waited on until the 20 s timeout"

@@ -173,6 +173,7 @@ impl<L: LiveService, J: Ledger> Executor<'_, L, J> {
             managed: (ok && !state.deleted && !action.is_waiting()).then_some(true),
             protected: (ok && action.class != ActionClass::Prune && !action.is_waiting())
                 .then_some(action.protected),
+            warnings: state.warnings.clone(),
         };
         let error = failure.as_ref().map(|(step, failure)| RecordedFailure {
             code: failure.code.clone(),

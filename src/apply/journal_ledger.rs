@@ -55,7 +55,15 @@ fn effects_of(effects: &ActionEffects) -> Effects {
         deleted: effects.deleted,
         managed: effects.managed,
         protected: effects.protected,
-        extra: Map::new(),
+        // The journal keeps payload fields it does not model; warnings ride there.
+        extra: if effects.warnings.is_empty() {
+            Map::new()
+        } else {
+            Map::from_iter([(
+                "warnings".to_string(),
+                serde_json::Value::from(effects.warnings.clone()),
+            )])
+        },
     }
 }
 

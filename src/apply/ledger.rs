@@ -66,6 +66,10 @@ pub struct ActionEffects {
     pub managed: Option<bool>,
     /// The applied definition said `prune: false`.
     pub protected: Option<bool>,
+    /// What the service reported as warnings while the action succeeded (a DLF import task
+    /// that ended `WARNING`); journaled with the outcome as `effects.warnings`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
 }
 
 /// The last observation of a job, as cached in the journal.
