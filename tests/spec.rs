@@ -540,16 +540,18 @@ fn flink_config_strategy() -> impl Strategy<Value = FlinkJobConfig> {
         )
 }
 
+/// v2 resources, the Flink version for them, operator_config, static_estimator_config,
+/// flink_log_config.
+type NewerFields = (
+    Option<ResourceConfig>,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+);
+
 /// The v2 resource model and the JSON text fields, in canonical form.
-fn newer_fields_strategy() -> impl Strategy<
-    Value = (
-        Option<ResourceConfig>,
-        Option<String>,
-        Option<String>,
-        Option<String>,
-        Option<String>,
-    ),
-> {
+fn newer_fields_strategy() -> impl Strategy<Value = NewerFields> {
     let spec = (
         proptest::option::of(1i64..=64_000),
         proptest::option::of(prop_oneof![

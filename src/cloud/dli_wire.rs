@@ -812,7 +812,7 @@ mod tests {
             desired: json!(8),
         };
         assert_eq!(
-            UpdateScope::for_diffs(&[hot.clone()]),
+            UpdateScope::for_diffs(std::slice::from_ref(&hot)),
             UpdateScope::Running {
                 changed: vec!["smn_topic".into()]
             }
