@@ -494,11 +494,11 @@ pub fn job_statuses(inputs: &StatusInputs<'_>) -> Vec<JobStatus> {
         .iter()
         .map(|job| (job.name.as_str(), job))
         .collect();
-    let live_dlf: BTreeMap<&str, ()> = inputs
+    let live_dlf: BTreeMap<&str, Option<&str>> = inputs
         .observed
         .dlf
         .iter()
-        .map(|job| (job.name.as_str(), ()))
+        .map(|job| (job.name.as_str(), job.status.as_deref()))
         .collect();
     let base_sync = if inputs.plan.is_some() {
         SyncStatus::Synced
@@ -513,12 +513,16 @@ pub fn job_statuses(inputs: &StatusInputs<'_>) -> Vec<JobStatus> {
         }
         let (health, live_status, live_id) = if kind == JobKind::Dlf {
             match live_dlf.get(name) {
-                Some(()) => (
+                // The list's scheduling status (NORMAL, STOPPED, ...); runs are not observed.
+                Some(status) => (
                     HealthInfo {
                         status: HealthStatus::Healthy,
-                        message: Some("present; DLF run status is not observed".to_string()),
+                        message: Some(format!(
+                            "present, schedule {}; DLF run results are not observed",
+                            status.unwrap_or("unknown")
+                        )),
                     },
-                    None,
+                    status.map(str::to_string),
                     None,
                 ),
                 None => (missing(), None, None),
