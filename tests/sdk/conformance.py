@@ -158,6 +158,38 @@ def dli_steps(endpoints, obs_client):
     _, seen = wait_status(client, sql_id, "job_running")
     check(seen[0] == "job_submitting", f"run passes through job_submitting: {seen}")
 
+    step("DLI a running job takes only the hot fields")
+    expect_error(lambda: client.update_flink_sql_job(dli.UpdateFlinkSqlJobRequest(
+        job_id=sql_id, body=dli.UpdateFlinkSqlJobRequestBody(cu_number=6))), 400, "DLI.0001")
+    client.update_flink_sql_job(dli.UpdateFlinkSqlJobRequest(
+        job_id=sql_id, body=dli.UpdateFlinkSqlJobRequestBody(smn_topic="alerts", resume_max_num=3)))
+    hot = client.show_flink_job(dli.ShowFlinkJobRequest(job_id=sql_id)).job_detail
+    check(hot.status == "job_running" and hot.job_config.smn_topic == "alerts", f"hot update: {hot.status}")
+
+    step("DLI the v2 resource model and the service-filled fields")
+    v2 = client.create_flink_sql_job(dli.CreateFlinkSqlJobRequest(body=dli.CreateFlinkSqlJobRequestBody(
+        name="v2-job", queue_name="flink_queue", sql_body="INSERT INTO sink SELECT * FROM source;",
+        run_mode="exclusive_cluster", resource_config_version="v2", flink_version="1.17",
+        flink_log_config='{"root_logger_level":"INFO"}',
+        resource_config=dli.ResourceConfig(max_slot=2, parallel_number=4,
+            taskmanager_resource_spec=dli.ResourceSpec(cpu=1.5, memory="4G")))))
+    shown = client.show_flink_job(dli.ShowFlinkJobRequest(job_id=v2.job.job_id)).job_detail
+    resources = shown.job_config.resource_config
+    check(shown.job_config.resource_config_version == "v2" and resources.max_slot == 2
+          and resources.taskmanager_resource_spec.cpu == 1.5, f"v2 read back: {resources}")
+    check(shown.job_config.flink_log_config == '{"root_logger_level":"INFO"}', "flink_log_config read back")
+    bare = client.create_flink_jar_job(dli.CreateFlinkJarJobRequest(body=dli.CreateFlinkJarJobRequestBody(
+        name="bare-jar", entrypoint="obs://dli-gitops-staging/app.jar")))
+    shown = client.show_flink_job(dli.ShowFlinkJobRequest(job_id=bare.job.job_id)).job_detail
+    check(shown.queue_name and shown.job_config.feature == "basic" and shown.job_config.flink_version,
+          f"service-filled: {shown.queue_name} {shown.job_config.feature}")
+    expect_error(lambda: client.create_flink_sql_job(dli.CreateFlinkSqlJobRequest(
+        body=dli.CreateFlinkSqlJobRequestBody(name="bad-pair", queue_name="q", sql_body="select 1",
+                                              run_mode="shared_cluster", job_type="flink_opensource_sql_job"))),
+        400, "DLI.0001")
+    client.delete_flink_job(dli.DeleteFlinkJobRequest(job_id=v2.job.job_id))
+    client.delete_flink_job(dli.DeleteFlinkJobRequest(job_id=bare.job.job_id))
+
     step("DLI trigger a savepoint on the running job")
     triggered = client.execute_flink_job_savepoint(dli.ExecuteFlinkJobSavepointRequest(
         job_id=sql_id, body=dli.ExecuteFlinkJobSavepointRequestBody(action="TRIGGER")))
