@@ -472,6 +472,11 @@ pub struct FlinkJobConfig {
 /// `tm_slot_num`, `checkpoint_path`, `resource_config_version` and `resource_config`
 /// Optional+Computed (`resource_huaweicloud_dli_flinksql_job.go`, `flinkjar_job.go`); the SDK
 /// documents the `tm_slot_num` formula and the `v1` default of `resource_config_version`.
+///
+/// `operator_config`, `static_estimator_config` and `flink_log_config` are here too, for another
+/// reason: the console writes them (the stream graph editor writes `operator_config`) and no
+/// source says how an update clears one, so a job file that leaves them out leaves them alone
+/// instead of restarting the job on every pass over a value it cannot remove.
 pub const SERVICE_COMPUTED_FIELDS: &[&str] = &[
     "queue_name",
     "feature",
@@ -481,6 +486,9 @@ pub const SERVICE_COMPUTED_FIELDS: &[&str] = &[
     "checkpoint_path",
     "resource_config_version",
     "resource_config",
+    "operator_config",
+    "static_estimator_config",
+    "flink_log_config",
 ];
 
 /// Service defaults, written out so that an unset field in git equals the live default.
@@ -609,6 +617,12 @@ impl FlinkJobConfig {
             &mut filled.resource_config_version,
             &live.resource_config_version,
         );
+        take(&mut filled.operator_config, &live.operator_config);
+        take(
+            &mut filled.static_estimator_config,
+            &live.static_estimator_config,
+        );
+        take(&mut filled.flink_log_config, &live.flink_log_config);
         if filled.tm_slot_num.is_none() {
             filled.tm_slot_num = live.tm_slot_num;
         }
@@ -927,6 +941,59 @@ mod tests {
             .map(|d| (d.field.as_str(), d.is_hot()))
             .collect();
         assert_eq!(fields, vec![("cu_number", false), ("smn_topic", true)]);
+    }
+
+    #[test]
+    fn per_type_fields_and_console_written_json_fields() {
+        let mut desired = FlinkJobConfig::defaults_for(JobKind::FlinkJar);
+        desired.entrypoint = Some("obs://b/a.jar".into());
+        let mut live = desired.clone();
+        // SQL-only values on a Jar job are not compared, nor is a console-set operator config.
+        live.run_mode = "shared_cluster".into();
+        live.idle_state_retention = 1;
+        live.flink_log_config = Some(canonical_json_text(r#"{"root_logger_level":"WARN"}"#));
+        live.feature = Some("basic".into());
+        live.queue_name = Some("default".into());
+        assert_eq!(desired.field_diffs(&live), vec![]);
+        // Pinned in git, they are compared.
+        desired.flink_log_config = Some(canonical_json_text(r#"{"root_logger_level": "INFO"}"#));
+        desired.feature = Some("custom".into());
+        let fields: Vec<String> = desired
+            .field_diffs(&live)
+            .into_iter()
+            .map(|diff| diff.field)
+            .collect();
+        assert_eq!(fields, vec!["feature", "flink_log_config"]);
+        // JSON text compares in canonical form.
+        assert_eq!(
+            canonical_json_text(r#"{ "b": 1, "a": {"d": 2, "c": 3} }"#),
+            r#"{"a":{"c":3,"d":2},"b":1}"#
+        );
+    }
+
+    #[test]
+    fn v2_jobs_are_not_compared_on_cu_fields_and_resource_parts_are_filled() {
+        let mut desired = FlinkJobConfig::defaults_for(JobKind::FlinkSql);
+        desired.resource_config_version = Some(RESOURCE_CONFIG_V2.into());
+        desired.resource_config = Some(ResourceConfig {
+            parallel_number: Some(4),
+            ..ResourceConfig::default()
+        });
+        let mut live = desired.clone();
+        live.cu_number = 9;
+        live.tm_cus = 3;
+        live.resource_config = Some(ResourceConfig {
+            max_slot: Some(1),
+            parallel_number: Some(4),
+            taskmanager_resource_spec: Some(ResourceSpec {
+                cpu: Cpu::from_cores(1.0),
+                memory: Some("4G".into()),
+            }),
+            ..ResourceConfig::default()
+        });
+        assert_eq!(desired.field_diffs(&live), vec![]);
+        live.resource_config.as_mut().unwrap().parallel_number = Some(2);
+        assert_eq!(desired.field_diffs(&live).len(), 1);
     }
 
     #[test]
