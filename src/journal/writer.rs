@@ -242,6 +242,7 @@ impl Inner {
     /// names the same device and inode, and the file still has a link. Otherwise says what was
     /// found. An operator who moves, deletes or replaces the journal under a running process
     /// would otherwise have every later record go to an unlinked file and be lost.
+    #[cfg(unix)]
     pub(super) fn check_journal_identity(&self, file: &File) -> Result<(), String> {
         use std::os::unix::fs::MetadataExt;
         let open = file
@@ -277,6 +278,19 @@ impl Inner {
             ));
         }
         Ok(())
+    }
+
+    /// Without device and inode numbers only the path's existence can be checked.
+    #[cfg(not(unix))]
+    pub(super) fn check_journal_identity(&self, _file: &File) -> Result<(), String> {
+        if self.paths.journal.exists() {
+            Ok(())
+        } else {
+            Err(format!(
+                "no file is at {} any more; the open file was moved elsewhere",
+                self.paths.journal.display()
+            ))
+        }
     }
 
     /// Automatic compaction after a commit: a failure is logged, not returned, because the
