@@ -30,6 +30,8 @@ pub struct ApplyReconciler {
     journal: Journal,
     /// For carrying state from other targets (issue 8).
     config: Arc<Config>,
+    /// The check for a target without history ran once (it only matters at start).
+    history_checked: AtomicBool,
 }
 
 impl ApplyReconciler {
@@ -45,6 +47,7 @@ impl ApplyReconciler {
             context,
             journal,
             config: Arc::new(config.clone()),
+            history_checked: AtomicBool::new(false),
         })
     }
 }
@@ -62,7 +65,10 @@ impl ApplyReconciler {
         let execute = request.execute && !observe_only;
         // No history of this target in the journal, but its jobs may be live: a restore that
         // may have run before is recorded as done, never replayed.
-        if execute && !self.journal.state().knows_jobs_of(&self.context.name) {
+        if execute
+            && !self.history_checked.load(Ordering::SeqCst)
+            && !self.journal.state().knows_jobs_of(&self.context.name)
+        {
             let (observed, _) = apply::observe(&self.context)
                 .await
                 .map_err(|error| pass_error(&error))?;
@@ -73,6 +79,7 @@ impl ApplyReconciler {
                     code: None,
                     retryable: true,
                 })?;
+            self.history_checked.store(true, Ordering::SeqCst);
         }
         // Promotion (issue 8): state this target's jobs take from another target is copied
         // into this account before the pass imports it.

@@ -11,8 +11,9 @@ use chrono::Utc;
 use crate::journal::{Effects, Journal, JournalError, Outcome, RecordBody};
 use crate::model::{DesiredJobs, ObservedJobs};
 
-/// Journals the `restore` of every live managed Flink job of `target` as applied when the
-/// journal knows none of `target`'s jobs. Returns the jobs it marked (empty: nothing to do).
+/// When the journal knows none of `target`'s jobs: journals every live managed Flink job of
+/// `target` as adopted, and its `restore` (if git has one) as applied. Returns the jobs whose
+/// restore it marked.
 pub async fn adopt_without_history(
     journal: &Journal,
     target: &str,
@@ -23,14 +24,23 @@ pub async fn adopt_without_history(
         return Ok(Vec::new());
     }
     let mut marked = Vec::new();
+    // Every live managed job is recorded as adopted (so the journal has history from now on and
+    // a later restart does not decide this again); its restore, if git has one, as applied.
     for live in observed.flink.iter().filter(|job| job.is_managed()) {
-        let Some(restore) = desired
+        let restore = desired
             .flink
             .iter()
             .find(|job| job.name == live.name)
-            .and_then(|job| job.lifecycle.restore.as_ref())
-        else {
-            continue;
+            .and_then(|job| job.lifecycle.restore.as_ref());
+        let note = match restore {
+            Some(_) => {
+                "adopted: the journal had no history of this target while the job was live with \
+                 the managed-by tag; its restore may have run before, so it is not replayed"
+            }
+            None => {
+                "adopted: the journal had no history of this target while the job was live with \
+                 the managed-by tag"
+            }
         };
         let record = RecordBody::Outcome(Outcome {
             action_id: format!(
@@ -42,23 +52,23 @@ pub async fn adopt_without_history(
             ok: true,
             error: None,
             effects: Effects {
-                restore_key: Some(restore.key()),
+                live_id: Some(live.id.to_string()),
+                managed: Some(true),
+                restore_key: restore.map(|restore| restore.key()),
                 ..Effects::default()
             },
             plan_id: None,
             extra: [(
                 "note".to_string(),
-                serde_json::Value::String(
-                    "the journal had no history of this target while the job was live with the \
-                     managed-by tag: its restore may have run before, so it is not replayed"
-                        .to_string(),
-                ),
+                serde_json::Value::String(note.to_string()),
             )]
             .into_iter()
             .collect(),
         });
         journal.append_async(target, record).await?;
-        marked.push(live.name.clone());
+        if restore.is_some() {
+            marked.push(live.name.clone());
+        }
     }
     let managed = observed.flink.iter().filter(|job| job.is_managed()).count();
     if managed > 0 {
