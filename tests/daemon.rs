@@ -1530,3 +1530,52 @@ fn a_journal_moved_away_under_the_daemon_stops_every_action_and_says_so() {
     assert_eq!((live_status.as_str(), cu), ("job_running", 2));
     assert!(daemon.stop().success());
 }
+
+#[test]
+fn a_second_signal_exits_at_once_and_the_next_start_finishes_the_upgrade() {
+    let (setup, _first) = slow_upgrade_setup();
+    let daemon = setup.start_daemon(false, "1s", "twice");
+    daemon.wait_for("clicks to run", |status| {
+        status["jobs"].as_array().is_some_and(|jobs| {
+            jobs.iter()
+                .any(|job| job["name"] == "clicks" && job["live_status"] == "job_running")
+        })
+    });
+    let second = setup.repo.commit(
+        "more CUs",
+        &[("flink/clicks.yaml", Some(&upgrade_job_yaml(3)))],
+    );
+    wait_until_stopping(&setup.emulator, "clicks");
+    let mut daemon = daemon;
+    let mut process = daemon.process.take().unwrap();
+    process.signal("TERM");
+    std::thread::sleep(Duration::from_millis(300));
+    process.signal("INT");
+    let started = Instant::now();
+    let child = process.child.as_mut().unwrap();
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "the second signal did not end the daemon"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert_eq!(status.code(), Some(130), "{status}");
+    let log = std::fs::read_to_string(setup.dir.path().join("daemon-twice.log")).unwrap();
+    assert!(
+        log.contains("Second signal: exiting now"),
+        "{}",
+        tail(&log, 20)
+    );
+
+    let daemon = setup.start_daemon(false, "1s", "after-twice");
+    daemon.wait_for("the upgrade to be finished", |status| {
+        synced_at(status, &second) && job(status, "clicks")["live_status"] == "job_running"
+    });
+    let (_, _, cu) = live_job(&setup.emulator, "clicks");
+    assert_eq!(cu, 3);
+    assert!(daemon.stop().success());
+}

@@ -276,6 +276,18 @@ pub async fn shutdown_signal() -> Result<impl std::future::Future<Output = ()>, 
                 _ = terminate.recv() => tracing::info!(signal = "SIGTERM", "Signal received."),
                 _ = interrupt.recv() => tracing::info!(signal = "SIGINT", "Signal received."),
             }
+            // A second signal (Ctrl-C twice at a terminal) stops waiting for the actions in
+            // flight: like a crash, which the journal is built for, the next start resolves them.
+            tokio::spawn(async move {
+                tokio::select! {
+                    _ = terminate.recv() => {}
+                    _ = interrupt.recv() => {}
+                }
+                tracing::warn!(
+                    "Second signal: exiting now without waiting for the actions in flight; the next start resolves their journal intents first and finishes the work."
+                );
+                std::process::exit(super::interrupt::ABORT_EXIT_CODE);
+            });
         })
     }
     #[cfg(not(unix))]
