@@ -2376,3 +2376,179 @@ fn apply_killed_around_a_dlf_schedule_stop_leaves_the_schedule_running() {
         );
     }
 }
+
+// ---------------------------------------------------------------------------------------------
+// Restores under SIGKILL: a restore is a one-shot step, never applied twice.
+
+/// `apply` is killed at random moments while git alternates upgrades with explicit restores
+/// (`restore: {savepoint_path, nonce}` naming an earlier stop savepoint of the job). After one
+/// last converging pass: the job runs with git's definition, every run resumed either from the
+/// stop savepoint of the run before it or from a restore path, no restore path was restored
+/// more often than restores named it (a restore re-applied after a crash would show here), the
+/// last restore was applied, and every intent has an outcome.
+#[test]
+fn apply_killed_around_restores_applies_each_restore_at_most_once() {
+    use rand::{Rng, SeedableRng};
+    let seed: u64 = std::env::var("RELIABILITY_CRASH_SEED")
+        .ok()
+        .and_then(|value| value.parse().ok())
+        .unwrap_or_else(|| rand::thread_rng().r#gen());
+    eprintln!("restore crash test seed {seed} (RELIABILITY_CRASH_SEED={seed} replays it)");
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+    let temp = tempfile::tempdir().expect("temp dir");
+    let dir = temp.path();
+    let emulator = EmulatorProcess::start(
+        dir,
+        &leak_emulator_yaml("").replace(
+            "submit_ms: 50, cancel_ms: 50, savepoint_ms: 50",
+            "submit_ms: 20, cancel_ms: 20, savepoint_ms: 20",
+        ),
+    );
+    let repo = JobsRepo::init(&dir.join("jobs-repo"));
+    let tree = |cu: u32, restore: Option<&(String, u64)>| {
+        let mut job = job_yaml("orders", cu);
+        if let Some((path, nonce)) = restore {
+            job.push_str(&format!(
+                "restore: {{savepoint_path: \"{path}\", nonce: {nonce}}}\n"
+            ));
+        }
+        vec![
+            ("flink/orders.yaml".to_string(), job),
+            (
+                "environments/dev.yaml".to_string(),
+                ENVIRONMENT_YAML.to_string(),
+            ),
+        ]
+    };
+    let mut cu = 2u32;
+    repo.commit_tree("start", &tree(cu, None));
+    let setup = DaemonSetup::new(
+        dir,
+        &repo,
+        &emulator,
+        &DaemonOptions {
+            project_id: LEAK_PROJECT_ID,
+            prune: true,
+            poll_interval: "1s",
+            extra_source: "",
+        },
+        leak_env(LEAK_SECRET_KEY),
+    );
+    setup
+        .apply_until_converged(10)
+        .unwrap_or_else(|last| panic!("seed {seed}: the job was not created:\n{last}"));
+    let client = emulator.client(LEAK_ACCESS_KEY, LEAK_SECRET_KEY, LEAK_PROJECT_ID);
+    let job_id = block_on(client.list_jobs(&ListJobsQuery::default())).expect("list")[0].id;
+    let stop_savepoints = |emulator: &EmulatorProcess| -> Vec<String> {
+        emulator.runs(LEAK_PROJECT_ID, job_id)["runs"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+            .iter()
+            .filter_map(|run| run["stop_savepoint"].as_str().map(str::to_string))
+            .collect()
+    };
+    let config = setup.config_arg();
+    let runs = (crash_runs() / 2).max(10);
+    let mut restores: Vec<(String, u64)> = Vec::new();
+    let mut current: Option<(String, u64)> = None;
+    for run in 0..runs {
+        let known = stop_savepoints(&emulator);
+        // An older stop savepoint than the latest, so that a restore is told apart from the
+        // ordinary resume of an upgrade.
+        if run % 3 == 2 && known.len() >= 2 {
+            let path = known[rng.gen_range(0..known.len() - 1)].clone();
+            let restore = (path, run as u64 + 1);
+            restores.push(restore.clone());
+            current = Some(restore);
+        } else {
+            cu = if cu >= 5 { 2 } else { cu + 1 };
+        }
+        repo.commit_tree(&format!("run {run}"), &tree(cu, current.as_ref()));
+        let process = Process::spawn(
+            {
+                let mut command = setup.command(&[
+                    "apply",
+                    "--config",
+                    &config,
+                    "--target",
+                    "dev",
+                    "--auto-approve",
+                ]);
+                command.stdout(Stdio::null());
+                command
+            },
+            dir.join(format!("apply-{run}.log")),
+        );
+        std::thread::sleep(Duration::from_millis(rng.gen_range(30..1500)));
+        process.kill_hard();
+    }
+    let passes = setup
+        .apply_until_converged(30)
+        .unwrap_or_else(|last| panic!("seed {seed}: no convergence in 30 passes:\n{last}"));
+
+    let mut failures = journal_violations(&setup);
+    let detail = block_on(client.job_detail(job_id)).expect("detail");
+    if detail.status.as_str() != "job_running" || detail.config.cu_number != cu as i32 {
+        failures.push(format!(
+            "orders is {} with cu_number {}; git wants it running with {cu}",
+            detail.status, detail.config.cu_number
+        ));
+    }
+    let job_runs = emulator.runs(LEAK_PROJECT_ID, job_id)["runs"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    let restore_paths: std::collections::BTreeMap<&str, usize> =
+        restores
+            .iter()
+            .fold(Default::default(), |mut counts, (path, _)| {
+                *counts.entry(path.as_str()).or_default() += 1;
+                counts
+            });
+    let mut restored: std::collections::BTreeMap<String, usize> = Default::default();
+    for pair in job_runs.windows(2) {
+        let (previous, next) = (&pair[0], &pair[1]);
+        let from = next["restored_from"].as_str();
+        let stop = previous["stop_savepoint"].as_str();
+        match from {
+            Some(path) if Some(path) != stop && restore_paths.contains_key(path) => {
+                *restored.entry(path.to_string()).or_default() += 1;
+            }
+            _ if from == stop && stop.is_some() => {}
+            _ => failures.push(format!(
+                "run {} resumed from {from:?}, neither the stop savepoint {stop:?} of run {} nor a restore",
+                next["run_number"], previous["run_number"]
+            )),
+        }
+    }
+    for (path, times) in &restored {
+        let named = restore_paths.get(path.as_str()).copied().unwrap_or(0);
+        if *times > named {
+            failures.push(format!(
+                "{path} was restored {times} times but restores named it {named} times: a restore was applied twice"
+            ));
+        }
+    }
+    if let Some((path, _)) = &current
+        && !job_runs
+            .iter()
+            .any(|run| run["restored_from"].as_str() == Some(path.as_str()))
+    {
+        failures.push(format!("the last restore ({path}) was never applied"));
+    }
+    let counts = journal_counts(&setup);
+    eprintln!(
+        "restore crash test: {runs} SIGKILLs, {} restores, converged in {passes} passes; \
+         restored: {restored:?}; journal: {counts:?}",
+        restores.len()
+    );
+    if !failures.is_empty() {
+        let kept = temp.keep();
+        panic!(
+            "seed {seed} (state kept in {}):\n{}",
+            kept.display(),
+            failures.join("\n")
+        );
+    }
+}
