@@ -357,6 +357,8 @@ impl Ledger for FakeLedger {
 fn job(name: &str, cu_number: i32, state: RunState) -> DesiredFlinkJob {
     let mut config = FlinkJobConfig::defaults_for(crate::model::JobKind::FlinkSql);
     config.sql_body = Some(format!("SELECT {cu_number}"));
+    // An exclusive-cluster job (the default run mode) starts only with a queue.
+    config.queue_name = Some("flink_queue".into());
     config.cu_number = cu_number;
     DesiredFlinkJob {
         name: name.to_string(),
@@ -655,6 +657,7 @@ async fn an_export_resolves_to_the_live_jobs_and_plans_no_change() {
     let ledger = FakeLedger::default();
     let mut config = FlinkJobConfig::defaults_for(crate::model::JobKind::FlinkSql);
     config.sql_body = Some("SELECT a, COUNT(*)\nFROM t\nGROUP BY a;\n".into());
+    config.queue_name = Some("flink_queue".into());
     config.cu_number = 3;
     config.checkpoint_enabled = true;
     config.checkpoint_mode = crate::model::CheckpointMode::AtLeastOnce;
