@@ -227,6 +227,8 @@ async fn execute_approved(
         carried_savepoints,
         ..context.options.clone()
     };
+    // What `reconcile_once` does before an executing pass: DLI may use the target's buckets.
+    context.authorize_obs(Some(desired)).await?;
     let ledger = crate::daemon::StoppingLedger::new(&context.ledger, stop);
     let span = tracing::info_span!("reconcile", target = %context.name, revision = options.revision.as_deref().unwrap_or("-"));
     let result = tracing::Instrument::instrument(
