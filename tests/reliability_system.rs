@@ -2552,3 +2552,134 @@ fn apply_killed_around_restores_applies_each_restore_at_most_once() {
         );
     }
 }
+
+// ---------------------------------------------------------------------------------------------
+// Rollback under SIGKILL: the job is never left down, the state chain never breaks.
+
+/// `rollback` is killed at random moments, again and again, then run to its end. Its stop
+/// savepoint is journaled before the backup is imported, and a rerun restarts, from that
+/// savepoint, a job an interrupted run had stopped. Afterwards: the job runs the backup's
+/// definition, every run resumed from the stop savepoint of the run before it, and every intent
+/// has an outcome.
+#[test]
+fn rollback_killed_at_random_moments_never_leaves_the_job_down() {
+    use rand::{Rng, SeedableRng};
+    let seed: u64 = std::env::var("RELIABILITY_CRASH_SEED")
+        .ok()
+        .and_then(|value| value.parse().ok())
+        .unwrap_or_else(|| rand::thread_rng().r#gen());
+    eprintln!("rollback crash test seed {seed} (RELIABILITY_CRASH_SEED={seed} replays it)");
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+    let temp = tempfile::tempdir().expect("temp dir");
+    let dir = temp.path();
+    let emulator = EmulatorProcess::start(
+        dir,
+        &leak_emulator_yaml("").replace(
+            "submit_ms: 50, cancel_ms: 50, savepoint_ms: 50",
+            "submit_ms: 20, cancel_ms: 20, savepoint_ms: 20",
+        ),
+    );
+    let repo = JobsRepo::init(&dir.join("jobs-repo"));
+    let tree = |cu: u32| {
+        vec![
+            ("flink/orders.yaml".to_string(), job_yaml("orders", cu)),
+            (
+                "environments/dev.yaml".to_string(),
+                ENVIRONMENT_YAML.to_string(),
+            ),
+        ]
+    };
+    repo.commit_tree("start", &tree(2));
+    let setup = DaemonSetup::new(
+        dir,
+        &repo,
+        &emulator,
+        &DaemonOptions {
+            project_id: LEAK_PROJECT_ID,
+            prune: true,
+            poll_interval: "1s",
+            extra_source: "",
+        },
+        leak_env(LEAK_SECRET_KEY),
+    );
+    // cu 2 → 3 → 4: two applies that took backups.
+    for cu in [2, 3, 4] {
+        repo.commit_tree(&format!("cu {cu}"), &tree(cu));
+        setup
+            .apply_until_converged(10)
+            .unwrap_or_else(|last| panic!("seed {seed}: cu {cu} did not converge:\n{last}"));
+    }
+    let config = setup.config_arg();
+    let rollback = |tag: &str| {
+        Process::spawn(
+            {
+                let mut command =
+                    setup.command(&["rollback", "--config", &config, "--target", "dev"]);
+                command.stdout(Stdio::null());
+                command
+            },
+            dir.join(format!("rollback-{tag}.log")),
+        )
+    };
+    let runs = (crash_runs() / 3).max(10);
+    for run in 0..runs {
+        let process = rollback(&run.to_string());
+        std::thread::sleep(Duration::from_millis(rng.gen_range(30..1200)));
+        process.kill_hard();
+    }
+    let (code, stdout, stderr) =
+        setup.run_cli(&["rollback", "--config", &config, "--target", "dev"], &[]);
+    let mut failures = Vec::new();
+    if code != Some(0) {
+        failures.push(format!(
+            "the last rollback exited {code:?}:\n{stdout}{stderr}"
+        ));
+    }
+    failures.extend(journal_violations(&setup));
+    let client = emulator.client(LEAK_ACCESS_KEY, LEAK_SECRET_KEY, LEAK_PROJECT_ID);
+    let listed = block_on(client.list_jobs(&ListJobsQuery::default())).expect("list");
+    let job = listed
+        .iter()
+        .find(|job| job.name == "orders")
+        .expect("orders is live");
+    let detail = block_on(client.job_detail(job.id)).expect("detail");
+    if detail.status.as_str() != "job_running" {
+        failures.push(format!(
+            "orders is {} after the rollback; it ran before",
+            detail.status
+        ));
+    }
+    if detail.config.cu_number != 3 {
+        failures.push(format!(
+            "orders has cu_number {}; the latest backup (taken before cu 4) has 3",
+            detail.config.cu_number
+        ));
+    }
+    let job_runs = emulator.runs(LEAK_PROJECT_ID, job.id)["runs"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    for pair in job_runs.windows(2) {
+        let (previous, next) = (&pair[0], &pair[1]);
+        let stop = previous["stop_savepoint"].as_str();
+        if stop.is_none() || next["restored_from"].as_str() != stop {
+            failures.push(format!(
+                "run {} resumed from {} instead of the stop savepoint {stop:?} of run {}",
+                next["run_number"], next["restored_from"], previous["run_number"]
+            ));
+        }
+    }
+    let counts = journal_counts(&setup);
+    eprintln!(
+        "rollback crash test: {runs} SIGKILLs; {} runs of the job; journal: {counts:?}",
+        job_runs.len()
+    );
+    if !failures.is_empty() {
+        let kept = temp.keep();
+        panic!(
+            "seed {seed} (state kept in {}):\n{}",
+            kept.display(),
+            failures.join("\n")
+        );
+    }
+}

@@ -161,10 +161,17 @@ pub(crate) async fn rollback_with<L: LiveService, J: Ledger>(
                 || earlier
                     .iter()
                     .any(|p| p.detail["was_running"].as_bool() == Some(true)),
-            journaled_savepoint: view
-                .flink
-                .get(job.as_str())
-                .and_then(|entry| entry.last_savepoint.clone())
+            // The savepoint a stopped job holds is the newest: the interrupted run's stop took
+            // it (and may have died before journaling it), or its savepoint import put it
+            // back. Only a job the import detached falls back to the journaled stop savepoint.
+            journaled_savepoint: current
+                .filter(|live_job| live_job.status.is_stopped())
+                .and_then(|live_job| live_job.savepoint_path.clone())
+                .or_else(|| {
+                    view.flink
+                        .get(job.as_str())
+                        .and_then(|entry| entry.last_savepoint.clone())
+                })
                 .filter(|_| !earlier.is_empty()),
         };
         ledger
