@@ -534,7 +534,8 @@ fn runtime() -> tokio::runtime::Runtime {
         .unwrap()
 }
 
-/// Changes a job's `cu_number` through the DLI API, as someone in the console would.
+/// Changes a job's `cu_number` through the DLI API, as someone in the console would: a running
+/// job takes only hot fields, so it is stopped, updated and started again.
 fn change_behind_the_daemons_back(emulator: &Emulator, name: &str, cu_number: i32) -> i64 {
     runtime().block_on(async {
         let dli = emulator.dli();
@@ -546,9 +547,30 @@ fn change_behind_the_daemons_back(emulator: &Emulator, name: &str, cu_number: i3
             .await
             .unwrap();
         let id = listed.first().expect("the job is live").id;
+        let running = dli.job_detail(id).await.unwrap().status.is_running();
+        if running {
+            dli.stop_jobs(&[id], false).await.unwrap();
+        }
+        let deadline = Instant::now() + Duration::from_secs(30);
         let mut detail = dli.job_detail(id).await.unwrap();
+        while !detail.status.is_stopped() {
+            assert!(
+                Instant::now() < deadline,
+                "the job did not stop: {}",
+                detail.status
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            detail = dli.job_detail(id).await.unwrap();
+        }
         detail.config.cu_number = cu_number;
         dli.update_sql_job(id, &detail.config).await.unwrap();
+        if running {
+            dli.run_jobs(&[id], false).await.unwrap();
+            while !dli.job_detail(id).await.unwrap().status.is_running() {
+                assert!(Instant::now() < deadline, "the job did not start again");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
         id
     })
 }
