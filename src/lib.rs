@@ -6,6 +6,7 @@ pub mod bundle;
 pub mod cloud;
 pub mod config;
 pub mod daemon;
+pub mod doctor;
 pub mod emulator;
 pub mod journal;
 pub mod model;

@@ -56,6 +56,9 @@ enum Command {
     Promote(PromoteArgs),
     /// Re-import the backups taken before an apply.
     Rollback(RollbackArgs),
+    /// Check that a target's account is ready: credentials, project, endpoints, buckets,
+    /// queues, workspace, permissions (read-only unless --probe).
+    Doctor(DoctorArgs),
     /// Inspect the state journal.
     Journal {
         #[command(subcommand)]
@@ -179,6 +182,29 @@ struct RollbackArgs {
     /// The apply whose backups to re-import, by a journal seq of its backups (default: the latest).
     #[arg(long)]
     to: Option<u64>,
+}
+
+#[derive(Args)]
+struct DoctorArgs {
+    /// The daemon's config file.
+    #[arg(long)]
+    config: PathBuf,
+    /// The target to check (default: the only one).
+    #[arg(long)]
+    target: Option<String>,
+    /// Print the report as JSON.
+    #[arg(long)]
+    json: bool,
+    /// Also exercise every endpoint on a scratch job of its own (dli-gitops-doctor-*), then
+    /// remove it. Writes to the account; never the default.
+    #[arg(long)]
+    probe: bool,
+    /// The queue the probe's scratch job runs on (default: the first queue the jobs use).
+    #[arg(long, requires = "probe")]
+    queue: Option<String>,
+    /// Write every request and answer of the probe to this new directory, redacted.
+    #[arg(long, requires = "probe")]
+    record: Option<PathBuf>,
 }
 
 #[derive(Subcommand)]
@@ -365,6 +391,18 @@ fn dispatch(
             };
             let code =
                 dli_gitops::apply::rollback_command(&command, &mut std::io::stdout().lock())?;
+            Ok(ExitCode::from(code))
+        }
+        Command::Doctor(args) => {
+            let command = dli_gitops::doctor::DoctorCommand {
+                config: args.config,
+                target: args.target,
+                json: args.json,
+                probe: args.probe,
+                queue: args.queue,
+                record: args.record,
+            };
+            let code = dli_gitops::doctor::doctor_command(&command, &mut std::io::stdout().lock())?;
             Ok(ExitCode::from(code))
         }
         Command::Journal { command } => match command {

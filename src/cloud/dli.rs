@@ -675,6 +675,70 @@ impl DliClient {
     }
 }
 
+/// One DLI queue as the queue list reports it (SDK `QueueDetails`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DliQueue {
+    pub name: String,
+    /// `sql` or `general` (Flink jobs run on `general` queues).
+    pub queue_type: Option<String>,
+    pub cu_count: Option<i64>,
+}
+
+/// The queue list (`ListQueues` in the SDK) and the raw call the doctor's probe uses: one
+/// self-contained block.
+impl DliClient {
+    /// Every queue of the project, of every type: `GET /v1.0/{project_id}/queues?queue_type=all`
+    /// (SDK `ListQueuesRequest`: `queue_type` defaults to `sql`, which would hide the `general`
+    /// queues Flink jobs run on). The answer is `{is_success, message, queues: [QueueDetails]}`.
+    pub async fn list_queues(&self) -> Result<Vec<DliQueue>, CloudError> {
+        let call = Call::new(
+            "list_queues",
+            Method::GET,
+            &["v1.0", self.core.project_id(), "queues"],
+        )
+        .query("queue_type", "all");
+        let response = self.core.send(&call).await?;
+        let value = response.successful_json()?;
+        let entries = match field(&value, "queues") {
+            Value::Array(entries) => entries.clone(),
+            Value::Null => Vec::new(),
+            other => return Err(response.decode_error(format!("queues is not a list: {other}"))),
+        };
+        entries
+            .iter()
+            .map(|entry| {
+                Ok(DliQueue {
+                    name: non_empty_string(field(entry, "queue_name")).ok_or_else(|| {
+                        response.decode_error(format!("queue without queue_name: {entry}"))
+                    })?,
+                    queue_type: non_empty_string(field(entry, "queue_type")),
+                    cu_count: flexible_i64(field(entry, "cu_count")),
+                })
+            })
+            .collect()
+    }
+
+    /// Sends one call exactly as given, once (never resent), below `/v1.0/{project_id}/` and
+    /// returns the decoded JSON answer. For `dli-gitops doctor --probe`, which asks the service
+    /// questions the typed calls deliberately avoid (a duplicate create without the by-name
+    /// check, an `obs://` export path).
+    pub async fn send_once_for_probe(
+        &self,
+        operation: &'static str,
+        method: Method,
+        tail: &[&str],
+        body: Option<Value>,
+    ) -> Result<Value, CloudError> {
+        let mut segments = vec!["v1.0", self.core.project_id()];
+        segments.extend_from_slice(tail);
+        let mut call = Call::new(operation, method, &segments).not_idempotent();
+        if let Some(body) = body {
+            call = call.json(body);
+        }
+        self.core.send(&call).await?.json()
+    }
+}
+
 impl CloudError {
     /// A 404 that carries one of the "no such job" codes (as opposed to a missing route).
     fn is_not_found_code(&self) -> bool {

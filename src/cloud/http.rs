@@ -619,6 +619,37 @@ impl ServiceClient {
         self.options
             .metrics
             .record(self.service, call.operation, &status.to_string());
+        notify_observer(|| Exchange {
+            service: self.service,
+            operation: call.operation,
+            method: call.method.to_string(),
+            path: url.path().to_string(),
+            query: call.query.clone(),
+            request_headers: headers
+                .iter()
+                .cloned()
+                .chain(self.extra_headers.iter().map(|(name, value)| {
+                    (
+                        name.to_string(),
+                        value.to_str().unwrap_or_default().to_string(),
+                    )
+                }))
+                .filter(|(name, _)| !is_credential_header(name))
+                .collect(),
+            request_body: call.body.clone(),
+            status,
+            response_headers: response_headers
+                .iter()
+                .filter(|(name, _)| !is_credential_header(name.as_str()))
+                .map(|(name, value)| {
+                    (
+                        name.to_string(),
+                        value.to_str().unwrap_or_default().to_string(),
+                    )
+                })
+                .collect(),
+            response_body: body.clone(),
+        });
         tracing::debug!(
             service = self.service,
             operation = call.operation,
@@ -649,6 +680,52 @@ impl ServiceClient {
                 .and_then(parse_retry_after),
         })
     }
+}
+
+/// One answered HTTP attempt, as an exchange observer sees it (`dli-gitops doctor`: the clock
+/// skew from `Date`, and `--record`). Credential headers (`Authorization`, `X-Auth-Token`,
+/// `X-Security-Token`) are left out before an observer sees anything.
+#[derive(Debug, Clone)]
+pub struct Exchange {
+    pub service: &'static str,
+    pub operation: &'static str,
+    pub method: String,
+    /// The encoded request path.
+    pub path: String,
+    pub query: Vec<(String, String)>,
+    pub request_headers: Vec<(String, String)>,
+    pub request_body: Option<Value>,
+    pub status: u16,
+    pub response_headers: Vec<(String, String)>,
+    pub response_body: Bytes,
+}
+
+/// Called once per answered attempt.
+pub type ExchangeObserver = std::sync::Arc<dyn Fn(&Exchange) + Send + Sync>;
+
+tokio::task_local! {
+    static OBSERVER: ExchangeObserver;
+}
+
+/// Runs `future` with `observer` seeing every answered attempt its service calls make (on this
+/// task; tasks it spawns are not observed). Without it, nothing is built or seen.
+pub async fn observe_exchanges<F: std::future::Future>(
+    observer: ExchangeObserver,
+    future: F,
+) -> F::Output {
+    OBSERVER.scope(observer, future).await
+}
+
+fn notify_observer(exchange: impl FnOnce() -> Exchange) {
+    if let Ok(observer) = OBSERVER.try_with(|observer| observer.clone()) {
+        observer(&exchange());
+    }
+}
+
+fn is_credential_header(name: &str) -> bool {
+    ["authorization", "x-auth-token", "x-security-token"]
+        .iter()
+        .any(|credential| name.eq_ignore_ascii_case(credential))
 }
 
 /// The largest response body read from a service. Real DLI/DLF answers are small JSON (a page

@@ -26,8 +26,10 @@ pub use dlf::{
     DlfClient, DlfImportRequest, DlfJobSummary, DlfListJobsQuery, SystemSubtask, SystemTask,
     SystemTaskStatus,
 };
+pub use dli::DliQueue;
 pub use dli::{DliClient, JobMapping, ListJobsQuery, ListedFlinkJob, ListedJobs};
 pub use error::{BatchFailure, CallContext, CloudError, TransportFailure};
+pub use http::{Exchange, ExchangeObserver, observe_exchanges};
 pub use metrics::{RequestCount, RequestMetrics};
 pub use obs::{ObjectStore, ObsAddressing, ObsLocation, ObsOptions};
 pub use options::{ClientOptions, RetryPolicy, ServiceEndpoints, parse_endpoint};

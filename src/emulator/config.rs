@@ -53,6 +53,9 @@ pub struct EmulatorConfig {
     pub limits: EmulatorLimits,
     /// How the S3 endpoint names buckets: path style, virtual-hosted under a domain, or both.
     pub s3: EmulatorS3,
+    /// The DLI queues of every project, as the queue list API (`GET /v1.0/{project_id}/queues`,
+    /// SDK `ListQueues`) reports them.
+    pub queues: Vec<EmulatorQueue>,
 }
 
 impl Default for EmulatorConfig {
@@ -81,8 +84,40 @@ impl Default for EmulatorConfig {
                 .collect(),
             limits: EmulatorLimits::default(),
             s3: EmulatorS3::default(),
+            queues: DEFAULT_QUEUES
+                .iter()
+                .map(|name| EmulatorQueue {
+                    name: name.to_string(),
+                    queue_type: default_queue_type(),
+                    cu_count: default_cu_count(),
+                })
+                .collect(),
         }
     }
+}
+
+/// Queues every project has unless the config lists others: the names the example repository,
+/// the tests and the README use. All are `general` queues (the type Flink jobs run on).
+pub const DEFAULT_QUEUES: &[&str] = &["default", "dev_flink", "prod_flink", "flink_queue", "q1"];
+
+/// One DLI queue (SDK `QueueDetails`: `queue_name`, `queue_type` `sql`/`general`, `cu_count`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EmulatorQueue {
+    pub name: String,
+    /// `general` (Flink and Spark jobs) or `sql`.
+    #[serde(default = "default_queue_type")]
+    pub queue_type: String,
+    #[serde(default = "default_cu_count")]
+    pub cu_count: i64,
+}
+
+fn default_queue_type() -> String {
+    "general".to_string()
+}
+
+fn default_cu_count() -> i64 {
+    16
 }
 
 impl EmulatorConfig {
@@ -198,6 +233,10 @@ pub struct EmulatorFaults {
     /// Lost answers: calls of these operations are applied, then the connection is dropped
     /// before the answer is written.
     pub lost_answer: Vec<TargetedFault>,
+    /// Permission denied: every call of these operations (SDK names, e.g. `ListQueues`) is
+    /// answered HTTP 403 after authentication, as when the caller's IAM policy lacks the
+    /// action. Nothing is applied.
+    pub forbidden: Vec<String>,
 }
 
 /// A fault aimed at the calls of one operation (by the SDK's operation name, as in
@@ -232,6 +271,7 @@ impl Default for EmulatorFaults {
             seed: 0,
             late: Vec::new(),
             lost_answer: Vec::new(),
+            forbidden: Vec::new(),
         }
     }
 }
@@ -358,6 +398,18 @@ impl EmulatorConfig {
                 .map_err(|reason| format!("bucket {bucket:?}: {reason}"))?;
         }
         self.s3.validate()?;
+        let mut queue_names = std::collections::BTreeSet::new();
+        for queue in &self.queues {
+            if queue.name.is_empty() || !queue_names.insert(queue.name.as_str()) {
+                return Err(format!("queue {:?} is empty or listed twice", queue.name));
+            }
+            if !matches!(queue.queue_type.as_str(), "general" | "sql") {
+                return Err(format!(
+                    "queue {}: queue_type {:?} is neither `general` nor `sql`",
+                    queue.name, queue.queue_type
+                ));
+            }
+        }
         Ok(())
     }
 }
@@ -380,6 +432,7 @@ mod tests {
         assert_eq!(example.credentials[0], defaults.credentials[0]);
         assert_eq!(example.users, defaults.users);
         assert_eq!(example.s3, defaults.s3);
+        assert_eq!(example.queues, defaults.queues);
     }
 
     #[test]

@@ -9,6 +9,9 @@ mod auth;
 pub mod config;
 mod dlf;
 mod dli;
+/// The DLI queue list (its own file beside the Flink job handlers).
+#[path = "dli/queues.rs"]
+mod dli_queues;
 #[doc(hidden)]
 pub use dli::export_format::fuzzing as flink_export_fuzzing;
 mod faults;

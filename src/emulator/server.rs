@@ -308,6 +308,7 @@ pub(crate) enum Operation {
     DlfDeleteJob,
     IamCreateToken,
     IamListProjects,
+    ListQueues,
     EmulatorStats,
     EmulatorJobRuns,
 }
@@ -344,6 +345,7 @@ impl Operation {
             Operation::DlfDeleteJob => "DlfDeleteJob",
             Operation::IamCreateToken => "IamCreateToken",
             Operation::IamListProjects => "IamListProjects",
+            Operation::ListQueues => "ListQueues",
             Operation::EmulatorStats => "EmulatorStats",
             Operation::EmulatorJobRuns => "EmulatorJobRuns",
         }
@@ -399,6 +401,7 @@ pub(crate) fn route(method: &Method, segments: &[&str]) -> Option<(Operation, Op
         ["v1.0", pid, "dli", "obs-authorize"] if post => {
             return Some((RegisterBucket, project(pid)));
         }
+        ["v1.0", pid, "queues"] if get => return Some((ListQueues, project(pid))),
         ["v3", "auth", "tokens"] if post => return Some((IamCreateToken, None)),
         ["v3", "projects"] if get => return Some((IamListProjects, None)),
         ["v3", pid, "dli_flink_job", _, "tags"] if get => {
@@ -590,6 +593,33 @@ async fn process_after_faults(
             request_id,
         );
     }
+    if shared
+        .config
+        .faults
+        .forbidden
+        .iter()
+        .any(|name| name == operation.name())
+    {
+        // An IAM policy without the action: refused after authentication, nothing applied.
+        // DLI documents `DLI.0003` for a failed permission check (dli_02_0056); the status is
+        // the gateway's 403. DLF documents no such code, so the emulator sends its own.
+        let code = if service == Service::Dlf {
+            "DLF.0003"
+        } else {
+            "DLI.0003"
+        };
+        return with_request_id(
+            ApiError::with_status(
+                StatusCode::FORBIDDEN,
+                code,
+                format!(
+                    "Permission denied: the IAM policy does not allow {} (injected by the emulator)",
+                    operation.name()
+                ),
+            ),
+            request_id,
+        );
+    }
     let call = Call {
         shared,
         segments: segments.iter().map(|segment| segment.to_string()).collect(),
@@ -600,6 +630,7 @@ async fn process_after_faults(
     };
     let result = match service {
         Service::Dlf => dlf::handle(&call, operation),
+        _ if operation == Operation::ListQueues => super::dli_queues::list(&call),
         _ => dli::handle(&call, operation),
     };
     match result {

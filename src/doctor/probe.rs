@@ -1,0 +1,737 @@
+//! `doctor --probe`: a scratch Flink SQL job of its own (name prefix [`PROBE_PREFIX`], tag
+//! [`PROBE_TAG_KEY`]=[`PROBE_TAG_VALUE`]) that exercises every DLI endpoint the product relies
+//! on and answers the open assumptions of the fidelity review. It always cleans up: after the
+//! steps, after a failure, after Ctrl-C, and at the start of every probe it removes the
+//! leftovers of earlier runs — only jobs whose name has the prefix *and* that carry the tag.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use reqwest::Method;
+use serde_json::Value;
+
+use super::{Check, DoctorCommand, Finding, OBJECT_PREFIX, ProbeReport, Verdict};
+use crate::apply::TargetContext;
+use crate::cloud::dli_wire::{self, BodyFor};
+use crate::cloud::{CloudError, DliClient, ListJobsQuery};
+use crate::config::StorageLocation;
+use crate::model::{FlinkJobConfig, JobKind, UpdateScope};
+
+/// Every scratch job's name starts with this.
+pub const PROBE_PREFIX: &str = "dli-gitops-doctor-";
+/// Every scratch job carries this tag; cleanup removes only jobs with both.
+pub const PROBE_TAG_KEY: &str = "dli-gitops-doctor";
+pub const PROBE_TAG_VALUE: &str = "scratch";
+
+/// The longest the probe waits for one status transition.
+const TRANSITION_LIMIT: Duration = Duration::from_secs(300);
+
+/// The steps' shared state, so cleanup after Ctrl-C still sees what was created.
+#[derive(Default)]
+struct ProbeState {
+    report: ProbeReport,
+    /// The scratch job's name and id once created.
+    job: Option<(String, i64)>,
+}
+
+type Shared = Arc<Mutex<ProbeState>>;
+
+fn with<T>(state: &Shared, f: impl FnOnce(&mut ProbeState) -> T) -> T {
+    f(&mut state.lock().unwrap_or_else(|p| p.into_inner()))
+}
+
+fn step(state: &Shared, check: Check) {
+    with(state, |s| s.report.steps.push(check));
+}
+
+fn finding(state: &Shared, assumption: &str, verdict: Verdict, observed: impl Into<String>) {
+    with(state, |s| {
+        s.report.findings.push(Finding {
+            assumption: assumption.to_string(),
+            verdict,
+            observed: observed.into(),
+        })
+    });
+}
+
+/// The open assumptions the probe answers, in report order.
+pub const ASSUMPTIONS: [&str; 6] = [
+    "is_cover keeps the job id",
+    "savepoint_path names the savepoint after a stop with savepoint",
+    "export writes one zip per job named {name}_{epoch_ms}.zip",
+    "a duplicate create is refused with an error code",
+    "obs:// is accepted where we send it (import-savepoint)",
+    "the service fills in nothing beyond what we sent",
+];
+
+pub(super) async fn run_probe(
+    context: &TargetContext,
+    command: &DoctorCommand,
+    queues: &[String],
+) -> ProbeReport {
+    let state: Shared = Arc::new(Mutex::new(ProbeState::default()));
+    let recorder = match &command.record {
+        Some(dir) => match super::record::Recorder::create(dir, context) {
+            Ok(recorder) => Some(Arc::new(recorder)),
+            Err(problem) => {
+                step(
+                    &state,
+                    Check::fail(
+                        "record",
+                        problem,
+                        "pass an empty or new directory to --record",
+                    ),
+                );
+                return with(&state, |s| std::mem::take(&mut s.report));
+            }
+        },
+        None => None,
+    };
+    let queue = command.queue.clone().or_else(|| queues.first().cloned());
+    let work = async {
+        remove_leftovers(context, &state).await;
+        let steps = steps(context, &state, queue.as_deref(), recorder.as_deref());
+        tokio::select! {
+            () = steps => {}
+            _ = tokio::signal::ctrl_c() => {
+                step(&state, Check::warn("interrupted", "Ctrl-C: the steps stopped; cleaning up", "run `doctor --probe` again to finish; it removes leftovers first"));
+            }
+        }
+        remove_leftovers(context, &state).await;
+        remove_objects(context, &state).await;
+    };
+    match &recorder {
+        Some(recorder) => {
+            crate::cloud::observe_exchanges(recorder.observer(), work).await;
+            if let Some(recorder) = &recorder.finish(&with(&state, |s| {
+                serde_json::to_value(&s.report.findings).unwrap_or(Value::Null)
+            })) {
+                step(
+                    &state,
+                    Check::fail("record", recorder.clone(), "check the --record directory"),
+                );
+            }
+        }
+        None => work.await,
+    }
+    let mut report = with(&state, |s| std::mem::take(&mut s.report));
+    report.recorded = recorder.as_ref().map(|r| r.count()).unwrap_or(0);
+    for assumption in ASSUMPTIONS {
+        if !report.findings.iter().any(|f| f.assumption == assumption) {
+            report.findings.push(Finding {
+                assumption: assumption.to_string(),
+                verdict: Verdict::NotChecked,
+                observed: "the probe did not get that far".to_string(),
+            });
+        }
+    }
+    report
+}
+
+/// The scratch job's definition (also written to the recording as the spec that created it).
+pub fn scratch_config(queue: Option<&str>, checkpoint_dir: Option<&str>) -> FlinkJobConfig {
+    let mut config = FlinkJobConfig::defaults_for(JobKind::FlinkSql);
+    config.desc = "dli-gitops doctor scratch job; safe to delete".to_string();
+    config.queue_name = queue.map(str::to_string);
+    config.sql_body = Some(
+        "CREATE TABLE doctor_source (n INT) WITH ('connector' = 'datagen', 'rows-per-second' = '1');\n\
+         CREATE TABLE doctor_sink (n INT) WITH ('connector' = 'blackhole');\n\
+         INSERT INTO doctor_sink SELECT n FROM doctor_source;"
+            .to_string(),
+    );
+    config.checkpoint_path = checkpoint_dir.map(str::to_string);
+    config.tags = BTreeMap::from([(PROBE_TAG_KEY.to_string(), PROBE_TAG_VALUE.to_string())]);
+    config
+}
+
+/// `obs://bucket/prefix/.dli-gitops-doctor/` of the staging location.
+fn scratch_dir(context: &TargetContext) -> Option<String> {
+    match context.target.staging() {
+        Some(StorageLocation::Obs { bucket, prefix }) => {
+            Some(format!("obs://{bucket}/{prefix}{OBJECT_PREFIX}"))
+        }
+        _ => None,
+    }
+}
+
+async fn steps(
+    context: &TargetContext,
+    state: &Shared,
+    queue: Option<&str>,
+    recorder: Option<&super::record::Recorder>,
+) {
+    let dli = &context.live.clients.dli;
+    let name = format!("{PROBE_PREFIX}{}", hex::encode(rand::random::<[u8; 4]>()));
+    let dir = scratch_dir(context);
+    let job_dir = dir.as_ref().map(|d| format!("{d}{name}/"));
+    let config = scratch_config(
+        queue,
+        job_dir
+            .as_ref()
+            .map(|d| format!("{d}checkpoints/"))
+            .as_deref(),
+    );
+    if let Some(recorder) = recorder {
+        recorder.set_spec(&name, &config);
+    }
+    // Create.
+    let id = match dli.create_sql_job(&name, &config).await {
+        Ok(id) => {
+            with(state, |s| s.job = Some((name.clone(), id)));
+            step(state, Check::ok("create", format!("{name} (id {id})")));
+            id
+        }
+        Err(error) => {
+            step(
+                state,
+                Check::fail(
+                    "create",
+                    error.to_string(),
+                    if queue.is_none() {
+                        "pass --queue <a general-purpose queue> (no job of the target names one)"
+                    } else {
+                        "allow creating DLI Flink jobs (see docs/real-account.md)"
+                    },
+                ),
+            );
+            return;
+        }
+    };
+    // Tags as created (the cleanup relies on them).
+    match dli.job_tags(id).await {
+        Ok(tags) if tags.get(PROBE_TAG_KEY).map(String::as_str) == Some(PROBE_TAG_VALUE) => {
+            step(state, Check::ok("tags", "the scratch job carries its tag"))
+        }
+        Ok(tags) => {
+            // Tags on create not kept: add them through the tag API.
+            let wanted = BTreeMap::from([(PROBE_TAG_KEY.to_string(), PROBE_TAG_VALUE.to_string())]);
+            match dli.create_job_tags(id, &wanted).await {
+                Ok(()) => step(
+                    state,
+                    Check::warn(
+                        "tags",
+                        format!(
+                            "the create's tags were not kept ({} tag(s) read); added through the tag API",
+                            tags.len()
+                        ),
+                        "report this with the recording",
+                    ),
+                ),
+                Err(error) => step(
+                    state,
+                    Check::fail("tags", error.to_string(), "allow tagging DLI Flink jobs"),
+                ),
+            }
+        }
+        Err(error) => step(
+            state,
+            Check::fail(
+                "tags",
+                error.to_string(),
+                "allow reading DLI Flink job tags",
+            ),
+        ),
+    }
+    // A duplicate create, sent once without the by-name check.
+    let body = dli_wire::sql_job_body(Some(&name), &config, BodyFor::Create);
+    match dli
+        .send_once_for_probe(
+            "create_sql_job",
+            Method::POST,
+            &["streaming", "sql-jobs"],
+            Some(body),
+        )
+        .await
+    {
+        Err(error) => {
+            step(
+                state,
+                Check::ok("duplicate create", format!("refused: {error}")),
+            );
+            finding(
+                state,
+                ASSUMPTIONS[3],
+                if error.error_code().is_some() {
+                    Verdict::Confirmed
+                } else {
+                    Verdict::Refuted
+                },
+                format!("{}", error.error_code().unwrap_or("no error code")),
+            );
+        }
+        Ok(value) => {
+            let second = value.get("job").and_then(|j| j.get("job_id")).cloned();
+            step(
+                state,
+                Check::warn(
+                    "duplicate create",
+                    format!(
+                        "accepted: a second job with the same name ({second:?}); removed by the cleanup"
+                    ),
+                    "names are not unique on this service: report it with the recording",
+                ),
+            );
+            finding(
+                state,
+                ASSUMPTIONS[3],
+                Verdict::Refuted,
+                format!("accepted: {value}"),
+            );
+        }
+    }
+    // Detail: what the service filled in.
+    match dli.job_detail(id).await {
+        Ok(observed) => {
+            step(
+                state,
+                Check::ok("detail", format!("status {}", observed.status.0)),
+            );
+            let sent = serde_json::to_value(&config).unwrap_or(Value::Null);
+            let read = serde_json::to_value(&observed.config).unwrap_or(Value::Null);
+            let mut differences = Vec::new();
+            if let (Value::Object(sent), Value::Object(read)) = (&sent, &read) {
+                for (key, value) in read {
+                    if sent.get(key) != Some(value) {
+                        differences.push(format!("{key}={value}"));
+                    }
+                }
+            }
+            finding(
+                state,
+                ASSUMPTIONS[5],
+                if differences.is_empty() {
+                    Verdict::Confirmed
+                } else {
+                    Verdict::Refuted
+                },
+                if differences.is_empty() {
+                    "the detail reads back exactly what was sent".to_string()
+                } else {
+                    format!("differs from what was sent: {}", differences.join(", "))
+                },
+            );
+        }
+        Err(error) => step(
+            state,
+            Check::fail("detail", error.to_string(), "allow reading DLI Flink jobs"),
+        ),
+    }
+    // Update.
+    let mut updated = config.clone();
+    updated.desc = "dli-gitops doctor scratch job (updated); safe to delete".to_string();
+    match dli.update_job(id, &updated, &UpdateScope::Full).await {
+        Ok(()) => match dli.job_detail(id).await {
+            Ok(observed) if observed.config.desc == updated.desc => {
+                step(state, Check::ok("update", "the new description reads back"))
+            }
+            Ok(_) => step(
+                state,
+                Check::warn(
+                    "update",
+                    "accepted, but the description did not change",
+                    "report it with the recording",
+                ),
+            ),
+            Err(error) => step(
+                state,
+                Check::fail("update", error.to_string(), "see the error"),
+            ),
+        },
+        Err(error) => step(
+            state,
+            Check::fail("update", error.to_string(), "allow updating DLI Flink jobs"),
+        ),
+    }
+    // Run, trigger a savepoint, stop with a savepoint.
+    let mut stop_savepoint = None;
+    match (queue, &job_dir) {
+        (Some(_), Some(job_dir)) => {
+            stop_savepoint = lifecycle(dli, state, id, job_dir).await;
+        }
+        _ => {
+            step(
+                state,
+                Check::not_checked(
+                    "run / savepoint / stop",
+                    "no queue (pass --queue) or no obs:// staging location",
+                ),
+            );
+        }
+    }
+    // Export, then import with is_cover.
+    if let Some(job_dir) = &job_dir {
+        let export_dir = format!("{job_dir}export/");
+        match dli.export_jobs(&export_dir, Some(&[id])).await {
+            Ok(zips) => {
+                step(
+                    state,
+                    Check::ok(
+                        "export",
+                        format!("{} zip(s): {}", zips.len(), zips.join(", ")),
+                    ),
+                );
+                let named = zips.len() == 1
+                    && zips[0]
+                        .rsplit('/')
+                        .next()
+                        .and_then(|file| file.strip_prefix(&format!("{name}_")))
+                        .and_then(|rest| rest.strip_suffix(".zip"))
+                        .is_some_and(|ms| ms.len() == 13 && ms.bytes().all(|b| b.is_ascii_digit()));
+                finding(
+                    state,
+                    ASSUMPTIONS[2],
+                    if named {
+                        Verdict::Confirmed
+                    } else {
+                        Verdict::Refuted
+                    },
+                    zips.iter()
+                        .map(|z| z.rsplit('/').next().unwrap_or(z).to_string())
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                );
+                if let Some(zip) = zips.first() {
+                    match dli.import_jobs(zip, true).await {
+                        Ok(mappings) => {
+                            let ids: Vec<i64> = mappings.iter().map(|m| m.new_job_id).collect();
+                            step(
+                                state,
+                                Check::ok(
+                                    "import is_cover",
+                                    format!("job_mapping new ids {ids:?}"),
+                                ),
+                            );
+                            finding(
+                                state,
+                                ASSUMPTIONS[0],
+                                if ids == [id] {
+                                    Verdict::Confirmed
+                                } else {
+                                    Verdict::Refuted
+                                },
+                                format!("sent over job {id}, new_job_id {ids:?}"),
+                            );
+                            if let Some(other) = ids.iter().find(|new| **new != id && **new > 0) {
+                                with(state, |s| {
+                                    s.report.steps.push(Check::warn("import is_cover", format!("a new job id {other}: the old id no longer names the job"), "report it with the recording"))
+                                });
+                            }
+                        }
+                        Err(error) => step(
+                            state,
+                            Check::fail(
+                                "import is_cover",
+                                error.to_string(),
+                                "allow importing DLI Flink jobs",
+                            ),
+                        ),
+                    }
+                }
+            }
+            Err(error) => step(
+                state,
+                Check::fail(
+                    "export",
+                    error.to_string(),
+                    "allow exporting DLI Flink jobs, and DLI access to the staging bucket (authorize_obs or an agency)",
+                ),
+            ),
+        }
+    } else {
+        step(
+            state,
+            Check::not_checked("export / import", "no obs:// staging location"),
+        );
+    }
+    // Import the stop savepoint (sent with obs://).
+    match stop_savepoint {
+        Some(path) => match dli.import_savepoint(id, &path).await {
+            Ok(()) => {
+                step(state, Check::ok("import-savepoint", "accepted"));
+                finding(
+                    state,
+                    ASSUMPTIONS[4],
+                    Verdict::Confirmed,
+                    "import-savepoint accepted an obs:// path",
+                );
+            }
+            Err(error) => {
+                step(
+                    state,
+                    Check::fail(
+                        "import-savepoint",
+                        error.to_string(),
+                        "report it with the recording",
+                    ),
+                );
+                finding(state, ASSUMPTIONS[4], Verdict::Refuted, error.to_string());
+            }
+        },
+        None => step(
+            state,
+            Check::not_checked("import-savepoint", "no stop savepoint to import"),
+        ),
+    }
+    // Delete.
+    match dli.delete_job(id).await {
+        Ok(()) => match dli.job_detail(id).await {
+            Err(error) if error.is_not_found() => {
+                with(state, |s| s.job = None);
+                step(state, Check::ok("delete", "the job is gone"));
+            }
+            Ok(_) => step(
+                state,
+                Check::warn(
+                    "delete",
+                    "accepted, but the job still reads",
+                    "the cleanup tries again",
+                ),
+            ),
+            Err(error) => step(
+                state,
+                Check::warn(
+                    "delete",
+                    format!("accepted; reading it back: {error}"),
+                    "see the error",
+                ),
+            ),
+        },
+        Err(error) => step(
+            state,
+            Check::fail("delete", error.to_string(), "allow deleting DLI Flink jobs"),
+        ),
+    }
+    step(
+        state,
+        Check::not_checked(
+            "dlf import",
+            "the DLF probe (a one-node job import) is not implemented yet",
+        ),
+    );
+}
+
+/// Run, trigger a savepoint, stop with a savepoint; returns the savepoint the detail names.
+async fn lifecycle(dli: &DliClient, state: &Shared, id: i64, job_dir: &str) -> Option<String> {
+    if let Err(error) = dli.run_jobs(&[id], false).await {
+        step(
+            state,
+            Check::fail(
+                "run",
+                error.to_string(),
+                "allow starting DLI Flink jobs and submitting to the queue",
+            ),
+        );
+        return None;
+    }
+    if let Err(problem) = wait_for(dli, id, |status| status.is_running()).await {
+        step(
+            state,
+            Check::fail("run", problem, "see the job's status in the DLI console"),
+        );
+        return None;
+    }
+    step(state, Check::ok("run", "job_running"));
+    match dli
+        .trigger_savepoint(id, &format!("{job_dir}savepoint-trigger/"))
+        .await
+    {
+        Ok(()) => step(state, Check::ok("trigger savepoint", "accepted")),
+        Err(error) => step(
+            state,
+            Check::fail(
+                "trigger savepoint",
+                error.to_string(),
+                "allow DLI job savepoints, and DLI access to the staging bucket",
+            ),
+        ),
+    }
+    // A triggered savepoint may hold the job in a transitional status for a while.
+    let _ = wait_for(dli, id, |status| status.is_running()).await;
+    if let Err(error) = dli.stop_jobs(&[id], true).await {
+        step(
+            state,
+            Check::fail(
+                "stop with savepoint",
+                error.to_string(),
+                "allow stopping DLI Flink jobs",
+            ),
+        );
+        return None;
+    }
+    if let Err(problem) = wait_for(dli, id, |status| status.is_stopped()).await {
+        step(
+            state,
+            Check::fail(
+                "stop with savepoint",
+                problem,
+                "see the job's status in the DLI console",
+            ),
+        );
+        return None;
+    }
+    let path = dli
+        .job_detail(id)
+        .await
+        .ok()
+        .and_then(|job| job.savepoint_path);
+    step(
+        state,
+        Check::ok(
+            "stop with savepoint",
+            format!(
+                "stopped; savepoint_path {}",
+                path.as_deref().unwrap_or("(none)")
+            ),
+        ),
+    );
+    finding(
+        state,
+        ASSUMPTIONS[1],
+        if path.is_some() {
+            Verdict::Confirmed
+        } else {
+            Verdict::Refuted
+        },
+        path.clone()
+            .unwrap_or_else(|| "the detail names no savepoint".to_string()),
+    );
+    path
+}
+
+async fn wait_for(
+    dli: &DliClient,
+    id: i64,
+    done: impl Fn(&crate::model::FlinkJobStatus) -> bool,
+) -> Result<(), String> {
+    let started = tokio::time::Instant::now();
+    loop {
+        let job = dli.job_detail(id).await.map_err(|e| e.to_string())?;
+        if done(&job.status) {
+            return Ok(());
+        }
+        if matches!(
+            job.status.0.as_str(),
+            "job_submit_fail" | "job_running_exception" | "job_cancel_fail"
+        ) {
+            return Err(format!("the job went to {}", job.status.0));
+        }
+        if started.elapsed() > TRANSITION_LIMIT {
+            return Err(format!(
+                "still {} after {} s",
+                job.status.0,
+                TRANSITION_LIMIT.as_secs()
+            ));
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+/// Removes every job named `dli-gitops-doctor-*` that carries the doctor's tag (stopping it
+/// first when it runs). Jobs with the prefix but without the tag are left alone and reported.
+async fn remove_leftovers(context: &TargetContext, state: &Shared) {
+    let dli = &context.live.clients.dli;
+    let listed = match dli.list_jobs(&ListJobsQuery::default()).await {
+        Ok(listed) => listed,
+        Err(error) => {
+            step(
+                state,
+                Check::warn(
+                    "cleanup",
+                    format!("listing jobs: {error}"),
+                    "remove jobs named dli-gitops-doctor-* tagged dli-gitops-doctor=scratch by hand",
+                ),
+            );
+            return;
+        }
+    };
+    for job in listed
+        .iter()
+        .filter(|job| job.name.starts_with(PROBE_PREFIX))
+    {
+        let tagged = matches!(dli.job_tags(job.id).await, Ok(tags) if tags.get(PROBE_TAG_KEY).map(String::as_str) == Some(PROBE_TAG_VALUE));
+        if !tagged {
+            step(
+                state,
+                Check::warn(
+                    "cleanup",
+                    format!(
+                        "{} (id {}) has the doctor's name prefix but not its tag: left alone",
+                        job.name, job.id
+                    ),
+                    "remove it by hand if it is a leftover",
+                ),
+            );
+            continue;
+        }
+        if let Err(error) = remove_job(dli, job.id, &job.status).await {
+            step(
+                state,
+                Check::fail(
+                    "cleanup",
+                    format!("{} (id {}): {error}", job.name, job.id),
+                    "delete it by hand in the DLI console",
+                ),
+            );
+            continue;
+        }
+        with(state, |s| {
+            s.report
+                .cleaned_up
+                .push(format!("{} (id {})", job.name, job.id));
+            if s.job.as_ref().is_some_and(|(_, id)| *id == job.id) {
+                s.job = None;
+            }
+        });
+    }
+}
+
+async fn remove_job(
+    dli: &DliClient,
+    id: i64,
+    status: &crate::model::FlinkJobStatus,
+) -> Result<(), CloudError> {
+    if !status.is_stopped() {
+        let _ = dli.stop_jobs(&[id], false).await;
+        let _ = wait_for(dli, id, |status| status.is_stopped()).await;
+    }
+    match dli.delete_job(id).await {
+        Err(error) if error.is_not_found() => Ok(()),
+        other => other,
+    }
+}
+
+/// Removes the objects the probe's exports and savepoints left under the scratch prefix.
+async fn remove_objects(context: &TargetContext, state: &Shared) {
+    let Some(dir) = scratch_dir(context) else {
+        return;
+    };
+    let store = match context.live.clients.object_store(&dir) {
+        Ok(store) => store,
+        Err(_) => return,
+    };
+    match store.list("").await {
+        Ok(keys) => {
+            for key in keys {
+                if let Err(error) = store.delete(&key).await {
+                    step(
+                        state,
+                        Check::warn(
+                            "cleanup objects",
+                            format!("{dir}{key}: {error}"),
+                            "delete it by hand",
+                        ),
+                    );
+                }
+            }
+        }
+        Err(error) => step(
+            state,
+            Check::warn(
+                "cleanup objects",
+                format!("listing {dir}: {error}"),
+                "delete the objects under it by hand",
+            ),
+        ),
+    }
+}
