@@ -277,7 +277,9 @@ impl JobContext<'_> {
             (status.as_str() != "job_canceling", false)
         };
 
-        let mut decision = if live.config.kind() != self.desired.kind() {
+        // No update body changes a job's type (the SQL update body has no `job_type`, SDK
+        // 3.1.219; Terraform's `type` is ForceNew): a different type, even SQL to SQL, replaces.
+        let mut decision = if live.config.job_type != self.config.job_type {
             self.replace(live, running, restore)
         } else {
             self.decide(live, running, &action.diffs, restore)

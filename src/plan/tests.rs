@@ -1027,3 +1027,21 @@ fn a_job_this_installation_manages_is_migrated_to_its_tag_and_its_own_jobs_are_p
         plan.render_text()
     );
 }
+
+/// The SQL update body has no `job_type`: a change between the SQL types replaces the job
+/// instead of updating it forever.
+#[test]
+fn a_sql_job_type_change_replaces_the_job() {
+    let mut desired = desired_sql("agg");
+    desired.config.job_type = "flink_sql_job".into();
+    let live = live_of(&desired_sql("agg"), 7, "job_running");
+    let plan = plan_one(desired, Some(live), &managed_view("agg"), &policy());
+    let action = only_action(&plan);
+    assert_eq!(action.class, ActionClass::Upgrade);
+    assert!(action.steps.contains(&Step::Delete), "{:?}", action.steps);
+    assert!(
+        action.reason.contains("job type changes"),
+        "{}",
+        action.reason
+    );
+}
