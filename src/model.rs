@@ -253,7 +253,25 @@ pub enum UpdateScope {
     /// Only the [`HOT_FIELDS`], for a running job: `changed` names the fields that differ from
     /// the live job (`obs_bucket` is sent only when it changed, as Terraform does).
     Running { changed: Vec<String> },
+    /// The full update body, plus an empty value for each of `fields`: optional fields that git
+    /// removed and that an update leaving them out would keep ([`CLEARABLE_FIELDS`]).
+    Clearing { fields: Vec<String> },
 }
+
+/// Optional fields an update clears only by sending them empty (`""`, or `[]` for lists):
+/// leaving them out keeps the live value, and the job would differ from git on every pass.
+/// Chosen: no source says how the service clears a field; service-filled fields are not here
+/// (an empty queue would unset the job's queue).
+pub const CLEARABLE_FIELDS: &[&str] = &[
+    "smn_topic",
+    "obs_bucket",
+    "main_class",
+    "entrypoint_args",
+    "image",
+    "execution_agency_urn",
+    "dependency_jars",
+    "dependency_files",
+];
 
 impl UpdateScope {
     /// `Running` when every difference is a hot field (or tags, which go through the tag API),
@@ -263,11 +281,22 @@ impl UpdateScope {
             .iter()
             .all(|diff| diff.is_hot() || diff.field == "tags")
         {
-            UpdateScope::Running {
+            return UpdateScope::Running {
                 changed: diffs.iter().map(|diff| diff.field.clone()).collect(),
-            }
-        } else {
+            };
+        }
+        let cleared: Vec<String> = diffs
+            .iter()
+            .filter(|diff| {
+                CLEARABLE_FIELDS.contains(&diff.field.as_str())
+                    && (diff.desired.is_null() || diff.desired == serde_json::json!([]))
+            })
+            .map(|diff| diff.field.clone())
+            .collect();
+        if cleared.is_empty() {
             UpdateScope::Full
+        } else {
+            UpdateScope::Clearing { fields: cleared }
         }
     }
 }

@@ -1925,4 +1925,40 @@ async fn flink_jobs_follow_the_sdk_field_model_and_running_jobs_take_only_hot_fi
     assert_eq!(shown["job_config"]["smn_topic"], "alerts");
     assert_eq!(shown["job_config"]["obs_bucket"], "ckpt2");
     assert_eq!(shown["job_config"]["cu_number"], 2);
+
+    // A stopped job: an empty value clears a field an earlier call set.
+    let main = client
+        .call(
+            Method::PUT,
+            &format!("streaming/flink-jobs/{jar_id}"),
+            &[],
+            Some(json!({"main_class": "com.example.Main", "dependency_jars": ["obs://b/d.jar"]})),
+        )
+        .await;
+    assert_error(&main, StatusCode::BAD_REQUEST, "DLI.0001");
+    client
+        .call(
+            Method::POST,
+            "streaming/jobs/stop",
+            &[],
+            Some(json!({"job_ids": [jar_id], "trigger_savepoint": false})),
+        )
+        .await;
+    for body in [
+        json!({"main_class": "com.example.Main", "dependency_jars": ["obs://b/d.jar"]}),
+        json!({"main_class": "", "dependency_jars": []}),
+    ] {
+        let answer = client
+            .call(
+                Method::PUT,
+                &format!("streaming/flink-jobs/{jar_id}"),
+                &[],
+                Some(body),
+            )
+            .await;
+        assert_eq!(answer.status, StatusCode::OK, "{}", answer.body);
+    }
+    let shown = detail(&client, jar_id).await;
+    assert!(shown.get("main_class").is_none(), "{shown}");
+    assert_eq!(shown["job_config"]["dependency_jars"], json!([]));
 }

@@ -446,10 +446,16 @@ impl DliClient {
         };
         let body = match scope {
             UpdateScope::Running { changed } => dli_wire::running_update_body(config, changed),
-            UpdateScope::Full => match config.kind() {
-                JobKind::FlinkJar => dli_wire::jar_job_body(None, config, BodyFor::Update),
-                _ => dli_wire::sql_job_body(None, config, BodyFor::Update),
-            },
+            UpdateScope::Full | UpdateScope::Clearing { .. } => {
+                let mut body = match config.kind() {
+                    JobKind::FlinkJar => dli_wire::jar_job_body(None, config, BodyFor::Update),
+                    _ => dli_wire::sql_job_body(None, config, BodyFor::Update),
+                };
+                if let UpdateScope::Clearing { fields } = scope {
+                    dli_wire::clear_fields(&mut body, config, fields);
+                }
+                body
+            }
         };
         self.update(job_id, operation, collection, body).await
     }

@@ -441,6 +441,29 @@ pub fn running_update_body(config: &FlinkJobConfig, changed: &[String]) -> Value
     Value::Object(body)
 }
 
+/// Adds an empty value (`""`, or `[]` for the dependency lists) for each of `fields` that the
+/// job type carries and the body leaves out, so that the update clears what git removed
+/// ([`crate::model::UpdateScope::Clearing`]).
+pub fn clear_fields(body: &mut Value, config: &FlinkJobConfig, fields: &[String]) {
+    let Value::Object(body) = body else {
+        return;
+    };
+    for field in fields {
+        if !crate::model::CLEARABLE_FIELDS.contains(&field.as_str())
+            || !config.kind().carries(field)
+            || body.contains_key(field.as_str())
+        {
+            continue;
+        }
+        let empty = if field.starts_with("dependency_") {
+            json!([])
+        } else {
+            json!("")
+        };
+        body.insert(field.clone(), empty);
+    }
+}
+
 /// The body of `POST/PUT .../streaming/flink-jobs`.
 pub fn jar_job_body(name: Option<&str>, config: &FlinkJobConfig, purpose: BodyFor) -> Value {
     let mut body = common_body(name, config, purpose);
@@ -818,6 +841,53 @@ mod tests {
             }
         );
         assert_eq!(UpdateScope::for_diffs(&[hot, cold]), UpdateScope::Full);
+    }
+
+    #[test]
+    fn a_field_git_removed_is_cleared_in_the_full_update_body() {
+        let mut desired = FlinkJobConfig::defaults_for(JobKind::FlinkJar);
+        desired.entrypoint = Some("obs://b/a.jar".into());
+        desired.cu_number = 4;
+        let diffs = vec![
+            crate::model::FieldDiff {
+                field: "cu_number".into(),
+                live: json!(2),
+                desired: json!(4),
+            },
+            crate::model::FieldDiff {
+                field: "main_class".into(),
+                live: json!("com.example.Main"),
+                desired: Value::Null,
+            },
+            crate::model::FieldDiff {
+                field: "dependency_jars".into(),
+                live: json!(["obs://b/dep.jar"]),
+                desired: json!([]),
+            },
+        ];
+        let scope = UpdateScope::for_diffs(&diffs);
+        assert_eq!(
+            scope,
+            UpdateScope::Clearing {
+                fields: vec!["main_class".into(), "dependency_jars".into()]
+            }
+        );
+        let UpdateScope::Clearing { fields } = scope else {
+            unreachable!()
+        };
+        let mut body = jar_job_body(None, &desired, BodyFor::Update);
+        assert!(body.get("main_class").is_none());
+        clear_fields(&mut body, &desired, &fields);
+        assert_eq!(body["main_class"], json!(""));
+        assert_eq!(body["dependency_jars"], json!([]));
+        assert_eq!(body["cu_number"], json!(4));
+        // Read back, the cleared fields are unset again.
+        let mut detail = body.clone();
+        detail["job_id"] = json!(1);
+        detail["name"] = json!("jar");
+        let back = observed_from_detail(&detail, None).unwrap();
+        assert_eq!(back.config.main_class, None);
+        assert!(back.config.dependency_jars.is_empty());
     }
 
     #[test]
