@@ -345,8 +345,13 @@ async fn rollback_flink<L: LiveService, J: Ledger>(
         ))
         .into());
     } else if start.was_running {
-        // An interrupted rollback stopped this job; resume from the savepoint it journaled.
+        // An interrupted rollback stopped this job; resume from the savepoint it took. Journaled
+        // again before the import detaches the job from it: the interrupted run may have died
+        // before journaling it, and this one may die too.
         savepoint = start.journaled_savepoint.clone();
+        if let (Some(path), Some(job)) = (&savepoint, current) {
+            journal.stop_savepoint(job.id, path).await?;
+        }
     }
     let mut live_id = current.map(|job| job.id);
     for zip in zips {
