@@ -130,7 +130,7 @@ pub(super) async fn run_probe(
 }
 
 /// The scratch job's definition (also written to the recording as the spec that created it).
-pub fn scratch_config(queue: Option<&str>, checkpoint_dir: Option<&str>) -> FlinkJobConfig {
+pub fn scratch_config(queue: Option<&str>) -> FlinkJobConfig {
     let mut config = FlinkJobConfig::defaults_for(JobKind::FlinkSql);
     config.desc = "dli-gitops doctor scratch job; safe to delete".to_string();
     config.queue_name = queue.map(str::to_string);
@@ -140,7 +140,8 @@ pub fn scratch_config(queue: Option<&str>, checkpoint_dir: Option<&str>) -> Flin
          INSERT INTO doctor_sink SELECT n FROM doctor_source;"
             .to_string(),
     );
-    config.checkpoint_path = checkpoint_dir.map(str::to_string);
+    // No `obs_bucket`: savepoints then go where the service puts them by default, which is
+    // what the stop-savepoint finding reports (a SQL job has no `checkpoint_path`).
     config.tags = BTreeMap::from([(PROBE_TAG_KEY.to_string(), PROBE_TAG_VALUE.to_string())]);
     config
 }
@@ -165,13 +166,7 @@ async fn steps(
     let name = format!("{PROBE_PREFIX}{}", hex::encode(rand::random::<[u8; 4]>()));
     let dir = scratch_dir(context);
     let job_dir = dir.as_ref().map(|d| format!("{d}{name}/"));
-    let config = scratch_config(
-        queue,
-        job_dir
-            .as_ref()
-            .map(|d| format!("{d}checkpoints/"))
-            .as_deref(),
-    );
+    let config = scratch_config(queue);
     if let Some(recorder) = recorder {
         recorder.set_spec(&name, &config);
     }

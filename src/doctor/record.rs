@@ -255,6 +255,9 @@ fn redact(redactions: &Redactions, exchange: &crate::cloud::Exchange) -> Recorde
                     "{project_id}".to_string()
                 } else if name.eq_ignore_ascii_case("workspace") {
                     "{workspace}".to_string()
+                } else if name.eq_ignore_ascii_case("x-request-id") {
+                    // Not an account id: what support asks for.
+                    value.clone()
                 } else {
                     redactions.text(value)
                 };

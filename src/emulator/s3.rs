@@ -50,6 +50,7 @@ pub(crate) fn build_service(
         addressing: Arc::new(Addressing {
             domain: s3.domain.clone(),
             refuse_path_style: s3.refuse_path_style,
+            root: root.to_path_buf(),
         }),
     })
 }
@@ -99,9 +100,42 @@ fn bucket_of_host(host: &str, domain: &str) -> Option<String> {
 struct Addressing {
     domain: Option<String>,
     refuse_path_style: bool,
+    /// The directory holding one directory per bucket.
+    root: std::path::PathBuf,
 }
 
 impl Addressing {
+    /// The bucket a request names when that bucket does not exist (and the request is not the
+    /// bucket's creation). OBS answers such requests 404 `NoSuchBucket` (obs_04_0115); the
+    /// file-system backend would create the directory on a PUT instead.
+    fn missing_bucket<B>(&self, request: &hyper::Request<B>) -> Option<String> {
+        let host = request
+            .headers()
+            .get(hyper::header::HOST)
+            .and_then(|value| value.to_str().ok())
+            .map(|host| host_name(host))
+            .unwrap_or_default();
+        let path = request.uri().path().trim_start_matches('/');
+        let hosted = self
+            .domain
+            .as_deref()
+            .and_then(|domain| bucket_of_host(&host, domain));
+        let (bucket, key) = match hosted {
+            Some(bucket) => (bucket, path.to_string()),
+            None => {
+                let (bucket, key) = path.split_once('/').unwrap_or((path, ""));
+                (bucket.to_string(), key.to_string())
+            }
+        };
+        if bucket.is_empty() || bucket.contains("..") {
+            return None;
+        }
+        if request.method() == hyper::Method::PUT && key.is_empty() {
+            return None;
+        }
+        (!self.root.join(&bucket).is_dir()).then_some(bucket)
+    }
+
     /// The bucket a path-style request names, when such requests are refused.
     fn refused_bucket<B>(&self, request: &hyper::Request<B>) -> Option<String> {
         if !self.refuse_path_style {
@@ -150,6 +184,23 @@ fn virtual_host_required(bucket: &str) -> hyper::Response<s3s::Body> {
     response
 }
 
+/// OBS's answer to a request naming a bucket that does not exist.
+fn no_such_bucket(bucket: &str) -> hyper::Response<s3s::Body> {
+    let request_id = format!("{:032X}", rand::random::<u128>());
+    let body = format!(
+        "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Error><Code>NoSuchBucket</Code>\
+         <Message>The specified bucket does not exist</Message><BucketName>{bucket}</BucketName>\
+         <RequestId>{request_id}</RequestId><HostId>{request_id}</HostId></Error>"
+    );
+    let mut response = hyper::Response::new(s3s::Body::from(body));
+    *response.status_mut() = hyper::StatusCode::NOT_FOUND;
+    response.headers_mut().insert(
+        hyper::header::CONTENT_TYPE,
+        hyper::header::HeaderValue::from_static("application/xml"),
+    );
+    response
+}
+
 /// Serves `service` on `listener` until `shutdown` turns true, then drops every connection.
 pub(crate) async fn serve(
     listener: TcpListener,
@@ -176,6 +227,9 @@ pub(crate) async fn serve(
                             if let Some(bucket) = service.addressing.refused_bucket(&request) {
                                 tracing::debug!(bucket = %bucket, "Refused a path-style S3 request.");
                                 return Ok::<_, s3s::HttpError>(virtual_host_required(&bucket));
+                            }
+                            if let Some(bucket) = service.addressing.missing_bucket(&request) {
+                                return Ok(no_such_bucket(&bucket));
                             }
                             hyper::service::Service::call(&service.service, request).await
                         }
@@ -221,6 +275,7 @@ mod tests {
         let addressing = Addressing {
             domain: Some("obs.test".into()),
             refuse_path_style: true,
+            root: std::path::PathBuf::new(),
         };
         let request = |host: &str, path: &str| {
             hyper::Request::builder()
@@ -252,6 +307,7 @@ mod tests {
         let lenient = Addressing {
             domain: Some("obs.test".into()),
             refuse_path_style: false,
+            root: std::path::PathBuf::new(),
         };
         assert_eq!(
             lenient.refused_bucket(&request("obs.test", "/staging/key")),
