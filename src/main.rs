@@ -179,9 +179,16 @@ struct RollbackArgs {
     /// The target to roll back.
     #[arg(long)]
     target: String,
-    /// The apply whose backups to re-import, by a journal seq of its backups (default: the latest).
+    /// The apply whose backups to re-import, by a journal seq of its backups (default: the
+    /// latest); a seq no apply's backups span is refused with the list of those there are.
     #[arg(long)]
     to: Option<u64>,
+    /// Roll back without asking (required when stdin is not a terminal).
+    #[arg(long)]
+    auto_approve: bool,
+    /// List the applies that can be rolled back to, and change nothing.
+    #[arg(long)]
+    list: bool,
 }
 
 #[derive(Args)]
@@ -384,13 +391,24 @@ fn dispatch(
             Ok(ExitCode::SUCCESS)
         }
         Command::Rollback(args) => {
+            use std::io::IsTerminal;
             let command = dli_gitops::apply::RollbackCommand {
                 config: args.config,
                 target: args.target,
                 to: args.to,
+                auto_approve: args.auto_approve,
+                list: args.list,
             };
-            let code =
-                dli_gitops::apply::rollback_command(&command, &mut std::io::stdout().lock())?;
+            let stdin = std::io::stdin();
+            let prompt = dli_gitops::apply::Prompt {
+                is_terminal: stdin.is_terminal(),
+                input: &mut stdin.lock(),
+            };
+            let code = dli_gitops::apply::rollback_command(
+                &command,
+                &mut std::io::stdout().lock(),
+                prompt,
+            )?;
             Ok(ExitCode::from(code))
         }
         Command::Doctor(args) => {

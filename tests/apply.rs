@@ -872,7 +872,29 @@ fn the_cli_plans_refuses_without_a_terminal_applies_and_plans_no_change() {
     assert_eq!(code, Some(0), "{stdout}{stderr}");
 
     // The in-place update backed the job up first: rolling back restores the old topic.
+    // Without a terminal and without --auto-approve, rollback asks nobody and changes nothing.
     let (code, stdout, stderr) = run(&["rollback"]);
+    assert_eq!(code, Some(1), "{stdout}{stderr}");
+    assert!(stderr.contains("--auto-approve"), "{stderr}");
+    assert!(
+        stdout.contains("Rollback of target `dev`"),
+        "the preview: {stdout}"
+    );
+    let (code, stdout, stderr) = run(&["rollback", "--list"]);
+    assert_eq!(code, Some(0), "{stdout}{stderr}");
+    assert!(stdout.contains("clicks: obs://"), "{stdout}");
+    // A seq no apply's backups span is refused with the list, never another set.
+    let (code, stdout, stderr) = run(&["rollback", "--to", "1", "--auto-approve"]);
+    assert_eq!(code, Some(1), "{stdout}{stderr}");
+    assert!(
+        stderr.contains("no apply's backups span journal seq 1"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("clicks: obs://"),
+        "the list of sets: {stderr}"
+    );
+    let (code, stdout, stderr) = run(&["rollback", "--auto-approve"]);
     assert_eq!(code, Some(0), "{stdout}{stderr}");
     assert!(
         stdout.contains("Rollback complete: 1 job(s), 0 failed."),

@@ -2613,8 +2613,14 @@ fn rollback_killed_at_random_moments_never_leaves_the_job_down() {
     let rollback = |tag: &str| {
         Process::spawn(
             {
-                let mut command =
-                    setup.command(&["rollback", "--config", &config, "--target", "dev"]);
+                let mut command = setup.command(&[
+                    "rollback",
+                    "--config",
+                    &config,
+                    "--target",
+                    "dev",
+                    "--auto-approve",
+                ]);
                 command.stdout(Stdio::null());
                 command
             },
@@ -2627,8 +2633,17 @@ fn rollback_killed_at_random_moments_never_leaves_the_job_down() {
         std::thread::sleep(Duration::from_millis(rng.gen_range(30..1200)));
         process.kill_hard();
     }
-    let (code, stdout, stderr) =
-        setup.run_cli(&["rollback", "--config", &config, "--target", "dev"], &[]);
+    let (code, stdout, stderr) = setup.run_cli(
+        &[
+            "rollback",
+            "--config",
+            &config,
+            "--target",
+            "dev",
+            "--auto-approve",
+        ],
+        &[],
+    );
     let mut failures = Vec::new();
     if code != Some(0) {
         failures.push(format!(

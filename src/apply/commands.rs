@@ -40,6 +40,10 @@ pub struct RollbackCommand {
     pub config: PathBuf,
     pub target: String,
     pub to: Option<u64>,
+    /// Roll back without asking (required when stdin is not a terminal).
+    pub auto_approve: bool,
+    /// Only list what can be rolled back to.
+    pub list: bool,
 }
 
 /// Where an interactive command asks its question.
@@ -260,18 +264,79 @@ pub fn export_command(command: &ExportCommand, out: &mut dyn Write) -> Result<u8
 }
 
 /// Runs `rollback`; 0 when every job was rolled back, 1 otherwise.
-pub fn rollback_command(command: &RollbackCommand, out: &mut dyn Write) -> Result<u8, ApplyError> {
+pub fn rollback_command(
+    command: &RollbackCommand,
+    out: &mut dyn Write,
+    prompt: Prompt<'_>,
+) -> Result<u8, ApplyError> {
     let config = load(&command.config)?;
     runtime()?.block_on(async {
         let context = TargetContext::open(&config, &command.target).await?;
-        let result = super::rollback(&context, command.to).await;
+        let result = rollback_approved(&context, command, out, prompt).await;
         context.shutdown().await;
-        let report = result?;
-        write_out(out, &report.render_text())?;
-        Ok(if report.jobs.iter().all(|job| job.error.is_none()) {
-            0
-        } else {
-            1
-        })
+        result
+    })
+}
+
+/// Shows what a rollback would re-import, asks like `apply` does, then rolls back.
+async fn rollback_approved(
+    context: &TargetContext,
+    command: &RollbackCommand,
+    out: &mut dyn Write,
+    prompt: Prompt<'_>,
+) -> Result<u8, ApplyError> {
+    use super::Ledger;
+    if command.list {
+        let sets = context.ledger.backup_sets();
+        write_out(
+            out,
+            &super::rollback::render_backup_sets(&command.target, &sets),
+        )?;
+        return Ok(0);
+    }
+    let set = super::rollback::backup_set_for(&context.ledger, command.to)?;
+    let mut preview = format!(
+        "Rollback of target `{}` to the backups of plan {} (journal seq {}..={}):\n",
+        command.target,
+        set.plan_id.as_deref().unwrap_or("(unknown)"),
+        set.first_seq,
+        set.last_seq
+    );
+    for (job, zips) in &set.jobs {
+        preview.push_str(&format!("  {job} <- {}\n", zips.join(", ")));
+    }
+    preview.push_str(
+        "Each running Flink job is stopped with a savepoint, the backup is imported over it, and it resumes from that savepoint; git is not changed.\n",
+    );
+    write_out(out, &preview)?;
+    if !command.auto_approve {
+        if !prompt.is_terminal {
+            return Err(ApplyError::NotApproved {
+                reason: "stdin is not a terminal, so nobody can approve the rollback; pass --auto-approve to roll back without asking".to_string(),
+            });
+        }
+        write_out(
+            out,
+            "\nDo you want to roll back? Only 'yes' will be accepted.\n  Enter a value: ",
+        )?;
+        let mut answer = String::new();
+        prompt
+            .input
+            .read_line(&mut answer)
+            .map_err(|error| ApplyError::Runtime {
+                problem: format!("reading the answer: {error}"),
+            })?;
+        if answer.trim() != "yes" {
+            return Err(ApplyError::NotApproved {
+                reason: "the answer was not `yes`; nothing was changed".to_string(),
+            });
+        }
+    }
+    let report = super::rollback(context, Some(set.first_seq)).await?;
+    write_out(out, &format!("\n{}", report.render_text()))?;
+    Ok(if report.jobs.iter().all(|job| job.error.is_none()) {
+        0
+    } else {
+        1
     })
 }

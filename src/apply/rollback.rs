@@ -72,16 +72,65 @@ pub struct RolledBackJob {
     pub error: Option<String>,
 }
 
-/// Chooses the backups of one apply: the set whose journal records span `to`, else the first
-/// set recorded after `to`; without `to`, the latest set.
+/// Chooses the backups of one apply: the set whose journal records span `to`; without `to`,
+/// the latest set. A `to` that names no set chooses none (never another set silently).
 pub fn choose_backup_set(sets: &[BackupSet], to: Option<u64>) -> Option<&BackupSet> {
     match to {
         None => sets.last(),
         Some(seq) => sets
             .iter()
-            .find(|set| set.first_seq <= seq && seq <= set.last_seq)
-            .or_else(|| sets.iter().find(|set| set.first_seq > seq)),
+            .find(|set| set.first_seq <= seq && seq <= set.last_seq),
     }
+}
+
+/// The backup sets as a person reads them: one line per apply, newest last, with its jobs.
+pub fn render_backup_sets(target: &str, sets: &[BackupSet]) -> String {
+    if sets.is_empty() {
+        return format!(
+            "Target `{target}` has no backups: backups are taken when an apply overwrites or deletes a live job.\n"
+        );
+    }
+    let mut text = format!(
+        "Backups of target `{target}` (roll back to one with `--to SEQ`, any seq of its range):\n"
+    );
+    for set in sets {
+        text.push_str(&format!(
+            "  seq {}..={}  plan {}\n",
+            set.first_seq,
+            set.last_seq,
+            set.plan_id
+                .as_deref()
+                .map(|id| &id[..id.len().min(12)])
+                .unwrap_or("(unknown)")
+        ));
+        for (job, zips) in &set.jobs {
+            text.push_str(&format!("      {job}: {}\n", zips.join(", ")));
+        }
+    }
+    text
+}
+
+/// The set `rollback` would re-import, or why there is none (with the list of those there are).
+pub(crate) fn backup_set_for<J: Ledger>(
+    ledger: &J,
+    to: Option<u64>,
+) -> Result<BackupSet, ApplyError> {
+    let sets = ledger.backup_sets();
+    choose_backup_set(&sets, to)
+        .cloned()
+        .ok_or_else(|| ApplyError::Rollback {
+            target: ledger.target().to_string(),
+            problem: match to {
+                Some(seq) if !sets.is_empty() => format!(
+                    "no apply's backups span journal seq {seq}; choose one of these:\n{}",
+                    render_backup_sets(ledger.target(), &sets).trim_end()
+                ),
+                Some(seq) => format!(
+                    "no apply's backups span journal seq {seq}: the journal holds no backups for this target"
+                ),
+                None => "the journal holds no backups for this target; backups are taken when an apply overwrites or deletes a live job".to_string(),
+            },
+        })
 }
 
 pub(crate) async fn rollback_with<L: LiveService, J: Ledger>(
@@ -90,17 +139,7 @@ pub(crate) async fn rollback_with<L: LiveService, J: Ledger>(
     to: Option<u64>,
     options: &ApplyOptions,
 ) -> Result<RollbackReport, ApplyError> {
-    let sets = ledger.backup_sets();
-    let set = choose_backup_set(&sets, to).cloned().ok_or_else(|| ApplyError::Rollback {
-        target: ledger.target().to_string(),
-        problem: match to {
-            Some(seq) => format!(
-                "the journal holds no backups at or after seq {seq} ({} backup set(s) in all); see `dli-gitops journal show`",
-                sets.len()
-            ),
-            None => "the journal holds no backups for this target; backups are taken when an apply overwrites or deletes a live job".to_string(),
-        },
-    })?;
+    let set = backup_set_for(ledger, to)?;
     let scope = ObserveScope {
         dlf: set
             .jobs
@@ -480,20 +519,19 @@ mod tests {
             Some("a")
         );
         assert_eq!(
-            choose_backup_set(&sets, Some(6))
+            choose_backup_set(&sets, Some(11))
                 .unwrap()
                 .plan_id
                 .as_deref(),
             Some("b")
         );
-        assert_eq!(
-            choose_backup_set(&sets, Some(1))
-                .unwrap()
-                .plan_id
-                .as_deref(),
-            Some("a")
-        );
+        // A seq between or outside the sets names none: never another set silently.
+        assert!(choose_backup_set(&sets, Some(6)).is_none());
+        assert!(choose_backup_set(&sets, Some(1)).is_none());
         assert!(choose_backup_set(&sets, Some(21)).is_none());
+        let listed = render_backup_sets("dev", &sets);
+        assert!(listed.contains("seq 10..=12  plan b"), "{listed}");
+        assert!(listed.contains("job: bucket/b.zip"), "{listed}");
         assert!(choose_backup_set(&[], None).is_none());
     }
 }
