@@ -252,7 +252,7 @@ async fn steps(
                 } else {
                     Verdict::Refuted
                 },
-                format!("{}", error.error_code().unwrap_or("no error code")),
+                error.error_code().unwrap_or("no error code").to_string(),
             );
         }
         Ok(value) => {

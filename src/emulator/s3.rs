@@ -113,7 +113,7 @@ impl Addressing {
             .headers()
             .get(hyper::header::HOST)
             .and_then(|value| value.to_str().ok())
-            .map(|host| host_name(host))
+            .map(host_name)
             .unwrap_or_default();
         let path = request.uri().path().trim_start_matches('/');
         let hosted = self
