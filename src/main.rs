@@ -113,6 +113,9 @@ struct PlanArgs {
     /// Exit 0 for no changes, 1 for an error, 2 for changes.
     #[arg(long)]
     detailed_exitcode: bool,
+    /// Only the jobs whose names match this glob (`*`, `?`); repeatable.
+    #[arg(long = "select", value_name = "JOB")]
+    select: Vec<String>,
 }
 
 #[derive(Args)]
@@ -126,6 +129,9 @@ struct ApplyArgs {
     /// Apply without asking (required when stdin is not a terminal).
     #[arg(long)]
     auto_approve: bool,
+    /// Only the jobs whose names match this glob (`*`, `?`); repeatable.
+    #[arg(long = "select", value_name = "JOB")]
+    select: Vec<String>,
 }
 
 #[derive(Args)]
@@ -336,6 +342,7 @@ fn dispatch(
                 target: args.target,
                 json: args.json,
                 detailed_exitcode: args.detailed_exitcode,
+                select: args.select,
             };
             let code = dli_gitops::apply::plan_command(&command, &mut std::io::stdout().lock())?;
             Ok(ExitCode::from(code))
@@ -346,6 +353,7 @@ fn dispatch(
                 config: args.config,
                 target: args.target,
                 auto_approve: args.auto_approve,
+                select: args.select,
             };
             let stdin = std::io::stdin();
             let prompt = dli_gitops::apply::Prompt {

@@ -838,6 +838,7 @@ fn the_cli_plans_refuses_without_a_terminal_applies_and_plans_no_change() {
         config: config.clone(),
         target: "dev".into(),
         auto_approve: false,
+        select: Vec::new(),
     };
     let mut output = Vec::new();
     let refused = dli_gitops::apply::apply_command(
@@ -2133,4 +2134,44 @@ async fn two_installations_on_one_project_never_touch_each_others_jobs() {
         "dli-gitops.blue"
     );
     blue.stop().await;
+}
+
+/// `--select` (globs, repeatable) plans and applies a subset, says what it left out, and does
+/// not claim the revision applied.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn select_applies_only_the_jobs_it_names() {
+    let mut harness = Harness::start().await;
+    for name in ["orders-eu", "orders-us", "clicks"] {
+        harness.sql_job(name, "queue_name: q1\n");
+    }
+    harness.context_mut().options.select = vec!["orders-*".into()];
+    let report = harness.pass(false).await;
+    let mut names: Vec<&str> = report
+        .plan
+        .actions
+        .iter()
+        .map(|action| action.name.as_str())
+        .collect();
+    names.sort();
+    assert_eq!(names, vec!["orders-eu", "orders-us"]);
+    assert!(
+        report
+            .plan
+            .warnings
+            .iter()
+            .any(|warning| warning.contains("1 other job(s) with changes are left out")),
+        "{:?}",
+        report.plan.warnings
+    );
+    assert!(harness.is_live("orders-eu").await && harness.is_live("orders-us").await);
+    assert!(
+        !harness.is_live("clicks").await,
+        "not selected, not created"
+    );
+    harness.context_mut().options.select = vec!["cl?cks".into()];
+    harness.apply().await;
+    assert!(harness.is_live("clicks").await);
+    harness.context_mut().options.select = Vec::new();
+    harness.assert_in_sync().await;
+    harness.stop().await;
 }

@@ -16,6 +16,8 @@ pub struct PlanCommand {
     pub json: bool,
     /// Exit 0 for no changes, 2 for changes (errors are 1 either way).
     pub detailed_exitcode: bool,
+    /// Only the jobs whose names match one of these globs (`--select`).
+    pub select: Vec<String>,
 }
 
 /// `dli-gitops apply`.
@@ -24,6 +26,8 @@ pub struct ApplyCommand {
     pub config: PathBuf,
     pub target: String,
     pub auto_approve: bool,
+    /// Only the jobs whose names match one of these globs (`--select`).
+    pub select: Vec<String>,
 }
 
 /// `dli-gitops export`.
@@ -81,7 +85,8 @@ fn write_out(out: &mut dyn Write, text: &str) -> Result<(), ApplyError> {
 pub fn plan_command(command: &PlanCommand, out: &mut dyn Write) -> Result<u8, ApplyError> {
     let config = load(&command.config)?;
     runtime()?.block_on(async {
-        let context = TargetContext::open(&config, &command.target).await?;
+        let mut context = TargetContext::open(&config, &command.target).await?;
+        context.options.select = command.select.clone();
         let result = async {
             let (desired, revision) = context.desired().await?;
             let options = ApplyOptions {
@@ -117,7 +122,8 @@ pub fn apply_command(
 ) -> Result<u8, ApplyError> {
     let config = load(&command.config)?;
     runtime()?.block_on(async {
-        let context = TargetContext::open(&config, &command.target).await?;
+        let mut context = TargetContext::open(&config, &command.target).await?;
+        context.options.select = command.select.clone();
         let result = apply_in(&config, &context, command, out, prompt).await;
         context.shutdown().await;
         result

@@ -68,6 +68,9 @@ pub struct ApplyOptions {
     /// target's account (`promotion::carry_for_target`), by job name. A `FromTarget` import
     /// uses these instead of the other target's own path, which this account may not read.
     pub carried_savepoints: std::collections::BTreeMap<String, String>,
+    /// Only plan and apply the jobs whose names match one of these globs (`--select`); empty
+    /// means every job.
+    pub select: Vec<String>,
 }
 
 impl Default for ApplyOptions {
@@ -82,6 +85,7 @@ impl Default for ApplyOptions {
             expected_plan_id: None,
             parallel_actions: 4,
             carried_savepoints: std::collections::BTreeMap::new(),
+            select: Vec::new(),
         }
     }
 }
@@ -258,7 +262,7 @@ pub async fn reconcile_with<L: LiveService, J: Ledger>(
     let (observed, observe_report) = observe::observe_with(live, ledger, &scope).await?;
     let resolved = resolve_pending(ledger, &pending, &observed).await?;
     let view = ledger.view();
-    let plan = crate::plan::plan(desired, &observed, &view, policy);
+    let plan = crate::plan::plan(desired, &observed, &view, policy).selected(&options.select);
     tracing::info!(
         target_name = ledger.target(),
         plan_id = %plan.id,
@@ -299,8 +303,10 @@ pub async fn reconcile_with<L: LiveService, J: Ledger>(
     };
     report.results = executor.run().await?;
     let waiting = report.plan.changes().any(|action| action.is_waiting());
+    // A selection (`--select`) converges only part of the revision: not journaled as applied.
     if report.converged()
         && !waiting
+        && options.select.is_empty()
         && let Some(revision) = &options.revision
     {
         let summary = summary_line(&report.plan);

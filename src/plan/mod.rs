@@ -339,6 +339,33 @@ pub fn plan(
 }
 
 impl Plan {
+    /// The same plan restricted to the jobs whose names match one of `patterns` (`*` any run of
+    /// characters, `?` one character), as `terraform -target` does; its id is recomputed. The
+    /// plan says what it left out, so nobody takes a selection for the whole.
+    pub fn selected(self, patterns: &[String]) -> Plan {
+        if patterns.is_empty() {
+            return self;
+        }
+        let (kept, left_out): (Vec<JobAction>, Vec<JobAction>) =
+            self.actions.into_iter().partition(|action| {
+                patterns
+                    .iter()
+                    .any(|pattern| glob_matches(pattern, &action.name))
+            });
+        let mut warnings = self.warnings;
+        let skipped = left_out
+            .iter()
+            .filter(|action| action.class != ActionClass::None)
+            .count();
+        if skipped > 0 {
+            warnings.push(format!(
+                "--select {}: {skipped} other job(s) with changes are left out of this plan",
+                patterns.join(", ")
+            ));
+        }
+        Plan::new(kept, warnings)
+    }
+
     /// A plan with its content id computed.
     pub fn new(actions: Vec<JobAction>, warnings: Vec<String>) -> Plan {
         let id = content_id(&actions, &warnings);
@@ -511,3 +538,28 @@ impl<'a, Live> NameIndex<'a, Live> {
 
 #[cfg(test)]
 mod tests;
+
+/// `*` matches any run of characters, `?` one; everything else matches itself.
+pub fn glob_matches(pattern: &str, name: &str) -> bool {
+    let pattern: Vec<char> = pattern.chars().collect();
+    let name: Vec<char> = name.chars().collect();
+    // Iterative matcher with backtracking to the last `*`.
+    let (mut p, mut n) = (0usize, 0usize);
+    let mut star: Option<(usize, usize)> = None;
+    while n < name.len() {
+        if p < pattern.len() && (pattern[p] == '?' || pattern[p] == name[n]) {
+            p += 1;
+            n += 1;
+        } else if p < pattern.len() && pattern[p] == '*' {
+            star = Some((p, n));
+            p += 1;
+        } else if let Some((star_p, star_n)) = star {
+            p = star_p + 1;
+            n = star_n + 1;
+            star = Some((star_p, star_n + 1));
+        } else {
+            return false;
+        }
+    }
+    pattern[p..].iter().all(|c| *c == '*')
+}

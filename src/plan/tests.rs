@@ -1045,3 +1045,17 @@ fn a_sql_job_type_change_replaces_the_job() {
         action.reason
     );
 }
+
+#[test]
+fn globs_match_like_a_shell() {
+    use super::glob_matches;
+    assert!(glob_matches("orders-*", "orders-eu"));
+    assert!(glob_matches("*", ""));
+    assert!(glob_matches("o*s-?u", "orders-eu"));
+    assert!(glob_matches("*eu", "orders-eu"));
+    assert!(!glob_matches("orders-*", "clicks"));
+    assert!(!glob_matches("orders", "orders-eu"));
+    assert!(!glob_matches("?", ""));
+    assert!(glob_matches("a*b*c", "axxbyyc"));
+    assert!(!glob_matches("a*b*c", "axxbyy"));
+}
