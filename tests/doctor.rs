@@ -407,6 +407,7 @@ async fn the_probe_exercises_every_endpoint_cleans_up_and_records_without_secret
     assert_eq!(verdict("a duplicate create is refused"), "confirmed");
     assert_eq!(verdict("savepoint_path names the savepoint"), "confirmed");
     assert_eq!(verdict("obs:// is accepted"), "confirmed");
+    assert_eq!(verdict("what the service fills in"), "confirmed");
     let cleaned: Vec<&str> = probe["cleaned_up"]
         .as_array()
         .unwrap()
@@ -631,5 +632,19 @@ async fn decode_recording(dir: &Path) {
             ),
         }
     }
+    // The planner finds no difference between the job as first read back and the spec that
+    // created it.
+    let first_detail = exchanges
+        .iter()
+        .find(|e| e.operation == "job_detail" && (200..300).contains(&e.status))
+        .expect("the recording reads the scratch job back");
+    *replay.current.lock().unwrap() = Some(first_detail.clone());
+    let observed = client.job_detail(job_id(first_detail)).await.unwrap();
+    let diffs = spec.field_diffs(&observed.config);
+    assert!(
+        diffs.is_empty(),
+        "{}: the planner would act on {diffs:?}",
+        dir.display()
+    );
     server.abort();
 }

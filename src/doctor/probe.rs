@@ -62,7 +62,7 @@ pub const ASSUMPTIONS: [&str; 6] = [
     "export writes one zip per job named {name}_{epoch_ms}.zip",
     "a duplicate create is refused with an error code",
     "obs:// is accepted where we send it (import-savepoint)",
-    "the service fills in nothing beyond what we sent",
+    "what the service fills in is no difference to the planner",
 ];
 
 pub(super) async fn run_probe(
@@ -282,28 +282,41 @@ async fn steps(
                 state,
                 Check::ok("detail", format!("status {}", observed.status.0)),
             );
-            let sent = serde_json::to_value(&config).unwrap_or(Value::Null);
-            let read = serde_json::to_value(&observed.config).unwrap_or(Value::Null);
-            let mut differences = Vec::new();
-            if let (Value::Object(sent), Value::Object(read)) = (&sent, &read) {
-                for (key, value) in read {
-                    if sent.get(key) != Some(value) {
-                        differences.push(format!("{key}={value}"));
-                    }
-                }
-            }
+            let sent = config.to_field_map();
+            let filled: Vec<String> = observed
+                .config
+                .to_field_map()
+                .into_iter()
+                .filter(|(key, value)| sent.get(key) != Some(value))
+                .map(|(key, value)| format!("{key}={value}"))
+                .collect();
+            // The planner's view: a difference it would act on is a phantom diff (a restart on
+            // every pass); what the model already treats as service-filled is not.
+            let phantom: Vec<String> = config
+                .field_diffs(&observed.config)
+                .into_iter()
+                .map(|diff| format!("{}: sent {} read {}", diff.field, diff.desired, diff.live))
+                .collect();
+            let filled_text = if filled.is_empty() {
+                "nothing".to_string()
+            } else {
+                filled.join(", ")
+            };
             finding(
                 state,
                 ASSUMPTIONS[5],
-                if differences.is_empty() {
+                if phantom.is_empty() {
                     Verdict::Confirmed
                 } else {
                     Verdict::Refuted
                 },
-                if differences.is_empty() {
-                    "the detail reads back exactly what was sent".to_string()
+                if phantom.is_empty() {
+                    format!("the planner sees no difference; the service filled in {filled_text}")
                 } else {
-                    format!("differs from what was sent: {}", differences.join(", "))
+                    format!(
+                        "the planner would act on: {}; the service filled in {filled_text}",
+                        phantom.join(", ")
+                    )
                 },
             );
         }
