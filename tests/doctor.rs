@@ -648,3 +648,52 @@ async fn decode_recording(dir: &Path) {
     );
     server.abort();
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn ctrl_c_during_the_probe_still_removes_the_scratch_job() {
+    // Slow transitions: the probe is still waiting for its job to run when Ctrl-C comes.
+    let mut config = EmulatorConfig::for_tests(PathBuf::new());
+    config.delays.submit_ms = 4_000;
+    let setup = start(config, Broken::default()).await;
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_dli-gitops"))
+        .args(["doctor", "--json", "--probe", "--config"])
+        .arg(setup.dir.path().join("dli-gitops.yaml"))
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("the binary starts");
+    let client = dli(&setup.emulator);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let jobs = client.list_jobs(&ListJobsQuery::default()).await.unwrap();
+        if jobs.iter().any(|job| {
+            job.name.starts_with("dli-gitops-doctor-") && job.status.0 == "job_submitting"
+        }) {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the probe never started its job"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    // SAFETY: sending a signal to our own child process.
+    unsafe {
+        libc::kill(child.id() as i32, libc::SIGINT);
+    }
+    let output = tokio::task::spawn_blocking(move || child.wait_with_output().unwrap())
+        .await
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let json: Value = serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("{e}: {stdout}"));
+    let steps = json["probe"]["steps"].as_array().unwrap();
+    assert!(
+        steps
+            .iter()
+            .any(|s| s["name"] == "interrupted" && s["status"] == "warn"),
+        "{stdout}"
+    );
+    assert_eq!(output.status.code(), Some(2), "{stdout}");
+    let jobs = client.list_jobs(&ListJobsQuery::default()).await.unwrap();
+    assert!(jobs.is_empty(), "left behind: {jobs:?}");
+}
