@@ -146,6 +146,7 @@ async fn apply_in(
         crate::daemon::adopt_without_history(
             &context.ledger.journal,
             &context.name,
+            &context.policy.instance,
             &desired,
             &observed,
         )

@@ -72,13 +72,19 @@ impl ApplyReconciler {
             let (observed, _) = apply::observe(&self.context)
                 .await
                 .map_err(|error| pass_error(&error))?;
-            super::adopt_without_history(&self.journal, &self.context.name, desired, &observed)
-                .await
-                .map_err(|error| PassError {
-                    what: error_chain(&error),
-                    code: None,
-                    retryable: true,
-                })?;
+            super::adopt_without_history(
+                &self.journal,
+                &self.context.name,
+                &self.context.policy.instance,
+                desired,
+                &observed,
+            )
+            .await
+            .map_err(|error| PassError {
+                what: error_chain(&error),
+                code: None,
+                retryable: true,
+            })?;
             self.history_checked.store(true, Ordering::SeqCst);
         }
         // Promotion (issue 8): state this target's jobs take from another target is copied

@@ -9,14 +9,15 @@
 use chrono::Utc;
 
 use crate::journal::{Effects, Journal, JournalError, Outcome, RecordBody};
-use crate::model::{DesiredJobs, ObservedJobs};
+use crate::model::{DesiredJobs, ObservedJobs, Ownership};
 
-/// When the journal knows none of `target`'s jobs: journals every live managed Flink job of
-/// `target` as adopted, and its `restore` (if git has one) as applied. Returns the jobs whose
+/// When the journal knows none of `target`'s jobs: journals every live Flink job of `target`
+/// that carries this installation's managed-by tag (`instance`) as adopted, and its `restore` (if git has one) as applied. Returns the jobs whose
 /// restore it marked.
 pub async fn adopt_without_history(
     journal: &Journal,
     target: &str,
+    instance: &str,
     desired: &DesiredJobs,
     observed: &ObservedJobs,
 ) -> Result<Vec<String>, JournalError> {
@@ -26,7 +27,11 @@ pub async fn adopt_without_history(
     let mut marked = Vec::new();
     // Every live managed job is recorded as adopted (so the journal has history from now on and
     // a later restart does not decide this again); its restore, if git has one, as applied.
-    for live in observed.flink.iter().filter(|job| job.is_managed()) {
+    for live in observed
+        .flink
+        .iter()
+        .filter(|job| job.ownership(instance) == Ownership::Ours)
+    {
         let restore = desired
             .flink
             .iter()
@@ -70,7 +75,11 @@ pub async fn adopt_without_history(
             marked.push(live.name.clone());
         }
     }
-    let managed = observed.flink.iter().filter(|job| job.is_managed()).count();
+    let managed = observed
+        .flink
+        .iter()
+        .filter(|job| job.ownership(instance) == Ownership::Ours)
+        .count();
     if managed > 0 {
         tracing::warn!(
             target_name = target,
