@@ -460,9 +460,11 @@ mod pipeline_end_to_end {
 
     pub fn clicks(sql: &str, broken: bool) -> String {
         if broken {
-            // An exclusive cluster without a queue: DLI refuses to start it (DLI.13024).
+            // Another SQL job type (no update carries it, so the job is created again) on an
+            // exclusive cluster without a queue: DLI refuses to start it (DLI.13024). Leaving
+            // `queue_name` out of an existing job alone would keep the queue the service has.
             format!(
-                "kind: FlinkSqlJob\nname: clicks\nsql_body: \"{sql}\"\nrun_mode: exclusive_cluster\ncu_number: 2\ndesired_state: running\nupgrade_mode: savepoint\n"
+                "kind: FlinkSqlJob\nname: clicks\njob_type: flink_sql_job\nsql_body: \"{sql}\"\nrun_mode: exclusive_cluster\ncu_number: 2\ndesired_state: running\nupgrade_mode: savepoint\n"
             )
         } else {
             format!(

@@ -314,28 +314,6 @@ fn check_documented_pairs(
         }
     }
 
-    if kind == JobKind::FlinkSql
-        && config.run_mode == "exclusive_cluster"
-        && config.queue_name.is_none()
-    {
-        // Without an explicit run_mode, the problem is the document's: point at its start.
-        let field = if checked.contains_key("run_mode") {
-            "run_mode"
-        } else {
-            "queue_name"
-        };
-        report(
-            context,
-            field,
-            format!(
-                "FlinkSqlJob `{}`: run_mode exclusive_cluster{} needs `queue_name`: DLI does not start an exclusive-cluster job without a queue (DLI.13024 \"No job-running queue selected\")",
-                document.name,
-                if checked.contains_key("run_mode") { "" } else { " (the default)" }
-            ),
-            "set `queue_name` to the job's queue, or use the legacy shared queue with run_mode: shared_cluster and job_type: flink_sql_job".to_string(),
-        );
-    }
-
     let version = config.resource_config_version.as_deref();
     if config.is_resource_v2() {
         for field in V1_RESOURCE_FIELDS {
