@@ -31,6 +31,8 @@ struct Broken {
     project: Option<&'static str>,
     staging_bucket: Option<&'static str>,
     queue: Option<&'static str>,
+    /// A DataArts workspace: DLF is then in use (checked and probed).
+    workspace: Option<&'static str>,
 }
 
 async fn start(mut emulator_config: EmulatorConfig, broken: Broken) -> Setup {
@@ -75,9 +77,13 @@ targets:
     staging: obs://{}/dev/
     backups: obs://dli-gitops-backups/dev/
     retry: {{max_attempts: 2, initial_backoff: 10ms, max_backoff: 50ms}}
-"#,
+{}"#,
         broken.project.unwrap_or(DEV_PROJECT_ID),
         broken.staging_bucket.unwrap_or("dli-gitops-staging"),
+        broken
+            .workspace
+            .map(|w| format!("    workspace: {w}\n"))
+            .unwrap_or_default(),
     );
     std::fs::write(dir.path().join("dli-gitops.yaml"), config).unwrap();
     Setup { dir, emulator }
@@ -341,7 +347,14 @@ async fn the_emulator_lists_queues_as_the_sdk_model_says() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn the_probe_exercises_every_endpoint_cleans_up_and_records_without_secrets() {
-    let setup = start(EmulatorConfig::for_tests(PathBuf::new()), Broken::default()).await;
+    let setup = start(
+        EmulatorConfig::for_tests(PathBuf::new()),
+        Broken {
+            workspace: Some("doctor-test-workspace"),
+            ..Broken::default()
+        },
+    )
+    .await;
     let client = dli(&setup.emulator);
     // A leftover of an earlier, interrupted probe (prefix and tag), and a job that only looks
     // like one (prefix, no tag): the first is removed, the second left alone.
@@ -386,6 +399,7 @@ async fn the_probe_exercises_every_endpoint_cleans_up_and_records_without_secret
         "import is_cover",
         "import-savepoint",
         "delete",
+        "dlf import",
     ] {
         let step = steps
             .iter()
@@ -444,6 +458,7 @@ async fn the_probe_exercises_every_endpoint_cleans_up_and_records_without_secret
             "X-Auth-Token",
             "x-auth-token",
             "authorization",
+            "doctor-test-workspace",
         ] {
             assert!(
                 !text.contains(secret),
@@ -548,6 +563,32 @@ async fn decode_recording(dir: &Path) {
         },
     )
     .unwrap();
+    let dlf = dli_gitops::cloud::DlfClient::new(
+        parse_endpoint(&format!("http://{address}")).unwrap(),
+        "00000000000000000000000000000000",
+        Credentials::AkSk {
+            access_key: "REPLAY".into(),
+            secret_key: Secret::new("replay".to_string()),
+            security_token: None,
+        },
+        ClientOptions {
+            retry: dli_gitops::cloud::RetryPolicy {
+                max_attempts: 1,
+                ..Default::default()
+            },
+            ..ClientOptions::default()
+        },
+        None,
+    )
+    .unwrap();
+    let last_segment = |exchange: &RecordedExchange| -> String {
+        exchange
+            .path
+            .rsplit('/')
+            .next()
+            .unwrap_or_default()
+            .to_string()
+    };
     let job_id = |exchange: &RecordedExchange| -> i64 {
         exchange
             .path
@@ -571,41 +612,63 @@ async fn decode_recording(dir: &Path) {
             .and_then(|b| b["name"].as_str())
             .unwrap_or("job")
             .to_string();
-        let result: Result<(), CloudError> = match exchange.operation.as_str() {
-            "list_jobs" => client.list_jobs(&ListJobsQuery::default()).await.map(drop),
-            "list_queues" => client.list_queues().await.map(drop),
-            "job_detail" => client.job_detail(id).await.map(drop),
-            "job_tags" => client.job_tags(id).await.map(drop),
-            "create_job_tags" => client.create_job_tags(id, &spec.tags).await,
-            "create_sql_job" if (200..300).contains(&exchange.status) => {
-                // The typed create lists by name first (the recording's list answers that),
-                // then creates.
-                client.create_sql_job(&name, &spec).await.map(drop)
+        let result: Result<(), CloudError> = if exchange.service == "dlf" {
+            match exchange.operation.as_str() {
+                "import_jobs" => dlf
+                    .import_jobs(&dli_gitops::cloud::DlfImportRequest {
+                        path: "obs://bucket/x.zip".into(),
+                        same_name_policy: "OVERWRITE".into(),
+                        jobs_params: Vec::new(),
+                        settings: Default::default(),
+                    })
+                    .await
+                    .map(drop),
+                "system_task" => dlf.system_task(&last_segment(exchange)).await.map(drop),
+                "list_jobs" => dlf
+                    .list_jobs(&dli_gitops::cloud::DlfListJobsQuery::default())
+                    .await
+                    .map(drop),
+                "job_detail" => dlf.job_detail(&last_segment(exchange)).await.map(drop),
+                "delete_job" => dlf.delete_job(&last_segment(exchange)).await,
+                other => panic!("{}: no replay for DLF operation {other}", dir.display()),
             }
-            "create_sql_job" => client
-                .send_once_for_probe(
-                    "create_sql_job",
-                    reqwest::Method::POST,
-                    &["streaming", "sql-jobs"],
-                    exchange.request_body.clone(),
-                )
-                .await
-                .map(drop),
-            "update_sql_job" => client.update_job(id, &spec, &UpdateScope::Full).await,
-            "run_jobs" => client.run_jobs(&[id], false).await,
-            "stop_jobs" => client.stop_jobs(&[id], true).await,
-            "trigger_savepoint" => client.trigger_savepoint(id, "bucket/dir/").await,
-            "export_jobs" => client
-                .export_jobs("bucket/dir/", Some(&[id]))
-                .await
-                .map(|zips| assert!(!zips.is_empty(), "export answered no zip")),
-            "import_jobs" => client
-                .import_jobs("bucket/dir/x.zip", true)
-                .await
-                .map(|mappings| assert!(!mappings.is_empty(), "import answered no mapping")),
-            "import_savepoint" => client.import_savepoint(id, "obs://bucket/sp/").await,
-            "delete_job" => client.delete_job(id).await,
-            other => panic!("{}: no replay for operation {other}", dir.display()),
+        } else {
+            match exchange.operation.as_str() {
+                "list_jobs" => client.list_jobs(&ListJobsQuery::default()).await.map(drop),
+                "list_queues" => client.list_queues().await.map(drop),
+                "job_detail" => client.job_detail(id).await.map(drop),
+                "job_tags" => client.job_tags(id).await.map(drop),
+                "create_job_tags" => client.create_job_tags(id, &spec.tags).await,
+                "create_sql_job" if (200..300).contains(&exchange.status) => {
+                    // The typed create lists by name first (the recording's list answers that),
+                    // then creates.
+                    client.create_sql_job(&name, &spec).await.map(drop)
+                }
+                "create_sql_job" => client
+                    .send_once_for_probe(
+                        "create_sql_job",
+                        reqwest::Method::POST,
+                        &["streaming", "sql-jobs"],
+                        exchange.request_body.clone(),
+                    )
+                    .await
+                    .map(drop),
+                "update_sql_job" => client.update_job(id, &spec, &UpdateScope::Full).await,
+                "run_jobs" => client.run_jobs(&[id], false).await,
+                "stop_jobs" => client.stop_jobs(&[id], true).await,
+                "trigger_savepoint" => client.trigger_savepoint(id, "bucket/dir/").await,
+                "export_jobs" => client
+                    .export_jobs("bucket/dir/", Some(&[id]))
+                    .await
+                    .map(|zips| assert!(!zips.is_empty(), "export answered no zip")),
+                "import_jobs" => client
+                    .import_jobs("bucket/dir/x.zip", true)
+                    .await
+                    .map(|mappings| assert!(!mappings.is_empty(), "import answered no mapping")),
+                "import_savepoint" => client.import_savepoint(id, "obs://bucket/sp/").await,
+                "delete_job" => client.delete_job(id).await,
+                other => panic!("{}: no replay for operation {other}", dir.display()),
+            }
         };
         match (&result, (200..300).contains(&exchange.status)) {
             (Ok(()), true) => {}

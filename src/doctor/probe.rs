@@ -99,6 +99,9 @@ pub(super) async fn run_probe(
             }
         }
         remove_leftovers(context, &state).await;
+        if dlf_in_use(context).await {
+            remove_dlf_leftovers(context, &state).await;
+        }
         remove_objects(context, &state).await;
     };
     match &recorder {
@@ -510,13 +513,149 @@ async fn steps(
             Check::fail("delete", error.to_string(), "allow deleting DLI Flink jobs"),
         ),
     }
-    step(
-        state,
-        Check::not_checked(
-            "dlf import",
-            "the DLF probe (a one-node job import) is not implemented yet",
+    dlf_probe(context, state, &name, dir.as_deref()).await;
+}
+
+/// The DLF marker: a job parameter, since DataArts jobs carry no tags. Cleanup removes a DLF job
+/// only when its name has the prefix and its definition carries this parameter.
+pub const DLF_MARKER_PARAM: &str = "dli_gitops_doctor";
+
+/// A DataArts Factory import of a one-node job (a `Dummy` node), read back and deleted, when
+/// the target uses DataArts (DLF jobs in the repository or a `workspace`).
+async fn dlf_probe(context: &TargetContext, state: &Shared, name: &str, dir: Option<&str>) {
+    let uses_dlf = dlf_in_use(context).await;
+    let Some(dir) = dir.filter(|_| uses_dlf) else {
+        step(
+            state,
+            Check::not_checked(
+                "dlf import",
+                "DataArts is not used by this target, or no obs:// staging location",
+            ),
+        );
+        return;
+    };
+    let dlf = &context.live.clients.dlf;
+    let entry = crate::bundle::DlfJobEntry {
+        name: name.to_string(),
+        job: serde_json::json!({
+            "name": name,
+            "processType": "BATCH",
+            "nodes": [{"name": "doctor", "type": "Dummy"}],
+            "params": [{"name": DLF_MARKER_PARAM, "value": PROBE_TAG_VALUE}],
+            "schedule": {"type": "EXECUTE_ONCE"},
+        }),
+        scripts: BTreeMap::new(),
+        resources: BTreeMap::new(),
+    };
+    let result = async {
+        let zip = crate::bundle::write_dlf_zip(&[entry]).map_err(|e| e.to_string())?;
+        let store = context
+            .live
+            .clients
+            .object_store(dir)
+            .map_err(|e| e.to_string())?;
+        let key = format!("{name}/dlf.zip");
+        store
+            .put(&key, bytes::Bytes::from(zip))
+            .await
+            .map_err(|e| e.to_string())?;
+        let request = crate::cloud::DlfImportRequest {
+            path: store.url_of(&key),
+            same_name_policy: "OVERWRITE".to_string(),
+            jobs_params: Vec::new(),
+            settings: crate::model::DlfImportSettings::default(),
+        };
+        let task = dlf.import_jobs(&request).await.map_err(|e| e.to_string())?;
+        let done = dlf
+            .wait_system_task(&task, TRANSITION_LIMIT)
+            .await
+            .map_err(|e| e.to_string())?;
+        if !matches!(
+            done.status,
+            crate::cloud::SystemTaskStatus::Successful | crate::cloud::SystemTaskStatus::Warning
+        ) {
+            return Err(format!(
+                "the import task ended {}: {}",
+                done.status.as_str(),
+                done.messages().join("; ")
+            ));
+        }
+        dlf.job_detail(name).await.map_err(|e| e.to_string())?;
+        Ok::<String, String>(done.status.as_str().to_string())
+    }
+    .await;
+    match result {
+        Ok(status) => step(
+            state,
+            Check::ok(
+                "dlf import",
+                format!("a one-node job imported ({status}) and read back"),
+            ),
         ),
-    );
+        Err(problem) => step(
+            state,
+            Check::fail(
+                "dlf import",
+                problem,
+                "check the workspace, DataArts permissions and DataArts access to the staging bucket",
+            ),
+        ),
+    }
+    remove_dlf_leftovers(context, state).await;
+}
+
+/// The target uses DataArts: DLF jobs in the repository, or a `workspace`.
+async fn dlf_in_use(context: &TargetContext) -> bool {
+    context.target.workspace.is_some()
+        || context
+            .desired()
+            .await
+            .is_ok_and(|(jobs, _)| !jobs.dlf.is_empty())
+}
+
+/// Removes DataArts jobs named `dli-gitops-doctor-*` whose definition carries the marker
+/// parameter; others with the prefix are reported and left alone.
+async fn remove_dlf_leftovers(context: &TargetContext, state: &Shared) {
+    let dlf = &context.live.clients.dlf;
+    let Ok((jobs, _)) = dlf.list_every_job(None).await else {
+        return;
+    };
+    for job in jobs.iter().filter(|job| job.name.starts_with(PROBE_PREFIX)) {
+        let marked = dlf.job_detail(&job.name).await.is_ok_and(|detail| {
+            detail["params"].as_array().is_some_and(|params| {
+                params
+                    .iter()
+                    .any(|p| p["name"] == DLF_MARKER_PARAM && p["value"] == PROBE_TAG_VALUE)
+            })
+        });
+        if !marked {
+            step(
+                state,
+                Check::warn(
+                    "cleanup",
+                    format!(
+                        "DLF job {} has the doctor's prefix but not its marker: left alone",
+                        job.name
+                    ),
+                    "remove it by hand if it is a leftover",
+                ),
+            );
+            continue;
+        }
+        match dlf.delete_job(&job.name).await {
+            Ok(()) => with(state, |s| {
+                s.report.cleaned_up.push(format!("DLF {}", job.name))
+            }),
+            Err(error) => step(
+                state,
+                Check::fail(
+                    "cleanup",
+                    format!("DLF {}: {error}", job.name),
+                    "delete it by hand in DataArts Factory",
+                ),
+            ),
+        }
+    }
 }
 
 /// Run, trigger a savepoint, stop with a savepoint; returns the savepoint the detail names.
