@@ -264,6 +264,12 @@ async fn a_wrong_project_fails_the_project_check_with_its_fix() {
     .await;
     let run = doctor(&setup, &[]).await;
     assert_fails_with_fix(&run, "project id", "My Credentials");
+    // The fix names the right project, looked up from IAM with the same keys.
+    assert_fails_with_fix(
+        &run,
+        "project id",
+        &format!("set `project_id: {DEV_PROJECT_ID}`"),
+    );
     assert_eq!(run.check("signed calls")["status"], "ok");
 }
 

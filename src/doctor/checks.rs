@@ -129,11 +129,20 @@ pub(super) async fn run_checks(context: &TargetContext) -> ChecksOutcome {
                 }
                 Err(error) if is_wrong_project(error) => {
                     checks.push(signed_ok(&skew, &skew_text));
+                    let found = match super::project::lookup(context).await {
+                        Ok(ids) if !ids.is_empty() => format!(
+                            "; IAM says the project of {region} for these keys is {}: set `project_id: {}`",
+                            ids.join(" or "),
+                            ids[0]
+                        ),
+                        Ok(_) => format!("; IAM lists no project named {region} for these keys"),
+                        Err(problem) => format!("; looking it up from IAM failed: {problem}"),
+                    };
                     checks.push(Check::fail(
                         "project id",
                         format!("refused: {error}"),
                         format!(
-                            "`project_id` is not a project these credentials may use in {region}: copy the id of project `{region}` from My Credentials > API Credentials > Projects (or GET /v3/projects on IAM)"
+                            "`project_id` is not a project these credentials may use in {region}: copy the id of project `{region}` from My Credentials > API Credentials > Projects (or GET /v3/projects?name={region} on IAM){found}"
                         ),
                     ));
                 }

@@ -12,6 +12,7 @@
 
 mod checks;
 mod probe;
+mod project;
 pub mod record;
 
 use std::io::Write;
