@@ -71,14 +71,16 @@ targets:
     source: jobs
     environment: dev
     region: cn-north-4
-    project_id: {}
-    endpoints: {{dli: "{api}", dlf: "{api}", iam: "{api}", obs: "{s3}"}}
+{}    endpoints: {{dli: "{api}", dlf: "{api}", iam: "{api}", obs: "{s3}"}}
     credentials: {{access_key_file: ak, secret_key_file: sk}}
     staging: obs://{}/dev/
     backups: obs://dli-gitops-backups/dev/
     retry: {{max_attempts: 2, initial_backoff: 10ms, max_backoff: 50ms}}
 {}"#,
-        broken.project.unwrap_or(DEV_PROJECT_ID),
+        match broken.project.unwrap_or(DEV_PROJECT_ID) {
+            "" => String::new(),
+            id => format!("    project_id: {id}\n"),
+        },
         broken.staging_bucket.unwrap_or("dli-gitops-staging"),
         broken
             .workspace
@@ -271,6 +273,56 @@ async fn a_wrong_project_fails_the_project_check_with_its_fix() {
         &format!("set `project_id: {DEV_PROJECT_ID}`"),
     );
     assert_eq!(run.check("signed calls")["status"], "ok");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn without_a_project_id_the_target_looks_it_up_from_iam() {
+    let setup = start(
+        EmulatorConfig::for_tests(PathBuf::new()),
+        Broken {
+            project: Some(""),
+            ..Broken::default()
+        },
+    )
+    .await;
+    let run = doctor(&setup, &[]).await;
+    assert_eq!(run.code, 0, "{}", run.stdout);
+    assert_eq!(run.check("project id")["status"], "ok");
+    assert!(
+        run.stderr.contains("looked it up from IAM") && run.stderr.contains(DEV_PROJECT_ID),
+        "{}",
+        run.stderr
+    );
+
+    // Keys IAM refuses: the error says how to find the id by hand.
+    let refused = start(
+        EmulatorConfig::for_tests(PathBuf::new()),
+        Broken {
+            project: Some(""),
+            secret: Some("not-the-secret-key"),
+            ..Broken::default()
+        },
+    )
+    .await;
+    let output = tokio::task::spawn_blocking({
+        let config = refused.dir.path().join("dli-gitops.yaml");
+        move || {
+            std::process::Command::new(env!("CARGO_BIN_EXE_dli-gitops"))
+                .args(["doctor", "--config"])
+                .arg(config)
+                .output()
+                .unwrap()
+        }
+    })
+    .await
+    .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("looking it up from IAM failed") && stderr.contains("My Credentials"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("not-the-secret-key"));
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -161,12 +161,15 @@ impl TargetContext {
                 domain,
             },
         };
-        let project_id = target.project_id().ok_or_else(|| {
-            target_error(
-                target_name,
-                "no `project_id`; set the project id of the region".to_string(),
-            )
-        })?;
+        let looked_up;
+        let project_id = match target.project_id() {
+            Some(id) => id,
+            None => {
+                looked_up =
+                    lookup_project_id(target_name, &target, &endpoints.iam, &credentials).await?;
+                looked_up.as_str()
+            }
+        };
         let client_options = ClientOptions {
             connect_timeout: target.timeouts.connect.get(),
             request_timeout: target.timeouts.request.get(),
@@ -408,6 +411,66 @@ fn location_url(
             target,
             format!(
                 "the {what} location {other} is not an obs:// location; DLI and DLF read bundles and write exports on OBS only"
+            ),
+        )),
+    }
+}
+
+/// Without `project_id`: the id of the project named after the region, looked up once from IAM
+/// with the AK/SK (`cloud::iam`), and logged.
+async fn lookup_project_id(
+    target_name: &str,
+    target: &TargetConfig,
+    iam: &url::Url,
+    credentials: &Credentials,
+) -> Result<String, ApplyError> {
+    let region = target.region();
+    let by_hand = format!(
+        "set `project_id` by hand: the id of project `{region}` under My Credentials > API Credentials > Projects"
+    );
+    let Credentials::AkSk {
+        access_key,
+        secret_key,
+        security_token,
+    } = credentials
+    else {
+        return Err(target_error(
+            target_name,
+            format!("no `project_id`, and password credentials cannot look it up; {by_hand}"),
+        ));
+    };
+    let ids = crate::cloud::iam::project_ids_for_region(
+        iam,
+        region,
+        access_key,
+        secret_key,
+        security_token.as_ref(),
+        target.timeouts.request.get(),
+    )
+    .await
+    .map_err(|error| {
+        target_error(
+            target_name,
+            format!("no `project_id`, and looking it up from IAM failed: {error}; {by_hand}"),
+        )
+    })?;
+    match ids.as_slice() {
+        [id] => {
+            tracing::info!(target = target_name, region, project_id = %id, "No `project_id` configured: looked it up from IAM.");
+            Ok(id.clone())
+        }
+        [] => Err(target_error(
+            target_name,
+            format!(
+                "no `project_id`, and IAM lists no project named `{region}` for these keys; {by_hand}"
+            ),
+        )),
+        several => Err(target_error(
+            target_name,
+            format!(
+                "no `project_id`, and IAM lists {} projects named `{region}` ({}); set the one to use",
+                several.len(),
+                several.join(", ")
             ),
         )),
     }

@@ -13,6 +13,7 @@ pub mod dli;
 pub mod dli_wire;
 pub mod error;
 mod http;
+pub mod iam;
 pub mod metrics;
 pub mod obs;
 pub mod options;

@@ -265,10 +265,20 @@ impl Checker {
                         "`{id}` is not a project id (32 hex characters, shown under My Credentials > API Credentials)"
                     ),
                 ),
-            None if !embedded => self.problem(
-                format!("{at}.project_id"),
-                "missing `project_id`; only embedded targets may omit it",
-            ),
+            // With AK/SK the project id is looked up from IAM for the region (`cloud::iam`);
+            // a password token is scoped to a project id, so it needs one.
+            None if !embedded
+                && target.credentials.as_ref().is_some_and(|c| {
+                    c.user_env.is_some()
+                        || c.user_file.is_some()
+                        || c.password_env.is_some()
+                }) =>
+            {
+                self.problem(
+                    format!("{at}.project_id"),
+                    "missing `project_id`; password credentials cannot look it up (AK/SK can): set the id of the region's project (My Credentials > API Credentials > Projects)",
+                )
+            }
             _ => {}
         }
         match &target.credentials {
