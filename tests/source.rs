@@ -977,13 +977,17 @@ fn promotion_cycles_and_duplicates_are_refused() {
 #[test]
 fn cloud_targets_need_region_project_credentials_and_prefixes() {
     let message = load_error(
-        "sources:\n  jobs: {path: jobs}\ntargets:\n  - name: prod\n    source: jobs\n    project_id: not-a-project\n    credentials: {access_key_env: AK}\n    promotion: {auto: true, windows: [{kind: deny, schedule: \"0 25 * * *\", duration: 1h}]}\n",
+        "sources:\n  jobs: {path: jobs}\ntargets:\n  - name: prod\n    source: jobs\n    project_id: not-a-project\n    credentials: {access_key_env: AK}\n    apply_strategy: import\n    promotion: {auto: true, windows: [{kind: deny, schedule: \"0 25 * * *\", duration: 1h}]}\n",
     );
+    // `staging` is optional now that Flink jobs are written through the API (only DLF imports
+    // and carried savepoints use it, and they say so when it is missing).
+    assert!(!message.contains("targets[0].staging"), "{message}");
     for expected in [
         "targets[0].region: missing `region`",
         "targets[0].project_id: `not-a-project` is not a project id",
         "targets[0].credentials: AK/SK auth needs both",
-        "targets[0].staging: missing `staging`",
+        "targets[0].apply_strategy: `import` is no longer supported",
+        "write `apply_strategy: api`",
         "targets[0].backups: missing `backups`",
         "targets[0].promotion: `promotion` needs `promote_from",
         "targets[0].promotion.windows[0].schedule: hour value 25 is outside 0-23",

@@ -260,7 +260,11 @@ impl PromotionHook {
                 rule: json["rule"].as_str().unwrap_or_default().to_string(),
                 seq: json["seq"].as_u64().unwrap_or_default(),
             })
-        } else if status == 409 {
+        } else if status == 409
+            // A revision the source lacks is a refused promotion too; a 404 for a target the
+            // config does not name is not counted (metric labels stay bounded).
+            || (status == 404 && self.endpoint.config.target(target).is_some())
+        {
             Some(PromotionEvent::Refused {
                 to: target.to_string(),
                 reason: json["error"].as_str().unwrap_or_default().to_string(),
