@@ -122,7 +122,7 @@ pub(super) async fn run_checks(context: &TargetContext) -> ChecksOutcome {
                         if clock {
                             "this host's clock is more than 15 minutes off the service's: sync it (NTP), then run doctor again".to_string()
                         } else {
-                            "the access key / secret key pair is wrong or disabled: check the target's `credentials` (the variables they name, e.g. HUAWEICLOUD_SDK_AK / HUAWEICLOUD_SDK_SK), or create a new key under My Credentials > Access Keys; requests with these keys are held back locally for 5 minutes".to_string()
+                            "the access key / secret key pair (or the IAM user's password) is wrong or disabled: check the target's `credentials` (the variables or files they name, e.g. HUAWEICLOUD_SDK_AK / HUAWEICLOUD_SDK_SK), or create a new key under My Credentials > Access Keys; requests with these credentials are held back locally for 5 minutes".to_string()
                         },
                     ));
                     checks.push(Check::not_checked("project id", "signed calls failed"));
