@@ -1601,3 +1601,116 @@ fn a_second_signal_exits_at_once_and_the_next_start_finishes_the_upgrade() {
     assert_eq!(cu, 3);
     assert!(daemon.stop().success());
 }
+
+/// The stand-in answers as the documented service does (service-filled fields, BATCH and
+/// REAL_TIME DLF jobs): once converged over SQL (v1 and v2 resources), a Jar job with
+/// `feature`, `flink_version` and `queue_name` unset, and DLF jobs of both types, `plan
+/// --detailed-exitcode` exits 0 and a daemon with `self_heal` makes no mutating call over
+/// twelve applying passes (an hour of passes at the default five-minute resync).
+#[test]
+fn a_converged_daemon_makes_no_mutating_call_for_an_hour_of_passes() {
+    let setup = Setup::new(300);
+    let dlf_job = |name: &str, process_type: &str| {
+        format!(
+            r#"{{"name": "{name}", "processType": "{process_type}", "nodes": [{{"name": "n", "type": "DWSSQL", "properties": [{{"name": "statement", "value": "SELECT 1"}}]}}], "schedule": {{"type": "CRON", "cron": {{"expression": "0 0 2 * * ?"}}}}}}"#
+        )
+    };
+    let batch = dlf_job("nightly", "BATCH");
+    let streaming = dlf_job("stream-load", "REAL_TIME");
+    let jar = "kind: FlinkJarJob\nname: fraud\nentrypoint: obs://dli-gitops-staging/app.jar\nmain_class: com.example.Main\ncu_number: 2\ndesired_state: running\n";
+    let v2 = "kind: FlinkSqlJob\nname: sessions\nqueue_name: ${flink_queue}\nsql_body: \"SELECT 2\"\nflink_version: \"1.15\"\nresource_config_version: v2\nresource_config: {max_slot: 2, parallel_number: 2, jobmanager_resource_spec: {cpu: 1, memory: 4G}, taskmanager_resource_spec: {cpu: 1, memory: 4G}}\ndesired_state: running\n";
+    let revision = setup.repo.commit(
+        "jobs of every kind",
+        &[
+            ("flink/clicks.yaml", Some(&job_yaml("clicks", 2))),
+            ("flink/fraud.yaml", Some(jar)),
+            ("flink/sessions.yaml", Some(v2)),
+            (
+                "dlf/nightly.yaml",
+                Some("kind: DlfJob\nname: nightly\ndefinition_file: nightly.job\n"),
+            ),
+            ("dlf/nightly.job", Some(&batch)),
+            (
+                "dlf/stream-load.yaml",
+                Some("kind: DlfJob\nname: stream-load\ndefinition_file: stream-load.job\n"),
+            ),
+            ("dlf/stream-load.job", Some(&streaming)),
+            ("environments/dev.yaml", Some(ENVIRONMENT)),
+        ],
+    );
+    let config = setup.config_with(true, "1h", "1h", "");
+    let daemon = Daemon::start(setup.dir.path(), &config, "quiet-hour");
+    daemon.wait_for("convergence over every kind of job", |status| {
+        synced_at(status, &revision)
+            && ["clicks", "fraud", "sessions"]
+                .iter()
+                .all(|name| job(status, name)["live_status"] == "job_running")
+    });
+    let (passes_before, stats_before) = quiet_counts(&daemon, &setup.emulator);
+    let mut passes = 0;
+    while passes < 12 {
+        let (code, body) = http(
+            "POST",
+            &format!("{}/api/v1/targets/dev/sync", daemon.base),
+            &[("Authorization", format!("Bearer {API_TOKEN}"))],
+            "",
+        )
+        .unwrap();
+        assert!(
+            (200..300).contains(&code),
+            "manual sync answered {code}: {body}"
+        );
+        let deadline = Instant::now() + CONVERGE_TIMEOUT;
+        loop {
+            let (done, _) = quiet_counts(&daemon, &setup.emulator);
+            if done > passes_before + passes {
+                passes = done - passes_before;
+                break;
+            }
+            assert!(Instant::now() < deadline, "the manual sync never ran");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+    let (_, stats_after) = quiet_counts(&daemon, &setup.emulator);
+    let reads = ["List", "Show", "DlfList", "DlfShow", "Iam"];
+    let mutating: Vec<(String, u64)> = stats_after["operations"]
+        .as_object()
+        .unwrap()
+        .iter()
+        .filter(|(operation, _)| !reads.iter().any(|read| operation.starts_with(read)))
+        .filter_map(|(operation, count)| {
+            let delta = count.as_u64().unwrap_or(0) - count_of(&stats_before, operation);
+            (delta > 0).then(|| (operation.clone(), delta))
+        })
+        .collect();
+    assert_eq!(
+        mutating,
+        Vec::<(String, u64)>::new(),
+        "{passes} applying passes over a converged target changed something; before: {stats_before:#}, after: {stats_after:#}"
+    );
+    let dlf_lists = count_of(&stats_after, "DlfListJobs") - count_of(&stats_before, "DlfListJobs");
+    assert_eq!(
+        dlf_lists,
+        2 * passes,
+        "one DLF list per job type (BATCH, REAL_TIME) per pass"
+    );
+    assert!(daemon.stop().success());
+    let plan = std::process::Command::new(BINARY)
+        .args(["plan", "--detailed-exitcode", "--target", "dev", "--config"])
+        .arg(&config)
+        .env("E2E_AK", ACCESS_KEY)
+        .env("E2E_SK", SECRET_KEY)
+        .output()
+        .unwrap();
+    assert_eq!(
+        plan.status.code(),
+        Some(0),
+        "plan after converging: {}{}",
+        String::from_utf8_lossy(&plan.stdout),
+        String::from_utf8_lossy(&plan.stderr)
+    );
+}
+
+fn count_of(stats: &Value, operation: &str) -> u64 {
+    stats["operations"][operation].as_u64().unwrap_or(0)
+}
