@@ -501,8 +501,16 @@ impl EmulatorProcess {
                 secret_key: Secret::new(secret_key),
                 security_token: None,
             },
+            // The checks read through whatever faults the test injected: enough attempts that a
+            // run of injected 500s never fails a check (0.35^15 per call at the fault mix).
             ClientOptions {
                 requests_per_second: 0.0,
+                retry: RetryPolicy {
+                    max_attempts: 15,
+                    base_backoff: Duration::from_millis(10),
+                    max_backoff: Duration::from_millis(200),
+                    ..ClientOptions::default().retry
+                },
                 ..ClientOptions::default()
             },
         )
