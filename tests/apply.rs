@@ -2044,7 +2044,7 @@ async fn an_import_that_fails_after_the_schedule_was_stopped_leaves_a_start_for_
 /// prunes, adopts or changes the other's jobs; a job both declare is a conflict for the second.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_installations_on_one_project_never_touch_each_others_jobs() {
-    let mut blue = Harness::start_full(
+    let blue = Harness::start_full(
         EmulatorConfig::for_tests(PathBuf::new()),
         "prune: true",
         "",
