@@ -1626,7 +1626,7 @@ fn collect_errors(value: &Value, out: &mut Vec<String>) {
 // ---------------------------------------------------------------------------------------------
 // Crash consistency
 
-/// How many times the daemon is killed. At least 50 (issue 11); `RELIABILITY_CRASH_RUNS`
+/// How many times the daemon is killed. At least 50; `RELIABILITY_CRASH_RUNS`
 /// raises it for a longer run.
 fn crash_runs() -> usize {
     std::env::var("RELIABILITY_CRASH_RUNS")

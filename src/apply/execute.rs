@@ -483,7 +483,7 @@ impl<L: LiveService, J: Ledger> Executor<'_, L, J> {
                 )
             }),
             SavepointSource::Path(path) | SavepointSource::Held(path) => Ok(path.clone()),
-            // Promotion (issue 8): a copy carried into this account wins.
+            // Promotion: a copy carried into this account wins.
             SavepointSource::FromTarget(_) if self.options.carried_savepoints.contains_key(&action.name) => {
                 Ok(self.options.carried_savepoints[&action.name].clone())
             }

@@ -64,7 +64,7 @@ pub struct ApplyOptions {
     pub expected_plan_id: Option<String>,
     /// Actions run at once (each on its own job); 1 runs them one by one, in plan order.
     pub parallel_actions: usize,
-    /// Promotion (issue 8): savepoints already copied into this target's OBS from another
+    /// Promotion: savepoints already copied into this target's OBS from another
     /// target's account (`promotion::carry_for_target`), by job name. A `FromTarget` import
     /// uses these instead of the other target's own path, which this account may not read.
     pub carried_savepoints: std::collections::BTreeMap<String, String>,

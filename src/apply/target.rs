@@ -295,7 +295,7 @@ impl TargetContext {
         })?;
         let state_dir = self.state_dir.clone();
         let target = self.name.clone();
-        // Promotion (issue 8): a `promote_from` target follows the revision promoted to it,
+        // Promotion: a `promote_from` target follows the revision promoted to it,
         // not the branch head.
         let promoted = match &self.target.promote_from {
             Some(upstream) => Some(
@@ -361,7 +361,7 @@ impl TargetContext {
                     ),
                 }
             })?;
-        // Promotion (issue 8): the target's `restore: {from_target}` default.
+        // Promotion: the target's `restore: {from_target}` default.
         crate::promotion::apply_target_restore(&mut desired, &self.target);
         Ok((desired, snapshot.revision))
     }

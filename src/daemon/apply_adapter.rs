@@ -28,7 +28,7 @@ use crate::plan::JournalView;
 pub struct ApplyReconciler {
     context: TargetContext,
     journal: Journal,
-    /// For carrying state from other targets (issue 8).
+    /// For carrying state from other targets.
     config: Arc<Config>,
     /// The check for a target without history ran once (it only matters at start).
     history_checked: AtomicBool,
@@ -87,7 +87,7 @@ impl ApplyReconciler {
             })?;
             self.history_checked.store(true, Ordering::SeqCst);
         }
-        // Promotion (issue 8): state this target's jobs take from another target is copied
+        // Promotion: state this target's jobs take from another target is copied
         // into this account before the pass imports it.
         let carried_savepoints = if execute {
             crate::promotion::carry_for_target(&self.config, &self.journal, &self.context, desired)

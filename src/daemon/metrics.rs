@@ -46,7 +46,7 @@ pub struct WebhookLabels {
     pub result: String,
 }
 
-/// Promotion (issue 8): `by` is `auto` or `manual`; `result` is `promoted`, `refused`, or
+/// Promotion: `by` is `auto` or `manual`; `result` is `promoted`, `refused`, or
 /// `failed_upstream` (a revision marked as never to be promoted).
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct PromotionLabels {
@@ -224,7 +224,7 @@ impl DaemonMetrics {
         }
     }
 
-    /// Counts one promotion event (issue 8).
+    /// Counts one promotion event.
     pub fn count_promotion(&self, target: &str, by: &str, result: &str) {
         self.promotions
             .get_or_create(&PromotionLabels {

@@ -107,7 +107,7 @@ pub struct DaemonParts {
     pub metrics: Arc<DaemonMetrics>,
     pub progress_interval: Duration,
     pub shutdown_grace: Duration,
-    /// Promotion between targets (issue 8); `None` when no target has `promote_from`.
+    /// Promotion between targets; `None` when no target has `promote_from`.
     pub promotion: Option<Arc<crate::promotion::PromotionHook>>,
 }
 
@@ -408,7 +408,7 @@ pub async fn serve(
         })
         .collect();
 
-    // Promotion (issue 8): a promotion wakes its target; the gates are re-run on a timer,
+    // Promotion: a promotion wakes its target; the gates are re-run on a timer,
     // since `after` can end between passes.
     if let Some(hook) = &parts.promotion {
         let wake = triggers.clone();

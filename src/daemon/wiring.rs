@@ -432,7 +432,7 @@ async fn target_parts(
             reconciler: Arc::new(reconciler),
         });
     }
-    // Promotion (issue 8): the pipeline over the same journal.
+    // Promotion: the pipeline over the same journal.
     let promotion = crate::promotion::PromotionHook::new(Arc::new(config.clone()), journal)
         .map_err(|error| RunError::Target {
             target: config

@@ -38,7 +38,7 @@ pub(crate) struct Worker {
     /// How soon to look again while jobs are moving.
     pub progress_interval: Duration,
     pub memory: Memory,
-    /// Promotion (issue 8): a `promote_from` target converges to its promoted revision, and
+    /// Promotion: a `promote_from` target converges to its promoted revision, and
     /// every target's passes feed the gates.
     pub promotion: Option<Arc<crate::promotion::PromotionHook>>,
 }
@@ -288,7 +288,7 @@ impl Worker {
         match resolved {
             Ok(mut desired) => {
                 if let Some(hook) = &self.promotion {
-                    // Promotion (issue 8): the target's `restore: {from_target}` default.
+                    // Promotion: the target's `restore: {from_target}` default.
                     hook.adjust_desired(&self.spec.name, &mut desired);
                 }
                 tracing::info!(

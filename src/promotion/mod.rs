@@ -1,5 +1,5 @@
 //! Promotion between environments: the gate a revision passes from one target to the next
-//! (`promote_from`), manual promotions, and carrying Flink state across accounts (issue 8).
+//! (`promote_from`), manual promotions, and carrying Flink state across accounts.
 //!
 //! * [`gate`] is pure: upstream health over time, change windows and history → a decision.
 //! * The journal's `promotion` records are the only memory of promotions: the revision a

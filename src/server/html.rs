@@ -52,7 +52,7 @@ table{border-collapse:collapse;margin:.5em 0 1.5em}th,td{border:1px solid #ccc;p
 th{background:#f3f3f3}.ok{color:#17692b}.warn{color:#9a6700}.bad{color:#b42318}.info{color:#1f4e9c}.unknown{color:#666}\
 pre{background:#f6f6f6;padding:.6em;overflow:auto;max-height:30em}code{font-size:90%}.muted{color:#666}";
 
-/// The promotion pipeline (issue 8): each target with the revision it runs, the revision
+/// The promotion pipeline: each target with the revision it runs, the revision
 /// promoted to it, what its gate says, and its latest promotion.
 pub fn render_pipeline(view: &crate::promotion::PipelineView) -> String {
     let mut section = String::from(

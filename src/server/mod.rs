@@ -44,7 +44,7 @@ pub struct ServerState {
     /// Git sources that accept push webhooks.
     pub webhooks: Vec<WebhookRoute>,
     pub suspended: bool,
-    /// Promotion (issue 8): the promote and pipeline endpoints; `None` without a pipeline.
+    /// Promotion: the promote and pipeline endpoints; `None` without a pipeline.
     pub promotion: Option<Arc<crate::promotion::PromotionHook>>,
 }
 
@@ -184,7 +184,7 @@ fn unknown_target(state: &ServerState, target: &str) -> Response {
     )
 }
 
-/// `POST /api/v1/targets/{t}/promote` (issue 8): body `{"revision": "...", "by": "..."}`, both
+/// `POST /api/v1/targets/{t}/promote`: body `{"revision": "...", "by": "..."}`, both
 /// optional; the revision defaults to the one the upstream converged on.
 async fn promote_target(
     State(state): State<Arc<ServerState>>,
@@ -237,7 +237,7 @@ async fn promote_target(
     }
 }
 
-/// `GET /api/v1/pipeline` (issue 8): every target with its applied and promoted revision and
+/// `GET /api/v1/pipeline`: every target with its applied and promoted revision and
 /// what its gate says.
 async fn pipeline(State(state): State<Arc<ServerState>>) -> Response {
     match &state.promotion {
@@ -417,7 +417,7 @@ async fn status_page(State(state): State<Arc<ServerState>>) -> Html<String> {
         &state.board.sources(),
         state.suspended,
     );
-    // Promotion (issue 8): the pipeline goes above the targets.
+    // Promotion: the pipeline goes above the targets.
     match &state.promotion {
         Some(hook) => {
             let pipeline = html::render_pipeline(&hook.endpoint().pipeline(chrono::Utc::now()));
