@@ -1482,4 +1482,148 @@ mod cli_promote_then_apply {
         dev_cloud.shutdown().await;
         prod_cloud.shutdown().await;
     }
+
+    /// `apply prod` killed at random moments, again and again, right after a promotion that
+    /// carries dev's state: the carried savepoint is restored exactly once (a restore applied
+    /// again after a crash would start a second run from it), both jobs end running, and the
+    /// journal verifies.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn apply_killed_after_a_promotion_restores_the_carried_savepoint_once() {
+        use rand::{Rng, SeedableRng};
+        let seed: u64 = std::env::var("RELIABILITY_CRASH_SEED")
+            .ok()
+            .and_then(|value| value.parse().ok())
+            .unwrap_or_else(|| rand::thread_rng().r#gen());
+        eprintln!("promotion crash test seed {seed} (RELIABILITY_CRASH_SEED={seed} replays it)");
+        let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+        let dir = tempfile::tempdir().unwrap();
+        let mut slow = EmulatorConfig::for_tests(dir.path().join("prod-cloud"));
+        slow.delays.submit_ms = 150;
+        slow.delays.cancel_ms = 150;
+        slow.delays.savepoint_ms = 150;
+        let dev_cloud = Emulator::start(EmulatorConfig::for_tests(dir.path().join("dev-cloud")))
+            .await
+            .unwrap();
+        let prod_cloud = Emulator::start(slow).await.unwrap();
+        let repo = dir.path().join("repo");
+        std::fs::create_dir_all(&repo).unwrap();
+        commit(
+            &repo,
+            &[
+                ("environments/dev.yaml", DEV_ENV),
+                ("environments/prod.yaml", PROD_ENV),
+                ("flink/clicks.yaml", CLICKS),
+                ("flink/idle.yaml", IDLE),
+            ],
+            "clicks and idle",
+        );
+        std::fs::write(dir.path().join("ak"), DEV_ACCESS_KEY).unwrap();
+        std::fs::write(dir.path().join("sk"), DEV_SECRET_KEY).unwrap();
+        let target = |name: &str, cloud: &EmulatorHandle, extra: &str| {
+            format!(
+                "  - name: {name}\n    source: jobs\n    region: cn-north-4\n    project_id: {DEV_PROJECT_ID}\n    endpoints: {{dli: \"{api}\", dlf: \"{api}\", iam: \"{api}\", obs: \"{s3}\"}}\n    credentials: {{access_key_file: ak, secret_key_file: sk}}\n    staging: obs://dli-gitops-staging/{name}/\n    backups: obs://dli-gitops-backups/{name}/\n{extra}",
+                api = cloud.dli_url(),
+                s3 = cloud.s3_url()
+            )
+        };
+        let config = dir.path().join("dli-gitops.yaml");
+        std::fs::write(
+            &config,
+            format!(
+                "state_dir: state\nsources:\n  jobs:\n    git: {{url: \"{repo}\", branch: master}}\ntargets:\n{}{}",
+                target("dev", &dev_cloud, ""),
+                target(
+                    "prod",
+                    &prod_cloud,
+                    "    promote_from: dev\n    promotion: {auto: false}\n    restore: {from_target: dev, on_missing_savepoint: stateless}\n"
+                ),
+                repo = repo.display()
+            ),
+        )
+        .unwrap();
+        let dev = run(&config, &["apply", "--auto-approve", "--target", "dev"]).await;
+        assert!(dev.status.success(), "{}", text(&dev));
+        let promoted = run(&config, &["promote", "prod"]).await;
+        assert!(promoted.status.success(), "{}", text(&promoted));
+
+        let kills = 12;
+        for _ in 0..kills {
+            let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_dli-gitops"))
+                .args(["apply", "--auto-approve", "--target", "prod", "--config"])
+                .arg(&config)
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .spawn()
+                .unwrap();
+            tokio::time::sleep(std::time::Duration::from_millis(rng.gen_range(30..1500))).await;
+            let _ = child.kill().await;
+        }
+        let mut converged = false;
+        let mut last = String::new();
+        for _ in 0..15 {
+            let applied = run(&config, &["apply", "--auto-approve", "--target", "prod"]).await;
+            last = text(&applied);
+            let plan = run(
+                &config,
+                &["plan", "--detailed-exitcode", "--target", "prod"],
+            )
+            .await;
+            if plan.status.code() == Some(0) {
+                converged = true;
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        }
+        assert!(converged, "seed {seed}: prod did not converge:\n{last}");
+
+        let prod = super::clients(&prod_cloud);
+        let listed = prod
+            .dli
+            .list_jobs(&dli_gitops::cloud::ListJobsQuery::default())
+            .await
+            .unwrap();
+        for name in ["clicks", "idle"] {
+            let job = listed.iter().find(|job| job.name == name).unwrap();
+            assert!(job.status.is_running(), "seed {seed}: {listed:?}");
+        }
+        let clicks = listed.iter().find(|job| job.name == "clicks").unwrap();
+        let runs: Value = reqwest::get(format!(
+            "{}/_emulator/v1/{DEV_PROJECT_ID}/jobs/{}/runs",
+            prod_cloud.dli_url(),
+            clicks.id
+        ))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+        let carried = runs["runs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|run| {
+                run["restored_from"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .starts_with("obs://dli-gitops-staging/prod/carried-savepoints/dev/clicks/")
+            })
+            .count();
+        assert_eq!(
+            carried, 1,
+            "seed {seed}: the carried savepoint restored {carried} times: {runs}"
+        );
+        let verify = tokio::process::Command::new(env!("CARGO_BIN_EXE_dli-gitops"))
+            .args(["journal", "verify", "--state-dir"])
+            .arg(dir.path().join("state"))
+            .output()
+            .await
+            .unwrap();
+        assert!(verify.status.success(), "{}", text(&verify));
+        eprintln!(
+            "promotion crash test: {kills} SIGKILLs of apply prod; runs of clicks: {}",
+            runs["runs"].as_array().unwrap().len()
+        );
+        dev_cloud.shutdown().await;
+        prod_cloud.shutdown().await;
+    }
 }
