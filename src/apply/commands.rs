@@ -73,6 +73,38 @@ fn load(path: &std::path::Path) -> Result<Config, ApplyError> {
     })
 }
 
+/// Asks `question` on a terminal and accepts only `yes`; without a terminal nobody can answer,
+/// so the command is refused (`what` says what needs approving and how to skip the question).
+fn ask_yes(
+    out: &mut dyn Write,
+    prompt: Prompt<'_>,
+    question: &str,
+    what: &str,
+) -> Result<(), ApplyError> {
+    if !prompt.is_terminal {
+        return Err(ApplyError::NotApproved {
+            reason: format!("stdin is not a terminal, so nobody can {what}"),
+        });
+    }
+    write_out(
+        out,
+        &format!("\n{question} Only 'yes' will be accepted.\n  Enter a value: "),
+    )?;
+    let mut answer = String::new();
+    prompt
+        .input
+        .read_line(&mut answer)
+        .map_err(|error| ApplyError::Runtime {
+            problem: format!("reading the answer: {error}"),
+        })?;
+    if answer.trim() != "yes" {
+        return Err(ApplyError::NotApproved {
+            reason: "the answer was not `yes`; nothing was changed".to_string(),
+        });
+    }
+    Ok(())
+}
+
 fn write_out(out: &mut dyn Write, text: &str) -> Result<(), ApplyError> {
     out.write_all(text.as_bytes())
         .and_then(|()| out.flush())
@@ -175,27 +207,12 @@ async fn apply_in(
         return Ok(0);
     }
     if !command.auto_approve {
-        if !prompt.is_terminal {
-            return Err(ApplyError::NotApproved {
-                reason: "stdin is not a terminal, so nobody can approve the plan; pass --auto-approve to apply without asking".to_string(),
-            });
-        }
-        write_out(
+        ask_yes(
             out,
-            "\nDo you want to apply this plan? Only 'yes' will be accepted.\n  Enter a value: ",
+            prompt,
+            "Do you want to apply this plan?",
+            "approve the plan; pass --auto-approve to apply without asking",
         )?;
-        let mut answer = String::new();
-        prompt
-            .input
-            .read_line(&mut answer)
-            .map_err(|error| ApplyError::Runtime {
-                problem: format!("reading the answer: {error}"),
-            })?;
-        if answer.trim() != "yes" {
-            return Err(ApplyError::NotApproved {
-                reason: "the answer was not `yes`; nothing was changed".to_string(),
-            });
-        }
     }
     // From here on, the first Ctrl-C finishes the actions in flight and starts no other (an
     // upgrade cut between its stop and its start would leave the job down); a second aborts.
@@ -317,27 +334,12 @@ async fn rollback_approved(
     );
     write_out(out, &preview)?;
     if !command.auto_approve {
-        if !prompt.is_terminal {
-            return Err(ApplyError::NotApproved {
-                reason: "stdin is not a terminal, so nobody can approve the rollback; pass --auto-approve to roll back without asking".to_string(),
-            });
-        }
-        write_out(
+        ask_yes(
             out,
-            "\nDo you want to roll back? Only 'yes' will be accepted.\n  Enter a value: ",
+            prompt,
+            "Do you want to roll back?",
+            "approve the rollback; pass --auto-approve to roll back without asking",
         )?;
-        let mut answer = String::new();
-        prompt
-            .input
-            .read_line(&mut answer)
-            .map_err(|error| ApplyError::Runtime {
-                problem: format!("reading the answer: {error}"),
-            })?;
-        if answer.trim() != "yes" {
-            return Err(ApplyError::NotApproved {
-                reason: "the answer was not `yes`; nothing was changed".to_string(),
-            });
-        }
     }
     let report = super::rollback(context, Some(set.first_seq)).await?;
     write_out(out, &format!("\n{}", report.render_text()))?;
