@@ -1628,6 +1628,25 @@ fn collect_errors(value: &Value, out: &mut Vec<String>) {
 
 /// How many times the daemon is killed. At least 50; `RELIABILITY_CRASH_RUNS`
 /// raises it for a longer run.
+/// The seed of a crash test (`RELIABILITY_CRASH_SEED` replays one) and its RNG; says which.
+fn crash_seed(test: &str) -> (u64, rand::rngs::StdRng) {
+    use rand::{Rng, SeedableRng};
+    let seed: u64 = std::env::var("RELIABILITY_CRASH_SEED")
+        .ok()
+        .and_then(|value| value.parse().ok())
+        .unwrap_or_else(|| rand::thread_rng().r#gen());
+    eprintln!("{test} seed {seed} (RELIABILITY_CRASH_SEED={seed} replays it)");
+    (seed, rand::rngs::StdRng::seed_from_u64(seed))
+}
+
+/// The leak-test emulator with 20 ms transitions, for crash loops.
+fn fast_emulator_yaml() -> String {
+    leak_emulator_yaml("").replace(
+        "submit_ms: 50, cancel_ms: 50, savepoint_ms: 50",
+        "submit_ms: 20, cancel_ms: 20, savepoint_ms: 20",
+    )
+}
+
 fn crash_runs() -> usize {
     std::env::var("RELIABILITY_CRASH_RUNS")
         .ok()
@@ -1783,22 +1802,11 @@ enum CrashMode {
 }
 
 fn crash_loop(mode: CrashMode) {
-    use rand::{Rng, SeedableRng};
-    let seed: u64 = std::env::var("RELIABILITY_CRASH_SEED")
-        .ok()
-        .and_then(|value| value.parse().ok())
-        .unwrap_or_else(|| rand::thread_rng().r#gen());
-    eprintln!("crash test ({mode:?}) seed {seed} (RELIABILITY_CRASH_SEED={seed} replays it)");
-    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+    use rand::Rng;
+    let (seed, mut rng) = crash_seed(&format!("crash test ({mode:?})"));
     let temp = tempfile::tempdir().expect("temp dir");
     let dir = temp.path();
-    let emulator = EmulatorProcess::start(
-        dir,
-        &leak_emulator_yaml("").replace(
-            "submit_ms: 50, cancel_ms: 50, savepoint_ms: 50",
-            "submit_ms: 20, cancel_ms: 20, savepoint_ms: 20",
-        ),
-    );
+    let emulator = EmulatorProcess::start(dir, &fast_emulator_yaml());
     let repo = JobsRepo::init(&dir.join("jobs-repo"));
     let base_names = ["orders", "payments", "sessions"];
     let mut cus = [2u32, 2, 2];
@@ -2265,13 +2273,8 @@ fn add_probe_target(setup: &DaemonSetup) {
 /// definition, its schedule runs again, `journal verify` passes, every intent has an outcome.
 #[test]
 fn apply_killed_around_a_dlf_schedule_stop_leaves_the_schedule_running() {
-    use rand::{Rng, SeedableRng};
-    let seed: u64 = std::env::var("RELIABILITY_CRASH_SEED")
-        .ok()
-        .and_then(|value| value.parse().ok())
-        .unwrap_or_else(|| rand::thread_rng().r#gen());
-    eprintln!("DLF crash test seed {seed} (RELIABILITY_CRASH_SEED={seed} replays it)");
-    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+    use rand::Rng;
+    let (seed, mut rng) = crash_seed("DLF crash test");
     let temp = tempfile::tempdir().expect("temp dir");
     let dir = temp.path();
     let emulator = EmulatorProcess::start(dir, &leak_emulator_yaml(""));
@@ -2396,22 +2399,11 @@ fn apply_killed_around_a_dlf_schedule_stop_leaves_the_schedule_running() {
 /// last restore was applied, and every intent has an outcome.
 #[test]
 fn apply_killed_around_restores_applies_each_restore_at_most_once() {
-    use rand::{Rng, SeedableRng};
-    let seed: u64 = std::env::var("RELIABILITY_CRASH_SEED")
-        .ok()
-        .and_then(|value| value.parse().ok())
-        .unwrap_or_else(|| rand::thread_rng().r#gen());
-    eprintln!("restore crash test seed {seed} (RELIABILITY_CRASH_SEED={seed} replays it)");
-    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+    use rand::Rng;
+    let (seed, mut rng) = crash_seed("restore crash test");
     let temp = tempfile::tempdir().expect("temp dir");
     let dir = temp.path();
-    let emulator = EmulatorProcess::start(
-        dir,
-        &leak_emulator_yaml("").replace(
-            "submit_ms: 50, cancel_ms: 50, savepoint_ms: 50",
-            "submit_ms: 20, cancel_ms: 20, savepoint_ms: 20",
-        ),
-    );
+    let emulator = EmulatorProcess::start(dir, &fast_emulator_yaml());
     let repo = JobsRepo::init(&dir.join("jobs-repo"));
     let tree = |cu: u32, restore: Option<&(String, u64)>| {
         let mut job = job_yaml("orders", cu);
@@ -2571,22 +2563,11 @@ fn apply_killed_around_restores_applies_each_restore_at_most_once() {
 /// has an outcome.
 #[test]
 fn rollback_killed_at_random_moments_never_leaves_the_job_down() {
-    use rand::{Rng, SeedableRng};
-    let seed: u64 = std::env::var("RELIABILITY_CRASH_SEED")
-        .ok()
-        .and_then(|value| value.parse().ok())
-        .unwrap_or_else(|| rand::thread_rng().r#gen());
-    eprintln!("rollback crash test seed {seed} (RELIABILITY_CRASH_SEED={seed} replays it)");
-    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+    use rand::Rng;
+    let (seed, mut rng) = crash_seed("rollback crash test");
     let temp = tempfile::tempdir().expect("temp dir");
     let dir = temp.path();
-    let emulator = EmulatorProcess::start(
-        dir,
-        &leak_emulator_yaml("").replace(
-            "submit_ms: 50, cancel_ms: 50, savepoint_ms: 50",
-            "submit_ms: 20, cancel_ms: 20, savepoint_ms: 20",
-        ),
-    );
+    let emulator = EmulatorProcess::start(dir, &fast_emulator_yaml());
     let repo = JobsRepo::init(&dir.join("jobs-repo"));
     let tree = |cu: u32| {
         vec![
