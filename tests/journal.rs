@@ -1248,3 +1248,41 @@ proptest! {
         prop_assert!(verify(dir.path()).unwrap().is_ok());
     }
 }
+
+/// The journal holds SQL bodies, which often carry connector passwords: under the usual umask
+/// (022) the state directory is 0700 and every file the journal writes is 0600.
+#[cfg(unix)]
+#[test]
+fn the_state_directory_and_its_files_are_private_whatever_the_umask() {
+    use std::os::unix::fs::PermissionsExt;
+    let temp = tempfile::tempdir().unwrap();
+    let dir = temp.path().join("state");
+    // SAFETY: umask only changes the process's file-creation mask; it is restored below.
+    let previous = unsafe { libc::umask(0o022) };
+    let journal = open(&dir);
+    journal.append("dev", intent("a-1", "orders")).unwrap();
+    journal.compact().unwrap();
+    journal.append("dev", intent("a-2", "orders")).unwrap();
+    drop(journal);
+    unsafe { libc::umask(previous) };
+
+    let mode = |path: &Path| fs::metadata(path).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&dir), 0o700, "the state directory");
+    let mut checked = 0;
+    let mut pending = vec![dir.clone()];
+    while let Some(directory) = pending.pop() {
+        for entry in fs::read_dir(&directory).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                pending.push(path);
+            } else {
+                assert_eq!(mode(&path), 0o600, "{}", path.display());
+                checked += 1;
+            }
+        }
+    }
+    assert!(
+        checked >= 4,
+        "journal, snapshot, lock and an archived segment: {checked}"
+    );
+}

@@ -130,10 +130,64 @@ pub(crate) fn write_snapshot(paths: &Paths, state: &JournalState) -> Result<(), 
     sync_directory(&paths.state_dir)
 }
 
+/// Files of the state directory are readable by their owner only, whatever the umask: the
+/// journal holds SQL bodies, which often carry connector passwords.
+pub(crate) const PRIVATE_FILE_MODE: u32 = 0o600;
+/// The state directory itself: owner only.
+pub(crate) const PRIVATE_DIRECTORY_MODE: u32 = 0o700;
+
+/// Options that create a file private to its owner (mode 0600 on unix, whatever the umask).
+pub(crate) fn private_file_options() -> OpenOptions {
+    let mut options = OpenOptions::new();
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(PRIVATE_FILE_MODE);
+    }
+    options
+}
+
+/// Makes the state directory private to its owner (mode 0700), whoever created it and
+/// whatever the umask was.
+pub(crate) fn make_private_directory(directory: &Path) -> Result<(), JournalError> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        match fs::set_permissions(
+            directory,
+            fs::Permissions::from_mode(PRIVATE_DIRECTORY_MODE),
+        ) {
+            Ok(()) => {}
+            // A directory we do not own (a volume mounted with a group, say): its owner set
+            // the mode; the files we create are still 0600.
+            Err(error) if error.kind() == std::io::ErrorKind::PermissionDenied => {
+                tracing::warn!(
+                    directory = %directory.display(),
+                    "The state directory belongs to another user, so its mode was left alone; make it accessible to this user only."
+                );
+            }
+            Err(source) => {
+                return Err(JournalError::io(
+                    "make private (mode 0700)",
+                    directory,
+                    source,
+                ));
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = directory;
+    Ok(())
+}
+
 /// Replaces `path` with `contents` so a crash leaves either the old or the new file.
 pub(crate) fn write_atomically(path: &Path, contents: &[u8]) -> Result<(), JournalError> {
     let temporary = path.with_extension("tmp");
-    let mut file = File::create(&temporary)
+    let mut file = private_file_options()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(&temporary)
         .map_err(|source| JournalError::io("create", &temporary, source))?;
     file.write_all(contents)
         .map_err(|source| JournalError::io("write", &temporary, source))?;
@@ -154,7 +208,7 @@ pub(crate) fn sync_directory(directory: &Path) -> Result<(), JournalError> {
 /// Opens the journal for appending, creating it (durably) when missing.
 pub(crate) fn open_journal_for_append(paths: &Paths) -> Result<File, JournalError> {
     let existed = paths.journal.exists();
-    let file = OpenOptions::new()
+    let file = private_file_options()
         .append(true)
         .create(true)
         .open(&paths.journal)

@@ -1,6 +1,6 @@
 //! The exclusive lock on a state directory, so two daemons never write one journal.
 
-use std::fs::{File, OpenOptions, TryLockError};
+use std::fs::{File, TryLockError};
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::Path;
 use std::time::Duration;
@@ -36,7 +36,7 @@ impl DirectoryLock {
         let directory = File::open(state_dir)
             .map_err(|source| JournalError::io("open the state directory", state_dir, source))?;
         lock_or_explain(&directory, state_dir, state_dir, &path)?;
-        let mut file = OpenOptions::new()
+        let mut file = super::files::private_file_options()
             .read(true)
             .write(true)
             .create(true)

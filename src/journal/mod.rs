@@ -220,6 +220,7 @@ impl Journal {
         fs::create_dir_all(state_dir)
             .map_err(|source| JournalError::io("create the state directory", state_dir, source))?;
         let lock = DirectoryLock::acquire(state_dir)?;
+        files::make_private_directory(state_dir)?;
         let paths = Paths::new(state_dir);
         remove_leftover(&paths.snapshot.with_extension("tmp"));
         remove_leftover(&paths.journal.with_extension("jsonl.new"));

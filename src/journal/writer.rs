@@ -421,7 +421,11 @@ pub(super) fn rotate_journal(
     fs::create_dir_all(&paths.archive_dir)
         .map_err(|source| JournalError::io("create", &paths.archive_dir, source))
         .and_then(|()| {
-            File::create(&next)
+            super::files::private_file_options()
+                .write(true)
+                .create(true)
+                .truncate(true)
+                .open(&next)
                 .and_then(|file| file.sync_all())
                 .map_err(|source| JournalError::io("create", &next, source))
         })
