@@ -15,3 +15,4 @@ pub mod promotion;
 pub mod server;
 pub mod source;
 pub mod spec;
+pub mod terminal;

@@ -1046,3 +1046,33 @@ proptest! {
         }
     }
 }
+
+proptest! {
+    /// Whatever control or bidi characters git and the service put into a job (its SQL, its
+    /// description, its live definition), the rendered plan carries none of them raw: a
+    /// reviewer reads what will happen, not what an escape sequence paints over it.
+    #[test]
+    fn the_rendered_plan_never_carries_control_or_bidi_characters(
+        sql in "(\\PC|[\\x00-\\x1f\\x7f-\\x9f\\u{200e}\\u{200f}\\u{061c}\\u{202a}-\\u{202e}\\u{2066}-\\u{2069}]){0,40}",
+        live_sql in "(\\PC|[\\x1b\\x0d\\u{202e}\\u{2066}]){0,40}",
+        desc in "(\\PC|[\\x1b\\x07\\x08\\u{202e}]){0,20}",
+    ) {
+        let mut job = sql_job("agg", &sql);
+        job.config.desc = desc;
+        let mut live = live_of(&sql_job("agg", &live_sql), 7, "job_running");
+        live.config.desc = "\u{1b}[2K- prune\u{202e}".into();
+        let mut view = JournalView::default();
+        managed(&mut view, "agg");
+        let scenario = Scenario {
+            desired: DesiredJobs { flink: vec![job], dlf: Vec::new() },
+            observed: ObservedJobs { flink: vec![live], dlf: Vec::new() },
+            view,
+        };
+        let text = scenario.plan(&policy()).render_text();
+        prop_assert!(
+            !text.chars().any(dli_gitops::terminal::is_unsafe),
+            "{:?}",
+            text
+        );
+    }
+}

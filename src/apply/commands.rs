@@ -332,7 +332,7 @@ async fn rollback_approved(
     preview.push_str(
         "Each running Flink job is stopped with a savepoint, the backup is imported over it, and it resumes from that savepoint; git is not changed.\n",
     );
-    write_out(out, &preview)?;
+    write_out(out, &crate::terminal::escape(&preview))?;
     if !command.auto_approve {
         ask_yes(
             out,

@@ -34,6 +34,11 @@ pub struct ExportReport {
 
 impl ExportReport {
     pub fn render_text(&self) -> String {
+        // Data from git or the service is escaped for the terminal (control, bidi).
+        crate::terminal::escape(&self.render_text_unescaped()).into_owned()
+    }
+
+    fn render_text_unescaped(&self) -> String {
         let mut text = format!(
             "Exported {} Flink job(s) and {} DLF job(s) to {} ({} file(s)); adopted {}.\n",
             self.flink_jobs.len(),

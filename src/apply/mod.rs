@@ -123,6 +123,12 @@ impl ApplyReport {
 
     /// A few lines for people: one per action, then a summary.
     pub fn render_text(&self) -> String {
+        // Data from git or the service is escaped for the terminal (control, bidi).
+
+        crate::terminal::escape(&self.render_text_unescaped()).into_owned()
+    }
+
+    fn render_text_unescaped(&self) -> String {
         let mut text = String::new();
         for resolved in &self.resolved {
             text.push_str(&format!(

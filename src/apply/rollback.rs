@@ -36,6 +36,11 @@ pub struct RollbackReport {
 
 impl RollbackReport {
     pub fn render_text(&self) -> String {
+        // Data from git or the service is escaped for the terminal (control, bidi).
+        crate::terminal::escape(&self.render_text_unescaped()).into_owned()
+    }
+
+    fn render_text_unescaped(&self) -> String {
         let mut text = format!(
             "Rollback of target `{}` to the backups of plan {} (journal seq {}..={}):\n",
             self.target,

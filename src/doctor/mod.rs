@@ -180,6 +180,12 @@ impl DoctorReport {
     }
 
     pub fn render_text(&self) -> String {
+        // Data from git or the service is escaped for the terminal (control, bidi).
+
+        crate::terminal::escape(&self.render_text_unescaped()).into_owned()
+    }
+
+    fn render_text_unescaped(&self) -> String {
         let mut text = format!("dli-gitops doctor: target {}\n", self.target);
         let line = |text: &mut String, check: &Check| {
             text.push_str(&format!(

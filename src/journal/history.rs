@@ -260,7 +260,7 @@ pub fn show(options: &ShowOptions, out: &mut dyn Write) -> Result<(), JournalErr
         }
         text
     } else {
-        render_history(&records)
+        crate::terminal::escape(&render_history(&records)).into_owned()
     };
     out.write_all(text.as_bytes())
         .map_err(|source| JournalError::io("write to", "stdout", source))

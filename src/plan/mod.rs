@@ -413,7 +413,8 @@ impl Plan {
 
     /// The plan for people, Terraform-style.
     pub fn render_text(&self) -> String {
-        render::render_text(self)
+        // A job's SQL or a reason can carry control or bidi characters: escaped for the terminal.
+        crate::terminal::escape(&render::render_text(self)).into_owned()
     }
 
     /// The plan as pretty JSON (the same document `serde` produces).

@@ -124,6 +124,11 @@ async fn get_json<T: serde::de::DeserializeOwned>(
 
 /// A table per target: its sync, health and revisions, then one line per job.
 pub fn render_status_text(targets: &[TargetStatus]) -> String {
+    // Job names, messages and errors come from git or the service: escaped for the terminal.
+    crate::terminal::escape(&render_status_text_unescaped(targets)).into_owned()
+}
+
+fn render_status_text_unescaped(targets: &[TargetStatus]) -> String {
     let mut text = String::new();
     for (index, target) in targets.iter().enumerate() {
         if index > 0 {

@@ -88,6 +88,12 @@ impl ValidationReport {
 
     /// Problems, then a summary line.
     pub fn render_text(&self) -> String {
+        // Data from git or the service is escaped for the terminal (control, bidi).
+
+        crate::terminal::escape(&self.render_text_unescaped()).into_owned()
+    }
+
+    fn render_text_unescaped(&self) -> String {
         let mut out = String::new();
         let all = self.results.len();
         for (diagnostic, environments) in self.distinct_problems() {

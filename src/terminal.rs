@@ -1,0 +1,60 @@
+//! Text for a terminal: data from git or the service made safe to print.
+//!
+//! A job's SQL, a reason or a service message can carry escape sequences (`ESC [ ...`), other
+//! control characters or Unicode bidi controls. Printed raw they can move the cursor, rewrite
+//! earlier lines or reorder what a reviewer reads (a `- prune` hidden behind a SQL line). Every
+//! human text rendering passes its output through [`escape`]: tab and newline stay, every other
+//! control character and every bidi control becomes a visible `\u{..}` escape.
+
+use std::borrow::Cow;
+
+/// Whether a terminal would act on `c` instead of showing it.
+pub fn is_unsafe(c: char) -> bool {
+    match c {
+        '\t' | '\n' => false,
+        // C0 controls and DEL, C1 controls.
+        '\u{0}'..='\u{1f}' | '\u{7f}'..='\u{9f}' => true,
+        // Bidi marks, embeddings, overrides and isolates; the Arabic letter mark.
+        '\u{200e}' | '\u{200f}' | '\u{061c}' => true,
+        '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}' => true,
+        _ => false,
+    }
+}
+
+/// `text` with every unsafe character as a visible `\u{XXXX}` escape; borrowed when clean.
+pub fn escape(text: &str) -> Cow<'_, str> {
+    if !text.chars().any(is_unsafe) {
+        return Cow::Borrowed(text);
+    }
+    let mut escaped = String::with_capacity(text.len() + 16);
+    for c in text.chars() {
+        if is_unsafe(c) {
+            escaped.push_str(&format!("\\u{{{:04x}}}", c as u32));
+        } else {
+            escaped.push(c);
+        }
+    }
+    Cow::Owned(escaped)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn escape_sequences_and_bidi_controls_become_visible() {
+        assert_eq!(escape("SELECT 1;\n\tok"), "SELECT 1;\n\tok");
+        assert_eq!(escape("a\u{1b}[2Kb"), "a\\u{001b}[2Kb");
+        assert_eq!(escape("x\u{202e}y\r"), "x\\u{202e}y\\u{000d}");
+        assert!(matches!(escape("clean"), Cow::Borrowed(_)));
+    }
+
+    proptest! {
+        #[test]
+        fn nothing_unsafe_survives(text in "(\\PC|[\\x00-\\x1f\\x7f-\\x9f\\u{200e}\\u{200f}\\u{061c}\\u{202a}-\\u{202e}\\u{2066}-\\u{2069}]){0,64}") {
+            let escaped = escape(&text);
+            prop_assert!(!escaped.chars().any(is_unsafe), "{:?}", escaped);
+        }
+    }
+}
