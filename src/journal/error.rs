@@ -10,7 +10,7 @@ use std::sync::Arc;
 pub enum JournalError {
     #[error(
         "state directory {state_dir} is locked by another dli-gitops process{holder} \
-         (lock file {lock_path}); stop that process or give this one another state_dir",
+         (lock file {lock_path}); if it is the daemon, stop it first, or let it do the work          (`dli-gitops status`, `POST /api/v1/targets/<target>/sync`, `dli-gitops promote`);          `journal show`, `journal verify` and `doctor` work beside it; otherwise give this          process another state_dir",
         holder = HolderPid(*holder_pid)
     )]
     Locked {
