@@ -151,6 +151,19 @@ targets:
         std::fs::remove_file(self.repo().join(relative)).unwrap();
     }
 
+    /// A DLF job file and its definition (`definition` is the `.job` JSON, named inside).
+    fn dlf_job(&self, definition: &str) {
+        let name = serde_json::from_str::<Value>(definition).expect("a .job is JSON")["name"]
+            .as_str()
+            .expect("the .job names its job")
+            .to_string();
+        self.write(
+            &format!("dlf/{name}.yaml"),
+            &format!("kind: DlfJob\nname: {name}\ndefinition_file: {name}.job\n"),
+        );
+        self.write(&format!("dlf/{name}.job"), definition);
+    }
+
     fn sql_job(&self, name: &str, fields: &str) {
         self.write(
             &format!("flink/{name}.yaml"),
@@ -1355,14 +1368,7 @@ async fn dlf_real_time_jobs_are_seen_and_scheduled_jobs_are_stopped_around_an_ov
         "dlf/stream.job",
         &dlf_definition("stream", "REAL_TIME", "SELECT 1"),
     );
-    harness.write(
-        "dlf/nightly.yaml",
-        "kind: DlfJob\nname: nightly\ndefinition_file: nightly.job\n",
-    );
-    harness.write(
-        "dlf/nightly.job",
-        &dlf_definition("nightly", "BATCH", "SELECT 1"),
-    );
+    harness.dlf_job(&dlf_definition("nightly", "BATCH", "SELECT 1"));
     let created = harness.apply().await;
     assert_eq!(class_of(&created, "stream"), ActionClass::Create);
     assert_eq!(
@@ -1481,14 +1487,7 @@ async fn a_dlf_task_that_ends_warning_is_done_and_its_warnings_are_reported() {
         "environments/dev.yaml",
         "variables: {}\ndlf:\n  resources: [{name: unused_dws, type: DWS_CONNECTION, replace: prod_dws}]\n",
     );
-    harness.write(
-        "dlf/nightly.yaml",
-        "kind: DlfJob\nname: nightly\ndefinition_file: nightly.job\n",
-    );
-    harness.write(
-        "dlf/nightly.job",
-        &dlf_definition("nightly", "BATCH", "SELECT 1"),
-    );
+    harness.dlf_job(&dlf_definition("nightly", "BATCH", "SELECT 1"));
     let started = std::time::Instant::now();
     let report = harness.apply().await;
     let result = report.results.iter().find(|r| r.name == "nightly").unwrap();
@@ -1521,14 +1520,7 @@ async fn a_dlf_task_that_ends_warning_is_done_and_its_warnings_are_reported() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_hand_edit_of_a_dlf_job_is_drift_and_the_next_apply_corrects_it() {
     let harness = Harness::start().await;
-    harness.write(
-        "dlf/nightly.yaml",
-        "kind: DlfJob\nname: nightly\ndefinition_file: nightly.job\n",
-    );
-    harness.write(
-        "dlf/nightly.job",
-        &dlf_definition("nightly", "BATCH", "SELECT 1"),
-    );
+    harness.dlf_job(&dlf_definition("nightly", "BATCH", "SELECT 1"));
     harness.apply().await;
     harness.assert_in_sync().await;
 
@@ -1588,14 +1580,7 @@ async fn a_hand_edit_of_a_dlf_job_is_drift_and_the_next_apply_corrects_it() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_pass_that_died_after_stopping_a_schedule_is_finished_by_the_next_pass() {
     let harness = Harness::start().await;
-    harness.write(
-        "dlf/nightly.yaml",
-        "kind: DlfJob\nname: nightly\ndefinition_file: nightly.job\n",
-    );
-    harness.write(
-        "dlf/nightly.job",
-        &dlf_definition("nightly", "BATCH", "SELECT 1"),
-    );
+    harness.dlf_job(&dlf_definition("nightly", "BATCH", "SELECT 1"));
     harness.apply().await;
     let dlf = &harness.context().live.clients.dlf;
     dlf.start_job("nightly").await.unwrap();
@@ -1966,14 +1951,7 @@ async fn rollback_of_a_scheduled_dlf_job_stops_its_schedule_imports_and_starts_i
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_import_that_fails_after_the_schedule_was_stopped_leaves_a_start_for_the_next_pass() {
     let harness = Harness::start().await;
-    harness.write(
-        "dlf/nightly.yaml",
-        "kind: DlfJob\nname: nightly\ndefinition_file: nightly.job\n",
-    );
-    harness.write(
-        "dlf/nightly.job",
-        &dlf_definition("nightly", "BATCH", "SELECT 1"),
-    );
+    harness.dlf_job(&dlf_definition("nightly", "BATCH", "SELECT 1"));
     harness.apply().await;
     harness
         .context()
