@@ -1324,6 +1324,62 @@ mod cli_promote_then_apply {
         )
     }
 
+    /// Two accounts (dev and prod emulators, prod started from `prod_config`), a repository
+    /// with `clicks` and `idle` (returned with its first commit) and a config where prod is
+    /// promoted from dev by hand and restores from dev's state.
+    async fn two_clouds(
+        dir: &Path,
+        prod_config: EmulatorConfig,
+    ) -> (
+        EmulatorHandle,
+        EmulatorHandle,
+        std::path::PathBuf,
+        String,
+        std::path::PathBuf,
+    ) {
+        let dev_cloud = Emulator::start(EmulatorConfig::for_tests(dir.join("dev-cloud")))
+            .await
+            .unwrap();
+        let prod_cloud = Emulator::start(prod_config).await.unwrap();
+        let repo = dir.join("repo");
+        std::fs::create_dir_all(&repo).unwrap();
+        let c1 = commit(
+            &repo,
+            &[
+                ("environments/dev.yaml", DEV_ENV),
+                ("environments/prod.yaml", PROD_ENV),
+                ("flink/clicks.yaml", CLICKS),
+                ("flink/idle.yaml", IDLE),
+            ],
+            "clicks and idle",
+        );
+        std::fs::write(dir.join("ak"), DEV_ACCESS_KEY).unwrap();
+        std::fs::write(dir.join("sk"), DEV_SECRET_KEY).unwrap();
+        let target = |name: &str, cloud: &EmulatorHandle, extra: &str| {
+            format!(
+                "  - name: {name}\n    source: jobs\n    region: cn-north-4\n    project_id: {DEV_PROJECT_ID}\n    endpoints: {{dli: \"{api}\", dlf: \"{api}\", iam: \"{api}\", obs: \"{s3}\"}}\n    credentials: {{access_key_file: ak, secret_key_file: sk}}\n    staging: obs://dli-gitops-staging/{name}/\n    backups: obs://dli-gitops-backups/{name}/\n{extra}",
+                api = cloud.dli_url(),
+                s3 = cloud.s3_url()
+            )
+        };
+        let config = dir.join("dli-gitops.yaml");
+        std::fs::write(
+            &config,
+            format!(
+                "state_dir: state\nsources:\n  jobs:\n    git: {{url: \"{repo}\", branch: master}}\ntargets:\n{}{}",
+                target("dev", &dev_cloud, ""),
+                target(
+                    "prod",
+                    &prod_cloud,
+                    "    promote_from: dev\n    promotion: {auto: false}\n    restore: {from_target: dev, on_missing_savepoint: stateless}\n"
+                ),
+                repo = repo.display()
+            ),
+        )
+        .unwrap();
+        (dev_cloud, prod_cloud, repo, c1, config)
+    }
+
     async fn promotions(state_dir: &Path) -> Vec<Value> {
         let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_dli-gitops"))
             .args([
@@ -1348,48 +1404,8 @@ mod cli_promote_then_apply {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn promote_refuses_what_prod_cannot_read_and_the_first_apply_applies_the_plan_shown() {
         let dir = tempfile::tempdir().unwrap();
-        let dev_cloud = Emulator::start(EmulatorConfig::for_tests(dir.path().join("dev-cloud")))
-            .await
-            .unwrap();
-        let prod_cloud = Emulator::start(EmulatorConfig::for_tests(dir.path().join("prod-cloud")))
-            .await
-            .unwrap();
-        let repo = dir.path().join("repo");
-        std::fs::create_dir_all(&repo).unwrap();
-        let c1 = commit(
-            &repo,
-            &[
-                ("environments/dev.yaml", DEV_ENV),
-                ("environments/prod.yaml", PROD_ENV),
-                ("flink/clicks.yaml", CLICKS),
-                ("flink/idle.yaml", IDLE),
-            ],
-            "clicks and idle",
-        );
-        std::fs::write(dir.path().join("ak"), DEV_ACCESS_KEY).unwrap();
-        std::fs::write(dir.path().join("sk"), DEV_SECRET_KEY).unwrap();
-        let target = |name: &str, cloud: &EmulatorHandle, extra: &str| {
-            format!(
-                "  - name: {name}\n    source: jobs\n    region: cn-north-4\n    project_id: {DEV_PROJECT_ID}\n    endpoints: {{dli: \"{api}\", dlf: \"{api}\", iam: \"{api}\", obs: \"{s3}\"}}\n    credentials: {{access_key_file: ak, secret_key_file: sk}}\n    staging: obs://dli-gitops-staging/{name}/\n    backups: obs://dli-gitops-backups/{name}/\n{extra}",
-                api = cloud.dli_url(),
-                s3 = cloud.s3_url()
-            )
-        };
-        let config = dir.path().join("dli-gitops.yaml");
-        std::fs::write(
-            &config,
-            format!(
-                "state_dir: state\nsources:\n  jobs:\n    git: {{url: \"{repo}\", branch: master}}\ntargets:\n{}{}",
-                target("dev", &dev_cloud, ""),
-                target(
-                    "prod",
-                    &prod_cloud,
-                    "    promote_from: dev\n    promotion: {auto: false}\n    restore: {from_target: dev, on_missing_savepoint: stateless}\n"
-                ),
-                repo = repo.display()
-            ),
-        )
-        .unwrap();
+        let prod_config = EmulatorConfig::for_tests(dir.path().join("prod-cloud"));
+        let (dev_cloud, prod_cloud, repo, c1, config) = two_clouds(dir.path(), prod_config).await;
         let state_dir = dir.path().join("state");
 
         let dev = run(&config, &["apply", "--auto-approve", "--target", "dev"]).await;
@@ -1501,46 +1517,7 @@ mod cli_promote_then_apply {
         slow.delays.submit_ms = 150;
         slow.delays.cancel_ms = 150;
         slow.delays.savepoint_ms = 150;
-        let dev_cloud = Emulator::start(EmulatorConfig::for_tests(dir.path().join("dev-cloud")))
-            .await
-            .unwrap();
-        let prod_cloud = Emulator::start(slow).await.unwrap();
-        let repo = dir.path().join("repo");
-        std::fs::create_dir_all(&repo).unwrap();
-        commit(
-            &repo,
-            &[
-                ("environments/dev.yaml", DEV_ENV),
-                ("environments/prod.yaml", PROD_ENV),
-                ("flink/clicks.yaml", CLICKS),
-                ("flink/idle.yaml", IDLE),
-            ],
-            "clicks and idle",
-        );
-        std::fs::write(dir.path().join("ak"), DEV_ACCESS_KEY).unwrap();
-        std::fs::write(dir.path().join("sk"), DEV_SECRET_KEY).unwrap();
-        let target = |name: &str, cloud: &EmulatorHandle, extra: &str| {
-            format!(
-                "  - name: {name}\n    source: jobs\n    region: cn-north-4\n    project_id: {DEV_PROJECT_ID}\n    endpoints: {{dli: \"{api}\", dlf: \"{api}\", iam: \"{api}\", obs: \"{s3}\"}}\n    credentials: {{access_key_file: ak, secret_key_file: sk}}\n    staging: obs://dli-gitops-staging/{name}/\n    backups: obs://dli-gitops-backups/{name}/\n{extra}",
-                api = cloud.dli_url(),
-                s3 = cloud.s3_url()
-            )
-        };
-        let config = dir.path().join("dli-gitops.yaml");
-        std::fs::write(
-            &config,
-            format!(
-                "state_dir: state\nsources:\n  jobs:\n    git: {{url: \"{repo}\", branch: master}}\ntargets:\n{}{}",
-                target("dev", &dev_cloud, ""),
-                target(
-                    "prod",
-                    &prod_cloud,
-                    "    promote_from: dev\n    promotion: {auto: false}\n    restore: {from_target: dev, on_missing_savepoint: stateless}\n"
-                ),
-                repo = repo.display()
-            ),
-        )
-        .unwrap();
+        let (dev_cloud, prod_cloud, _, _, config) = two_clouds(dir.path(), slow).await;
         let dev = run(&config, &["apply", "--auto-approve", "--target", "dev"]).await;
         assert!(dev.status.success(), "{}", text(&dev));
         let promoted = run(&config, &["promote", "prod"]).await;
