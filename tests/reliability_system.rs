@@ -1647,6 +1647,22 @@ fn fast_emulator_yaml() -> String {
     )
 }
 
+/// The setup every crash loop runs the daemon or the CLI from: the leak-test account, prune on.
+fn crash_setup(dir: &Path, repo: &JobsRepo, emulator: &EmulatorProcess) -> DaemonSetup {
+    DaemonSetup::new(
+        dir,
+        repo,
+        emulator,
+        &DaemonOptions {
+            project_id: LEAK_PROJECT_ID,
+            prune: true,
+            poll_interval: "1s",
+            extra_source: "",
+        },
+        leak_env(LEAK_SECRET_KEY),
+    )
+}
+
 fn crash_runs() -> usize {
     std::env::var("RELIABILITY_CRASH_RUNS")
         .ok()
@@ -1824,18 +1840,7 @@ fn crash_loop(mode: CrashMode) {
     };
     let mut with_extra = true;
     let mut revision = repo.commit_tree("start", &tree(&cus, with_extra));
-    let setup = DaemonSetup::new(
-        dir,
-        &repo,
-        &emulator,
-        &DaemonOptions {
-            project_id: LEAK_PROJECT_ID,
-            prune: true,
-            poll_interval: "1s",
-            extra_source: "",
-        },
-        leak_env(LEAK_SECRET_KEY),
-    );
+    let setup = crash_setup(dir, &repo, &emulator);
     let config = setup.config_arg();
     let runs = crash_runs();
     let started = Instant::now();
@@ -2295,18 +2300,7 @@ fn apply_killed_around_a_dlf_schedule_stop_leaves_the_schedule_running() {
         ]
     };
     repo.commit_tree("start", &tree(0));
-    let setup = DaemonSetup::new(
-        dir,
-        &repo,
-        &emulator,
-        &DaemonOptions {
-            project_id: LEAK_PROJECT_ID,
-            prune: true,
-            poll_interval: "1s",
-            extra_source: "",
-        },
-        leak_env(LEAK_SECRET_KEY),
-    );
+    let setup = crash_setup(dir, &repo, &emulator);
     setup
         .apply_until_converged(5)
         .unwrap_or_else(|last| panic!("the DLF job is not created:\n{last}"));
@@ -2422,18 +2416,7 @@ fn apply_killed_around_restores_applies_each_restore_at_most_once() {
     };
     let mut cu = 2u32;
     repo.commit_tree("start", &tree(cu, None));
-    let setup = DaemonSetup::new(
-        dir,
-        &repo,
-        &emulator,
-        &DaemonOptions {
-            project_id: LEAK_PROJECT_ID,
-            prune: true,
-            poll_interval: "1s",
-            extra_source: "",
-        },
-        leak_env(LEAK_SECRET_KEY),
-    );
+    let setup = crash_setup(dir, &repo, &emulator);
     setup
         .apply_until_converged(10)
         .unwrap_or_else(|last| panic!("seed {seed}: the job was not created:\n{last}"));
@@ -2579,18 +2562,7 @@ fn rollback_killed_at_random_moments_never_leaves_the_job_down() {
         ]
     };
     repo.commit_tree("start", &tree(2));
-    let setup = DaemonSetup::new(
-        dir,
-        &repo,
-        &emulator,
-        &DaemonOptions {
-            project_id: LEAK_PROJECT_ID,
-            prune: true,
-            poll_interval: "1s",
-            extra_source: "",
-        },
-        leak_env(LEAK_SECRET_KEY),
-    );
+    let setup = crash_setup(dir, &repo, &emulator);
     // cu 2 → 3 → 4: two applies that took backups.
     for cu in [2, 3, 4] {
         repo.commit_tree(&format!("cu {cu}"), &tree(cu));
