@@ -9,7 +9,8 @@ use tokio::time::Instant;
 use tracing::Instrument;
 
 use super::ledger::{
-    ActionEffects, IntentEntry, Ledger, OutcomeEntry, RecordedFailure, journal_key,
+    ActionEffects, IntentEntry, Ledger, OneShot, OutcomeEntry, RecordedFailure, journal_key,
+    record_one_shot,
 };
 use super::live::{LiveService, ServiceFailure};
 use super::{ActionResult, ApplyError, ApplyOptions};
@@ -209,12 +210,9 @@ impl<L: LiveService, J: Ledger> Executor<'_, L, J> {
         })
     }
 
-    /// Makes a one-shot step's effect durable the moment it succeeded, before the action goes
-    /// on: the savepoint a stop just took (an import or update may detach the job from it; a
-    /// crash before the action's outcome must still find this savepoint, not an older one), or
-    /// a restore's savepoint import (never to be applied twice). Recorded as its own
-    /// intent/outcome pair (`<action id>-<part>`), so the action's own intent stays pending
-    /// until the action ends.
+    /// Journals a one-shot step's effect the moment it succeeded (see [`record_one_shot`]):
+    /// the savepoint a stop just took (an update may detach the job from it), or a restore's
+    /// savepoint import (never to be applied twice).
     async fn record_one_shot(
         &self,
         action_id: &str,
@@ -223,27 +221,18 @@ impl<L: LiveService, J: Ledger> Executor<'_, L, J> {
         live_id: Option<i64>,
         effects: ActionEffects,
     ) -> Result<(), ApplyError> {
-        let checkpoint_id = format!("{action_id}-{}", part.replace('_', "-"));
-        self.ledger
-            .intent(IntentEntry {
-                action_id: checkpoint_id.clone(),
-                job: job.to_string(),
-                action: part.to_string(),
-                plan_id: Some(self.plan.id.clone()),
-                detail: json!({ "live_id": live_id, "part_of": action_id }),
-            })
-            .await?;
-        self.ledger
-            .outcome(OutcomeEntry {
-                action_id: checkpoint_id,
-                job: job.to_string(),
-                ok: true,
-                error: None,
+        record_one_shot(
+            self.ledger,
+            OneShot {
+                part_of: action_id,
+                job,
+                part,
+                plan_id: Some(&self.plan.id),
+                live_id,
                 effects,
-                plan_id: Some(self.plan.id.clone()),
-            })
-            .await?;
-        Ok(())
+            },
+        )
+        .await
     }
 
     async fn run_step(

@@ -144,3 +144,45 @@ pub trait Ledger {
         summary: &str,
     ) -> Result<u64, ApplyError>;
 }
+
+/// What one step of an action achieved, journaled the moment it succeeded as its own
+/// intent/outcome pair `<part_of>-<part>` (`detail.part_of` names the action, so a shutting-down
+/// daemon still lets it through): a stop savepoint, a restore, a job found gone. A crash before
+/// the action's own outcome then neither loses the effect nor repeats the step.
+pub(crate) struct OneShot<'a> {
+    /// The action this step belongs to (or, outside an action, a fresh id).
+    pub part_of: &'a str,
+    pub job: &'a str,
+    /// `stop_savepoint`, `restore`, ...: the intent's `action`; the id's suffix with `-`.
+    pub part: &'a str,
+    pub plan_id: Option<&'a str>,
+    pub live_id: Option<i64>,
+    pub effects: ActionEffects,
+}
+
+pub(crate) async fn record_one_shot<J: Ledger>(
+    ledger: &J,
+    step: OneShot<'_>,
+) -> Result<(), ApplyError> {
+    let action_id = format!("{}-{}", step.part_of, step.part.replace('_', "-"));
+    ledger
+        .intent(IntentEntry {
+            action_id: action_id.clone(),
+            job: step.job.to_string(),
+            action: step.part.to_string(),
+            plan_id: step.plan_id.map(str::to_string),
+            detail: serde_json::json!({ "live_id": step.live_id, "part_of": step.part_of }),
+        })
+        .await?;
+    ledger
+        .outcome(OutcomeEntry {
+            action_id,
+            job: step.job.to_string(),
+            ok: true,
+            error: None,
+            effects: step.effects,
+            plan_id: step.plan_id.map(str::to_string),
+        })
+        .await?;
+    Ok(())
+}

@@ -348,30 +348,21 @@ async fn recheck_unlisted_flink_jobs<L: LiveService, J: Ledger>(
 
 /// Journals that a job the journal knew no longer exists on the service.
 async fn record_gone<J: Ledger>(ledger: &J, name: &str, job_id: i64) -> Result<(), ApplyError> {
-    use super::ledger::{ActionEffects, IntentEntry, OutcomeEntry};
-    let action_id = format!("gone-{job_id}-{:016x}", rand::random::<u64>());
-    let job = journal_key(JobKind::FlinkSql, name);
-    ledger
-        .intent(IntentEntry {
-            action_id: action_id.clone(),
-            job: job.clone(),
-            action: "observed_gone".to_string(),
+    use super::ledger::{ActionEffects, OneShot, record_one_shot};
+    let observation = format!("gone-{job_id}-{:016x}", rand::random::<u64>());
+    record_one_shot(
+        ledger,
+        OneShot {
+            part_of: &observation,
+            job: &journal_key(JobKind::FlinkSql, name),
+            part: "observed_gone",
             plan_id: None,
-            detail: serde_json::json!({ "live_id": job_id }),
-        })
-        .await?;
-    ledger
-        .outcome(OutcomeEntry {
-            action_id,
-            job,
-            ok: true,
-            error: None,
+            live_id: Some(job_id),
             effects: ActionEffects {
                 deleted: true,
                 ..ActionEffects::default()
             },
-            plan_id: None,
-        })
-        .await?;
-    Ok(())
+        },
+    )
+    .await
 }

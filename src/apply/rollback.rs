@@ -16,7 +16,8 @@ use serde_json::json;
 
 use super::execute::{action_id, new_pass_id, start_settled, wait_for_job};
 use super::ledger::{
-    ActionEffects, BackupSet, DLF_KEY_PREFIX, IntentEntry, Ledger, OutcomeEntry, RecordedFailure,
+    ActionEffects, BackupSet, DLF_KEY_PREFIX, IntentEntry, Ledger, OneShot, OutcomeEntry,
+    RecordedFailure, record_one_shot,
 };
 use super::live::{LiveService, ServiceFailure};
 use super::observe::{ObserveScope, observe_with};
@@ -324,30 +325,21 @@ impl<J: Ledger> RollbackJournal<'_, J> {
     /// detaches the job from it): its own intent/outcome pair, so a crash after the import still
     /// finds it in the journal.
     async fn stop_savepoint(&self, live_id: i64, path: &str) -> Result<(), ApplyError> {
-        let checkpoint_id = format!("{}-stop-savepoint", self.action_id);
-        self.ledger
-            .intent(IntentEntry {
-                action_id: checkpoint_id.clone(),
-                job: self.job.to_string(),
-                action: "stop_savepoint".to_string(),
-                plan_id: self.plan_id.map(str::to_string),
-                detail: json!({ "live_id": live_id, "part_of": self.action_id }),
-            })
-            .await?;
-        self.ledger
-            .outcome(OutcomeEntry {
-                action_id: checkpoint_id,
-                job: self.job.to_string(),
-                ok: true,
-                error: None,
+        record_one_shot(
+            self.ledger,
+            OneShot {
+                part_of: self.action_id,
+                job: self.job,
+                part: "stop_savepoint",
+                plan_id: self.plan_id,
+                live_id: Some(live_id),
                 effects: ActionEffects {
                     savepoint_path: Some(path.to_string()),
                     ..ActionEffects::default()
                 },
-                plan_id: self.plan_id.map(str::to_string),
-            })
-            .await?;
-        Ok(())
+            },
+        )
+        .await
     }
 }
 
