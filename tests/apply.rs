@@ -840,6 +840,7 @@ fn the_cli_plans_refuses_without_a_terminal_applies_and_plans_no_change() {
     assert_eq!(code, Some(0), "no changes after apply: {stdout}{stderr}");
     let plan: Value = serde_json::from_str(&stdout).expect("the plan is JSON");
     assert_eq!(plan["actions"][0]["class"], "none");
+    assert_eq!(plan["summary"]["update"], 0, "the summary counts: {plan}");
 
     // A person at a terminal answers the question; only `yes` applies.
     std::fs::write(

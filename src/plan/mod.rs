@@ -419,8 +419,19 @@ impl Plan {
 
     /// The plan as pretty JSON (the same document `serde` produces).
     pub fn render_json(&self) -> String {
-        // Plain data with string keys always serialises.
-        serde_json::to_string_pretty(self).unwrap_or_default()
+        // Plain data with string keys always serialises. The summary counts ride along for
+        // scripts (`Plan` reads back from this document, ignoring them).
+        #[derive(Serialize)]
+        struct PlanDocument<'a> {
+            #[serde(flatten)]
+            plan: &'a Plan,
+            summary: PlanSummary,
+        }
+        serde_json::to_string_pretty(&PlanDocument {
+            plan: self,
+            summary: self.summary(),
+        })
+        .unwrap_or_default()
     }
 }
 

@@ -236,7 +236,12 @@ pub async fn status_command(
     let statuses =
         fetch_status(&options.server, options.target.as_deref(), options.timeout).await?;
     let text = if options.json {
-        let mut json = serde_json::to_string_pretty(&statuses).unwrap_or_default();
+        // One target asked for: its object; all of them: the list.
+        let mut json = match (&options.target, statuses.as_slice()) {
+            (Some(_), [only]) => serde_json::to_string_pretty(only),
+            _ => serde_json::to_string_pretty(&statuses),
+        }
+        .unwrap_or_default();
         json.push('\n');
         json
     } else {

@@ -374,7 +374,19 @@ async fn the_status_client_prints_what_the_api_serves() {
     .await
     .unwrap();
     let parsed: serde_json::Value = serde_json::from_slice(&out).unwrap();
-    assert_eq!(parsed[0]["name"], "dev");
+    assert_eq!(parsed["name"], "dev", "one target asked for: its object");
+    let mut out = Vec::new();
+    status_command(
+        &StatusOptions {
+            json: true,
+            ..options.clone()
+        },
+        &mut out,
+    )
+    .await
+    .unwrap();
+    let parsed: serde_json::Value = serde_json::from_slice(&out).unwrap();
+    assert_eq!(parsed[0]["name"], "dev", "every target: the list");
 
     let error = status_command(
         &StatusOptions {
