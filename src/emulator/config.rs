@@ -463,10 +463,12 @@ mod tests {
             config.s3.domain = Some(bad.into());
             assert!(config.validate().is_err(), "{bad:?} was accepted");
         }
-        let mut config = EmulatorConfig::default();
-        config.s3 = EmulatorS3 {
-            domain: Some("obs.test".into()),
-            refuse_path_style: true,
+        let config = EmulatorConfig {
+            s3: EmulatorS3 {
+                domain: Some("obs.test".into()),
+                refuse_path_style: true,
+            },
+            ..EmulatorConfig::default()
         };
         config.validate().unwrap();
     }
