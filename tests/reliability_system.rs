@@ -899,26 +899,45 @@ fn live_violations(
         }
         let runs = emulator.runs(project_id, listed_job.id);
         let runs = runs["runs"].as_array().cloned().unwrap_or_default();
-        for pair in runs.windows(2) {
-            let (previous, next) = (&pair[0], &pair[1]);
-            let stop_savepoint = previous["stop_savepoint"].as_str();
-            if stop_savepoint.is_none() {
-                problems.push(format!(
-                    "{name}: run {} was stopped without a savepoint: {previous}",
-                    previous["run_number"]
-                ));
-            } else if next["restored_from"].as_str() != stop_savepoint {
-                problems.push(format!(
-                    "{name}: run {} restored from {} instead of the stop savepoint {:?} of run {}",
-                    next["run_number"],
-                    next["restored_from"],
-                    stop_savepoint,
-                    previous["run_number"]
-                ));
-            }
+        problems.extend(savepoint_chain_breaks(name, &runs));
+    }
+    problems
+}
+
+/// Where a job's runs (the emulator's run records, oldest first) break the state chain: a run
+/// stopped without a savepoint, or a run that did not resume from the stop savepoint of the
+/// run before it.
+fn savepoint_chain_breaks(name: &str, runs: &[Value]) -> Vec<String> {
+    let mut problems = Vec::new();
+    for pair in runs.windows(2) {
+        let (previous, next) = (&pair[0], &pair[1]);
+        let stop_savepoint = previous["stop_savepoint"].as_str();
+        if stop_savepoint.is_none() {
+            problems.push(format!(
+                "{name}: run {} was stopped without a savepoint: {previous}",
+                previous["run_number"]
+            ));
+        } else if next["restored_from"].as_str() != stop_savepoint {
+            problems.push(format!(
+                "{name}: run {} restored from {} instead of the stop savepoint {:?} of run {}",
+                next["run_number"], next["restored_from"], stop_savepoint, previous["run_number"]
+            ));
         }
     }
     problems
+}
+
+/// Ends a crash test: with failures, keeps its directory (the journal, the emulator's state and
+/// every log) and fails naming the seed that replays it.
+fn fail_keeping_evidence(temp: tempfile::TempDir, seed: u64, failures: &[String]) {
+    if !failures.is_empty() {
+        let kept = temp.keep();
+        panic!(
+            "seed {seed} (state kept in {}):\n{}",
+            kept.display(),
+            failures.join("\n")
+        );
+    }
 }
 
 /// What the journal holds: intents, outcomes, and outcomes written by recovery for intents a
@@ -1951,15 +1970,7 @@ fn crash_loop(mode: CrashMode) {
             "no kill interrupted an action ({counts:?}); the timing no longer exercises crashes"
         ));
     }
-    if !failures.is_empty() {
-        // Keep the evidence: the journal, the emulator's state and every log.
-        let kept = temp.keep();
-        panic!(
-            "seed {seed} (state kept in {}):\n{}",
-            kept.display(),
-            failures.join("\n")
-        );
-    }
+    fail_keeping_evidence(temp, seed, &failures);
 }
 
 /// The fault test through `apply` passes: under the fault mix, four creates and then two
@@ -2372,14 +2383,7 @@ fn apply_killed_around_a_dlf_schedule_stop_leaves_the_schedule_running() {
             "no kill interrupted an action ({counts:?}); the timing no longer exercises crashes"
         ));
     }
-    if !failures.is_empty() {
-        let kept = temp.keep();
-        panic!(
-            "seed {seed} (state kept in {}):\n{}",
-            kept.display(),
-            failures.join("\n")
-        );
-    }
+    fail_keeping_evidence(temp, seed, &failures);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -2526,14 +2530,7 @@ fn apply_killed_around_restores_applies_each_restore_at_most_once() {
          restored: {restored:?}; journal: {counts:?}",
         restores.len()
     );
-    if !failures.is_empty() {
-        let kept = temp.keep();
-        panic!(
-            "seed {seed} (state kept in {}):\n{}",
-            kept.display(),
-            failures.join("\n")
-        );
-    }
+    fail_keeping_evidence(temp, seed, &failures);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -2635,27 +2632,11 @@ fn rollback_killed_at_random_moments_never_leaves_the_job_down() {
         .as_array()
         .cloned()
         .unwrap_or_default();
-    for pair in job_runs.windows(2) {
-        let (previous, next) = (&pair[0], &pair[1]);
-        let stop = previous["stop_savepoint"].as_str();
-        if stop.is_none() || next["restored_from"].as_str() != stop {
-            failures.push(format!(
-                "run {} resumed from {} instead of the stop savepoint {stop:?} of run {}",
-                next["run_number"], next["restored_from"], previous["run_number"]
-            ));
-        }
-    }
+    failures.extend(savepoint_chain_breaks("orders", &job_runs));
     let counts = journal_counts(&setup);
     eprintln!(
         "rollback crash test: {runs} SIGKILLs; {} runs of the job; journal: {counts:?}",
         job_runs.len()
     );
-    if !failures.is_empty() {
-        let kept = temp.keep();
-        panic!(
-            "seed {seed} (state kept in {}):\n{}",
-            kept.display(),
-            failures.join("\n")
-        );
-    }
+    fail_keeping_evidence(temp, seed, &failures);
 }
