@@ -55,6 +55,7 @@ fn effects_of(effects: &ActionEffects) -> Effects {
         deleted: effects.deleted,
         managed: effects.managed,
         protected: effects.protected,
+        auto_rollback: effects.auto_rollback.clone(),
         // The journal keeps payload fields it does not model; warnings ride there.
         extra: if effects.warnings.is_empty() {
             Map::new()
@@ -107,6 +108,9 @@ impl Ledger for JournalLedger {
                             last_savepoint: job.savepoint_path.clone(),
                         },
                     );
+                    if let Some(memory) = &job.auto_rollback {
+                        view.auto_rollback.insert(key.clone(), memory.clone());
+                    }
                 }
             }
         }

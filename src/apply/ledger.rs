@@ -70,6 +70,10 @@ pub struct ActionEffects {
     /// that ended `WARNING`); journaled with the outcome as `effects.warnings`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub warnings: Vec<String>,
+    /// Automatic rollback's memory of the job, replaced whole (`{}` forgets it); see
+    /// `auto_rollback::Memory`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub auto_rollback: Option<serde_json::Value>,
 }
 
 /// The last observation of a job, as cached in the journal.

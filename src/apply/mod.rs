@@ -7,6 +7,7 @@
 //! `journal` for one configured target; `observe`, `execute`, `export` and `rollback` are
 //! written against the seams only. The executor makes no choice the plan did not make.
 
+pub mod auto_rollback;
 mod cloud_live;
 mod commands;
 mod execute;
@@ -71,6 +72,17 @@ pub struct ApplyOptions {
     /// Only plan and apply the jobs whose names match one of these globs (`--select`); empty
     /// means every job.
     pub select: Vec<String>,
+    /// Automatic rollback of failed upgrades (`policy.rollback_on_failure`), per job.
+    pub rollback_on_failure: auto_rollback::RollbackPolicy,
+    /// Automatic rollback also acts in a pass that only reports (`dry_run`): the daemon's
+    /// passes unless it is suspended. `plan` never sets it.
+    pub watch_upgrades: bool,
+    /// The revision `desired` was read from, for the records automatic rollback keeps (the
+    /// daemon journals the applied revision itself and leaves `revision` unset).
+    pub source_revision: Option<String>,
+    /// The revision the target last converged on, when the caller knows it (the revision a
+    /// failed upgrade rolls back to, for the records).
+    pub applied_revision: Option<String>,
 }
 
 impl Default for ApplyOptions {
@@ -86,6 +98,10 @@ impl Default for ApplyOptions {
             parallel_actions: 4,
             carried_savepoints: std::collections::BTreeMap::new(),
             select: Vec::new(),
+            rollback_on_failure: auto_rollback::RollbackPolicy::default(),
+            watch_upgrades: false,
+            source_revision: None,
+            applied_revision: None,
         }
     }
 }
@@ -108,6 +124,16 @@ pub struct ApplyReport {
     /// One entry per action that changes something (empty on a dry run).
     pub results: Vec<ActionResult>,
     pub dry_run: bool,
+    /// Failed upgrades automatic rollback put back before planning.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub auto_rollbacks: Vec<auto_rollback::AutoRollbackResult>,
+    /// Jobs held on the definition automatic rollback restored (git still asks for the one
+    /// that failed).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub held: Vec<auto_rollback::HeldJob>,
+    /// Upgrades automatic rollback still watches (their window is open).
+    #[serde(skip)]
+    pub watching: usize,
 }
 
 impl ApplyReport {
@@ -265,9 +291,29 @@ pub async fn reconcile_with<L: LiveService, J: Ledger>(
         dlf: observe::dlf_in_scope(ledger, desired.dlf.len()),
         refresh: pending.iter().map(|intent| intent.job.clone()).collect(),
     };
-    let (observed, observe_report) = observe::observe_with(live, ledger, &scope).await?;
+    let (mut observed, mut observe_report) = observe::observe_with(live, ledger, &scope).await?;
+    let owed_rollbacks = auto_rollback::interrupted(&pending);
     let resolved = resolve_pending(ledger, &pending, &observed).await?;
+    // Automatic rollback looks at the upgrades it watches before the plan is made, so that a
+    // failed one is put back (and held) instead of being started again on the bad definition.
+    let mut auto_rollbacks = Vec::new();
+    if !options.dry_run || options.watch_upgrades {
+        auto_rollbacks = auto_rollback::watch(
+            live,
+            ledger,
+            desired,
+            &observed,
+            &owed_rollbacks,
+            options,
+        )
+        .await?;
+        if !auto_rollbacks.is_empty() {
+            (observed, observe_report) = observe::observe_with(live, ledger, &scope).await?;
+        }
+    }
     let view = ledger.view();
+    let held = auto_rollback::held_jobs(&view, desired);
+    let watching = auto_rollback::watched_jobs(&view);
     let plan = crate::plan::plan(desired, &observed, &view, policy).selected(&options.select);
     tracing::info!(
         target_name = ledger.target(),
@@ -286,6 +332,9 @@ pub async fn reconcile_with<L: LiveService, J: Ledger>(
         resolved,
         results: Vec::new(),
         dry_run: options.dry_run,
+        auto_rollbacks,
+        held,
+        watching,
     };
     if options.dry_run {
         return Ok(report);
@@ -308,6 +357,17 @@ pub async fn reconcile_with<L: LiveService, J: Ledger>(
         options,
     };
     report.results = executor.run().await?;
+    if options.rollback_on_failure.any() || report.watching > 0 {
+        auto_rollback::guard_upgrades(
+            ledger,
+            &report.results,
+            &report.plan,
+            &report.observed,
+            options,
+        )
+        .await?;
+        report.watching = auto_rollback::watched_jobs(&ledger.view());
+    }
     let waiting = report.plan.changes().any(|action| action.is_waiting());
     // A selection (`--select`) converges only part of the revision: not journaled as applied.
     if report.converged()

@@ -215,6 +215,9 @@ impl TargetContext {
             transition_timeout: target.timeouts.job_transition.get(),
             savepoint_timeout: target.timeouts.savepoint.get(),
             import_task_timeout: target.timeouts.import_task.get(),
+            rollback_on_failure: super::auto_rollback::RollbackPolicy::from_config(
+                &target.policy.rollback_on_failure,
+            ),
             ..ApplyOptions::default()
         };
         Ok(TargetContext {

@@ -23,6 +23,7 @@ pub use targets::{
     MissingSavepoint, ObsAddressing, PolicyConfig, PromotionConfig, RateLimitConfig, RestoreConfig,
     RetryConfig, Service, TargetConfig, TimeoutsConfig, WindowConfig, WindowKind,
 };
+pub use targets::{JobRollbackOverride, RollbackOnFailureConfig};
 pub use values::{ConfigDuration, Endpoint, SecretRef, StorageLocation};
 
 use values::secret_ref;

@@ -235,6 +235,51 @@ pub struct PolicyConfig {
     /// Give up on one reconcile after this long.
     #[serde(default = "default_sync_timeout")]
     pub sync_timeout: ConfigDuration,
+    /// Automatic rollback of a failed upgrade (opt-in, per target and per job).
+    #[serde(default)]
+    pub rollback_on_failure: RollbackOnFailureConfig,
+}
+
+/// Automatic rollback: a Flink job upgraded (or restored) by a pass that fails to reach
+/// running, or fails within `within` of its start, gets its previous definition back and
+/// resumes from the savepoint the upgrade stopped it with; the revision is marked failed for
+/// that job until a commit changes the job.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RollbackOnFailureConfig {
+    /// Off by default: a failed upgrade is reported (Degraded) and left as it is.
+    #[serde(default)]
+    pub enabled: bool,
+    /// How long after its start a failure still counts as the upgrade's fault.
+    #[serde(default = "default_rollback_within")]
+    pub within: ConfigDuration,
+    /// Per-job overrides by Flink job name: `{enabled, within}`, each optional.
+    #[serde(default)]
+    pub jobs: std::collections::BTreeMap<String, JobRollbackOverride>,
+}
+
+impl Default for RollbackOnFailureConfig {
+    fn default() -> Self {
+        RollbackOnFailureConfig {
+            enabled: false,
+            within: default_rollback_within(),
+            jobs: Default::default(),
+        }
+    }
+}
+
+/// One job's override of the target's `rollback_on_failure`.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct JobRollbackOverride {
+    #[serde(default)]
+    pub enabled: Option<bool>,
+    #[serde(default)]
+    pub within: Option<ConfigDuration>,
+}
+
+fn default_rollback_within() -> ConfigDuration {
+    ConfigDuration::from_duration(Duration::from_secs(600))
 }
 
 impl Default for PolicyConfig {
@@ -246,6 +291,7 @@ impl Default for PolicyConfig {
             allow_empty_prune: false,
             resync_interval: default_resync_interval(),
             sync_timeout: default_sync_timeout(),
+            rollback_on_failure: RollbackOnFailureConfig::default(),
         }
     }
 }

@@ -323,6 +323,21 @@ impl Checker {
             &policy.sync_timeout,
             Duration::from_secs(10),
         );
+        let rollback = &policy.rollback_on_failure;
+        self.duration(
+            &format!("{at}.policy.rollback_on_failure.within"),
+            &rollback.within,
+            Duration::from_secs(1),
+        );
+        for (job, job_override) in &rollback.jobs {
+            if let Some(within) = &job_override.within {
+                self.duration(
+                    &format!("{at}.policy.rollback_on_failure.jobs.{job}.within"),
+                    within,
+                    Duration::from_secs(1),
+                );
+            }
+        }
         if policy.allow_empty_prune && !policy.prune {
             self.problem(
                 format!("{at}.policy.allow_empty_prune"),

@@ -104,6 +104,16 @@ impl ApplyReconciler {
             dry_run: !execute,
             // The daemon journals the revision itself once the target is in sync.
             revision: None,
+            // Automatic rollback: also in report passes, unless suspended or held.
+            watch_upgrades: request.watch_upgrades && !observe_only,
+            source_revision: request.revision.map(str::to_string),
+            applied_revision: self
+                .journal
+                .state_guard()
+                .targets
+                .get(&self.context.name)
+                .and_then(|target| target.applied_revision.as_ref())
+                .map(|applied| applied.revision.clone()),
             carried_savepoints,
             ..self.context.options.clone()
         };
@@ -167,6 +177,8 @@ impl ApplyReconciler {
         // A pass costs one observation unless it changed something: then the target is
         // observed once more, so status shows what the pass left to do (and the live jobs as
         // they are now), not what it started from.
+        let mut held = held_of(&report);
+        let mut watching = report.watching;
         let (observed, remaining) = if execute && !report.results.is_empty() {
             let look = ApplyOptions {
                 dry_run: true,
@@ -181,6 +193,9 @@ impl ApplyReconciler {
             )
             .await
             .map_err(|error| pass_error(&error))?;
+            // Automatic rollback may have acted in this look (an upgrade that failed to start).
+            held = held_of(&after);
+            watching = after.watching;
             (after.observed, after.plan)
         } else {
             (report.observed, report.plan.clone())
@@ -193,8 +208,19 @@ impl ApplyReconciler {
             outcomes,
             interrupted: ledger.refused.load(Ordering::SeqCst),
             resolved,
+            held,
+            watching,
         })
     }
+}
+
+/// Automatic rollback's held jobs, for status: (name, revision rolled back from, why).
+fn held_of(report: &apply::ApplyReport) -> Vec<(String, Option<String>, String)> {
+    report
+        .held
+        .iter()
+        .map(|job| (job.name.clone(), job.revision.clone(), job.note.clone()))
+        .collect()
 }
 
 impl TargetReconciler for ApplyReconciler {

@@ -30,6 +30,8 @@ pub struct PassRequest<'a> {
     /// Called once the live service has been observed and the first change is about to be
     /// made, so that readiness does not wait for a long apply.
     pub on_applying: &'a (dyn Fn() + Send + Sync),
+    /// Automatic rollback may act even when `execute` is off (not suspended, not held).
+    pub watch_upgrades: bool,
 }
 
 /// What one pass saw and did.
@@ -52,6 +54,11 @@ pub struct PassReport {
     /// left without an outcome, which this pass resolved by observing before it planned:
     /// `upgrade of clicks (found job 12 (job_cancel_success))`.
     pub resolved: Vec<String>,
+    /// Jobs held on the definition automatic rollback restored: (name, revision rolled back
+    /// from, why). Their health is Degraded; the revision is not journaled as applied.
+    pub held: Vec<(String, Option<String>, String)>,
+    /// Upgrades automatic rollback still watches: look again soon.
+    pub watching: usize,
 }
 
 impl PassReport {

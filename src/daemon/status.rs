@@ -603,6 +603,32 @@ pub fn job_statuses(inputs: &StatusInputs<'_>) -> Vec<JobStatus> {
     jobs.into_values().collect()
 }
 
+/// Automatic rollback: a job held on the definition it restored is Degraded (the revision git
+/// asks for failed on it) and OutOfSync, with the reason and the revision rolled back from.
+/// `held` is (name, revision, why), as `PassReport::held` carries it.
+pub fn mark_rolled_back(jobs: &mut [JobStatus], held: &[(String, Option<String>, String)]) {
+    for (name, revision, note) in held {
+        let Some(job) = jobs
+            .iter_mut()
+            .find(|job| job.kind != JobKind::Dlf && &job.name == name)
+        else {
+            continue;
+        };
+        job.health = HealthInfo {
+            status: HealthStatus::Degraded,
+            message: Some(format!(
+                "rolled back automatically from revision {}: {note}",
+                revision.as_deref().unwrap_or("(unknown)")
+            )),
+        };
+        job.sync_status = SyncStatus::OutOfSync;
+        job.action = Some("rolled_back".to_string());
+        job.reason = Some(format!(
+            "held by automatic rollback: {note}; a commit that changes this job clears the mark"
+        ));
+    }
+}
+
 fn missing() -> HealthInfo {
     HealthInfo {
         status: HealthStatus::Missing,

@@ -256,6 +256,8 @@ impl TargetReconciler for FakeTarget {
                 outcomes,
                 interrupted: false,
                 resolved: Vec::new(),
+                held: Vec::new(),
+                watching: 0,
             })
         })
     }

@@ -211,6 +211,8 @@ impl Worker {
             execute,
             stop: &self.stop,
             on_applying: &on_applying,
+            // Automatic rollback guards an upgrade even in a pass that only reports.
+            watch_upgrades: !self.suspended && !held,
         };
         let result = tokio::time::timeout(policy.sync_timeout, self.reconciler.pass(request)).await;
         let elapsed = started.elapsed();
@@ -368,6 +370,8 @@ impl Worker {
         let failed = report.failed_actions();
         let in_sync = !report.interrupted
             && failed == 0
+            // Automatic rollback holds a job on its previous definition: not the revision.
+            && report.held.is_empty()
             && report
                 .remaining
                 .as_ref()
@@ -399,12 +403,13 @@ impl Worker {
             }
         }
 
-        let jobs = job_statuses(&StatusInputs {
+        let mut jobs = job_statuses(&StatusInputs {
             desired,
             observed: &report.observed,
             plan: report.remaining.as_ref(),
             errors: &self.memory.job_errors,
         });
+        super::status::mark_rolled_back(&mut jobs, &report.held);
         let progressing = jobs
             .iter()
             .any(|job| job.health.status == HealthStatus::Progressing)
@@ -483,7 +488,7 @@ impl Worker {
             // A failing job is retried with backoff, so a permanent error does not hammer the
             // service; each retry is a fresh plan from what is observed.
             retry_delay(self.memory.failed_passes).min(resync)
-        } else if progressing || (report.executed && !in_sync) {
+        } else if progressing || report.watching > 0 || (report.executed && !in_sync) {
             self.progress_interval.min(resync)
         } else {
             resync

@@ -237,6 +237,22 @@ pub struct EmulatorFaults {
     /// answered HTTP 403 after authentication, as when the caller's IAM policy lacks the
     /// action. Nothing is applied.
     pub forbidden: Vec<String>,
+    /// Flink jobs that fail when run, by name (see [`JobFailure`]). A SQL job whose
+    /// `sql_body` holds a marker fails the same way without any config:
+    /// `dli-emulator:fail-on-start` or `dli-emulator:fail-after-ms=<N>`.
+    pub job_failures: Vec<JobFailure>,
+}
+
+/// Every run of the Flink job named `job` fails: with `after_ms: 0` on start (the run ends in
+/// `job_submit_fail`), otherwise `after_ms` after it reached `job_running` (the run ends in
+/// `job_running_exception`, as a job whose operators throw). Deterministic: no RNG, no count,
+/// so a restarted emulator fails the job the same way.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JobFailure {
+    pub job: String,
+    #[serde(default)]
+    pub after_ms: u64,
 }
 
 /// A fault aimed at the calls of one operation (by the SDK's operation name, as in
@@ -272,6 +288,7 @@ impl Default for EmulatorFaults {
             late: Vec::new(),
             lost_answer: Vec::new(),
             forbidden: Vec::new(),
+            job_failures: Vec::new(),
         }
     }
 }

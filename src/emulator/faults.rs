@@ -9,6 +9,55 @@ use rand::{Rng, SeedableRng};
 
 use super::config::{EmulatorFaults, TargetedFault};
 
+/// The marker in a SQL job's `sql_body` that fails every run on start.
+pub const FAIL_ON_START_MARKER: &str = "dli-emulator:fail-on-start";
+/// The marker (followed by a number of milliseconds) that fails every run that long after it
+/// reached `job_running`.
+pub const FAIL_AFTER_MARKER: &str = "dli-emulator:fail-after-ms=";
+
+/// How a run of a job is made to fail (a deterministic fault: the same job fails the same way
+/// on every run, across restarts of the emulator).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunFailure {
+    /// 0: the start fails (`job_submit_fail`); else the run fails this long after it reached
+    /// `job_running` (`job_running_exception`).
+    pub after_ms: u64,
+    /// Where the fault comes from, for the status description.
+    pub cause: String,
+}
+
+/// The failure a run of `name` (with this SQL body, for SQL jobs) gets: a `job_failures` entry
+/// naming the job wins, else a marker in the SQL.
+pub fn run_failure(
+    faults: &EmulatorFaults,
+    name: &str,
+    sql_body: Option<&str>,
+) -> Option<RunFailure> {
+    if let Some(entry) = faults.job_failures.iter().find(|entry| entry.job == name) {
+        return Some(RunFailure {
+            after_ms: entry.after_ms,
+            cause: format!("faults.job_failures names job {name}"),
+        });
+    }
+    let sql = sql_body?;
+    if sql.contains(FAIL_ON_START_MARKER) {
+        return Some(RunFailure {
+            after_ms: 0,
+            cause: format!("the SQL holds {FAIL_ON_START_MARKER}"),
+        });
+    }
+    let at = sql.find(FAIL_AFTER_MARKER)?;
+    let digits: String = sql[at + FAIL_AFTER_MARKER.len()..]
+        .chars()
+        .take_while(char::is_ascii_digit)
+        .collect();
+    let after_ms = digits.parse::<u64>().ok()?;
+    Some(RunFailure {
+        after_ms,
+        cause: format!("the SQL holds {FAIL_AFTER_MARKER}{after_ms}"),
+    })
+}
+
 /// What to do to one call.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FaultDecision {
@@ -111,6 +160,36 @@ impl FaultInjector {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn runs_fail_by_job_name_or_by_a_marker_in_the_sql() {
+        let faults = EmulatorFaults {
+            job_failures: vec![super::super::config::JobFailure {
+                job: "named".into(),
+                after_ms: 0,
+            }],
+            ..EmulatorFaults::default()
+        };
+        assert_eq!(run_failure(&faults, "named", None).unwrap().after_ms, 0);
+        assert_eq!(run_failure(&faults, "other", Some("SELECT 1")), None);
+        assert_eq!(run_failure(&faults, "other", None), None);
+        let on_start = run_failure(
+            &faults,
+            "other",
+            Some("-- dli-emulator:fail-on-start\nSELECT 1"),
+        );
+        assert_eq!(on_start.unwrap().after_ms, 0);
+        let later = run_failure(
+            &faults,
+            "other",
+            Some("-- dli-emulator:fail-after-ms=2500\n"),
+        );
+        assert_eq!(later.unwrap().after_ms, 2500);
+        assert_eq!(
+            run_failure(&faults, "other", Some("dli-emulator:fail-after-ms=x")),
+            None
+        );
+    }
 
     #[test]
     fn same_seed_same_faults_and_rates_are_roughly_honoured() {

@@ -144,6 +144,10 @@ pub struct Effects {
     /// The applied definition said `prune: false` (true) or not (false); prune spares it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub protected: Option<bool>,
+    /// Automatic rollback's memory of the job (the upgrade it watches, the revision it marked
+    /// failed), replaced whole; `{}` forgets it. Opaque here: `apply::auto_rollback` owns it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub auto_rollback: Option<Value>,
     #[serde(flatten)]
     pub extra: Map<String, Value>,
 }

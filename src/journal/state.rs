@@ -77,6 +77,9 @@ pub struct JobState {
     /// The `restore` key last applied, so a restore runs once per path/nonce.
     pub restore_key: Option<String>,
     pub last_outcome: Option<LastOutcome>,
+    /// Automatic rollback's memory of the job (`apply::auto_rollback`), when it has one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub auto_rollback: Option<Value>,
 }
 
 /// The cached observation of a job.
@@ -210,6 +213,12 @@ impl JournalState {
                 }
                 if let Some(protected) = effects.protected {
                     job.protected = protected;
+                }
+                if let Some(memory) = &effects.auto_rollback {
+                    job.auto_rollback = memory
+                        .as_object()
+                        .is_some_and(|fields| !fields.is_empty())
+                        .then(|| memory.clone());
                 }
                 job.last_outcome = Some(LastOutcome {
                     action_id: outcome.action_id.clone(),

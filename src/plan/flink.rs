@@ -57,7 +57,14 @@ pub(super) fn plan_flink(
             None => context.create(warnings),
             Some(live) => match context.other_installation(live) {
                 Some(owner) => context.conflict(live, &owner, warnings),
-                None => context.converge(live, warnings),
+                // Automatic rollback marked exactly this definition failed: held.
+                None => match view
+                    .held(name)
+                    .filter(|(digest, _)| *digest == desired_job.digest)
+                {
+                    Some((_, note)) => context.held(live, note, warnings),
+                    None => context.converge(live, warnings),
+                },
             },
         };
         actions.push(action);
@@ -254,6 +261,21 @@ impl JobContext<'_> {
         warnings.push(format!(
             "Flink job `{}` is in git but the live job is managed by another dli-gitops installation (managed-by: {owner}); installation `{}` leaves it alone: remove it from one installation's repository, or rename it",
             self.desired.name, self.policy.instance
+        ));
+        action
+    }
+
+    /// In git and live, but automatic rollback marked this definition failed for the job and
+    /// put the previous one back: left alone (no loop back into the bad version) until a commit
+    /// changes the job.
+    fn held(&self, live: &ObservedFlinkJob, note: &str, warnings: &mut Vec<String>) -> JobAction {
+        let mut action = self.action(Some(live), Vec::new());
+        action.reason = format!(
+            "held by automatic rollback: {note}; a commit that changes this job clears the mark"
+        );
+        warnings.push(format!(
+            "Flink job `{}` is held on the definition automatic rollback restored ({note}); a commit that changes the job clears the mark",
+            self.desired.name
         ));
         action
     }

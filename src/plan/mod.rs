@@ -33,6 +33,23 @@ pub struct JournalView {
     /// DLF jobs, by name.
     #[serde(default)]
     pub dlf: BTreeMap<String, JournalDlfJob>,
+    /// Automatic rollback's journaled memory of Flink jobs, by name
+    /// (`apply::auto_rollback::Memory`). The planner reads only the failure mark ([`Self::held`]).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub auto_rollback: BTreeMap<String, serde_json::Value>,
+}
+
+impl JournalView {
+    /// The desired digest automatic rollback marked failed for this Flink job, and why: while
+    /// git still asks for exactly that definition, the planner leaves the job on the one it
+    /// rolled back to instead of looping back into the bad version.
+    pub fn held(&self, name: &str) -> Option<(&str, &str)> {
+        let mark = self.auto_rollback.get(name)?.get("failed")?;
+        Some((
+            mark.get("desired_digest")?.as_str()?,
+            mark.get("note")?.as_str()?,
+        ))
+    }
 }
 
 /// The journal's memory of one Flink job.

@@ -86,6 +86,24 @@ pub(super) fn run_jobs(call: &Call<'_>) -> Result<Reply, ApiError> {
                         "DLI.13024: No job-running queue selected. Set queue_name for exclusive_cluster jobs.",
                     )],
                 );
+            } else if let Some(fault) = crate::emulator::faults::run_failure(
+                &call.shared.config.faults,
+                &job.name,
+                job.config.sql_body.as_deref(),
+            ) {
+                // Injected failure (emulator config or a marker in the SQL): deterministic.
+                let desc = format!("The job failed (emulator fault: {}).", fault.cause);
+                if fault.after_ms == 0 {
+                    job.schedule(call.now_ms, &[(delays.submit_ms, "job_submit_fail", &desc)]);
+                } else {
+                    job.schedule(
+                        call.now_ms,
+                        &[
+                            (delays.submit_ms, "job_running", ""),
+                            (fault.after_ms, "job_running_exception", &desc),
+                        ],
+                    );
+                }
             } else {
                 job.schedule(call.now_ms, &[(delays.submit_ms, "job_running", "")]);
             }

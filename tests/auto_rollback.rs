@@ -1,0 +1,369 @@
+//! Automatic rollback of a failed upgrade, end to end against the in-process emulator: a job
+//! upgraded to a definition that fails (the emulator's deterministic failure markers in the
+//! SQL) is put back on its previous definition and resumes from the savepoint the upgrade
+//! stopped it with (the emulator's run history shows it); the revision is marked failed so
+//! later passes do not loop back into it; a commit that changes the job clears the mark; and
+//! without `rollback_on_failure` nothing of this happens.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use dli_gitops::apply::{self, ApplyOptions, ApplyReport, TargetContext};
+use dli_gitops::config::Config;
+use dli_gitops::emulator::{
+    DEV_ACCESS_KEY, DEV_PROJECT_ID, DEV_SECRET_KEY, Emulator, EmulatorConfig, EmulatorHandle,
+};
+use dli_gitops::plan::ActionClass;
+use serde_json::Value;
+
+struct Harness {
+    dir: tempfile::TempDir,
+    emulator: Option<EmulatorHandle>,
+    context: Option<TargetContext>,
+    http: reqwest::Client,
+}
+
+const GOOD_SQL: &str = "SELECT 1 AS v;";
+
+impl Harness {
+    /// `policy` is the body of the target's `policy: {...}`.
+    async fn start(policy: &str) -> Harness {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let mut emulator_config = EmulatorConfig::for_tests(PathBuf::new());
+        emulator_config.data_dir = dir.path().join("emulator");
+        let emulator = Emulator::start(emulator_config)
+            .await
+            .expect("emulator starts");
+        std::fs::create_dir_all(dir.path().join("repo/environments")).unwrap();
+        std::fs::write(
+            dir.path().join("repo/environments/dev.yaml"),
+            "variables: {}\n",
+        )
+        .unwrap();
+        std::fs::write(dir.path().join("ak"), DEV_ACCESS_KEY).unwrap();
+        std::fs::write(dir.path().join("sk"), DEV_SECRET_KEY).unwrap();
+        let api = emulator.dli_url();
+        let s3 = emulator.s3_url();
+        let config_text = format!(
+            r#"state_dir: state
+sources:
+  jobs:
+    path: repo
+targets:
+  - name: dev
+    source: jobs
+    environment: dev
+    region: cn-north-4
+    project_id: {DEV_PROJECT_ID}
+    endpoints: {{dli: "{api}", dlf: "{api}", iam: "{api}", obs: "{s3}"}}
+    credentials: {{access_key_file: ak, secret_key_file: sk}}
+    staging: obs://dli-gitops-staging/dev/
+    backups: obs://dli-gitops-backups/dev/
+    policy: {{{policy}}}
+    rate_limit: {{requests_per_second: 100000, burst: 100000}}
+    retry: {{max_attempts: 2, initial_backoff: 10ms, max_backoff: 50ms}}
+    timeouts: {{job_transition: 20s, savepoint: 10s, import_task: 20s}}
+"#
+        );
+        let config_path = dir.path().join("dli-gitops.yaml");
+        std::fs::write(&config_path, config_text).unwrap();
+        let config = Config::load(&config_path).expect("config loads");
+        let mut context = TargetContext::open(&config, "dev")
+            .await
+            .expect("target opens");
+        context.options.poll_interval = Duration::from_millis(5);
+        Harness {
+            dir,
+            emulator: Some(emulator),
+            context: Some(context),
+            http: reqwest::Client::new(),
+        }
+    }
+
+    fn context(&self) -> &TargetContext {
+        self.context.as_ref().expect("context")
+    }
+
+    fn sql_job(&self, name: &str, sql: &str) {
+        let path = self.dir.path().join(format!("repo/flink/{name}.yaml"));
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(
+            path,
+            format!(
+                "kind: FlinkSqlJob\nname: {name}\nqueue_name: q1\nsql_body: {}\n",
+                serde_json::to_string(sql).unwrap()
+            ),
+        )
+        .unwrap();
+    }
+
+    async fn pass(&self) -> ApplyReport {
+        let context = self.context();
+        let (desired, revision) = context.desired().await.expect("repository resolves");
+        let options = ApplyOptions {
+            revision: Some(revision.clone()),
+            source_revision: Some(revision),
+            ..context.options.clone()
+        };
+        apply::reconcile_once(context, &desired, &options)
+            .await
+            .expect("the pass runs")
+    }
+
+    async fn live(&self, name: &str) -> dli_gitops::model::ObservedFlinkJob {
+        let (observed, _) = apply::observe(self.context()).await.expect("observe");
+        observed
+            .flink
+            .into_iter()
+            .find(|job| job.name == name)
+            .unwrap_or_else(|| panic!("job {name} is live"))
+    }
+
+    async fn runs(&self, job_id: i64) -> Vec<Value> {
+        let url = format!(
+            "{}/_emulator/v1/{DEV_PROJECT_ID}/jobs/{job_id}/runs",
+            self.emulator.as_ref().unwrap().dli_url()
+        );
+        let body: Value = self
+            .http
+            .get(url)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        body["runs"].as_array().cloned().unwrap_or_default()
+    }
+
+    /// Waits until the job's live status is `status`.
+    async fn wait_status(&self, name: &str, status: &str) {
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        loop {
+            let live = self.live(name).await;
+            if live.status.as_str() == status {
+                return;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "job {name} never became {status}: it is {}",
+                live.status
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    async fn stop(mut self) {
+        if let Some(context) = self.context.take() {
+            context.shutdown().await;
+        }
+        if let Some(emulator) = self.emulator.take() {
+            emulator.shutdown().await;
+        }
+    }
+}
+
+fn class_of(report: &ApplyReport, name: &str) -> ActionClass {
+    report
+        .plan
+        .actions
+        .iter()
+        .find(|action| action.name == name)
+        .map(|action| action.class)
+        .unwrap_or(ActionClass::None)
+}
+
+const ON: &str = "rollback_on_failure: {enabled: true, within: 10m}";
+
+/// The savepoint the upgrade stopped the job with, as the upgrade imported it: the service's
+/// stop savepoint, or dli-gitops's verified copy of it under its own prefix (DLI deletes its
+/// own savepoints when the job restarts).
+fn stop_savepoint_of(runs: &[Value]) -> String {
+    let taken = runs[0]["stop_savepoint"]
+        .as_str()
+        .expect("the upgrade stopped the first run with a savepoint");
+    let imported = runs[1]["restored_from"]
+        .as_str()
+        .expect("the upgraded run resumed from a savepoint");
+    assert!(
+        imported == taken || imported.trim_end_matches('/').ends_with("-stop"),
+        "the upgrade resumed from its stop savepoint ({taken}) or our copy of it, not {imported}"
+    );
+    imported.to_string()
+}
+
+/// The job runs `GOOD_SQL`, then is upgraded to `bad_sql`; returns the job id and the savepoint
+/// the upgrade stopped it with.
+async fn upgrade_to(harness: &Harness, bad_sql: &str) -> (i64, String) {
+    harness.sql_job("orders", GOOD_SQL);
+    let created = harness.pass().await;
+    assert!(created.converged(), "{}", created.render_text());
+    let id = harness.live("orders").await.id;
+    harness.sql_job("orders", bad_sql);
+    let upgraded = harness.pass().await;
+    assert_eq!(class_of(&upgraded, "orders"), ActionClass::Upgrade);
+    let runs = harness.runs(id).await;
+    (id, stop_savepoint_of(&runs))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bad_upgrade_rolls_back_to_the_old_definition_and_its_state_and_does_not_loop() {
+    let harness = Harness::start(ON).await;
+    let bad = "-- dli-emulator:fail-after-ms=300\nSELECT 2 AS v;";
+    let (id, stop_savepoint) = upgrade_to(&harness, bad).await;
+    harness.wait_status("orders", "job_running_exception").await;
+
+    let report = harness.pass().await;
+    assert_eq!(
+        report.auto_rollbacks.len(),
+        1,
+        "one automatic rollback: {:?}",
+        report.auto_rollbacks
+    );
+    assert!(report.auto_rollbacks[0].ok, "{:?}", report.auto_rollbacks);
+    let live = harness.live("orders").await;
+    assert!(live.status.is_running(), "{}", live.status);
+    assert_eq!(live.config.sql_body.as_deref(), Some(GOOD_SQL));
+    // Run 1 (good) stopped with the savepoint, run 2 (bad) failed, run 3 is the good definition
+    // resumed from the upgrade's stop savepoint.
+    let runs = harness.runs(id).await;
+    assert_eq!(runs.len(), 3, "{runs:#?}");
+    assert_eq!(runs[2]["resume_savepoint"], Value::Bool(true));
+    assert_eq!(
+        runs[2]["restored_from"].as_str(),
+        Some(stop_savepoint.as_str()),
+        "the rollback resumes from the savepoint the upgrade stopped the job with"
+    );
+    // The journal holds the whole story: intent and outcome of the rollback and the mark.
+    assert_eq!(report.held.len(), 1, "{:?}", report.held);
+    assert!(
+        report.held[0].note.contains("rolled back"),
+        "{:?}",
+        report.held
+    );
+    assert_eq!(class_of(&report, "orders"), ActionClass::None);
+    assert!(
+        report.plan.warnings.iter().any(|w| w.contains("held")),
+        "{:?}",
+        report.plan.warnings
+    );
+    let records = harness
+        .context()
+        .ledger
+        .journal
+        .records(&Default::default())
+        .unwrap();
+    let text: Vec<String> = records
+        .iter()
+        .map(|record| serde_json::to_string(record).unwrap())
+        .collect();
+    let text = text.join("\n");
+    assert!(text.contains("\"action\":\"auto_rollback\""), "{text}");
+    assert!(text.contains("\"action\":\"revision_failed\""), "{text}");
+    assert!(
+        harness
+            .context()
+            .ledger
+            .journal
+            .pending_intents("dev")
+            .is_empty()
+    );
+
+    // No loop: later passes leave the job on the good definition.
+    for _ in 0..2 {
+        let again = harness.pass().await;
+        assert!(again.auto_rollbacks.is_empty());
+        assert!(again.results.is_empty(), "{}", again.render_text());
+        assert_eq!(again.held.len(), 1);
+    }
+    assert_eq!(harness.runs(id).await.len(), 3);
+    assert_eq!(
+        harness.live("orders").await.config.sql_body.as_deref(),
+        Some(GOOD_SQL)
+    );
+
+    // A commit that changes the job clears the mark and is applied.
+    let fixed = "SELECT 3 AS v;";
+    harness.sql_job("orders", fixed);
+    let next = harness.pass().await;
+    assert_eq!(class_of(&next, "orders"), ActionClass::Upgrade);
+    assert!(next.converged(), "{}", next.render_text());
+    assert!(next.held.is_empty());
+    let live = harness.live("orders").await;
+    assert!(live.status.is_running());
+    assert_eq!(live.config.sql_body.as_deref(), Some(fixed));
+    harness.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upgrade_that_fails_to_start_rolls_back_on_the_next_pass() {
+    let harness = Harness::start(ON).await;
+    let bad = "-- dli-emulator:fail-on-start\nSELECT 2 AS v;";
+    harness.sql_job("orders", GOOD_SQL);
+    assert!(harness.pass().await.converged());
+    let id = harness.live("orders").await.id;
+    harness.sql_job("orders", bad);
+    let upgraded = harness.pass().await;
+    assert!(!upgraded.converged(), "the start fails");
+    assert_eq!(
+        harness.live("orders").await.status.as_str(),
+        "job_submit_fail"
+    );
+
+    let report = harness.pass().await;
+    assert_eq!(report.auto_rollbacks.len(), 1, "{}", report.render_text());
+    assert!(report.auto_rollbacks[0].ok, "{:?}", report.auto_rollbacks);
+    let live = harness.live("orders").await;
+    assert!(live.status.is_running());
+    assert_eq!(live.config.sql_body.as_deref(), Some(GOOD_SQL));
+    let runs = harness.runs(id).await;
+    let stop_savepoint = stop_savepoint_of(&runs);
+    assert_eq!(runs.len(), 3, "{runs:#?}");
+    assert_eq!(
+        runs[2]["restored_from"].as_str(),
+        Some(stop_savepoint.as_str())
+    );
+    assert!(harness.pass().await.results.is_empty(), "held, no loop");
+    harness.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_rollback_on_failure_a_failed_upgrade_is_left_alone() {
+    let harness = Harness::start("prune: false").await;
+    let bad = "-- dli-emulator:fail-after-ms=200\nSELECT 2 AS v;";
+    let (id, _) = upgrade_to(&harness, bad).await;
+    harness.wait_status("orders", "job_running_exception").await;
+    let report = harness.pass().await;
+    assert!(report.auto_rollbacks.is_empty());
+    assert!(report.held.is_empty());
+    // The planner starts the failed job again on git's (bad) definition, as before.
+    assert_eq!(class_of(&report, "orders"), ActionClass::Start);
+    let live = harness.live("orders").await;
+    assert_eq!(live.config.sql_body.as_deref(), Some(bad));
+    assert!(harness.runs(id).await.len() >= 3);
+    let journal = &harness.context().ledger.journal;
+    let records = journal.records(&Default::default()).unwrap();
+    assert!(
+        !records.iter().any(|record| serde_json::to_string(record)
+            .unwrap()
+            .contains("auto_rollback")),
+        "nothing about automatic rollback is journaled"
+    );
+    harness.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failure_after_the_window_is_not_rolled_back() {
+    let harness = Harness::start("rollback_on_failure: {enabled: true, within: 1s}").await;
+    let bad = "-- dli-emulator:fail-after-ms=1500\nSELECT 2 AS v;";
+    upgrade_to(&harness, bad).await;
+    harness.wait_status("orders", "job_running_exception").await;
+    let report = harness.pass().await;
+    assert!(
+        report.auto_rollbacks.is_empty(),
+        "{:?}",
+        report.auto_rollbacks
+    );
+    assert!(report.held.is_empty());
+    harness.stop().await;
+}
