@@ -54,6 +54,14 @@ enum Command {
     Export(ExportArgs),
     /// Promote a revision to a target of a pipeline.
     Promote(PromoteArgs),
+    /// Ask the running daemon to sync a target now (`--override-window` passes a closed
+    /// change window once, journaled with who and why).
+    Sync(SyncArgs),
+    /// Suspend a target in the running daemon (observe and report only), until resumed or
+    /// `--until`.
+    Suspend(SuspendArgs),
+    /// Lift a run-time suspend of a target in the running daemon.
+    Resume(ResumeArgs),
     /// Re-import the backups taken before an apply.
     Rollback(RollbackArgs),
     /// Check that a target's account is ready: credentials, project, endpoints, buckets,
@@ -158,6 +166,45 @@ struct ExportArgs {
     /// A new or empty directory for the job repository.
     #[arg(long)]
     out: PathBuf,
+}
+
+#[derive(Args)]
+struct SyncArgs {
+    /// The daemon's config file (for its address and API token).
+    #[arg(long)]
+    config: PathBuf,
+    target: String,
+    /// Break-glass: pass a closed change window once. Needs --reason.
+    #[arg(long)]
+    override_window: bool,
+    /// Why (journaled with who asked).
+    #[arg(long)]
+    reason: Option<String>,
+}
+
+#[derive(Args)]
+struct SuspendArgs {
+    /// The daemon's config file (for its address and API token).
+    #[arg(long)]
+    config: PathBuf,
+    target: String,
+    /// RFC 3339 time the suspend ends on its own (default: until resumed).
+    #[arg(long)]
+    until: Option<String>,
+    /// Why (journaled).
+    #[arg(long)]
+    reason: Option<String>,
+}
+
+#[derive(Args)]
+struct ResumeArgs {
+    /// The daemon's config file (for its address and API token).
+    #[arg(long)]
+    config: PathBuf,
+    target: String,
+    /// Why (journaled).
+    #[arg(long)]
+    reason: Option<String>,
 }
 
 #[derive(Args)]
@@ -291,6 +338,18 @@ fn main() -> ExitCode {
 }
 
 /// Writes to stdout; a closed pipe (`| head`) is not an error.
+/// `sync`, `suspend`, `resume`: one request to the running daemon; prints its answer.
+fn control(
+    config: &std::path::Path,
+    target: &str,
+    request: dli_gitops::server::controls::ControlRequest,
+) -> anyhow::Result<ExitCode> {
+    let answer =
+        dli_gitops::server::controls::control_blocking(&config.to_path_buf(), target, &request)?;
+    write_stdout(&format!("{}\n", serde_json::to_string_pretty(&answer)?))?;
+    Ok(ExitCode::SUCCESS)
+}
+
 fn write_stdout(text: &str) -> anyhow::Result<()> {
     use std::io::Write;
     match std::io::stdout().lock().write_all(text.as_bytes()) {
@@ -383,6 +442,29 @@ fn dispatch(
             let code = dli_gitops::apply::export_command(&command, &mut std::io::stdout().lock())?;
             Ok(ExitCode::from(code))
         }
+        Command::Sync(args) => control(
+            &args.config,
+            &args.target,
+            dli_gitops::server::controls::ControlRequest::Sync {
+                override_window: args.override_window,
+                reason: args.reason,
+            },
+        ),
+        Command::Suspend(args) => control(
+            &args.config,
+            &args.target,
+            dli_gitops::server::controls::ControlRequest::Suspend {
+                until: args.until,
+                reason: args.reason,
+            },
+        ),
+        Command::Resume(args) => control(
+            &args.config,
+            &args.target,
+            dli_gitops::server::controls::ControlRequest::Resume {
+                reason: args.reason,
+            },
+        ),
         Command::Promote(args) => {
             let report =
                 dli_gitops::promotion::promote_blocking(&dli_gitops::promotion::PromoteOptions {

@@ -2,6 +2,7 @@
 //! their policy. [`Config::load`] reads, parses and validates it in one step; secrets are only
 //! ever referenced (`*_env`, `*_file`) and read at run time by [`Config::resolve_secret`].
 
+pub mod control;
 mod diagnose;
 pub mod schedule;
 mod sources;
@@ -16,6 +17,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+pub use control::{NotificationSink, SlackSink, SmnSink, Suspend, WebhookSink};
 pub use schedule::CronSchedule;
 pub use sources::{GitRef, GitSourceConfig, GitTransport, SourceConfig, SshConfig, git_transport};
 pub use targets::{
@@ -54,9 +56,13 @@ pub struct Config {
     /// File holding the bearer token (alternative to `api_token_env`).
     #[serde(default)]
     pub api_token_file: Option<PathBuf>,
-    /// Global suspend: observe and report, never change anything.
+    /// Global suspend: observe and report, never change anything. `true`, or
+    /// `{until: <RFC 3339 time>}` to resume on its own.
     #[serde(default)]
-    pub suspend: bool,
+    pub suspend: Suspend,
+    /// Notification sinks, each with the events it wants.
+    #[serde(default)]
+    pub notifications: Vec<NotificationSink>,
     #[serde(default)]
     pub logging: LoggingConfig,
     /// How long the daemon lets the actions in flight finish after SIGTERM/SIGINT (an upgrade

@@ -1,18 +1,39 @@
-//! Five-field cron schedules (`minute hour day-of-month month day-of-week`, UTC) for promotion
-//! windows, in the syntax Argo CD's sync windows use.
+//! Five-field cron schedules (`minute hour day-of-month month day-of-week`) for change windows,
+//! in the syntax Argo CD's sync windows use, matched in UTC or in an IANA time zone.
+//!
+//! In a zone the fields match the local wall clock, minute by minute of real time: on a
+//! spring-forward day the skipped local times never occur (a window set to open at 02:30 in
+//! Europe/Berlin does not open that day), and on a fall-back day the repeated hour occurs twice
+//! (a window opening in it opens twice; its duration counts real time from each opening). A
+//! window's `duration` is always elapsed time, so a 2-hour window across a change lasts 2 hours.
 
 use std::fmt;
 use std::time::Duration;
 
-use chrono::{DateTime, Datelike, Timelike, Utc};
+use chrono::{DateTime, Datelike, TimeZone, Timelike, Utc};
+use chrono_tz::Tz;
 
 /// Longest window duration that [`CronSchedule::window_active`] looks back over.
 pub const MAX_WINDOW: Duration = Duration::from_secs(31 * 24 * 3600);
 
-/// A parsed cron expression. Times are matched in UTC.
+/// How far ahead [`CronSchedule::next_opening`] looks.
+pub const LOOKAHEAD: Duration = Duration::from_secs(31 * 24 * 3600);
+
+/// Parses an IANA time zone name (`Europe/Berlin`, `UTC`). The error names the value and says
+/// what is expected.
+pub fn parse_time_zone(name: &str) -> Result<Tz, String> {
+    name.trim().parse::<Tz>().map_err(|_| {
+        format!(
+            "`{name}` is not an IANA time zone name; use a name such as `UTC`, `Europe/Berlin` or `Asia/Shanghai` (the tz database's Area/Location form)"
+        )
+    })
+}
+
+/// A parsed cron expression. Times are matched in its zone (UTC unless set).
 #[derive(Clone, PartialEq, Eq)]
 pub struct CronSchedule {
     text: String,
+    zone: Tz,
     minutes: u64,
     hours: u64,
     days_of_month: u64,
@@ -30,7 +51,11 @@ impl fmt::Debug for CronSchedule {
 
 impl fmt::Display for CronSchedule {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.text)
+        f.write_str(&self.text)?;
+        if self.zone != Tz::UTC {
+            write!(f, " {}", self.zone.name())?;
+        }
+        Ok(())
     }
 }
 
@@ -70,6 +95,7 @@ impl CronSchedule {
         }
         Ok(CronSchedule {
             text: text.trim().to_string(),
+            zone: Tz::UTC,
             minutes,
             hours,
             days_of_month,
@@ -80,17 +106,38 @@ impl CronSchedule {
         })
     }
 
-    /// Whether the schedule fires in the minute containing `time`.
+    /// [`CronSchedule::parse`], matched in the named IANA zone (`None`: UTC).
+    pub fn parse_in(text: &str, time_zone: Option<&str>) -> Result<CronSchedule, String> {
+        let schedule = CronSchedule::parse(text)?;
+        match time_zone {
+            Some(name) => Ok(schedule.in_zone(parse_time_zone(name)?)),
+            None => Ok(schedule),
+        }
+    }
+
+    /// The same schedule matched in `zone`.
+    pub fn in_zone(mut self, zone: Tz) -> CronSchedule {
+        self.zone = zone;
+        self
+    }
+
+    /// The zone the fields are matched in.
+    pub fn zone(&self) -> Tz {
+        self.zone
+    }
+
+    /// Whether the schedule fires in the minute containing `time` (read on the zone's clock).
     pub fn matches(&self, time: DateTime<Utc>) -> bool {
+        let local = self.zone.from_utc_datetime(&time.naive_utc());
         let bit = |set: u64, value: u32| set & (1u64 << value) != 0;
-        if !bit(self.minutes, time.minute())
-            || !bit(self.hours, time.hour())
-            || !bit(self.months, time.month())
+        if !bit(self.minutes, local.minute())
+            || !bit(self.hours, local.hour())
+            || !bit(self.months, local.month())
         {
             return false;
         }
-        let day_of_month = bit(self.days_of_month, time.day());
-        let day_of_week = bit(self.days_of_week, time.weekday().num_days_from_sunday());
+        let day_of_month = bit(self.days_of_month, local.day());
+        let day_of_week = bit(self.days_of_week, local.weekday().num_days_from_sunday());
         // Classic cron: when both day fields are restricted, either may match.
         match (self.day_of_month_restricted, self.day_of_week_restricted) {
             (true, true) => day_of_month || day_of_week,
@@ -101,18 +148,41 @@ impl CronSchedule {
     /// Whether a window that opens at each firing and lasts `duration` is open at `now`.
     /// `duration` is capped at [`MAX_WINDOW`].
     pub fn window_active(&self, now: DateTime<Utc>, duration: Duration) -> bool {
-        let minutes = duration.min(MAX_WINDOW).as_secs().div_ceil(60);
-        let start_of_minute = now
-            .with_second(0)
-            .and_then(|t| t.with_nanosecond(0))
-            .unwrap_or(now);
-        (0..minutes.max(1)).any(|back| {
-            let candidate = start_of_minute - chrono::Duration::minutes(back as i64);
-            // A window opened at `candidate` is open until candidate + duration.
-            self.matches(candidate)
-                && now < candidate + chrono::Duration::from_std(duration).unwrap_or_default()
-        })
+        self.window_closes(now, duration).is_some()
     }
+
+    /// When the window open at `now` closes (the latest end of the openings that cover `now`),
+    /// or `None` when it is not open. `duration` is capped at [`MAX_WINDOW`].
+    pub fn window_closes(&self, now: DateTime<Utc>, duration: Duration) -> Option<DateTime<Utc>> {
+        let duration = duration.min(MAX_WINDOW);
+        let minutes = duration.as_secs().div_ceil(60);
+        let start_of_minute = minute_floor(now);
+        let length = chrono::Duration::from_std(duration).unwrap_or_default();
+        // The most recent opening that still covers `now` closes last.
+        (0..minutes.max(1))
+            .map(|back| start_of_minute - chrono::Duration::minutes(back as i64))
+            .find(|candidate| self.matches(*candidate) && now < *candidate + length)
+            .map(|candidate| candidate + length)
+    }
+
+    /// The first firing at or after `after` (minute precision), looking at most `horizon`
+    /// ahead (capped at [`LOOKAHEAD`]).
+    pub fn next_opening(&self, after: DateTime<Utc>, horizon: Duration) -> Option<DateTime<Utc>> {
+        let mut candidate = minute_floor(after);
+        if candidate < after {
+            candidate += chrono::Duration::minutes(1);
+        }
+        let minutes = horizon.min(LOOKAHEAD).as_secs() / 60;
+        (0..=minutes)
+            .map(|ahead| candidate + chrono::Duration::minutes(ahead as i64))
+            .find(|time| self.matches(*time))
+    }
+}
+
+fn minute_floor(time: DateTime<Utc>) -> DateTime<Utc> {
+    time.with_second(0)
+        .and_then(|t| t.with_nanosecond(0))
+        .unwrap_or(time)
 }
 
 fn parse_field(text: &str, name: &str, min: u32, max: u32, names: &[&str]) -> Result<u64, String> {
@@ -211,5 +281,29 @@ mod tests {
             assert!(CronSchedule::parse(bad).is_err(), "{bad} should not parse");
         }
         assert!(CronSchedule::parse("@daily").is_ok());
+        assert!(CronSchedule::parse_in("@daily", Some("Mars/Olympus")).is_err());
+    }
+
+    #[test]
+    fn zones_read_the_local_clock_across_daylight_saving_changes() {
+        // Europe/Berlin moves from UTC+1 to UTC+2 at 2026-03-29 01:00 UTC.
+        let three_local = CronSchedule::parse_in("0 3 * * *", Some("Europe/Berlin")).unwrap();
+        assert!(three_local.matches(at(2026, 3, 28, 2, 0)));
+        assert!(three_local.matches(at(2026, 3, 29, 1, 0)));
+        assert_eq!(
+            three_local.next_opening(at(2026, 3, 28, 2, 1), LOOKAHEAD),
+            Some(at(2026, 3, 29, 1, 0))
+        );
+        // 02:30 local does not exist on that day.
+        let skipped = CronSchedule::parse_in("30 2 * * *", Some("Europe/Berlin")).unwrap();
+        assert_eq!(
+            skipped.next_opening(at(2026, 3, 28, 2, 0), LOOKAHEAD),
+            Some(at(2026, 3, 30, 0, 30))
+        );
+        assert_eq!(
+            three_local.window_closes(at(2026, 3, 29, 1, 30), Duration::from_secs(3600)),
+            Some(at(2026, 3, 29, 2, 0))
+        );
+        assert_eq!(three_local.to_string(), "0 3 * * * Europe/Berlin");
     }
 }

@@ -59,6 +59,13 @@ pub struct TargetConfig {
     pub promote_from: Option<String>,
     #[serde(default)]
     pub promotion: Option<PromotionConfig>,
+    /// Change windows for this target: syncs and promotions to it wait inside a deny window
+    /// and, when allow windows exist, outside all of them.
+    #[serde(default)]
+    pub windows: Vec<WindowConfig>,
+    /// Suspend this target: `true` or `{until: <RFC 3339 time>}`.
+    #[serde(default)]
+    pub suspend: super::Suspend,
     #[serde(default)]
     pub restore: RestoreConfig,
     #[serde(default)]
@@ -341,16 +348,19 @@ fn default_promotion_after() -> ConfigDuration {
 #[serde(deny_unknown_fields)]
 pub struct WindowConfig {
     pub kind: WindowKind,
-    /// Five-field cron expression, UTC, for when the window opens.
+    /// Five-field cron expression for when the window opens, read in `timezone`.
     pub schedule: String,
-    /// How long it stays open.
+    /// How long it stays open (elapsed time).
     pub duration: ConfigDuration,
+    /// IANA time zone the schedule is read in (`Europe/Berlin`); default UTC.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timezone: Option<String>,
 }
 
 impl WindowConfig {
-    /// The parsed schedule; a loaded config always parses.
+    /// The parsed schedule in its zone; a loaded config always parses.
     pub fn cron(&self) -> Result<CronSchedule, String> {
-        CronSchedule::parse(&self.schedule)
+        CronSchedule::parse_in(&self.schedule, self.timezone.as_deref())
     }
 }
 
@@ -598,7 +608,10 @@ impl TargetConfig {
     }
 
     /// Promotion settings (defaults when not written).
+    /// The promotion settings; the target's own `windows` apply to promotions too.
     pub fn promotion(&self) -> PromotionConfig {
-        self.promotion.clone().unwrap_or_default()
+        let mut promotion = self.promotion.clone().unwrap_or_default();
+        promotion.windows.extend(self.windows.iter().cloned());
+        promotion
     }
 }

@@ -32,6 +32,7 @@ pub(super) fn problems(config: &Config) -> Vec<ConfigProblem> {
         checker.target(&at, target, config, &target_names);
     }
     checker.promotion_cycles(config);
+    checker.notifications(config, &target_names);
     checker.problems
 }
 
@@ -360,22 +361,11 @@ impl Checker {
                 Duration::ZERO,
             );
             for (index, window) in promotion.windows.iter().enumerate() {
-                let window_at = format!("{at}.promotion.windows[{index}]");
-                if let Err(message) = window.cron() {
-                    self.problem(format!("{window_at}.schedule"), message);
-                }
-                self.duration(
-                    &format!("{window_at}.duration"),
-                    &window.duration,
-                    Duration::from_secs(60),
-                );
-                if window.duration.get() > schedule::MAX_WINDOW {
-                    self.problem(
-                        format!("{window_at}.duration"),
-                        "a window may last at most 31 days",
-                    );
-                }
+                self.window(&format!("{at}.promotion.windows[{index}]"), window);
             }
+        }
+        for (index, window) in target.windows.iter().enumerate() {
+            self.window(&format!("{at}.windows[{index}]"), window);
         }
         if let Some(upstream) = &target.restore.from_target {
             self.target_reference(
@@ -652,6 +642,193 @@ impl Checker {
             && path.as_os_str().is_empty()
         {
             self.problem(key("file"), "empty path");
+        }
+    }
+}
+
+/// Change windows and notifications.
+impl Checker {
+    fn window(&mut self, window_at: &str, window: &super::WindowConfig) {
+        match super::CronSchedule::parse(&window.schedule) {
+            Err(message) => self.problem(format!("{window_at}.schedule"), message),
+            Ok(_) => {
+                if let Some(zone) = &window.timezone
+                    && let Err(message) = schedule::parse_time_zone(zone)
+                {
+                    self.problem(format!("{window_at}.timezone"), message);
+                }
+            }
+        }
+        self.duration(
+            &format!("{window_at}.duration"),
+            &window.duration,
+            Duration::from_secs(60),
+        );
+        if window.duration.get() > schedule::MAX_WINDOW {
+            self.problem(
+                format!("{window_at}.duration"),
+                "a window may last at most 31 days",
+            );
+        }
+    }
+
+    fn notifications(&mut self, config: &Config, targets: &[&str]) {
+        let mut names = BTreeSet::new();
+        for (index, sink) in config.notifications.iter().enumerate() {
+            let at = format!("notifications[{index}]");
+            if !is_valid_name(&sink.name) {
+                self.problem(
+                    format!("{at}.name"),
+                    format!(
+                        "sink name `{}` must be lowercase letters, digits, `-` or `_`, starting with a letter or digit",
+                        sink.name
+                    ),
+                );
+            } else if !names.insert(sink.name.as_str()) {
+                self.problem(
+                    format!("{at}.name"),
+                    format!("duplicate sink name `{}`", sink.name),
+                );
+            }
+            if sink.events.is_empty() {
+                self.problem(
+                    format!("{at}.events"),
+                    "no events; list the events this sink wants",
+                );
+            }
+            for (event_index, event) in sink.events.iter().enumerate() {
+                if !super::control::NOTIFICATION_EVENTS.contains(&event.as_str()) {
+                    self.problem(
+                        format!("{at}.events[{event_index}]"),
+                        format!(
+                            "unknown event `{event}`{}; the events are {}",
+                            suggestion(event, super::control::NOTIFICATION_EVENTS, "events"),
+                            super::control::NOTIFICATION_EVENTS.join(", ")
+                        ),
+                    );
+                }
+            }
+            for (target_index, target) in sink.targets.iter().enumerate() {
+                if !targets.contains(&target.as_str()) {
+                    self.problem(
+                        format!("{at}.targets[{target_index}]"),
+                        format!(
+                            "unknown target `{target}`{}",
+                            suggestion(target, targets, "targets")
+                        ),
+                    );
+                }
+            }
+            self.duration(
+                &format!("{at}.policy_off_after"),
+                &sink.policy_off_after,
+                Duration::from_secs(60),
+            );
+            let kinds = [
+                sink.webhook.is_some(),
+                sink.slack.is_some(),
+                sink.smn.is_some(),
+            ]
+            .iter()
+            .filter(|set| **set)
+            .count();
+            if kinds != 1 {
+                self.problem(
+                    &at,
+                    "a sink is exactly one of `webhook:`, `slack:` or `smn:`",
+                );
+            }
+            if let Some(webhook) = &sink.webhook {
+                self.sink_url(&format!("{at}.webhook.url"), &webhook.url);
+                self.secret_pair(
+                    &format!("{at}.webhook"),
+                    "secret",
+                    &webhook.secret_env,
+                    &webhook.secret_file,
+                );
+                if webhook.secret_env.is_none() && webhook.secret_file.is_none() {
+                    self.problem(
+                        format!("{at}.webhook"),
+                        "a webhook sink signs its messages: set `secret_env` or `secret_file`",
+                    );
+                }
+            }
+            if let Some(slack) = &sink.slack {
+                let given = [
+                    slack.url.is_some(),
+                    slack.url_env.is_some(),
+                    slack.url_file.is_some(),
+                ]
+                .iter()
+                .filter(|set| **set)
+                .count();
+                if given != 1 {
+                    self.problem(
+                        format!("{at}.slack"),
+                        "set exactly one of `url`, `url_env` or `url_file` (the incoming webhook url is a credential: prefer `url_env`)",
+                    );
+                }
+                if let Some(url) = &slack.url {
+                    self.sink_url(&format!("{at}.slack.url"), url);
+                }
+                self.secret_pair(
+                    &format!("{at}.slack"),
+                    "url",
+                    &slack.url_env,
+                    &slack.url_file,
+                );
+            }
+            if let Some(smn) = &sink.smn {
+                if !targets.contains(&smn.target.as_str()) {
+                    self.problem(
+                        format!("{at}.smn.target"),
+                        format!(
+                            "unknown target `{}`{}; the SMN sink publishes with that target's region, project and credentials",
+                            smn.target,
+                            suggestion(&smn.target, targets, "targets")
+                        ),
+                    );
+                }
+                let parts: Vec<&str> = smn.topic_urn.split(':').collect();
+                if parts.len() != 5
+                    || parts[0] != "urn"
+                    || parts[1] != "smn"
+                    || parts[2..].iter().any(|part| part.is_empty())
+                {
+                    self.problem(
+                        format!("{at}.smn.topic_urn"),
+                        format!(
+                            "`{}` is not an SMN topic URN; it reads `urn:smn:<region>:<project id>:<topic name>`",
+                            smn.topic_urn
+                        ),
+                    );
+                }
+                if let Some(endpoint) = &smn.endpoint {
+                    self.sink_url(&format!("{at}.smn.endpoint"), endpoint);
+                }
+            }
+        }
+    }
+
+    fn sink_url(&mut self, at: &str, url: &str) {
+        match url::Url::parse(url) {
+            Ok(parsed) if matches!(parsed.scheme(), "http" | "https") && parsed.host().is_some() => {
+            }
+            Ok(parsed) => self.problem(
+                at,
+                format!(
+                    "`{}` is not an http(s) url (scheme `{}`); a sink is reached over http or https",
+                    crate::config::control::redact_url(url),
+                    parsed.scheme()
+                ),
+            ),
+            Err(error) => self.problem(
+                at,
+                format!(
+                    "`{}` is not a url ({error}); write e.g. `https://hooks.example.com/dli-gitops`",
+                    crate::config::control::redact_url(url)
+                ),
+            ),
         }
     }
 }

@@ -4,6 +4,7 @@
 //! reports status and accepts webhooks and manual syncs. Targets run concurrently.
 
 mod apply_adapter;
+pub mod control;
 mod history;
 mod interrupt;
 pub mod logging;
@@ -109,6 +110,9 @@ pub struct DaemonParts {
     pub shutdown_grace: Duration,
     /// Promotion between targets; `None` when no target has `promote_from`.
     pub promotion: Option<Arc<crate::promotion::PromotionHook>>,
+    /// Suspend, change windows and break-glass overrides; `None`: no windows, no run-time
+    /// suspends (each target is added with the global `suspended`).
+    pub controls: Option<Arc<control::Controls>>,
 }
 
 /// Why the daemon could not start or stopped badly.
@@ -275,6 +279,18 @@ pub async fn serve(
     let stop = Stop::new();
     let board = Arc::new(StatusBoard::default());
     let metrics = parts.metrics.clone();
+    let controls = parts.controls.clone().unwrap_or_else(|| {
+        Arc::new(control::Controls::new(
+            control::system_clock(),
+            None,
+            crate::config::Suspend::Off,
+        ))
+    });
+    for target in &parts.targets {
+        if !controls.knows(&target.spec.name) {
+            controls.add_target(&target.spec.name, crate::config::Suspend::Off, Vec::new());
+        }
+    }
 
     let mut source_channels: BTreeMap<String, (watch::Sender<SourceState>, Arc<Notify>)> =
         BTreeMap::new();
@@ -350,6 +366,7 @@ pub async fn serve(
             progress_interval: parts.progress_interval,
             memory: Memory::starting_from(applied_revision),
             promotion: parts.promotion.clone(),
+            controls: controls.clone(),
         });
     }
 
@@ -451,6 +468,7 @@ pub async fn serve(
         webhooks,
         suspended: parts.suspended,
         promotion: parts.promotion.clone(),
+        controls: controls.clone(),
     });
     let server_stop = stop.clone();
     let server = tokio::spawn(crate::server::serve(listener, server_state, async move {

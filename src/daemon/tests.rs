@@ -367,6 +367,7 @@ async fn start(
         progress_interval: Duration::from_millis(100),
         shutdown_grace: Duration::from_secs(5),
         promotion: None,
+        controls: None,
     };
     let (shutdown, shutdown_receiver) = oneshot::channel::<()>();
     let task = tokio::spawn(serve(parts, listener, async move {
@@ -760,6 +761,7 @@ async fn a_target_naming_an_unknown_source_is_refused() {
             progress_interval: Duration::from_secs(1),
             shutdown_grace: Duration::from_secs(1),
             promotion: None,
+            controls: None,
         },
         listener,
         std::future::pending(),

@@ -249,12 +249,13 @@ pub fn base_parts(config: &Config) -> Result<DaemonParts, RunError> {
         targets: Vec::new(),
         sources: source_parts(config)?,
         resolver: spec_resolver(),
-        suspended: config.suspend,
+        suspended: config.suspend == crate::config::Suspend::Always,
         api_token,
         metrics: Arc::new(DaemonMetrics::new()),
         progress_interval: DEFAULT_PROGRESS_INTERVAL,
         shutdown_grace: config.shutdown_grace.get(),
         promotion: None,
+        controls: None,
     })
 }
 
@@ -318,9 +319,10 @@ pub async fn run(options: &RunOptions) -> Result<(), RunError> {
 
 async fn run_loaded(options: &RunOptions, config: Config) -> Result<(), RunError> {
     let mut parts = base_parts(&config)?;
-    let (targets, promotion) = target_parts(&config, &parts.metrics).await?;
+    let (targets, promotion, controls) = target_parts(&config, &parts.metrics).await?;
     parts.targets = targets;
     parts.promotion = promotion;
+    parts.controls = Some(controls);
     let listener = bind(&config).await?;
     let shutdown = shutdown_signal().await?;
     tracing::info!(
@@ -328,7 +330,7 @@ async fn run_loaded(options: &RunOptions, config: Config) -> Result<(), RunError
         listen = %config.listen,
         targets = parts.targets.len(),
         sources = parts.sources.len(),
-        suspended = config.suspend,
+        suspend = %config.suspend,
         "Starting the daemon."
     );
     super::serve(parts, listener, shutdown).await?;
@@ -375,6 +377,7 @@ async fn target_parts(
     (
         Vec<TargetParts>,
         Option<Arc<crate::promotion::PromotionHook>>,
+        Arc<super::control::Controls>,
     ),
     RunError,
 > {
@@ -432,6 +435,16 @@ async fn target_parts(
             reconciler: Arc::new(reconciler),
         });
     }
+    // Suspend and change windows: run-time suspends are read back from the journal.
+    let controls = super::control::Controls::from_config(
+        config,
+        Some(journal.clone()),
+        super::control::system_clock(),
+    )
+    .map_err(|problem| RunError::Target {
+        target: String::new(),
+        source: problem.into(),
+    })?;
     // Promotion: the pipeline over the same journal.
     let promotion = crate::promotion::PromotionHook::new(Arc::new(config.clone()), journal)
         .map_err(|error| RunError::Target {
@@ -443,7 +456,7 @@ async fn target_parts(
                 .unwrap_or_default(),
             source: Box::new(error),
         })?;
-    Ok((parts, promotion))
+    Ok((parts, promotion, Arc::new(controls)))
 }
 
 /// Warns about targets the journal holds records of but the config does not name (renamed or

@@ -41,6 +41,8 @@ pub(crate) struct Worker {
     /// Promotion: a `promote_from` target converges to its promoted revision, and
     /// every target's passes feed the gates.
     pub promotion: Option<Arc<crate::promotion::PromotionHook>>,
+    /// Suspend, change windows and break-glass overrides.
+    pub controls: Arc<super::control::Controls>,
 }
 
 impl Memory {
@@ -68,6 +70,8 @@ pub(crate) struct Memory {
     consecutive_errors: u32,
     /// Passes in a row in which some action failed.
     failed_passes: u32,
+    /// A manual sync that a change window made wait: it runs when the window lets it.
+    held_manual: bool,
 }
 
 /// What happened in one pass, for logs, metrics and scheduling.
@@ -127,7 +131,10 @@ impl Worker {
         }
     }
 
-    async fn pass(&mut self, triggers: BTreeSet<TriggerKind>) -> PassOutcome {
+    async fn pass(&mut self, mut triggers: BTreeSet<TriggerKind>) -> PassOutcome {
+        if std::mem::take(&mut self.memory.held_manual) {
+            triggers.insert(TriggerKind::Manual);
+        }
         let started = Instant::now();
         let started_at = Utc::now();
         let mut source_state = self.source.borrow().clone();
@@ -171,6 +178,12 @@ impl Worker {
             && !self.suspended
             && !held
             && (manual || (policy.auto_sync && (revision_is_new || policy.self_heal)));
+        // Suspend and change windows: a pass that would change things waits (reports only).
+        let (execute, control_hold, window_closes) = if execute {
+            self.control_gate(manual)
+        } else {
+            (false, None, None)
+        };
         let mode = if execute { "apply" } else { "report" };
         let trigger_list: Vec<TriggerKind> = triggers.iter().copied().collect();
         tracing::info!(
@@ -205,16 +218,19 @@ impl Worker {
                 }
             });
         };
+        // A change window that opens during the pass stops it after the action in flight.
+        let (pass_stop, window_watch) = self.window_watch(window_closes);
         let request = PassRequest {
             desired: desired.as_deref(),
             revision: desired_revision.as_deref(),
             execute,
-            stop: &self.stop,
+            stop: &pass_stop,
             on_applying: &on_applying,
             // Automatic rollback guards an upgrade even in a pass that only reports.
             watch_upgrades: !self.suspended && !held,
         };
         let result = tokio::time::timeout(policy.sync_timeout, self.reconciler.pass(request)).await;
+        let window_stopped = window_watch.is_some_and(|watch| watch.finish());
         let elapsed = started.elapsed();
         let source_error = source_state.error.clone();
 
@@ -250,6 +266,7 @@ impl Worker {
                 },
             ),
         };
+        let outcome = self.after_controls(outcome, control_hold, window_stopped);
         self.metrics
             .observe_reconcile(&self.spec.name, outcome.result, elapsed);
         if let (Some(hook), Some(status)) = (&self.promotion, self.board.target(&self.spec.name)) {
@@ -519,6 +536,151 @@ impl Worker {
             next_in: retry_delay(self.memory.consecutive_errors)
                 .min(self.spec.policy.resync_interval),
         }
+    }
+}
+
+/// Suspend and change windows (see `control.rs`).
+impl Worker {
+    /// Whether a pass that would change things may: (execute, why it waits, when a window
+    /// will stop it).
+    fn control_gate(
+        &mut self,
+        manual: bool,
+    ) -> (bool, Option<String>, Option<chrono::DateTime<Utc>>) {
+        use super::control::Gate;
+        match self.controls.gate(&self.spec.name, manual) {
+            Gate::Open {
+                overridden,
+                closes_at,
+            } => {
+                if let Some(used) = overridden {
+                    tracing::warn!(by = %used.by, reason = %used.reason, "Break-glass: this pass runs inside a closed change window.");
+                }
+                (true, None, closes_at)
+            }
+            Gate::Suspended { why, until } => {
+                let until = until.map_or_else(
+                    || " until resumed".to_string(),
+                    |until| format!(" until {}", until.to_rfc3339()),
+                );
+                tracing::info!(%why, "Target suspended: observed and reported only.");
+                (false, Some(format!("held: {why}{until}")), None)
+            }
+            Gate::Window { block, until } => {
+                if manual {
+                    self.memory.held_manual = true;
+                }
+                let until = until.map_or_else(String::new, |until| {
+                    format!("; syncs resume at {}", until.to_rfc3339())
+                });
+                tracing::info!(window = %block, "A change window holds this pass: observed and reported only.");
+                (false, Some(format!("waiting: {block}{until}")), None)
+            }
+        }
+    }
+
+    /// The stop signal a pass gets: the daemon's, or one that also fires when a change window
+    /// closes the target during the pass.
+    fn window_watch(
+        &self,
+        closes_at: Option<chrono::DateTime<Utc>>,
+    ) -> (super::Stop, Option<WindowWatch>) {
+        let Some(closes_at) = closes_at else {
+            return (self.stop.clone(), None);
+        };
+        let pass_stop = super::Stop::new();
+        let fired = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let task = {
+            let (daemon_stop, pass_stop, fired) =
+                (self.stop.clone(), pass_stop.clone(), fired.clone());
+            let controls = self.controls.clone();
+            let name = self.spec.name.clone();
+            tokio::spawn(async move {
+                let mut at = closes_at;
+                loop {
+                    let wait = (at - controls.now()).to_std().unwrap_or_default();
+                    tokio::select! {
+                        _ = daemon_stop.wait() => {
+                            pass_stop.trigger();
+                            return;
+                        }
+                        _ = tokio::time::sleep(wait) => {}
+                    }
+                    if let Some(block) = controls.window_blocks_now(&name) {
+                        tracing::warn!(window = %block, "A change window opened during the pass: the action in flight finishes, no other starts.");
+                        fired.store(true, std::sync::atomic::Ordering::SeqCst);
+                        pass_stop.trigger();
+                        return;
+                    }
+                    match controls.next_change(&name) {
+                        Some(next) if next > at => at = next,
+                        _ => return,
+                    }
+                }
+            })
+        };
+        (pass_stop, Some(WindowWatch { task, fired }))
+    }
+
+    /// Folds the controls into a finished pass: the operation says why it waited or stopped,
+    /// and the next pass comes when the controls may let it run.
+    fn after_controls(
+        &mut self,
+        mut outcome: PassOutcome,
+        hold: Option<String>,
+        window_stopped: bool,
+    ) -> PassOutcome {
+        let note = if window_stopped {
+            self.memory.held_manual = false;
+            Some(
+                "stopped: a change window opened during the pass; the action in flight finished and no other started"
+                    .to_string(),
+            )
+        } else {
+            hold
+        };
+        let Some(note) = note else {
+            return outcome;
+        };
+        self.board.update_target(&self.spec.name, |status| {
+            if let Some(operation) = status.operation.as_mut() {
+                let message = operation.message.take().unwrap_or_default();
+                operation.message = Some(if message.is_empty() {
+                    note.clone()
+                } else {
+                    format!("{message}; {note}")
+                });
+            }
+        });
+        if let Some(next) = self.controls.next_change(&self.spec.name) {
+            let wait =
+                (next - self.controls.now()).to_std().unwrap_or_default() + Duration::from_secs(1);
+            outcome.next_in = if window_stopped {
+                wait
+            } else {
+                outcome.next_in.min(wait)
+            };
+        } else if window_stopped {
+            outcome.next_in = self.spec.policy.resync_interval;
+        }
+        if window_stopped {
+            outcome.result = "window_stopped";
+        }
+        outcome
+    }
+}
+
+/// The task that stops a pass when a change window opens.
+struct WindowWatch {
+    task: tokio::task::JoinHandle<()>,
+    fired: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl WindowWatch {
+    /// Ends the watch; whether it stopped the pass.
+    fn finish(self) -> bool {
+        self.task.abort();
+        self.fired.load(std::sync::atomic::Ordering::SeqCst)
     }
 }
 

@@ -21,6 +21,7 @@ fn policy(auto: bool, after_minutes: u64, windows: &[(WindowKind, &str, &str)]) 
         windows: windows
             .iter()
             .map(|(kind, schedule, duration)| WindowConfig {
+                timezone: None,
                 kind: *kind,
                 schedule: schedule.to_string(),
                 duration: ConfigDuration::parse(duration),
@@ -383,6 +384,7 @@ fn a_bad_window_schedule_is_an_error_not_a_panic() {
         auto: true,
         after: ConfigDuration::parse("1m"),
         windows: vec![WindowConfig {
+            timezone: None,
             kind: WindowKind::Deny,
             schedule: "61 * * * *".into(),
             duration: ConfigDuration::parse("1h"),

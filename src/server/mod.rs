@@ -4,6 +4,7 @@
 
 mod auth;
 mod client;
+pub mod controls;
 mod html;
 
 use std::collections::BTreeMap;
@@ -46,6 +47,8 @@ pub struct ServerState {
     pub suspended: bool,
     /// Promotion: the promote and pipeline endpoints; `None` without a pipeline.
     pub promotion: Option<Arc<crate::promotion::PromotionHook>>,
+    /// Suspend, change windows, break-glass overrides.
+    pub controls: Arc<crate::daemon::control::Controls>,
 }
 
 impl fmt::Debug for ServerState {
@@ -105,6 +108,8 @@ pub fn router(state: Arc<ServerState>) -> Router {
         .route("/api/v1/targets/{target}", get(get_target))
         .route("/api/v1/targets/{target}/sync", post(sync_target))
         .route("/api/v1/targets/{target}/promote", post(promote_target))
+        .route("/api/v1/targets/{target}/suspend", post(suspend_target))
+        .route("/api/v1/targets/{target}/resume", post(resume_target))
         .route("/api/v1/pipeline", get(pipeline))
         .route(
             "/api/v1/hooks/git",
@@ -157,19 +162,90 @@ async fn metrics(State(state): State<Arc<ServerState>>) -> Response {
 }
 
 async fn list_targets(State(state): State<Arc<ServerState>>) -> Response {
+    let controls: BTreeMap<&String, crate::daemon::control::ControlView> = state
+        .triggers
+        .keys()
+        .map(|target| (target, state.controls.view(target)))
+        .collect();
     axum::Json(json!({
         "suspended": state.suspended,
         "targets": state.board.overviews(),
         "sources": state.board.sources(),
+        "controls": controls,
     }))
     .into_response()
 }
 
 async fn get_target(State(state): State<Arc<ServerState>>, Path(target): Path<String>) -> Response {
     match state.board.target(&target) {
-        Some(status) => axum::Json(status).into_response(),
+        Some(status) => {
+            // Suspend and change windows are read live, not from the last pass.
+            let view = state.controls.view(&target);
+            let mut value = serde_json::to_value(status).unwrap_or_default();
+            if view.suspended {
+                value["policy"]["suspended"] = json!(true);
+            }
+            value["controls"] = serde_json::to_value(view).unwrap_or_default();
+            axum::Json(value).into_response()
+        }
         None => unknown_target(&state, &target),
     }
+}
+
+/// `POST /api/v1/targets/{t}/suspend`: body `{"until", "reason", "by"}`, all optional.
+async fn suspend_target(
+    State(state): State<Arc<ServerState>>,
+    Path(target): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    if let Err(failure) = auth::authorize(state.api_token.as_deref(), &headers) {
+        tracing::warn!(target = %target.chars().take(100).collect::<String>(), reason = failure.log_reason(), "Suspend refused.");
+        return failure.into_response();
+    }
+    if !state.triggers.contains_key(&target) {
+        return unknown_target(&state, &target);
+    }
+    let answer = {
+        let state = state.clone();
+        let target = target.clone();
+        tokio::task::spawn_blocking(move || controls::suspend(&state, &target, &body)).await
+    };
+    answer.unwrap_or_else(|error| {
+        error_response(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("the suspend did not finish: {error}"),
+        )
+    })
+}
+
+/// `POST /api/v1/targets/{t}/resume`: body `{"reason", "by"}`, optional.
+async fn resume_target(
+    State(state): State<Arc<ServerState>>,
+    Path(target): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    if let Err(failure) = auth::authorize(state.api_token.as_deref(), &headers) {
+        tracing::warn!(target = %target.chars().take(100).collect::<String>(), reason = failure.log_reason(), "Resume refused.");
+        return failure.into_response();
+    }
+    let Some(trigger) = state.triggers.get(&target).cloned() else {
+        return unknown_target(&state, &target);
+    };
+    let answer = {
+        let state = state.clone();
+        let target = target.clone();
+        tokio::task::spawn_blocking(move || controls::resume(&state, &target, &body)).await
+    };
+    // A resumed target looks again at once.
+    trigger.fire(TriggerKind::Resync);
+    answer.unwrap_or_else(|error| {
+        error_response(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("the resume did not finish: {error}"),
+        )
+    })
 }
 
 fn unknown_target(state: &ServerState, target: &str) -> Response {
@@ -250,6 +326,7 @@ async fn sync_target(
     State(state): State<Arc<ServerState>>,
     Path(target): Path<String>,
     headers: HeaderMap,
+    body: Bytes,
 ) -> Response {
     if let Err(failure) = auth::authorize(state.api_token.as_deref(), &headers) {
         tracing::warn!(target = %target.chars().take(100).collect::<String>(), reason = failure.log_reason(), "Manual sync refused.");
@@ -277,6 +354,29 @@ async fn sync_target(
             "the daemon is suspended (`suspend: true` in the config), so nothing is changed; set it to false and restart to sync",
         );
     }
+    // Suspend and change windows; a break-glass body passes a window once, journaled.
+    let request: controls::SyncBody = match controls::parse_body(
+        &body,
+        r#"{"override_window": true, "reason": "...", "by": "..."}"#,
+    ) {
+        Ok(request) => request,
+        Err(response) => return response,
+    };
+    let admitted = {
+        let state = state.clone();
+        let target = target.clone();
+        tokio::task::spawn_blocking(move || controls::admit_sync(&state, &target, &request)).await
+    };
+    let message = match admitted {
+        Ok(Ok(message)) => message,
+        Ok(Err(response)) => return response,
+        Err(error) => {
+            return error_response(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                format!("the sync request did not finish: {error}"),
+            );
+        }
+    };
     trigger.fire(TriggerKind::Manual);
     tracing::info!(%target, "Manual sync requested.");
     (
@@ -284,7 +384,7 @@ async fn sync_target(
         axum::Json(json!({
             "target": target,
             "accepted": true,
-            "message": "sync queued; it runs as soon as the target's current pass ends",
+            "message": message,
         })),
     )
         .into_response()
@@ -416,6 +516,12 @@ async fn status_page(State(state): State<Arc<ServerState>>) -> Html<String> {
         &state.board.targets(),
         &state.board.sources(),
         state.suspended,
+    );
+    // Suspend and change windows go above the targets.
+    let page = page.replacen(
+        "<h2>Targets</h2>",
+        &format!("{}<h2>Targets</h2>", controls::render_section(&state)),
+        1,
     );
     // Promotion: the pipeline goes above the targets.
     match &state.promotion {

@@ -58,6 +58,11 @@ impl Harness {
             }],
             suspended: false,
             promotion: None,
+            controls: Arc::new(crate::daemon::control::Controls::new(
+                crate::daemon::control::system_clock(),
+                None,
+                crate::config::Suspend::Off,
+            )),
         });
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let address = listener.local_addr().unwrap();
