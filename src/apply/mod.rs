@@ -373,6 +373,8 @@ pub async fn reconcile_with<L: LiveService, J: Ledger>(
     if report.converged()
         && !waiting
         && options.select.is_empty()
+        // A job automatic rollback holds is not on the revision.
+        && report.held.is_empty()
         && let Some(revision) = &options.revision
     {
         let summary = summary_line(&report.plan);

@@ -273,3 +273,67 @@ fn policy_view() -> PolicyView {
         promote_from: None,
     }
 }
+
+#[test]
+fn a_job_held_by_automatic_rollback_is_degraded_out_of_sync_and_fails_the_promotion_gate() {
+    // The live job runs the previous definition; git still asks for the one that failed.
+    let job = desired_sql("clicks");
+    let mut live = live_of(&job, 7, "job_running");
+    live.config.sql_body = Some("SELECT 1;\n".into());
+    let desired = DesiredJobs {
+        flink: vec![job.clone()],
+        dlf: vec![],
+    };
+    let observed = ObservedJobs {
+        flink: vec![live],
+        dlf: vec![],
+    };
+    let mut view = managed_view(&["clicks"]);
+    view.auto_rollback.insert(
+        "clicks".into(),
+        serde_json::json!({"failed": {"desired_digest": job.digest, "note": "revision abc failed"}}),
+    );
+    let plan = plan::plan(&desired, &observed, &view, &PlanPolicy::default());
+    assert!(plan.is_empty(), "held: {}", plan.render_text());
+    let mut jobs = job_statuses(&StatusInputs {
+        desired: Some(&desired),
+        observed: &observed,
+        plan: Some(&plan),
+        errors: &BTreeMap::new(),
+    });
+    assert_eq!(
+        jobs[0].health.status,
+        HealthStatus::Healthy,
+        "before the mark"
+    );
+    mark_rolled_back(
+        &mut jobs,
+        &[(
+            "clicks".into(),
+            Some("abc".into()),
+            "revision abc failed".into(),
+        )],
+    );
+    assert_eq!(jobs[0].health.status, HealthStatus::Degraded);
+    assert_eq!(jobs[0].sync_status, SyncStatus::OutOfSync);
+    let message = jobs[0].health.message.clone().unwrap();
+    assert!(
+        message.contains("rolled back automatically from revision abc"),
+        "{message}"
+    );
+
+    let mut target = TargetStatus::new("dev", "jobs", "dev", policy_view());
+    target.set_jobs(jobs, true);
+    target.sync.revision = Some("abc".into());
+    assert_eq!(target.health.status, HealthStatus::Degraded);
+    let sample = crate::promotion::sample_of(&target);
+    assert_eq!(sample.revision.as_deref(), Some("abc"));
+    assert!(
+        matches!(
+            sample.condition,
+            crate::promotion::UpstreamCondition::Degraded(_)
+        ),
+        "a promotion gate treats the revision as failed upstream: {:?}",
+        sample.condition
+    );
+}
