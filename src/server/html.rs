@@ -47,7 +47,7 @@ fn health_class(status: HealthStatus) -> &'static str {
     }
 }
 
-const STYLE: &str = "body{font-family:system-ui,sans-serif;margin:1.5em;color:#222}\
+pub(crate) const STYLE: &str = "body{font-family:system-ui,sans-serif;margin:1.5em;color:#222}\
 table{border-collapse:collapse;margin:.5em 0 1.5em}th,td{border:1px solid #ccc;padding:.25em .6em;text-align:left;vertical-align:top}\
 th{background:#f3f3f3}.ok{color:#17692b}.warn{color:#9a6700}.bad{color:#b42318}.info{color:#1f4e9c}.unknown{color:#666}\
 pre{background:#f6f6f6;padding:.6em;overflow:auto;max-height:30em}code{font-size:90%}.muted{color:#666}";
@@ -96,8 +96,72 @@ pub fn render_pipeline(view: &crate::promotion::PipelineView) -> String {
     section
 }
 
-/// The whole page.
+/// Jobs shown per target on one page; the rest are one link away (`?target=T&page=N`).
+pub const JOBS_PER_PAGE: usize = 100;
+/// The most of a plan's text the page shows (the API has all of it).
+pub const PLAN_TEXT_LIMIT: usize = 32 * 1024;
+/// The most validation problems the page lists for a rejected revision.
+pub const REJECTED_ERRORS_LIMIT: usize = 50;
+
+/// Which page of jobs to show: `page` (from 1) of `target`, or the first page of every target.
+#[derive(Debug, Clone, Default, serde::Deserialize)]
+pub struct PageView {
+    pub target: Option<String>,
+    pub page: Option<usize>,
+}
+
+impl PageView {
+    fn page_of(&self, target: &str) -> usize {
+        match (&self.target, self.page) {
+            (Some(wanted), Some(page)) if wanted == target => page.max(1),
+            _ => 1,
+        }
+    }
+}
+
+/// Jobs that need a look come first (out of sync, or not Healthy/Suspended), then by name, so
+/// the first page of a large target shows what matters.
+fn attention_first(
+    jobs: &[crate::daemon::status::JobStatus],
+) -> Vec<&crate::daemon::status::JobStatus> {
+    let mut ordered: Vec<_> = jobs.iter().collect();
+    ordered.sort_by_key(|job| {
+        let calm = job.sync_status == SyncStatus::Synced
+            && matches!(
+                job.health.status,
+                HealthStatus::Healthy | HealthStatus::Suspended
+            );
+        (calm, job.name.clone())
+    });
+    ordered
+}
+
+/// Cuts `text` to at most `limit` bytes on a character boundary.
+fn clip(text: &str, limit: usize) -> (&str, bool) {
+    if text.len() <= limit {
+        return (text, false);
+    }
+    let mut end = limit;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    (&text[..end], true)
+}
+
+/// The whole page, first page of every target's jobs.
+#[cfg(test)]
 pub fn render_page(targets: &[TargetStatus], sources: &[SourceStatus], suspended: bool) -> String {
+    render_page_view(targets, sources, suspended, &PageView::default())
+}
+
+/// The whole page: a summary of every target, one page of each target's jobs (problems first),
+/// and the sources. Its size is bounded whatever the number of jobs.
+pub fn render_page_view(
+    targets: &[TargetStatus],
+    sources: &[SourceStatus],
+    suspended: bool,
+    view: &PageView,
+) -> String {
     let mut page = String::new();
     // Writing to a String never fails.
     let _ = write!(
@@ -149,7 +213,7 @@ pub fn render_page(targets: &[TargetStatus], sources: &[SourceStatus], suspended
     page.push_str("</table>");
 
     for target in targets {
-        render_target(&mut page, target);
+        render_target(&mut page, target, view.page_of(&target.name));
     }
 
     page.push_str(
@@ -183,7 +247,7 @@ pub fn render_page(targets: &[TargetStatus], sources: &[SourceStatus], suspended
     page
 }
 
-fn render_target(page: &mut String, target: &TargetStatus) {
+fn render_target(page: &mut String, target: &TargetStatus, page_number: usize) {
     let _ = write!(
         page,
         "<h2 id=\"target-{id}\">{name}</h2><p>source <code>{source}</code>, environment <code>{env}</code>; \
@@ -216,15 +280,65 @@ fn render_target(page: &mut String, target: &TargetStatus) {
              (the previous valid revision stays in use):</p><ul>",
             escape(&short_revision(Some(&rejected.revision)))
         );
-        for error in &rejected.errors {
+        for error in rejected.errors.iter().take(REJECTED_ERRORS_LIMIT) {
             let _ = write!(page, "<li><code>{}</code></li>", escape(error));
+        }
+        if rejected.errors.len() > REJECTED_ERRORS_LIMIT {
+            let _ = write!(
+                page,
+                "<li class=\"muted\">and {} more (see <a href=\"/api/v1/targets/{}\">the API</a>)</li>",
+                rejected.errors.len() - REJECTED_ERRORS_LIMIT,
+                escape(&target.name)
+            );
         }
         page.push_str("</ul>");
     }
+    let counts = |map: &std::collections::BTreeMap<String, usize>| {
+        map.iter()
+            .map(|(status, count)| format!("{count} {}", escape(status)))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let total = target.jobs.len();
+    let pages = total.div_ceil(JOBS_PER_PAGE).max(1);
+    let page_number = page_number.min(pages);
+    let first = (page_number - 1) * JOBS_PER_PAGE;
+    let shown: Vec<_> = attention_first(&target.jobs)
+        .into_iter()
+        .skip(first)
+        .take(JOBS_PER_PAGE)
+        .collect();
+    let _ = write!(
+        page,
+        "<p>{total} jobs: {}; {}.",
+        counts(&target.counts.sync),
+        counts(&target.counts.health)
+    );
+    if pages > 1 {
+        let link = |number: usize, label: &str| {
+            format!(
+                " <a href=\"/?target={id}&amp;page={number}#target-{id}\">{label}</a>",
+                id = escape(&target.name)
+            )
+        };
+        let _ = write!(
+            page,
+            " Showing {}-{} (jobs that need a look first), page {page_number} of {pages}:",
+            first + 1,
+            first + shown.len()
+        );
+        if page_number > 1 {
+            page.push_str(&link(page_number - 1, "previous"));
+        }
+        if page_number < pages {
+            page.push_str(&link(page_number + 1, "next"));
+        }
+    }
+    page.push_str("</p>");
     page.push_str(
         "<table><tr><th>job</th><th>kind</th><th>sync</th><th>health</th><th>live status</th><th>planned</th><th>last error</th></tr>",
     );
-    for job in &target.jobs {
+    for job in shown {
         let planned = match (&job.action, &job.reason) {
             (Some(action), Some(reason)) => format!("{action}: {reason}"),
             (Some(action), None) => action.clone(),
@@ -258,10 +372,18 @@ fn render_target(page: &mut String, target: &TargetStatus) {
     if let Some(plan) = &target.last_plan {
         let _ = write!(
             page,
-            "<details><summary>Last plan <code>{}</code> ({})</summary><pre>{}</pre></details>",
+            "<details><summary>Last plan <code>{}</code> ({})</summary><pre>{}</pre>{}</details>",
             escape(&plan.id.chars().take(12).collect::<String>()),
             plan.time.to_rfc3339(),
-            escape(&plan.text)
+            escape(clip(&plan.text, PLAN_TEXT_LIMIT).0),
+            if clip(&plan.text, PLAN_TEXT_LIMIT).1 {
+                format!(
+                    "<p class=\"muted\">The plan is cut here; <a href=\"/api/v1/targets/{}\">the API</a> has all of it.</p>",
+                    escape(&target.name)
+                )
+            } else {
+                String::new()
+            }
         );
     }
 }

@@ -6,6 +6,7 @@ mod auth;
 mod client;
 pub mod controls;
 mod html;
+mod listener;
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -27,6 +28,7 @@ pub use client::{
     StatusClientError, StatusOptions, fetch_status, render_status_text, status_blocking,
     status_command,
 };
+pub use listener::{ServerLimits, default_max_connections, open_file_limit};
 
 use crate::config::{GitTransport, git_transport};
 use crate::daemon::{DaemonMetrics, StatusBoard, Trigger, TriggerKind};
@@ -86,15 +88,64 @@ impl fmt::Debug for WebhookRoute {
     }
 }
 
-/// Serves until `shutdown` resolves, then drains connections.
+/// Serves until `shutdown` resolves, then drains connections, with the default
+/// [`ServerLimits`] (timeouts and a connection cap).
 pub async fn serve(
     listener: TcpListener,
     state: Arc<ServerState>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router(state))
-        .with_graceful_shutdown(shutdown)
-        .await
+    serve_with_limits(listener, state, ServerLimits::default(), shutdown).await
+}
+
+/// [`serve`] with explicit limits.
+pub async fn serve_with_limits(
+    listener: TcpListener,
+    state: Arc<ServerState>,
+    limits: ServerLimits,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    tracing::debug!(
+        max_connections = limits.max_connections,
+        header_read_timeout_ms = limits.header_read_timeout.as_millis() as u64,
+        "HTTP server limits"
+    );
+    listener::serve_router(listener, router(state), limits, shutdown).await
+}
+
+/// The status page's only inline content is its `<style>` element; the policy allows that one
+/// stylesheet by its hash, and nothing else (no scripts, frames, forms, images, fonts).
+fn content_security_policy() -> &'static str {
+    static POLICY: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    POLICY.get_or_init(|| {
+        use base64::Engine as _;
+        use sha2::Digest as _;
+        let hash = base64::engine::general_purpose::STANDARD
+            .encode(sha2::Sha256::digest(html::STYLE.as_bytes()));
+        format!(
+            "default-src 'none'; style-src 'sha256-{hash}'; frame-ancestors 'none'; \
+             base-uri 'none'; form-action 'none'"
+        )
+    })
+}
+
+/// Security headers on every response: a strict CSP, no MIME sniffing, no framing, no referrer.
+async fn security_headers(mut response: Response) -> Response {
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(content_security_policy()),
+    );
+    headers.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    headers.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
+    response
 }
 
 /// Every route.
@@ -116,6 +167,7 @@ pub fn router(state: Arc<ServerState>) -> Router {
             post(git_webhook).layer(DefaultBodyLimit::max(MAX_WEBHOOK_BODY_BYTES)),
         )
         .fallback(not_found)
+        .layer(axum::middleware::map_response(security_headers))
         .with_state(state)
 }
 
@@ -511,11 +563,15 @@ fn push_matches(push: &PushEvent, url: &str, git_ref: &str) -> bool {
     })
 }
 
-async fn status_page(State(state): State<Arc<ServerState>>) -> Html<String> {
-    let page = html::render_page(
+async fn status_page(
+    State(state): State<Arc<ServerState>>,
+    axum::extract::Query(view): axum::extract::Query<html::PageView>,
+) -> Html<String> {
+    let page = html::render_page_view(
         &state.board.targets(),
         &state.board.sources(),
         state.suspended,
+        &view,
     );
     // Suspend and change windows go above the targets.
     let page = page.replacen(

@@ -27,6 +27,10 @@ struct Harness {
 
 impl Harness {
     async fn start(webhook_url: &str) -> Harness {
+        Harness::start_with(webhook_url, ServerLimits::default()).await
+    }
+
+    async fn start_with(webhook_url: &str, limits: ServerLimits) -> Harness {
         let board = Arc::new(StatusBoard::default());
         board.add_target(TargetStatus::new(
             "dev",
@@ -67,9 +71,14 @@ impl Harness {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let address = listener.local_addr().unwrap();
         let (shutdown, receiver) = oneshot::channel::<()>();
-        let task = tokio::spawn(serve(listener, state.clone(), async move {
-            let _ = receiver.await;
-        }));
+        let task = tokio::spawn(serve_with_limits(
+            listener,
+            state.clone(),
+            limits,
+            async move {
+                let _ = receiver.await;
+            },
+        ));
         Harness {
             address,
             state,
@@ -414,4 +423,272 @@ async fn the_status_client_prints_what_the_api_serves() {
         error.to_string().contains("is `dli-gitops run` running"),
         "{error}"
     );
+}
+
+// ---- hardening: timeouts, the connection cap, headers, page size ---------------------------
+
+fn quick_limits(max_connections: usize) -> ServerLimits {
+    ServerLimits {
+        max_connections,
+        header_read_timeout: Duration::from_millis(400),
+        request_timeout: Duration::from_secs(5),
+        drain_timeout: Duration::from_secs(2),
+    }
+}
+
+/// Reads until the server closes the connection; how long that took, or `None` if it stayed
+/// open for `within`.
+async fn closed_within(stream: &mut tokio::net::TcpStream, within: Duration) -> Option<Duration> {
+    use tokio::io::AsyncReadExt;
+    let started = std::time::Instant::now();
+    let mut buffer = [0u8; 4096];
+    let outcome = tokio::time::timeout(within, async {
+        loop {
+            match stream.read(&mut buffer).await {
+                Ok(0) | Err(_) => return,
+                Ok(_) => continue,
+            }
+        }
+    })
+    .await;
+    outcome.ok().map(|()| started.elapsed())
+}
+
+/// One request on `stream`, keeping it open; the status code.
+async fn request_keep_alive(stream: &mut tokio::net::TcpStream, path: &str) -> u16 {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    stream
+        .write_all(format!("GET {path} HTTP/1.1\r\nHost: test\r\n\r\n").as_bytes())
+        .await
+        .unwrap();
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        assert_eq!(stream.read(&mut byte).await.unwrap(), 1, "closed mid-head");
+        head.push(byte[0]);
+    }
+    let head = String::from_utf8(head).unwrap();
+    let length: usize = head
+        .lines()
+        .find_map(|line| {
+            line.to_ascii_lowercase()
+                .strip_prefix("content-length: ")
+                .map(|value| value.trim().parse().unwrap())
+        })
+        .expect("content-length");
+    let mut body = vec![0u8; length];
+    stream.read_exact(&mut body).await.unwrap();
+    head.split_whitespace().nth(1).unwrap().parse().unwrap()
+}
+
+#[tokio::test]
+async fn idle_and_slow_connections_are_closed_after_the_header_timeout() {
+    use tokio::io::AsyncWriteExt;
+    let harness =
+        Harness::start_with("https://git.example.com/data/jobs.git", quick_limits(64)).await;
+    let started = std::time::Instant::now();
+    // Connected, sends nothing.
+    let mut silent = tokio::net::TcpStream::connect(harness.address)
+        .await
+        .unwrap();
+    // Sends half a request head and stalls (slowloris).
+    let mut slow = tokio::net::TcpStream::connect(harness.address)
+        .await
+        .unwrap();
+    slow.write_all(b"GET /healthz HTTP/1.1\r\nHost: te")
+        .await
+        .unwrap();
+    // One request, then idle on keep-alive.
+    let mut kept = tokio::net::TcpStream::connect(harness.address)
+        .await
+        .unwrap();
+    assert_eq!(request_keep_alive(&mut kept, "/healthz").await, 200);
+    for (what, stream) in [
+        ("a silent connection", &mut silent),
+        ("a half-sent request head", &mut slow),
+        ("an idle keep-alive connection", &mut kept),
+    ] {
+        closed_within(stream, Duration::from_secs(5))
+            .await
+            .unwrap_or_else(|| panic!("{what} stayed open"));
+        let open_for = started.elapsed();
+        assert!(
+            open_for >= Duration::from_millis(350),
+            "{what} was closed before its timeout ({open_for:?})"
+        );
+    }
+    harness.stop().await;
+}
+
+#[tokio::test]
+async fn at_the_connection_cap_idle_connections_give_way_and_healthz_answers() {
+    let harness = Harness::start_with(
+        "https://git.example.com/data/jobs.git",
+        ServerLimits {
+            header_read_timeout: Duration::from_secs(60),
+            ..quick_limits(8)
+        },
+    )
+    .await;
+    // Far more idle connections than the cap; none sends anything, none times out meanwhile.
+    let mut idle = Vec::new();
+    for _ in 0..40 {
+        idle.push(
+            tokio::net::TcpStream::connect(harness.address)
+                .await
+                .unwrap(),
+        );
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    for _ in 0..3 {
+        let response = tokio::time::timeout(
+            Duration::from_secs(5),
+            harness.http.get(harness.url("/healthz")).send(),
+        )
+        .await
+        .expect("/healthz answered in time")
+        .unwrap();
+        assert_eq!(response.status().as_u16(), 200);
+    }
+    // The oldest idle connections were closed to make room; the server never held more than
+    // the cap (plus the one being admitted).
+    let mut closed = 0;
+    for stream in &mut idle {
+        if closed_within(stream, Duration::from_millis(50))
+            .await
+            .is_some()
+        {
+            closed += 1;
+        }
+    }
+    assert!(
+        closed >= 40 - 8,
+        "only {closed} of 40 idle connections were closed"
+    );
+    harness.stop().await;
+}
+
+#[tokio::test]
+async fn every_response_carries_the_security_headers() {
+    let harness = Harness::start("https://git.example.com/data/jobs.git").await;
+    for path in ["/", "/healthz", "/api/v1/targets", "/nowhere"] {
+        let response = harness.http.get(harness.url(path)).send().await.unwrap();
+        let headers = response.headers();
+        let csp = headers
+            .get("content-security-policy")
+            .unwrap_or_else(|| panic!("{path}: no CSP"))
+            .to_str()
+            .unwrap();
+        assert!(csp.contains("default-src 'none'"), "{path}: {csp}");
+        assert!(csp.contains("frame-ancestors 'none'"), "{path}: {csp}");
+        assert!(!csp.contains("unsafe-inline"), "{path}: {csp}");
+        assert_eq!(headers["x-content-type-options"], "nosniff", "{path}");
+        assert_eq!(headers["x-frame-options"], "DENY", "{path}");
+        assert_eq!(headers["referrer-policy"], "no-referrer", "{path}");
+    }
+    // The one inline stylesheet is allowed by its hash, and only it.
+    let page = harness.http.get(harness.url("/")).send().await.unwrap();
+    let csp = page.headers()["content-security-policy"]
+        .to_str()
+        .unwrap()
+        .to_string();
+    let body = page.text().await.unwrap();
+    let style = body
+        .split_once("<style>")
+        .and_then(|(_, rest)| rest.split_once("</style>"))
+        .map(|(style, _)| style)
+        .expect("a style element");
+    use base64::Engine as _;
+    use sha2::Digest as _;
+    let hash = base64::engine::general_purpose::STANDARD.encode(Sha256::digest(style.as_bytes()));
+    assert!(csp.contains(&format!("'sha256-{hash}'")), "{csp}");
+    assert!(!body.contains("<script"), "no scripts on the page");
+    harness.stop().await;
+}
+
+fn many_jobs(count: usize) -> Vec<crate::daemon::status::JobStatus> {
+    use crate::daemon::status::{ErrorInfo, HealthInfo, HealthStatus, JobStatus, SyncStatus};
+    (0..count)
+        .map(|index| {
+            let broken = index % 1000 == 999;
+            JobStatus {
+                kind: crate::model::JobKind::FlinkSql,
+                name: format!("clickstream-aggregation-for-region-{index:05}"),
+                sync_status: if broken {
+                    SyncStatus::OutOfSync
+                } else {
+                    SyncStatus::Synced
+                },
+                health: HealthInfo {
+                    status: if broken {
+                        HealthStatus::Degraded
+                    } else {
+                        HealthStatus::Healthy
+                    },
+                    message: Some("job_running".into()),
+                },
+                live_status: Some("job_running".into()),
+                live_id: Some(index as i64),
+                action: broken.then(|| "upgrade".to_string()),
+                reason: broken.then(|| "cu_number: 2 → 4".to_string()),
+                last_error: broken.then(|| ErrorInfo {
+                    code: Some("DLI.0001".into()),
+                    message: "a parameter is wrong ".repeat(10),
+                    time: None,
+                }),
+            }
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn the_status_page_stays_small_with_five_thousand_jobs() {
+    let harness = Harness::start("https://git.example.com/data/jobs.git").await;
+    harness.state.board.update_target("dev", |target| {
+        target.set_jobs(many_jobs(5000), true);
+        target.last_plan = Some(crate::daemon::status::PlanView {
+            id: "plan-1".into(),
+            summary: Default::default(),
+            warnings: Vec::new(),
+            text: "~ update clickstream-aggregation-for-region-00001\n".repeat(5000),
+            revision: None,
+            time: chrono::Utc::now(),
+        });
+    });
+    let page = harness
+        .http
+        .get(harness.url("/"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        page.len() < 128 * 1024,
+        "the page is {} bytes with 5,000 jobs",
+        page.len()
+    );
+    assert!(page.contains("5000 jobs"), "the page summarises the count");
+    // The jobs that need a look come first.
+    let first_row = page
+        .find("clickstream-aggregation-for-region-")
+        .map(|at| &page[at..at + 40])
+        .unwrap();
+    assert!(first_row.contains("00999"), "first job shown: {first_row}");
+    assert!(page.contains("page 1 of 50"), "pagination is offered");
+    // The last page is one link away and shows the last jobs.
+    let last = harness
+        .http
+        .get(harness.url("/?target=dev&page=50"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(last.len() < 128 * 1024);
+    assert!(last.contains("clickstream-aggregation-for-region-04998"));
+    assert!(!last.contains("clickstream-aggregation-for-region-00000<"));
+    harness.stop().await;
 }

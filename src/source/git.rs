@@ -157,6 +157,14 @@ impl GitSource {
     fn open_mirror(&self) -> Result<Repository, SourceError> {
         match Repository::open_bare(&self.mirror_dir) {
             Ok(repository) => Ok(repository),
+            Err(error)
+                if self.mirror_dir.exists() && !mirror_is_damaged(&error, &self.mirror_dir) =>
+            {
+                Err(SourceError::MirrorUnavailable {
+                    mirror: self.mirror_dir.clone(),
+                    source: error,
+                })
+            }
             Err(error) => {
                 if self.mirror_dir.exists() {
                     // The mirror is a cache: a damaged one is rebuilt from the remote.
@@ -454,6 +462,26 @@ pub(super) fn snapshot_of(
 
 /// One lock per mirror directory, so that sources sharing a repository never fetch into it at
 /// the same time.
+/// Whether a failure to open an existing mirror means the mirror itself is damaged (so the
+/// cache may be rebuilt), rather than that the process could not open files just now. An
+/// operating-system error (`EMFILE`, `ENFILE`, `EACCES`, ...) is never taken for damage: removing
+/// a sound mirror because descriptors ran out would turn a moment's shortage into a full clone.
+fn mirror_is_damaged(error: &git2::Error, mirror: &Path) -> bool {
+    if error.class() == git2::ErrorClass::Os {
+        return false;
+    }
+    let message = error.message().to_ascii_lowercase();
+    if message.contains("too many open files") || message.contains("file table overflow") {
+        return false;
+    }
+    // libgit2 does not always classify a failed open(2) as an OS error: probe whether this
+    // process can open a file at all right now.
+    match std::fs::File::open(mirror) {
+        Err(probe) => !matches!(probe.raw_os_error(), Some(23 | 24)),
+        Ok(_) => true,
+    }
+}
+
 fn mirror_lock(mirror: &Path) -> Arc<Mutex<()>> {
     static LOCKS: OnceLock<Mutex<HashMap<PathBuf, Arc<Mutex<()>>>>> = OnceLock::new();
     let mut locks = LOCKS
@@ -543,6 +571,29 @@ mod tests {
             redact_url("git@github.com:a/b.git"),
             "git@github.com:a/b.git"
         );
+    }
+
+    #[test]
+    fn out_of_descriptors_is_not_a_damaged_mirror() {
+        let dir = tempfile::tempdir().unwrap();
+        let emfile = git2::Error::new(
+            git2::ErrorCode::GenericError,
+            git2::ErrorClass::Os,
+            "failed to open directory: Too many open files",
+        );
+        assert!(!mirror_is_damaged(&emfile, dir.path()));
+        let unclassified = git2::Error::new(
+            git2::ErrorCode::GenericError,
+            git2::ErrorClass::Repository,
+            "could not open 'objects': Too many open files",
+        );
+        assert!(!mirror_is_damaged(&unclassified, dir.path()));
+        // A directory that is not a repository at all is damage, and is rebuilt.
+        std::fs::write(dir.path().join("HEAD"), "garbage").unwrap();
+        let Err(damaged) = Repository::open_bare(dir.path()) else {
+            panic!("a directory with a garbage HEAD opened as a repository");
+        };
+        assert!(mirror_is_damaged(&damaged, dir.path()), "{damaged}");
     }
 
     #[test]

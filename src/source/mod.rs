@@ -37,6 +37,14 @@ pub enum SourceError {
         #[source]
         source: git2::Error,
     },
+    #[error(
+        "opening git mirror {mirror}: the system refused (out of file descriptors, or no access); the mirror is kept and the next poll tries again"
+    )]
+    MirrorUnavailable {
+        mirror: PathBuf,
+        #[source]
+        source: git2::Error,
+    },
     #[error("fetching {git_ref} from {url}")]
     Fetch {
         url: String,
@@ -104,7 +112,9 @@ impl SourceError {
                 source.code(),
                 git2::ErrorCode::Auth | git2::ErrorCode::Certificate | git2::ErrorCode::NotFound
             ),
-            SourceError::Io { .. } | SourceError::Watch { .. } => true,
+            SourceError::Io { .. }
+            | SourceError::Watch { .. }
+            | SourceError::MirrorUnavailable { .. } => true,
             _ => false,
         }
     }
