@@ -706,6 +706,7 @@ async fn export_adopts_live_jobs_into_a_repository_that_plans_no_change() {
         desired_state: None,
         source: Default::default(),
         digest: String::new(),
+        policy: Default::default(),
     };
     let task = live.import_dlf_job(&dlf_job, "manual").await.unwrap();
     live.wait_dlf_task(&task, Duration::from_secs(10))
@@ -990,7 +991,9 @@ async fn observing_an_unchanged_target_costs_one_call_per_list_page() {
     let (observed, first) = apply::observe(harness.context()).await.unwrap();
     assert_eq!(observed.flink.len(), 250);
     assert_eq!(first.flink_list_calls, 3);
-    assert_eq!(first.flink_detail_calls, 250);
+    // Cold: configurations come from the listing (`show_detail`), tags from one bulk read.
+    assert_eq!(first.flink_detail_calls, 0);
+    assert_eq!(first.flink_tag_calls, 1);
 
     let before = harness.stats().await;
     let (observed, second) = apply::observe(harness.context()).await.unwrap();
@@ -1555,6 +1558,7 @@ async fn a_hand_edit_of_a_dlf_job_is_drift_and_the_next_apply_corrects_it() {
         desired_state: None,
         source: Default::default(),
         digest: String::new(),
+        policy: Default::default(),
     };
     let task = live.import_dlf_job(&edited, "by-hand").await.unwrap();
     live.wait_dlf_task(&task, Duration::from_secs(10))

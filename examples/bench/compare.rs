@@ -141,8 +141,19 @@ pub async fn run(
                 ours::write_config(&config_directory, bed.repo(), bed, "", "", target_extra)?;
             let opened = ours::open_target(&config_path).await?;
             let context = context.insert(opened);
-            // The first pass finds no cached details in a fresh journal: it reads every job once.
+            // Adoption first: every live job untagged, another empty journal.
+            adoption(bed, target_extra, report).await?;
+            // The first pass finds no cached observation in a fresh journal: it reads every
+            // job's configuration from the listing and every job's tags in bulk.
             let (first, first_delta) = measure(bed, ours::pass(context)).await?;
+            let cold_goal = cold_read_goal(jobs);
+            report.check(
+                format!(
+                    "first contact with {jobs} jobs (empty journal) makes {} calls (goal ≤ {cold_goal}: ⌈jobs/100⌉ list pages + ⌈jobs/1000⌉ tag pages)",
+                    first_delta.total_calls()
+                ),
+                first_delta.total_calls() <= cold_goal,
+            );
             report.push(Row::new(
                 "reconcile",
                 "first pass, empty detail cache",
@@ -165,11 +176,12 @@ pub async fn run(
                     let context = context
                         .as_ref()
                         .ok_or("the dli-gitops target was not opened")?;
-                    measure(bed, async {
-                        ours::pass(context).await?;
-                        Ok(())
-                    })
-                    .await?
+                    let (applied, delta) = measure(bed, ours::pass(context)).await?;
+                    if matches!(cycle, Cycle::HotChange | Cycle::ColdChange) {
+                        let (_, look) = measure(bed, ours::confirm(context, &applied)).await?;
+                        confirm_row(report, cycle, &delta, &look, applied.results.len());
+                    }
+                    ((), delta)
                 }
                 Tool::PerResource => {
                     measure(bed, async {
@@ -214,7 +226,9 @@ pub async fn run(
 
     let steady = find(Tool::DliGitops, Cycle::NoChange);
     let list_goal = jobs.div_ceil(100);
-    let detail_calls = steady.calls_of("ShowFlinkJob") + steady.calls_of("ListFlinkJobTags");
+    let detail_calls = steady.calls_of("ShowFlinkJob")
+        + steady.calls_of("ListFlinkJobTags")
+        + steady.calls_of("ListResourcesByTags");
     report.push(Row::new(
         "reconcile, no change",
         "list calls",
@@ -227,7 +241,7 @@ pub async fn run(
         "detail calls",
         detail_calls.to_string(),
         "0",
-        "ShowFlinkJob + ListFlinkJobTags",
+        "ShowFlinkJob + ListFlinkJobTags + ListResourcesByTags",
     ));
     report.push(Row::new(
         "reconcile, no change",
@@ -323,6 +337,90 @@ pub async fn run(
             ));
         }
     }
+    Ok(())
+}
+
+/// Reads of a cold observation: ⌈jobs/100⌉ list pages and ⌈jobs/1000⌉ bulk tag pages.
+fn cold_read_goal(jobs: usize) -> u64 {
+    (jobs.div_ceil(100) + jobs.div_ceil(1000)) as u64
+}
+
+/// The confirming look after a change (what the daemon does after a pass that acted) and the
+/// change's whole cost: the applying pass plus the changed jobs' reads.
+fn confirm_row(report: &mut Report, cycle: Cycle, applied: &Delta, look: &Delta, changed: usize) {
+    report.push(Row::new(
+        &format!("per change: {}", cycle.name()),
+        "calls, applying pass + confirming look",
+        format!("{}", applied.total_calls() + look.total_calls()),
+        "pass + changed jobs' reads",
+        format!(
+            "pass {} ({}); look {} ({})",
+            applied.total_calls(),
+            applied.describe_calls(),
+            look.total_calls(),
+            look.describe_calls()
+        ),
+    ));
+    let reads = (2 * changed) as u64;
+    report.check(
+        format!(
+            "{}: the confirming look makes {} calls, {} of them list pages (goal: no list page, ≤ {reads}: the changed job's detail and tags)",
+            cycle.name(),
+            look.total_calls(),
+            look.calls_of("ListFlinkJobs")
+        ),
+        look.calls_of("ListFlinkJobs") == 0 && look.total_calls() <= reads,
+    );
+}
+
+/// Adoption: the dli-gitops target's jobs lose their `managed-by` tag (outside the count), then
+/// a target with an empty journal takes them over in one pass: the cold observation's reads and
+/// one tag write per job.
+async fn adoption(bed: &TestBed, target_extra: &str, report: &mut Report) -> Result<(), String> {
+    use futures::StreamExt;
+    let jobs = bed.jobs;
+    let fast = bed.dli_client(baseline_client_options(10_000.0, 10_000))?;
+    let fast = &fast;
+    let key = vec![dli_gitops::model::MANAGED_TAG_KEY.to_string()];
+    let key = &key;
+    let stripped: Vec<Result<(), String>> =
+        futures::stream::iter(bed.job_ids.iter().map(|id| async move {
+            fast.delete_job_tags(*id, key)
+                .await
+                .map_err(|error| format!("untagging job {id}: {error}"))
+        }))
+        .buffer_unordered(16)
+        .collect()
+        .await;
+    stripped.into_iter().collect::<Result<Vec<()>, String>>()?;
+    let directory = bed.directory.path().join("adopt");
+    std::fs::create_dir_all(&directory)
+        .map_err(|error| format!("creating {}: {error}", directory.display()))?;
+    let config_path = ours::write_config(&directory, bed.repo(), bed, "", "", target_extra)?;
+    let adopting = ours::open_target(&config_path).await?;
+    let (adopted, delta) = measure(bed, ours::pass(&adopting)).await?;
+    adopting.shutdown().await;
+    let writes = delta.calls_of("CreateFlinkJobTags");
+    let reads = delta.total_calls() - writes;
+    report.push(Row::new(
+        "adoption",
+        &format!("calls to adopt {jobs} untagged jobs"),
+        format!("{}", delta.total_calls()),
+        format!("≤ {} + {jobs} tag writes", cold_read_goal(jobs)),
+        format!(
+            "{} actions; {}; {}",
+            adopted.results.len(),
+            format_duration_ms(delta.wall.as_secs_f64() * 1000.0),
+            delta.describe_calls()
+        ),
+    ));
+    report.check(
+        format!(
+            "adopting {jobs} jobs makes {reads} reads (goal ≤ {}) and {writes} tag writes (goal {jobs})",
+            cold_read_goal(jobs)
+        ),
+        reads <= cold_read_goal(jobs) && writes == jobs as u64,
+    );
     Ok(())
 }
 

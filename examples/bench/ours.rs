@@ -96,3 +96,26 @@ pub async fn pass(context: &TargetContext) -> Result<ApplyReport, String> {
     }
     Ok(report)
 }
+
+/// The look after a pass that acted, as the daemon takes it: only the jobs the pass acted on
+/// are read again (`apply::confirm_with`), not every list page.
+pub async fn confirm(
+    context: &TargetContext,
+    applied: &ApplyReport,
+) -> Result<ApplyReport, String> {
+    let (desired, _) = context
+        .desired()
+        .await
+        .map_err(|error| format!("reading the repository: {error}"))?;
+    apply::confirm_with(
+        &context.live,
+        &context.ledger,
+        &desired,
+        &context.policy,
+        &context.options,
+        applied.observed.clone(),
+        &applied.results,
+    )
+    .await
+    .map_err(|error| format!("confirming: {error}"))
+}

@@ -8,7 +8,8 @@ use std::time::Duration;
 use bytes::Bytes;
 
 use super::live::{
-    ExportedDlfJob, ImportedJob, ListedDlfJob, ListedFlinkJob, Listing, LiveService, ServiceFailure,
+    BulkTags, ExportedDlfJob, ImportedJob, ListedConfig, ListedDlfJob, ListedFlinkJob, Listing,
+    LiveService, ServiceFailure,
 };
 use crate::bundle::{DlfJobEntry, write_dlf_zip};
 use crate::cloud::obs::with_obs_scheme;
@@ -63,6 +64,18 @@ impl CloudLive {
     }
 }
 
+/// The bulk tag read was refused for good: a 4xx other than throttling and other than a
+/// credential failure, or a 2xx answer that does not read.
+fn bulk_tags_refused(error: &CloudError) -> bool {
+    match error {
+        CloudError::Decode { .. } | CloudError::Rejected { .. } => true,
+        CloudError::Service { status, .. } => {
+            (400..500).contains(status) && *status != 429 && !error.is_auth_failure()
+        }
+        _ => false,
+    }
+}
+
 fn bundle_failure(what: &str, error: impl std::fmt::Display) -> ServiceFailure {
     ServiceFailure::local(format!("bundling {what}: {error}"))
 }
@@ -91,6 +104,56 @@ impl LiveService for CloudLive {
 
     async fn flink_job(&self, job_id: i64) -> Result<ObservedFlinkJob, ServiceFailure> {
         Ok(self.clients.dli.job_detail(job_id).await?)
+    }
+
+    async fn list_flink_jobs_with_config(
+        &self,
+    ) -> Result<Listing<(ListedFlinkJob, ListedConfig)>, ServiceFailure> {
+        let query = ListJobsQuery {
+            show_detail: true,
+            ..ListJobsQuery::default()
+        };
+        let listed = self.clients.dli.list_jobs_paged(&query).await?;
+        Ok(Listing {
+            jobs: listed
+                .jobs
+                .into_iter()
+                .map(|job| {
+                    let entry = ListedFlinkJob {
+                        id: job.id,
+                        name: job.name,
+                        status: job.status.as_str().to_string(),
+                        update_time: job.update_time,
+                    };
+                    (entry, job.config)
+                })
+                .collect(),
+            calls: listed.pages,
+        })
+    }
+
+    async fn flink_tags_of_every_job(&self) -> Result<BulkTags, ServiceFailure> {
+        match self.clients.dli.list_all_job_tags().await {
+            Ok(listing) => Ok(BulkTags::Read {
+                tags: listing.tags,
+                calls: listing.pages,
+            }),
+            // A refusal (no such route, not allowed, an answer that does not read) falls back to
+            // per-job reads; throttling, server errors and transport failures end the pass as
+            // a failed listing would.
+            Err(error) if bulk_tags_refused(&error) => Ok(BulkTags::Refused {
+                reason: error.to_string(),
+                calls: error.context().map_or(1, |context| context.attempts.max(1)),
+            }),
+            Err(error) => Err(error.into()),
+        }
+    }
+
+    async fn flink_job_tags(
+        &self,
+        job_id: i64,
+    ) -> Result<BTreeMap<String, String>, ServiceFailure> {
+        Ok(self.clients.dli.job_tags(job_id).await?)
     }
 
     async fn list_dlf_jobs(&self) -> Result<Listing<ListedDlfJob>, ServiceFailure> {

@@ -6,6 +6,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+pub use crate::cloud::ListedConfig;
 use crate::model::{DesiredDlfJob, FlinkJobConfig, ObservedFlinkJob};
 
 /// One entry of the Flink job list: enough to decide whether the cached detail is still good.
@@ -16,6 +17,19 @@ pub struct ListedFlinkJob {
     pub status: String,
     /// 13-digit epoch milliseconds.
     pub update_time: i64,
+}
+
+/// The tags of every Flink job, read in bulk (the tag API's `resource-instances/filter`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BulkTags {
+    /// Tags by job id; a job the answer leaves out has its tags read on its own.
+    Read {
+        tags: BTreeMap<i64, BTreeMap<String, String>>,
+        calls: u32,
+    },
+    /// The service refused the bulk read (not found, forbidden, an answer that does not read):
+    /// tags are read job by job.
+    Refused { reason: String, calls: u32 },
 }
 
 /// One entry of the DLF job list.
@@ -87,6 +101,35 @@ pub trait LiveService {
     async fn list_flink_jobs(&self) -> Result<Listing<ListedFlinkJob>, ServiceFailure>;
     /// One Flink job's detail, normalised.
     async fn flink_job(&self, job_id: i64) -> Result<ObservedFlinkJob, ServiceFailure>;
+    /// Every Flink job with the configuration the listing carried (`show_detail`). The default
+    /// asks for none, so every job not served from the cache has its detail read.
+    async fn list_flink_jobs_with_config(
+        &self,
+    ) -> Result<Listing<(ListedFlinkJob, ListedConfig)>, ServiceFailure> {
+        let listing = self.list_flink_jobs().await?;
+        Ok(Listing {
+            jobs: listing
+                .jobs
+                .into_iter()
+                .map(|job| (job, ListedConfig::NotAsked))
+                .collect(),
+            calls: listing.calls,
+        })
+    }
+    /// The tags of every Flink job in bulk. The default has no bulk read.
+    async fn flink_tags_of_every_job(&self) -> Result<BulkTags, ServiceFailure> {
+        Ok(BulkTags::Refused {
+            reason: "this service has no bulk tag read".to_string(),
+            calls: 0,
+        })
+    }
+    /// One Flink job's tags (the tag API). The default reads the job's detail.
+    async fn flink_job_tags(
+        &self,
+        job_id: i64,
+    ) -> Result<BTreeMap<String, String>, ServiceFailure> {
+        Ok(self.flink_job(job_id).await?.config.tags)
+    }
     /// Every DLF job, page by page.
     async fn list_dlf_jobs(&self) -> Result<Listing<ListedDlfJob>, ServiceFailure>;
     /// One DLF job's definition.

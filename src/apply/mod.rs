@@ -35,7 +35,8 @@ pub use ledger::{
     ObservationEntry, OutcomeEntry, PendingAction, RecordedFailure, journal_key,
 };
 pub use live::{
-    ExportedDlfJob, ImportedJob, ListedDlfJob, ListedFlinkJob, Listing, LiveService, ServiceFailure,
+    BulkTags, ExportedDlfJob, ImportedJob, ListedConfig, ListedDlfJob, ListedFlinkJob, Listing,
+    LiveService, ServiceFailure,
 };
 pub use observe::ObserveReport;
 pub use rollback::{RollbackReport, RolledBackJob, choose_backup_set};
@@ -286,12 +287,33 @@ pub async fn reconcile_with<L: LiveService, J: Ledger>(
     policy: &PlanPolicy,
     options: &ApplyOptions,
 ) -> Result<ApplyReport, ApplyError> {
+    reconcile_from(live, ledger, desired, policy, options, None).await
+}
+
+/// The jobs a pass acted on (name, live id it reported), over the observation it planned from.
+type ActedOn = (ObservedJobs, Vec<(String, Option<i64>)>);
+
+/// [`reconcile_with`], observing either the whole target or, after a pass that acted
+/// (`reuse`), only the jobs it acted on.
+async fn reconcile_from<L: LiveService, J: Ledger>(
+    live: &L,
+    ledger: &J,
+    desired: &DesiredJobs,
+    policy: &PlanPolicy,
+    options: &ApplyOptions,
+    reuse: Option<ActedOn>,
+) -> Result<ApplyReport, ApplyError> {
     let pending = ledger.pending();
     let scope = observe::ObserveScope {
         dlf: observe::dlf_in_scope(ledger, desired.dlf.len()),
         refresh: pending.iter().map(|intent| intent.job.clone()).collect(),
     };
-    let (mut observed, mut observe_report) = observe::observe_with(live, ledger, &scope).await?;
+    let (mut observed, mut observe_report) = match reuse {
+        Some((previous, acted_on)) => {
+            observe::reobserve_acted_on(live, ledger, previous, &acted_on).await?
+        }
+        None => observe::observe_with(live, ledger, &scope).await?,
+    };
     let owed_rollbacks = auto_rollback::interrupted(&pending);
     let resolved = resolve_pending(ledger, &pending, &observed).await?;
     // Automatic rollback looks at the upgrades it watches before the plan is made, so that a
@@ -384,6 +406,68 @@ pub async fn reconcile_with<L: LiveService, J: Ledger>(
     }
     Ok(report)
 }
+/// The look after a pass that acted (its `results`): plans again, as a dry run, from the
+/// observation the pass started with (`observed`), each Flink job it acted on read again (one detail read
+/// per job; see `observe::reobserve_acted_on`) instead of every list page. A pass that acted on
+/// DLF jobs, or left intents open, is looked at with a full dry run instead.
+pub async fn confirm_with<L: LiveService, J: Ledger>(
+    live: &L,
+    ledger: &J,
+    desired: &DesiredJobs,
+    policy: &PlanPolicy,
+    options: &ApplyOptions,
+    observed: ObservedJobs,
+    results: &[ActionResult],
+) -> Result<ApplyReport, ApplyError> {
+    let look = ApplyOptions {
+        dry_run: true,
+        ..options.clone()
+    };
+    let dlf_acted = results.iter().any(|result| result.kind == JobKind::Dlf);
+    if dlf_acted || !ledger.pending().is_empty() {
+        return reconcile_with(live, ledger, desired, policy, &look).await;
+    }
+    let acted_on: Vec<(String, Option<i64>)> = results
+        .iter()
+        .map(|result| (result.name.clone(), result.live_id))
+        .collect();
+    reconcile_from(
+        live,
+        ledger,
+        desired,
+        policy,
+        &look,
+        Some((observed, acted_on)),
+    )
+    .await
+}
+
+/// Logs and journals (`drift_detected`) the drift the plan found, once per job until it changes
+/// or the job's next successful action.
+async fn record_drift<J: Ledger>(ledger: &J, plan: &Plan) -> Result<(), ApplyError> {
+    for action in &plan.actions {
+        let Some(drift) = &action.drift else {
+            continue;
+        };
+        let entry = DriftEntry {
+            job: journal_key(action.kind, &action.name),
+            fields: drift.fields.clone(),
+            mode: drift.mode.as_str().to_string(),
+            plan_id: plan.id.clone(),
+        };
+        if ledger.drift_detected(entry).await?.is_some() {
+            tracing::warn!(
+                target_name = ledger.target(),
+                job = %action.name,
+                fields = %drift.fields.join(","),
+                mode = drift.mode.as_str(),
+                "Drift detected: the live job changed outside dli-gitops."
+            );
+        }
+    }
+    Ok(())
+}
+
 
 /// Writes an outcome for every intent an interrupted pass left open, from what is live now.
 async fn resolve_pending<J: Ledger>(

@@ -9,11 +9,26 @@ use serde::Serialize;
 
 use super::ApplyError;
 use super::ledger::{DLF_KEY_PREFIX, Ledger, ObservationEntry, journal_key};
-use super::live::LiveService;
+use super::live::{BulkTags, ListedConfig, LiveService};
 use crate::model::{JobKind, ObservedDlfJob, ObservedFlinkJob, ObservedJobs};
 
 /// Job details read concurrently during one observation.
 const DETAIL_READS_AT_ONCE: usize = 8;
+/// Jobs per page of the bulk tag read (`resource-instances/filter`'s default `limit`).
+const BULK_TAG_PAGE: usize = 1000;
+/// Observation records written at once (they share fsyncs).
+const RECORDS_AT_ONCE: usize = 64;
+
+/// The journal record of a Flink job's observation.
+fn observation_of(key: String, job: &ObservedFlinkJob) -> ObservationEntry {
+    ObservationEntry {
+        job: key,
+        live_id: Some(job.id),
+        update_time: Some(job.update_time),
+        status: Some(job.status.as_str().to_string()),
+        snapshot: serde_json::to_value(job).unwrap_or_default(),
+    }
+}
 
 /// What one observation cost and found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
@@ -22,6 +37,13 @@ pub struct ObserveReport {
     pub flink_list_calls: u32,
     /// Flink detail calls.
     pub flink_detail_calls: u32,
+    /// Flink tag calls: the bulk read's pages, and per-job reads when it was refused or left a
+    /// job out.
+    pub flink_tag_calls: u32,
+    /// Flink jobs observed from the listing's configuration (`show_detail`), no detail read.
+    pub from_listing: u32,
+    /// Flink jobs whose listing entry lacked a readable configuration (their details were read).
+    pub flink_listing_fallbacks: u32,
     /// DLF list calls (pages); 0 when DLF was not observed.
     pub dlf_list_calls: u32,
     /// DLF detail calls.
@@ -37,6 +59,7 @@ impl ObserveReport {
     pub fn total_calls(&self) -> u32 {
         self.flink_list_calls
             + self.flink_detail_calls
+            + self.flink_tag_calls
             + self.dlf_list_calls
             + self.dlf_detail_calls
     }
@@ -69,16 +92,19 @@ pub(crate) async fn observe_with<L: LiveService, J: Ledger>(
     };
 
     let listing = live
-        .list_flink_jobs()
+        .list_flink_jobs_with_config()
         .await
         .map_err(observe_error("listing Flink jobs"))?;
     report.flink_list_calls = listing.calls;
     let mut name_counts: BTreeMap<&str, usize> = BTreeMap::new();
-    for job in &listing.jobs {
+    for (job, _) in &listing.jobs {
         *name_counts.entry(job.name.as_str()).or_default() += 1;
     }
     let mut to_read = Vec::new();
-    for listed in &listing.jobs {
+    let mut from_listing = Vec::new();
+    // Jobs whose listing lacked a readable configuration: (name, what was wrong).
+    let mut unusable: Vec<(&str, String)> = Vec::new();
+    for (listed, config) in &listing.jobs {
         let key = journal_key(JobKind::FlinkSql, &listed.name);
         // Two live jobs with one name would overwrite each other's cache entry on every pass;
         // the planner leaves such jobs alone, so they are read but not cached.
@@ -95,13 +121,112 @@ pub(crate) async fn observe_with<L: LiveService, J: Ledger>(
         } else {
             None
         };
-        match cached {
-            Some(job) => {
-                report.cached += 1;
-                observed.flink.push(job);
-            }
-            None => to_read.push((listed, key, unique)),
+        if let Some(job) = cached {
+            report.cached += 1;
+            observed.flink.push(job);
+            continue;
         }
+        match config {
+            ListedConfig::Read(job) if job.id == listed.id => {
+                from_listing.push((job.as_ref().clone(), listed, key, unique));
+            }
+            ListedConfig::NotAsked => to_read.push((listed, key, unique)),
+            ListedConfig::Read(_) => {
+                unusable.push((&listed.name, "the entry's ids disagree".to_string()));
+                to_read.push((listed, key, unique));
+            }
+            ListedConfig::Missing => {
+                unusable.push((&listed.name, "no job_config".to_string()));
+                to_read.push((listed, key, unique));
+            }
+            ListedConfig::Unreadable(problem) => {
+                unusable.push((&listed.name, problem.clone()));
+                to_read.push((listed, key, unique));
+            }
+        }
+    }
+    if let Some((first, problem)) = unusable.first() {
+        // Never read as "no configuration": those jobs' details are read instead.
+        tracing::warn!(
+            target_name = ledger.target(),
+            jobs = unusable.len(),
+            first_job = %first,
+            problem = %problem,
+            "The job list did not carry a readable configuration for some jobs; reading their details instead."
+        );
+    }
+    report.flink_listing_fallbacks = unusable.len() as u32;
+    // Configurations from the listing still need their tags (a list entry carries none): one
+    // bulk read for all of them, job by job only for those it leaves out or when it is refused.
+    let mut tags_one_by_one = Vec::new();
+    // The bulk read costs one call per page of its answer; a pass that needs fewer jobs' tags
+    // than that (a job or two changed) reads them one by one: as many calls, fewer bytes.
+    let bulk_pages = listing.jobs.len().div_ceil(BULK_TAG_PAGE).max(1);
+    if !from_listing.is_empty() && from_listing.len() <= bulk_pages {
+        tags_one_by_one.extend(0..from_listing.len());
+    } else if !from_listing.is_empty() {
+        let bulk = live
+            .flink_tags_of_every_job()
+            .await
+            .map_err(observe_error("reading the Flink jobs' tags"))?;
+        let tags = match bulk {
+            BulkTags::Read { tags, calls } => {
+                report.flink_tag_calls += calls;
+                Some(tags)
+            }
+            BulkTags::Refused { reason, calls } => {
+                report.flink_tag_calls += calls;
+                tracing::warn!(target_name = ledger.target(), reason = %reason,
+                    "The bulk tag read was refused; reading each job's tags on its own.");
+                None
+            }
+        };
+        for (index, (job, ..)) in from_listing.iter_mut().enumerate() {
+            match tags.as_ref().and_then(|tags| tags.get(&job.id)) {
+                Some(found) => job.config.tags = found.clone(),
+                None => tags_one_by_one.push(index),
+            }
+        }
+    }
+    let tag_reads: Vec<_> = tags_one_by_one
+        .iter()
+        .map(|&index| {
+            let job_id = from_listing[index].0.id;
+            let observe_error = observe_error("reading a Flink job's tags");
+            async move {
+                let tags = live.flink_job_tags(job_id).await.map_err(observe_error)?;
+                Ok::<_, ApplyError>((index, tags))
+            }
+        })
+        .collect();
+    let read_tags: Vec<(usize, BTreeMap<String, String>)> = futures::stream::iter(tag_reads)
+        .buffered(DETAIL_READS_AT_ONCE)
+        .try_collect()
+        .await?;
+    for (index, tags) in read_tags {
+        report.flink_tag_calls += 1;
+        from_listing[index].0.config.tags = tags;
+    }
+    // Their observations are journaled many at a time, so they share fsyncs (group commit).
+    let records: Vec<_> = from_listing
+        .into_iter()
+        .map(|(mut job, listed, key, unique)| async move {
+            job.update_time = listed.update_time;
+            job.status = crate::model::FlinkJobStatus::new(&listed.status);
+            if unique {
+                ledger.observed(observation_of(key, &job)).await?;
+            }
+            Ok::<_, ApplyError>((job, unique))
+        })
+        .collect();
+    let listed_jobs: Vec<(ObservedFlinkJob, bool)> = futures::stream::iter(records)
+        .buffered(RECORDS_AT_ONCE)
+        .try_collect()
+        .await?;
+    for (job, recorded) in listed_jobs {
+        report.from_listing += 1;
+        report.recorded += u32::from(recorded);
+        observed.flink.push(job);
     }
     // Details are read a few at a time; their journal records share fsyncs (group commit).
     // Collected first, so the observation's future stays `Send` (see `execute::Executor::run`).
@@ -115,15 +240,7 @@ pub(crate) async fn observe_with<L: LiveService, J: Ledger>(
                 job.update_time = listed.update_time;
                 job.status = crate::model::FlinkJobStatus::new(&listed.status);
                 if unique {
-                    ledger
-                        .observed(ObservationEntry {
-                            job: key,
-                            live_id: Some(job.id),
-                            update_time: Some(job.update_time),
-                            status: Some(job.status.as_str().to_string()),
-                            snapshot: serde_json::to_value(&job).unwrap_or_default(),
-                        })
-                        .await?;
+                    ledger.observed(observation_of(key, &job)).await?;
                 }
                 Ok::<_, ApplyError>((job, unique))
             }
@@ -210,6 +327,65 @@ pub(crate) async fn observe_with<L: LiveService, J: Ledger>(
         cached = report.cached,
         "Observed the target."
     );
+    Ok((observed, report))
+}
+
+/// The look after a pass acted: the observation the pass planned from, with each Flink job it
+/// acted on read again (its detail, by the live id the action reported or the journal knows),
+/// instead of listing every page. A job whose read answers "no such job" is gone. The next
+/// scheduled pass lists as usual.
+pub(crate) async fn reobserve_acted_on<L: LiveService, J: Ledger>(
+    live: &L,
+    ledger: &J,
+    mut observed: ObservedJobs,
+    acted_on: &[(String, Option<i64>)],
+) -> Result<(ObservedJobs, ObserveReport), ApplyError> {
+    let mut report = ObserveReport::default();
+    for (name, reported_id) in acted_on {
+        let key = journal_key(JobKind::FlinkSql, name);
+        let job_id = reported_id
+            .or_else(|| ledger.known_live_id(&key))
+            .or_else(|| {
+                observed
+                    .flink
+                    .iter()
+                    .find(|job| job.name == *name)
+                    .map(|job| job.id)
+            });
+        let Some(job_id) = job_id else {
+            // Never created (the action failed before its create): nothing live to read.
+            continue;
+        };
+        report.flink_detail_calls += 1;
+        let found = match live.flink_job(job_id).await {
+            Ok(job) if job.name == *name => Some(job),
+            Ok(_) => None,
+            Err(failure)
+                if failure
+                    .code
+                    .as_deref()
+                    .is_some_and(|code| crate::cloud::error::NOT_FOUND_CODES.contains(&code)) =>
+            {
+                None
+            }
+            Err(failure) => {
+                return Err(ApplyError::Observe {
+                    target: ledger.target().to_string(),
+                    what: "reading a job the pass acted on",
+                    source: failure,
+                });
+            }
+        };
+        observed.flink.retain(|job| job.name != *name);
+        if let Some(job) = found {
+            ledger.observed(observation_of(key, &job)).await?;
+            report.recorded += 1;
+            observed.flink.push(job);
+        }
+    }
+    observed
+        .flink
+        .sort_by(|a, b| (&a.name, a.id).cmp(&(&b.name, b.id)));
     Ok((observed, report))
 }
 

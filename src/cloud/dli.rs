@@ -33,6 +33,23 @@ pub struct ListJobsQuery {
     pub tags: Option<String>,
     /// Page size; 0 or more than 100 means 100.
     pub page_size: u32,
+    /// Ask for each job's configuration (`show_detail=true`, SDK `ListFlinkJobsRequest`): each
+    /// entry then carries [`ListedConfig`].
+    pub show_detail: bool,
+}
+
+/// What a listing with `show_detail=true` said about one job's configuration.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ListedConfig {
+    /// The listing was not asked for configurations.
+    NotAsked,
+    /// The entry's `job_config` read as a complete job (tags empty: a list entry carries none;
+    /// they come from the tag API).
+    Read(Box<ObservedFlinkJob>),
+    /// The entry has no `job_config`: never read as "no configuration".
+    Missing,
+    /// The entry's `job_config` could not be read (what was wrong).
+    Unreadable(String),
 }
 
 /// One entry of the job list.
@@ -45,6 +62,8 @@ pub struct ListedFlinkJob {
     pub update_time: i64,
     pub job_type: Option<String>,
     pub queue_name: Option<String>,
+    /// The configuration the entry carried (`show_detail`).
+    pub config: ListedConfig,
 }
 
 /// A complete listing and what it cost.
@@ -56,6 +75,16 @@ pub struct ListedJobs {
     /// `total_count` as the service reported it on the last page.
     pub total_count: Option<i64>,
 }
+
+/// Every Flink job's tags, by job id, and the calls (pages) it took.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct JobTagListing {
+    pub tags: BTreeMap<i64, BTreeMap<String, String>>,
+    pub pages: u32,
+}
+
+/// Page size of the bulk tag read (`resource-instances/filter`): its documented default.
+const TAG_PAGE_SIZE: i64 = 1000;
 
 /// One entry of an import's `job_mapping`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -125,6 +154,9 @@ impl DliClient {
                 .query("limit", limit)
                 .query("offset", offset)
                 .query("order", "asc");
+            if query.show_detail {
+                call = call.query("show_detail", "true");
+            }
             for (key, value) in [
                 ("name", &query.name),
                 ("job_type", &query.job_type),
@@ -167,7 +199,11 @@ impl DliClient {
             let page_len = entries.len() as i64;
             let mut new_ids = 0usize;
             for entry in &entries {
-                let listed = listed_job(entry).map_err(|problem| response.decode_error(problem))?;
+                let mut listed =
+                    listed_job(entry).map_err(|problem| response.decode_error(problem))?;
+                if query.show_detail {
+                    listed.config = listed_config(entry);
+                }
                 // Jobs created while we page can shift offsets and repeat an entry. Every id
                 // counts as seen, matched by name or not, so the loop check below is fair.
                 if !seen.insert(listed.id) {
@@ -258,6 +294,76 @@ impl DliClient {
             }
             Err(error) => Err(error),
         }
+    }
+
+    /// The tags of every Flink job in one paged read: `POST
+    /// /v3/{project_id}/dli_flink_job/resource-instances/filter` (SDK `ListResourcesByTags`,
+    /// API reference dli_02_0399) with an empty filter, which lists every resource of the type,
+    /// tagged or not, `limit` 1000 per page (the documented default). Each resource is
+    /// `{resource_id, resource_name, tags: [{key, value}]}`, the page `{resources, total_count}`.
+    pub async fn list_all_job_tags(&self) -> Result<JobTagListing, CloudError> {
+        let mut tags = BTreeMap::new();
+        let mut offset: i64 = 0;
+        let mut pages = 0;
+        loop {
+            pages += 1;
+            let call = Call::new(
+                "list_job_tags_bulk",
+                Method::POST,
+                &[
+                    "v3",
+                    self.core.project_id(),
+                    "dli_flink_job",
+                    "resource-instances",
+                    "filter",
+                ],
+            )
+            .query("limit", TAG_PAGE_SIZE)
+            .query("offset", offset)
+            .json(json!({}));
+            let response = self.core.send(&call).await?;
+            let body = response.json()?;
+            let total = flexible_i64(field(&body, "total_count"));
+            let resources = match field(&body, "resources") {
+                Value::Array(resources) => resources,
+                Value::Null if total == Some(0) => &Vec::new(),
+                other => {
+                    return Err(response.decode_error(format!(
+                        "resources is not a list (got {}); refusing to read it as no tags",
+                        super::wire::shorten(&other.to_string())
+                    )));
+                }
+            };
+            let page_len = resources.len() as i64;
+            let mut new_ids = 0usize;
+            for resource in resources {
+                let id = flexible_i64(field(resource, "resource_id")).ok_or_else(|| {
+                    response.decode_error(format!(
+                        "resource without a numeric resource_id: {}",
+                        super::wire::shorten(&resource.to_string())
+                    ))
+                })?;
+                let job_tags = dli_wire::key_value_map(field(resource, "tags"), "tags")
+                    .map_err(|problem| response.decode_error(problem))?;
+                if tags.insert(id, job_tags).is_none() {
+                    new_ids += 1;
+                }
+            }
+            offset += page_len;
+            let full_page = page_len >= TAG_PAGE_SIZE;
+            if full_page && new_ids == 0 {
+                return Err(response.decode_error(format!(
+                    "tag page {pages} (offset {}) repeats resources already listed; the service \
+                     ignores the page offset",
+                    offset - page_len
+                )));
+            }
+            if !full_page || total.is_some_and(|total| offset >= total) || pages >= MAX_PAGES {
+                break;
+            }
+        }
+        tracing::debug!(jobs = tags.len(), pages, "Listed DLI Flink job tags.");
+        Ok(JobTagListing { tags, pages })
     }
 
     /// Adds or replaces tags through the tag API
@@ -764,7 +870,26 @@ fn listed_job(entry: &Value) -> Result<ListedFlinkJob, String> {
         update_time: epoch_millis(first_field(entry, &["update_time", "create_time"])).unwrap_or(0),
         job_type: non_empty_string(field(entry, "job_type")),
         queue_name: non_empty_string(field(entry, "queue_name")),
+        config: ListedConfig::NotAsked,
     })
+}
+
+/// The configuration a `show_detail` list entry carries (SDK `FlinkJob.job_config`, a
+/// `FlinkJobConfig`, next to `sql_body`, `main_class`, `queue_name`, ... of `FlinkJob`). An
+/// entry without a `job_config` object is `Missing`, one that does not read is `Unreadable`:
+/// the caller reads those jobs' details instead.
+fn listed_config(entry: &Value) -> ListedConfig {
+    match field(entry, "job_config") {
+        Value::Null => ListedConfig::Missing,
+        Value::Object(_) => match dli_wire::observed_from_detail(entry, Some(BTreeMap::new())) {
+            Ok(job) => ListedConfig::Read(Box::new(job)),
+            Err(problem) => ListedConfig::Unreadable(problem),
+        },
+        other => ListedConfig::Unreadable(format!(
+            "job_config is not an object: {}",
+            super::wire::shorten(&other.to_string())
+        )),
+    }
 }
 
 /// Per-job failures in a batch answer: an array of `{is_success, message}` in request order, or

@@ -28,7 +28,9 @@ pub use dlf::{
     SystemTaskStatus,
 };
 pub use dli::DliQueue;
-pub use dli::{DliClient, JobMapping, ListJobsQuery, ListedFlinkJob, ListedJobs};
+pub use dli::{
+    DliClient, JobMapping, JobTagListing, ListJobsQuery, ListedConfig, ListedFlinkJob, ListedJobs,
+};
 pub use error::{BatchFailure, CallContext, CloudError, TransportFailure};
 pub use http::{Exchange, ExchangeObserver, observe_exchanges};
 pub use metrics::{RequestCount, RequestMetrics};

@@ -180,16 +180,16 @@ impl ApplyReconciler {
         let mut held = held_of(&report);
         let mut watching = report.watching;
         let (observed, remaining) = if execute && !report.results.is_empty() {
-            let look = ApplyOptions {
-                dry_run: true,
-                ..options.clone()
-            };
-            let after = apply::reconcile_with(
+            // Only the jobs the pass acted on are read again (their details); the next
+            // scheduled pass lists every page.
+            let after = apply::confirm_with(
                 &self.context.live,
                 &ledger,
                 desired,
                 &self.context.policy,
-                &look,
+                &options,
+                report.observed.clone(),
+                &report.results,
             )
             .await
             .map_err(|error| pass_error(&error))?;

@@ -297,6 +297,7 @@ pub(crate) enum Operation {
     ListFlinkJobTags,
     CreateFlinkJobTags,
     DeleteFlinkJobTags,
+    ListResourcesByTags,
     DlfImportJob,
     DlfListJobs,
     DlfShowJob,
@@ -334,6 +335,7 @@ impl Operation {
             Operation::ListFlinkJobTags => "ListFlinkJobTags",
             Operation::CreateFlinkJobTags => "CreateFlinkJobTags",
             Operation::DeleteFlinkJobTags => "DeleteFlinkJobTags",
+            Operation::ListResourcesByTags => "ListResourcesByTags",
             Operation::DlfImportJob => "DlfImportJob",
             Operation::DlfListJobs => "DlfListJobs",
             Operation::DlfShowJob => "DlfShowJob",
@@ -404,6 +406,9 @@ pub(crate) fn route(method: &Method, segments: &[&str]) -> Option<(Operation, Op
         ["v1.0", pid, "queues"] if get => return Some((ListQueues, project(pid))),
         ["v3", "auth", "tokens"] if post => return Some((IamCreateToken, None)),
         ["v3", "projects"] if get => return Some((IamListProjects, None)),
+        ["v3", pid, "dli_flink_job", "resource-instances", "filter"] if post => {
+            return Some((ListResourcesByTags, project(pid)));
+        }
         ["v3", pid, "dli_flink_job", _, "tags"] if get => {
             return Some((ListFlinkJobTags, project(pid)));
         }

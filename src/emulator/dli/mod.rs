@@ -249,6 +249,7 @@ pub(crate) fn handle(call: &Call<'_>, operation: Operation) -> Result<Reply, Api
         Operation::ListFlinkJobTags
         | Operation::CreateFlinkJobTags
         | Operation::DeleteFlinkJobTags => tags::tags(call, operation),
+        Operation::ListResourcesByTags => tags::filter(call),
         _ => Err(ApiError::internal(
             Service::Dli,
             "operation routed to the wrong service",

@@ -69,3 +69,144 @@ pub(super) fn tags(call: &Call<'_>, operation: Operation) -> Result<Reply, ApiEr
         headers: Vec::new(),
     })
 }
+
+/// The filter body of `ListResourcesByTags` (SDK `ListResourcesByTagsRequestBody`:
+/// `without_any_tag`, `tags: [TagWithValues]`, `matches: [Match]`; API reference dli_02_0399).
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FilterBody {
+    #[serde(default)]
+    without_any_tag: Option<bool>,
+    #[serde(default)]
+    tags: Option<Vec<TagWithValues>>,
+    #[serde(default)]
+    matches: Option<Vec<MatchBody>>,
+}
+
+/// `TagWithValues`: `values` is required ("may be an empty list, never left out"; an empty
+/// list matches any value of the key).
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TagWithValues {
+    key: String,
+    values: Vec<String>,
+}
+
+/// `Match`: only `resource_name` is documented, a prefix search.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct MatchBody {
+    key: String,
+    value: String,
+}
+
+/// Most tags one filter may name (dli_02_0399).
+const MAX_FILTER_TAGS: usize = 20;
+/// Largest page of the filter (`limit` defaults to 1000, dli_02_0399; the TMS filters of other
+/// services document 1000 as the maximum too).
+const MAX_FILTER_LIMIT: i64 = 1000;
+
+/// `POST /v3/{project_id}/dli_flink_job/resource-instances/filter` (`ListResourcesByTags`):
+/// the Flink jobs matching the filter, each `{resource_id, resource_name, resource_detail,
+/// tags: [{key, value}]}`, paged by `limit`/`offset`, in job id order, with `total_count`. No
+/// filter lists every job, tagged or not.
+pub(super) fn filter(call: &Call<'_>) -> Result<Reply, ApiError> {
+    let number = |name: &str, default: i64| -> Result<i64, ApiError> {
+        match call.query_value(name) {
+            None => Ok(default),
+            Some(text) => text
+                .parse()
+                .map_err(|_| ApiError::dli_parameter(format!("{name} {text:?} is not a number"))),
+        }
+    };
+    let limit = number("limit", MAX_FILTER_LIMIT)?;
+    let offset = number("offset", 0)?;
+    if !(1..=MAX_FILTER_LIMIT).contains(&limit) {
+        return Err(ApiError::dli_parameter(format!(
+            "limit must be between 1 and {MAX_FILTER_LIMIT}"
+        )));
+    }
+    if offset < 0 {
+        return Err(ApiError::dli_parameter("offset must be 0 or more"));
+    }
+    let body: FilterBody = call.json_body(Service::Dli)?;
+    let wanted = body.tags.unwrap_or_default();
+    if wanted.len() > MAX_FILTER_TAGS {
+        return Err(ApiError::dli_parameter(format!(
+            "at most {MAX_FILTER_TAGS} tags may be given"
+        )));
+    }
+    let mut keys = std::collections::BTreeSet::new();
+    for tag in &wanted {
+        if tag.key.is_empty() || tag.key.chars().count() > 128 || !keys.insert(tag.key.as_str()) {
+            return Err(ApiError::dli_parameter(format!(
+                "tag key {:?} must be 1-128 characters and given once",
+                tag.key
+            )));
+        }
+        if tag.values.iter().any(|value| value.chars().count() > 255) {
+            return Err(ApiError::dli_parameter(format!(
+                "a value of tag {:?} is longer than 255 characters",
+                tag.key
+            )));
+        }
+    }
+    let mut name_prefix = None;
+    for matching in body.matches.unwrap_or_default() {
+        if matching.key != "resource_name" || matching.value.chars().count() > 255 {
+            return Err(ApiError::dli_parameter(format!(
+                "match key {:?} is not resource_name (the only one documented), or its value is \
+                 longer than 255 characters",
+                matching.key
+            )));
+        }
+        name_prefix = Some(matching.value);
+    }
+    let without_any_tag = body.without_any_tag.unwrap_or(false);
+    let answer = call.shared.read(&call.project_id, call.now_ms, |project| {
+        let matching: Vec<_> = project
+            .flink_jobs
+            .values()
+            .filter(|job| {
+                name_prefix
+                    .as_deref()
+                    .is_none_or(|prefix| job.name.starts_with(prefix))
+            })
+            .filter(|job| {
+                if without_any_tag {
+                    return job.config.tags.is_empty();
+                }
+                wanted.iter().all(|tag| {
+                    job.config.tags.get(&tag.key).is_some_and(|value| {
+                        tag.values.is_empty() || tag.values.iter().any(|wanted| wanted == value)
+                    })
+                })
+            })
+            .collect();
+        let total = matching.len();
+        let resources: Vec<serde_json::Value> = matching
+            .into_iter()
+            .skip(usize::try_from(offset).unwrap_or(usize::MAX))
+            .take(usize::try_from(limit).unwrap_or(0))
+            .map(|job| {
+                let tags: Vec<DliTag> = job
+                    .config
+                    .tags
+                    .iter()
+                    .map(|(key, value)| DliTag {
+                        key: key.clone(),
+                        value: value.clone(),
+                    })
+                    .collect();
+                json!({
+                    "resource_id": job.job_id.to_string(),
+                    "resource_name": job.name,
+                    "resource_detail": null,
+                    "tags": tags,
+                })
+            })
+            .collect();
+        json!({"resources": resources, "total_count": total})
+    });
+    Ok(Reply::json(answer))
+}
