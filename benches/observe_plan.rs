@@ -81,6 +81,7 @@ async fn run(jobs: usize) {
             },
             source: SourceLocation::default(),
             digest: format!("digest-{number}"),
+            policy: Default::default(),
         });
     }
     let options = ApplyOptions {

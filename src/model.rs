@@ -770,6 +770,52 @@ pub struct DlfResourceReplacement {
     pub replace: Option<String>,
 }
 
+/// What a job does about drift on automatic passes (`drift:` in a job file).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DriftMode {
+    /// Put the live job back to git (self-heal for this job).
+    Revert,
+    /// Show and journal the drift, leave the live job as it is.
+    Report,
+}
+
+impl DriftMode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DriftMode::Revert => "revert",
+            DriftMode::Report => "report",
+        }
+    }
+}
+
+/// How a job relates to the other jobs of its target and what happens to its drift. Ours,
+/// never sent to the service, and no part of the job's digest: changing it restarts nothing.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+pub struct JobPolicy {
+    /// Jobs of the same target this one depends on, as journal keys (`name` for a Flink job,
+    /// `dlf:name` for a DLF job), in the order written.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub depends_on: Vec<String>,
+    /// Overrides the target's `self_heal` for this job.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub drift: Option<DriftMode>,
+    /// Fields that may change on the live side without counting as drift; an update of the
+    /// job keeps their live values.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ignore_differences: Vec<String>,
+}
+
+impl JobPolicy {
+    pub fn is_default(&self) -> bool {
+        *self == JobPolicy::default()
+    }
+
+    pub fn ignores(&self, field: &str) -> bool {
+        self.ignore_differences.iter().any(|name| name == field)
+    }
+}
+
 /// How a DLF job is imported into one environment.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
 pub struct DlfImportSettings {
@@ -779,6 +825,9 @@ pub struct DlfImportSettings {
     pub resources: Vec<DlfResourceReplacement>,
     /// `SAVED`, `SUBMITTED` or `PRODUCTION`.
     pub target_status: Option<String>,
+    /// Dependencies and drift policy (not part of `digest`).
+    #[serde(default, skip_serializing_if = "JobPolicy::is_default")]
+    pub policy: JobPolicy,
     pub approvers: Vec<String>,
     pub execute_user: Option<String>,
 }
@@ -827,6 +876,9 @@ impl FlinkJobStatus {
     }
     /// Moving between states; wait before acting.
     pub fn is_transitional(&self) -> bool {
+    /// Dependencies and drift policy (not part of `digest`).
+    #[serde(default, skip_serializing_if = "JobPolicy::is_default")]
+    pub policy: JobPolicy,
         matches!(
             self.0.as_str(),
             "job_submitting"

@@ -36,6 +36,7 @@ fn sql_job(name: &str, sql: &str) -> DesiredFlinkJob {
             line: 1,
         },
         digest: format!("sha256-{name}"),
+        policy: Default::default(),
     }
 }
 
@@ -78,6 +79,7 @@ fn dlf_job(name: &str, digest: &str) -> DesiredDlfJob {
         desired_state: None,
         source: SourceLocation::default(),
         digest: digest.into(),
+        policy: Default::default(),
     }
 }
 
@@ -841,6 +843,7 @@ fn build_world(flink: &[FlinkCase], dlf: &[DlfCase]) -> (DesiredJobs, Simulator)
                 digest: format!("digest-{name}-{}-{}", case.cu_number, case.sql_variant),
             });
         }
+                policy: Default::default(),
         if let Some(live) = &case.live {
             let mut config =
                 flink_config(live.jar, live.cu_number, live.sql_variant, live.smn_topic);

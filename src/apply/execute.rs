@@ -47,31 +47,75 @@ impl<L: LiveService, J: Ledger> Executor<'_, L, J> {
     /// Actions run `options.parallel_actions` at a time (each touches one job); results come
     /// back in plan order.
     pub async fn run(&self) -> Result<Vec<ActionResult>, ApplyError> {
-        // Collected first: a lazy `map` over borrowed actions would make the pass's future lose
-        // `Send` (rustc cannot prove the closure general over lifetimes), and the daemon spawns it.
-        let actions: Vec<_> = self
+        // `depends_on`: an action on hold does not run; the others run in the plan's order
+        // (`Plan::order`), a group at a time, and an action whose `after` failed does not start.
+        let changes: Vec<(usize, &JobAction)> = self
             .plan
             .changes()
             .enumerate()
-            .map(|(index, action)| {
-                let span = tracing::info_span!(
-                    "action",
-                    target = self.ledger.target(),
-                    plan_id = %self.plan.id,
-                    job = %action.name,
-                    class = action.class.as_str()
-                );
-                self.run_action(index, action).instrument(span)
-            })
+            .filter(|(_, action)| !action.is_held())
             .collect();
-        // Every action that started runs to its end, even when another fails to be announced
-        // (a journal error, shutdown): dropping it would cut an upgrade between its stop and
-        // its start and leave the job down. The first error is returned after.
-        let results: Vec<Result<ActionResult, ApplyError>> = futures::stream::iter(actions)
-            .buffered(self.options.parallel_actions.max(1))
-            .collect()
-            .await;
-        results.into_iter().collect()
+        let groups = crate::plan::waves(changes.iter().map(|(_, action)| *action))
+            .unwrap_or_else(|| vec![(0..changes.len()).collect()]);
+        let mut results: Vec<Option<Result<ActionResult, ApplyError>>> =
+            changes.iter().map(|_| None).collect();
+        for group in groups {
+            let mut runnable = Vec::new();
+            for position in group {
+                let (index, action) = changes[position];
+                let failed = action.after.iter().find(|key| {
+                    changes.iter().zip(&results).any(|((_, before), result)| {
+                        before.key() == **key && matches!(result, Some(Ok(result)) if !result.ok)
+                    })
+                });
+                match failed {
+                    Some(key) => {
+                        results[position] = Some(Ok(not_started(
+                            self,
+                            index,
+                            action,
+                            format!(
+                                "not started: `{key}`, which it waits for (depends_on), did not complete in this pass"
+                            ),
+                        )))
+                    }
+                    None => runnable.push(position),
+                }
+            }
+            // Collected first: a lazy `map` over borrowed actions would make the pass's future
+            // lose `Send` (rustc cannot prove the closure general over lifetimes), and the
+            // daemon spawns it.
+            let actions: Vec<_> = runnable
+                .iter()
+                .map(|&position| {
+                    let (index, action) = changes[position];
+                    let span = tracing::info_span!(
+                        "action",
+                        target = self.ledger.target(),
+                        plan_id = %self.plan.id,
+                        job = %action.name,
+                        class = action.class.as_str()
+                    );
+                    self.run_action(index, action).instrument(span)
+                })
+                .collect();
+            // Every action that started runs to its end, even when another fails to be
+            // announced (a journal error, shutdown): dropping it would cut an upgrade between
+            // its stop and its start and leave the job down. The first error is returned after,
+            // and no later group starts.
+            let done: Vec<Result<ActionResult, ApplyError>> = futures::stream::iter(actions)
+                .buffered(self.options.parallel_actions.max(1))
+                .collect()
+                .await;
+            let refused = done.iter().any(Result::is_err);
+            for (position, result) in runnable.into_iter().zip(done) {
+                results[position] = Some(result);
+            }
+            if refused {
+                break;
+            }
+        }
+        results.into_iter().flatten().collect()
     }
 
     async fn run_action(
@@ -715,3 +759,35 @@ mod tests {
         assert_eq!(plan_folder(plan_id), "plan-0123456789ab");
     }
 }
+/// The result of an action that did not start because an action it waits for failed.
+fn not_started<L, J: Ledger>(
+    executor: &Executor<'_, L, J>,
+    index: usize,
+    action: &JobAction,
+    message: String,
+) -> ActionResult {
+    tracing::warn!(
+        target_name = executor.ledger.target(),
+        job = %action.name,
+        "{message}"
+    );
+    ActionResult {
+        kind: action.kind,
+        name: action.name.clone(),
+        class: action.class,
+        action_id: action_id(&executor.plan.id, executor.pass_id, index),
+        ok: false,
+        error: Some(RecordedFailure {
+            code: Some("DEPENDENCY_NOT_READY".to_string()),
+            message,
+            request_id: None,
+        }),
+        steps_done: 0,
+        steps_total: action.steps.len(),
+        live_id: action.live_id,
+        savepoint_path: None,
+        backups: Vec::new(),
+        warnings: Vec::new(),
+    }
+}
+

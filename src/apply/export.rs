@@ -140,6 +140,7 @@ fn dlf_as_desired(
         desired_state: None,
         source: SourceLocation::default(),
         digest: String::new(),
+        policy: Default::default(),
     }
 }
 

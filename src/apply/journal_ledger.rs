@@ -5,7 +5,7 @@ use serde_json::Map;
 
 use super::ApplyError;
 use super::ledger::{
-    ActionEffects, BackupSet, CachedObservation, DLF_KEY_PREFIX, IntentEntry, Ledger,
+    ActionEffects, BackupSet, CachedObservation, DLF_KEY_PREFIX, DriftEntry, IntentEntry, Ledger,
     ObservationEntry, OutcomeEntry, PendingAction,
 };
 use crate::journal::{
@@ -115,6 +115,7 @@ impl Ledger for JournalLedger {
             }
         }
         view
+                            applied_digest: job.spec_digest.clone(),
     }
 
     fn cached(&self, job: &str) -> Option<CachedObservation> {
@@ -253,3 +254,28 @@ impl Ledger for JournalLedger {
         .await
     }
 }
+
+    async fn drift_detected(&self, entry: DriftEntry) -> Result<Option<u64>, ApplyError> {
+        let known = {
+            let state = self.journal.state_guard();
+            state
+                .job(&self.target, &entry.job)
+                .and_then(|job| job.drift.as_ref())
+                .is_some_and(|mark| mark.fields == entry.fields && mark.mode == entry.mode)
+        };
+        if known {
+            return Ok(None);
+        }
+        self.append(
+            "appending the drift found",
+            RecordBody::DriftDetected(crate::journal::DriftDetected {
+                job: entry.job,
+                fields: entry.fields,
+                mode: entry.mode,
+                plan_id: Some(entry.plan_id),
+                extra: Map::new(),
+            }),
+        )
+        .await
+        .map(Some)
+    }

@@ -154,6 +154,23 @@ pub trait Ledger {
 /// daemon still lets it through): a stop savepoint, a restore, a job found gone. A crash before
 /// the action's own outcome then neither loses the effect nor repeats the step.
 pub(crate) struct OneShot<'a> {
+    /// Drift on a job: journaled (`drift_detected`) when it differs from the drift last
+    /// journaled for the job; `Ok(None)` when it was already. A ledger without a journal
+    /// journals nothing.
+    async fn drift_detected(&self, _entry: DriftEntry) -> Result<Option<u64>, ApplyError> {
+        Ok(None)
+    }
+}
+
+/// Drift a pass found on one job.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DriftEntry {
+    /// [`journal_key`].
+    pub job: String,
+    pub fields: Vec<String>,
+    /// `revert` or `report`.
+    pub mode: String,
+    pub plan_id: String,
     /// The action this step belongs to (or, outside an action, a fresh id).
     pub part_of: &'a str,
     pub job: &'a str,

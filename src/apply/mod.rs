@@ -31,7 +31,7 @@ pub use commands::{
 pub use export::{ExportReport, render_export};
 pub use journal_ledger::JournalLedger;
 pub use ledger::{
-    ActionEffects, BackupSet, CachedObservation, DLF_KEY_PREFIX, IntentEntry, Ledger,
+    ActionEffects, BackupSet, CachedObservation, DLF_KEY_PREFIX, DriftEntry, IntentEntry, Ledger,
     ObservationEntry, OutcomeEntry, PendingAction, RecordedFailure, journal_key,
 };
 pub use live::{
@@ -337,6 +337,7 @@ async fn reconcile_from<L: LiveService, J: Ledger>(
     let held = auto_rollback::held_jobs(&view, desired);
     let watching = auto_rollback::watched_jobs(&view);
     let plan = crate::plan::plan(desired, &observed, &view, policy).selected(&options.select);
+    record_drift(ledger, &plan).await?;
     tracing::info!(
         target_name = ledger.target(),
         plan_id = %plan.id,
@@ -390,7 +391,11 @@ async fn reconcile_from<L: LiveService, J: Ledger>(
         .await?;
         report.watching = auto_rollback::watched_jobs(&ledger.view());
     }
-    let waiting = report.plan.changes().any(|action| action.is_waiting());
+    // An action held for a dependency is still to do: the revision is not applied yet.
+    let waiting = report
+        .plan
+        .changes()
+        .any(|action| action.is_waiting() || action.holds_convergence());
     // A selection (`--select`) converges only part of the revision: not journaled as applied.
     if report.converged()
         && !waiting

@@ -210,6 +210,9 @@ impl TargetContext {
             allow_empty_prune: target.policy.allow_empty_prune,
             backups: backups.is_some(),
             instance: config.instance.clone(),
+            // `apply` is a pass a person asked for; the daemon sets the target's self_heal
+            // for its automatic passes.
+            self_heal: None,
         };
         let options = ApplyOptions {
             transition_timeout: target.timeouts.job_transition.get(),

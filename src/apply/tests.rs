@@ -433,6 +433,7 @@ async fn an_upgrade_runs_exactly_the_planned_steps_and_journals_around_them() {
         vec![
             "backup a",
             "stop_savepoint a",
+        policy: Default::default(),
             "update a",
             "import_savepoint a",
             "run_resume a"

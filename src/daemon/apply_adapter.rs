@@ -124,11 +124,17 @@ impl ApplyReconciler {
                 .await
                 .map_err(|error| pass_error(&error))?;
         }
+        // Drift: an automatic pass follows the target's self_heal and each job's `drift:`;
+        // a manual sync reverts it all.
+        let policy = crate::plan::PlanPolicy {
+            self_heal: (!request.manual).then_some(self.context.target.policy.self_heal),
+            ..self.context.policy.clone()
+        };
         let first = apply::reconcile_with(
             &self.context.live,
             &ledger,
             desired,
-            &self.context.policy,
+            &policy,
             &options,
         )
         .await;
@@ -186,7 +192,7 @@ impl ApplyReconciler {
                 &self.context.live,
                 &ledger,
                 desired,
-                &self.context.policy,
+                &policy,
                 &options,
                 report.observed.clone(),
                 &report.results,
@@ -384,5 +390,12 @@ impl<J: Ledger> Ledger for StoppingLedger<'_, J> {
         self.inner
             .revision_applied(revision, plan_id, summary)
             .await
+    }
+
+    async fn drift_detected(
+        &self,
+        entry: crate::apply::DriftEntry,
+    ) -> Result<Option<u64>, ApplyError> {
+        self.inner.drift_detected(entry).await
     }
 }

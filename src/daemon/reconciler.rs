@@ -30,6 +30,9 @@ pub struct PassRequest<'a> {
     /// Called once the live service has been observed and the first change is about to be
     /// made, so that readiness does not wait for a long apply.
     pub on_applying: &'a (dyn Fn() + Send + Sync),
+    /// A person asked for this pass (a manual sync): drift is reverted on every job. Otherwise
+    /// the target's `self_heal` and each job's `drift:` decide.
+    pub manual: bool,
     /// Automatic rollback may act even when `execute` is off (not suspended, not held).
     pub watch_upgrades: bool,
 }

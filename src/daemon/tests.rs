@@ -127,6 +127,7 @@ fn desired_job(name: &str, cu: i32) -> DesiredFlinkJob {
             line: 1,
         },
         digest: format!("{name}-{cu}"),
+        policy: Default::default(),
     }
 }
 

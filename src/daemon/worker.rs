@@ -120,6 +120,16 @@ impl Worker {
         .await
     }
 
+    /// Some job of the desired revision says `drift: revert`: automatic passes act on an
+    /// applied revision even with `self_heal` off (the planner reverts only those jobs).
+    fn reverts_drift(&self) -> bool {
+        let revert = Some(crate::model::DriftMode::Revert);
+        self.memory.desired.as_ref().is_some_and(|(_, jobs)| {
+            jobs.flink.iter().any(|job| job.policy.drift == revert)
+                || jobs.dlf.iter().any(|job| job.policy.drift == revert)
+        })
+    }
+
     /// The reason a timer-driven pass runs.
     fn scheduled_kind(&self) -> TriggerKind {
         if self.memory.consecutive_errors > 0 || self.memory.failed_passes > 0 {
@@ -177,7 +187,9 @@ impl Worker {
         let execute = self.memory.desired.is_some()
             && !self.suspended
             && !held
-            && (manual || (policy.auto_sync && (revision_is_new || policy.self_heal)));
+            && (manual
+                || (policy.auto_sync
+                    && (revision_is_new || policy.self_heal || self.reverts_drift())));
         // Suspend and change windows: a pass that would change things waits (reports only).
         let (execute, control_hold, window_closes) = if execute {
             self.control_gate(manual)
@@ -227,6 +239,7 @@ impl Worker {
             stop: &pass_stop,
             on_applying: &on_applying,
             // Automatic rollback guards an upgrade even in a pass that only reports.
+            manual,
             watch_upgrades: !self.suspended && !held,
         };
         let result = tokio::time::timeout(policy.sync_timeout, self.reconciler.pass(request)).await;

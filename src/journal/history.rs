@@ -411,6 +411,13 @@ fn describe(
                 .as_ref()
                 .map_or_else(String::new, |plan| format!("plan {plan}")),
         ),
+        RecordBody::DriftDetected(drift) => (
+            format!("drift in {} ({})", drift.fields.join(", "), drift.mode),
+            drift
+                .plan_id
+                .as_ref()
+                .map_or_else(String::new, |plan| format!("plan {plan}")),
+        ),
         RecordBody::Unknown(_) => (
             "(a kind this build does not know)".to_string(),
             String::new(),

@@ -35,11 +35,11 @@ pub use history::{
 pub use lock::LOCK_FILE;
 pub use record::{
     Backup, Effects, FORMAT_VERSION, Intent, KNOWN_KINDS, MAX_RECORD_BYTES, Observed, Outcome,
-    Promotion, Record, RecordBody, RecordedError, RevisionApplied,
+    DriftDetected, Promotion, Record, RecordBody, RecordedError, RevisionApplied,
 };
 pub use scan::DroppedLine;
 pub use state::{
-    AppliedRevision, BackupEntry, HISTORY_LIMIT, JobState, JournalState, LastOutcome,
+    AppliedRevision, BackupEntry, DriftMark, HISTORY_LIMIT, JobState, JournalState, LastOutcome,
     ObservedEntry, PendingIntent, PromotionEntry, TargetState, UnknownTarget,
 };
 
@@ -108,13 +108,14 @@ pub struct CompactionReport {
 }
 
 /// The record kinds [`Journal::appended_by_kind`] counts (a bounded label set for metrics).
-pub const RECORD_KINDS: [&str; 7] = [
+pub const RECORD_KINDS: [&str; 8] = [
     "intent",
     "outcome",
     "observed",
     "revision_applied",
     "promotion",
     "backup",
+    "drift_detected",
     "unknown",
 ];
 
@@ -127,7 +128,8 @@ fn kind_index(body: &RecordBody) -> usize {
         RecordBody::RevisionApplied(_) => 3,
         RecordBody::Promotion(_) => 4,
         RecordBody::Backup(_) => 5,
-        RecordBody::Unknown(_) => 6,
+        RecordBody::DriftDetected(_) => 6,
+        RecordBody::Unknown(_) => 7,
     }
 }
 

@@ -25,6 +25,7 @@ pub const KNOWN_KINDS: &[&str] = &[
     "revision_applied",
     "promotion",
     "backup",
+    "drift_detected",
 ];
 
 const CHECKSUM_PREFIX: &[u8] = b",\"crc32c\":\"";
@@ -66,6 +67,8 @@ pub enum RecordBody {
     Promotion(Promotion),
     /// Backups exported before a live job was overwritten or deleted.
     Backup(Backup),
+    /// A job's live state moved away from a definition git still asks for (drift).
+    DriftDetected(DriftDetected),
     /// A kind this build does not know (written by a newer build); kept as-is, ignored by
     /// the state reducer. The map includes `kind`.
     #[serde(untagged)]
@@ -213,6 +216,23 @@ pub struct Backup {
     pub extra: Map<String, Value>,
 }
 
+/// Drift on a job, written when a pass first sees it (or sees other fields drift, or another
+/// decision about it). The job's next successful action clears it in the state.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct DriftDetected {
+    /// The job's journal key.
+    pub job: String,
+    /// The fields that drifted (`job`: the live job is gone; `desired_state`: only the run
+    /// state differs).
+    pub fields: Vec<String>,
+    /// What the pass does about it: `revert` or `report`.
+    pub mode: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub plan_id: Option<String>,
+    #[serde(flatten)]
+    pub extra: Map<String, Value>,
+}
+
 impl RecordBody {
     /// The `kind` tag.
     pub fn kind(&self) -> &str {
@@ -223,6 +243,7 @@ impl RecordBody {
             RecordBody::RevisionApplied(_) => "revision_applied",
             RecordBody::Promotion(_) => "promotion",
             RecordBody::Backup(_) => "backup",
+            RecordBody::DriftDetected(_) => "drift_detected",
             RecordBody::Unknown(fields) => fields
                 .get("kind")
                 .and_then(Value::as_str)
@@ -237,6 +258,7 @@ impl RecordBody {
             RecordBody::Outcome(outcome) => Some(&outcome.job),
             RecordBody::Observed(observed) => Some(&observed.job),
             RecordBody::Backup(backup) => Some(&backup.job),
+            RecordBody::DriftDetected(drift) => Some(&drift.job),
             RecordBody::RevisionApplied(_) | RecordBody::Promotion(_) => None,
             RecordBody::Unknown(fields) => fields.get("job").and_then(Value::as_str),
         }
@@ -260,6 +282,7 @@ impl RecordBody {
             "observed" => serde_json::from_value(payload).map(RecordBody::Observed),
             "revision_applied" => serde_json::from_value(payload).map(RecordBody::RevisionApplied),
             "promotion" => serde_json::from_value(payload).map(RecordBody::Promotion),
+            "drift_detected" => serde_json::from_value(payload).map(RecordBody::DriftDetected),
             _ => serde_json::from_value(payload).map(RecordBody::Backup),
         };
         decoded.map_err(|error| format!("{kind} record does not parse: {error}"))

@@ -80,6 +80,18 @@ pub struct JobState {
     /// Automatic rollback's memory of the job (`apply::auto_rollback`), when it has one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub auto_rollback: Option<Value>,
+    /// The drift last journaled (`drift_detected`), until the job's next successful action.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub drift: Option<DriftMark>,
+}
+
+/// Drift journaled for a job: the fields and what the pass did about it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DriftMark {
+    pub fields: Vec<String>,
+    pub mode: String,
+    pub seq: u64,
+    pub time: DateTime<Utc>,
 }
 
 /// The cached observation of a job.
@@ -214,6 +226,10 @@ impl JournalState {
                 if let Some(protected) = effects.protected {
                     job.protected = protected;
                 }
+                if outcome.ok && effects.spec_digest.is_some() {
+                    // The job is where git wants it again (reverted, or git changed).
+                    job.drift = None;
+                }
                 if let Some(memory) = &effects.auto_rollback {
                     job.auto_rollback = memory
                         .as_object()
@@ -278,6 +294,15 @@ impl JournalState {
                     time,
                 },
             ),
+            RecordBody::DriftDetected(drift) => {
+                let job = target.jobs.entry(drift.job.clone()).or_default();
+                job.drift = Some(DriftMark {
+                    fields: drift.fields.clone(),
+                    mode: drift.mode.clone(),
+                    seq,
+                    time,
+                });
+            }
             RecordBody::Unknown(_) => {}
         }
         true

@@ -88,6 +88,10 @@ pub(super) fn plan_dlf(
                     restore_key: None,
                     protected: false,
                     settling: None,
+                    after: Vec::new(),
+                    on_hold: None,
+                    drift: None,
+                    ignored: Vec::new(),
                 });
             }
             Err(warning) => warnings.push(warning),
@@ -115,6 +119,10 @@ fn converge(
         restore_key: None,
         protected: !desired.prune,
         settling: None,
+        after: Vec::new(),
+        on_hold: None,
+        drift: None,
+        ignored: Vec::new(),
     };
     let imported_digest = journal.and_then(|entry| entry.imported_digest.as_deref());
     let managed = journal.is_some_and(|entry| entry.managed);
@@ -133,15 +141,22 @@ fn converge(
     };
     let scheduled = live.is_scheduled();
     let restart_owed = journal.is_some_and(|entry| entry.restart_schedule);
+    let same_digest = imported_digest == Some(desired.digest.as_str())
+        || journal.is_some_and(|entry| entry.equivalent_digests.contains(&desired.digest));
+    // `ignore_differences: [schedule_status]`: a schedule started or stopped in the console
+    // stays as found while git's definition is the one imported.
+    let schedule_ignored =
+        same_digest && !restart_owed && desired.policy.ignores("schedule_status");
     let want_scheduled = match desired.desired_state {
+        _ if schedule_ignored => scheduled,
         Some(RunState::Running) => true,
         Some(RunState::Stopped) => false,
         None => scheduled || restart_owed,
     };
-    let same_digest = imported_digest == Some(desired.digest.as_str())
-        || journal.is_some_and(|entry| entry.equivalent_digests.contains(&desired.digest));
     let live_digest = dlf_definition_digest(&live.definition);
+    // `ignore_differences: [definition]`: edits in the console are not drift.
     let drifted = same_digest
+        && !desired.policy.ignores("definition")
         && journal
             .and_then(|entry| entry.live_digest.as_deref())
             .is_some_and(|recorded| recorded != live_digest);
@@ -314,6 +329,7 @@ mod tests {
             desired_state: state,
             source: SourceLocation::default(),
             digest: digest.into(),
+            policy: Default::default(),
         }
     }
 

@@ -49,7 +49,12 @@ pub(super) fn plan_flink(
         }
         let context = JobContext {
             desired: desired_job,
-            config: effective_config(&desired_job.config, &policy.instance),
+            // `ignore_differences`: those fields keep their live values (never compared).
+            config: super::drift::keep_ignored(
+                effective_config(&desired_job.config, &policy.instance),
+                &desired_job.policy,
+                index.live_by_name.get(name).copied(),
+            ),
             journal: view.flink.get(name),
             policy,
         };
@@ -161,6 +166,10 @@ impl JobContext<'_> {
         }
     }
 
+            after: Vec::new(),
+            on_hold: None,
+            drift: None,
+            ignored: Vec::new(),
     fn pending_restore(&self, warnings: &mut Vec<String>) -> Option<PendingRestore> {
         let restore = self.desired.lifecycle.restore.as_ref()?;
         let name = &self.desired.name;
@@ -650,6 +659,10 @@ fn tag_step(
     }
 }
 
+        after: Vec::new(),
+        on_hold: None,
+        drift: None,
+        ignored: Vec::new(),
 fn writes_config(step: &Step) -> bool {
     matches!(step, Step::CreateJob | Step::UpdateJob)
 }

@@ -8,17 +8,22 @@
 //! separate namespaces). Jobs that are live but neither in git nor managed never appear.
 
 mod dlf;
+mod drift;
 mod flink;
+mod order;
 mod render;
 
 pub use dlf::{DLF_SERVER_FIELDS, dlf_definition_digest, without_server_fields};
+pub(crate) use order::waves;
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use crate::model::{DesiredDlfJob, DesiredJobs, FieldDiff, FlinkJobConfig, JobKind, ObservedJobs};
+use crate::model::{
+    DesiredDlfJob, DesiredJobs, DriftMode, FieldDiff, FlinkJobConfig, JobKind, ObservedJobs,
+};
 
 /// What the journal knows about the jobs of one target, filled by the caller.
 ///
@@ -78,6 +83,10 @@ pub struct JournalDlfJob {
     pub protected: bool,
     /// Digest of the definition last imported successfully.
     #[serde(default)]
+    /// The desired digest last applied successfully: git still asking for it while the live
+    /// job differs is drift.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub applied_digest: Option<String>,
     pub imported_digest: Option<String>,
     /// [`crate::plan::dlf_definition_digest`] of the live definition as read right after
     /// that import (or at adoption): a live definition with another digest was edited
@@ -119,6 +128,11 @@ impl Default for PlanPolicy {
         PlanPolicy {
             prune: false,
             allow_empty_prune: false,
+    /// Drift on an automatic pass: `Some(self_heal)` (the target's), which each job's `drift:`
+    /// overrides; drift a job reports is shown and journaled but not reverted. `None`: a pass
+    /// a person asked for (`apply`, a manual sync), which reverts all drift.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub self_heal: Option<bool>,
             backups: true,
             instance: default_instance(),
         }
@@ -132,6 +146,7 @@ pub struct Plan {
     pub id: String,
     pub actions: Vec<JobAction>,
     /// Things the planner chose not to do, and why (pruning refused, duplicate names, ...).
+            self_heal: None,
     pub warnings: Vec<String>,
 }
 
@@ -184,6 +199,33 @@ pub enum ActionClass {
     /// Equal after normalisation: nothing to do.
     None,
     /// Change without stopping: hot fields, tags, or any change to a job that is not running.
+    /// `depends_on`: the jobs (journal keys) whose actions of this plan must end, successfully,
+    /// before this one starts. Empty: no order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub after: Vec<String>,
+    /// Not carried out this pass, and why: a dependency is Degraded, missing or held, a
+    /// dependent has not settled, or the job's drift is reported only. The steps show what
+    /// would run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub on_hold: Option<String>,
+    /// The live job moved away from a definition git still asks for (drift), and what this
+    /// pass does about it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub drift: Option<Drift>,
+    /// Fields that differ live but are in the job's `ignore_differences` (not drift; an update
+    /// keeps their live values).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ignored: Vec<String>,
+}
+
+/// Drift found on one job.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Drift {
+    /// The fields that drifted (`job` when the live job is gone, `desired_state` when only the
+    /// run state differs; DLF: `definition`, `schedule_status`).
+    pub fields: Vec<String>,
+    /// What this pass does: revert, or report only.
+    pub mode: DriftMode,
     UpdateInPlace,
     /// Run a stopped job (after updating it, if it changed).
     Start,
@@ -304,6 +346,9 @@ pub enum PlanError {
     StaleDesired {
         kind: JobKind,
         name: String,
+    /// Actions on hold (dependencies, drift reported only).
+    #[serde(default)]
+    pub held: usize,
         expected: String,
         found: String,
     },
@@ -353,6 +398,8 @@ pub fn plan(
         "Planned one pass."
     );
     plan
+    drift::classify(desired, observed, view, policy, &mut actions);
+    order::order(desired, observed, &mut actions, &mut warnings);
 }
 
 impl Plan {
@@ -425,6 +472,10 @@ impl Plan {
                 ActionClass::Prune => summary.prune += 1,
             }
         }
+            if action.is_held() {
+                summary.held += 1;
+                continue;
+            }
         summary
     }
 
@@ -454,10 +505,14 @@ impl Plan {
 
 impl JobAction {
     /// The action only waits for a moving job; the change itself comes on a later pass.
+            /// `depends_on`: the changes in the order they run (groups of job keys).
+            #[serde(skip_serializing_if = "Vec::is_empty")]
+            order: Vec<Vec<String>>,
     pub fn is_waiting(&self) -> bool {
         self.steps.first() == Some(&Step::WaitSteady)
     }
 
+            order: self.order(),
     /// The desired DLF job this action imports, checked against the digest the plan was made for.
     pub fn desired_dlf<'a>(
         &self,
@@ -469,6 +524,29 @@ impl JobAction {
             Some(job) => Err(PlanError::StaleDesired {
                 kind: self.kind,
                 name: self.name.clone(),
+    /// The executor leaves this action alone this pass ([`JobAction::on_hold`]).
+    pub fn is_held(&self) -> bool {
+        self.on_hold.is_some()
+    }
+
+    /// Held for a reason that a later pass must clear (a dependency), as opposed to drift that
+    /// is reported only: the target has not converged while such an action is on hold.
+    pub fn holds_convergence(&self) -> bool {
+        self.is_held()
+            && !self
+                .drift
+                .as_ref()
+                .is_some_and(|drift| drift.mode == DriftMode::Report)
+    }
+
+    /// The job's key in `depends_on`, `after` and the journal (`name`, DLF `dlf:name`).
+    pub fn key(&self) -> String {
+        match self.kind {
+            JobKind::Dlf => format!("dlf:{}", self.name),
+            JobKind::FlinkSql | JobKind::FlinkJar => self.name.clone(),
+        }
+    }
+
                 expected,
                 found: format!("digest {}", job.digest),
             }),

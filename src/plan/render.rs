@@ -39,6 +39,14 @@ pub(super) fn render_text(plan: &Plan) -> String {
             out.push('\n');
             render_action(&mut out, action);
         }
+        let order = plan.order();
+        if !order.is_empty() {
+            // `depends_on`: the groups run one after the other; the jobs of a group together.
+            out.push_str("\nOrder (depends_on):\n");
+            for (number, group) in order.iter().enumerate() {
+                let _ = writeln!(out, "  {}. {}", number + 1, group.join(", "));
+            }
+        }
     }
     if !plan.warnings.is_empty() {
         out.push_str("\nWarnings:\n");
@@ -61,6 +69,9 @@ pub(super) fn render_text(plan: &Plan) -> String {
     if summary.waiting > 0 {
         let _ = write!(out, "; {} waiting for a job to settle", summary.waiting);
     }
+    if summary.held > 0 {
+        let _ = write!(out, "; {} on hold", summary.held);
+    }
     out.push_str(".\n");
     out
 }
@@ -80,8 +91,32 @@ fn render_action(out: &mut String, action: &JobAction) {
     if action.is_waiting() {
         out.push_str(" [waiting]");
     }
+    if action.is_held() {
+        out.push_str(" [on hold]");
+    }
     out.push('\n');
     let _ = writeln!(out, "    reason: {}", action.reason);
+    if let Some(why) = &action.on_hold {
+        let _ = writeln!(out, "    on hold: {why}");
+    }
+    if !action.after.is_empty() {
+        let _ = writeln!(out, "    after: {}", action.after.join(", "));
+    }
+    if let Some(drift) = &action.drift {
+        let _ = writeln!(
+            out,
+            "    drift: {} ({})",
+            drift.fields.join(", "),
+            drift.mode.as_str()
+        );
+    }
+    if !action.ignored.is_empty() {
+        let _ = writeln!(
+            out,
+            "    ignored (ignore_differences): {}",
+            action.ignored.join(", ")
+        );
+    }
     for diff in &action.diffs {
         render_diff(out, action.class, diff);
     }

@@ -27,6 +27,7 @@ fn desired_sql(name: &str) -> DesiredFlinkJob {
             line: 1,
         },
         digest: format!("digest-{name}"),
+        policy: Default::default(),
     }
 }
 
@@ -665,6 +666,7 @@ fn desired_dlf(name: &str, digest: &str) -> crate::model::DesiredDlfJob {
         source: SourceLocation::default(),
         digest: digest.into(),
     }
+        policy: Default::default(),
 }
 
 #[test]

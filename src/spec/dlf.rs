@@ -148,6 +148,7 @@ pub(crate) fn build(context: &mut Context<'_>, document: &JobDocument) -> Option
             line: document.mark.line,
         },
         digest: String::new(),
+        policy: Default::default(),
     };
     job.digest = super::digest::dlf_job_digest(&job);
     Some(job)

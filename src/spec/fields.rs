@@ -422,6 +422,24 @@ pub(crate) const FIELDS: &[FieldSpec] = &[
         "dli-gitops: false protects the job from pruning. Default true.",
     ),
     field(
+        "depends_on",
+        Kinds::FLINK_AND_DLF,
+        FieldType::TextList { max_items: 64 },
+        "dli-gitops: jobs of this target this job depends on (by name; `flink:NAME` or `dlf:NAME` when a Flink and a DLF job share the name). Creates and starts go upstream first, stops and prunes downstream first; a job whose dependency is Degraded or missing is held. No cycles. Limit ours.",
+    ),
+    field(
+        "drift",
+        Kinds::FLINK_AND_DLF,
+        FieldType::Choice(&["revert", "report"]),
+        "dli-gitops: what an automatic pass does when the live job drifts from git: revert it, or report it (journaled, shown, left alone). Overrides the target's self_heal for this job. A manual sync always reverts.",
+    ),
+    field(
+        "ignore_differences",
+        Kinds::FLINK_AND_DLF,
+        FieldType::TextList { max_items: 64 },
+        "dli-gitops: fields that may change on the live side (the console) without counting as drift, e.g. [cu_number]; an update keeps their live values. Flink: any field of the job's config; DLF: definition, schedule_status. Limit ours.",
+    ),
+    field(
         "definition_file",
         Kinds::DLF,
         text(1024),

@@ -150,6 +150,7 @@ pub(crate) fn build(context: &mut Context<'_>, document: &JobDocument) -> Option
             line: document.mark.line,
         },
         digest,
+        policy: Default::default(),
     })
 }
 

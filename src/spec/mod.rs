@@ -9,6 +9,7 @@
 //! variables), `digest`, `schema`, `render`, `validate` (the CLI report), `io` (the edge).
 
 mod convert;
+mod dependencies;
 mod diagnostics;
 mod digest;
 mod dlf;

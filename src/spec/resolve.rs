@@ -54,8 +54,17 @@ pub fn resolve(
             }
         }
     }
+    // `depends_on`, `drift`, `ignore_differences`: checked across documents, no part of digests.
+    let mut policies = super::dependencies::policies(&mut context, &documents);
     if !context.diagnostics.is_empty() {
         return Err(Diagnostics(context.diagnostics).finish());
+    }
+    for job in &mut desired.flink {
+        job.policy = policies.remove(&job.name).unwrap_or_default();
+    }
+    for job in &mut desired.dlf {
+        let key = super::dependencies::job_key(JobKind::Dlf, &job.name);
+        job.policy = policies.remove(&key).unwrap_or_default();
     }
     desired
         .flink

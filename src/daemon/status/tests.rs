@@ -22,6 +22,7 @@ fn desired_sql(name: &str) -> DesiredFlinkJob {
             line: 1,
         },
         digest: format!("digest-{name}"),
+        policy: Default::default(),
     }
 }
 

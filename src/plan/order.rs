@@ -1,0 +1,315 @@
+//! `depends_on`: the order of a plan's actions, and which of them wait.
+//!
+//! For a job D that depends on U (D reads what U writes, e.g. a Kafka topic):
+//! * U going up (create, start, update) goes first: D's action runs after U's.
+//! * U going down (stop, prune) goes last: U's action runs after D's.
+//! * U restarting (upgrade, restore) waits for its dependents: U's action runs after D's, and
+//!   is held while any dependent is moving (submitting, stopping, restarting). Dependents are
+//!   not stopped around it: the link between the jobs is a durable buffer (a Kafka topic keeps
+//!   what U wrote; D keeps its read position in its own checkpoints), so D only sees a pause in
+//!   its input while U restarts, and stopping D would add a second restart and nothing safer.
+//!   What is not safe is restarting U under a dependent that is itself mid-transition, or
+//!   mid-action: an upgrade of U never overlaps a change of D.
+//! * D going up (create, start, update, upgrade, restore) is held while U is Degraded (its
+//!   live status is a failure), missing (not live, and not created by this plan) or held: D
+//!   would start against an input that is not there.
+//!
+//! The executor runs an action only after every action in its `after` list ended
+//! successfully; one that failed (or was held) holds the actions after it.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use super::{ActionClass, JobAction, Plan};
+use crate::model::{DesiredJobs, FlinkJobStatus, ObservedJobs};
+
+/// Live statuses of a Flink job that are failures (the status page's Degraded).
+const DEGRADED: &[&str] = &[
+    "job_submit_fail",
+    "job_running_exception",
+    "job_cancel_fail",
+    "job_arrearage_stopped",
+];
+
+/// What the live side shows of one job, for the rules above.
+enum Live<'a> {
+    Missing,
+    Flink(&'a FlinkJobStatus),
+    Dlf,
+}
+
+fn is_going_up(class: ActionClass) -> bool {
+    matches!(
+        class,
+        ActionClass::Create
+            | ActionClass::Start
+            | ActionClass::UpdateInPlace
+            | ActionClass::Upgrade
+            | ActionClass::Restore
+    )
+}
+
+fn is_restarting(class: ActionClass) -> bool {
+    matches!(class, ActionClass::Upgrade | ActionClass::Restore)
+}
+
+fn is_going_down(class: ActionClass) -> bool {
+    matches!(class, ActionClass::Stop | ActionClass::Prune)
+}
+
+/// Holds what must wait and fills every action's `after`.
+pub(super) fn order(
+    desired: &DesiredJobs,
+    observed: &ObservedJobs,
+    actions: &mut [JobAction],
+    warnings: &mut Vec<String>,
+) {
+    // Dependencies by job key, from git.
+    let mut depends: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for job in &desired.flink {
+        if !job.policy.depends_on.is_empty() {
+            depends.insert(job.name.clone(), job.policy.depends_on.clone());
+        }
+    }
+    for job in &desired.dlf {
+        if !job.policy.depends_on.is_empty() {
+            depends.insert(format!("dlf:{}", job.name), job.policy.depends_on.clone());
+        }
+    }
+    if depends.is_empty() {
+        return;
+    }
+    let Some(sorted) = topological(&depends) else {
+        warnings.push(
+            "depends_on has a cycle (validate refuses it): this plan runs in no particular order"
+                .to_string(),
+        );
+        return;
+    };
+    let mut live: BTreeMap<String, Live<'_>> = BTreeMap::new();
+    for job in &observed.flink {
+        live.insert(job.name.clone(), Live::Flink(&job.status));
+    }
+    for job in &observed.dlf {
+        live.insert(format!("dlf:{}", job.name), Live::Dlf);
+    }
+    let index: BTreeMap<String, usize> = actions
+        .iter()
+        .enumerate()
+        .map(|(position, action)| (action.key(), position))
+        .collect();
+    let live_of = |key: &str| live.get(key).unwrap_or(&Live::Missing);
+    let mut held_by_dependency: BTreeSet<String> = BTreeSet::new();
+
+    // Dependents going up wait for their dependencies, upstream first so that a hold carries
+    // down the chain.
+    for key in &sorted {
+        let Some(&position) = index.get(key) else {
+            continue;
+        };
+        let action = &actions[position];
+        if !is_going_up(action.class) || action.is_waiting() {
+            continue;
+        }
+        let mut why = None;
+        for upstream in depends.get(key).into_iter().flatten() {
+            let upstream_action = index.get(upstream).map(|&at| &actions[at]);
+            if held_by_dependency.contains(upstream) {
+                why = Some(format!("its dependency `{upstream}` is held"));
+                break;
+            }
+            match live_of(upstream) {
+                Live::Flink(status) if DEGRADED.contains(&status.as_str()) => {
+                    why = Some(format!(
+                        "its dependency `{upstream}` is Degraded ({status})"
+                    ));
+                    break;
+                }
+                Live::Missing
+                    if !upstream_action.is_some_and(|action| {
+                        action.class == ActionClass::Create && !action.is_held()
+                    }) =>
+                {
+                    why = Some(format!(
+                        "its dependency `{upstream}` is missing (not live, and this plan does not create it)"
+                    ));
+                    break;
+                }
+                _ => {}
+            }
+        }
+        if let Some(why) = why {
+            hold(&mut actions[position], &why);
+            held_by_dependency.insert(key.clone());
+        }
+    }
+
+    // An upstream job restarts only once its dependents have settled.
+    let mut dependents: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
+    for (key, upstreams) in &depends {
+        for upstream in upstreams {
+            dependents
+                .entry(upstream.as_str())
+                .or_default()
+                .push(key.as_str());
+        }
+    }
+    for (upstream, downstream) in &dependents {
+        let Some(&position) = index.get(*upstream) else {
+            continue;
+        };
+        if !is_restarting(actions[position].class) || actions[position].is_held() {
+            continue;
+        }
+        let moving = downstream.iter().find_map(|key| {
+            let waiting = index.get(*key).is_some_and(|&at| actions[at].is_waiting());
+            match live_of(key) {
+                Live::Flink(status) if waiting || status.is_transitional() => {
+                    Some(format!("`{key}` is {status}"))
+                }
+                Live::Dlf if waiting => Some(format!("`{key}` is moving")),
+                _ => None,
+            }
+        });
+        if let Some(moving) = moving {
+            hold(
+                &mut actions[position],
+                &format!(
+                    "its dependent {moving}; an upstream job restarts only when its dependents have settled"
+                ),
+            );
+        }
+    }
+
+    // The order of what runs.
+    for (key, upstreams) in &depends {
+        let Some(&down_at) = index.get(key) else {
+            continue;
+        };
+        for upstream in upstreams {
+            let Some(&up_at) = index.get(upstream) else {
+                continue;
+            };
+            let (down, up) = (&actions[down_at], &actions[up_at]);
+            if down.class == ActionClass::None || up.class == ActionClass::None {
+                continue;
+            }
+            if down.is_held() || up.is_held() {
+                continue;
+            }
+            if is_going_down(up.class) || is_restarting(up.class) {
+                actions[up_at].after.push(key.clone());
+            } else {
+                actions[down_at].after.push(upstream.clone());
+            }
+        }
+    }
+    for action in actions.iter_mut() {
+        action.after.sort();
+        action.after.dedup();
+    }
+}
+
+fn hold(action: &mut JobAction, why: &str) {
+    action.reason = format!("held: {why}; {}", action.reason);
+    if action.on_hold.is_none() {
+        action.on_hold = Some(why.to_string());
+    }
+}
+
+/// Job keys, every job after its dependencies; `None` on a cycle.
+fn topological(depends: &BTreeMap<String, Vec<String>>) -> Option<Vec<String>> {
+    let mut keys: BTreeSet<&str> = depends.keys().map(String::as_str).collect();
+    for upstreams in depends.values() {
+        keys.extend(upstreams.iter().map(String::as_str));
+    }
+    let mut sorted: Vec<String> = Vec::with_capacity(keys.len());
+    let mut done: BTreeSet<&str> = BTreeSet::new();
+    while done.len() < keys.len() {
+        let ready: Vec<&str> = keys
+            .iter()
+            .copied()
+            .filter(|key| !done.contains(key))
+            .filter(|key| {
+                depends
+                    .get(*key)
+                    .is_none_or(|upstreams| upstreams.iter().all(|u| done.contains(u.as_str())))
+            })
+            .collect();
+        if ready.is_empty() {
+            return None;
+        }
+        for key in ready {
+            done.insert(key);
+            sorted.push(key.to_string());
+        }
+    }
+    Some(sorted)
+}
+
+/// Groups of actions (by key) that may run together, in the order the executor runs them: an
+/// action comes in the group after the last of its `after`. `None` when `after` loops (never
+/// from the planner).
+pub(crate) fn waves<'a>(actions: impl Iterator<Item = &'a JobAction>) -> Option<Vec<Vec<usize>>> {
+    let actions: Vec<&JobAction> = actions.collect();
+    let index: BTreeMap<String, usize> = actions
+        .iter()
+        .enumerate()
+        .map(|(position, action)| (action.key(), position))
+        .collect();
+    let mut wave: Vec<Option<usize>> = vec![None; actions.len()];
+    let mut placed = 0;
+    while placed < actions.len() {
+        let mut progress = false;
+        for position in 0..actions.len() {
+            if wave[position].is_some() {
+                continue;
+            }
+            let mut level = 0;
+            let mut ready = true;
+            for key in &actions[position].after {
+                match index.get(key) {
+                    // An action not in this list (filtered out) does not hold anything.
+                    None => {}
+                    Some(&at) => match wave[at] {
+                        Some(before) => level = level.max(before + 1),
+                        None => ready = false,
+                    },
+                }
+            }
+            if ready {
+                wave[position] = Some(level);
+                placed += 1;
+                progress = true;
+            }
+        }
+        if !progress {
+            return None;
+        }
+    }
+    let count = wave.iter().flatten().max().map_or(0, |max| max + 1);
+    let mut groups = vec![Vec::new(); count];
+    for (position, level) in wave.into_iter().enumerate() {
+        if let Some(level) = level {
+            groups[level].push(position);
+        }
+    }
+    Some(groups)
+}
+
+impl Plan {
+    /// The changes in the order they run, as groups of job keys (`name`, DLF `dlf:name`) that
+    /// may run together; every group after the one before. Empty when no action has an order.
+    pub fn order(&self) -> Vec<Vec<String>> {
+        let changes: Vec<&JobAction> = self.changes().filter(|action| !action.is_held()).collect();
+        if changes.iter().all(|action| action.after.is_empty()) {
+            return Vec::new();
+        }
+        match waves(changes.iter().copied()) {
+            Some(groups) => groups
+                .into_iter()
+                .map(|group| group.into_iter().map(|at| changes[at].key()).collect())
+                .collect(),
+            None => Vec::new(),
+        }
+    }
+}
