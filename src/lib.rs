@@ -10,6 +10,7 @@ pub mod doctor;
 pub mod emulator;
 pub mod journal;
 pub mod model;
+pub mod notify;
 pub mod plan;
 pub mod promotion;
 pub mod server;

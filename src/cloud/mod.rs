@@ -32,6 +32,8 @@ pub use dli::{
     DliClient, JobMapping, JobTagListing, ListJobsQuery, ListedConfig, ListedFlinkJob, ListedJobs,
 };
 pub use error::{BatchFailure, CallContext, CloudError, TransportFailure};
+/// The signed HTTP core, for the notification sinks (SMN).
+pub(crate) use http::{Call, ServiceClient};
 pub use http::{Exchange, ExchangeObserver, observe_exchanges};
 pub use metrics::{RequestCount, RequestMetrics};
 pub use obs::{ObjectStore, ObsAddressing, ObsLocation, ObsOptions};

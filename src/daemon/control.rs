@@ -253,6 +253,8 @@ pub struct Controls {
     journal: Option<Journal>,
     global: Suspend,
     targets: Mutex<BTreeMap<String, TargetControl>>,
+    /// Notifications: the loop reports each pass here.
+    notifier: Mutex<Option<Arc<crate::notify::Notifier>>>,
 }
 
 impl std::fmt::Debug for Controls {
@@ -272,7 +274,36 @@ impl Controls {
             journal,
             global,
             targets: Mutex::new(BTreeMap::new()),
+            notifier: Mutex::new(None),
         }
+    }
+
+    /// Sends notifications through `notifier` from now on.
+    pub fn set_notifier(&self, notifier: Option<Arc<crate::notify::Notifier>>) {
+        *self.notifier.lock().unwrap_or_else(PoisonError::into_inner) = notifier;
+    }
+
+    /// The notifier, when sinks are configured. Other parts of the daemon (automatic rollback,
+    /// promotion) emit their events through it: [`crate::notify::Notifier::emit`].
+    pub fn notifier(&self) -> Option<Arc<crate::notify::Notifier>> {
+        self.notifier
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Whether automatic sync is held off for `target` now (suspended), for the
+    /// `auto_sync_off` notification.
+    pub fn suspended_now(&self, target: &str) -> bool {
+        let now = self.now();
+        self.lock()
+            .get(target)
+            .is_some_and(|control| suspension(self.global, control, now).0)
+    }
+
+    /// The daemon's journal, when it has one (read-only views: the savepoint catalog).
+    pub fn journal(&self) -> Option<&Journal> {
+        self.journal.as_ref()
     }
 
     /// Every target of `config`: its `suspend`, its `windows` (parsed), and the run-time

@@ -286,6 +286,10 @@ pub async fn serve(
             crate::config::Suspend::Off,
         ))
     });
+    if let Some(notifier) = controls.notifier() {
+        // Deliveries a previous run journaled as due and did not finish.
+        notifier.resume_pending();
+    }
     for target in &parts.targets {
         if !controls.knows(&target.spec.name) {
             controls.add_target(&target.spec.name, crate::config::Suspend::Off, Vec::new());
@@ -430,8 +434,13 @@ pub async fn serve(
     if let Some(hook) = &parts.promotion {
         let wake = triggers.clone();
         let counted = metrics.clone();
+        let notifier = controls.notifier();
+        let runtime = tokio::runtime::Handle::current();
         hook.set_listener(Box::new(move |event| {
             use crate::promotion::PromotionEvent;
+            if let Some(notifier) = &notifier {
+                notifier.promotion_event(&runtime, event);
+            }
             match event {
                 PromotionEvent::Promoted { to, by, .. } => {
                     if let Some(trigger) = wake.get(to) {

@@ -445,6 +445,20 @@ async fn target_parts(
         target: String::new(),
         source: problem.into(),
     })?;
+    // Notifications over the same journal (states and due deliveries are read back).
+    let notifier = crate::notify::Notifier::from_config(
+        config,
+        Some(journal.clone()),
+        crate::notify::RetryPolicy::default(),
+    )
+    .map_err(|error| RunError::Target {
+        target: String::new(),
+        source: Box::new(error),
+    })?;
+    if let Some(notifier) = &notifier {
+        tracing::info!(sinks = %notifier.sink_names().join(", "), "Notifications on.");
+    }
+    controls.set_notifier(notifier);
     // Promotion: the pipeline over the same journal.
     let promotion = crate::promotion::PromotionHook::new(Arc::new(config.clone()), journal)
         .map_err(|error| RunError::Target {

@@ -244,6 +244,10 @@ impl Worker {
         };
         let result = tokio::time::timeout(policy.sync_timeout, self.reconciler.pass(request)).await;
         let window_stopped = window_watch.is_some_and(|watch| watch.finish());
+        let resolved = match &result {
+            Ok(Ok(report)) => report.resolved.clone(),
+            _ => Vec::new(),
+        };
         let elapsed = started.elapsed();
         let source_error = source_state.error.clone();
 
@@ -280,6 +284,8 @@ impl Worker {
             ),
         };
         let outcome = self.after_controls(outcome, control_hold, window_stopped);
+        self.notify(outcome.result, resolved, desired_revision.clone())
+            .await;
         self.metrics
             .observe_reconcile(&self.spec.name, outcome.result, elapsed);
         if let (Some(hook), Some(status)) = (&self.promotion, self.board.target(&self.spec.name)) {
@@ -680,6 +686,60 @@ impl Worker {
             outcome.result = "window_stopped";
         }
         outcome
+    }
+}
+
+/// Notifications (see `crate::notify`).
+impl Worker {
+    /// Reports this pass to the notifier: journals a change of state and hands its messages to
+    /// delivery tasks; never waits for a sink.
+    async fn notify(&self, result: &str, resolved: Vec<String>, revision: Option<String>) {
+        let Some(notifier) = self.controls.notifier() else {
+            return;
+        };
+        let status = self.board.target(&self.spec.name);
+        let (sync_known, sync_failed) = match result {
+            "failed" | "error" => (
+                true,
+                Some(
+                    status
+                        .as_ref()
+                        .and_then(|status| status.operation.as_ref())
+                        .and_then(|operation| operation.message.clone())
+                        .unwrap_or_else(|| "the pass failed".to_string()),
+                ),
+            ),
+            "synced" | "applied" => (true, None),
+            _ => (false, None),
+        };
+        let (health_known, degraded) = match status.as_ref().map(|status| &status.health) {
+            Some(health) if health.status == HealthStatus::Degraded => (
+                true,
+                Some(
+                    health
+                        .message
+                        .clone()
+                        .unwrap_or_else(|| "a job is Degraded".to_string()),
+                ),
+            ),
+            Some(health) if health.status == HealthStatus::Healthy => (true, None),
+            _ => (false, None),
+        };
+        let policy = &self.spec.policy;
+        let suspended = self.suspended || self.controls.suspended_now(&self.spec.name);
+        let signals = crate::notify::PassSignals {
+            sync_failed,
+            sync_known,
+            degraded,
+            health_known,
+            resolved,
+            auto_sync_off: !policy.auto_sync || suspended,
+            self_heal_off: !policy.self_heal || suspended,
+            revision,
+        };
+        notifier
+            .after_pass(&self.spec.name, signals, self.controls.now())
+            .await;
     }
 }
 

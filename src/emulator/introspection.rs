@@ -43,6 +43,7 @@ pub(crate) fn handle(
                 None => not_found(format!("project {project_id} has no job {job_id}")),
             }
         }
+        (Operation::EmulatorSmnMessages, _) => Reply::json(json!({"messages": shared.smn.all()})),
         _ => not_found("no such emulator resource".to_string()),
     }
 }

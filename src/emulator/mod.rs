@@ -20,6 +20,7 @@ mod introspection;
 pub mod obs;
 mod s3;
 mod server;
+mod smn;
 pub mod state;
 mod store;
 
@@ -166,6 +167,7 @@ impl Emulator {
             tokens: Mutex::new(HashMap::new()),
             lockouts: Mutex::new(HashMap::new()),
             stats: Mutex::new(BTreeMap::new()),
+            smn: Default::default(),
         });
         let (shutdown_sender, shutdown_receiver) = watch::channel(false);
         let router = axum::Router::new()

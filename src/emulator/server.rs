@@ -32,6 +32,8 @@ pub(crate) struct Shared {
     pub faults: FaultInjector,
     /// Seals this data directory's Flink export zips; import accepts only zips it sealed.
     pub export_key: crate::emulator::dli::export_format::ExportKey,
+    /// SMN messages published (`GET /_emulator/v1/smn/messages`).
+    pub smn: super::smn::SmnMessages,
 }
 
 impl Shared {
@@ -312,6 +314,8 @@ pub(crate) enum Operation {
     ListQueues,
     EmulatorStats,
     EmulatorJobRuns,
+    SmnPublishMessage,
+    EmulatorSmnMessages,
 }
 
 impl Operation {
@@ -350,6 +354,8 @@ impl Operation {
             Operation::ListQueues => "ListQueues",
             Operation::EmulatorStats => "EmulatorStats",
             Operation::EmulatorJobRuns => "EmulatorJobRuns",
+            Operation::SmnPublishMessage => "SmnPublishMessage",
+            Operation::EmulatorSmnMessages => "EmulatorSmnMessages",
         }
     }
 
@@ -365,7 +371,9 @@ impl Operation {
             | Operation::DlfStopJob
             | Operation::DlfDeleteJob => Service::Dlf,
             Operation::IamCreateToken | Operation::IamListProjects => Service::Iam,
-            Operation::EmulatorStats | Operation::EmulatorJobRuns => Service::Emulator,
+            Operation::EmulatorStats
+            | Operation::EmulatorJobRuns
+            | Operation::EmulatorSmnMessages => Service::Emulator,
             _ => Service::Dli,
         }
     }
@@ -428,6 +436,10 @@ pub(crate) fn route(method: &Method, segments: &[&str]) -> Option<(Operation, Op
         ["v1", pid, "jobs", _, "stop"] if post => (DlfStopJob, pid),
         ["v1", pid, "system-tasks", _] if get => (DlfListSystemTasks, pid),
         ["_emulator", "v1", "stats"] if get => return Some((EmulatorStats, None)),
+        ["_emulator", "v1", "smn", "messages"] if get => return Some((EmulatorSmnMessages, None)),
+        ["v2", pid, "notifications", "topics", _, "publish"] if post => {
+            return Some((SmnPublishMessage, project(pid)));
+        }
         ["_emulator", "v1", pid, "jobs", _, "runs"] if get => {
             return Some((EmulatorJobRuns, project(pid)));
         }
@@ -636,6 +648,7 @@ async fn process_after_faults(
     let result = match service {
         Service::Dlf => dlf::handle(&call, operation),
         _ if operation == Operation::ListQueues => super::dli_queues::list(&call),
+        _ if operation == Operation::SmnPublishMessage => super::smn::publish(&call),
         _ => dli::handle(&call, operation),
     };
     match result {

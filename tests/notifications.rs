@@ -1,0 +1,626 @@
+//! Notifications end to end: the daemon loop and HTTP server in-process over a fake service
+//! whose passes fail or succeed on demand; a local receiver on a loopback port 0 for the
+//! webhook and the Slack sink; the emulator (the real binary, its own process) for SMN. Each
+//! sink must get exactly one message per transition across daemon restarts on one journal.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::body::Bytes;
+use axum::http::{HeaderMap, StatusCode};
+use futures::future::BoxFuture;
+use serde_json::Value;
+use tokio::net::TcpListener;
+
+use dli_gitops::config::Config;
+use dli_gitops::daemon::control::{Controls, system_clock};
+use dli_gitops::daemon::status::ErrorInfo;
+use dli_gitops::daemon::{
+    ActionOutcome, DaemonParts, PassError, PassReport, PassRequest, SnapshotSource, SourceFailure,
+    SourceParts, TargetParts, TargetReconciler, serve, target_spec,
+};
+use dli_gitops::journal::{Journal, JournalOptions, RecordBody, RecordFilter};
+use dli_gitops::model::{DesiredJobs, JobKind, ObservedJobs};
+use dli_gitops::notify::{Notifier, RetryPolicy, sign_body};
+use dli_gitops::plan::{ActionClass, JournalView, PlanPolicy};
+use dli_gitops::spec::snapshot::RepoSnapshot;
+
+const BINARY: &str = env!("CARGO_BIN_EXE_dli-gitops");
+const ACCESS_KEY: &str = "DLIGITOPSDEVACCESSKEY";
+const SECRET_KEY: &str = "dli-gitops-dev-secret-key-not-for-production";
+const PROJECT: &str = "0a1b2c3d4e5f60718293a4b5c6d7e8f9";
+const HMAC_KEY: &str = "notify-hmac-key-never-in-a-message";
+const TOKEN: &str = "notify-test-token";
+
+// ---- the receiver --------------------------------------------------------------------------
+
+#[derive(Debug, Clone)]
+struct Received {
+    path: String,
+    headers: HeaderMap,
+    body: Bytes,
+}
+
+#[derive(Default)]
+struct Receiver {
+    received: Mutex<Vec<Received>>,
+    /// Answer 500 to this many requests first.
+    fail_first: AtomicUsize,
+}
+
+impl Receiver {
+    fn on(&self, path: &str) -> Vec<Received> {
+        self.received
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|r| r.path == path)
+            .cloned()
+            .collect()
+    }
+}
+
+async fn start_receiver(receiver: Arc<Receiver>) -> String {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    let app = axum::Router::new().fallback(
+        move |uri: axum::http::Uri, headers: HeaderMap, body: Bytes| {
+            let receiver = receiver.clone();
+            async move {
+                if receiver
+                    .fail_first
+                    .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+                    .is_ok()
+                {
+                    return StatusCode::INTERNAL_SERVER_ERROR;
+                }
+                receiver.received.lock().unwrap().push(Received {
+                    path: uri.path().to_string(),
+                    headers,
+                    body,
+                });
+                StatusCode::OK
+            }
+        },
+    );
+    tokio::spawn(async move {
+        axum::serve(listener, app).await.unwrap();
+    });
+    format!("http://{address}")
+}
+
+// ---- the emulator --------------------------------------------------------------------------
+
+struct Emulator {
+    child: Child,
+    url: String,
+}
+
+impl Drop for Emulator {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn start_emulator(dir: &Path) -> Emulator {
+    let mut child = Command::new(BINARY)
+        .args([
+            "emulator",
+            "--listen",
+            "127.0.0.1:0",
+            "--s3-listen",
+            "127.0.0.1:0",
+        ])
+        .arg("--data")
+        .arg(dir.join("emulator-data"))
+        .stdout(Stdio::piped())
+        .stderr(std::fs::File::create(dir.join("emulator.log")).unwrap())
+        .spawn()
+        .expect("the emulator starts");
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .expect("the emulator prints its endpoints");
+    let endpoints: Value = serde_json::from_str(&line).expect("endpoints JSON");
+    Emulator {
+        child,
+        url: endpoints["dli"]
+            .as_str()
+            .unwrap()
+            .trim_end_matches('/')
+            .to_string(),
+    }
+}
+
+// ---- the fake service ------------------------------------------------------------------------
+
+struct OneRevision;
+
+impl SnapshotSource for OneRevision {
+    fn poll(&self, last_revision: Option<&str>) -> Result<Option<RepoSnapshot>, SourceFailure> {
+        if last_revision == Some("r1") {
+            return Ok(None);
+        }
+        Ok(Some(RepoSnapshot {
+            revision: "r1".into(),
+            files: Default::default(),
+        }))
+    }
+    fn next_poll_in(&self) -> Option<Duration> {
+        Some(Duration::from_millis(200))
+    }
+    fn watch(&self) -> Result<Option<tokio::sync::mpsc::Receiver<()>>, SourceFailure> {
+        Ok(None)
+    }
+    fn kind(&self) -> &'static str {
+        "dir"
+    }
+    fn location(&self) -> String {
+        "memory".into()
+    }
+    fn webhook_match(&self) -> Option<(String, String)> {
+        None
+    }
+}
+
+/// Fails its executing passes while `failing` is set; reports `resolved` on its first pass.
+struct Service {
+    failing: Mutex<bool>,
+    resolved: Mutex<Vec<String>>,
+    passes: AtomicUsize,
+}
+
+impl Service {
+    fn new(failing: bool, resolved: &[&str]) -> Arc<Service> {
+        Arc::new(Service {
+            failing: Mutex::new(failing),
+            resolved: Mutex::new(resolved.iter().map(|s| s.to_string()).collect()),
+            passes: AtomicUsize::new(0),
+        })
+    }
+}
+
+fn empty_plan() -> dli_gitops::plan::Plan {
+    dli_gitops::plan::plan(
+        &DesiredJobs::default(),
+        &ObservedJobs::default(),
+        &JournalView::default(),
+        &PlanPolicy::default(),
+    )
+}
+
+impl TargetReconciler for Service {
+    fn pass<'a>(
+        &'a self,
+        request: PassRequest<'a>,
+    ) -> BoxFuture<'a, Result<PassReport, PassError>> {
+        Box::pin(async move {
+            let failing = *self.failing.lock().unwrap();
+            let outcomes = if failing && request.execute {
+                vec![ActionOutcome {
+                    kind: JobKind::FlinkSql,
+                    name: "clicks".into(),
+                    class: ActionClass::Upgrade,
+                    error: Some(ErrorInfo {
+                        code: Some("DLI.0001".into()),
+                        message: "queue q is full".into(),
+                        time: None,
+                    }),
+                }]
+            } else {
+                Vec::new()
+            };
+            let report = PassReport {
+                plan: Some(empty_plan()),
+                remaining: Some(empty_plan()),
+                executed: request.execute,
+                outcomes,
+                resolved: std::mem::take(&mut *self.resolved.lock().unwrap()),
+                ..PassReport::default()
+            };
+            self.passes.fetch_add(1, Ordering::SeqCst);
+            Ok(report)
+        })
+    }
+    fn applied_revision(&self) -> Option<String> {
+        None
+    }
+    fn record_applied<'a>(
+        &'a self,
+        _revision: &'a str,
+        _plan_id: Option<&'a str>,
+        _summary: &'a str,
+    ) -> BoxFuture<'a, Result<(), PassError>> {
+        Box::pin(async { Ok(()) })
+    }
+    fn request_metrics(&self) -> Option<dli_gitops::cloud::RequestMetrics> {
+        None
+    }
+}
+
+// ---- the daemon ------------------------------------------------------------------------------
+
+fn write_config(dir: &Path, receiver: &str, emulator: &str, extra_sink: &str) -> PathBuf {
+    std::fs::create_dir_all(dir.join("jobs")).unwrap();
+    std::fs::write(dir.join("hmac-key"), format!("{HMAC_KEY}\n")).unwrap();
+    std::fs::write(dir.join("ak"), ACCESS_KEY).unwrap();
+    std::fs::write(dir.join("sk"), SECRET_KEY).unwrap();
+    let text = format!(
+        r#"state_dir: {dir}/state
+listen: 127.0.0.1:0
+sources:
+  jobs:
+    path: {dir}/jobs
+targets:
+  - name: dev
+    source: jobs
+    region: cn-north-4
+    project_id: {PROJECT}
+    endpoints: {{dli: {emulator}}}
+    credentials: {{access_key_file: {dir}/ak, secret_key_file: {dir}/sk}}
+    staging: file://{dir}/staging/
+    backups: file://{dir}/backups/
+    policy: {{auto_sync: true, self_heal: true, resync_interval: 1h}}
+notifications:
+  - name: hook
+    events: [sync_failed, sync_recovered, started_after_crash]
+    webhook: {{url: "{receiver}/hook", secret_file: {dir}/hmac-key}}
+  - name: chat
+    events: [sync_failed, sync_recovered]
+    slack: {{url: "{receiver}/slack"}}
+  - name: pager
+    events: [sync_failed, sync_recovered]
+    smn:
+      target: dev
+      topic_urn: "urn:smn:cn-north-4:{PROJECT}:dli-gitops"
+      endpoint: {emulator}
+{extra_sink}"#,
+        dir = dir.display(),
+    );
+    let path = dir.join("config.yaml");
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+struct Running {
+    base: String,
+    shutdown: tokio::sync::oneshot::Sender<()>,
+    task: tokio::task::JoinHandle<Result<(), dli_gitops::daemon::DaemonError>>,
+    journal: Journal,
+}
+
+async fn start_daemon(config: &Config, service: Arc<Service>, retry: RetryPolicy) -> Running {
+    // The previous run's delivery tasks may hold the journal a moment longer.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let journal = loop {
+        match Journal::open(&config.state_dir, JournalOptions::default()) {
+            Ok((journal, _)) => break journal,
+            Err(error) => {
+                assert!(
+                    Instant::now() < deadline,
+                    "the journal stays locked: {error}"
+                );
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    };
+    let controls =
+        Arc::new(Controls::from_config(config, Some(journal.clone()), system_clock()).unwrap());
+    controls.set_notifier(Notifier::from_config(config, Some(journal.clone()), retry).unwrap());
+    let mut parts: DaemonParts = dli_gitops::daemon::base_parts(config).unwrap();
+    parts.sources = vec![SourceParts {
+        name: "jobs".into(),
+        source: Arc::new(OneRevision),
+        webhook_secret: None,
+    }];
+    parts.resolver = Arc::new(|_: &RepoSnapshot, _: &str| Ok(DesiredJobs::default()));
+    parts.targets = vec![TargetParts {
+        spec: target_spec(&config.targets[0]),
+        reconciler: service,
+    }];
+    parts.api_token = Some(TOKEN.as_bytes().to_vec());
+    parts.controls = Some(controls);
+    parts.progress_interval = Duration::from_millis(200);
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let (shutdown, on_shutdown) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(serve(parts, listener, async move {
+        let _ = on_shutdown.await;
+    }));
+    Running {
+        base,
+        shutdown,
+        task,
+        journal,
+    }
+}
+
+impl Running {
+    async fn sync(&self) {
+        let response = reqwest::Client::new()
+            .post(format!("{}/api/v1/targets/dev/sync", self.base))
+            .bearer_auth(TOKEN)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status().as_u16(), 202);
+    }
+
+    /// Stops the daemon and releases its journal.
+    async fn stop(self) {
+        let _ = self.shutdown.send(());
+        tokio::time::timeout(Duration::from_secs(15), self.task)
+            .await
+            .expect("stops")
+            .unwrap()
+            .unwrap();
+        drop(self.journal);
+    }
+}
+
+async fn wait_for(what: &str, mut check: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !check() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+async fn passes_reach(service: &Service, count: usize) {
+    wait_for(&format!("{count} passes"), || {
+        service.passes.load(Ordering::SeqCst) >= count
+    })
+    .await;
+}
+
+/// The messages the emulator's SMN recorded (a blocking read, for `wait_for` checks).
+fn smn_messages(emulator: &str) -> Vec<Value> {
+    use std::io::{Read, Write};
+    let address = emulator.trim_start_matches("http://");
+    let mut stream = std::net::TcpStream::connect(address).unwrap();
+    write!(
+        stream,
+        "GET /_emulator/v1/smn/messages HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    let body = response.split_once("\r\n\r\n").map_or("", |(_, body)| body);
+    let body: Value = serde_json::from_str(body).unwrap_or_else(|_| {
+        // Chunked: the JSON is between the first chunk size line and the terminator.
+        let start = body.find('{').unwrap_or(0);
+        let end = body.rfind('}').map_or(body.len(), |end| end + 1);
+        serde_json::from_str(&body[start..end]).unwrap()
+    });
+    body["messages"].as_array().cloned().unwrap_or_default()
+}
+
+fn events(received: &[Received]) -> Vec<String> {
+    received
+        .iter()
+        .map(|r| {
+            let body: Value = serde_json::from_slice(&r.body).unwrap();
+            body["event"].as_str().unwrap_or_default().to_string()
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_sink_gets_one_message_per_transition_across_restarts() {
+    let dir = tempfile::tempdir().unwrap();
+    let receiver = Arc::new(Receiver::default());
+    let receiver_url = start_receiver(receiver.clone()).await;
+    let emulator = start_emulator(dir.path());
+    let path = write_config(dir.path(), &receiver_url, &emulator.url, "");
+    let config = Config::load(&path).unwrap();
+    let fast = RetryPolicy {
+        attempts: 5,
+        first_delay: Duration::from_millis(100),
+        timeout: Duration::from_secs(5),
+    };
+    let emulator_url = emulator.url.clone();
+    let smn = move || smn_messages(&emulator_url);
+
+    // Run 1: the target fails, three passes in a row: one sync_failed per sink.
+    let service = Service::new(true, &[]);
+    let daemon = start_daemon(&config, service.clone(), fast).await;
+    passes_reach(&service, 1).await;
+    daemon.sync().await;
+    passes_reach(&service, 2).await;
+    daemon.sync().await;
+    passes_reach(&service, 3).await;
+    wait_for("the failure on every sink", || {
+        receiver.on("/hook").len() == 1 && receiver.on("/slack").len() == 1 && smn().len() == 1
+    })
+    .await;
+    daemon.stop().await;
+
+    // Run 2, after a crash: the first pass resolves an open intent, still failing: no repeat
+    // of sync_failed, one started_after_crash (webhook only). Then it recovers: one each.
+    let service = Service::new(
+        true,
+        &["upgrade of clicks (found job 12 (job_cancel_success))"],
+    );
+    let daemon = start_daemon(&config, service.clone(), fast).await;
+    passes_reach(&service, 1).await;
+    daemon.sync().await;
+    passes_reach(&service, 2).await;
+    wait_for("the crash notice", || receiver.on("/hook").len() == 2).await;
+    *service.failing.lock().unwrap() = false;
+    daemon.sync().await;
+    passes_reach(&service, 3).await;
+    wait_for("the recovery on every sink", || {
+        receiver.on("/hook").len() == 3 && receiver.on("/slack").len() == 2 && smn().len() == 2
+    })
+    .await;
+    daemon.stop().await;
+
+    // Run 3: still fine, nothing new.
+    let service = Service::new(false, &[]);
+    let daemon = start_daemon(&config, service.clone(), fast).await;
+    passes_reach(&service, 1).await;
+    daemon.sync().await;
+    passes_reach(&service, 2).await;
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    let journal = daemon.journal.clone();
+    let sent = journal
+        .records(&RecordFilter {
+            kinds: vec!["notification_sent".into()],
+            ..RecordFilter::default()
+        })
+        .unwrap();
+    daemon.stop().await;
+
+    let hook = receiver.on("/hook");
+    assert_eq!(
+        events(&hook),
+        ["sync_failed", "started_after_crash", "sync_recovered"]
+    );
+    for delivery in &hook {
+        let signature = delivery.headers["x-dli-gitops-signature"].to_str().unwrap();
+        assert_eq!(signature, sign_body(HMAC_KEY.as_bytes(), &delivery.body));
+        let text = String::from_utf8_lossy(&delivery.body);
+        assert!(
+            !text.contains(HMAC_KEY) && !text.contains(SECRET_KEY),
+            "{text}"
+        );
+    }
+    let first: Value = serde_json::from_slice(&hook[0].body).unwrap();
+    assert_eq!(first["target"], "dev");
+    assert!(
+        first["summary"]
+            .as_str()
+            .unwrap()
+            .contains("queue q is full"),
+        "{first}"
+    );
+    let slack: Vec<String> = receiver
+        .on("/slack")
+        .iter()
+        .map(|r| {
+            serde_json::from_slice::<Value>(&r.body).unwrap()["text"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        })
+        .collect();
+    assert_eq!(slack.len(), 2);
+    assert!(
+        slack[0].contains("sync failed") && slack[1].contains("recovered"),
+        "{slack:?}"
+    );
+    let published = smn();
+    assert_eq!(published.len(), 2, "{published:?}");
+    assert_eq!(
+        published[0]["topic_urn"],
+        format!("urn:smn:cn-north-4:{PROJECT}:dli-gitops")
+    );
+    assert!(
+        published[0]["subject"]
+            .as_str()
+            .unwrap()
+            .contains("sync_failed")
+    );
+    assert!(
+        published[1]["subject"]
+            .as_str()
+            .unwrap()
+            .contains("sync_recovered")
+    );
+    assert!(
+        !published[0]["message"]
+            .as_str()
+            .unwrap()
+            .contains(SECRET_KEY)
+    );
+    // Every delivery was journaled as sent.
+    let ok = sent
+        .iter()
+        .filter(|record| match &record.body {
+            RecordBody::Unknown(fields) => fields["ok"] == true,
+            _ => false,
+        })
+        .count();
+    assert_eq!(ok, 3 + 2 + 2, "{sent:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_sink_is_retried_then_dropped_and_never_blocks_a_pass() {
+    let dir = tempfile::tempdir().unwrap();
+    let receiver = Arc::new(Receiver::default());
+    // The first two attempts answer 500: the third lands.
+    receiver.fail_first.store(2, Ordering::SeqCst);
+    let receiver_url = start_receiver(receiver.clone()).await;
+    // A sink nobody listens on: every attempt fails, then the message is dropped.
+    let closed = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.local_addr().unwrap()
+    };
+    let emulator = start_emulator(dir.path());
+    let extra = format!(
+        "  - name: gone\n    events: [sync_failed]\n    webhook: {{url: \"http://{closed}/hook\", secret_file: {}/hmac-key}}\n",
+        dir.path().display()
+    );
+    let path = write_config(dir.path(), &receiver_url, &emulator.url, &extra);
+    let config = Config::load(&path).unwrap();
+    let retry = RetryPolicy {
+        attempts: 3,
+        first_delay: Duration::from_millis(300),
+        timeout: Duration::from_secs(2),
+    };
+    let service = Service::new(true, &[]);
+    let daemon = start_daemon(&config, service.clone(), retry).await;
+    passes_reach(&service, 1).await;
+    // Passes go on while deliveries are retried.
+    daemon.sync().await;
+    passes_reach(&service, 2).await;
+    wait_for("the retried delivery", || receiver.on("/hook").len() == 1).await;
+    let journal = daemon.journal.clone();
+    wait_for("the dropped delivery journaled", || {
+        journal
+            .records(&RecordFilter {
+                kinds: vec!["notification_sent".into()],
+                ..RecordFilter::default()
+            })
+            .unwrap()
+            .iter()
+            .any(|record| matches!(&record.body, RecordBody::Unknown(fields) if fields["sink"] == "gone" && fields["ok"] == false))
+    })
+    .await;
+    daemon.stop().await;
+    assert_eq!(events(&receiver.on("/hook")), ["sync_failed"]);
+}
+
+#[test]
+fn unknown_events_and_non_http_sinks_are_refused_with_their_location() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = write_config(
+        dir.path(),
+        "http://127.0.0.1:9",
+        "http://127.0.0.1:9",
+        "  - name: bad\n    events: [sync_failed, sync_exploded]\n    slack: {url: \"ftp://chat.example.com/x\"}\n",
+    );
+    let error = Config::load(&path).expect_err("refused");
+    let problems = match &error {
+        dli_gitops::config::ConfigError::Invalid { problems, .. } => problems.clone(),
+        other => panic!("{other:?}"),
+    };
+    let paths: Vec<&str> = problems.iter().map(|p| p.yaml_path.as_str()).collect();
+    assert!(
+        paths.contains(&"notifications[3].events[1]"),
+        "{problems:?}"
+    );
+    assert!(
+        paths.contains(&"notifications[3].slack.url"),
+        "{problems:?}"
+    );
+    assert!(
+        problems.iter().any(|p| p.message.contains("sync_exploded")),
+        "{problems:?}"
+    );
+}
