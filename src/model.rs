@@ -743,33 +743,6 @@ pub struct SourceLocation {
     pub line: u32,
 }
 
-/// A Flink job as git wants it, resolved for one environment.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct DesiredFlinkJob {
-    pub name: String,
-    pub config: FlinkJobConfig,
-    pub lifecycle: Lifecycle,
-    pub source: SourceLocation,
-    /// Stable content digest of `config` + `lifecycle` (hex SHA-256).
-    pub digest: String,
-}
-
-impl DesiredFlinkJob {
-    pub fn kind(&self) -> JobKind {
-        self.config.kind()
-    }
-}
-
-/// A DLF resource replacement applied at import (`{name, type, replace}`).
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
-pub struct DlfResourceReplacement {
-    pub name: String,
-    #[serde(rename = "type")]
-    pub resource_type: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub replace: Option<String>,
-}
-
 /// What a job does about drift on automatic passes (`drift:` in a job file).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -816,6 +789,36 @@ impl JobPolicy {
     }
 }
 
+/// A Flink job as git wants it, resolved for one environment.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DesiredFlinkJob {
+    pub name: String,
+    pub config: FlinkJobConfig,
+    pub lifecycle: Lifecycle,
+    pub source: SourceLocation,
+    /// Stable content digest of `config` + `lifecycle` (hex SHA-256).
+    pub digest: String,
+    /// Dependencies and drift policy (not part of `digest`).
+    #[serde(default, skip_serializing_if = "JobPolicy::is_default")]
+    pub policy: JobPolicy,
+}
+
+impl DesiredFlinkJob {
+    pub fn kind(&self) -> JobKind {
+        self.config.kind()
+    }
+}
+
+/// A DLF resource replacement applied at import (`{name, type, replace}`).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct DlfResourceReplacement {
+    pub name: String,
+    #[serde(rename = "type")]
+    pub resource_type: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replace: Option<String>,
+}
+
 /// How a DLF job is imported into one environment.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
 pub struct DlfImportSettings {
@@ -825,9 +828,6 @@ pub struct DlfImportSettings {
     pub resources: Vec<DlfResourceReplacement>,
     /// `SAVED`, `SUBMITTED` or `PRODUCTION`.
     pub target_status: Option<String>,
-    /// Dependencies and drift policy (not part of `digest`).
-    #[serde(default, skip_serializing_if = "JobPolicy::is_default")]
-    pub policy: JobPolicy,
     pub approvers: Vec<String>,
     pub execute_user: Option<String>,
 }
@@ -849,6 +849,9 @@ pub struct DesiredDlfJob {
     pub desired_state: Option<RunState>,
     pub source: SourceLocation,
     pub digest: String,
+    /// Dependencies and drift policy (not part of `digest`).
+    #[serde(default, skip_serializing_if = "JobPolicy::is_default")]
+    pub policy: JobPolicy,
 }
 
 /// Everything a repository declares for one environment, sorted by name within each kind.
@@ -876,9 +879,6 @@ impl FlinkJobStatus {
     }
     /// Moving between states; wait before acting.
     pub fn is_transitional(&self) -> bool {
-    /// Dependencies and drift policy (not part of `digest`).
-    #[serde(default, skip_serializing_if = "JobPolicy::is_default")]
-    pub policy: JobPolicy,
         matches!(
             self.0.as_str(),
             "job_submitting"

@@ -841,9 +841,9 @@ fn build_world(flink: &[FlinkCase], dlf: &[DlfCase]) -> (DesiredJobs, Simulator)
                 },
                 source: SourceLocation::default(),
                 digest: format!("digest-{name}-{}-{}", case.cu_number, case.sql_variant),
+                policy: Default::default(),
             });
         }
-                policy: Default::default(),
         if let Some(live) = &case.live {
             let mut config =
                 flink_config(live.jar, live.cu_number, live.sql_variant, live.smn_topic);

@@ -219,6 +219,7 @@ impl<L: LiveService, J: Ledger> Executor<'_, L, J> {
             protected: (ok && action.class != ActionClass::Prune && !action.is_waiting())
                 .then_some(action.protected),
             warnings: state.warnings.clone(),
+            ..ActionEffects::default()
         };
         let error = failure.as_ref().map(|(step, failure)| RecordedFailure {
             code: failure.code.clone(),
@@ -669,6 +670,38 @@ fn leading_error_code(text: &str) -> Option<String> {
 
 /// A fresh id for one executing pass (64 random bits, hex): equal plans get equal plan ids, so
 /// the pass id is what tells two applies of one plan apart (rollback picks backups by it).
+/// The result of an action that did not start because an action it waits for failed.
+fn not_started<L, J: Ledger>(
+    executor: &Executor<'_, L, J>,
+    index: usize,
+    action: &JobAction,
+    message: String,
+) -> ActionResult {
+    tracing::warn!(
+        target_name = executor.ledger.target(),
+        job = %action.name,
+        "{message}"
+    );
+    ActionResult {
+        kind: action.kind,
+        name: action.name.clone(),
+        class: action.class,
+        action_id: action_id(&executor.plan.id, executor.pass_id, index),
+        ok: false,
+        error: Some(RecordedFailure {
+            code: Some("DEPENDENCY_NOT_READY".to_string()),
+            message,
+            request_id: None,
+        }),
+        steps_done: 0,
+        steps_total: action.steps.len(),
+        live_id: action.live_id,
+        savepoint_path: None,
+        backups: Vec::new(),
+        warnings: Vec::new(),
+    }
+}
+
 pub(crate) fn new_pass_id() -> String {
     let random: u64 = rand::random();
     format!("{random:016x}")
@@ -759,35 +792,3 @@ mod tests {
         assert_eq!(plan_folder(plan_id), "plan-0123456789ab");
     }
 }
-/// The result of an action that did not start because an action it waits for failed.
-fn not_started<L, J: Ledger>(
-    executor: &Executor<'_, L, J>,
-    index: usize,
-    action: &JobAction,
-    message: String,
-) -> ActionResult {
-    tracing::warn!(
-        target_name = executor.ledger.target(),
-        job = %action.name,
-        "{message}"
-    );
-    ActionResult {
-        kind: action.kind,
-        name: action.name.clone(),
-        class: action.class,
-        action_id: action_id(&executor.plan.id, executor.pass_id, index),
-        ok: false,
-        error: Some(RecordedFailure {
-            code: Some("DEPENDENCY_NOT_READY".to_string()),
-            message,
-            request_id: None,
-        }),
-        steps_done: 0,
-        steps_total: action.steps.len(),
-        live_id: action.live_id,
-        savepoint_path: None,
-        backups: Vec::new(),
-        warnings: Vec::new(),
-    }
-}
-

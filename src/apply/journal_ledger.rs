@@ -106,6 +106,7 @@ impl Ledger for JournalLedger {
                             protected: job.protected,
                             applied_restore_key: job.restore_key.clone(),
                             last_savepoint: job.savepoint_path.clone(),
+                            applied_digest: job.spec_digest.clone(),
                         },
                     );
                     if let Some(memory) = &job.auto_rollback {
@@ -115,7 +116,6 @@ impl Ledger for JournalLedger {
             }
         }
         view
-                            applied_digest: job.spec_digest.clone(),
     }
 
     fn cached(&self, job: &str) -> Option<CachedObservation> {
@@ -253,7 +253,6 @@ impl Ledger for JournalLedger {
         )
         .await
     }
-}
 
     async fn drift_detected(&self, entry: DriftEntry) -> Result<Option<u64>, ApplyError> {
         let known = {
@@ -279,3 +278,4 @@ impl Ledger for JournalLedger {
         .await
         .map(Some)
     }
+}

@@ -147,13 +147,6 @@ pub trait Ledger {
         plan_id: &str,
         summary: &str,
     ) -> Result<u64, ApplyError>;
-}
-
-/// What one step of an action achieved, journaled the moment it succeeded as its own
-/// intent/outcome pair `<part_of>-<part>` (`detail.part_of` names the action, so a shutting-down
-/// daemon still lets it through): a stop savepoint, a restore, a job found gone. A crash before
-/// the action's own outcome then neither loses the effect nor repeats the step.
-pub(crate) struct OneShot<'a> {
     /// Drift on a job: journaled (`drift_detected`) when it differs from the drift last
     /// journaled for the job; `Ok(None)` when it was already. A ledger without a journal
     /// journals nothing.
@@ -171,6 +164,14 @@ pub struct DriftEntry {
     /// `revert` or `report`.
     pub mode: String,
     pub plan_id: String,
+}
+
+
+/// What one step of an action achieved, journaled the moment it succeeded as its own
+/// intent/outcome pair `<part_of>-<part>` (`detail.part_of` names the action, so a shutting-down
+/// daemon still lets it through): a stop savepoint, a restore, a job found gone. A crash before
+/// the action's own outcome then neither loses the effect nor repeats the step.
+pub(crate) struct OneShot<'a> {
     /// The action this step belongs to (or, outside an action, a fresh id).
     pub part_of: &'a str,
     pub job: &'a str,

@@ -369,6 +369,7 @@ fn job(name: &str, cu_number: i32, state: RunState) -> DesiredFlinkJob {
         },
         source: SourceLocation::default(),
         digest: format!("{name}-{cu_number}-{state:?}"),
+        policy: Default::default(),
     }
 }
 
@@ -433,7 +434,6 @@ async fn an_upgrade_runs_exactly_the_planned_steps_and_journals_around_them() {
         vec![
             "backup a",
             "stop_savepoint a",
-        policy: Default::default(),
             "update a",
             "import_savepoint a",
             "run_resume a"

@@ -238,8 +238,8 @@ impl Worker {
             execute,
             stop: &pass_stop,
             on_applying: &on_applying,
-            // Automatic rollback guards an upgrade even in a pass that only reports.
             manual,
+            // Automatic rollback guards an upgrade even in a pass that only reports.
             watch_upgrades: !self.suspended && !held,
         };
         let result = tokio::time::timeout(policy.sync_timeout, self.reconciler.pass(request)).await;

@@ -163,13 +163,13 @@ impl JobContext<'_> {
             restore_key: None,
             protected: !self.desired.lifecycle.prune,
             settling: None,
-        }
-    }
-
             after: Vec::new(),
             on_hold: None,
             drift: None,
             ignored: Vec::new(),
+        }
+    }
+
     fn pending_restore(&self, warnings: &mut Vec<String>) -> Option<PendingRestore> {
         let restore = self.desired.lifecycle.restore.as_ref()?;
         let name = &self.desired.name;
@@ -632,6 +632,10 @@ fn prune(live: &ObservedFlinkJob, policy: &PlanPolicy) -> JobAction {
         restore_key: None,
         protected: false,
         settling: None,
+        after: Vec::new(),
+        on_hold: None,
+        drift: None,
+        ignored: Vec::new(),
     }
 }
 
@@ -659,10 +663,6 @@ fn tag_step(
     }
 }
 
-        after: Vec::new(),
-        on_hold: None,
-        drift: None,
-        ignored: Vec::new(),
 fn writes_config(step: &Step) -> bool {
     matches!(step, Step::CreateJob | Step::UpdateJob)
 }

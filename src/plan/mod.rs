@@ -72,6 +72,10 @@ pub struct JournalFlinkJob {
     /// The savepoint the executor last saw produced for this job (`obs://bucket/dir/`).
     #[serde(default)]
     pub last_savepoint: Option<String>,
+    /// The desired digest last applied successfully: git still asking for it while the live
+    /// job differs is drift.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub applied_digest: Option<String>,
 }
 
 /// The journal's memory of one DLF job.
@@ -83,10 +87,6 @@ pub struct JournalDlfJob {
     pub protected: bool,
     /// Digest of the definition last imported successfully.
     #[serde(default)]
-    /// The desired digest last applied successfully: git still asking for it while the live
-    /// job differs is drift.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub applied_digest: Option<String>,
     pub imported_digest: Option<String>,
     /// [`crate::plan::dlf_definition_digest`] of the live definition as read right after
     /// that import (or at adoption): a live definition with another digest was edited
@@ -117,6 +117,11 @@ pub struct PlanPolicy {
     /// installation in the same project are conflicts, never changed.
     #[serde(default = "default_instance")]
     pub instance: String,
+    /// Drift on an automatic pass: `Some(self_heal)` (the target's), which each job's `drift:`
+    /// overrides; drift a job reports is shown and journaled but not reverted. `None`: a pass
+    /// a person asked for (`apply`, a manual sync), which reverts all drift.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub self_heal: Option<bool>,
 }
 
 fn default_instance() -> String {
@@ -128,13 +133,9 @@ impl Default for PlanPolicy {
         PlanPolicy {
             prune: false,
             allow_empty_prune: false,
-    /// Drift on an automatic pass: `Some(self_heal)` (the target's), which each job's `drift:`
-    /// overrides; drift a job reports is shown and journaled but not reverted. `None`: a pass
-    /// a person asked for (`apply`, a manual sync), which reverts all drift.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub self_heal: Option<bool>,
             backups: true,
             instance: default_instance(),
+            self_heal: None,
         }
     }
 }
@@ -146,7 +147,6 @@ pub struct Plan {
     pub id: String,
     pub actions: Vec<JobAction>,
     /// Things the planner chose not to do, and why (pruning refused, duplicate names, ...).
-            self_heal: None,
     pub warnings: Vec<String>,
 }
 
@@ -188,17 +188,6 @@ pub struct JobAction {
     /// a plan with no changes says so instead of claiming the jobs match.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub settling: Option<String>,
-}
-
-/// The kind of change a job gets; each job gets exactly one.
-///
-/// Declared from weakest to strongest effect on a running job, so `Ord` says which one wins.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum ActionClass {
-    /// Equal after normalisation: nothing to do.
-    None,
-    /// Change without stopping: hot fields, tags, or any change to a job that is not running.
     /// `depends_on`: the jobs (journal keys) whose actions of this plan must end, successfully,
     /// before this one starts. Empty: no order.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -226,6 +215,18 @@ pub struct Drift {
     pub fields: Vec<String>,
     /// What this pass does: revert, or report only.
     pub mode: DriftMode,
+}
+
+
+/// The kind of change a job gets; each job gets exactly one.
+///
+/// Declared from weakest to strongest effect on a running job, so `Ord` says which one wins.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ActionClass {
+    /// Equal after normalisation: nothing to do.
+    None,
+    /// Change without stopping: hot fields, tags, or any change to a job that is not running.
     UpdateInPlace,
     /// Run a stopped job (after updating it, if it changed).
     Start,
@@ -335,6 +336,9 @@ pub struct PlanSummary {
     pub prune: usize,
     /// Actions that only wait for a moving job to settle.
     pub waiting: usize,
+    /// Actions on hold (dependencies, drift reported only).
+    #[serde(default)]
+    pub held: usize,
 }
 
 /// A plan cannot be carried out against the given inputs.
@@ -346,9 +350,6 @@ pub enum PlanError {
     StaleDesired {
         kind: JobKind,
         name: String,
-    /// Actions on hold (dependencies, drift reported only).
-    #[serde(default)]
-    pub held: usize,
         expected: String,
         found: String,
     },
@@ -387,6 +388,8 @@ pub fn plan(
         &mut warnings,
     );
     actions.sort_by(|a, b| (a.kind, &a.name).cmp(&(b.kind, &b.name)));
+    drift::classify(desired, observed, view, policy, &mut actions);
+    order::order(desired, observed, &mut actions, &mut warnings);
     warnings.sort();
     warnings.dedup();
     let plan = Plan::new(actions, warnings);
@@ -398,8 +401,6 @@ pub fn plan(
         "Planned one pass."
     );
     plan
-    drift::classify(desired, observed, view, policy, &mut actions);
-    order::order(desired, observed, &mut actions, &mut warnings);
 }
 
 impl Plan {
@@ -461,6 +462,10 @@ impl Plan {
                 summary.waiting += 1;
                 continue;
             }
+            if action.is_held() {
+                summary.held += 1;
+                continue;
+            }
             match action.class {
                 ActionClass::None => {}
                 ActionClass::Create => summary.create += 1,
@@ -472,10 +477,6 @@ impl Plan {
                 ActionClass::Prune => summary.prune += 1,
             }
         }
-            if action.is_held() {
-                summary.held += 1;
-                continue;
-            }
         summary
     }
 
@@ -494,10 +495,14 @@ impl Plan {
             #[serde(flatten)]
             plan: &'a Plan,
             summary: PlanSummary,
+            /// `depends_on`: the changes in the order they run (groups of job keys).
+            #[serde(skip_serializing_if = "Vec::is_empty")]
+            order: Vec<Vec<String>>,
         }
         serde_json::to_string_pretty(&PlanDocument {
             plan: self,
             summary: self.summary(),
+            order: self.order(),
         })
         .unwrap_or_default()
     }
@@ -505,25 +510,10 @@ impl Plan {
 
 impl JobAction {
     /// The action only waits for a moving job; the change itself comes on a later pass.
-            /// `depends_on`: the changes in the order they run (groups of job keys).
-            #[serde(skip_serializing_if = "Vec::is_empty")]
-            order: Vec<Vec<String>>,
     pub fn is_waiting(&self) -> bool {
         self.steps.first() == Some(&Step::WaitSteady)
     }
 
-            order: self.order(),
-    /// The desired DLF job this action imports, checked against the digest the plan was made for.
-    pub fn desired_dlf<'a>(
-        &self,
-        desired: &'a DesiredJobs,
-    ) -> Result<&'a DesiredDlfJob, PlanError> {
-        let expected = self.desired_digest.clone().unwrap_or_default();
-        match desired.dlf.iter().find(|job| job.name == self.name) {
-            Some(job) if job.digest == expected => Ok(job),
-            Some(job) => Err(PlanError::StaleDesired {
-                kind: self.kind,
-                name: self.name.clone(),
     /// The executor leaves this action alone this pass ([`JobAction::on_hold`]).
     pub fn is_held(&self) -> bool {
         self.on_hold.is_some()
@@ -547,6 +537,17 @@ impl JobAction {
         }
     }
 
+    /// The desired DLF job this action imports, checked against the digest the plan was made for.
+    pub fn desired_dlf<'a>(
+        &self,
+        desired: &'a DesiredJobs,
+    ) -> Result<&'a DesiredDlfJob, PlanError> {
+        let expected = self.desired_digest.clone().unwrap_or_default();
+        match desired.dlf.iter().find(|job| job.name == self.name) {
+            Some(job) if job.digest == expected => Ok(job),
+            Some(job) => Err(PlanError::StaleDesired {
+                kind: self.kind,
+                name: self.name.clone(),
                 expected,
                 found: format!("digest {}", job.digest),
             }),

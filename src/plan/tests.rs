@@ -665,8 +665,8 @@ fn desired_dlf(name: &str, digest: &str) -> crate::model::DesiredDlfJob {
         desired_state: None,
         source: SourceLocation::default(),
         digest: digest.into(),
-    }
         policy: Default::default(),
+    }
 }
 
 #[test]
