@@ -145,6 +145,14 @@ impl<L: LiveService, J: Ledger> Executor<'_, L, J> {
         };
         let mut failure = None;
         for step in &action.steps {
+            self.options.progress.report(|| super::StepEvent {
+                kind: action.kind,
+                job: action.name.clone(),
+                action: action.class.as_str().to_string(),
+                step: super::step_words(step),
+                number: state.steps_done + 1,
+                total: action.steps.len(),
+            });
             match self.run_step(action, step, &mut state).await {
                 Ok(()) => {
                     state.steps_done += 1;

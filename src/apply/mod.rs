@@ -16,6 +16,7 @@ mod journal_ledger;
 mod ledger;
 mod live;
 mod observe;
+mod progress;
 mod rollback;
 mod target;
 
@@ -39,6 +40,7 @@ pub use live::{
     LiveService, ServiceFailure,
 };
 pub use observe::ObserveReport;
+pub use progress::{StepEvent, StepProgress, step_words};
 pub use rollback::{RollbackReport, RolledBackJob, choose_backup_set};
 pub use target::{
     TargetContext, export, observe, reconcile_once, rollback, start_embedded_emulator,
@@ -84,6 +86,8 @@ pub struct ApplyOptions {
     /// The revision the target last converged on, when the caller knows it (the revision a
     /// failed upgrade rolls back to, for the records).
     pub applied_revision: Option<String>,
+    /// Where each step of each action is announced before it runs (the daemon's status).
+    pub progress: StepProgress,
 }
 
 impl Default for ApplyOptions {
@@ -102,6 +106,7 @@ impl Default for ApplyOptions {
             rollback_on_failure: auto_rollback::RollbackPolicy::default(),
             watch_upgrades: false,
             source_revision: None,
+            progress: StepProgress::default(),
             applied_revision: None,
         }
     }
@@ -320,15 +325,9 @@ async fn reconcile_from<L: LiveService, J: Ledger>(
     // failed one is put back (and held) instead of being started again on the bad definition.
     let mut auto_rollbacks = Vec::new();
     if !options.dry_run || options.watch_upgrades {
-        auto_rollbacks = auto_rollback::watch(
-            live,
-            ledger,
-            desired,
-            &observed,
-            &owed_rollbacks,
-            options,
-        )
-        .await?;
+        auto_rollbacks =
+            auto_rollback::watch(live, ledger, desired, &observed, &owed_rollbacks, options)
+                .await?;
         if !auto_rollbacks.is_empty() {
             (observed, observe_report) = observe::observe_with(live, ledger, &scope).await?;
         }
@@ -472,7 +471,6 @@ async fn record_drift<J: Ledger>(ledger: &J, plan: &Plan) -> Result<(), ApplyErr
     }
     Ok(())
 }
-
 
 /// Writes an outcome for every intent an interrupted pass left open, from what is live now.
 async fn resolve_pending<J: Ledger>(

@@ -107,6 +107,7 @@ impl ApplyReconciler {
             // Automatic rollback: also in report passes, unless suspended or held.
             watch_upgrades: request.watch_upgrades && !observe_only,
             source_revision: request.revision.map(str::to_string),
+            progress: request.progress.clone(),
             applied_revision: self
                 .journal
                 .state_guard()
@@ -130,14 +131,8 @@ impl ApplyReconciler {
             self_heal: (!request.manual).then_some(self.context.target.policy.self_heal),
             ..self.context.policy.clone()
         };
-        let first = apply::reconcile_with(
-            &self.context.live,
-            &ledger,
-            desired,
-            &policy,
-            &options,
-        )
-        .await;
+        let first =
+            apply::reconcile_with(&self.context.live, &ledger, desired, &policy, &options).await;
         let report = match first {
             Ok(report) => report,
             Err(_) if ledger.refused.load(Ordering::SeqCst) => {
@@ -264,6 +259,34 @@ impl TargetReconciler for ApplyReconciler {
 
     fn request_metrics(&self) -> Option<RequestMetrics> {
         Some(self.context.live.clients.dli.request_metrics())
+    }
+
+    fn job_records(&self) -> std::collections::BTreeMap<String, super::status::JobRecords> {
+        let state = self.journal.state_guard();
+        let Some(target) = state.targets.get(&self.context.name) else {
+            return Default::default();
+        };
+        let mut records: std::collections::BTreeMap<String, super::status::JobRecords> = target
+            .jobs
+            .iter()
+            .map(|(key, job)| {
+                (
+                    key.clone(),
+                    super::status::JobRecords {
+                        savepoint: job.savepoint_path.clone(),
+                        backups: Vec::new(),
+                    },
+                )
+            })
+            .collect();
+        for backup in target.backups.iter().rev() {
+            let entry = records.entry(backup.job.clone()).or_default();
+            if entry.backups.len() < super::status::BACKUPS_SHOWN {
+                entry.backups.extend(backup.zip_paths.iter().rev().cloned());
+                entry.backups.truncate(super::status::BACKUPS_SHOWN);
+            }
+        }
+        records
     }
 }
 

@@ -361,6 +361,9 @@ mod tests {
                 action: None,
                 reason: None,
                 last_error: None,
+                step: None,
+                savepoint: None,
+                backups: Vec::new(),
             }],
         );
         let text = metrics.render();

@@ -35,6 +35,8 @@ pub struct PassRequest<'a> {
     pub manual: bool,
     /// Automatic rollback may act even when `execute` is off (not suspended, not held).
     pub watch_upgrades: bool,
+    /// Each step of each action, announced before it runs (for status during the pass).
+    pub progress: crate::apply::StepProgress,
 }
 
 /// What one pass saw and did.
@@ -123,6 +125,12 @@ pub trait TargetReconciler: Send + Sync + 'static {
 
     /// The target's API request counters, for `/metrics`.
     fn request_metrics(&self) -> Option<RequestMetrics>;
+
+    /// What the journal holds per job (by journal key): its last savepoint and its backups,
+    /// newest first, for status. None by default.
+    fn job_records(&self) -> std::collections::BTreeMap<String, super::status::JobRecords> {
+        std::collections::BTreeMap::new()
+    }
 }
 
 /// Where a source's new revisions come from. Blocking calls; the daemon runs them on the

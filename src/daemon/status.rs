@@ -126,6 +126,41 @@ pub struct JobStatus {
     pub reason: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub last_error: Option<ErrorInfo>,
+    /// The step of an action running on the job now (`upgrade: step 2 of 5, stopping with a
+    /// savepoint`), during a pass.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub step: Option<String>,
+    /// The last savepoint the journal holds for the job (taken at a stop, or imported).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub savepoint: Option<String>,
+    /// The job's backup exports, newest first (at most [`BACKUPS_SHOWN`]).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub backups: Vec<String>,
+}
+
+/// Backup zips shown per job in status.
+pub const BACKUPS_SHOWN: usize = 3;
+
+/// What the journal holds for a job: its last savepoint and its backups, newest first.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct JobRecords {
+    pub savepoint: Option<String>,
+    pub backups: Vec<String>,
+}
+
+/// Puts each job's journal records (by journal key: the name, `dlf:<name>` for DLF) on it.
+pub fn attach_records(jobs: &mut [JobStatus], records: &BTreeMap<String, JobRecords>) {
+    for job in jobs {
+        let key = if job.kind == JobKind::Dlf {
+            format!("dlf:{}", job.name)
+        } else {
+            job.name.clone()
+        };
+        if let Some(found) = records.get(&key) {
+            job.savepoint = found.savepoint.clone();
+            job.backups = found.backups.iter().take(BACKUPS_SHOWN).cloned().collect();
+        }
+    }
 }
 
 /// Counts of jobs per status, for the overview and for metrics.
@@ -391,6 +426,86 @@ impl TargetStatus {
         self.health = aggregate_health(&jobs);
         self.jobs = jobs;
     }
+
+    /// A pass starts: a revision that differs from the applied one is `OutOfSync` from now on,
+    /// and `Progressing` while the pass may change things, whatever the last pass saw.
+    pub fn begin_pass(&mut self, executing: bool) {
+        let Some(revision) = self.sync.revision.clone() else {
+            return;
+        };
+        if self.sync.applied_revision.as_deref() == Some(revision.as_str()) {
+            return;
+        }
+        self.sync.status = SyncStatus::OutOfSync;
+        if executing
+            && self.health.status.worst(HealthStatus::Progressing) == HealthStatus::Progressing
+        {
+            self.health = HealthInfo {
+                status: HealthStatus::Progressing,
+                message: Some(format!(
+                    "applying revision {}",
+                    revision.chars().take(12).collect::<String>()
+                )),
+            };
+        }
+    }
+
+    /// After a pass: a target whose desired revision is not the applied one is not `Synced`,
+    /// even when every job it observed matches (a selective or failed pass, a held job).
+    pub fn settle_revision(&mut self) {
+        if self.sync.status == SyncStatus::Synced
+            && self.sync.revision.is_some()
+            && self.sync.revision != self.sync.applied_revision
+        {
+            self.sync.status = SyncStatus::OutOfSync;
+        }
+    }
+
+    /// A step of an action is about to run on a job: the job is `Progressing` and `OutOfSync`
+    /// with the step, and the target's counts, sync and health follow.
+    pub fn mark_step(&mut self, event: &crate::apply::StepEvent) {
+        let dlf = event.kind == JobKind::Dlf;
+        let position = self
+            .jobs
+            .iter()
+            .position(|job| job.name == event.job && (job.kind == JobKind::Dlf) == dlf);
+        let index = match position {
+            Some(index) => index,
+            None => {
+                self.jobs.push(JobStatus {
+                    kind: event.kind,
+                    name: event.job.clone(),
+                    sync_status: SyncStatus::OutOfSync,
+                    health: missing(),
+                    live_status: None,
+                    live_id: None,
+                    action: None,
+                    reason: None,
+                    last_error: None,
+                    step: None,
+                    savepoint: None,
+                    backups: Vec::new(),
+                });
+                self.jobs.len() - 1
+            }
+        };
+        let step = format!(
+            "{}: step {} of {}, {}",
+            event.action, event.number, event.total, event.step
+        );
+        let job = &mut self.jobs[index];
+        job.sync_status = SyncStatus::OutOfSync;
+        job.action = Some(event.action.clone());
+        job.health = HealthInfo {
+            status: HealthStatus::Progressing,
+            message: Some(step.clone()),
+        };
+        job.step = Some(step);
+        let jobs = std::mem::take(&mut self.jobs);
+        let planned = self.sync.status != SyncStatus::Unknown || !jobs.is_empty();
+        self.set_jobs(jobs, planned);
+        self.sync.status = SyncStatus::OutOfSync;
+    }
 }
 
 /// The worst job health; a target with no jobs is Healthy.
@@ -557,6 +672,9 @@ pub fn job_statuses(inputs: &StatusInputs<'_>) -> Vec<JobStatus> {
                 action: None,
                 reason,
                 last_error: None,
+                step: None,
+                savepoint: None,
+                backups: Vec::new(),
             },
         );
     };

@@ -217,6 +217,7 @@ impl Worker {
             status.operation = Some(operation.clone());
             status.sync.revision = desired_revision.clone();
             status.rejected_revision = self.memory.rejected.clone();
+            status.begin_pass(execute);
         });
 
         let desired = self.memory.desired.as_ref().map(|(_, jobs)| jobs.clone());
@@ -241,6 +242,13 @@ impl Worker {
             manual,
             // Automatic rollback guards an upgrade even in a pass that only reports.
             watch_upgrades: !self.suspended && !held,
+            progress: {
+                let board = self.board.clone();
+                let target_name = self.spec.name.clone();
+                crate::apply::StepProgress::new(move |event| {
+                    board.update_target(&target_name, |status| status.mark_step(&event));
+                })
+            },
         };
         let result = tokio::time::timeout(policy.sync_timeout, self.reconciler.pass(request)).await;
         let window_stopped = window_watch.is_some_and(|watch| watch.finish());
@@ -446,6 +454,7 @@ impl Worker {
             errors: &self.memory.job_errors,
         });
         super::status::mark_rolled_back(&mut jobs, &report.held);
+        super::status::attach_records(&mut jobs, &self.reconciler.job_records());
         let progressing = jobs
             .iter()
             .any(|job| job.health.status == HealthStatus::Progressing)
@@ -502,6 +511,8 @@ impl Worker {
             status.set_jobs(jobs, report.remaining.is_some());
             status.sync.revision = desired_revision.map(str::to_string);
             status.sync.applied_revision = applied_revision;
+            // A revision not yet applied is never shown Synced.
+            status.settle_revision();
             status.rejected_revision = rejected;
             status.last_error = last_error;
             status.ready = true;

@@ -191,6 +191,7 @@ fn render_status_text_unescaped(targets: &[TargetStatus]) -> String {
         ));
         for job in &target.jobs {
             let detail = match (&job.last_error, &job.action) {
+                (_, _) if job.step.is_some() => job.step.clone().unwrap_or_default(),
                 (Some(error), _) => format!("error: {}", with_code(&error.code, &error.message)),
                 (None, Some(action)) => format!(
                     "{action}{}",
@@ -210,6 +211,12 @@ fn render_status_text_unescaped(targets: &[TargetStatus]) -> String {
                 job.live_status.as_deref().unwrap_or("-"),
                 detail
             ));
+            if let Some(savepoint) = &job.savepoint {
+                text.push_str(&format!("  {:<width$}  savepoint: {savepoint}\n", ""));
+            }
+            for backup in &job.backups {
+                text.push_str(&format!("  {:<width$}  backup: {backup}\n", ""));
+            }
         }
     }
     text

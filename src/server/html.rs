@@ -336,10 +336,11 @@ fn render_target(page: &mut String, target: &TargetStatus, page_number: usize) {
     }
     page.push_str("</p>");
     page.push_str(
-        "<table><tr><th>job</th><th>kind</th><th>sync</th><th>health</th><th>live status</th><th>planned</th><th>last error</th></tr>",
+        "<table><tr><th>job</th><th>kind</th><th>sync</th><th>health</th><th>live status</th><th>planned</th><th>last savepoint</th><th>backups</th><th>last error</th></tr>",
     );
     for job in shown {
         let planned = match (&job.action, &job.reason) {
+            _ if job.step.is_some() => job.step.clone().unwrap_or_default(),
             (Some(action), Some(reason)) => format!("{action}: {reason}"),
             (Some(action), None) => action.clone(),
             (None, Some(reason)) => reason.clone(),
@@ -355,7 +356,7 @@ fn render_target(page: &mut String, target: &TargetStatus, page_number: usize) {
             .unwrap_or_default();
         let _ = write!(
             page,
-            "<tr><td>{}</td><td>{}</td><td class=\"{}\">{}</td><td class=\"{}\" title=\"{}\">{}</td><td>{}</td><td>{}</td><td class=\"bad\">{}</td></tr>",
+            "<tr><td>{}</td><td>{}</td><td class=\"{}\">{}</td><td class=\"{}\" title=\"{}\">{}</td><td>{}</td><td>{}</td><td><code>{}</code></td><td>{}</td><td class=\"bad\">{}</td></tr>",
             escape(&job.name),
             job.kind.as_str(),
             sync_class(job.sync_status),
@@ -365,6 +366,12 @@ fn render_target(page: &mut String, target: &TargetStatus, page_number: usize) {
             job.health.status.as_str(),
             escape(job.live_status.as_deref().unwrap_or("-")),
             escape(&planned),
+            escape(job.savepoint.as_deref().unwrap_or("-")),
+            job.backups
+                .iter()
+                .map(|backup| format!("<code>{}</code>", escape(backup)))
+                .collect::<Vec<_>>()
+                .join("<br>"),
             escape(&error),
         );
     }
@@ -438,6 +445,9 @@ mod tests {
                     message: hostile.into(),
                     time: None,
                 }),
+                step: Some(hostile.into()),
+                savepoint: Some(hostile.into()),
+                backups: vec![hostile.into()],
             }],
             true,
         );

@@ -5,7 +5,7 @@
 mod auth;
 mod client;
 pub mod controls;
-mod html;
+pub(crate) mod html;
 mod listener;
 
 use std::collections::BTreeMap;

@@ -636,6 +636,13 @@ fn many_jobs(count: usize) -> Vec<crate::daemon::status::JobStatus> {
                     message: "a parameter is wrong ".repeat(10),
                     time: None,
                 }),
+                step: None,
+                savepoint: Some(format!(
+                    "obs://dli-gitops-savepoints/jobs/savepoint/{index}/2026-12-04_17-36-14/"
+                )),
+                backups: vec![format!(
+                    "obs://dli-gitops-backups/dev/plan-0123456789ab/job-{index}.zip"
+                )],
             }
         })
         .collect()

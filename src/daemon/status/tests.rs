@@ -247,6 +247,9 @@ fn aggregate_health_takes_the_worst_in_argo_order() {
         action: None,
         reason: None,
         last_error: None,
+        step: None,
+        savepoint: None,
+        backups: Vec::new(),
     };
     assert_eq!(aggregate_health(&[]).status, HealthStatus::Healthy);
     let jobs = [

@@ -1,0 +1,315 @@
+//! Status tells the truth during a pass: the real daemon upgrades a job while the emulator
+//! (its own process) holds the stop call open (`faults.late`), and the API is polled meanwhile.
+//! While the new revision is not applied the target is never `Synced`; the job being stopped
+//! shows `Progressing` with its step; afterwards the job shows its last savepoint and backups,
+//! in the API, in `dli-gitops status` and on the status page.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+const BINARY: &str = env!("CARGO_BIN_EXE_dli-gitops");
+const ACCESS_KEY: &str = "DLIGITOPSDEVACCESSKEY";
+const SECRET_KEY: &str = "dli-gitops-dev-secret-key-not-for-production";
+const PROJECT: &str = "0a1b2c3d4e5f60718293a4b5c6d7e8f9";
+const TIMEOUT: Duration = Duration::from_secs(120);
+/// The upgrade's stop call is held 4 s by the emulator before it takes effect.
+const EMULATOR_CONFIG: &str = "delays: {submit_ms: 100, cancel_ms: 300, savepoint_ms: 300, dlf_task_ms: 100}\n\
+faults:\n  late: [{operation: BatchStopFlinkJobs, delay_ms: 4000}]\n";
+
+/// A child process killed on drop.
+struct Process {
+    child: Child,
+    log: PathBuf,
+}
+
+impl Process {
+    fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn start_emulator(dir: &Path) -> (Process, Value) {
+    let config = dir.join("emulator.yaml");
+    std::fs::write(&config, EMULATOR_CONFIG).unwrap();
+    let log = dir.join("emulator.log");
+    let mut child = Command::new(BINARY)
+        .args([
+            "emulator",
+            "--listen",
+            "127.0.0.1:0",
+            "--s3-listen",
+            "127.0.0.1:0",
+        ])
+        .arg("--data")
+        .arg(dir.join("emulator-data"))
+        .arg("--config")
+        .arg(&config)
+        .stdout(Stdio::piped())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .expect("the emulator starts");
+    let stdout = child.stdout.take().unwrap();
+    let process = Process { child, log };
+    let mut line = String::new();
+    BufReader::new(stdout).read_line(&mut line).unwrap();
+    let endpoints: Value = serde_json::from_str(&line)
+        .unwrap_or_else(|_| panic!("endpoints line {line:?}; log:\n{}", process.log()));
+    (process, endpoints)
+}
+
+/// One blocking HTTP/1.1 GET over a fresh connection: status and body.
+fn get(address: &str, path: &str) -> Result<(u16, String), String> {
+    let mut stream = TcpStream::connect(address).map_err(|e| e.to_string())?;
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .map_err(|e| e.to_string())?;
+    stream
+        .write_all(
+            format!("GET {path} HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n\r\n")
+                .as_bytes(),
+        )
+        .map_err(|e| e.to_string())?;
+    let mut response = Vec::new();
+    stream
+        .read_to_end(&mut response)
+        .map_err(|e| e.to_string())?;
+    let text = String::from_utf8_lossy(&response).to_string();
+    let (head, body) = text.split_once("\r\n\r\n").ok_or("no header end")?;
+    let code = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|code| code.parse().ok())
+        .ok_or("no status")?;
+    Ok((code, body.to_string()))
+}
+
+fn commit(repository: &git2::Repository, files: &[(&str, &str)]) -> String {
+    let root = repository.workdir().unwrap();
+    for (path, content) in files {
+        let full = root.join(path);
+        std::fs::create_dir_all(full.parent().unwrap()).unwrap();
+        std::fs::write(full, content).unwrap();
+    }
+    let mut index = repository.index().unwrap();
+    index
+        .add_all(["*"].iter(), git2::IndexAddOption::DEFAULT, None)
+        .unwrap();
+    index.write().unwrap();
+    let tree = repository.find_tree(index.write_tree().unwrap()).unwrap();
+    let signature = git2::Signature::now("test", "test@example.com").unwrap();
+    let parent = repository
+        .head()
+        .ok()
+        .and_then(|head| head.peel_to_commit().ok());
+    let parents: Vec<&git2::Commit> = parent.iter().collect();
+    repository
+        .commit(
+            Some("HEAD"),
+            &signature,
+            &signature,
+            "jobs",
+            &tree,
+            &parents,
+        )
+        .unwrap()
+        .to_string()
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn wait_for(what: &str, daemon: &mut Process, mut check: impl FnMut() -> bool) {
+    let deadline = Instant::now() + TIMEOUT;
+    while !check() {
+        if let Some(status) = daemon.child.try_wait().unwrap() {
+            panic!("the daemon exited ({status}); log:\n{}", daemon.log());
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out waiting for {what}; daemon log:\n{}",
+            daemon.log()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+fn job_yaml(cu_number: u32) -> String {
+    format!(
+        "kind: FlinkSqlJob\nname: clicks\nqueue_name: dev_flink\n\
+         sql_body: |\n  INSERT INTO sink SELECT * FROM source;\ncu_number: {cu_number}\nparallel_number: 1\n\
+         obs_bucket: dli-gitops-savepoints\ncheckpoint_enabled: true\n\
+         desired_state: running\nupgrade_mode: savepoint\n"
+    )
+}
+
+fn target(address: &str) -> Option<Value> {
+    let (code, body) = get(address, "/api/v1/targets/dev").ok()?;
+    (code == 200)
+        .then(|| serde_json::from_str(&body).ok())
+        .flatten()
+}
+
+fn clicks(status: &Value) -> Option<&Value> {
+    status["jobs"]
+        .as_array()?
+        .iter()
+        .find(|job| job["name"] == "clicks")
+}
+
+#[test]
+fn a_job_being_upgraded_is_progressing_with_its_step_and_the_target_is_never_synced_early() {
+    let dir = tempfile::tempdir().unwrap();
+    let repo_path = dir.path().join("jobs-repo");
+    let mut options = git2::RepositoryInitOptions::new();
+    options.initial_head("main");
+    let repository = git2::Repository::init_opts(&repo_path, &options).unwrap();
+    let first = commit(
+        &repository,
+        &[
+            ("flink/clicks.yaml", &job_yaml(2)),
+            ("environments/dev.yaml", "variables: {}\n"),
+        ],
+    );
+    let (_emulator, endpoints) = start_emulator(dir.path());
+    let url = |service: &str| endpoints[service].as_str().unwrap().to_string();
+    let address = format!("127.0.0.1:{}", free_port());
+    let config = dir.path().join("config.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "state_dir: ./state\nlisten: {address}\n\
+             sources:\n  jobs:\n    git: {{url: {repo}, branch: main, poll_interval: 1s, poll_jitter: 0}}\n\
+             targets:\n  - name: dev\n    source: jobs\n    region: cn-north-4\n    project_id: {PROJECT}\n\
+             \x20   endpoints: {{dli: {dli}, dlf: {dli}, obs: {s3}, iam: {dli}}}\n\
+             \x20   credentials: {{access_key_env: STATUS_AK, secret_key_env: STATUS_SK}}\n\
+             \x20   staging: obs://dli-gitops-staging/dev/\n    backups: obs://dli-gitops-backups/dev/\n\
+             \x20   policy: {{auto_sync: true, resync_interval: 10s}}\n\
+             \x20   timeouts: {{job_transition: 60s, savepoint: 60s, request: 20s}}\n",
+            repo = repo_path.display(),
+            dli = url("dli"),
+            s3 = url("s3"),
+        ),
+    )
+    .unwrap();
+    let log = dir.path().join("daemon.log");
+    let mut daemon = Process {
+        child: Command::new(BINARY)
+            .args(["run", "--config"])
+            .arg(&config)
+            .env("RUST_LOG", "info")
+            .env("STATUS_AK", ACCESS_KEY)
+            .env("STATUS_SK", SECRET_KEY)
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .expect("the daemon starts"),
+        log,
+    };
+    wait_for("the first commit to converge", &mut daemon, || {
+        target(&address).is_some_and(|status| {
+            status["sync"]["status"] == "Synced"
+                && status["sync"]["applied_revision"] == first.as_str()
+                && status["health"]["status"] == "Healthy"
+        })
+    });
+
+    let second = commit(&repository, &[("flink/clicks.yaml", &job_yaml(4))]);
+    let mut seen_step = None;
+    let mut seen_text = None;
+    let mut early_synced = Vec::new();
+    let deadline = Instant::now() + TIMEOUT;
+    loop {
+        assert!(
+            Instant::now() < deadline,
+            "the second commit did not converge; daemon log:\n{}",
+            daemon.log()
+        );
+        let Some(status) = target(&address) else {
+            continue;
+        };
+        let revision = status["sync"]["revision"].as_str().unwrap_or("");
+        let applied = status["sync"]["applied_revision"].as_str().unwrap_or("");
+        if revision == second && applied != second && status["sync"]["status"] == "Synced" {
+            early_synced.push(status.clone());
+        }
+        if let Some(job) = clicks(&status)
+            && job["health"]["status"] == "Progressing"
+            && job["step"]
+                .as_str()
+                .is_some_and(|step| step.contains("stopping with a savepoint"))
+            && seen_step.is_none()
+        {
+            assert_eq!(job["sync_status"], "OutOfSync", "{job:#}");
+            assert_eq!(status["sync"]["status"], "OutOfSync", "{status:#}");
+            assert_eq!(status["health"]["status"], "Progressing", "{status:#}");
+            seen_step = Some(job.clone());
+            // The CLI shows the same step while it is in flight.
+            let output = Command::new(BINARY)
+                .args(["status", "--server", &format!("http://{address}")])
+                .output()
+                .unwrap();
+            seen_text = Some(String::from_utf8_lossy(&output.stdout).to_string());
+        }
+        if applied == second && status["sync"]["status"] == "Synced" {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(
+        early_synced.is_empty(),
+        "the target showed Synced before the new revision was applied: {:#}",
+        early_synced[0]
+    );
+    let step = seen_step.unwrap_or_else(|| {
+        panic!(
+            "never saw the job Progressing in its stop step; log:\n{}",
+            daemon.log()
+        )
+    });
+    assert!(
+        step["step"].as_str().unwrap().starts_with("upgrade: step "),
+        "{step:#}"
+    );
+    let text = seen_text.unwrap();
+    assert!(
+        text.contains("Progressing") && text.contains("stopping with a savepoint"),
+        "dli-gitops status during the pass:\n{text}"
+    );
+
+    // After the upgrade: the savepoint it went through and the backup it took are shown.
+    let status = target(&address).unwrap();
+    let job = clicks(&status).unwrap();
+    assert_eq!(job["health"]["status"], "Healthy", "{job:#}");
+    let savepoint = job["savepoint"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no savepoint: {job:#}"));
+    assert!(savepoint.starts_with("obs://"), "{savepoint}");
+    let backups = job["backups"].as_array().cloned().unwrap_or_default();
+    assert!(!backups.is_empty(), "no backups: {job:#}");
+    let output = Command::new(BINARY)
+        .args(["status", "--server", &format!("http://{address}")])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&output.stdout);
+    assert!(text.contains(&format!("savepoint: {savepoint}")), "{text}");
+    assert!(text.contains("backup: obs://"), "{text}");
+    let (_, page) = get(&address, "/").unwrap();
+    assert!(page.contains(savepoint), "the page shows the savepoint");
+}
