@@ -1,0 +1,448 @@
+//! SIGKILL crash loops for the state-safety paths: automatic rollback of a failed upgrade.
+//!
+//! The real binary runs as the emulator (its own process, so it outlives every kill) and as the
+//! `apply` command, which is killed at random moments while it rolls a failed upgrade back.
+//! After each round one last `apply` finishes the work, and: the job runs its previous (good)
+//! definition, the rollback run resumed from the savepoint the upgrade stopped the job with
+//! (nothing lost), the revision stays held (no loop into the bad version), `journal verify`
+//! passes and every intent has an outcome. `RELIABILITY_CRASH_SEED` replays a seed,
+//! `RELIABILITY_CRASH_RUNS` lengthens the loop.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use dli_gitops::cloud::{ClientOptions, Credentials, DliClient, ListJobsQuery, Secret};
+use serde_json::Value;
+use url::Url;
+
+const BINARY: &str = env!("CARGO_BIN_EXE_dli-gitops");
+const ACCESS_KEY: &str = "STATESAFETYACCESSKEY";
+const SECRET_KEY: &str = "state-safety-secret-key-0123456789";
+const PROJECT_ID: &str = "5a5b5c5d5e5f60616263646566676869";
+
+/// A child process, killed on drop so a failed assertion leaks nothing.
+struct Process {
+    child: Option<Child>,
+}
+
+impl Process {
+    fn kill_hard(mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// The emulator as its own process, with fast transitions.
+struct Emulator {
+    _process: Process,
+    endpoints: Value,
+}
+
+impl Emulator {
+    fn start(dir: &Path) -> Emulator {
+        let config = dir.join("emulator.yaml");
+        std::fs::write(
+            &config,
+            format!(
+                "delays: {{submit_ms: 20, cancel_ms: 20, savepoint_ms: 20, dlf_task_ms: 20}}\n\
+                 credentials:\n  - {{access_key: {ACCESS_KEY}, secret_key: {SECRET_KEY}, project_id: {PROJECT_ID}}}\n\
+                 auth: {{lockout_failures: 0}}\n"
+            ),
+        )
+        .expect("emulator config");
+        let mut child = Command::new(BINARY)
+            .args([
+                "emulator",
+                "--listen",
+                "127.0.0.1:0",
+                "--s3-listen",
+                "127.0.0.1:0",
+            ])
+            .arg("--data")
+            .arg(dir.join("emulator-data"))
+            .arg("--config")
+            .arg(&config)
+            .stdout(Stdio::piped())
+            .stderr(std::fs::File::create(dir.join("emulator.log")).expect("log"))
+            .spawn()
+            .expect("spawn the emulator");
+        let stdout = child.stdout.take().expect("stdout");
+        let mut line = String::new();
+        BufReader::new(stdout)
+            .read_line(&mut line)
+            .expect("the emulator prints its endpoints");
+        let endpoints: Value = serde_json::from_str(&line).expect("endpoints line");
+        Emulator {
+            _process: Process { child: Some(child) },
+            endpoints,
+        }
+    }
+
+    fn url(&self, service: &str) -> String {
+        self.endpoints[service]
+            .as_str()
+            .expect("endpoint")
+            .to_string()
+    }
+
+    fn client(&self) -> DliClient {
+        DliClient::new(
+            Url::parse(&self.url("dli")).expect("url"),
+            PROJECT_ID,
+            Credentials::AkSk {
+                access_key: ACCESS_KEY.into(),
+                secret_key: Secret::new(SECRET_KEY),
+                security_token: None,
+            },
+            ClientOptions {
+                requests_per_second: 0.0,
+                ..ClientOptions::default()
+            },
+        )
+        .expect("client")
+    }
+
+    fn runs(&self, job_id: i64) -> Vec<Value> {
+        let url = format!(
+            "{}/_emulator/v1/{PROJECT_ID}/jobs/{job_id}/runs",
+            self.url("dli")
+        );
+        let body: Value = block_on(async {
+            reqwest::get(url)
+                .await
+                .expect("runs")
+                .json()
+                .await
+                .expect("runs json")
+        });
+        body["runs"].as_array().cloned().unwrap_or_default()
+    }
+}
+
+fn block_on<T>(future: impl std::future::Future<Output = T>) -> T {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime")
+        .block_on(future)
+}
+
+/// A target `dev` over a directory of jobs, with automatic rollback on.
+struct Setup {
+    dir: PathBuf,
+    config: PathBuf,
+}
+
+impl Setup {
+    fn new(dir: &Path, emulator: &Emulator) -> Setup {
+        std::fs::create_dir_all(dir.join("repo/environments")).expect("repo");
+        std::fs::write(dir.join("repo/environments/dev.yaml"), "variables: {}\n").expect("env");
+        let config = dir.join("config.yaml");
+        std::fs::write(
+            &config,
+            format!(
+                "state_dir: ./state\n\
+                 sources:\n  jobs:\n    path: repo\n\
+                 targets:\n  - name: dev\n    source: jobs\n    environment: dev\n    region: cn-north-4\n    project_id: {PROJECT_ID}\n\
+                 \x20   endpoints: {{dli: {dli}, dlf: {dli}, obs: {s3}, iam: {dli}}}\n\
+                 \x20   credentials: {{access_key_env: SAFETY_AK, secret_key_env: SAFETY_SK}}\n\
+                 \x20   staging: obs://dli-gitops-staging/dev/\n    backups: obs://dli-gitops-backups/dev/\n\
+                 \x20   policy: {{rollback_on_failure: {{enabled: true, within: 10m}}}}\n\
+                 \x20   timeouts: {{job_transition: 30s, savepoint: 30s, request: 10s}}\n",
+                dli = emulator.url("dli"),
+                s3 = emulator.url("s3"),
+            ),
+        )
+        .expect("config");
+        Setup {
+            dir: dir.to_path_buf(),
+            config,
+        }
+    }
+
+    fn job(&self, sql: &str) {
+        let path = self.dir.join("repo/flink/orders.yaml");
+        std::fs::create_dir_all(path.parent().expect("parent")).expect("mkdir");
+        std::fs::write(
+            path,
+            format!(
+                "kind: FlinkSqlJob\nname: orders\nqueue_name: dev_flink\nsql_body: {}\n",
+                serde_json::to_string(sql).expect("json")
+            ),
+        )
+        .expect("job file");
+    }
+
+    fn command(&self, args: &[&str]) -> Command {
+        let mut command = Command::new(BINARY);
+        command
+            .args(args)
+            .arg("--config")
+            .arg(&self.config)
+            .args(["--target", "dev"])
+            .current_dir(&self.dir)
+            .env("SAFETY_AK", ACCESS_KEY)
+            .env("SAFETY_SK", SECRET_KEY)
+            .env("RUST_LOG", "info");
+        command
+    }
+
+    /// `apply --auto-approve` in the background, its output to `log`.
+    fn spawn_apply(&self, log: &str) -> Process {
+        let child = self
+            .command(&["apply", "--auto-approve"])
+            .stdout(std::fs::File::create(self.dir.join(log)).expect("log"))
+            .stderr(std::fs::File::create(self.dir.join(format!("{log}.err"))).expect("log"))
+            .spawn()
+            .expect("spawn apply");
+        Process { child: Some(child) }
+    }
+
+    /// Runs a command to its end (at most two minutes); its exit code and output.
+    fn run(&self, args: &[&str]) -> (Option<i32>, String) {
+        let out = self.dir.join("last.out");
+        let mut child = self
+            .command(args)
+            .stdout(std::fs::File::create(&out).expect("out"))
+            .stderr(std::fs::File::create(self.dir.join("last.err")).expect("err"))
+            .spawn()
+            .expect("spawn");
+        let deadline = Instant::now() + Duration::from_secs(120);
+        let status = loop {
+            if let Some(status) = child.try_wait().expect("wait") {
+                break status;
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                panic!("{args:?} did not finish within two minutes");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        let text = std::fs::read_to_string(&out).unwrap_or_default()
+            + &std::fs::read_to_string(self.dir.join("last.err")).unwrap_or_default();
+        (status.code(), text)
+    }
+
+    /// `apply` until `plan --detailed-exitcode` finds nothing to do.
+    fn converge(&self) -> Result<(), String> {
+        let mut last = String::new();
+        for _ in 0..10 {
+            let (_, applied) = self.run(&["apply", "--auto-approve"]);
+            let (code, plan) = self.run(&["plan", "--detailed-exitcode"]);
+            if code == Some(0) {
+                return Ok(());
+            }
+            last = format!("{applied}\n{plan}");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        Err(last)
+    }
+
+    /// `journal verify` passes and every intent has an outcome.
+    fn journal_violations(&self) -> Vec<String> {
+        let state = self.dir.join("state");
+        let output = Command::new(BINARY)
+            .args(["journal", "verify", "--state-dir"])
+            .arg(&state)
+            .output()
+            .expect("journal verify");
+        let mut problems = Vec::new();
+        if !output.status.success() {
+            problems.push(format!(
+                "journal verify failed: {}{}",
+                String::from_utf8_lossy(&output.stdout),
+                String::from_utf8_lossy(&output.stderr)
+            ));
+        }
+        let records = dli_gitops::journal::read_records(
+            &state,
+            &dli_gitops::journal::RecordFilter::default(),
+        )
+        .expect("read the journal");
+        let mut open = std::collections::BTreeMap::new();
+        for record in &records {
+            match &record.body {
+                dli_gitops::journal::RecordBody::Intent(intent) => {
+                    open.insert(
+                        intent.action_id.clone(),
+                        (record.seq, intent.action.clone()),
+                    );
+                }
+                dli_gitops::journal::RecordBody::Outcome(outcome) => {
+                    open.remove(&outcome.action_id);
+                }
+                _ => {}
+            }
+        }
+        for (action_id, (seq, action)) in open {
+            problems.push(format!(
+                "intent {action_id} (seq {seq}, {action}) has no outcome"
+            ));
+        }
+        problems
+    }
+}
+
+fn crash_seed(test: &str) -> (u64, rand::rngs::StdRng) {
+    use rand::{Rng, SeedableRng};
+    let seed: u64 = std::env::var("RELIABILITY_CRASH_SEED")
+        .ok()
+        .and_then(|value| value.parse().ok())
+        .unwrap_or_else(|| rand::thread_rng().r#gen());
+    eprintln!("{test} seed {seed} (RELIABILITY_CRASH_SEED={seed} replays it)");
+    (seed, rand::rngs::StdRng::seed_from_u64(seed))
+}
+
+fn crash_runs(default: usize) -> usize {
+    std::env::var("RELIABILITY_CRASH_RUNS")
+        .ok()
+        .and_then(|value| value.parse().ok())
+        .unwrap_or(default)
+        .max(1)
+}
+
+/// Keeps the directory and names the seed when anything failed.
+fn fail_keeping_evidence(temp: tempfile::TempDir, seed: u64, failures: &[String]) {
+    if !failures.is_empty() {
+        let kept = temp.keep();
+        panic!(
+            "seed {seed} (state kept in {}):\n{}",
+            kept.display(),
+            failures.join("\n")
+        );
+    }
+}
+
+/// The live job: (id, status, sql body).
+fn live_orders(emulator: &Emulator) -> Option<(i64, String, Option<String>)> {
+    let client = emulator.client();
+    let listed = block_on(client.list_jobs(&ListJobsQuery::default())).expect("list");
+    let job = listed.iter().find(|job| job.name == "orders")?;
+    let detail = block_on(client.job_detail(job.id)).expect("detail");
+    Some((
+        job.id,
+        detail.status.as_str().to_string(),
+        detail.config.sql_body.clone(),
+    ))
+}
+
+/// Each round: a good definition converges, a bad one is upgraded to (its runs fail 150 ms
+/// after they start), then `apply` is killed at random moments while it rolls the failure back,
+/// and one last convergence finishes the work. After every round the job runs the good
+/// definition, resumed from the savepoint the upgrade stopped it with, and is held (a plan has
+/// nothing to do). At the end the journal verifies and every intent has its outcome.
+#[test]
+fn automatic_rollback_killed_at_random_moments_loses_nothing_and_never_loops() {
+    use rand::Rng;
+    let (seed, mut rng) = crash_seed("automatic rollback crash test");
+    let temp = tempfile::tempdir().expect("temp dir");
+    let dir = temp.path();
+    let emulator = Emulator::start(dir);
+    let setup = Setup::new(dir, &emulator);
+    let rounds = crash_runs(6);
+    let mut failures = Vec::new();
+    let mut kills = 0;
+    for round in 0..rounds {
+        let good = format!("SELECT {round} AS good;");
+        setup.job(&good);
+        if let Err(last) = setup.converge() {
+            failures.push(format!(
+                "round {round}: the good definition did not converge:\n{last}"
+            ));
+            break;
+        }
+        let (id, _, _) = live_orders(&emulator).expect("orders is live");
+        let runs_before = emulator.runs(id).len();
+        setup.job(&format!(
+            "-- dli-emulator:fail-after-ms=150\nSELECT {round} AS bad;"
+        ));
+        let (_, upgrade) = setup.run(&["apply", "--auto-approve"]);
+        std::thread::sleep(Duration::from_millis(250));
+        // The failed upgrade is rolled back by `apply`, killed at random moments.
+        for attempt in 0..rng.gen_range(1..=3) {
+            let process = setup.spawn_apply(&format!("apply-{round}-{attempt}.log"));
+            std::thread::sleep(Duration::from_millis(rng.gen_range(10..700)));
+            process.kill_hard();
+            kills += 1;
+        }
+        if let Err(last) = setup.converge() {
+            failures.push(format!(
+                "round {round}: no convergence after the kills:\n{upgrade}\n{last}"
+            ));
+            break;
+        }
+        let Some((_, status, sql)) = live_orders(&emulator) else {
+            failures.push(format!("round {round}: orders is gone"));
+            break;
+        };
+        if status != "job_running" || sql.as_deref() != Some(good.as_str()) {
+            failures.push(format!(
+                "round {round}: orders is {status} with {sql:?}; it should run {good:?}"
+            ));
+        }
+        let runs = emulator.runs(id);
+        let new_runs = &runs[runs_before.min(runs.len())..];
+        // The upgraded (bad) run resumed from the stop savepoint (or our copy of it); every
+        // run after it resumed from that same savepoint.
+        match new_runs.first() {
+            None => failures.push(format!("round {round}: the upgrade never ran the job")),
+            Some(upgraded) => {
+                let state = upgraded["restored_from"].as_str();
+                if state.is_none() {
+                    failures.push(format!("round {round}: the upgrade started without state"));
+                }
+                for later in &new_runs[1..] {
+                    if later["restored_from"].as_str() != state {
+                        failures.push(format!(
+                            "round {round}: run {} resumed from {} instead of the upgrade's savepoint {state:?}",
+                            later["run_number"], later["restored_from"]
+                        ));
+                    }
+                }
+            }
+        }
+    }
+    failures.extend(setup.journal_violations());
+    let records = dli_gitops::journal::read_records(
+        &dir.join("state"),
+        &dli_gitops::journal::RecordFilter::default(),
+    )
+    .expect("read the journal");
+    let (mut rollbacks, mut taken_over, mut interrupted) = (0, 0, 0);
+    for record in &records {
+        match &record.body {
+            dli_gitops::journal::RecordBody::Intent(intent) if intent.action == "auto_rollback" => {
+                rollbacks += 1;
+                if intent.detail["taken_over"] == Value::Bool(true) {
+                    taken_over += 1;
+                }
+            }
+            dli_gitops::journal::RecordBody::Outcome(outcome)
+                if outcome
+                    .error
+                    .as_ref()
+                    .is_some_and(|error| error.code.as_deref() == Some("INTERRUPTED")) =>
+            {
+                interrupted += 1;
+            }
+            _ => {}
+        }
+    }
+    eprintln!(
+        "automatic rollback crash test: {rounds} rounds, {kills} SIGKILLs; {rollbacks} auto_rollback intents ({taken_over} taking over an interrupted one), {interrupted} intents resolved as INTERRUPTED"
+    );
+    fail_keeping_evidence(temp, seed, &failures);
+}
