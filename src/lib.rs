@@ -9,6 +9,7 @@ pub mod daemon;
 pub mod doctor;
 pub mod emulator;
 pub mod journal;
+pub mod memory;
 pub mod model;
 pub mod notify;
 pub mod plan;

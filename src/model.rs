@@ -695,7 +695,14 @@ impl FlinkJobConfig {
             return Vec::new();
         }
         let desired_fields = filled.to_field_map();
-        let live_fields = live.to_field_map();
+        let built;
+        let live_fields = match live_map {
+            Some(map) => map,
+            None => {
+                built = live.to_field_map();
+                &built
+            }
+        };
         let mut diffs = Vec::new();
         for (field, desired_value) in &desired_fields {
             if !self.compares(field) {
@@ -712,6 +719,17 @@ impl FlinkJobConfig {
                 diffs.push(FieldDiff {
                     field: field.clone(),
                     live: live_value,
+        self.field_diffs_with(live, None)
+    }
+
+    /// [`FlinkJobConfig::field_diffs`] with `live`'s field map ([`FlinkJobConfig::to_field_map`])
+    /// already built, for a caller that compares many configs with one (the planner's creates,
+    /// all compared with the service defaults).
+    pub fn field_diffs_with(
+        &self,
+        live: &FlinkJobConfig,
+        live_map: Option<&serde_json::Map<String, serde_json::Value>>,
+    ) -> Vec<FieldDiff> {
                     desired: desired_value.clone(),
                 });
             }

@@ -11,6 +11,11 @@ pub struct Memory {
     pub peak_rss_kib: u64,
     /// Current resident set size (`VmRSS`).
     pub rss_kib: u64,
+    /// Of `VmRSS`: anonymous pages (the heap, stacks), file pages (the binary's code and
+    /// libraries), shared memory (`RssAnon`, `RssFile`, `RssShmem`).
+    pub rss_anon_kib: u64,
+    pub rss_file_kib: u64,
+    pub rss_shmem_kib: u64,
 }
 
 /// Reads `VmHWM` and `VmRSS` of `pid` (`"self"` for this process).
@@ -27,6 +32,9 @@ pub fn memory(pid: &str) -> Result<Memory, String> {
     Ok(Memory {
         peak_rss_kib: field("VmHWM:")?,
         rss_kib: field("VmRSS:")?,
+        rss_anon_kib: field("RssAnon:").unwrap_or(0),
+        rss_file_kib: field("RssFile:").unwrap_or(0),
+        rss_shmem_kib: field("RssShmem:").unwrap_or(0),
     })
 }
 

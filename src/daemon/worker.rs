@@ -107,6 +107,9 @@ impl Worker {
                     break;
                 }
                 let outcome = self.pass(triggers).await;
+                // What the pass freed goes back to the kernel: the daemon rests on what it
+                // keeps, not on its busiest pass.
+                crate::memory::release_after_pass();
                 next_pass = Instant::now() + outcome.next_in;
                 tracing::debug!(
                     result = outcome.result,

@@ -202,12 +202,12 @@ impl JobContext<'_> {
 
     /// In git, not live.
     fn create(&self, warnings: &mut Vec<String>) -> JobAction {
-        let defaults = FlinkJobConfig::defaults_for(self.desired.kind());
+        let (defaults, defaults_map) = defaults_with_map(self.desired.kind());
         // Show what the new job sets beyond the service defaults, the way Terraform lists the
         // attributes of a resource it creates.
         let mut diffs: Vec<FieldDiff> = self
             .config
-            .field_diffs(&defaults)
+            .field_diffs_with(defaults, Some(defaults_map))
             .into_iter()
             .map(|diff| FieldDiff {
                 live: serde_json::Value::Null,
@@ -684,4 +684,26 @@ pub(super) fn describe_source(source: &SavepointSource) -> String {
         }
         SavepointSource::Held(path) => format!("savepoint {path}, which the job holds"),
     }
+}
+
+/// The service defaults of a job type and their field map, built once per process: every
+/// create is compared with them (10,000 creates would otherwise build 10,000 equal maps).
+fn defaults_with_map(
+    kind: crate::model::JobKind,
+) -> &'static (FlinkJobConfig, serde_json::Map<String, serde_json::Value>) {
+    use std::sync::OnceLock;
+    static SQL: OnceLock<(FlinkJobConfig, serde_json::Map<String, serde_json::Value>)> =
+        OnceLock::new();
+    static JAR: OnceLock<(FlinkJobConfig, serde_json::Map<String, serde_json::Value>)> =
+        OnceLock::new();
+    let cell = if kind == crate::model::JobKind::FlinkJar {
+        &JAR
+    } else {
+        &SQL
+    };
+    cell.get_or_init(|| {
+        let defaults = FlinkJobConfig::defaults_for(kind);
+        let map = defaults.to_field_map();
+        (defaults, map)
+    })
 }

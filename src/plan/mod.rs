@@ -590,8 +590,26 @@ impl PruneGuard<'_> {
 }
 
 fn content_id(actions: &[JobAction], warnings: &[String]) -> String {
-    let bytes = serde_json::to_vec(&(actions, warnings)).unwrap_or_default();
-    hex::encode(Sha256::digest(&bytes))
+    // Serialised straight into the hash: a plan of 10,000 creates is tens of MB of JSON, never
+    // held at once (the same bytes, so the same id).
+    struct HashWriter(Sha256);
+    impl std::io::Write for HashWriter {
+        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+            self.0.update(bytes);
+            Ok(bytes.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut writer = std::io::BufWriter::with_capacity(64 * 1024, HashWriter(Sha256::new()));
+    // Writing into a hash cannot fail, and plain data always serialises.
+    let _ = serde_json::to_writer(&mut writer, &(actions, warnings));
+    let hasher = match writer.into_inner() {
+        Ok(inner) => inner.0,
+        Err(error) => error.into_inner().into_parts().0.0,
+    };
+    hex::encode(hasher.finalize())
 }
 
 /// Names that occur more than once, so that callers can refuse to guess which one is meant.

@@ -39,23 +39,25 @@ pub fn resolve(
     context.check_duplicates(&documents);
     context.apply_overrides(&mut documents);
 
+    // `depends_on`, `drift`, `ignore_differences`: checked across documents, no part of digests.
+    let mut policies = super::dependencies::policies(&mut context, &documents);
     let mut desired = DesiredJobs::default();
-    for document in &documents {
+    // Each document's positioned node tree is dropped as soon as its job is built, so the
+    // trees and the jobs are never all in memory at once (diagnostics are sorted at the end).
+    for document in documents.drain(..) {
         match document.kind {
             JobKind::FlinkSql | JobKind::FlinkJar => {
-                if let Some(job) = super::flink::build(&mut context, document) {
+                if let Some(job) = super::flink::build(&mut context, &document) {
                     desired.flink.push(job);
                 }
             }
             JobKind::Dlf => {
-                if let Some(job) = super::dlf::build(&mut context, document) {
+                if let Some(job) = super::dlf::build(&mut context, &document) {
                     desired.dlf.push(job);
                 }
             }
         }
     }
-    // `depends_on`, `drift`, `ignore_differences`: checked across documents, no part of digests.
-    let mut policies = super::dependencies::policies(&mut context, &documents);
     if !context.diagnostics.is_empty() {
         return Err(Diagnostics(context.diagnostics).finish());
     }
