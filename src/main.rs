@@ -72,6 +72,11 @@ enum Command {
         #[command(subcommand)]
         command: JournalCommand,
     },
+    /// The savepoint catalog: the savepoint copies dli-gitops keeps.
+    Savepoints {
+        #[command(subcommand)]
+        command: SavepointsCommand,
+    },
     /// Run the local DLI/DLF/OBS service emulator.
     Emulator(EmulatorArgs),
 }
@@ -287,6 +292,27 @@ enum JournalCommand {
     Verify {
         #[arg(long)]
         state_dir: PathBuf,
+    },
+}
+
+#[derive(Subcommand)]
+enum SavepointsCommand {
+    /// List the catalog, oldest first (read-only; works beside a running daemon).
+    List {
+        /// The daemon's config file (its `state_dir`); or give --state-dir.
+        #[arg(long, conflicts_with = "state_dir")]
+        config: Option<PathBuf>,
+        #[arg(long)]
+        state_dir: Option<PathBuf>,
+        /// Only savepoints of this target.
+        #[arg(long)]
+        target: Option<String>,
+        /// Only savepoints of this job.
+        #[arg(long)]
+        job: Option<String>,
+        /// One JSON array instead of a table.
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -539,6 +565,26 @@ fn dispatch(
                 })
             }
         },
+        Command::Savepoints {
+            command:
+                SavepointsCommand::List {
+                    config,
+                    state_dir,
+                    target,
+                    job,
+                    json,
+                },
+        } => {
+            let state_dir = dli_gitops::apply::state_dir_of(config, state_dir)?;
+            let options = dli_gitops::savepoints::command::ListOptions {
+                state_dir,
+                target,
+                job,
+                json,
+            };
+            dli_gitops::savepoints::command::list_command(&options, &mut std::io::stdout().lock())?;
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Emulator(args) => {
             dli_gitops::emulator::run_from_cli(&dli_gitops::emulator::EmulatorCliOptions {
                 listen: args.listen,

@@ -145,17 +145,44 @@ pub struct Restore {
     /// Promotion: take the latest savepoint of this job's copy in another target.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub from_target: Option<String>,
+    /// A savepoint of this job from this target's savepoint catalog.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub from_catalog: Option<CatalogRef>,
+}
+
+/// Which catalog entry `restore.from_catalog` names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CatalogRef {
+    /// The newest verified copy when the restore is planned.
+    Latest,
+    /// The entry with this journal seq (`dli-gitops savepoints list`).
+    Seq(u64),
+}
+
+impl std::fmt::Display for CatalogRef {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            CatalogRef::Latest => formatter.write_str("latest"),
+            CatalogRef::Seq(seq) => write!(formatter, "{seq}"),
+        }
+    }
 }
 
 impl Restore {
-    /// The identity of this restore request: a new key means "import again".
+    /// The identity of this restore request: a new key means "import again". A catalog
+    /// reference is appended only when set, so keys written before it existed stay equal.
     pub fn key(&self) -> String {
-        format!(
+        let mut key = format!(
             "{}#{}#{}",
             self.savepoint_path.as_deref().unwrap_or(""),
             self.nonce.map(|n| n.to_string()).unwrap_or_default(),
             self.from_target.as_deref().unwrap_or("")
-        )
+        );
+        if let Some(catalog) = &self.from_catalog {
+            key.push_str(&format!("#catalog:{catalog}"));
+        }
+        key
     }
 }
 

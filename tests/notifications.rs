@@ -624,3 +624,165 @@ fn unknown_events_and_non_http_sinks_are_refused_with_their_location() {
         "{problems:?}"
     );
 }
+
+fn sink_config(dir: &Path, receiver: &str, events: &str) -> Config {
+    std::fs::create_dir_all(dir.join("jobs")).unwrap();
+    std::fs::write(dir.join("hmac-key"), HMAC_KEY).unwrap();
+    let text = format!(
+        r#"state_dir: {dir}/state
+listen: 127.0.0.1:0
+sources:
+  jobs:
+    path: {dir}/jobs
+targets:
+  - name: dev
+    source: jobs
+    endpoints: {{dli: embedded, dlf: embedded, obs: embedded}}
+    policy: {{auto_sync: false, self_heal: false, resync_interval: 1h}}
+notifications:
+  - name: hook
+    events: [{events}]
+    policy_off_after: 24h
+    webhook: {{url: "{receiver}/hook", secret_file: {dir}/hmac-key}}
+"#,
+        dir = dir.display(),
+    );
+    let path = dir.join("config.yaml");
+    std::fs::write(&path, text).unwrap();
+    Config::load(&path).unwrap()
+}
+
+fn fast() -> RetryPolicy {
+    RetryPolicy {
+        attempts: 3,
+        first_delay: Duration::from_millis(100),
+        timeout: Duration::from_secs(5),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn drift_and_automatic_rollback_from_the_journal_are_announced_once() {
+    use dli_gitops::journal::{DriftDetected, Effects, Intent, Outcome};
+    let dir = tempfile::tempdir().unwrap();
+    let receiver = Arc::new(Receiver::default());
+    let url = start_receiver(receiver.clone()).await;
+    let config = sink_config(
+        dir.path(),
+        &url,
+        "drift_detected, drift_corrected, auto_rollback",
+    );
+    let (journal, _) = Journal::open(&config.state_dir, JournalOptions::default()).unwrap();
+    let notifier = Notifier::from_config(&config, Some(journal.clone()), fast())
+        .unwrap()
+        .unwrap();
+    let quiet = || dli_gitops::notify::PassSignals::default();
+    journal
+        .append(
+            "dev",
+            RecordBody::DriftDetected(DriftDetected {
+                job: "clicks".into(),
+                fields: vec!["cu_number".into()],
+                mode: "report".into(),
+                ..DriftDetected::default()
+            }),
+        )
+        .unwrap();
+    for _ in 0..3 {
+        notifier
+            .after_pass("dev", quiet(), chrono::Utc::now())
+            .await;
+    }
+    wait_for("drift_detected", || receiver.on("/hook").len() == 1).await;
+    // The job's next successful action clears the mark; an automatic rollback is an action.
+    let action = |id: &str, action: &str| {
+        (
+            RecordBody::Intent(Intent {
+                action_id: id.into(),
+                job: "clicks".into(),
+                action: action.into(),
+                plan_id: None,
+                detail: Value::Null,
+                extra: Default::default(),
+            }),
+            RecordBody::Outcome(Outcome {
+                action_id: id.into(),
+                job: "clicks".into(),
+                ok: true,
+                error: None,
+                // A successful action that put the git definition back clears the mark.
+                effects: Effects {
+                    spec_digest: Some("digest-2".into()),
+                    ..Effects::default()
+                },
+                plan_id: None,
+                extra: Default::default(),
+            }),
+        )
+    };
+    let (intent, outcome) = action("a-1", "auto_rollback");
+    journal.append("dev", intent).unwrap();
+    journal.append("dev", outcome).unwrap();
+    drop(notifier);
+    // A restart: nothing is repeated, the correction and the rollback go out once.
+    let notifier = Notifier::from_config(&config, Some(journal.clone()), fast())
+        .unwrap()
+        .unwrap();
+    for _ in 0..3 {
+        notifier
+            .after_pass("dev", quiet(), chrono::Utc::now())
+            .await;
+    }
+    wait_for("the correction and the rollback", || {
+        receiver.on("/hook").len() == 3
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let mut seen = events(&receiver.on("/hook"));
+    seen[1..].sort();
+    assert_eq!(seen, ["drift_detected", "auto_rollback", "drift_corrected"]);
+    let first: Value = serde_json::from_slice(&receiver.on("/hook")[0].body).unwrap();
+    assert_eq!(first["details"]["fields"][0], "cu_number");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn automatic_sync_left_off_is_announced_once_after_its_threshold() {
+    let dir = tempfile::tempdir().unwrap();
+    let receiver = Arc::new(Receiver::default());
+    let url = start_receiver(receiver.clone()).await;
+    let config = sink_config(dir.path(), &url, "auto_sync_off, self_heal_off");
+    let (journal, _) = Journal::open(&config.state_dir, JournalOptions::default()).unwrap();
+    let off = || dli_gitops::notify::PassSignals {
+        auto_sync_off: true,
+        ..dli_gitops::notify::PassSignals::default()
+    };
+    let start = chrono::Utc::now();
+    let notifier = Notifier::from_config(&config, Some(journal.clone()), fast())
+        .unwrap()
+        .unwrap();
+    notifier.after_pass("dev", off(), start).await;
+    notifier
+        .after_pass("dev", off(), start + chrono::Duration::hours(23))
+        .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(receiver.on("/hook").is_empty(), "not before 24h");
+    drop(notifier);
+    // The off-since time survives a restart.
+    let notifier = Notifier::from_config(&config, Some(journal.clone()), fast())
+        .unwrap()
+        .unwrap();
+    for hours in [25, 26, 30] {
+        notifier
+            .after_pass("dev", off(), start + chrono::Duration::hours(hours))
+            .await;
+    }
+    wait_for("auto_sync_off", || receiver.on("/hook").len() == 1).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(events(&receiver.on("/hook")), ["auto_sync_off"]);
+    let body: Value = serde_json::from_slice(&receiver.on("/hook")[0].body).unwrap();
+    assert!(
+        body["summary"]
+            .as_str()
+            .unwrap()
+            .contains("automatic sync has been off since")
+    );
+}

@@ -165,6 +165,7 @@ impl Scenario {
             savepoint_path: Some("obs://prod-ckpt/savepoints/fraud-detector/2026-11-01/".into()),
             nonce: Some(2),
             from_target: None,
+            from_catalog: None,
         });
         let live = live_of(&job, 13, "job_running");
         let mut entry = managed(&mut self.view, "fraud-detector");
@@ -175,6 +176,7 @@ impl Scenario {
                 ),
                 nonce: Some(1),
                 from_target: None,
+                from_catalog: None,
             }
             .key(),
         );
@@ -817,6 +819,7 @@ fn build_world(flink: &[FlinkCase], dlf: &[DlfCase]) -> (DesiredJobs, Simulator)
             savepoint_path: (!from_target).then(|| format!("obs://restore/{path}/")),
             nonce: Some(nonce),
             from_target: from_target.then(|| "dev".to_string()),
+            from_catalog: None,
         });
         if case.in_git {
             let mut config =

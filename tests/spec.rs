@@ -395,6 +395,7 @@ fn lifecycle_strategy() -> impl Strategy<Value = Lifecycle> {
                 savepoint_path: Some(savepoint_path),
                 nonce,
                 from_target,
+                from_catalog: None,
             }),
             prune,
         })

@@ -364,6 +364,56 @@ impl LiveService for CloudLive {
         Ok(self.clients.dlf.start_job(name).await?)
     }
 
+    fn savepoint_base(&self) -> Option<String> {
+        self.backups
+            .clone()
+            .or_else(|| self.staging.as_ref().map(|staging| staging.url_of("")))
+            .map(|base| crate::savepoints::directory(&base))
+    }
+
+    async fn trigger_flink_savepoint(
+        &self,
+        job_id: i64,
+        directory: &str,
+    ) -> Result<(), ServiceFailure> {
+        Ok(self
+            .clients
+            .dli
+            .trigger_savepoint(job_id, directory)
+            .await?)
+    }
+
+    async fn savepoint_size(
+        &self,
+        directory: &str,
+    ) -> Result<Option<crate::savepoints::SavepointSize>, ServiceFailure> {
+        let store = self
+            .clients
+            .object_store(&crate::savepoints::directory(directory))?;
+        Ok(crate::savepoints::inspect(&store).await?)
+    }
+
+    async fn copy_savepoint(
+        &self,
+        source: &str,
+        destination: &str,
+    ) -> Result<crate::savepoints::SavepointSize, ServiceFailure> {
+        let from = self
+            .clients
+            .object_store(&crate::savepoints::directory(source))?;
+        let to = self
+            .clients
+            .object_store(&crate::savepoints::directory(destination))?;
+        crate::savepoints::copy_and_verify(&from, &to)
+            .await
+            .map_err(|error| ServiceFailure {
+                code: None,
+                retryable: error.is_retryable(),
+                message: error.to_string(),
+                request_id: None,
+            })
+    }
+
     async fn export_dlf_job(&self, name: &str) -> Result<ExportedDlfJob, ServiceFailure> {
         let zip = self
             .clients

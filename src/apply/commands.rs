@@ -349,3 +349,18 @@ async fn rollback_approved(
         1
     })
 }
+
+/// The state directory a read-only command reads: `--state-dir`, else the config's
+/// `state_dir`.
+pub fn state_dir_of(
+    config: Option<PathBuf>,
+    state_dir: Option<PathBuf>,
+) -> Result<PathBuf, ApplyError> {
+    match (state_dir, config) {
+        (Some(state_dir), _) => Ok(state_dir),
+        (None, Some(config)) => Ok(load(&config)?.state_dir),
+        (None, None) => Err(ApplyError::Runtime {
+            problem: "give --config (the daemon's config file) or --state-dir".to_string(),
+        }),
+    }
+}

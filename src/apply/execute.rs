@@ -14,8 +14,10 @@ use super::ledger::{
 };
 use super::live::{LiveService, ServiceFailure};
 use super::{ActionResult, ApplyError, ApplyOptions};
+use crate::journal::SavepointRecord;
 use crate::model::{DesiredJobs, JobKind, ObservedFlinkJob};
 use crate::plan::{ActionClass, JobAction, Plan, SavepointSource, Step};
+use crate::savepoints::Origin;
 
 /// Everything one pass's execution reads.
 pub(crate) struct Executor<'a, L, J> {
@@ -39,6 +41,12 @@ struct ActionState {
     steps_done: usize,
     /// What the service reported as warnings (a DLF task that ended `WARNING`).
     warnings: Vec<String>,
+    /// The savepoint triggered before the stop (the service's) and our verified copy of it
+    /// (the catalog's entry).
+    pre_stop: Option<(String, String)>,
+    /// The next `ImportSavepoint` imports this copy instead of the service's savepoint the
+    /// job holds (which the service deletes when the job restarts).
+    import_copy: Option<String>,
 }
 
 impl<L: LiveService, J: Ledger> Executor<'_, L, J> {
@@ -153,21 +161,64 @@ impl<L: LiveService, J: Ledger> Executor<'_, L, J> {
                 number: state.steps_done + 1,
                 total: action.steps.len(),
             });
+            // Strict state: what a step needs saved is copied and verified before it runs.
+            if let Err(error) = self
+                .before_step(&action_id, &job, action, step, &mut state)
+                .await?
+            {
+                tracing::warn!(
+                    target_name = self.ledger.target(),
+                    job = %action.name,
+                    step = step_name(step),
+                    error = %error.message,
+                    "The savepoint a step needs could not be secured; the action ends here and the job is left as it is."
+                );
+                failure = Some(("savepoint", error));
+                break;
+            }
             match self.run_step(action, step, &mut state).await {
                 Ok(()) => {
                     state.steps_done += 1;
-                    if let (Step::Stop { .. }, Some(path)) = (step, &state.stop_savepoint) {
+                    if let (Step::Stop { .. }, Some(path)) = (step, state.stop_savepoint.clone()) {
+                        // The service deletes its stop savepoint when the job restarts: the
+                        // action resumes from our verified copy of it.
+                        let copied = self
+                            .keep_savepoint(
+                                &action_id,
+                                &job,
+                                action,
+                                state.live_id,
+                                &path,
+                                Origin::Stop,
+                            )
+                            .await?;
+                        let kept = copied.as_ref().map_or(&path, |(copy, _)| copy).clone();
                         self.record_one_shot(
                             &action_id,
                             &job,
                             "stop_savepoint",
                             state.live_id,
                             ActionEffects {
-                                savepoint_path: Some(path.clone()),
+                                savepoint_path: Some(kept.clone()),
                                 ..ActionEffects::default()
                             },
                         )
                         .await?;
+                        if let Err(error) = copied {
+                            failure = Some((
+                                "copy_stop_savepoint",
+                                ServiceFailure {
+                                    message: format!(
+                                        "the job is stopped and its state is in the service's savepoint {path}, which the service deletes at the next restart; it was not copied, so the job is not restarted: {}",
+                                        error.message
+                                    ),
+                                    ..error
+                                },
+                            ));
+                            break;
+                        }
+                        state.stop_savepoint = Some(kept.clone());
+                        state.savepoint = Some(kept);
                     }
                     if let (Step::ImportSavepoint { .. }, true, Some(key)) =
                         (step, state.restore_applied, &action.restore_key)
@@ -288,6 +339,209 @@ impl<L: LiveService, J: Ledger> Executor<'_, L, J> {
         .await
     }
 
+    /// Secures the state a step is about to put at risk (strict state):
+    /// * before a stop with a savepoint of a running Flink job: a savepoint is triggered while
+    ///   it runs, found complete (`_metadata`), copied under our prefix, verified and journaled
+    ///   (`savepoint`, origin `triggered`); if any of it fails the job is not stopped and keeps
+    ///   running its current version;
+    /// * before the import of the savepoint a stopped job holds on the service (the service's
+    ///   own, deleted at the restart): it is copied and verified, and the copy is imported.
+    ///
+    /// The outer `Result` is a journal failure (ends the pass); the inner one ends the action.
+    async fn before_step(
+        &self,
+        action_id: &str,
+        job: &str,
+        action: &JobAction,
+        step: &Step,
+        state: &mut ActionState,
+    ) -> Result<Result<(), ServiceFailure>, ApplyError> {
+        if action.kind == JobKind::Dlf {
+            return Ok(Ok(()));
+        }
+        match step {
+            Step::Stop {
+                trigger_savepoint: true,
+            } => {
+                // The plan stops only a running job (a moving one waits for `WaitSteady`), so
+                // the savepoint is triggered without reading the job first; a job that is not
+                // running refuses the trigger and is not stopped.
+                let Some(job_id) = state.live_id else {
+                    return Ok(Ok(()));
+                };
+                let triggered = match self.trigger_complete_savepoint(action, job_id).await {
+                    Ok(path) => path,
+                    Err(error) => {
+                        return Ok(Err(ServiceFailure {
+                            message: format!(
+                                "no savepoint could be taken before the stop, so job {job_id} was not stopped and keeps running its current version: {}",
+                                error.message
+                            ),
+                            ..error
+                        }));
+                    }
+                };
+                match self
+                    .keep_savepoint(
+                        action_id,
+                        job,
+                        action,
+                        Some(job_id),
+                        &triggered,
+                        Origin::Triggered,
+                    )
+                    .await?
+                {
+                    Ok((copy, _)) => {
+                        state.pre_stop = Some((triggered, copy));
+                        Ok(Ok(()))
+                    }
+                    Err(error) => Ok(Err(ServiceFailure {
+                        message: format!(
+                            "the savepoint taken before the stop could not be copied and verified, so job {job_id} was not stopped and keeps running its current version: {}",
+                            error.message
+                        ),
+                        ..error
+                    })),
+                }
+            }
+            Step::ImportSavepoint {
+                source: SavepointSource::Path(path) | SavepointSource::Held(path),
+            } => {
+                let (Some(job_id), Some(base)) = (state.live_id, self.live.savepoint_base()) else {
+                    return Ok(Ok(()));
+                };
+                if is_a_copy(path, &base, self.ledger.target()) {
+                    return Ok(Ok(()));
+                }
+                let held = match self.live.flink_job(job_id).await {
+                    Ok(live) => live.savepoint_path,
+                    Err(error) => return Ok(Err(error)),
+                };
+                if !held.is_some_and(|held| crate::savepoints::same_directory(&held, path)) {
+                    // An explicit savepoint of the user's: not the service's to delete.
+                    return Ok(Ok(()));
+                }
+                match self
+                    .keep_savepoint(action_id, job, action, Some(job_id), path, Origin::Held)
+                    .await?
+                {
+                    Ok((copy, _)) => {
+                        state.import_copy = Some(copy);
+                        Ok(Ok(()))
+                    }
+                    Err(error) => Ok(Err(ServiceFailure {
+                        message: format!(
+                            "job {job_id} holds the service's savepoint {path}, which the service deletes when the job restarts; it could not be copied, so it is not imported: {}",
+                            error.message
+                        ),
+                        ..error
+                    })),
+                }
+            }
+            _ => Ok(Ok(())),
+        }
+    }
+
+    /// Triggers a savepoint of the running job into a fresh directory under our prefix
+    /// (`<base>dli-gitops/triggered/<target>/<job>/<time>/`, the service's own savepoint: it is
+    /// deleted at the restart) and waits until its `_metadata` is there and the job runs again.
+    async fn trigger_complete_savepoint(
+        &self,
+        action: &JobAction,
+        job_id: i64,
+    ) -> Result<String, ServiceFailure> {
+        let base = self.live.savepoint_base().ok_or_else(no_savepoint_base)?;
+        let directory = crate::savepoints::trigger_directory(
+            &base,
+            self.ledger.target(),
+            &action.name,
+            chrono::Utc::now(),
+        );
+        self.live
+            .trigger_flink_savepoint(job_id, &directory)
+            .await
+            .map_err(|failure| ServiceFailure {
+                message: format!(
+                    "triggering a savepoint into {directory}: {}",
+                    failure.message
+                ),
+                ..failure
+            })?;
+        let started = Instant::now();
+        loop {
+            let size = self.live.savepoint_size(&directory).await?;
+            let job = self.live.flink_job(job_id).await?;
+            if size.is_some() && job.status.is_running() {
+                return Ok(directory);
+            }
+            if !job.status.is_running() && job.status.as_str() != "job_savepointing" {
+                return Err(ServiceFailure::local(format!(
+                    "job {job_id} left the running state ({}) while its savepoint into {directory} was taken",
+                    job.status
+                )));
+            }
+            if started.elapsed() >= self.options.savepoint_timeout {
+                return Err(ServiceFailure {
+                    code: None,
+                    message: format!(
+                        "the savepoint triggered into {directory} was not complete (no `_metadata`) after {:?}",
+                        self.options.savepoint_timeout
+                    ),
+                    request_id: None,
+                    retryable: true,
+                });
+            }
+            tokio::time::sleep(self.options.poll_interval).await;
+        }
+    }
+
+    /// Copies the service's savepoint `source` under our prefix, verifies the copy and journals
+    /// it as a catalog entry. Returns the copy and its catalog seq.
+    async fn keep_savepoint(
+        &self,
+        action_id: &str,
+        job: &str,
+        action: &JobAction,
+        live_id: Option<i64>,
+        source: &str,
+        origin: Origin,
+    ) -> Result<Result<(String, u64), ServiceFailure>, ApplyError> {
+        let Some(base) = self.live.savepoint_base() else {
+            return Ok(Err(no_savepoint_base()));
+        };
+        let copy = crate::savepoints::copy_directory(
+            &base,
+            self.ledger.target(),
+            &action.name,
+            chrono::Utc::now(),
+            origin,
+        );
+        let size = match self.live.copy_savepoint(source, &copy).await {
+            Ok(size) => size,
+            Err(error) => return Ok(Err(error)),
+        };
+        let seq = self
+            .ledger
+            .savepoint(SavepointRecord {
+                job: job.to_string(),
+                path: copy.clone(),
+                origin: origin.as_str().to_string(),
+                source_path: Some(crate::savepoints::directory(source)),
+                revision: self.ledger.applied_revision(),
+                spec_digest: None,
+                action_id: Some(action_id.to_string()),
+                live_id: live_id.map(|id| id.to_string()),
+                objects: size.objects,
+                size_bytes: size.bytes,
+                verified: true,
+                extra: serde_json::Map::new(),
+            })
+            .await?;
+        tracing::info!(target_name = self.ledger.target(), job = %action.name, origin = origin.as_str(), savepoint = %copy, seq, bytes = size.bytes, "Copied and verified a savepoint into the catalog.");
+        Ok(Ok((copy, seq)))
+    }
+
     async fn run_step(
         &self,
         action: &JobAction,
@@ -356,7 +610,20 @@ impl<L: LiveService, J: Ledger> Executor<'_, L, J> {
                     .wait_for(job_id, timeout, |job| job.status.is_stopped())
                     .await?;
                 if *trigger_savepoint {
+                    let triggered = state.pre_stop.clone();
                     match stopped.savepoint_path {
+                        // Still the savepoint triggered before the stop: the stop took none.
+                        Some(path)
+                            if triggered.as_ref().is_some_and(|(source, _)| {
+                                crate::savepoints::same_directory(source, &path)
+                            }) =>
+                        {
+                            let copy = triggered.map(|(_, copy)| copy).unwrap_or_default();
+                            return Err(ServiceFailure::local(format!(
+                                "job {job_id} stopped ({}) but reports no new savepoint (it still names the one triggered before the stop, {path}); nothing is imported over it; its state before the stop is kept in the catalog as {copy}",
+                                stopped.status
+                            )));
+                        }
                         Some(path) => {
                             if Some(&path) == before.as_ref() {
                                 // Services name savepoint folders by time; two stops in one
@@ -393,7 +660,10 @@ impl<L: LiveService, J: Ledger> Executor<'_, L, J> {
             }
             (_, Step::ImportSavepoint { source }) => {
                 let job_id = need_id(action, state)?;
-                let path = self.savepoint_path(action, source, state)?;
+                let path = match state.import_copy.take() {
+                    Some(copy) => copy,
+                    None => self.savepoint_path(action, source, state)?,
+                };
                 self.live.import_savepoint(job_id, &path).await?;
                 state.savepoint = Some(path);
                 if action.restore_key.is_some() {
@@ -645,6 +915,19 @@ fn check_resume_savepoint(
             held.unwrap_or("no savepoint")
         ))),
     }
+}
+
+fn no_savepoint_base() -> ServiceFailure {
+    ServiceFailure::local(
+        "the target has neither a `backups:` nor a `staging:` location, where savepoint copies are kept; set one, or make the job `upgrade_mode: stateless`",
+    )
+}
+
+/// Whether `path` is already a copy of ours: in the target's catalog prefix, or a savepoint
+/// carried from another target (`carried-savepoints/`).
+fn is_a_copy(path: &str, base: &str, target: &str) -> bool {
+    crate::savepoints::is_ours(path, base, target)
+        || path.contains(&format!("/{}/", crate::promotion::carry::CARRIED_PREFIX))
 }
 
 fn need_id(action: &JobAction, state: &ActionState) -> Result<i64, ServiceFailure> {

@@ -56,6 +56,7 @@ fn effects_of(effects: &ActionEffects) -> Effects {
         managed: effects.managed,
         protected: effects.protected,
         auto_rollback: effects.auto_rollback.clone(),
+        gc_deleted: Vec::new(),
         // The journal keeps payload fields it does not model; warnings ride there.
         extra: if effects.warnings.is_empty() {
             Map::new()
@@ -79,6 +80,19 @@ impl Ledger for JournalLedger {
         let Some(target) = state.targets.get(&self.target) else {
             return view;
         };
+        for entry in target
+            .savepoints
+            .iter()
+            .filter(|entry| entry.record.verified)
+        {
+            view.savepoint_catalog
+                .entry(entry.record.job.clone())
+                .or_default()
+                .push(crate::plan::CatalogSavepoint {
+                    seq: entry.seq,
+                    path: entry.record.path.clone(),
+                });
+        }
         for (key, job) in &target.jobs {
             match key.strip_prefix(DLF_KEY_PREFIX) {
                 Some(name) => {
@@ -234,6 +248,20 @@ impl Ledger for JournalLedger {
             }),
         )
         .await
+    }
+
+    fn applied_revision(&self) -> Option<String> {
+        let state = self.journal.state_guard();
+        let target = state.targets.get(&self.target)?;
+        target
+            .applied_revision
+            .as_ref()
+            .map(|applied| applied.revision.clone())
+    }
+
+    async fn savepoint(&self, entry: crate::journal::SavepointRecord) -> Result<u64, ApplyError> {
+        self.append("appending a savepoint", RecordBody::Savepoint(entry))
+            .await
     }
 
     async fn revision_applied(

@@ -140,6 +140,13 @@ pub trait Ledger {
     async fn intent(&self, entry: IntentEntry) -> Result<u64, ApplyError>;
     async fn outcome(&self, entry: OutcomeEntry) -> Result<u64, ApplyError>;
     async fn observed(&self, entry: ObservationEntry) -> Result<u64, ApplyError>;
+    /// The revision the target last converged on (what a savepoint taken now belongs to).
+    fn applied_revision(&self) -> Option<String> {
+        None
+    }
+    /// Journals a savepoint catalog entry (a verified copy under our prefix); returns its seq,
+    /// the catalog id.
+    async fn savepoint(&self, entry: crate::journal::SavepointRecord) -> Result<u64, ApplyError>;
     /// The target converged on `revision`.
     async fn revision_applied(
         &self,

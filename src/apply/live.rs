@@ -226,4 +226,44 @@ pub trait LiveService {
             "this service cannot export DLF job `{name}`"
         )))
     }
+
+    // Savepoint copies (the catalog). Defaults refuse, so a service without them never
+    // pretends that a savepoint is safe.
+
+    /// Where this target keeps its savepoint copies (`obs://bucket/prefix/`): the `backups:`
+    /// location, else `staging:`.
+    fn savepoint_base(&self) -> Option<String> {
+        None
+    }
+    /// Triggers a savepoint of a running Flink job into `directory` (`obs://bucket/dir/`;
+    /// `ExecuteFlinkJobSavepoint`).
+    async fn trigger_flink_savepoint(
+        &self,
+        job_id: i64,
+        directory: &str,
+    ) -> Result<(), ServiceFailure> {
+        Err(ServiceFailure::local(format!(
+            "this service cannot trigger a savepoint of job {job_id} into {directory}"
+        )))
+    }
+    /// The complete savepoint in `directory` (its `_metadata` present), or `None`.
+    async fn savepoint_size(
+        &self,
+        directory: &str,
+    ) -> Result<Option<crate::savepoints::SavepointSize>, ServiceFailure> {
+        Err(ServiceFailure::local(format!(
+            "this service cannot read savepoint {directory}"
+        )))
+    }
+    /// Copies the savepoint in `source` to `destination` (`_metadata` last) and verifies the
+    /// copy against its source.
+    async fn copy_savepoint(
+        &self,
+        source: &str,
+        destination: &str,
+    ) -> Result<crate::savepoints::SavepointSize, ServiceFailure> {
+        Err(ServiceFailure::local(format!(
+            "this service cannot copy savepoint {source} to {destination}"
+        )))
+    }
 }

@@ -27,7 +27,7 @@ use serde::Serialize;
 pub use cloud_live::CloudLive;
 pub use commands::{
     ApplyCommand, ExportCommand, PlanCommand, Prompt, RollbackCommand, apply_command,
-    export_command, plan_command, rollback_command,
+    export_command, plan_command, rollback_command, state_dir_of,
 };
 pub use export::{ExportReport, render_export};
 pub use journal_ledger::JournalLedger;

@@ -29,6 +29,8 @@ struct FakeState {
     missing_backups: std::collections::BTreeSet<String>,
     /// Jobs the list call leaves out (an implausible, shorter listing).
     unlisted: std::collections::BTreeSet<String>,
+    /// Complete savepoints on "OBS" (directories).
+    savepoints: std::collections::BTreeSet<String>,
 }
 
 #[derive(Default)]
@@ -223,11 +225,71 @@ impl LiveService for FakeLive {
             &self.name_of(job_id),
         )?;
         let forget = self.state.lock().unwrap().no_savepoint_on_stop;
-        self.with_job(job_id, |job, clock| {
+        let taken = self.with_job(job_id, |job, clock| {
             job.status = FlinkJobStatus::new("job_cancel_success");
             if savepoint && !forget {
-                job.savepoint_path = Some(format!("obs://sp/{job_id}/{clock}/"));
+                let path = format!("obs://sp/{job_id}/{clock}/");
+                job.savepoint_path = Some(path.clone());
+                return Some(path);
             }
+            None
+        })?;
+        if let Some(path) = taken {
+            self.state.lock().unwrap().savepoints.insert(path);
+        }
+        Ok(())
+    }
+    fn savepoint_base(&self) -> Option<String> {
+        Some("obs://backups/test/".into())
+    }
+    async fn trigger_flink_savepoint(
+        &self,
+        job_id: i64,
+        directory: &str,
+    ) -> Result<(), ServiceFailure> {
+        self.call("trigger_savepoint", &self.name_of(job_id))?;
+        self.state
+            .lock()
+            .unwrap()
+            .savepoints
+            .insert(directory.to_string());
+        self.with_job(job_id, |job, _| {
+            job.savepoint_path = Some(directory.to_string())
+        })
+    }
+    async fn savepoint_size(
+        &self,
+        directory: &str,
+    ) -> Result<Option<crate::savepoints::SavepointSize>, ServiceFailure> {
+        let state = self.state.lock().unwrap();
+        Ok(state
+            .savepoints
+            .contains(directory)
+            .then_some(crate::savepoints::SavepointSize {
+                objects: 1,
+                bytes: 10,
+            }))
+    }
+    async fn copy_savepoint(
+        &self,
+        source: &str,
+        destination: &str,
+    ) -> Result<crate::savepoints::SavepointSize, ServiceFailure> {
+        // Named by what is copied: the directories carry times.
+        let what = if source.contains("/dli-gitops/triggered/") {
+            "triggered"
+        } else {
+            "service"
+        };
+        self.call("copy_savepoint", what)?;
+        let mut state = self.state.lock().unwrap();
+        if !state.savepoints.contains(source) {
+            return Err(ServiceFailure::local(format!("no savepoint {source}")));
+        }
+        state.savepoints.insert(destination.to_string());
+        Ok(crate::savepoints::SavepointSize {
+            objects: 1,
+            bytes: 10,
         })
     }
     async fn delete_flink_job(&self, job_id: i64) -> Result<(), ServiceFailure> {
@@ -297,6 +359,14 @@ impl Ledger for FakeLedger {
     }
     fn backup_sets(&self) -> Vec<BackupSet> {
         Vec::new()
+    }
+    async fn savepoint(&self, entry: crate::journal::SavepointRecord) -> Result<u64, ApplyError> {
+        let mut records = self.records.lock().unwrap();
+        records.push(format!(
+            "savepoint {} {} {}",
+            entry.origin, entry.job, entry.path
+        ));
+        Ok(records.len() as u64)
     }
     async fn intent(&self, entry: IntentEntry) -> Result<u64, ApplyError> {
         let mut records = self.records.lock().unwrap();
@@ -433,7 +503,10 @@ async fn an_upgrade_runs_exactly_the_planned_steps_and_journals_around_them() {
         calls_since(&live, from),
         vec![
             "backup a",
+            "trigger_savepoint a",
+            "copy_savepoint triggered",
             "stop_savepoint a",
+            "copy_savepoint service",
             "update a",
             "import_savepoint a",
             "run_resume a"
@@ -548,7 +621,12 @@ async fn a_stop_without_a_savepoint_fails_before_anything_is_imported_over_the_j
     );
     assert_eq!(
         calls_since(&live, from),
-        vec!["backup d", "stop_savepoint d"]
+        vec![
+            "backup d",
+            "trigger_savepoint d",
+            "copy_savepoint triggered",
+            "stop_savepoint d"
+        ]
     );
     assert_eq!(live.live("d").config.cu_number, 2, "nothing was imported");
 }
@@ -803,6 +881,7 @@ async fn a_restore_is_journaled_the_moment_its_savepoint_import_succeeds() {
         savepoint_path: Some("obs://ckpt/seed/".into()),
         nonce: Some(1),
         from_target: None,
+        from_catalog: None,
     });
     // The pass dies after the restore ran, before the action's outcome is written.
     *ledger.crash_at_outcome_of.lock().unwrap() = Some("r".into());

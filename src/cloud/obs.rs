@@ -322,6 +322,39 @@ impl ObjectStore {
         Ok(keys)
     }
 
+    /// Keys (relative to this store's prefix) under `prefix` with their sizes in bytes, sorted
+    /// by key: what a savepoint copy is verified against.
+    pub async fn list_sizes(&self, prefix: &str) -> Result<Vec<(String, u64)>, CloudError> {
+        let trimmed = prefix.trim_matches('/');
+        let path = if trimmed.is_empty() && self.prefix.as_ref().is_empty() {
+            None
+        } else {
+            Some(self.full_path(trimmed)?)
+        };
+        let metas: Vec<object_store::ObjectMeta> = self
+            .store
+            .list(path.as_ref())
+            .try_collect()
+            .await
+            .map_err(|source| self.error("list", prefix, source))?;
+        let base_parts = self.prefix.parts().count();
+        let mut entries: Vec<(String, u64)> = metas
+            .iter()
+            .map(|meta| {
+                let key = meta
+                    .location
+                    .parts()
+                    .skip(base_parts)
+                    .map(|p| p.as_ref().to_string())
+                    .collect::<Vec<_>>()
+                    .join("/");
+                (key, meta.size)
+            })
+            .collect();
+        entries.sort();
+        Ok(entries)
+    }
+
     /// Deletes an object; deleting a missing object is not an error.
     pub async fn delete(&self, key: &str) -> Result<(), CloudError> {
         let path = self.full_path(key)?;

@@ -404,6 +404,13 @@ impl<J: Ledger> Ledger for StoppingLedger<'_, J> {
     async fn observed(&self, entry: ObservationEntry) -> Result<u64, ApplyError> {
         self.inner.observed(entry).await
     }
+    fn applied_revision(&self) -> Option<String> {
+        self.inner.applied_revision()
+    }
+    // A savepoint copy belongs to an action already under way: never refused at shutdown.
+    async fn savepoint(&self, entry: crate::journal::SavepointRecord) -> Result<u64, ApplyError> {
+        self.inner.savepoint(entry).await
+    }
     async fn revision_applied(
         &self,
         revision: &str,

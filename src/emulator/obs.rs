@@ -222,6 +222,22 @@ impl ObjectStore {
         write_file_atomically(&self.temp_dir, &file, bytes).map_err(io)
     }
 
+    /// Deletes a "directory" and every object under it; a missing one is not an error.
+    pub fn remove_directory(&self, path: &ObjectPath) -> Result<(), ObjectError> {
+        let directory = self.file_path(path)?;
+        if path.key.trim_matches('/').is_empty() {
+            return Err(ObjectError::InvalidPath {
+                path: path.plain(),
+                reason: "a whole bucket is never removed as a directory".into(),
+            });
+        }
+        match std::fs::remove_dir_all(&directory) {
+            Ok(()) => Ok(()),
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(error) => Err(Self::io_error(path, error)),
+        }
+    }
+
     /// The keys of the objects directly inside a directory, sorted.
     pub fn list_directory(&self, path: &ObjectPath) -> Result<Vec<ObjectPath>, ObjectError> {
         let directory = self.file_path(path)?;

@@ -82,6 +82,12 @@ pub struct FlinkJobRecord {
     pub runs: Vec<RunRecord>,
     /// Every status the job went through with its time (introspection).
     pub history: Vec<StatusChange>,
+    /// Savepoints the service took for this job (at stop or triggered) since it last started,
+    /// `obs://bucket/dir/`: deleted when the job is restarted (dli_01_0461, "Triggering a
+    /// Savepoint": the lifecycle of a savepoint "ends when the job is restarted. The savepoint
+    /// is automatically deleted after the job is restarted").
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub taken_savepoints: Vec<String>,
 }
 
 /// A status the job takes at `at_ms`.
@@ -110,6 +116,13 @@ pub struct RunRecord {
     pub stopped_at: Option<i64>,
     /// The savepoint taken when the run was stopped, when one was.
     pub stop_savepoint: Option<String>,
+    /// The `savepoint_id` inside the restored savepoint's `_metadata`: a copy of a savepoint
+    /// has the id of its original, so a chain of runs is checked by state, not by path.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub restored_savepoint_id: Option<String>,
+    /// The `savepoint_id` of the stop savepoint.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stop_savepoint_id: Option<String>,
 }
 
 impl FlinkJobRecord {
@@ -408,6 +421,7 @@ mod tests {
             pending: Vec::new(),
             runs: Vec::new(),
             history: Vec::new(),
+            taken_savepoints: Vec::new(),
         }
     }
 

@@ -254,6 +254,7 @@ mod tests {
             pending: Vec::new(),
             runs: Vec::new(),
             history: Vec::new(),
+            taken_savepoints: Vec::new(),
         }
     }
 

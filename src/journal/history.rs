@@ -9,7 +9,7 @@ use serde::Serialize;
 
 use super::error::JournalError;
 use super::files::{Paths, read_or_empty, read_snapshot};
-use super::record::{Record, RecordBody};
+use super::record::{Record, RecordBody, UNTYPED_KINDS};
 use super::scan::{LineStatus, recover, scan_lines};
 use super::state::JournalState;
 
@@ -119,6 +119,42 @@ pub fn read_records(state_dir: &Path, filter: &RecordFilter) -> Result<Vec<Recor
     Ok(records)
 }
 
+/// The journal's reduced state, read without taking the lock (beside a running daemon): the
+/// snapshot, then every record of the live journal after it. A torn tail is left out.
+pub fn read_state(state_dir: &Path) -> Result<JournalState, JournalError> {
+    require_directory(state_dir)?;
+    let paths = Paths::new(state_dir);
+    // A compaction between the two reads leaves a journal that starts after the snapshot read:
+    // read both again.
+    for _ in 0..5 {
+        let mut state = read_snapshot(&paths.snapshot)?.unwrap_or_default();
+        let bytes = read_or_empty(&paths.journal)?;
+        let recovered = recover(&paths.journal, &bytes, scan_lines(&bytes))?;
+        if recovered
+            .records
+            .first()
+            .is_some_and(|first| first.seq > state.last_seq + 1)
+        {
+            continue;
+        }
+        for record in &recovered.records {
+            state.apply(record);
+        }
+        return Ok(state);
+    }
+    let bytes = read_or_empty(&paths.journal)?;
+    let recovered = recover(&paths.journal, &bytes, scan_lines(&bytes))?;
+    let snapshot_seq = read_snapshot(&paths.snapshot)?.map_or(0, |state| state.last_seq);
+    let first = recovered.records.first().map_or(0, |record| record.seq);
+    Err(JournalError::MissingRecords {
+        journal: paths.journal.clone(),
+        journal_first_seq: first,
+        snapshot_description: format!("the snapshot covers up to seq {snapshot_seq}"),
+        missing_from: snapshot_seq + 1,
+        missing_to: first.saturating_sub(1),
+    })
+}
+
 fn collect_records(
     path: &Path,
     since: u64,
@@ -216,7 +252,9 @@ pub fn verify(state_dir: &Path) -> Result<VerifyReport, JournalError> {
     }
     let mut unknown_kinds: BTreeMap<String, usize> = BTreeMap::new();
     for record in &records {
-        if let RecordBody::Unknown(_) = record.body {
+        if let RecordBody::Unknown(_) = record.body
+            && !UNTYPED_KINDS.contains(&record.body.kind())
+        {
             *unknown_kinds
                 .entry(record.body.kind().to_string())
                 .or_default() += 1;
@@ -411,6 +449,19 @@ fn describe(
                 .as_ref()
                 .map_or_else(String::new, |plan| format!("plan {plan}")),
         ),
+        RecordBody::Savepoint(savepoint) => (
+            format!(
+                "savepoint {} ({}, {} bytes{})",
+                savepoint.origin,
+                savepoint.path,
+                savepoint.size_bytes,
+                if savepoint.verified { ", verified" } else { "" }
+            ),
+            savepoint
+                .action_id
+                .as_ref()
+                .map_or_else(String::new, |id| format!("action {id}")),
+        ),
         RecordBody::DriftDetected(drift) => (
             format!("drift in {} ({})", drift.fields.join(", "), drift.mode),
             drift
@@ -418,6 +469,37 @@ fn describe(
                 .as_ref()
                 .map_or_else(String::new, |plan| format!("plan {plan}")),
         ),
+        RecordBody::Unknown(fields) if UNTYPED_KINDS.contains(&record.body.kind()) => {
+            let text = |name: &str| fields.get(name).and_then(|v| v.as_str()).unwrap_or("");
+            let summary = match record.body.kind() {
+                "control" => format!("{} by {}", text("action"), text("by")),
+                "notification" if !text("event").is_empty() => {
+                    format!(
+                        "notify {} ({} -> {})",
+                        text("event"),
+                        text("family"),
+                        text("state")
+                    )
+                }
+                "notification" => format!("{} -> {}", text("family"), text("state")),
+                _ => format!(
+                    "sent {} to {}: {}",
+                    text("event"),
+                    text("sink"),
+                    if fields.get("ok").and_then(|v| v.as_bool()) == Some(true) {
+                        "ok"
+                    } else {
+                        "dropped"
+                    }
+                ),
+            };
+            let detail = [text("reason"), text("until"), text("id")]
+                .into_iter()
+                .find(|value| !value.is_empty())
+                .unwrap_or("")
+                .to_string();
+            (summary, detail)
+        }
         RecordBody::Unknown(_) => (
             "(a kind this build does not know)".to_string(),
             String::new(),

@@ -30,17 +30,19 @@ use chrono::Utc;
 pub use error::JournalError;
 pub use files::{ARCHIVE_DIR, JOURNAL_FILE, SNAPSHOT_FILE};
 pub use history::{
-    RecordFilter, ShowOptions, VerifyReport, read_records, show, verify, verify_command,
+    RecordFilter, ShowOptions, VerifyReport, read_records, read_state, show, verify, verify_command,
 };
 pub use lock::LOCK_FILE;
 pub use record::{
-    Backup, Effects, FORMAT_VERSION, Intent, KNOWN_KINDS, MAX_RECORD_BYTES, Observed, Outcome,
-    DriftDetected, Promotion, Record, RecordBody, RecordedError, RevisionApplied,
+    Backup, DriftDetected, Effects, FORMAT_VERSION, Intent, KNOWN_KINDS, MAX_RECORD_BYTES,
+    Observed, Outcome, Promotion, Record, RecordBody, RecordedError, RevisionApplied,
+    SavepointRecord,
 };
 pub use scan::DroppedLine;
 pub use state::{
     AppliedRevision, BackupEntry, DriftMark, HISTORY_LIMIT, JobState, JournalState, LastOutcome,
-    ObservedEntry, PendingIntent, PromotionEntry, TargetState, UnknownTarget,
+    ObservedEntry, PendingIntent, PromotionEntry, SAVEPOINT_CATALOG_LIMIT, SavepointEntry,
+    TargetState, UnknownTarget,
 };
 
 use files::{Paths, open_journal_for_append, read_or_empty, read_snapshot, sync_directory};
@@ -108,13 +110,14 @@ pub struct CompactionReport {
 }
 
 /// The record kinds [`Journal::appended_by_kind`] counts (a bounded label set for metrics).
-pub const RECORD_KINDS: [&str; 8] = [
+pub const RECORD_KINDS: [&str; 9] = [
     "intent",
     "outcome",
     "observed",
     "revision_applied",
     "promotion",
     "backup",
+    "savepoint",
     "drift_detected",
     "unknown",
 ];
@@ -128,8 +131,9 @@ fn kind_index(body: &RecordBody) -> usize {
         RecordBody::RevisionApplied(_) => 3,
         RecordBody::Promotion(_) => 4,
         RecordBody::Backup(_) => 5,
-        RecordBody::DriftDetected(_) => 6,
-        RecordBody::Unknown(_) => 7,
+        RecordBody::Savepoint(_) => 6,
+        RecordBody::DriftDetected(_) => 7,
+        RecordBody::Unknown(_) => 8,
     }
 }
 

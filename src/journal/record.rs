@@ -25,6 +25,7 @@ pub const KNOWN_KINDS: &[&str] = &[
     "revision_applied",
     "promotion",
     "backup",
+    "savepoint",
     "drift_detected",
 ];
 
@@ -67,6 +68,8 @@ pub enum RecordBody {
     Promotion(Promotion),
     /// Backups exported before a live job was overwritten or deleted.
     Backup(Backup),
+    /// A savepoint copied under dli-gitops's own prefix (the savepoint catalog).
+    Savepoint(SavepointRecord),
     /// A job's live state moved away from a definition git still asks for (drift).
     DriftDetected(DriftDetected),
     /// A kind this build does not know (written by a newer build); kept as-is, ignored by
@@ -151,6 +154,10 @@ pub struct Effects {
     /// failed), replaced whole; `{}` forgets it. Opaque here: `apply::auto_rollback` owns it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub auto_rollback: Option<Value>,
+    /// Garbage collection deleted these objects or directories (savepoint copies, backup zips):
+    /// the state forgets them (the catalog and the backup sets no longer list them).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub gc_deleted: Vec<String>,
     #[serde(flatten)]
     pub extra: Map<String, Value>,
 }
@@ -216,6 +223,43 @@ pub struct Backup {
     pub extra: Map<String, Value>,
 }
 
+/// One entry of the savepoint catalog: a savepoint dli-gitops triggered, took at stop, or carried
+/// from another target, copied under its own prefix (DLI deletes its own savepoints when the job
+/// restarts). The record's `seq` is the catalog id, its `time` when the copy was verified.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct SavepointRecord {
+    /// The job's journal key.
+    pub job: String,
+    /// The copy (`obs://bucket/dir/`, the parent of `_metadata`).
+    pub path: String,
+    /// `triggered` (before a stop), `stop` (taken by the stop), `held` (what a stopped job
+    /// held before a restart), `carried` (from another target).
+    pub origin: String,
+    /// The service's savepoint the copy was made from.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source_path: Option<String>,
+    /// The revision of the source the target had applied when the savepoint was taken.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub revision: Option<String>,
+    /// The digest of the definition whose state this is.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub spec_digest: Option<String>,
+    /// The action the savepoint was taken in.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub action_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub live_id: Option<String>,
+    #[serde(default)]
+    pub objects: u64,
+    #[serde(default)]
+    pub size_bytes: u64,
+    /// The copy was read back and matched its source.
+    #[serde(default)]
+    pub verified: bool,
+    #[serde(flatten)]
+    pub extra: Map<String, Value>,
+}
+
 /// Drift on a job, written when a pass first sees it (or sees other fields drift, or another
 /// decision about it). The job's next successful action clears it in the state.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
@@ -243,6 +287,7 @@ impl RecordBody {
             RecordBody::RevisionApplied(_) => "revision_applied",
             RecordBody::Promotion(_) => "promotion",
             RecordBody::Backup(_) => "backup",
+            RecordBody::Savepoint(_) => "savepoint",
             RecordBody::DriftDetected(_) => "drift_detected",
             RecordBody::Unknown(fields) => fields
                 .get("kind")
@@ -258,6 +303,7 @@ impl RecordBody {
             RecordBody::Outcome(outcome) => Some(&outcome.job),
             RecordBody::Observed(observed) => Some(&observed.job),
             RecordBody::Backup(backup) => Some(&backup.job),
+            RecordBody::Savepoint(savepoint) => Some(&savepoint.job),
             RecordBody::DriftDetected(drift) => Some(&drift.job),
             RecordBody::RevisionApplied(_) | RecordBody::Promotion(_) => None,
             RecordBody::Unknown(fields) => fields.get("job").and_then(Value::as_str),
@@ -282,6 +328,7 @@ impl RecordBody {
             "observed" => serde_json::from_value(payload).map(RecordBody::Observed),
             "revision_applied" => serde_json::from_value(payload).map(RecordBody::RevisionApplied),
             "promotion" => serde_json::from_value(payload).map(RecordBody::Promotion),
+            "savepoint" => serde_json::from_value(payload).map(RecordBody::Savepoint),
             "drift_detected" => serde_json::from_value(payload).map(RecordBody::DriftDetected),
             _ => serde_json::from_value(payload).map(RecordBody::Backup),
         };

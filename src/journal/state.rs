@@ -6,11 +6,15 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use super::record::{Record, RecordBody, RecordedError};
+use super::record::{Record, RecordBody, RecordedError, SavepointRecord};
 
 /// How many backups and promotions each target keeps in the state (older ones stay in the
 /// archived journal segments). A constant, so the reducer stays a pure function of the records.
 pub const HISTORY_LIMIT: usize = 256;
+
+/// How many savepoint catalog entries each target keeps in the state (oldest dropped first).
+/// Larger than [`HISTORY_LIMIT`]: retention needs to see every copy it may delete.
+pub const SAVEPOINT_CATALOG_LIMIT: usize = 4096;
 
 /// Everything the journal knows, compacted. `snapshot.json` is this value serialised.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -36,6 +40,19 @@ pub struct TargetState {
     /// The latest promotions into this target, oldest first, at most [`HISTORY_LIMIT`].
     #[serde(default)]
     pub promotions: Vec<PromotionEntry>,
+    /// The savepoint catalog: copies under dli-gitops's prefix, oldest first, at most
+    /// [`SAVEPOINT_CATALOG_LIMIT`].
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub savepoints: Vec<SavepointEntry>,
+}
+
+/// A savepoint catalog entry: the record's fields with its seq (the catalog id) and time.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SavepointEntry {
+    pub seq: u64,
+    pub time: DateTime<Utc>,
+    #[serde(flatten)]
+    pub record: SavepointRecord,
 }
 
 /// A target the journal has records of but the config does not name.
@@ -294,6 +311,17 @@ impl JournalState {
                     time,
                 },
             ),
+            RecordBody::Savepoint(savepoint) => {
+                target.savepoints.push(SavepointEntry {
+                    seq,
+                    time,
+                    record: savepoint.clone(),
+                });
+                if target.savepoints.len() > SAVEPOINT_CATALOG_LIMIT {
+                    let excess = target.savepoints.len() - SAVEPOINT_CATALOG_LIMIT;
+                    target.savepoints.drain(..excess);
+                }
+            }
             RecordBody::DriftDetected(drift) => {
                 let job = target.jobs.entry(drift.job.clone()).or_default();
                 job.drift = Some(DriftMark {

@@ -402,6 +402,7 @@ impl Notifier {
             )
             .await;
         }
+        self.journal_events(target, now).await;
         for (family, off, event, what) in [
             (
                 "auto_sync",
@@ -417,6 +418,101 @@ impl Notifier {
             ),
         ] {
             self.policy_off(target, family, off, event, what, now).await;
+        }
+    }
+
+    /// Drift and automatic rollback, read from the journal's state of `target`: a job's
+    /// `drift_detected` mark appearing is `drift_detected`, its clearing (the job's next
+    /// successful action) `drift_corrected`; an `auto_rollback` action's outcome is
+    /// `auto_rollback` (once per outcome, and only a recent one).
+    async fn journal_events(self: &Arc<Self>, target: &str, now: DateTime<Utc>) {
+        let Some(journal) = &self.journal else {
+            return;
+        };
+        let mut drifted: BTreeMap<String, (Vec<String>, String)> = BTreeMap::new();
+        let mut rollbacks = Vec::new();
+        {
+            let state = journal.state_guard();
+            if let Some(target_state) = state.targets.get(target) {
+                for (job, entry) in &target_state.jobs {
+                    if let Some(drift) = &entry.drift {
+                        drifted.insert(job.clone(), (drift.fields.clone(), drift.mode.clone()));
+                    }
+                    if let Some(outcome) = &entry.last_outcome
+                        && outcome.action.as_deref() == Some("auto_rollback")
+                        && now - outcome.time < chrono::Duration::hours(1)
+                    {
+                        rollbacks.push((
+                            job.clone(),
+                            outcome.seq,
+                            outcome.ok,
+                            outcome.error.as_ref().map(|error| error.message.clone()),
+                        ));
+                    }
+                }
+            }
+        }
+        let known: Vec<String> = self
+            .lock_states()
+            .iter()
+            .filter(|((t, family), state)| {
+                t == target && family.starts_with("drift:") && state.state == "detected"
+            })
+            .map(|((_, family), _)| family["drift:".len()..].to_string())
+            .collect();
+        for (job, (fields, mode)) in &drifted {
+            self.change(
+                target,
+                &format!("drift:{job}"),
+                "detected",
+                Some((
+                    "drift_detected",
+                    format!(
+                        "{target}: drift on {job}: {} ({})",
+                        fields.join(", "),
+                        if mode == "revert" {
+                            "reverted"
+                        } else {
+                            "reported"
+                        }
+                    ),
+                    json!({ "job": job, "fields": fields, "mode": mode }),
+                )),
+                "ok",
+            )
+            .await;
+        }
+        for job in known.iter().filter(|job| !drifted.contains_key(*job)) {
+            self.change(
+                target,
+                &format!("drift:{job}"),
+                "ok",
+                Some((
+                    "drift_corrected",
+                    format!("{target}: {job} matches git again"),
+                    json!({ "job": job }),
+                )),
+                "ok",
+            )
+            .await;
+        }
+        for (job, seq, ok, error) in rollbacks {
+            let summary = if ok {
+                format!("{target}: {job} was rolled back automatically to its previous definition")
+            } else {
+                format!(
+                    "{target}: automatic rollback of {job} failed: {}",
+                    error.clone().unwrap_or_default()
+                )
+            };
+            self.emit(
+                target,
+                "auto_rollback",
+                &format!("{target}:auto_rollback:{seq}"),
+                summary,
+                json!({ "job": job, "ok": ok, "error": error, "journal_seq": seq }),
+            )
+            .await;
         }
     }
 

@@ -92,6 +92,7 @@ pub(super) fn plan_dlf(
                     on_hold: None,
                     drift: None,
                     ignored: Vec::new(),
+                    state_effect: None,
                 });
             }
             Err(warning) => warnings.push(warning),
@@ -123,6 +124,7 @@ fn converge(
         on_hold: None,
         drift: None,
         ignored: Vec::new(),
+        state_effect: None,
     };
     let imported_digest = journal.and_then(|entry| entry.imported_digest.as_deref());
     let managed = journal.is_some_and(|entry| entry.managed);

@@ -56,6 +56,7 @@ pub(super) fn plan_flink(
                 index.live_by_name.get(name).copied(),
             ),
             journal: view.flink.get(name),
+            catalog: view.savepoint_catalog.get(name).map(Vec::as_slice),
             policy,
         };
         let action = match index.live_by_name.get(name) {
@@ -127,6 +128,8 @@ struct JobContext<'a> {
     desired: &'a DesiredFlinkJob,
     config: FlinkJobConfig,
     journal: Option<&'a JournalFlinkJob>,
+    /// This job's verified copies in the savepoint catalog, oldest first.
+    catalog: Option<&'a [super::CatalogSavepoint]>,
     policy: &'a PlanPolicy,
 }
 
@@ -167,12 +170,37 @@ impl JobContext<'_> {
             on_hold: None,
             drift: None,
             ignored: Vec::new(),
+            state_effect: None,
         }
     }
 
     fn pending_restore(&self, warnings: &mut Vec<String>) -> Option<PendingRestore> {
         let restore = self.desired.lifecycle.restore.as_ref()?;
         let name = &self.desired.name;
+        if let Some(reference) = restore.from_catalog {
+            let copies = self.catalog.unwrap_or_default();
+            let found = match reference {
+                crate::model::CatalogRef::Latest => copies.last(),
+                crate::model::CatalogRef::Seq(seq) => copies.iter().find(|copy| copy.seq == seq),
+            };
+            let Some(found) = found else {
+                warnings.push(format!(
+                    "Flink job `{name}`: restore from_catalog {reference}: the savepoint catalog of this target has no such verified savepoint of the job (see `dli-gitops savepoints list --job {name}`); the restore waits"
+                ));
+                return None;
+            };
+            let key = restore.key();
+            let applied = self
+                .journal
+                .and_then(|entry| entry.applied_restore_key.as_deref());
+            if applied == Some(key.as_str()) {
+                return None;
+            }
+            return Some(PendingRestore {
+                source: SavepointSource::Path(found.path.clone()),
+                key,
+            });
+        }
         let source = match (&restore.savepoint_path, &restore.from_target) {
             (Some(path), from_target) => {
                 if from_target.is_some() {
@@ -636,6 +664,7 @@ fn prune(live: &ObservedFlinkJob, policy: &PlanPolicy) -> JobAction {
         on_hold: None,
         drift: None,
         ignored: Vec::new(),
+        state_effect: None,
     }
 }
 

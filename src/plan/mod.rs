@@ -12,9 +12,11 @@ mod drift;
 mod flink;
 mod order;
 mod render;
+mod state_effect;
 
 pub use dlf::{DLF_SERVER_FIELDS, dlf_definition_digest, without_server_fields};
 pub(crate) use order::waves;
+pub use state_effect::StateEffect;
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -38,6 +40,10 @@ pub struct JournalView {
     /// DLF jobs, by name.
     #[serde(default)]
     pub dlf: BTreeMap<String, JournalDlfJob>,
+    /// The savepoint catalog's verified copies per Flink job, oldest first
+    /// (`restore: {from_catalog}`).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub savepoint_catalog: BTreeMap<String, Vec<CatalogSavepoint>>,
     /// Automatic rollback's journaled memory of Flink jobs, by name
     /// (`apply::auto_rollback::Memory`). The planner reads only the failure mark ([`Self::held`]).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
@@ -55,6 +61,13 @@ impl JournalView {
             mark.get("note")?.as_str()?,
         ))
     }
+}
+
+/// A verified copy in the savepoint catalog: its journal seq and where it is.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CatalogSavepoint {
+    pub seq: u64,
+    pub path: String,
 }
 
 /// The journal's memory of one Flink job.
@@ -205,6 +218,10 @@ pub struct JobAction {
     /// keeps their live values).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub ignored: Vec<String>,
+    /// What the change does to the job's state (in place, restart with savepoint, ...), from
+    /// its steps; filled by [`Plan::new`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub state_effect: Option<StateEffect>,
 }
 
 /// Drift found on one job.
@@ -432,7 +449,10 @@ impl Plan {
     }
 
     /// A plan with its content id computed.
-    pub fn new(actions: Vec<JobAction>, warnings: Vec<String>) -> Plan {
+    pub fn new(mut actions: Vec<JobAction>, warnings: Vec<String>) -> Plan {
+        for action in &mut actions {
+            action.state_effect = StateEffect::of(action);
+        }
         let id = content_id(&actions, &warnings);
         Plan {
             id,

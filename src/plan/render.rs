@@ -96,6 +96,9 @@ fn render_action(out: &mut String, action: &JobAction) {
     }
     out.push('\n');
     let _ = writeln!(out, "    reason: {}", action.reason);
+    if let Some(effect) = action.state_effect {
+        let _ = writeln!(out, "    state: {}", effect.as_str());
+    }
     if let Some(why) = &action.on_hold {
         let _ = writeln!(out, "    on hold: {why}");
     }

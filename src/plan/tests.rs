@@ -353,6 +353,7 @@ fn with_restore(mut desired: DesiredFlinkJob, path: &str, nonce: u64) -> Desired
         savepoint_path: Some(path.into()),
         nonce: Some(nonce),
         from_target: None,
+        from_catalog: None,
     });
     desired
 }

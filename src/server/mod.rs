@@ -238,6 +238,10 @@ async fn get_target(State(state): State<Arc<ServerState>>, Path(target): Path<St
                 value["policy"]["suspended"] = json!(true);
             }
             value["controls"] = serde_json::to_value(view).unwrap_or_default();
+            // The savepoint catalog of the target, newest first, from the journal.
+            if let Some(journal) = state.controls.journal() {
+                value["savepoints"] = crate::savepoints::status_section(&journal.state(), &target);
+            }
             axum::Json(value).into_response()
         }
         None => unknown_target(&state, &target),
@@ -573,6 +577,15 @@ async fn status_page(
         state.suspended,
         &view,
     );
+    // The savepoint catalog goes above the sources.
+    let page = match state.controls.journal() {
+        Some(journal) => {
+            let targets: Vec<String> = state.triggers.keys().cloned().collect();
+            let section = crate::savepoints::render_page_section(&journal.state(), &targets);
+            page.replacen("<h2>Sources</h2>", &format!("{section}<h2>Sources</h2>"), 1)
+        }
+        None => page,
+    };
     // Suspend and change windows go above the targets.
     let page = page.replacen(
         "<h2>Targets</h2>",

@@ -435,6 +435,10 @@ pub(crate) const RESTORE_FIELDS: &[(&str, &str)] = &[
         "from_target",
         "Take the latest savepoint of this job's copy in another target (promotion).",
     ),
+    (
+        "from_catalog",
+        "latest, or the seq of an entry of `dli-gitops savepoints list`: restore from a copy in this target's savepoint catalog.",
+    ),
 ];
 
 fn convert_restore(node: &Node) -> Result<Restore, Vec<Problem>> {
@@ -486,18 +490,43 @@ fn convert_restore(node: &Node) -> Result<Restore, Vec<Problem>> {
                     None,
                 )),
             },
+            "from_catalog" => match value.as_scalar().map(|scalar| scalar.typed()) {
+                Some(Typed::Int(seq)) if seq > 0 => {
+                    restore.from_catalog = Some(crate::model::CatalogRef::Seq(seq as u64))
+                }
+                _ if scalar_text(value).as_deref() == Some("latest") => {
+                    restore.from_catalog = Some(crate::model::CatalogRef::Latest)
+                }
+                _ => problems.push(Problem::new(
+                    value.mark,
+                    "`restore.from_catalog` must be `latest` or the seq of a catalog entry (a positive integer)".into(),
+                    Some("see `dli-gitops savepoints list --target <target> --job <job>`".into()),
+                )),
+            },
             unknown => problems.push(Problem::new(
                 key.mark,
                 format!("unknown field `restore.{unknown}`"),
-                did_you_mean(unknown, RESTORE_FIELDS.iter().map(|(name, _)| *name))
-                    .or_else(|| Some("restore takes savepoint_path, nonce, from_target".into())),
+                did_you_mean(unknown, RESTORE_FIELDS.iter().map(|(name, _)| *name)).or_else(
+                    || Some("restore takes savepoint_path, nonce, from_target, from_catalog".into()),
+                ),
             )),
         }
     }
-    if restore.savepoint_path.is_none() && restore.from_target.is_none() && problems.is_empty() {
+    let sources = usize::from(restore.savepoint_path.is_some())
+        + usize::from(restore.from_target.is_some())
+        + usize::from(restore.from_catalog.is_some());
+    if sources == 0 && problems.is_empty() {
         problems.push(Problem::new(
             node.mark,
-            "`restore` needs `savepoint_path` or `from_target`".into(),
+            "`restore` needs `savepoint_path`, `from_target` or `from_catalog`".into(),
+            None,
+        ));
+    }
+    if restore.from_catalog.is_some() && sources > 1 {
+        problems.push(Problem::new(
+            node.mark,
+            "`restore.from_catalog` cannot be combined with `savepoint_path` or `from_target`"
+                .into(),
             None,
         ));
     }

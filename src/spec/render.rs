@@ -89,6 +89,15 @@ pub fn render_flink_job(
         if let Some(target) = &restore.from_target {
             map.insert(text("from_target"), text(target));
         }
+        match restore.from_catalog {
+            Some(crate::model::CatalogRef::Latest) => {
+                map.insert(text("from_catalog"), text("latest"));
+            }
+            Some(crate::model::CatalogRef::Seq(seq)) => {
+                map.insert(text("from_catalog"), Value::Number(seq.into()));
+            }
+            None => {}
+        }
         put("restore", Value::Mapping(map));
     }
     if !lifecycle.prune {

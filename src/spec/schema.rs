@@ -126,6 +126,10 @@ fn property(spec: &FieldSpec) -> Value {
                     "savepoint_path" => {
                         json!({ "type": "string", "pattern": "^obs://", "description": description })
                     }
+                    "from_catalog" => json!({
+                        "oneOf": [{ "const": "latest" }, { "type": "integer", "minimum": 1 }],
+                        "description": description,
+                    }),
                     _ => json!({ "type": "string", "description": description }),
                 };
                 properties.insert(name.to_string(), field);

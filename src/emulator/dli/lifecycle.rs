@@ -63,6 +63,21 @@ pub(super) fn run_jobs(call: &Call<'_>) -> Result<Reply, ApiError> {
             } else {
                 None
             };
+            // The run reads the savepoint's state now; one that is gone fails the start.
+            let restored = restored_from
+                .as_deref()
+                .map(|path| savepoint_id_at(call, path));
+            let restored_savepoint_id = match &restored {
+                Some(Ok(id)) => Some(id.clone()),
+                _ => None,
+            };
+            let restore_failure = match restored {
+                Some(Err(reason)) => Some(format!(
+                    "DLI.0001: The job could not restore its state from the savepoint: {reason}."
+                )),
+                _ => None,
+            };
+            delete_taken_savepoints(call, job);
             let run_number = job
                 .runs
                 .last()
@@ -74,10 +89,14 @@ pub(super) fn run_jobs(call: &Call<'_>) -> Result<Reply, ApiError> {
                 restored_from,
                 stopped_at: None,
                 stop_savepoint: None,
+                restored_savepoint_id,
+                stop_savepoint_id: None,
             });
             job.set_status(call.now_ms, "job_submitting", "");
             let needs_queue = job.config.run_mode == "exclusive_cluster";
-            if needs_queue && job.config.queue_name.is_none() {
+            if let Some(desc) = &restore_failure {
+                job.schedule(call.now_ms, &[(delays.submit_ms, "job_submit_fail", desc)]);
+            } else if needs_queue && job.config.queue_name.is_none() {
                 job.schedule(
                     call.now_ms,
                     &[(
@@ -116,12 +135,14 @@ pub(super) fn run_jobs(call: &Call<'_>) -> Result<Reply, ApiError> {
     Ok(Reply::json(Value::Array(results)))
 }
 
-/// Writes a savepoint `_metadata` for `job` and returns its directory (`obs://bucket/dir/`).
+/// Writes a savepoint `_metadata` for `job` and returns its directory (`obs://bucket/dir/`)
+/// and the `savepoint_id` inside it. The job remembers the savepoint: the service deletes the
+/// savepoints it took when the job is restarted ([`delete_taken_savepoints`]).
 pub(super) fn write_savepoint(
     call: &Call<'_>,
-    job: &FlinkJobRecord,
+    job: &mut FlinkJobRecord,
     requested: Option<&str>,
-) -> Result<String, String> {
+) -> Result<(String, String), String> {
     let timestamp = chrono::DateTime::from_timestamp_millis(call.now_ms)
         .unwrap_or_default()
         .format("%Y-%m-%d_%H-%M-%S")
@@ -142,8 +163,15 @@ pub(super) fn write_savepoint(
             }
         }
     };
+    let savepoint_id = format!(
+        "{}-{}-{:08x}",
+        job.job_id,
+        call.now_ms,
+        rand::random::<u32>()
+    );
     let metadata = json!({
         "format": "dli-gitops-emulator-savepoint",
+        "savepoint_id": savepoint_id,
         "job_id": job.job_id,
         "job_name": job.name,
         "run_number": job.runs.last().map_or(0, |run| run.run_number),
@@ -156,7 +184,44 @@ pub(super) fn write_savepoint(
             metadata.to_string().as_bytes(),
         )
         .map_err(|error| error.to_string())?;
-    Ok(directory.obs_url())
+    let path = directory.obs_url();
+    if !job.taken_savepoints.contains(&path) {
+        job.taken_savepoints.push(path.clone());
+    }
+    Ok((path, savepoint_id))
+}
+
+/// The `savepoint_id` in the `_metadata` of the savepoint at `path`, or why it cannot be read.
+fn savepoint_id_at(call: &Call<'_>, path: &str) -> Result<String, String> {
+    let directory = ObjectPath::parse(path)
+        .map_err(|error| error.to_string())?
+        .join("");
+    let bytes = call
+        .shared
+        .objects
+        .read(&directory.join("_metadata"), 1 << 20)
+        .map_err(|_| format!("{} holds no _metadata file", directory.obs_url()))?;
+    let metadata: Value = serde_json::from_slice(&bytes)
+        .map_err(|_| format!("the _metadata in {} does not parse", directory.obs_url()))?;
+    Ok(metadata
+        .get("savepoint_id")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_string())
+}
+
+/// A restarted job's savepoints end their lifecycle: every savepoint the service took for the
+/// job (at stop or triggered) since its last start is deleted from OBS (dli_01_0461). Savepoints
+/// the job was given (import-savepoint) are not the service's and stay.
+fn delete_taken_savepoints(call: &Call<'_>, job: &mut FlinkJobRecord) {
+    for path in std::mem::take(&mut job.taken_savepoints) {
+        let Ok(directory) = ObjectPath::parse(&path) else {
+            continue;
+        };
+        if let Err(error) = call.shared.objects.remove_directory(&directory) {
+            tracing::warn!(job_id = job.job_id, savepoint = %path, error = %error, "Could not delete a savepoint of a restarted job.");
+        }
+    }
 }
 
 pub(super) fn stop_jobs(call: &Call<'_>) -> Result<Reply, ApiError> {
@@ -179,9 +244,13 @@ pub(super) fn stop_jobs(call: &Call<'_>) -> Result<Reply, ApiError> {
                 continue;
             }
             let mut stop_savepoint = None;
+            let mut stop_savepoint_id = None;
             if body.trigger_savepoint && job.status == "job_running" {
                 match write_savepoint(call, job, None) {
-                    Ok(path) => stop_savepoint = Some(path),
+                    Ok((path, id)) => {
+                        stop_savepoint = Some(path);
+                        stop_savepoint_id = Some(id);
+                    }
                     Err(reason) => {
                         results.push(failure(format!(
                             "The savepoint of job {job_id} could not be written: {reason}"
@@ -193,6 +262,7 @@ pub(super) fn stop_jobs(call: &Call<'_>) -> Result<Reply, ApiError> {
             if let Some(run) = job.runs.last_mut() {
                 run.stopped_at = Some(call.now_ms);
                 run.stop_savepoint = stop_savepoint.clone();
+                run.stop_savepoint_id = stop_savepoint_id;
             }
             if let Some(path) = stop_savepoint {
                 job.savepoint_path = Some(path);
@@ -217,7 +287,12 @@ pub(super) fn stop_jobs(call: &Call<'_>) -> Result<Reply, ApiError> {
     Ok(Reply::json(Value::Array(results)))
 }
 
+/// `ExecuteFlinkJobSavepointRequestBody` (SDK 3.1.219): `action` (`TRIGGER`) and
+/// `savepoint_path` ("obs桶路径", e.g. `bucket_name/file_name/`), both required in the Go SDK's
+/// model (no `omitempty`). Terraform's `dli_flinksql_job_savepoint` sends the path only when set,
+/// so the service's answer to a missing path is not documented: the emulator refuses it.
 #[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 struct SavepointBody {
     action: String,
     #[serde(default)]
@@ -245,10 +320,18 @@ pub(super) fn trigger_savepoint(call: &Call<'_>) -> Result<Reply, ApiError> {
                 job.status
             )));
         }
-        let path =
-            write_savepoint(call, job, body.savepoint_path.as_deref()).map_err(|reason| {
-                ApiError::dli_parameter(format!("The savepoint could not be written: {reason}"))
-            })?;
+        let Some(requested) = body
+            .savepoint_path
+            .as_deref()
+            .filter(|path| !path.trim().is_empty())
+        else {
+            return Err(ApiError::dli_parameter(
+                "savepoint_path is required: the OBS directory to write the savepoint to (bucket_name/file_name/)",
+            ));
+        };
+        let (path, _) = write_savepoint(call, job, Some(requested)).map_err(|reason| {
+            ApiError::dli_parameter(format!("The savepoint could not be written: {reason}"))
+        })?;
         job.savepoint_path = Some(path);
         job.set_status(call.now_ms, "job_savepointing", "");
         job.schedule(call.now_ms, &[(delays.savepoint_ms, "job_running", "")]);

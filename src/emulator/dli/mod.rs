@@ -648,6 +648,7 @@ fn new_record(job_id: i64, name: String, config: FlinkJobConfig, now_ms: i64) ->
         pending: Vec::new(),
         runs: Vec::new(),
         history: Vec::new(),
+        taken_savepoints: Vec::new(),
     };
     record.set_status(now_ms, "job_init", "");
     record

@@ -1,0 +1,423 @@
+//! The savepoint catalog: copies of Flink savepoints under dli-gitops's own prefix, and the
+//! journal records that list them.
+//!
+//! Why copies: the DLI user guide (dli_01_0461, "Stopping a Job" and "Triggering a Savepoint")
+//! says a savepoint's lifecycle "ends when the job is restarted. The savepoint is automatically
+//! deleted after the job is restarted." A savepoint needed later (to roll back, to restore from
+//! the catalog, to carry to another target) is therefore copied under
+//! `<base>dli-gitops/savepoints/<target>/<job>/<time>-<origin>/` and verified before the job
+//! is restarted; the journal's `savepoint` record is the catalog entry.
+//!
+//! A copy is complete when its `_metadata` exists: it is written last, so a copy cut short is
+//! never taken for a savepoint. Verification lists the copy and compares every object's size
+//! with its source, and `_metadata` byte for byte.
+
+use bytes::Bytes;
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+
+use crate::cloud::{CloudError, ObjectStore};
+use crate::journal::{JournalState, SavepointEntry};
+
+pub mod command;
+
+/// The file that makes a directory a Flink savepoint.
+pub const SAVEPOINT_METADATA: &str = "_metadata";
+/// The folder under a target's base location (backups, else staging) that holds its copies.
+pub const SAVEPOINTS_FOLDER: &str = "dli-gitops/savepoints";
+/// Where savepoints are triggered before a stop (the service's; deleted at the restart).
+pub const TRIGGERED_FOLDER: &str = "dli-gitops/triggered";
+
+/// Where a savepoint copy came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Origin {
+    /// Triggered by dli-gitops on the running job before it stopped it.
+    Triggered,
+    /// Taken by the service when dli-gitops stopped the job with a savepoint.
+    Stop,
+    /// Held by a stopped job (taken before dli-gitops managed it) and copied before a restart.
+    Held,
+    /// Carried from another target (promotion).
+    Carried,
+}
+
+impl Origin {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Origin::Triggered => "triggered",
+            Origin::Stop => "stop",
+            Origin::Held => "held",
+            Origin::Carried => "carried",
+        }
+    }
+}
+
+/// `obs://bucket/prefix/` → `obs://bucket/prefix/dli-gitops/savepoints/<target>/`: every copy of
+/// one target lives below it (retention never looks elsewhere).
+pub fn target_prefix(base: &str, target: &str) -> String {
+    format!("{}{SAVEPOINTS_FOLDER}/{target}/", directory(base))
+}
+
+/// The directory of a new copy of `job`'s savepoint, named by the time it is made (UTC,
+/// milliseconds) and its origin.
+pub fn copy_directory(
+    base: &str,
+    target: &str,
+    job: &str,
+    now: DateTime<Utc>,
+    origin: Origin,
+) -> String {
+    format!(
+        "{}{job}/{}-{}/",
+        target_prefix(base, target),
+        now.format("%Y%m%dT%H%M%S%3fZ"),
+        origin.as_str()
+    )
+}
+
+/// Where a savepoint is triggered before a stop: the service's own savepoint (deleted when the
+/// job restarts), copied into the catalog right after.
+/// `<base>dli-gitops/triggered/<target>/<job>/<time>/`.
+pub fn trigger_directory(base: &str, target: &str, job: &str, now: DateTime<Utc>) -> String {
+    format!(
+        "{}{TRIGGERED_FOLDER}/{target}/{job}/{}/",
+        directory(base),
+        now.format("%Y%m%dT%H%M%S%3fZ")
+    )
+}
+
+/// Whether `path` is a directory strictly under the target's prefix (no `.`/`..` segments, no
+/// other bucket): the only places dli-gitops may delete a savepoint copy.
+pub fn is_ours(path: &str, base: &str, target: &str) -> bool {
+    let prefix = target_prefix(base, target);
+    let path = directory(path);
+    path.len() > prefix.len()
+        && path.starts_with(&prefix)
+        && path[prefix.len()..]
+            .trim_end_matches('/')
+            .split('/')
+            .all(|segment| !segment.is_empty() && segment != "." && segment != "..")
+}
+
+/// `obs://bucket/dir` → `obs://bucket/dir/` (a bare `bucket/dir` gets the `obs://` scheme).
+pub fn directory(path: &str) -> String {
+    let trimmed = path.trim();
+    let with_scheme = if trimmed.contains("://") {
+        trimmed.to_string()
+    } else {
+        format!("obs://{}", trimmed.trim_start_matches('/'))
+    };
+    if with_scheme.ends_with('/') {
+        with_scheme
+    } else {
+        format!("{with_scheme}/")
+    }
+}
+
+/// Whether two savepoint directories name the same place (scheme and trailing `/` aside).
+pub fn same_directory(left: &str, right: &str) -> bool {
+    directory(left) == directory(right)
+}
+
+/// What a complete savepoint (or copy) holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+pub struct SavepointSize {
+    pub objects: u64,
+    pub bytes: u64,
+}
+
+/// Why a savepoint could not be read, copied or verified.
+#[derive(Debug, thiserror::Error)]
+pub enum CopyError {
+    #[error("savepoint {path} holds no `_metadata` file, so it is not a complete savepoint")]
+    Incomplete { path: String },
+    #[error(
+        "the copy {copy} of savepoint {source_path} does not match it: {problem}; the copy is not used"
+    )]
+    Mismatch {
+        source_path: String,
+        copy: String,
+        problem: String,
+    },
+    #[error("{what} {path}: {source}")]
+    Cloud {
+        what: &'static str,
+        path: String,
+        #[source]
+        source: CloudError,
+    },
+}
+
+impl CopyError {
+    pub fn is_retryable(&self) -> bool {
+        matches!(self, CopyError::Cloud { source, .. } if source.is_retryable())
+    }
+}
+
+/// The size of the savepoint in `store` (a store opened at its directory), or `None` when it
+/// holds no `_metadata` (absent, or not complete yet).
+pub async fn inspect(store: &ObjectStore) -> Result<Option<SavepointSize>, CloudError> {
+    let entries = store.list_sizes("").await?;
+    if !entries.iter().any(|(key, _)| key == SAVEPOINT_METADATA) {
+        return Ok(None);
+    }
+    Ok(Some(SavepointSize {
+        objects: entries.len() as u64,
+        bytes: entries.iter().map(|(_, size)| size).sum(),
+    }))
+}
+
+/// Copies the savepoint in `source` to `destination` (`_metadata` last), then verifies the copy:
+/// the same keys with the same sizes, and `_metadata` identical byte for byte. A destination
+/// that already holds a verified copy is not copied again.
+pub async fn copy_and_verify(
+    source: &ObjectStore,
+    destination: &ObjectStore,
+) -> Result<SavepointSize, CopyError> {
+    let source_path = source.url_of("");
+    let copy_path = destination.url_of("");
+    let cloud = |what: &'static str, path: &str| {
+        let path = path.to_string();
+        move |error: CloudError| CopyError::Cloud {
+            what,
+            path,
+            source: error,
+        }
+    };
+    let mut entries = source
+        .list_sizes("")
+        .await
+        .map_err(cloud("listing savepoint", &source_path))?;
+    if !entries.iter().any(|(key, _)| key == SAVEPOINT_METADATA) {
+        return Err(CopyError::Incomplete { path: source_path });
+    }
+    let existing = destination
+        .list_sizes("")
+        .await
+        .map_err(cloud("listing the copy", &copy_path))?;
+    if existing != entries {
+        // `_metadata` last: a copy cut short is never mistaken for a complete savepoint.
+        entries.sort_by_key(|(key, _)| key == SAVEPOINT_METADATA);
+        if existing.iter().any(|(key, _)| key == SAVEPOINT_METADATA) {
+            destination
+                .delete(SAVEPOINT_METADATA)
+                .await
+                .map_err(cloud("resetting the copy", &copy_path))?;
+        }
+        for (key, _) in &entries {
+            let bytes: Bytes = source
+                .get(key)
+                .await
+                .map_err(cloud("reading savepoint file of", &source_path))?;
+            destination
+                .put(key, bytes)
+                .await
+                .map_err(cloud("writing savepoint file into", &copy_path))?;
+        }
+    }
+    verify(source, destination).await
+}
+
+/// Compares a copy with its source: keys and sizes, then `_metadata` byte for byte.
+pub async fn verify(
+    source: &ObjectStore,
+    destination: &ObjectStore,
+) -> Result<SavepointSize, CopyError> {
+    let source_path = source.url_of("");
+    let copy_path = destination.url_of("");
+    let cloud = |what: &'static str, path: &str| {
+        let path = path.to_string();
+        move |error: CloudError| CopyError::Cloud {
+            what,
+            path,
+            source: error,
+        }
+    };
+    let mismatch = |problem: String| CopyError::Mismatch {
+        source_path: source_path.clone(),
+        copy: copy_path.clone(),
+        problem,
+    };
+    let expected = source
+        .list_sizes("")
+        .await
+        .map_err(cloud("listing savepoint", &source_path))?;
+    let found = destination
+        .list_sizes("")
+        .await
+        .map_err(cloud("listing the copy", &copy_path))?;
+    if expected != found {
+        let missing: Vec<&str> = expected
+            .iter()
+            .filter(|entry| !found.contains(entry))
+            .map(|(key, _)| key.as_str())
+            .collect();
+        return Err(mismatch(format!(
+            "objects missing or of another size: {}",
+            if missing.is_empty() {
+                "(extra objects in the copy)".to_string()
+            } else {
+                missing.join(", ")
+            }
+        )));
+    }
+    let original = source
+        .get(SAVEPOINT_METADATA)
+        .await
+        .map_err(cloud("reading _metadata of", &source_path))?;
+    let copied = destination
+        .get(SAVEPOINT_METADATA)
+        .await
+        .map_err(cloud("reading _metadata of", &copy_path))?;
+    if original != copied {
+        return Err(mismatch("`_metadata` differs".to_string()));
+    }
+    Ok(SavepointSize {
+        objects: found.len() as u64,
+        bytes: found.iter().map(|(_, size)| size).sum(),
+    })
+}
+
+/// One catalog entry, with the target it belongs to.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct CatalogEntry {
+    pub target: String,
+    #[serde(flatten)]
+    pub entry: SavepointEntry,
+}
+
+impl CatalogEntry {
+    pub fn seq(&self) -> u64 {
+        self.entry.seq
+    }
+    pub fn path(&self) -> &str {
+        &self.entry.record.path
+    }
+    pub fn job(&self) -> &str {
+        &self.entry.record.job
+    }
+}
+
+/// The catalog, oldest first, optionally for one target and one job (by journal key).
+pub fn catalog(state: &JournalState, target: Option<&str>, job: Option<&str>) -> Vec<CatalogEntry> {
+    let mut entries: Vec<CatalogEntry> = state
+        .targets
+        .iter()
+        .filter(|(name, _)| target.is_none_or(|wanted| wanted == name.as_str()))
+        .flat_map(|(name, state)| {
+            state
+                .savepoints
+                .iter()
+                .filter(|entry| job.is_none_or(|wanted| wanted == entry.record.job))
+                .map(|entry| CatalogEntry {
+                    target: name.clone(),
+                    entry: entry.clone(),
+                })
+        })
+        .collect();
+    entries.sort_by_key(|entry| entry.entry.seq);
+    entries
+}
+
+/// How many catalog entries the status API and page show per target (newest first).
+pub const STATUS_ENTRIES: usize = 50;
+
+/// The `savepoints` section of `GET /api/v1/targets/{t}`: the count, the total size and the
+/// newest entries (at most [`STATUS_ENTRIES`]), newest first.
+pub fn status_section(state: &JournalState, target: &str) -> serde_json::Value {
+    let entries = catalog(state, Some(target), None);
+    let total_bytes: u64 = entries
+        .iter()
+        .map(|entry| entry.entry.record.size_bytes)
+        .sum();
+    let newest: Vec<&CatalogEntry> = entries.iter().rev().take(STATUS_ENTRIES).collect();
+    serde_json::json!({
+        "count": entries.len(),
+        "total_bytes": total_bytes,
+        "entries": newest,
+    })
+}
+
+/// The status page's section: per target, the newest catalog entries (escaped HTML).
+pub fn render_page_section(state: &JournalState, targets: &[String]) -> String {
+    use crate::server::html::escape;
+    let mut page = String::from(
+        "<h2>Savepoints</h2><table><tr><th>target</th><th>seq</th><th>time</th><th>job</th>\
+         <th>origin</th><th>revision</th><th>size</th><th>verified</th><th>path</th></tr>",
+    );
+    let mut any = false;
+    for target in targets {
+        let entries = catalog(state, Some(target), None);
+        for entry in entries.iter().rev().take(STATUS_ENTRIES) {
+            any = true;
+            let record = &entry.entry.record;
+            page.push_str(&format!(
+                "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td><code>{}</code></td>\
+                 <td>{}</td><td>{}</td><td><code>{}</code></td></tr>",
+                escape(target),
+                entry.entry.seq,
+                entry
+                    .entry
+                    .time
+                    .to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+                escape(&record.job),
+                escape(&record.origin),
+                escape(
+                    record
+                        .revision
+                        .as_deref()
+                        .map_or("-", |rev| rev.get(..12).unwrap_or(rev))
+                ),
+                command::human_size(record.size_bytes),
+                if record.verified { "yes" } else { "no" },
+                escape(&record.path),
+            ));
+        }
+    }
+    if !any {
+        page.push_str(
+            "<tr><td colspan=\"9\" class=\"muted\">No savepoints in the catalog yet.</td></tr>",
+        );
+    }
+    page.push_str("</table>");
+    page
+}
+
+/// The newest verified copy of `job` in `target`.
+pub fn latest_verified(state: &JournalState, target: &str, job: &str) -> Option<CatalogEntry> {
+    catalog(state, Some(target), Some(job))
+        .into_iter()
+        .rev()
+        .find(|entry| entry.entry.record.verified)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn copies_live_under_the_target_prefix_and_nothing_else_is_ours() {
+        let base = "obs://backups/dev";
+        let now = DateTime::parse_from_rfc3339("2026-12-04T22:01:02.345Z")
+            .unwrap()
+            .with_timezone(&Utc);
+        let copy = copy_directory(base, "dev", "clicks", now, Origin::Stop);
+        assert_eq!(
+            copy,
+            "obs://backups/dev/dli-gitops/savepoints/dev/clicks/20261204T220102345Z-stop/"
+        );
+        assert!(is_ours(&copy, base, "dev"));
+        assert!(is_ours(copy.trim_end_matches('/'), "backups/dev/", "dev"));
+        for foreign in [
+            "obs://backups/dev/dli-gitops/savepoints/dev/",
+            "obs://backups/dev/dli-gitops/savepoints/prod/clicks/x/",
+            "obs://backups/dev/dli-gitops/savepoints/dev/../../x/",
+            "obs://other/dev/dli-gitops/savepoints/dev/clicks/x/",
+            "obs://backups/dev/jobs/savepoint/1/x/",
+        ] {
+            assert!(!is_ours(foreign, base, "dev"), "{foreign}");
+        }
+        assert!(same_directory("bkt/a", "obs://bkt/a/"));
+    }
+}

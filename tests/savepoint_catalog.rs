@@ -1,0 +1,409 @@
+//! Strict state and the savepoint catalog, end to end against the in-process emulator:
+//! a savepoint that cannot be taken before a stop leaves the old job running; every savepoint
+//! of a multi-upgrade history is in the catalog (journal, `savepoints list`); the emulator
+//! deletes the service's own savepoints when a job restarts (dli_01_0461) while our copy stays,
+//! and `restore: {from_catalog}` resumes from the copy.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use dli_gitops::apply::{self, ApplyOptions, ApplyReport, TargetContext};
+use dli_gitops::config::Config;
+use dli_gitops::emulator::{
+    DEV_ACCESS_KEY, DEV_PROJECT_ID, DEV_SECRET_KEY, Emulator, EmulatorConfig, EmulatorHandle,
+};
+use dli_gitops::plan::ActionClass;
+use serde_json::Value;
+
+struct Harness {
+    dir: tempfile::TempDir,
+    emulator: Option<EmulatorHandle>,
+    context: Option<TargetContext>,
+    http: reqwest::Client,
+}
+
+impl Harness {
+    async fn start(mut emulator_config: EmulatorConfig) -> Harness {
+        let dir = tempfile::tempdir().expect("temp dir");
+        emulator_config.data_dir = dir.path().join("emulator");
+        let emulator = Emulator::start(emulator_config)
+            .await
+            .expect("emulator starts");
+        std::fs::create_dir_all(dir.path().join("repo/environments")).unwrap();
+        std::fs::write(
+            dir.path().join("repo/environments/dev.yaml"),
+            "variables: {}\n",
+        )
+        .unwrap();
+        std::fs::write(dir.path().join("ak"), DEV_ACCESS_KEY).unwrap();
+        std::fs::write(dir.path().join("sk"), DEV_SECRET_KEY).unwrap();
+        let api = emulator.dli_url();
+        let s3 = emulator.s3_url();
+        let config_text = format!(
+            r#"state_dir: state
+sources:
+  jobs:
+    path: repo
+targets:
+  - name: dev
+    source: jobs
+    environment: dev
+    region: cn-north-4
+    project_id: {DEV_PROJECT_ID}
+    endpoints: {{dli: "{api}", dlf: "{api}", iam: "{api}", obs: "{s3}"}}
+    credentials: {{access_key_file: ak, secret_key_file: sk}}
+    staging: obs://dli-gitops-staging/dev/
+    backups: obs://dli-gitops-backups/dev/
+    policy: {{prune: true}}
+    rate_limit: {{requests_per_second: 100000, burst: 100000}}
+    retry: {{max_attempts: 2, initial_backoff: 10ms, max_backoff: 50ms}}
+    timeouts: {{job_transition: 20s, savepoint: 10s, import_task: 20s}}
+"#
+        );
+        std::fs::write(dir.path().join("dli-gitops.yaml"), config_text).unwrap();
+        let config = Config::load(&dir.path().join("dli-gitops.yaml")).expect("config loads");
+        let mut context = TargetContext::open(&config, "dev")
+            .await
+            .expect("target opens");
+        context.options.poll_interval = Duration::from_millis(5);
+        Harness {
+            dir,
+            emulator: Some(emulator),
+            context: Some(context),
+            http: reqwest::Client::new(),
+        }
+    }
+
+    fn context(&self) -> &TargetContext {
+        self.context.as_ref().expect("context")
+    }
+
+    fn emulator(&self) -> &EmulatorHandle {
+        self.emulator.as_ref().expect("emulator")
+    }
+
+    fn sql_job(&self, name: &str, fields: &str) {
+        let path = self.dir.path().join(format!("repo/flink/{name}.yaml"));
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(
+            path,
+            format!(
+                "kind: FlinkSqlJob\nname: {name}\nsql_body: \"SELECT 1 AS v;\"\nqueue_name: q1\n{fields}"
+            ),
+        )
+        .unwrap();
+    }
+
+    async fn pass(&self, dry_run: bool) -> ApplyReport {
+        let context = self.context();
+        let (desired, revision) = context.desired().await.expect("repository resolves");
+        let options = ApplyOptions {
+            dry_run,
+            revision: Some(revision),
+            ..context.options.clone()
+        };
+        apply::reconcile_once(context, &desired, &options)
+            .await
+            .expect("the pass runs")
+    }
+
+    async fn apply(&self) -> ApplyReport {
+        let report = self.pass(false).await;
+        assert!(
+            report.converged(),
+            "every action succeeds:\n{}\n{}",
+            report.plan.render_text(),
+            report.render_text()
+        );
+        report
+    }
+
+    async fn assert_in_sync(&self) {
+        let report = self.pass(true).await;
+        assert!(
+            report.plan.is_empty(),
+            "plan after apply is empty, got:\n{}",
+            report.plan.render_text()
+        );
+    }
+
+    async fn live(&self, name: &str) -> dli_gitops::model::ObservedFlinkJob {
+        let (observed, _) = apply::observe(self.context()).await.expect("observe");
+        observed
+            .flink
+            .into_iter()
+            .find(|job| job.name == name)
+            .unwrap_or_else(|| panic!("job {name} is live"))
+    }
+
+    async fn runs(&self, job_id: i64) -> Vec<Value> {
+        let url = format!(
+            "{}/_emulator/v1/{DEV_PROJECT_ID}/jobs/{job_id}/runs",
+            self.emulator().dli_url()
+        );
+        let body: Value = self
+            .http
+            .get(url)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        body["runs"].as_array().cloned().unwrap_or_default()
+    }
+
+    /// The emulator's file for `_metadata` of the savepoint at `obs://bucket/dir/`.
+    fn metadata_file(&self, path: &str) -> PathBuf {
+        let key = path.trim_start_matches("obs://").trim_end_matches('/');
+        self.dir
+            .path()
+            .join("emulator/obs")
+            .join(key)
+            .join("_metadata")
+    }
+
+    fn catalog(&self) -> Vec<dli_gitops::savepoints::CatalogEntry> {
+        let state = self.context().ledger.journal.state();
+        dli_gitops::savepoints::catalog(&state, Some("dev"), None)
+    }
+
+    fn state_dir(&self) -> PathBuf {
+        self.dir.path().join("state")
+    }
+
+    async fn stop(mut self) {
+        if let Some(context) = self.context.take() {
+            context.shutdown().await;
+        }
+        if let Some(emulator) = self.emulator.take() {
+            emulator.shutdown().await;
+        }
+    }
+}
+
+fn class_of(report: &ApplyReport, name: &str) -> ActionClass {
+    report
+        .plan
+        .actions
+        .iter()
+        .find(|action| action.name == name)
+        .unwrap_or_else(|| panic!("an action for {name}"))
+        .class
+}
+
+fn binary() -> &'static str {
+    env!("CARGO_BIN_EXE_dli-gitops")
+}
+
+fn savepoints_list(state_dir: &Path, extra: &[&str]) -> std::process::Output {
+    Command::new(binary())
+        .args(["savepoints", "list", "--state-dir"])
+        .arg(state_dir)
+        .args(extra)
+        .output()
+        .expect("dli-gitops runs")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_savepoint_that_cannot_be_taken_before_the_stop_leaves_the_old_job_running() {
+    let mut config = EmulatorConfig::for_tests(PathBuf::new());
+    config.faults.forbidden = vec!["ExecuteFlinkJobSavepoint".to_string()];
+    let harness = Harness::start(config).await;
+    harness.sql_job("orders", "cu_number: 2\n");
+    harness.apply().await;
+    let before = harness.live("orders").await;
+    let runs_before = harness.runs(before.id).await.len();
+
+    harness.sql_job("orders", "cu_number: 4\n");
+    let report = harness.pass(false).await;
+    let result = report
+        .results
+        .iter()
+        .find(|result| result.name == "orders")
+        .expect("an action for orders");
+    assert!(!result.ok, "the upgrade fails: {}", report.render_text());
+    let message = &result.error.as_ref().expect("a reason").message;
+    assert!(
+        message.contains("keeps running its current version"),
+        "the reason says the job was left alone: {message}"
+    );
+    let after = harness.live("orders").await;
+    assert!(after.status.is_running(), "still running: {}", after.status);
+    assert_eq!(after.config.cu_number, 2, "still the old definition");
+    assert_eq!(after.id, before.id);
+    assert_eq!(
+        harness.runs(after.id).await.len(),
+        runs_before,
+        "the job was neither stopped nor restarted"
+    );
+    assert!(harness.catalog().is_empty(), "nothing was catalogued");
+    harness.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_catalog_lists_every_savepoint_of_a_multi_upgrade_history() {
+    let harness = Harness::start(EmulatorConfig::for_tests(PathBuf::new())).await;
+    harness.sql_job("clicks", "cu_number: 2\n");
+    harness.apply().await;
+    let mut upgrades = Vec::new();
+    for cu_number in [3, 4, 5] {
+        harness.sql_job("clicks", &format!("cu_number: {cu_number}\n"));
+        let report = harness.apply().await;
+        assert_eq!(class_of(&report, "clicks"), ActionClass::Upgrade);
+        upgrades.push(report.results[0].action_id.clone());
+    }
+    harness.assert_in_sync().await;
+
+    let catalog = harness.catalog();
+    // Per upgrade: the savepoint triggered while it ran, and the one its stop took.
+    assert_eq!(catalog.len(), 6, "{catalog:#?}");
+    for (index, action_id) in upgrades.iter().enumerate() {
+        let of_action: Vec<_> = catalog
+            .iter()
+            .filter(|entry| entry.entry.record.action_id.as_ref() == Some(action_id))
+            .collect();
+        let origins: Vec<&str> = of_action
+            .iter()
+            .map(|entry| entry.entry.record.origin.as_str())
+            .collect();
+        assert_eq!(origins, ["triggered", "stop"], "upgrade {index}");
+        for entry in of_action {
+            let record = &entry.entry.record;
+            assert!(record.verified);
+            assert_eq!(record.job, "clicks");
+            assert!(record.size_bytes > 0 && record.objects >= 1);
+            assert!(
+                record
+                    .path
+                    .starts_with("obs://dli-gitops-backups/dev/dli-gitops/savepoints/dev/clicks/"),
+                "{}",
+                record.path
+            );
+            assert!(
+                harness.metadata_file(&record.path).is_file(),
+                "the copy {} is complete",
+                record.path
+            );
+        }
+    }
+    // Each upgrade resumed from our copy of its stop savepoint: the emulator's run history
+    // shows the path, and the state (`savepoint_id`) is the one the stop took.
+    let live = harness.live("clicks").await;
+    let runs = harness.runs(live.id).await;
+    assert_eq!(runs.len(), 4, "{runs:#?}");
+    let stops: Vec<_> = catalog
+        .iter()
+        .filter(|entry| entry.entry.record.origin == "stop")
+        .collect();
+    for (pair, stop) in runs.windows(2).zip(&stops) {
+        assert_eq!(pair[1]["restored_from"].as_str(), Some(stop.path()));
+        assert_eq!(
+            pair[1]["restored_savepoint_id"], pair[0]["stop_savepoint_id"],
+            "{pair:#?}"
+        );
+    }
+
+    // `savepoints list` reads the same catalog beside the open journal (no lock).
+    let output = savepoints_list(&harness.state_dir(), &["--json", "--job", "clicks"]);
+    assert!(output.status.success(), "{output:?}");
+    let listed: Vec<Value> = serde_json::from_slice(&output.stdout).expect("JSON");
+    assert_eq!(listed.len(), 6);
+    assert_eq!(listed[0]["target"], "dev");
+    assert_eq!(listed[0]["origin"], "triggered");
+    assert_eq!(listed[5]["origin"], "stop");
+    let text = savepoints_list(&harness.state_dir(), &["--target", "dev"]);
+    let text = String::from_utf8(text.stdout).unwrap();
+    assert_eq!(text.lines().count(), 7, "{text}");
+    assert!(text.contains("dli-gitops/savepoints/dev/clicks/"), "{text}");
+    let none = savepoints_list(&harness.state_dir(), &["--target", "prod"]);
+    assert_eq!(
+        String::from_utf8(none.stdout).unwrap(),
+        "No savepoints in the catalog.\n"
+    );
+    harness.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restart_deletes_the_services_savepoint_but_our_copy_stays_and_restores() {
+    let harness = Harness::start(EmulatorConfig::for_tests(PathBuf::new())).await;
+    harness.sql_job("ledger", "cu_number: 2\n");
+    harness.apply().await;
+    harness.sql_job("ledger", "cu_number: 3\n");
+    harness.apply().await;
+
+    let live = harness.live("ledger").await;
+    let runs = harness.runs(live.id).await;
+    let service_stop = runs[0]["stop_savepoint"]
+        .as_str()
+        .expect("the stop took a savepoint")
+        .to_string();
+    assert!(
+        !harness.metadata_file(&service_stop).exists(),
+        "the service deleted its own stop savepoint when the job restarted"
+    );
+    let catalog = harness.catalog();
+    let stop_copy = catalog
+        .iter()
+        .find(|entry| entry.entry.record.origin == "stop")
+        .expect("the stop savepoint is catalogued")
+        .clone();
+    let triggered_source = catalog
+        .iter()
+        .find(|entry| entry.entry.record.origin == "triggered")
+        .and_then(|entry| entry.entry.record.source_path.clone())
+        .expect("the triggered savepoint is catalogued");
+    assert!(
+        !harness.metadata_file(&triggered_source).exists(),
+        "the savepoint triggered before the stop is the service's too: deleted at the restart"
+    );
+    assert!(harness.metadata_file(stop_copy.path()).is_file());
+    assert_eq!(
+        stop_copy.entry.record.source_path.as_deref(),
+        Some(service_stop.as_str())
+    );
+
+    // Restore from the catalog: the job resumes from our copy, by its seq.
+    harness.sql_job(
+        "ledger",
+        &format!(
+            "cu_number: 3\nrestore: {{from_catalog: {}}}\n",
+            stop_copy.seq()
+        ),
+    );
+    let restored = harness.apply().await;
+    assert_eq!(class_of(&restored, "ledger"), ActionClass::Restore);
+    let runs = harness.runs(live.id).await;
+    let last = runs.last().unwrap();
+    assert_eq!(last["restored_from"].as_str(), Some(stop_copy.path()));
+    assert_eq!(last["restored_savepoint_id"], runs[0]["stop_savepoint_id"]);
+    // Applied once.
+    harness.assert_in_sync().await;
+    // Our copy outlives this restart too.
+    assert!(harness.metadata_file(stop_copy.path()).is_file());
+
+    // `latest`: the newest verified entry (taken by the restore's own stop).
+    harness.sql_job(
+        "ledger",
+        "cu_number: 3\nrestore: {from_catalog: latest, nonce: 1}\n",
+    );
+    let latest = dli_gitops::savepoints::latest_verified(
+        &harness.context().ledger.journal.state(),
+        "dev",
+        "ledger",
+    )
+    .expect("a latest entry");
+    harness.apply().await;
+    let runs = harness.runs(live.id).await;
+    let catalog = harness.catalog();
+    let newest = catalog.last().unwrap();
+    assert!(newest.seq() > latest.seq(), "the restore's stop was catalogued");
+    assert_eq!(
+        runs.last().unwrap()["restored_from"].as_str(),
+        Some(latest.path()),
+        "latest = the newest entry when the plan was made"
+    );
+    harness.assert_in_sync().await;
+    harness.stop().await;
+}
