@@ -117,9 +117,39 @@ fn write_out(out: &mut dyn Write, text: &str) -> Result<(), ApplyError> {
 pub fn plan_command(command: &PlanCommand, out: &mut dyn Write) -> Result<u8, ApplyError> {
     let config = load(&command.config)?;
     runtime()?.block_on(async {
-        let mut context = TargetContext::open(&config, &command.target).await?;
+        // Read-only: a private copy of the journal, so a running daemon keeps its lock and
+        // nothing in the state directory is written (an unknown target creates nothing).
+        let (journal, copy) =
+            crate::journal::Journal::open_copy(&config.state_dir).map_err(|source| {
+                ApplyError::Journal {
+                    target: command.target.clone(),
+                    what: "copying it for a read-only plan",
+                    source: Box::new(source),
+                }
+            })?;
+        if let (Some(pid), Some(target)) = (copy.held_by, config.target(&command.target))
+            && [
+                crate::config::Service::Dli,
+                crate::config::Service::Dlf,
+                crate::config::Service::Obs,
+                crate::config::Service::Iam,
+            ]
+                .iter()
+                .any(|service| target.endpoint(*service).is_embedded())
+        {
+            return Err(ApplyError::Runtime {
+                problem: format!(
+                    "a daemon (pid {pid}) runs on {} and owns its embedded emulator, which a second process must not open; read the daemon's last plan with `dli-gitops status --target {}` (or GET /api/v1/targets/{}), or stop the daemon first",
+                    config.state_dir.display(),
+                    command.target,
+                    command.target
+                ),
+            });
+        }
+        let mut context = TargetContext::with_journal(&config, &command.target, journal).await?;
         context.options.select = command.select.clone();
         let result = async {
+            let _copy = &copy;
             let (desired, revision) = context.desired().await?;
             let options = ApplyOptions {
                 dry_run: true,

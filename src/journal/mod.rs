@@ -9,6 +9,7 @@
 //! The journal does not know what a secret is: callers must never put credentials, tokens or
 //! unredacted service errors in a record.
 
+mod copy;
 mod error;
 mod files;
 mod history;

@@ -1,0 +1,67 @@
+//! A private copy of a state directory's journal, for read-only commands (`plan`) beside a
+//! running daemon: the daemon keeps its lock, and nothing in its directory is touched. The
+//! copy holds the snapshot and the journal as they are on disk now; opening it cuts a torn tail
+//! and lists pending intents in the copy only, never in the daemon's files.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use super::files::{JOURNAL_FILE, Paths, SNAPSHOT_FILE, make_private_directory};
+use super::lock::DirectoryLock;
+use super::{Journal, JournalError, JournalOptions};
+
+/// The copy's directory; removed when dropped.
+#[derive(Debug)]
+pub struct JournalCopy {
+    directory: PathBuf,
+    /// The pid of the process holding the original state directory (a running daemon).
+    pub held_by: Option<u32>,
+}
+
+impl Drop for JournalCopy {
+    fn drop(&mut self) {
+        let _ = fs::remove_dir_all(&self.directory);
+    }
+}
+
+impl Journal {
+    /// Opens a private copy of the journal in `state_dir` without taking its lock or writing
+    /// anything there (a `state_dir` that does not exist is not created). Keep the returned
+    /// [`JournalCopy`] alive as long as the journal.
+    pub fn open_copy(state_dir: &Path) -> Result<(Journal, JournalCopy), JournalError> {
+        let held_by = if state_dir.is_dir() {
+            match DirectoryLock::acquire(state_dir) {
+                Ok(_released_at_once) => None,
+                Err(JournalError::Locked { holder_pid, .. }) => Some(holder_pid.unwrap_or(0)),
+                Err(other) => return Err(other),
+            }
+        } else {
+            None
+        };
+        let directory = std::env::temp_dir().join(format!(
+            "dli-gitops-journal-copy-{}-{}",
+            std::process::id(),
+            chrono::Utc::now().timestamp_nanos_opt().unwrap_or_default()
+        ));
+        fs::create_dir_all(&directory).map_err(|source| {
+            JournalError::io("create a private journal copy", &directory, source)
+        })?;
+        make_private_directory(&directory)?;
+        let copy = JournalCopy { directory, held_by };
+        let original = Paths::new(state_dir);
+        for (from, name) in [
+            (&original.snapshot, SNAPSHOT_FILE),
+            (&original.journal, JOURNAL_FILE),
+        ] {
+            match fs::read(from) {
+                Ok(bytes) => fs::write(copy.directory.join(name), bytes).map_err(|source| {
+                    JournalError::io("write a private journal copy", &copy.directory, source)
+                })?,
+                Err(error) if error.kind() == std::io::ErrorKind::NotFound => {}
+                Err(source) => return Err(JournalError::io("read", from, source)),
+            }
+        }
+        let (journal, _recovery) = Journal::open(&copy.directory, JournalOptions::default())?;
+        Ok((journal, copy))
+    }
+}
