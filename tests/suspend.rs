@@ -349,6 +349,27 @@ async fn suspend_and_resume_through_the_api_and_the_cli_are_journaled_and_surviv
         ]
     );
     daemon.stop().await;
+
+    // `journal show` and `journal verify` know these records.
+    let state_dir = config.state_dir.clone();
+    let (show, verify) = tokio::task::spawn_blocking(move || {
+        let run = |args: &[&str]| {
+            let output = Command::new(BINARY)
+                .args(args)
+                .arg("--state-dir")
+                .arg(&state_dir)
+                .output()
+                .unwrap();
+            assert!(output.status.success(), "{output:?}");
+            String::from_utf8_lossy(&output.stdout).to_string()
+        };
+        (run(&["journal", "show"]), run(&["journal", "verify"]))
+    })
+    .await
+    .unwrap();
+    assert!(show.contains("suspend by api:bob"), "{show}");
+    assert!(show.contains("freeze for the audit"), "{show}");
+    assert!(!verify.contains("unknown to this build"), "{verify}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -29,6 +29,12 @@ pub const KNOWN_KINDS: &[&str] = &[
     "drift_detected",
 ];
 
+/// Kinds other modules write as untyped records ([`RecordBody::Unknown`]): the state reducer
+/// does not fold them, and their writers read them back with `Journal::records`. Suspends,
+/// resumes and window overrides (`daemon::control`), notification states and deliveries
+/// (`notify`).
+pub const UNTYPED_KINDS: &[&str] = &["control", "notification", "notification_sent"];
+
 const CHECKSUM_PREFIX: &[u8] = b",\"crc32c\":\"";
 const CHECKSUM_SUFFIX_LEN: usize = CHECKSUM_PREFIX.len() + 8 + 2;
 
