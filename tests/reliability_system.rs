@@ -906,18 +906,27 @@ fn live_violations(
 
 /// Where a job's runs (the emulator's run records, oldest first) break the state chain: a run
 /// stopped without a savepoint, or a run that did not resume from the stop savepoint of the
-/// run before it.
+/// run before it. Compared by the `savepoint_id` inside `_metadata`, so a run that resumed
+/// from a verified copy of the stop savepoint (the service deletes its own at the restart)
+/// keeps the chain.
 fn savepoint_chain_breaks(name: &str, runs: &[Value]) -> Vec<String> {
     let mut problems = Vec::new();
     for pair in runs.windows(2) {
         let (previous, next) = (&pair[0], &pair[1]);
         let stop_savepoint = previous["stop_savepoint"].as_str();
+        let same_state = match (
+            previous["stop_savepoint_id"].as_str(),
+            next["restored_savepoint_id"].as_str(),
+        ) {
+            (Some(stopped), Some(restored)) => stopped == restored,
+            _ => next["restored_from"].as_str() == stop_savepoint,
+        };
         if stop_savepoint.is_none() {
             problems.push(format!(
                 "{name}: run {} was stopped without a savepoint: {previous}",
                 previous["run_number"]
             ));
-        } else if next["restored_from"].as_str() != stop_savepoint {
+        } else if !same_state {
             problems.push(format!(
                 "{name}: run {} restored from {} instead of the stop savepoint {:?} of run {}",
                 next["run_number"], next["restored_from"], stop_savepoint, previous["run_number"]
