@@ -64,6 +64,8 @@ enum Command {
     Resume(ResumeArgs),
     /// Re-import the backups taken before an apply.
     Rollback(RollbackArgs),
+    /// Delete what retention lets go of: old savepoint copies and backups (journaled).
+    Gc(GcArgs),
     /// Check that a target's account is ready: credentials, project, endpoints, buckets,
     /// queues, workspace, permissions (read-only unless --probe).
     Doctor(DoctorArgs),
@@ -247,6 +249,22 @@ struct RollbackArgs {
     /// List the applies that can be rolled back to, and change nothing.
     #[arg(long)]
     list: bool,
+}
+
+#[derive(Args)]
+struct GcArgs {
+    /// The daemon's config file.
+    #[arg(long)]
+    config: PathBuf,
+    /// Only this target (default: every target).
+    #[arg(long)]
+    target: Option<String>,
+    /// Say what would be deleted, and delete nothing.
+    #[arg(long)]
+    dry_run: bool,
+    /// Print the reports as JSON.
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(Args)]
@@ -525,6 +543,16 @@ fn dispatch(
                 &mut std::io::stdout().lock(),
                 prompt,
             )?;
+            Ok(ExitCode::from(code))
+        }
+        Command::Gc(args) => {
+            let command = dli_gitops::gc::GcCommand {
+                config: args.config,
+                target: args.target,
+                dry_run: args.dry_run,
+                json: args.json,
+            };
+            let code = dli_gitops::gc::gc_command(&command, &mut std::io::stdout().lock())?;
             Ok(ExitCode::from(code))
         }
         Command::Doctor(args) => {

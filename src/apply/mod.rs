@@ -480,6 +480,10 @@ async fn resolve_pending<J: Ledger>(
 ) -> Result<Vec<ResolvedIntent>, ApplyError> {
     let mut resolved = Vec::new();
     for intent in pending {
+        if intent.action == crate::gc::GC_ACTION {
+            // Garbage collection finishes its own interrupted deletions (`gc`).
+            continue;
+        }
         let (found, effects) = match intent.job.strip_prefix(DLF_KEY_PREFIX) {
             Some(name) => match observed.dlf.iter().find(|job| job.name == name) {
                 Some(job) => {

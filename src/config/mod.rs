@@ -26,6 +26,7 @@ pub use targets::{
     RetryConfig, Service, TargetConfig, TimeoutsConfig, WindowConfig, WindowKind,
 };
 pub use targets::{JobRollbackOverride, RollbackOnFailureConfig};
+pub use targets::{BackupRetention, RetentionConfig, SavepointRetention};
 pub use values::{ConfigDuration, Endpoint, SecretRef, StorageLocation};
 
 use values::secret_ref;

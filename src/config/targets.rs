@@ -74,6 +74,87 @@ pub struct TargetConfig {
     pub retry: RetryConfig,
     #[serde(default)]
     pub timeouts: TimeoutsConfig,
+    /// What garbage collection keeps of what dli-gitops wrote (savepoint copies, backups).
+    #[serde(default)]
+    pub retention: RetentionConfig,
+}
+
+/// Retention and garbage collection of the objects dli-gitops wrote for a target.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RetentionConfig {
+    /// Savepoint copies in the catalog, per job.
+    #[serde(default)]
+    pub savepoints: SavepointRetention,
+    /// Backup exports, per apply.
+    #[serde(default)]
+    pub backups: BackupRetention,
+    /// How often the daemon collects garbage for the target (the `gc` command: on demand).
+    #[serde(default = "default_gc_interval")]
+    pub interval: ConfigDuration,
+}
+
+impl Default for RetentionConfig {
+    fn default() -> Self {
+        RetentionConfig {
+            savepoints: SavepointRetention::default(),
+            backups: BackupRetention::default(),
+            interval: default_gc_interval(),
+        }
+    }
+}
+
+/// Keep the newest `keep` savepoint copies of each job and every copy younger than `max_age`.
+/// The copy a job would resume from, and any copy newer than the newest verified one, are
+/// kept whatever these say.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct SavepointRetention {
+    #[serde(default = "default_savepoints_keep")]
+    pub keep: u32,
+    #[serde(default = "default_savepoints_max_age")]
+    pub max_age: ConfigDuration,
+}
+
+impl Default for SavepointRetention {
+    fn default() -> Self {
+        SavepointRetention {
+            keep: default_savepoints_keep(),
+            max_age: default_savepoints_max_age(),
+        }
+    }
+}
+
+/// Keep the backups of the newest `keep` applies (`rollback --to` can reach only those).
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct BackupRetention {
+    #[serde(default = "default_backups_keep")]
+    pub keep: u32,
+}
+
+impl Default for BackupRetention {
+    fn default() -> Self {
+        BackupRetention {
+            keep: default_backups_keep(),
+        }
+    }
+}
+
+fn default_gc_interval() -> ConfigDuration {
+    ConfigDuration::from_duration(Duration::from_secs(3600))
+}
+
+fn default_savepoints_keep() -> u32 {
+    3
+}
+
+fn default_savepoints_max_age() -> ConfigDuration {
+    ConfigDuration::from_duration(Duration::from_secs(7 * 24 * 3600))
+}
+
+fn default_backups_keep() -> u32 {
+    10
 }
 
 /// The services a target talks to.

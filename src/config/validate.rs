@@ -324,6 +324,23 @@ impl Checker {
             &policy.sync_timeout,
             Duration::from_secs(10),
         );
+        let retention = &target.retention;
+        if retention.savepoints.keep == 0 {
+            self.problem(
+                format!("{at}.retention.savepoints.keep"),
+                "`0` would let garbage collection delete every savepoint copy of a running job, its only way back to its state; keep at least 1 (the default is 3)",
+            );
+        }
+        self.duration(
+            &format!("{at}.retention.savepoints.max_age"),
+            &retention.savepoints.max_age,
+            Duration::ZERO,
+        );
+        self.duration(
+            &format!("{at}.retention.interval"),
+            &retention.interval,
+            Duration::from_secs(60),
+        );
         let rollback = &policy.rollback_on_failure;
         self.duration(
             &format!("{at}.policy.rollback_on_failure.within"),

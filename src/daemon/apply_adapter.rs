@@ -32,6 +32,8 @@ pub struct ApplyReconciler {
     config: Arc<Config>,
     /// The check for a target without history ran once (it only matters at start).
     history_checked: AtomicBool,
+    /// When garbage collection last ran (`retention.interval` apart).
+    last_gc: Mutex<Option<std::time::Instant>>,
 }
 
 impl ApplyReconciler {
@@ -48,6 +50,7 @@ impl ApplyReconciler {
             journal,
             config: Arc::new(config.clone()),
             history_checked: AtomicBool::new(false),
+            last_gc: Mutex::new(None),
         })
     }
 }
@@ -259,6 +262,35 @@ impl TargetReconciler for ApplyReconciler {
 
     fn request_metrics(&self) -> Option<RequestMetrics> {
         Some(self.context.live.clients.dli.request_metrics())
+    }
+
+    fn collect_garbage<'a>(&'a self) -> BoxFuture<'a, Option<String>> {
+        Box::pin(async move {
+            let interval = self.context.target.retention.interval.get();
+            {
+                let mut last = self.last_gc.lock().unwrap_or_else(PoisonError::into_inner);
+                if last.is_some_and(|at| at.elapsed() < interval) {
+                    return None;
+                }
+                *last = Some(std::time::Instant::now());
+            }
+            match crate::gc::collect(&self.context, false).await {
+                Ok(report) => (!report.deleted.is_empty()
+                    || !report.finished.is_empty()
+                    || !report.refused.is_empty()
+                    || !report.failed.is_empty())
+                .then(|| {
+                    format!(
+                        "garbage collection: {} deleted, {} finished, {} refused, {} failed",
+                        report.deleted.len(),
+                        report.finished.len(),
+                        report.refused.len(),
+                        report.failed.len()
+                    )
+                }),
+                Err(error) => Some(format!("garbage collection failed: {error}")),
+            }
+        })
     }
 
     fn job_records(&self) -> std::collections::BTreeMap<String, super::status::JobRecords> {

@@ -126,6 +126,12 @@ pub trait TargetReconciler: Send + Sync + 'static {
     /// The target's API request counters, for `/metrics`.
     fn request_metrics(&self) -> Option<RequestMetrics>;
 
+    /// Garbage collection of the target (`retention:`) when it is due: a line saying what it
+    /// deleted or refused, when it ran and did anything. Nothing by default.
+    fn collect_garbage<'a>(&'a self) -> BoxFuture<'a, Option<String>> {
+        Box::pin(async { None })
+    }
+
     /// What the journal holds per job (by journal key): its last savepoint and its backups,
     /// newest first, for status. None by default.
     fn job_records(&self) -> std::collections::BTreeMap<String, super::status::JobRecords> {

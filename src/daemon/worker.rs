@@ -107,6 +107,13 @@ impl Worker {
                     break;
                 }
                 let outcome = self.pass(triggers).await;
+                // Garbage collection, at its own low rate (`retention.interval`).
+                if !self.suspended
+                    && !self.stop.is_stopping()
+                    && let Some(line) = self.reconciler.collect_garbage().await
+                {
+                    tracing::info!(result = %line, "Garbage collection ran.");
+                }
                 // What the pass freed goes back to the kernel: the daemon rests on what it
                 // keeps, not on its busiest pass.
                 crate::memory::release_after_pass();

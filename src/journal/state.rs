@@ -220,6 +220,9 @@ impl JournalState {
                         },
                     );
                 }
+                if outcome.ok && !effects.gc_deleted.is_empty() {
+                    forget_collected(target, &effects.gc_deleted);
+                }
                 if effects.deleted && outcome.ok {
                     target.jobs.remove(&outcome.job);
                     return true;
@@ -415,6 +418,20 @@ impl JournalState {
             })
             .unwrap_or_default()
     }
+}
+
+/// Garbage collection deleted `paths`: catalog entries and backup zips naming them go.
+fn forget_collected(target: &mut TargetState, paths: &[String]) {
+    let gone = |path: &str| {
+        paths
+            .iter()
+            .any(|deleted| deleted.trim_end_matches('/') == path.trim_end_matches('/'))
+    };
+    target.savepoints.retain(|entry| !gone(&entry.record.path));
+    for backup in &mut target.backups {
+        backup.zip_paths.retain(|zip| !gone(zip));
+    }
+    target.backups.retain(|backup| !backup.zip_paths.is_empty());
 }
 
 fn push_bounded<T>(entries: &mut Vec<T>, entry: T) {

@@ -1,0 +1,722 @@
+//! Retention and garbage collection of what dli-gitops wrote for a target: savepoint copies in
+//! the catalog (per job) and backup exports (per apply).
+//!
+//! `plan` is pure: from the journal's state, the target's prefixes and its `retention:` it says
+//! what to delete, what to keep and what it refuses to touch. Rules for savepoint copies, per
+//! job, newest first: the newest `keep` and every copy younger than `max_age` stay; the copy a
+//! job would resume from (the journal's savepoint of the job, an automatic-rollback guard's
+//! savepoint) stays; every copy newer than the newest verified one stays (with none verified,
+//! all stay). Backups: the zips of the newest `keep` applies stay. Only paths strictly under
+//! the prefixes dli-gitops writes (`savepoints::is_ours`, `<backups>/`) are ever deleted, however
+//! the journal was edited: anything else is reported as refused.
+//!
+//! `collect` executes a plan: each deletion is an intent (`gc_delete`, the paths) fsync'd
+//! before the first object is deleted and an outcome after (`effects.gc_deleted`, which makes
+//! the journal forget the paths). A deletion a crash cut short is finished, once, by the next
+//! collection before anything else; its objects are deleted `_metadata` first, so a half
+//! deleted copy is never taken for a complete one. A reconcile pass never resolves these
+//! intents: they are garbage collection's own.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use serde_json::{Map, json};
+
+use crate::apply::TargetContext;
+use crate::journal::{
+    Effects, Intent, Journal, JournalState, Outcome, RecordBody, RecordedError, TargetState,
+};
+use crate::savepoints::{SAVEPOINT_METADATA, directory, is_ours, same_directory};
+
+/// The intent's action word of one deletion.
+pub const GC_ACTION: &str = "gc_delete";
+
+/// A target's `retention:`, resolved.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Retention {
+    pub savepoints_keep: usize,
+    pub savepoints_max_age: Duration,
+    pub backups_keep: usize,
+}
+
+impl Retention {
+    pub fn from_config(config: &crate::config::RetentionConfig) -> Retention {
+        Retention {
+            savepoints_keep: config.savepoints.keep as usize,
+            savepoints_max_age: config.savepoints.max_age.get(),
+            backups_keep: config.backups.keep as usize,
+        }
+    }
+}
+
+/// Where dli-gitops writes for a target: the savepoint catalog's base (`backups`, else
+/// `staging`) and the backups location.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Prefixes {
+    pub savepoint_base: Option<String>,
+    pub backups: Option<String>,
+}
+
+/// One object or directory to delete.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct GcItem {
+    /// `savepoint` (a directory) or `backup` (a zip).
+    pub kind: &'static str,
+    pub job: String,
+    pub path: String,
+    /// Why retention lets it go.
+    pub why: String,
+}
+
+/// A path the journal names that garbage collection will not touch, and why.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct GcRefusal {
+    pub job: String,
+    pub path: String,
+    pub reason: String,
+}
+
+/// What retention decides for one target.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize)]
+pub struct GcPlan {
+    pub delete: Vec<GcItem>,
+    pub refused: Vec<GcRefusal>,
+    /// Catalog entries and backup sets kept.
+    pub kept: usize,
+}
+
+/// What one collection did.
+#[derive(Debug, Clone, PartialEq, Default, Serialize)]
+pub struct GcReport {
+    pub target: String,
+    pub dry_run: bool,
+    /// Deleted by this collection (on a dry run: what it would delete).
+    pub deleted: Vec<GcItem>,
+    /// Deletions an interrupted collection had started, finished now.
+    pub finished: Vec<String>,
+    pub refused: Vec<GcRefusal>,
+    /// Deletions that failed (retried by the next collection).
+    pub failed: Vec<String>,
+    pub kept: usize,
+}
+
+impl GcReport {
+    pub fn render_text(&self) -> String {
+        let mut text = format!(
+            "Garbage collection of target `{}`{}:\n",
+            self.target,
+            if self.dry_run {
+                " (dry run: nothing deleted)"
+            } else {
+                ""
+            }
+        );
+        let verb = if self.dry_run {
+            "would delete"
+        } else {
+            "deleted"
+        };
+        for item in &self.deleted {
+            text.push_str(&format!(
+                "  {verb} {} {} of {} ({})\n",
+                item.kind, item.path, item.job, item.why
+            ));
+        }
+        for path in &self.finished {
+            text.push_str(&format!("  finished an interrupted deletion of {path}\n"));
+        }
+        for refusal in &self.refused {
+            text.push_str(&format!(
+                "  REFUSED {} of {}: {}\n",
+                refusal.path, refusal.job, refusal.reason
+            ));
+        }
+        for failure in &self.failed {
+            text.push_str(&format!("  FAILED  {failure}\n"));
+        }
+        text.push_str(&format!(
+            "{} {}, {} kept, {} refused, {} failed.\n",
+            self.deleted.len(),
+            verb,
+            self.kept,
+            self.refused.len(),
+            self.failed.len()
+        ));
+        crate::terminal::escape(&text).into_owned()
+    }
+}
+
+/// Why garbage collection could not run.
+#[derive(Debug, thiserror::Error)]
+pub enum GcError {
+    #[error(
+        "garbage collection of target `{target}`: the journal refused a record ({source}); nothing more is deleted until it works"
+    )]
+    Journal {
+        target: String,
+        #[source]
+        source: crate::journal::JournalError,
+    },
+    #[error("{0}")]
+    Apply(#[from] crate::apply::ApplyError),
+    #[error("loading config {path}: {problem}")]
+    Config {
+        path: std::path::PathBuf,
+        problem: String,
+    },
+    #[error("unknown target `{0}`; the config names: {1}")]
+    UnknownTarget(String, String),
+    #[error("{0}")]
+    Runtime(String),
+}
+
+/// What retention deletes, keeps and refuses for `target` (pure).
+pub fn plan(
+    state: &JournalState,
+    target: &str,
+    prefixes: &Prefixes,
+    retention: &Retention,
+    now: DateTime<Utc>,
+) -> GcPlan {
+    let mut plan = GcPlan::default();
+    let Some(target_state) = state.targets.get(target) else {
+        return plan;
+    };
+    plan_savepoints(target_state, target, prefixes, retention, now, &mut plan);
+    plan_backups(target_state, prefixes, retention, &mut plan);
+    plan
+}
+
+fn plan_savepoints(
+    state: &TargetState,
+    target: &str,
+    prefixes: &Prefixes,
+    retention: &Retention,
+    now: DateTime<Utc>,
+    plan: &mut GcPlan,
+) {
+    let mut by_job: BTreeMap<&str, Vec<&crate::journal::SavepointEntry>> = BTreeMap::new();
+    for entry in &state.savepoints {
+        by_job.entry(&entry.record.job).or_default().push(entry);
+    }
+    let max_age =
+        chrono::Duration::from_std(retention.savepoints_max_age).unwrap_or(chrono::Duration::MAX);
+    for (job, mut entries) in by_job {
+        entries.sort_by(|a, b| b.seq.cmp(&a.seq));
+        let newest_verified = entries
+            .iter()
+            .filter(|entry| entry.record.verified)
+            .map(|entry| entry.seq)
+            .max();
+        let job_state = state.jobs.get(job);
+        let resume_from = job_state.and_then(|job| job.savepoint_path.clone());
+        let guarded = job_state
+            .and_then(|job| job.auto_rollback.as_ref())
+            .and_then(|memory| memory.get("guard")?.get("savepoint")?.as_str())
+            .map(str::to_string);
+        for (index, entry) in entries.iter().enumerate() {
+            let path = &entry.record.path;
+            let protects = |other: &Option<String>| {
+                other
+                    .as_deref()
+                    .is_some_and(|other| same_directory(other, path))
+            };
+            let keep = index < retention.savepoints_keep
+                || now - entry.time < max_age
+                || newest_verified.is_none_or(|newest| entry.seq > newest)
+                || protects(&resume_from)
+                || protects(&guarded);
+            if keep {
+                plan.kept += 1;
+                continue;
+            }
+            let ours = prefixes
+                .savepoint_base
+                .as_deref()
+                .is_some_and(|base| is_ours(path, base, target));
+            if !ours {
+                plan.refused.push(GcRefusal {
+                    job: job.to_string(),
+                    path: path.clone(),
+                    reason: format!(
+                        "not under this target's savepoint prefix ({}): garbage collection deletes only what dli-gitops wrote",
+                        prefixes
+                            .savepoint_base
+                            .as_deref()
+                            .map(|base| crate::savepoints::target_prefix(base, target))
+                            .unwrap_or_else(|| "none: the target has no backups or staging location".to_string())
+                    ),
+                });
+                continue;
+            }
+            plan.delete.push(GcItem {
+                kind: "savepoint",
+                job: job.to_string(),
+                path: path.clone(),
+                why: format!(
+                    "catalog seq {}, number {} of the job's copies (keep {}), older than {}",
+                    entry.seq,
+                    index + 1,
+                    retention.savepoints_keep,
+                    humantime::format_duration(retention.savepoints_max_age)
+                ),
+            });
+        }
+    }
+}
+
+/// Whether `zip` is a file strictly under the backups location (no `.`/`..` segment).
+fn under_backups(zip: &str, backups: &str) -> bool {
+    let base = directory(backups);
+    let zip = if zip.contains("://") {
+        zip.to_string()
+    } else {
+        format!("obs://{}", zip.trim_start_matches('/'))
+    };
+    zip.len() > base.len()
+        && zip.starts_with(&base)
+        && !zip.ends_with('/')
+        && zip[base.len()..]
+            .split('/')
+            .all(|segment| !segment.is_empty() && segment != "." && segment != "..")
+}
+
+fn plan_backups(
+    state: &TargetState,
+    prefixes: &Prefixes,
+    retention: &Retention,
+    plan: &mut GcPlan,
+) {
+    // One set per apply (plan id and pass), as `rollback` groups them.
+    let mut sets: Vec<Vec<&crate::journal::BackupEntry>> = Vec::new();
+    let mut last: Option<(Option<&str>, Option<&str>)> = None;
+    for entry in &state.backups {
+        let pass = entry
+            .action_id
+            .as_deref()
+            .and_then(|id| id.split('-').nth(1));
+        let key = (entry.plan_id.as_deref(), pass);
+        match sets.last_mut() {
+            Some(set) if last == Some(key) => set.push(entry),
+            _ => sets.push(vec![entry]),
+        }
+        last = Some(key);
+    }
+    let old = sets.len().saturating_sub(retention.backups_keep);
+    plan.kept += sets.len() - old;
+    for set in &sets[..old] {
+        for entry in set {
+            for zip in &entry.zip_paths {
+                let ours = prefixes
+                    .backups
+                    .as_deref()
+                    .is_some_and(|backups| under_backups(zip, backups));
+                if !ours {
+                    plan.refused.push(GcRefusal {
+                        job: entry.job.clone(),
+                        path: zip.clone(),
+                        reason: format!(
+                            "not under this target's backups location ({}): garbage collection deletes only what dli-gitops wrote",
+                            prefixes.backups.as_deref().unwrap_or("none")
+                        ),
+                    });
+                    continue;
+                }
+                plan.delete.push(GcItem {
+                    kind: "backup",
+                    job: entry.job.clone(),
+                    path: zip.clone(),
+                    why: format!(
+                        "backup of an apply older than the newest {} (journal seq {})",
+                        retention.backups_keep, entry.seq
+                    ),
+                });
+            }
+        }
+    }
+}
+
+/// The prefixes of a configured target.
+pub fn prefixes_of(context: &TargetContext) -> Prefixes {
+    let backups = context.live.backups.clone();
+    Prefixes {
+        savepoint_base: backups
+            .clone()
+            .or_else(|| {
+                context
+                    .live
+                    .staging
+                    .as_ref()
+                    .map(|staging| staging.url_of(""))
+            })
+            .map(|base| directory(&base)),
+        backups,
+    }
+}
+
+/// One collection for one target: finish interrupted deletions, then delete what retention
+/// lets go (nothing on a dry run).
+pub async fn collect(context: &TargetContext, dry_run: bool) -> Result<GcReport, GcError> {
+    let journal = &context.ledger.journal;
+    let target = context.name.as_str();
+    let prefixes = prefixes_of(context);
+    let retention = Retention::from_config(&context.target.retention);
+    let mut report = GcReport {
+        target: target.to_string(),
+        dry_run,
+        ..GcReport::default()
+    };
+    if !dry_run {
+        for intent in journal.pending_intents(target) {
+            if intent.action != GC_ACTION {
+                continue;
+            }
+            let kind = intent.detail["kind"].as_str().unwrap_or("savepoint");
+            let path = intent.detail["path"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string();
+            let ours = match kind {
+                "backup" => prefixes
+                    .backups
+                    .as_deref()
+                    .is_some_and(|backups| under_backups(&path, backups)),
+                _ => prefixes
+                    .savepoint_base
+                    .as_deref()
+                    .is_some_and(|base| is_ours(&path, base, target)),
+            };
+            let result = if ours {
+                delete(context, kind, &path).await
+            } else {
+                Err(format!(
+                    "{path} is not under a prefix dli-gitops writes; not deleted"
+                ))
+            };
+            match &result {
+                Ok(()) => report.finished.push(path.clone()),
+                Err(problem) => report.failed.push(format!("{path}: {problem}")),
+            }
+            finish(
+                journal,
+                target,
+                &intent.action_id,
+                &intent.job,
+                &path,
+                result,
+            )
+            .await?;
+        }
+    }
+    let plan = plan(&journal.state(), target, &prefixes, &retention, Utc::now());
+    report.refused = plan.refused;
+    report.kept = plan.kept;
+    for refusal in &report.refused {
+        tracing::warn!(target_name = target, job = %refusal.job, path = %refusal.path, reason = %refusal.reason, "Garbage collection refuses to delete a path the journal names.");
+    }
+    if dry_run {
+        report.deleted = plan.delete;
+        return Ok(report);
+    }
+    let run: u64 = rand::random();
+    for (index, item) in plan.delete.into_iter().enumerate() {
+        let action_id = format!("gc-{run:016x}-{index}");
+        journal
+            .append_async(
+                target,
+                RecordBody::Intent(Intent {
+                    action_id: action_id.clone(),
+                    job: item.job.clone(),
+                    action: GC_ACTION.to_string(),
+                    plan_id: None,
+                    detail: json!({"kind": item.kind, "path": item.path, "why": item.why}),
+                    extra: Map::new(),
+                }),
+            )
+            .await
+            .map_err(|source| GcError::Journal {
+                target: target.to_string(),
+                source,
+            })?;
+        let result = delete(context, item.kind, &item.path).await;
+        if let Err(problem) = &result {
+            report.failed.push(format!("{}: {problem}", item.path));
+        }
+        let ok = result.is_ok();
+        finish(journal, target, &action_id, &item.job, &item.path, result).await?;
+        if ok {
+            tracing::info!(target_name = target, job = %item.job, path = %item.path, kind = item.kind, "Garbage collection deleted an object.");
+            report.deleted.push(item);
+        }
+    }
+    Ok(report)
+}
+
+async fn finish(
+    journal: &Journal,
+    target: &str,
+    action_id: &str,
+    job: &str,
+    path: &str,
+    result: Result<(), String>,
+) -> Result<(), GcError> {
+    let (ok, error, gc_deleted) = match result {
+        Ok(()) => (true, None, vec![path.to_string()]),
+        Err(problem) => (
+            false,
+            Some(RecordedError {
+                code: None,
+                message: problem,
+                request_id: None,
+                extra: Map::new(),
+            }),
+            Vec::new(),
+        ),
+    };
+    journal
+        .append_async(
+            target,
+            RecordBody::Outcome(Outcome {
+                action_id: action_id.to_string(),
+                job: job.to_string(),
+                ok,
+                error,
+                effects: Effects {
+                    gc_deleted,
+                    ..Effects::default()
+                },
+                plan_id: None,
+                extra: Map::new(),
+            }),
+        )
+        .await
+        .map_err(|source| GcError::Journal {
+            target: target.to_string(),
+            source,
+        })?;
+    Ok(())
+}
+
+/// Deletes a savepoint directory (its `_metadata` first, so a cut-short deletion leaves an
+/// incomplete copy, never one that looks complete) or a backup zip. Deleting what is already
+/// gone is not an error.
+async fn delete(context: &TargetContext, kind: &str, path: &str) -> Result<(), String> {
+    let clients = &context.live.clients;
+    if kind == "backup" {
+        let (parent, name) = path
+            .rsplit_once('/')
+            .ok_or_else(|| format!("{path} names no file"))?;
+        let store = clients
+            .object_store(&directory(parent))
+            .map_err(|error| error.to_string())?;
+        return store.delete(name).await.map_err(|error| error.to_string());
+    }
+    let store = clients
+        .object_store(&directory(path))
+        .map_err(|error| error.to_string())?;
+    store
+        .delete(SAVEPOINT_METADATA)
+        .await
+        .map_err(|error| error.to_string())?;
+    for key in store.list("").await.map_err(|error| error.to_string())? {
+        store
+            .delete(&key)
+            .await
+            .map_err(|error| error.to_string())?;
+    }
+    Ok(())
+}
+
+/// `dli-gitops gc`.
+#[derive(Debug, Clone)]
+pub struct GcCommand {
+    pub config: std::path::PathBuf,
+    /// One target; every target when `None`.
+    pub target: Option<String>,
+    pub dry_run: bool,
+    pub json: bool,
+}
+
+/// Runs `gc` for the chosen targets; exit code 1 when a deletion failed or a path was refused.
+pub fn gc_command(command: &GcCommand, out: &mut dyn std::io::Write) -> Result<u8, GcError> {
+    let config = crate::config::Config::load(&command.config).map_err(|error| GcError::Config {
+        path: command.config.clone(),
+        problem: error.to_string(),
+    })?;
+    let names: Vec<String> = config.targets.iter().map(|t| t.name.clone()).collect();
+    let chosen: Vec<String> = match &command.target {
+        Some(name) if names.contains(name) => vec![name.clone()],
+        Some(name) => return Err(GcError::UnknownTarget(name.clone(), names.join(", "))),
+        None => names,
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|error| GcError::Runtime(format!("starting the runtime: {error}")))?;
+    let reports = runtime.block_on(async {
+        let mut reports = Vec::new();
+        for name in &chosen {
+            let context = TargetContext::open(&config, name).await?;
+            let result = collect(&context, command.dry_run).await;
+            context.shutdown().await;
+            reports.push(result?);
+        }
+        Ok::<_, GcError>(reports)
+    })?;
+    let text = if command.json {
+        format!(
+            "{}\n",
+            serde_json::to_string_pretty(&reports).unwrap_or_default()
+        )
+    } else {
+        reports.iter().map(GcReport::render_text).collect()
+    };
+    out.write_all(text.as_bytes())
+        .map_err(|error| GcError::Runtime(format!("writing the report: {error}")))?;
+    let clean = reports
+        .iter()
+        .all(|report| report.failed.is_empty() && report.refused.is_empty());
+    Ok(if clean { 0 } else { 1 })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::journal::{BackupEntry, JobState, SavepointEntry, SavepointRecord};
+
+    const BASE: &str = "obs://bk/dev/";
+
+    fn copy(
+        seq: u64,
+        job: &str,
+        days_old: i64,
+        verified: bool,
+        now: DateTime<Utc>,
+    ) -> SavepointEntry {
+        SavepointEntry {
+            seq,
+            time: now - chrono::Duration::days(days_old),
+            record: SavepointRecord {
+                job: job.into(),
+                path: format!("{BASE}dli-gitops/savepoints/dev/{job}/{seq:04}-stop/"),
+                origin: "stop".into(),
+                verified,
+                ..SavepointRecord::default()
+            },
+        }
+    }
+
+    fn retention(keep: usize) -> Retention {
+        Retention {
+            savepoints_keep: keep,
+            savepoints_max_age: Duration::from_secs(7 * 24 * 3600),
+            backups_keep: 1,
+        }
+    }
+
+    fn prefixes() -> Prefixes {
+        Prefixes {
+            savepoint_base: Some(BASE.into()),
+            backups: Some(BASE.into()),
+        }
+    }
+
+    #[test]
+    fn retention_keeps_the_newest_the_young_the_resumed_and_those_past_the_newest_verified() {
+        let now = Utc::now();
+        let mut target = TargetState::default();
+        // seq 1..=6 of `orders`, 30 days old except 6; 5 is unverified but older than the
+        // newest verified copy (6). The job resumes from 2.
+        for (seq, days, verified) in [
+            (1, 30, true),
+            (2, 30, true),
+            (3, 30, true),
+            (4, 30, true),
+            (5, 30, false),
+            (6, 1, true),
+        ] {
+            target
+                .savepoints
+                .push(copy(seq, "orders", days, verified, now));
+        }
+        target.savepoints.push(copy(7, "clicks", 30, false, now));
+        target.jobs.insert(
+            "orders".into(),
+            JobState {
+                savepoint_path: Some(target.savepoints[1].record.path.clone()),
+                ..JobState::default()
+            },
+        );
+        let mut state = JournalState::default();
+        state.targets.insert("dev".into(), target);
+        let plan = plan(&state, "dev", &prefixes(), &retention(2), now);
+        let deleted: Vec<&str> = plan.delete.iter().map(|item| item.path.as_str()).collect();
+        // Kept: 6 (newest, young), 5 (second newest), 2 (resumed from); clicks' only copy is
+        // unverified (none verified: all stay).
+        assert_eq!(
+            deleted,
+            [
+                format!("{BASE}dli-gitops/savepoints/dev/orders/0004-stop/"),
+                format!("{BASE}dli-gitops/savepoints/dev/orders/0003-stop/"),
+                format!("{BASE}dli-gitops/savepoints/dev/orders/0001-stop/"),
+            ]
+        );
+        assert!(plan.refused.is_empty());
+        assert_eq!(plan.kept, 4);
+    }
+
+    #[test]
+    fn paths_outside_our_prefixes_are_refused_however_the_journal_names_them() {
+        let now = Utc::now();
+        let mut target = TargetState::default();
+        for (seq, path) in [
+            (
+                1,
+                "obs://bk/dev/dli-gitops/savepoints/dev/orders/../../../../etc/",
+            ),
+            (2, "obs://other-bucket/dli-gitops/savepoints/dev/orders/x/"),
+            (3, "obs://bk/dev/dli-gitops/savepoints/prod/orders/x/"),
+            (4, "obs://bk/dev/dli-gitops/savepoints/dev/"),
+            (5, "obs://bk/dev/dli-gitops/savepoints/dev/orders/keep-1/"),
+            (6, "obs://bk/dev/dli-gitops/savepoints/dev/orders/keep-2/"),
+        ] {
+            let mut entry = copy(seq, "orders", 30, true, now);
+            entry.record.path = path.into();
+            target.savepoints.push(entry);
+        }
+        target.backups.push(BackupEntry {
+            plan_id: Some("p1".into()),
+            action_id: Some("p1-aaaa-0".into()),
+            job: "orders".into(),
+            zip_paths: vec![
+                "obs://bk/dev/plan-p1/../../secret.zip".into(),
+                "obs://elsewhere/orders.zip".into(),
+                "obs://bk/dev/plan-p1/orders_1.zip".into(),
+            ],
+            seq: 10,
+            time: now,
+        });
+        target.backups.push(BackupEntry {
+            plan_id: Some("p2".into()),
+            action_id: Some("p2-bbbb-0".into()),
+            job: "orders".into(),
+            zip_paths: vec!["obs://bk/dev/plan-p2/orders_2.zip".into()],
+            seq: 11,
+            time: now,
+        });
+        let mut state = JournalState::default();
+        state.targets.insert("dev".into(), target);
+        let plan = plan(&state, "dev", &prefixes(), &retention(2), now);
+        let deleted: Vec<&str> = plan.delete.iter().map(|item| item.path.as_str()).collect();
+        assert_eq!(deleted, ["obs://bk/dev/plan-p1/orders_1.zip"]);
+        let refused: Vec<&str> = plan.refused.iter().map(|r| r.path.as_str()).collect();
+        assert_eq!(refused.len(), 6, "{refused:#?}");
+        assert!(
+            plan.refused
+                .iter()
+                .all(|r| r.reason.contains("only what dli-gitops wrote"))
+        );
+    }
+}

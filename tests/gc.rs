@@ -1,0 +1,355 @@
+//! Retention and garbage collection against the in-process emulator: a job upgraded several
+//! times leaves savepoint copies in the catalog and backups per apply; retention deletes exactly
+//! the ones it should (never the copy the job resumes from), a dry run deletes nothing, a second
+//! collection deletes nothing twice, and a journal edited to name a path outside our prefixes
+//! deletes nothing there and says so.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use dli_gitops::apply::{self, ApplyOptions, TargetContext};
+use dli_gitops::config::Config;
+use dli_gitops::emulator::{
+    DEV_ACCESS_KEY, DEV_PROJECT_ID, DEV_SECRET_KEY, Emulator, EmulatorConfig, EmulatorHandle,
+};
+use dli_gitops::journal::{RecordBody, SavepointRecord};
+
+struct Harness {
+    dir: tempfile::TempDir,
+    emulator: Option<EmulatorHandle>,
+    context: Option<TargetContext>,
+}
+
+impl Harness {
+    async fn start(retention: &str) -> Harness {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let mut emulator_config = EmulatorConfig::for_tests(PathBuf::new());
+        emulator_config.data_dir = dir.path().join("emulator");
+        let emulator = Emulator::start(emulator_config)
+            .await
+            .expect("emulator starts");
+        std::fs::create_dir_all(dir.path().join("repo/environments")).unwrap();
+        std::fs::write(
+            dir.path().join("repo/environments/dev.yaml"),
+            "variables: {}\n",
+        )
+        .unwrap();
+        std::fs::write(dir.path().join("ak"), DEV_ACCESS_KEY).unwrap();
+        std::fs::write(dir.path().join("sk"), DEV_SECRET_KEY).unwrap();
+        let api = emulator.dli_url();
+        let s3 = emulator.s3_url();
+        let config_text = format!(
+            r#"state_dir: state
+sources:
+  jobs:
+    path: repo
+targets:
+  - name: dev
+    source: jobs
+    environment: dev
+    region: cn-north-4
+    project_id: {DEV_PROJECT_ID}
+    endpoints: {{dli: "{api}", dlf: "{api}", iam: "{api}", obs: "{s3}"}}
+    credentials: {{access_key_file: ak, secret_key_file: sk}}
+    staging: obs://dli-gitops-staging/dev/
+    backups: obs://dli-gitops-backups/dev/
+    retention: {{{retention}}}
+    rate_limit: {{requests_per_second: 100000, burst: 100000}}
+    retry: {{max_attempts: 2, initial_backoff: 10ms, max_backoff: 50ms}}
+    timeouts: {{job_transition: 20s, savepoint: 10s, import_task: 20s}}
+"#
+        );
+        let config_path = dir.path().join("dli-gitops.yaml");
+        std::fs::write(&config_path, config_text).unwrap();
+        let config = Config::load(&config_path).expect("config loads");
+        let mut context = TargetContext::open(&config, "dev")
+            .await
+            .expect("target opens");
+        context.options.poll_interval = Duration::from_millis(5);
+        Harness {
+            dir,
+            emulator: Some(emulator),
+            context: Some(context),
+        }
+    }
+
+    fn context(&self) -> &TargetContext {
+        self.context.as_ref().expect("context")
+    }
+
+    fn sql_job(&self, name: &str, sql: &str) {
+        let path = self.dir.path().join(format!("repo/flink/{name}.yaml"));
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(
+            path,
+            format!(
+                "kind: FlinkSqlJob\nname: {name}\nqueue_name: q1\nsql_body: {}\n",
+                serde_json::to_string(sql).unwrap()
+            ),
+        )
+        .unwrap();
+    }
+
+    async fn apply(&self) {
+        let context = self.context();
+        let (desired, revision) = context.desired().await.expect("repository resolves");
+        let options = ApplyOptions {
+            revision: Some(revision),
+            ..context.options.clone()
+        };
+        let report = apply::reconcile_once(context, &desired, &options)
+            .await
+            .expect("the pass runs");
+        assert!(report.converged(), "{}", report.render_text());
+    }
+
+    /// The emulator's file for an `obs://bucket/key` path.
+    fn on_disk(&self, path: &str) -> PathBuf {
+        let rest = path.trim_start_matches("obs://");
+        self.dir.path().join("emulator/obs").join(rest)
+    }
+
+    fn catalog_paths(&self) -> Vec<String> {
+        let state = self.context().ledger.journal.state();
+        dli_gitops::savepoints::catalog(&state, Some("dev"), None)
+            .into_iter()
+            .map(|entry| entry.path().to_string())
+            .collect()
+    }
+
+    fn backup_zips(&self) -> Vec<String> {
+        let state = self.context().ledger.journal.state();
+        state.targets["dev"]
+            .backups
+            .iter()
+            .flat_map(|entry| entry.zip_paths.clone())
+            .collect()
+    }
+
+    async fn stop(mut self) {
+        if let Some(context) = self.context.take() {
+            context.shutdown().await;
+        }
+        if let Some(emulator) = self.emulator.take() {
+            emulator.shutdown().await;
+        }
+    }
+}
+
+fn exists(path: &Path) -> bool {
+    path.exists()
+}
+
+/// Four definitions of `orders` (a create and three upgrades): copies and backups pile up.
+async fn history(harness: &Harness) {
+    for version in 1..=4 {
+        harness.sql_job("orders", &format!("SELECT {version} AS v;"));
+        harness.apply().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retention_deletes_exactly_what_it_should_and_a_dry_run_deletes_nothing() {
+    let harness = Harness::start("savepoints: {keep: 2, max_age: 0s}, backups: {keep: 1}").await;
+    history(&harness).await;
+    let copies = harness.catalog_paths();
+    let zips = harness.backup_zips();
+    assert!(copies.len() >= 4, "three upgrades made copies: {copies:#?}");
+    assert_eq!(zips.len(), 3, "three upgrades took backups: {zips:#?}");
+    for path in copies.iter() {
+        assert!(
+            exists(&harness.on_disk(&format!("{path}_metadata"))),
+            "{path}"
+        );
+    }
+
+    // A dry run says what would go and deletes nothing.
+    let dry = dli_gitops::gc::collect(harness.context(), true)
+        .await
+        .expect("gc dry run");
+    assert!(dry.dry_run);
+    assert!(!dry.deleted.is_empty());
+    assert_eq!(harness.catalog_paths(), copies);
+    assert_eq!(harness.backup_zips(), zips);
+    for path in &copies {
+        assert!(exists(&harness.on_disk(&format!("{path}_metadata"))));
+    }
+    for zip in &zips {
+        assert!(exists(&harness.on_disk(zip)));
+    }
+
+    // The real run deletes exactly that: every copy but the two newest (and the one the job
+    // resumes from, which is among them), and the backups of the two older applies.
+    let state = harness.context().ledger.journal.state();
+    let resume = state.targets["dev"].jobs["orders"]
+        .savepoint_path
+        .clone()
+        .expect("the job resumes from a savepoint");
+    let report = dli_gitops::gc::collect(harness.context(), false)
+        .await
+        .expect("gc");
+    assert!(
+        report.failed.is_empty() && report.refused.is_empty(),
+        "{report:#?}"
+    );
+    let deleted: Vec<String> = report
+        .deleted
+        .iter()
+        .map(|item| item.path.clone())
+        .collect();
+    assert_eq!(
+        deleted,
+        dry.deleted
+            .iter()
+            .map(|item| item.path.clone())
+            .collect::<Vec<_>>()
+    );
+    let kept_copies: Vec<String> = copies[copies.len() - 2..].to_vec();
+    let expected: Vec<String> = copies[..copies.len() - 2]
+        .iter()
+        .cloned()
+        .chain(zips[..2].iter().cloned())
+        .collect();
+    let mut sorted_deleted = deleted.clone();
+    sorted_deleted.sort();
+    let mut sorted_expected = expected.clone();
+    sorted_expected.sort();
+    assert_eq!(sorted_deleted, sorted_expected, "{}", report.render_text());
+    assert!(
+        kept_copies
+            .iter()
+            .any(|path| dli_gitops::savepoints::same_directory(path, &resume)),
+        "the copy the job resumes from is kept: {resume} in {kept_copies:?}"
+    );
+    for path in &deleted {
+        let file = if path.ends_with('/') {
+            harness.on_disk(&format!("{path}_metadata"))
+        } else {
+            harness.on_disk(path)
+        };
+        assert!(!exists(&file), "{path} is still there");
+    }
+    for path in &kept_copies {
+        assert!(
+            exists(&harness.on_disk(&format!("{path}_metadata"))),
+            "{path} was kept"
+        );
+    }
+    assert!(exists(&harness.on_disk(&zips[2])));
+    // The journal forgot what it deleted, and every deletion has its outcome.
+    assert_eq!(harness.catalog_paths(), kept_copies);
+    assert_eq!(harness.backup_zips(), zips[2..].to_vec());
+    assert!(
+        harness
+            .context()
+            .ledger
+            .journal
+            .pending_intents("dev")
+            .is_empty()
+    );
+
+    // Nothing is deleted twice.
+    let again = dli_gitops::gc::collect(harness.context(), false)
+        .await
+        .expect("gc again");
+    assert!(again.deleted.is_empty(), "{again:#?}");
+    assert!(again.finished.is_empty());
+    harness.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_journal_edited_to_point_outside_our_prefix_deletes_nothing_there_and_says_so() {
+    let harness = Harness::start("savepoints: {keep: 1, max_age: 0s}, backups: {keep: 5}").await;
+    harness.sql_job("orders", "SELECT 1 AS v;");
+    harness.apply().await;
+    // Objects that are not ours, in our buckets and another.
+    let victims = [
+        "obs://dli-gitops-backups/dev/precious/",
+        "obs://dli-gitops-savepoints/jobs/savepoint/other-team/",
+        "obs://dli-gitops-backups/dev/dli-gitops/savepoints/dev/orders/../../../../precious/",
+        "obs://dli-gitops-backups/dev/dli-gitops/savepoints/prod/orders/x/",
+    ];
+    // The `..` one resolves to the first.
+    for victim in victims.iter().filter(|victim| !victim.contains("..")) {
+        let file = harness.on_disk(&format!("{victim}_metadata"));
+        std::fs::create_dir_all(file.parent().unwrap()).unwrap();
+        std::fs::write(&file, "not ours").unwrap();
+    }
+    let journal = &harness.context().ledger.journal;
+    for victim in victims {
+        journal
+            .append(
+                "dev",
+                RecordBody::Savepoint(SavepointRecord {
+                    job: "orders".into(),
+                    path: victim.into(),
+                    origin: "stop".into(),
+                    verified: true,
+                    ..SavepointRecord::default()
+                }),
+            )
+            .unwrap();
+    }
+    // A newer verified copy, so that retention would let the edited ones go.
+    journal
+        .append(
+            "dev",
+            RecordBody::Savepoint(SavepointRecord {
+                job: "orders".into(),
+                path: "obs://dli-gitops-backups/dev/dli-gitops/savepoints/dev/orders/newest-stop/"
+                    .into(),
+                origin: "stop".into(),
+                verified: true,
+                ..SavepointRecord::default()
+            }),
+        )
+        .unwrap();
+    let report = dli_gitops::gc::collect(harness.context(), false)
+        .await
+        .expect("gc");
+    let refused: Vec<&str> = report.refused.iter().map(|r| r.path.as_str()).collect();
+    for victim in victims {
+        assert!(refused.contains(&victim), "{victim} refused: {report:#?}");
+    }
+    assert!(
+        report
+            .render_text()
+            .contains("REFUSED obs://dli-gitops-backups/dev/precious/"),
+        "{}",
+        report.render_text()
+    );
+    assert!(
+        report
+            .deleted
+            .iter()
+            .all(|item| !victims.contains(&item.path.as_str())),
+        "{report:#?}"
+    );
+    for file in [
+        "obs://dli-gitops-backups/dev/precious/_metadata",
+        "obs://dli-gitops-savepoints/jobs/savepoint/other-team/_metadata",
+        "obs://dli-gitops-backups/dev/dli-gitops/savepoints/prod/orders/x/_metadata",
+    ] {
+        assert!(exists(&harness.on_disk(file)), "{file} is untouched");
+    }
+    harness.stop().await;
+}
+
+#[test]
+fn retention_that_would_delete_every_savepoint_is_refused_with_its_location() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("config.yaml");
+    std::fs::write(
+        &path,
+        "state_dir: state\nsources: {jobs: {path: repo}}\ntargets:\n  - name: dev\n    source: jobs\n    endpoints: {dli: embedded, dlf: embedded, obs: embedded, iam: embedded}\n    retention: {savepoints: {keep: 0, max_age: 0s}}\n",
+    )
+    .unwrap();
+    let error = Config::load(&path)
+        .expect_err("keep: 0 is refused")
+        .to_string();
+    assert!(
+        error.contains("targets[0].retention.savepoints.keep"),
+        "{error}"
+    );
+    assert!(error.contains("every savepoint"), "{error}");
+}
