@@ -816,8 +816,11 @@ fn the_commented_cloud_target_in_the_example_is_valid_too() {
     let promotion = prod.promotion();
     assert!(promotion.auto);
     assert_eq!(promotion.after.get(), Duration::from_secs(600));
-    assert_eq!(promotion.windows.len(), 2);
-    assert!(promotion.windows[0].cron().is_ok());
+    // The two promotion windows, then the target's own (they apply to promotions too).
+    assert_eq!(promotion.windows.len(), 3);
+    assert!(promotion.windows.iter().all(|window| window.cron().is_ok()));
+    assert_eq!(prod.windows.len(), 1);
+    assert_eq!(prod.windows[0].timezone.as_deref(), Some("Asia/Shanghai"));
     assert_eq!(
         prod.staging(),
         Some(StorageLocation::Obs {
