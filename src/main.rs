@@ -14,9 +14,13 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 )]
 struct Cli {
     /// Log format on stderr (default: text; for `run`, the config's `logging.format`).
-    /// Filter with RUST_LOG (default: info; for `run`, the config's `logging.level`).
+    /// Filter with RUST_LOG (default: warnings only, `-v` info, `-vv` debug; for `run`, the
+    /// config's `logging.level`).
     #[arg(long, value_enum, global = true)]
     log_format: Option<LogFormat>,
+    /// More log lines on stderr from one-shot commands: -v info, -vv debug (RUST_LOG wins).
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    verbose: u8,
     #[command(subcommand)]
     command: Command,
 }
@@ -370,7 +374,7 @@ fn main() -> ExitCode {
     let log_format = cli.log_format.map(Into::into);
     // `run` sets logging up itself, once it has read the config's `logging:` block.
     if !matches!(cli.command, Command::Run(_)) {
-        dli_gitops::daemon::logging::install_for_cli(log_format);
+        dli_gitops::daemon::logging::install_for_cli(log_format, cli.verbose);
     }
     match dispatch(cli.command, log_format) {
         Ok(code) => code,

@@ -9,6 +9,37 @@
 use std::borrow::Cow;
 
 /// Whether a terminal would act on `c` instead of showing it.
+/// A time for people: `2026-12-04 17:36:14 UTC (3 s ago)`. JSON keeps the full RFC 3339 time.
+pub fn human_time(
+    time: chrono::DateTime<chrono::Utc>,
+    now: chrono::DateTime<chrono::Utc>,
+) -> String {
+    format!(
+        "{} ({})",
+        time.format("%Y-%m-%d %H:%M:%S UTC"),
+        human_ago(now.signed_duration_since(time))
+    )
+}
+
+/// How long ago, in one unit: `just now`, `3 s ago`, `5 min ago`, `2 h ago`, `4 d ago` (`in
+/// 3 s` for a time ahead).
+pub fn human_ago(elapsed: chrono::TimeDelta) -> String {
+    let seconds = elapsed.num_seconds();
+    let (ahead, seconds) = (seconds < 0, seconds.unsigned_abs());
+    let amount = match seconds {
+        0 => return "just now".to_string(),
+        1..=119 => format!("{seconds} s"),
+        120..=7199 => format!("{} min", seconds / 60),
+        7200..=172_799 => format!("{} h", seconds / 3600),
+        _ => format!("{} d", seconds / 86_400),
+    };
+    if ahead {
+        format!("in {amount}")
+    } else {
+        format!("{amount} ago")
+    }
+}
+
 pub fn is_unsafe(c: char) -> bool {
     match c {
         '\t' | '\n' => false,
@@ -40,6 +71,20 @@ pub fn escape(text: &str) -> Cow<'_, str> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn times_read_for_people() {
+        let now = chrono::DateTime::parse_from_rfc3339("2026-12-04T17:36:17Z")
+            .unwrap()
+            .with_timezone(&chrono::Utc);
+        let then = now - chrono::TimeDelta::seconds(3);
+        assert_eq!(human_time(then, now), "2026-12-04 17:36:14 UTC (3 s ago)");
+        assert_eq!(human_ago(chrono::TimeDelta::zero()), "just now");
+        assert_eq!(human_ago(chrono::TimeDelta::minutes(5)), "5 min ago");
+        assert_eq!(human_ago(chrono::TimeDelta::hours(3)), "3 h ago");
+        assert_eq!(human_ago(chrono::TimeDelta::days(4)), "4 d ago");
+        assert_eq!(human_ago(chrono::TimeDelta::seconds(-3)), "in 3 s");
+    }
     use proptest::prelude::*;
 
     #[test]

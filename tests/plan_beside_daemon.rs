@@ -256,6 +256,7 @@ fn plan_runs_beside_a_daemon_holding_the_state_directory_and_touches_nothing_the
         .args(["plan", "--config"])
         .arg(&config)
         .args(["--target", "dev", "--json"])
+        .env_remove("RUST_LOG")
         .env("PLAN_AK", ACCESS_KEY)
         .env("PLAN_SK", SECRET_KEY)
         .output()
@@ -265,6 +266,11 @@ fn plan_runs_beside_a_daemon_holding_the_state_directory_and_touches_nothing_the
     assert!(
         output.status.success(),
         "plan beside the daemon failed: {stderr}\n{stdout}"
+    );
+    // A one-shot command logs warnings only by default: no info line on stderr.
+    assert!(
+        !stderr.contains("INFO"),
+        "plan logged at info by default:\n{stderr}"
     );
     let plan: Value = serde_json::from_str(stdout.trim()).expect("plan --json prints JSON");
     assert_eq!(plan["summary"]["create"], 1, "{plan:#}");
@@ -284,6 +290,21 @@ fn plan_runs_beside_a_daemon_holding_the_state_directory_and_touches_nothing_the
     assert!(
         !text.contains("\"kind\":\"intent\""),
         "plan journaled an intent"
+    );
+    // `-v` brings the info lines back.
+    let verbose = Command::new(BINARY)
+        .args(["-v", "plan", "--config"])
+        .arg(&config)
+        .args(["--target", "dev"])
+        .env_remove("RUST_LOG")
+        .env("PLAN_AK", ACCESS_KEY)
+        .env("PLAN_SK", SECRET_KEY)
+        .output()
+        .unwrap();
+    assert!(verbose.status.success());
+    assert!(
+        String::from_utf8_lossy(&verbose.stderr).contains("INFO"),
+        "-v shows info lines"
     );
     let (code, _) = get(&address, "/healthz").unwrap();
     assert_eq!(code, 200);

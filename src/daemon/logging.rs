@@ -120,15 +120,36 @@ pub fn install(settings: &LogSettings) {
     }
 }
 
-/// What every command but `run` does: the flag, `RUST_LOG`, defaults.
-pub fn install_for_cli(cli_format: Option<LogFormat>) {
+/// What every command but `run` does: the flag, `RUST_LOG`, else [`one_shot_filter`], so no
+/// info line interleaves with a command's output or its prompt.
+pub fn install_for_cli(cli_format: Option<LogFormat>, verbose: u8) {
     let rust_log = std::env::var("RUST_LOG").ok();
-    install(&decide(cli_format, None, rust_log.as_deref()));
+    let mut settings = decide(cli_format, None, rust_log.as_deref());
+    if settings.filter_from == SettingSource::Default {
+        settings.filter = one_shot_filter(verbose).to_string();
+    }
+    install(&settings);
+}
+
+/// A one-shot command's default filter: warnings, `-v` info, `-vv` and more debug.
+pub fn one_shot_filter(verbose: u8) -> &'static str {
+    match verbose {
+        0 => "warn",
+        1 => "info",
+        _ => "debug",
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn one_shot_commands_log_warnings_unless_asked_for_more() {
+        assert_eq!(one_shot_filter(0), "warn");
+        assert_eq!(one_shot_filter(1), "info");
+        assert_eq!(one_shot_filter(3), "debug");
+    }
 
     fn config(format: LogFormat, level: &str) -> LoggingConfig {
         LoggingConfig {

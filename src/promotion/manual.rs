@@ -434,14 +434,58 @@ fn reachable(listen: SocketAddr) -> SocketAddr {
 }
 
 fn default_by() -> String {
-    let user = std::env::var("USER")
-        .or_else(|_| std::env::var("USERNAME"))
-        .unwrap_or_default();
-    if user.trim().is_empty() {
-        "cli".to_string()
-    } else {
-        format!("cli:{}", sanitize_name(&user))
+    default_by_from(
+        |name| std::env::var(name).ok(),
+        current_user_name(),
+        host_name(),
+    )
+}
+
+/// Who runs the command: `$USER`, else `$LOGNAME` (cron, some containers), else `$USERNAME`,
+/// else the name of the process's uid in `/etc/passwd`, else `cli@<hostname>`.
+fn default_by_from(
+    env: impl Fn(&str) -> Option<String>,
+    uid_name: Option<String>,
+    host: Option<String>,
+) -> String {
+    let named = ["USER", "LOGNAME", "USERNAME"]
+        .into_iter()
+        .filter_map(|variable| env(variable))
+        .chain(uid_name)
+        .map(|name| sanitize_name(name.trim()))
+        .find(|name| !name.is_empty());
+    match named {
+        Some(name) => format!("cli:{name}"),
+        None => match host.map(|host| sanitize_name(host.trim())) {
+            Some(host) if !host.is_empty() => format!("cli@{host}"),
+            _ => "cli".to_string(),
+        },
     }
+}
+
+/// The name of this process's real uid, from `/proc/self/status` and `/etc/passwd`.
+fn current_user_name() -> Option<String> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let uid = status
+        .lines()
+        .find_map(|line| line.strip_prefix("Uid:"))?
+        .split_whitespace()
+        .next()?
+        .to_string();
+    std::fs::read_to_string("/etc/passwd")
+        .ok()?
+        .lines()
+        .map(|line| line.split(':').collect::<Vec<_>>())
+        .find(|fields| fields.len() > 2 && fields[2] == uid)
+        .map(|fields| fields[0].to_string())
+}
+
+fn host_name() -> Option<String> {
+    ["/proc/sys/kernel/hostname", "/etc/hostname"]
+        .iter()
+        .find_map(|path| std::fs::read_to_string(path).ok())
+        .map(|name| name.trim().to_string())
+        .filter(|name| !name.is_empty())
 }
 
 /// Names go into the journal and the status page: keep them short and printable.
@@ -455,6 +499,31 @@ fn sanitize_name(name: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_default_by_falls_back_from_user_to_logname_to_the_uid_to_the_host() {
+        let env = |pairs: &'static [(&'static str, &'static str)]| {
+            move |name: &str| {
+                pairs
+                    .iter()
+                    .find(|(key, _)| *key == name)
+                    .map(|(_, value)| value.to_string())
+            }
+        };
+        let host = || Some("build-7".to_string());
+        let uid = || Some("deploy".to_string());
+        assert_eq!(
+            default_by_from(env(&[("USER", "alice"), ("LOGNAME", "bob")]), uid(), host()),
+            "cli:alice"
+        );
+        assert_eq!(
+            default_by_from(env(&[("USER", " "), ("LOGNAME", "bob")]), uid(), host()),
+            "cli:bob"
+        );
+        assert_eq!(default_by_from(env(&[]), uid(), host()), "cli:deploy");
+        assert_eq!(default_by_from(env(&[]), None, host()), "cli@build-7");
+        assert_eq!(default_by_from(env(&[]), None, None), "cli");
+    }
 
     const R1: &str = "1111111111111111111111111111111111111111";
 

@@ -149,9 +149,13 @@ fn render_status_text_unescaped(targets: &[TargetStatus]) -> String {
         ));
         if let Some(operation) = &target.operation {
             text.push_str(&format!(
-                "  last pass: {:?} ({}){}\n",
+                "  last pass: {:?} ({}, {}){}\n",
                 operation.phase,
                 operation.mode,
+                crate::terminal::human_time(
+                    operation.finished_at.unwrap_or(operation.started_at),
+                    chrono::Utc::now()
+                ),
                 operation
                     .message
                     .as_deref()

@@ -229,7 +229,7 @@ pub fn render_page_view(
             escape(&short_revision(source.revision.as_deref())),
             source
                 .last_poll
-                .map(|time| time.to_rfc3339())
+                .map(|time| crate::terminal::human_time(time, chrono::Utc::now()))
                 .unwrap_or_else(|| "-".to_string()),
             escape(
                 source
@@ -381,7 +381,7 @@ fn render_target(page: &mut String, target: &TargetStatus, page_number: usize) {
             page,
             "<details><summary>Last plan <code>{}</code> ({})</summary><pre>{}</pre>{}</details>",
             escape(&plan.id.chars().take(12).collect::<String>()),
-            plan.time.to_rfc3339(),
+            crate::terminal::human_time(plan.time, chrono::Utc::now()),
             escape(clip(&plan.text, PLAN_TEXT_LIMIT).0),
             if clip(&plan.text, PLAN_TEXT_LIMIT).1 {
                 format!(
