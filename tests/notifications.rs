@@ -786,3 +786,57 @@ async fn automatic_sync_left_off_is_announced_once_after_its_threshold() {
             .contains("automatic sync has been off since")
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn health_degraded_and_recovered_once_each_across_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let receiver = Arc::new(Receiver::default());
+    let url = start_receiver(receiver.clone()).await;
+    let config = sink_config(dir.path(), &url, "health_degraded, health_recovered");
+    let (journal, _) = Journal::open(&config.state_dir, JournalOptions::default()).unwrap();
+    let health = |degraded: Option<&str>| dli_gitops::notify::PassSignals {
+        health_known: true,
+        degraded: degraded.map(str::to_string),
+        ..dli_gitops::notify::PassSignals::default()
+    };
+    let notifier = Notifier::from_config(&config, Some(journal.clone()), fast())
+        .unwrap()
+        .unwrap();
+    // Healthy from the start: nothing to say.
+    notifier
+        .after_pass("dev", health(None), chrono::Utc::now())
+        .await;
+    for _ in 0..3 {
+        notifier
+            .after_pass(
+                "dev",
+                health(Some("clicks: job_running_exception")),
+                chrono::Utc::now(),
+            )
+            .await;
+    }
+    wait_for("health_degraded", || receiver.on("/hook").len() == 1).await;
+    drop(notifier);
+    let notifier = Notifier::from_config(&config, Some(journal.clone()), fast())
+        .unwrap()
+        .unwrap();
+    notifier
+        .after_pass(
+            "dev",
+            health(Some("clicks: job_running_exception")),
+            chrono::Utc::now(),
+        )
+        .await;
+    notifier
+        .after_pass("dev", health(None), chrono::Utc::now())
+        .await;
+    notifier
+        .after_pass("dev", health(None), chrono::Utc::now())
+        .await;
+    wait_for("health_recovered", || receiver.on("/hook").len() == 2).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(
+        events(&receiver.on("/hook")),
+        ["health_degraded", "health_recovered"]
+    );
+}

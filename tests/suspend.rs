@@ -322,6 +322,29 @@ async fn suspend_and_resume_through_the_api_and_the_cli_are_journaled_and_surviv
     .unwrap();
     assert!(ok, "{stdout}{stderr}");
     assert_eq!(daemon.status().await["controls"]["suspended"], true);
+    // Break-glass from the CLI needs a reason, and does not pass a suspend.
+    let (no_reason, with_reason) = tokio::task::spawn_blocking({
+        let path = path.clone();
+        move || {
+            (
+                cli(&["sync", "dev", "--override-window"], &path),
+                cli(
+                    &["sync", "dev", "--override-window", "--reason", "hotfix"],
+                    &path,
+                ),
+            )
+        }
+    })
+    .await
+    .unwrap();
+    assert!(
+        !no_reason.0 && no_reason.2.contains("--reason"),
+        "{no_reason:?}"
+    );
+    assert!(
+        !with_reason.0 && with_reason.2.contains("suspended"),
+        "{with_reason:?}"
+    );
 
     let records = daemon
         .journal
