@@ -758,6 +758,14 @@ mod pipeline_end_to_end {
                 .starts_with("obs://dli-gitops-staging/prod/carried-savepoints/dev/clicks/"),
             "prod started from the carried copy of dev's state: {runs}"
         );
+        // The carried copy is in prod's savepoint catalog, verified against dev's savepoint.
+        let catalog = dli_gitops::savepoints::catalog(&world.journal.state(), Some("prod"), None);
+        let entry = catalog
+            .iter()
+            .find(|entry| entry.entry.record.origin == "carried")
+            .unwrap_or_else(|| panic!("a carried entry: {catalog:#?}"));
+        assert_eq!(entry.path(), restored_from);
+        assert!(entry.entry.record.verified, "{entry:#?}");
         let nightly = world
             .prod
             .live
