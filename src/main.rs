@@ -392,8 +392,7 @@ fn control(
     target: &str,
     request: dli_gitops::server::controls::ControlRequest,
 ) -> anyhow::Result<ExitCode> {
-    let answer =
-        dli_gitops::server::controls::control_blocking(&config.to_path_buf(), target, &request)?;
+    let answer = dli_gitops::server::controls::control_blocking(config, target, &request)?;
     write_stdout(&format!("{}\n", serde_json::to_string_pretty(&answer)?))?;
     Ok(ExitCode::SUCCESS)
 }

@@ -3,7 +3,6 @@
 //! (`dli-gitops sync|suspend|resume TARGET`), which goes through a running daemon's API.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
-use std::path::PathBuf;
 use std::sync::Arc;
 
 use axum::http::StatusCode;
@@ -323,7 +322,7 @@ fn user() -> Option<String> {
 
 /// Sends one control request to the daemon the config describes; returns its JSON answer.
 pub fn control_blocking(
-    config_path: &PathBuf,
+    config_path: &std::path::Path,
     target: &str,
     request: &ControlRequest,
 ) -> Result<serde_json::Value, ControlCommandError> {
