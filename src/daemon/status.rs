@@ -508,15 +508,37 @@ impl TargetStatus {
     }
 }
 
-/// The worst job health; a target with no jobs is Healthy.
+/// The health message of a job that is stopped because git wants it stopped.
+pub const STOPPED_AS_GIT_WANTS: &str = "stopped, as git wants (desired_state: stopped)";
+
+/// Whether a job is Suspended because git wants it stopped: not a failure, and Healthy for the
+/// target's health (and so for promotion gates).
+pub fn stopped_on_purpose(job: &JobStatus) -> bool {
+    job.health.status == HealthStatus::Suspended
+        && job
+            .health
+            .message
+            .as_deref()
+            .is_some_and(|message| message.ends_with(STOPPED_AS_GIT_WANTS))
+}
+
+/// The worst job health, where a job stopped as git wants counts as Healthy; a target with no
+/// jobs is Healthy.
 pub fn aggregate_health(jobs: &[JobStatus]) -> HealthInfo {
+    let health_of = |job: &JobStatus| {
+        if stopped_on_purpose(job) {
+            HealthStatus::Healthy
+        } else {
+            job.health.status
+        }
+    };
     let worst = jobs
         .iter()
-        .map(|job| job.health.status)
+        .map(health_of)
         .fold(HealthStatus::Healthy, HealthStatus::worst);
     let unhealthy: Vec<&str> = jobs
         .iter()
-        .filter(|job| job.health.status == worst && worst != HealthStatus::Healthy)
+        .filter(|job| health_of(job) == worst && worst != HealthStatus::Healthy)
         .map(|job| job.name.as_str())
         .collect();
     let message = (!unhealthy.is_empty()).then(|| {
@@ -710,6 +732,18 @@ pub fn job_statuses(inputs: &StatusInputs<'_>) -> Vec<JobStatus> {
                 if action.is_waiting() && job.health.status != HealthStatus::Degraded {
                     job.health.status = HealthStatus::Progressing;
                 }
+            }
+        }
+    }
+    // A Flink job git wants stopped, found stopped, is stopped on purpose: not a failure.
+    if let Some(desired) = inputs.desired {
+        for wanted in &desired.flink {
+            if wanted.lifecycle.desired_state == crate::model::RunState::Stopped
+                && let Some(job) = jobs.get_mut(&JobKey::new(wanted.kind(), &wanted.name))
+                && job.health.status == HealthStatus::Suspended
+            {
+                let word = job.live_status.clone().unwrap_or_default();
+                job.health.message = Some(format!("{word}: {STOPPED_AS_GIT_WANTS}"));
             }
         }
     }

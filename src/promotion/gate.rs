@@ -160,13 +160,16 @@ pub enum UpstreamCondition {
 }
 
 impl UpstreamCondition {
-    fn describe(&self) -> String {
+    /// The condition as the end of a sentence (`it is Degraded: ...`).
+    pub fn describe(&self) -> String {
         match self {
-            UpstreamCondition::Healthy => "Healthy".to_string(),
-            UpstreamCondition::Progressing => "Progressing".to_string(),
-            UpstreamCondition::Degraded(message) => format!("Degraded: {message}"),
-            UpstreamCondition::Failed(message) => format!("failed: {message}"),
-            UpstreamCondition::Unknown(message) => format!("Unknown: {message}"),
+            UpstreamCondition::Healthy => "it is Healthy".to_string(),
+            UpstreamCondition::Progressing => {
+                "its jobs are still starting or stopping (Progressing)".to_string()
+            }
+            UpstreamCondition::Degraded(message) => format!("it is Degraded: {message}"),
+            UpstreamCondition::Failed(message) => format!("its last pass failed: {message}"),
+            UpstreamCondition::Unknown(message) => format!("its health is {message}"),
         }
     }
 }
@@ -315,7 +318,10 @@ impl fmt::Display for HoldReason {
                 )
             }
             HoldReason::UpstreamNotHealthy { condition } => {
-                write!(f, "the upstream is not converged and Healthy ({condition})")
+                write!(
+                    f,
+                    "the upstream is not converged and Healthy yet: {condition}"
+                )
             }
             HoldReason::NotHealthyLongEnough {
                 healthy_since,

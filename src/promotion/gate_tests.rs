@@ -162,7 +162,7 @@ fn an_unhealthy_upstream_holds_and_says_why() {
             at(11, 0)
         )),
         HoldReason::UpstreamNotHealthy {
-            condition: "Progressing".into()
+            condition: "its jobs are still starting or stopping (Progressing)".into()
         }
     );
 }

@@ -319,7 +319,11 @@ pub fn sample_of(status: &crate::daemon::TargetStatus) -> UpstreamSample {
             HealthStatus::Healthy => UpstreamCondition::Healthy,
             HealthStatus::Progressing => UpstreamCondition::Progressing,
             HealthStatus::Degraded => UpstreamCondition::Degraded(health_message),
-            other => UpstreamCondition::Unknown(format!("{}: {health_message}", other.as_str())),
+            // The target's health message already names the health ("Suspended: clicks").
+            other if health_message.is_empty() => {
+                UpstreamCondition::Unknown(other.as_str().to_string())
+            }
+            _ => UpstreamCondition::Unknown(health_message),
         },
     };
     UpstreamSample {

@@ -103,6 +103,67 @@ fn a_converged_running_job_is_synced_and_healthy() {
 }
 
 #[test]
+fn a_job_git_wants_stopped_is_stopped_on_purpose_and_the_gate_reads_healthy() {
+    let mut kept = desired_sql("fraud-detector");
+    kept.lifecycle.desired_state = crate::model::RunState::Stopped;
+    let running = desired_sql("clicks");
+    let desired = DesiredJobs {
+        flink: vec![kept.clone(), running.clone()],
+        dlf: vec![],
+    };
+    let observed = ObservedJobs {
+        flink: vec![
+            live_of(&kept, 7, "job_cancel_success"),
+            live_of(&running, 8, "job_running"),
+        ],
+        dlf: vec![],
+    };
+    let view = managed_view(&["fraud-detector", "clicks"]);
+    let jobs = statuses(&desired, &observed, &view, &BTreeMap::new());
+    let stopped = jobs
+        .iter()
+        .find(|job| job.name == "fraud-detector")
+        .unwrap();
+    assert_eq!(stopped.health.status, HealthStatus::Suspended);
+    assert!(stopped_on_purpose(stopped), "{:?}", stopped.health);
+    let mut target = TargetStatus::new("dev", "jobs", "dev", policy_view());
+    target.sync.revision = Some("rev".into());
+    target.sync.applied_revision = Some("rev".into());
+    target.set_jobs(jobs, true);
+    assert_eq!(
+        target.health.status,
+        HealthStatus::Healthy,
+        "{:?}",
+        target.health
+    );
+    assert_eq!(
+        crate::promotion::sample_of(&target).condition,
+        crate::promotion::gate::UpstreamCondition::Healthy
+    );
+
+    // Stopped while git wants it running: Suspended, and the gate says so once, in a sentence.
+    let observed = ObservedJobs {
+        flink: vec![
+            live_of(&kept, 7, "job_cancel_success"),
+            live_of(&running, 8, "job_cancel_success"),
+        ],
+        dlf: vec![],
+    };
+    let jobs = statuses(&desired, &observed, &view, &BTreeMap::new());
+    target.set_jobs(jobs, true);
+    assert_eq!(target.health.status, HealthStatus::Suspended);
+    let condition = crate::promotion::sample_of(&target).condition;
+    let reason = crate::promotion::gate::HoldReason::UpstreamNotHealthy {
+        condition: condition.describe(),
+    }
+    .to_string();
+    assert_eq!(
+        reason,
+        "the upstream is not converged and Healthy yet: its health is Suspended: clicks"
+    );
+}
+
+#[test]
 fn a_job_in_git_and_not_live_is_out_of_sync_and_missing() {
     let desired = DesiredJobs {
         flink: vec![desired_sql("clicks")],
