@@ -1,4 +1,5 @@
-//! SIGKILL crash loops for the state-safety paths: automatic rollback of a failed upgrade.
+//! SIGKILL crash loops for the state-safety paths: automatic rollback of a failed upgrade, and
+//! garbage collection.
 //!
 //! The real binary runs as the emulator (its own process, so it outlives every kill) and as the
 //! `apply` command, which is killed at random moments while it rolls a failed upgrade back.
@@ -161,6 +162,7 @@ impl Setup {
                  \x20   credentials: {{access_key_env: SAFETY_AK, secret_key_env: SAFETY_SK}}\n\
                  \x20   staging: obs://dli-gitops-staging/dev/\n    backups: obs://dli-gitops-backups/dev/\n\
                  \x20   policy: {{rollback_on_failure: {{enabled: true, within: 10m}}}}\n\
+                 \x20   retention: {{savepoints: {{keep: 1, max_age: 0s}}, backups: {{keep: 1}}}}\n\
                  \x20   timeouts: {{job_transition: 30s, savepoint: 30s, request: 10s}}\n",
                 dli = emulator.url("dli"),
                 s3 = emulator.url("s3"),
@@ -443,6 +445,130 @@ fn automatic_rollback_killed_at_random_moments_loses_nothing_and_never_loops() {
     }
     eprintln!(
         "automatic rollback crash test: {rounds} rounds, {kills} SIGKILLs; {rollbacks} auto_rollback intents ({taken_over} taking over an interrupted one), {interrupted} intents resolved as INTERRUPTED"
+    );
+    fail_keeping_evidence(temp, seed, &failures);
+}
+
+/// A job upgraded eight times leaves copies and backups; `gc` is killed at random moments while
+/// it deletes them, then runs to its end. Checks: each path was deleted (journaled) at most
+/// once, everything deleted is gone and everything kept is still there (the copy the job
+/// resumes from among it), the job still upgrades from its kept savepoint, `journal verify`
+/// passes and every intent has an outcome.
+#[test]
+fn garbage_collection_killed_at_random_moments_deletes_nothing_twice_and_loses_nothing() {
+    use rand::Rng;
+    let (seed, mut rng) = crash_seed("garbage collection crash test");
+    let temp = tempfile::tempdir().expect("temp dir");
+    let dir = temp.path();
+    let emulator = Emulator::start(dir);
+    let setup = Setup::new(dir, &emulator);
+    let mut failures = Vec::new();
+    for version in 0..9 {
+        setup.job(&format!("SELECT {version} AS v;"));
+        if let Err(last) = setup.converge() {
+            panic!("seed {seed}: version {version} did not converge:\n{last}");
+        }
+    }
+    let state_dir = dir.join("state");
+    let catalog_before: Vec<String> = {
+        let state = dli_gitops::journal::read_state(&state_dir).expect("journal state");
+        dli_gitops::savepoints::catalog(&state, Some("dev"), None)
+            .into_iter()
+            .map(|entry| entry.path().to_string())
+            .collect()
+    };
+    let kills = crash_runs(12);
+    let mut cut_short = 0;
+    for run in 0..kills {
+        let process = {
+            let child = setup
+                .command(&["gc"])
+                .stdout(std::fs::File::create(dir.join(format!("gc-{run}.log"))).expect("log"))
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("spawn gc");
+            Process { child: Some(child) }
+        };
+        std::thread::sleep(Duration::from_millis(rng.gen_range(5..250)));
+        process.kill_hard();
+        // A deletion the kill cut short (its intent open) is finished by the next run.
+        if let Ok(state) = dli_gitops::journal::read_state(&state_dir) {
+            cut_short += state
+                .pending_intents("dev")
+                .iter()
+                .filter(|intent| intent.action == dli_gitops::gc::GC_ACTION)
+                .count();
+        }
+    }
+    let (code, last) = setup.run(&["gc"]);
+    if code != Some(0) {
+        failures.push(format!("the last gc exited {code:?}:\n{last}"));
+    }
+    let records = dli_gitops::journal::read_records(
+        &state_dir,
+        &dli_gitops::journal::RecordFilter::default(),
+    )
+    .expect("read the journal");
+    let mut deletions: std::collections::BTreeMap<String, usize> = Default::default();
+    for record in &records {
+        if let dli_gitops::journal::RecordBody::Outcome(outcome) = &record.body {
+            for path in &outcome.effects.gc_deleted {
+                *deletions.entry(path.clone()).or_default() += 1;
+            }
+        }
+    }
+    for (path, count) in &deletions {
+        if *count > 1 {
+            failures.push(format!("{path} was journaled as deleted {count} times"));
+        }
+    }
+    let on_disk = |path: &str| {
+        let rest = path.trim_start_matches("obs://");
+        dir.join("emulator-data/obs").join(rest)
+    };
+    let state = dli_gitops::journal::read_state(&state_dir).expect("journal state");
+    let kept: Vec<String> = dli_gitops::savepoints::catalog(&state, Some("dev"), None)
+        .into_iter()
+        .map(|entry| entry.path().to_string())
+        .collect();
+    for path in &catalog_before {
+        let metadata = on_disk(&format!("{path}_metadata"));
+        let is_kept = kept.contains(path);
+        let is_deleted = deletions.contains_key(path);
+        if is_kept == is_deleted {
+            failures.push(format!(
+                "{path}: kept in the catalog {is_kept}, journaled as deleted {is_deleted}"
+            ));
+        }
+        if is_kept && !metadata.exists() {
+            failures.push(format!("{path} is kept but its _metadata is gone"));
+        }
+        if is_deleted && metadata.exists() {
+            failures.push(format!(
+                "{path} was deleted but its _metadata is still there"
+            ));
+        }
+    }
+    let resume = state.targets["dev"].jobs["orders"].savepoint_path.clone();
+    if !resume.as_deref().is_some_and(|resume| {
+        kept.iter()
+            .any(|path| dli_gitops::savepoints::same_directory(path, resume))
+    }) {
+        failures.push(format!(
+            "the copy the job resumes from ({resume:?}) is not kept: {kept:?}"
+        ));
+    }
+    // The job still upgrades, resuming from state.
+    setup.job("SELECT 100 AS v;");
+    if let Err(last) = setup.converge() {
+        failures.push(format!("an upgrade after gc did not converge:\n{last}"));
+    }
+    failures.extend(setup.journal_violations());
+    eprintln!(
+        "garbage collection crash test: {kills} SIGKILLs; {} copies before, {} kept, {} paths deleted, {cut_short} deletions cut short by a kill",
+        catalog_before.len(),
+        kept.len(),
+        deletions.len()
     );
     fail_keeping_evidence(temp, seed, &failures);
 }
