@@ -307,6 +307,27 @@ impl Checker {
                 _ => {}
             }
         }
+        // OBS speaks only the S3 protocol, signed with an access key and secret key; IAM user
+        // and password credentials give a token, which OBS does not take. Said here, at load,
+        // rather than by the first backup or staging upload.
+        let password_auth = target.credentials.as_ref().is_some_and(|c| {
+            c.user_env.is_some()
+                || c.user_file.is_some()
+                || c.password_env.is_some()
+                || c.password_file.is_some()
+        });
+        if password_auth && !embedded {
+            for (key, location) in [("staging", &target.staging), ("backups", &target.backups)] {
+                if let Some(StorageLocation::Obs { bucket, .. }) = location {
+                    self.problem(
+                        format!("{at}.{key}"),
+                        format!(
+                            "`obs://{bucket}/...` needs AK/SK credentials: OBS signs requests with an access key and secret key and does not take the IAM token that user/password credentials give; use {{access_key_env, secret_key_env}} (or temporary keys with security_token_env), or a `file://` location"
+                        ),
+                    );
+                }
+            }
+        }
         if target.apply_strategy == Some(ApplyStrategy::Import) {
             self.problem(
                 format!("{at}.apply_strategy"),
@@ -936,6 +957,42 @@ mod tests {
             !message.contains("LEAK") && !debug.contains("LEAK"),
             "the value leaked: {message}"
         );
+    }
+
+    /// IAM password credentials cannot reach OBS: a target that stages or backs up on OBS with
+    /// them is refused at load, naming the key; `file://` storage works with them.
+    #[test]
+    fn password_credentials_with_obs_storage_are_refused_at_load() {
+        let config_with = |storage: &str| {
+            format!(
+                "sources:\n  jobs: {{path: jobs}}\ntargets:\n  - name: prod\n    source: jobs\n    \
+                 region: cn-north-4\n    project_id: 0a1b2c3d4e5f60718293a4b5c6d7e8f9\n    \
+                 credentials: {{user_env: HW_USER, password_env: HW_PASSWORD, domain: acme}}\n    \
+                 {storage}\n"
+            )
+        };
+        let problems = |text: &str| -> String {
+            let config = Config::from_yaml_str(text, Path::new("config.yaml")).expect("parses");
+            match config.validate() {
+                Ok(_) => String::new(),
+                Err(problems) => problems
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join("\n"),
+            }
+        };
+        let found = problems(&config_with(
+            "staging: obs://acme-staging/prod/\n    backups: obs://acme-backups/prod/",
+        ));
+        assert!(
+            found.contains("targets[0].backups")
+                && found.contains("targets[0].staging")
+                && found.contains("needs AK/SK credentials"),
+            "{found}"
+        );
+        let local = problems(&config_with("backups: file:///var/lib/dli-gitops/backups"));
+        assert!(!found.is_empty() && !local.contains("AK/SK"), "{local}");
     }
 
     /// `obs_addressing: virtual_hosted` needs an endpoint with a host name; `auto` and `path`
