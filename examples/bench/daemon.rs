@@ -18,7 +18,7 @@ use super::env::TestBed;
 use super::report::{Report, Row, format_duration_ms, format_mib, median, percentile};
 use super::{ours, procfs, workload};
 
-const API_TOKEN: &str = "bench-api-token";
+pub const API_TOKEN: &str = "bench-api-token";
 const WEBHOOK_SECRET: &str = "bench-webhook-secret";
 const STATUS_POLL: Duration = Duration::from_millis(5);
 const CONVERGE_TIMEOUT: Duration = Duration::from_secs(600);
@@ -490,7 +490,7 @@ fn push_latency(
 }
 
 /// Stages everything and commits on `main`; returns the commit id.
-fn commit_all(repository: &git2::Repository, message: &str) -> Result<String, String> {
+pub fn commit_all(repository: &git2::Repository, message: &str) -> Result<String, String> {
     let error = |what: &str, error: git2::Error| format!("git: {what}: {error}");
     let mut index = repository.index().map_err(|e| error("index", e))?;
     index

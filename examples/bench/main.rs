@@ -10,6 +10,7 @@ mod compare;
 mod daemon;
 mod env;
 mod journal;
+mod multi;
 mod ours;
 mod procfs;
 mod proxy;
@@ -26,7 +27,7 @@ use dli_gitops::emulator::EmulatorDelays;
 use report::Report;
 
 /// Every section the harness knows, in the order it runs them.
-const SECTIONS: &[&str] = &["scale", "compare", "daemon", "journal"];
+const SECTIONS: &[&str] = &["scale", "compare", "daemon", "journal", "multi"];
 
 #[derive(Debug, Parser)]
 #[command(about = "dli-gitops end-to-end benchmarks (issue 10)")]
@@ -58,7 +59,14 @@ struct Arguments {
     /// A short run: 100 jobs, one sample per figure, fewer repetitions.
     #[arg(long)]
     quick: bool,
-    /// Run only these sections (comma-separated): scale, compare, daemon, journal.
+    /// Accounts (targets) of the `multi` section, one daemon for all.
+    #[arg(long, default_value_t = 50)]
+    accounts: usize,
+    /// Jobs per account in the `multi` section.
+    #[arg(long, default_value_t = 200)]
+    jobs_per_account: usize,
+    /// Run only these sections (comma-separated): scale, compare, daemon, journal, multi
+    /// (`multi`, one daemon for many accounts, runs only when named).
     #[arg(long, value_delimiter = ',')]
     sections: Vec<String>,
     /// Exit non-zero when a count-based goal is missed (API calls, restarts; never timings).
@@ -117,7 +125,8 @@ fn run(arguments: Arguments) -> Result<(), String> {
         return Err("--requests-per-second must be positive and --burst at least 1".into());
     }
     let wanted = |section: &str| {
-        arguments.sections.is_empty() || arguments.sections.iter().any(|name| name == section)
+        (arguments.sections.is_empty() && section != "multi")
+            || arguments.sections.iter().any(|name| name == section)
     };
     let quick = arguments.quick;
     let jobs = arguments.jobs.unwrap_or(if quick { 100 } else { 1000 });
@@ -226,6 +235,25 @@ fn run(arguments: Arguments) -> Result<(), String> {
                 println!("kept the test bed in {}", kept.display());
             }
         });
+    }
+    if wanted("multi") {
+        println!("== multi: one daemon, {} accounts", arguments.accounts);
+        let scenario = multi::Scenario {
+            accounts: arguments.accounts.max(1),
+            jobs_per_account: arguments.jobs_per_account.max(10),
+            latency_ms: arguments.latency_ms,
+            delays,
+            rest_window,
+        };
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+            .map_err(|error| format!("starting the async runtime: {error}"))?;
+        if let Err(problem) =
+            runtime.block_on(multi::run(scenario, arguments.keep_files, &mut report))
+        {
+            report.not_measured("multi", problem);
+        }
     }
     if wanted("journal") {
         println!("== journal");

@@ -72,6 +72,10 @@ pub struct Config {
     /// `TimeoutStopSec`. Default 45s.
     #[serde(default = "default_shutdown_grace")]
     pub shutdown_grace: ConfigDuration,
+    /// Actions (one job each) running at once across all targets, shared fairly: when all are
+    /// taken, a freed one goes to the waiting target holding the fewest. Default 256.
+    #[serde(default = "default_max_concurrent_actions")]
+    pub max_concurrent_actions: std::num::NonZeroUsize,
     /// This installation's name. Its jobs carry `managed-by: dli-gitops` (the default
     /// installation) or `managed-by: dli-gitops.<instance>`; prune, adoption and drift touch
     /// only its own jobs, so two installations can share a project. Default `default`.
@@ -94,6 +98,11 @@ fn default_instance() -> String {
 
 fn default_state_dir() -> PathBuf {
     PathBuf::from("./state")
+}
+
+fn default_max_concurrent_actions() -> std::num::NonZeroUsize {
+    std::num::NonZeroUsize::new(crate::daemon::DEFAULT_MAX_CONCURRENT_ACTIONS)
+        .unwrap_or(std::num::NonZeroUsize::MIN)
 }
 
 fn default_shutdown_grace() -> ConfigDuration {

@@ -3,13 +3,14 @@
 //! announce new actions once shutdown begins, so the action in flight finishes and is
 //! journaled and no other starts.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use futures::future::BoxFuture;
 
 use super::Stop;
+use super::fairness::{ActionSlot, ActionSlots};
 use super::reconciler::{ActionOutcome, PassError, PassReport, PassRequest, TargetReconciler};
 use super::status::ErrorInfo;
 use super::wiring::error_chain;
@@ -34,6 +35,8 @@ pub struct ApplyReconciler {
     history_checked: AtomicBool,
     /// When garbage collection last ran (`retention.interval` apart).
     last_gc: Mutex<Option<std::time::Instant>>,
+    /// The daemon-wide action slots (`max_concurrent_actions`), shared fairly by the targets.
+    slots: Option<Arc<ActionSlots>>,
 }
 
 impl ApplyReconciler {
@@ -43,6 +46,7 @@ impl ApplyReconciler {
         target: &str,
         journal: Journal,
         emulator: Option<Arc<EmulatorHandle>>,
+        slots: Option<Arc<ActionSlots>>,
     ) -> Result<ApplyReconciler, ApplyError> {
         let context = TargetContext::with_shared(config, target, journal.clone(), emulator).await?;
         Ok(ApplyReconciler {
@@ -51,6 +55,7 @@ impl ApplyReconciler {
             config: Arc::new(config.clone()),
             history_checked: AtomicBool::new(false),
             last_gc: Mutex::new(None),
+            slots,
         })
     }
 }
@@ -61,7 +66,8 @@ impl ApplyReconciler {
         let ledger = StoppingLedger {
             on_first_intent: request.on_applying,
             ..StoppingLedger::new(&self.context.ledger, request.stop)
-        };
+        }
+        .sharing(self.slots.clone());
         let empty = DesiredJobs::default();
         let observe_only = request.desired.is_none();
         let desired = request.desired.unwrap_or(&empty);
@@ -70,8 +76,12 @@ impl ApplyReconciler {
         // may have run before is recorded as done, never replayed.
         if execute
             && !self.history_checked.load(Ordering::SeqCst)
-            && !self.journal.state().knows_jobs_of(&self.context.name)
+            && self.journal.state_guard().knows_jobs_of(&self.context.name)
         {
+            // Known to the journal: nothing to adopt, now or later in this process.
+            self.history_checked.store(true, Ordering::SeqCst);
+        }
+        if execute && !self.history_checked.load(Ordering::SeqCst) {
             let (observed, _) = apply::observe(&self.context)
                 .await
                 .map_err(|error| pass_error(&error))?;
@@ -237,7 +247,7 @@ impl TargetReconciler for ApplyReconciler {
 
     fn applied_revision(&self) -> Option<String> {
         self.journal
-            .state()
+            .state_guard()
             .targets
             .get(&self.context.name)
             .and_then(|target| target.applied_revision.as_ref())
@@ -349,6 +359,10 @@ pub struct StoppingLedger<'a, J> {
     /// Action ids announced in this pass: their steps' own records are never refused.
     started: Mutex<BTreeSet<String>>,
     on_first_intent: &'a (dyn Fn() + Send + Sync),
+    /// The daemon-wide action slots; each action holds one from its intent to its outcome.
+    slots: Option<Arc<ActionSlots>>,
+    /// Slots held, by action id.
+    held: Mutex<BTreeMap<String, ActionSlot>>,
 }
 
 impl<'a, J> StoppingLedger<'a, J> {
@@ -361,6 +375,26 @@ impl<'a, J> StoppingLedger<'a, J> {
             announced: AtomicBool::new(false),
             started: Mutex::new(BTreeSet::new()),
             on_first_intent: &|| {},
+            slots: None,
+            held: Mutex::new(BTreeMap::new()),
+        }
+    }
+
+    /// Every action of this pass takes one of `slots` before its intent is journaled and
+    /// gives it back with its outcome (or when the pass is dropped).
+    pub fn sharing(mut self, slots: Option<Arc<ActionSlots>>) -> StoppingLedger<'a, J> {
+        self.slots = slots;
+        self
+    }
+
+    fn refuse(&self, entry: &IntentEntry) -> ApplyError {
+        self.refused.store(true, Ordering::SeqCst);
+        tracing::info!(job = %entry.job, action = %entry.action, "Not starting an action: the daemon is shutting down.");
+        ApplyError::Runtime {
+            problem: format!(
+                "not starting {} of {}: shutting down (SIGTERM or SIGINT)",
+                entry.action, entry.job
+            ),
         }
     }
 
@@ -411,16 +445,21 @@ impl<J: Ledger> Ledger for StoppingLedger<'_, J> {
         self.inner.backup_sets()
     }
     async fn intent(&self, entry: IntentEntry) -> Result<u64, ApplyError> {
-        if self.stop.is_stopping() && !self.is_part_of_started(&entry) {
-            self.refused.store(true, Ordering::SeqCst);
-            tracing::info!(job = %entry.job, action = %entry.action, "Not starting an action: the daemon is shutting down.");
-            return Err(ApplyError::Runtime {
-                problem: format!(
-                    "not starting {} of {}: shutting down (SIGTERM or SIGINT)",
-                    entry.action, entry.job
-                ),
-            });
+        let part_of_started = self.is_part_of_started(&entry);
+        if self.stop.is_stopping() && !part_of_started {
+            return Err(self.refuse(&entry));
         }
+        // A new action waits for a daemon-wide slot; a step of one already started has one.
+        let slot = match &self.slots {
+            Some(slots) if !part_of_started => {
+                let slot = tokio::select! {
+                    slot = slots.acquire(self.inner.target()) => slot,
+                    _ = self.stop.wait() => return Err(self.refuse(&entry)),
+                };
+                Some(slot)
+            }
+            _ => None,
+        };
         if !self.announced.swap(true, Ordering::SeqCst) {
             (self.on_first_intent)();
         }
@@ -428,10 +467,33 @@ impl<J: Ledger> Ledger for StoppingLedger<'_, J> {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .insert(entry.action_id.clone());
-        self.inner.intent(entry).await
+        let action_id = entry.action_id.clone();
+        if let Some(slot) = slot {
+            self.held
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .insert(action_id.clone(), slot);
+        }
+        let written = self.inner.intent(entry).await;
+        if written.is_err() {
+            // Not announced, so it does not run: its slot goes back at once.
+            self.held
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .remove(&action_id);
+        }
+        written
     }
     async fn outcome(&self, entry: OutcomeEntry) -> Result<u64, ApplyError> {
-        self.inner.outcome(entry).await
+        let action_id = entry.action_id.clone();
+        let written = self.inner.outcome(entry).await;
+        let slot = self
+            .held
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(&action_id);
+        drop(slot);
+        written
     }
     async fn observed(&self, entry: ObservationEntry) -> Result<u64, ApplyError> {
         self.inner.observed(entry).await

@@ -5,6 +5,7 @@
 
 mod apply_adapter;
 pub mod control;
+mod fairness;
 mod history;
 mod interrupt;
 pub mod logging;
@@ -25,6 +26,7 @@ use tokio::net::TcpListener;
 use tokio::sync::{Notify, watch};
 
 pub use apply_adapter::StoppingLedger;
+pub use fairness::{ActionSlot, ActionSlots, DEFAULT_MAX_CONCURRENT_ACTIONS, SlotStats};
 pub use history::adopt_without_history;
 pub use interrupt::finish_then_abort_on_interrupt;
 pub use metrics::DaemonMetrics;

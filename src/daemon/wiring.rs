@@ -422,15 +422,22 @@ async fn target_parts(
         }
         None => None,
     };
+    // One set of action slots for every target: the daemon-wide cap, shared fairly.
+    let slots = super::ActionSlots::new(config.max_concurrent_actions.get());
     let mut parts = Vec::new();
     for target in &config.targets {
-        let reconciler =
-            ApplyReconciler::open(config, &target.name, journal.clone(), emulator.clone())
-                .await
-                .map_err(|error| RunError::Target {
-                    target: target.name.clone(),
-                    source: Box::new(error),
-                })?;
+        let reconciler = ApplyReconciler::open(
+            config,
+            &target.name,
+            journal.clone(),
+            emulator.clone(),
+            Some(slots.clone()),
+        )
+        .await
+        .map_err(|error| RunError::Target {
+            target: target.name.clone(),
+            source: Box::new(error),
+        })?;
         parts.push(TargetParts {
             spec: target_spec(target),
             reconciler: Arc::new(reconciler),

@@ -82,7 +82,9 @@ pub async fn carry_for_target(
     downstream: &TargetContext,
     desired: &DesiredJobs,
 ) -> Result<BTreeMap<String, String>, RestoreError> {
-    let pending = pending_carries(desired, &journal.state(), &downstream.name);
+    // Read under the guard: cloning the whole journal state on every pass of every target
+    // costs O(all jobs of all targets) per pass.
+    let pending = pending_carries(desired, &journal.state_guard(), &downstream.name);
     let mut carried = BTreeMap::new();
     if pending.is_empty() {
         return Ok(carried);
