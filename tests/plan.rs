@@ -888,6 +888,7 @@ fn build_world(flink: &[FlinkCase], dlf: &[DlfCase]) -> (DesiredJobs, Simulator)
                     last_savepoint: journal
                         .last_savepoint
                         .then(|| format!("obs://sim/journal/{name}/")),
+                    applied_digest: None,
                 },
             );
         }
@@ -954,6 +955,7 @@ fn converged_world(desired: &DesiredJobs) -> (ObservedJobs, JournalView) {
                 protected: false,
                 applied_restore_key: job.lifecycle.restore.as_ref().map(Restore::key),
                 last_savepoint: None,
+                applied_digest: None,
             },
         );
     }

@@ -234,7 +234,6 @@ pub struct Drift {
     pub mode: DriftMode,
 }
 
-
 /// The kind of change a job gets; each job gets exactly one.
 ///
 /// Declared from weakest to strongest effect on a running job, so `Ord` says which one wins.
@@ -353,9 +352,13 @@ pub struct PlanSummary {
     pub prune: usize,
     /// Actions that only wait for a moving job to settle.
     pub waiting: usize,
-    /// Actions on hold (dependencies, drift reported only).
-    #[serde(default)]
+    /// Actions on hold (dependencies, drift reported only); left out of the JSON when none.
+    #[serde(default, skip_serializing_if = "is_zero")]
     pub held: usize,
+}
+
+fn is_zero(count: &usize) -> bool {
+    *count == 0
 }
 
 /// A plan cannot be carried out against the given inputs.
