@@ -2435,13 +2435,15 @@ fn apply_killed_around_restores_applies_each_restore_at_most_once() {
         .unwrap_or_else(|last| panic!("seed {seed}: the job was not created:\n{last}"));
     let client = emulator.client(LEAK_ACCESS_KEY, LEAK_SECRET_KEY, LEAK_PROJECT_ID);
     let job_id = block_on(client.list_jobs(&ListJobsQuery::default())).expect("list")[0].id;
-    let stop_savepoints = |emulator: &EmulatorProcess| -> Vec<String> {
-        emulator.runs(LEAK_PROJECT_ID, job_id)["runs"]
-            .as_array()
-            .cloned()
-            .unwrap_or_default()
+    // The service deletes its own stop savepoints when the job restarts (the emulator models
+    // it): restores name our verified copies of them, from the savepoint catalog.
+    let state_dir = setup.dir.join("state");
+    let stop_savepoints = |_: &EmulatorProcess| -> Vec<String> {
+        let state = dli_gitops::journal::read_state(&state_dir).expect("read the journal");
+        dli_gitops::savepoints::catalog(&state, Some("dev"), Some("orders"))
             .iter()
-            .filter_map(|run| run["stop_savepoint"].as_str().map(str::to_string))
+            .filter(|entry| entry.entry.record.origin == "stop" && entry.entry.record.verified)
+            .map(|entry| entry.path().to_string())
             .collect()
     };
     let config = setup.config_arg();
@@ -2507,11 +2509,14 @@ fn apply_killed_around_restores_applies_each_restore_at_most_once() {
         let (previous, next) = (&pair[0], &pair[1]);
         let from = next["restored_from"].as_str();
         let stop = previous["stop_savepoint"].as_str();
+        // The state of the previous stop, resumed from the service's savepoint or our copy.
+        let resumed_the_stop = previous["stop_savepoint_id"].is_string()
+            && next["restored_savepoint_id"] == previous["stop_savepoint_id"];
         match from {
-            Some(path) if Some(path) != stop && restore_paths.contains_key(path) => {
+            Some(path) if !resumed_the_stop && restore_paths.contains_key(path) => {
                 *restored.entry(path.to_string()).or_default() += 1;
             }
-            _ if from == stop && stop.is_some() => {}
+            _ if resumed_the_stop => {}
             _ => failures.push(format!(
                 "run {} resumed from {from:?}, neither the stop savepoint {stop:?} of run {} nor a restore",
                 next["run_number"], previous["run_number"]

@@ -252,6 +252,20 @@ async fn the_catalog_lists_every_savepoint_of_a_multi_upgrade_history() {
         harness.sql_job("clicks", &format!("cu_number: {cu_number}\n"));
         let report = harness.apply().await;
         assert_eq!(class_of(&report, "clicks"), ActionClass::Upgrade);
+        // The plan labels the change with its effect on state, in text and JSON.
+        assert!(
+            report
+                .plan
+                .render_text()
+                .contains("state: restart with savepoint"),
+            "{}",
+            report.plan.render_text()
+        );
+        let json = serde_json::to_value(&report.plan).unwrap();
+        assert_eq!(
+            json["actions"][0]["state_effect"], "restart_with_savepoint",
+            "{json:#}"
+        );
         upgrades.push(report.results[0].action_id.clone());
     }
     harness.assert_in_sync().await;
@@ -398,7 +412,10 @@ async fn a_restart_deletes_the_services_savepoint_but_our_copy_stays_and_restore
     let runs = harness.runs(live.id).await;
     let catalog = harness.catalog();
     let newest = catalog.last().unwrap();
-    assert!(newest.seq() > latest.seq(), "the restore's stop was catalogued");
+    assert!(
+        newest.seq() > latest.seq(),
+        "the restore's stop was catalogued"
+    );
     assert_eq!(
         runs.last().unwrap()["restored_from"].as_str(),
         Some(latest.path()),

@@ -422,6 +422,10 @@ impl<L: LiveService, J: Ledger> Executor<'_, L, J> {
                     // An explicit savepoint of the user's: not the service's to delete.
                     return Ok(Ok(()));
                 }
+                if let Some(copy) = self.catalogued_copy_of(&action.name, path) {
+                    state.import_copy = Some(copy);
+                    return Ok(Ok(()));
+                }
                 match self
                     .keep_savepoint(action_id, job, action, Some(job_id), path, Origin::Held)
                     .await?
@@ -439,8 +443,55 @@ impl<L: LiveService, J: Ledger> Executor<'_, L, J> {
                     })),
                 }
             }
+            Step::Start {
+                resume_savepoint: true,
+            } if state.savepoint.is_none() => {
+                // A start that resumes from the savepoint the job holds, without an import:
+                // the service deletes it at this restart, so a copy is kept first. The job
+                // resumes from the savepoint the plan named (the check before the start).
+                let (Some(job_id), Some(base), Some(SavepointSource::Held(path))) = (
+                    state.live_id,
+                    self.live.savepoint_base(),
+                    action.resume_from.as_ref(),
+                ) else {
+                    return Ok(Ok(()));
+                };
+                if is_a_copy(path, &base, self.ledger.target())
+                    || self.catalogued_copy_of(&action.name, path).is_some()
+                {
+                    return Ok(Ok(()));
+                }
+                match self
+                    .keep_savepoint(action_id, job, action, Some(job_id), path, Origin::Held)
+                    .await?
+                {
+                    Ok(_) => Ok(Ok(())),
+                    Err(error) => Ok(Err(ServiceFailure {
+                        message: format!(
+                            "job {job_id} would resume from the service's savepoint {path}, which the service deletes when the job restarts; it could not be copied, so the job is not started: {}",
+                            error.message
+                        ),
+                        ..error
+                    })),
+                }
+            }
             _ => Ok(Ok(())),
         }
+    }
+
+    /// A verified copy the catalog already holds of the service's savepoint `source`.
+    fn catalogued_copy_of(&self, name: &str, source: &str) -> Option<String> {
+        let view = self.ledger.view();
+        view.savepoint_catalog
+            .get(name)?
+            .iter()
+            .rev()
+            .find(|copy| {
+                copy.source_path
+                    .as_deref()
+                    .is_some_and(|copied| crate::savepoints::same_directory(copied, source))
+            })
+            .map(|copy| copy.path.clone())
     }
 
     /// Triggers a savepoint of the running job into a fresh directory under our prefix

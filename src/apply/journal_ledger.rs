@@ -91,6 +91,7 @@ impl Ledger for JournalLedger {
                 .push(crate::plan::CatalogSavepoint {
                     seq: entry.seq,
                     path: entry.record.path.clone(),
+                    source_path: entry.record.source_path.clone(),
                 });
         }
         for (key, job) in &target.jobs {

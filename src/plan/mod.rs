@@ -68,6 +68,9 @@ impl JournalView {
 pub struct CatalogSavepoint {
     pub seq: u64,
     pub path: String,
+    /// The service's savepoint it is a copy of.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source_path: Option<String>,
 }
 
 /// The journal's memory of one Flink job.

@@ -153,19 +153,13 @@ pub async fn carry_for_target(
             }
         };
         // The savepoint catalog of the downstream target lists the carried copy (once).
-        crate::savepoints::record_carried(
-            journal,
-            &downstream.name,
-            &carry.job,
-            &savepoint,
-            &ends,
-        )
-        .await
-        .map_err(|source| RestoreError::Journal {
-            target: downstream.name.clone(),
-            job: carry.job.clone(),
-            source,
-        })?;
+        crate::savepoints::record_carried(journal, &downstream.name, &carry.job, &savepoint, &ends)
+            .await
+            .map_err(|source| RestoreError::Journal {
+                target: downstream.name.clone(),
+                job: carry.job.clone(),
+                source,
+            })?;
         carried.insert(carry.job.clone(), savepoint.downstream_path);
     }
     for (_, upstream) in upstreams {
