@@ -586,3 +586,58 @@ fn the_schema_shows_the_new_fields() {
     }
     let _ = PathBuf::new();
 }
+
+/// Across kinds: a DLF job that loads what a Flink job writes is imported after the Flink job is
+/// created and started, and a DLF job is held while its Flink dependency is Degraded.
+#[test]
+fn a_dlf_job_waits_for_the_flink_job_it_depends_on() {
+    let writer = desired("writer", &[]);
+    let loader = dli_gitops::model::DesiredDlfJob {
+        name: "loader".into(),
+        definition: serde_json::json!({"name": "loader", "nodes": [{"name": "n", "type": "Dummy"}], "schedule": {"type": "EXECUTE_ONCE"}, "processType": "BATCH"}),
+        scripts: Default::default(),
+        import: Default::default(),
+        prune: true,
+        desired_state: None,
+        source: SourceLocation::default(),
+        digest: "digest-loader".into(),
+        policy: JobPolicy {
+            depends_on: vec!["writer".into()],
+            ..JobPolicy::default()
+        },
+    };
+    let jobs = DesiredJobs {
+        flink: vec![writer.clone()],
+        dlf: vec![loader],
+    };
+    let policy = PlanPolicy::default();
+    let plan = dli_gitops::plan::plan(
+        &jobs,
+        &ObservedJobs::default(),
+        &JournalView::default(),
+        &policy,
+    );
+    assert_eq!(
+        plan.order(),
+        vec![vec!["writer".to_string()], vec!["dlf:loader".to_string()]]
+    );
+
+    let observed = ObservedJobs {
+        flink: vec![live(&writer, 1, "job_running_exception")],
+        dlf: Vec::new(),
+    };
+    let plan = dli_gitops::plan::plan(&jobs, &observed, &JournalView::default(), &policy);
+    let loader = plan
+        .actions
+        .iter()
+        .find(|action| action.name == "loader")
+        .unwrap();
+    assert!(
+        loader
+            .on_hold
+            .as_deref()
+            .is_some_and(|why| why.contains("`writer` is Degraded (job_running_exception)")),
+        "{}",
+        plan.render_text()
+    );
+}
