@@ -416,7 +416,7 @@ async fn a_config_suspend_until_a_time_ends_on_its_own_and_resume_cannot_lift_it
     let service = Arc::new(Service::default());
     let daemon = start(&auto, listener, service.clone()).await;
     wait_for("the first pass", || !service.passes().is_empty()).await;
-    assert_eq!(service.passes()[0], false, "suspended by the config");
+    assert!(!service.passes()[0], "suspended by the config");
     let (code, body) = daemon.post("/api/v1/targets/dev/resume", json!({})).await;
     assert_eq!(code, 200);
     assert_eq!(body["suspended"], true, "{body}");

@@ -58,15 +58,15 @@ fn control_error(error: ControlError) -> Response {
 pub(super) fn parse_body<T: Default + for<'de> Deserialize<'de>>(
     body: &[u8],
     example: &str,
-) -> Result<T, Response> {
+) -> Result<T, Box<Response>> {
     if body.iter().all(u8::is_ascii_whitespace) {
         return Ok(T::default());
     }
     serde_json::from_slice(body).map_err(|error| {
-        error_response(
+        Box::new(error_response(
             StatusCode::BAD_REQUEST,
             format!("the body does not parse ({error}); send e.g. {example}"),
-        )
+        ))
     })
 }
 
@@ -75,23 +75,23 @@ pub(super) fn admit_sync(
     state: &ServerState,
     target: &str,
     body: &SyncBody,
-) -> Result<String, Response> {
+) -> Result<String, Box<Response>> {
     let controls = &state.controls;
     let view = controls.view(target);
     if view.suspended {
-        return Err(error_response(
+        return Err(Box::new(error_response(
             StatusCode::CONFLICT,
             format!(
                 "target `{target}` is suspended ({}); resume it first (`dli-gitops resume {target}`, or the config's `suspend`)",
                 view.suspended_by.join(", ")
             ),
-        ));
+        )));
     }
     if body.override_window {
         let by = api_caller(body.by.as_deref());
         let granted = controls
             .request_override(target, &by, body.reason.as_deref().unwrap_or(""))
-            .map_err(control_error)?;
+            .map_err(|error| Box::new(control_error(error)))?;
         return Ok(format!(
             "break-glass sync queued: the next pass passes the change windows once (journaled: by {}, reason {:?})",
             granted.by, granted.reason
@@ -115,7 +115,7 @@ pub(super) fn suspend(state: &Arc<ServerState>, target: &str, body: &[u8]) -> Re
         r#"{"until": "2026-12-24T06:00:00Z", "reason": "...", "by": "..."}"#,
     ) {
         Ok(request) => request,
-        Err(response) => return response,
+        Err(response) => return *response,
     };
     let until = match request
         .until
@@ -148,7 +148,7 @@ pub(super) fn suspend(state: &Arc<ServerState>, target: &str, body: &[u8]) -> Re
 pub(super) fn resume(state: &Arc<ServerState>, target: &str, body: &[u8]) -> Response {
     let request: SuspendBody = match parse_body(body, r#"{"reason": "...", "by": "..."}"#) {
         Ok(request) => request,
-        Err(response) => return response,
+        Err(response) => return *response,
     };
     let by = api_caller(request.by.as_deref());
     match state

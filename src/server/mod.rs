@@ -416,7 +416,7 @@ async fn sync_target(
         r#"{"override_window": true, "reason": "...", "by": "..."}"#,
     ) {
         Ok(request) => request,
-        Err(response) => return response,
+        Err(response) => return *response,
     };
     let admitted = {
         let state = state.clone();
@@ -425,7 +425,7 @@ async fn sync_target(
     };
     let message = match admitted {
         Ok(Ok(message)) => message,
-        Ok(Err(response)) => return response,
+        Ok(Err(response)) => return *response,
         Err(error) => {
             return error_response(
                 StatusCode::INTERNAL_SERVER_ERROR,
