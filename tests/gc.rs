@@ -353,3 +353,62 @@ fn retention_that_would_delete_every_savepoint_is_refused_with_its_location() {
     );
     assert!(error.contains("every savepoint"), "{error}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn staging_uploads_go_after_their_import_and_nothing_else_in_staging() {
+    let harness = Harness::start("backups: {keep: 5}").await;
+    let definition = r#"{"name": "nightly", "processType": "BATCH", "nodes": [{"name": "n", "type": "DWSSQL", "properties": [{"name": "statement", "value": "SELECT 1"}]}], "schedule": {"type": "CRON", "cron": {"expression": "0 0 2 * * ?"}}}"#;
+    let repo = harness.dir.path().join("repo/dlf");
+    std::fs::create_dir_all(&repo).unwrap();
+    std::fs::write(
+        repo.join("nightly.yaml"),
+        "kind: DlfJob\nname: nightly\ndefinition_file: nightly.job\n",
+    )
+    .unwrap();
+    std::fs::write(repo.join("nightly.job"), definition).unwrap();
+    harness.apply().await;
+    let staging = harness.on_disk("obs://dli-gitops-staging/dev/");
+    let bundles: Vec<PathBuf> = walk(&staging)
+        .into_iter()
+        .filter(|path| path.extension().is_some_and(|ext| ext == "zip"))
+        .collect();
+    assert_eq!(bundles.len(), 1, "one DLF bundle uploaded: {bundles:?}");
+    // Something in staging that is not a bundle of ours stays.
+    let foreign = staging.join("plan-notes/readme.txt");
+    std::fs::create_dir_all(foreign.parent().unwrap()).unwrap();
+    std::fs::write(&foreign, "keep me").unwrap();
+
+    let dry = dli_gitops::gc::collect(harness.context(), true)
+        .await
+        .expect("gc dry run");
+    assert_eq!(dry.deleted.len(), 1, "{dry:#?}");
+    assert_eq!(dry.deleted[0].kind, "staging");
+    assert!(bundles[0].exists());
+    let report = dli_gitops::gc::collect(harness.context(), false)
+        .await
+        .expect("gc");
+    assert_eq!(report.deleted.len(), 1, "{report:#?}");
+    assert!(!bundles[0].exists(), "the bundle is gone");
+    assert!(foreign.exists(), "what is not ours stays");
+    let again = dli_gitops::gc::collect(harness.context(), false)
+        .await
+        .expect("gc again");
+    assert!(again.deleted.is_empty(), "{again:#?}");
+    harness.stop().await;
+}
+
+fn walk(dir: &Path) -> Vec<PathBuf> {
+    let mut files = Vec::new();
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return files;
+    };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            files.extend(walk(&path));
+        } else {
+            files.push(path);
+        }
+    }
+    files
+}

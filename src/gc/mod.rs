@@ -62,7 +62,7 @@ pub struct Prefixes {
 /// One object or directory to delete.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct GcItem {
-    /// `savepoint` (a directory) or `backup` (a zip).
+    /// `savepoint` (a directory), `backup` or `staging` (a zip).
     pub kind: &'static str,
     pub job: String,
     pub path: String,
@@ -338,6 +338,51 @@ fn plan_backups(
     }
 }
 
+/// DLF bundles uploaded to staging (`plan-<plan id prefix>/dlf-<job>.zip`, `keys` relative to
+/// the staging location) once their import is over: every one but those of a plan with an
+/// action still open (its import may not have run yet). Keys of any other shape are not ours
+/// to judge and are left alone.
+pub fn plan_staging(keys: &[String], staging_url: &str, open_plans: &[String], plan: &mut GcPlan) {
+    for key in keys {
+        let mut segments = key.split('/');
+        let (Some(folder), Some(file), None) = (segments.next(), segments.next(), segments.next())
+        else {
+            continue;
+        };
+        let plan_part = folder.strip_prefix("plan-").unwrap_or_default();
+        let job_part = file
+            .strip_prefix("dlf-")
+            .and_then(|rest| rest.strip_suffix(".zip"))
+            .unwrap_or_default();
+        let ours = !plan_part.is_empty()
+            && plan_part.chars().all(|c| c.is_ascii_alphanumeric())
+            && !job_part.is_empty()
+            && !job_part.contains("..")
+            && job_part
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'));
+        if !ours {
+            continue;
+        }
+        if open_plans
+            .iter()
+            .any(|plan_id| folder == format!("plan-{}", &plan_id[..plan_id.len().min(12)]))
+        {
+            plan.kept += 1;
+            continue;
+        }
+        plan.delete.push(GcItem {
+            kind: "staging",
+            job: format!(
+                "dlf:{}",
+                file.trim_start_matches("dlf-").trim_end_matches(".zip")
+            ),
+            path: format!("{}{key}", directory(staging_url)),
+            why: "a DLF bundle whose import is over".to_string(),
+        });
+    }
+}
+
 /// The prefixes of a configured target.
 pub fn prefixes_of(context: &TargetContext) -> Prefixes {
     let backups = context.live.backups.clone();
@@ -378,7 +423,21 @@ pub async fn collect(context: &TargetContext, dry_run: bool) -> Result<GcReport,
                 .as_str()
                 .unwrap_or_default()
                 .to_string();
+            let staging_url = context
+                .live
+                .staging
+                .as_ref()
+                .map(|staging| staging.url_of(""));
             let ours = match kind {
+                "staging" => staging_url.as_deref().is_some_and(|staging| {
+                    let mut probe = GcPlan::default();
+                    let key = path
+                        .strip_prefix(&directory(staging))
+                        .unwrap_or_default()
+                        .to_string();
+                    plan_staging(&[key], staging, &[], &mut probe);
+                    probe.delete.len() == 1
+                }),
                 "backup" => prefixes
                     .backups
                     .as_deref()
@@ -410,7 +469,20 @@ pub async fn collect(context: &TargetContext, dry_run: bool) -> Result<GcReport,
             .await?;
         }
     }
-    let plan = plan(&journal.state(), target, &prefixes, &retention, Utc::now());
+    let mut plan = plan(&journal.state(), target, &prefixes, &retention, Utc::now());
+    if let Some(staging) = &context.live.staging {
+        let open_plans: Vec<String> = journal
+            .pending_intents(target)
+            .into_iter()
+            .filter_map(|intent| intent.plan_id)
+            .collect();
+        match staging.list("").await {
+            Ok(keys) => plan_staging(&keys, &staging.url_of(""), &open_plans, &mut plan),
+            Err(error) => report
+                .failed
+                .push(format!("listing the staging uploads: {error}")),
+        }
+    }
     report.refused = plan.refused;
     report.kept = plan.kept;
     for refusal in &report.refused {
@@ -504,7 +576,7 @@ async fn finish(
 /// gone is not an error.
 async fn delete(context: &TargetContext, kind: &str, path: &str) -> Result<(), String> {
     let clients = &context.live.clients;
-    if kind == "backup" {
+    if kind == "backup" || kind == "staging" {
         let (parent, name) = path
             .rsplit_once('/')
             .ok_or_else(|| format!("{path} names no file"))?;
@@ -665,6 +737,32 @@ mod tests {
         );
         assert!(plan.refused.is_empty());
         assert_eq!(plan.kept, 4);
+    }
+
+    #[test]
+    fn staging_bundles_go_once_their_plan_has_no_open_action() {
+        let keys: Vec<String> = [
+            "plan-aaaaaaaaaaaa/dlf-nightly.zip",
+            "plan-bbbbbbbbbbbb/dlf-nightly.zip",
+            "plan-aaaaaaaaaaaa/notes.txt",
+            "carried-savepoints/dev/orders/0123/_metadata",
+            "plan-../dlf-x.zip",
+            "other/dlf-x.zip",
+        ]
+        .iter()
+        .map(|key| key.to_string())
+        .collect();
+        let mut plan = GcPlan::default();
+        plan_staging(
+            &keys,
+            "obs://st/dev/",
+            &["bbbbbbbbbbbb0123456789".to_string()],
+            &mut plan,
+        );
+        let deleted: Vec<&str> = plan.delete.iter().map(|item| item.path.as_str()).collect();
+        assert_eq!(deleted, ["obs://st/dev/plan-aaaaaaaaaaaa/dlf-nightly.zip"]);
+        assert_eq!(plan.delete[0].job, "dlf:nightly");
+        assert_eq!(plan.kept, 1);
     }
 
     #[test]
