@@ -840,3 +840,60 @@ async fn health_degraded_and_recovered_once_each_across_a_restart() {
         ["health_degraded", "health_recovered"]
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn promotions_done_held_and_refused_are_announced_once_each() {
+    use dli_gitops::promotion::PromotionEvent;
+    let dir = tempfile::tempdir().unwrap();
+    let receiver = Arc::new(Receiver::default());
+    let url = start_receiver(receiver.clone()).await;
+    let config = sink_config(
+        dir.path(),
+        &url,
+        "promotion_done, promotion_held, promotion_refused",
+    );
+    let (journal, _) = Journal::open(&config.state_dir, JournalOptions::default()).unwrap();
+    let promoted = PromotionEvent::Promoted {
+        to: "dev".into(),
+        from: "staging".into(),
+        revision: "3f2a9c1b7d".into(),
+        by: "auto".into(),
+        rule: "auto after 10m healthy".into(),
+        seq: 41,
+    };
+    let held = PromotionEvent::MarkedFailed {
+        to: "dev".into(),
+        from: "staging".into(),
+        revision: "9e8d7c6b5a".into(),
+        reason: "Degraded upstream".into(),
+        seq: 42,
+    };
+    let refused = PromotionEvent::Refused {
+        to: "dev".into(),
+        reason: "a deny window is open".into(),
+    };
+    let runtime = tokio::runtime::Handle::current();
+    let notifier = Notifier::from_config(&config, Some(journal.clone()), fast())
+        .unwrap()
+        .unwrap();
+    notifier.promotion_event(&runtime, &promoted);
+    wait_for("promotion_done", || receiver.on("/hook").len() == 1).await;
+    notifier.promotion_event(&runtime, &held);
+    wait_for("promotion_held", || receiver.on("/hook").len() == 2).await;
+    notifier.promotion_event(&runtime, &refused);
+    wait_for("promotion_refused", || receiver.on("/hook").len() == 3).await;
+    // The same journaled promotions seen again (after a restart) are not announced again.
+    drop(notifier);
+    let notifier = Notifier::from_config(&config, Some(journal.clone()), fast())
+        .unwrap()
+        .unwrap();
+    notifier.promotion_event(&runtime, &promoted);
+    notifier.promotion_event(&runtime, &held);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(
+        events(&receiver.on("/hook")),
+        ["promotion_done", "promotion_held", "promotion_refused"]
+    );
+    let done: Value = serde_json::from_slice(&receiver.on("/hook")[0].body).unwrap();
+    assert_eq!(done["details"]["revision"], "3f2a9c1b7d");
+}
