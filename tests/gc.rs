@@ -412,3 +412,26 @@ fn walk(dir: &Path) -> Vec<PathBuf> {
     }
     files
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn git_mirrors_of_sources_no_longer_configured_are_deleted_and_nothing_else() {
+    let harness = Harness::start("backups: {keep: 5}").await;
+    let config = Config::load(&harness.dir.path().join("dli-gitops.yaml")).expect("config");
+    let mirrors = config.state_dir.join("mirrors");
+    let unused = mirrors.join("git.example.com_data_old.git-0123456789ab");
+    let other = mirrors.join("not-a-mirror");
+    for dir in [&unused, &other] {
+        std::fs::create_dir_all(dir.join("objects")).unwrap();
+        std::fs::write(dir.join("HEAD"), "ref: refs/heads/main\n").unwrap();
+    }
+    let (listed, failed) = dli_gitops::gc::collect_mirrors(&config, true);
+    assert!(failed.is_empty());
+    assert_eq!(listed, [unused.display().to_string()]);
+    assert!(unused.exists(), "a dry run deletes nothing");
+    let (deleted, failed) = dli_gitops::gc::collect_mirrors(&config, false);
+    assert!(failed.is_empty());
+    assert_eq!(deleted, [unused.display().to_string()]);
+    assert!(!unused.exists());
+    assert!(other.exists(), "a directory without a mirror's name stays");
+    harness.stop().await;
+}

@@ -1,5 +1,6 @@
 //! Retention and garbage collection of what dli-gitops wrote for a target: savepoint copies in
-//! the catalog (per job) and backup exports (per apply).
+//! the catalog (per job), backup exports (per apply), DLF bundles in staging, and git mirrors of
+//! sources no longer configured.
 //!
 //! `plan` is pure: from the journal's state, the target's prefixes and its `retention:` it says
 //! what to delete, what to keep and what it refuses to touch. Rules for savepoint copies, per
@@ -601,6 +602,56 @@ async fn delete(context: &TargetContext, kind: &str, path: &str) -> Result<(), S
     Ok(())
 }
 
+/// Git mirrors (`state_dir/mirrors/<name>-<12 hex>`) of repositories no configured source
+/// names any more: deleted (on a dry run: listed). A mirror is a local cache the source
+/// re-creates on its next fetch, so these deletions are not journaled; only directories with a
+/// mirror's name shape are touched. Returns (deleted or to delete, failures).
+pub fn collect_mirrors(
+    config: &crate::config::Config,
+    dry_run: bool,
+) -> (Vec<String>, Vec<String>) {
+    let wanted: Vec<String> = config
+        .sources
+        .values()
+        .filter_map(|source| source.git.as_ref())
+        .map(|git| crate::source::mirror_name(&git.url))
+        .collect();
+    let directory = config.state_dir.join("mirrors");
+    let Ok(entries) = std::fs::read_dir(&directory) else {
+        return (Vec::new(), Vec::new());
+    };
+    let mut names: Vec<String> = entries
+        .flatten()
+        .filter(|entry| entry.file_type().is_ok_and(|kind| kind.is_dir()))
+        .filter_map(|entry| entry.file_name().into_string().ok())
+        .collect();
+    names.sort();
+    let (mut deleted, mut failed) = (Vec::new(), Vec::new());
+    for name in names {
+        let shaped = name.rsplit_once('-').is_some_and(|(readable, digest)| {
+            !readable.is_empty()
+                && digest.len() == 12
+                && digest.chars().all(|c| c.is_ascii_hexdigit())
+        });
+        if !shaped || wanted.contains(&name) {
+            continue;
+        }
+        let path = directory.join(&name);
+        if dry_run {
+            deleted.push(path.display().to_string());
+            continue;
+        }
+        match std::fs::remove_dir_all(&path) {
+            Ok(()) => {
+                tracing::info!(mirror = %path.display(), "Garbage collection deleted the git mirror of a source no longer configured.");
+                deleted.push(path.display().to_string());
+            }
+            Err(error) => failed.push(format!("{}: {error}", path.display())),
+        }
+    }
+    (deleted, failed)
+}
+
 /// `dli-gitops gc`.
 #[derive(Debug, Clone)]
 pub struct GcCommand {
@@ -637,19 +688,39 @@ pub fn gc_command(command: &GcCommand, out: &mut dyn std::io::Write) -> Result<u
         }
         Ok::<_, GcError>(reports)
     })?;
+    let (mirrors, mirror_failures) = collect_mirrors(&config, command.dry_run);
     let text = if command.json {
         format!(
             "{}\n",
-            serde_json::to_string_pretty(&reports).unwrap_or_default()
+            serde_json::to_string_pretty(&json!({
+                "targets": reports,
+                "mirrors": {"deleted": mirrors, "failed": mirror_failures},
+            }))
+            .unwrap_or_default()
         )
     } else {
-        reports.iter().map(GcReport::render_text).collect()
+        let mut text: String = reports.iter().map(GcReport::render_text).collect();
+        let verb = if command.dry_run {
+            "would delete"
+        } else {
+            "deleted"
+        };
+        for mirror in &mirrors {
+            text.push_str(&format!(
+                "{verb} the git mirror {mirror} (no configured source uses it)\n"
+            ));
+        }
+        for failure in &mirror_failures {
+            text.push_str(&format!("FAILED  {failure}\n"));
+        }
+        crate::terminal::escape(&text).into_owned()
     };
     out.write_all(text.as_bytes())
         .map_err(|error| GcError::Runtime(format!("writing the report: {error}")))?;
-    let clean = reports
-        .iter()
-        .all(|report| report.failed.is_empty() && report.refused.is_empty());
+    let clean = mirror_failures.is_empty()
+        && reports
+            .iter()
+            .all(|report| report.failed.is_empty() && report.refused.is_empty());
     Ok(if clean { 0 } else { 1 })
 }
 
