@@ -118,7 +118,7 @@ pub(crate) fn policies(
         if let Some((file, node)) = last_entry(document, "ignore_differences") {
             let allowed = ignorable_fields(document.kind);
             for (text, mark) in scalar_items(node) {
-                if !allowed.iter().any(|field| *field == text) {
+                if !allowed.contains(&text) {
                     let hint =
                         did_you_mean(&text, allowed.iter().map(String::as_str)).or_else(|| {
                             Some(format!("{} fields: {}", document.kind, allowed.join(", ")))
