@@ -382,3 +382,94 @@ fn validate_refuses_unknown_ignore_differences_fields_at_their_location() {
         vec!["cu_number".to_string(), "tags".to_string()]
     );
 }
+
+/// The daemon itself, with `self_heal: false`: a job that says `drift: revert` is put back by an
+/// automatic pass on the applied revision, its neighbour with `drift: report` is left as the
+/// console made it, and both drifts are in the journal.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_daemon_reverts_drift_on_a_revert_job_with_self_heal_off() {
+    let harness = Harness::start().await;
+    harness.sql_job("kept", "SELECT 1;", "drift: report\n");
+    harness.sql_job("healed", "SELECT 2;", "drift: revert\n");
+    let dir = harness.dir.path();
+    let emulator = harness.emulator.as_ref().unwrap();
+    let (api, s3) = (emulator.dli_url(), emulator.s3_url());
+    let config = dir.join("daemon.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            r#"state_dir: daemon-state
+listen: 127.0.0.1:0
+sources:
+  jobs:
+    path: repo
+targets:
+  - name: dev
+    source: jobs
+    environment: dev
+    region: cn-north-4
+    project_id: {DEV_PROJECT_ID}
+    endpoints: {{dli: "{api}", dlf: "{api}", iam: "{api}", obs: "{s3}"}}
+    credentials: {{access_key_file: ak, secret_key_file: sk}}
+    staging: obs://dli-gitops-staging/dev/
+    backups: obs://dli-gitops-backups/dev/
+    policy: {{auto_sync: true, self_heal: false, resync_interval: 10s}}
+"#
+        ),
+    )
+    .unwrap();
+    let mut daemon = std::process::Command::new(env!("CARGO_BIN_EXE_dli-gitops"))
+        .args(["run", "--config"])
+        .arg(&config)
+        .current_dir(dir)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("the daemon starts");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(90);
+    let wait_for = |what: &'static str| {
+        assert!(tokio::time::Instant::now() < deadline, "timed out: {what}");
+    };
+    loop {
+        let listed = harness
+            .dli()
+            .list_jobs(&ListJobsQuery::default())
+            .await
+            .unwrap();
+        if listed.len() == 2 && listed.iter().all(|job| job.status.is_running()) {
+            break;
+        }
+        wait_for("the daemon creates and starts both jobs");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    // The pass journals its outcomes right after the starts: then the console edits are drift.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    harness.console_cu_number("kept", 3).await;
+    harness.console_cu_number("healed", 3).await;
+    while harness.cu_number("healed").await != 2 {
+        wait_for("the daemon reverts the revert job");
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    assert_eq!(harness.cu_number("kept").await, 3, "reported only");
+    let records: Vec<Value> = journal_records(&dir.join("daemon-state"))
+        .into_iter()
+        .filter(|record| record["kind"] == "drift_detected")
+        .collect();
+    let modes: Vec<(String, String)> = records
+        .iter()
+        .map(|record| {
+            (
+                record["job"].as_str().unwrap().to_string(),
+                record["mode"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    assert!(
+        modes.contains(&("healed".into(), "revert".into()))
+            && modes.contains(&("kept".into(), "report".into())),
+        "{records:?}"
+    );
+    let _ = daemon.kill();
+    let _ = daemon.wait();
+    harness.stop().await;
+}
