@@ -314,34 +314,65 @@ impl Controls {
         clock: Clock,
     ) -> Result<Controls, String> {
         let controls = Controls::new(clock, journal, config.suspend);
+        let mut runtime = controls.runtime_suspends(None);
         for target in &config.targets {
             let windows = parse_windows(&target.name, &target.windows)?;
-            controls.add_target(&target.name, target.suspend, windows);
+            let suspended = runtime.remove(&target.name).flatten();
+            controls.insert_target(&target.name, target.suspend, windows, suspended);
         }
         Ok(controls)
     }
 
     /// Adds a target; reads its latest run-time suspend or resume from the journal.
     pub fn add_target(&self, name: &str, config: Suspend, windows: Vec<ChangeWindow>) {
-        let runtime = self.journal.as_ref().and_then(|journal| {
-            let records = journal
-                .records(&RecordFilter {
-                    target: Some(name.to_string()),
-                    kinds: vec![CONTROL_KIND.to_string()],
-                    ..RecordFilter::default()
-                })
-                .unwrap_or_else(|error| {
-                    tracing::warn!(target_name = %name, %error, "Reading the journaled suspends failed; starting without a run-time suspend.");
-                    Vec::new()
-                });
-            let mut runtime = None;
-            for record in records {
-                let RecordBody::Unknown(fields) = &record.body else {
-                    continue;
-                };
-                match fields.get("action").and_then(Value::as_str) {
-                    Some("suspend") => {
-                        runtime = Some(RuntimeSuspend {
+        let runtime = self.runtime_suspends(Some(name)).remove(name).flatten();
+        self.insert_target(name, config, windows, runtime);
+    }
+
+    fn insert_target(
+        &self,
+        name: &str,
+        config: Suspend,
+        windows: Vec<ChangeWindow>,
+        runtime: Option<RuntimeSuspend>,
+    ) {
+        self.lock().insert(
+            name.to_string(),
+            TargetControl {
+                config,
+                runtime,
+                windows,
+                pending_override: None,
+            },
+        );
+    }
+
+    /// The latest run-time suspend (or `None` after a resume) per target, from the journal's
+    /// `control` records (one read for every target).
+    fn runtime_suspends(&self, target: Option<&str>) -> BTreeMap<String, Option<RuntimeSuspend>> {
+        let mut latest = BTreeMap::new();
+        let Some(journal) = &self.journal else {
+            return latest;
+        };
+        let records = journal
+            .records(&RecordFilter {
+                target: target.map(str::to_string),
+                kinds: vec![CONTROL_KIND.to_string()],
+                ..RecordFilter::default()
+            })
+            .unwrap_or_else(|error| {
+                tracing::warn!(%error, "Reading the journaled suspends failed; starting without run-time suspends.");
+                Vec::new()
+            });
+        for record in records {
+            let RecordBody::Unknown(fields) = &record.body else {
+                continue;
+            };
+            match fields.get("action").and_then(Value::as_str) {
+                Some("suspend") => {
+                    latest.insert(
+                        record.target.clone(),
+                        Some(RuntimeSuspend {
                             until: fields
                                 .get("until")
                                 .and_then(Value::as_str)
@@ -352,23 +383,16 @@ impl Controls {
                                 .and_then(Value::as_str)
                                 .map(str::to_string),
                             since: record.time,
-                        })
-                    }
-                    Some("resume") => runtime = None,
-                    _ => {}
+                        }),
+                    );
                 }
+                Some("resume") => {
+                    latest.insert(record.target.clone(), None);
+                }
+                _ => {}
             }
-            runtime
-        });
-        self.lock().insert(
-            name.to_string(),
-            TargetControl {
-                config,
-                runtime,
-                windows,
-                pending_override: None,
-            },
-        );
+        }
+        latest
     }
 
     pub fn now(&self) -> DateTime<Utc> {
