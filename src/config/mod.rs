@@ -25,8 +25,8 @@ pub use targets::{
     MissingSavepoint, ObsAddressing, PolicyConfig, PromotionConfig, RateLimitConfig, RestoreConfig,
     RetryConfig, Service, TargetConfig, TimeoutsConfig, WindowConfig, WindowKind,
 };
-pub use targets::{JobRollbackOverride, RollbackOnFailureConfig};
 pub use targets::{BackupRetention, RetentionConfig, SavepointRetention};
+pub use targets::{JobRollbackOverride, RollbackOnFailureConfig};
 pub use values::{ConfigDuration, Endpoint, SecretRef, StorageLocation};
 
 use values::secret_ref;
@@ -161,11 +161,11 @@ impl fmt::Display for ConfigProblem {
 /// Why a config could not be loaded or a secret could not be read.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    #[error("reading config file {path}")]
+    /// The OS reason is in the message (not a `source`), so every way of printing it says why.
+    #[error("reading config file {path}: {error}")]
     Read {
         path: PathBuf,
-        #[source]
-        source: std::io::Error,
+        error: std::io::Error,
     },
     #[error(
         "config file {path} is {size} bytes, over the {limit}-byte limit; is it the right file?"
@@ -254,9 +254,9 @@ impl Config {
     /// Reads, parses and validates `path`. Relative paths inside are resolved against the config
     /// file's directory, so the daemon behaves the same whatever its working directory.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
-        let metadata = std::fs::metadata(path).map_err(|source| ConfigError::Read {
+        let metadata = std::fs::metadata(path).map_err(|error| ConfigError::Read {
             path: path.to_path_buf(),
-            source,
+            error,
         })?;
         if metadata.len() > MAX_CONFIG_BYTES {
             return Err(ConfigError::TooLarge {
@@ -265,9 +265,9 @@ impl Config {
                 limit: MAX_CONFIG_BYTES,
             });
         }
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        let text = std::fs::read_to_string(path).map_err(|error| ConfigError::Read {
             path: path.to_path_buf(),
-            source,
+            error,
         })?;
         let base_dir = path
             .parent()

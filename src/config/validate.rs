@@ -292,18 +292,29 @@ impl Checker {
         }
         for (key, location) in [("staging", &target.staging), ("backups", &target.backups)] {
             match location {
-                Some(StorageLocation::Invalid(text)) => self.problem(
+                Some(StorageLocation::Invalid(text)) => {
+                    let bucket = text
+                        .trim()
+                        .strip_prefix("obs://")
+                        .map(|rest| rest.split('/').next().unwrap_or(""));
+                    let message = match bucket {
+                        Some(bucket) if bucket.len() < 3 || bucket.len() > 63 => format!(
+                            "`{text}`: the bucket name `{bucket}` is too {} ({} characters; OBS bucket names have 3 to 63)",
+                            if bucket.len() < 3 { "short" } else { "long" },
+                            bucket.len()
+                        ),
+                        _ => format!(
+                            "`{text}` is neither `obs://bucket/prefix/` (lowercase bucket, prefix ending in `/`) nor `file://dir`"
+                        ),
+                    };
+                    self.problem(format!("{at}.{key}"), message)
+                }
+                None if !embedded && key == "backups" => self.problem(
                     format!("{at}.{key}"),
                     format!(
-                        "`{text}` is neither `obs://bucket/prefix/` (lowercase bucket, prefix ending in `/`) nor `file://dir`"
+                        "missing `{key}`; set an `obs://bucket/prefix/` the credentials can write"
                     ),
                 ),
-                None if !embedded && key == "backups" => {
-                    self.problem(
-                        format!("{at}.{key}"),
-                        format!("missing `{key}`; set an `obs://bucket/prefix/` the credentials can write"),
-                    )
-                }
                 _ => {}
             }
         }
@@ -956,6 +967,29 @@ mod tests {
         assert!(
             !message.contains("LEAK") && !debug.contains("LEAK"),
             "the value leaked: {message}"
+        );
+    }
+
+    /// A bucket name that is too short (or too long) says so, with its length.
+    #[test]
+    fn a_too_short_bucket_name_says_so() {
+        let text = "sources:\n  jobs: {path: jobs}\ntargets:\n  - name: dev\n    source: jobs\n    \
+                    region: cn-north-4\n    project_id: 0a1b2c3d4e5f60718293a4b5c6d7e8f9\n    \
+                    credentials: {access_key_env: AK, secret_key_env: SK}\n    \
+                    backups: obs://ab/dev/\n";
+        let config = Config::from_yaml_str(text, Path::new("config.yaml")).expect("parses");
+        let problems = config
+            .validate()
+            .expect_err("a two-letter bucket is refused");
+        let message = problems
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join("\n");
+        assert!(
+            message.contains("targets[0].backups")
+                && message.contains("the bucket name `ab` is too short (2 characters"),
+            "{message}"
         );
     }
 

@@ -599,6 +599,21 @@ pub(crate) fn check_flink_or_dlf_name(name: &str) -> Result<(), (String, Option<
 
 /// OBS bucket names: 3-63 characters, lowercase letters, digits, `-` and `.`.
 pub(crate) fn check_bucket_name(bucket: &str) -> Result<(), (String, Option<String>)> {
+    // An unknown `${variable}` is reported once, where it is used; its unresolved text is not
+    // also a bad bucket name.
+    if bucket.contains("${") {
+        return Ok(());
+    }
+    if bucket.len() < 3 || bucket.len() > 63 {
+        return Err((
+            format!(
+                "`{bucket}` is too {} for an OBS bucket name ({} characters; OBS allows 3 to 63)",
+                if bucket.len() < 3 { "short" } else { "long" },
+                bucket.len()
+            ),
+            Some("OBS bucket names have 3-63 lowercase letters, digits, `-` or `.`".into()),
+        ));
+    }
     let valid_chars = bucket
         .chars()
         .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '-' | '.'));
@@ -620,6 +635,9 @@ pub(crate) fn check_bucket_name(bucket: &str) -> Result<(), (String, Option<Stri
 }
 
 pub(crate) fn check_obs_url(url: &str) -> Result<(), (String, Option<String>)> {
+    if url.contains("${") {
+        return Ok(());
+    }
     match url.strip_prefix("obs://") {
         Some(rest)
             if rest

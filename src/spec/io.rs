@@ -14,17 +14,15 @@ use super::snapshot::{MAX_FILE_BYTES, RepoFile, RepoSnapshot, special_file_kind}
 /// Why a directory could not be read.
 #[derive(Debug, thiserror::Error)]
 pub enum SpecIoError {
-    #[error("reading job repository directory {path}: {source}")]
+    #[error("reading job repository directory {path}: {error}")]
     ReadDirectory {
         path: PathBuf,
-        #[source]
-        source: std::io::Error,
+        error: std::io::Error,
     },
-    #[error("reading {path} in the job repository: {source}")]
+    #[error("reading {path} in the job repository: {error}")]
     ReadEntry {
         path: PathBuf,
-        #[source]
-        source: std::io::Error,
+        error: std::io::Error,
     },
     #[error("{path} in the job repository has a name that is not UTF-8; rename it")]
     NonUtf8Name { path: PathBuf },
@@ -37,7 +35,7 @@ pub enum SpecIoError {
 pub fn read_directory(root: &Path) -> Result<RepoSnapshot, SpecIoError> {
     let metadata = fs::metadata(root).map_err(|source| SpecIoError::ReadDirectory {
         path: root.to_path_buf(),
-        source,
+        error: source,
     })?;
     if !metadata.is_dir() {
         return Err(SpecIoError::NotADirectory {
@@ -90,12 +88,12 @@ pub fn content_revision(snapshot: &RepoSnapshot) -> String {
 fn walk(directory: &Path, prefix: &str, snapshot: &mut RepoSnapshot) -> Result<(), SpecIoError> {
     let entries = fs::read_dir(directory).map_err(|source| SpecIoError::ReadDirectory {
         path: directory.to_path_buf(),
-        source,
+        error: source,
     })?;
     for entry in entries {
         let entry = entry.map_err(|source| SpecIoError::ReadDirectory {
             path: directory.to_path_buf(),
-            source,
+            error: source,
         })?;
         let path = entry.path();
         let Some(name) = entry.file_name().to_str().map(str::to_string) else {
@@ -112,13 +110,13 @@ fn walk(directory: &Path, prefix: &str, snapshot: &mut RepoSnapshot) -> Result<(
         // symlink_metadata does not follow links: a link is recorded as a link.
         let metadata = fs::symlink_metadata(&path).map_err(|source| SpecIoError::ReadEntry {
             path: path.clone(),
-            source,
+            error: source,
         })?;
         let file_type = metadata.file_type();
         if file_type.is_symlink() {
             let target = fs::read_link(&path).map_err(|source| SpecIoError::ReadEntry {
                 path: path.clone(),
-                source,
+                error: source,
             })?;
             let Some(target) = target.to_str() else {
                 return Err(SpecIoError::NonUtf8Name { path });
@@ -139,7 +137,7 @@ fn walk(directory: &Path, prefix: &str, snapshot: &mut RepoSnapshot) -> Result<(
             } else {
                 RepoFile::Data(fs::read(&path).map_err(|source| SpecIoError::ReadEntry {
                     path: path.clone(),
-                    source,
+                    error: source,
                 })?)
             };
             snapshot.files.insert(relative, file);

@@ -433,7 +433,27 @@ impl Context<'_> {
                     .into(),
             ),
         };
-        self.report_at(file, mark, format!("unknown variable `${{{name}}}`"), hint);
+        let message = format!("unknown variable `${{{name}}}`");
+        // One wrong variable is one problem: its first use is reported, the others are listed
+        // in that problem's hint (a few of them).
+        if let Some(first) = self
+            .diagnostics
+            .iter_mut()
+            .find(|diagnostic| diagnostic.message == message)
+        {
+            let place = format!("{file}:{}:{}", mark.line.max(1), mark.column.max(1));
+            let hint = first.hint.get_or_insert_with(String::new);
+            match hint.find("; also used at ") {
+                None => hint.push_str(&format!("; also used at {place}")),
+                Some(at) if hint[at..].matches(", ").count() < 3 => {
+                    hint.push_str(&format!(", {place}"))
+                }
+                Some(_) if !hint.ends_with(" and more") => hint.push_str(" and more"),
+                Some(_) => {}
+            }
+            return;
+        }
+        self.report_at(file, mark, message, hint);
     }
 
     fn check_duplicates(&mut self, documents: &[JobDocument]) {
@@ -466,6 +486,13 @@ impl Context<'_> {
             return;
         };
         let overrides = std::mem::take(&mut self.environment.overrides);
+        // A job file that did not parse may hold the job an override names: its syntax error
+        // is the one problem, not a cascade of "unknown job" after it.
+        let a_job_file_failed = self.diagnostics.iter().any(|diagnostic| {
+            diagnostic.file != environment_file
+                && (diagnostic.message.starts_with("YAML syntax error")
+                    || diagnostic.message.starts_with("unclosed `"))
+        });
         let mut by_name: BTreeMap<String, Vec<usize>> = BTreeMap::new();
         for (index, document) in documents.iter().enumerate() {
             by_name
@@ -475,6 +502,9 @@ impl Context<'_> {
         }
         for job_override in &overrides {
             let targets: Vec<usize> = by_name.get(&job_override.job).cloned().unwrap_or_default();
+            if targets.is_empty() && a_job_file_failed {
+                continue;
+            }
             if targets.is_empty() {
                 let hint = did_you_mean(
                     &job_override.job,

@@ -175,13 +175,37 @@ pub(crate) fn parse_documents(text: &str) -> Result<Vec<Node>, YamlError> {
     let mut documents = Vec::new();
     let mut stack: Vec<Frame> = Vec::new();
     while let Some(next) = parser.next_event() {
-        let (event, span) = next.map_err(|error| YamlError {
-            mark: Mark {
+        let (event, span) = next.map_err(|error| {
+            let at = Mark {
                 line: error.marker().line() as u32,
                 column: error.marker().col() as u32 + 1,
-            },
-            message: format!("YAML syntax error: {}", error.info()),
-            hint: None,
+            };
+            // A flow collection left open (`queue_name: [dev_flink`) makes the parser fail
+            // somewhere later; the place to fix is where it was opened.
+            let unclosed = stack.iter().rev().find_map(|frame| {
+                let opener = char_at(text, frame.mark)?;
+                matches!(opener, '[' | '{').then_some((opener, frame.mark))
+            });
+            match unclosed {
+                Some((opener, opened)) => YamlError {
+                    mark: opened,
+                    message: format!(
+                        "unclosed `{opener}`: this flow collection is never closed (the parser gave up at {}:{}: {})",
+                        at.line,
+                        at.column,
+                        error.info()
+                    ),
+                    hint: Some(format!(
+                        "close it with `{}` on the same line, or quote the value",
+                        if opener == '[' { ']' } else { '}' }
+                    )),
+                },
+                None => YamlError {
+                    mark: at,
+                    message: format!("YAML syntax error: {}", error.info()),
+                    hint: None,
+                },
+            }
         })?;
         let mark = Mark::from_span(&span);
         let node = match event {
@@ -245,6 +269,14 @@ pub(crate) fn parse_documents(text: &str) -> Result<Vec<Node>, YamlError> {
         }
     }
     Ok(documents)
+}
+
+/// The character at a 1-based line and column of `text`.
+fn char_at(text: &str, mark: Mark) -> Option<char> {
+    text.lines()
+        .nth(mark.line.checked_sub(1)? as usize)?
+        .chars()
+        .nth(mark.column.checked_sub(1)? as usize)
 }
 
 struct Frame {
@@ -397,8 +429,29 @@ mod tests {
     }
 
     #[test]
+    fn an_unclosed_flow_collection_is_reported_where_it_was_opened() {
+        let error = parse_documents(
+            "kind: FlinkSqlJob\nname: clicks\nqueue_name: [dev_flink\nsql_file: a.sql\n",
+        )
+        .unwrap_err();
+        assert_eq!((error.mark.line, error.mark.column), (3, 13), "{error:?}");
+        assert!(
+            error.message.starts_with("unclosed `[`"),
+            "{}",
+            error.message
+        );
+        let error = parse_documents("a: {b: 1\nc: 2\n").unwrap_err();
+        assert_eq!((error.mark.line, error.mark.column), (1, 4), "{error:?}");
+        assert!(
+            error.message.starts_with("unclosed `{`"),
+            "{}",
+            error.message
+        );
+    }
+
+    #[test]
     fn syntax_errors_carry_a_position() {
-        let error = parse_documents("a: [1, 2\nb: 3\n").unwrap_err();
+        let error = parse_documents("a: b: c\n").unwrap_err();
         assert!(
             error.message.starts_with("YAML syntax error"),
             "{}",
