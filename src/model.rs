@@ -822,6 +822,19 @@ pub struct JobPolicy {
     /// job keeps their live values.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub ignore_differences: Vec<String>,
+    /// Overrides the target's `policy.rollback_on_failure` for this job (automatic rollback).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rollback_on_failure: Option<RollbackOverride>,
+}
+
+/// A job's `rollback_on_failure: {enabled, within}`: each part, when set, wins over the
+/// target's.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+pub struct RollbackOverride {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub enabled: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub within_ms: Option<u64>,
 }
 
 impl JobPolicy {

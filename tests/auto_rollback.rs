@@ -367,3 +367,37 @@ async fn a_failure_after_the_window_is_not_rolled_back() {
     assert!(report.held.is_empty());
     harness.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_opts_in_through_an_environment_override() {
+    // The target leaves automatic rollback off; the environment turns it on for `orders`.
+    let harness = Harness::start("prune: false").await;
+    std::fs::write(
+        harness.dir.path().join("repo/environments/dev.yaml"),
+        "variables: {}\noverrides:\n  orders: {rollback_on_failure: {enabled: true, within: 5m}}\n",
+    )
+    .unwrap();
+    let bad = "-- dli-emulator:fail-after-ms=200\nSELECT 2 AS v;";
+    upgrade_to(&harness, bad).await;
+    harness.wait_status("orders", "job_running_exception").await;
+    let report = harness.pass().await;
+    assert_eq!(report.auto_rollbacks.len(), 1, "{}", report.render_text());
+    assert_eq!(
+        harness.live("orders").await.config.sql_body.as_deref(),
+        Some(GOOD_SQL)
+    );
+    // A bad value is refused where it is written.
+    std::fs::write(
+        harness.dir.path().join("repo/environments/dev.yaml"),
+        "variables: {}\noverrides:\n  orders: {rollback_on_failure: {enabled: maybe, whithin: 5m}}\n",
+    )
+    .unwrap();
+    let problems = match harness.context().desired().await {
+        Err(error) => error.to_string(),
+        Ok(_) => panic!("a bad rollback_on_failure is refused"),
+    };
+    assert!(problems.contains("environments/dev.yaml:3"), "{problems}");
+    assert!(problems.contains("expected true or false"), "{problems}");
+    assert!(problems.contains("unknown key `whithin`"), "{problems}");
+    harness.stop().await;
+}

@@ -76,6 +76,26 @@ impl RollbackPolicy {
             .then(|| within.unwrap_or(self.within))
     }
 
+    /// The watch window of `job`, its own `rollback_on_failure` (from git: the job file or an
+    /// environment override) winning over the config's per-job and target settings.
+    pub fn for_job_with(
+        &self,
+        job: &str,
+        own: Option<&crate::model::RollbackOverride>,
+    ) -> Option<Duration> {
+        let (config_enabled, config_within) = self.jobs.get(job).cloned().unwrap_or_default();
+        let enabled = own
+            .and_then(|own| own.enabled)
+            .or(config_enabled)
+            .unwrap_or(self.enabled);
+        let within = own
+            .and_then(|own| own.within_ms)
+            .map(Duration::from_millis)
+            .or(config_within)
+            .unwrap_or(self.within);
+        enabled.then_some(within)
+    }
+
     /// On for at least one job.
     pub fn any(&self) -> bool {
         self.enabled
@@ -243,6 +263,7 @@ pub(crate) async fn guard_upgrades<J: Ledger>(
     results: &[ActionResult],
     plan: &crate::plan::Plan,
     observed_before: &ObservedJobs,
+    desired: &DesiredJobs,
     options: &ApplyOptions,
 ) -> Result<(), ApplyError> {
     let view = ledger.view();
@@ -267,7 +288,12 @@ pub(crate) async fn guard_upgrades<J: Ledger>(
                 .error
                 .as_ref()
                 .is_some_and(|error| error.message.starts_with("start:"));
-        let window = options.rollback_on_failure.for_job(&result.name);
+        let own = desired
+            .flink
+            .iter()
+            .find(|job| job.name == result.name)
+            .and_then(|job| job.policy.rollback_on_failure.as_ref());
+        let window = options.rollback_on_failure.for_job_with(&result.name, own);
         let before = observed_before
             .flink
             .iter()

@@ -379,12 +379,19 @@ async fn reconcile_from<L: LiveService, J: Ledger>(
         options,
     };
     report.results = executor.run().await?;
-    if options.rollback_on_failure.any() || report.watching > 0 {
+    let job_asks = desired.flink.iter().any(|job| {
+        job.policy
+            .rollback_on_failure
+            .as_ref()
+            .is_some_and(|own| own.enabled == Some(true))
+    });
+    if options.rollback_on_failure.any() || job_asks || report.watching > 0 {
         auto_rollback::guard_upgrades(
             ledger,
             &report.results,
             &report.plan,
             &report.observed,
+            desired,
             options,
         )
         .await?;

@@ -141,12 +141,87 @@ pub(crate) fn policies(
                 }
             }
         }
+        if let Some((file, node)) = last_entry(document, "rollback_on_failure") {
+            policy.rollback_on_failure = rollback_override(context, file, node);
+        }
         edges.entry(key.clone()).or_default().extend(own_edges);
         // A name declared twice is reported as a duplicate; the first declaration's policy wins.
         policies.entry(key).or_insert(policy);
     }
     report_cycles(context, &edges);
     policies
+}
+
+/// `rollback_on_failure: {enabled: true|false, within: <duration>}` (the field table checked it
+/// is a small map of scalars); unknown keys and bad values are reported where they are.
+fn rollback_override(
+    context: &mut Context<'_>,
+    file: &str,
+    node: &Node,
+) -> Option<crate::model::RollbackOverride> {
+    let entries = node.as_mapping()?;
+    let mut result = crate::model::RollbackOverride::default();
+    let mut clean = true;
+    for (key, value) in entries {
+        let text = value
+            .as_scalar()
+            .map(|scalar| scalar.text.trim().to_string())
+            .unwrap_or_default();
+        match key.key_text() {
+            "enabled" => {
+                match text.as_str() {
+                    "true" => result.enabled = Some(true),
+                    "false" => result.enabled = Some(false),
+                    _ => {
+                        clean = false;
+                        context.report(
+                        file,
+                        Problem::new(
+                            value.mark,
+                            format!("rollback_on_failure.enabled is `{text}`, expected true or false"),
+                            None,
+                        ),
+                    );
+                    }
+                }
+            }
+            "within" => match (!text.chars().all(|c| c.is_ascii_digit()))
+                .then(|| humantime::parse_duration(&text).ok())
+                .flatten()
+            {
+                Some(duration) if duration >= std::time::Duration::from_secs(1) => {
+                    result.within_ms =
+                        Some(u64::try_from(duration.as_millis()).unwrap_or(u64::MAX));
+                }
+                _ => {
+                    clean = false;
+                    context.report(
+                        file,
+                        Problem::new(
+                            value.mark,
+                            format!(
+                                "rollback_on_failure.within is `{text}`, expected a duration of at least 1s such as `10m`"
+                            ),
+                            None,
+                        ),
+                    );
+                }
+            },
+            other => {
+                clean = false;
+                context.report(
+                    file,
+                    Problem::new(
+                        key.mark,
+                        format!("unknown key `{other}` in rollback_on_failure"),
+                        did_you_mean(other, ["enabled", "within"].into_iter())
+                            .or_else(|| Some("the keys are enabled and within".to_string())),
+                    ),
+                );
+            }
+        }
+    }
+    clean.then_some(result)
 }
 
 /// The value of the last entry named `key` (an environment override replaces the job file's).

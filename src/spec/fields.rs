@@ -434,6 +434,16 @@ pub(crate) const FIELDS: &[FieldSpec] = &[
         "dli-gitops: what an automatic pass does when the live job drifts from git: revert it, or report it (journaled, shown, left alone). Overrides the target's self_heal for this job. A manual sync always reverts.",
     ),
     field(
+        "rollback_on_failure",
+        Kinds::FLINK,
+        FieldType::TextMap {
+            max_entries: 2,
+            max_key_chars: 16,
+            max_value_chars: 32,
+        },
+        "dli-gitops: overrides the target's policy.rollback_on_failure for this job, e.g. {enabled: true, within: 5m}: an upgrade that leaves the job failing (not running, or failed within `within`) is rolled back to its previous definition and savepoint, and the revision is held for the job until a commit changes it. Usually set per environment in an override.",
+    ),
+    field(
         "ignore_differences",
         Kinds::FLINK_AND_DLF,
         FieldType::TextList { max_items: 64 },
