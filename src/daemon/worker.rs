@@ -251,7 +251,9 @@ impl Worker {
             on_applying: &on_applying,
             manual,
             // Automatic rollback guards an upgrade even in a pass that only reports.
-            watch_upgrades: !self.suspended && !held,
+            watch_upgrades: !self.suspended
+                && !held
+                && !self.controls.suspended_now(&self.spec.name),
             progress: {
                 let board = self.board.clone();
                 let target_name = self.spec.name.clone();
