@@ -111,7 +111,9 @@ else:
         elif word == "WORKDIR":
             out["workdir"] = rest.strip()
         elif word == "HEALTHCHECK":
-            out["healthcheck"] = rest.split(" CMD ", 1)[1].strip()
+            command = rest.split(" CMD ", 1)[1].strip()
+            # The exec (JSON) form is an argv; the shell form is a command line.
+            out["healthcheck"] = shlex.join(json.loads(command)) if command.startswith("[") else command
         elif word == "VOLUME":
             out["statedir"] = json.loads(rest)[0]
     out["argv"] = entrypoint + cmd
