@@ -325,6 +325,39 @@ async fn a_journal_edited_to_point_outside_our_prefix_deletes_nothing_there_and_
             .all(|item| !victims.contains(&item.path.as_str())),
         "{report:#?}"
     );
+    // An open deletion intent edited to point outside our prefix is not followed either.
+    journal
+        .append(
+            "dev",
+            RecordBody::Intent(dli_gitops::journal::Intent {
+                action_id: "gc-edited-0".into(),
+                job: "orders".into(),
+                action: dli_gitops::gc::GC_ACTION.into(),
+                plan_id: None,
+                detail: serde_json::json!({"kind": "savepoint", "path": "obs://dli-gitops-backups/dev/precious/"}),
+                extra: Default::default(),
+            }),
+        )
+        .unwrap();
+    let resumed = dli_gitops::gc::collect(harness.context(), false)
+        .await
+        .expect("gc");
+    assert!(resumed.finished.is_empty(), "{resumed:#?}");
+    assert!(
+        resumed
+            .failed
+            .iter()
+            .any(|failure| failure.contains("precious") && failure.contains("not under a prefix")),
+        "{resumed:#?}"
+    );
+    assert!(
+        harness
+            .context()
+            .ledger
+            .journal
+            .pending_intents("dev")
+            .is_empty()
+    );
     for file in [
         "obs://dli-gitops-backups/dev/precious/_metadata",
         "obs://dli-gitops-savepoints/jobs/savepoint/other-team/_metadata",
