@@ -558,39 +558,19 @@ impl<L: LiveService, J: Ledger> Executor<'_, L, J> {
         source: &str,
         origin: Origin,
     ) -> Result<Result<(String, u64), ServiceFailure>, ApplyError> {
-        let Some(base) = self.live.savepoint_base() else {
-            return Ok(Err(no_savepoint_base()));
-        };
-        let copy = crate::savepoints::copy_directory(
-            &base,
-            self.ledger.target(),
-            &action.name,
-            chrono::Utc::now(),
-            origin,
-        );
-        let size = match self.live.copy_savepoint(source, &copy).await {
-            Ok(size) => size,
-            Err(error) => return Ok(Err(error)),
-        };
-        let seq = self
-            .ledger
-            .savepoint(SavepointRecord {
-                job: job.to_string(),
-                path: copy.clone(),
-                origin: origin.as_str().to_string(),
-                source_path: Some(crate::savepoints::directory(source)),
-                revision: self.ledger.applied_revision(),
-                spec_digest: None,
-                action_id: Some(action_id.to_string()),
-                live_id: live_id.map(|id| id.to_string()),
-                objects: size.objects,
-                size_bytes: size.bytes,
-                verified: true,
-                extra: serde_json::Map::new(),
-            })
-            .await?;
-        tracing::info!(target_name = self.ledger.target(), job = %action.name, origin = origin.as_str(), savepoint = %copy, seq, bytes = size.bytes, "Copied and verified a savepoint into the catalog.");
-        Ok(Ok((copy, seq)))
+        keep_savepoint(
+            self.live,
+            self.ledger,
+            KeptSavepoint {
+                action_id,
+                job,
+                name: &action.name,
+                live_id,
+                source,
+                origin,
+            },
+        )
+        .await
     }
 
     async fn run_step(
@@ -900,6 +880,60 @@ impl<L: LiveService, J: Ledger> Executor<'_, L, J> {
     ) -> Result<ObservedFlinkJob, ServiceFailure> {
         wait_for_job(self.live, job_id, timeout, self.options.poll_interval, done).await
     }
+}
+
+/// A savepoint of the service to copy into the catalog.
+pub(crate) struct KeptSavepoint<'a> {
+    pub action_id: &'a str,
+    /// The job's journal key.
+    pub job: &'a str,
+    /// The job's name (its folder under the target's prefix).
+    pub name: &'a str,
+    pub live_id: Option<i64>,
+    pub source: &'a str,
+    pub origin: Origin,
+}
+
+/// Copies the service's savepoint under the target's savepoint prefix, verifies the copy and
+/// journals it as a catalog entry (`savepoint`). Returns the copy and its catalog seq; the
+/// outer `Result` is a journal failure, the inner one a copy that could not be made.
+pub(crate) async fn keep_savepoint<L: LiveService, J: Ledger>(
+    live: &L,
+    ledger: &J,
+    kept: KeptSavepoint<'_>,
+) -> Result<Result<(String, u64), ServiceFailure>, ApplyError> {
+    let Some(base) = live.savepoint_base() else {
+        return Ok(Err(no_savepoint_base()));
+    };
+    let copy = crate::savepoints::copy_directory(
+        &base,
+        ledger.target(),
+        kept.name,
+        chrono::Utc::now(),
+        kept.origin,
+    );
+    let size = match live.copy_savepoint(kept.source, &copy).await {
+        Ok(size) => size,
+        Err(error) => return Ok(Err(error)),
+    };
+    let seq = ledger
+        .savepoint(SavepointRecord {
+            job: kept.job.to_string(),
+            path: copy.clone(),
+            origin: kept.origin.as_str().to_string(),
+            source_path: Some(crate::savepoints::directory(kept.source)),
+            revision: ledger.applied_revision(),
+            spec_digest: None,
+            action_id: Some(kept.action_id.to_string()),
+            live_id: kept.live_id.map(|id| id.to_string()),
+            objects: size.objects,
+            size_bytes: size.bytes,
+            verified: true,
+            extra: serde_json::Map::new(),
+        })
+        .await?;
+    tracing::info!(target_name = ledger.target(), job = kept.name, origin = kept.origin.as_str(), savepoint = %copy, seq, bytes = size.bytes, "Copied and verified a savepoint into the catalog.");
+    Ok(Ok((copy, seq)))
 }
 
 /// Polls a job's detail until `done` holds, or fails after `timeout`.

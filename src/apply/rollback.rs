@@ -364,6 +364,32 @@ async fn rollback_flink<L: LiveService, J: Ledger>(
         )
         .await?;
         savepoint = stopped.savepoint_path;
+        // The service deletes its stop savepoint when the job restarts: copied into the
+        // catalog first, and the copy is what the journal keeps and the job resumes from.
+        if let Some(path) = savepoint.clone() {
+            let kept = super::execute::keep_savepoint(
+                live,
+                journal.ledger,
+                super::execute::KeptSavepoint {
+                    action_id: journal.action_id,
+                    job: journal.job,
+                    name: journal.job,
+                    live_id: Some(job.id),
+                    source: &path,
+                    origin: crate::savepoints::Origin::Stop,
+                },
+            )
+            .await?;
+            match kept {
+                Ok((copy, _)) => savepoint = Some(copy),
+                Err(error) => tracing::warn!(
+                    job = journal.job,
+                    savepoint = %path,
+                    error = %error.message,
+                    "The rollback's stop savepoint could not be copied into the catalog; the job resumes from the service's own, which the service deletes at this restart."
+                ),
+            }
+        }
         match &savepoint {
             Some(path) => journal.stop_savepoint(job.id, path).await?,
             None => {
