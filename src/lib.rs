@@ -8,7 +8,6 @@ pub mod config;
 pub mod daemon;
 pub mod doctor;
 pub mod gc;
-pub mod gc;
 pub mod emulator;
 pub mod journal;
 pub mod memory;

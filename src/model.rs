@@ -712,6 +712,17 @@ impl FlinkJobConfig {
     /// service-computed fields that are unset in `self` (and unset parts of `resource_config`)
     /// are skipped.
     pub fn field_diffs(&self, live: &FlinkJobConfig) -> Vec<FieldDiff> {
+        self.field_diffs_with(live, None)
+    }
+
+    /// [`FlinkJobConfig::field_diffs`] with `live`'s field map ([`FlinkJobConfig::to_field_map`])
+    /// already built, for a caller that compares many configs with one (the planner's creates,
+    /// all compared with the service defaults).
+    pub fn field_diffs_with(
+        &self,
+        live: &FlinkJobConfig,
+        live_map: Option<&serde_json::Map<String, serde_json::Value>>,
+    ) -> Vec<FieldDiff> {
         // The common case in a steady state; building the JSON maps below is ~80% of planning
         // time at 10,000 jobs (BENCHMARKS.md), so skip it when the configs are identical.
         if self == live {
@@ -746,17 +757,6 @@ impl FlinkJobConfig {
                 diffs.push(FieldDiff {
                     field: field.clone(),
                     live: live_value,
-        self.field_diffs_with(live, None)
-    }
-
-    /// [`FlinkJobConfig::field_diffs`] with `live`'s field map ([`FlinkJobConfig::to_field_map`])
-    /// already built, for a caller that compares many configs with one (the planner's creates,
-    /// all compared with the service defaults).
-    pub fn field_diffs_with(
-        &self,
-        live: &FlinkJobConfig,
-        live_map: Option<&serde_json::Map<String, serde_json::Value>>,
-    ) -> Vec<FieldDiff> {
                     desired: desired_value.clone(),
                 });
             }
