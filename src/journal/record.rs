@@ -164,10 +164,6 @@ pub struct Effects {
     /// the state forgets them (the catalog and the backup sets no longer list them).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub gc_deleted: Vec<String>,
-    /// Garbage collection deleted these objects or directories (savepoint copies, backup zips):
-    /// the state forgets them (the catalog and the backup sets no longer list them).
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub gc_deleted: Vec<String>,
     #[serde(flatten)]
     pub extra: Map<String, Value>,
 }
