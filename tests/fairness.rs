@@ -63,7 +63,8 @@ impl Account {
 }
 
 struct Emulator {
-    process: Process,
+    /// Kept so the process lives as long as the handle (killed on drop).
+    _process: Process,
     endpoints: Value,
 }
 
@@ -110,7 +111,10 @@ impl Emulator {
             .expect("the emulator prints its endpoints");
         let endpoints: Value = serde_json::from_str(&line)
             .unwrap_or_else(|_| panic!("endpoints line {line:?}; log:\n{}", process.log()));
-        Emulator { process, endpoints }
+        Emulator {
+            _process: process,
+            endpoints,
+        }
     }
 
     fn url(&self, service: &str) -> String {
