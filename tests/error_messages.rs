@@ -38,7 +38,7 @@ fn example_copy(dir: &Path) -> std::path::PathBuf {
     }
     let repo = dir.join("jobs");
     copy(
-        &Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/jobs"),
+        &Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/example-jobs"),
         &repo,
     );
     repo

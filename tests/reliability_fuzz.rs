@@ -434,8 +434,8 @@ proptest! {
 fn example_repository() -> &'static RepoSnapshot {
     static EXAMPLE: std::sync::OnceLock<RepoSnapshot> = std::sync::OnceLock::new();
     EXAMPLE.get_or_init(|| {
-        read_directory(&Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/jobs"))
-            .expect("examples/jobs reads as a snapshot")
+        read_directory(&Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/example-jobs"))
+            .expect("the example-jobs fixture reads as a snapshot")
     })
 }
 

@@ -1210,15 +1210,12 @@ fn ssh_source(url: &str, key: &Path, known_hosts: &Path, state_dir: &Path) -> Gi
 }
 
 #[test]
+#[ignore = "needs a local sshd and ssh-keygen (openssh-server, openssh-client); .ci/run installs them and runs it with --ignored"]
 fn git_over_ssh_trusts_only_known_host_keys() {
     let Some(sshd) = find_sshd() else {
-        // CI installs openssh-server and sets this, so there the test cannot be skipped.
-        assert!(
-            std::env::var_os("DLI_GITOPS_REQUIRE_SSHD").is_none(),
-            "DLI_GITOPS_REQUIRE_SSHD is set but no sshd is installed (apt-get install openssh-server)"
+        panic!(
+            "no sshd is installed (apt-get install openssh-server openssh-client); this test is ignored by default for that reason"
         );
-        eprintln!("note: sshd not installed; the ssh end-to-end test did not run");
-        return;
     };
     let temp = tempfile::tempdir().unwrap();
     let work = WorkRepo::new(&temp.path().join("repo"));
