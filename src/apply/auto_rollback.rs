@@ -202,7 +202,7 @@ pub fn held_jobs(view: &JournalView, desired: &DesiredJobs) -> Vec<HeldJob> {
                 .flink
                 .iter()
                 .any(|job| job.name == name && job.digest == mark.desired_digest)
-                .then(|| HeldJob {
+                .then_some(HeldJob {
                     name,
                     revision: mark.revision,
                     note: mark.note,

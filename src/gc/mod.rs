@@ -205,7 +205,7 @@ fn plan_savepoints(
     let max_age =
         chrono::Duration::from_std(retention.savepoints_max_age).unwrap_or(chrono::Duration::MAX);
     for (job, mut entries) in by_job {
-        entries.sort_by(|a, b| b.seq.cmp(&a.seq));
+        entries.sort_by_key(|entry| std::cmp::Reverse(entry.seq));
         let newest_verified = entries
             .iter()
             .filter(|entry| entry.record.verified)
