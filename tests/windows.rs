@@ -475,3 +475,104 @@ async fn a_berlin_deny_window_stops_a_pass_in_flight_holds_syncs_and_break_glass
         .unwrap()
         .unwrap();
 }
+
+/// The real binary: `run` builds the controls and the notifier from the config (embedded
+/// emulator, an always-open deny window, a webhook sink), and the status says why it waits.
+#[test]
+fn the_daemon_binary_holds_a_target_in_a_deny_window_and_says_until_when() {
+    use std::io::Read;
+    use std::process::{Command, Stdio};
+    let dir = tempfile::tempdir().unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    std::fs::create_dir_all(dir.path().join("jobs/environments")).unwrap();
+    std::fs::write(dir.path().join("jobs/environments/dev.yaml"), "variables: {}\n").unwrap();
+    std::fs::write(dir.path().join("hmac"), "k").unwrap();
+    let config = format!(
+        r#"state_dir: {dir}/state
+listen: 127.0.0.1:{port}
+sources:
+  jobs:
+    path: {dir}/jobs
+targets:
+  - name: dev
+    source: jobs
+    endpoints: {{dli: embedded, dlf: embedded, obs: embedded}}
+    policy: {{auto_sync: true, self_heal: true, resync_interval: 1h}}
+    windows:
+      - {{kind: deny, schedule: "* * * * *", duration: 2h, timezone: Asia/Shanghai}}
+notifications:
+  - name: hook
+    events: [sync_failed]
+    webhook: {{url: "http://127.0.0.1:9/hook", secret_file: {dir}/hmac}}
+"#,
+        dir = dir.path().display()
+    );
+    let path = dir.path().join("config.yaml");
+    std::fs::write(&path, config).unwrap();
+    let log = dir.path().join("daemon.log");
+    let child = Command::new(env!("CARGO_BIN_EXE_dli-gitops"))
+        .args(["--log-format", "json", "run", "--config"])
+        .arg(&path)
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    struct Kill(std::process::Child);
+    impl Drop for Kill {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let _guard = Kill(child);
+    let deadline = Instant::now() + Duration::from_secs(90);
+    let status = loop {
+        let answer = (|| -> Option<Value> {
+            let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+            use std::io::Write;
+            write!(
+                stream,
+                "GET /api/v1/targets/dev HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+            )
+            .ok()?;
+            let mut text = String::new();
+            stream.read_to_string(&mut text).ok()?;
+            let body = text.split_once("\r\n\r\n")?.1;
+            let start = body.find('{')?;
+            let end = body.rfind('}')?;
+            serde_json::from_str(&body[start..=end]).ok()
+        })();
+        if let Some(status) = answer
+            && status["operation"]["phase"] == "Succeeded"
+        {
+            break status;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no finished pass; log:\n{}",
+            std::fs::read_to_string(&log).unwrap_or_default()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert_eq!(
+        status["controls"]["windows"]["blocked"]["kind"], "deny",
+        "{status:#}"
+    );
+    // A deny window that opens every minute never closes: no time syncs resume.
+    assert!(
+        status["controls"]["windows"]["unblocks_at"].is_null(),
+        "{status:#}"
+    );
+    let message = status["operation"]["message"].as_str().unwrap();
+    assert!(message.contains("waiting: deny window"), "{message}");
+    assert!(message.contains("Asia/Shanghai"), "{message}");
+    assert_eq!(status["operation"]["mode"], "report");
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(text.contains("Notifications on."), "{text}");
+    assert!(!text.contains("\"k\""), "the HMAC key is never logged");
+}
