@@ -145,10 +145,17 @@ fn block_on<T>(future: impl std::future::Future<Output = T>) -> T {
 struct Setup {
     dir: PathBuf,
     config: PathBuf,
+    /// The daemon's HTTP port (`listen`).
+    port: u16,
 }
 
 impl Setup {
     fn new(dir: &Path, emulator: &Emulator) -> Setup {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .expect("bind")
+            .local_addr()
+            .expect("address")
+            .port();
         std::fs::create_dir_all(dir.join("repo/environments")).expect("repo");
         std::fs::write(dir.join("repo/environments/dev.yaml"), "variables: {}\n").expect("env");
         let config = dir.join("config.yaml");
@@ -156,6 +163,7 @@ impl Setup {
             &config,
             format!(
                 "state_dir: ./state\n\
+                 listen: 127.0.0.1:{port}\n\
                  sources:\n  jobs:\n    path: repo\n\
                  targets:\n  - name: dev\n    source: jobs\n    environment: dev\n    region: cn-north-4\n    project_id: {PROJECT_ID}\n\
                  \x20   endpoints: {{dli: {dli}, dlf: {dli}, obs: {s3}, iam: {dli}}}\n\
@@ -166,12 +174,14 @@ impl Setup {
                  \x20   timeouts: {{job_transition: 30s, savepoint: 30s, request: 10s}}\n",
                 dli = emulator.url("dli"),
                 s3 = emulator.url("s3"),
+                port = port,
             ),
         )
         .expect("config");
         Setup {
             dir: dir.to_path_buf(),
             config,
+            port,
         }
     }
 
@@ -571,4 +581,95 @@ fn garbage_collection_killed_at_random_moments_deletes_nothing_twice_and_loses_n
         deletions.len()
     );
     fail_keeping_evidence(temp, seed, &failures);
+}
+
+/// The daemon, end to end: a bad upgrade is rolled back by itself, the status API shows the job
+/// Degraded and OutOfSync with the revision it was rolled back from, the revision is not
+/// recorded as applied, and a SIGKILL and restart keep all of that (it is journaled).
+#[test]
+fn the_daemon_rolls_a_bad_upgrade_back_and_reports_it_degraded_across_a_restart() {
+    let temp = tempfile::tempdir().expect("temp dir");
+    let dir = temp.path();
+    let emulator = Emulator::start(dir);
+    let setup = Setup::new(dir, &emulator);
+    setup.job("SELECT 1 AS good;");
+    let daemon = |tag: &str| {
+        let child = Command::new(BINARY)
+            .args(["run", "--config"])
+            .arg(&setup.config)
+            .current_dir(dir)
+            .env("SAFETY_AK", ACCESS_KEY)
+            .env("SAFETY_SK", SECRET_KEY)
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(dir.join(format!("daemon-{tag}.log"))).expect("log"))
+            .spawn()
+            .expect("spawn the daemon");
+        Process { child: Some(child) }
+    };
+    let status = || -> Option<Value> {
+        block_on(async {
+            let answer = reqwest::get(format!(
+                "http://127.0.0.1:{}/api/v1/targets/dev",
+                setup.port
+            ))
+            .await
+            .ok()?;
+            answer.json::<Value>().await.ok()
+        })
+    };
+    let wait = |what: &str, check: &dyn Fn(&Value) -> bool| -> Value {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Some(value) = status()
+                && check(&value)
+            {
+                return value;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "timed out waiting for {what}: {:#?}\n{}",
+                status(),
+                std::fs::read_to_string(dir.join("daemon-1.log")).unwrap_or_default()
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    };
+    let first = daemon("1");
+    let synced = wait("the good revision", &|value| {
+        value["sync"]["status"] == "Synced" && value["health"]["status"] == "Healthy"
+    });
+    let good_revision = synced["sync"]["applied_revision"].clone();
+    setup.job("-- dli-emulator:fail-after-ms=300\nSELECT 2 AS bad;");
+    let degraded = |value: &Value| {
+        value["jobs"].as_array().is_some_and(|jobs| {
+            jobs.iter().any(|job| {
+                job["name"] == "orders"
+                    && job["health"]["status"] == "Degraded"
+                    && job["sync_status"] == "OutOfSync"
+                    && job["health"]["message"].as_str().is_some_and(|message| {
+                        message.contains("rolled back automatically from revision")
+                    })
+            })
+        })
+    };
+    let seen = wait("the automatic rollback", &degraded);
+    assert_eq!(seen["health"]["status"], "Degraded", "{seen:#}");
+    assert_eq!(
+        seen["sync"]["applied_revision"], good_revision,
+        "the bad revision is not recorded as applied: {seen:#}"
+    );
+    let (_, status_now, sql) = live_orders(&emulator).expect("orders is live");
+    assert_eq!(status_now, "job_running");
+    assert_eq!(sql.as_deref(), Some("SELECT 1 AS good;"));
+    first.kill_hard();
+    let _second = daemon("2");
+    let again = wait("the same status after a restart", &degraded);
+    assert_eq!(again["sync"]["applied_revision"], good_revision);
+    let (_, status_now, sql) = live_orders(&emulator).expect("orders is live");
+    assert_eq!(
+        status_now, "job_running",
+        "no loop back into the bad version"
+    );
+    assert_eq!(sql.as_deref(), Some("SELECT 1 AS good;"));
 }
