@@ -1,0 +1,317 @@
+//! The status page in a real headless browser (Debian's `chromium`): during an upgrade whose
+//! stop the emulator holds open (`faults.late`), the page renders (a screenshot of the expected
+//! size with content, no Content-Security-Policy violation in the browser's console) and its DOM
+//! shows the job `Progressing` with its step. Ignored where chromium is absent; `.ci/run`
+//! installs it and runs this with `--ignored`.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+const BINARY: &str = env!("CARGO_BIN_EXE_dli-gitops");
+const ACCESS_KEY: &str = "DLIGITOPSDEVACCESSKEY";
+const SECRET_KEY: &str = "dli-gitops-dev-secret-key-not-for-production";
+const PROJECT: &str = "0a1b2c3d4e5f60718293a4b5c6d7e8f9";
+const TIMEOUT: Duration = Duration::from_secs(120);
+/// The upgrade's stop call is held 25 s: long enough for two browser runs.
+const EMULATOR_CONFIG: &str = "delays: {submit_ms: 100, cancel_ms: 300, savepoint_ms: 300, dlf_task_ms: 100}\n\
+faults:\n  late: [{operation: BatchStopFlinkJobs, delay_ms: 25000}]\n";
+
+/// A child process killed on drop.
+struct Process {
+    child: Child,
+    log: PathBuf,
+}
+
+impl Process {
+    fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn start_emulator(dir: &Path) -> (Process, Value) {
+    let config = dir.join("emulator.yaml");
+    std::fs::write(&config, EMULATOR_CONFIG).unwrap();
+    let log = dir.join("emulator.log");
+    let mut child = Command::new(BINARY)
+        .args([
+            "emulator",
+            "--listen",
+            "127.0.0.1:0",
+            "--s3-listen",
+            "127.0.0.1:0",
+        ])
+        .arg("--data")
+        .arg(dir.join("emulator-data"))
+        .arg("--config")
+        .arg(&config)
+        .stdout(Stdio::piped())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .expect("the emulator starts");
+    let stdout = child.stdout.take().unwrap();
+    let process = Process { child, log };
+    let mut line = String::new();
+    BufReader::new(stdout).read_line(&mut line).unwrap();
+    let endpoints: Value = serde_json::from_str(&line)
+        .unwrap_or_else(|_| panic!("endpoints line {line:?}; log:\n{}", process.log()));
+    (process, endpoints)
+}
+
+/// One blocking HTTP/1.1 GET over a fresh connection: status and body.
+fn get(address: &str, path: &str) -> Result<(u16, String), String> {
+    let mut stream = TcpStream::connect(address).map_err(|e| e.to_string())?;
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .map_err(|e| e.to_string())?;
+    stream
+        .write_all(
+            format!("GET {path} HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n\r\n")
+                .as_bytes(),
+        )
+        .map_err(|e| e.to_string())?;
+    let mut response = Vec::new();
+    stream
+        .read_to_end(&mut response)
+        .map_err(|e| e.to_string())?;
+    let text = String::from_utf8_lossy(&response).to_string();
+    let (head, body) = text.split_once("\r\n\r\n").ok_or("no header end")?;
+    let code = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|code| code.parse().ok())
+        .ok_or("no status")?;
+    Ok((code, body.to_string()))
+}
+
+fn commit(repository: &git2::Repository, files: &[(&str, &str)]) -> String {
+    let root = repository.workdir().unwrap();
+    for (path, content) in files {
+        let full = root.join(path);
+        std::fs::create_dir_all(full.parent().unwrap()).unwrap();
+        std::fs::write(full, content).unwrap();
+    }
+    let mut index = repository.index().unwrap();
+    index
+        .add_all(["*"].iter(), git2::IndexAddOption::DEFAULT, None)
+        .unwrap();
+    index.write().unwrap();
+    let tree = repository.find_tree(index.write_tree().unwrap()).unwrap();
+    let signature = git2::Signature::now("test", "test@example.com").unwrap();
+    let parent = repository
+        .head()
+        .ok()
+        .and_then(|head| head.peel_to_commit().ok());
+    let parents: Vec<&git2::Commit> = parent.iter().collect();
+    repository
+        .commit(
+            Some("HEAD"),
+            &signature,
+            &signature,
+            "jobs",
+            &tree,
+            &parents,
+        )
+        .unwrap()
+        .to_string()
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn wait_for(what: &str, daemon: &mut Process, mut check: impl FnMut() -> bool) {
+    let deadline = Instant::now() + TIMEOUT;
+    while !check() {
+        if let Some(status) = daemon.child.try_wait().unwrap() {
+            panic!("the daemon exited ({status}); log:\n{}", daemon.log());
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out waiting for {what}; daemon log:\n{}",
+            daemon.log()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+fn job_yaml(cu_number: u32) -> String {
+    format!(
+        "kind: FlinkSqlJob\nname: clicks\nqueue_name: dev_flink\n\
+         sql_body: |\n  INSERT INTO sink SELECT * FROM source;\ncu_number: {cu_number}\nparallel_number: 1\n\
+         obs_bucket: dli-gitops-savepoints\ncheckpoint_enabled: true\n\
+         desired_state: running\nupgrade_mode: savepoint\n"
+    )
+}
+
+fn target(address: &str) -> Option<Value> {
+    let (code, body) = get(address, "/api/v1/targets/dev").ok()?;
+    (code == 200)
+        .then(|| serde_json::from_str(&body).ok())
+        .flatten()
+}
+
+/// Runs headless chromium with a fresh profile; returns (stdout, stderr).
+fn chromium(profile: &Path, args: &[&str]) -> (String, String) {
+    let output = Command::new("chromium")
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--enable-logging=stderr",
+            "--v=0",
+        ])
+        .arg(format!("--user-data-dir={}", profile.display()))
+        .args(args)
+        .output()
+        .expect("chromium runs (apt-get install chromium)");
+    assert!(
+        output.status.success(),
+        "chromium failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    (
+        String::from_utf8_lossy(&output.stdout).to_string(),
+        String::from_utf8_lossy(&output.stderr).to_string(),
+    )
+}
+
+/// A PNG's width and height, from its IHDR chunk.
+fn png_size(bytes: &[u8]) -> (u32, u32) {
+    assert!(bytes.starts_with(b"\x89PNG\r\n\x1a\n"), "not a PNG");
+    assert_eq!(&bytes[12..16], b"IHDR");
+    let word = |at: usize| u32::from_be_bytes(bytes[at..at + 4].try_into().unwrap());
+    (word(16), word(20))
+}
+
+#[test]
+#[ignore = "needs headless chromium (Debian package `chromium`); .ci/run installs it and runs this with --ignored"]
+fn the_status_page_renders_in_a_real_browser_and_shows_an_upgrade_progressing() {
+    let dir = tempfile::tempdir().unwrap();
+    let repo_path = dir.path().join("jobs-repo");
+    let mut options = git2::RepositoryInitOptions::new();
+    options.initial_head("main");
+    let repository = git2::Repository::init_opts(&repo_path, &options).unwrap();
+    let first = commit(
+        &repository,
+        &[
+            ("flink/clicks.yaml", &job_yaml(2)),
+            ("environments/dev.yaml", "variables: {}\n"),
+        ],
+    );
+    let (_emulator, endpoints) = start_emulator(dir.path());
+    let url = |service: &str| endpoints[service].as_str().unwrap().to_string();
+    let address = format!("127.0.0.1:{}", free_port());
+    let config = dir.path().join("config.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "state_dir: ./state\nlisten: {address}\n\
+             sources:\n  jobs:\n    git: {{url: {repo}, branch: main, poll_interval: 1s, poll_jitter: 0}}\n\
+             targets:\n  - name: dev\n    source: jobs\n    region: cn-north-4\n    project_id: {PROJECT}\n\
+             \x20   endpoints: {{dli: {dli}, dlf: {dli}, obs: {s3}, iam: {dli}}}\n\
+             \x20   credentials: {{access_key_env: BROWSER_AK, secret_key_env: BROWSER_SK}}\n\
+             \x20   staging: obs://dli-gitops-staging/dev/\n    backups: obs://dli-gitops-backups/dev/\n\
+             \x20   policy: {{auto_sync: true, resync_interval: 10s}}\n\
+             \x20   timeouts: {{job_transition: 90s, savepoint: 90s, request: 60s}}\n",
+            repo = repo_path.display(),
+            dli = url("dli"),
+            s3 = url("s3"),
+        ),
+    )
+    .unwrap();
+    let log = dir.path().join("daemon.log");
+    let mut daemon = Process {
+        child: Command::new(BINARY)
+            .args(["run", "--config"])
+            .arg(&config)
+            .env("RUST_LOG", "info")
+            .env("BROWSER_AK", ACCESS_KEY)
+            .env("BROWSER_SK", SECRET_KEY)
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .expect("the daemon starts"),
+        log,
+    };
+    wait_for("the first commit to converge", &mut daemon, || {
+        target(&address).is_some_and(|status| {
+            status["sync"]["status"] == "Synced"
+                && status["sync"]["applied_revision"] == first.as_str()
+        })
+    });
+    commit(&repository, &[("flink/clicks.yaml", &job_yaml(4))]);
+    wait_for("the upgrade's stop step", &mut daemon, || {
+        target(&address).is_some_and(|status| {
+            status["jobs"].as_array().is_some_and(|jobs| {
+                jobs.iter().any(|job| {
+                    job["name"] == "clicks"
+                        && job["health"]["status"] == "Progressing"
+                        && job["step"]
+                            .as_str()
+                            .is_some_and(|step| step.contains("stopping with a savepoint"))
+                })
+            })
+        })
+    });
+
+    let page = format!("http://{address}/");
+    let (dom, console) = chromium(&dir.path().join("profile-dom"), &["--dump-dom", &page]);
+    assert!(dom.contains("<h1>dli-gitops</h1>"), "the DOM:\n{dom}");
+    let row = dom
+        .split("<tr>")
+        .find(|row| row.contains("<td>clicks</td>"))
+        .unwrap_or_else(|| panic!("no row for clicks in the DOM:\n{dom}"));
+    assert!(row.contains("Progressing"), "the job's row: {row}");
+    assert!(
+        row.contains("stopping with a savepoint"),
+        "the job's row: {row}"
+    );
+    assert!(
+        !console.contains("Content Security Policy"),
+        "the browser refused part of the page under its CSP:\n{console}"
+    );
+
+    let shot = dir.path().join("status.png");
+    let (_, console) = chromium(
+        &dir.path().join("profile-shot"),
+        &[
+            &format!("--screenshot={}", shot.display()),
+            "--window-size=1280,900",
+            "--hide-scrollbars",
+            &page,
+        ],
+    );
+    let bytes = std::fs::read(&shot).expect("chromium wrote the screenshot");
+    assert_eq!(png_size(&bytes), (1280, 900));
+    // A blank page compresses to about a kilobyte; the rendered tables take far more.
+    assert!(
+        bytes.len() > 20_000,
+        "the screenshot is only {} bytes",
+        bytes.len()
+    );
+    assert!(!console.contains("Content Security Policy"), "{console}");
+    if let Ok(keep) = std::env::var("DLI_GITOPS_SCREENSHOT_DIR") {
+        let _ = std::fs::copy(&shot, Path::new(&keep).join("status-page-progressing.png"));
+    }
+}
