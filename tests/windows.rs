@@ -489,7 +489,11 @@ fn the_daemon_binary_holds_a_target_in_a_deny_window_and_says_until_when() {
         .unwrap()
         .port();
     std::fs::create_dir_all(dir.path().join("jobs/environments")).unwrap();
-    std::fs::write(dir.path().join("jobs/environments/dev.yaml"), "variables: {}\n").unwrap();
+    std::fs::write(
+        dir.path().join("jobs/environments/dev.yaml"),
+        "variables: {}\n",
+    )
+    .unwrap();
     std::fs::write(dir.path().join("hmac"), "k").unwrap();
     let config = format!(
         r#"state_dir: {dir}/state
