@@ -424,3 +424,54 @@ async fn a_restart_deletes_the_services_savepoint_but_our_copy_stays_and_restore
     harness.assert_in_sync().await;
     harness.stop().await;
 }
+
+#[test]
+fn from_catalog_takes_latest_or_a_seq_and_nothing_else() {
+    let problems = |restore: &str| -> Vec<String> {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("flink/j.yaml");
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(
+            &path,
+            format!(
+                "kind: FlinkSqlJob\nname: j\nsql_body: \"SELECT 1;\"\nqueue_name: q1\nrestore: {restore}\n"
+            ),
+        )
+        .unwrap();
+        let snapshot = dli_gitops::spec::read_directory(dir.path()).expect("repository reads");
+        match dli_gitops::spec::resolve(&snapshot, None) {
+            Ok(desired) => {
+                // What resolves renders back to the same restore.
+                let restore = desired.flink[0].lifecycle.restore.clone().unwrap();
+                assert!(restore.from_catalog.is_some(), "{restore:?}");
+                assert!(restore.key().contains("#catalog:"), "{}", restore.key());
+                Vec::new()
+            }
+            Err(diagnostics) => diagnostics.0.iter().map(ToString::to_string).collect(),
+        }
+    };
+    assert_eq!(problems("{from_catalog: latest}"), Vec::<String>::new());
+    assert_eq!(
+        problems("{from_catalog: 42, nonce: 2}"),
+        Vec::<String>::new()
+    );
+    for bad in [
+        "{from_catalog: 0}",
+        "{from_catalog: newest}",
+        "{from_catalog: -3}",
+    ] {
+        let found = problems(bad);
+        assert!(
+            found
+                .iter()
+                .any(|problem| problem.contains("`restore.from_catalog` must be `latest`")),
+            "{bad}: {found:?}"
+        );
+    }
+    let both = problems("{from_catalog: latest, savepoint_path: \"obs://b/sp/\"}");
+    assert!(
+        both.iter()
+            .any(|problem| problem.contains("cannot be combined")),
+        "{both:?}"
+    );
+}
