@@ -58,6 +58,26 @@ impl Retention {
 pub struct Prefixes {
     pub savepoint_base: Option<String>,
     pub backups: Option<String>,
+    /// The staging location: DLF bundles, and carried savepoint copies
+    /// (`<staging>carried-savepoints/<from>/<job>/<digest>/`, catalog entries of origin
+    /// `carried`).
+    pub staging: Option<String>,
+}
+
+/// The folder of carried savepoint copies under staging (`promotion::carry`).
+pub const CARRIED_FOLDER: &str = "carried-savepoints/";
+
+/// Whether `path` is a directory strictly under `<staging>carried-savepoints/`, without `.` or
+/// `..` segments: where promotion writes the savepoints it carries.
+fn is_carried_copy(path: &str, staging: &str) -> bool {
+    let prefix = format!("{}{CARRIED_FOLDER}", directory(staging));
+    let path = directory(path);
+    path.len() > prefix.len()
+        && path.starts_with(&prefix)
+        && path[prefix.len()..]
+            .trim_end_matches('/')
+            .split('/')
+            .all(|segment| !segment.is_empty() && segment != "." && segment != "..")
 }
 
 /// One object or directory to delete.
@@ -233,22 +253,46 @@ fn plan_savepoints(
                 plan.kept += 1;
                 continue;
             }
-            let ours = prefixes
-                .savepoint_base
-                .as_deref()
-                .is_some_and(|base| is_ours(path, base, target));
+            let carried = entry.record.origin == "carried";
+            let ours = if carried {
+                prefixes
+                    .staging
+                    .as_deref()
+                    .is_some_and(|staging| is_carried_copy(path, staging))
+            } else {
+                prefixes
+                    .savepoint_base
+                    .as_deref()
+                    .is_some_and(|base| is_ours(path, base, target))
+            };
             if !ours {
-                plan.refused.push(GcRefusal {
-                    job: job.to_string(),
-                    path: path.clone(),
-                    reason: format!(
+                let reason = if carried {
+                    format!(
+                        "a carried copy not under this target's carried folder ({}): garbage collection deletes only what dli-gitops wrote",
+                        prefixes
+                            .staging
+                            .as_deref()
+                            .map(|staging| format!("{}{CARRIED_FOLDER}", directory(staging)))
+                            .unwrap_or_else(
+                                || "none: the target has no staging location".to_string()
+                            )
+                    )
+                } else {
+                    format!(
                         "not under this target's savepoint prefix ({}): garbage collection deletes only what dli-gitops wrote",
                         prefixes
                             .savepoint_base
                             .as_deref()
                             .map(|base| crate::savepoints::target_prefix(base, target))
-                            .unwrap_or_else(|| "none: the target has no backups or staging location".to_string())
-                    ),
+                            .unwrap_or_else(|| {
+                                "none: the target has no backups or staging location".to_string()
+                            })
+                    )
+                };
+                plan.refused.push(GcRefusal {
+                    job: job.to_string(),
+                    path: path.clone(),
+                    reason,
                 });
                 continue;
             }
@@ -387,7 +431,13 @@ pub fn plan_staging(keys: &[String], staging_url: &str, open_plans: &[String], p
 /// The prefixes of a configured target.
 pub fn prefixes_of(context: &TargetContext) -> Prefixes {
     let backups = context.live.backups.clone();
+    let staging = context
+        .live
+        .staging
+        .as_ref()
+        .map(|staging| directory(&staging.url_of("")));
     Prefixes {
+        staging,
         savepoint_base: backups
             .clone()
             .or_else(|| {
@@ -443,10 +493,16 @@ pub async fn collect(context: &TargetContext, dry_run: bool) -> Result<GcReport,
                     .backups
                     .as_deref()
                     .is_some_and(|backups| under_backups(&path, backups)),
-                _ => prefixes
-                    .savepoint_base
-                    .as_deref()
-                    .is_some_and(|base| is_ours(&path, base, target)),
+                _ => {
+                    prefixes
+                        .savepoint_base
+                        .as_deref()
+                        .is_some_and(|base| is_ours(&path, base, target))
+                        || prefixes
+                            .staging
+                            .as_deref()
+                            .is_some_and(|staging| is_carried_copy(&path, staging))
+                }
             };
             let result = if ours {
                 delete(context, kind, &path).await
@@ -763,7 +819,47 @@ mod tests {
         Prefixes {
             savepoint_base: Some(BASE.into()),
             backups: Some(BASE.into()),
+            staging: Some("obs://st/dev/".into()),
         }
+    }
+
+    #[test]
+    fn carried_copies_follow_retention_under_the_staging_carried_folder_only() {
+        let now = Utc::now();
+        let mut target = TargetState::default();
+        for (seq, path) in [
+            (
+                1,
+                "obs://st/dev/carried-savepoints/dev/orders/0123456789abcdef/",
+            ),
+            (2, "obs://st/dev/carried-savepoints/../../elsewhere/"),
+            (3, "obs://st/dev/plan-x/"),
+            (
+                4,
+                "obs://st/dev/carried-savepoints/dev/orders/fedcba9876543210/",
+            ),
+        ] {
+            let mut entry = copy(seq, "orders", 30, true, now);
+            entry.record.path = path.into();
+            entry.record.origin = "carried".into();
+            target.savepoints.push(entry);
+        }
+        let mut state = JournalState::default();
+        state.targets.insert("dev".into(), target);
+        let plan = plan(&state, "dev", &prefixes(), &retention(1), now);
+        let deleted: Vec<&str> = plan.delete.iter().map(|item| item.path.as_str()).collect();
+        assert_eq!(
+            deleted,
+            ["obs://st/dev/carried-savepoints/dev/orders/0123456789abcdef/"]
+        );
+        let refused: Vec<&str> = plan.refused.iter().map(|r| r.path.as_str()).collect();
+        assert_eq!(
+            refused,
+            [
+                "obs://st/dev/plan-x/",
+                "obs://st/dev/carried-savepoints/../../elsewhere/"
+            ]
+        );
     }
 
     #[test]
