@@ -475,3 +475,85 @@ fn from_catalog_takes_latest_or_a_seq_and_nothing_else() {
         "{both:?}"
     );
 }
+
+/// The daemon serves the catalog: `GET /api/v1/targets/{t}` carries `savepoints` and the status
+/// page a Savepoints table, read from its journal.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_daemon_serves_the_catalog_in_the_target_api_and_on_the_page() {
+    let mut harness = Harness::start(EmulatorConfig::for_tests(PathBuf::new())).await;
+    harness.sql_job("clicks", "cu_number: 2\n");
+    harness.apply().await;
+    harness.sql_job("clicks", "cu_number: 3\n");
+    harness.apply().await;
+    let expected = harness.catalog();
+    assert_eq!(expected.len(), 2);
+    // The journal's lock goes with the context; the daemon takes it.
+    if let Some(context) = harness.context.take() {
+        context.shutdown().await;
+    }
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let config = harness.dir.path().join("dli-gitops.yaml");
+    let text = std::fs::read_to_string(&config).unwrap();
+    std::fs::write(&config, format!("listen: 127.0.0.1:{port}\n{text}")).unwrap();
+    let log = std::fs::File::create(harness.dir.path().join("daemon.log")).unwrap();
+    let mut daemon = Command::new(binary())
+        .args(["run", "--config"])
+        .arg(&config)
+        .stdout(std::process::Stdio::null())
+        .stderr(log)
+        .spawn()
+        .expect("the daemon starts");
+    let base = format!("http://127.0.0.1:{port}");
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    let status: Value = loop {
+        let answer = harness
+            .http
+            .get(format!("{base}/api/v1/targets/dev"))
+            .send()
+            .await;
+        if let Ok(response) = answer
+            && response.status().is_success()
+        {
+            break response.json().await.unwrap();
+        }
+        assert!(
+            daemon.try_wait().unwrap().is_none(),
+            "the daemon exited: {}",
+            std::fs::read_to_string(harness.dir.path().join("daemon.log")).unwrap()
+        );
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the daemon never answered"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let page = harness
+        .http
+        .get(format!("{base}/"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    daemon.kill().unwrap();
+    daemon.wait().unwrap();
+
+    let section = &status["savepoints"];
+    assert_eq!(section["count"], 2, "{status:#}");
+    assert_eq!(
+        section["entries"][0]["seq"],
+        expected[1].seq(),
+        "newest first"
+    );
+    assert_eq!(section["entries"][0]["path"], expected[1].path());
+    assert_eq!(section["entries"][0]["origin"], "stop");
+    assert_eq!(section["entries"][0]["verified"], true);
+    assert!(page.contains("<h2>Savepoints</h2>"), "{page}");
+    assert!(page.contains(expected[0].path()), "{page}");
+    harness.stop().await;
+}
