@@ -173,7 +173,6 @@ pub struct DriftEntry {
     pub plan_id: String,
 }
 
-
 /// What one step of an action achieved, journaled the moment it succeeded as its own
 /// intent/outcome pair `<part_of>-<part>` (`detail.part_of` names the action, so a shutting-down
 /// daemon still lets it through): a stop savepoint, a restore, a job found gone. A crash before
