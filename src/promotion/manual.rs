@@ -450,7 +450,7 @@ fn default_by_from(
 ) -> String {
     let named = ["USER", "LOGNAME", "USERNAME"]
         .into_iter()
-        .filter_map(|variable| env(variable))
+        .filter_map(env)
         .chain(uid_name)
         .map(|name| sanitize_name(name.trim()))
         .find(|name| !name.is_empty());
