@@ -127,7 +127,7 @@ pub fn plan_command(command: &PlanCommand, out: &mut dyn Write) -> Result<u8, Ap
                     source: Box::new(source),
                 }
             })?;
-        if let (Some(pid), Some(target)) = (copy.held_by, config.target(&command.target))
+        if let (true, Some(target)) = (copy.held, config.target(&command.target))
             && [
                 crate::config::Service::Dli,
                 crate::config::Service::Dlf,
@@ -139,8 +139,10 @@ pub fn plan_command(command: &PlanCommand, out: &mut dyn Write) -> Result<u8, Ap
         {
             return Err(ApplyError::Runtime {
                 problem: format!(
-                    "a daemon (pid {pid}) runs on {} and owns its embedded emulator, which a second process must not open; read the daemon's last plan with `dli-gitops status --target {}` (or GET /api/v1/targets/{}), or stop the daemon first",
+                    "{} is locked by another dli-gitops process ({}, a running daemon), which owns the target's embedded emulator; a second process must not open it. Read the daemon's last plan with `dli-gitops status --target {}` (or GET /api/v1/targets/{}), or stop the daemon first",
                     config.state_dir.display(),
+                    copy.holder_pid
+                        .map_or_else(|| "pid unknown".to_string(), |pid| format!("pid {pid}")),
                     command.target,
                     command.target
                 ),

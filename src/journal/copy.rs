@@ -7,15 +7,17 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 use super::files::{JOURNAL_FILE, Paths, SNAPSHOT_FILE, make_private_directory};
-use super::lock::DirectoryLock;
+use super::lock::LOCK_FILE;
 use super::{Journal, JournalError, JournalOptions};
 
 /// The copy's directory; removed when dropped.
 #[derive(Debug)]
 pub struct JournalCopy {
     directory: PathBuf,
-    /// The pid of the process holding the original state directory (a running daemon).
-    pub held_by: Option<u32>,
+    /// Another process (a running daemon) holds the original state directory.
+    pub held: bool,
+    /// That process's pid, when its lock file records it.
+    pub holder_pid: Option<u32>,
 }
 
 impl Drop for JournalCopy {
@@ -29,14 +31,20 @@ impl Journal {
     /// anything there (a `state_dir` that does not exist is not created). Keep the returned
     /// [`JournalCopy`] alive as long as the journal.
     pub fn open_copy(state_dir: &Path) -> Result<(Journal, JournalCopy), JournalError> {
-        let held_by = if state_dir.is_dir() {
-            match DirectoryLock::acquire(state_dir) {
-                Ok(_released_at_once) => None,
-                Err(JournalError::Locked { holder_pid, .. }) => Some(holder_pid.unwrap_or(0)),
-                Err(other) => return Err(other),
-            }
-        } else {
-            None
+        // Whether a daemon holds the directory: a shared look at its lock (the flock on the
+        // directory itself), taken and dropped at once; nothing is written there.
+        let (held, holder_pid) = match fs::File::open(state_dir) {
+            Ok(handle) => match handle.try_lock_shared() {
+                Ok(()) => (false, None),
+                Err(fs::TryLockError::WouldBlock) => {
+                    let pid = fs::read_to_string(state_dir.join(LOCK_FILE))
+                        .ok()
+                        .and_then(|text| text.trim().strip_prefix("pid=")?.parse().ok());
+                    (true, pid)
+                }
+                Err(fs::TryLockError::Error(_)) => (false, None),
+            },
+            Err(_) => (false, None),
         };
         let directory = std::env::temp_dir().join(format!(
             "dli-gitops-journal-copy-{}-{}",
@@ -47,7 +55,11 @@ impl Journal {
             JournalError::io("create a private journal copy", &directory, source)
         })?;
         make_private_directory(&directory)?;
-        let copy = JournalCopy { directory, held_by };
+        let copy = JournalCopy {
+            directory,
+            held,
+            holder_pid,
+        };
         let original = Paths::new(state_dir);
         for (from, name) in [
             (&original.snapshot, SNAPSHOT_FILE),
