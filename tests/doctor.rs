@@ -288,10 +288,13 @@ async fn without_a_project_id_the_target_looks_it_up_from_iam() {
     let run = doctor(&setup, &[]).await;
     assert_eq!(run.code, 0, "{}", run.stdout);
     assert_eq!(run.check("project id")["status"], "ok");
+    let detail = run.check("project id")["detail"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
     assert!(
-        run.stderr.contains("looked it up from IAM") && run.stderr.contains(DEV_PROJECT_ID),
-        "{}",
-        run.stderr
+        detail.contains("looked it up from IAM") && detail.contains(DEV_PROJECT_ID),
+        "{detail}"
     );
 
     // Keys IAM refuses: the error says how to find the id by hand.

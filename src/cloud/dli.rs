@@ -115,6 +115,11 @@ impl DliClient {
         })
     }
 
+    /// The project every call of this client names.
+    pub fn project_id(&self) -> &str {
+        self.core.project_id()
+    }
+
     /// The request counters this client records into (shared by every client built from the
     /// same options), for the daemon's `/metrics`.
     pub fn request_metrics(&self) -> RequestMetrics {

@@ -47,6 +47,19 @@ fn is_permission_denied(error: &CloudError) -> bool {
         || error.error_code() == Some("DLI.0003")
 }
 
+/// The `project id` check's detail when DLI took the id; one the config left out was looked up
+/// from IAM, and the detail says which, so the operator can pin it.
+fn project_accepted(context: &TargetContext) -> String {
+    if context.target.project_id().is_some() {
+        return "accepted by DLI".to_string();
+    }
+    format!(
+        "accepted by DLI; no `project_id` configured: looked it up from IAM ({}); set `project_id: {}` to skip the lookup",
+        context.live.clients.dli.project_id(),
+        context.live.clients.dli.project_id()
+    )
+}
+
 fn is_wrong_project(error: &CloudError) -> bool {
     error.error_code() == Some("APIG.0302")
 }
@@ -148,7 +161,7 @@ pub(super) async fn run_checks(context: &TargetContext) -> ChecksOutcome {
                 }
                 Err(error) if is_permission_denied(error) => {
                     checks.push(signed_ok(&skew, &skew_text));
-                    checks.push(Check::ok("project id", "accepted by DLI"));
+                    checks.push(Check::ok("project id", project_accepted(context)));
                     can_probe = true;
                     queue_list = Some(Err(error.to_string()));
                 }
@@ -163,7 +176,7 @@ pub(super) async fn run_checks(context: &TargetContext) -> ChecksOutcome {
                 }
                 Ok(queues) => {
                     checks.push(signed_ok(&skew, &skew_text));
-                    checks.push(Check::ok("project id", "accepted by DLI"));
+                    checks.push(Check::ok("project id", project_accepted(context)));
                     can_probe = true;
                     queue_list = Some(Ok(queues.clone()));
                 }
