@@ -1,4 +1,4 @@
-//! Planning 1,000 and 10,000 jobs (issue 10's target: 10,000 jobs planned in under 100 ms after
+//! Planning 1,000 and 10,000 jobs (the goal: 10,000 jobs planned in under 100 ms after
 //! parsing). The jobs are the `bench` example's workload, resolved once up front, so the figure
 //! is the planner's alone: no parsing, no I/O.
 //! Run: `cargo bench --bench plan_scale` (see BENCHMARKS.md for the profile used on shared

@@ -1,4 +1,4 @@
-//! Parsing and resolving a repository of 10,000 job files (issue 3's target: well under a
+//! Parsing and resolving a repository of 10,000 job files (the goal: well under a
 //! second). The repository is built in memory so the figure is spec's own, not the disk's.
 //! Run: `cargo bench --bench spec_parse`.
 

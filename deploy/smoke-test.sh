@@ -34,7 +34,7 @@ jobs_repo=${SMOKE_JOBS:-examples/jobs}
 timeout=${SMOKE_TIMEOUT:-120}
 unit=deploy/systemd/dli-gitops.service
 dockerfile=deploy/Dockerfile
-# The embedded emulator's documented development account (issue 2); never a real key.
+# The embedded emulator's documented development account; never a real key.
 access_key=DLIGITOPSDEVACCESSKEY
 secret_key=dli-gitops-dev-secret-key-not-for-production
 project_id=0a1b2c3d4e5f60718293a4b5c6d7e8f9
