@@ -872,6 +872,14 @@ async fn promotions_done_held_and_refused_are_announced_once_each() {
         to: "dev".into(),
         reason: "a deny window is open".into(),
     };
+    // A ready candidate held for a person: the gate says so on every run, the sinks hear it once.
+    let waiting = PromotionEvent::Held {
+        to: "dev".into(),
+        from: "staging".into(),
+        revision: "5b4a3c2d1e".into(),
+        kind: "manual",
+        reason: "ready; waiting for a manual promotion (promotion.auto is off)".into(),
+    };
     let runtime = tokio::runtime::Handle::current();
     let notifier = Notifier::from_config(&config, Some(journal.clone()), fast())
         .unwrap()
@@ -882,6 +890,18 @@ async fn promotions_done_held_and_refused_are_announced_once_each() {
     wait_for("promotion_held", || receiver.on("/hook").len() == 2).await;
     notifier.promotion_event(&runtime, &refused);
     wait_for("promotion_refused", || receiver.on("/hook").len() == 3).await;
+    notifier.promotion_event(&runtime, &waiting);
+    wait_for("promotion_held (waiting)", || {
+        receiver.on("/hook").len() == 4
+    })
+    .await;
+    notifier.promotion_event(&runtime, &waiting);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(
+        receiver.on("/hook").len(),
+        4,
+        "held for a person is announced once"
+    );
     // The same journaled promotions seen again (after a restart) are not announced again.
     drop(notifier);
     let notifier = Notifier::from_config(&config, Some(journal.clone()), fast())
@@ -889,10 +909,16 @@ async fn promotions_done_held_and_refused_are_announced_once_each() {
         .unwrap();
     notifier.promotion_event(&runtime, &promoted);
     notifier.promotion_event(&runtime, &held);
+    notifier.promotion_event(&runtime, &waiting);
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert_eq!(
         events(&receiver.on("/hook")),
-        ["promotion_done", "promotion_held", "promotion_refused"]
+        [
+            "promotion_done",
+            "promotion_held",
+            "promotion_refused",
+            "promotion_held"
+        ]
     );
     let done: Value = serde_json::from_slice(&receiver.on("/hook")[0].body).unwrap();
     assert_eq!(done["details"]["revision"], "3f2a9c1b7d");

@@ -461,6 +461,7 @@ pub async fn serve(
                 PromotionEvent::MarkedFailed { to, .. } => {
                     counted.count_promotion(to, "auto", "failed_upstream");
                 }
+                PromotionEvent::Held { .. } => {}
             }
         }));
         let timer_stop = stop.clone();

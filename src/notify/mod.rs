@@ -710,7 +710,8 @@ impl Notifier {
     }
 
     /// A promotion event (from the pipeline's listener, which may run outside the runtime):
-    /// done, held (a revision marked failed upstream is never promoted), refused.
+    /// done, held (a ready candidate held by a change window or waiting for a person, once per
+    /// candidate and cause; a revision marked failed upstream, never promoted), refused.
     pub fn promotion_event(
         self: &Arc<Self>,
         runtime: &tokio::runtime::Handle,
@@ -744,6 +745,19 @@ impl Notifier {
                 format!("{to}:held:{seq}"),
                 format!("{to}: revision {revision} of `{from}` is held, never promoted: {reason}"),
                 json!({ "from": from, "revision": revision, "reason": reason, "journal_seq": seq }),
+            ),
+            PromotionEvent::Held {
+                to,
+                from,
+                revision,
+                kind,
+                reason,
+            } => (
+                to.clone(),
+                "promotion_held",
+                format!("{to}:held:{revision}:{kind}"),
+                format!("{to}: revision {revision} of `{from}` is ready but held: {reason}"),
+                json!({ "from": from, "revision": revision, "held_by": kind, "reason": reason }),
             ),
             PromotionEvent::Refused { to, reason } => (
                 to.clone(),

@@ -12,7 +12,7 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 
 use super::gate::{
-    BY_AUTO, GateDecision, GateInputs, ManualRequest, PolicyError, PromotionHistory,
+    BY_AUTO, GateDecision, GateInputs, HoldReason, ManualRequest, PolicyError, PromotionHistory,
     PromotionPolicy, RULE_UPSTREAM_FAILED, UpstreamSample, UpstreamTracker, evaluate,
 };
 use super::manual::{PromoteReport, PromotionError, promotion_record, record_manual_promotion};
@@ -41,6 +41,16 @@ pub enum PromotionEvent {
     },
     /// A manual promotion was refused (failed revision, closed window).
     Refused { to: String, reason: String },
+    /// A candidate that is ready upstream is held by something a person may act on: a change
+    /// window (`window`) or `promotion.auto: false` (`manual`). Repeated on every gate run while
+    /// it lasts; listeners keep one per (`to`, `revision`, `kind`).
+    Held {
+        to: String,
+        from: String,
+        revision: String,
+        kind: &'static str,
+        reason: String,
+    },
     /// A revision was recorded as Degraded or failed upstream: it is never promoted to `to`.
     MarkedFailed {
         to: String,
@@ -242,8 +252,26 @@ impl Pipeline {
                     now,
                 })
             };
-            let GateDecision::Promote { revision, rule } = decision else {
-                continue;
+            let (revision, rule) = match decision {
+                GateDecision::Promote { revision, rule } => (revision, rule),
+                GateDecision::Hold {
+                    candidate: Some(candidate),
+                    reason: reason @ (HoldReason::Window { .. } | HoldReason::ManualOnly),
+                } => {
+                    events.push(PromotionEvent::Held {
+                        to: stage.target.clone(),
+                        from: stage.upstream.clone(),
+                        revision: candidate,
+                        kind: if matches!(reason, HoldReason::ManualOnly) {
+                            "manual"
+                        } else {
+                            "window"
+                        },
+                        reason: reason.to_string(),
+                    });
+                    continue;
+                }
+                GateDecision::Hold { .. } => continue,
             };
             let seq = journal.append(
                 &stage.target,
@@ -448,7 +476,11 @@ targets:
                 &sample(R1, UpstreamCondition::Healthy, 6),
             )
             .unwrap();
-        assert!(pipeline.evaluate(&journal, at(30)).unwrap().is_empty());
+        let events = pipeline.evaluate(&journal, at(30)).unwrap();
+        assert!(
+            matches!(&events[..], [PromotionEvent::Held { to, revision, kind: "manual", .. }] if to == "prod" && revision == R1),
+            "{events:?}"
+        );
         let view = pipeline.view(&config, &journal.state(), at(30));
         let prod = &view.targets[2];
         assert_eq!(prod.promote_from.as_deref(), Some("staging"));
@@ -482,7 +514,14 @@ targets:
         pipeline
             .observe(&journal, "dev", &sample(R2, UpstreamCondition::Healthy, 12))
             .unwrap();
-        assert!(pipeline.evaluate(&journal, at(59)).unwrap().is_empty());
+        // Nothing promoted; prod's ready candidate is still held for a person.
+        let events = pipeline.evaluate(&journal, at(59)).unwrap();
+        assert!(
+            events
+                .iter()
+                .all(|event| matches!(event, PromotionEvent::Held { to, .. } if to == "prod")),
+            "{events:?}"
+        );
         assert_eq!(
             followed_revision(&journal.state(), "staging").as_deref(),
             Some(R1)
