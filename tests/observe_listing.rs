@@ -6,6 +6,8 @@
 //! acted is confirmed with one detail read per job it acted on. Counted by the emulator's own
 //! call statistics, or by a scripted DLI server on loopback for the malformed listings.
 
+mod support;
+
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -24,6 +26,8 @@ use dli_gitops::model::{FlinkJobConfig, JobKind};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
+use support::target::{PRUNE, write_target_config};
+
 // ---------------------------------------------------------------------------------------------
 // A target over the emulator (or any DLI endpoint)
 // ---------------------------------------------------------------------------------------------
@@ -35,38 +39,6 @@ struct Harness {
     http: reqwest::Client,
 }
 
-/// A config file for one target `dev` whose every endpoint is `api`.
-fn write_config(dir: &std::path::Path, api: &str) -> PathBuf {
-    std::fs::create_dir_all(dir.join("repo/environments")).unwrap();
-    std::fs::write(dir.join("repo/environments/dev.yaml"), "variables: {}\n").unwrap();
-    std::fs::write(dir.join("ak"), DEV_ACCESS_KEY).unwrap();
-    std::fs::write(dir.join("sk"), DEV_SECRET_KEY).unwrap();
-    let text = format!(
-        r#"state_dir: state
-sources:
-  jobs:
-    path: repo
-targets:
-  - name: dev
-    source: jobs
-    environment: dev
-    region: cn-north-4
-    project_id: {DEV_PROJECT_ID}
-    endpoints: {{dli: "{api}", dlf: "{api}", iam: "{api}", obs: "{api}"}}
-    credentials: {{access_key_file: ak, secret_key_file: sk}}
-    staging: obs://dli-gitops-staging/dev/
-    backups: obs://dli-gitops-backups/dev/
-    policy: {{prune: true}}
-    rate_limit: {{requests_per_second: 100000, burst: 100000}}
-    retry: {{max_attempts: 2, initial_backoff: 10ms, max_backoff: 50ms}}
-    timeouts: {{job_transition: 20s, savepoint: 10s, import_task: 20s}}
-"#
-    );
-    let path = dir.join("dli-gitops.yaml");
-    std::fs::write(&path, text).unwrap();
-    path
-}
-
 impl Harness {
     async fn emulator(mut emulator_config: EmulatorConfig) -> Harness {
         let dir = tempfile::tempdir().expect("temp dir");
@@ -74,13 +46,14 @@ impl Harness {
         let emulator = Emulator::start(emulator_config)
             .await
             .expect("emulator starts");
-        let config_path = write_config(dir.path(), &emulator.dli_url());
+        let config_path =
+            write_target_config(dir.path(), &emulator.dli_url(), &emulator.dli_url(), PRUNE);
         Harness::open(dir, Some(emulator), &config_path).await
     }
 
     async fn at(api: &str) -> Harness {
         let dir = tempfile::tempdir().expect("temp dir");
-        let config_path = write_config(dir.path(), api);
+        let config_path = write_target_config(dir.path(), api, api, PRUNE);
         Harness::open(dir, None, &config_path).await
     }
 
@@ -228,6 +201,36 @@ async fn a_cold_observation_reads_configurations_from_the_listing_and_tags_in_bu
     let calls = delta(&before, &harness.stats().await);
     assert_eq!(calls, BTreeMap::from([("ListFlinkJobs".to_string(), 3)]));
     assert_eq!((second.cached, second.flink_tag_calls), (250, 0));
+
+    // Every job moved (a tag written outside dli-gitops): a plain listing shows more moved jobs
+    // than a listing with configurations costs, so the pages are read again with them.
+    let extra = BTreeMap::from([("owner".to_string(), "someone".to_string())]);
+    for id in ids.values() {
+        harness
+            .context
+            .live
+            .update_flink_tags(*id, &extra, &[])
+            .await
+            .unwrap();
+    }
+    let before = harness.stats().await;
+    let (observed, third) = apply::observe(&harness.context).await.unwrap();
+    let calls = delta(&before, &harness.stats().await);
+    assert_eq!(
+        calls,
+        BTreeMap::from([
+            ("ListFlinkJobs".to_string(), 6),
+            ("ListResourcesByTags".to_string(), 1),
+        ]),
+        "three plain pages, three with configurations, one bulk tag read; no detail"
+    );
+    assert_eq!((third.from_listing, third.flink_detail_calls), (250, 0));
+    assert!(
+        observed
+            .flink
+            .iter()
+            .all(|job| job.config.tags.get("owner").map(String::as_str) == Some("someone"))
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -496,6 +499,8 @@ struct Scripted {
     /// What the listing carries instead of the job's `job_config` (`Null`: left out).
     listing_config: BTreeMap<i64, Value>,
     lists: AtomicU32,
+    /// Lists that asked for configurations (`show_detail=true`).
+    detailed_lists: AtomicU32,
     details: AtomicU32,
     bulk_tags: AtomicU32,
     job_tags: AtomicU32,
@@ -517,6 +522,9 @@ async fn scripted_list(
         .and_then(|l| l.parse().ok())
         .unwrap_or(10);
     let show_detail = query.get("show_detail").map(String::as_str) == Some("true");
+    if show_detail {
+        state.detailed_lists.fetch_add(1, Ordering::SeqCst);
+    }
     let jobs: Vec<Value> = state
         .jobs
         .iter()
@@ -632,6 +640,21 @@ async fn a_listing_with_missing_or_malformed_job_config_reads_only_those_jobs_de
         assert_eq!(job.config.cu_number, 4, "{}", job.name);
         assert!(job.is_managed(), "{}", job.name);
     }
+
+    assert_eq!(state.detailed_lists.load(Ordering::SeqCst), 1);
+
+    // Warm: a plain listing (no configurations, half the bytes) and nothing read.
+    let (observed, warm) = apply::observe(&harness.context).await.unwrap();
+    assert_eq!(observed.flink.len(), 6);
+    assert_eq!(
+        (
+            state.lists.load(Ordering::SeqCst),
+            state.detailed_lists.load(Ordering::SeqCst),
+            state.details.load(Ordering::SeqCst),
+        ),
+        (2, 1, 3)
+    );
+    assert_eq!((warm.cached, warm.flink_detail_calls), (6, 0));
 
     // And so nothing plans a change of cu_number from the listing.
     for id in 1..=6 {

@@ -9,7 +9,7 @@ use serde::Serialize;
 
 use super::ApplyError;
 use super::ledger::{DLF_KEY_PREFIX, Ledger, ObservationEntry, journal_key};
-use super::live::{BulkTags, ListedConfig, LiveService};
+use super::live::{BulkTags, ListedConfig, ListedFlinkJob, Listing, LiveService};
 use crate::model::{JobKind, ObservedDlfJob, ObservedFlinkJob, ObservedJobs};
 
 /// Job details read concurrently during one observation.
@@ -18,6 +18,18 @@ const DETAIL_READS_AT_ONCE: usize = 8;
 const BULK_TAG_PAGE: usize = 1000;
 /// Observation records written at once (they share fsyncs).
 const RECORDS_AT_ONCE: usize = 64;
+
+/// The journal's observation of a listed job is still good: same live id, `update_time` and
+/// status, and no unresolved intent names it.
+fn cache_is_fresh<J: Ledger>(ledger: &J, scope: &ObserveScope, listed: &ListedFlinkJob) -> bool {
+    let key = journal_key(JobKind::FlinkSql, &listed.name);
+    !scope.refresh.contains(&key)
+        && ledger.cached(&key).is_some_and(|cached| {
+            cached.live_id == Some(listed.id)
+                && cached.update_time == Some(listed.update_time)
+                && cached.status.as_deref() == Some(listed.status.as_str())
+        })
+}
 
 /// The journal record of a Flink job's observation.
 fn observation_of(key: String, job: &ObservedFlinkJob) -> ObservationEntry {
@@ -91,10 +103,48 @@ pub(crate) async fn observe_with<L: LiveService, J: Ledger>(
         }
     };
 
-    let listing = live
-        .list_flink_jobs_with_config()
-        .await
-        .map_err(observe_error("listing Flink jobs"))?;
+    // Configurations make every page about twice as large, so they are asked for only when the
+    // journal holds no observation of this target's Flink jobs (first contact, adoption, a lost
+    // state directory), or when a plain listing shows more moved jobs than a listing with
+    // configurations and one bulk tag read would cost (each moved job costs a detail and a tag
+    // read otherwise).
+    let cold = !ledger.view().flink.keys().any(|name| {
+        ledger
+            .cached(&journal_key(JobKind::FlinkSql, name))
+            .is_some()
+    });
+    let listing = if cold {
+        live.list_flink_jobs_with_config()
+            .await
+            .map_err(observe_error("listing Flink jobs"))?
+    } else {
+        let plain = live
+            .list_flink_jobs()
+            .await
+            .map_err(observe_error("listing Flink jobs"))?;
+        let moved = plain
+            .jobs
+            .iter()
+            .filter(|listed| !cache_is_fresh(ledger, scope, listed))
+            .count();
+        if moved * 2 > plain.calls as usize + 1 {
+            let mut detailed = live
+                .list_flink_jobs_with_config()
+                .await
+                .map_err(observe_error("listing Flink jobs"))?;
+            detailed.calls += plain.calls;
+            detailed
+        } else {
+            Listing {
+                jobs: plain
+                    .jobs
+                    .into_iter()
+                    .map(|job| (job, ListedConfig::NotAsked))
+                    .collect(),
+                calls: plain.calls,
+            }
+        }
+    };
     report.flink_list_calls = listing.calls;
     let mut name_counts: BTreeMap<&str, usize> = BTreeMap::new();
     for (job, _) in &listing.jobs {
