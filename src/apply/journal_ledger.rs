@@ -98,7 +98,7 @@ impl Ledger for JournalLedger {
             match key.strip_prefix(DLF_KEY_PREFIX) {
                 Some(name) => {
                     let cached = job.observed.as_ref().map(|observed| {
-                        super::observe::DlfCacheEntry::from_snapshot(observed.config.clone())
+                        super::observe::DlfCacheEntry::from_snapshot(observed.config.to_value())
                     });
                     let cached = cached.unwrap_or_default();
                     view.dlf.insert(
@@ -141,7 +141,7 @@ impl Ledger for JournalLedger {
             live_id: parse_id(&entry.live_id),
             update_time: observed.update_time,
             status: observed.status.clone(),
-            snapshot: observed.config.clone(),
+            snapshot: observed.config.to_value(),
         })
     }
 

@@ -94,12 +94,16 @@ pub(crate) fn read_snapshot(path: &Path) -> Result<Option<JournalState>, Journal
         reason,
     };
     verify_seal(trimmed).map_err(corrupt)?;
-    let value: serde_json::Value =
+    // The version first, skipping the rest (no JSON tree of the whole state is built: the state
+    // is read straight into its compact form below).
+    #[derive(Deserialize)]
+    struct VersionProbe {
+        #[serde(default)]
+        v: serde_json::Value,
+    }
+    let probe: VersionProbe =
         serde_json::from_slice(trimmed).map_err(|error| corrupt(format!("not JSON: {error}")))?;
-    let version = value
-        .get("v")
-        .and_then(serde_json::Value::as_u64)
-        .unwrap_or(0);
+    let version = probe.v.as_u64().unwrap_or(0);
     if version > u64::from(FORMAT_VERSION) {
         return Err(JournalError::NewerFormat {
             path: path.to_path_buf(),
@@ -109,16 +113,23 @@ pub(crate) fn read_snapshot(path: &Path) -> Result<Option<JournalState>, Journal
         });
     }
     let snapshot: SnapshotFile =
-        serde_json::from_value(value).map_err(|error| corrupt(format!("{error}")))?;
+        serde_json::from_slice(trimmed).map_err(|error| corrupt(format!("{error}")))?;
     Ok(Some(snapshot.state))
 }
 
 /// Writes the snapshot atomically: temp file, fsync, rename, directory fsync.
 pub(crate) fn write_snapshot(paths: &Paths, state: &JournalState) -> Result<(), JournalError> {
-    let snapshot = SnapshotFile {
+    // Borrowed, so writing a snapshot does not copy the state first.
+    #[derive(Serialize)]
+    struct SnapshotRef<'a> {
+        v: u32,
+        written_at: DateTime<Utc>,
+        state: &'a JournalState,
+    }
+    let snapshot = SnapshotRef {
         v: FORMAT_VERSION,
         written_at: Utc::now(),
-        state: state.clone(),
+        state,
     };
     let encoded = serde_json::to_vec(&snapshot).map_err(|source| JournalError::Encode {
         target: "(snapshot)".into(),

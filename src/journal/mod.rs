@@ -41,9 +41,9 @@ pub use record::{
 };
 pub use scan::DroppedLine;
 pub use state::{
-    AppliedRevision, BackupEntry, DriftMark, HISTORY_LIMIT, JobState, JournalState, LastOutcome,
-    ObservedEntry, PendingIntent, PromotionEntry, SAVEPOINT_CATALOG_LIMIT, SavepointEntry,
-    TargetState, UnknownTarget,
+    AppliedRevision, BackupEntry, CompactJson, DriftMark, HISTORY_LIMIT, JobState, JournalState,
+    LastOutcome, ObservedEntry, PendingIntent, PromotionEntry, SAVEPOINT_CATALOG_LIMIT,
+    SavepointEntry, TargetState, UnknownTarget,
 };
 
 use files::{Paths, open_journal_for_append, read_or_empty, read_snapshot, sync_directory};

@@ -3,8 +3,9 @@
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
-use serde::{Deserialize, Serialize};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use serde_json::Value;
+use serde_json::value::RawValue;
 
 use super::record::{Record, RecordBody, RecordedError, SavepointRecord};
 
@@ -116,9 +117,67 @@ pub struct DriftMark {
 pub struct ObservedEntry {
     pub update_time: Option<i64>,
     pub status: Option<String>,
-    pub config: Value,
+    /// The normalised detail, kept as its JSON text and parsed only when read
+    /// ([`CompactJson::to_value`]): a few KiB per job instead of a tree of maps and strings.
+    pub config: CompactJson,
     pub seq: u64,
     pub time: DateTime<Utc>,
+}
+
+/// A JSON value held as its compact text (what `serde_json` writes for the value), so that a
+/// state with thousands of cached observations does not keep thousands of JSON trees. It
+/// serialises as the value itself: `snapshot.json` reads and writes exactly as before.
+#[derive(Clone)]
+pub struct CompactJson(Box<RawValue>);
+
+impl CompactJson {
+    pub fn from_value(value: &Value) -> Self {
+        // Serialising a `Value` cannot fail (its map keys are strings).
+        Self(serde_json::value::to_raw_value(value).expect("a JSON value serialises"))
+    }
+
+    /// The value, parsed from the text.
+    pub fn to_value(&self) -> Value {
+        // The text was written by `serde_json` from a value, so it parses back.
+        serde_json::from_str(self.0.get()).expect("compact JSON text parses")
+    }
+
+    /// The compact JSON text.
+    pub fn as_str(&self) -> &str {
+        self.0.get()
+    }
+}
+
+impl From<&Value> for CompactJson {
+    fn from(value: &Value) -> Self {
+        Self::from_value(value)
+    }
+}
+
+impl PartialEq for CompactJson {
+    fn eq(&self, other: &Self) -> bool {
+        self.as_str() == other.as_str()
+    }
+}
+
+impl std::fmt::Debug for CompactJson {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter.write_str(self.as_str())
+    }
+}
+
+impl Serialize for CompactJson {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        self.0.serialize(serializer)
+    }
+}
+
+impl<'de> Deserialize<'de> for CompactJson {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        // Through a `Value`, so the text is the canonical compact form whatever the input's
+        // spacing or key order (and `from_value` deserialisers work too).
+        Ok(Self::from_value(&Value::deserialize(deserializer)?))
+    }
 }
 
 /// The last action that ended for a job.
@@ -276,7 +335,7 @@ impl JournalState {
                 job.observed = Some(ObservedEntry {
                     update_time: observed.update_time,
                     status: observed.status.clone(),
-                    config: observed.config.clone(),
+                    config: CompactJson::from_value(&observed.config),
                     seq,
                     time,
                 });
@@ -545,6 +604,55 @@ mod tests {
         };
         state.apply(&record(2, "dev", outcome("a", "j", effects)));
         assert!(state.job("dev", "j").is_none());
+    }
+
+    #[test]
+    fn compact_observation_reads_and_writes_as_the_json_value() {
+        let config = json!({
+            "name": "clicks \"agg\" ✓",
+            "cu_number": 4,
+            "ratio": 0.1,
+            "sql_body": "INSERT INTO sink\nSELECT * FROM source;",
+            "runtime_config": {"z": "1", "a": null, "m": [1, 2.5, true]},
+            "tags": {}
+        });
+        let compact = CompactJson::from_value(&config);
+        assert_eq!(compact.to_value(), config);
+        assert_eq!(
+            serde_json::to_string(&compact).unwrap(),
+            serde_json::to_string(&config).unwrap()
+        );
+        // Spacing and key order in the input do not matter: the text is the canonical form.
+        let spaced: CompactJson =
+            serde_json::from_str(&serde_json::to_string_pretty(&config).unwrap()).unwrap();
+        assert_eq!(spaced, compact);
+        let from_value: CompactJson = serde_json::from_value(config.clone()).unwrap();
+        assert_eq!(from_value, compact);
+
+        // A state with an observation writes the JSON the value tree wrote, and reads back.
+        let mut state = JournalState::default();
+        state.apply(&record(
+            1,
+            "dev",
+            RecordBody::Observed(Observed {
+                job: "j".into(),
+                live_id: Some("7".into()),
+                update_time: Some(1000),
+                config: config.clone(),
+                status: Some("job_running".into()),
+                managed: Some(true),
+                extra: Map::new(),
+            }),
+        ));
+        let written = serde_json::to_value(&state).unwrap();
+        assert_eq!(
+            written["targets"]["dev"]["jobs"]["j"]["observed"]["config"],
+            config
+        );
+        let text = serde_json::to_string(&state).unwrap();
+        let read: JournalState = serde_json::from_str(&text).unwrap();
+        assert_eq!(read, state);
+        assert_eq!(serde_json::to_string(&read).unwrap(), text);
     }
 
     #[test]
