@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use crate::daemon::control::ControlView;
 use crate::daemon::status::{TargetOverview, TargetStatus};
 
 /// What `dli-gitops status` was asked for.
@@ -46,6 +47,14 @@ pub enum StatusClientError {
         #[source]
         source: reqwest::Error,
     },
+    #[error(
+        "the daemon at {url} answered a status this version does not read; is it a dli-gitops daemon of the same version?"
+    )]
+    Shape {
+        url: String,
+        #[source]
+        source: serde_json::Error,
+    },
     #[error("writing the status")]
     Write(#[source] std::io::Error),
     #[error("starting the async runtime")]
@@ -68,6 +77,26 @@ pub async fn fetch_status(
     target: Option<&str>,
     timeout: Duration,
 ) -> Result<Vec<TargetStatus>, StatusClientError> {
+    fetch_status_values(server, target, timeout)
+        .await?
+        .into_iter()
+        .map(|value| {
+            serde_json::from_value(value).map_err(|source| StatusClientError::Shape {
+                url: format!("{}/api/v1/targets", server.trim_end_matches('/')),
+                source,
+            })
+        })
+        .collect()
+}
+
+/// The targets' status objects as the daemon sent them, with the parts read live at the
+/// request (`controls`: suspend and change windows; `savepoints`: the catalog) that the typed
+/// [`TargetStatus`] of the last pass does not carry.
+pub async fn fetch_status_values(
+    server: &str,
+    target: Option<&str>,
+    timeout: Duration,
+) -> Result<Vec<serde_json::Value>, StatusClientError> {
     let client = reqwest::Client::builder()
         .timeout(timeout)
         .build()
@@ -124,11 +153,64 @@ async fn get_json<T: serde::de::DeserializeOwned>(
 
 /// A table per target: its sync, health and revisions, then one line per job.
 pub fn render_status_text(targets: &[TargetStatus]) -> String {
-    // Job names, messages and errors come from git or the service: escaped for the terminal.
-    crate::terminal::escape(&render_status_text_unescaped(targets)).into_owned()
+    render_status_text_with(targets, &[])
 }
 
-fn render_status_text_unescaped(targets: &[TargetStatus]) -> String {
+/// [`render_status_text`] with each target's live controls (suspend, change windows), in the
+/// order of `targets`; a missing entry shows none.
+pub fn render_status_text_with(
+    targets: &[TargetStatus],
+    controls: &[Option<ControlView>],
+) -> String {
+    // Job names, messages and errors come from git or the service: escaped for the terminal.
+    crate::terminal::escape(&render_status_text_unescaped(targets, controls)).into_owned()
+}
+
+/// The controls' lines of one target: a suspend and the change windows, when any apply.
+fn render_controls(view: &ControlView, now: chrono::DateTime<chrono::Utc>) -> String {
+    let mut text = String::new();
+    if view.suspended {
+        text.push_str(&format!(
+            "  suspended by {}{}\n",
+            if view.suspended_by.is_empty() {
+                "config".to_string()
+            } else {
+                view.suspended_by.join(", ")
+            },
+            view.suspended_until
+                .map(|until| format!(" until {}", crate::terminal::human_time(until, now)))
+                .unwrap_or_default()
+        ));
+    }
+    let windows = &view.windows;
+    if let Some(block) = &windows.blocked {
+        text.push_str(&format!(
+            "  change window: syncs wait ({}){}\n",
+            block,
+            windows
+                .unblocks_at
+                .map(|at| format!("; they may run {}", crate::terminal::human_time(at, now)))
+                .unwrap_or_default()
+        ));
+    } else if let Some(at) = windows.blocks_at {
+        text.push_str(&format!(
+            "  change window: open; syncs will wait from {}\n",
+            crate::terminal::human_time(at, now)
+        ));
+    }
+    if let Some(pending) = &view.override_pending {
+        text.push_str(&format!(
+            "  break-glass override pending (by {}): {}\n",
+            pending.by, pending.reason
+        ));
+    }
+    text
+}
+
+fn render_status_text_unescaped(
+    targets: &[TargetStatus],
+    controls: &[Option<ControlView>],
+) -> String {
     let mut text = String::new();
     for (index, target) in targets.iter().enumerate() {
         if index > 0 {
@@ -162,6 +244,9 @@ fn render_status_text_unescaped(targets: &[TargetStatus]) -> String {
                     .map(|message| format!(": {message}"))
                     .unwrap_or_default()
             ));
+        }
+        if let Some(Some(view)) = controls.get(index) {
+            text.push_str(&render_controls(view, chrono::Utc::now()));
         }
         if let Some(error) = &target.last_error {
             text.push_str(&format!(
@@ -244,19 +329,32 @@ pub async fn status_command(
     options: &StatusOptions,
     out: &mut dyn Write,
 ) -> Result<(), StatusClientError> {
-    let statuses =
-        fetch_status(&options.server, options.target.as_deref(), options.timeout).await?;
+    let values =
+        fetch_status_values(&options.server, options.target.as_deref(), options.timeout).await?;
     let text = if options.json {
         // One target asked for: its object; all of them: the list.
-        let mut json = match (&options.target, statuses.as_slice()) {
+        let mut json = match (&options.target, values.as_slice()) {
             (Some(_), [only]) => serde_json::to_string_pretty(only),
-            _ => serde_json::to_string_pretty(&statuses),
+            _ => serde_json::to_string_pretty(&values),
         }
         .unwrap_or_default();
         json.push('\n');
         json
     } else {
-        render_status_text(&statuses)
+        let mut statuses = Vec::with_capacity(values.len());
+        let mut controls = Vec::with_capacity(values.len());
+        for value in values {
+            controls.push(serde_json::from_value::<ControlView>(value["controls"].clone()).ok());
+            statuses.push(
+                serde_json::from_value::<TargetStatus>(value).map_err(|source| {
+                    StatusClientError::Shape {
+                        url: format!("{}/api/v1/targets", options.server.trim_end_matches('/')),
+                        source,
+                    }
+                })?,
+            );
+        }
+        render_status_text_with(&statuses, &controls)
     };
     out.write_all(text.as_bytes())
         .map_err(StatusClientError::Write)
@@ -272,4 +370,52 @@ pub fn status_blocking(
         .build()
         .map_err(StatusClientError::Runtime)?;
     runtime.block_on(status_command(options, out))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::promotion::WindowBlock;
+
+    #[test]
+    fn the_controls_lines_say_who_suspended_until_when_and_why_syncs_wait() {
+        let now = chrono::DateTime::parse_from_rfc3339("2026-12-04T17:00:00Z")
+            .unwrap()
+            .with_timezone(&chrono::Utc);
+        let mut view = ControlView {
+            suspended: true,
+            suspended_by: vec!["api:alice".into()],
+            suspended_until: Some(now + chrono::Duration::hours(2)),
+            ..ControlView::default()
+        };
+        view.windows.blocked = Some(WindowBlock::Deny {
+            schedule: "0 22 * * *".into(),
+            duration: "8h".into(),
+        });
+        view.windows.unblocks_at = Some(now + chrono::Duration::hours(5));
+        let text = render_controls(&view, now);
+        assert!(
+            text.contains("suspended by api:alice until 2026-12-04 19:00:00 UTC"),
+            "{text}"
+        );
+        assert!(
+            text.contains("change window: syncs wait (deny window `0 22 * * *` (for 8h) is open); they may run 2026-12-04 22:00:00 UTC"),
+            "{text}"
+        );
+        // Nothing to say: no lines.
+        assert_eq!(render_controls(&ControlView::default(), now), "");
+        let open = ControlView {
+            windows: crate::daemon::control::WindowStatus {
+                blocks_at: Some(now + chrono::Duration::minutes(30)),
+                ..Default::default()
+            },
+            ..ControlView::default()
+        };
+        assert!(
+            render_controls(&open, now)
+                .contains("open; syncs will wait from 2026-12-04 17:30:00 UTC"),
+            "{}",
+            render_controls(&open, now)
+        );
+    }
 }
