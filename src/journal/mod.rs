@@ -237,7 +237,7 @@ impl Journal {
         let mut state = snapshot.unwrap_or_default();
 
         let bytes = read_or_empty(&paths.journal)?;
-        let recovered = scan::recover(&paths.journal, &bytes, scan::scan_lines(&bytes))?;
+        let mut recovered = scan::recover(&paths.journal, &bytes, scan::scan_lines(&bytes))?;
         if let Some(first) = recovered.records.first()
             && first.seq > state.last_seq + 1
         {
@@ -277,10 +277,15 @@ impl Journal {
             dropped_saved_to = Some(saved);
         }
 
+        drop(bytes);
+        let first_record_seq = recovered.records.first().map(|record| record.seq);
+        let last_record_seq = recovered.records.last().map(|record| record.seq);
         let mut replayed_records = 0;
         let mut skipped_records = 0;
-        for record in &recovered.records {
-            if state.apply(record) {
+        // Each record is dropped once folded in, so the state grows into the memory the
+        // records free instead of beside all of them.
+        for record in std::mem::take(&mut recovered.records) {
+            if state.apply(&record) {
                 replayed_records += 1;
             } else {
                 skipped_records += 1;
@@ -289,8 +294,8 @@ impl Journal {
 
         let finished_interrupted_compaction = skipped_records > 0 && replayed_records == 0;
         let (file, length, first_seq_in_file) = if finished_interrupted_compaction {
-            let first = recovered.records[0].seq;
-            let last = recovered.records[recovered.records.len() - 1].seq;
+            let first = first_record_seq.unwrap_or_default();
+            let last = last_record_seq.unwrap_or_default();
             let file = rotate_journal(&paths, first, last).map_err(RotateError::into_inner)?;
             prune_archive(&paths, options.archive_segments_kept);
             (file, 0, None)
@@ -298,7 +303,7 @@ impl Journal {
             (
                 open_journal_for_append(&paths)?,
                 recovered.valid_length,
-                recovered.records.first().map(|record| record.seq),
+                first_record_seq,
             )
         };
 
