@@ -5,83 +5,28 @@
 //! later passes do not loop back into it; a commit that changes the job clears the mark; and
 //! without `rollback_on_failure` nothing of this happens.
 
+mod support;
+
 use std::path::PathBuf;
 use std::time::Duration;
 
-use dli_gitops::apply::{self, ApplyOptions, ApplyReport, TargetContext};
-use dli_gitops::config::Config;
-use dli_gitops::emulator::{
-    DEV_ACCESS_KEY, DEV_PROJECT_ID, DEV_SECRET_KEY, Emulator, EmulatorConfig, EmulatorHandle,
-};
+use dli_gitops::apply::{self, ApplyOptions, ApplyReport};
+use dli_gitops::emulator::EmulatorConfig;
 use dli_gitops::plan::ActionClass;
 use serde_json::Value;
 
-struct Harness {
-    dir: tempfile::TempDir,
-    emulator: Option<EmulatorHandle>,
-    context: Option<TargetContext>,
-    http: reqwest::Client,
-}
+use support::target::Harness;
 
 const GOOD_SQL: &str = "SELECT 1 AS v;";
 
 impl Harness {
     /// `policy` is the body of the target's `policy: {...}`.
     async fn start(policy: &str) -> Harness {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let mut emulator_config = EmulatorConfig::for_tests(PathBuf::new());
-        emulator_config.data_dir = dir.path().join("emulator");
-        let emulator = Emulator::start(emulator_config)
-            .await
-            .expect("emulator starts");
-        std::fs::create_dir_all(dir.path().join("repo/environments")).unwrap();
-        std::fs::write(
-            dir.path().join("repo/environments/dev.yaml"),
-            "variables: {}\n",
+        Harness::over_emulator(
+            EmulatorConfig::for_tests(PathBuf::new()),
+            &format!("    policy: {{{policy}}}\n"),
         )
-        .unwrap();
-        std::fs::write(dir.path().join("ak"), DEV_ACCESS_KEY).unwrap();
-        std::fs::write(dir.path().join("sk"), DEV_SECRET_KEY).unwrap();
-        let api = emulator.dli_url();
-        let s3 = emulator.s3_url();
-        let config_text = format!(
-            r#"state_dir: state
-sources:
-  jobs:
-    path: repo
-targets:
-  - name: dev
-    source: jobs
-    environment: dev
-    region: cn-north-4
-    project_id: {DEV_PROJECT_ID}
-    endpoints: {{dli: "{api}", dlf: "{api}", iam: "{api}", obs: "{s3}"}}
-    credentials: {{access_key_file: ak, secret_key_file: sk}}
-    staging: obs://dli-gitops-staging/dev/
-    backups: obs://dli-gitops-backups/dev/
-    policy: {{{policy}}}
-    rate_limit: {{requests_per_second: 100000, burst: 100000}}
-    retry: {{max_attempts: 2, initial_backoff: 10ms, max_backoff: 50ms}}
-    timeouts: {{job_transition: 20s, savepoint: 10s, import_task: 20s}}
-"#
-        );
-        let config_path = dir.path().join("dli-gitops.yaml");
-        std::fs::write(&config_path, config_text).unwrap();
-        let config = Config::load(&config_path).expect("config loads");
-        let mut context = TargetContext::open(&config, "dev")
-            .await
-            .expect("target opens");
-        context.options.poll_interval = Duration::from_millis(5);
-        Harness {
-            dir,
-            emulator: Some(emulator),
-            context: Some(context),
-            http: reqwest::Client::new(),
-        }
-    }
-
-    fn context(&self) -> &TargetContext {
-        self.context.as_ref().expect("context")
+        .await
     }
 
     fn sql_job(&self, name: &str, sql: &str) {
@@ -110,37 +55,11 @@ targets:
             .expect("the pass runs")
     }
 
-    async fn live(&self, name: &str) -> dli_gitops::model::ObservedFlinkJob {
-        let (observed, _) = apply::observe(self.context()).await.expect("observe");
-        observed
-            .flink
-            .into_iter()
-            .find(|job| job.name == name)
-            .unwrap_or_else(|| panic!("job {name} is live"))
-    }
-
-    async fn runs(&self, job_id: i64) -> Vec<Value> {
-        let url = format!(
-            "{}/_emulator/v1/{DEV_PROJECT_ID}/jobs/{job_id}/runs",
-            self.emulator.as_ref().unwrap().dli_url()
-        );
-        let body: Value = self
-            .http
-            .get(url)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        body["runs"].as_array().cloned().unwrap_or_default()
-    }
-
     /// Waits until the job's live status is `status`.
     async fn wait_status(&self, name: &str, status: &str) {
         let deadline = std::time::Instant::now() + Duration::from_secs(20);
         loop {
-            let live = self.live(name).await;
+            let live = self.flink_job(name).await;
             if live.status.as_str() == status {
                 return;
             }
@@ -150,15 +69,6 @@ targets:
                 live.status
             );
             tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    }
-
-    async fn stop(mut self) {
-        if let Some(context) = self.context.take() {
-            context.shutdown().await;
-        }
-        if let Some(emulator) = self.emulator.take() {
-            emulator.shutdown().await;
         }
     }
 }
@@ -198,11 +108,11 @@ async fn upgrade_to(harness: &Harness, bad_sql: &str) -> (i64, String) {
     harness.sql_job("orders", GOOD_SQL);
     let created = harness.pass().await;
     assert!(created.converged(), "{}", created.render_text());
-    let id = harness.live("orders").await.id;
+    let id = harness.flink_job("orders").await.id;
     harness.sql_job("orders", bad_sql);
     let upgraded = harness.pass().await;
     assert_eq!(class_of(&upgraded, "orders"), ActionClass::Upgrade);
-    let runs = harness.runs(id).await;
+    let runs = harness.emulator_runs(id).await;
     (id, stop_savepoint_of(&runs))
 }
 
@@ -221,12 +131,12 @@ async fn a_bad_upgrade_rolls_back_to_the_old_definition_and_its_state_and_does_n
         report.auto_rollbacks
     );
     assert!(report.auto_rollbacks[0].ok, "{:?}", report.auto_rollbacks);
-    let live = harness.live("orders").await;
+    let live = harness.flink_job("orders").await;
     assert!(live.status.is_running(), "{}", live.status);
     assert_eq!(live.config.sql_body.as_deref(), Some(GOOD_SQL));
     // Run 1 (good) stopped with the savepoint, run 2 (bad) failed, run 3 is the good definition
     // resumed from the upgrade's stop savepoint.
-    let runs = harness.runs(id).await;
+    let runs = harness.emulator_runs(id).await;
     assert_eq!(runs.len(), 3, "{runs:#?}");
     assert_eq!(runs[2]["resume_savepoint"], Value::Bool(true));
     assert_eq!(
@@ -276,9 +186,9 @@ async fn a_bad_upgrade_rolls_back_to_the_old_definition_and_its_state_and_does_n
         assert!(again.results.is_empty(), "{}", again.render_text());
         assert_eq!(again.held.len(), 1);
     }
-    assert_eq!(harness.runs(id).await.len(), 3);
+    assert_eq!(harness.emulator_runs(id).await.len(), 3);
     assert_eq!(
-        harness.live("orders").await.config.sql_body.as_deref(),
+        harness.flink_job("orders").await.config.sql_body.as_deref(),
         Some(GOOD_SQL)
     );
 
@@ -289,7 +199,7 @@ async fn a_bad_upgrade_rolls_back_to_the_old_definition_and_its_state_and_does_n
     assert_eq!(class_of(&next, "orders"), ActionClass::Upgrade);
     assert!(next.converged(), "{}", next.render_text());
     assert!(next.held.is_empty());
-    let live = harness.live("orders").await;
+    let live = harness.flink_job("orders").await;
     assert!(live.status.is_running());
     assert_eq!(live.config.sql_body.as_deref(), Some(fixed));
     harness.stop().await;
@@ -301,22 +211,22 @@ async fn an_upgrade_that_fails_to_start_rolls_back_on_the_next_pass() {
     let bad = "-- dli-emulator:fail-on-start\nSELECT 2 AS v;";
     harness.sql_job("orders", GOOD_SQL);
     assert!(harness.pass().await.converged());
-    let id = harness.live("orders").await.id;
+    let id = harness.flink_job("orders").await.id;
     harness.sql_job("orders", bad);
     let upgraded = harness.pass().await;
     assert!(!upgraded.converged(), "the start fails");
     assert_eq!(
-        harness.live("orders").await.status.as_str(),
+        harness.flink_job("orders").await.status.as_str(),
         "job_submit_fail"
     );
 
     let report = harness.pass().await;
     assert_eq!(report.auto_rollbacks.len(), 1, "{}", report.render_text());
     assert!(report.auto_rollbacks[0].ok, "{:?}", report.auto_rollbacks);
-    let live = harness.live("orders").await;
+    let live = harness.flink_job("orders").await;
     assert!(live.status.is_running());
     assert_eq!(live.config.sql_body.as_deref(), Some(GOOD_SQL));
-    let runs = harness.runs(id).await;
+    let runs = harness.emulator_runs(id).await;
     let stop_savepoint = stop_savepoint_of(&runs);
     assert_eq!(runs.len(), 3, "{runs:#?}");
     assert_eq!(
@@ -338,9 +248,9 @@ async fn without_rollback_on_failure_a_failed_upgrade_is_left_alone() {
     assert!(report.held.is_empty());
     // The planner starts the failed job again on git's (bad) definition, as before.
     assert_eq!(class_of(&report, "orders"), ActionClass::Start);
-    let live = harness.live("orders").await;
+    let live = harness.flink_job("orders").await;
     assert_eq!(live.config.sql_body.as_deref(), Some(bad));
-    assert!(harness.runs(id).await.len() >= 3);
+    assert!(harness.emulator_runs(id).await.len() >= 3);
     let journal = &harness.context().ledger.journal;
     let records = journal.records(&Default::default()).unwrap();
     assert!(
@@ -383,7 +293,7 @@ async fn a_job_opts_in_through_an_environment_override() {
     let report = harness.pass().await;
     assert_eq!(report.auto_rollbacks.len(), 1, "{}", report.render_text());
     assert_eq!(
-        harness.live("orders").await.config.sql_body.as_deref(),
+        harness.flink_job("orders").await.config.sql_body.as_deref(),
         Some(GOOD_SQL)
     );
     // A bad value is refused where it is written.

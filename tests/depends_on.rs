@@ -4,16 +4,13 @@
 //! Degraded job is held (plan and report say why) until its dependency is healthy; `validate`
 //! refuses cycles, unknown names and ambiguous names at their `file:line`.
 
+mod support;
+
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
-use dli_gitops::apply::{self, ApplyOptions, ApplyReport, TargetContext};
-use dli_gitops::config::Config;
-use dli_gitops::emulator::{
-    DEV_ACCESS_KEY, DEV_PROJECT_ID, DEV_SECRET_KEY, Emulator, EmulatorConfig, EmulatorDelays,
-    EmulatorHandle,
-};
+use dli_gitops::apply::{self, ApplyOptions, ApplyReport};
+use dli_gitops::emulator::{EmulatorConfig, EmulatorDelays};
 use dli_gitops::model::{
     DesiredFlinkJob, DesiredJobs, FlinkJobConfig, FlinkJobStatus, JobKind, JobPolicy, Lifecycle,
     ObservedFlinkJob, ObservedJobs, SourceLocation,
@@ -21,78 +18,23 @@ use dli_gitops::model::{
 use dli_gitops::plan::{ActionClass, JournalView, PlanPolicy};
 use serde_json::Value;
 
-struct Harness {
-    dir: tempfile::TempDir,
-    emulator: Option<EmulatorHandle>,
-    context: Option<TargetContext>,
-    http: reqwest::Client,
-}
+use support::target::{Harness, PRUNE};
 
 impl Harness {
     /// Short but non-zero delays, so that every start and stop has its own instant.
     async fn start() -> Harness {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let mut emulator_config = EmulatorConfig::for_tests(dir.path().join("emulator"));
+        let mut emulator_config = EmulatorConfig::for_tests(PathBuf::new());
         emulator_config.delays = EmulatorDelays {
             submit_ms: 40,
             cancel_ms: 40,
             savepoint_ms: 40,
             ..EmulatorDelays::zero()
         };
-        let emulator = Emulator::start(emulator_config)
-            .await
-            .expect("emulator starts");
-        std::fs::create_dir_all(dir.path().join("repo/environments")).unwrap();
-        std::fs::write(
-            dir.path().join("repo/environments/dev.yaml"),
-            "variables: {}\n",
-        )
-        .unwrap();
-        std::fs::write(dir.path().join("ak"), DEV_ACCESS_KEY).unwrap();
-        std::fs::write(dir.path().join("sk"), DEV_SECRET_KEY).unwrap();
-        let api = emulator.dli_url();
-        let s3 = emulator.s3_url();
-        let config_text = format!(
-            r#"state_dir: state
-sources:
-  jobs:
-    path: repo
-targets:
-  - name: dev
-    source: jobs
-    environment: dev
-    region: cn-north-4
-    project_id: {DEV_PROJECT_ID}
-    endpoints: {{dli: "{api}", dlf: "{api}", iam: "{api}", obs: "{s3}"}}
-    credentials: {{access_key_file: ak, secret_key_file: sk}}
-    staging: obs://dli-gitops-staging/dev/
-    backups: obs://dli-gitops-backups/dev/
-    policy: {{prune: true}}
-    rate_limit: {{requests_per_second: 100000, burst: 100000}}
-    retry: {{max_attempts: 2, initial_backoff: 10ms, max_backoff: 50ms}}
-    timeouts: {{job_transition: 20s, savepoint: 10s, import_task: 20s}}
-"#
-        );
-        let config_path = dir.path().join("dli-gitops.yaml");
-        std::fs::write(&config_path, config_text).unwrap();
-        let config = Config::load(&config_path).expect("config loads");
-        let mut context = TargetContext::open(&config, "dev")
-            .await
-            .expect("target opens");
-        context.options.poll_interval = Duration::from_millis(5);
+        let mut harness = Harness::over_emulator(emulator_config, PRUNE).await;
         // One action at a time would order them by plan order alone: the default parallelism
         // shows that the order comes from depends_on.
-        context.options.parallel_actions = 4;
-        Harness {
-            dir,
-            emulator: Some(emulator),
-            context: Some(context),
-            http: reqwest::Client::new(),
-        }
-    }
-
-    fn context(&self) -> &TargetContext {
-        self.context.as_ref().expect("context")
+        harness.context.as_mut().unwrap().options.parallel_actions = 4;
+        harness
     }
 
     fn write(&self, relative: &str, content: &str) {
@@ -150,29 +92,7 @@ targets:
             .get(name)
             .unwrap_or_else(|| panic!("{name} is live"))
             .id;
-        let url = format!(
-            "{}/_emulator/v1/{DEV_PROJECT_ID}/jobs/{id}/runs",
-            self.emulator.as_ref().unwrap().dli_url()
-        );
-        let body: Value = self
-            .http
-            .get(url)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        body["runs"].as_array().cloned().unwrap_or_default()
-    }
-
-    async fn stop(mut self) {
-        if let Some(context) = self.context.take() {
-            context.shutdown().await;
-        }
-        if let Some(emulator) = self.emulator.take() {
-            emulator.shutdown().await;
-        }
+        self.emulator_runs(id).await
     }
 }
 

@@ -3,83 +3,27 @@
 //! `drift_detected` journal record (journaled once per drift, with the fields that drifted).
 //! The console is played by the DLI API itself (stop, update, start, as a person would).
 
-use std::path::Path;
+mod support;
+
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use dli_gitops::apply::{self, ApplyOptions, ApplyReport, TargetContext};
+use dli_gitops::apply::{self, ApplyOptions, ApplyReport};
 use dli_gitops::cloud::{
     ClientOptions, Credentials, DliClient, ListJobsQuery, Secret, parse_endpoint,
 };
-use dli_gitops::config::Config;
-use dli_gitops::emulator::{
-    DEV_ACCESS_KEY, DEV_PROJECT_ID, DEV_SECRET_KEY, Emulator, EmulatorConfig, EmulatorHandle,
-};
+use dli_gitops::emulator::{DEV_ACCESS_KEY, DEV_PROJECT_ID, DEV_SECRET_KEY, EmulatorConfig};
 use dli_gitops::model::DriftMode;
 use dli_gitops::plan::{ActionClass, JobAction};
 use serde_json::Value;
 
-struct Harness {
-    dir: tempfile::TempDir,
-    emulator: Option<EmulatorHandle>,
-    context: Option<TargetContext>,
-}
+use support::target::{Harness, PRUNE};
 
 impl Harness {
     async fn start() -> Harness {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let emulator = Emulator::start(EmulatorConfig::for_tests(dir.path().join("emulator")))
-            .await
-            .expect("emulator starts");
-        std::fs::create_dir_all(dir.path().join("repo/environments")).unwrap();
-        std::fs::write(
-            dir.path().join("repo/environments/dev.yaml"),
-            "variables: {}\n",
-        )
-        .unwrap();
-        std::fs::write(dir.path().join("ak"), DEV_ACCESS_KEY).unwrap();
-        std::fs::write(dir.path().join("sk"), DEV_SECRET_KEY).unwrap();
-        let api = emulator.dli_url();
-        let s3 = emulator.s3_url();
-        let config_text = format!(
-            r#"state_dir: state
-sources:
-  jobs:
-    path: repo
-targets:
-  - name: dev
-    source: jobs
-    environment: dev
-    region: cn-north-4
-    project_id: {DEV_PROJECT_ID}
-    endpoints: {{dli: "{api}", dlf: "{api}", iam: "{api}", obs: "{s3}"}}
-    credentials: {{access_key_file: ak, secret_key_file: sk}}
-    staging: obs://dli-gitops-staging/dev/
-    backups: obs://dli-gitops-backups/dev/
-    policy: {{prune: true}}
-    rate_limit: {{requests_per_second: 100000, burst: 100000}}
-    retry: {{max_attempts: 2, initial_backoff: 10ms, max_backoff: 50ms}}
-    timeouts: {{job_transition: 20s, savepoint: 10s, import_task: 20s}}
-"#
-        );
-        let config_path = dir.path().join("dli-gitops.yaml");
-        std::fs::write(&config_path, config_text).unwrap();
-        let config = Config::load(&config_path).expect("config loads");
-        let mut context = TargetContext::open(&config, "dev")
-            .await
-            .expect("target opens");
-        context.options.poll_interval = Duration::from_millis(5);
-        Harness {
-            dir,
-            emulator: Some(emulator),
-            context: Some(context),
-        }
+        Harness::over_emulator(EmulatorConfig::for_tests(PathBuf::new()), PRUNE).await
     }
 
-    fn context(&self) -> &TargetContext {
-        self.context.as_ref().expect("context")
-    }
-
-    /// The pass the daemon runs on its own (`Some(self_heal)`) or a person's (`None`).
     fn automatic(&mut self, self_heal: Option<bool>) {
         self.context.as_mut().unwrap().policy.self_heal = self_heal;
     }
@@ -176,15 +120,6 @@ targets:
             .into_iter()
             .filter(|record| record["kind"] == "drift_detected")
             .collect()
-    }
-
-    async fn stop(mut self) {
-        if let Some(context) = self.context.take() {
-            context.shutdown().await;
-        }
-        if let Some(emulator) = self.emulator.take() {
-            emulator.shutdown().await;
-        }
     }
 }
 

@@ -4,77 +4,24 @@
 //! collection deletes nothing twice, and a journal edited to name a path outside our prefixes
 //! deletes nothing there and says so.
 
-use std::path::{Path, PathBuf};
-use std::time::Duration;
+mod support;
 
-use dli_gitops::apply::{self, ApplyOptions, TargetContext};
+use std::path::{Path, PathBuf};
+
+use dli_gitops::apply::{self, ApplyOptions};
 use dli_gitops::config::Config;
-use dli_gitops::emulator::{
-    DEV_ACCESS_KEY, DEV_PROJECT_ID, DEV_SECRET_KEY, Emulator, EmulatorConfig, EmulatorHandle,
-};
+use dli_gitops::emulator::EmulatorConfig;
 use dli_gitops::journal::{RecordBody, SavepointRecord};
 
-struct Harness {
-    dir: tempfile::TempDir,
-    emulator: Option<EmulatorHandle>,
-    context: Option<TargetContext>,
-}
+use support::target::Harness;
 
 impl Harness {
     async fn start(retention: &str) -> Harness {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let mut emulator_config = EmulatorConfig::for_tests(PathBuf::new());
-        emulator_config.data_dir = dir.path().join("emulator");
-        let emulator = Emulator::start(emulator_config)
-            .await
-            .expect("emulator starts");
-        std::fs::create_dir_all(dir.path().join("repo/environments")).unwrap();
-        std::fs::write(
-            dir.path().join("repo/environments/dev.yaml"),
-            "variables: {}\n",
+        Harness::over_emulator(
+            EmulatorConfig::for_tests(PathBuf::new()),
+            &format!("    retention: {{{retention}}}\n"),
         )
-        .unwrap();
-        std::fs::write(dir.path().join("ak"), DEV_ACCESS_KEY).unwrap();
-        std::fs::write(dir.path().join("sk"), DEV_SECRET_KEY).unwrap();
-        let api = emulator.dli_url();
-        let s3 = emulator.s3_url();
-        let config_text = format!(
-            r#"state_dir: state
-sources:
-  jobs:
-    path: repo
-targets:
-  - name: dev
-    source: jobs
-    environment: dev
-    region: cn-north-4
-    project_id: {DEV_PROJECT_ID}
-    endpoints: {{dli: "{api}", dlf: "{api}", iam: "{api}", obs: "{s3}"}}
-    credentials: {{access_key_file: ak, secret_key_file: sk}}
-    staging: obs://dli-gitops-staging/dev/
-    backups: obs://dli-gitops-backups/dev/
-    retention: {{{retention}}}
-    rate_limit: {{requests_per_second: 100000, burst: 100000}}
-    retry: {{max_attempts: 2, initial_backoff: 10ms, max_backoff: 50ms}}
-    timeouts: {{job_transition: 20s, savepoint: 10s, import_task: 20s}}
-"#
-        );
-        let config_path = dir.path().join("dli-gitops.yaml");
-        std::fs::write(&config_path, config_text).unwrap();
-        let config = Config::load(&config_path).expect("config loads");
-        let mut context = TargetContext::open(&config, "dev")
-            .await
-            .expect("target opens");
-        context.options.poll_interval = Duration::from_millis(5);
-        Harness {
-            dir,
-            emulator: Some(emulator),
-            context: Some(context),
-        }
-    }
-
-    fn context(&self) -> &TargetContext {
-        self.context.as_ref().expect("context")
+        .await
     }
 
     fn sql_job(&self, name: &str, sql: &str) {
@@ -124,15 +71,6 @@ targets:
             .iter()
             .flat_map(|entry| entry.zip_paths.clone())
             .collect()
-    }
-
-    async fn stop(mut self) {
-        if let Some(context) = self.context.take() {
-            context.shutdown().await;
-        }
-        if let Some(emulator) = self.emulator.take() {
-            emulator.shutdown().await;
-        }
     }
 }
 

@@ -4,83 +4,22 @@
 //! deletes the service's own savepoints when a job restarts (dli_01_0461) while our copy stays,
 //! and `restore: {from_catalog}` resumes from the copy.
 
+mod support;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use dli_gitops::apply::{self, ApplyOptions, ApplyReport, TargetContext};
-use dli_gitops::config::Config;
-use dli_gitops::emulator::{
-    DEV_ACCESS_KEY, DEV_PROJECT_ID, DEV_SECRET_KEY, Emulator, EmulatorConfig, EmulatorHandle,
-};
+use dli_gitops::apply::{self, ApplyOptions, ApplyReport};
+use dli_gitops::emulator::EmulatorConfig;
 use dli_gitops::plan::ActionClass;
 use serde_json::Value;
 
-struct Harness {
-    dir: tempfile::TempDir,
-    emulator: Option<EmulatorHandle>,
-    context: Option<TargetContext>,
-    http: reqwest::Client,
-}
+use support::target::{Harness, PRUNE};
 
 impl Harness {
-    async fn start(mut emulator_config: EmulatorConfig) -> Harness {
-        let dir = tempfile::tempdir().expect("temp dir");
-        emulator_config.data_dir = dir.path().join("emulator");
-        let emulator = Emulator::start(emulator_config)
-            .await
-            .expect("emulator starts");
-        std::fs::create_dir_all(dir.path().join("repo/environments")).unwrap();
-        std::fs::write(
-            dir.path().join("repo/environments/dev.yaml"),
-            "variables: {}\n",
-        )
-        .unwrap();
-        std::fs::write(dir.path().join("ak"), DEV_ACCESS_KEY).unwrap();
-        std::fs::write(dir.path().join("sk"), DEV_SECRET_KEY).unwrap();
-        let api = emulator.dli_url();
-        let s3 = emulator.s3_url();
-        let config_text = format!(
-            r#"state_dir: state
-sources:
-  jobs:
-    path: repo
-targets:
-  - name: dev
-    source: jobs
-    environment: dev
-    region: cn-north-4
-    project_id: {DEV_PROJECT_ID}
-    endpoints: {{dli: "{api}", dlf: "{api}", iam: "{api}", obs: "{s3}"}}
-    credentials: {{access_key_file: ak, secret_key_file: sk}}
-    staging: obs://dli-gitops-staging/dev/
-    backups: obs://dli-gitops-backups/dev/
-    policy: {{prune: true}}
-    rate_limit: {{requests_per_second: 100000, burst: 100000}}
-    retry: {{max_attempts: 2, initial_backoff: 10ms, max_backoff: 50ms}}
-    timeouts: {{job_transition: 20s, savepoint: 10s, import_task: 20s}}
-"#
-        );
-        std::fs::write(dir.path().join("dli-gitops.yaml"), config_text).unwrap();
-        let config = Config::load(&dir.path().join("dli-gitops.yaml")).expect("config loads");
-        let mut context = TargetContext::open(&config, "dev")
-            .await
-            .expect("target opens");
-        context.options.poll_interval = Duration::from_millis(5);
-        Harness {
-            dir,
-            emulator: Some(emulator),
-            context: Some(context),
-            http: reqwest::Client::new(),
-        }
-    }
-
-    fn context(&self) -> &TargetContext {
-        self.context.as_ref().expect("context")
-    }
-
-    fn emulator(&self) -> &EmulatorHandle {
-        self.emulator.as_ref().expect("emulator")
+    async fn start(emulator_config: EmulatorConfig) -> Harness {
+        Harness::over_emulator(emulator_config, PRUNE).await
     }
 
     fn sql_job(&self, name: &str, fields: &str) {
@@ -128,32 +67,6 @@ targets:
         );
     }
 
-    async fn live(&self, name: &str) -> dli_gitops::model::ObservedFlinkJob {
-        let (observed, _) = apply::observe(self.context()).await.expect("observe");
-        observed
-            .flink
-            .into_iter()
-            .find(|job| job.name == name)
-            .unwrap_or_else(|| panic!("job {name} is live"))
-    }
-
-    async fn runs(&self, job_id: i64) -> Vec<Value> {
-        let url = format!(
-            "{}/_emulator/v1/{DEV_PROJECT_ID}/jobs/{job_id}/runs",
-            self.emulator().dli_url()
-        );
-        let body: Value = self
-            .http
-            .get(url)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        body["runs"].as_array().cloned().unwrap_or_default()
-    }
-
     /// The emulator's file for `_metadata` of the savepoint at `obs://bucket/dir/`.
     fn metadata_file(&self, path: &str) -> PathBuf {
         let key = path.trim_start_matches("obs://").trim_end_matches('/');
@@ -171,15 +84,6 @@ targets:
 
     fn state_dir(&self) -> PathBuf {
         self.dir.path().join("state")
-    }
-
-    async fn stop(mut self) {
-        if let Some(context) = self.context.take() {
-            context.shutdown().await;
-        }
-        if let Some(emulator) = self.emulator.take() {
-            emulator.shutdown().await;
-        }
     }
 }
 
@@ -213,8 +117,8 @@ async fn a_savepoint_that_cannot_be_taken_before_the_stop_leaves_the_old_job_run
     let harness = Harness::start(config).await;
     harness.sql_job("orders", "cu_number: 2\n");
     harness.apply().await;
-    let before = harness.live("orders").await;
-    let runs_before = harness.runs(before.id).await.len();
+    let before = harness.flink_job("orders").await;
+    let runs_before = harness.emulator_runs(before.id).await.len();
 
     harness.sql_job("orders", "cu_number: 4\n");
     let report = harness.pass(false).await;
@@ -229,12 +133,12 @@ async fn a_savepoint_that_cannot_be_taken_before_the_stop_leaves_the_old_job_run
         message.contains("keeps running its current version"),
         "the reason says the job was left alone: {message}"
     );
-    let after = harness.live("orders").await;
+    let after = harness.flink_job("orders").await;
     assert!(after.status.is_running(), "still running: {}", after.status);
     assert_eq!(after.config.cu_number, 2, "still the old definition");
     assert_eq!(after.id, before.id);
     assert_eq!(
-        harness.runs(after.id).await.len(),
+        harness.emulator_runs(after.id).await.len(),
         runs_before,
         "the job was neither stopped nor restarted"
     );
@@ -304,8 +208,8 @@ async fn the_catalog_lists_every_savepoint_of_a_multi_upgrade_history() {
     }
     // Each upgrade resumed from our copy of its stop savepoint: the emulator's run history
     // shows the path, and the state (`savepoint_id`) is the one the stop took.
-    let live = harness.live("clicks").await;
-    let runs = harness.runs(live.id).await;
+    let live = harness.flink_job("clicks").await;
+    let runs = harness.emulator_runs(live.id).await;
     assert_eq!(runs.len(), 4, "{runs:#?}");
     let stops: Vec<_> = catalog
         .iter()
@@ -347,8 +251,8 @@ async fn a_restart_deletes_the_services_savepoint_but_our_copy_stays_and_restore
     harness.sql_job("ledger", "cu_number: 3\n");
     harness.apply().await;
 
-    let live = harness.live("ledger").await;
-    let runs = harness.runs(live.id).await;
+    let live = harness.flink_job("ledger").await;
+    let runs = harness.emulator_runs(live.id).await;
     let service_stop = runs[0]["stop_savepoint"]
         .as_str()
         .expect("the stop took a savepoint")
@@ -388,7 +292,7 @@ async fn a_restart_deletes_the_services_savepoint_but_our_copy_stays_and_restore
     );
     let restored = harness.apply().await;
     assert_eq!(class_of(&restored, "ledger"), ActionClass::Restore);
-    let runs = harness.runs(live.id).await;
+    let runs = harness.emulator_runs(live.id).await;
     let last = runs.last().unwrap();
     assert_eq!(last["restored_from"].as_str(), Some(stop_copy.path()));
     assert_eq!(last["restored_savepoint_id"], runs[0]["stop_savepoint_id"]);
@@ -409,7 +313,7 @@ async fn a_restart_deletes_the_services_savepoint_but_our_copy_stays_and_restore
     )
     .expect("a latest entry");
     harness.apply().await;
-    let runs = harness.runs(live.id).await;
+    let runs = harness.emulator_runs(live.id).await;
     let catalog = harness.catalog();
     let newest = catalog.last().unwrap();
     assert!(
