@@ -3,12 +3,14 @@
 //! webhook and the Slack sink; the emulator (the real binary, its own process) for SMN. Each
 //! sink must get exactly one message per transition across daemon restarts on one journal.
 
+mod support;
+
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use axum::body::Bytes;
 use axum::http::{HeaderMap, StatusCode};
@@ -19,20 +21,15 @@ use tokio::net::TcpListener;
 use dli_gitops::config::Config;
 use dli_gitops::daemon::control::{Controls, system_clock};
 use dli_gitops::daemon::status::ErrorInfo;
-use dli_gitops::daemon::{
-    ActionOutcome, DaemonParts, PassError, PassReport, PassRequest, SnapshotSource, SourceFailure,
-    SourceParts, TargetParts, TargetReconciler, serve, target_spec,
-};
+use dli_gitops::daemon::{ActionOutcome, PassError, PassReport, PassRequest, TargetReconciler};
 use dli_gitops::journal::{Journal, JournalOptions, RecordBody, RecordFilter};
 use dli_gitops::model::{DesiredJobs, JobKind, ObservedJobs};
 use dli_gitops::notify::{Notifier, RetryPolicy, sign_body};
 use dli_gitops::plan::{ActionClass, JournalView, PlanPolicy};
-use dli_gitops::spec::snapshot::RepoSnapshot;
 
-const BINARY: &str = env!("CARGO_BIN_EXE_dli-gitops");
-const ACCESS_KEY: &str = "DLIGITOPSDEVACCESSKEY";
-const SECRET_KEY: &str = "dli-gitops-dev-secret-key-not-for-production";
-const PROJECT: &str = "0a1b2c3d4e5f60718293a4b5c6d7e8f9";
+use support::inproc::{Running, open_journal, parts, wait_for};
+use support::{ACCESS_KEY, BINARY, PROJECT, SECRET_KEY};
+
 const HMAC_KEY: &str = "notify-hmac-key-never-in-a-message";
 const TOKEN: &str = "notify-test-token";
 
@@ -138,35 +135,6 @@ fn start_emulator(dir: &Path) -> Emulator {
 }
 
 // ---- the fake service ------------------------------------------------------------------------
-
-struct OneRevision;
-
-impl SnapshotSource for OneRevision {
-    fn poll(&self, last_revision: Option<&str>) -> Result<Option<RepoSnapshot>, SourceFailure> {
-        if last_revision == Some("r1") {
-            return Ok(None);
-        }
-        Ok(Some(RepoSnapshot {
-            revision: "r1".into(),
-            files: Default::default(),
-        }))
-    }
-    fn next_poll_in(&self) -> Option<Duration> {
-        Some(Duration::from_millis(200))
-    }
-    fn watch(&self) -> Result<Option<tokio::sync::mpsc::Receiver<()>>, SourceFailure> {
-        Ok(None)
-    }
-    fn kind(&self) -> &'static str {
-        "dir"
-    }
-    fn location(&self) -> String {
-        "memory".into()
-    }
-    fn webhook_match(&self) -> Option<(String, String)> {
-        None
-    }
-}
 
 /// Fails its executing passes while `failing` is set; reports `resolved` on its first pass.
 struct Service {
@@ -287,57 +255,15 @@ notifications:
     path
 }
 
-struct Running {
-    base: String,
-    shutdown: tokio::sync::oneshot::Sender<()>,
-    task: tokio::task::JoinHandle<Result<(), dli_gitops::daemon::DaemonError>>,
-    journal: Journal,
-}
-
 async fn start_daemon(config: &Config, service: Arc<Service>, retry: RetryPolicy) -> Running {
     // The previous run's delivery tasks may hold the journal a moment longer.
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let journal = loop {
-        match Journal::open(&config.state_dir, JournalOptions::default()) {
-            Ok((journal, _)) => break journal,
-            Err(error) => {
-                assert!(
-                    Instant::now() < deadline,
-                    "the journal stays locked: {error}"
-                );
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
-        }
-    };
+    let journal = open_journal(config).await;
     let controls =
         Arc::new(Controls::from_config(config, Some(journal.clone()), system_clock()).unwrap());
     controls.set_notifier(Notifier::from_config(config, Some(journal.clone()), retry).unwrap());
-    let mut parts: DaemonParts = dli_gitops::daemon::base_parts(config).unwrap();
-    parts.sources = vec![SourceParts {
-        name: "jobs".into(),
-        source: Arc::new(OneRevision),
-        webhook_secret: None,
-    }];
-    parts.resolver = Arc::new(|_: &RepoSnapshot, _: &str| Ok(DesiredJobs::default()));
-    parts.targets = vec![TargetParts {
-        spec: target_spec(&config.targets[0]),
-        reconciler: service,
-    }];
-    parts.api_token = Some(TOKEN.as_bytes().to_vec());
-    parts.controls = Some(controls);
-    parts.progress_interval = Duration::from_millis(200);
+    let parts = parts(config, service, controls, TOKEN);
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
-    let (shutdown, on_shutdown) = tokio::sync::oneshot::channel::<()>();
-    let task = tokio::spawn(serve(parts, listener, async move {
-        let _ = on_shutdown.await;
-    }));
-    Running {
-        base,
-        shutdown,
-        task,
-        journal,
-    }
+    Running::serve(parts, listener, journal)
 }
 
 impl Running {
@@ -349,25 +275,6 @@ impl Running {
             .await
             .unwrap();
         assert_eq!(response.status().as_u16(), 202);
-    }
-
-    /// Stops the daemon and releases its journal.
-    async fn stop(self) {
-        let _ = self.shutdown.send(());
-        tokio::time::timeout(Duration::from_secs(15), self.task)
-            .await
-            .expect("stops")
-            .unwrap()
-            .unwrap();
-        drop(self.journal);
-    }
-}
-
-async fn wait_for(what: &str, mut check: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !check() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
 

@@ -2,10 +2,11 @@
 //! API (and the CLI, the real binary, which goes through the API). The daemon loop and HTTP
 //! server run in-process over a fake service that records whether each pass may change things.
 
+mod support;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
 
 use futures::future::BoxFuture;
 use serde_json::{Value, json};
@@ -13,45 +14,13 @@ use tokio::net::TcpListener;
 
 use dli_gitops::config::{Config, Suspend};
 use dli_gitops::daemon::control::{Controls, system_clock};
-use dli_gitops::daemon::{
-    DaemonParts, PassError, PassReport, PassRequest, SnapshotSource, SourceFailure, SourceParts,
-    TargetParts, TargetReconciler, serve, target_spec,
-};
-use dli_gitops::journal::{Journal, JournalOptions, RecordBody, RecordFilter};
-use dli_gitops::model::DesiredJobs;
-use dli_gitops::spec::snapshot::RepoSnapshot;
+use dli_gitops::daemon::{PassError, PassReport, PassRequest, TargetReconciler};
+use dli_gitops::journal::{RecordBody, RecordFilter};
 
-const BINARY: &str = env!("CARGO_BIN_EXE_dli-gitops");
+use support::BINARY;
+use support::inproc::{Running, open_journal, parts, wait_for};
+
 const TOKEN: &str = "suspend-test-token";
-
-struct OneRevision;
-
-impl SnapshotSource for OneRevision {
-    fn poll(&self, last_revision: Option<&str>) -> Result<Option<RepoSnapshot>, SourceFailure> {
-        if last_revision == Some("r1") {
-            return Ok(None);
-        }
-        Ok(Some(RepoSnapshot {
-            revision: "r1".into(),
-            files: Default::default(),
-        }))
-    }
-    fn next_poll_in(&self) -> Option<Duration> {
-        Some(Duration::from_millis(200))
-    }
-    fn watch(&self) -> Result<Option<tokio::sync::mpsc::Receiver<()>>, SourceFailure> {
-        Ok(None)
-    }
-    fn kind(&self) -> &'static str {
-        "dir"
-    }
-    fn location(&self) -> String {
-        "memory".into()
-    }
-    fn webhook_match(&self) -> Option<(String, String)> {
-        None
-    }
-}
 
 #[derive(Default)]
 struct Service {
@@ -117,51 +86,12 @@ targets:
     path
 }
 
-struct Running {
-    base: String,
-    shutdown: tokio::sync::oneshot::Sender<()>,
-    task: tokio::task::JoinHandle<Result<(), dli_gitops::daemon::DaemonError>>,
-    journal: Journal,
-}
-
 async fn start(config: &Config, listener: TcpListener, service: Arc<Service>) -> Running {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let journal = loop {
-        match Journal::open(&config.state_dir, JournalOptions::default()) {
-            Ok((journal, _)) => break journal,
-            Err(error) => {
-                assert!(Instant::now() < deadline, "journal locked: {error}");
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
-        }
-    };
+    let journal = open_journal(config).await;
     let controls =
         Arc::new(Controls::from_config(config, Some(journal.clone()), system_clock()).unwrap());
-    let mut parts: DaemonParts = dli_gitops::daemon::base_parts(config).unwrap();
-    parts.sources = vec![SourceParts {
-        name: "jobs".into(),
-        source: Arc::new(OneRevision),
-        webhook_secret: None,
-    }];
-    parts.resolver = Arc::new(|_: &RepoSnapshot, _: &str| Ok(DesiredJobs::default()));
-    parts.targets = vec![TargetParts {
-        spec: target_spec(&config.targets[0]),
-        reconciler: service,
-    }];
-    parts.api_token = Some(TOKEN.as_bytes().to_vec());
-    parts.controls = Some(controls);
-    parts.progress_interval = Duration::from_millis(200);
-    let base = format!("http://{}", listener.local_addr().unwrap());
-    let (shutdown, on_shutdown) = tokio::sync::oneshot::channel::<()>();
-    let task = tokio::spawn(serve(parts, listener, async move {
-        let _ = on_shutdown.await;
-    }));
-    Running {
-        base,
-        shutdown,
-        task,
-        journal,
-    }
+    let parts = parts(config, service, controls, TOKEN);
+    Running::serve(parts, listener, journal)
 }
 
 impl Running {
@@ -184,23 +114,6 @@ impl Running {
             .json()
             .await
             .unwrap()
-    }
-
-    async fn stop(self) {
-        let _ = self.shutdown.send(());
-        tokio::time::timeout(Duration::from_secs(15), self.task)
-            .await
-            .expect("stops")
-            .unwrap()
-            .unwrap();
-    }
-}
-
-async fn wait_for(what: &str, mut check: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !check() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
 

@@ -4,6 +4,8 @@
 //! that holds syncs inside a deny window, stops a pass in flight when a window opens, and lets
 //! one break-glass sync through, journaled.
 
+mod support;
+
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -15,14 +17,11 @@ use tokio::net::TcpListener;
 
 use dli_gitops::config::{Config, CronSchedule, WindowKind};
 use dli_gitops::daemon::control::{Clock, Controls, window_status};
-use dli_gitops::daemon::{
-    DaemonParts, PassError, PassReport, PassRequest, SnapshotSource, SourceFailure, SourceParts,
-    TargetParts, TargetReconciler, serve, target_spec,
-};
+use dli_gitops::daemon::{PassError, PassReport, PassRequest, TargetReconciler, serve};
 use dli_gitops::journal::{Journal, JournalOptions, RecordBody, RecordFilter};
-use dli_gitops::model::DesiredJobs;
 use dli_gitops::promotion::{ChangeWindow, WindowBlock};
-use dli_gitops::spec::snapshot::RepoSnapshot;
+
+use support::inproc::parts;
 
 const TOKEN: &str = "windows-test-token";
 
@@ -176,35 +175,6 @@ fn an_unknown_time_zone_is_refused_at_its_location() {
 
 // ---- the daemon ------------------------------------------------------------------------------
 
-struct OneRevision;
-
-impl SnapshotSource for OneRevision {
-    fn poll(&self, last_revision: Option<&str>) -> Result<Option<RepoSnapshot>, SourceFailure> {
-        if last_revision == Some("r1") {
-            return Ok(None);
-        }
-        Ok(Some(RepoSnapshot {
-            revision: "r1".into(),
-            files: Default::default(),
-        }))
-    }
-    fn next_poll_in(&self) -> Option<Duration> {
-        Some(Duration::from_millis(200))
-    }
-    fn watch(&self) -> Result<Option<tokio::sync::mpsc::Receiver<()>>, SourceFailure> {
-        Ok(None)
-    }
-    fn kind(&self) -> &'static str {
-        "dir"
-    }
-    fn location(&self) -> String {
-        "memory".into()
-    }
-    fn webhook_match(&self) -> Option<(String, String)> {
-        None
-    }
-}
-
 #[derive(Debug, Clone)]
 struct Pass {
     execute: bool,
@@ -301,20 +271,7 @@ async fn a_berlin_deny_window_stops_a_pass_in_flight_holds_syncs_and_break_glass
         hold: Duration::from_secs(6),
         clock: clock.clone(),
     });
-    let mut parts: DaemonParts = dli_gitops::daemon::base_parts(&config).unwrap();
-    parts.sources = vec![SourceParts {
-        name: "jobs".into(),
-        source: Arc::new(OneRevision),
-        webhook_secret: None,
-    }];
-    parts.targets = vec![TargetParts {
-        spec: target_spec(&config.targets[0]),
-        reconciler: service.clone(),
-    }];
-    parts.resolver = Arc::new(|_: &RepoSnapshot, _: &str| Ok(DesiredJobs::default()));
-    parts.api_token = Some(TOKEN.as_bytes().to_vec());
-    parts.controls = Some(controls.clone());
-    parts.progress_interval = Duration::from_millis(200);
+    let parts = parts(&config, service.clone(), controls.clone(), TOKEN);
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
     let (shutdown, on_shutdown) = tokio::sync::oneshot::channel::<()>();
