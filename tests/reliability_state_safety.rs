@@ -9,7 +9,8 @@
 //! passes and every intent has an outcome. `RELIABILITY_CRASH_SEED` replays a seed,
 //! `RELIABILITY_CRASH_RUNS` lengthens the loop.
 
-use std::io::{BufRead, BufReader};
+mod support;
+
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -17,6 +18,9 @@ use std::time::{Duration, Instant};
 use dli_gitops::cloud::{ClientOptions, Credentials, DliClient, ListJobsQuery, Secret};
 use serde_json::Value;
 use url::Url;
+
+use support::emulator::start_emulator;
+use support::http::free_port;
 
 const BINARY: &str = env!("CARGO_BIN_EXE_dli-gitops");
 const ACCESS_KEY: &str = "STATESAFETYACCESSKEY";
@@ -48,46 +52,22 @@ impl Drop for Process {
 
 /// The emulator as its own process, with fast transitions.
 struct Emulator {
-    _process: Process,
+    _process: support::daemon::Process,
     endpoints: Value,
 }
 
 impl Emulator {
     fn start(dir: &Path) -> Emulator {
-        let config = dir.join("emulator.yaml");
-        std::fs::write(
-            &config,
-            format!(
+        let (process, endpoints) = start_emulator(
+            dir,
+            &format!(
                 "delays: {{submit_ms: 20, cancel_ms: 20, savepoint_ms: 20, dlf_task_ms: 20}}\n\
                  credentials:\n  - {{access_key: {ACCESS_KEY}, secret_key: {SECRET_KEY}, project_id: {PROJECT_ID}}}\n\
                  auth: {{lockout_failures: 0}}\n"
             ),
-        )
-        .expect("emulator config");
-        let mut child = Command::new(BINARY)
-            .args([
-                "emulator",
-                "--listen",
-                "127.0.0.1:0",
-                "--s3-listen",
-                "127.0.0.1:0",
-            ])
-            .arg("--data")
-            .arg(dir.join("emulator-data"))
-            .arg("--config")
-            .arg(&config)
-            .stdout(Stdio::piped())
-            .stderr(std::fs::File::create(dir.join("emulator.log")).expect("log"))
-            .spawn()
-            .expect("spawn the emulator");
-        let stdout = child.stdout.take().expect("stdout");
-        let mut line = String::new();
-        BufReader::new(stdout)
-            .read_line(&mut line)
-            .expect("the emulator prints its endpoints");
-        let endpoints: Value = serde_json::from_str(&line).expect("endpoints line");
+        );
         Emulator {
-            _process: Process { child: Some(child) },
+            _process: process,
             endpoints,
         }
     }
@@ -151,11 +131,7 @@ struct Setup {
 
 impl Setup {
     fn new(dir: &Path, emulator: &Emulator) -> Setup {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .expect("bind")
-            .local_addr()
-            .expect("address")
-            .port();
+        let port = free_port();
         std::fs::create_dir_all(dir.join("repo/environments")).expect("repo");
         std::fs::write(dir.join("repo/environments/dev.yaml"), "variables: {}\n").expect("env");
         let config = dir.join("config.yaml");
