@@ -5,15 +5,15 @@
 mod support;
 
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Command;
 
 use serde_json::Value;
 
-use support::daemon::{Process, wait_for};
+use support::daemon::{start_daemon, wait_for, write_git_daemon_config};
 use support::emulator::start_emulator;
 use support::git::{commit, init_main};
 use support::http::{free_port, get};
-use support::{ACCESS_KEY, BINARY, PROJECT, SECRET_KEY};
+use support::{ACCESS_KEY, BINARY, SECRET_KEY};
 
 const EMULATOR_CONFIG: &str =
     "delays: {submit_ms: 100, cancel_ms: 100, savepoint_ms: 100, dlf_task_ms: 100}\n";
@@ -59,25 +59,15 @@ fn plan_runs_beside_a_daemon_holding_the_state_directory_and_touches_nothing_the
         ],
     );
     let (_emulator, endpoints) = start_emulator(dir.path(), EMULATOR_CONFIG);
-    let url = |service: &str| endpoints[service].as_str().unwrap().to_string();
     let address = format!("127.0.0.1:{}", free_port());
-    let config = dir.path().join("config.yaml");
-    std::fs::write(
-        &config,
-        format!(
-            "state_dir: ./state\nlisten: {address}\n\
-             sources:\n  jobs:\n    git: {{url: {repo}, branch: main, poll_interval: 1s, poll_jitter: 0}}\n\
-             targets:\n  - name: dev\n    source: jobs\n    region: cn-north-4\n    project_id: {PROJECT}\n\
-             \x20   endpoints: {{dli: {dli}, dlf: {dli}, obs: {s3}, iam: {dli}}}\n\
-             \x20   credentials: {{access_key_env: PLAN_AK, secret_key_env: PLAN_SK}}\n\
-             \x20   staging: obs://dli-gitops-staging/dev/\n    backups: obs://dli-gitops-backups/dev/\n\
-             \x20   policy: {{auto_sync: false, resync_interval: 10s}}\n",
-            repo = repo_path.display(),
-            dli = url("dli"),
-            s3 = url("s3"),
-        ),
-    )
-    .unwrap();
+    let config = write_git_daemon_config(
+        dir.path(),
+        &address,
+        &repo_path,
+        &endpoints,
+        "PLAN",
+        "    policy: {auto_sync: false, resync_interval: 10s}\n",
+    );
 
     // Unknown target, no daemon yet, no state directory: an error, and nothing on disk.
     let state = dir.path().join("state");
@@ -98,20 +88,7 @@ fn plan_runs_beside_a_daemon_holding_the_state_directory_and_touches_nothing_the
         state.display()
     );
 
-    let log = dir.path().join("daemon.log");
-    let mut daemon = Process {
-        child: Command::new(BINARY)
-            .args(["run", "--config"])
-            .arg(&config)
-            .env("RUST_LOG", "info")
-            .env("PLAN_AK", ACCESS_KEY)
-            .env("PLAN_SK", SECRET_KEY)
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).unwrap())
-            .spawn()
-            .expect("the daemon starts"),
-        log,
-    };
+    let mut daemon = start_daemon(dir.path(), &config, "PLAN");
     // auto_sync is off: the daemon observes and reports the revision OutOfSync.
     wait_for("the daemon to report the revision", &mut daemon, || {
         target(&address).is_some_and(|status| {

@@ -10,18 +10,17 @@ mod support;
 use std::io::Read;
 use std::net::TcpStream;
 use std::os::unix::process::CommandExt;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use support::daemon::{Process, wait_for};
+use support::daemon::{Process, daemon_command, wait_for, write_git_daemon_config};
 use support::emulator::start_emulator;
 use support::git::{commit, init_main};
 use support::http::{free_port, get};
-use support::{ACCESS_KEY, BINARY, PROJECT, SECRET_KEY};
 
 /// The daemon's open-file limit: its server's default cap is a quarter of it (32).
 const DAEMON_OPEN_FILES: u64 = 128;
@@ -82,35 +81,17 @@ fn healthz_and_git_polling_survive_a_crowd_of_idle_connections_under_a_low_fd_li
         dir.path(),
         "delays: {submit_ms: 100, cancel_ms: 100, savepoint_ms: 100, dlf_task_ms: 100}\n",
     );
-    let url = |service: &str| endpoints[service].as_str().unwrap().to_string();
     let address = format!("127.0.0.1:{}", free_port());
-    let config = dir.path().join("config.yaml");
-    std::fs::write(
-        &config,
-        format!(
-            "state_dir: ./state\nlisten: {address}\n\
-             sources:\n  jobs:\n    git: {{url: {repo}, branch: main, poll_interval: 1s, poll_jitter: 0}}\n\
-             targets:\n  - name: dev\n    source: jobs\n    region: cn-north-4\n    project_id: {PROJECT}\n\
-             \x20   endpoints: {{dli: {dli}, dlf: {dli}, obs: {s3}, iam: {dli}}}\n\
-             \x20   credentials: {{access_key_env: HARDENING_AK, secret_key_env: HARDENING_SK}}\n\
-             \x20   staging: obs://dli-gitops-staging/dev/\n    backups: obs://dli-gitops-backups/dev/\n\
-             \x20   policy: {{auto_sync: true, resync_interval: 10s}}\n",
-            repo = repo_path.display(),
-            dli = url("dli"),
-            s3 = url("s3"),
-        ),
-    )
-    .unwrap();
+    let config = write_git_daemon_config(
+        dir.path(),
+        &address,
+        &repo_path,
+        &endpoints,
+        "HARDENING",
+        "    policy: {auto_sync: true, resync_interval: 10s}\n",
+    );
     let log = dir.path().join("daemon.log");
-    let mut command = Command::new(BINARY);
-    command
-        .args(["run", "--config"])
-        .arg(&config)
-        .env("RUST_LOG", "info")
-        .env("HARDENING_AK", ACCESS_KEY)
-        .env("HARDENING_SK", SECRET_KEY)
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(&log).unwrap());
+    let mut command = daemon_command(&config, "HARDENING", &log);
     with_open_file_limit(&mut command, DAEMON_OPEN_FILES);
     let mut daemon = Process {
         child: command.spawn().expect("the daemon starts"),

@@ -6,16 +6,16 @@
 
 mod support;
 
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use support::daemon::{Process, wait_for};
+use support::daemon::{start_daemon, wait_for, write_git_daemon_config};
 use support::emulator::start_emulator;
 use support::git::{commit, init_main};
 use support::http::{free_port, get};
-use support::{ACCESS_KEY, BINARY, PROJECT, SECRET_KEY, TIMEOUT};
+use support::{BINARY, TIMEOUT};
 
 /// The upgrade's stop call is held 4 s by the emulator before it takes effect.
 const EMULATOR_CONFIG: &str = "delays: {submit_ms: 100, cancel_ms: 300, savepoint_ms: 300, dlf_task_ms: 100}\n\
@@ -57,40 +57,16 @@ fn a_job_being_upgraded_is_progressing_with_its_step_and_the_target_is_never_syn
         ],
     );
     let (_emulator, endpoints) = start_emulator(dir.path(), EMULATOR_CONFIG);
-    let url = |service: &str| endpoints[service].as_str().unwrap().to_string();
     let address = format!("127.0.0.1:{}", free_port());
-    let config = dir.path().join("config.yaml");
-    std::fs::write(
-        &config,
-        format!(
-            "state_dir: ./state\nlisten: {address}\n\
-             sources:\n  jobs:\n    git: {{url: {repo}, branch: main, poll_interval: 1s, poll_jitter: 0}}\n\
-             targets:\n  - name: dev\n    source: jobs\n    region: cn-north-4\n    project_id: {PROJECT}\n\
-             \x20   endpoints: {{dli: {dli}, dlf: {dli}, obs: {s3}, iam: {dli}}}\n\
-             \x20   credentials: {{access_key_env: STATUS_AK, secret_key_env: STATUS_SK}}\n\
-             \x20   staging: obs://dli-gitops-staging/dev/\n    backups: obs://dli-gitops-backups/dev/\n\
-             \x20   policy: {{auto_sync: true, resync_interval: 10s}}\n\
-             \x20   timeouts: {{job_transition: 60s, savepoint: 60s, request: 20s}}\n",
-            repo = repo_path.display(),
-            dli = url("dli"),
-            s3 = url("s3"),
-        ),
-    )
-    .unwrap();
-    let log = dir.path().join("daemon.log");
-    let mut daemon = Process {
-        child: Command::new(BINARY)
-            .args(["run", "--config"])
-            .arg(&config)
-            .env("RUST_LOG", "info")
-            .env("STATUS_AK", ACCESS_KEY)
-            .env("STATUS_SK", SECRET_KEY)
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).unwrap())
-            .spawn()
-            .expect("the daemon starts"),
-        log,
-    };
+    let config = write_git_daemon_config(
+        dir.path(),
+        &address,
+        &repo_path,
+        &endpoints,
+        "STATUS",
+        "    policy: {auto_sync: true, resync_interval: 10s}\n    timeouts: {job_transition: 60s, savepoint: 60s, request: 20s}\n",
+    );
+    let mut daemon = start_daemon(dir.path(), &config, "STATUS");
     wait_for("the first commit to converge", &mut daemon, || {
         target(&address).is_some_and(|status| {
             status["sync"]["status"] == "Synced"
