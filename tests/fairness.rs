@@ -9,39 +9,24 @@
 //! targets are Synced while which are not, how many jobs each account holds), with a generous
 //! deadline only to end a hung run.
 
-use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+mod support;
+
+use std::path::Path;
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use dli_gitops::cloud::{ClientOptions, Credentials, DliClient, ListJobsQuery, Secret};
 use serde_json::Value;
 
-const BINARY: &str = env!("CARGO_BIN_EXE_dli-gitops");
+use support::BINARY;
+use support::daemon::Process;
+use support::emulator::start_emulator;
+
 /// Only to end a run that hangs; the shared CI cores are slow.
 const DEADLINE: Duration = Duration::from_secs(240);
 const HEALTHY: [&str; 3] = ["healthy-a", "healthy-b", "healthy-c"];
 const JOBS_PER_TARGET: usize = 5;
 const SLOW_JOBS: usize = 6;
-
-/// A child process killed on drop, so a failed assertion leaks nothing.
-struct Process {
-    child: Child,
-    log: PathBuf,
-}
-
-impl Process {
-    fn log(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-}
-
-impl Drop for Process {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 /// One account: its AK/SK and project.
 struct Account {
@@ -85,32 +70,7 @@ impl Emulator {
                 account.access_key, account.secret_key, account.project
             ));
         }
-        std::fs::write(dir.join("emulator.yaml"), config).unwrap();
-        let log = dir.join("emulator.log");
-        let mut child = Command::new(BINARY)
-            .args([
-                "emulator",
-                "--listen",
-                "127.0.0.1:0",
-                "--s3-listen",
-                "127.0.0.1:0",
-            ])
-            .arg("--data")
-            .arg(dir.join("data"))
-            .arg("--config")
-            .arg(dir.join("emulator.yaml"))
-            .stdout(Stdio::piped())
-            .stderr(std::fs::File::create(&log).unwrap())
-            .spawn()
-            .expect("the emulator starts");
-        let stdout = child.stdout.take().unwrap();
-        let process = Process { child, log };
-        let mut line = String::new();
-        BufReader::new(stdout)
-            .read_line(&mut line)
-            .expect("the emulator prints its endpoints");
-        let endpoints: Value = serde_json::from_str(&line)
-            .unwrap_or_else(|_| panic!("endpoints line {line:?}; log:\n{}", process.log()));
+        let (process, endpoints) = start_emulator(&dir, &config);
         Emulator {
             _process: process,
             endpoints,
