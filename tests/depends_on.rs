@@ -9,7 +9,7 @@ mod support;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use dli_gitops::apply::{self, ApplyOptions, ApplyReport};
+use dli_gitops::apply;
 use dli_gitops::emulator::{EmulatorConfig, EmulatorDelays};
 use dli_gitops::model::{
     DesiredFlinkJob, DesiredJobs, FlinkJobConfig, FlinkJobStatus, JobKind, JobPolicy, Lifecycle,
@@ -50,30 +50,6 @@ impl Harness {
                 "kind: FlinkSqlJob\nname: {name}\nqueue_name: q1\nsql_body: \"{sql}\"\n{fields}"
             ),
         );
-    }
-
-    async fn pass(&self, dry_run: bool) -> ApplyReport {
-        let context = self.context();
-        let (desired, revision) = context.desired().await.expect("repository resolves");
-        let options = ApplyOptions {
-            dry_run,
-            revision: Some(revision),
-            ..context.options.clone()
-        };
-        apply::reconcile_once(context, &desired, &options)
-            .await
-            .expect("the pass runs")
-    }
-
-    async fn apply(&self) -> ApplyReport {
-        let report = self.pass(false).await;
-        assert!(
-            report.converged(),
-            "every action succeeds:\n{}\n{}",
-            report.plan.render_text(),
-            report.render_text()
-        );
-        report
     }
 
     async fn live(&self) -> BTreeMap<String, ObservedFlinkJob> {
@@ -123,7 +99,7 @@ async fn upstream_jobs_start_first_and_stop_last_in_the_emulators_run_log() {
     let harness = Harness::start().await;
     pipeline(&harness, "running", "SELECT 1 AS v;");
 
-    let preview = harness.pass(true).await;
+    let preview = harness.reconcile(true).await;
     let expected_order = vec![
         vec!["z-source".to_string()],
         vec!["m-enrich".to_string()],
@@ -149,7 +125,7 @@ async fn upstream_jobs_start_first_and_stop_last_in_the_emulators_run_log() {
         .unwrap();
     assert_eq!(enrich["after"], serde_json::json!(["z-source"]));
 
-    harness.apply().await;
+    harness.apply_converged().await;
     let source = harness.runs("z-source").await;
     let enrich = harness.runs("m-enrich").await;
     let sink = harness.runs("a-sink").await;
@@ -161,7 +137,7 @@ async fn upstream_jobs_start_first_and_stop_last_in_the_emulators_run_log() {
 
     // Stopping the pipeline: downstream first.
     pipeline(&harness, "stopped", "SELECT 1 AS v;");
-    let report = harness.apply().await;
+    let report = harness.apply_converged().await;
     assert_eq!(
         report.plan.order(),
         vec![
@@ -181,7 +157,7 @@ async fn upstream_jobs_start_first_and_stop_last_in_the_emulators_run_log() {
 
     // And up again: upstream first, each from its stop savepoint.
     pipeline(&harness, "running", "SELECT 1 AS v;");
-    harness.apply().await;
+    harness.apply_converged().await;
     let source = harness.runs("z-source").await;
     let enrich = harness.runs("m-enrich").await;
     let sink = harness.runs("a-sink").await;
@@ -194,7 +170,7 @@ async fn upstream_jobs_start_first_and_stop_last_in_the_emulators_run_log() {
     // An upgrade of the upstream job alone: its settled dependents keep running (Kafka keeps
     // what it writes meanwhile), they are not stopped around it.
     pipeline(&harness, "running", "SELECT 10 AS v;");
-    let report = harness.apply().await;
+    let report = harness.apply_converged().await;
     let upgrade = report
         .plan
         .actions
@@ -228,7 +204,7 @@ async fn a_dependent_of_a_degraded_job_is_held_until_its_dependency_is_healthy()
     harness.sql_job("down", "SELECT 2 AS v;", "depends_on: [up]\n");
 
     // First pass: `up` is created, its start fails; `down` waits for it and is not started.
-    let first = harness.pass(false).await;
+    let first = harness.reconcile(false).await;
     assert!(!first.converged());
     let down = first
         .results
@@ -242,7 +218,7 @@ async fn a_dependent_of_a_degraded_job_is_held_until_its_dependency_is_healthy()
     assert!(!harness.live().await.contains_key("down"));
 
     // Next pass: `up` is Degraded (job_submit_fail), so `down` is held, and says why.
-    let held = harness.pass(false).await;
+    let held = harness.reconcile(false).await;
     let action = held
         .plan
         .actions
@@ -262,7 +238,7 @@ async fn a_dependent_of_a_degraded_job_is_held_until_its_dependency_is_healthy()
 
     // `up` fixed: it is upgraded first; `down` goes once `up` is no longer Degraded.
     harness.sql_job("up", "SELECT 1 AS v;", "");
-    let fixed = harness.pass(false).await;
+    let fixed = harness.reconcile(false).await;
     assert!(
         fixed
             .plan
@@ -272,10 +248,10 @@ async fn a_dependent_of_a_degraded_job_is_held_until_its_dependency_is_healthy()
         "a pass plans from what it observed: up was still Degraded\n{}",
         fixed.plan.render_text()
     );
-    harness.apply().await;
+    harness.apply_converged().await;
     let live = harness.live().await;
     assert!(live["up"].status.is_running() && live["down"].status.is_running());
-    let report = harness.pass(true).await;
+    let report = harness.reconcile(true).await;
     assert!(report.plan.is_empty(), "{}", report.plan.render_text());
     harness.stop().await;
 }

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use dli_gitops::apply::{self, ApplyOptions, ApplyReport};
+use dli_gitops::apply::ApplyReport;
 use dli_gitops::emulator::EmulatorConfig;
 use dli_gitops::plan::ActionClass;
 use serde_json::Value;
@@ -34,32 +34,8 @@ impl Harness {
         .unwrap();
     }
 
-    async fn pass(&self, dry_run: bool) -> ApplyReport {
-        let context = self.context();
-        let (desired, revision) = context.desired().await.expect("repository resolves");
-        let options = ApplyOptions {
-            dry_run,
-            revision: Some(revision),
-            ..context.options.clone()
-        };
-        apply::reconcile_once(context, &desired, &options)
-            .await
-            .expect("the pass runs")
-    }
-
-    async fn apply(&self) -> ApplyReport {
-        let report = self.pass(false).await;
-        assert!(
-            report.converged(),
-            "every action succeeds:\n{}\n{}",
-            report.plan.render_text(),
-            report.render_text()
-        );
-        report
-    }
-
     async fn assert_in_sync(&self) {
-        let report = self.pass(true).await;
+        let report = self.reconcile(true).await;
         assert!(
             report.plan.is_empty(),
             "plan after apply is empty, got:\n{}",
@@ -116,12 +92,12 @@ async fn a_savepoint_that_cannot_be_taken_before_the_stop_leaves_the_old_job_run
     config.faults.forbidden = vec!["ExecuteFlinkJobSavepoint".to_string()];
     let harness = Harness::start(config).await;
     harness.sql_job("orders", "cu_number: 2\n");
-    harness.apply().await;
+    harness.apply_converged().await;
     let before = harness.flink_job("orders").await;
     let runs_before = harness.emulator_runs(before.id).await.len();
 
     harness.sql_job("orders", "cu_number: 4\n");
-    let report = harness.pass(false).await;
+    let report = harness.reconcile(false).await;
     let result = report
         .results
         .iter()
@@ -150,11 +126,11 @@ async fn a_savepoint_that_cannot_be_taken_before_the_stop_leaves_the_old_job_run
 async fn the_catalog_lists_every_savepoint_of_a_multi_upgrade_history() {
     let harness = Harness::start(EmulatorConfig::for_tests(PathBuf::new())).await;
     harness.sql_job("clicks", "cu_number: 2\n");
-    harness.apply().await;
+    harness.apply_converged().await;
     let mut upgrades = Vec::new();
     for cu_number in [3, 4, 5] {
         harness.sql_job("clicks", &format!("cu_number: {cu_number}\n"));
-        let report = harness.apply().await;
+        let report = harness.apply_converged().await;
         assert_eq!(class_of(&report, "clicks"), ActionClass::Upgrade);
         // The plan labels the change with its effect on state, in text and JSON.
         assert!(
@@ -247,9 +223,9 @@ async fn the_catalog_lists_every_savepoint_of_a_multi_upgrade_history() {
 async fn a_restart_deletes_the_services_savepoint_but_our_copy_stays_and_restores() {
     let harness = Harness::start(EmulatorConfig::for_tests(PathBuf::new())).await;
     harness.sql_job("ledger", "cu_number: 2\n");
-    harness.apply().await;
+    harness.apply_converged().await;
     harness.sql_job("ledger", "cu_number: 3\n");
-    harness.apply().await;
+    harness.apply_converged().await;
 
     let live = harness.flink_job("ledger").await;
     let runs = harness.emulator_runs(live.id).await;
@@ -290,7 +266,7 @@ async fn a_restart_deletes_the_services_savepoint_but_our_copy_stays_and_restore
             stop_copy.seq()
         ),
     );
-    let restored = harness.apply().await;
+    let restored = harness.apply_converged().await;
     assert_eq!(class_of(&restored, "ledger"), ActionClass::Restore);
     let runs = harness.emulator_runs(live.id).await;
     let last = runs.last().unwrap();
@@ -312,7 +288,7 @@ async fn a_restart_deletes_the_services_savepoint_but_our_copy_stays_and_restore
         "ledger",
     )
     .expect("a latest entry");
-    harness.apply().await;
+    harness.apply_converged().await;
     let runs = harness.emulator_runs(live.id).await;
     let catalog = harness.catalog();
     let newest = catalog.last().unwrap();
@@ -386,9 +362,9 @@ fn from_catalog_takes_latest_or_a_seq_and_nothing_else() {
 async fn the_daemon_serves_the_catalog_in_the_target_api_and_on_the_page() {
     let mut harness = Harness::start(EmulatorConfig::for_tests(PathBuf::new())).await;
     harness.sql_job("clicks", "cu_number: 2\n");
-    harness.apply().await;
+    harness.apply_converged().await;
     harness.sql_job("clicks", "cu_number: 3\n");
-    harness.apply().await;
+    harness.apply_converged().await;
     let expected = harness.catalog();
     assert_eq!(expected.len(), 2);
     // The journal's lock goes with the context; the daemon takes it.

@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use dli_gitops::apply::{self, TargetContext};
+use dli_gitops::apply::{self, ApplyOptions, ApplyReport, TargetContext};
 use dli_gitops::config::Config;
 use dli_gitops::emulator::{
     DEV_ACCESS_KEY, DEV_PROJECT_ID, DEV_SECRET_KEY, Emulator, EmulatorConfig, EmulatorHandle,
@@ -93,6 +93,32 @@ impl Harness {
 
     pub fn emulator(&self) -> &EmulatorHandle {
         self.emulator.as_ref().expect("emulator")
+    }
+
+    /// One pass over the repository as it is now (`dry_run`: plan only), at its revision.
+    pub async fn reconcile(&self, dry_run: bool) -> ApplyReport {
+        let context = self.context();
+        let (desired, revision) = context.desired().await.expect("repository resolves");
+        let options = ApplyOptions {
+            dry_run,
+            revision: Some(revision),
+            ..context.options.clone()
+        };
+        apply::reconcile_once(context, &desired, &options)
+            .await
+            .expect("the pass runs")
+    }
+
+    /// One pass that must converge (every action succeeds).
+    pub async fn apply_converged(&self) -> ApplyReport {
+        let report = self.reconcile(false).await;
+        assert!(
+            report.converged(),
+            "every action succeeds:\n{}\n{}",
+            report.plan.render_text(),
+            report.render_text()
+        );
+        report
     }
 
     /// The live Flink job `name`, as a pass observes it.
