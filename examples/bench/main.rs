@@ -10,6 +10,7 @@ mod compare;
 mod daemon;
 mod env;
 mod journal;
+mod journal_memory;
 mod multi;
 mod ours;
 mod procfs;
@@ -27,7 +28,14 @@ use dli_gitops::emulator::EmulatorDelays;
 use report::Report;
 
 /// Every section the harness knows, in the order it runs them.
-const SECTIONS: &[&str] = &["scale", "compare", "daemon", "journal", "multi"];
+const SECTIONS: &[&str] = &[
+    "scale",
+    "compare",
+    "daemon",
+    "journal",
+    "multi",
+    "journal-memory",
+];
 
 #[derive(Debug, Parser)]
 #[command(about = "dli-gitops end-to-end benchmarks (issue 10)")]
@@ -65,8 +73,9 @@ struct Arguments {
     /// Jobs per account in the `multi` section.
     #[arg(long, default_value_t = 200)]
     jobs_per_account: usize,
-    /// Run only these sections (comma-separated): scale, compare, daemon, journal, multi
-    /// (`multi`, one daemon for many accounts, runs only when named).
+    /// Run only these sections (comma-separated): scale, compare, daemon, journal, multi,
+    /// journal-memory (`multi`, one daemon for many accounts, and `journal-memory`, the
+    /// journal's in-memory state at 10,000 jobs, run only when named).
     #[arg(long, value_delimiter = ',')]
     sections: Vec<String>,
     /// Exit non-zero when a count-based goal is missed (API calls, restarts; never timings).
@@ -108,6 +117,12 @@ fn run(arguments: Arguments) -> Result<(), String> {
                     .ok_or("--child scale needs --repo")?;
                 scale::child(repo, arguments.jobs.unwrap_or(1000))
             }
+            "journal-memory" => journal_memory::child(
+                arguments
+                    .repo
+                    .as_deref()
+                    .ok_or("--child journal-memory needs --repo")?,
+            ),
             other => Err(format!("unknown child measurement {other:?}")),
         };
     }
@@ -253,6 +268,18 @@ fn run(arguments: Arguments) -> Result<(), String> {
             runtime.block_on(multi::run(scenario, arguments.keep_files, &mut report))
         {
             report.not_measured("multi", problem);
+        }
+    }
+    // Only when asked for by name: it writes a 10,000-job journal (`--jobs` sets the count).
+    if arguments
+        .sections
+        .iter()
+        .any(|name| name == "journal-memory")
+    {
+        let jobs = arguments.jobs.unwrap_or(10_000);
+        println!("== journal-memory: {jobs} jobs");
+        if let Err(problem) = journal_memory::run(jobs, &mut report) {
+            report.not_measured("journal-memory", problem);
         }
     }
     if wanted("journal") {
