@@ -29,19 +29,6 @@ impl Harness {
         .await
     }
 
-    fn sql_job(&self, name: &str, sql: &str) {
-        let path = self.dir.path().join(format!("repo/flink/{name}.yaml"));
-        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-        std::fs::write(
-            path,
-            format!(
-                "kind: FlinkSqlJob\nname: {name}\nqueue_name: q1\nsql_body: {}\n",
-                serde_json::to_string(sql).unwrap()
-            ),
-        )
-        .unwrap();
-    }
-
     async fn pass(&self) -> ApplyReport {
         let context = self.context();
         let (desired, revision) = context.desired().await.expect("repository resolves");
@@ -105,11 +92,11 @@ fn stop_savepoint_of(runs: &[Value]) -> String {
 /// The job runs `GOOD_SQL`, then is upgraded to `bad_sql`; returns the job id and the savepoint
 /// the upgrade stopped it with.
 async fn upgrade_to(harness: &Harness, bad_sql: &str) -> (i64, String) {
-    harness.sql_job("orders", GOOD_SQL);
+    harness.flink_sql_job("orders", GOOD_SQL);
     let created = harness.pass().await;
     assert!(created.converged(), "{}", created.render_text());
     let id = harness.flink_job("orders").await.id;
-    harness.sql_job("orders", bad_sql);
+    harness.flink_sql_job("orders", bad_sql);
     let upgraded = harness.pass().await;
     assert_eq!(class_of(&upgraded, "orders"), ActionClass::Upgrade);
     let runs = harness.emulator_runs(id).await;
@@ -194,7 +181,7 @@ async fn a_bad_upgrade_rolls_back_to_the_old_definition_and_its_state_and_does_n
 
     // A commit that changes the job clears the mark and is applied.
     let fixed = "SELECT 3 AS v;";
-    harness.sql_job("orders", fixed);
+    harness.flink_sql_job("orders", fixed);
     let next = harness.pass().await;
     assert_eq!(class_of(&next, "orders"), ActionClass::Upgrade);
     assert!(next.converged(), "{}", next.render_text());
@@ -209,10 +196,10 @@ async fn a_bad_upgrade_rolls_back_to_the_old_definition_and_its_state_and_does_n
 async fn an_upgrade_that_fails_to_start_rolls_back_on_the_next_pass() {
     let harness = Harness::start(ON).await;
     let bad = "-- dli-emulator:fail-on-start\nSELECT 2 AS v;";
-    harness.sql_job("orders", GOOD_SQL);
+    harness.flink_sql_job("orders", GOOD_SQL);
     assert!(harness.pass().await.converged());
     let id = harness.flink_job("orders").await.id;
-    harness.sql_job("orders", bad);
+    harness.flink_sql_job("orders", bad);
     let upgraded = harness.pass().await;
     assert!(!upgraded.converged(), "the start fails");
     assert_eq!(

@@ -24,19 +24,6 @@ impl Harness {
         .await
     }
 
-    fn sql_job(&self, name: &str, sql: &str) {
-        let path = self.dir.path().join(format!("repo/flink/{name}.yaml"));
-        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-        std::fs::write(
-            path,
-            format!(
-                "kind: FlinkSqlJob\nname: {name}\nqueue_name: q1\nsql_body: {}\n",
-                serde_json::to_string(sql).unwrap()
-            ),
-        )
-        .unwrap();
-    }
-
     async fn apply(&self) {
         let context = self.context();
         let (desired, revision) = context.desired().await.expect("repository resolves");
@@ -81,7 +68,7 @@ fn exists(path: &Path) -> bool {
 /// Four definitions of `orders` (a create and three upgrades): copies and backups pile up.
 async fn history(harness: &Harness) {
     for version in 1..=4 {
-        harness.sql_job("orders", &format!("SELECT {version} AS v;"));
+        harness.flink_sql_job("orders", &format!("SELECT {version} AS v;"));
         harness.apply().await;
     }
 }
@@ -198,7 +185,7 @@ async fn retention_deletes_exactly_what_it_should_and_a_dry_run_deletes_nothing(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_journal_edited_to_point_outside_our_prefix_deletes_nothing_there_and_says_so() {
     let harness = Harness::start("savepoints: {keep: 1, max_age: 0s}, backups: {keep: 5}").await;
-    harness.sql_job("orders", "SELECT 1 AS v;");
+    harness.flink_sql_job("orders", "SELECT 1 AS v;");
     harness.apply().await;
     // Objects that are not ours, in our buckets and another.
     let victims = [

@@ -95,6 +95,20 @@ impl Harness {
         self.emulator.as_ref().expect("emulator")
     }
 
+    /// Writes `repo/flink/<name>.yaml`: a Flink SQL job on queue `q1` running `sql`.
+    pub fn flink_sql_job(&self, name: &str, sql: &str) {
+        let path = self.dir.path().join(format!("repo/flink/{name}.yaml"));
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(
+            path,
+            format!(
+                "kind: FlinkSqlJob\nname: {name}\nqueue_name: q1\nsql_body: {}\n",
+                serde_json::to_string(sql).unwrap()
+            ),
+        )
+        .unwrap();
+    }
+
     /// One pass over the repository as it is now (`dry_run`: plan only), at its revision.
     pub async fn reconcile(&self, dry_run: bool) -> ApplyReport {
         let context = self.context();
