@@ -12,7 +12,7 @@ use serde_json::Value;
 use support::daemon::{start_daemon, wait_for, write_git_daemon_config};
 use support::emulator::start_emulator;
 use support::git::{commit, init_main};
-use support::http::{free_port, get};
+use support::http::{free_port, get, target_status};
 use support::{ACCESS_KEY, BINARY, SECRET_KEY};
 
 const EMULATOR_CONFIG: &str =
@@ -24,13 +24,6 @@ fn job_yaml(cu_number: u32) -> String {
          sql_body: |\n  INSERT INTO sink SELECT * FROM source;\ncu_number: {cu_number}\nparallel_number: 1\n\
          desired_state: running\n"
     )
-}
-
-fn target(address: &str) -> Option<Value> {
-    let (code, body) = get(address, "/api/v1/targets/dev").ok()?;
-    (code == 200)
-        .then(|| serde_json::from_str(&body).ok())
-        .flatten()
 }
 
 fn listing(dir: &Path) -> Vec<String> {
@@ -91,7 +84,7 @@ fn plan_runs_beside_a_daemon_holding_the_state_directory_and_touches_nothing_the
     let mut daemon = start_daemon(dir.path(), &config, "PLAN");
     // auto_sync is off: the daemon observes and reports the revision OutOfSync.
     wait_for("the daemon to report the revision", &mut daemon, || {
-        target(&address).is_some_and(|status| {
+        target_status(&address).is_some_and(|status| {
             status["sync"]["revision"] == first.as_str() && status["ready"] == true
         })
     });

@@ -14,28 +14,13 @@ use serde_json::Value;
 use support::daemon::{start_daemon, wait_for, write_git_daemon_config};
 use support::emulator::start_emulator;
 use support::git::{commit, init_main};
-use support::http::{free_port, get};
+use support::http::{free_port, get, target_status};
+use support::jobs::clicks_savepoint_job;
 use support::{BINARY, TIMEOUT};
 
 /// The upgrade's stop call is held 4 s by the emulator before it takes effect.
 const EMULATOR_CONFIG: &str = "delays: {submit_ms: 100, cancel_ms: 300, savepoint_ms: 300, dlf_task_ms: 100}\n\
 faults:\n  late: [{operation: BatchStopFlinkJobs, delay_ms: 4000}]\n";
-
-fn job_yaml(cu_number: u32) -> String {
-    format!(
-        "kind: FlinkSqlJob\nname: clicks\nqueue_name: dev_flink\n\
-         sql_body: |\n  INSERT INTO sink SELECT * FROM source;\ncu_number: {cu_number}\nparallel_number: 1\n\
-         obs_bucket: dli-gitops-savepoints\ncheckpoint_enabled: true\n\
-         desired_state: running\nupgrade_mode: savepoint\n"
-    )
-}
-
-fn target(address: &str) -> Option<Value> {
-    let (code, body) = get(address, "/api/v1/targets/dev").ok()?;
-    (code == 200)
-        .then(|| serde_json::from_str(&body).ok())
-        .flatten()
-}
 
 fn clicks(status: &Value) -> Option<&Value> {
     status["jobs"]
@@ -52,7 +37,7 @@ fn a_job_being_upgraded_is_progressing_with_its_step_and_the_target_is_never_syn
     let first = commit(
         &repository,
         &[
-            ("flink/clicks.yaml", &job_yaml(2)),
+            ("flink/clicks.yaml", &clicks_savepoint_job(2)),
             ("environments/dev.yaml", "variables: {}\n"),
         ],
     );
@@ -68,14 +53,17 @@ fn a_job_being_upgraded_is_progressing_with_its_step_and_the_target_is_never_syn
     );
     let mut daemon = start_daemon(dir.path(), &config, "STATUS");
     wait_for("the first commit to converge", &mut daemon, || {
-        target(&address).is_some_and(|status| {
+        target_status(&address).is_some_and(|status| {
             status["sync"]["status"] == "Synced"
                 && status["sync"]["applied_revision"] == first.as_str()
                 && status["health"]["status"] == "Healthy"
         })
     });
 
-    let second = commit(&repository, &[("flink/clicks.yaml", &job_yaml(4))]);
+    let second = commit(
+        &repository,
+        &[("flink/clicks.yaml", &clicks_savepoint_job(4))],
+    );
     let mut seen_step = None;
     let mut seen_text = None;
     let mut early_synced = Vec::new();
@@ -86,7 +74,7 @@ fn a_job_being_upgraded_is_progressing_with_its_step_and_the_target_is_never_syn
             "the second commit did not converge; daemon log:\n{}",
             daemon.log()
         );
-        let Some(status) = target(&address) else {
+        let Some(status) = target_status(&address) else {
             continue;
         };
         let revision = status["sync"]["revision"].as_str().unwrap_or("");
@@ -139,7 +127,7 @@ fn a_job_being_upgraded_is_progressing_with_its_step_and_the_target_is_never_syn
     );
 
     // After the upgrade: the savepoint it went through and the backup it took are shown.
-    let status = target(&address).unwrap();
+    let status = target_status(&address).unwrap();
     let job = clicks(&status).unwrap();
     assert_eq!(job["health"]["status"], "Healthy", "{job:#}");
     let savepoint = job["savepoint"]

@@ -9,32 +9,15 @@ mod support;
 use std::path::Path;
 use std::process::Command;
 
-use serde_json::Value;
-
 use support::daemon::{start_daemon, wait_for, write_git_daemon_config};
 use support::emulator::start_emulator;
 use support::git::{commit, init_main};
-use support::http::{free_port, get};
+use support::http::{free_port, target_status};
+use support::jobs::clicks_savepoint_job;
 
 /// The upgrade's stop call is held 25 s: long enough for two browser runs.
 const EMULATOR_CONFIG: &str = "delays: {submit_ms: 100, cancel_ms: 300, savepoint_ms: 300, dlf_task_ms: 100}\n\
 faults:\n  late: [{operation: BatchStopFlinkJobs, delay_ms: 25000}]\n";
-
-fn job_yaml(cu_number: u32) -> String {
-    format!(
-        "kind: FlinkSqlJob\nname: clicks\nqueue_name: dev_flink\n\
-         sql_body: |\n  INSERT INTO sink SELECT * FROM source;\ncu_number: {cu_number}\nparallel_number: 1\n\
-         obs_bucket: dli-gitops-savepoints\ncheckpoint_enabled: true\n\
-         desired_state: running\nupgrade_mode: savepoint\n"
-    )
-}
-
-fn target(address: &str) -> Option<Value> {
-    let (code, body) = get(address, "/api/v1/targets/dev").ok()?;
-    (code == 200)
-        .then(|| serde_json::from_str(&body).ok())
-        .flatten()
-}
 
 /// Runs headless chromium with a fresh profile; returns (stdout, stderr).
 fn chromium(profile: &Path, args: &[&str]) -> (String, String) {
@@ -83,7 +66,7 @@ fn the_status_page_renders_in_a_real_browser_and_shows_an_upgrade_progressing() 
     let first = commit(
         &repository,
         &[
-            ("flink/clicks.yaml", &job_yaml(2)),
+            ("flink/clicks.yaml", &clicks_savepoint_job(2)),
             ("environments/dev.yaml", "variables: {}\n"),
         ],
     );
@@ -99,14 +82,17 @@ fn the_status_page_renders_in_a_real_browser_and_shows_an_upgrade_progressing() 
     );
     let mut daemon = start_daemon(dir.path(), &config, "BROWSER");
     wait_for("the first commit to converge", &mut daemon, || {
-        target(&address).is_some_and(|status| {
+        target_status(&address).is_some_and(|status| {
             status["sync"]["status"] == "Synced"
                 && status["sync"]["applied_revision"] == first.as_str()
         })
     });
-    commit(&repository, &[("flink/clicks.yaml", &job_yaml(4))]);
+    commit(
+        &repository,
+        &[("flink/clicks.yaml", &clicks_savepoint_job(4))],
+    );
     wait_for("the upgrade's stop step", &mut daemon, || {
-        target(&address).is_some_and(|status| {
+        target_status(&address).is_some_and(|status| {
             status["jobs"].as_array().is_some_and(|jobs| {
                 jobs.iter().any(|job| {
                     job["name"] == "clicks"

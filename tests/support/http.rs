@@ -4,6 +4,8 @@ use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::time::Duration;
 
+use serde_json::Value;
+
 /// One blocking HTTP/1.1 GET over a fresh connection: status and body.
 pub fn get(address: &str, path: &str) -> Result<(u16, String), String> {
     let mut stream = TcpStream::connect(address).map_err(|e| e.to_string())?;
@@ -37,4 +39,13 @@ pub fn free_port() -> u16 {
         .local_addr()
         .unwrap()
         .port()
+}
+
+/// `GET /api/v1/targets/dev` on the daemon at `address`: the target's status, when it answers
+/// 200 with JSON.
+pub fn target_status(address: &str) -> Option<Value> {
+    let (code, body) = get(address, "/api/v1/targets/dev").ok()?;
+    (code == 200)
+        .then(|| serde_json::from_str(&body).ok())
+        .flatten()
 }

@@ -1,7 +1,7 @@
 //! Harness shared by the integration tests: the real `dli-gitops` binary as a daemon and as an
 //! emulator (each its own process), a raw HTTP client, a git repository builder, the daemon loop
-//! and server in-process over a fake source, and a target over the in-process emulator. Each
-//! test binary includes this with `mod support;` and uses a subset of it.
+//! and server in-process over a fake source, a target over the in-process emulator, and job
+//! definitions. Each test binary includes this with `mod support;` and uses a subset of it.
 #![allow(dead_code)]
 
 pub mod daemon;
@@ -9,6 +9,7 @@ pub mod emulator;
 pub mod git;
 pub mod http;
 pub mod inproc;
+pub mod jobs;
 pub mod target;
 
 use std::time::Duration;
