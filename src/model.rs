@@ -742,22 +742,20 @@ impl FlinkJobConfig {
             }
         };
         let mut diffs = Vec::new();
-        for (field, desired_value) in &desired_fields {
-            if !self.compares(field) {
+        // The map is ours: its keys and values move into the diffs (no copies).
+        for (field, desired_value) in desired_fields {
+            if !self.compares(&field) {
                 continue;
             }
             if desired_value.is_null() && SERVICE_COMPUTED_FIELDS.contains(&field.as_str()) {
                 continue;
             }
-            let live_value = live_fields
-                .get(field)
-                .cloned()
-                .unwrap_or(serde_json::Value::Null);
-            if *desired_value != live_value {
+            let live_value = live_fields.get(&field).unwrap_or(&serde_json::Value::Null);
+            if desired_value != *live_value {
                 diffs.push(FieldDiff {
-                    field: field.clone(),
-                    live: live_value,
-                    desired: desired_value.clone(),
+                    live: live_value.clone(),
+                    field,
+                    desired: desired_value,
                 });
             }
         }

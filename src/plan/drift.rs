@@ -10,7 +10,7 @@
 //! `ignore_differences` fields are no drift at all: they keep their live values
 //! ([`keep_ignored`]) and are listed in [`JobAction::ignored`].
 
-use std::collections::BTreeMap;
+use std::collections::HashMap;
 
 use super::{ActionClass, Drift, JobAction, JournalView, PlanPolicy};
 use crate::model::{
@@ -67,22 +67,38 @@ pub(super) fn classify(
     policy: &PlanPolicy,
     actions: &mut [JobAction],
 ) {
-    let flink: BTreeMap<&str, _> = desired
+    // Hashed: only looked up, once per action. The Flink maps are built on first use: a
+    // Flink action with nothing to do and no `ignore_differences` in git needs neither.
+    let flink_map = std::cell::OnceCell::new();
+    let flink = || {
+        flink_map.get_or_init(|| {
+            desired
+                .flink
+                .iter()
+                .map(|job| (job.name.as_str(), job))
+                .collect::<HashMap<&str, _>>()
+        })
+    };
+    let live_flink_map = std::cell::OnceCell::new();
+    let live_flink = || {
+        live_flink_map.get_or_init(|| {
+            observed
+                .flink
+                .iter()
+                .map(|job| (job.name.as_str(), job))
+                .collect::<HashMap<&str, &ObservedFlinkJob>>()
+        })
+    };
+    let flink_ignores = desired
         .flink
         .iter()
-        .map(|job| (job.name.as_str(), job))
-        .collect();
-    let dlf: BTreeMap<&str, _> = desired
+        .any(|job| !job.policy.ignore_differences.is_empty());
+    let dlf: HashMap<&str, _> = desired
         .dlf
         .iter()
         .map(|job| (job.name.as_str(), job))
         .collect();
-    let live_flink: BTreeMap<&str, &ObservedFlinkJob> = observed
-        .flink
-        .iter()
-        .map(|job| (job.name.as_str(), job))
-        .collect();
-    let live_dlf: BTreeMap<&str, _> = observed
+    let live_dlf: HashMap<&str, _> = observed
         .dlf
         .iter()
         .map(|job| (job.name.as_str(), job))
@@ -109,8 +125,14 @@ pub(super) fn classify(
                 (&job.policy, applied)
             }
             JobKind::FlinkSql | JobKind::FlinkJar => {
-                let Some(job) = flink.get(name) else { continue };
-                if let Some(live) = live_flink.get(name)
+                // Nothing below applies to it (see the end of the loop).
+                if !flink_ignores && (action.class == ActionClass::None || action.is_waiting()) {
+                    continue;
+                }
+                let Some(job) = flink().get(name) else {
+                    continue;
+                };
+                if let Some(live) = live_flink().get(name)
                     && !job.policy.ignore_differences.is_empty()
                 {
                     let git = job.config.field_diffs(&live.config);

@@ -1,5 +1,6 @@
 //! Planning for DLI Flink jobs: one action per job in git, plus prunes of managed jobs out of it.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 
 use super::{
@@ -42,24 +43,37 @@ pub(super) fn plan_flink(
         ));
     }
 
+    let tag_value = managed_tag_value(&policy.instance);
     for desired_job in &desired.flink {
         let name = desired_job.name.as_str();
         if index.is_ambiguous(name) {
             continue;
         }
+        let live = index.live_by_name.get(name).copied();
+        let config = match live {
+            // The steady state: git's configuration with the managed-by tag is exactly the
+            // live one, so the live one is used as it is (no copy per job).
+            Some(live)
+                if desired_job.policy.ignore_differences.is_empty()
+                    && equals_with_managed_tag(&desired_job.config, &live.config, &tag_value) =>
+            {
+                Cow::Borrowed(&live.config)
+            }
+            // `ignore_differences`: those fields keep their live values (never compared).
+            _ => Cow::Owned(super::drift::keep_ignored(
+                effective_config(&desired_job.config, &tag_value),
+                &desired_job.policy,
+                live,
+            )),
+        };
         let context = JobContext {
             desired: desired_job,
-            // `ignore_differences`: those fields keep their live values (never compared).
-            config: super::drift::keep_ignored(
-                effective_config(&desired_job.config, &policy.instance),
-                &desired_job.policy,
-                index.live_by_name.get(name).copied(),
-            ),
+            config,
             journal: view.flink.get(name),
             catalog: view.savepoint_catalog.get(name).map(Vec::as_slice),
             policy,
         };
-        let action = match index.live_by_name.get(name) {
+        let action = match live {
             None => context.create(warnings),
             Some(live) => match context.other_installation(live) {
                 Some(owner) => context.conflict(live, &owner, warnings),
@@ -109,12 +123,109 @@ pub(super) fn plan_flink(
 
 /// The configuration to write: git's, with the managed-by tag that marks this installation's
 /// jobs.
-fn effective_config(config: &FlinkJobConfig, instance: &str) -> FlinkJobConfig {
+fn effective_config(config: &FlinkJobConfig, tag_value: &str) -> FlinkJobConfig {
     let mut config = config.clone();
     config
         .tags
-        .insert(MANAGED_TAG_KEY.to_string(), managed_tag_value(instance));
+        .insert(MANAGED_TAG_KEY.to_string(), tag_value.to_string());
     config
+}
+
+/// `effective_config(desired, ..) == *live`, without building the effective configuration:
+/// the tags are git's plus the managed-by tag, every other field is equal.
+fn equals_with_managed_tag(
+    desired: &FlinkJobConfig,
+    live: &FlinkJobConfig,
+    tag_value: &str,
+) -> bool {
+    let tags_equal = live.tags.get(MANAGED_TAG_KEY).map(String::as_str) == Some(tag_value)
+        && live.tags.len()
+            == desired.tags.len() + usize::from(!desired.tags.contains_key(MANAGED_TAG_KEY))
+        && desired
+            .tags
+            .iter()
+            .all(|(key, value)| key == MANAGED_TAG_KEY || live.tags.get(key) == Some(value));
+    // Every field named, so that a new field cannot be forgotten here (it fails to compile).
+    let FlinkJobConfig {
+        desc,
+        job_type,
+        queue_name,
+        sql_body,
+        run_mode,
+        cu_number,
+        manager_cu_number,
+        parallel_number,
+        tm_cus,
+        tm_slot_num,
+        checkpoint_enabled,
+        checkpoint_mode,
+        checkpoint_interval,
+        checkpoint_path,
+        obs_bucket,
+        log_enabled,
+        smn_topic,
+        restart_when_exception,
+        idle_state_retention,
+        resume_checkpoint,
+        resume_max_num,
+        dirty_data_strategy,
+        udf_jar_url,
+        flink_version,
+        execution_agency_urn,
+        runtime_config,
+        entrypoint,
+        main_class,
+        entrypoint_args,
+        dependency_jars,
+        dependency_files,
+        image,
+        feature,
+        resource_config_version,
+        resource_config,
+        operator_config,
+        static_estimator_config,
+        flink_log_config,
+        tags: _,
+    } = desired;
+    tags_equal
+        && *desc == live.desc
+        && *job_type == live.job_type
+        && *queue_name == live.queue_name
+        && *sql_body == live.sql_body
+        && *run_mode == live.run_mode
+        && *cu_number == live.cu_number
+        && *manager_cu_number == live.manager_cu_number
+        && *parallel_number == live.parallel_number
+        && *tm_cus == live.tm_cus
+        && *tm_slot_num == live.tm_slot_num
+        && *checkpoint_enabled == live.checkpoint_enabled
+        && *checkpoint_mode == live.checkpoint_mode
+        && *checkpoint_interval == live.checkpoint_interval
+        && *checkpoint_path == live.checkpoint_path
+        && *obs_bucket == live.obs_bucket
+        && *log_enabled == live.log_enabled
+        && *smn_topic == live.smn_topic
+        && *restart_when_exception == live.restart_when_exception
+        && *idle_state_retention == live.idle_state_retention
+        && *resume_checkpoint == live.resume_checkpoint
+        && *resume_max_num == live.resume_max_num
+        && *dirty_data_strategy == live.dirty_data_strategy
+        && *udf_jar_url == live.udf_jar_url
+        && *flink_version == live.flink_version
+        && *execution_agency_urn == live.execution_agency_urn
+        && *runtime_config == live.runtime_config
+        && *entrypoint == live.entrypoint
+        && *main_class == live.main_class
+        && *entrypoint_args == live.entrypoint_args
+        && *dependency_jars == live.dependency_jars
+        && *dependency_files == live.dependency_files
+        && *image == live.image
+        && *feature == live.feature
+        && *resource_config_version == live.resource_config_version
+        && *resource_config == live.resource_config
+        && *operator_config == live.operator_config
+        && *static_estimator_config == live.static_estimator_config
+        && *flink_log_config == live.flink_log_config
 }
 
 /// An explicit restore that the journal has not seen applied.
@@ -126,7 +237,9 @@ struct PendingRestore {
 /// Everything known about one job in git.
 struct JobContext<'a> {
     desired: &'a DesiredFlinkJob,
-    config: FlinkJobConfig,
+    /// The configuration to write (git's with the managed-by tag); borrowed from the live job
+    /// when the two are equal.
+    config: Cow<'a, FlinkJobConfig>,
     journal: Option<&'a JournalFlinkJob>,
     /// This job's verified copies in the savepoint catalog, oldest first.
     catalog: Option<&'a [super::CatalogSavepoint]>,
@@ -229,7 +342,7 @@ impl JobContext<'_> {
     }
 
     /// In git, not live.
-    fn create(&self, warnings: &mut Vec<String>) -> JobAction {
+    fn create(self, warnings: &mut Vec<String>) -> JobAction {
         let (defaults, defaults_map) = defaults_with_map(self.desired.kind());
         // Show what the new job sets beyond the service defaults, the way Terraform lists the
         // attributes of a resource it creates.
@@ -262,8 +375,9 @@ impl JobContext<'_> {
         }
         action.class = ActionClass::Create;
         action.steps = steps;
-        action.config = Some(self.config.clone());
         action.reason = "in git, not live".to_string();
+        // The context ends here: its configuration moves into the action (no copy).
+        action.config = Some(self.config.into_owned());
         action
     }
 
@@ -373,7 +487,7 @@ impl JobContext<'_> {
 
         action.class = decision.class;
         if decision.steps.iter().any(writes_config) {
-            action.config = Some(self.config.clone());
+            action.config = Some(self.config.as_ref().clone());
         }
         action.steps = decision.steps;
         action.restore_key = decision.restore_key;

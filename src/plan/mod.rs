@@ -18,7 +18,7 @@ pub use dlf::{DLF_SERVER_FIELDS, dlf_definition_digest, without_server_fields};
 pub(crate) use order::waves;
 pub use state_effect::StateEffect;
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -385,7 +385,10 @@ pub fn plan(
     view: &JournalView,
     policy: &PlanPolicy,
 ) -> Plan {
-    let mut actions = Vec::new();
+    // One action per job in git, plus prunes: reserved up front, so that the (large) actions
+    // are not moved again as the vector grows.
+    let mut actions =
+        Vec::with_capacity(desired.flink.len() + desired.dlf.len() + observed.flink.len().min(16));
     let mut warnings = Vec::new();
     let git_is_empty = desired.flink.is_empty() && desired.dlf.is_empty();
     let prune_guard = PruneGuard {
@@ -410,7 +413,7 @@ pub fn plan(
         &mut actions,
         &mut warnings,
     );
-    actions.sort_by(|a, b| (a.kind, &a.name).cmp(&(b.kind, &b.name)));
+    sort_by_kind_and_name(&mut actions);
     drift::classify(desired, observed, view, policy, &mut actions);
     order::order(desired, observed, &mut actions, &mut warnings);
     warnings.sort();
@@ -615,6 +618,34 @@ impl PruneGuard<'_> {
     }
 }
 
+/// Sorts `actions` by kind then name (stable): the positions are sorted, then the actions are
+/// put in place by following the permutation's cycles, each action moved once, instead of the
+/// sort moving the large actions around many times (and without a second vector of them).
+fn sort_by_kind_and_name(actions: &mut [JobAction]) {
+    fn key(action: &JobAction) -> (JobKind, &str) {
+        (action.kind, action.name.as_str())
+    }
+    if actions.is_sorted_by(|a, b| key(a) <= key(b)) {
+        return;
+    }
+    // `order[i]`: the current position of the action that belongs at `i`.
+    let mut order: Vec<usize> = (0..actions.len()).collect();
+    order.sort_by(|&a, &b| key(&actions[a]).cmp(&key(&actions[b])));
+    let mut placed = vec![false; actions.len()];
+    for start in 0..actions.len() {
+        let mut at = start;
+        while !placed[at] {
+            placed[at] = true;
+            let from = order[at];
+            if from == start {
+                break;
+            }
+            actions.swap(at, from);
+            at = from;
+        }
+    }
+}
+
 fn content_id(actions: &[JobAction], warnings: &[String]) -> String {
     // Serialised straight into the hash: a plan of 10,000 creates is tens of MB of JSON, never
     // held at once (the same bytes, so the same id).
@@ -638,47 +669,48 @@ fn content_id(actions: &[JobAction], warnings: &[String]) -> String {
     hex::encode(hasher.finalize())
 }
 
-/// Names that occur more than once, so that callers can refuse to guess which one is meant.
-fn duplicated<'a>(names: impl Iterator<Item = &'a str>) -> BTreeSet<&'a str> {
-    let mut seen = BTreeSet::new();
-    let mut duplicates = BTreeSet::new();
-    for name in names {
-        if !seen.insert(name) {
-            duplicates.insert(name);
-        }
-    }
-    duplicates
-}
-
 /// One kind's desired and live jobs indexed by name, the identity on the live side. A name that
 /// git declares, or the service lists, more than once is set aside (the caller warns about it):
 /// acting on an ambiguous name could touch the wrong job.
 struct NameIndex<'a, Live> {
     desired_duplicates: BTreeSet<&'a str>,
     live_duplicates: BTreeSet<&'a str>,
-    /// Live jobs listed once, by name.
-    live_by_name: BTreeMap<&'a str, &'a Live>,
-    desired_names: BTreeSet<&'a str>,
+    /// Live jobs listed once, by name. Hashed: looked up per job; what is built from its
+    /// iteration (prunes, warnings) is sorted afterwards.
+    live_by_name: HashMap<&'a str, &'a Live>,
+    desired_names: HashSet<&'a str>,
 }
 
 impl<'a, Live> NameIndex<'a, Live> {
     fn new(
-        desired_names: impl Iterator<Item = &'a str> + Clone,
+        desired_names: impl Iterator<Item = &'a str>,
         live: &'a [Live],
         live_name: impl Fn(&'a Live) -> &'a str,
     ) -> NameIndex<'a, Live> {
-        let desired_duplicates = duplicated(desired_names.clone());
-        let live_duplicates = duplicated(live.iter().map(&live_name));
-        let live_by_name = live
-            .iter()
-            .filter(|job| !live_duplicates.contains(live_name(job)))
-            .map(|job| (live_name(job), job))
-            .collect();
+        // One pass per side: the set of names and its duplicates together.
+        let mut desired_set = HashSet::new();
+        let mut desired_duplicates = BTreeSet::new();
+        for name in desired_names {
+            if !desired_set.insert(name) {
+                desired_duplicates.insert(name);
+            }
+        }
+        let mut live_by_name = HashMap::with_capacity(live.len());
+        let mut live_duplicates = BTreeSet::new();
+        for job in live {
+            let name = live_name(job);
+            if live_by_name.insert(name, job).is_some() {
+                live_duplicates.insert(name);
+            }
+        }
+        for name in &live_duplicates {
+            live_by_name.remove(name);
+        }
         NameIndex {
             desired_duplicates,
             live_duplicates,
             live_by_name,
-            desired_names: desired_names.collect(),
+            desired_names: desired_set,
         }
     }
 
