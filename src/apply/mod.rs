@@ -417,6 +417,7 @@ async fn reconcile_from<L: LiveService, J: Ledger>(
     }
     Ok(report)
 }
+
 /// The look after a pass that acted (its `results`): plans again, as a dry run, from the
 /// observation the pass started with (`observed`), each Flink job it acted on read again (one detail read
 /// per job; see `observe::reobserve_acted_on`) instead of every list page. A pass that acted on

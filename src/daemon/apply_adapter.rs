@@ -286,7 +286,10 @@ impl TargetReconciler for ApplyReconciler {
             }
             let (mirrors, _) = crate::gc::collect_mirrors(&self.config, false);
             if !mirrors.is_empty() {
-                tracing::info!(mirrors = mirrors.len(), "Garbage collection deleted git mirrors no source uses.");
+                tracing::info!(
+                    mirrors = mirrors.len(),
+                    "Garbage collection deleted git mirrors no source uses."
+                );
             }
             match crate::gc::collect(&self.context, false).await {
                 Ok(report) => (!report.deleted.is_empty()
