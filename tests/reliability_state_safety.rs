@@ -616,7 +616,9 @@ fn the_daemon_rolls_a_bad_upgrade_back_and_reports_it_degraded_across_a_restart(
         value["sync"]["status"] == "Synced" && value["health"]["status"] == "Healthy"
     });
     let good_revision = synced["sync"]["applied_revision"].clone();
-    setup.job("-- dli-emulator:fail-after-ms=300\nSELECT 2 AS bad;");
+    // The job fails well after the upgrade's pass has seen it running, so that pass journals
+    // the bad revision as applied first; the rollback must put the good one back.
+    setup.job("-- dli-emulator:fail-after-ms=1500\nSELECT 2 AS bad;");
     let degraded = |value: &Value| {
         value["jobs"].as_array().is_some_and(|jobs| {
             jobs.iter().any(|job| {

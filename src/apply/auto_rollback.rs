@@ -601,6 +601,21 @@ async fn roll_back<L: LiveService, J: Ledger>(
             plan_id: None,
         })
         .await?;
+    // The failed revision may have been journaled as applied by the pass that upgraded (the
+    // job ran before it failed). Rolled back, the target is on the previous revision again:
+    // journal that, so status and promotion never take the failed revision for a good one.
+    if ok
+        && let (Some(failed), Some(previous)) = (&guard.revision, &guard.previous_revision)
+        && ledger.applied_revision().as_deref() == Some(failed.as_str())
+    {
+        ledger
+            .revision_applied(
+                previous,
+                &action_id,
+                &format!("rolled back automatically from revision {failed} (job {name})"),
+            )
+            .await?;
+    }
     Ok(AutoRollbackResult {
         name: name.to_string(),
         action_id,

@@ -423,6 +423,11 @@ impl Worker {
                 }
             }
         }
+        // Automatic rollback journals the previous revision as applied again when it puts a
+        // failed upgrade back: the journal, not this memory, knows.
+        if !report.held.is_empty() {
+            self.memory.applied_revision = self.reconciler.applied_revision();
+        }
         let failed = report.failed_actions();
         let in_sync = !report.interrupted
             && failed == 0
