@@ -406,8 +406,8 @@ fn write_stdout(text: &str) -> anyhow::Result<()> {
 }
 
 fn validate(args: ValidateArgs) -> anyhow::Result<ExitCode> {
-    let snapshot = dli_gitops::spec::read_directory(&args.repo)?;
-    let report = dli_gitops::spec::validate(&snapshot, args.env.as_deref());
+    let snapshot = dli_gitops::desired::read_directory(&args.repo)?;
+    let report = dli_gitops::desired::validate(&snapshot, args.env.as_deref());
     let output = match args.format {
         OutputFormat::Text => report.render_text(),
         OutputFormat::Json => format!("{}\n", serde_json::to_string_pretty(&report.to_json())?),
@@ -435,9 +435,9 @@ fn dispatch(
         Command::Validate(args) => validate(args),
         Command::Schema(args) => {
             let schema = if args.environment {
-                dli_gitops::spec::environment_schema()
+                dli_gitops::desired::environment_schema()
             } else {
-                dli_gitops::spec::schema()
+                dli_gitops::desired::schema()
             };
             write_stdout(&format!("{}\n", serde_json::to_string_pretty(&schema)?))?;
             Ok(ExitCode::SUCCESS)

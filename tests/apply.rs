@@ -732,8 +732,8 @@ async fn export_adopts_live_jobs_into_a_repository_that_plans_no_change() {
         report.render_text()
     );
     assert_eq!(report.adopted.len(), 3);
-    let report = dli_gitops::spec::validate(
-        &dli_gitops::spec::read_directory(&harness.repo()).unwrap(),
+    let report = dli_gitops::desired::validate(
+        &dli_gitops::desired::read_directory(&harness.repo()).unwrap(),
         Some("dev"),
     );
     assert!(report.is_clean(), "{}", report.render_text());

@@ -367,8 +367,8 @@ fn an_upstream_upgrade_waits_for_its_dependents_to_settle() {
     );
 }
 
-fn snapshot(dir: &Path) -> dli_gitops::spec::snapshot::RepoSnapshot {
-    dli_gitops::spec::read_directory(dir).expect("repository reads")
+fn snapshot(dir: &Path) -> dli_gitops::desired::snapshot::RepoSnapshot {
+    dli_gitops::desired::read_directory(dir).expect("repository reads")
 }
 
 fn write(root: &Path, relative: &str, content: &str) {
@@ -378,7 +378,7 @@ fn write(root: &Path, relative: &str, content: &str) {
 }
 
 fn problems(root: &Path) -> Vec<String> {
-    match dli_gitops::spec::resolve(&snapshot(root), None) {
+    match dli_gitops::desired::resolve(&snapshot(root), None) {
         Ok(_) => Vec::new(),
         Err(diagnostics) => diagnostics.0.iter().map(ToString::to_string).collect(),
     }
@@ -442,7 +442,7 @@ fn validate_refuses_cycles_unknown_and_ambiguous_names_at_file_and_line() {
         "flink/e.yaml",
         &job("e", "depends_on: [\"dlf:shared\", \"flink:shared\"]\n"),
     );
-    let resolved = dli_gitops::spec::resolve(&snapshot(root), None).expect("valid now");
+    let resolved = dli_gitops::desired::resolve(&snapshot(root), None).expect("valid now");
     let e = resolved.flink.iter().find(|job| job.name == "e").unwrap();
     assert_eq!(
         e.policy.depends_on,
@@ -451,7 +451,7 @@ fn validate_refuses_cycles_unknown_and_ambiguous_names_at_file_and_line() {
     // depends_on is no part of the digest: adding it restarts nothing.
     let d = resolved.flink.iter().find(|job| job.name == "d").unwrap();
     write(root, "flink/d.yaml", &job("d", ""));
-    let without = dli_gitops::spec::resolve(&snapshot(root), None).unwrap();
+    let without = dli_gitops::desired::resolve(&snapshot(root), None).unwrap();
     let d_without = without.flink.iter().find(|job| job.name == "d").unwrap();
     assert_eq!(d.digest, d_without.digest);
 
@@ -472,7 +472,7 @@ fn validate_refuses_cycles_unknown_and_ambiguous_names_at_file_and_line() {
 
 #[test]
 fn the_schema_shows_the_new_fields() {
-    let schema = dli_gitops::spec::schema();
+    let schema = dli_gitops::desired::schema();
     let text = schema.to_string();
     for field in ["depends_on", "drift", "ignore_differences"] {
         assert!(

@@ -283,8 +283,8 @@ fn validate_refuses_unknown_ignore_differences_fields_at_their_location() {
         "flink/a.yaml",
         "kind: FlinkSqlJob\nname: a\nsql_body: \"SELECT 1;\"\nignore_differences:\n  - cu_numbr\n  - entrypoint\ndrift: sometimes\n",
     );
-    let snapshot = dli_gitops::spec::read_directory(dir.path()).unwrap();
-    let problems: Vec<String> = match dli_gitops::spec::resolve(&snapshot, None) {
+    let snapshot = dli_gitops::desired::read_directory(dir.path()).unwrap();
+    let problems: Vec<String> = match dli_gitops::desired::resolve(&snapshot, None) {
         Ok(_) => Vec::new(),
         Err(diagnostics) => diagnostics.0.iter().map(ToString::to_string).collect(),
     };
@@ -309,8 +309,8 @@ fn validate_refuses_unknown_ignore_differences_fields_at_their_location() {
         "flink/a.yaml",
         "kind: FlinkSqlJob\nname: a\nsql_body: \"SELECT 1;\"\nignore_differences: [cu_number, tags]\ndrift: report\n",
     );
-    let snapshot = dli_gitops::spec::read_directory(dir.path()).unwrap();
-    let jobs = dli_gitops::spec::resolve(&snapshot, None).expect("valid");
+    let snapshot = dli_gitops::desired::read_directory(dir.path()).unwrap();
+    let jobs = dli_gitops::desired::resolve(&snapshot, None).expect("valid");
     assert_eq!(jobs.flink[0].policy.drift, Some(DriftMode::Report));
     assert_eq!(
         jobs.flink[0].policy.ignore_differences,

@@ -432,6 +432,7 @@ mod pipeline_end_to_end {
     use chrono::{DateTime, Utc};
     use dli_gitops::apply::{self, ApplyOptions, ApplyReport, TargetContext};
     use dli_gitops::config::Config;
+    use dli_gitops::desired::snapshot::RepoSnapshot;
     use dli_gitops::emulator::{DEV_ACCESS_KEY, DEV_PROJECT_ID, DEV_SECRET_KEY};
     use dli_gitops::emulator::{Emulator, EmulatorConfig, EmulatorHandle};
     use dli_gitops::journal::{Journal, JournalOptions};
@@ -441,7 +442,6 @@ mod pipeline_end_to_end {
         UpstreamSample, carry_for_target, followed_revision,
     };
     use dli_gitops::source::Source;
-    use dli_gitops::spec::snapshot::RepoSnapshot;
     use serde_json::Value;
 
     pub const DEV_ENV: &str = "variables: {flink_queue: dev_flink}\ndlf:\n  params: {env: dev}\n";
@@ -607,7 +607,7 @@ mod pipeline_end_to_end {
                 &self.prod
             };
             let snapshot = self.snapshot(revision);
-            let desired = dli_gitops::spec::resolve(&snapshot, Some(target))
+            let desired = dli_gitops::desired::resolve(&snapshot, Some(target))
                 .unwrap_or_else(|problems| panic!("{target} resolves: {problems:?}"));
             let carried = carry_for_target(&self.config, &self.journal, context, &desired)
                 .await

@@ -12,6 +12,8 @@ use std::path::Path;
 
 use dli_gitops::bundle::{self, DlfJobEntry, ZipEntry, ZipLimits};
 use dli_gitops::config::Config;
+use dli_gitops::desired::snapshot::{RepoFile, RepoSnapshot};
+use dli_gitops::desired::{self, read_directory};
 use dli_gitops::emulator::flink_export_fuzzing;
 use dli_gitops::journal::{
     Effects, Intent, JOURNAL_FILE, Journal, JournalError, JournalOptions, Outcome, RecordBody,
@@ -21,8 +23,6 @@ use dli_gitops::source::webhook::{
     MAX_WEBHOOK_BODY_BYTES, normalize_repository_url, verify_and_parse,
 };
 use dli_gitops::source::{WebhookError, WebhookEvent};
-use dli_gitops::spec::snapshot::{RepoFile, RepoSnapshot};
-use dli_gitops::spec::{self, read_directory};
 use hmac::{Hmac, Mac};
 use http::{HeaderMap, HeaderName, HeaderValue};
 use proptest::prelude::*;
@@ -444,8 +444,8 @@ const ENVIRONMENTS: [Option<&str>; 3] = [None, Some("dev"), Some("prod")];
 /// Resolves `snapshot` for `environment` twice: the result must be the same both times (the
 /// parser is pure), and an error must be a list of positioned, non-empty diagnostics.
 fn check_resolve(snapshot: &RepoSnapshot, environment: Option<&str>) -> Result<(), TestCaseError> {
-    let first = spec::resolve(snapshot, environment);
-    let second = spec::resolve(snapshot, environment);
+    let first = desired::resolve(snapshot, environment);
+    let second = desired::resolve(snapshot, environment);
     prop_assert_eq!(&first, &second, "resolve is not deterministic");
     match first {
         Ok(desired) => {
@@ -617,7 +617,7 @@ fn spec_refuses_alias_expansion_bombs() {
         "flink/laughs.yaml".into(),
         RepoFile::Data(bomb.into_bytes()),
     );
-    let diagnostics = spec::resolve(&snapshot, None).expect_err("an alias bomb must be refused");
+    let diagnostics = desired::resolve(&snapshot, None).expect_err("an alias bomb must be refused");
     assert!(
         diagnostics
             .iter()

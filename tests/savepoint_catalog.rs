@@ -318,8 +318,8 @@ fn from_catalog_takes_latest_or_a_seq_and_nothing_else() {
             ),
         )
         .unwrap();
-        let snapshot = dli_gitops::spec::read_directory(dir.path()).expect("repository reads");
-        match dli_gitops::spec::resolve(&snapshot, None) {
+        let snapshot = dli_gitops::desired::read_directory(dir.path()).expect("repository reads");
+        match dli_gitops::desired::resolve(&snapshot, None) {
             Ok(desired) => {
                 // What resolves renders back to the same restore.
                 let restore = desired.flink[0].lifecycle.restore.clone().unwrap();

@@ -9,11 +9,11 @@ use dli_gitops::config::{
     Config, ConfigError, Credentials, Endpoint, GitSourceConfig, SecretRef, Service,
     StorageLocation,
 };
+use dli_gitops::desired::snapshot::{MAX_FILE_BYTES, RepoFile};
 use dli_gitops::source::webhook::Provider;
 use dli_gitops::source::{
     DirSource, GitSource, SourceError, WebhookError, WebhookEvent, verify_and_parse,
 };
-use dli_gitops::spec::snapshot::{MAX_FILE_BYTES, RepoFile};
 use git2::{IndexAddOption, Repository, RepositoryInitOptions, Signature};
 use hmac::{Hmac, Mac};
 use http::{HeaderMap, HeaderValue};

@@ -425,7 +425,7 @@ async fn adoption(bed: &TestBed, target_extra: &str, report: &mut Report) -> Res
 }
 
 fn read_git(repo: &Path) -> Result<dli_gitops::model::DesiredJobs, String> {
-    let snapshot = dli_gitops::spec::read_directory(repo).map_err(|error| error.to_string())?;
-    dli_gitops::spec::resolve(&snapshot, Some(workload::ENVIRONMENT))
+    let snapshot = dli_gitops::desired::read_directory(repo).map_err(|error| error.to_string())?;
+    dli_gitops::desired::resolve(&snapshot, Some(workload::ENVIRONMENT))
         .map_err(|diagnostics| format!("the repository does not resolve:\n{diagnostics}"))
 }

@@ -105,10 +105,11 @@ impl TestBed {
         workload::write_repository(&repo, jobs)
             .map_err(|error| format!("writing the repository: {error}"))?;
         let snapshot =
-            dli_gitops::spec::read_directory(&repo).map_err(|error| error.to_string())?;
-        let desired = dli_gitops::spec::resolve(&snapshot, Some(workload::ENVIRONMENT)).map_err(
-            |diagnostics| format!("the generated repository does not resolve:\n{diagnostics}"),
-        )?;
+            dli_gitops::desired::read_directory(&repo).map_err(|error| error.to_string())?;
+        let desired = dli_gitops::desired::resolve(&snapshot, Some(workload::ENVIRONMENT))
+            .map_err(|diagnostics| {
+                format!("the generated repository does not resolve:\n{diagnostics}")
+            })?;
 
         let data_dir = directory.path().join("emulator");
         let seeding = start_emulator(&data_dir, 0, EmulatorDelays::zero()).await?;

@@ -46,11 +46,11 @@ pub struct ScaleSample {
 pub fn child(repo: &Path, jobs: usize) -> Result<(), String> {
     let start_memory = procfs::memory("self")?;
     let started = Instant::now();
-    let snapshot = dli_gitops::spec::read_directory(repo).map_err(|error| error.to_string())?;
+    let snapshot = dli_gitops::desired::read_directory(repo).map_err(|error| error.to_string())?;
     let read_ms = started.elapsed().as_secs_f64() * 1000.0;
     let peak_after_read_kib = procfs::memory("self")?.peak_rss_kib;
     let started = Instant::now();
-    let desired = dli_gitops::spec::resolve(&snapshot, Some(workload::ENVIRONMENT)).map_err(
+    let desired = dli_gitops::desired::resolve(&snapshot, Some(workload::ENVIRONMENT)).map_err(
         |diagnostics| format!("the generated repository does not resolve:\n{diagnostics}"),
     )?;
     let resolve_ms = started.elapsed().as_secs_f64() * 1000.0;
@@ -176,7 +176,7 @@ pub fn run(sizes: &[usize], runs: usize, report: &mut Report) -> Result<(), Stri
             "parse + validate",
             format_duration_ms(times(|sample| sample.resolve_ms)),
             if jobs >= 10_000 { "< 1 s" } else { "" },
-            "spec::resolve for one environment",
+            "desired::resolve for one environment",
         ));
         report.push(Row::new(
             &section,

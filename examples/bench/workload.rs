@@ -7,9 +7,9 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
+use dli_gitops::desired::snapshot::{RepoFile, RepoSnapshot};
 use dli_gitops::model::{DesiredJobs, FlinkJobStatus, ObservedFlinkJob, ObservedJobs, RunState};
 use dli_gitops::plan::{JournalFlinkJob, JournalView};
-use dli_gitops::spec::snapshot::{RepoFile, RepoSnapshot};
 
 /// The environment every generated repository defines.
 pub const ENVIRONMENT: &str = "bench";
@@ -115,7 +115,7 @@ pub fn repository_snapshot(jobs: usize) -> RepoSnapshot {
             .files
             .insert(path, RepoFile::Data(text.into_bytes()));
     }
-    snapshot.revision = dli_gitops::spec::content_revision(&snapshot);
+    snapshot.revision = dli_gitops::desired::content_revision(&snapshot);
     snapshot
 }
 
@@ -133,7 +133,7 @@ pub fn write_repository(root: &Path, jobs: usize) -> std::io::Result<()> {
 
 /// Resolves the generated repository; it is valid by construction.
 pub fn desired_jobs(jobs: usize) -> DesiredJobs {
-    match dli_gitops::spec::resolve(&repository_snapshot(jobs), Some(ENVIRONMENT)) {
+    match dli_gitops::desired::resolve(&repository_snapshot(jobs), Some(ENVIRONMENT)) {
         Ok(desired) => desired,
         Err(diagnostics) => panic!("the generated repository does not resolve:\n{diagnostics}"),
     }

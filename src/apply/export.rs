@@ -96,7 +96,7 @@ fn render_export_with(
             },
             ..Lifecycle::default()
         };
-        files.extend(crate::spec::render::render_flink_job(
+        files.extend(crate::desired::render::render_flink_job(
             &job.name,
             &job.config,
             &lifecycle,
@@ -105,12 +105,12 @@ fn render_export_with(
     for job in &observed.dlf {
         let exported = dlf_exports.get(&job.name).cloned().unwrap_or_default();
         let protected = view.dlf.get(&job.name).is_some_and(|entry| entry.protected);
-        files.extend(crate::spec::render::render_dlf_job(&dlf_as_desired(
+        files.extend(crate::desired::render::render_dlf_job(&dlf_as_desired(
             job, &exported, protected,
         )));
     }
     files.push((
-        format!("{}/{environment}.yaml", crate::spec::ENVIRONMENTS_DIR),
+        format!("{}/{environment}.yaml", crate::desired::ENVIRONMENTS_DIR),
         "# Written by `dli-gitops export`: the values this target's jobs were exported with.\nvariables: {}\n"
             .to_string(),
     ));
@@ -191,9 +191,9 @@ pub(crate) async fn export_with<L: LiveService, J: Ledger>(
         std::fs::write(&path, content)
             .map_err(|error| export_error(format!("writing {}: {error}", path.display())))?;
     }
-    let snapshot = crate::spec::read_directory(out_dir)
+    let snapshot = crate::desired::read_directory(out_dir)
         .map_err(|error| export_error(format!("reading the export back: {error}")))?;
-    let desired = crate::spec::resolve(&snapshot, Some(environment)).map_err(|diagnostics| {
+    let desired = crate::desired::resolve(&snapshot, Some(environment)).map_err(|diagnostics| {
         export_error(format!(
             "the exported repository does not validate ({} problem(s)); the files are left for inspection:\n{diagnostics}",
             diagnostics.len()

@@ -8,11 +8,9 @@
 //! written against the seams only. The executor makes no choice the plan did not make.
 
 pub mod auto_rollback;
-mod cloud_live;
 mod commands;
 mod execute;
 mod export;
-mod journal_ledger;
 mod ledger;
 mod live;
 mod observe;
@@ -24,17 +22,17 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-pub use cloud_live::CloudLive;
 pub use commands::{
     ApplyCommand, ExportCommand, PlanCommand, Prompt, RollbackCommand, apply_command,
     export_command, plan_command, rollback_command, state_dir_of,
 };
 pub use export::{ExportReport, render_export};
-pub use journal_ledger::JournalLedger;
+pub use ledger::journal::JournalLedger;
 pub use ledger::{
     ActionEffects, BackupSet, CachedObservation, DLF_KEY_PREFIX, DriftEntry, IntentEntry, Ledger,
     ObservationEntry, OutcomeEntry, PendingAction, RecordedFailure, journal_key,
 };
+pub use live::cloud::CloudLive;
 pub use live::{
     BulkTags, ExportedDlfJob, ImportedJob, ListedConfig, ListedDlfJob, ListedFlinkJob, Listing,
     LiveService, ServiceFailure,

@@ -7,8 +7,8 @@ use std::collections::BTreeSet;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use super::cloud_live::CloudLive;
-use super::journal_ledger::JournalLedger;
+use super::ledger::journal::JournalLedger;
+use super::live::cloud::CloudLive;
 use super::{ApplyError, ApplyOptions};
 use crate::cloud::{
     ClientOptions, CloudClients, Credentials, RetryPolicy, Secret, ServiceEndpoints, parse_endpoint,
@@ -353,11 +353,11 @@ impl TargetContext {
 
     fn resolve_snapshot(
         &self,
-        snapshot: crate::spec::snapshot::RepoSnapshot,
+        snapshot: crate::desired::snapshot::RepoSnapshot,
     ) -> Result<(DesiredJobs, String), ApplyError> {
         let target = self.name.clone();
         let mut desired =
-            crate::spec::resolve(&snapshot, Some(&self.environment)).map_err(|diagnostics| {
+            crate::desired::resolve(&snapshot, Some(&self.environment)).map_err(|diagnostics| {
                 ApplyError::Repository {
                     target: target.clone(),
                     problem: format!(

@@ -768,8 +768,8 @@ async fn an_export_resolves_to_the_live_jobs_and_plans_no_change() {
         "adopted jobs carry the managed tag"
     );
 
-    let snapshot = crate::spec::read_directory(out.path()).unwrap();
-    let desired = crate::spec::resolve(&snapshot, Some("dev")).expect("the export resolves");
+    let snapshot = crate::desired::read_directory(out.path()).unwrap();
+    let desired = crate::desired::resolve(&snapshot, Some("dev")).expect("the export resolves");
     let plan = reconcile_with(
         &live,
         &ledger,

@@ -11,9 +11,9 @@ use futures::future::BoxFuture;
 use super::Stop;
 use super::status::ErrorInfo;
 use crate::cloud::RequestMetrics;
+use crate::desired::snapshot::RepoSnapshot;
 use crate::model::{DesiredJobs, JobKind, ObservedJobs};
 use crate::plan::{ActionClass, Plan};
-use crate::spec::snapshot::RepoSnapshot;
 
 /// One pass over one target.
 pub struct PassRequest<'a> {

@@ -15,7 +15,7 @@ use super::reconciler::SnapshotSource;
 use super::status::{ErrorInfo, TriggerKind};
 use super::trigger::Trigger;
 use super::{StatusBoard, Stop};
-use crate::spec::snapshot::RepoSnapshot;
+use crate::desired::snapshot::RepoSnapshot;
 
 /// How often a watched directory is re-read when its watcher could not be started.
 const UNWATCHED_POLL_INTERVAL: Duration = Duration::from_secs(10);

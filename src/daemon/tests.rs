@@ -13,12 +13,12 @@ use tokio::sync::{Semaphore, oneshot};
 
 use super::*;
 use crate::cloud::RequestMetrics;
+use crate::desired::snapshot::{RepoFile, RepoSnapshot};
 use crate::model::{
     DesiredFlinkJob, DesiredJobs, FlinkJobConfig, FlinkJobStatus, JobKind, Lifecycle,
     MANAGED_TAG_KEY, MANAGED_TAG_VALUE, ObservedFlinkJob, ObservedJobs, SourceLocation,
 };
 use crate::plan::{self, JournalFlinkJob, JournalView, PlanPolicy};
-use crate::spec::snapshot::{RepoFile, RepoSnapshot};
 
 // ---- an in-memory source -------------------------------------------------------------
 

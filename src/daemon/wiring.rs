@@ -15,9 +15,9 @@ use super::{
     TargetPolicy, TargetSpec,
 };
 use crate::config::{Config, ConfigError, Service, SourceConfig, TargetConfig};
+use crate::desired::snapshot::RepoSnapshot;
 use crate::journal::{Journal, JournalOptions};
 use crate::source::{Source, SourceError, jittered};
-use crate::spec::snapshot::RepoSnapshot;
 
 /// What `dli-gitops run` was asked for.
 #[derive(Debug, Clone)]
@@ -157,10 +157,10 @@ pub(crate) fn error_chain(error: &dyn std::error::Error) -> String {
     text
 }
 
-/// The job repository resolver: `spec::resolve` for the target's environment.
+/// The job repository resolver: `desired::resolve` for the target's environment.
 pub fn spec_resolver() -> Resolver {
     Arc::new(|snapshot: &RepoSnapshot, environment: &str| {
-        crate::spec::resolve(snapshot, Some(environment))
+        crate::desired::resolve(snapshot, Some(environment))
             .map_err(|diagnostics| diagnostics.iter().map(ToString::to_string).collect())
     })
 }
@@ -566,7 +566,7 @@ mod tests {
         let mut broken = snapshot.clone();
         broken.files.insert(
             "flink/broken.yaml".into(),
-            crate::spec::snapshot::RepoFile::Data(
+            crate::desired::snapshot::RepoFile::Data(
                 b"kind: FlinkSqlJob\nname: x\ncu_nmber: 2\n".to_vec(),
             ),
         );

@@ -301,7 +301,7 @@ pub fn without_server_fields(definition: &serde_json::Value) -> serde_json::Valu
 /// Digest of a live DLF definition without its server-set fields: equal digests, equal
 /// authored content.
 pub fn dlf_definition_digest(definition: &serde_json::Value) -> String {
-    crate::spec::digest_of(&without_server_fields(definition))
+    crate::desired::digest_of(&without_server_fields(definition))
 }
 
 fn digest_diff(imported_digest: Option<&str>, desired_digest: &str) -> FieldDiff {

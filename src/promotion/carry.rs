@@ -352,7 +352,7 @@ mod tests {
     use crate::model::{DesiredJobs, Restore};
 
     fn desired_with(restores: &[(&str, Option<Restore>)]) -> DesiredJobs {
-        use crate::spec::snapshot::{RepoFile, RepoSnapshot};
+        use crate::desired::snapshot::{RepoFile, RepoSnapshot};
         let snapshot = RepoSnapshot {
             revision: "test".into(),
             files: restores
@@ -370,7 +370,7 @@ mod tests {
                 })
                 .collect(),
         };
-        let mut desired = crate::spec::resolve(&snapshot, None).expect("the test jobs resolve");
+        let mut desired = crate::desired::resolve(&snapshot, None).expect("the test jobs resolve");
         for job in &mut desired.flink {
             job.lifecycle.restore = restores
                 .iter()

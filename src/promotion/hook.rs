@@ -14,9 +14,9 @@ use super::manual::PromoteBody;
 use super::pipeline::{Pipeline, PromotionEvent, followed_revision};
 use super::revision::{PromotedRevisionError, snapshot_at};
 use crate::config::Config;
+use crate::desired::snapshot::RepoSnapshot;
 use crate::journal::Journal;
 use crate::source::{Source, SourceError};
-use crate::spec::snapshot::RepoSnapshot;
 
 /// How often the daemon re-runs the gates (an `after` can end between passes).
 pub const DEFAULT_TICK: Duration = Duration::from_secs(5);

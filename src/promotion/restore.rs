@@ -24,7 +24,7 @@ pub fn apply_target_restore(desired: &mut DesiredJobs, target: &TargetConfig) {
                 from_target: Some(from_target.clone()),
                 ..Restore::default()
             });
-            job.digest = crate::spec::flink_job_digest(&job.name, &job.config, &job.lifecycle);
+            job.digest = crate::desired::flink_job_digest(&job.name, &job.config, &job.lifecycle);
         }
     }
 }

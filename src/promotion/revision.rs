@@ -2,8 +2,8 @@
 //! branch head: git sources keep every fetched commit in their mirror (fetches never prune),
 //! so an older promoted commit stays readable; a directory source has only its current content.
 
+use crate::desired::snapshot::RepoSnapshot;
 use crate::source::{Source, SourceError};
-use crate::spec::snapshot::RepoSnapshot;
 
 /// Why the promoted revision could not be read.
 #[derive(Debug, thiserror::Error)]
@@ -128,7 +128,7 @@ pub fn check_promotable(
         }
     };
     let environment = target.environment_name();
-    crate::spec::resolve(&snapshot, Some(environment))
+    crate::desired::resolve(&snapshot, Some(environment))
         .map(|_| ())
         .map_err(|diagnostics| RevisionCheckError::Invalid {
             revision: revision.to_string(),

@@ -10,7 +10,7 @@ use sha2::{Digest, Sha256};
 use tokio::sync::mpsc;
 
 use super::{MAX_SNAPSHOT_BYTES, MAX_SNAPSHOT_FILES, SourceError};
-use crate::spec::snapshot::{MAX_FILE_BYTES, RepoFile, RepoSnapshot};
+use crate::desired::snapshot::{MAX_FILE_BYTES, RepoFile, RepoSnapshot};
 
 /// A directory of job files.
 #[derive(Debug, Clone)]
@@ -34,7 +34,7 @@ impl DirSource {
     /// The revision is `sha256:<hex>` over paths, kinds and contents, so it changes exactly when
     /// the snapshot does. Blocking.
     //
-    // Not `spec::read_directory`, on purpose: the daemon must stay bounded on any directory it
+    // Not `desired::read_directory`, on purpose: the daemon must stay bounded on any directory it
     // is pointed at, so this walk stops at `MAX_SNAPSHOT_FILES` / `MAX_SNAPSHOT_BYTES` before
     // reading more (the spec walker reads everything, which is right for a one-shot CLI);
     // it skips `.git` at every depth, as `watch` ignores it; and an oversized file's mtime goes
@@ -245,7 +245,7 @@ fn walk(
             // Sockets, fifos and devices are not job files: recorded, never opened, so a
             // reference to one is reported as what it is rather than as missing.
             RepoFile::NotRegular {
-                kind: crate::spec::snapshot::special_file_kind(&file_type).to_string(),
+                kind: crate::desired::snapshot::special_file_kind(&file_type).to_string(),
             }
         };
         snapshot.files.insert(relative, file);

@@ -16,7 +16,7 @@ use sha2::{Digest, Sha256};
 use super::known_hosts::{HostKeyVerdict, KnownHosts};
 use super::{MAX_SNAPSHOT_BYTES, MAX_SNAPSHOT_FILES, Revision, SourceError};
 use crate::config::{Config, GitRef, GitSourceConfig, GitTransport, SecretRef, SshConfig};
-use crate::spec::snapshot::{MAX_FILE_BYTES, RepoFile, RepoSnapshot};
+use crate::desired::snapshot::{MAX_FILE_BYTES, RepoFile, RepoSnapshot};
 
 /// User name sent with an https token when none is configured. GitHub and Gitea accept any
 /// non-empty name with a token as the password.

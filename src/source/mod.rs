@@ -188,7 +188,7 @@ impl Source {
     pub fn poll(
         &self,
         last_revision: Option<&str>,
-    ) -> Result<Option<crate::spec::snapshot::RepoSnapshot>, SourceError> {
+    ) -> Result<Option<crate::desired::snapshot::RepoSnapshot>, SourceError> {
         match self {
             Source::Git { source, subdir, .. } => {
                 let revision = source.fetch()?;

@@ -12,9 +12,9 @@ use dli_gitops::daemon::{
     DaemonError, DaemonParts, SnapshotSource, SourceFailure, SourceParts, TargetParts,
     TargetReconciler, serve, target_spec,
 };
+use dli_gitops::desired::snapshot::RepoSnapshot;
 use dli_gitops::journal::{Journal, JournalOptions};
 use dli_gitops::model::DesiredJobs;
-use dli_gitops::spec::snapshot::RepoSnapshot;
 
 /// A source that has revision `r1` (no files) and never changes.
 pub struct OneRevision;

@@ -5,13 +5,13 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
+use dli_gitops::desired::{
+    self, snapshot::MAX_FILE_BYTES, snapshot::RepoFile, snapshot::RepoSnapshot,
+};
 use dli_gitops::model::{
     CheckpointMode, Cpu, DesiredDlfJob, DlfImportSettings, FlinkJobConfig, JobKind, Lifecycle,
     MANAGED_TAG_KEY, ResourceConfig, ResourceSpec, Restore, RunState, SourceLocation, UpgradeMode,
     canonical_json_text,
-};
-use dli_gitops::spec::{
-    self, snapshot::MAX_FILE_BYTES, snapshot::RepoFile, snapshot::RepoSnapshot,
 };
 use proptest::prelude::*;
 
@@ -22,12 +22,14 @@ fn fixtures() -> PathBuf {
 /// A checked-in copy of `examples/jobs` (`.ci/run` checks they are equal on a fresh clone): the
 /// live `examples/` is the quick start's to edit, and tests never read it.
 fn example_repository() -> RepoSnapshot {
-    spec::read_directory(&Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/example-jobs"))
-        .unwrap()
+    desired::read_directory(
+        &Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/example-jobs"),
+    )
+    .unwrap()
 }
 
 fn broken(case: &str) -> RepoSnapshot {
-    spec::read_directory(&fixtures().join("broken").join(case)).unwrap()
+    desired::read_directory(&fixtures().join("broken").join(case)).unwrap()
 }
 
 fn snapshot_of(files: &[(&str, &str)]) -> RepoSnapshot {
@@ -37,13 +39,13 @@ fn snapshot_of(files: &[(&str, &str)]) -> RepoSnapshot {
             .files
             .insert(path.to_string(), RepoFile::Data(text.as_bytes().to_vec()));
     }
-    snapshot.revision = spec::content_revision(&snapshot);
+    snapshot.revision = desired::content_revision(&snapshot);
     snapshot
 }
 
 /// The validation report of a broken repository, compared with its committed snapshot.
 fn check(case: &str, snapshot: &RepoSnapshot, environment: Option<&str>) {
-    let report = spec::validate(snapshot, environment);
+    let report = desired::validate(snapshot, environment);
     assert!(!report.is_clean(), "{case} should not validate");
     insta::with_settings!({ snapshot_path => fixtures().join("snapshots"), prepend_module_to_snapshot => false }, {
         insta::assert_snapshot!(case, report.render_text());
@@ -171,8 +173,8 @@ fn broken_oversized_files_are_not_read() {
 #[test]
 fn the_example_repository_validates_in_every_environment() {
     let snapshot = example_repository();
-    assert_eq!(spec::environments(&snapshot), ["dev", "prod"]);
-    let report = spec::validate(&snapshot, None);
+    assert_eq!(desired::environments(&snapshot), ["dev", "prod"]);
+    let report = desired::validate(&snapshot, None);
     assert!(report.is_clean(), "{}", report.render_text());
     assert_eq!(
         report.summary(),
@@ -182,7 +184,7 @@ fn the_example_repository_validates_in_every_environment() {
 
 #[test]
 fn the_example_repository_resolves_prod_with_overrides_and_replacements() {
-    let desired = spec::resolve(&example_repository(), Some("prod")).unwrap();
+    let desired = desired::resolve(&example_repository(), Some("prod")).unwrap();
     let names: Vec<_> = desired.flink.iter().map(|job| job.name.as_str()).collect();
     assert_eq!(
         names,
@@ -249,8 +251,8 @@ fn the_example_repository_resolves_prod_with_overrides_and_replacements() {
 #[test]
 fn environments_change_only_what_they_override() {
     let snapshot = example_repository();
-    let dev = spec::resolve(&snapshot, Some("dev")).unwrap();
-    let prod = spec::resolve(&snapshot, Some("prod")).unwrap();
+    let dev = desired::resolve(&snapshot, Some("dev")).unwrap();
+    let prod = desired::resolve(&snapshot, Some("prod")).unwrap();
     let fraud_dev = dev
         .flink
         .iter()
@@ -265,7 +267,7 @@ fn environments_change_only_what_they_override() {
 
 #[test]
 fn without_an_environment_variables_are_reported() {
-    let diagnostics = spec::resolve(&example_repository(), None).unwrap_err();
+    let diagnostics = desired::resolve(&example_repository(), None).unwrap_err();
     let variable = diagnostics
         .iter()
         .find(|diagnostic| diagnostic.message == "unknown variable `${flink_queue}`")
@@ -279,15 +281,15 @@ fn without_an_environment_variables_are_reported() {
 fn resolving_is_deterministic() {
     let snapshot = example_repository();
     for environment in ["dev", "prod"] {
-        let first = spec::resolve(&snapshot, Some(environment)).unwrap();
-        let second = spec::resolve(&snapshot.clone(), Some(environment)).unwrap();
+        let first = desired::resolve(&snapshot, Some(environment)).unwrap();
+        let second = desired::resolve(&snapshot.clone(), Some(environment)).unwrap();
         assert_eq!(first, second);
     }
 }
 
 #[test]
 fn diagnostics_serialise_for_json_output() {
-    let report = spec::validate(&broken("unknown-field"), None);
+    let report = desired::validate(&broken("unknown-field"), None);
     let json = report.to_json();
     assert_eq!(json["ok"], false);
     let diagnostic = &json["results"][0]["diagnostics"][0];
@@ -299,7 +301,7 @@ fn diagnostics_serialise_for_json_output() {
 
 #[test]
 fn the_schema_has_one_branch_per_kind_with_every_field() {
-    let schema = spec::schema();
+    let schema = desired::schema();
     let branches = schema["oneOf"].as_array().unwrap();
     let kinds: Vec<_> = branches
         .iter()
@@ -350,7 +352,7 @@ fn the_validate_command_exits_by_result() {
         .unwrap();
     assert!(output.status.success());
     let schema: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
-    assert_eq!(schema, spec::schema());
+    assert_eq!(schema, desired::schema());
 }
 
 // ---- render → resolve round trips and digest properties ----
@@ -614,7 +616,7 @@ fn snapshot_from_rendered(files: Vec<(String, String)>) -> RepoSnapshot {
             .files
             .insert(path, RepoFile::Data(text.into_bytes()));
     }
-    snapshot.revision = spec::content_revision(&snapshot);
+    snapshot.revision = desired::content_revision(&snapshot);
     snapshot
 }
 
@@ -642,10 +644,10 @@ proptest! {
         config in flink_config_strategy(),
         lifecycle in lifecycle_strategy(),
     ) {
-        let files = spec::render::render_flink_job("job-1", &config, &lifecycle);
+        let files = desired::render::render_flink_job("job-1", &config, &lifecycle);
         let rendered = format!("{files:#?}");
         let snapshot = snapshot_from_rendered(files);
-        let desired = match spec::resolve(&snapshot, None) {
+        let desired = match desired::resolve(&snapshot, None) {
             Ok(desired) => desired,
             Err(diagnostics) => panic!("{diagnostics}\n{rendered}"),
         };
@@ -654,7 +656,7 @@ proptest! {
         prop_assert_eq!(&desired.flink[0].lifecycle, &lifecycle);
         prop_assert_eq!(
             &desired.flink[0].digest,
-            &spec::flink_job_digest("job-1", &config, &lifecycle)
+            &desired::flink_job_digest("job-1", &config, &lifecycle)
         );
     }
 
@@ -663,8 +665,8 @@ proptest! {
         config in flink_config_strategy(),
         lifecycle in lifecycle_strategy(),
     ) {
-        let files = spec::render::render_flink_job("job-1", &config, &lifecycle);
-        let original = spec::resolve(&snapshot_from_rendered(files.clone()), None).unwrap();
+        let files = desired::render::render_flink_job("job-1", &config, &lifecycle);
+        let original = desired::resolve(&snapshot_from_rendered(files.clone()), None).unwrap();
 
         let reformatted: Vec<_> = files
             .iter()
@@ -676,14 +678,14 @@ proptest! {
                 }
             })
             .collect();
-        let again = spec::resolve(&snapshot_from_rendered(reformatted), None).unwrap();
+        let again = desired::resolve(&snapshot_from_rendered(reformatted), None).unwrap();
         prop_assert_eq!(&again.flink[0].digest, &original.flink[0].digest);
         prop_assert_eq!(&again.flink[0].config, &original.flink[0].config);
 
         let mut changed = config.clone();
         changed.checkpoint_interval = if config.checkpoint_interval == 3600 { 3599 } else { config.checkpoint_interval + 1 };
-        let files = spec::render::render_flink_job("job-1", &changed, &lifecycle);
-        let different = spec::resolve(&snapshot_from_rendered(files), None).unwrap();
+        let files = desired::render::render_flink_job("job-1", &changed, &lifecycle);
+        let different = desired::resolve(&snapshot_from_rendered(files), None).unwrap();
         prop_assert_ne!(&different.flink[0].digest, &original.flink[0].digest);
     }
 
@@ -692,14 +694,14 @@ proptest! {
         config in flink_config_strategy(),
         lifecycle in lifecycle_strategy(),
     ) {
-        let snapshot = snapshot_from_rendered(spec::render::render_flink_job("job-1", &config, &lifecycle));
-        prop_assert_eq!(spec::resolve(&snapshot, None), spec::resolve(&snapshot, None));
+        let snapshot = snapshot_from_rendered(desired::render::render_flink_job("job-1", &config, &lifecycle));
+        prop_assert_eq!(desired::resolve(&snapshot, None), desired::resolve(&snapshot, None));
     }
 }
 
 #[test]
 fn render_then_resolve_gives_back_the_dlf_job() {
-    let prod = spec::resolve(&example_repository(), Some("prod")).unwrap();
+    let prod = desired::resolve(&example_repository(), Some("prod")).unwrap();
     let nightly = &prod.dlf[0];
     let adopted = DesiredDlfJob {
         import: DlfImportSettings {
@@ -712,7 +714,7 @@ fn render_then_resolve_gives_back_the_dlf_job() {
         },
         ..nightly.clone()
     };
-    let files = spec::render::render_dlf_job(&adopted);
+    let files = desired::render::render_dlf_job(&adopted);
     let paths: Vec<_> = files.iter().map(|(path, _)| path.as_str()).collect();
     assert_eq!(
         paths,
@@ -724,13 +726,13 @@ fn render_then_resolve_gives_back_the_dlf_job() {
     );
     // Declared DataArts parameters stay readable; nothing else needs escaping here.
     assert!(files[2].1.contains("'${bizdate}'::date"));
-    let resolved = spec::resolve(&snapshot_from_rendered(files), None).unwrap();
+    let resolved = desired::resolve(&snapshot_from_rendered(files), None).unwrap();
     let back = &resolved.dlf[0];
     assert_eq!(back.definition, adopted.definition);
     assert_eq!(back.scripts, adopted.scripts);
     assert_eq!(back.import, adopted.import);
     assert_eq!(back.prune, adopted.prune);
-    assert_eq!(back.digest, spec::dlf_job_digest(&adopted));
+    assert_eq!(back.digest, desired::dlf_job_digest(&adopted));
 }
 
 #[test]
@@ -743,14 +745,14 @@ fn a_broken_environment_file_is_the_only_problem_reported_for_its_variables() {
         ("environments/dev.yaml", "variables: {queue: [dev\n"),
         ("environments/empty.yaml", "# nothing yet\n"),
     ]);
-    let diagnostics = spec::resolve(&snapshot, Some("dev")).unwrap_err();
+    let diagnostics = desired::resolve(&snapshot, Some("dev")).unwrap_err();
     assert_eq!(diagnostics.len(), 1, "{diagnostics}");
     assert_eq!(
         diagnostics.iter().next().unwrap().file,
         "environments/dev.yaml"
     );
 
-    let diagnostics = spec::resolve(&snapshot, Some("empty")).unwrap_err();
+    let diagnostics = desired::resolve(&snapshot, Some("empty")).unwrap_err();
     assert_eq!(
         diagnostics.iter().next().unwrap().message,
         "unknown variable `${queue}`"
@@ -763,7 +765,7 @@ fn checkpoint_mode_numbers_get_a_hint() {
         "flink/clicks.yaml",
         "kind: FlinkSqlJob\nname: clicks\nsql_body: SELECT 1\ncheckpoint_mode: 2\n",
     )]);
-    let diagnostics = spec::resolve(&snapshot, None).unwrap_err();
+    let diagnostics = desired::resolve(&snapshot, None).unwrap_err();
     let diagnostic = diagnostics.iter().next().unwrap();
     assert_eq!((diagnostic.line, diagnostic.column), (4, 18));
     assert!(
@@ -777,10 +779,12 @@ fn checkpoint_mode_numbers_get_a_hint() {
 
 #[test]
 fn rendering_is_minimal_and_readable() {
-    let prod = spec::resolve(&example_repository(), Some("prod")).unwrap();
+    let prod = desired::resolve(&example_repository(), Some("prod")).unwrap();
     let mut rendered = String::new();
     for job in &prod.flink {
-        for (path, text) in spec::render::render_flink_job(&job.name, &job.config, &job.lifecycle) {
+        for (path, text) in
+            desired::render::render_flink_job(&job.name, &job.config, &job.lifecycle)
+        {
             if path.ends_with(".yaml") {
                 rendered.push_str(&format!("# {path}\n{text}"));
             }
@@ -815,8 +819,11 @@ fn dlf_digests_ignore_json_key_order_and_json_errors_have_positions() {
             r#"{"name": "load", "processType": "BATCH", "nodes": [{"name": "b", "type": "DWSSQL"}], "schedule": {"type": "EXECUTE_ONCE"}}"#,
         ),
     ]);
-    let digest =
-        |snapshot: &RepoSnapshot| spec::resolve(snapshot, None).unwrap().dlf[0].digest.clone();
+    let digest = |snapshot: &RepoSnapshot| {
+        desired::resolve(snapshot, None).unwrap().dlf[0]
+            .digest
+            .clone()
+    };
     assert_eq!(digest(&first), digest(&reordered));
     assert_ne!(digest(&first), digest(&changed));
 
@@ -827,7 +834,7 @@ fn dlf_digests_ignore_json_key_order_and_json_errors_have_positions() {
             "{\n  \"name\": \"load\",\n  \"nodes\": [\n}\n",
         ),
     ]);
-    let diagnostics = spec::resolve(&broken_json, None).unwrap_err();
+    let diagnostics = desired::resolve(&broken_json, None).unwrap_err();
     let diagnostic = diagnostics.iter().next().unwrap();
     assert_eq!(diagnostic.file, "dlf/load.job");
     assert_eq!(diagnostic.line, 4);
@@ -854,7 +861,7 @@ fn broken_in_one_environment_only() {
 fn a_dlf_job_takes_desired_state_for_its_schedule_without_changing_its_digest() {
     let definition = r#"{"name": "load", "processType": "REAL_TIME", "nodes": [{"name": "a", "type": "DWSSQL"}], "schedule": {"type": "CRON"}}"#;
     let resolve = |yaml: &str| {
-        spec::resolve(
+        desired::resolve(
             &snapshot_of(&[("dlf/load.yaml", yaml), ("dlf/load.job", definition)]),
             None,
         )

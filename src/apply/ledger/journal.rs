@@ -3,11 +3,11 @@
 
 use serde_json::Map;
 
-use super::ApplyError;
-use super::ledger::{
+use super::{
     ActionEffects, BackupSet, CachedObservation, DLF_KEY_PREFIX, DriftEntry, IntentEntry, Ledger,
     ObservationEntry, OutcomeEntry, PendingAction,
 };
+use crate::apply::ApplyError;
 use crate::journal::{
     Effects, Intent, Journal, JournalError, Observed, Outcome, RecordBody, RecordedError,
     RevisionApplied,
@@ -98,7 +98,9 @@ impl Ledger for JournalLedger {
             match key.strip_prefix(DLF_KEY_PREFIX) {
                 Some(name) => {
                     let cached = job.observed.as_ref().map(|observed| {
-                        super::observe::DlfCacheEntry::from_snapshot(observed.config.to_value())
+                        crate::apply::observe::DlfCacheEntry::from_snapshot(
+                            observed.config.to_value(),
+                        )
                     });
                     let cached = cached.unwrap_or_default();
                     view.dlf.insert(
@@ -180,7 +182,10 @@ impl Ledger for JournalLedger {
         let mut sets: Vec<BackupSet> = Vec::new();
         let mut last_pass: Option<&str> = None;
         for entry in &target.backups {
-            let pass = entry.action_id.as_deref().and_then(super::execute::pass_of);
+            let pass = entry
+                .action_id
+                .as_deref()
+                .and_then(crate::apply::execute::pass_of);
             let same_apply = pass == last_pass;
             last_pass = pass;
             match sets.last_mut() {

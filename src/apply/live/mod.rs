@@ -3,6 +3,8 @@
 //! and the target's OBS locations; DLF bundling happens behind it. Flink export zips are opaque
 //! bytes here: they are only ever re-imported as DLI exported them.
 
+pub(crate) mod cloud;
+
 use std::collections::BTreeMap;
 use std::time::Duration;
 

@@ -2,9 +2,11 @@
 //! observations, and read back what the planner needs (`JournalView`). Backed by
 //! [`crate::journal::Journal`] for one target.
 
+pub(crate) mod journal;
+
 use serde::{Deserialize, Serialize};
 
-use super::ApplyError;
+use crate::apply::ApplyError;
 use crate::model::JobKind;
 use crate::plan::JournalView;
 

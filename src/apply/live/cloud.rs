@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 
-use super::live::{
+use super::{
     BulkTags, ExportedDlfJob, ImportedJob, ListedConfig, ListedDlfJob, ListedFlinkJob, Listing,
     LiveService, ServiceFailure,
 };
