@@ -16,6 +16,44 @@
 //! next pass finishes it whatever the clock says. An intent left open by a crash before the
 //! mark is owed too. The memory rides on outcome effects (`effects.auto_rollback`), replaced
 //! whole, so the journal state holds it per job.
+//!
+//! # Design and invariants
+//!
+//! * Automatic rollback (`auto_rollback.rs`, opt-in per target and job). After the executor, every
+//!   `Upgrade`/`Restore` of a Flink job whose policy asks for it and that ended running, or failed
+//!   at its start step, gets a guard: a one-shot `<action>-rollback-guard` whose outcome carries
+//!   `effects.auto_rollback` = `{guard: {previous_config (the live definition the pass observed
+//!   before acting), savepoint (the path the upgrade imported: its stop savepoint, our copy once
+//!   copied), revision, previous_revision, desired_digest, within_ms, started_at}}`. The journal
+//!   keeps it per job (`JobState.auto_rollback`, replaced whole; `{}` forgets it); the planner sees
+//!   it as `JournalView::auto_rollback`. At the start of every pass that may act, and of the
+//!   daemon's report passes unless suspended (`ApplyOptions::watch_upgrades`), before planning:
+//!   a guarded job that failed (`is_failed`) within its window is rolled back: an `auto_rollback`
+//!   intent, then the failure mark (`-revision-failed` one-shot, `failed: {desired_digest, note,
+//!   revision}`) before any call, then `UpdateJob` with the previous definition (full body, or
+//!   clearing), `ImportSavepoint` of the guard's savepoint, a check that the job holds it, `run`
+//!   with `resume_savepoint`, wait for running; the outcome clears the guard and sets
+//!   `rolled_back`. A guard with a mark for its digest, or an open `auto_rollback` intent, is owed:
+//!   the next pass finishes it whatever the clock says (crash safety); at most `MAX_ATTEMPTS` (3)
+//!   tries. A job still running after its window loses its guard. The planner holds a job whose
+//!   desired digest equals the mark's (`JournalView::held` → class `None`, a reason and a warning);
+//!   a different digest (a commit that changes the job) clears the mark (journaled) and plans
+//!   normally. Status: `daemon::status::mark_rolled_back` makes a held job `Degraded`/`OutOfSync`
+//!   with the note and the revision; a successful rollback journals `revision_applied` with the
+//!   guard's `previous_revision` when the journal had the failed revision as applied (the upgrade
+//!   pass may have converged before the job failed), so status and the promotion pipeline never
+//!   take the failed revision for a good one; the worker does not journal the revision as applied while a
+//!   job is held and looks again every `progress_interval` while an upgrade is watched; a Degraded
+//!   sample is a failed revision for the promotion gate (`sample_of`).
+//!   Per job, from git: the job field `rollback_on_failure: {enabled, within}` (a field-table
+//!   `TextMap`, read into `model::JobPolicy::rollback_on_failure` by `desired::dependencies`, so an
+//!   environment override sets it like any field; not part of the digest) wins over the config's
+//!   `policy.rollback_on_failure.jobs.<name>`, which wins over the target's setting
+//!   (`RollbackPolicy::for_job_with`).
+//!   Choice: the previous definition comes from the journal (the observation the pass made before
+//!   acting), not from the backup export: writing it with the documented update call needs no
+//!   export layout and works with backups off. Not covered: a crash between an upgrade's outcome
+//!   and its guard leaves that upgrade unguarded (the job is then reported Degraded as before).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;

@@ -6,6 +6,80 @@
 //! operations) are the two seams; `target` backs them with the `cloud` clients and the
 //! `journal` for one configured target; `observe`, `execute`, `export` and `rollback` are
 //! written against the seams only. The executor makes no choice the plan did not make.
+//!
+//! # Design and invariants
+//!
+//! `apply` runs one pass for one target — observe, resolve unfinished intents, plan, execute — and
+//! is the one path `plan`, `apply` and the daemon share (`reconcile_once`, `dry_run` for `plan`).
+//! It is written against two seams, so the executor reads as the plan's steps and nothing else:
+//!
+//! | file | what it holds |
+//! |---|---|
+//! | `mod.rs` | `ApplyOptions`, `ApplyReport`, `ActionResult`, `ApplyError`, `reconcile_with` (generic over the seams), intent resolution |
+//! | `live/mod.rs` | `LiveService`: the operations steps need (list, detail, import a job, import a savepoint, run, stop, delete, export, DLF import/poll), `ServiceFailure` (code, message, request id, retryable) |
+//! | `ledger/mod.rs` | `Ledger`: intents, outcomes, observations, the `JournalView`, backups; `journal_key` (`name` for Flink, `dlf:name` for DLF) |
+//! | `live/cloud.rs` | `CloudLive`: `LiveService` over `cloud` + `bundle` (DLF bundles are built and uploaded here; DLI exports are never written, only re-imported) |
+//! | `ledger/journal.rs` | `JournalLedger`: `Ledger` over `journal::Journal` for one target |
+//! | `target.rs` | `TargetContext`: clients, OBS locations, journal, policy and timeouts from `config`; for `embedded` endpoints the emulator (`state_dir/emulator/`), started once and shared by a daemon's targets (`with_shared`, `start_embedded_emulator`); `observe`, `reconcile_once`, `export`, `rollback`; `authorize_obs`: with the target's `authorize_obs`, one obs-authorize call for the staging, backup and checkpoint (`obs_bucket`, `checkpoint_path`) buckets not yet granted in this process, before a pass that may act (not `plan`) and before a rollback |
+//! | `observe.rs` | paged listing with `show_detail`; configuration from the listing and tags in bulk when `(live id, update_time, status)` moved since the cached `Observed` record, a detail read only for an entry without a readable configuration; `reobserve_acted_on`, the look after a pass that acted |
+//! | `execute.rs` | one action = intent, steps in order, outcome |
+//! | `export.rs`, `rollback.rs` | the `export` and `rollback` commands' logic |
+//! | `auto_rollback.rs` | automatic rollback of a failed upgrade (`policy.rollback_on_failure`): `RollbackPolicy` (target default + per-job overrides), the journaled `Memory` per job (`guard`: the upgrade under watch; `failed`: the revision marked failed), `guard_upgrades` (after the executor), `watch` (before planning: clear marks git moved past, close windows, roll back), `held_jobs` |
+//! | `commands.rs` | the CLI commands (config → context → one call → print) |
+//!
+//! Invariants and contracts:
+//!
+//! * Every action writes an `intent` (fsync'd) before its first call and an `outcome` after; only a
+//!   journal failure stops a pass (an action that cannot be announced does not run). A failed step
+//!   ends its action; the others still run. Actions touch one job each and run
+//!   `parallel_actions` (default 4) at a time; results and the report keep plan order. Outcome effects: `live_id`, the savepoint taken at stop
+//!   or imported, backup zips, and on success `spec_digest` = the plan's `desired_digest`,
+//!   `managed: true`, `protected`; `restore_key` once the restore's `ImportSavepoint` succeeded.
+//! * Run, stop and DLI import are sent once (`Call::not_idempotent`): after a timeout or a lost
+//!   answer the executor reads the job (`did_it_land`): a call that took effect lets the step go
+//!   on, otherwise the step fails, retryable, and the next pass plans from what it sees. Before a
+//!   start that resumes, the job must hold the savepoint the action imported (or the held one the
+//!   plan saw), else it is not started.
+//! * One-shot effects are journaled the moment their step succeeds, as their own intent/outcome
+//!   pair `<action id>-<part>`: the stop savepoint (`-stop-savepoint`) and a restore's savepoint
+//!   import with its `restore_key` (`-restore`), so a crash before the action's outcome neither
+//!   loses the savepoint nor applies the restore twice.
+//! * Observation re-checks, by id, every job the journal manages (`Ledger::known_live_id`) that
+//!   the list left out: a well-formed but implausible listing (empty, or much shorter) never turns
+//!   live jobs into creates. A "no such job" answer journals the job as gone (`observed_gone`).
+//! * Intents without an outcome at the start of a pass are resolved first: the jobs they name are
+//!   re-read (cache bypassed) and an outcome `ok: false`, code `INTERRUPTED`, records what was found
+//!   (and the savepoint the job holds), then the pass plans from that observation.
+//! * Strict state (see the `savepoints` module docs): a stop with a savepoint is preceded by a triggered, copied,
+//!   verified and journaled savepoint, or the job is not stopped; the stop savepoint is copied
+//!   before anything restarts the job, and the restart resumes from the copy.
+//! * A stop with a savepoint that reports no savepoint fails the action before anything is imported
+//!   over the job, so state is never dropped silently.
+//! * DLF imports are one job per zip (`<staging>/plan-<plan id prefix>/dlf-<name>.zip`), so one bad
+//!   job cannot fail another's import; backups go to `<backups>/plan-<plan id prefix>/`. No code path
+//!   outside the emulator writes a DLI Flink export zip: exports are opaque bytes, named and
+//!   re-imported as DLI wrote them.
+//! * `rollback` checks that every backup of the chosen set is still on OBS before it stops
+//!   anything (a set with a missing zip is refused whole, naming the zips). It stops a running job
+//!   with a savepoint, copies it into the savepoint catalog (the copy is what it journals and
+//!   resumes from; a copy that fails is logged and the service's own is used) and journals that
+//!   savepoint at once (a `stop_savepoint` intent/outcome pair, as an upgrade does) before it
+//!   imports the backup over the job. Its intent records
+//!   `was_running`; a rerun that finds such an intent still open (the process died) closes it as
+//!   `INTERRUPTED` and restarts the job from the journaled savepoint.
+//! * Action ids are `<plan id prefix>-<pass id>-<index>`; the pass id is random per executing pass
+//!   (equal plans have equal ids, so only the pass tells two applies of one plan apart). The
+//!   journal's `BackupEntry.action_id` keeps it, and `rollback` groups backups by plan id and pass.
+//!   `--to SEQ` picks the set whose backup records span SEQ, and no other (a SEQ no set spans is refused with the list of sets).
+//! * `apply` (the command) applies only the plan that was shown: the pass is refused when its plan id
+//!   differs (`expected_plan_id`).
+//! * The observation cache lives in the journal's `observed` records (the normalised
+//!   `ObservedFlinkJob`, or the DLF definition); a record is written only when a job was read again
+//!   (from the listing or its detail; records share fsyncs, 64 at a time). The
+//!   journal's `JobState.protected` (from `Effects.protected`) remembers `prune: false` for the
+//!   planner's prune guard.
+//!
+//! Automatic rollback: the `auto_rollback` module docs. Observation (cold listings, tags in bulk, the confirming read, DLF listing and schedules, DLF import tasks): the `observe` module docs and docs/service-fidelity.md.
 
 pub mod auto_rollback;
 mod commands;

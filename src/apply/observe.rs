@@ -1,6 +1,16 @@
 //! Observing a target: list page by page, read a job's detail only when its `update_time` or
 //! status moved since the journal's cached observation, and record an `Observed` entry only
 //! for those. A pass over an unchanged target costs one call per list page.
+//!
+//! # Design and invariants
+//!
+//! * One confirming read per change. The daemon's look after a pass that acted
+//!   (`apply::confirm_with`) plans from the observation the pass started with, each Flink job it
+//!   acted on read again by its detail (the live id the action reported, else the journal's); a "no
+//!   such job" answer drops it. A pass that acted on DLF jobs or left intents open is looked at with
+//!   a full dry run. The next scheduled pass lists every page.
+//!
+//! Cold observation from listings, tags in bulk, DLF listing per job type, scheduled DLF jobs and DLF import tasks that end `WARNING`: docs/service-fidelity.md ("DLI listing and tags", "DataArts Factory"), with their sources.
 
 use std::collections::{BTreeMap, BTreeSet};
 

@@ -3,7 +3,17 @@
 //!
 //! [`dli`] holds the typed body of a DLI Flink job create/update request; no DLI export zip is
 //! written or read here (DLI imports only what it exported itself, so the client keeps exports
-//! opaque). The DLF layouts live in [`dlf`]. ARCHITECTURE.md documents them and their sources.
+//! opaque). The DLF layouts live in [`dlf`]. docs/service-fidelity.md documents them and their sources.
+//!
+//! # Design and invariants
+//!
+//! Pure formats: the DLF zip layouts (documented by DataArts), the DLI create/update body document,
+//! and safe zip reading. No DLI export layout lives here (see docs/service-fidelity.md, "Export and import zips").
+//! `safe_zip.rs` reads untrusted archives: refuses more than `max_entries`, `..`/absolute/drive-letter/NUL
+//! paths, symlinks, duplicate entries, and entries or archives that inflate past their limits or past
+//! `max_compression_ratio` (sizes measured while inflating, never taken from headers).
+//!
+//! The DLI export zip (never written by the client), the emulator's sealed export layout and the DLF zip layouts, with their sources: docs/service-fidelity.md ("Export and import zips").
 
 mod dlf;
 mod dli;

@@ -1,6 +1,34 @@
 //! The daemon configuration file (`config.yaml`): state directory, server, sources, targets and
 //! their policy. [`Config::load`] reads, parses and validates it in one step; secrets are only
 //! ever referenced (`*_env`, `*_file`) and read at run time by [`Config::resolve_secret`].
+//!
+//! # Design and invariants
+//!
+//! * `mod.rs`: `Config` (serde, `deny_unknown_fields` everywhere), `ConfigError`, `Config::load`
+//!   (read with a 1 MiB limit → parse → resolve relative paths against the file's directory →
+//!   validate), `Config::resolve_secret`, `Config::resolve_credentials` (redacted `Debug`).
+//! * `sources.rs`: the `sources:` types (`SourceConfig`, `GitSourceConfig`, `SshConfig`, `GitRef`,
+//!   `git_transport`).
+//! * `targets.rs`: the `targets:` types and accessors that fill defaults (`endpoint(Service)` → the
+//!   region's public host, the emulator's project id and dev account and staging/backups prefixes for
+//!   embedded targets, `promotion()`).
+//! * `diagnose.rs`: parses to a `serde_yaml::Value` first to refuse inline secrets (every key in
+//!   `INLINE_SECRET_KEYS`, wherever it appears), then deserialises through `serde_path_to_error` so an
+//!   error carries the YAML path and line, and adds "did you mean" from serde's expected-key list.
+//! * `validate.rs`: every semantic problem in one pass, each as `yaml.path: message`.
+//! * `values.rs`: `ConfigDuration`, `Endpoint`, `StorageLocation` deserialise leniently (an invalid
+//!   value is kept) so that `validate` reports all of them at once; `SecretRef` (env or file).
+//! * `schedule.rs`: five-field cron for change windows, in UTC or an IANA zone (`chrono-tz`,
+//!   pinned; its compiled-in tz database, so no `/usr/share/zoneinfo` is needed in a container),
+//!   `window_active` / `window_closes(now, duration)`, `next_opening`; pure, `now` is a parameter.
+//! * `control.rs`: `Suspend` and the `notifications:` sink types (see "operating controls and
+//!   notifications"). `validate.rs` refuses an unknown `timezone`, an unknown event name, a sink url
+//!   that is not http(s), a sink of no kind or of two, an SMN URN that is not `urn:smn:…`, an
+//!   unknown sink or SMN target, each at its YAML path.
+//!
+//! Invariants: a `Config` returned by `load` has passed `validate`, so its durations, endpoints and
+//! locations are valid; the config never holds a secret value, only `SecretRef`s; secret values
+//! never appear in errors or `Debug`.
 
 pub mod control;
 mod diagnose;

@@ -9,6 +9,104 @@
 //! a daemon. It writes only under `<location prefix>.dli-gitops-doctor/` in the target's buckets
 //! and touches no job but its own scratch jobs (name prefix [`PROBE_PREFIX`] and tag
 //! [`PROBE_TAG_KEY`]).
+//!
+//! # Design and invariants
+//!
+//! `dli-gitops doctor` is first contact with an account: what a new user must learn in minutes,
+//! safely. `main.rs` fills `DoctorCommand`; `doctor_command` loads the config, builds the target
+//! with `TargetContext::with_journal` over a **throw-away journal** (a temp directory: the doctor
+//! never takes the daemon's lock and reads nothing from its journal), runs the checks, optionally
+//! the probe, and prints text or `--json`. Exit code: 1 for any `fail`, else 2 for any `warn`, else 0
+//! (`not checked` is neither).
+//!
+//! | file | what it holds |
+//! |---|---|
+//! | `mod.rs` | `DoctorCommand`, `Check` (`ok`/`warn`/`fail`/`not_checked`, detail, fix), `DoctorReport` (text, JSON, exit code), `Finding`/`Verdict`, `run` |
+//! | `checks.rs` | the read-only checks, in order; each failure carries its fix |
+//! | `probe.rs` | `--probe`: the scratch job's steps, the findings, cleanup (`remove_leftovers`, `remove_objects`) |
+//! | `record.rs` | `--record`: the `Recorder` (an exchange observer), redaction, `load` for the tests |
+//! | `project.rs` | the project id of the region from IAM (`cloud::iam`), for the `project id` check's fix |
+//!
+//! The checks and where each assumption comes from:
+//!
+//! * **signed calls / clock skew**: one signed DLI call, the queue list. The skew is our clock minus
+//!   the answer's `Date` header, read through the exchange observer (below). APIG refuses a
+//!   signature 15 minutes off (the emulator's `auth.rs` applies the same window); the doctor fails
+//!   at 15 minutes and warns from 1. A refusal is `APIG.0301`/HTTP 401 (`cloud::error::AUTH_CODES`).
+//! * **project id**: HTTP 403 `APIG.0302` on that call (README "Being a good API citizen"). The
+//!   fix then names the right id, looked up with the same AK/SK (`project.rs`: IAM
+//!   `GET /v3/projects?name={region}`, `KeystoneListProjects`, signed as the SDK's
+//!   `BasicCredentials.process_auth_params` signs its own project-id lookup: no `X-Project-Id`).
+//! * **endpoints**: the first call of each service; a transport error fails the endpoint with the
+//!   default host of the region (`ServiceEndpoints::for_region`). TLS is reqwest's verification.
+//! * **buckets**: staging, backups (the target's locations) and every bucket a job names in
+//!   `obs_bucket`/`checkpoint_path`: put, get, delete of one object under
+//!   `<prefix>.dli-gitops-doctor/`. A missing bucket is OBS's 404 `NoSuchBucket` (obs_04_0115).
+//! * **queues**: `DliClient::list_queues`, `GET /v1.0/{project_id}/queues?queue_type=all` (SDK
+//!   `ListQueuesRequest`: `queue_type` `sql`/`general`/`all`, default `sql`, so without `all` the
+//!   `general` queues Flink runs on would be missing; `ListQueuesResponse`
+//!   `{is_success, message, queues: [QueueDetails]}`, `queue_details.py`). Listing queues needs no
+//!   IAM action (DLI user guide "IAM Permissions", dli_01_0441: "Querying all queues: /"). Every
+//!   `queue_name` of the target's jobs must be listed and not of type `sql`.
+//! * **dataarts workspace**: one `DlfClient::list_jobs` page (`jobType=BATCH`, a name that matches
+//!   nothing) when the repository has DLF jobs or the target names a `workspace`.
+//! * **permissions**: a harmless call per permission where one exists: list Flink jobs (a name that
+//!   matches nothing), list DLF jobs, the bucket round trips. A refusal is HTTP 403 (other than
+//!   `APIG.0302`) or `DLI.0003` (dli_02_0056: permission check failed). Writes have no harmless
+//!   form and are reported `not checked`; the probe exercises them.
+//! * **rate limit**: `rate_limit.requests_per_second` against the documented 30 requests/s per user
+//!   (the figure README gives; a warning above it).
+//! * **iam endpoint**: used only for tokens (password credentials); `not checked` with AK/SK.
+//!
+//! The probe (`--probe`, never the default) works on scratch jobs of its own only: name prefix
+//! `dli-gitops-doctor-` and tag `dli-gitops-doctor=scratch`; cleanup removes a job only when both
+//! hold (a job with the prefix but not the tag is reported and left alone). Steps: leftovers removed,
+//! create (`create_sql_job`, tags in the create body), tags read back (added through the v3 tag API if
+//! the create dropped them), a duplicate create sent once without the by-name check
+//! (`DliClient::send_once_for_probe`), detail (what the service filled in, and whether
+//! `FlinkJobConfig::field_diffs`, the planner's comparison, sees any of it), update, run / trigger
+//! savepoint (under the scratch prefix) / stop with savepoint when there is a queue (`--queue`, else
+//! the first queue the jobs use), export under the scratch prefix, import of that zip with
+//! `is_cover`, import-savepoint of the stop savepoint (`obs://`), delete. With DataArts in use (DLF
+//! jobs in git or a `workspace`): a one-node DLF job (`Dummy` node, the same scratch name) imported
+//! from a zip under the scratch prefix (`write_dlf_zip`, `OVERWRITE`), its system task awaited, read
+//! back and deleted; DataArts jobs carry no tags, so the marker is the job parameter
+//! `dli_gitops_doctor=scratch`, and DLF cleanup removes only jobs with the prefix and that parameter.
+//! Each open assumption of the fidelity review becomes a `Finding`
+//! (`confirmed`/`refuted`/`not_checked`). The steps race Ctrl-C; cleanup (Flink jobs, DLF jobs, then
+//! the objects under `<staging>.dli-gitops-doctor/`) runs after the steps, after a failure and after
+//! Ctrl-C (tested: `ctrl_c_during_the_probe_still_removes_the_scratch_job` sends SIGINT while the
+//! scratch job is submitting).
+//!
+//! The exchange observer (`cloud::observe_exchanges`, `cloud::Exchange`): a task-local hook in
+//! `ServiceClient::attempt` that sees every answered attempt (method, path, query, request headers
+//! and body, status, response headers and body) of the calls made inside its future. Credential
+//! headers (`Authorization`, `X-Auth-Token`, `X-Security-Token`) are removed before an observer sees
+//! anything; without an observer nothing is built. OBS (through `object_store`) is not observed.
+//!
+//! Recording (`--record DIR`): one `NNNN-<service>-<operation>.json` per exchange plus `probe.json`
+//! (the scratch job's spec, the findings). Redacted before writing: the project id, access and
+//! secret keys, security token, IAM user/domain/password, DLF workspace id (exact replacements,
+//! longest first), identity keys in bodies (`owner`, `user_name`, `user_id`, `domain_id`,
+//! `domain_name`, `project_id`, `tenant_id`, `tenant`), and any standalone 32-hex id; `x-request-id`
+//! is kept (it is what support asks for). `tests/doctor.rs` greps a fresh recording for the dev
+//! account's key, secret, project id and signature markers, and replays every recording under
+//! `tests/fixtures/real/` (one made against the emulator is shipped) through the typed client: each
+//! 2xx answer must decode, each error must decode to the recorded status and code, and the planner
+//! (`field_diffs`) must find no difference between the first detail read back and the spec in
+//! `probe.json`. `the_emulator_answers_in_the_shape_of_every_recording` runs the same probe against
+//! a fresh emulator and compares, for the first answer of each (service, operation, status class),
+//! the keys and JSON types recursively (arrays by their first element, `null` matching anything):
+//! a key only one side has, or a number where the other has a string, is a failure naming the
+//! path. A real recording therefore fails the suite until the emulator answers like the service.
+//!
+//! Tests (`tests/doctor.rs`, the real binary against the emulator on loopback): a sound setup exits
+//! 0; a wrong secret fails `signed calls`, a wrong project `project id`, a missing staging bucket
+//! `bucket staging`, a queue the project lacks `queues`, and the `forbidden` fault on
+//! `ListFlinkJobs`/`ListQueues` the permission and queue checks, each with its fix and with no secret
+//! in the output; `--probe --record` passes every step, confirms the assumptions on the emulator,
+//! removes a tagged leftover, leaves an untagged look-alike alone (exit 2: a warning), leaves no
+//! object under the scratch prefix and records no secret.
 
 mod checks;
 mod probe;

@@ -3,7 +3,83 @@
 //! the services' error shapes, realistic status transitions, and injectable faults.
 //!
 //! Start it in-process with [`Emulator::start`] (tests, the embedded default) or from the CLI
-//! with [`run_from_cli`]. See ARCHITECTURE.md (`### emulator`) for the code map.
+//! with [`run_from_cli`]. The code map and invariants follow.
+//!
+//! # Design and invariants
+//!
+//! A real local DLI/DLF/IAM/OBS service. One axum listener serves DLI, DLF, IAM and `/_emulator`;
+//! a second serves S3 (`s3s` + `s3s-fs`) over `<data>/obs`.
+//!
+//! | file | what it is for |
+//! |---|---|
+//! | `mod.rs` | `Emulator::start(EmulatorConfig) -> EmulatorHandle`, CLI entry (`run_from_cli`), errors |
+//! | `config.rs` | `EmulatorConfig` (YAML), dev account consts, delays, faults (random, `late`, `lost_answer`, `forbidden`), limits, S3 addressing (`s3.domain`, `s3.refuse_path_style`), declared DLI `queues` |
+//! | `server.rs` | the single handler: route table (`Operation`), body limit, faults, auth, request ids, error shapes; `Shared::mutate` |
+//! | `auth.rs` | SDK-HMAC-SHA256 verification via `cloud::signer` (15-minute skew), `X-Auth-Token`, AK lockout after repeated bad signatures |
+//! | `iam.rs` | password-grant tokens, `/v3/projects` |
+//! | `dli/` | Flink job handlers: `mod.rs` (routing, rendering, list/show/create/update/delete), `lifecycle.rs` (run, stop, savepoints), `transfer.rs` (export/import, obs-authorize), `export_format.rs` (the emulator's private, sealed export layout: import accepts only its own exports), `tags.rs` (v3 tag API), `queues.rs` (the queue list, `ListQueues`; declared in `emulator/mod.rs` as `dli_queues`) |
+//! | `dlf.rs` | DLF import tasks (replacements; the CreateJob checks; WARNING for an unused resource replacement), list (jobType default BATCH)/show, delete, exports, system tasks, schedule start/stop (a scheduled job refuses import and delete) |
+//! | `obs.rs` | object paths (`bucket/key`, `obs://`), safe on-disk object store, atomic file writes |
+//! | `s3.rs` | the S3 endpoint (SimpleAuth with every credential); virtual-hosted buckets under `s3.domain` (`Host: {bucket}.{domain}`, an `s3s::host::S3Host`); with `s3.refuse_path_style` a gate in front answers a request naming its bucket in the path 403 `VirtualHostDomainRequired` (OBS's code, obs_04_0115) before authentication |
+//! | `state.rs` | the state model: job records, runs, DLF jobs and tasks, lazy status transitions, `state.json` load/save |
+//! | `store.rs` | durability: `state.json` snapshot + `changes.jsonl` change log (per-call diffs, fsync'd), replay and compaction |
+//! | `faults.rs` | seeded fault injection |
+//! | `introspection.rs` | `/_emulator/v1/stats`, `/_emulator/v1/{pid}/jobs/{id}/runs`, `/_emulator/v1/smn/messages` |
+//! | `smn.rs` | SMN v2 `PublishMessage` (`POST /v2/{pid}/notifications/topics/{topic_urn}/publish`), checked like the SDK model, messages kept in memory (see the `notify` module docs; sources in docs/service-fidelity.md, "SMN") |
+//!
+//! Invariants:
+//! * A call changes state only through `Shared::mutate`, which runs the handler on a clone of the
+//!   caller's project and commits it only after the handler succeeded and the call's change record
+//!   (the upserted/removed records) was appended to `changes.jsonl` and fsync'd: a failed call leaves
+//!   no partial change. OBS side effects (savepoint files, export zips) are written before the commit
+//!   and may be orphaned by a failed save, never the reverse.
+//! * `changes.jsonl` is folded into `state.json` (temp + fsync + rename + dir fsync) every 500 records,
+//!   at start and at a clean shutdown; on start a torn last line is dropped (it was never answered),
+//!   any other bad line refuses the start. Per-call cost is O(change), not O(state).
+//! * Status transitions are timestamps (`pending`), applied lazily on each access and logged like any
+//!   change when applied (so a DLF task completion is never applied twice after a crash); there are
+//!   no timers, so a restart resumes where the clock says.
+//! * Random faults (errors, throttling, drops, latency) are decided before auth and before any
+//!   state change; `/_emulator` is never faulted or counted. Two targeted faults model what those
+//!   cannot: `late` holds a call of one operation, then applies it (late delivery: the caller has
+//!   timed out and may have sent again), and `lost_answer` applies a call, then drops the
+//!   connection. Every handler runs on a task of its own, so a caller that gives up never cancels
+//!   a call half-way, as with a real service.
+//! * Deterministic job failures (`faults.rs` `run_failure`): `faults.job_failures: [{job, after_ms}]`
+//!   or a marker in a SQL job's `sql_body` (`dli-emulator:fail-on-start`,
+//!   `dli-emulator:fail-after-ms=N`) makes every run of that job (or that definition) end
+//!   `job_submit_fail` after the submit delay (`after_ms: 0`), or reach `job_running` and end
+//!   `job_running_exception` `N` ms later; the status description names the fault. Scheduled as
+//!   ordinary lazy transitions (`pending`), so a restart keeps the timing.
+//! * `faults.forbidden` (operation names): a call of such an operation is answered HTTP 403 after
+//!   authentication and applies nothing, as when an IAM policy lacks the action. DLI answers
+//!   `DLI.0003` (dli_02_0056: permission check failed); DLF documents no such code, so the emulator
+//!   sends its own `DLF.0003`.
+//! * `ListFlinkJobs` adds `job_config` to each entry only with `show_detail=true` (anything but
+//!   `true`/`false` is refused). `ListResourcesByTags` (`POST
+//!   /v3/{pid}/dli_flink_job/resource-instances/filter`) answers `{resources: [{resource_id (a
+//!   string), resource_name, resource_detail: null, tags: [{key, value}]}], total_count}` in job-id
+//!   order, every job when nothing is filtered; it refuses (400 `DLI.0001`) a missing body, unknown
+//!   body keys, more than 20 tags, a tag without `values` or with an empty or repeated key, a
+//!   `matches` key other than `resource_name` (a prefix match), and `limit` outside 1–1000 or a
+//!   negative `offset` (dli_02_0399; the 1000 maximum is the TMS filters' of other services).
+//! * The queue list (`GET /v1.0/{pid}/queues`, `ListQueues`) lists the config's `queues` (default:
+//!   `default`, `dev_flink`, `prod_flink`, `flink_queue`, `q1`, all `general`, 16 CU) with the SDK's
+//!   `QueueDetails` fields. Strict as the SDK model: `queue_type` is `sql`/`general`/`all` and
+//!   defaults to `sql`; `page-size`/`current-page` positive; `order` one of the four documented;
+//!   `with-priv`/`with-charge-info` booleans. Jobs are not (yet) refused for a queue the config does
+//!   not declare: the declared set only feeds the list, so existing tests keep their queue names.
+//! * The S3 endpoint answers a request naming a bucket that does not exist 404 `NoSuchBucket`
+//!   (obs_04_0115) before the file-system backend sees it (which would create the directory on a
+//!   PUT); creating a bucket (`PUT /{bucket}`) still works.
+//! * Project isolation: the path's project must be the caller's (AK/SK credential or token), else
+//!   HTTP 403 `APIG.0302`; job ids are global, so another project's id is a `DLI.16001`.
+//! * obs-authorize refuses a body with unknown fields or without `obs_buckets`, an empty list, a
+//!   malformed bucket name and a bucket that does not exist (HTTP 400 `DLI.0001`).
+//! * Never panics on input: every body is size-limited, parsed with serde into typed structs, and
+//!   zips go through `bundle`'s safe reader.
+//!
+//! What the emulator follows field by field, and where each rule comes from: docs/service-fidelity.md.
 
 mod auth;
 pub mod config;

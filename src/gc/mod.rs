@@ -17,6 +17,40 @@
 //! collection before anything else; its objects are deleted `_metadata` first, so a half
 //! deleted copy is never taken for a complete one. A reconcile pass never resolves these
 //! intents: they are garbage collection's own.
+//!
+//! # Design and invariants
+//!
+//! Retention and garbage collection of what dli-gitops wrote for a target. `plan(&JournalState,
+//! target, &Prefixes, &Retention, now)` is pure: savepoint copies of the catalog
+//! (`TargetState.savepoints`) per job, newest first: the newest `keep`, those younger than
+//! `max_age`, the job's journaled savepoint (what it resumes from), an automatic-rollback guard's
+//! savepoint, and every copy with a seq above the newest verified one (all, when none is verified)
+//! stay; backups are grouped per apply (plan id + pass, as `rollback` groups them) and the newest
+//! `backups.keep` applies stay. A candidate is deleted only when it is strictly under our prefixes:
+//! `savepoints::is_ours(path, base, target)` (base = `backups`, else `staging`: where the executor
+//! copies) or a file under `<backups>/` with no `.`/`..` segment; anything else becomes a
+//! `GcRefusal` (reported, exit 1, never touched), however the journal was edited.
+//! `collect(&TargetContext, dry_run)`: first every open `gc_delete` intent of the target is
+//! finished (the path re-checked against the prefixes, deleted, outcome written), then each
+//! planned deletion is an intent (`gc_delete`, detail `{kind, path, why}`), the deletion (a copy:
+//! `_metadata` first, so a cut-short deletion leaves an incomplete copy, never a complete-looking
+//! one; then every object listed under it; a backup: its zip), and an outcome whose
+//! `effects.gc_deleted` makes the journal state drop the path from the catalog and the backup sets
+//! (`journal::state::forget_collected`). Deleting a missing object is not an error, so finishing an
+//! interrupted deletion is safe, and the journal records each path deleted once. `apply`'s
+//! `resolve_pending` leaves `gc_delete` intents to garbage collection. The daemon calls
+//! `TargetReconciler::collect_garbage` after a pass (not when suspended or stopping); the
+//! `ApplyReconciler` runs `collect` at most once per `retention.interval`. Validation refuses
+//! `retention.savepoints.keep: 0` (`targets[i].retention.savepoints.keep`).
+//! Staging uploads (`plan_staging`): keys of exactly the executor's shape
+//! `plan-<alphanumeric>/dlf-<job>.zip` are deleted once no intent of that plan is open (its import
+//! is over); any other key in staging is left alone. Git mirrors (`collect_mirrors`, by the `gc`
+//! command and the daemon's collection): directories of `state_dir/mirrors/` with a mirror's name
+//! shape (`<readable>-<12 hex>`) that no configured git source's `source::mirror_name(url)` gives
+//! are removed; not journaled, since a mirror is a cache its source re-creates. Carried savepoint
+//! copies are catalog entries of origin `carried` and follow the same per-job rules; they are ours
+//! only strictly under `<staging>carried-savepoints/` (`is_carried_copy`), where `promotion::carry`
+//! writes them.
 
 use std::collections::BTreeMap;
 use std::time::Duration;

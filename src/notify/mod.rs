@@ -15,6 +15,35 @@
 //! attempts), then dropped with a log. A pass never waits for a sink. Messages are built from
 //! status text the daemon already shows (no secret is ever in them); the webhook's HMAC key,
 //! the Slack url and the SMN credentials stay out of every message, log and record.
+//!
+//! # Design and invariants
+//!
+//! | file | what it holds |
+//! |---|---|
+//! | `notify/mod.rs` | `Notifier`: `after_pass(target, PassSignals, now)` (sync, health, crash resolution, automatic sync / self-heal off), `journal_events` (drift marks and `auto_rollback` outcomes in the journal's state), `emit` (one-off events: promotions, and any other part of the daemon), `promotion_event`, recovery at start, delivery tasks |
+//! | `notify/sinks.rs` | `ResolvedSink` (secrets read once at start), webhook (`X-DLI-GitOps-Signature: sha256=<hex HMAC-SHA256 of the body>`, `X-DLI-GitOps-Event`, `X-DLI-GitOps-Delivery: <id>`), Slack (`{"text"}`), SMN (`PublishMessage` through `cloud::ServiceClient`, signed like every other call) |
+//!
+//! Notifications, once per transition across restarts. Families per target: `sync` (`failed` on a
+//! pass with a failed action or an error, `ok` on `synced`/`applied`), `health` (`degraded` /
+//! `ok` for Healthy), `drift:<job>` (the journal's drift mark present / cleared), `auto_sync` and
+//! `self_heal` (`on` / `off` since T / `notified`, the event once the off time passes the
+//! smallest `policy_off_after` of the sinks that want it; suspended counts as off), and
+//! `once:<id>` for one-off events (promotion seq, automatic rollback outcome seq, a digest of the
+//! resolved intents for `started_after_crash`). The initial state is `ok`/`on`, so nothing is
+//! announced on a healthy start. Every state change is journaled (`kind: notification`: `family`,
+//! `state`, `since`, and when sinks want its event `id`, `event`, `summary`, `details`, `sinks`)
+//! before any delivery; each delivery's end is journaled (`kind: notification_sent`: `id`, `sink`,
+//! `ok`, `error`). At start the latest state per (target, family) is read back (a failure that
+//! spans a restart is not announced again) and every (`id`, sink) due without a `notification_sent`
+//! is sent (none dropped). Receivers dedupe by `id`: a crash between an answered delivery and its
+//! record repeats that one. Delivery runs on spawned tasks: 5 attempts, 1 s doubling, 10 s per
+//! request; then dropped with an error log and `ok: false`. A pass only waits for the journal
+//! append. Messages carry status text the daemon already shows; secrets (HMAC key, Slack url, AK/SK)
+//! are read once into `ResolvedSink` and appear in no message, log, error or record (urls in
+//! errors are `scheme://host:port/…`). The `control`, `notification` and `notification_sent`
+//! records are kinds the journal's reducer does not fold (read with `Journal::records`).
+//!
+//! SMN: what we send and what the emulator checks, with the SDK model it follows, is in docs/service-fidelity.md ("SMN"). Tests: see the `daemon::control` module docs.
 
 mod sinks;
 

@@ -9,6 +9,26 @@
 //! `drift_detected` record, not reverted). A pass a person asked for reverts all drift.
 //! `ignore_differences` fields are no drift at all: they keep their live values
 //! ([`keep_ignored`]) and are listed in [`JobAction::ignored`].
+//!
+//! # Design and invariants
+//!
+//! Drift (`plan/drift.rs`, after the per-job decisions). A job drifted when the journal's digest of
+//! the definition last applied (Flink `JournalFlinkJob::applied_digest` = the outcome's
+//! `spec_digest`; DLF `imported_digest`) equals the desired digest and the plan still acts on it
+//! (not a `WaitSteady`): the fields are the diffs (`job` for a live job gone, `desired_state` for a
+//! run-state change). `PlanPolicy::self_heal` is `Some(target's self_heal)` on the daemon's
+//! automatic passes and `None` for a pass a person asked for (`apply`, a manual sync), which reverts
+//! everything. Otherwise `drift:` decides, else `self_heal`; `report` puts the action on hold (not
+//! blocking convergence). The daemon runs an automatic pass on an applied revision when `self_heal`
+//! is on or some job says `drift: revert` (`Worker::reverts_drift`). `ignore_differences` fields are
+//! overwritten with the live values before comparing (`drift::keep_ignored`), so they are neither a
+//! difference nor changed by an update; `JobAction::ignored` lists those that differ. DLF:
+//! `definition` ignored makes a moved live digest no drift, `schedule_status` keeps the schedule as
+//! found while git's definition is the one imported. `apply::record_drift` logs and journals each
+//! drift as a `drift_detected` record `{job, fields, mode, plan_id}` when it differs from the job's
+//! `JobState::drift` (the last one journaled); the job's next successful action clears it, so a
+//! drift is journaled once per occurrence, across restarts. Old journals have no such records and
+//! read as before; older builds keep the records as an unknown kind. Tested: `tests/drift_policy.rs`.
 
 use std::collections::HashMap;
 

@@ -6,6 +6,81 @@
 //!
 //! Identity on the live side is the job name (within a kind family: Flink jobs and DLF jobs are
 //! separate namespaces). Jobs that are live but neither in git nor managed never appear.
+//!
+//! # Design and invariants
+//!
+//! `plan::plan(&DesiredJobs, &ObservedJobs, &JournalView, &PlanPolicy) -> Plan` is pure and
+//! deterministic: no I/O, no clock, no randomness; actions sorted by kind then name, field diffs
+//! sorted by field name; `Plan.id` is the hex SHA-256 of the serialised actions and warnings.
+//!
+//! | file | what it holds |
+//! |---|---|
+//! | `mod.rs` | the types (`Plan`, `JobAction`, `ActionClass`, `Step`, `SavepointSource`, `JournalView`, `PlanPolicy`), the entry point, the prune guard |
+//! | `flink.rs` | one decision per Flink job: create / converge / replace (SQL↔Jar) / prune |
+//! | `dlf.rs` | DLF jobs: decided by the digest last imported (or an equivalent one export recorded), drift against the journal's `live_digest`, the schedule against `desired_state` |
+//! | `render.rs` | the text rendering (the JSON is the serde form) |
+//! | `state_effect.rs` | `StateEffect`: each change's effect on the job's state, from its steps (`in place`, `restart with savepoint`, `restart without state`, `stop with/without savepoint`, `start from savepoint`/`without state`, `delete (with backup)`); `Plan::new` fills `JobAction::state_effect` (JSON `state_effect`, text `state:`) |
+//! | `order.rs`, `drift.rs` | `depends_on`: holds, `after`, `Plan::order`; drift per job and `ignore_differences` (see the `order` and `drift` module docs) |
+//!
+//! Decision rules for a Flink job that is in git and live (`running` = live status `job_running`):
+//!
+//! * equal config (after `field_diffs`, which skips unset service-computed fields), no pending
+//!   restore, live state = `desired_state` → `None`. `job_finish` with `desired_state: running`
+//!   also counts as in sync (a bounded job is not re-run every pass).
+//! * running, desired running, only `HOT_FIELDS` and/or `tags` differ → `UpdateInPlace`:
+//!   `UpdateJob` (PUT) and/or `UpdateTags`.
+//! * otherwise: `Backup` (when the definition changes and backups are on), `Stop` if running
+//!   (`trigger_savepoint` = `upgrade_mode: savepoint`), `UpdateJob` if the definition changed, `UpdateTags` if tags differ (always after an import),
+//!   at most one `ImportSavepoint`, and `Start` if desired running. Class: `Upgrade` (running →
+//!   running, or any change + restore), `Restore` (restore only), `Stop`, `Start`, or
+//!   `UpdateInPlace` (stopped → stopped).
+//! * which savepoint: a pending restore wins (`Path` or `FromTarget`, imported); else stateless
+//!   mode starts empty; else a stop savepoint (`FromStop`, always imported after the update, before
+//!   the start); else for a stopped job the savepoint it holds (imported again as `Path` when the
+//!   definition changed and the job starts, `Held` otherwise), else the journal's `last_savepoint`
+//!   (imported), else empty state (said in the reason). Every stateful start goes through
+//!   `ImportSavepoint`, so the run resumes from exactly the savepoint the plan names, whatever an
+//!   update did to the job's savepoint link.
+//! * job definitions are written only with the documented create/update calls (`CreateJob`,
+//!   `UpdateJob`). There is no import of a zip we author: the DLI user guide (dli_01_0461, "Managing
+//!   Flink Jobs", opentelekomcloud-docs/data-lake-insight
+//!   `umn/.../managing_flink_jobs/common_operations_of_flink_jobs.rst`) imports only "jobs whose data
+//!   format is the same as that of Flink jobs exported from DLI", advises the create API for jobs
+//!   made elsewhere, and the export layout is published nowhere (not in the SDKs, the Terraform
+//!   provider or the docs). Export keeps its role as the backup before an overwrite or delete, and
+//!   import its role in `rollback`, which re-imports such a genuine export (`is_cover: true`).
+//!   `JobAction.resume_from` records the choice; `None` on a starting job means empty state.
+//! * a moving live status (`is_transitional`, or any status the model does not know) → the class the
+//!   settled job would get, with `[WaitSteady]` as the only step; if the job is already heading where
+//!   git wants it, `None`.
+//! * job type changes (SQL ↔ Jar) → `Upgrade` by replacement: `Backup`, `Stop` (no savepoint),
+//!   `Delete`, create steps, `Start` from empty state (or the restore savepoint).
+//! * not managed (no `managed-by` tag of this installation, not `managed` in the journal) →
+//!   adopted: the same rules, the managed tag is added, and the reason says so. The managed tag is
+//!   always part of the written `config` and of the tag comparison.
+//! * ownership per installation (`PlanPolicy.instance`, the config's top-level `instance`): the
+//!   managed tag's value is `dli-gitops` for the default installation and `dli-gitops.<instance>`
+//!   otherwise (`model::managed_tag_value`, `ObservedFlinkJob::ownership`). A live job tagged by
+//!   another installation and not `managed` in our journal is a conflict: in git → `None` with a
+//!   warning, out of git → never pruned (a warning). One our journal manages is ours, and the tag
+//!   comparison moves it to our value (migration, `UpdateTags`, no restart).
+//! * a job the plan leaves alone while it is still moving toward git carries `settling` (its
+//!   status); a plan with no changes but settling jobs says it is waiting, not that jobs match.
+//!
+//! Prune: a live job not in git, managed (tag or journal), `policy.prune`, not `protected` in the
+//! journal, and git not empty (unless `allow_empty_prune`) → `Backup`, `Stop` with a savepoint if
+//! running, `Delete`. Every refusal is a plan warning. Unmanaged jobs outside git never appear.
+//! Duplicate names (in git or live) are skipped with a warning.
+//!
+//! The executor's contract (what `apply` must do, and journal, for each action):
+//!
+//! * run `steps` in order and stop the action at the first failure; `WaitSteady` ends the action.
+//! * write exactly `JobAction.config` for `CreateJob`/`UpdateJob`; for DLF use
+//!   `JobAction::desired_dlf(&desired)`, which refuses a desired job whose digest moved on.
+//! * journal, on success: `managed = true`, `protected = action.protected`, the `desired_digest`
+//!   (DLF: as `imported_digest`); after `Stop { trigger_savepoint: true }` the savepoint path the job
+//!   reports, as `last_savepoint`; after the `ImportSavepoint` of an action with a `restore_key`, that
+//!   key as `applied_restore_key`. These fill the next `JournalView`.
 
 mod dlf;
 mod drift;

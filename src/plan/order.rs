@@ -16,6 +16,46 @@
 //!
 //! The executor runs an action only after every action in its `after` list ended
 //! successfully; one that failed (or was held) holds the actions after it.
+//!
+//! # Design and invariants
+//!
+//! A job's `depends_on`, `drift` and `ignore_differences` are `model::JobPolicy` on the desired job:
+//! ours, never sent, no part of the digest (changing one restarts nothing). `desired::dependencies`
+//! resolves `depends_on` names to journal keys (`name`, `dlf:name`; a bare name in both kinds is
+//! refused as ambiguous, `flink:`/`dlf:` pick) across every document of the environment, and refuses
+//! unknown names (the names of this repository and environment are the target's jobs, so a job of
+//! another target is unknown), a job depending on itself, duplicates and cycles (each cycle once, at
+//! the `depends_on` item that closes it), and `ignore_differences` names that are not fields of the
+//! job's type (Flink: the config fields the type carries; DLF: `definition`, `schedule_status`).
+//!
+//! Order (`plan/order.rs`, after the per-job decisions). For D depending on U:
+//! * U going up (create, start, update) runs first: D's action lists U in `after`.
+//! * U going down (stop, prune) runs last: U's action lists D in `after`.
+//! * U restarting (upgrade, restore) runs after D's action, and is held while a dependent is moving
+//!   (a transitional status or a `WaitSteady` action). **Chosen: dependents are left running, not
+//!   stopped with a savepoint around the upstream's upgrade.** The link between two Flink jobs is a
+//!   durable buffer (a Kafka/DMS topic keeps what U writes; D keeps its read position in its own
+//!   checkpoints and savepoints), so while U restarts D only sees a pause in its input; stopping D
+//!   too would cost it a second restart and a savepoint round trip and make nothing safer. What is
+//!   unsafe is restarting U under a dependent that is itself mid-transition or mid-action, so that is
+//!   what waits. (A dependent that reads something without such a buffer should be stopped by its
+//!   own `desired_state` first.) Tested: `tests/depends_on.rs`
+//!   `upstream_jobs_start_first_and_stop_last_in_the_emulators_run_log` (the dependents' run logs
+//!   show no restart across the upstream's upgrade), `an_upstream_upgrade_waits_for_its_dependents_to_settle`.
+//! * D going up is held (`JobAction::on_hold`, its reason starts with `held:`) while U is Degraded
+//!   (`job_submit_fail`, `job_running_exception`, `job_cancel_fail`, `job_arrearage_stopped`, as the
+//!   status page), missing (not live and not created by this plan) or held, in dependency order so a
+//!   hold carries down a chain. A held action is shown with its steps but never executed; it keeps
+//!   the revision from being journaled as applied (`JobAction::holds_convergence`).
+//!
+//! Every pair gives one direction, and down-going actions only point at their own upstreams, so the
+//! `after` graph has no cycle when `depends_on` has none. `plan --json` carries `after` per action
+//! and `order` (the groups `Plan::order` computes); the text prints `Order (depends_on):`. The
+//! executor (`Executor::run`) runs the groups one after the other, each `parallel_actions` at a time,
+//! and does not start an action one of whose `after` actions failed in this pass (its result:
+//! `DEPENDENCY_NOT_READY`, nothing journaled for it). Without `after` there is one group: the old
+//! behaviour. Prunes are ordered only by what git still says: two jobs removed together have no
+//! `depends_on` left to order them.
 
 use std::collections::{BTreeMap, BTreeSet};
 

@@ -11,6 +11,86 @@
 //! A copy is complete when its `_metadata` exists: it is written last, so a copy cut short is
 //! never taken for a savepoint. Verification lists the copy and compares every object's size
 //! with its source, and `_metadata` byte for byte.
+//!
+//! # Design and invariants
+//!
+//! **The fact that shapes it.** The DLI user guide (dli_01_0461, "Performing Operations on a Flink
+//! Job", sections "Stopping a Job" and "Triggering a Savepoint"; opentelekomcloud-docs/data-lake-insight
+//! `umn/source/.../common_operations_of_flink_jobs.rst`) says: "The lifecycle of a savepoint starts
+//! when the savepoint is triggered and stops the job, and ends when the job is restarted. The
+//! savepoint is automatically deleted after the job is restarted." So a savepoint the service took
+//! (at a stop, or triggered) is gone after the next start of the job. Every savepoint dli-gitops may
+//! need later (to resume an upgrade, roll back, restore from the catalog, carry to another target)
+//! is copied under a prefix of ours and verified **before** the job is restarted.
+//!
+//! Layout: `<base>dli-gitops/savepoints/<target>/<job>/<UTC time>-<origin>/`, `<base>` = the
+//! target's `backups:` location, else `staging:` (`LiveService::savepoint_base`). Savepoints are
+//! triggered into `<base>dli-gitops/triggered/<target>/<job>/<time>/` (the service's own, deleted at
+//! the restart) and copied from there. A copy is complete when its `_metadata` exists: objects are
+//! copied whole through memory, `_metadata` last; verification lists the copy and compares every
+//! key and size with the source, and `_metadata` byte for byte (`copy_and_verify`, over
+//! `ObjectStore::list_sizes`).
+//!
+//! | file | what it holds |
+//! |---|---|
+//! | `mod.rs` | the layout (`target_prefix`, `copy_directory`, `trigger_directory`, `is_ours`), `Origin`, `inspect`/`copy_and_verify`/`verify`, `catalog`/`latest_verified` over `JournalState`, the API section (`status_section`) and the status page section |
+//! | `command.rs` | `dli-gitops savepoints list [--config F \| --state-dir D] [--target T] [--job J] [--json]`: the catalog from `journal::read_state` (no lock: works beside a running daemon) |
+//!
+//! Strict state (the executor, `apply/execute.rs` `before_step`, `keep_savepoint`):
+//! * Before a `Stop { trigger_savepoint: true }` of a Flink job (every stop in `upgrade_mode:
+//!   savepoint`: upgrade, restore, stop, prune), a savepoint is triggered while the job runs
+//!   (`ExecuteFlinkJobSavepoint`, `POST /v1.0/{project_id}/streaming/jobs/{job_id}/savepoint`,
+//!   body `{"action": "TRIGGER", "savepoint_path": "bucket/dir/"}`: SDK 3.1.219
+//!   `ExecuteFlinkJobSavepointRequestBody`, both fields required in the Go SDK model; answer
+//!   `{is_success, message}`), awaited until its `_metadata` exists and the job runs again
+//!   (`timeouts.savepoint`), copied, verified and journaled (`savepoint`, origin `triggered`).
+//!   Only then is the job stopped. If any of it fails, the job is not stopped: it keeps running its
+//!   current version, the action fails with the reason, and nothing else of that job is touched.
+//! * The stop still takes its own savepoint (the newest state: resuming from the pre-stop one would
+//!   replay what ran between the two). It is copied and verified at once (origin `stop`), the
+//!   one-shot `-stop-savepoint` outcome records **the copy**, and `ImportSavepoint(FromStop)`
+//!   imports the copy: **the restart resumes from our copy of the stop savepoint**, which still
+//!   exists after the service deletes its own. If the stop reports no new savepoint (or still
+//!   names the one triggered before it), the action fails before anything is imported (the state
+//!   before the stop is in the catalog). If the copy fails, the job stays stopped and is not
+//!   restarted (its state is in the service's savepoint, which lives until a restart).
+//! * An `ImportSavepoint` of the savepoint a stopped job holds on the service (the planner's
+//!   `Path`/`Held` of the held savepoint) imports the catalog's copy of it, or copies it first
+//!   (origin `held`) and imports the copy. A start that resumes from the held savepoint without an
+//!   import (`Held`) keeps a copy first when the catalog has none (the run itself resumes from the
+//!   held one, which the check before the start requires).
+//!   Explicit `restore.savepoint_path`s are the user's, not the service's: imported as given.
+//! * `upgrade_mode: stateless` takes no savepoint and stops without one: an explicit choice.
+//!
+//! The catalog is the journal: record kind `savepoint` (`journal::SavepointRecord`: `job`, `path`
+//! (our copy), `origin` (`triggered`/`stop`/`held`), `source_path`, `revision` (the target's
+//! applied revision when taken), `spec_digest`, `action_id`, `live_id`, `objects`, `size_bytes`,
+//! `verified`), folded into `TargetState.savepoints` (at most `SAVEPOINT_CATALOG_LIMIT` per
+//! target). The record's `seq` is the catalog id: `restore: {from_catalog: <seq>}` restores that
+//! copy, `from_catalog: latest` the newest verified copy when the restore is planned (the planner
+//! reads `JournalView.savepoint_catalog`; the restore key gains `#catalog:<ref>` only when set, so
+//! older keys are unchanged; bump `nonce` to restore `latest` again). `GET /api/v1/targets/{t}`
+//! carries `savepoints: {count, total_bytes, entries}` (newest 50) and the status page a
+//! Savepoints table. Carried savepoints (promotion) keep their own place under
+//! `carried-savepoints/` and are imported as copies.
+//!
+//! Emulator (`emulator/dli/lifecycle.rs`): every savepoint it writes (stop or triggered) holds a
+//! `_metadata` with a `savepoint_id`, is remembered on the job (`taken_savepoints`), and is deleted
+//! from its OBS when the job is run again (after the run read its state). A run records
+//! `restored_savepoint_id`/`stop_savepoint_id` (a copy has its original's id), so tests check a
+//! chain of runs by state, not by path; a run resuming from a savepoint without `_metadata` ends
+//! `job_submit_fail`. A trigger without `savepoint_path` is refused (`DLI.0001`, chosen: Terraform's
+//! `dli_flinksql_job_savepoint` treats the path as optional, the SDK model requires it; the service's
+//! answer is not documented). Savepoints imported with import-savepoint are not the service's and
+//! are never deleted by it.
+//!
+//! Tested: `tests/savepoint_catalog.rs` (a failed pre-stop savepoint leaves the old job running;
+//! every savepoint of three upgrades is in the catalog and `savepoints list`; the service's stop and
+//! triggered savepoints are gone after the restart while our copy stays, and `from_catalog: <seq>`
+//! / `latest` resume from copies, shown by the emulator's run history; `from_catalog` validation; the
+//! real daemon serves the catalog in `GET /api/v1/targets/dev` and on the page), `tests/promotion.rs`
+//! (a carried copy is a verified `carried` entry of prod), `savepoints::tests` (the fold, old states,
+//! the API and page sections).
 
 use bytes::Bytes;
 use chrono::{DateTime, Utc};

@@ -1,6 +1,37 @@
 //! Sources of desired state: git repositories mirrored with libgit2 ([`GitSource`]), watched
 //! local directories ([`DirSource`]), and push webhooks ([`webhook`]). All file access here is
 //! blocking; the daemon calls it through `spawn_blocking`.
+//!
+//! # Design and invariants
+//!
+//! * `git.rs`: `GitSource` mirrors one url into a bare repository at
+//!   `state_dir/mirrors/<readable-url>-<sha256(url)[..12]>` (credentials stripped from the name), so
+//!   sources that share a repository share a mirror; an in-process lock per mirror serialises fetches.
+//!   `fetch` lists the remote's refs first and skips the fetch when the ref has not moved; it fetches
+//!   only the configured ref (`+refs/heads/B:refs/heads/B` or the tag), never prunes, so earlier
+//!   commits stay readable (the daemon can keep serving the last good revision). `snapshot` walks
+//!   the commit's tree under the subdirectory: blobs → `Data`, mode 120000 → `Symlink`, blobs over
+//!   `MAX_FILE_BYTES` → `Oversized` (size from the object header, content not read), submodules
+//!   skipped; at most `MAX_SNAPSHOT_FILES` files / `MAX_SNAPSHOT_BYTES`. A damaged mirror is deleted
+//!   and re-created. Secrets are read at each fetch (rotation works).
+//! * `known_hosts.rs`: OpenSSH known_hosts matching (plain, `[host]:port`, hashed `|1|`, wildcards,
+//!   negation, `@revoked`; `@cert-authority` lines are ignored). ssh fetches accept a server only
+//!   when its key is listed; https certificate checks are left to libgit2/OpenSSL.
+//! * `dir.rs`: `DirSource` snapshot (same `RepoFile` rules, `.git` skipped, revision
+//!   `sha256:<hex>` over paths, kinds and contents; oversized files contribute size + mtime) and
+//!   `watch(debounce)`: a `notify` watcher feeding a thread that emits one `()` per quiet period
+//!   (trailing debounce, capped at 20 × debounce under continuous writes) into a capacity-1 tokio
+//!   channel; reads and `.git` changes are ignored; the thread ends when the receiver is dropped.
+//! * `webhook.rs`: pure `verify_and_parse(headers, body, secret)` → `Push | Ping | Other`; the
+//!   signature or token is checked (constant time) before the body is parsed; `PushEvent::matches`
+//!   compares repositories as lower-case `host/path` without scheme, user, port or `.git`.
+//! * `mod.rs`: `Source` (one per `sources.<name>`: `from_config`, `poll(last_revision)` → a new
+//!   snapshot or `None`), `SourceError` (with `is_retryable`), `jittered(interval, fraction)`.
+//!   `set_git_network_timeouts` sets libgit2's process-global connect/read timeouts; it is `unsafe`
+//!   and must be called once in `main` before the runtime starts.
+//!
+//! Invariants: `source` never parses job files (that is `desired`); it never writes outside
+//! `state_dir/mirrors/`; it never trusts an ssh host that is not in the configured known_hosts file.
 
 mod dir;
 mod git;
