@@ -2,6 +2,68 @@
 //! fetches it once per cycle and publishes new revisions; each target gets a task that turns
 //! coalesced triggers into one reconcile pass at a time; the HTTP server (`crate::server`)
 //! reports status and accepts webhooks and manual syncs. Targets run concurrently.
+//!
+//! # Design and invariants
+//!
+//! One process, several targets. `daemon::serve(DaemonParts, TcpListener, shutdown)` starts one task
+//! per source that targets use (`sources.rs`), one task per target (`worker.rs`), and the HTTP
+//! server (`server::serve`); `daemon::run` builds the parts from the config (`wiring.rs`) and
+//! serves until SIGTERM/SIGINT.
+//!
+//! | file | what it holds |
+//! |---|---|
+//! | `daemon/mod.rs` | `serve`, `DaemonParts`, `TargetSpec`/`TargetPolicy`, the `Stop` signal |
+//! | `daemon/reconciler.rs` | the seams: `TargetReconciler` (one pass: observe, plan, maybe apply), `SnapshotSource`, `Resolver` |
+//! | `daemon/sources.rs` | the source loop: poll (git, jittered) or watch (directory), publish each new snapshot once on a `watch` channel, wake the targets that read it; `/api/v1/hooks/git` wakes it at once |
+//! | `daemon/worker.rs` | the target loop: coalesced triggers → validate a new revision → policy → one pass → status and metrics → next wake-up |
+//! | `memory.rs` (crate root) | the heap at rest: `limit_arenas` (glibc `M_ARENA_MAX` 2, before the runtime starts) and `release_after_pass` (`malloc_trim` after each pass; `mallinfo2` logged at debug); no-ops off glibc |
+//! | `daemon/logging.rs` | `decide(flag, config, RUST_LOG)` → format and filter (flag > config for the format, valid non-empty `RUST_LOG` > config for the filter, then text/`info`), `install`; `run_blocking` calls it after loading the config, every other command through `install_for_cli` |
+//! | `daemon/wiring.rs` | config → parts: `source::Source` behind `SnapshotSource`, `desired::resolve` as the resolver, secrets, signals |
+//! | `daemon/apply_adapter.rs` | `apply::reconcile_with` behind `TargetReconciler`, through `StoppingLedger`, which announces no new action after shutdown begins but lets an action already under way write its own records (an intent naming it in `detail.part_of`, or whose id extends its id: the stop savepoint); `TargetContext::authorize_obs` before a pass that acts; one embedded emulator shared by all embedded targets. Status uses the jobs `ApplyReport::observed` carries, so a pass observes once, twice when it changed something (the re-plan after the actions) |
+//! | `daemon/interrupt.rs` | `finish_then_abort_on_interrupt`: for the `apply` command, the first SIGINT/SIGTERM triggers a `Stop` (says so on stderr), the second exits 130 |
+//! | `daemon/fairness.rs` | `ActionSlots`: the daemon-wide cap on concurrent actions (`max_concurrent_actions`, default 256); a freed slot goes to the waiting target holding the fewest (max-min fair), FIFO among equals; cancel-safe. `StoppingLedger::sharing` takes a slot before an action's intent and gives it back with its outcome (or when the pass is dropped); steps of a started action (`part_of`) take none |
+//! | `daemon/history.rs` | `adopt_without_history`: a target the journal has no history of gets its live managed jobs' restores recorded as done (see the `journal` module docs, "Targets without history") |
+//!
+//! The pass decision (`worker.rs`): a pass *applies* when there is a valid revision, the daemon is
+//! not suspended (and `Controls::gate` lets it: no suspend of the target, no change window holding it), a `promote_from` target runs under a promotion pipeline (its valid revision is the promoted one; without a `PromotionHook` it is held), and either the trigger was a manual sync, or `auto_sync` is on and either the
+//! revision is not yet the applied one or `self_heal` is on or a job says `drift: revert`. Otherwise it observes and plans only
+//! (report). The applied revision is the last one for which a pass ended with nothing left to do
+//! and no failed action; it is journaled (`RevisionApplied`) and read back at start. Next wake-up:
+//! the resync interval; sooner (3 s) while jobs are moving; after failures, 2 s doubling to 5 min.
+//!
+//! Invariants:
+//! * One pass at a time per target (one task each); targets never wait for each other, except for
+//!   a slot of the daemon-wide action cap, which is shared max-min fairly, so a target waits at
+//!   most for the next slot to free, never for another target's queue (`tests/fairness.rs`: one
+//!   account at 100% faults and one slow account beside healthy ones under a cap of 2).
+//! * Nothing on a pass's path copies the whole journal state (`Journal::state()` clones every
+//!   target's jobs with their cached observations, about 54 MiB at 10,000 jobs, and made each pass
+//!   cost O(all jobs of all targets)); it reads under `Journal::state_guard()` instead.
+//! * A revision that does not resolve is never handed to a reconciler; the previous valid one stays
+//!   desired and `rejected_revision` lists every problem.
+//! * A source is polled by one task however many targets read it; each snapshot is published once.
+//!   (Two *sources* naming the same repository share its mirror, but each fetches its own ref.)
+//! * Shutdown: no pass starts, no new action is announced (the ledger refuses the intent), every
+//!   action already under way runs to its outcome — an upgrade that stopped a job writes it, imports
+//!   the stop savepoint and starts it — then the process logs `Shutdown complete …` and exits 0.
+//!   The executor collects every started action before returning the first error, so a refused
+//!   intent of one action never drops another mid-flight. After `shutdown_grace` (config, default
+//!   `DEFAULT_SHUTDOWN_GRACE` = 45 s; Kubernetes' `terminationGracePeriodSeconds` and systemd's
+//!   `TimeoutStopSec` in `deploy/` are longer) a pass still running is abandoned and logged
+//!   (`Shutdown incomplete …`, naming the targets); its intent is resolved by the next start, whose
+//!   first pass logs and reports in the operation message which actions it resolved
+//!   (`PassReport::resolved`), and the planner then finishes the work from what is live.
+//!   A second SIGTERM/SIGINT exits at once with status 130 (`wiring::shutdown_signal`), as a
+//!   crash would; the next start resolves the intents.
+//! * `apply` (the command) uses the same `StoppingLedger` with `finish_then_abort_on_interrupt`:
+//!   the first Ctrl-C finishes the actions in flight, the second aborts.
+//! * A pass over a target with nothing to do makes one observation: one list call per 100 Flink
+//!   jobs (and, when DLF is in scope, one DLF listing per job type), no detail reads for unchanged jobs;
+//!   `tests/daemon.rs` checks it against the emulator's `/_emulator/v1/stats`.
+//!
+//! The status model, triggers, metrics and operating controls the loops write are in `status`; the HTTP
+//! server that reads them is `server`. Scaling to many targets and the design for more than one replica:
+//! docs/scaling.md.
 
 mod apply_adapter;
 pub mod control;

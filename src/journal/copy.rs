@@ -2,6 +2,14 @@
 //! running daemon: the daemon keeps its lock, and nothing in its directory is touched. The
 //! copy holds the snapshot and the journal as they are on disk now; opening it cuts a torn tail
 //! and lists pending intents in the copy only, never in the daemon's files.
+//!
+//! # Design and invariants
+//!
+//! `Journal::open_copy`: read-only commands (`plan`) open a private temporary copy of
+//! `snapshot.json` and `journal.jsonl` (torn tails are cut, pending intents listed, in the copy
+//! only), never the lock; `JournalCopy::held`/`holder_pid` say whether a daemon holds the original
+//! (a shared flock on the directory, taken and dropped at once; nothing is written there), and
+//! `plan` then refuses an `embedded` target, whose emulator state belongs to the daemon
 
 use std::fs;
 use std::path::{Path, PathBuf};
