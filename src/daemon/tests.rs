@@ -3,7 +3,6 @@
 //! real binary against the emulator.)
 
 use std::collections::BTreeMap;
-use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -14,11 +13,10 @@ use tokio::sync::{Semaphore, oneshot};
 use super::*;
 use crate::cloud::RequestMetrics;
 use crate::desired::snapshot::{RepoFile, RepoSnapshot};
-use crate::model::{
-    DesiredFlinkJob, DesiredJobs, FlinkJobConfig, FlinkJobStatus, JobKind, Lifecycle,
-    MANAGED_TAG_KEY, MANAGED_TAG_VALUE, ObservedFlinkJob, ObservedJobs, SourceLocation,
-};
-use crate::plan::{self, JournalFlinkJob, JournalView, PlanPolicy};
+use crate::model::{DesiredFlinkJob, DesiredJobs, ObservedJobs};
+use crate::plan::test_support::{desired_sql, live_of, managed_view};
+use crate::plan::{self, PlanPolicy};
+use crate::server::test_support::TestClient;
 
 // ---- an in-memory source -------------------------------------------------------------
 
@@ -113,22 +111,12 @@ fn resolver() -> Resolver {
     })
 }
 
+/// The shared SQL job at `cu` compute units, its digest naming both.
 fn desired_job(name: &str, cu: i32) -> DesiredFlinkJob {
-    let mut config = FlinkJobConfig::defaults_for(JobKind::FlinkSql);
-    config.queue_name = Some("q".into());
-    config.sql_body = Some("SELECT 1;".into());
-    config.cu_number = cu;
-    DesiredFlinkJob {
-        name: name.into(),
-        config,
-        lifecycle: Lifecycle::default(),
-        source: SourceLocation {
-            file: format!("flink/{name}"),
-            line: 1,
-        },
-        digest: format!("{name}-{cu}"),
-        policy: Default::default(),
-    }
+    let mut job = desired_sql(name);
+    job.config.cu_number = cu;
+    job.digest = format!("{name}-{cu}");
+    job
 }
 
 // ---- a fake service behind the reconciler interface ---------------------------------------
@@ -167,33 +155,13 @@ impl FakeTarget {
 
     fn plan(&self, desired: &DesiredJobs) -> crate::plan::Plan {
         let live = self.live.lock().unwrap().clone();
-        let mut view = JournalView::default();
-        for job in &live.flink {
-            view.flink.insert(
-                job.name.clone(),
-                JournalFlinkJob {
-                    managed: true,
-                    ..JournalFlinkJob::default()
-                },
-            );
-        }
-        plan::plan(desired, &live, &view, &PlanPolicy::default())
-    }
-}
-
-fn live_job(desired: &DesiredFlinkJob, id: i64) -> ObservedFlinkJob {
-    let mut config = desired.config.clone();
-    config
-        .tags
-        .insert(MANAGED_TAG_KEY.into(), MANAGED_TAG_VALUE.into());
-    ObservedFlinkJob {
-        id,
-        name: desired.name.clone(),
-        status: FlinkJobStatus::new("job_running"),
-        update_time: 1,
-        config,
-        savepoint_path: None,
-        status_desc: None,
+        let names: Vec<&str> = live.flink.iter().map(|job| job.name.as_str()).collect();
+        plan::plan(
+            desired,
+            &live,
+            &managed_view(&names),
+            &PlanPolicy::default(),
+        )
     }
 }
 
@@ -245,7 +213,7 @@ impl TargetReconciler for FakeTarget {
                     .flink
                     .iter()
                     .enumerate()
-                    .map(|(index, job)| live_job(job, index as i64 + 1))
+                    .map(|(index, job)| live_of(job, index as i64 + 1, "job_running"))
                     .collect();
             }
             let remaining = self.plan(desired);
@@ -273,10 +241,8 @@ impl TargetReconciler for FakeTarget {
         _plan_id: Option<&'a str>,
         _summary: &'a str,
     ) -> BoxFuture<'a, Result<(), PassError>> {
-        Box::pin(async move {
-            *self.applied.lock().unwrap() = Some(revision.to_string());
-            Ok(())
-        })
+        *self.applied.lock().unwrap() = Some(revision.to_string());
+        Box::pin(std::future::ready(Ok(())))
     }
 
     fn request_metrics(&self) -> Option<RequestMetrics> {
@@ -287,31 +253,38 @@ impl TargetReconciler for FakeTarget {
 // ---- harness ------------------------------------------------------------------------------
 
 struct Running {
-    address: SocketAddr,
+    client: TestClient,
     shutdown: Option<oneshot::Sender<()>>,
     task: tokio::task::JoinHandle<Result<(), DaemonError>>,
-    http: reqwest::Client,
 }
 
 impl Running {
-    fn url(&self, path: &str) -> String {
-        format!("http://{}{path}", self.address)
-    }
-
     async fn get_json(&self, path: &str) -> (u16, serde_json::Value) {
-        let response = self.http.get(self.url(path)).send().await.unwrap();
-        let status = response.status().as_u16();
-        (status, response.json().await.unwrap())
+        self.client.get_json(path).await
     }
 
     async fn post(&self, path: &str, token: Option<&str>) -> (u16, serde_json::Value) {
-        let mut request = self.http.post(self.url(path));
-        if let Some(token) = token {
-            request = request.bearer_auth(token);
-        }
-        let response = request.send().await.unwrap();
-        let status = response.status().as_u16();
-        (status, response.json().await.unwrap())
+        self.client.post(path, token).await
+    }
+
+    /// The status of `target` once its sync status is `Synced`.
+    async fn synced(&self, target: &str) -> serde_json::Value {
+        let what = format!("{target} to sync");
+        eventually_json(self, &format!("/api/v1/targets/{target}"), &what, |body| {
+            body["sync"]["status"] == "Synced"
+        })
+        .await
+    }
+
+    /// The status of `target` once its first report is in (it is ready).
+    async fn first_report(&self, target: &str) -> serde_json::Value {
+        eventually_json(
+            self,
+            &format!("/api/v1/targets/{target}"),
+            "the first report",
+            |body| body["ready"] == true,
+        )
+        .await
     }
 
     async fn stop(mut self) -> Result<(), DaemonError> {
@@ -375,11 +348,31 @@ async fn start(
         let _ = shutdown_receiver.await;
     }));
     Running {
-        address,
+        client: TestClient::new(address),
         shutdown: Some(shutdown),
         task,
-        http: reqwest::Client::new(),
     }
+}
+
+/// A source holding one job, `flink/clicks` at 2 CU.
+fn clicks_source() -> Arc<MemorySource> {
+    let source = Arc::new(MemorySource::default());
+    source.set("flink/clicks", "cu=2");
+    source
+}
+
+/// The daemon with one target `name` served by `service`, following `clicks_source()`.
+async fn start_one(
+    name: &str,
+    service: Arc<FakeTarget>,
+    policy: TargetPolicy,
+    api_token: Option<&str>,
+    suspended: bool,
+) -> (Arc<MemorySource>, Running) {
+    let source = clicks_source();
+    let targets = vec![target(name, service, policy)];
+    let running = start(source.clone(), targets, api_token, suspended).await;
+    (source, running)
 }
 
 async fn eventually(what: &str, mut check: impl FnMut() -> bool) {
@@ -417,16 +410,9 @@ async fn eventually_json(
 
 #[tokio::test]
 async fn a_new_revision_is_applied_reported_synced_and_ready() {
-    let source = Arc::new(MemorySource::default());
-    source.set("flink/clicks", "cu=2");
     let service = Arc::new(FakeTarget::default());
-    let running = start(
-        source.clone(),
-        vec![target("dev", service.clone(), policy(true, false))],
-        None,
-        false,
-    )
-    .await;
+    let (source, running) =
+        start_one("dev", service.clone(), policy(true, false), None, false).await;
 
     let status = eventually_json(&running, "/api/v1/targets/dev", "dev to sync", |body| {
         body["sync"]["status"] == "Synced" && body["ready"] == true
@@ -469,15 +455,7 @@ async fn a_new_revision_is_applied_reported_synced_and_ready() {
             == Some(4)
     })
     .await;
-    let metrics = running
-        .http
-        .get(running.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = running.client.get_text("/metrics").await;
     assert!(metrics.contains("dli_gitops_sync_total{target=\"dev\",result=\"succeeded\"}"));
     assert!(metrics.contains("dli_gitops_git_fetches_total{source=\"jobs\",result=\"succeeded\"}"));
     running.stop().await.unwrap();
@@ -485,20 +463,10 @@ async fn a_new_revision_is_applied_reported_synced_and_ready() {
 
 #[tokio::test]
 async fn an_invalid_revision_is_refused_and_the_previous_one_stays() {
-    let source = Arc::new(MemorySource::default());
-    source.set("flink/clicks", "cu=2");
     let service = Arc::new(FakeTarget::default());
-    let running = start(
-        source.clone(),
-        vec![target("dev", service.clone(), policy(true, true))],
-        None,
-        false,
-    )
-    .await;
-    let first = eventually_json(&running, "/api/v1/targets/dev", "dev to sync", |body| {
-        body["sync"]["status"] == "Synced"
-    })
-    .await;
+    let (source, running) =
+        start_one("dev", service.clone(), policy(true, true), None, false).await;
+    let first = running.synced("dev").await;
     let good_revision = first["sync"]["revision"].clone();
 
     source.set("flink/clicks", "cu=8");
@@ -517,15 +485,7 @@ async fn an_invalid_revision_is_refused_and_the_previous_one_stays() {
         2,
         "the invalid revision's change was applied"
     );
-    let page = running
-        .http
-        .get(running.url("/"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let page = running.client.get_text("/").await;
     assert!(page.contains("does not validate"));
     assert!(page.contains("unknown field `cu_nmber`"));
 
@@ -547,23 +507,16 @@ async fn an_invalid_revision_is_refused_and_the_previous_one_stays() {
 
 #[tokio::test]
 async fn auto_sync_off_reports_only_and_a_manual_sync_needs_the_token() {
-    let source = Arc::new(MemorySource::default());
-    source.set("flink/clicks", "cu=2");
     let service = Arc::new(FakeTarget::default());
-    let running = start(
-        source.clone(),
-        vec![target("dev", service.clone(), policy(false, false))],
+    let (_source, running) = start_one(
+        "dev",
+        service.clone(),
+        policy(false, false),
         Some("t0ken"),
         false,
     )
     .await;
-    let status = eventually_json(
-        &running,
-        "/api/v1/targets/dev",
-        "the first report",
-        |body| body["ready"] == true,
-    )
-    .await;
+    let status = running.first_report("dev").await;
     assert_eq!(status["sync"]["status"], "OutOfSync");
     assert_eq!(status["jobs"][0]["health"]["status"], "Missing");
     assert_eq!(status["jobs"][0]["action"], "create");
@@ -595,23 +548,10 @@ async fn auto_sync_off_reports_only_and_a_manual_sync_needs_the_token() {
 
 #[tokio::test]
 async fn without_a_token_mutations_are_forbidden_and_suspend_changes_nothing() {
-    let source = Arc::new(MemorySource::default());
-    source.set("flink/clicks", "cu=2");
     let service = Arc::new(FakeTarget::default());
-    let running = start(
-        source,
-        vec![target("dev", service.clone(), policy(true, true))],
-        None,
-        true,
-    )
-    .await;
-    let status = eventually_json(
-        &running,
-        "/api/v1/targets/dev",
-        "the first report",
-        |body| body["ready"] == true,
-    )
-    .await;
+    let (_source, running) =
+        start_one("dev", service.clone(), policy(true, true), None, true).await;
+    let status = running.first_report("dev").await;
     assert_eq!(status["policy"]["suspended"], true);
     assert_eq!(status["sync"]["status"], "OutOfSync");
     assert!(service.passes().iter().all(|pass| !pass.execute));
@@ -624,22 +564,11 @@ async fn without_a_token_mutations_are_forbidden_and_suspend_changes_nothing() {
 #[tokio::test]
 async fn drift_is_reported_without_self_heal_and_corrected_with_it() {
     for self_heal in [false, true] {
-        let source = Arc::new(MemorySource::default());
-        source.set("flink/clicks", "cu=2");
         let service = Arc::new(FakeTarget::default());
         let mut policy = policy(true, self_heal);
         policy.resync_interval = Duration::from_millis(100);
-        let running = start(
-            source,
-            vec![target("dev", service.clone(), policy)],
-            None,
-            false,
-        )
-        .await;
-        eventually_json(&running, "/api/v1/targets/dev", "dev to sync", |body| {
-            body["sync"]["status"] == "Synced"
-        })
-        .await;
+        let (_source, running) = start_one("dev", service.clone(), policy, None, false).await;
+        running.synced("dev").await;
         // Someone changes the job by hand.
         service.live.lock().unwrap().flink[0].config.cu_number = 16;
         if self_heal {
@@ -667,8 +596,7 @@ async fn drift_is_reported_without_self_heal_and_corrected_with_it() {
 
 #[tokio::test]
 async fn triggers_during_a_pass_coalesce_and_targets_run_concurrently() {
-    let source = Arc::new(MemorySource::default());
-    source.set("flink/clicks", "cu=2");
+    let source = clicks_source();
     let (blocked, gate) = FakeTarget::gated();
     let free = Arc::new(FakeTarget::default());
     let running = start(
@@ -686,10 +614,7 @@ async fn triggers_during_a_pass_coalesce_and_targets_run_concurrently() {
     })
     .await;
     // The other target is not held up by it.
-    eventually_json(&running, "/api/v1/targets/free", "free to sync", |body| {
-        body["sync"]["status"] == "Synced"
-    })
-    .await;
+    running.synced("free").await;
     // One fetch served both targets' first pass.
     assert_eq!(blocked.passes().len(), 1);
     for _ in 0..5 {
@@ -728,16 +653,9 @@ fn running_source_revision_count(target: &FakeTarget) -> usize {
 
 #[tokio::test]
 async fn shutdown_stops_a_pass_in_flight_and_exits_cleanly() {
-    let source = Arc::new(MemorySource::default());
-    source.set("flink/clicks", "cu=2");
     let (blocked, _gate) = FakeTarget::gated();
-    let running = start(
-        source,
-        vec![target("dev", blocked.clone(), policy(true, false))],
-        None,
-        false,
-    )
-    .await;
+    let (_source, running) =
+        start_one("dev", blocked.clone(), policy(true, false), None, false).await;
     eventually("the pass to start", || {
         blocked.waiting.load(Ordering::SeqCst) == 1
     })
@@ -773,25 +691,11 @@ async fn a_target_naming_an_unknown_source_is_refused() {
 
 #[tokio::test]
 async fn a_target_promoted_from_another_is_held_without_a_promotion_pipeline() {
-    let source = Arc::new(MemorySource::default());
-    source.set("flink/clicks", "cu=2");
     let service = Arc::new(FakeTarget::default());
     let mut held = policy(true, true);
     held.promote_from = Some("dev".into());
-    let running = start(
-        source,
-        vec![target("prod", service.clone(), held)],
-        Some("t"),
-        false,
-    )
-    .await;
-    let status = eventually_json(
-        &running,
-        "/api/v1/targets/prod",
-        "the first report",
-        |body| body["ready"] == true,
-    )
-    .await;
+    let (_source, running) = start_one("prod", service.clone(), held, Some("t"), false).await;
+    let status = running.first_report("prod").await;
     assert_eq!(status["sync"]["status"], "OutOfSync");
     assert_eq!(status["policy"]["promote_from"], "dev");
     assert!(

@@ -796,6 +796,8 @@ impl<'a, Live> NameIndex<'a, Live> {
 }
 
 #[cfg(test)]
+pub(crate) mod test_support;
+#[cfg(test)]
 mod tests;
 
 /// `*` matches any run of characters, `?` one; everything else matches itself.

@@ -2,51 +2,13 @@
 
 use std::collections::BTreeMap;
 
+use super::test_support::{desired_sql, live_of, managed_view};
 use super::*;
 use crate::model::{
-    DesiredFlinkJob, DesiredJobs, FlinkJobConfig, FlinkJobStatus, JobKind, Lifecycle,
-    MANAGED_TAG_KEY, MANAGED_TAG_VALUE, ObservedDlfJob, ObservedFlinkJob, ObservedJobs, Restore,
-    RunState, SourceLocation, UpgradeMode,
+    DesiredFlinkJob, DesiredJobs, FlinkJobConfig, FlinkJobStatus, JobKind, MANAGED_TAG_KEY,
+    MANAGED_TAG_VALUE, ObservedDlfJob, ObservedFlinkJob, ObservedJobs, Restore, RunState,
+    SourceLocation, UpgradeMode,
 };
-
-fn desired_sql(name: &str) -> DesiredFlinkJob {
-    let mut config = FlinkJobConfig::defaults_for(JobKind::FlinkSql);
-    config.queue_name = Some("flink_queue".into());
-    config.sql_body = Some("INSERT INTO sink\nSELECT * FROM source;\n".into());
-    DesiredFlinkJob {
-        name: name.into(),
-        config,
-        lifecycle: Lifecycle {
-            desired_state: RunState::Running,
-            upgrade_mode: UpgradeMode::Savepoint,
-            restore: None,
-            prune: true,
-        },
-        source: SourceLocation {
-            file: format!("flink/{name}.yaml"),
-            line: 1,
-        },
-        digest: format!("digest-{name}"),
-        policy: Default::default(),
-    }
-}
-
-/// The live twin of a desired job: same config, managed tag on, in `status`.
-fn live_of(desired: &DesiredFlinkJob, id: i64, status: &str) -> ObservedFlinkJob {
-    let mut config = desired.config.clone();
-    config
-        .tags
-        .insert(MANAGED_TAG_KEY.into(), MANAGED_TAG_VALUE.into());
-    ObservedFlinkJob {
-        id,
-        name: desired.name.clone(),
-        status: FlinkJobStatus::new(status),
-        update_time: 1_711_647_009_620,
-        config,
-        savepoint_path: None,
-        status_desc: None,
-    }
-}
 
 fn policy() -> PlanPolicy {
     PlanPolicy {
@@ -63,10 +25,7 @@ fn plan_one(
     view: &JournalView,
     policy: &PlanPolicy,
 ) -> Plan {
-    let desired_jobs = DesiredJobs {
-        flink: vec![desired],
-        dlf: Vec::new(),
-    };
+    let desired_jobs = flink_jobs(vec![desired]);
     let observed = ObservedJobs {
         flink: live.into_iter().collect(),
         dlf: Vec::new(),
@@ -74,21 +33,74 @@ fn plan_one(
     super::plan(&desired_jobs, &observed, view, policy)
 }
 
+/// The step that stops the job, with or without a savepoint.
+fn stop(trigger_savepoint: bool) -> Step {
+    Step::Stop { trigger_savepoint }
+}
+
+/// The step that starts the job, resuming from its savepoint or from empty state.
+fn start(resume_savepoint: bool) -> Step {
+    Step::Start { resume_savepoint }
+}
+
+/// The step that imports the savepoint at `path` into the job.
+fn import(path: &str) -> Step {
+    Step::ImportSavepoint {
+        source: SavepointSource::Path(path.into()),
+    }
+}
+
+/// The step that imports the savepoint the stop step took.
+fn import_from_stop() -> Step {
+    Step::ImportSavepoint {
+        source: SavepointSource::FromStop,
+    }
+}
+
+/// Desired Flink jobs only.
+fn flink_jobs(flink: Vec<DesiredFlinkJob>) -> DesiredJobs {
+    DesiredJobs {
+        flink,
+        dlf: Vec::new(),
+    }
+}
+
+/// Live Flink jobs only.
+fn live_jobs(flink: Vec<ObservedFlinkJob>) -> ObservedJobs {
+    ObservedJobs {
+        flink,
+        dlf: Vec::new(),
+    }
+}
+
+/// `desired` against `observed`, with an empty journal and the test policy.
+fn plan_unjournaled(desired: &DesiredJobs, observed: &ObservedJobs) -> Plan {
+    super::plan(desired, observed, &JournalView::default(), &policy())
+}
+
+/// `desired` with nothing live and an empty journal, under the test policy.
+fn plan_fresh(desired: &DesiredJobs) -> Plan {
+    plan_unjournaled(desired, &ObservedJobs::default())
+}
+
+/// One desired job against its live twin `live`, managed by the journal, under the test policy.
+fn plan_managed(desired: &DesiredFlinkJob, live: &ObservedFlinkJob) -> Plan {
+    plan_one(
+        desired.clone(),
+        Some(live.clone()),
+        &managed_view(&[&desired.name]),
+        &policy(),
+    )
+}
+
+/// `desired` (a changed `agg`) against `agg` as declared, running and managed.
+fn plan_against_running_agg(desired: &DesiredFlinkJob) -> Plan {
+    plan_managed(desired, &live_of(&desired_sql("agg"), 7, "job_running"))
+}
+
 fn only_action(plan: &Plan) -> &JobAction {
     assert_eq!(plan.actions.len(), 1, "expected one action: {plan:#?}");
     &plan.actions[0]
-}
-
-fn managed_view(name: &str) -> JournalView {
-    let mut view = JournalView::default();
-    view.flink.insert(
-        name.into(),
-        JournalFlinkJob {
-            managed: true,
-            ..JournalFlinkJob::default()
-        },
-    );
-    view
 }
 
 #[test]
@@ -101,7 +113,7 @@ fn equal_config_and_same_state_is_a_no_op() {
         let mut desired = desired_sql("agg");
         desired.lifecycle.desired_state = desired_state;
         let live = live_of(&desired, 7, status);
-        let plan = plan_one(desired, Some(live), &managed_view("agg"), &policy());
+        let plan = plan_managed(&desired, &live);
         let action = only_action(&plan);
         assert_eq!(action.class, ActionClass::None, "{status}");
         assert!(action.steps.is_empty());
@@ -114,15 +126,10 @@ fn a_stopped_job_that_should_run_is_started_from_the_savepoint_it_holds() {
     let desired = desired_sql("agg");
     let mut live = live_of(&desired, 7, "job_cancel_success");
     live.savepoint_path = Some("obs://ckpt/savepoint/7/a/".into());
-    let plan = plan_one(desired, Some(live), &managed_view("agg"), &policy());
+    let plan = plan_managed(&desired, &live);
     let action = only_action(&plan);
     assert_eq!(action.class, ActionClass::Start);
-    assert_eq!(
-        action.steps,
-        vec![Step::Start {
-            resume_savepoint: true
-        }]
-    );
+    assert_eq!(action.steps, vec![start(true)]);
     assert_eq!(
         action.resume_from,
         Some(SavepointSource::Held("obs://ckpt/savepoint/7/a/".into()))
@@ -134,32 +141,17 @@ fn a_stopped_job_that_should_run_is_started_from_the_savepoint_it_holds() {
 fn a_start_falls_back_to_the_journal_savepoint_when_the_service_lost_it() {
     let desired = desired_sql("agg");
     let live = live_of(&desired, 7, "job_init");
-    let mut view = managed_view("agg");
+    let mut view = managed_view(&["agg"]);
     view.flink.get_mut("agg").unwrap().last_savepoint = Some("obs://ckpt/sp/1/".into());
     let plan = plan_one(desired.clone(), Some(live.clone()), &view, &policy());
     let action = only_action(&plan);
     assert_eq!(action.class, ActionClass::Start);
-    assert_eq!(
-        action.steps,
-        vec![
-            Step::ImportSavepoint {
-                source: SavepointSource::Path("obs://ckpt/sp/1/".into())
-            },
-            Step::Start {
-                resume_savepoint: true
-            }
-        ]
-    );
+    assert_eq!(action.steps, vec![import("obs://ckpt/sp/1/"), start(true)]);
 
     // Without any savepoint the job starts from empty state, and the plan says so.
-    let plan = plan_one(desired, Some(live), &managed_view("agg"), &policy());
+    let plan = plan_managed(&desired, &live);
     let action = only_action(&plan);
-    assert_eq!(
-        action.steps,
-        vec![Step::Start {
-            resume_savepoint: false
-        }]
-    );
+    assert_eq!(action.steps, vec![start(false)]);
     assert!(action.reason.contains("empty state"), "{}", action.reason);
 }
 
@@ -168,29 +160,14 @@ fn a_running_job_that_should_stop_is_stopped_with_a_savepoint_unless_stateless()
     let mut desired = desired_sql("agg");
     desired.lifecycle.desired_state = RunState::Stopped;
     let live = live_of(&desired, 7, "job_running");
-    let plan = plan_one(
-        desired.clone(),
-        Some(live.clone()),
-        &managed_view("agg"),
-        &policy(),
-    );
+    let plan = plan_managed(&desired, &live);
     let action = only_action(&plan);
     assert_eq!(action.class, ActionClass::Stop);
-    assert_eq!(
-        action.steps,
-        vec![Step::Stop {
-            trigger_savepoint: true
-        }]
-    );
+    assert_eq!(action.steps, vec![stop(true)]);
 
     desired.lifecycle.upgrade_mode = UpgradeMode::Stateless;
-    let plan = plan_one(desired, Some(live), &managed_view("agg"), &policy());
-    assert_eq!(
-        only_action(&plan).steps,
-        vec![Step::Stop {
-            trigger_savepoint: false
-        }]
-    );
+    let plan = plan_managed(&desired, &live);
+    assert_eq!(only_action(&plan).steps, vec![stop(false)]);
 }
 
 #[test]
@@ -199,7 +176,7 @@ fn hot_fields_change_in_place_on_a_running_job() {
     let mut live = live_of(&desired, 7, "job_running");
     live.config.smn_topic = Some("old-topic".into());
     live.config.restart_when_exception = true;
-    let plan = plan_one(desired, Some(live), &managed_view("agg"), &policy());
+    let plan = plan_managed(&desired, &live);
     let action = only_action(&plan);
     assert_eq!(action.class, ActionClass::UpdateInPlace);
     assert_eq!(action.steps, vec![Step::Backup, Step::UpdateJob]);
@@ -219,24 +196,17 @@ fn hot_fields_change_in_place_on_a_running_job() {
 fn a_cold_change_upgrades_a_running_job_through_the_stop_savepoint() {
     let mut desired = desired_sql("agg");
     desired.config.cu_number = 8;
-    let live = live_of(&desired_sql("agg"), 7, "job_running");
-    let plan = plan_one(desired, Some(live), &managed_view("agg"), &policy());
+    let plan = plan_against_running_agg(&desired);
     let action = only_action(&plan);
     assert_eq!(action.class, ActionClass::Upgrade);
     assert_eq!(
         action.steps,
         vec![
             Step::Backup,
-            Step::Stop {
-                trigger_savepoint: true
-            },
+            stop(true),
             Step::UpdateJob,
-            Step::ImportSavepoint {
-                source: SavepointSource::FromStop
-            },
-            Step::Start {
-                resume_savepoint: true
-            },
+            import_from_stop(),
+            start(true),
         ]
     );
     assert_eq!(action.resume_from, Some(SavepointSource::FromStop));
@@ -251,22 +221,12 @@ fn a_stateless_upgrade_stops_without_a_savepoint_and_starts_empty() {
     let mut desired = desired_sql("agg");
     desired.lifecycle.upgrade_mode = UpgradeMode::Stateless;
     desired.config.parallel_number = 4;
-    let live = live_of(&desired_sql("agg"), 7, "job_running");
-    let plan = plan_one(desired, Some(live), &managed_view("agg"), &policy());
+    let plan = plan_against_running_agg(&desired);
     let action = only_action(&plan);
     assert_eq!(action.class, ActionClass::Upgrade);
     assert_eq!(
         action.steps,
-        vec![
-            Step::Backup,
-            Step::Stop {
-                trigger_savepoint: false
-            },
-            Step::UpdateJob,
-            Step::Start {
-                resume_savepoint: false
-            },
-        ]
+        vec![Step::Backup, stop(false), Step::UpdateJob, start(false),]
     );
     assert_eq!(action.resume_from, None);
 }
@@ -279,7 +239,7 @@ fn an_upgrade_updates_the_job_and_imports_the_stop_savepoint_before_it_starts() 
     let plan = plan_one(
         desired,
         Some(live),
-        &managed_view("agg"),
+        &managed_view(&["agg"]),
         &PlanPolicy {
             backups: false,
             ..policy()
@@ -288,18 +248,7 @@ fn an_upgrade_updates_the_job_and_imports_the_stop_savepoint_before_it_starts() 
     let action = only_action(&plan);
     assert_eq!(
         action.steps,
-        vec![
-            Step::Stop {
-                trigger_savepoint: true
-            },
-            Step::UpdateJob,
-            Step::ImportSavepoint {
-                source: SavepointSource::FromStop
-            },
-            Step::Start {
-                resume_savepoint: true
-            },
-        ]
+        vec![stop(true), Step::UpdateJob, import_from_stop(), start(true),]
     );
     assert_eq!(action.resume_from, Some(SavepointSource::FromStop));
 }
@@ -311,12 +260,7 @@ fn a_stopped_job_with_changes_is_updated_without_start_and_keeps_its_savepoint()
     desired.config.cu_number = 8;
     let mut live = live_of(&desired_sql("agg"), 7, "job_cancel_success");
     live.savepoint_path = Some("obs://ckpt/sp/7/".into());
-    let plan = plan_one(
-        desired.clone(),
-        Some(live.clone()),
-        &managed_view("agg"),
-        &policy(),
-    );
+    let plan = plan_managed(&desired, &live);
     let action = only_action(&plan);
     assert_eq!(action.class, ActionClass::UpdateInPlace);
     assert!(
@@ -332,19 +276,12 @@ fn a_stopped_job_with_changes_is_updated_without_start_and_keeps_its_savepoint()
 
     // The same change to a job that should run: update, then start from that savepoint.
     desired.lifecycle.desired_state = RunState::Running;
-    let plan = plan_one(desired, Some(live), &managed_view("agg"), &policy());
+    let plan = plan_managed(&desired, &live);
     let action = only_action(&plan);
     assert_eq!(action.class, ActionClass::Start);
     assert_eq!(
         &action.steps[action.steps.len() - 2..],
-        &[
-            Step::ImportSavepoint {
-                source: SavepointSource::Path("obs://ckpt/sp/7/".into())
-            },
-            Step::Start {
-                resume_savepoint: true
-            }
-        ]
+        &[import("obs://ckpt/sp/7/"), start(true)]
     );
 }
 
@@ -362,32 +299,17 @@ fn with_restore(mut desired: DesiredFlinkJob, path: &str, nonce: u64) -> Desired
 fn a_new_restore_key_restores_and_an_applied_one_does_not() {
     let desired = with_restore(desired_sql("agg"), "obs://ckpt/manual/", 1);
     let live = live_of(&desired, 7, "job_running");
-    let plan = plan_one(
-        desired.clone(),
-        Some(live.clone()),
-        &managed_view("agg"),
-        &policy(),
-    );
+    let plan = plan_managed(&desired, &live);
     let action = only_action(&plan);
     assert_eq!(action.class, ActionClass::Restore);
     assert_eq!(
         action.steps,
-        vec![
-            Step::Stop {
-                trigger_savepoint: true
-            },
-            Step::ImportSavepoint {
-                source: SavepointSource::Path("obs://ckpt/manual/".into())
-            },
-            Step::Start {
-                resume_savepoint: true
-            },
-        ]
+        vec![stop(true), import("obs://ckpt/manual/"), start(true),]
     );
     let key = desired.lifecycle.restore.as_ref().unwrap().key();
     assert_eq!(action.restore_key.as_deref(), Some(key.as_str()));
 
-    let mut view = managed_view("agg");
+    let mut view = managed_view(&["agg"]);
     view.flink.get_mut("agg").unwrap().applied_restore_key = Some(key);
     let plan = plan_one(desired.clone(), Some(live.clone()), &view, &policy());
     assert!(plan.is_empty(), "{plan:#?}");
@@ -402,8 +324,7 @@ fn a_new_restore_key_restores_and_an_applied_one_does_not() {
 fn a_restore_with_config_changes_is_an_upgrade_from_the_restore_savepoint() {
     let mut desired = with_restore(desired_sql("agg"), "obs://ckpt/manual/", 1);
     desired.config.cu_number = 8;
-    let live = live_of(&desired_sql("agg"), 7, "job_running");
-    let plan = plan_one(desired, Some(live), &managed_view("agg"), &policy());
+    let plan = plan_against_running_agg(&desired);
     let action = only_action(&plan);
     assert_eq!(action.class, ActionClass::Upgrade);
     let imports: Vec<_> = action
@@ -431,12 +352,7 @@ fn a_job_in_git_and_not_live_is_created_with_the_create_call() {
     let action = only_action(&plan);
     assert_eq!(action.class, ActionClass::Create);
     assert!(matches!(action.steps[0], Step::CreateJob));
-    assert_eq!(
-        action.steps.last(),
-        Some(&Step::Start {
-            resume_savepoint: false
-        })
-    );
+    assert_eq!(action.steps.last(), Some(&start(false)));
     assert_eq!(
         action
             .config
@@ -451,12 +367,7 @@ fn a_job_in_git_and_not_live_is_created_with_the_create_call() {
     let plan = plan_one(stopped, None, &JournalView::default(), &policy());
     assert_eq!(
         only_action(&plan).steps,
-        vec![
-            Step::CreateJob,
-            Step::ImportSavepoint {
-                source: SavepointSource::Path("obs://ckpt/seed/".into())
-            }
-        ]
+        vec![Step::CreateJob, import("obs://ckpt/seed/")]
     );
 }
 
@@ -465,15 +376,9 @@ fn unmanaged_live_jobs_outside_git_are_left_alone() {
     let stranger = desired_sql("someone-elses");
     let mut live = live_of(&stranger, 9, "job_running");
     live.config.tags.clear();
-    let observed = ObservedJobs {
-        flink: vec![live],
-        dlf: Vec::new(),
-    };
-    let desired = DesiredJobs {
-        flink: vec![desired_sql("agg")],
-        dlf: Vec::new(),
-    };
-    let plan = super::plan(&desired, &observed, &JournalView::default(), &policy());
+    let observed = live_jobs(vec![live]);
+    let desired = flink_jobs(vec![desired_sql("agg")]);
+    let plan = plan_unjournaled(&desired, &observed);
     let names: Vec<_> = plan
         .actions
         .iter()
@@ -510,14 +415,8 @@ fn prune_inputs(tagged: bool) -> (DesiredJobs, ObservedJobs) {
     if !tagged {
         live.config.tags.clear();
     }
-    let desired = DesiredJobs {
-        flink: vec![desired_sql("agg")],
-        dlf: Vec::new(),
-    };
-    let observed = ObservedJobs {
-        flink: vec![live],
-        dlf: Vec::new(),
-    };
+    let desired = flink_jobs(vec![desired_sql("agg")]);
+    let observed = live_jobs(vec![live]);
     (desired, observed)
 }
 
@@ -528,25 +427,16 @@ fn prune_action(plan: &Plan) -> Option<&JobAction> {
 #[test]
 fn managed_jobs_out_of_git_are_pruned_only_when_allowed() {
     let (desired, observed) = prune_inputs(true);
-    let plan = super::plan(&desired, &observed, &JournalView::default(), &policy());
+    let plan = plan_unjournaled(&desired, &observed);
     let action = prune_action(&plan).expect("a prune");
     assert_eq!(action.class, ActionClass::Prune);
-    assert_eq!(
-        action.steps,
-        vec![
-            Step::Backup,
-            Step::Stop {
-                trigger_savepoint: true
-            },
-            Step::Delete
-        ]
-    );
+    assert_eq!(action.steps, vec![Step::Backup, stop(true), Step::Delete]);
 
     // Managed through the journal alone (the tag was removed by hand).
     let (desired, observed) = prune_inputs(false);
-    let plan_untagged = super::plan(&desired, &observed, &managed_view("gone"), &policy());
+    let plan_untagged = super::plan(&desired, &observed, &managed_view(&["gone"]), &policy());
     assert!(prune_action(&plan_untagged).is_some());
-    let plan_unknown = super::plan(&desired, &observed, &JournalView::default(), &policy());
+    let plan_unknown = plan_unjournaled(&desired, &observed);
     assert!(prune_action(&plan_unknown).is_none());
     assert!(plan_unknown.warnings.is_empty());
 
@@ -569,7 +459,7 @@ fn managed_jobs_out_of_git_are_pruned_only_when_allowed() {
     );
 
     // Protected by `prune: false` when last applied.
-    let mut view = managed_view("gone");
+    let mut view = managed_view(&["gone"]);
     view.flink.get_mut("gone").unwrap().protected = true;
     let protected = super::plan(&desired, &observed, &view, &policy());
     assert!(prune_action(&protected).is_none());
@@ -580,7 +470,7 @@ fn managed_jobs_out_of_git_are_pruned_only_when_allowed() {
 fn an_empty_git_prunes_nothing_unless_explicitly_allowed() {
     let (_, observed) = prune_inputs(true);
     let empty = DesiredJobs::default();
-    let guarded = super::plan(&empty, &observed, &JournalView::default(), &policy());
+    let guarded = plan_unjournaled(&empty, &observed);
     assert!(guarded.actions.is_empty());
     assert!(
         guarded.warnings[0].contains("zero jobs"),
@@ -612,7 +502,7 @@ fn a_moving_job_is_never_acted_on() {
         "job_something_new",
     ] {
         let live = live_of(&desired_sql("agg"), 7, status);
-        let plan = plan_one(desired.clone(), Some(live), &managed_view("agg"), &policy());
+        let plan = plan_managed(&desired, &live);
         let action = only_action(&plan);
         assert_ne!(action.class, ActionClass::None, "{status}");
         assert_eq!(action.steps, vec![Step::WaitSteady], "{status}");
@@ -624,13 +514,13 @@ fn a_moving_job_is_never_acted_on() {
     // Already heading where git wants it: nothing to wait for.
     let desired = desired_sql("agg");
     let live = live_of(&desired, 7, "job_submitting");
-    let plan = plan_one(desired, Some(live), &managed_view("agg"), &policy());
+    let plan = plan_managed(&desired, &live);
     assert!(plan.is_empty(), "{plan:#?}");
 
     // A moving managed job out of git waits too.
     let (desired, mut observed) = prune_inputs(true);
     observed.flink[0].status = FlinkJobStatus::new("job_canceling");
-    let plan = super::plan(&desired, &observed, &JournalView::default(), &policy());
+    let plan = plan_unjournaled(&desired, &observed);
     assert_eq!(prune_action(&plan).unwrap().steps, vec![Step::WaitSteady]);
 }
 
@@ -640,19 +530,10 @@ fn a_job_type_change_replaces_the_job() {
     let mut live = live_of(&desired, 7, "job_running");
     live.config.job_type = crate::model::defaults::JAR_JOB_TYPE.into();
     live.config.sql_body = None;
-    let plan = plan_one(desired, Some(live), &managed_view("agg"), &policy());
+    let plan = plan_managed(&desired, &live);
     let action = only_action(&plan);
     assert_eq!(action.class, ActionClass::Upgrade);
-    assert_eq!(
-        action.steps[..3],
-        [
-            Step::Backup,
-            Step::Stop {
-                trigger_savepoint: false
-            },
-            Step::Delete
-        ]
-    );
+    assert_eq!(action.steps[..3], [Step::Backup, stop(false), Step::Delete]);
     assert!(action.reason.contains("job type"));
 }
 
@@ -676,12 +557,7 @@ fn dlf_jobs_import_when_the_digest_differs_or_the_job_is_absent() {
         flink: Vec::new(),
         dlf: vec![desired_dlf("nightly", "d2")],
     };
-    let absent = super::plan(
-        &desired,
-        &ObservedJobs::default(),
-        &JournalView::default(),
-        &policy(),
-    );
+    let absent = plan_fresh(&desired);
     assert_eq!(absent.actions[0].class, ActionClass::Create);
     assert_eq!(absent.actions[0].steps, vec![Step::DlfImport]);
 
@@ -717,10 +593,7 @@ fn dlf_jobs_import_when_the_digest_differs_or_the_job_is_absent() {
 
     // Out of git and managed: pruned.
     let pruned = super::plan(
-        &DesiredJobs {
-            flink: vec![desired_sql("keep")],
-            dlf: Vec::new(),
-        },
+        &flink_jobs(vec![desired_sql("keep")]),
         &observed,
         &view,
         &policy(),
@@ -740,12 +613,7 @@ fn a_dlf_action_refuses_a_desired_job_that_moved_on() {
         flink: Vec::new(),
         dlf: vec![desired_dlf("nightly", "d2")],
     };
-    let plan = super::plan(
-        &desired,
-        &ObservedJobs::default(),
-        &JournalView::default(),
-        &policy(),
-    );
+    let plan = plan_fresh(&desired);
     let newer = DesiredJobs {
         flink: Vec::new(),
         dlf: vec![desired_dlf("nightly", "d3")],
@@ -764,12 +632,7 @@ fn actions_are_sorted_by_kind_then_name_and_the_id_follows_the_content() {
     jar.config = FlinkJobConfig::defaults_for(JobKind::FlinkJar);
     let mut desired_with_jar = desired.clone();
     desired_with_jar.flink.push(jar);
-    let first = super::plan(
-        &desired_with_jar,
-        &ObservedJobs::default(),
-        &JournalView::default(),
-        &policy(),
-    );
+    let first = plan_fresh(&desired_with_jar);
     let order: Vec<_> = first
         .actions
         .iter()
@@ -786,51 +649,27 @@ fn actions_are_sorted_by_kind_then_name_and_the_id_follows_the_content() {
     );
     let mut reversed = desired_with_jar.clone();
     reversed.flink.reverse();
-    let second = super::plan(
-        &reversed,
-        &ObservedJobs::default(),
-        &JournalView::default(),
-        &policy(),
-    );
+    let second = plan_fresh(&reversed);
     assert_eq!(first, second);
-    let other = super::plan(
-        &desired,
-        &ObservedJobs::default(),
-        &JournalView::default(),
-        &policy(),
-    );
+    let other = plan_fresh(&desired);
     assert_ne!(first.id, other.id);
 }
 
 #[test]
 fn duplicate_names_are_skipped_with_a_warning() {
-    let desired = DesiredJobs {
-        flink: vec![desired_sql("agg"), desired_sql("agg")],
-        dlf: Vec::new(),
-    };
-    let plan = super::plan(
-        &desired,
-        &ObservedJobs::default(),
-        &JournalView::default(),
-        &policy(),
-    );
+    let desired = flink_jobs(vec![desired_sql("agg"), desired_sql("agg")]);
+    let plan = plan_fresh(&desired);
     assert!(plan.actions.is_empty());
     assert_eq!(plan.warnings.len(), 1);
     assert!(plan.warnings[0].contains("more than once"));
 
     let twin = desired_sql("twin");
-    let observed = ObservedJobs {
-        flink: vec![
-            live_of(&twin, 1, "job_running"),
-            live_of(&twin, 2, "job_running"),
-        ],
-        dlf: Vec::new(),
-    };
-    let desired = DesiredJobs {
-        flink: vec![twin],
-        dlf: Vec::new(),
-    };
-    let plan = super::plan(&desired, &observed, &JournalView::default(), &policy());
+    let observed = live_jobs(vec![
+        live_of(&twin, 1, "job_running"),
+        live_of(&twin, 2, "job_running"),
+    ]);
+    let desired = flink_jobs(vec![twin]);
+    let plan = plan_unjournaled(&desired, &observed);
     assert!(plan.actions.is_empty());
     assert!(plan.warnings[0].contains("several Flink jobs"));
 }
@@ -839,8 +678,7 @@ fn duplicate_names_are_skipped_with_a_warning() {
 fn plan_json_round_trips() {
     let mut desired = desired_sql("agg");
     desired.config.cu_number = 8;
-    let live = live_of(&desired_sql("agg"), 7, "job_running");
-    let plan = plan_one(desired, Some(live), &managed_view("agg"), &policy());
+    let plan = plan_against_running_agg(&desired);
     let json = plan.render_json();
     let back: Plan = serde_json::from_str(&json).unwrap();
     assert_eq!(back, plan);
@@ -858,18 +696,13 @@ fn plan_json_round_trips() {
 fn a_finished_job_is_not_restarted_unless_it_changed() {
     let desired = desired_sql("batchy");
     let live = live_of(&desired, 7, "job_finish");
-    let plan = plan_one(
-        desired.clone(),
-        Some(live.clone()),
-        &managed_view("batchy"),
-        &policy(),
-    );
+    let plan = plan_managed(&desired, &live);
     assert!(plan.is_empty(), "{plan:#?}");
     assert!(only_action(&plan).reason.contains("finished"));
 
     let mut changed = desired;
     changed.config.cu_number = 4;
-    let plan = plan_one(changed, Some(live), &managed_view("batchy"), &policy());
+    let plan = plan_managed(&changed, &live);
     let action = only_action(&plan);
     assert_eq!(action.class, ActionClass::Start);
     assert!(matches!(action.steps.last(), Some(Step::Start { .. })));
@@ -899,7 +732,7 @@ fn a_jar_job_with_service_filled_fields_plans_no_change() {
         }
     });
     let live = crate::cloud::dli_wire::observed_from_detail(&detail, None).unwrap();
-    let plan = plan_one(desired, Some(live), &managed_view("fraud"), &policy());
+    let plan = plan_managed(&desired, &live);
     let action = only_action(&plan);
     assert_eq!(action.class, ActionClass::None, "{action:#?}");
 }
@@ -909,8 +742,7 @@ fn a_jar_job_with_service_filled_fields_plans_no_change() {
 fn a_hot_change_to_a_running_job_updates_with_the_running_scope() {
     let mut desired = desired_sql("agg");
     desired.config.smn_topic = Some("alerts".into());
-    let live = live_of(&desired_sql("agg"), 7, "job_running");
-    let plan = plan_one(desired, Some(live), &managed_view("agg"), &policy());
+    let plan = plan_against_running_agg(&desired);
     let action = only_action(&plan);
     assert_eq!(action.class, ActionClass::UpdateInPlace);
     assert!(
@@ -930,7 +762,7 @@ fn a_hot_change_to_a_running_job_updates_with_the_running_scope() {
 fn a_plan_without_changes_says_when_a_job_is_still_moving() {
     let desired = desired_sql("agg");
     let live = live_of(&desired, 7, "job_submitting");
-    let plan = plan_one(desired, Some(live), &managed_view("agg"), &policy());
+    let plan = plan_managed(&desired, &live);
     assert!(plan.is_empty());
     let text = plan.render_text();
     assert!(
@@ -967,14 +799,8 @@ fn a_job_of_another_installation_is_a_conflict_never_changed_or_pruned() {
     );
 
     // Not in git, prune on: still left alone.
-    let desired_jobs = DesiredJobs {
-        flink: vec![desired_sql("something-else")],
-        dlf: Vec::new(),
-    };
-    let observed = ObservedJobs {
-        flink: vec![live],
-        dlf: Vec::new(),
-    };
+    let desired_jobs = flink_jobs(vec![desired_sql("something-else")]);
+    let observed = live_jobs(vec![live]);
     let plan = super::plan(&desired_jobs, &observed, &JournalView::default(), &blue());
     assert!(
         !plan
@@ -995,7 +821,7 @@ fn a_job_this_installation_manages_is_migrated_to_its_tag_and_its_own_jobs_are_p
     let plan = plan_one(
         desired_sql("agg"),
         Some(live),
-        &managed_view("agg"),
+        &managed_view(&["agg"]),
         &blue(),
     );
     let action = only_action(&plan);
@@ -1013,14 +839,8 @@ fn a_job_this_installation_manages_is_migrated_to_its_tag_and_its_own_jobs_are_p
     ours.config
         .tags
         .insert(MANAGED_TAG_KEY.into(), "dli-gitops.blue".into());
-    let observed = ObservedJobs {
-        flink: vec![ours],
-        dlf: Vec::new(),
-    };
-    let desired_jobs = DesiredJobs {
-        flink: vec![desired_sql("kept")],
-        dlf: Vec::new(),
-    };
+    let observed = live_jobs(vec![ours]);
+    let desired_jobs = flink_jobs(vec![desired_sql("kept")]);
     let plan = super::plan(&desired_jobs, &observed, &JournalView::default(), &blue());
     assert!(
         plan.actions
@@ -1037,8 +857,7 @@ fn a_job_this_installation_manages_is_migrated_to_its_tag_and_its_own_jobs_are_p
 fn a_sql_job_type_change_replaces_the_job() {
     let mut desired = desired_sql("agg");
     desired.config.job_type = "flink_sql_job".into();
-    let live = live_of(&desired_sql("agg"), 7, "job_running");
-    let plan = plan_one(desired, Some(live), &managed_view("agg"), &policy());
+    let plan = plan_against_running_agg(&desired);
     let action = only_action(&plan);
     assert_eq!(action.class, ActionClass::Upgrade);
     assert!(action.steps.contains(&Step::Delete), "{:?}", action.steps);

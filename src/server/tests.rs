@@ -2,7 +2,6 @@
 //! foreign repository, ping, local repository), and the status client.
 
 use std::collections::BTreeMap;
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -11,18 +10,18 @@ use sha2::Sha256;
 use tokio::net::TcpListener;
 use tokio::sync::{Notify, oneshot};
 
+use super::test_support::{TestClient, answer};
 use super::*;
 use crate::daemon::status::{PolicyView, TargetStatus};
 
 const SECRET: &str = "webhook-secret";
 
 struct Harness {
-    address: SocketAddr,
+    client: TestClient,
     state: Arc<ServerState>,
     fetch_now: Arc<Notify>,
     shutdown: Option<oneshot::Sender<()>>,
     task: tokio::task::JoinHandle<std::io::Result<()>>,
-    http: reqwest::Client,
 }
 
 impl Harness {
@@ -80,31 +79,25 @@ impl Harness {
             },
         ));
         Harness {
-            address,
+            client: TestClient::new(address),
             state,
             fetch_now,
             shutdown: Some(shutdown),
             task,
-            http: reqwest::Client::new(),
         }
-    }
-
-    fn url(&self, path: &str) -> String {
-        format!("http://{}{path}", self.address)
     }
 
     async fn hook(&self, headers: &[(&str, String)], body: &str) -> (u16, serde_json::Value) {
         let mut request = self
+            .client
             .http
-            .post(self.url("/api/v1/hooks/git"))
+            .post(self.client.url("/api/v1/hooks/git"))
             .header("content-type", "application/json")
             .body(body.to_string());
         for (name, value) in headers {
             request = request.header(*name, value);
         }
-        let response = request.send().await.unwrap();
-        let status = response.status().as_u16();
-        (status, response.json().await.unwrap())
+        answer(request.send().await.unwrap()).await
     }
 
     async fn fetch_was_requested(&self) -> bool {
@@ -129,6 +122,14 @@ fn github_signature(body: &str, secret: &str) -> String {
     format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
 }
 
+/// The headers of a GitHub delivery of `event` signed with the route's secret.
+fn github_headers(event: &str, body: &str) -> [(&'static str, String); 2] {
+    [
+        ("x-github-event", event.into()),
+        ("x-hub-signature-256", github_signature(body, SECRET)),
+    ]
+}
+
 fn push_body(url: &str, git_ref: &str) -> String {
     serde_json::json!({
         "ref": git_ref,
@@ -141,19 +142,8 @@ fn push_body(url: &str, git_ref: &str) -> String {
 #[tokio::test]
 async fn health_and_readiness_follow_the_first_observation() {
     let harness = Harness::start("https://git.example.com/data/jobs.git").await;
-    let response = harness
-        .http
-        .get(harness.url("/healthz"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status().as_u16(), 200);
-    let response = harness
-        .http
-        .get(harness.url("/readyz"))
-        .send()
-        .await
-        .unwrap();
+    assert_eq!(harness.client.get_status("/healthz").await, 200);
+    let response = harness.client.get("/readyz").await;
     assert_eq!(response.status().as_u16(), 503);
     let body: serde_json::Value = response.json().await.unwrap();
     assert_eq!(body["waiting_for"][0], "dev");
@@ -161,26 +151,9 @@ async fn health_and_readiness_follow_the_first_observation() {
         .state
         .board
         .update_target("dev", |status| status.ready = true);
-    let response = harness
-        .http
-        .get(harness.url("/readyz"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status().as_u16(), 200);
-    let response = harness
-        .http
-        .get(harness.url("/no/such/page"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status().as_u16(), 404);
-    let response = harness
-        .http
-        .get(harness.url("/metrics"))
-        .send()
-        .await
-        .unwrap();
+    assert_eq!(harness.client.get_status("/readyz").await, 200);
+    assert_eq!(harness.client.get_status("/no/such/page").await, 404);
+    let response = harness.client.get("/metrics").await;
     assert!(
         response.headers()["content-type"]
             .to_str()
@@ -216,15 +189,7 @@ async fn a_signed_push_for_the_source_fetches_at_once_and_an_unsigned_one_is_rej
     assert_eq!(code, 401);
     assert!(!harness.fetch_was_requested().await);
 
-    let (code, answer) = harness
-        .hook(
-            &[
-                ("x-github-event", "push".into()),
-                ("x-hub-signature-256", github_signature(&body, SECRET)),
-            ],
-            &body,
-        )
-        .await;
+    let (code, answer) = harness.hook(&github_headers("push", &body), &body).await;
     assert_eq!(code, 202, "{answer}");
     assert_eq!(answer["sources"][0], "jobs");
     assert!(harness.fetch_was_requested().await);
@@ -271,15 +236,7 @@ async fn verified_deliveries_for_other_branches_repositories_or_events_are_ignor
         ),
         push_body("https://git.example.com/data/other.git", "refs/heads/main"),
     ] {
-        let (code, answer) = harness
-            .hook(
-                &[
-                    ("x-github-event", "push".into()),
-                    ("x-hub-signature-256", github_signature(&body, SECRET)),
-                ],
-                &body,
-            )
-            .await;
+        let (code, answer) = harness.hook(&github_headers("push", &body), &body).await;
         assert_eq!(code, 200, "{answer}");
         assert_eq!(answer["accepted"], false);
         assert!(
@@ -291,25 +248,11 @@ async fn verified_deliveries_for_other_branches_repositories_or_events_are_ignor
         assert!(!harness.fetch_was_requested().await);
     }
     let ping = r#"{"zen":"Keep it logically awesome."}"#;
-    let (code, _) = harness
-        .hook(
-            &[
-                ("x-github-event", "ping".into()),
-                ("x-hub-signature-256", github_signature(ping, SECRET)),
-            ],
-            ping,
-        )
-        .await;
+    let (code, _) = harness.hook(&github_headers("ping", ping), ping).await;
     assert_eq!(code, 200);
     let garbage = "{not json";
     let (code, _) = harness
-        .hook(
-            &[
-                ("x-github-event", "push".into()),
-                ("x-hub-signature-256", github_signature(garbage, SECRET)),
-            ],
-            garbage,
-        )
+        .hook(&github_headers("push", garbage), garbage)
         .await;
     assert_eq!(
         code, 400,
@@ -341,15 +284,7 @@ async fn a_local_repository_is_matched_by_its_exact_path() {
     assert_eq!(code, 202, "{answer}");
     assert!(harness.fetch_was_requested().await);
     let body = push_body("/srv/git/other", "refs/heads/main");
-    let (code, _) = harness
-        .hook(
-            &[
-                ("x-github-event", "push".into()),
-                ("x-hub-signature-256", github_signature(&body, SECRET)),
-            ],
-            &body,
-        )
-        .await;
+    let (code, _) = harness.hook(&github_headers("push", &body), &body).await;
     assert_eq!(code, 200);
     harness.stop().await;
 }
@@ -362,7 +297,7 @@ async fn the_status_client_prints_what_the_api_serves() {
         status.sync.revision = Some("0123456789abcdef0123456789".into());
     });
     let options = StatusOptions {
-        server: format!("http://{}", harness.address),
+        server: format!("http://{}", harness.client.address),
         target: None,
         json: false,
         timeout: Duration::from_secs(5),
@@ -488,18 +423,18 @@ async fn idle_and_slow_connections_are_closed_after_the_header_timeout() {
         Harness::start_with("https://git.example.com/data/jobs.git", quick_limits(64)).await;
     let started = std::time::Instant::now();
     // Connected, sends nothing.
-    let mut silent = tokio::net::TcpStream::connect(harness.address)
+    let mut silent = tokio::net::TcpStream::connect(harness.client.address)
         .await
         .unwrap();
     // Sends half a request head and stalls (slowloris).
-    let mut slow = tokio::net::TcpStream::connect(harness.address)
+    let mut slow = tokio::net::TcpStream::connect(harness.client.address)
         .await
         .unwrap();
     slow.write_all(b"GET /healthz HTTP/1.1\r\nHost: te")
         .await
         .unwrap();
     // One request, then idle on keep-alive.
-    let mut kept = tokio::net::TcpStream::connect(harness.address)
+    let mut kept = tokio::net::TcpStream::connect(harness.client.address)
         .await
         .unwrap();
     assert_eq!(request_keep_alive(&mut kept, "/healthz").await, 200);
@@ -534,20 +469,16 @@ async fn at_the_connection_cap_idle_connections_give_way_and_healthz_answers() {
     let mut idle = Vec::new();
     for _ in 0..40 {
         idle.push(
-            tokio::net::TcpStream::connect(harness.address)
+            tokio::net::TcpStream::connect(harness.client.address)
                 .await
                 .unwrap(),
         );
     }
     tokio::time::sleep(Duration::from_millis(200)).await;
     for _ in 0..3 {
-        let response = tokio::time::timeout(
-            Duration::from_secs(5),
-            harness.http.get(harness.url("/healthz")).send(),
-        )
-        .await
-        .expect("/healthz answered in time")
-        .unwrap();
+        let response = tokio::time::timeout(Duration::from_secs(5), harness.client.get("/healthz"))
+            .await
+            .expect("/healthz answered in time");
         assert_eq!(response.status().as_u16(), 200);
     }
     // The oldest idle connections were closed to make room; the server never held more than
@@ -572,7 +503,7 @@ async fn at_the_connection_cap_idle_connections_give_way_and_healthz_answers() {
 async fn every_response_carries_the_security_headers() {
     let harness = Harness::start("https://git.example.com/data/jobs.git").await;
     for path in ["/", "/healthz", "/api/v1/targets", "/nowhere"] {
-        let response = harness.http.get(harness.url(path)).send().await.unwrap();
+        let response = harness.client.get(path).await;
         let headers = response.headers();
         let csp = headers
             .get("content-security-policy")
@@ -587,7 +518,7 @@ async fn every_response_carries_the_security_headers() {
         assert_eq!(headers["referrer-policy"], "no-referrer", "{path}");
     }
     // The one inline stylesheet is allowed by its hash, and only it.
-    let page = harness.http.get(harness.url("/")).send().await.unwrap();
+    let page = harness.client.get("/").await;
     let csp = page.headers()["content-security-policy"]
         .to_str()
         .unwrap()
@@ -662,15 +593,7 @@ async fn the_status_page_stays_small_with_five_thousand_jobs() {
             time: chrono::Utc::now(),
         });
     });
-    let page = harness
-        .http
-        .get(harness.url("/"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let page = harness.client.get_text("/").await;
     assert!(
         page.len() < 128 * 1024,
         "the page is {} bytes with 5,000 jobs",
@@ -685,15 +608,7 @@ async fn the_status_page_stays_small_with_five_thousand_jobs() {
     assert!(first_row.contains("00999"), "first job shown: {first_row}");
     assert!(page.contains("page 1 of 50"), "pagination is offered");
     // The last page is one link away and shows the last jobs.
-    let last = harness
-        .http
-        .get(harness.url("/?target=dev&page=50"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let last = harness.client.get_text("/?target=dev&page=50").await;
     assert!(last.len() < 128 * 1024);
     assert!(last.contains("clickstream-aggregation-for-region-04998"));
     assert!(!last.contains("clickstream-aggregation-for-region-00000<"));
