@@ -1,6 +1,29 @@
 //! The HTTP server: `/healthz`, `/readyz`, `/metrics`, the status API under `/api/v1/targets`,
 //! manual syncs (bearer token), git push webhooks, and a small read-only status page at `/`.
 //! It only reads the status board and fires triggers; it never reconciles itself.
+//!
+//! # Design and invariants
+//!
+//! One axum router over the status board and the triggers (`status`); the daemon starts it, and it
+//! never imports the daemon.
+//!
+//! | file | what it holds |
+//! |---|---|
+//! | `server/mod.rs` | the axum router: `/`, `/healthz`, `/readyz`, `/metrics`, `/api/v1/targets[/{t}[/sync|/promote|/suspend|/resume]]`, `/api/v1/pipeline`, `/api/v1/hooks/git` |
+//! | `server/auth.rs`, `server/html.rs`, `server/client.rs` | bearer token (constant time), the escaped status page (one page of `JOBS_PER_PAGE` jobs per target, those that need a look first, `?target=T&page=N` for the rest; plan text and rejected-revision problems clipped), `dli-gitops status` |
+//! | `server/listener.rs` | the accept loop (hyper http1 per connection, not `axum::serve`): `ServerLimits` — a header-read timeout that is also the keep-alive idle timeout (hyper's timer starts when the connection waits for a request head), a request timeout (408), a connection cap (default a quarter of `RLIMIT_NOFILE` read from `/proc/self/limits`, 8..=256); at the cap a new connection closes the oldest idle one (no request in flight), and only when all are busy is it answered 503; an `EMFILE`/`ENFILE` accept closes the oldest idle connection and retries. Security headers (CSP with the page's one stylesheet by hash, `nosniff`, `X-Frame-Options: DENY`, `no-referrer`) are a `map_response` layer on every route |
+//!
+//! Invariants:
+//! * The server can never take the descriptors the rest of the daemon needs: it holds at most its
+//!   cap of connections, closes idle ones first, and a crowd of idle clients cannot lock out
+//!   `/healthz` (`tests/server_hardening.rs`: 600 idle connections and a steady stream more against
+//!   a daemon limited to 128 descriptors; `/healthz` answers and a new git commit converges). An
+//!   OS error opening a git mirror (`EMFILE`, `EACCES`: `git2::ErrorClass::Os`, or a probe open
+//!   failing with `EMFILE`/`ENFILE`) is `SourceError::MirrorUnavailable` (retried), never taken for
+//!   a damaged mirror to delete and re-clone.
+//! * The server never reconciles: it reads the board and fires triggers. Mutating endpoints need the
+//!   bearer token (compared as SHA-256 digests in constant time); with no token configured they
+//!   answer 403. Webhooks are verified (per source secret) before their body is parsed.
 
 mod auth;
 mod client;
