@@ -459,16 +459,33 @@ fn options() -> ApplyOptions {
     }
 }
 
-async fn pass<L: LiveService>(live: &L, ledger: &FakeLedger, desired: &DesiredJobs) -> ApplyReport {
+/// One job `name` at `cu_number` CU that should run.
+fn one_job(name: &str, cu_number: i32) -> DesiredJobs {
+    desired(vec![job(name, cu_number, RunState::Running)])
+}
+
+/// A pass under the default plan policy and `options`: its report, or why it could not run.
+async fn pass_with<L: LiveService>(
+    live: &L,
+    ledger: &FakeLedger,
+    desired: &DesiredJobs,
+    options: &ApplyOptions,
+) -> Result<ApplyReport, ApplyError> {
     reconcile_with(
         live,
         ledger,
         desired,
         &crate::plan::PlanPolicy::default(),
-        &options(),
+        options,
     )
     .await
-    .expect("the pass runs")
+}
+
+/// A pass with the test options that must run.
+async fn pass<L: LiveService>(live: &L, ledger: &FakeLedger, desired: &DesiredJobs) -> ApplyReport {
+    pass_with(live, ledger, desired, &options())
+        .await
+        .expect("the pass runs")
 }
 
 fn calls_since(live: &FakeLive, from: usize) -> Vec<String> {
@@ -483,21 +500,11 @@ fn calls_since(live: &FakeLive, from: usize) -> Vec<String> {
 async fn an_upgrade_runs_exactly_the_planned_steps_and_journals_around_them() {
     let live = FakeLive::default();
     let ledger = FakeLedger::default();
-    pass(
-        &live,
-        &ledger,
-        &desired(vec![job("a", 2, RunState::Running)]),
-    )
-    .await;
+    pass(&live, &ledger, &one_job("a", 2)).await;
     assert!(live.live("a").status.is_running());
 
     let from = live.calls().len();
-    let report = pass(
-        &live,
-        &ledger,
-        &desired(vec![job("a", 4, RunState::Running)]),
-    )
-    .await;
+    let report = pass(&live, &ledger, &one_job("a", 4)).await;
     assert!(report.converged(), "{}", report.render_text());
     assert_eq!(
         calls_since(&live, from),
@@ -556,15 +563,7 @@ async fn a_failing_step_ends_its_action_only_and_is_recorded_with_the_service_co
         job("b", 2, RunState::Running),
         job("c", 2, RunState::Running),
     ]);
-    let report = reconcile_with(
-        &live,
-        &ledger,
-        &jobs,
-        &crate::plan::PlanPolicy::default(),
-        &options(),
-    )
-    .await
-    .unwrap();
+    let report = pass(&live, &ledger, &jobs).await;
     let failed: Vec<_> = report.failures().map(|r| r.name.as_str()).collect();
     assert_eq!(failed, vec!["b"]);
     let error = report.results[0].error.clone().unwrap();
@@ -594,20 +593,10 @@ async fn a_failing_step_ends_its_action_only_and_is_recorded_with_the_service_co
 async fn a_stop_without_a_savepoint_fails_before_anything_is_imported_over_the_job() {
     let live = FakeLive::default();
     let ledger = FakeLedger::default();
-    pass(
-        &live,
-        &ledger,
-        &desired(vec![job("d", 2, RunState::Running)]),
-    )
-    .await;
+    pass(&live, &ledger, &one_job("d", 2)).await;
     live.state.lock().unwrap().no_savepoint_on_stop = true;
     let from = live.calls().len();
-    let report = pass(
-        &live,
-        &ledger,
-        &desired(vec![job("d", 3, RunState::Running)]),
-    )
-    .await;
+    let report = pass(&live, &ledger, &one_job("d", 3)).await;
     assert!(!report.results[0].ok);
     assert!(
         report.results[0]
@@ -715,11 +704,10 @@ async fn a_plan_that_changed_since_approval_is_not_applied() {
     let live = FakeLive::default();
     let ledger = FakeLedger::default();
     let jobs = desired(vec![job("h", 2, RunState::Running)]);
-    let report = reconcile_with(
+    let report = pass_with(
         &live,
         &ledger,
         &jobs,
-        &crate::plan::PlanPolicy::default(),
         &ApplyOptions {
             expected_plan_id: Some("not-this-plan".into()),
             ..options()
@@ -770,11 +758,10 @@ async fn an_export_resolves_to_the_live_jobs_and_plans_no_change() {
 
     let snapshot = crate::desired::read_directory(out.path()).unwrap();
     let desired = crate::desired::resolve(&snapshot, Some("dev")).expect("the export resolves");
-    let plan = reconcile_with(
+    let plan = pass_with(
         &live,
         &ledger,
         &desired,
-        &crate::plan::PlanPolicy::default(),
         &ApplyOptions {
             dry_run: true,
             ..options()
@@ -833,19 +820,9 @@ async fn the_cloud_live_service_upgrades_a_job_on_the_emulator() {
         backups: Some("obs://dli-gitops-backups/test/".into()),
     };
     let ledger = FakeLedger::default();
-    let first = pass(
-        &live,
-        &ledger,
-        &desired(vec![job("cloud", 2, RunState::Running)]),
-    )
-    .await;
+    let first = pass(&live, &ledger, &one_job("cloud", 2)).await;
     assert!(first.converged(), "{}", first.render_text());
-    let second = pass(
-        &live,
-        &ledger,
-        &desired(vec![job("cloud", 3, RunState::Running)]),
-    )
-    .await;
+    let second = pass(&live, &ledger, &one_job("cloud", 3)).await;
     assert!(
         second.converged(),
         "{}\n{}",
@@ -856,12 +833,7 @@ async fn the_cloud_live_service_upgrades_a_job_on_the_emulator() {
         second.plan.actions[0].class,
         crate::plan::ActionClass::Upgrade
     );
-    let third = pass(
-        &live,
-        &ledger,
-        &desired(vec![job("cloud", 3, RunState::Running)]),
-    )
-    .await;
+    let third = pass(&live, &ledger, &one_job("cloud", 3)).await;
     assert!(third.plan.is_empty(), "{}", third.plan.render_text());
     emulator.shutdown().await;
 }
@@ -870,12 +842,7 @@ async fn the_cloud_live_service_upgrades_a_job_on_the_emulator() {
 async fn a_restore_is_journaled_the_moment_its_savepoint_import_succeeds() {
     let live = FakeLive::default();
     let ledger = FakeLedger::default();
-    pass(
-        &live,
-        &ledger,
-        &desired(vec![job("r", 2, RunState::Running)]),
-    )
-    .await;
+    pass(&live, &ledger, &one_job("r", 2)).await;
     let mut restored = job("r", 2, RunState::Running);
     restored.lifecycle.restore = Some(crate::model::Restore {
         savepoint_path: Some("obs://ckpt/seed/".into()),
@@ -885,14 +852,7 @@ async fn a_restore_is_journaled_the_moment_its_savepoint_import_succeeds() {
     });
     // The pass dies after the restore ran, before the action's outcome is written.
     *ledger.crash_at_outcome_of.lock().unwrap() = Some("r".into());
-    let died = reconcile_with(
-        &live,
-        &ledger,
-        &desired(vec![restored.clone()]),
-        &crate::plan::PlanPolicy::default(),
-        &options(),
-    )
-    .await;
+    let died = pass_with(&live, &ledger, &desired(vec![restored.clone()]), &options()).await;
     assert!(matches!(died, Err(ApplyError::Journal { .. })), "{died:?}");
     assert!(
         live.calls().iter().any(|call| call == "import_savepoint r"),
