@@ -19,4 +19,5 @@ pub mod promotion;
 pub mod savepoints;
 pub mod server;
 pub mod source;
+pub mod status;
 pub mod terminal;

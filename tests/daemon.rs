@@ -1468,7 +1468,7 @@ fn a_lost_journal_or_a_renamed_target_never_replays_a_restore() {
 #[test]
 fn deploy_grace_periods_outlast_the_shutdown_grace() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let grace = dli_gitops::daemon::DEFAULT_SHUTDOWN_GRACE.as_secs();
+    let grace = dli_gitops::config::DEFAULT_SHUTDOWN_GRACE.as_secs();
     let value_after = |file: &str, key: &str| -> u64 {
         let text = std::fs::read_to_string(root.join(file)).unwrap();
         let line = text

@@ -19,13 +19,13 @@ use serde_json::Value;
 use tokio::net::TcpListener;
 
 use dli_gitops::config::Config;
-use dli_gitops::daemon::control::{Controls, system_clock};
-use dli_gitops::daemon::status::ErrorInfo;
 use dli_gitops::daemon::{ActionOutcome, PassError, PassReport, PassRequest, TargetReconciler};
 use dli_gitops::journal::{Journal, JournalOptions, RecordBody, RecordFilter};
 use dli_gitops::model::{DesiredJobs, JobKind, ObservedJobs};
 use dli_gitops::notify::{Notifier, RetryPolicy, sign_body};
 use dli_gitops::plan::{ActionClass, JournalView, PlanPolicy};
+use dli_gitops::status::ErrorInfo;
+use dli_gitops::status::control::{Controls, system_clock};
 
 use support::inproc::{Running, open_journal, parts, wait_for};
 use support::{ACCESS_KEY, BINARY, PROJECT, SECRET_KEY};

@@ -13,9 +13,9 @@ use serde_json::{Value, json};
 use tokio::net::TcpListener;
 
 use dli_gitops::config::{Config, Suspend};
-use dli_gitops::daemon::control::{Controls, system_clock};
 use dli_gitops::daemon::{PassError, PassReport, PassRequest, TargetReconciler};
 use dli_gitops::journal::{RecordBody, RecordFilter};
+use dli_gitops::status::control::{Controls, system_clock};
 
 use support::BINARY;
 use support::inproc::{Running, open_journal, parts, wait_for};

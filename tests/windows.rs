@@ -16,10 +16,10 @@ use serde_json::{Value, json};
 use tokio::net::TcpListener;
 
 use dli_gitops::config::{Config, CronSchedule, WindowKind};
-use dli_gitops::daemon::control::{Clock, Controls, window_status};
 use dli_gitops::daemon::{PassError, PassReport, PassRequest, TargetReconciler, serve};
 use dli_gitops::journal::{Journal, JournalOptions, RecordBody, RecordFilter};
 use dli_gitops::promotion::{ChangeWindow, WindowBlock};
+use dli_gitops::status::control::{Clock, Controls, window_status};
 
 use support::inproc::parts;
 

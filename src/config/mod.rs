@@ -32,6 +32,7 @@
 
 pub mod control;
 mod diagnose;
+pub mod log_filter;
 pub mod schedule;
 mod sources;
 mod targets;
@@ -128,13 +129,26 @@ fn default_state_dir() -> PathBuf {
     PathBuf::from("./state")
 }
 
+/// The default cap on actions in flight across all targets (`max_concurrent_actions`): 64
+/// targets acting at their default `parallel_actions` of 4 at once. Actions mostly wait on the
+/// service (job transitions, each account's rate limit), so the cap bounds what the daemon holds
+/// (tasks, connections, journal appends in flight) rather than CPU; at 64 it was the limit of
+/// converging 50 accounts × 200 new jobs (400 s against about 250 s at 256, where each account's
+/// rate limit is the limit; BENCHMARKS.md, "One daemon, many accounts").
+pub const DEFAULT_MAX_CONCURRENT_ACTIONS: usize = 256;
+
+/// How long shutdown waits for passes in flight before giving up on them (`shutdown_grace`,
+/// inside Kubernetes' default 60 s grace). An abandoned pass leaves intents without outcomes,
+/// which the next start resolves by observing.
+pub const DEFAULT_SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(45);
+
 fn default_max_concurrent_actions() -> std::num::NonZeroUsize {
-    std::num::NonZeroUsize::new(crate::daemon::DEFAULT_MAX_CONCURRENT_ACTIONS)
+    std::num::NonZeroUsize::new(DEFAULT_MAX_CONCURRENT_ACTIONS)
         .unwrap_or(std::num::NonZeroUsize::MIN)
 }
 
 fn default_shutdown_grace() -> ConfigDuration {
-    ConfigDuration::from_duration(crate::daemon::DEFAULT_SHUTDOWN_GRACE)
+    ConfigDuration::from_duration(DEFAULT_SHUTDOWN_GRACE)
 }
 
 fn default_listen() -> SocketAddr {

@@ -86,7 +86,7 @@ impl Checker {
                 "logging.level",
                 "empty log filter; use e.g. `info` or `dli_gitops=debug`",
             );
-        } else if let Err(problem) = crate::daemon::logging::parse_filter(&config.logging.level) {
+        } else if let Err(problem) = super::log_filter::parse_filter(&config.logging.level) {
             self.problem(
                 "logging.level",
                 format!(

@@ -12,7 +12,7 @@ use futures::future::BoxFuture;
 use super::Stop;
 use super::fairness::{ActionSlot, ActionSlots};
 use super::reconciler::{ActionOutcome, PassError, PassReport, PassRequest, TargetReconciler};
-use super::status::ErrorInfo;
+use crate::status::ErrorInfo;
 use super::wiring::error_chain;
 use crate::apply::{
     self, ApplyError, ApplyOptions, BackupSet, CachedObservation, IntentEntry, Ledger,
@@ -310,18 +310,18 @@ impl TargetReconciler for ApplyReconciler {
         })
     }
 
-    fn job_records(&self) -> std::collections::BTreeMap<String, super::status::JobRecords> {
+    fn job_records(&self) -> std::collections::BTreeMap<String, crate::status::JobRecords> {
         let state = self.journal.state_guard();
         let Some(target) = state.targets.get(&self.context.name) else {
             return Default::default();
         };
-        let mut records: std::collections::BTreeMap<String, super::status::JobRecords> = target
+        let mut records: std::collections::BTreeMap<String, crate::status::JobRecords> = target
             .jobs
             .iter()
             .map(|(key, job)| {
                 (
                     key.clone(),
-                    super::status::JobRecords {
+                    crate::status::JobRecords {
                         savepoint: job.savepoint_path.clone(),
                         backups: Vec::new(),
                     },
@@ -330,9 +330,9 @@ impl TargetReconciler for ApplyReconciler {
             .collect();
         for backup in target.backups.iter().rev() {
             let entry = records.entry(backup.job.clone()).or_default();
-            if entry.backups.len() < super::status::BACKUPS_SHOWN {
+            if entry.backups.len() < crate::status::BACKUPS_SHOWN {
                 entry.backups.extend(backup.zip_paths.iter().rev().cloned());
-                entry.backups.truncate(super::status::BACKUPS_SHOWN);
+                entry.backups.truncate(crate::status::BACKUPS_SHOWN);
             }
         }
         records

@@ -15,13 +15,6 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use tokio::sync::oneshot;
 
-/// The default cap: 64 targets acting at their default `parallel_actions` of 4 at once. Actions
-/// mostly wait on the service (job transitions, each account's rate limit), so the cap bounds
-/// what the daemon holds (tasks, connections, journal appends in flight) rather than CPU; at 64
-/// it was the limit of converging 50 accounts × 200 new jobs (400 s against about 250 s at 256,
-/// where each account's rate limit is the limit; BENCHMARKS.md, "One daemon, many accounts").
-pub const DEFAULT_MAX_CONCURRENT_ACTIONS: usize = 256;
-
 /// The slots. Cheap to share (`Arc`).
 #[derive(Debug)]
 pub struct ActionSlots {

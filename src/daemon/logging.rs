@@ -4,6 +4,7 @@
 //! `info`) last. `run` calls this after reading its config; every other command calls it with
 //! no config.
 
+use crate::config::log_filter::parse_filter;
 use crate::config::{LogFormat, LoggingConfig};
 
 /// The filter used when neither `RUST_LOG` nor a config says otherwise.
@@ -88,14 +89,6 @@ pub fn decide(
         filter_from,
         warnings,
     }
-}
-
-/// Checks an `EnvFilter` directive string (`info`, `info,dli_gitops=debug`, ...).
-pub fn parse_filter(filter: &str) -> Result<(), String> {
-    tracing_subscriber::EnvFilter::builder()
-        .parse(filter)
-        .map(|_| ())
-        .map_err(|error| error.to_string())
 }
 
 /// Installs the process-wide subscriber on stderr (colour only on a terminal) and logs the

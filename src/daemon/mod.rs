@@ -66,54 +66,46 @@
 //! docs/scaling.md.
 
 mod apply_adapter;
-pub mod control;
 mod fairness;
 mod history;
 mod interrupt;
 pub mod logging;
-mod metrics;
 mod reconciler;
 mod sources;
-pub mod status;
-mod trigger;
 mod wiring;
 mod worker;
 
 use std::collections::BTreeMap;
 use std::future::Future;
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::net::TcpListener;
 use tokio::sync::{Notify, watch};
 
 pub use apply_adapter::StoppingLedger;
-pub use fairness::{ActionSlot, ActionSlots, DEFAULT_MAX_CONCURRENT_ACTIONS, SlotStats};
+pub use fairness::{ActionSlot, ActionSlots, SlotStats};
 pub use history::adopt_without_history;
 pub use interrupt::finish_then_abort_on_interrupt;
-pub use metrics::DaemonMetrics;
 pub use reconciler::{
     ActionOutcome, PassError, PassReport, PassRequest, Resolver, SnapshotSource, SourceFailure,
     TargetReconciler,
 };
-pub use sources::{SourceState, SourceStatus};
-pub use status::{HealthStatus, SyncStatus, TargetStatus, TriggerKind};
-pub use trigger::Trigger;
+pub use sources::SourceState;
 pub use wiring::{
     RunError, RunOptions, base_parts, run, run_blocking, spec_resolver, target_spec,
     warn_about_unknown_targets,
 };
 
 use sources::SourceDriver;
-use status::{PolicyView, TargetOverview};
 use worker::{Memory, Worker};
 
 use crate::server::{ServerState, WebhookRoute};
-
-/// How long shutdown waits for passes in flight before giving up on them (inside Kubernetes'
-/// default 60 s grace). An abandoned pass leaves intents without outcomes, which the next
-/// start resolves by observing.
-pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(45);
+use crate::status::control::{self, Controls};
+use crate::status::{
+    DaemonMetrics, ErrorInfo, PolicyView, SourceStatus, StatusBoard, SyncStatus, TargetStatus,
+    Trigger, TriggerKind,
+};
 
 /// How soon a target is looked at again while its jobs are moving.
 pub const DEFAULT_PROGRESS_INTERVAL: Duration = Duration::from_secs(3);
@@ -176,7 +168,7 @@ pub struct DaemonParts {
     pub promotion: Option<Arc<crate::promotion::PromotionHook>>,
     /// Suspend, change windows and break-glass overrides; `None`: no windows, no run-time
     /// suspends (each target is added with the global `suspended`).
-    pub controls: Option<Arc<control::Controls>>,
+    pub controls: Option<Arc<Controls>>,
 }
 
 /// Why the daemon could not start or stopped badly.
@@ -236,98 +228,6 @@ impl Stop {
     }
 }
 
-/// The status of every target and source, written by the loops and read by the server.
-#[derive(Debug, Default)]
-pub struct StatusBoard {
-    targets: RwLock<Vec<TargetStatus>>,
-    sources: RwLock<BTreeMap<String, SourceStatus>>,
-}
-
-impl StatusBoard {
-    /// Every target in config order.
-    pub fn targets(&self) -> Vec<TargetStatus> {
-        self.targets
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
-    }
-
-    pub fn overviews(&self) -> Vec<TargetOverview> {
-        self.targets
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .iter()
-            .map(TargetStatus::overview)
-            .collect()
-    }
-
-    pub fn target(&self, name: &str) -> Option<TargetStatus> {
-        self.targets
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .iter()
-            .find(|target| target.name == name)
-            .cloned()
-    }
-
-    pub fn sources(&self) -> Vec<SourceStatus> {
-        self.sources
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .values()
-            .cloned()
-            .collect()
-    }
-
-    /// Targets whose first observation is not done yet.
-    pub fn not_ready(&self) -> Vec<String> {
-        self.targets
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .iter()
-            .filter(|target| !target.ready)
-            .map(|target| target.name.clone())
-            .collect()
-    }
-
-    pub(crate) fn add_target(&self, status: TargetStatus) {
-        self.targets
-            .write()
-            .unwrap_or_else(|p| p.into_inner())
-            .push(status);
-    }
-
-    pub(crate) fn add_source(&self, status: SourceStatus) {
-        self.sources
-            .write()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(status.name.clone(), status);
-    }
-
-    pub(crate) fn update_target(&self, name: &str, change: impl FnOnce(&mut TargetStatus)) {
-        let mut targets = self.targets.write().unwrap_or_else(|p| p.into_inner());
-        if let Some(target) = targets.iter_mut().find(|target| target.name == name) {
-            change(target);
-        }
-    }
-
-    pub(crate) fn update_source(&self, name: &str, change: impl FnOnce(&mut SourceStatus)) {
-        let mut sources = self.sources.write().unwrap_or_else(|p| p.into_inner());
-        if let Some(source) = sources.get_mut(name) {
-            change(source);
-        }
-    }
-
-    fn target_is_progressing(&self, name: &str) -> bool {
-        self.targets
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .iter()
-            .find(|target| target.name == name)
-            .is_some_and(|target| target.health.status == HealthStatus::Progressing)
-    }
-}
-
 /// Runs the daemon on `listener` until `shutdown` resolves, then stops: no new pass starts,
 /// passes in flight finish the call they are in and journal it (up to `shutdown_grace`), and
 /// the server drains.
@@ -344,7 +244,7 @@ pub async fn serve(
     let board = Arc::new(StatusBoard::default());
     let metrics = parts.metrics.clone();
     let controls = parts.controls.clone().unwrap_or_else(|| {
-        Arc::new(control::Controls::new(
+        Arc::new(Controls::new(
             control::system_clock(),
             None,
             crate::config::Suspend::Off,
@@ -481,7 +381,7 @@ pub async fn serve(
                     tracing::error!(target_name = %name, "The target loop panicked; the target is not reconciled until the daemon restarts.");
                     board.update_target(&name, |status| {
                         status.sync.status = SyncStatus::Unknown;
-                        status.last_error = Some(status::ErrorInfo {
+                        status.last_error = Some(ErrorInfo {
                             code: None,
                             message: "internal error: this target's loop stopped unexpectedly; restart the daemon and report its log".to_string(),
                             time: Some(chrono::Utc::now()),

@@ -9,7 +9,7 @@ use std::time::Duration;
 use futures::future::BoxFuture;
 
 use super::Stop;
-use super::status::ErrorInfo;
+use crate::status::ErrorInfo;
 use crate::cloud::RequestMetrics;
 use crate::desired::snapshot::RepoSnapshot;
 use crate::model::{DesiredJobs, JobKind, ObservedJobs};
@@ -134,7 +134,7 @@ pub trait TargetReconciler: Send + Sync + 'static {
 
     /// What the journal holds per job (by journal key): its last savepoint and its backups,
     /// newest first, for status. None by default.
-    fn job_records(&self) -> std::collections::BTreeMap<String, super::status::JobRecords> {
+    fn job_records(&self) -> std::collections::BTreeMap<String, crate::status::JobRecords> {
         std::collections::BTreeMap::new()
     }
 }

@@ -5,17 +5,14 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use chrono::{DateTime, Utc};
-use serde::Serialize;
+use chrono::Utc;
 use tokio::sync::{Notify, watch};
 use tracing::Instrument;
 
-use super::metrics::DaemonMetrics;
+use super::Stop;
 use super::reconciler::SnapshotSource;
-use super::status::{ErrorInfo, TriggerKind};
-use super::trigger::Trigger;
-use super::{StatusBoard, Stop};
 use crate::desired::snapshot::RepoSnapshot;
+use crate::status::{DaemonMetrics, ErrorInfo, StatusBoard, Trigger, TriggerKind};
 
 /// How often a watched directory is re-read when its watcher could not be started.
 const UNWATCHED_POLL_INTERVAL: Duration = Duration::from_secs(10);
@@ -30,24 +27,6 @@ pub struct SourceState {
     pub error: Option<ErrorInfo>,
     /// At least one poll finished (successfully or not).
     pub polled: bool,
-}
-
-/// A source as shown in status.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct SourceStatus {
-    pub name: String,
-    /// `git` or `dir`.
-    pub kind: String,
-    /// The url without credentials, or the directory.
-    pub location: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub revision: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub last_poll: Option<DateTime<Utc>>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub last_change: Option<DateTime<Utc>>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub last_error: Option<ErrorInfo>,
 }
 
 pub(crate) struct SourceDriver {

@@ -11,13 +11,15 @@ use tokio::net::TcpListener;
 use super::apply_adapter::ApplyReconciler;
 use super::reconciler::{Resolver, SnapshotSource, SourceFailure};
 use super::{
-    DEFAULT_PROGRESS_INTERVAL, DaemonError, DaemonMetrics, DaemonParts, SourceParts, TargetParts,
-    TargetPolicy, TargetSpec,
+    DEFAULT_PROGRESS_INTERVAL, DaemonError, DaemonParts, SourceParts, TargetParts, TargetPolicy,
+    TargetSpec,
 };
 use crate::config::{Config, ConfigError, Service, SourceConfig, TargetConfig};
 use crate::desired::snapshot::RepoSnapshot;
 use crate::journal::{Journal, JournalOptions};
 use crate::source::{Source, SourceError, jittered};
+use crate::status::DaemonMetrics;
+use crate::status::control::{Controls, system_clock};
 
 /// What `dli-gitops run` was asked for.
 #[derive(Debug, Clone)]
@@ -378,7 +380,7 @@ async fn target_parts(
     (
         Vec<TargetParts>,
         Option<Arc<crate::promotion::PromotionHook>>,
-        Arc<super::control::Controls>,
+        Arc<Controls>,
     ),
     RunError,
 > {
@@ -444,10 +446,10 @@ async fn target_parts(
         });
     }
     // Suspend and change windows: run-time suspends are read back from the journal.
-    let controls = super::control::Controls::from_config(
+    let controls = Controls::from_config(
         config,
         Some(journal.clone()),
-        super::control::system_clock(),
+        system_clock(),
     )
     .map_err(|problem| RunError::Target {
         target: String::new(),

@@ -10,16 +10,14 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 use tracing::Instrument;
 
-use super::metrics::DaemonMetrics;
 use super::reconciler::{PassReport, PassRequest, Resolver, TargetReconciler};
 use super::sources::SourceState;
-use super::status::{
-    ErrorInfo, HealthStatus, JobKey, OperationPhase, OperationState, PlanView, RejectedRevision,
-    StatusInputs, SyncStatus, TriggerKind, job_statuses,
-};
-use super::trigger::Trigger;
-use super::{StatusBoard, Stop, TargetSpec};
+use super::{Stop, TargetSpec};
 use crate::model::DesiredJobs;
+use crate::status::{
+    DaemonMetrics, ErrorInfo, HealthStatus, JobKey, OperationPhase, OperationState, PlanView,
+    RejectedRevision, StatusBoard, StatusInputs, SyncStatus, Trigger, TriggerKind, job_statuses,
+};
 
 /// The longest wait between retries of a pass that could not run.
 const MAX_RETRY_DELAY: Duration = Duration::from_secs(300);
@@ -42,7 +40,7 @@ pub(crate) struct Worker {
     /// every target's passes feed the gates.
     pub promotion: Option<Arc<crate::promotion::PromotionHook>>,
     /// Suspend, change windows and break-glass overrides.
-    pub controls: Arc<super::control::Controls>,
+    pub controls: Arc<crate::status::control::Controls>,
 }
 
 impl Memory {
@@ -310,7 +308,7 @@ impl Worker {
             .observe_reconcile(&self.spec.name, outcome.result, elapsed);
         if let (Some(hook), Some(status)) = (&self.promotion, self.board.target(&self.spec.name)) {
             // Every pass feeds the gates of the targets downstream of this one.
-            let sample = crate::promotion::sample_of(&status);
+            let sample = crate::status::sample_of(&status);
             let hook = hook.clone();
             let name = self.spec.name.clone();
             let _ = tokio::task::spawn_blocking(move || hook.after_pass(&name, &sample)).await;
@@ -470,8 +468,8 @@ impl Worker {
             plan: report.remaining.as_ref(),
             errors: &self.memory.job_errors,
         });
-        super::status::mark_rolled_back(&mut jobs, &report.held);
-        super::status::attach_records(&mut jobs, &self.reconciler.job_records());
+        crate::status::mark_rolled_back(&mut jobs, &report.held);
+        crate::status::attach_records(&mut jobs, &self.reconciler.job_records());
         let progressing = jobs
             .iter()
             .any(|job| job.health.status == HealthStatus::Progressing)
@@ -594,7 +592,7 @@ impl Worker {
         &mut self,
         manual: bool,
     ) -> (bool, Option<String>, Option<chrono::DateTime<Utc>>) {
-        use super::control::Gate;
+        use crate::status::control::Gate;
         match self.controls.gate(&self.spec.name, manual) {
             Gate::Open {
                 overridden,

@@ -142,4 +142,4 @@ pub fn error_text(error: &dyn std::error::Error) -> String {
 }
 pub mod hook;
 
-pub use hook::{DEFAULT_TICK, HookError, PromotionHook, PromotionListener, sample_of};
+pub use hook::{DEFAULT_TICK, HookError, PromotionHook, PromotionListener};

@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use crate::daemon::control::ControlView;
-use crate::daemon::status::{TargetOverview, TargetStatus};
+use crate::status::control::ControlView;
+use crate::status::{TargetOverview, TargetStatus};
 
 /// What `dli-gitops status` was asked for.
 #[derive(Debug, Clone)]
@@ -405,7 +405,7 @@ mod tests {
         // Nothing to say: no lines.
         assert_eq!(render_controls(&ControlView::default(), now), "");
         let open = ControlView {
-            windows: crate::daemon::control::WindowStatus {
+            windows: crate::status::control::WindowStatus {
                 blocks_at: Some(now + chrono::Duration::minutes(30)),
                 ..Default::default()
             },

@@ -12,7 +12,7 @@ use serde_json::json;
 
 use super::ServerState;
 use crate::config::Config;
-use crate::daemon::control::{ControlError, ControlView, api_caller};
+use crate::status::control::{ControlError, ControlView, api_caller};
 
 /// The body of `POST /api/v1/targets/{t}/sync` (optional).
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]

@@ -3,8 +3,7 @@
 
 use std::fmt::Write;
 
-use crate::daemon::SourceStatus;
-use crate::daemon::status::{HealthStatus, SyncStatus, TargetStatus};
+use crate::status::{HealthStatus, SourceStatus, SyncStatus, TargetStatus};
 
 /// Escapes text for HTML element content and quoted attribute values.
 pub fn escape(text: &str) -> String {
@@ -121,9 +120,7 @@ impl PageView {
 
 /// Jobs that need a look come first (out of sync, or not Healthy/Suspended), then by name, so
 /// the first page of a large target shows what matters.
-fn attention_first(
-    jobs: &[crate::daemon::status::JobStatus],
-) -> Vec<&crate::daemon::status::JobStatus> {
+fn attention_first(jobs: &[crate::status::JobStatus]) -> Vec<&crate::status::JobStatus> {
     let mut ordered: Vec<_> = jobs.iter().collect();
     ordered.sort_by_key(|job| {
         let calm = job.sync_status == SyncStatus::Synced
@@ -398,8 +395,8 @@ fn render_target(page: &mut String, target: &TargetStatus, page_number: usize) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::daemon::status::{ErrorInfo, HealthInfo, JobStatus, PolicyView, RejectedRevision};
     use crate::model::JobKind;
+    use crate::status::{ErrorInfo, HealthInfo, JobStatus, PolicyView, RejectedRevision};
 
     #[test]
     fn everything_from_outside_is_escaped() {

@@ -54,10 +54,11 @@ pub use client::{
 pub use listener::{ServerLimits, default_max_connections, open_file_limit};
 
 use crate::config::{GitTransport, git_transport};
-use crate::daemon::{DaemonMetrics, StatusBoard, Trigger, TriggerKind};
 use crate::source::webhook::{
     MAX_WEBHOOK_BODY_BYTES, PushEvent, WebhookError, WebhookEvent, verify_and_parse,
 };
+use crate::status::control::{ControlView, Controls};
+use crate::status::{DaemonMetrics, StatusBoard, Trigger, TriggerKind};
 
 /// What the handlers share.
 pub struct ServerState {
@@ -73,7 +74,7 @@ pub struct ServerState {
     /// Promotion: the promote and pipeline endpoints; `None` without a pipeline.
     pub promotion: Option<Arc<crate::promotion::PromotionHook>>,
     /// Suspend, change windows, break-glass overrides.
-    pub controls: Arc<crate::daemon::control::Controls>,
+    pub controls: Arc<Controls>,
 }
 
 impl fmt::Debug for ServerState {
@@ -237,7 +238,7 @@ async fn metrics(State(state): State<Arc<ServerState>>) -> Response {
 }
 
 async fn list_targets(State(state): State<Arc<ServerState>>) -> Response {
-    let controls: BTreeMap<&String, crate::daemon::control::ControlView> = state
+    let controls: BTreeMap<&String, ControlView> = state
         .triggers
         .keys()
         .map(|target| (target, state.controls.view(target)))

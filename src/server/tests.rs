@@ -12,7 +12,7 @@ use tokio::sync::{Notify, oneshot};
 
 use super::test_support::{TestClient, answer};
 use super::*;
-use crate::daemon::status::{PolicyView, TargetStatus};
+use crate::status::{PolicyView, TargetStatus};
 
 const SECRET: &str = "webhook-secret";
 
@@ -61,8 +61,8 @@ impl Harness {
             }],
             suspended: false,
             promotion: None,
-            controls: Arc::new(crate::daemon::control::Controls::new(
-                crate::daemon::control::system_clock(),
+            controls: Arc::new(crate::status::control::Controls::new(
+                crate::status::control::system_clock(),
                 None,
                 crate::config::Suspend::Off,
             )),
@@ -537,8 +537,8 @@ async fn every_response_carries_the_security_headers() {
     harness.stop().await;
 }
 
-fn many_jobs(count: usize) -> Vec<crate::daemon::status::JobStatus> {
-    use crate::daemon::status::{ErrorInfo, HealthInfo, HealthStatus, JobStatus, SyncStatus};
+fn many_jobs(count: usize) -> Vec<crate::status::JobStatus> {
+    use crate::status::{ErrorInfo, HealthInfo, HealthStatus, JobStatus, SyncStatus};
     (0..count)
         .map(|index| {
             let broken = index % 1000 == 999;
@@ -584,7 +584,7 @@ async fn the_status_page_stays_small_with_five_thousand_jobs() {
     let harness = Harness::start("https://git.example.com/data/jobs.git").await;
     harness.state.board.update_target("dev", |target| {
         target.set_jobs(many_jobs(5000), true);
-        target.last_plan = Some(crate::daemon::status::PlanView {
+        target.last_plan = Some(crate::status::PlanView {
             id: "plan-1".into(),
             summary: Default::default(),
             warnings: Vec::new(),

@@ -7,7 +7,6 @@ use std::time::{Duration, Instant};
 use tokio::net::TcpListener;
 
 use dli_gitops::config::Config;
-use dli_gitops::daemon::control::Controls;
 use dli_gitops::daemon::{
     DaemonError, DaemonParts, SnapshotSource, SourceFailure, SourceParts, TargetParts,
     TargetReconciler, serve, target_spec,
@@ -15,6 +14,7 @@ use dli_gitops::daemon::{
 use dli_gitops::desired::snapshot::RepoSnapshot;
 use dli_gitops::journal::{Journal, JournalOptions};
 use dli_gitops::model::DesiredJobs;
+use dli_gitops::status::control::Controls;
 
 /// A source that has revision `r1` (no files) and never changes.
 pub struct OneRevision;

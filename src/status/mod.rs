@@ -1,5 +1,21 @@
 //! The status model, in Argo CD's vocabulary: sync status and health per target and per job,
 //! derived purely from the desired jobs, the observation, the plan and the last action errors.
+//!
+//! This module is what the daemon's loops write and the HTTP server reads, so that neither
+//! imports the other: the status of every target and source ([`StatusBoard`]), the triggers
+//! that wake a target ([`Trigger`]), the metrics ([`DaemonMetrics`]) and the operating
+//! controls (suspend, change windows, break-glass overrides: [`control`]).
+
+mod board;
+pub mod control;
+mod metrics;
+mod trigger;
+mod upstream;
+
+pub use board::{SourceStatus, StatusBoard};
+pub use metrics::DaemonMetrics;
+pub use trigger::Trigger;
+pub use upstream::sample_of;
 
 use std::collections::BTreeMap;
 

@@ -6,7 +6,7 @@ use std::sync::Mutex;
 
 use tokio::sync::Notify;
 
-use super::status::TriggerKind;
+use super::TriggerKind;
 
 /// The pending reasons to reconcile one target.
 #[derive(Debug, Default)]

@@ -13,7 +13,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
-use super::status::{HealthStatus, JobStatus, SyncStatus};
+use super::{HealthStatus, JobStatus, SyncStatus};
 use crate::cloud::RequestMetrics;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -330,8 +330,8 @@ impl DaemonMetrics {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::daemon::status::HealthInfo;
     use crate::model::JobKind;
+    use crate::status::HealthInfo;
 
     #[test]
     fn renders_every_family_with_its_labels() {

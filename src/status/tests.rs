@@ -137,7 +137,7 @@ fn a_job_git_wants_stopped_is_stopped_on_purpose_and_the_gate_reads_healthy() {
         target.health
     );
     assert_eq!(
-        crate::promotion::sample_of(&target).condition,
+        crate::status::sample_of(&target).condition,
         crate::promotion::gate::UpstreamCondition::Healthy
     );
 
@@ -152,7 +152,7 @@ fn a_job_git_wants_stopped_is_stopped_on_purpose_and_the_gate_reads_healthy() {
     let jobs = statuses(&desired, &observed, &view, &BTreeMap::new());
     target.set_jobs(jobs, true);
     assert_eq!(target.health.status, HealthStatus::Suspended);
-    let condition = crate::promotion::sample_of(&target).condition;
+    let condition = crate::status::sample_of(&target).condition;
     let reason = crate::promotion::gate::HoldReason::UpstreamNotHealthy {
         condition: condition.describe(),
     }
@@ -391,7 +391,7 @@ fn a_job_held_by_automatic_rollback_is_degraded_out_of_sync_and_fails_the_promot
     target.set_jobs(jobs, true);
     target.sync.revision = Some("abc".into());
     assert_eq!(target.health.status, HealthStatus::Degraded);
-    let sample = crate::promotion::sample_of(&target);
+    let sample = crate::status::sample_of(&target);
     assert_eq!(sample.revision.as_deref(), Some("abc"));
     assert!(
         matches!(
