@@ -29,16 +29,15 @@ pub(super) fn plan_dlf(
         &observed.dlf,
         |job: &ObservedDlfJob| job.name.as_str(),
     );
-    for name in &index.desired_duplicates {
-        warnings.push(format!(
-            "git declares the DLF job `{name}` more than once; it is skipped until the repository names it once"
-        ));
-    }
-    for name in &index.live_duplicates {
-        warnings.push(format!(
-            "the service lists the DLF job `{name}` more than once; it is left alone until it is listed once"
-        ));
-    }
+    index.warn_duplicates(
+        "DLF",
+        |name| {
+            format!(
+                "the service lists the DLF job `{name}` more than once; it is left alone until it is listed once"
+            )
+        },
+        warnings,
+    );
 
     for desired_job in &desired.dlf {
         let name = desired_job.name.as_str();
@@ -75,24 +74,9 @@ pub(super) fn plan_dlf(
                 }
                 steps.push(Step::Delete);
                 actions.push(JobAction {
-                    kind: JobKind::Dlf,
-                    name: live.name.clone(),
-                    class: ActionClass::Prune,
-                    live_id: None,
-                    diffs: Vec::new(),
                     steps,
                     reason: "managed by dli-gitops and no longer in git".to_string(),
-                    config: None,
-                    desired_digest: None,
-                    resume_from: None,
-                    restore_key: None,
-                    protected: false,
-                    settling: None,
-                    after: Vec::new(),
-                    on_hold: None,
-                    drift: None,
-                    ignored: Vec::new(),
-                    state_effect: None,
+                    ..JobAction::new(JobKind::Dlf, live.name.clone(), ActionClass::Prune)
                 });
             }
             Err(warning) => warnings.push(warning),
@@ -107,24 +91,9 @@ fn converge(
     policy: &PlanPolicy,
 ) -> JobAction {
     let mut action = JobAction {
-        kind: JobKind::Dlf,
-        name: desired.name.clone(),
-        class: ActionClass::None,
-        live_id: None,
-        diffs: Vec::new(),
-        steps: Vec::new(),
-        reason: String::new(),
-        config: None,
         desired_digest: Some(desired.digest.clone()),
-        resume_from: None,
-        restore_key: None,
         protected: !desired.prune,
-        settling: None,
-        after: Vec::new(),
-        on_hold: None,
-        drift: None,
-        ignored: Vec::new(),
-        state_effect: None,
+        ..JobAction::new(JobKind::Dlf, desired.name.clone(), ActionClass::None)
     };
     let imported_digest = journal.and_then(|entry| entry.imported_digest.as_deref());
     let managed = journal.is_some_and(|entry| entry.managed);
@@ -164,26 +133,7 @@ fn converge(
             .is_some_and(|recorded| recorded != live_digest);
 
     if same_digest && !drifted {
-        if want_scheduled == scheduled {
-            action.reason = "in sync (this definition was the last one imported)".to_string();
-            return action;
-        }
-        action.diffs = vec![schedule_diff(live, want_scheduled)];
-        if want_scheduled {
-            action.class = ActionClass::Start;
-            action.steps = vec![start_schedule()];
-            action.reason = if desired.desired_state == Some(RunState::Running) {
-                "git wants its schedule running (desired_state: running)".to_string()
-            } else {
-                "an interrupted pass stopped its schedule to change the job; it is started again"
-                    .to_string()
-            };
-        } else {
-            action.class = ActionClass::Stop;
-            action.steps = vec![stop_schedule()];
-            action.reason = "git wants its schedule stopped (desired_state: stopped)".to_string();
-        }
-        return action;
+        return converge_schedule(action, desired, live, want_scheduled);
     }
 
     let mut steps = Vec::new();
@@ -215,6 +165,49 @@ fn converge(
     if scheduled != want_scheduled {
         action.diffs.push(schedule_diff(live, want_scheduled));
     }
+    action.reason = import_reason(managed, imported_digest, drifted, scheduled, want_scheduled);
+    action
+}
+
+/// Git's definition is the one imported and the live one has not drifted: only the schedule
+/// may need starting or stopping.
+fn converge_schedule(
+    mut action: JobAction,
+    desired: &DesiredDlfJob,
+    live: &ObservedDlfJob,
+    want_scheduled: bool,
+) -> JobAction {
+    if want_scheduled == live.is_scheduled() {
+        action.reason = "in sync (this definition was the last one imported)".to_string();
+        return action;
+    }
+    action.diffs = vec![schedule_diff(live, want_scheduled)];
+    if want_scheduled {
+        action.class = ActionClass::Start;
+        action.steps = vec![start_schedule()];
+        action.reason = if desired.desired_state == Some(RunState::Running) {
+            "git wants its schedule running (desired_state: running)".to_string()
+        } else {
+            "an interrupted pass stopped its schedule to change the job; it is started again"
+                .to_string()
+        };
+    } else {
+        action.class = ActionClass::Stop;
+        action.steps = vec![stop_schedule()];
+        action.reason = "git wants its schedule stopped (desired_state: stopped)".to_string();
+    }
+    action
+}
+
+/// Why git's definition is imported (drift, adoption, no journaled import, a change), and
+/// what happens to the schedule around the import.
+fn import_reason(
+    managed: bool,
+    imported_digest: Option<&str>,
+    drifted: bool,
+    scheduled: bool,
+    want_scheduled: bool,
+) -> String {
     let mut reason = match (managed, imported_digest, drifted) {
         (_, _, true) => {
             "the live definition was edited outside dli-gitops since the last import (drift): git's definition is imported over it"
@@ -237,8 +230,7 @@ fn converge(
         (false, true) => reason.push_str("; its schedule is started after the import"),
         (false, false) => {}
     }
-    action.reason = reason;
-    action
+    reason
 }
 
 fn stop_schedule() -> Step {

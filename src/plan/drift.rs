@@ -171,38 +171,44 @@ pub(super) fn classify(
         if !applied || action.class == ActionClass::None || action.is_waiting() {
             continue;
         }
-        let fields = drifted_fields(action);
-        let mode = match policy.self_heal {
-            None => DriftMode::Revert,
-            Some(self_heal) => job_policy.drift.unwrap_or(if self_heal {
-                DriftMode::Revert
-            } else {
-                DriftMode::Report
-            }),
-        };
-        let listed = fields.join(", ");
-        let why = match (job_policy.drift, policy.self_heal) {
-            (_, None) => "a manual sync reverts drift",
-            (Some(DriftMode::Revert), _) => "drift: revert",
-            (Some(DriftMode::Report), _) => "drift: report",
-            (None, Some(true)) => "the target's self_heal is on",
-            (None, Some(false)) => "the target's self_heal is off",
-        };
-        let what = match mode {
-            DriftMode::Revert => "reverted",
-            DriftMode::Report => "reported, not reverted",
-        };
-        action.reason = format!(
-            "drift: {listed} changed outside dli-gitops, {what} ({why}); {}",
-            action.reason
-        );
-        if mode == DriftMode::Report && action.on_hold.is_none() {
-            action.on_hold = Some(format!(
-                "drift in {listed} is reported only ({why}); a manual sync or `drift: revert` puts git back"
-            ));
-        }
-        action.drift = Some(Drift { fields, mode });
+        mark_drift(action, job_policy, policy);
     }
+}
+
+/// An action that changes an applied job back reverts drift: say so in its reason, and hold
+/// it when the job's (or the target's) drift mode only reports.
+fn mark_drift(action: &mut JobAction, job_policy: &JobPolicy, policy: &PlanPolicy) {
+    let fields = drifted_fields(action);
+    let mode = match policy.self_heal {
+        None => DriftMode::Revert,
+        Some(self_heal) => job_policy.drift.unwrap_or(if self_heal {
+            DriftMode::Revert
+        } else {
+            DriftMode::Report
+        }),
+    };
+    let listed = fields.join(", ");
+    let why = match (job_policy.drift, policy.self_heal) {
+        (_, None) => "a manual sync reverts drift",
+        (Some(DriftMode::Revert), _) => "drift: revert",
+        (Some(DriftMode::Report), _) => "drift: report",
+        (None, Some(true)) => "the target's self_heal is on",
+        (None, Some(false)) => "the target's self_heal is off",
+    };
+    let what = match mode {
+        DriftMode::Revert => "reverted",
+        DriftMode::Report => "reported, not reverted",
+    };
+    action.reason = format!(
+        "drift: {listed} changed outside dli-gitops, {what} ({why}); {}",
+        action.reason
+    );
+    if mode == DriftMode::Report && action.on_hold.is_none() {
+        action.on_hold = Some(format!(
+            "drift in {listed} is reported only ({why}); a manual sync or `drift: revert` puts git back"
+        ));
+    }
+    action.drift = Some(Drift { fields, mode });
 }
 
 /// The fields an action changes back: its diffs (DLF: without the digest it imports), the

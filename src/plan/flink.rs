@@ -32,16 +32,15 @@ pub(super) fn plan_flink(
         &observed.flink,
         |job: &ObservedFlinkJob| job.name.as_str(),
     );
-    for name in &index.desired_duplicates {
-        warnings.push(format!(
-            "git declares the Flink job `{name}` more than once; it is skipped until the repository names it once"
-        ));
-    }
-    for name in &index.live_duplicates {
-        warnings.push(format!(
-            "the service has several Flink jobs named `{name}`; jobs are identified by name, so they are left alone until only one remains"
-        ));
-    }
+    index.warn_duplicates(
+        "Flink",
+        |name| {
+            format!(
+                "the service has several Flink jobs named `{name}`; jobs are identified by name, so they are left alone until only one remains"
+            )
+        },
+        warnings,
+    );
 
     let tag_value = managed_tag_value(&policy.instance);
     for desired_job in &desired.flink {
@@ -266,24 +265,15 @@ impl JobContext<'_> {
 
     fn action(&self, live: Option<&ObservedFlinkJob>, diffs: Vec<FieldDiff>) -> JobAction {
         JobAction {
-            kind: self.desired.kind(),
-            name: self.desired.name.clone(),
-            class: ActionClass::None,
             live_id: live.map(|job| job.id),
             diffs,
-            steps: Vec::new(),
-            reason: String::new(),
-            config: None,
             desired_digest: Some(self.desired.digest.clone()),
-            resume_from: None,
-            restore_key: None,
             protected: !self.desired.lifecycle.prune,
-            settling: None,
-            after: Vec::new(),
-            on_hold: None,
-            drift: None,
-            ignored: Vec::new(),
-            state_effect: None,
+            ..JobAction::new(
+                self.desired.kind(),
+                self.desired.name.clone(),
+                ActionClass::None,
+            )
         }
     }
 
@@ -302,17 +292,7 @@ impl JobContext<'_> {
                 ));
                 return None;
             };
-            let key = restore.key();
-            let applied = self
-                .journal
-                .and_then(|entry| entry.applied_restore_key.as_deref());
-            if applied == Some(key.as_str()) {
-                return None;
-            }
-            return Some(PendingRestore {
-                source: SavepointSource::Path(found.path.clone()),
-                key,
-            });
+            return self.unless_applied(SavepointSource::Path(found.path.clone()), restore.key());
         }
         let source = match (&restore.savepoint_path, &restore.from_target) {
             (Some(path), from_target) => {
@@ -331,7 +311,11 @@ impl JobContext<'_> {
                 return None;
             }
         };
-        let key = restore.key();
+        self.unless_applied(source, restore.key())
+    }
+
+    /// The restore `key` from `source`, unless the journal has seen that request applied.
+    fn unless_applied(&self, source: SavepointSource, key: String) -> Option<PendingRestore> {
         let applied = self
             .journal
             .and_then(|entry| entry.applied_restore_key.as_deref());
@@ -496,6 +480,8 @@ impl JobContext<'_> {
         action
     }
 
+    /// In git and live with the same job type: in sync, an update the running job takes
+    /// without a restart, or a restart around the change (stop, update, start).
     fn decide(
         &self,
         live: &ObservedFlinkJob,
@@ -504,56 +490,52 @@ impl JobContext<'_> {
         restore: Option<PendingRestore>,
     ) -> Decision {
         let desired_running = self.desired_running();
-        let definition_changed = diffs.iter().any(|diff| diff.field != TAGS_FIELD);
+        if let Some(decision) = in_sync(live, running, desired_running, diffs, restore.is_none()) {
+            return decision;
+        }
         let in_place = diffs
             .iter()
             .all(|diff| diff.is_hot() || diff.field == TAGS_FIELD);
-        let changed_fields = field_list(diffs);
-        let mut reasons = Vec::new();
-
-        // A job that ran to completion (a bounded source) did what `running` asked; starting it
-        // again on every pass would re-run it forever. A changed definition does run it again.
-        let finished = live.status.as_str() == FINISHED_STATUS;
-        if diffs.is_empty()
-            && restore.is_none()
-            && (running == desired_running || (finished && desired_running))
-        {
-            reasons.push(if finished && desired_running {
-                "in sync: the job finished, and a finished job is not started again unless its definition changes"
-                    .to_string()
-            } else {
-                "in sync".to_string()
-            });
-            return Decision {
-                class: ActionClass::None,
-                steps: Vec::new(),
-                reasons,
-                restore_key: None,
-                resume_from: None,
-            };
-        }
-
         if running && desired_running && restore.is_none() && in_place {
-            let mut steps = Vec::new();
-            if definition_changed {
-                if self.policy.backups {
-                    steps.push(Step::Backup);
-                }
-                steps.push(Step::UpdateJob);
-            }
-            steps.extend(tag_step(&self.config.tags, &live.config.tags, false));
-            reasons.push(format!(
-                "only fields that change without a restart differ ({changed_fields}); the job keeps running"
-            ));
-            return Decision {
-                class: ActionClass::UpdateInPlace,
-                steps,
-                reasons,
-                restore_key: None,
-                resume_from: None,
-            };
+            return self.update_running(live, diffs);
         }
+        self.restart(live, running, diffs, restore)
+    }
 
+    /// Only fields a running job takes without a restart differ: update it where it runs.
+    fn update_running(&self, live: &ObservedFlinkJob, diffs: &[FieldDiff]) -> Decision {
+        let mut steps = Vec::new();
+        if diffs.iter().any(|diff| diff.field != TAGS_FIELD) {
+            if self.policy.backups {
+                steps.push(Step::Backup);
+            }
+            steps.push(Step::UpdateJob);
+        }
+        steps.extend(tag_step(&self.config.tags, &live.config.tags, false));
+        Decision {
+            class: ActionClass::UpdateInPlace,
+            steps,
+            reasons: vec![format!(
+                "only fields that change without a restart differ ({}); the job keeps running",
+                field_list(diffs)
+            )],
+            restore_key: None,
+            resume_from: None,
+        }
+    }
+
+    /// The change needs the job stopped (or it is stopped, started or restored): stop with a
+    /// savepoint when stateful, update, restore or re-import the state, start as git wants.
+    fn restart(
+        &self,
+        live: &ObservedFlinkJob,
+        running: bool,
+        diffs: &[FieldDiff],
+        restore: Option<PendingRestore>,
+    ) -> Decision {
+        let desired_running = self.desired_running();
+        let definition_changed = diffs.iter().any(|diff| diff.field != TAGS_FIELD);
+        let mut reasons = Vec::new();
         let mut steps = Vec::new();
         if definition_changed && self.policy.backups {
             steps.push(Step::Backup);
@@ -571,63 +553,15 @@ impl JobContext<'_> {
         }
         steps.extend(tag_step(&self.config.tags, &live.config.tags, false));
 
-        let mut restore_key = None;
-        let resume_from;
-        let mut state_note = None;
-        if let Some(restore) = restore {
-            reasons.push(format!(
-                "the restore request changed: restores {}",
-                describe_source(&restore.source)
-            ));
-            steps.push(Step::ImportSavepoint {
-                source: restore.source.clone(),
-            });
-            restore_key = Some(restore.key);
-            resume_from = Some(restore.source);
-        } else if !self.savepoint_mode() {
-            resume_from = None;
-            if desired_running {
-                state_note = Some("upgrade_mode stateless: starts from empty state".to_string());
-            }
-        } else if stop_savepoint {
-            // Every stateful start goes through savepoint import: the savepoint the stop took is
-            // imported into the updated job, so the run resumes from exactly that one whatever
-            // the update did to the job's savepoint link.
-            if desired_running {
-                steps.push(Step::ImportSavepoint {
-                    source: SavepointSource::FromStop,
-                });
-            }
-            resume_from = Some(SavepointSource::FromStop);
-        } else {
-            let journal_savepoint = self.journal.and_then(|entry| entry.last_savepoint.clone());
-            if let Some(path) = &live.savepoint_path {
-                if definition_changed && desired_running {
-                    // The update may detach the savepoint the stopped job held; import it again
-                    // so that the start keeps the state.
-                    let source = SavepointSource::Path(path.clone());
-                    steps.push(Step::ImportSavepoint {
-                        source: source.clone(),
-                    });
-                    resume_from = Some(source);
-                } else {
-                    resume_from = Some(SavepointSource::Held(path.clone()));
-                }
-            } else if let (true, Some(path)) = (desired_running, journal_savepoint) {
-                // The service lost track of the savepoint (an interrupted upgrade, or a job that
-                // was imported over); the journal still knows the one taken at our last stop.
-                let source = SavepointSource::Path(path);
-                steps.push(Step::ImportSavepoint {
-                    source: source.clone(),
-                });
-                resume_from = Some(source);
-            } else {
-                resume_from = None;
-            }
-            if desired_running && resume_from.is_none() {
-                state_note = Some("no savepoint is known: starts from empty state".to_string());
-            }
-        }
+        let restore_key = restore.as_ref().map(|restore| restore.key.clone());
+        let (resume_from, state_note) = self.resume_state(
+            live,
+            restore,
+            stop_savepoint,
+            definition_changed,
+            &mut steps,
+            &mut reasons,
+        );
         let resume_from = if desired_running {
             steps.push(Step::Start {
                 resume_savepoint: resume_from.is_some(),
@@ -645,30 +579,7 @@ impl JobContext<'_> {
             (false, false, true) => ActionClass::Start,
             (false, false, false) => ActionClass::UpdateInPlace,
         };
-        let status = &live.status;
-        match class {
-            ActionClass::Upgrade if !diffs.is_empty() => reasons.push(format!(
-                "{changed_fields} changed on a {} job",
-                if running { "running" } else { "stopped" }
-            )),
-            ActionClass::UpdateInPlace => reasons.push(format!(
-                "{changed_fields} changed; the job is not running ({status}), so nothing restarts"
-            )),
-            ActionClass::Start | ActionClass::Stop => {
-                reasons.push(format!(
-                    "desired_state is {}, the live job is {status}",
-                    if desired_running {
-                        "running"
-                    } else {
-                        "stopped"
-                    }
-                ));
-                if !diffs.is_empty() {
-                    reasons.push(format!("{changed_fields} changed"));
-                }
-            }
-            _ => {}
-        }
+        push_restart_reasons(&mut reasons, class, live, running, desired_running, diffs);
         if stop_savepoint && restore_key.is_some() {
             reasons.push(
                 "the state at stop is still saved in a savepoint, but the job resumes from the restore savepoint"
@@ -683,6 +594,74 @@ impl JobContext<'_> {
             restore_key,
             resume_from,
         }
+    }
+
+    /// The state a restarted job resumes from (before the start step decides whether it
+    /// starts at all), pushing the savepoint import that brings it in, and a note when it
+    /// starts from empty state.
+    fn resume_state(
+        &self,
+        live: &ObservedFlinkJob,
+        restore: Option<PendingRestore>,
+        stop_savepoint: bool,
+        definition_changed: bool,
+        steps: &mut Vec<Step>,
+        reasons: &mut Vec<String>,
+    ) -> (Option<SavepointSource>, Option<String>) {
+        let desired_running = self.desired_running();
+        if let Some(restore) = restore {
+            reasons.push(format!(
+                "the restore request changed: restores {}",
+                describe_source(&restore.source)
+            ));
+            steps.push(Step::ImportSavepoint {
+                source: restore.source.clone(),
+            });
+            return (Some(restore.source), None);
+        }
+        if !self.savepoint_mode() {
+            let note = desired_running
+                .then(|| "upgrade_mode stateless: starts from empty state".to_string());
+            return (None, note);
+        }
+        if stop_savepoint {
+            // Every stateful start goes through savepoint import: the savepoint the stop took is
+            // imported into the updated job, so the run resumes from exactly that one whatever
+            // the update did to the job's savepoint link.
+            if desired_running {
+                steps.push(Step::ImportSavepoint {
+                    source: SavepointSource::FromStop,
+                });
+            }
+            return (Some(SavepointSource::FromStop), None);
+        }
+        let journal_savepoint = self.journal.and_then(|entry| entry.last_savepoint.clone());
+        let resume_from = if let Some(path) = &live.savepoint_path {
+            if definition_changed && desired_running {
+                // The update may detach the savepoint the stopped job held; import it again
+                // so that the start keeps the state.
+                let source = SavepointSource::Path(path.clone());
+                steps.push(Step::ImportSavepoint {
+                    source: source.clone(),
+                });
+                Some(source)
+            } else {
+                Some(SavepointSource::Held(path.clone()))
+            }
+        } else if let (true, Some(path)) = (desired_running, journal_savepoint) {
+            // The service lost track of the savepoint (an interrupted upgrade, or a job that
+            // was imported over); the journal still knows the one taken at our last stop.
+            let source = SavepointSource::Path(path);
+            steps.push(Step::ImportSavepoint {
+                source: source.clone(),
+            });
+            Some(source)
+        } else {
+            None
+        };
+        let note = (desired_running && resume_from.is_none())
+            .then(|| "no savepoint is known: starts from empty state".to_string());
+        (resume_from, note)
     }
 
     /// The job type changed between SQL and Jar: no update call can do that, so the job is
@@ -733,6 +712,75 @@ impl JobContext<'_> {
     }
 }
 
+/// Nothing to do: no field differs, no restore is pending and the job runs (or not) as git
+/// wants. A job that ran to completion (a bounded source) did what `running` asked; starting
+/// it again on every pass would re-run it forever. A changed definition does run it again.
+fn in_sync(
+    live: &ObservedFlinkJob,
+    running: bool,
+    desired_running: bool,
+    diffs: &[FieldDiff],
+    no_restore: bool,
+) -> Option<Decision> {
+    let finished = live.status.as_str() == FINISHED_STATUS;
+    if !(diffs.is_empty()
+        && no_restore
+        && (running == desired_running || (finished && desired_running)))
+    {
+        return None;
+    }
+    let reason = if finished && desired_running {
+        "in sync: the job finished, and a finished job is not started again unless its definition changes"
+            .to_string()
+    } else {
+        "in sync".to_string()
+    };
+    Some(Decision {
+        class: ActionClass::None,
+        steps: Vec::new(),
+        reasons: vec![reason],
+        restore_key: None,
+        resume_from: None,
+    })
+}
+
+/// Why a restart of this class: what changed on a running or stopped job, or the state git
+/// asks for against the live status.
+fn push_restart_reasons(
+    reasons: &mut Vec<String>,
+    class: ActionClass,
+    live: &ObservedFlinkJob,
+    running: bool,
+    desired_running: bool,
+    diffs: &[FieldDiff],
+) {
+    let changed_fields = field_list(diffs);
+    let status = &live.status;
+    match class {
+        ActionClass::Upgrade if !diffs.is_empty() => reasons.push(format!(
+            "{changed_fields} changed on a {} job",
+            if running { "running" } else { "stopped" }
+        )),
+        ActionClass::UpdateInPlace => reasons.push(format!(
+            "{changed_fields} changed; the job is not running ({status}), so nothing restarts"
+        )),
+        ActionClass::Start | ActionClass::Stop => {
+            reasons.push(format!(
+                "desired_state is {}, the live job is {status}",
+                if desired_running {
+                    "running"
+                } else {
+                    "stopped"
+                }
+            ));
+            if !diffs.is_empty() {
+                reasons.push(format!("{changed_fields} changed"));
+            }
+        }
+        _ => {}
+    }
+}
+
 /// Prune a managed job that left git: back up, stop (keeping its state in a savepoint), delete.
 fn prune(live: &ObservedFlinkJob, policy: &PlanPolicy) -> JobAction {
     let status = &live.status;
@@ -761,24 +809,10 @@ fn prune(live: &ObservedFlinkJob, policy: &PlanPolicy) -> JobAction {
         )
     };
     JobAction {
-        kind: live.config.kind(),
-        name: live.name.clone(),
-        class: ActionClass::Prune,
         live_id: Some(live.id),
-        diffs: Vec::new(),
         steps,
         reason,
-        config: None,
-        desired_digest: None,
-        resume_from: None,
-        restore_key: None,
-        protected: false,
-        settling: None,
-        after: Vec::new(),
-        on_hold: None,
-        drift: None,
-        ignored: Vec::new(),
-        state_effect: None,
+        ..JobAction::new(live.config.kind(), live.name.clone(), ActionClass::Prune)
     }
 }
 

@@ -613,6 +613,31 @@ impl Plan {
 }
 
 impl JobAction {
+    /// An action of `class` on the job `name`, with nothing else decided yet: no live id,
+    /// diffs, steps, reason, configuration or digest. Planners set what their case needs.
+    pub fn new(kind: JobKind, name: String, class: ActionClass) -> Self {
+        JobAction {
+            kind,
+            name,
+            class,
+            live_id: None,
+            diffs: Vec::new(),
+            steps: Vec::new(),
+            reason: String::new(),
+            config: None,
+            desired_digest: None,
+            resume_from: None,
+            restore_key: None,
+            protected: false,
+            settling: None,
+            after: Vec::new(),
+            on_hold: None,
+            drift: None,
+            ignored: Vec::new(),
+            state_effect: None,
+        }
+    }
+
     /// The action only waits for a moving job; the change itself comes on a later pass.
     pub fn is_waiting(&self) -> bool {
         self.steps.first() == Some(&Step::WaitSteady)
@@ -792,6 +817,24 @@ impl<'a, Live> NameIndex<'a, Live> {
     /// The name is ambiguous in git or on the service.
     fn is_ambiguous(&self, name: &str) -> bool {
         self.desired_duplicates.contains(name) || self.live_duplicates.contains(name)
+    }
+
+    /// One warning per ambiguous name: git's side names the job `kind` ("DLF", "Flink"),
+    /// `live_warning` words the service's side.
+    fn warn_duplicates(
+        &self,
+        kind: &str,
+        live_warning: impl Fn(&str) -> String,
+        warnings: &mut Vec<String>,
+    ) {
+        for name in &self.desired_duplicates {
+            warnings.push(format!(
+                "git declares the {kind} job `{name}` more than once; it is skipped until the repository names it once"
+            ));
+        }
+        for name in &self.live_duplicates {
+            warnings.push(live_warning(name));
+        }
     }
 }
 

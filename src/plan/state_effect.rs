@@ -100,24 +100,9 @@ mod tests {
 
     fn action(kind: JobKind, class: ActionClass, steps: Vec<Step>) -> JobAction {
         JobAction {
-            kind,
-            name: "j".into(),
-            class,
             live_id: Some(1),
-            diffs: Vec::new(),
             steps,
-            reason: String::new(),
-            config: None,
-            desired_digest: None,
-            resume_from: None,
-            restore_key: None,
-            protected: false,
-            settling: None,
-            after: Vec::new(),
-            on_hold: None,
-            drift: None,
-            ignored: Vec::new(),
-            state_effect: None,
+            ..JobAction::new(kind, "j".into(), class)
         }
     }
 
