@@ -433,62 +433,11 @@ fn dispatch(
             Ok(ExitCode::SUCCESS)
         }
         Command::Validate(args) => validate(args),
-        Command::Schema(args) => {
-            let schema = if args.environment {
-                dli_gitops::desired::environment_schema()
-            } else {
-                dli_gitops::desired::schema()
-            };
-            write_stdout(&format!("{}\n", serde_json::to_string_pretty(&schema)?))?;
-            Ok(ExitCode::SUCCESS)
-        }
-        Command::Plan(args) => {
-            let command = dli_gitops::apply::PlanCommand {
-                config: args.config,
-                target: args.target,
-                json: args.json,
-                detailed_exitcode: args.detailed_exitcode,
-                select: args.select,
-            };
-            let code = dli_gitops::apply::plan_command(&command, &mut std::io::stdout().lock())?;
-            Ok(ExitCode::from(code))
-        }
-        Command::Apply(args) => {
-            use std::io::IsTerminal;
-            let command = dli_gitops::apply::ApplyCommand {
-                config: args.config,
-                target: args.target,
-                auto_approve: args.auto_approve,
-                select: args.select,
-            };
-            let stdin = std::io::stdin();
-            let prompt = dli_gitops::apply::Prompt {
-                is_terminal: stdin.is_terminal(),
-                input: &mut stdin.lock(),
-            };
-            let code =
-                dli_gitops::apply::apply_command(&command, &mut std::io::stdout().lock(), prompt)?;
-            Ok(ExitCode::from(code))
-        }
-        Command::Status(args) => {
-            let options = dli_gitops::server::StatusOptions {
-                server: args.server,
-                target: args.target,
-                json: args.json,
-                timeout: std::time::Duration::from_secs(10),
-            };
-            dli_gitops::server::status_blocking(&options, &mut std::io::stdout().lock())?;
-            Ok(ExitCode::SUCCESS)
-        }
-        Command::Export(args) => {
-            let command = dli_gitops::apply::ExportCommand {
-                config: args.config,
-                target: args.target,
-                out: args.out,
-            };
-            let code = dli_gitops::apply::export_command(&command, &mut std::io::stdout().lock())?;
-            Ok(ExitCode::from(code))
-        }
+        Command::Schema(args) => schema(args),
+        Command::Plan(args) => plan(args),
+        Command::Apply(args) => apply(args),
+        Command::Status(args) => status(args),
+        Command::Export(args) => export(args),
         Command::Sync(args) => control(
             &args.config,
             &args.target,
@@ -512,123 +461,208 @@ fn dispatch(
                 reason: args.reason,
             },
         ),
-        Command::Promote(args) => {
-            let report =
-                dli_gitops::promotion::promote_blocking(&dli_gitops::promotion::PromoteOptions {
-                    config_path: args.config,
-                    target: args.target,
-                    revision: args.revision,
-                    by: args.by,
-                })?;
-            if args.json {
-                write_stdout(&format!("{}\n", serde_json::to_string_pretty(&report)?))?;
-            } else {
-                write_stdout(&format!("{report}\n"))?;
-            }
-            Ok(ExitCode::SUCCESS)
-        }
-        Command::Rollback(args) => {
-            use std::io::IsTerminal;
-            let command = dli_gitops::apply::RollbackCommand {
-                config: args.config,
-                target: args.target,
-                to: args.to,
-                auto_approve: args.auto_approve,
-                list: args.list,
-            };
-            let stdin = std::io::stdin();
-            let prompt = dli_gitops::apply::Prompt {
-                is_terminal: stdin.is_terminal(),
-                input: &mut stdin.lock(),
-            };
-            let code = dli_gitops::apply::rollback_command(
-                &command,
-                &mut std::io::stdout().lock(),
-                prompt,
-            )?;
-            Ok(ExitCode::from(code))
-        }
-        Command::Gc(args) => {
-            let command = dli_gitops::gc::GcCommand {
-                config: args.config,
-                target: args.target,
-                dry_run: args.dry_run,
-                json: args.json,
-            };
-            let code = dli_gitops::gc::gc_command(&command, &mut std::io::stdout().lock())?;
-            Ok(ExitCode::from(code))
-        }
-        Command::Doctor(args) => {
-            let command = dli_gitops::doctor::DoctorCommand {
-                config: args.config,
-                target: args.target,
-                json: args.json,
-                probe: args.probe,
-                queue: args.queue,
-                record: args.record,
-            };
-            let code = dli_gitops::doctor::doctor_command(&command, &mut std::io::stdout().lock())?;
-            Ok(ExitCode::from(code))
-        }
-        Command::Journal { command } => match command {
-            JournalCommand::Show {
+        Command::Promote(args) => promote(args),
+        Command::Rollback(args) => rollback(args),
+        Command::Gc(args) => gc(args),
+        Command::Doctor(args) => doctor(args),
+        Command::Journal { command } => journal(command),
+        Command::Savepoints { command } => savepoints(command),
+        Command::Emulator(args) => emulator(args),
+    }
+}
+
+/// Runs a command that writes to stdout and may ask for confirmation on stdin; its code is the
+/// exit code.
+fn with_prompt<E>(
+    run: impl FnOnce(&mut dyn std::io::Write, dli_gitops::pass::Prompt<'_>) -> Result<u8, E>,
+) -> anyhow::Result<ExitCode>
+where
+    E: std::error::Error + Send + Sync + 'static,
+{
+    use std::io::IsTerminal;
+    let stdin = std::io::stdin();
+    let prompt = dli_gitops::pass::Prompt {
+        is_terminal: stdin.is_terminal(),
+        input: &mut stdin.lock(),
+    };
+    let code = run(&mut std::io::stdout().lock(), prompt)?;
+    Ok(ExitCode::from(code))
+}
+
+/// `schema`: the JSON schema of a job file, or of an environment file.
+fn schema(args: SchemaArgs) -> anyhow::Result<ExitCode> {
+    let schema = if args.environment {
+        dli_gitops::desired::environment_schema()
+    } else {
+        dli_gitops::desired::schema()
+    };
+    write_stdout(&format!("{}\n", serde_json::to_string_pretty(&schema)?))?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `plan`: what a pass would do.
+fn plan(args: PlanArgs) -> anyhow::Result<ExitCode> {
+    let command = dli_gitops::pass::PlanCommand {
+        config: args.config,
+        target: args.target,
+        json: args.json,
+        detailed_exitcode: args.detailed_exitcode,
+        select: args.select,
+    };
+    let code = dli_gitops::pass::plan_command(&command, &mut std::io::stdout().lock())?;
+    Ok(ExitCode::from(code))
+}
+
+/// `apply`: one pass, after confirmation.
+fn apply(args: ApplyArgs) -> anyhow::Result<ExitCode> {
+    let command = dli_gitops::pass::ApplyCommand {
+        config: args.config,
+        target: args.target,
+        auto_approve: args.auto_approve,
+        select: args.select,
+    };
+    with_prompt(|out, prompt| dli_gitops::pass::apply_command(&command, out, prompt))
+}
+
+/// `status`: a running daemon's status.
+fn status(args: StatusArgs) -> anyhow::Result<ExitCode> {
+    let options = dli_gitops::server::StatusOptions {
+        server: args.server,
+        target: args.target,
+        json: args.json,
+        timeout: std::time::Duration::from_secs(10),
+    };
+    dli_gitops::server::status_blocking(&options, &mut std::io::stdout().lock())?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `export`: the live jobs as job files.
+fn export(args: ExportArgs) -> anyhow::Result<ExitCode> {
+    let command = dli_gitops::pass::ExportCommand {
+        config: args.config,
+        target: args.target,
+        out: args.out,
+    };
+    let code = dli_gitops::pass::export_command(&command, &mut std::io::stdout().lock())?;
+    Ok(ExitCode::from(code))
+}
+
+/// `promote`: promotes a revision to a target.
+fn promote(args: PromoteArgs) -> anyhow::Result<ExitCode> {
+    let report = dli_gitops::promotion::promote_blocking(&dli_gitops::promotion::PromoteOptions {
+        config_path: args.config,
+        target: args.target,
+        revision: args.revision,
+        by: args.by,
+    })?;
+    if args.json {
+        write_stdout(&format!("{}\n", serde_json::to_string_pretty(&report)?))?;
+    } else {
+        write_stdout(&format!("{report}\n"))?;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `rollback`: back to an earlier revision, after confirmation.
+fn rollback(args: RollbackArgs) -> anyhow::Result<ExitCode> {
+    let command = dli_gitops::pass::RollbackCommand {
+        config: args.config,
+        target: args.target,
+        to: args.to,
+        auto_approve: args.auto_approve,
+        list: args.list,
+    };
+    with_prompt(|out, prompt| dli_gitops::pass::rollback_command(&command, out, prompt))
+}
+
+/// `gc`: garbage collection of savepoints and staged objects.
+fn gc(args: GcArgs) -> anyhow::Result<ExitCode> {
+    let command = dli_gitops::gc::GcCommand {
+        config: args.config,
+        target: args.target,
+        dry_run: args.dry_run,
+        json: args.json,
+    };
+    let code = dli_gitops::gc::gc_command(&command, &mut std::io::stdout().lock())?;
+    Ok(ExitCode::from(code))
+}
+
+/// `doctor`: checks (and with `--probe`, exercises) a target's account.
+fn doctor(args: DoctorArgs) -> anyhow::Result<ExitCode> {
+    let command = dli_gitops::doctor::DoctorCommand {
+        config: args.config,
+        target: args.target,
+        json: args.json,
+        probe: args.probe,
+        queue: args.queue,
+        record: args.record,
+    };
+    let code = dli_gitops::doctor::doctor_command(&command, &mut std::io::stdout().lock())?;
+    Ok(ExitCode::from(code))
+}
+
+/// `journal show` and `journal verify`.
+fn journal(command: JournalCommand) -> anyhow::Result<ExitCode> {
+    match command {
+        JournalCommand::Show {
+            state_dir,
+            target,
+            since,
+            json,
+        } => {
+            let options = dli_gitops::journal::ShowOptions {
                 state_dir,
                 target,
                 since,
                 json,
-            } => {
-                let options = dli_gitops::journal::ShowOptions {
-                    state_dir,
-                    target,
-                    since,
-                    json,
-                };
-                dli_gitops::journal::show(&options, &mut std::io::stdout().lock())?;
-                Ok(ExitCode::SUCCESS)
-            }
-            JournalCommand::Verify { state_dir } => {
-                let sound =
-                    dli_gitops::journal::verify_command(&state_dir, &mut std::io::stdout().lock())?;
-                Ok(if sound {
-                    ExitCode::SUCCESS
-                } else {
-                    ExitCode::from(1)
-                })
-            }
-        },
-        Command::Savepoints {
-            command:
-                SavepointsCommand::List {
-                    config,
-                    state_dir,
-                    target,
-                    job,
-                    json,
-                },
-        } => {
-            let state_dir = dli_gitops::apply::state_dir_of(config, state_dir)?;
-            let options = dli_gitops::savepoints::command::ListOptions {
-                state_dir,
-                target,
-                job,
-                json,
             };
-            dli_gitops::savepoints::command::list_command(&options, &mut std::io::stdout().lock())?;
+            dli_gitops::journal::show(&options, &mut std::io::stdout().lock())?;
             Ok(ExitCode::SUCCESS)
         }
-        Command::Emulator(args) => {
-            dli_gitops::emulator::run_from_cli(&dli_gitops::emulator::EmulatorCliOptions {
-                listen: args.listen,
-                s3_listen: args.s3_listen,
-                data_dir: args.data,
-                config_file: args.config,
-                fault_error_rate: args.fault_error_rate,
-                fault_drop_rate: args.fault_drop_rate,
-                fault_throttle_rate: args.fault_throttle_rate,
-                fault_latency_ms: args.fault_latency_ms,
-                fault_seed: args.fault_seed,
-            })?;
-            Ok(ExitCode::SUCCESS)
+        JournalCommand::Verify { state_dir } => {
+            let sound =
+                dli_gitops::journal::verify_command(&state_dir, &mut std::io::stdout().lock())?;
+            Ok(if sound {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            })
         }
     }
+}
+
+/// `savepoints list`.
+fn savepoints(command: SavepointsCommand) -> anyhow::Result<ExitCode> {
+    let SavepointsCommand::List {
+        config,
+        state_dir,
+        target,
+        job,
+        json,
+    } = command;
+    let state_dir = dli_gitops::pass::state_dir_of(config, state_dir)?;
+    let options = dli_gitops::savepoints::command::ListOptions {
+        state_dir,
+        target,
+        job,
+        json,
+    };
+    dli_gitops::savepoints::command::list_command(&options, &mut std::io::stdout().lock())?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `emulator`: runs the cloud emulator in the foreground.
+fn emulator(args: EmulatorArgs) -> anyhow::Result<ExitCode> {
+    dli_gitops::emulator::run_from_cli(&dli_gitops::emulator::EmulatorCliOptions {
+        listen: args.listen,
+        s3_listen: args.s3_listen,
+        data_dir: args.data,
+        config_file: args.config,
+        fault_error_rate: args.fault_error_rate,
+        fault_drop_rate: args.fault_drop_rate,
+        fault_throttle_rate: args.fault_throttle_rate,
+        fault_latency_ms: args.fault_latency_ms,
+        fault_seed: args.fault_seed,
+    })?;
+    Ok(ExitCode::SUCCESS)
 }

@@ -471,15 +471,94 @@ impl ServiceClient {
         }
         self.limiter.acquire().await;
         let (url, decoded_path) = self.url_for(call);
-        let body = match &call.body {
+        let body = self.request_body(call)?;
+        let mut headers = self.base_headers(call);
+        self.authenticate(call, &url, &decoded_path, &body, &mut headers)
+            .await?;
+        let mut request = self.http.request(call.method.clone(), url.clone());
+        for (name, value) in &headers {
+            request = request.header(name.as_str(), value.as_str());
+        }
+        for (name, value) in &self.extra_headers {
+            request = request.header(name.clone(), value.clone());
+        }
+        if call.body.is_some() {
+            request = request.body(body);
+        }
+        let started = Instant::now();
+        let context = call.context(self.service, attempt);
+        let endpoint_label = format!("{}://{}", url.scheme(), url.host_str().unwrap_or_default())
+            + &url.port().map(|p| format!(":{p}")).unwrap_or_default();
+        let response = match request.send().await {
+            Ok(response) => response,
+            Err(source) => return Err(self.transport_error(call, context, endpoint_label, source)),
+        };
+        let status = response.status().as_u16();
+        let response_headers = response.headers().clone();
+        let request_id = response_headers
+            .get("x-request-id")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string);
+        let body = match read_capped(response, MAX_RESPONSE_BODY).await {
+            Ok(body) => body,
+            Err(BodyError::TooLarge { declared }) => {
+                return Err(self.oversized_error(call, context, status, declared, request_id));
+            }
+            Err(BodyError::Transport(source)) => {
+                return Err(self.transport_error(call, context, endpoint_label, source));
+            }
+        };
+        self.options
+            .metrics
+            .record(self.service, call.operation, &status.to_string());
+        self.observe(call, &url, &headers, status, &response_headers, &body);
+        tracing::debug!(
+            service = self.service,
+            operation = call.operation,
+            target = %call.target,
+            status,
+            request_id = request_id.as_deref().unwrap_or(""),
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "Cloud API call answered."
+        );
+        if (200..300).contains(&status) {
+            return Ok(Response {
+                request_id,
+                headers: response_headers,
+                body,
+                context,
+            });
+        }
+        let parsed = wire::parse_error_body(&body);
+        Err(CloudError::Service {
+            context,
+            status,
+            error_code: parsed.error_code,
+            error_msg: parsed.error_msg,
+            request_id,
+            retry_after: response_headers
+                .get("retry-after")
+                .and_then(|v| v.to_str().ok())
+                .and_then(parse_retry_after),
+        })
+    }
+
+    /// The call's JSON body as bytes (empty without a body).
+    fn request_body(&self, call: &Call) -> Result<Vec<u8>, CloudError> {
+        match &call.body {
             Some(value) => serde_json::to_vec(value).map_err(|error| CloudError::Config {
                 problem: format!(
                     "{} {}: request body does not serialise: {error}",
                     self.service, call.operation
                 ),
-            })?,
-            None => Vec::new(),
-        };
+            }),
+            None => Ok(Vec::new()),
+        }
+    }
+
+    /// The headers every request carries before authentication: the signing date, the project
+    /// id (when known) and, with a body, its content type.
+    fn base_headers(&self, call: &Call) -> Vec<(String, String)> {
         let mut headers: Vec<(String, String)> = Vec::new();
         headers.push((
             signer::HEADER_DATE.to_string(),
@@ -494,6 +573,19 @@ impl ServiceClient {
                 "application/json;charset=UTF-8".to_string(),
             ));
         }
+        headers
+    }
+
+    /// Adds the authentication headers: an AK/SK signature over the request as it will be
+    /// sent, or an IAM token, or nothing.
+    async fn authenticate(
+        &self,
+        call: &Call,
+        url: &Url,
+        decoded_path: &str,
+        body: &[u8],
+        headers: &mut Vec<(String, String)>,
+    ) -> Result<(), CloudError> {
         match &self.authenticator {
             Authenticator::AkSk {
                 access_key,
@@ -516,10 +608,10 @@ impl ServiceClient {
                 let query = call.query.clone();
                 let signable = SignableRequest {
                     method: call.method.as_str(),
-                    path: &decoded_path,
+                    path: decoded_path,
                     query: &query,
-                    headers: &headers,
-                    body: &body,
+                    headers: headers.as_slice(),
+                    body,
                 };
                 let authorization =
                     signer::sign(access_key, secret_key.expose(), &signable, &signed).map_err(
@@ -540,85 +632,74 @@ impl ServiceClient {
             }
             Authenticator::Anonymous => {}
         }
-        let mut request = self.http.request(call.method.clone(), url.clone());
-        for (name, value) in &headers {
-            request = request.header(name.as_str(), value.as_str());
-        }
-        for (name, value) in &self.extra_headers {
-            request = request.header(name.clone(), value.clone());
-        }
-        if call.body.is_some() {
-            request = request.body(body);
-        }
-        let started = Instant::now();
-        let context = call.context(self.service, attempt);
-        let endpoint_label = format!("{}://{}", url.scheme(), url.host_str().unwrap_or_default())
-            + &url.port().map(|p| format!(":{p}")).unwrap_or_default();
-        let response = match request.send().await {
-            Ok(response) => response,
-            Err(source) => {
-                let failure = classify_transport(&source);
-                self.options
-                    .metrics
-                    .record(self.service, call.operation, transport_label(failure));
-                return Err(CloudError::Transport {
-                    context,
-                    failure,
-                    endpoint: endpoint_label,
-                    source: source.without_url(),
-                });
-            }
-        };
-        let status = response.status().as_u16();
-        let response_headers = response.headers().clone();
-        let request_id = response_headers
-            .get("x-request-id")
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_string);
-        let body = match read_capped(response, MAX_RESPONSE_BODY).await {
-            Ok(body) => body,
-            Err(BodyError::TooLarge { declared }) => {
-                self.options
-                    .metrics
-                    .record(self.service, call.operation, "oversized");
-                tracing::warn!(
-                    service = self.service,
-                    operation = call.operation,
-                    target = %call.target,
-                    status,
-                    limit_bytes = MAX_RESPONSE_BODY,
-                    declared_bytes = declared,
-                    "Cloud API answer is larger than the limit; not read."
-                );
-                return Err(CloudError::Decode {
-                    context,
-                    problem: format!(
-                        "HTTP {status} body is larger than the {} MiB limit{}; not read (a proxy \
-                         or endpoint misbehaving? check the endpoint URL)",
-                        MAX_RESPONSE_BODY / (1024 * 1024),
-                        declared
-                            .map(|d| format!(" (Content-Length {d})"))
-                            .unwrap_or_default()
-                    ),
-                    request_id,
-                });
-            }
-            Err(BodyError::Transport(source)) => {
-                let failure = classify_transport(&source);
-                self.options
-                    .metrics
-                    .record(self.service, call.operation, transport_label(failure));
-                return Err(CloudError::Transport {
-                    context,
-                    failure,
-                    endpoint: endpoint_label,
-                    source: source.without_url(),
-                });
-            }
-        };
+        Ok(())
+    }
+
+    /// A transport failure (sending, or reading the answer), counted in the metrics.
+    fn transport_error(
+        &self,
+        call: &Call,
+        context: Box<CallContext>,
+        endpoint: String,
+        source: reqwest::Error,
+    ) -> CloudError {
+        let failure = classify_transport(&source);
         self.options
             .metrics
-            .record(self.service, call.operation, &status.to_string());
+            .record(self.service, call.operation, transport_label(failure));
+        CloudError::Transport {
+            context,
+            failure,
+            endpoint,
+            source: source.without_url(),
+        }
+    }
+
+    /// An answer over [`MAX_RESPONSE_BODY`]: counted, logged, and not read.
+    fn oversized_error(
+        &self,
+        call: &Call,
+        context: Box<CallContext>,
+        status: u16,
+        declared: Option<u64>,
+        request_id: Option<String>,
+    ) -> CloudError {
+        self.options
+            .metrics
+            .record(self.service, call.operation, "oversized");
+        tracing::warn!(
+            service = self.service,
+            operation = call.operation,
+            target = %call.target,
+            status,
+            limit_bytes = MAX_RESPONSE_BODY,
+            declared_bytes = declared,
+            "Cloud API answer is larger than the limit; not read."
+        );
+        CloudError::Decode {
+            context,
+            problem: format!(
+                "HTTP {status} body is larger than the {} MiB limit{}; not read (a proxy \
+                 or endpoint misbehaving? check the endpoint URL)",
+                MAX_RESPONSE_BODY / (1024 * 1024),
+                declared
+                    .map(|d| format!(" (Content-Length {d})"))
+                    .unwrap_or_default()
+            ),
+            request_id,
+        }
+    }
+
+    /// Shows the answered exchange to an exchange observer, without credential headers.
+    fn observe(
+        &self,
+        call: &Call,
+        url: &Url,
+        headers: &[(String, String)],
+        status: u16,
+        response_headers: &HeaderMap,
+        body: &Bytes,
+    ) {
         notify_observer(|| Exchange {
             service: self.service,
             operation: call.operation,
@@ -650,35 +731,6 @@ impl ServiceClient {
                 .collect(),
             response_body: body.clone(),
         });
-        tracing::debug!(
-            service = self.service,
-            operation = call.operation,
-            target = %call.target,
-            status,
-            request_id = request_id.as_deref().unwrap_or(""),
-            elapsed_ms = started.elapsed().as_millis() as u64,
-            "Cloud API call answered."
-        );
-        if (200..300).contains(&status) {
-            return Ok(Response {
-                request_id,
-                headers: response_headers,
-                body,
-                context,
-            });
-        }
-        let parsed = wire::parse_error_body(&body);
-        Err(CloudError::Service {
-            context,
-            status,
-            error_code: parsed.error_code,
-            error_msg: parsed.error_msg,
-            request_id,
-            retry_after: response_headers
-                .get("retry-after")
-                .and_then(|v| v.to_str().ok())
-                .and_then(parse_retry_after),
-        })
     }
 }
 

@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use super::{
     ApplyStrategy, Config, ConfigDuration, ConfigProblem, CredentialsConfig, Endpoint,
-    GitSourceConfig, GitTransport, ObsAddressing, SourceConfig, StorageLocation, TargetConfig,
-    schedule,
+    GitSourceConfig, GitTransport, NotificationSink, ObsAddressing, SlackSink, SmnSink,
+    SourceConfig, StorageLocation, TargetConfig, WebhookSink, schedule,
 };
 
 pub(super) fn problems(config: &Config) -> Vec<ConfigProblem> {
@@ -215,6 +215,24 @@ impl Checker {
     }
 
     fn target(&mut self, at: &str, target: &TargetConfig, config: &Config, names: &[&str]) {
+        self.target_names(at, target, config);
+        self.endpoints(at, target);
+        self.obs_addressing(at, target);
+        self.target_account(at, target);
+        self.target_storage(at, target);
+        if target.apply_strategy == Some(ApplyStrategy::Import) {
+            self.problem(
+                format!("{at}.apply_strategy"),
+                "`import` is no longer supported: DLI imports only zips that DLI itself exported, so dli-gitops now writes Flink jobs with the create/update API and carries state with savepoint import; delete this line (or write `apply_strategy: api`). Journals and state directories from earlier versions keep working",
+            );
+        }
+        self.target_policy(at, target);
+        self.target_promotion(at, target, names);
+        self.target_client(at, target);
+    }
+
+    /// A target's `name`, `source` and `environment`.
+    fn target_names(&mut self, at: &str, target: &TargetConfig, config: &Config) {
         if !is_valid_name(&target.name) {
             self.problem(
                 format!("{at}.name"),
@@ -244,8 +262,10 @@ impl Checker {
                 ),
             );
         }
-        self.endpoints(at, target);
-        self.obs_addressing(at, target);
+    }
+
+    /// A target's `region`, `project_id` and `credentials` (embedded targets may omit them).
+    fn target_account(&mut self, at: &str, target: &TargetConfig) {
         let embedded = target.is_embedded();
         match &target.region {
             Some(region) if !is_valid_region(region) => self.problem(
@@ -290,6 +310,11 @@ impl Checker {
             ),
             None => {}
         }
+    }
+
+    /// A target's `staging` and `backups` locations, and that OBS ones have AK/SK credentials.
+    fn target_storage(&mut self, at: &str, target: &TargetConfig) {
+        let embedded = target.is_embedded();
         for (key, location) in [("staging", &target.staging), ("backups", &target.backups)] {
             match location {
                 Some(StorageLocation::Invalid(text)) => {
@@ -339,12 +364,10 @@ impl Checker {
                 }
             }
         }
-        if target.apply_strategy == Some(ApplyStrategy::Import) {
-            self.problem(
-                format!("{at}.apply_strategy"),
-                "`import` is no longer supported: DLI imports only zips that DLI itself exported, so dli-gitops now writes Flink jobs with the create/update API and carries state with savepoint import; delete this line (or write `apply_strategy: api`). Journals and state directories from earlier versions keep working",
-            );
-        }
+    }
+
+    /// A target's `policy` (intervals, rollback on failure, pruning) and `retention`.
+    fn target_policy(&mut self, at: &str, target: &TargetConfig) {
         let policy = &target.policy;
         self.duration(
             &format!("{at}.policy.resync_interval"),
@@ -394,6 +417,10 @@ impl Checker {
                 "has no effect without `prune: true`",
             );
         }
+    }
+
+    /// A target's `promote_from`, `promotion`, `windows` and `restore.from_target`.
+    fn target_promotion(&mut self, at: &str, target: &TargetConfig, names: &[&str]) {
         if let Some(upstream) = &target.promote_from {
             self.target_reference(&format!("{at}.promote_from"), upstream, target, names);
         }
@@ -424,6 +451,10 @@ impl Checker {
                 names,
             );
         }
+    }
+
+    /// A target's API client settings: `rate_limit`, `retry` and `timeouts`.
+    fn target_client(&mut self, at: &str, target: &TargetConfig) {
         let rate = &target.rate_limit;
         if !(rate.requests_per_second.is_finite() && rate.requests_per_second > 0.0) {
             self.problem(
@@ -725,137 +756,164 @@ impl Checker {
         let mut names = BTreeSet::new();
         for (index, sink) in config.notifications.iter().enumerate() {
             let at = format!("notifications[{index}]");
-            if !is_valid_name(&sink.name) {
-                self.problem(
-                    format!("{at}.name"),
-                    format!(
-                        "sink name `{}` must be lowercase letters, digits, `-` or `_`, starting with a letter or digit",
-                        sink.name
-                    ),
-                );
-            } else if !names.insert(sink.name.as_str()) {
-                self.problem(
-                    format!("{at}.name"),
-                    format!("duplicate sink name `{}`", sink.name),
-                );
-            }
-            if sink.events.is_empty() {
-                self.problem(
-                    format!("{at}.events"),
-                    "no events; list the events this sink wants",
-                );
-            }
-            for (event_index, event) in sink.events.iter().enumerate() {
-                if !super::control::NOTIFICATION_EVENTS.contains(&event.as_str()) {
-                    self.problem(
-                        format!("{at}.events[{event_index}]"),
-                        format!(
-                            "unknown event `{event}`{}; the events are {}",
-                            suggestion(event, super::control::NOTIFICATION_EVENTS, "events"),
-                            super::control::NOTIFICATION_EVENTS.join(", ")
-                        ),
-                    );
-                }
-            }
-            for (target_index, target) in sink.targets.iter().enumerate() {
-                if !targets.contains(&target.as_str()) {
-                    self.problem(
-                        format!("{at}.targets[{target_index}]"),
-                        format!(
-                            "unknown target `{target}`{}",
-                            suggestion(target, targets, "targets")
-                        ),
-                    );
-                }
-            }
-            self.duration(
-                &format!("{at}.policy_off_after"),
-                &sink.policy_off_after,
-                Duration::from_secs(60),
-            );
-            let kinds = [
-                sink.webhook.is_some(),
-                sink.slack.is_some(),
-                sink.smn.is_some(),
-            ]
-            .iter()
-            .filter(|set| **set)
-            .count();
-            if kinds != 1 {
-                self.problem(
-                    &at,
-                    "a sink is exactly one of `webhook:`, `slack:` or `smn:`",
-                );
-            }
+            self.sink_common(&at, sink, &mut names, targets);
             if let Some(webhook) = &sink.webhook {
-                self.sink_url(&format!("{at}.webhook.url"), &webhook.url);
-                self.secret_pair(
-                    &format!("{at}.webhook"),
-                    "secret",
-                    &webhook.secret_env,
-                    &webhook.secret_file,
-                );
-                if webhook.secret_env.is_none() && webhook.secret_file.is_none() {
-                    self.problem(
-                        format!("{at}.webhook"),
-                        "a webhook sink signs its messages: set `secret_env` or `secret_file`",
-                    );
-                }
+                self.webhook_sink(&at, webhook);
             }
             if let Some(slack) = &sink.slack {
-                let given = [
-                    slack.url.is_some(),
-                    slack.url_env.is_some(),
-                    slack.url_file.is_some(),
-                ]
-                .iter()
-                .filter(|set| **set)
-                .count();
-                if given != 1 {
-                    self.problem(
-                        format!("{at}.slack"),
-                        "set exactly one of `url`, `url_env` or `url_file` (the incoming webhook url is a credential: prefer `url_env`)",
-                    );
-                }
-                if let Some(url) = &slack.url {
-                    self.sink_url(&format!("{at}.slack.url"), url);
-                }
-                self.secret_pair(
-                    &format!("{at}.slack"),
-                    "url",
-                    &slack.url_env,
-                    &slack.url_file,
-                );
+                self.slack_sink(&at, slack);
             }
             if let Some(smn) = &sink.smn {
-                if !targets.contains(&smn.target.as_str()) {
-                    self.problem(
-                        format!("{at}.smn.target"),
-                        format!(
-                            "unknown target `{}`{}; the SMN sink publishes with that target's region, project and credentials",
-                            smn.target,
-                            suggestion(&smn.target, targets, "targets")
-                        ),
-                    );
-                }
-                let parts: Vec<&str> = smn.topic_urn.split(':').collect();
-                if parts.len() != 5
-                    || parts[0] != "urn"
-                    || parts[1] != "smn"
-                    || parts[2..].iter().any(|part| part.is_empty())
-                {
-                    self.problem(
-                        format!("{at}.smn.topic_urn"),
-                        format!(
-                            "`{}` is not an SMN topic URN; it reads `urn:smn:<region>:<project id>:<topic name>`",
-                            smn.topic_urn
-                        ),
-                    );
-                }
-                if let Some(endpoint) = &smn.endpoint {
-                    self.sink_url(&format!("{at}.smn.endpoint"), endpoint);
-                }
+                self.smn_sink(&at, smn, targets);
             }
+        }
+    }
+
+    /// A sink's `name` (valid, not taken by an earlier sink), `events`, `targets`,
+    /// `policy_off_after`, and that it is exactly one kind.
+    fn sink_common<'a>(
+        &mut self,
+        at: &str,
+        sink: &'a NotificationSink,
+        names: &mut BTreeSet<&'a str>,
+        targets: &[&str],
+    ) {
+        if !is_valid_name(&sink.name) {
+            self.problem(
+                format!("{at}.name"),
+                format!(
+                    "sink name `{}` must be lowercase letters, digits, `-` or `_`, starting with a letter or digit",
+                    sink.name
+                ),
+            );
+        } else if !names.insert(sink.name.as_str()) {
+            self.problem(
+                format!("{at}.name"),
+                format!("duplicate sink name `{}`", sink.name),
+            );
+        }
+        if sink.events.is_empty() {
+            self.problem(
+                format!("{at}.events"),
+                "no events; list the events this sink wants",
+            );
+        }
+        for (event_index, event) in sink.events.iter().enumerate() {
+            if !super::control::NOTIFICATION_EVENTS.contains(&event.as_str()) {
+                self.problem(
+                    format!("{at}.events[{event_index}]"),
+                    format!(
+                        "unknown event `{event}`{}; the events are {}",
+                        suggestion(event, super::control::NOTIFICATION_EVENTS, "events"),
+                        super::control::NOTIFICATION_EVENTS.join(", ")
+                    ),
+                );
+            }
+        }
+        for (target_index, target) in sink.targets.iter().enumerate() {
+            if !targets.contains(&target.as_str()) {
+                self.problem(
+                    format!("{at}.targets[{target_index}]"),
+                    format!(
+                        "unknown target `{target}`{}",
+                        suggestion(target, targets, "targets")
+                    ),
+                );
+            }
+        }
+        self.duration(
+            &format!("{at}.policy_off_after"),
+            &sink.policy_off_after,
+            Duration::from_secs(60),
+        );
+        let kinds = [
+            sink.webhook.is_some(),
+            sink.slack.is_some(),
+            sink.smn.is_some(),
+        ]
+        .iter()
+        .filter(|set| **set)
+        .count();
+        if kinds != 1 {
+            self.problem(
+                at,
+                "a sink is exactly one of `webhook:`, `slack:` or `smn:`",
+            );
+        }
+    }
+
+    /// A `webhook:` sink: its url, and the secret it signs with.
+    fn webhook_sink(&mut self, at: &str, webhook: &WebhookSink) {
+        self.sink_url(&format!("{at}.webhook.url"), &webhook.url);
+        self.secret_pair(
+            &format!("{at}.webhook"),
+            "secret",
+            &webhook.secret_env,
+            &webhook.secret_file,
+        );
+        if webhook.secret_env.is_none() && webhook.secret_file.is_none() {
+            self.problem(
+                format!("{at}.webhook"),
+                "a webhook sink signs its messages: set `secret_env` or `secret_file`",
+            );
+        }
+    }
+
+    /// A `slack:` sink: exactly one way to give the incoming webhook url.
+    fn slack_sink(&mut self, at: &str, slack: &SlackSink) {
+        let given = [
+            slack.url.is_some(),
+            slack.url_env.is_some(),
+            slack.url_file.is_some(),
+        ]
+        .iter()
+        .filter(|set| **set)
+        .count();
+        if given != 1 {
+            self.problem(
+                format!("{at}.slack"),
+                "set exactly one of `url`, `url_env` or `url_file` (the incoming webhook url is a credential: prefer `url_env`)",
+            );
+        }
+        if let Some(url) = &slack.url {
+            self.sink_url(&format!("{at}.slack.url"), url);
+        }
+        self.secret_pair(
+            &format!("{at}.slack"),
+            "url",
+            &slack.url_env,
+            &slack.url_file,
+        );
+    }
+
+    /// An `smn:` sink: the target it publishes with, its topic URN and endpoint.
+    fn smn_sink(&mut self, at: &str, smn: &SmnSink, targets: &[&str]) {
+        if !targets.contains(&smn.target.as_str()) {
+            self.problem(
+                format!("{at}.smn.target"),
+                format!(
+                    "unknown target `{}`{}; the SMN sink publishes with that target's region, project and credentials",
+                    smn.target,
+                    suggestion(&smn.target, targets, "targets")
+                ),
+            );
+        }
+        let parts: Vec<&str> = smn.topic_urn.split(':').collect();
+        if parts.len() != 5
+            || parts[0] != "urn"
+            || parts[1] != "smn"
+            || parts[2..].iter().any(|part| part.is_empty())
+        {
+            self.problem(
+                format!("{at}.smn.topic_urn"),
+                format!(
+                    "`{}` is not an SMN topic URN; it reads `urn:smn:<region>:<project id>:<topic name>`",
+                    smn.topic_urn
+                ),
+            );
+        }
+        if let Some(endpoint) = &smn.endpoint {
+            self.sink_url(&format!("{at}.smn.endpoint"), endpoint);
         }
     }
 
@@ -940,6 +998,19 @@ mod tests {
 
     const PASTED: &str = "Zx9/LEAK+SecretKeyPastedHere0123456789";
 
+    /// The problems `validate` finds in a config text, one a line (empty when it is valid).
+    fn problems(text: &str) -> String {
+        let config = Config::from_yaml_str(text, Path::new("config.yaml")).expect("parses");
+        match config.validate() {
+            Ok(_) => String::new(),
+            Err(problems) => problems
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join("\n"),
+        }
+    }
+
     /// A secret pasted where its variable's name belongs is refused without being echoed.
     #[test]
     fn an_invalid_env_name_is_refused_without_echoing_the_value() {
@@ -1005,17 +1076,6 @@ mod tests {
                  {storage}\n"
             )
         };
-        let problems = |text: &str| -> String {
-            let config = Config::from_yaml_str(text, Path::new("config.yaml")).expect("parses");
-            match config.validate() {
-                Ok(_) => String::new(),
-                Err(problems) => problems
-                    .iter()
-                    .map(ToString::to_string)
-                    .collect::<Vec<_>>()
-                    .join("\n"),
-            }
-        };
         let found = problems(&config_with(
             "staging: obs://acme-staging/prod/\n    backups: obs://acme-backups/prod/",
         ));
@@ -1041,17 +1101,6 @@ mod tests {
                  staging: obs://b-staging/dev/\n    backups: obs://b-backups/dev/\n    \
                  endpoints: {endpoints}\n    obs_addressing: {addressing}\n    authorize_obs: true\n"
             )
-        };
-        let problems = |text: &str| -> String {
-            let config = Config::from_yaml_str(text, Path::new("config.yaml")).expect("parses");
-            match config.validate() {
-                Ok(_) => String::new(),
-                Err(problems) => problems
-                    .iter()
-                    .map(ToString::to_string)
-                    .collect::<Vec<_>>()
-                    .join("\n"),
-            }
         };
         let on_ip = problems(&config_with(
             "{obs: 'http://10.0.0.7:9000'}",

@@ -11,183 +11,220 @@ use crate::model::{Cpu, ResourceConfig, ResourceSpec, Restore};
 /// Type- and range-checks one field's value.
 pub(crate) fn convert(spec: &FieldSpec, node: &Node) -> Result<FieldValue, Vec<Problem>> {
     let name = spec.name;
-    let wrong_type = |expected: &str| {
-        vec![Problem::new(
-            node.mark,
-            format!("`{name}` must be {expected}, found {}", node.type_name()),
-            None,
-        )]
-    };
     match spec.field_type {
         FieldType::Text {
             min_chars,
             max_chars,
-        } => {
-            let text = scalar_text(node).ok_or_else(|| wrong_type("text"))?;
-            check_length(name, &text, min_chars, max_chars, node.mark)?;
-            if let Some(check) = spec.check {
-                check(&text).map_err(|(message, hint)| {
-                    vec![Problem::new(
-                        node.mark,
-                        format!("`{name}`: {message}"),
-                        hint,
-                    )]
-                })?;
-            }
-            Ok(FieldValue::Text(text))
-        }
-        FieldType::Integer { min, max } => {
-            let Some(Typed::Int(value)) = node.as_scalar().map(|scalar| scalar.typed()) else {
-                let mut problems = wrong_type("an integer");
-                if node.as_scalar().is_some_and(|scalar| scalar.quoted) {
-                    problems[0].hint = Some("remove the quotes".into());
-                }
-                return Err(problems);
-            };
-            if value < min || value > max {
-                return Err(vec![Problem::new(
-                    node.mark,
-                    format!("`{name}` is {value}, outside the allowed range {min}..={max}"),
-                    None,
-                )]);
-            }
-            Ok(FieldValue::Integer(value))
-        }
+        } => convert_text(spec, node, min_chars, max_chars),
+        FieldType::Integer { min, max } => convert_integer(name, node, min, max),
         FieldType::Boolean => match node.as_scalar().map(|scalar| scalar.typed()) {
             Some(Typed::Bool(value)) => Ok(FieldValue::Boolean(value)),
-            _ => {
-                let mut problems = wrong_type("true or false");
-                if node.as_scalar().is_some_and(|scalar| scalar.quoted) {
-                    problems[0].hint = Some("remove the quotes".into());
-                }
-                Err(problems)
-            }
+            _ => Err(wrong_scalar_type(name, node, "true or false")),
         },
-        FieldType::Choice(choices) => {
-            let text = match node.as_scalar().map(|scalar| scalar.typed()) {
-                Some(Typed::Str(text)) => text.to_string(),
-                found => {
-                    let mut problems = wrong_type(&format!("one of {}", choices.join(", ")));
-                    if name == "checkpoint_mode" && matches!(found, Some(Typed::Int(1 | 2))) {
-                        problems[0].hint = Some(
-                            "the API's 1 is exactly_once and 2 is at_least_once; write the name"
-                                .into(),
-                        );
-                    }
-                    return Err(problems);
-                }
-            };
-            if choices.contains(&text.as_str()) {
-                Ok(FieldValue::Text(text))
-            } else {
-                let suggestion = did_you_mean(&text, choices.iter().copied());
-                Err(vec![Problem::new(
-                    node.mark,
-                    format!(
-                        "`{name}` is `{text}`, expected one of {}",
-                        choices.join(", ")
-                    ),
-                    suggestion,
-                )])
-            }
-        }
+        FieldType::Choice(choices) => convert_choice(name, node, choices),
         FieldType::TextMap {
             max_entries,
             max_key_chars,
             max_value_chars,
-        } => {
-            let Some(entries) = node.as_mapping() else {
-                return Err(wrong_type("a mapping"));
-            };
-            let mut problems = Vec::new();
-            if entries.len() > max_entries {
-                problems.push(Problem::new(
-                    node.mark,
-                    format!(
-                        "`{name}` has {} entries, more than the {max_entries} allowed",
-                        entries.len()
-                    ),
-                    None,
-                ));
+        } => convert_text_map(name, node, max_entries, max_key_chars, max_value_chars),
+        FieldType::TextList { max_items } => convert_text_list(name, node, max_items),
+        FieldType::Restore => convert_restore(node).map(FieldValue::Restore),
+        FieldType::ResourceConfig => convert_resource_config(node).map(FieldValue::ResourceConfig),
+    }
+}
+
+/// The problem of a value of the wrong YAML type.
+fn wrong_type(name: &str, node: &Node, expected: &str) -> Vec<Problem> {
+    vec![Problem::new(
+        node.mark,
+        format!("`{name}` must be {expected}, found {}", node.type_name()),
+        None,
+    )]
+}
+
+/// [`wrong_type`] for a number or boolean field, hinting to remove the quotes when the value
+/// was quoted.
+fn wrong_scalar_type(name: &str, node: &Node, expected: &str) -> Vec<Problem> {
+    let mut problems = wrong_type(name, node, expected);
+    if node.as_scalar().is_some_and(|scalar| scalar.quoted) {
+        problems[0].hint = Some("remove the quotes".into());
+    }
+    problems
+}
+
+/// A text field: its length, then the field's own check.
+fn convert_text(
+    spec: &FieldSpec,
+    node: &Node,
+    min_chars: usize,
+    max_chars: usize,
+) -> Result<FieldValue, Vec<Problem>> {
+    let name = spec.name;
+    let text = scalar_text(node).ok_or_else(|| wrong_type(name, node, "text"))?;
+    check_length(name, &text, min_chars, max_chars, node.mark)?;
+    if let Some(check) = spec.check {
+        check(&text).map_err(|(message, hint)| {
+            vec![Problem::new(
+                node.mark,
+                format!("`{name}`: {message}"),
+                hint,
+            )]
+        })?;
+    }
+    Ok(FieldValue::Text(text))
+}
+
+/// An integer field within `min..=max`.
+fn convert_integer(
+    name: &str,
+    node: &Node,
+    min: i64,
+    max: i64,
+) -> Result<FieldValue, Vec<Problem>> {
+    let Some(Typed::Int(value)) = node.as_scalar().map(|scalar| scalar.typed()) else {
+        return Err(wrong_scalar_type(name, node, "an integer"));
+    };
+    if value < min || value > max {
+        return Err(vec![Problem::new(
+            node.mark,
+            format!("`{name}` is {value}, outside the allowed range {min}..={max}"),
+            None,
+        )]);
+    }
+    Ok(FieldValue::Integer(value))
+}
+
+/// One of a fixed set of names.
+fn convert_choice(name: &str, node: &Node, choices: &[&str]) -> Result<FieldValue, Vec<Problem>> {
+    let text = match node.as_scalar().map(|scalar| scalar.typed()) {
+        Some(Typed::Str(text)) => text.to_string(),
+        found => {
+            let mut problems = wrong_type(name, node, &format!("one of {}", choices.join(", ")));
+            if name == "checkpoint_mode" && matches!(found, Some(Typed::Int(1 | 2))) {
+                problems[0].hint = Some(
+                    "the API's 1 is exactly_once and 2 is at_least_once; write the name".into(),
+                );
             }
-            let mut map = BTreeMap::new();
-            for (key, value) in entries {
-                let key_text = key.key_text().to_string();
+            return Err(problems);
+        }
+    };
+    if choices.contains(&text.as_str()) {
+        Ok(FieldValue::Text(text))
+    } else {
+        let suggestion = did_you_mean(&text, choices.iter().copied());
+        Err(vec![Problem::new(
+            node.mark,
+            format!(
+                "`{name}` is `{text}`, expected one of {}",
+                choices.join(", ")
+            ),
+            suggestion,
+        )])
+    }
+}
+
+/// A mapping of text to text (tags, parameters): entry count, key and value lengths.
+fn convert_text_map(
+    name: &str,
+    node: &Node,
+    max_entries: usize,
+    max_key_chars: usize,
+    max_value_chars: usize,
+) -> Result<FieldValue, Vec<Problem>> {
+    let Some(entries) = node.as_mapping() else {
+        return Err(wrong_type(name, node, "a mapping"));
+    };
+    let mut problems = Vec::new();
+    if entries.len() > max_entries {
+        problems.push(Problem::new(
+            node.mark,
+            format!(
+                "`{name}` has {} entries, more than the {max_entries} allowed",
+                entries.len()
+            ),
+            None,
+        ));
+    }
+    let mut map = BTreeMap::new();
+    for (key, value) in entries {
+        let key_text = key.key_text().to_string();
+        if let Err(mut more) = check_length(
+            &format!("{name} key `{key_text}`"),
+            &key_text,
+            1,
+            max_key_chars,
+            key.mark,
+        ) {
+            problems.append(&mut more);
+        }
+        match scalar_text(value) {
+            Some(text) => {
                 if let Err(mut more) = check_length(
-                    &format!("{name} key `{key_text}`"),
-                    &key_text,
-                    1,
-                    max_key_chars,
-                    key.mark,
+                    &format!("{name}.{key_text}"),
+                    &text,
+                    if name == "tags" { 1 } else { 0 },
+                    max_value_chars,
+                    value.mark,
                 ) {
                     problems.append(&mut more);
                 }
-                match scalar_text(value) {
-                    Some(text) => {
-                        if let Err(mut more) = check_length(
-                            &format!("{name}.{key_text}"),
-                            &text,
-                            if name == "tags" { 1 } else { 0 },
-                            max_value_chars,
-                            value.mark,
-                        ) {
-                            problems.append(&mut more);
-                        }
-                        map.insert(key_text, text);
-                    }
-                    None => problems.push(Problem::new(
-                        value.mark,
-                        format!(
-                            "`{name}.{key_text}` must be a string, number or boolean, found {}",
-                            value.type_name()
-                        ),
-                        None,
-                    )),
-                }
+                map.insert(key_text, text);
             }
-            if problems.is_empty() {
-                Ok(FieldValue::Map(map))
-            } else {
-                Err(problems)
-            }
+            None => problems.push(Problem::new(
+                value.mark,
+                format!(
+                    "`{name}.{key_text}` must be a string, number or boolean, found {}",
+                    value.type_name()
+                ),
+                None,
+            )),
         }
-        FieldType::TextList { max_items } => {
-            let NodeValue::Sequence(items) = &node.value else {
-                return Err(wrong_type("a list"));
-            };
-            let mut problems = Vec::new();
-            if items.len() > max_items {
-                problems.push(Problem::new(
-                    node.mark,
-                    format!(
-                        "`{name}` has {} items, more than the {max_items} allowed",
-                        items.len()
-                    ),
-                    None,
-                ));
-            }
-            let mut list = Vec::new();
-            for item in items {
-                match scalar_text(item) {
-                    Some(text) if !text.is_empty() => list.push(text),
-                    _ => problems.push(Problem::new(
-                        item.mark,
-                        format!(
-                            "items of `{name}` must be non-empty text, found {}",
-                            item.type_name()
-                        ),
-                        None,
-                    )),
-                }
-            }
-            if problems.is_empty() {
-                Ok(FieldValue::List(list))
-            } else {
-                Err(problems)
-            }
+    }
+    if problems.is_empty() {
+        Ok(FieldValue::Map(map))
+    } else {
+        Err(problems)
+    }
+}
+
+/// A list of non-empty texts, at most `max_items`.
+fn convert_text_list(
+    name: &str,
+    node: &Node,
+    max_items: usize,
+) -> Result<FieldValue, Vec<Problem>> {
+    let NodeValue::Sequence(items) = &node.value else {
+        return Err(wrong_type(name, node, "a list"));
+    };
+    let mut problems = Vec::new();
+    if items.len() > max_items {
+        problems.push(Problem::new(
+            node.mark,
+            format!(
+                "`{name}` has {} items, more than the {max_items} allowed",
+                items.len()
+            ),
+            None,
+        ));
+    }
+    let mut list = Vec::new();
+    for item in items {
+        match scalar_text(item) {
+            Some(text) if !text.is_empty() => list.push(text),
+            _ => problems.push(Problem::new(
+                item.mark,
+                format!(
+                    "items of `{name}` must be non-empty text, found {}",
+                    item.type_name()
+                ),
+                None,
+            )),
         }
-        FieldType::Restore => convert_restore(node).map(FieldValue::Restore),
-        FieldType::ResourceConfig => convert_resource_config(node).map(FieldValue::ResourceConfig),
+    }
+    if problems.is_empty() {
+        Ok(FieldValue::List(list))
+    } else {
+        Err(problems)
     }
 }
 

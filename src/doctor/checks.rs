@@ -74,11 +74,45 @@ fn transport(error: &CloudError) -> Option<TransportFailure> {
 pub(super) async fn run_checks(context: &TargetContext) -> ChecksOutcome {
     let mut checks = Vec::new();
     let target = &context.target;
-    let region = target.region().to_string();
     checks.push(rate_limit(context));
 
-    // 1. DLI: reachable, signed calls accepted (clock skew), project id right. The queue list is
-    // the call: it needs no IAM action ("Querying all queues: /", DLI user guide dli_01_0441).
+    // 1. DLI: reachable, signed calls accepted (clock skew), project id right.
+    let (can_probe, queue_list) = dli_checks(context, &mut checks).await;
+
+    // 2. The job repository: the queues its Flink jobs name, whether DLF is in use, buckets.
+    let (queues_used, uses_dlf, checkpoint_buckets) = repository_check(context, &mut checks).await;
+
+    // 3. Queues.
+    checks.push(queues_check(context, queue_list, &queues_used));
+
+    // 4. DataArts Factory and its workspace.
+    let dlf_in_use = uses_dlf || target.workspace.is_some();
+    let dlf_listed = dataarts_check(context, dlf_in_use, can_probe, &mut checks).await;
+
+    // 5. Buckets: staging, backups and the jobs' checkpoint buckets, each written and removed.
+    bucket_checks(context, checkpoint_buckets, &mut checks).await;
+
+    // 6. IAM permissions: one harmless call per permission where one exists.
+    checks.extend(permissions(context, can_probe, dlf_listed).await);
+
+    // 7. IAM endpoint: used for tokens (password credentials) only.
+    checks.push(iam_endpoint_check(context, can_probe));
+
+    ChecksOutcome {
+        checks,
+        can_probe,
+        queues: queues_used,
+    }
+}
+
+/// What the queue list answered: `None` when signed calls failed, else the queues or the error.
+type QueueList = Option<Result<Vec<crate::cloud::DliQueue>, String>>;
+
+/// The checks "dli endpoint", "signed calls" and "project id". The queue list is the call: it
+/// needs no IAM action ("Querying all queues: /", DLI user guide dli_01_0441). Returns whether
+/// the probe may run and what the queue list answered.
+async fn dli_checks(context: &TargetContext, checks: &mut Vec<Check>) -> (bool, QueueList) {
+    let region = context.target.region().to_string();
     let seen = Arc::new(DateSeen::default());
     let observer: crate::cloud::ExchangeObserver = {
         let seen = Arc::clone(&seen);
@@ -101,8 +135,6 @@ pub(super) async fn run_checks(context: &TargetContext) -> ChecksOutcome {
         .as_ref()
         .map(|(seconds, _)| format!("clock skew {seconds:+} s against the server's Date"))
         .unwrap_or_else(|| "the server sent no Date header".to_string());
-    let mut can_probe = false;
-    let mut queue_list: Option<Result<Vec<crate::cloud::DliQueue>, String>> = None;
     match &listed {
         Err(error) if transport(error).is_some() => {
             checks.push(Check::fail(
@@ -120,73 +152,91 @@ pub(super) async fn run_checks(context: &TargetContext) -> ChecksOutcome {
                 "project id",
                 "the DLI endpoint did not answer",
             ));
+            (false, None)
         }
         other => {
             checks.push(Check::ok(
                 "dli endpoint",
                 format!("{dli_endpoint} answered (TLS verified where https)"),
             ));
-            match other {
-                Err(error) if error.is_auth_failure() => {
-                    let clock = matches!(&skew, Some((s, _)) if s.abs() >= SKEW_REFUSED_SECONDS);
-                    checks.push(Check::fail(
-                        "signed calls",
-                        format!("refused: {error}; {skew_text}"),
-                        if clock {
-                            "this host's clock is more than 15 minutes off the service's: sync it (NTP), then run doctor again".to_string()
-                        } else {
-                            "the access key / secret key pair (or the IAM user's password) is wrong or disabled: check the target's `credentials` (the variables or files they name, e.g. HUAWEICLOUD_SDK_AK / HUAWEICLOUD_SDK_SK), or create a new key under My Credentials > Access Keys; requests with these credentials are held back locally for 5 minutes".to_string()
-                        },
-                    ));
-                    checks.push(Check::not_checked("project id", "signed calls failed"));
-                }
-                Err(error) if is_wrong_project(error) => {
-                    checks.push(signed_ok(&skew, &skew_text));
-                    let found = match super::project::lookup(context).await {
-                        Ok(ids) if !ids.is_empty() => format!(
-                            "; IAM says the project of {region} for these keys is {}: set `project_id: {}`",
-                            ids.join(" or "),
-                            ids[0]
-                        ),
-                        Ok(_) => format!("; IAM lists no project named {region} for these keys"),
-                        Err(problem) => format!("; looking it up from IAM failed: {problem}"),
-                    };
-                    checks.push(Check::fail(
-                        "project id",
-                        format!("refused: {error}"),
-                        format!(
-                            "`project_id` is not a project these credentials may use in {region}: copy the id of project `{region}` from My Credentials > API Credentials > Projects (or GET /v3/projects?name={region} on IAM){found}"
-                        ),
-                    ));
-                }
-                Err(error) if is_permission_denied(error) => {
-                    checks.push(signed_ok(&skew, &skew_text));
-                    checks.push(Check::ok("project id", project_accepted(context)));
-                    can_probe = true;
-                    queue_list = Some(Err(error.to_string()));
-                }
-                Err(error) => {
-                    checks.push(signed_ok(&skew, &skew_text));
-                    checks.push(Check::warn(
-                        "project id",
-                        format!("not confirmed: the queue list failed: {error}"),
-                        "run doctor again; if it persists, quote the request id to Huawei Cloud support",
-                    ));
-                    queue_list = Some(Err(error.to_string()));
-                }
-                Ok(queues) => {
-                    checks.push(signed_ok(&skew, &skew_text));
-                    checks.push(Check::ok("project id", project_accepted(context)));
-                    can_probe = true;
-                    queue_list = Some(Ok(queues.clone()));
-                }
-            }
+            signed_and_project_checks(context, other, &skew, &skew_text, checks).await
         }
     }
+}
 
-    // 2. The job repository: the queues its Flink jobs name, whether DLF is in use, buckets.
-    let desired = context.desired().await;
-    let (queues_used, uses_dlf, checkpoint_buckets) = match &desired {
+/// The checks "signed calls" and "project id" once the DLI endpoint answered the queue list.
+async fn signed_and_project_checks(
+    context: &TargetContext,
+    listed: &Result<Vec<crate::cloud::DliQueue>, CloudError>,
+    skew: &Option<(i64, String)>,
+    skew_text: &str,
+    checks: &mut Vec<Check>,
+) -> (bool, QueueList) {
+    let region = context.target.region().to_string();
+    match listed {
+        Err(error) if error.is_auth_failure() => {
+            let clock = matches!(skew, Some((s, _)) if s.abs() >= SKEW_REFUSED_SECONDS);
+            checks.push(Check::fail(
+                "signed calls",
+                format!("refused: {error}; {skew_text}"),
+                if clock {
+                    "this host's clock is more than 15 minutes off the service's: sync it (NTP), then run doctor again".to_string()
+                } else {
+                    "the access key / secret key pair (or the IAM user's password) is wrong or disabled: check the target's `credentials` (the variables or files they name, e.g. HUAWEICLOUD_SDK_AK / HUAWEICLOUD_SDK_SK), or create a new key under My Credentials > Access Keys; requests with these credentials are held back locally for 5 minutes".to_string()
+                },
+            ));
+            checks.push(Check::not_checked("project id", "signed calls failed"));
+            (false, None)
+        }
+        Err(error) if is_wrong_project(error) => {
+            checks.push(signed_ok(skew, skew_text));
+            let found = match super::project::lookup(context).await {
+                Ok(ids) if !ids.is_empty() => format!(
+                    "; IAM says the project of {region} for these keys is {}: set `project_id: {}`",
+                    ids.join(" or "),
+                    ids[0]
+                ),
+                Ok(_) => format!("; IAM lists no project named {region} for these keys"),
+                Err(problem) => format!("; looking it up from IAM failed: {problem}"),
+            };
+            checks.push(Check::fail(
+                "project id",
+                format!("refused: {error}"),
+                format!(
+                    "`project_id` is not a project these credentials may use in {region}: copy the id of project `{region}` from My Credentials > API Credentials > Projects (or GET /v3/projects?name={region} on IAM){found}"
+                ),
+            ));
+            (false, None)
+        }
+        Err(error) if is_permission_denied(error) => {
+            checks.push(signed_ok(skew, skew_text));
+            checks.push(Check::ok("project id", project_accepted(context)));
+            (true, Some(Err(error.to_string())))
+        }
+        Err(error) => {
+            checks.push(signed_ok(skew, skew_text));
+            checks.push(Check::warn(
+                "project id",
+                format!("not confirmed: the queue list failed: {error}"),
+                "run doctor again; if it persists, quote the request id to Huawei Cloud support",
+            ));
+            (false, Some(Err(error.to_string())))
+        }
+        Ok(queues) => {
+            checks.push(signed_ok(skew, skew_text));
+            checks.push(Check::ok("project id", project_accepted(context)));
+            (true, Some(Ok(queues.clone())))
+        }
+    }
+}
+
+/// The check "job repository": reads the desired jobs; returns the queues the Flink jobs name
+/// (in order of first use), whether any DLF job exists, and the checkpoint buckets.
+async fn repository_check(
+    context: &TargetContext,
+    checks: &mut Vec<Check>,
+) -> (Vec<String>, bool, BTreeSet<String>) {
+    match &crate::pass::desired_for(context, None).await {
         Ok((jobs, _)) => {
             let mut queues = Vec::new();
             let mut buckets = BTreeSet::new();
@@ -224,16 +274,19 @@ pub(super) async fn run_checks(context: &TargetContext) -> ChecksOutcome {
             ));
             (Vec::new(), false, BTreeSet::new())
         }
-    };
+    }
+}
 
-    // 3. Queues.
+/// The check "queues": every queue the jobs name exists and can run Flink jobs.
+fn queues_check(context: &TargetContext, queue_list: QueueList, queues_used: &[String]) -> Check {
+    let region = context.target.region();
     match queue_list {
-        None => checks.push(Check::not_checked("queues", "signed calls failed")),
-        Some(Err(error)) => checks.push(Check::fail(
+        None => Check::not_checked("queues", "signed calls failed"),
+        Some(Err(error)) => Check::fail(
             "queues",
             format!("the queue list failed: {error}"),
             "allow the user to list DLI queues (DLI FullAccess or ReadOnlyAccess, or a custom policy; see docs/real-account.md)",
-        )),
+        ),
         Some(Ok(listed)) => {
             let names: BTreeSet<&str> = listed.iter().map(|q| q.name.as_str()).collect();
             let missing: Vec<&String> = queues_used
@@ -243,13 +296,13 @@ pub(super) async fn run_checks(context: &TargetContext) -> ChecksOutcome {
             let sql_only: Vec<&String> = queues_used
                 .iter()
                 .filter(|queue| {
-                    listed.iter().any(|q| {
-                        q.name == **queue && q.queue_type.as_deref() == Some("sql")
-                    })
+                    listed
+                        .iter()
+                        .any(|q| q.name == **queue && q.queue_type.as_deref() == Some("sql"))
                 })
                 .collect();
             if !missing.is_empty() {
-                checks.push(Check::fail(
+                Check::fail(
                     "queues",
                     format!(
                         "used by jobs but not in the project: {} (the project has: {})",
@@ -263,76 +316,94 @@ pub(super) async fn run_checks(context: &TargetContext) -> ChecksOutcome {
                     format!(
                         "create the queue in {region} (DLI console > Resources > Queue Management, type `general`/for general purpose, or in an elastic resource pool) or fix `queue_name` in the job files"
                     ),
-                ));
+                )
             } else if !sql_only.is_empty() {
-                checks.push(Check::fail(
+                Check::fail(
                     "queues",
                     format!("SQL queues cannot run Flink jobs: {}", join(&sql_only)),
                     "use a general-purpose queue for Flink jobs",
-                ));
+                )
             } else if queues_used.is_empty() {
-                checks.push(Check::ok(
+                Check::ok(
                     "queues",
-                    format!("no job names a queue; the project has {} queue(s)", names.len()),
-                ));
+                    format!(
+                        "no job names a queue; the project has {} queue(s)",
+                        names.len()
+                    ),
+                )
             } else {
-                checks.push(Check::ok(
-                    "queues",
-                    format!("{} exist", queues_used.join(", ")),
-                ));
+                Check::ok("queues", format!("{} exist", queues_used.join(", ")))
             }
         }
     }
+}
 
-    // 4. DataArts Factory and its workspace.
-    let dlf_in_use = uses_dlf || target.workspace.is_some();
-    let mut dlf_listed = None;
+/// The check "dataarts workspace": one harmless DLF job list when DataArts Factory is in use.
+/// Returns whether that list succeeded (`None` when it was not made).
+async fn dataarts_check(
+    context: &TargetContext,
+    dlf_in_use: bool,
+    can_probe: bool,
+    checks: &mut Vec<Check>,
+) -> Option<bool> {
+    let target = &context.target;
+    let region = target.region();
     if !dlf_in_use {
         checks.push(Check::not_checked(
             "dataarts workspace",
             "no DLF job and no `workspace`: DataArts Factory is not used",
         ));
-    } else if !can_probe {
+        return None;
+    }
+    if !can_probe {
         checks.push(Check::not_checked(
             "dataarts workspace",
             "signed calls failed",
         ));
-    } else {
-        let query = crate::cloud::DlfListJobsQuery {
-            job_name: Some(format!("{}none", super::PROBE_PREFIX)),
-            job_type: Some("BATCH".to_string()),
-        };
-        let result = context.live.clients.dlf.list_jobs(&query).await;
-        let workspace = target
-            .workspace
-            .as_deref()
-            .map(|w| format!("workspace {w}"))
-            .unwrap_or_else(|| "the default workspace".to_string());
-        checks.push(match &result {
-            Ok(_) => Check::ok(
-                "dataarts workspace",
-                format!("{} answered for {workspace}", endpoint_text(context, Service::Dlf)),
-            ),
-            Err(error) if transport(error).is_some() => Check::fail(
-                "dataarts workspace",
-                format!("{}: {error}", endpoint_text(context, Service::Dlf)),
-                format!("check `endpoints.dlf` (default https://dayu-dlf.{region}.myhuaweicloud.com), DNS, proxy and TLS"),
-            ),
-            Err(error) if is_permission_denied(error) => Check::fail(
-                "dataarts workspace",
-                format!("refused: {error}"),
-                "allow the user DataArts Studio access to the workspace (DAYU User / workspace developer role)",
-            ),
-            Err(error) => Check::fail(
-                "dataarts workspace",
-                format!("{workspace}: {error}"),
-                "set `workspace:` to the workspace id (DataArts Studio console > Workspaces, or the instance's workspace list); it is required when there is more than one workspace",
-            ),
-        });
-        dlf_listed = Some(result.is_ok());
+        return None;
     }
+    let query = crate::cloud::DlfListJobsQuery {
+        job_name: Some(format!("{}none", super::PROBE_PREFIX)),
+        job_type: Some("BATCH".to_string()),
+    };
+    let result = context.live.clients.dlf.list_jobs(&query).await;
+    let workspace = target
+        .workspace
+        .as_deref()
+        .map(|w| format!("workspace {w}"))
+        .unwrap_or_else(|| "the default workspace".to_string());
+    checks.push(match &result {
+        Ok(_) => Check::ok(
+            "dataarts workspace",
+            format!("{} answered for {workspace}", endpoint_text(context, Service::Dlf)),
+        ),
+        Err(error) if transport(error).is_some() => Check::fail(
+            "dataarts workspace",
+            format!("{}: {error}", endpoint_text(context, Service::Dlf)),
+            format!("check `endpoints.dlf` (default https://dayu-dlf.{region}.myhuaweicloud.com), DNS, proxy and TLS"),
+        ),
+        Err(error) if is_permission_denied(error) => Check::fail(
+            "dataarts workspace",
+            format!("refused: {error}"),
+            "allow the user DataArts Studio access to the workspace (DAYU User / workspace developer role)",
+        ),
+        Err(error) => Check::fail(
+            "dataarts workspace",
+            format!("{workspace}: {error}"),
+            "set `workspace:` to the workspace id (DataArts Studio console > Workspaces, or the instance's workspace list); it is required when there is more than one workspace",
+        ),
+    });
+    Some(result.is_ok())
+}
 
-    // 5. Buckets: staging, backups and the jobs' checkpoint buckets, each written and removed.
+/// The "bucket …" checks: staging, backups and the jobs' checkpoint buckets, each written and
+/// removed.
+async fn bucket_checks(
+    context: &TargetContext,
+    checkpoint_buckets: BTreeSet<String>,
+    checks: &mut Vec<Check>,
+) {
+    let target = &context.target;
     let mut locations: Vec<(String, String, String)> = Vec::new();
     for (what, location) in [("staging", target.staging()), ("backups", target.backups())] {
         match location {
@@ -366,16 +437,16 @@ pub(super) async fn run_checks(context: &TargetContext) -> ChecksOutcome {
     for (what, bucket, prefix) in &locations {
         checks.push(bucket_check(context, what, bucket, prefix).await);
     }
+}
 
-    // 6. IAM permissions: one harmless call per permission where one exists.
-    checks.extend(permissions(context, can_probe, dlf_listed).await);
-
-    // 7. IAM endpoint: used for tokens (password credentials) only.
-    let password = target
+/// The check "iam endpoint": used for tokens (password credentials) only.
+fn iam_endpoint_check(context: &TargetContext, can_probe: bool) -> Check {
+    let password = context
+        .target
         .credentials
         .as_ref()
         .is_some_and(|c| c.user_env.is_some() || c.password_env.is_some());
-    checks.push(match Some(password) {
+    match Some(password) {
         Some(true) if can_probe => {
             Check::ok("iam endpoint", "issued a token (password credentials)")
         }
@@ -384,12 +455,6 @@ pub(super) async fn run_checks(context: &TargetContext) -> ChecksOutcome {
             "the token request did not succeed (see signed calls)",
         ),
         _ => Check::not_checked("iam endpoint", "not used with AK/SK credentials"),
-    });
-
-    ChecksOutcome {
-        checks,
-        can_probe,
-        queues: queues_used,
     }
 }
 
