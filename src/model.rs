@@ -917,59 +917,202 @@ pub struct DesiredJobs {
     pub dlf: Vec<DesiredDlfJob>,
 }
 
-/// The live status of a DLI Flink job (`job_running`, `job_init`, ...).
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize, PartialOrd, Ord)]
-#[serde(transparent)]
-pub struct FlinkJobStatus(pub String);
+/// The live status of a DLI Flink job, as the service reports it (`status` of the job list and
+/// the job detail). The known values are those the DLI SDK models document (GoSDK
+/// `model_flink_job.go`, docs dli_02_0234; see `dli-dlf-api-notes.md` §1.2); a value this build
+/// does not know is kept verbatim in [`FlinkJobStatus::Other`], so it round-trips unchanged and
+/// is treated as neither running, stopped nor moving. On the wire (and in the journal) a status
+/// is its string: `job_running`, `job_init`, ...
+#[derive(Debug, Clone)]
+pub enum FlinkJobStatus {
+    /// `job_init`: a draft, never started (or reset).
+    Init,
+    /// `job_submitting`: being submitted.
+    Submitting,
+    /// `job_submit_fail`: the submit failed.
+    SubmitFail,
+    /// `job_running`.
+    Running,
+    /// `job_running_exception`: stopped by an exception.
+    RunningException,
+    /// `job_downloading`.
+    Downloading,
+    /// `job_idle`.
+    Idle,
+    /// `job_canceling`: stopping.
+    Canceling,
+    /// `job_cancel_success`: stopped.
+    CancelSuccess,
+    /// `job_cancel_fail`: the stop failed.
+    CancelFail,
+    /// `job_savepointing`: taking a savepoint.
+    Savepointing,
+    /// `job_arrearage_stopped`: stopped because the account is in arrears.
+    ArrearageStopped,
+    /// `job_arrearage_recovering`: recovering after a recharge.
+    ArrearageRecovering,
+    /// `job_finish`: finished (a bounded job ran to its end).
+    Finish,
+    /// A status this build does not know, kept as the service wrote it.
+    Other(String),
+}
 
 impl FlinkJobStatus {
+    /// Every status this build knows.
+    pub const KNOWN: [FlinkJobStatus; 14] = [
+        FlinkJobStatus::Init,
+        FlinkJobStatus::Submitting,
+        FlinkJobStatus::SubmitFail,
+        FlinkJobStatus::Running,
+        FlinkJobStatus::RunningException,
+        FlinkJobStatus::Downloading,
+        FlinkJobStatus::Idle,
+        FlinkJobStatus::Canceling,
+        FlinkJobStatus::CancelSuccess,
+        FlinkJobStatus::CancelFail,
+        FlinkJobStatus::Savepointing,
+        FlinkJobStatus::ArrearageStopped,
+        FlinkJobStatus::ArrearageRecovering,
+        FlinkJobStatus::Finish,
+    ];
+
+    /// The status a wire string names: a known variant, else [`FlinkJobStatus::Other`].
     pub fn new(status: &str) -> FlinkJobStatus {
-        FlinkJobStatus(status.to_string())
+        FlinkJobStatus::KNOWN
+            .iter()
+            .find(|known| known.as_str() == status)
+            .cloned()
+            .unwrap_or_else(|| FlinkJobStatus::Other(status.to_string()))
     }
+
+    /// The wire string (`job_running`), or the unknown value as received.
     pub fn as_str(&self) -> &str {
-        &self.0
+        match self {
+            FlinkJobStatus::Init => "job_init",
+            FlinkJobStatus::Submitting => "job_submitting",
+            FlinkJobStatus::SubmitFail => "job_submit_fail",
+            FlinkJobStatus::Running => "job_running",
+            FlinkJobStatus::RunningException => "job_running_exception",
+            FlinkJobStatus::Downloading => "job_downloading",
+            FlinkJobStatus::Idle => "job_idle",
+            FlinkJobStatus::Canceling => "job_canceling",
+            FlinkJobStatus::CancelSuccess => "job_cancel_success",
+            FlinkJobStatus::CancelFail => "job_cancel_fail",
+            FlinkJobStatus::Savepointing => "job_savepointing",
+            FlinkJobStatus::ArrearageStopped => "job_arrearage_stopped",
+            FlinkJobStatus::ArrearageRecovering => "job_arrearage_recovering",
+            FlinkJobStatus::Finish => "job_finish",
+            FlinkJobStatus::Other(other) => other,
+        }
     }
+
     /// Running, or about to be.
     pub fn is_running(&self) -> bool {
-        matches!(self.0.as_str(), "job_running")
+        matches!(self, FlinkJobStatus::Running)
     }
     /// Moving between states; wait before acting.
     pub fn is_transitional(&self) -> bool {
         matches!(
-            self.0.as_str(),
-            "job_submitting"
-                | "job_canceling"
-                | "job_savepointing"
-                | "job_downloading"
-                | "job_arrearage_recovering"
+            self,
+            FlinkJobStatus::Submitting
+                | FlinkJobStatus::Canceling
+                | FlinkJobStatus::Savepointing
+                | FlinkJobStatus::Downloading
+                | FlinkJobStatus::ArrearageRecovering
         )
     }
     /// Not running and not moving: safe to import over, import a savepoint into, or start.
     pub fn is_stopped(&self) -> bool {
         matches!(
-            self.0.as_str(),
-            "job_init"
-                | "job_cancel_success"
-                | "job_submit_fail"
-                | "job_running_exception"
-                | "job_cancel_fail"
-                | "job_finish"
-                | "job_idle"
-                | "job_arrearage_stopped"
+            self,
+            FlinkJobStatus::Init
+                | FlinkJobStatus::CancelSuccess
+                | FlinkJobStatus::SubmitFail
+                | FlinkJobStatus::RunningException
+                | FlinkJobStatus::CancelFail
+                | FlinkJobStatus::Finish
+                | FlinkJobStatus::Idle
+                | FlinkJobStatus::ArrearageStopped
         )
     }
     /// A failure state that needs attention.
     pub fn is_failed(&self) -> bool {
         matches!(
-            self.0.as_str(),
-            "job_submit_fail" | "job_running_exception" | "job_cancel_fail"
+            self,
+            FlinkJobStatus::SubmitFail
+                | FlinkJobStatus::RunningException
+                | FlinkJobStatus::CancelFail
         )
+    }
+    /// Down when it should not be: a failure, or stopped because the account is in arrears
+    /// (the status page's Degraded).
+    pub fn is_degraded(&self) -> bool {
+        self.is_failed() || matches!(self, FlinkJobStatus::ArrearageStopped)
+    }
+}
+
+// Equality, order and hash are those of the wire string, so an `Other` that was built by hand
+// from a known string still equals its variant, and sorting by status sorts as the strings did.
+impl PartialEq for FlinkJobStatus {
+    fn eq(&self, other: &FlinkJobStatus) -> bool {
+        self.as_str() == other.as_str()
+    }
+}
+
+impl Eq for FlinkJobStatus {}
+
+impl PartialOrd for FlinkJobStatus {
+    fn partial_cmp(&self, other: &FlinkJobStatus) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for FlinkJobStatus {
+    fn cmp(&self, other: &FlinkJobStatus) -> std::cmp::Ordering {
+        self.as_str().cmp(other.as_str())
+    }
+}
+
+impl std::hash::Hash for FlinkJobStatus {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.as_str().hash(state);
+    }
+}
+
+impl From<&str> for FlinkJobStatus {
+    fn from(status: &str) -> FlinkJobStatus {
+        FlinkJobStatus::new(status)
+    }
+}
+
+impl From<String> for FlinkJobStatus {
+    fn from(status: String) -> FlinkJobStatus {
+        FlinkJobStatus::new(&status)
+    }
+}
+
+impl std::str::FromStr for FlinkJobStatus {
+    type Err = std::convert::Infallible;
+    fn from_str(status: &str) -> Result<FlinkJobStatus, Self::Err> {
+        Ok(FlinkJobStatus::new(status))
+    }
+}
+
+impl Serialize for FlinkJobStatus {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.as_str())
+    }
+}
+
+impl<'de> Deserialize<'de> for FlinkJobStatus {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        String::deserialize(deserializer).map(FlinkJobStatus::from)
     }
 }
 
 impl fmt::Display for FlinkJobStatus {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
+        f.write_str(self.as_str())
     }
 }
 
@@ -1043,6 +1186,59 @@ pub struct ObservedJobs {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn flink_job_status_parses_every_known_value_and_round_trips_through_serde() {
+        for known in FlinkJobStatus::KNOWN {
+            let wire = known.as_str().to_string();
+            assert!(wire.starts_with("job_"), "{wire}");
+            let parsed = FlinkJobStatus::new(&wire);
+            assert!(!matches!(parsed, FlinkJobStatus::Other(_)), "{wire}");
+            assert_eq!(parsed, known);
+            let json = serde_json::to_string(&parsed).unwrap();
+            assert_eq!(json, format!("\"{wire}\""));
+            let back: FlinkJobStatus = serde_json::from_str(&json).unwrap();
+            assert!(!matches!(back, FlinkJobStatus::Other(_)), "{wire}");
+            assert_eq!(back, known);
+            assert_eq!(back.to_string(), wire);
+        }
+        assert_eq!(FlinkJobStatus::new("job_running"), FlinkJobStatus::Running);
+        assert_eq!(
+            "job_cancel_success".parse::<FlinkJobStatus>().unwrap(),
+            FlinkJobStatus::CancelSuccess
+        );
+        let parsed: FlinkJobStatus = serde_json::from_str("\"job_finish\"").unwrap();
+        assert!(matches!(parsed, FlinkJobStatus::Finish));
+    }
+
+    #[test]
+    fn an_unknown_flink_job_status_is_kept_verbatim_and_is_neither_running_nor_stopped() {
+        for wire in ["job_paused_by_ops", "JOB_RUNNING", "", " job_running"] {
+            let parsed = FlinkJobStatus::new(wire);
+            assert!(matches!(&parsed, FlinkJobStatus::Other(kept) if kept == wire));
+            assert_eq!(parsed.as_str(), wire);
+            assert!(!parsed.is_running() && !parsed.is_stopped());
+            assert!(!parsed.is_transitional() && !parsed.is_failed());
+            let json = serde_json::to_value(&parsed).unwrap();
+            assert_eq!(json, serde_json::json!(wire));
+            let back: FlinkJobStatus = serde_json::from_value(json).unwrap();
+            assert!(matches!(&back, FlinkJobStatus::Other(kept) if kept == wire));
+        }
+        // Built by hand from a known string, `Other` still equals the variant (equality, order
+        // and hash follow the wire string).
+        assert_eq!(
+            FlinkJobStatus::Other("job_running".into()),
+            FlinkJobStatus::Running
+        );
+        let mut sorted = vec![
+            FlinkJobStatus::Running,
+            FlinkJobStatus::Other("job_aaa".into()),
+            FlinkJobStatus::CancelSuccess,
+        ];
+        sorted.sort();
+        let words: Vec<&str> = sorted.iter().map(FlinkJobStatus::as_str).collect();
+        assert_eq!(words, ["job_aaa", "job_cancel_success", "job_running"]);
+    }
 
     #[test]
     fn checkpoint_mode_accepts_every_service_representation() {

@@ -279,7 +279,7 @@ fn live(job: &DesiredFlinkJob, id: i64, status: &str) -> ObservedFlinkJob {
     ObservedFlinkJob {
         id,
         name: job.name.clone(),
-        status: FlinkJobStatus(status.into()),
+        status: FlinkJobStatus::new(status),
         update_time: 1,
         config,
         savepoint_path: None,

@@ -791,7 +791,8 @@ async fn ctrl_c_during_the_probe_still_removes_the_scratch_job() {
     loop {
         let jobs = client.list_jobs(&ListJobsQuery::default()).await.unwrap();
         if jobs.iter().any(|job| {
-            job.name.starts_with("dli-gitops-doctor-") && job.status.0 == "job_submitting"
+            job.name.starts_with("dli-gitops-doctor-")
+                && job.status == dli_gitops::model::FlinkJobStatus::Submitting
         }) {
             break;
         }

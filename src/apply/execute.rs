@@ -15,7 +15,7 @@ use super::ledger::{
 use super::live::{LiveService, ServiceFailure};
 use super::{ActionResult, ApplyError, ApplyOptions};
 use crate::journal::SavepointRecord;
-use crate::model::{DesiredJobs, JobKind, ObservedFlinkJob};
+use crate::model::{DesiredJobs, FlinkJobStatus, JobKind, ObservedFlinkJob};
 use crate::plan::{ActionClass, JobAction, Plan, SavepointSource, Step};
 use crate::savepoints::Origin;
 
@@ -526,7 +526,7 @@ impl<L: LiveService, J: Ledger> Executor<'_, L, J> {
             if size.is_some() && job.status.is_running() {
                 return Ok(directory);
             }
-            if !job.status.is_running() && job.status.as_str() != "job_savepointing" {
+            if !job.status.is_running() && job.status != FlinkJobStatus::Savepointing {
                 return Err(ServiceFailure::local(format!(
                     "job {job_id} left the running state ({}) while its savepoint into {directory} was taken",
                     job.status
@@ -628,7 +628,10 @@ impl<L: LiveService, J: Ledger> Executor<'_, L, J> {
                 if let Err(failure) = self.live.stop_flink_job(job_id, *trigger_savepoint).await {
                     self.did_it_land(job_id, "stop", failure, |job| {
                         job.status.is_stopped()
-                            || matches!(job.status.as_str(), "job_canceling" | "job_savepointing")
+                            || matches!(
+                                job.status,
+                                FlinkJobStatus::Canceling | FlinkJobStatus::Savepointing
+                            )
                     })
                     .await?;
                 }
@@ -710,7 +713,7 @@ impl<L: LiveService, J: Ledger> Executor<'_, L, J> {
                 if let Err(failure) = self.live.run_flink_job(job_id, *resume_savepoint).await {
                     self.did_it_land(job_id, "run", failure, |job| {
                         job.status.is_running()
-                            || job.status.as_str() == "job_submitting"
+                            || job.status == FlinkJobStatus::Submitting
                             || start_settled(&before, job)
                     })
                     .await?;
@@ -720,7 +723,7 @@ impl<L: LiveService, J: Ledger> Executor<'_, L, J> {
                         start_settled(&before, job)
                     })
                     .await?;
-                if !(job.status.is_running() || job.status.as_str() == "job_finish") {
+                if !(job.status.is_running() || job.status == FlinkJobStatus::Finish) {
                     return Err(ServiceFailure {
                         code: job.status_desc.as_deref().and_then(leading_error_code),
                         message: format!(
@@ -971,7 +974,7 @@ pub(crate) async fn wait_for_job<L: LiveService>(
 pub(crate) fn start_settled(before: &ObservedFlinkJob, job: &ObservedFlinkJob) -> bool {
     let moved = job.status != before.status || job.update_time != before.update_time;
     job.status.is_running()
-        || job.status.as_str() == "job_finish"
+        || job.status == FlinkJobStatus::Finish
         || (moved && job.status.is_failed())
 }
 
@@ -1134,26 +1137,35 @@ mod tests {
 
     #[test]
     fn a_start_settles_on_running_or_on_a_failure_the_job_moved_into() {
-        let job = |status: &str, update_time: i64| ObservedFlinkJob {
+        let job = |status: FlinkJobStatus, update_time: i64| ObservedFlinkJob {
             id: 1,
             name: "j".into(),
-            status: crate::model::FlinkJobStatus::new(status),
+            status,
             update_time,
             config: crate::model::FlinkJobConfig::defaults_for(JobKind::FlinkSql),
             savepoint_path: None,
             status_desc: None,
         };
-        let crashed = job("job_running_exception", 10);
+        let crashed = job(FlinkJobStatus::RunningException, 10);
         assert!(
-            !start_settled(&crashed, &job("job_running_exception", 10)),
+            !start_settled(&crashed, &job(FlinkJobStatus::RunningException, 10)),
             "not yet acted on"
         );
-        assert!(!start_settled(&crashed, &job("job_submitting", 11)));
-        assert!(start_settled(&crashed, &job("job_running", 12)));
-        assert!(start_settled(&crashed, &job("job_submit_fail", 12)));
-        let stopped = job("job_cancel_success", 10);
-        assert!(!start_settled(&stopped, &job("job_cancel_success", 10)));
-        assert!(start_settled(&stopped, &job("job_finish", 11)));
+        assert!(!start_settled(
+            &crashed,
+            &job(FlinkJobStatus::Submitting, 11)
+        ));
+        assert!(start_settled(&crashed, &job(FlinkJobStatus::Running, 12)));
+        assert!(start_settled(
+            &crashed,
+            &job(FlinkJobStatus::SubmitFail, 12)
+        ));
+        let stopped = job(FlinkJobStatus::CancelSuccess, 10);
+        assert!(!start_settled(
+            &stopped,
+            &job(FlinkJobStatus::CancelSuccess, 10)
+        ));
+        assert!(start_settled(&stopped, &job(FlinkJobStatus::Finish, 11)));
     }
 
     #[test]

@@ -88,8 +88,10 @@ fn render_export_with(
         }
         let lifecycle = Lifecycle {
             desired_state: if job.status.is_running()
-                || matches!(job.status.as_str(), "job_finish" | "job_submitting")
-            {
+                || matches!(
+                    job.status,
+                    crate::model::FlinkJobStatus::Finish | crate::model::FlinkJobStatus::Submitting
+                ) {
                 RunState::Running
             } else {
                 RunState::Stopped

@@ -272,7 +272,7 @@ pub(crate) async fn observe_with<L: LiveService, J: Ledger>(
         .into_iter()
         .map(|(mut job, listed, key, unique)| async move {
             job.update_time = listed.update_time;
-            job.status = crate::model::FlinkJobStatus::new(&listed.status);
+            job.status = listed.status.clone();
             if unique {
                 ledger.observed(observation_of(key, &job)).await?;
             }
@@ -298,7 +298,7 @@ pub(crate) async fn observe_with<L: LiveService, J: Ledger>(
                 let mut job = live.flink_job(listed.id).await.map_err(observe_error)?;
                 // The list is the fresher source for the fields the cache is keyed on.
                 job.update_time = listed.update_time;
-                job.status = crate::model::FlinkJobStatus::new(&listed.status);
+                job.status = listed.status.clone();
                 if unique {
                     ledger.observed(observation_of(key, &job)).await?;
                 }

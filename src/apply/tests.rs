@@ -90,7 +90,7 @@ impl FakeLive {
             ObservedFlinkJob {
                 id,
                 name: name.to_string(),
-                status: FlinkJobStatus::new("job_init"),
+                status: FlinkJobStatus::Init,
                 update_time: clock,
                 config: config.clone(),
                 savepoint_path: None,
@@ -123,7 +123,7 @@ impl LiveService for FakeLive {
                 .map(|job| ListedFlinkJob {
                     id: job.id,
                     name: job.name.clone(),
-                    status: job.status.as_str().to_string(),
+                    status: job.status.clone(),
                     update_time: job.update_time,
                 })
                 .collect(),
@@ -215,9 +215,7 @@ impl LiveService for FakeLive {
             if resume { "run_resume" } else { "run" },
             &self.name_of(job_id),
         )?;
-        self.with_job(job_id, |job, _| {
-            job.status = FlinkJobStatus::new("job_running")
-        })
+        self.with_job(job_id, |job, _| job.status = FlinkJobStatus::Running)
     }
     async fn stop_flink_job(&self, job_id: i64, savepoint: bool) -> Result<(), ServiceFailure> {
         self.call(
@@ -226,7 +224,7 @@ impl LiveService for FakeLive {
         )?;
         let forget = self.state.lock().unwrap().no_savepoint_on_stop;
         let taken = self.with_job(job_id, |job, clock| {
-            job.status = FlinkJobStatus::new("job_cancel_success");
+            job.status = FlinkJobStatus::CancelSuccess;
             if savepoint && !forget {
                 let path = format!("obs://sp/{job_id}/{clock}/");
                 job.savepoint_path = Some(path.clone());
@@ -735,10 +733,8 @@ async fn an_export_resolves_to_the_live_jobs_and_plans_no_change() {
         .insert("table.exec.state.ttl".into(), "1h".into());
     config.tags.insert("team".into(), "growth".into());
     let running = live.insert("running-job", &config);
-    live.with_job(running, |job, _| {
-        job.status = FlinkJobStatus::new("job_running")
-    })
-    .unwrap();
+    live.with_job(running, |job, _| job.status = FlinkJobStatus::Running)
+        .unwrap();
     let mut jar = FlinkJobConfig::defaults_for(crate::model::JobKind::FlinkJar);
     jar.entrypoint = Some("obs://artifacts/app.jar".into());
     jar.main_class = Some("com.example.Main".into());

@@ -869,7 +869,7 @@ fn listed_job(entry: &Value) -> Result<ListedFlinkJob, String> {
             .ok_or_else(|| format!("job without job_id: {entry}"))?,
         name: non_empty_string(field(entry, "name"))
             .ok_or_else(|| format!("job without name: {entry}"))?,
-        status: FlinkJobStatus(
+        status: FlinkJobStatus::from(
             non_empty_string(field(entry, "status")).unwrap_or_else(|| "unknown".into()),
         ),
         update_time: epoch_millis(first_field(entry, &["update_time", "create_time"])).unwrap_or(0),

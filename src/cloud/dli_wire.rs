@@ -32,7 +32,7 @@ pub fn observed_from_detail(
     Ok(ObservedFlinkJob {
         id,
         name,
-        status: FlinkJobStatus(status),
+        status: FlinkJobStatus::from(status),
         update_time,
         config,
         savepoint_path: non_empty_string(field(job, "savepoint_path")),

@@ -283,7 +283,7 @@ async fn steps(
         Ok(observed) => {
             step(
                 state,
-                Check::ok("detail", format!("status {}", observed.status.0)),
+                Check::ok("detail", format!("status {}", observed.status)),
             );
             let sent = config.to_field_map();
             let filled: Vec<String> = observed
@@ -678,7 +678,10 @@ async fn lifecycle(dli: &DliClient, state: &Shared, id: i64, job_dir: &str) -> O
         );
         return None;
     }
-    step(state, Check::ok("run", "job_running"));
+    step(
+        state,
+        Check::ok("run", crate::model::FlinkJobStatus::Running.as_str()),
+    );
     match dli
         .trigger_savepoint(id, &format!("{job_dir}savepoint-trigger/"))
         .await
@@ -757,16 +760,13 @@ async fn wait_for(
         if done(&job.status) {
             return Ok(());
         }
-        if matches!(
-            job.status.0.as_str(),
-            "job_submit_fail" | "job_running_exception" | "job_cancel_fail"
-        ) {
-            return Err(format!("the job went to {}", job.status.0));
+        if job.status.is_failed() {
+            return Err(format!("the job went to {}", job.status));
         }
         if started.elapsed() > TRANSITION_LIMIT {
             return Err(format!(
                 "still {} after {} s",
-                job.status.0,
+                job.status,
                 TRANSITION_LIMIT.as_secs()
             ));
         }

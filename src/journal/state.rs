@@ -590,7 +590,7 @@ mod tests {
             live_id: Some("7".into()),
             update_time: Some(1000),
             config: json!({"cu_number": 2}),
-            status: Some("job_running".into()),
+            status: Some(crate::model::FlinkJobStatus::Running.to_string()),
             managed: Some(true),
             extra: Map::new(),
         });
@@ -639,7 +639,7 @@ mod tests {
                 live_id: Some("7".into()),
                 update_time: Some(1000),
                 config: config.clone(),
-                status: Some("job_running".into()),
+                status: Some(crate::model::FlinkJobStatus::Running.to_string()),
                 managed: Some(true),
                 extra: Map::new(),
             }),

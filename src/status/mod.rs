@@ -574,28 +574,30 @@ pub fn aggregate_health(jobs: &[JobStatus]) -> HealthInfo {
 
 /// The health of a live Flink job, from the service's status word.
 pub fn flink_health(status: &FlinkJobStatus, status_desc: Option<&str>) -> HealthInfo {
-    let word = status.as_str();
-    let (health, default_message) = match word {
-        "job_running" => (HealthStatus::Healthy, None),
-        "job_finish" => (HealthStatus::Healthy, Some("finished")),
-        "job_submitting"
-        | "job_savepointing"
-        | "job_downloading"
-        | "job_canceling"
-        | "job_arrearage_recovering" => (HealthStatus::Progressing, None),
-        "job_submit_fail" | "job_running_exception" | "job_cancel_fail" => {
-            (HealthStatus::Degraded, None)
-        }
-        "job_arrearage_stopped" => (
+    let (health, default_message) = match status {
+        FlinkJobStatus::Running => (HealthStatus::Healthy, None),
+        FlinkJobStatus::Finish => (HealthStatus::Healthy, Some("finished")),
+        FlinkJobStatus::Submitting
+        | FlinkJobStatus::Savepointing
+        | FlinkJobStatus::Downloading
+        | FlinkJobStatus::Canceling
+        | FlinkJobStatus::ArrearageRecovering => (HealthStatus::Progressing, None),
+        FlinkJobStatus::SubmitFail
+        | FlinkJobStatus::RunningException
+        | FlinkJobStatus::CancelFail => (HealthStatus::Degraded, None),
+        FlinkJobStatus::ArrearageStopped => (
             HealthStatus::Degraded,
             Some("stopped because the account is in arrears"),
         ),
-        "job_init" | "job_cancel_success" | "job_idle" => (HealthStatus::Suspended, None),
-        _ => (
+        FlinkJobStatus::Init | FlinkJobStatus::CancelSuccess | FlinkJobStatus::Idle => {
+            (HealthStatus::Suspended, None)
+        }
+        FlinkJobStatus::Other(_) => (
             HealthStatus::Unknown,
             Some("status not known to dli-gitops"),
         ),
     };
+    let word = status.as_str();
     let message = match (
         status_desc.filter(|d| !d.trim().is_empty()),
         default_message,

@@ -94,7 +94,7 @@ impl LiveService for CloudLive {
                 .map(|job| ListedFlinkJob {
                     id: job.id,
                     name: job.name,
-                    status: job.status.as_str().to_string(),
+                    status: job.status,
                     update_time: job.update_time,
                 })
                 .collect(),
@@ -122,7 +122,7 @@ impl LiveService for CloudLive {
                     let entry = ListedFlinkJob {
                         id: job.id,
                         name: job.name,
-                        status: job.status.as_str().to_string(),
+                        status: job.status,
                         update_time: job.update_time,
                     };
                     (entry, job.config)

@@ -16,7 +16,7 @@ use crate::model::{DesiredDlfJob, FlinkJobConfig, ObservedFlinkJob};
 pub struct ListedFlinkJob {
     pub id: i64,
     pub name: String,
-    pub status: String,
+    pub status: crate::model::FlinkJobStatus,
     /// 13-digit epoch milliseconds.
     pub update_time: i64,
 }
