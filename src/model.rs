@@ -1,4 +1,4 @@
-//! The shared vocabulary: canonical job definitions that `spec` builds from git, that `cloud`
+//! The shared vocabulary: canonical job definitions that `desired` builds from git, that `cloud`
 //! builds from the live service, and that `plan` compares.
 //!
 //! Everything here is plain data. The canonical form is chosen so that a job in git that matches

@@ -38,7 +38,7 @@
 //!   tries. A job still running after its window loses its guard. The planner holds a job whose
 //!   desired digest equals the mark's (`JournalView::held` → class `None`, a reason and a warning);
 //!   a different digest (a commit that changes the job) clears the mark (journaled) and plans
-//!   normally. Status: `daemon::status::mark_rolled_back` makes a held job `Degraded`/`OutOfSync`
+//!   normally. Status: `status::mark_rolled_back` makes a held job `Degraded`/`OutOfSync`
 //!   with the note and the revision; a successful rollback journals `revision_applied` with the
 //!   guard's `previous_revision` when the journal had the failed revision as applied (the upgrade
 //!   pass may have converged before the job failed), so status and the promotion pipeline never

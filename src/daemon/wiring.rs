@@ -1,5 +1,5 @@
 //! From a config file to a running daemon: the production implementations of the loop's
-//! interfaces (sources from `source`, resolution from `spec`, reconcilers from `apply`),
+//! interfaces (sources from `source`, resolution from `desired`, reconcilers from `apply`),
 //! secrets read once at start, the listener, and SIGTERM/SIGINT handling.
 
 use std::path::PathBuf;

@@ -1,4 +1,4 @@
-//! An in-memory copy of a job repository at one revision: the input of every pure `spec`
+//! An in-memory copy of a job repository at one revision: the input of every pure `desired`
 //! function. Built by `source` (from a git tree or a watched directory) or by
 //! [`read_directory`](super) for the CLI.
 

@@ -43,7 +43,8 @@
 //! errors are `scheme://host:port/…`). The `control`, `notification` and `notification_sent`
 //! records are kinds the journal's reducer does not fold (read with `Journal::records`).
 //!
-//! SMN: what we send and what the emulator checks, with the SDK model it follows, is in docs/service-fidelity.md ("SMN"). Tests: see the `daemon::control` module docs.
+//! SMN: what we send and what the emulator checks, with the SDK model it follows, is in
+//! docs/service-fidelity.md ("SMN"). Tests: see the `status::control` module docs.
 
 mod sinks;
 

@@ -18,7 +18,7 @@
 //! | `restore.rs` | `carry_for_target`: before a pass, carry every pending `from_target` savepoint (paths go to `ApplyOptions::carried_savepoints`; `on_missing_savepoint: stateless` journals the restore as applied instead); `apply_target_restore`: the target's `restore.from_target` default on jobs without their own |
 //! | `revision.rs` | `snapshot_at`: a source at the promoted revision (git mirrors keep older commits; a directory only has its current content); `check_promotable`: the revision exists and resolves for the target's environment |
 //! | `endpoint.rs` | `PromotionEndpoint`: the bodies of `POST /api/v1/targets/{t}/promote` (200, 404 unknown target or revision, 409 refused or not validating, 400, 503, 500) and `GET /api/v1/pipeline`, without the HTTP framework |
-//! | `hook.rs` | `PromotionHook`: the daemon's handle (promoted snapshot, `after_pass`, timer, listener, manual promotions), `sample_of(TargetStatus)` |
+//! | `hook.rs` | `PromotionHook`: the daemon's handle (promoted snapshot, `after_pass`, timer, listener, manual promotions); the samples it reads come from `status::sample_of(TargetStatus)` |
 //!
 //! Manual promotions are checked before anything is journaled (`check_requested_revision` →
 //! `revision::check_promotable`): the revision (or, without one, the upstream's converged revision)
@@ -43,7 +43,7 @@
 //! Hooks in `daemon`/`server` (marked "Promotion"): `hook.rs`'s `PromotionHook` is built in
 //! `wiring::target_parts` over the daemon's journal and passed as `DaemonParts::promotion`. The worker
 //! of a `promote_from` target swaps the source's head snapshot for `promoted_snapshot` before it
-//! validates; after every pass of every target it hands `sample_of(status)` to `after_pass`;
+//! validates; after every pass of every target it hands `status::sample_of(status)` to `after_pass`;
 //! `serve` installs the listener (a promotion fires the target's trigger and counts
 //! `dli_gitops_promotions_total`) and a 5 s timer (`run_timer`). The apply adapter carries state
 //! before an executing pass. The server adds `POST /api/v1/targets/{t}/promote`

@@ -7,6 +7,45 @@
 //! why; a restart reads the latest suspend/resume of each target back, so a suspend survives
 //! it. The window logic is pure ([`window_status`]): it takes `now`, and [`Controls`] reads its
 //! time from an injectable [`Clock`].
+//!
+//! # Design and invariants
+//!
+//! | file | what it holds |
+//! |---|---|
+//! | `config/schedule.rs` | `CronSchedule` in a `chrono_tz::Tz` (UTC unless `timezone:`): `matches`, `window_closes`, `next_opening` (minute by minute of real time, read on the zone's wall clock), `parse_time_zone` |
+//! | `config/control.rs` | `Suspend` (`false`, `true`, `{until}`), `NotificationSink` (`webhook` / `slack` / `smn`, `events`, `targets`, `policy_off_after`), `NOTIFICATION_EVENTS`, `redact_url` |
+//! | `status/control.rs` | `window_status` (pure: `blocked`, `unblocks_at`, `blocks_at`, `open`, `next`); `Controls`: per target the config suspend, the run-time suspend (journaled), the windows, a pending break-glass; `gate(target, manual)` → `Open {closes_at}` / `Suspended` / `Window`; `next_change`; an injectable `Clock`; holds the `Notifier` |
+//! | `server/controls.rs` | `POST .../suspend`, `.../resume`, the break-glass body of `.../sync`, the page's Controls section, and the CLI side of `sync`, `suspend`, `resume` (requests to a running daemon with the bearer token) |
+//!
+//! The worker asks `Controls::gate` before a pass that would change something (`execute`): a
+//! suspended target, an open deny window, or (allow windows configured) no open allow window turns
+//! the pass into a report-only pass whose operation message says why and until when; the loop's
+//! next wake-up is `next_change` (when a suspend ends, a window closes or opens). A manual sync
+//! held by a window is remembered and runs when the window lets it. A pass that may act gets
+//! `closes_at` (when the windows next stop syncs): a watcher triggers the pass's own `Stop` at that
+//! instant if the windows then block, so the `StoppingLedger` announces no new action and the
+//! action in flight finishes (its stop savepoint imported and the job started) — the same path as
+//! shutdown, never a half-applied job; the operation then says so and the result is
+//! `window_stopped`. Break-glass: `request_override` journals `{action: window_override, by, reason,
+//! window}` before it is accepted; the next manual pass that a window would hold consumes it
+//! (`window_override_used`, journaled) and runs unstopped. Target `windows:` apply to syncs and, via
+//! `TargetConfig::promotion()`, to promotions to that target; `promotion.windows` only to promotions.
+//!
+//! Suspend: effective = global config ∨ target config ∨ run-time (journaled `control` records
+//! `suspend {until?, by, reason?}` / `resume {by}`; the latest per target is read back at start).
+//! `resume` lifts only the run-time suspend. A suspended target's passes also skip automatic
+//! rollback's watch (`PassRequest::watch_upgrades`), as under the global suspend. API callers are journaled as `api:<name>` (the CLI
+//! sends `cli.$USER`), so no caller can pose as the daemon.
+//!
+//! Tests: `tests/windows.rs` (pure window logic across Europe/Berlin's spring-forward and
+//! fall-back and New York business hours; an unknown zone refused at its YAML path; one daemon
+//! whose clock starts 3 s before 03:00 CEST on the spring-forward day: the pass in flight stops at
+//! 01:00 UTC, a manual sync waits, break-glass runs once and is journaled), `tests/suspend.rs` (API
+//! and CLI suspend/resume, journaled, across a restart; a config `{until}` ending on its own),
+//! `tests/notifications.rs` (webhook on a loopback port 0, Slack, and the emulator's SMN, each
+//! exactly one message per transition over three daemon runs on one journal; retries then drop;
+//! drift, automatic rollback, automatic sync off past its threshold across a restart; config
+//! refusals at their location).
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, PoisonError};

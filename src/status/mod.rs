@@ -5,6 +5,22 @@
 //! imports the other: the status of every target and source ([`StatusBoard`]), the triggers
 //! that wake a target ([`Trigger`]), the metrics ([`DaemonMetrics`]) and the operating
 //! controls (suspend, change windows, break-glass overrides: [`control`]).
+//!
+//! # Design and invariants
+//!
+//! | file | what it holds |
+//! |---|---|
+//! | `status/mod.rs` | the status model in Argo CD's vocabulary and its pure derivation from desired × observed × plan × errors |
+//! | `status/mod.rs` (health) | a Flink job git wants stopped and found stopped is `Suspended` with `STOPPED_AS_GIT_WANTS` (`stopped_on_purpose`); `aggregate_health` counts it Healthy, so a target whose only stopped jobs are stopped on purpose is Healthy and passes promotion gates. `promotion::gate::UpstreamCondition::describe` ends a sentence (`the upstream is not converged and Healthy yet: its health is Suspended: clicks`) |
+//! | `status/board.rs` | `StatusBoard`: the status of every target and source, written by the daemon's loops and read by the server |
+//! | `status/trigger.rs` | `Trigger`: a set of pending reasons plus a `Notify` permit, so any number of fires become one next pass |
+//! | `status/metrics.rs` | `prometheus-client` registry; cloud request counters and journal counts (by record kind, `Journal::appended_by_kind`) are read at scrape time |
+//! | `status/upstream.rs` | `sample_of(TargetStatus)`: a target's status as the promotion gate reads it |
+//! | `status/control.rs`, `server/controls.rs` | suspend, change windows, break-glass (see the `control` module docs; notifications: `notify`) |
+//! | `apply/progress.rs` | `StepProgress` (`ApplyOptions::progress`, `PassRequest::progress`): the executor announces each step before it runs; the daemon's worker turns it into `TargetStatus::mark_step` (the job `Progressing`/`OutOfSync` with `step`). `TargetStatus::begin_pass`/`settle_revision`: a desired revision that is not the applied one is never `Synced`. `TargetReconciler::job_records` gives each job its last savepoint and newest backups from the journal (`status::attach_records`) |
+//!
+//! Invariants:
+//! * Metric names are the contract in `docs/operations.md` (`dli_gitops_*`); labels are bounded.
 
 mod board;
 pub mod control;
