@@ -14,6 +14,7 @@ pub mod journal;
 pub mod memory;
 pub mod model;
 pub mod notify;
+pub mod pass;
 pub mod plan;
 pub mod promotion;
 pub mod savepoints;

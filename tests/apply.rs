@@ -181,7 +181,9 @@ targets:
 
     async fn pass(&self, dry_run: bool) -> ApplyReport {
         let context = self.context();
-        let (desired, revision) = context.desired().await.expect("repository resolves");
+        let (desired, revision) = dli_gitops::pass::desired_for(&context, None)
+            .await
+            .expect("repository resolves");
         let options = ApplyOptions {
             dry_run,
             revision: Some(revision),
@@ -855,17 +857,17 @@ fn the_cli_plans_refuses_without_a_terminal_applies_and_plans_no_change() {
         "variables: {topic: pager}\n",
     )
     .unwrap();
-    let command = dli_gitops::apply::ApplyCommand {
+    let command = dli_gitops::pass::ApplyCommand {
         config: config.clone(),
         target: "dev".into(),
         auto_approve: false,
         select: Vec::new(),
     };
     let mut output = Vec::new();
-    let refused = dli_gitops::apply::apply_command(
+    let refused = dli_gitops::pass::apply_command(
         &command,
         &mut output,
-        dli_gitops::apply::Prompt {
+        dli_gitops::pass::Prompt {
             input: &mut "no\n".as_bytes(),
             is_terminal: true,
         },
@@ -879,10 +881,10 @@ fn the_cli_plans_refuses_without_a_terminal_applies_and_plans_no_change() {
     );
     assert!(String::from_utf8_lossy(&output).contains("Only 'yes' will be accepted"));
     let mut output = Vec::new();
-    let applied = dli_gitops::apply::apply_command(
+    let applied = dli_gitops::pass::apply_command(
         &command,
         &mut output,
-        dli_gitops::apply::Prompt {
+        dli_gitops::pass::Prompt {
             input: &mut "yes\n".as_bytes(),
             is_terminal: true,
         },
@@ -1049,7 +1051,7 @@ async fn under_injected_faults_repeated_passes_converge_and_every_intent_is_clos
         async move {
             for _attempt in 0..25 {
                 let context = harness.context();
-                let Ok((desired, _)) = context.desired().await else {
+                let Ok((desired, _)) = dli_gitops::pass::desired_for(&context, None).await else {
                     continue;
                 };
                 let options = ApplyOptions {
@@ -1145,7 +1147,7 @@ async fn a_job_that_changes_from_sql_to_jar_is_replaced() {
 }
 
 async fn converge(context: &TargetContext) -> ApplyReport {
-    let (desired, _) = context.desired().await.unwrap();
+    let (desired, _) = dli_gitops::pass::desired_for(&context, None).await.unwrap();
     let report = apply::reconcile_once(context, &desired, &context.options)
         .await
         .unwrap();
@@ -1264,7 +1266,7 @@ async fn a_restore_from_another_target_uses_that_targets_latest_savepoint() {
         Some(dev_savepoint.as_str()),
         "prod started from dev's savepoint: {runs}"
     );
-    let (desired, _) = prod.desired().await.unwrap();
+    let (desired, _) = dli_gitops::pass::desired_for(&prod, None).await.unwrap();
     let again = apply::reconcile_once(
         &prod,
         &desired,
@@ -1295,7 +1297,7 @@ fn passes_can_run_on_spawned_tasks(
     spawnable(apply::reconcile_once(context, desired, &context.options));
     spawnable(apply::observe(context));
     spawnable(apply::rollback(context, None));
-    spawnable(context.desired());
+    spawnable(dli_gitops::pass::desired_for(context, None));
     spawnable(apply::export(context, std::path::Path::new("/nonexistent")));
 }
 

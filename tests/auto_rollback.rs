@@ -31,7 +31,9 @@ impl Harness {
 
     async fn pass(&self) -> ApplyReport {
         let context = self.context();
-        let (desired, revision) = context.desired().await.expect("repository resolves");
+        let (desired, revision) = dli_gitops::pass::desired_for(&context, None)
+            .await
+            .expect("repository resolves");
         let options = ApplyOptions {
             revision: Some(revision.clone()),
             source_revision: Some(revision),
@@ -289,7 +291,7 @@ async fn a_job_opts_in_through_an_environment_override() {
         "variables: {}\noverrides:\n  orders: {rollback_on_failure: {enabled: maybe, whithin: 5m}}\n",
     )
     .unwrap();
-    let problems = match harness.context().desired().await {
+    let problems = match dli_gitops::pass::desired_for(&harness.context(), None).await {
         Err(error) => error.to_string(),
         Ok(_) => panic!("a bad rollback_on_failure is refused"),
     };

@@ -26,7 +26,9 @@ impl Harness {
 
     async fn apply(&self) {
         let context = self.context();
-        let (desired, revision) = context.desired().await.expect("repository resolves");
+        let (desired, revision) = dli_gitops::pass::desired_for(&context, None)
+            .await
+            .expect("repository resolves");
         let options = ApplyOptions {
             revision: Some(revision),
             ..context.options.clone()

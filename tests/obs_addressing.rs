@@ -394,7 +394,9 @@ targets:
     }
 
     async fn pass(&self, dry_run: bool) -> Result<apply::ApplyReport, apply::ApplyError> {
-        let (desired, revision) = self.context.desired().await.expect("repository resolves");
+        let (desired, revision) = dli_gitops::pass::desired_for(&self.context, None)
+            .await
+            .expect("repository resolves");
         let options = ApplyOptions {
             dry_run,
             revision: Some(revision),

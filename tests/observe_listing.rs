@@ -97,7 +97,9 @@ impl Harness {
     }
 
     async fn pass(&self, dry_run: bool) -> apply::ApplyReport {
-        let (desired, revision) = self.context.desired().await.expect("repository resolves");
+        let (desired, revision) = dli_gitops::pass::desired_for(&self.context, None)
+            .await
+            .expect("repository resolves");
         let options = ApplyOptions {
             dry_run,
             revision: Some(revision),
@@ -277,7 +279,9 @@ async fn a_pass_that_acted_is_confirmed_with_one_read_per_job_it_acted_on() {
         "flink/job-042.yaml",
         "kind: FlinkSqlJob\nname: job-042\nsql_body: \"SELECT 1 AS v;\"\nqueue_name: q1\nrestart_when_exception: true\n",
     );
-    let (desired, _) = harness.context.desired().await.unwrap();
+    let (desired, _) = dli_gitops::pass::desired_for(&harness.context, None)
+        .await
+        .unwrap();
     let options = ApplyOptions {
         dry_run: false,
         ..harness.context.options.clone()

@@ -436,10 +436,11 @@ mod pipeline_end_to_end {
     use dli_gitops::emulator::{DEV_ACCESS_KEY, DEV_PROJECT_ID, DEV_SECRET_KEY};
     use dli_gitops::emulator::{Emulator, EmulatorConfig, EmulatorHandle};
     use dli_gitops::journal::{Journal, JournalOptions};
+    use dli_gitops::pass::carry_for_target;
     use dli_gitops::plan::ActionClass;
     use dli_gitops::promotion::{
         GateDecision, HoldReason, ManualRequest, Pipeline, PromotionEvent, UpstreamCondition,
-        UpstreamSample, carry_for_target, followed_revision,
+        UpstreamSample, followed_revision,
     };
     use dli_gitops::source::Source;
     use serde_json::Value;
@@ -703,7 +704,10 @@ mod pipeline_end_to_end {
         // prod say so instead of applying the branch head.
         assert!(world.dev_pass(&c1).await.is_empty());
         assert_eq!(world.followed(), None);
-        let nothing = world.prod.desired().await.unwrap_err().to_string();
+        let nothing = dli_gitops::pass::desired_for(&world.prod, None)
+            .await
+            .unwrap_err()
+            .to_string();
         assert!(
             nothing.contains("nothing has been promoted to `prod` yet"),
             "{nothing}"
@@ -859,7 +863,9 @@ mod pipeline_end_to_end {
         assert_eq!(report.revision, c1);
         assert_eq!(world.followed().as_deref(), Some(c1.as_str()));
         // `plan`/`apply --target prod` read the promoted (older) revision, not the head (C3).
-        let (_, planned_revision) = world.prod.desired().await.unwrap();
+        let (_, planned_revision) = dli_gitops::pass::desired_for(&world.prod, None)
+            .await
+            .unwrap();
         assert_eq!(planned_revision, c1);
         let rolled_back = world.pass("prod", &c1).await;
         assert!(rolled_back.converged(), "{}", rolled_back.render_text());
@@ -882,7 +888,7 @@ fn carrying_state_is_send(
     desired: &dli_gitops::model::DesiredJobs,
 ) {
     fn spawnable<T: Send>(_: T) {}
-    spawnable(dli_gitops::promotion::carry_for_target(
+    spawnable(dli_gitops::pass::carry_for_target(
         config, journal, context, desired,
     ));
 }
@@ -1168,7 +1174,8 @@ mod target_restore_defaults {
     use dli_gitops::emulator::{DEV_ACCESS_KEY, DEV_PROJECT_ID, DEV_SECRET_KEY};
     use dli_gitops::emulator::{Emulator, EmulatorConfig};
     use dli_gitops::journal::{Journal, JournalOptions};
-    use dli_gitops::promotion::{RestoreError, carry_for_target};
+    use dli_gitops::pass::carry_for_target;
+    use dli_gitops::promotion::RestoreError;
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_job_with_nothing_upstream_fails_or_starts_stateless_as_configured() {
@@ -1230,7 +1237,7 @@ mod target_restore_defaults {
         let prod = TargetContext::with_shared(&config, "prod", journal.clone(), None)
             .await
             .unwrap();
-        let (desired, _) = prod.desired().await.unwrap();
+        let (desired, _) = dli_gitops::pass::desired_for(&prod, None).await.unwrap();
         assert!(
             desired.flink[0]
                 .lifecycle
@@ -1257,7 +1264,7 @@ mod target_restore_defaults {
             .await
             .unwrap();
         prod.options.poll_interval = std::time::Duration::from_millis(5);
-        let (desired, _) = prod.desired().await.unwrap();
+        let (desired, _) = dli_gitops::pass::desired_for(&prod, None).await.unwrap();
         let carried = carry_for_target(&config, &journal, &prod, &desired)
             .await
             .unwrap();

@@ -742,6 +742,55 @@ async fn dir_source_digests_contents_and_debounces_bursts() {
     assert!(error.to_string().contains("missing"), "{error}");
 }
 
+/// `validate --format json` and the daemon's directory source read a directory with the same
+/// reader, so they report the same revision for it (nested files, a symlink, an oversized
+/// file and a `.git` directory included).
+#[test]
+fn validate_and_the_directory_source_report_the_same_revision() {
+    let temp = tempfile::tempdir().unwrap();
+    let root = temp.path().join("jobs");
+    std::fs::create_dir_all(root.join("flink")).unwrap();
+    std::fs::create_dir_all(root.join("environments")).unwrap();
+    std::fs::create_dir_all(root.join("flink/.git")).unwrap();
+    std::fs::write(root.join("flink/.git/HEAD"), b"ref: refs/heads/main\n").unwrap();
+    std::fs::write(root.join("environments/dev.yaml"), b"variables: {}\n").unwrap();
+    std::fs::write(
+        root.join("flink/clicks.yaml"),
+        b"kind: FlinkSqlJob\nname: clicks\nqueue_name: q1\nsql_file: clicks.sql\n",
+    )
+    .unwrap();
+    std::fs::write(root.join("flink/clicks.sql"), b"SELECT 1").unwrap();
+    std::os::unix::fs::symlink("clicks.sql", root.join("flink/alias.sql")).unwrap();
+    let big = std::fs::File::create(root.join("big.bin")).unwrap();
+    big.set_len(MAX_FILE_BYTES + 1).unwrap();
+
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_dli-gitops"))
+        .args(["validate", "--format", "json", "--env", "dev", "--repo"])
+        .arg(&root)
+        .output()
+        .unwrap();
+    let json: serde_json::Value = serde_json::from_slice(&output.stdout)
+        .unwrap_or_else(|error| panic!("{error}: {output:?}"));
+    let validated = json["revision"]
+        .as_str()
+        .expect("validate reports a revision");
+    let watched = DirSource::new(&root).snapshot().unwrap().revision;
+    assert!(watched.starts_with("sha256:"), "{watched}");
+    assert_eq!(validated, watched);
+
+    // An edit changes both alike.
+    std::fs::write(root.join("flink/clicks.sql"), b"SELECT 2").unwrap();
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_dli-gitops"))
+        .args(["validate", "--format", "json", "--repo"])
+        .arg(&root)
+        .output()
+        .unwrap();
+    let json: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    let edited = DirSource::new(&root).snapshot().unwrap().revision;
+    assert_ne!(edited, watched);
+    assert_eq!(json["revision"].as_str(), Some(edited.as_str()));
+}
+
 // ---------------------------------------------------------------------------------------------
 // config
 

@@ -82,7 +82,6 @@
 //! Automatic rollback: the `auto_rollback` module docs. Observation (cold listings, tags in bulk, the confirming read, DLF listing and schedules, DLF import tasks): the `observe` module docs and docs/service-fidelity.md.
 
 pub mod auto_rollback;
-mod commands;
 mod execute;
 mod export;
 mod ledger;
@@ -96,10 +95,6 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-pub use commands::{
-    ApplyCommand, ExportCommand, PlanCommand, Prompt, RollbackCommand, apply_command,
-    export_command, plan_command, rollback_command, state_dir_of,
-};
 pub use export::{ExportReport, render_export};
 pub use ledger::journal::JournalLedger;
 pub use ledger::{
@@ -113,7 +108,9 @@ pub use live::{
 };
 pub use observe::ObserveReport;
 pub use progress::{StepEvent, StepProgress, step_words};
-pub use rollback::{RollbackReport, RolledBackJob, choose_backup_set};
+pub use rollback::{
+    RollbackReport, RolledBackJob, backup_set_for, choose_backup_set, render_backup_sets,
+};
 pub use target::{
     TargetContext, export, observe, reconcile_once, rollback, start_embedded_emulator,
 };

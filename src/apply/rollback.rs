@@ -117,10 +117,7 @@ pub fn render_backup_sets(target: &str, sets: &[BackupSet]) -> String {
 }
 
 /// The set `rollback` would re-import, or why there is none (with the list of those there are).
-pub(crate) fn backup_set_for<J: Ledger>(
-    ledger: &J,
-    to: Option<u64>,
-) -> Result<BackupSet, ApplyError> {
+pub fn backup_set_for<J: Ledger>(ledger: &J, to: Option<u64>) -> Result<BackupSet, ApplyError> {
     let sets = ledger.backup_sets();
     choose_backup_set(&sets, to)
         .cloned()

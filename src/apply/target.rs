@@ -292,84 +292,14 @@ impl TargetContext {
         Ok(())
     }
 
-    /// Reads the target's source once and resolves its jobs for the target's environment.
-    /// Returns the jobs and the revision they were read at. Blocking work runs off the runtime.
-    pub async fn desired(&self) -> Result<(DesiredJobs, String), ApplyError> {
-        let source_config = self.source.clone().ok_or_else(|| ApplyError::Repository {
-            target: self.name.clone(),
-            problem: format!("the source `{}` is not configured", self.target.source),
-        })?;
-        let state_dir = self.state_dir.clone();
-        let target = self.name.clone();
-        // Promotion: a `promote_from` target follows the revision promoted to it,
-        // not the branch head.
-        let promoted = match &self.target.promote_from {
-            Some(upstream) => Some(
-                crate::promotion::followed_revision(&self.ledger.journal.state(), &self.name)
-                    .ok_or_else(|| ApplyError::Repository {
-                        target: target.clone(),
-                        problem: format!(
-                            "nothing has been promoted to `{target}` yet (it follows `{upstream}`); promote a revision with `dli-gitops promote`"
-                        ),
-                    })?,
-            ),
-            None => None,
-        };
-        if let Some(revision) = promoted {
-            let snapshot = tokio::task::spawn_blocking(move || {
-                let source = crate::source::Source::from_config(&source_config, &state_dir)
-                    .map_err(|error| error.to_string())?;
-                crate::promotion::snapshot_at(&source, &revision)
-                    .map_err(|error| crate::promotion::error_text(&error))
-            })
-            .await
-            .map_err(|error| error.to_string())
-            .and_then(|result| result)
-            .map_err(|problem| ApplyError::Repository {
-                target: target.clone(),
-                problem,
-            })?;
-            return self.resolve_snapshot(snapshot);
-        }
-        let snapshot = tokio::task::spawn_blocking(move || {
-            let source = crate::source::Source::from_config(&source_config, &state_dir)?;
-            source.poll(None)
-        })
-        .await
-        .map_err(|error| ApplyError::Repository {
-            target: target.clone(),
-            problem: error.to_string(),
-        })?
-        .map_err(|error| ApplyError::Repository {
-            target: target.clone(),
-            problem: error.to_string(),
-        })?
-        .ok_or_else(|| ApplyError::Repository {
-            target: target.clone(),
-            problem: "the source returned no snapshot".to_string(),
-        })?;
-        self.resolve_snapshot(snapshot)
+    /// The source the target reads (`None`: the config names no such source).
+    pub fn source_config(&self) -> Option<&config::SourceConfig> {
+        self.source.as_ref()
     }
 
-    fn resolve_snapshot(
-        &self,
-        snapshot: crate::desired::snapshot::RepoSnapshot,
-    ) -> Result<(DesiredJobs, String), ApplyError> {
-        let target = self.name.clone();
-        let mut desired =
-            crate::desired::resolve(&snapshot, Some(&self.environment)).map_err(|diagnostics| {
-                ApplyError::Repository {
-                    target: target.clone(),
-                    problem: format!(
-                        "revision {} does not validate ({} problem(s)):\n{diagnostics}",
-                        snapshot.revision,
-                        diagnostics.len()
-                    ),
-                }
-            })?;
-        // Promotion: the target's `restore: {from_target}` default.
-        crate::promotion::apply_target_restore(&mut desired, &self.target);
-        Ok((desired, snapshot.revision))
+    /// The daemon's state directory (git mirrors live under it).
+    pub fn state_dir(&self) -> &std::path::Path {
+        &self.state_dir
     }
 
     /// The shared embedded emulator, for building another target beside this one (promotion).

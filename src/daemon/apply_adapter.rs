@@ -1,5 +1,5 @@
 //! The production reconciler: one target's `apply::TargetContext`, run through
-//! `apply::reconcile_with` (the path `plan` and `apply` share), with a ledger that refuses to
+//! `pass::run_pass` (the path `plan` and `apply` share), with a ledger that refuses to
 //! announce new actions once shutdown begins, so the action in flight finishes and is
 //! journaled and no other starts.
 
@@ -12,7 +12,6 @@ use futures::future::BoxFuture;
 use super::Stop;
 use super::fairness::{ActionSlot, ActionSlots};
 use super::reconciler::{ActionOutcome, PassError, PassReport, PassRequest, TargetReconciler};
-use crate::status::ErrorInfo;
 use super::wiring::error_chain;
 use crate::apply::{
     self, ApplyError, ApplyOptions, BackupSet, CachedObservation, IntentEntry, Ledger,
@@ -24,6 +23,7 @@ use crate::emulator::EmulatorHandle;
 use crate::journal::Journal;
 use crate::model::DesiredJobs;
 use crate::plan::JournalView;
+use crate::status::ErrorInfo;
 
 /// A target reconciled through `apply`.
 pub struct ApplyReconciler {
@@ -61,7 +61,8 @@ impl ApplyReconciler {
 }
 
 impl ApplyReconciler {
-    /// One pass; see [`TargetReconciler::pass`].
+    /// One pass; see [`TargetReconciler::pass`]: the adoption check, then `pass::run_pass`
+    /// (carry → reconcile → the look after a pass that acted, in the `reconcile` span).
     async fn run_pass(&self, request: PassRequest<'_>) -> Result<PassReport, PassError> {
         let ledger = StoppingLedger {
             on_first_intent: request.on_applying,
@@ -72,16 +73,48 @@ impl ApplyReconciler {
         let observe_only = request.desired.is_none();
         let desired = request.desired.unwrap_or(&empty);
         let execute = request.execute && !observe_only;
-        // No history of this target in the journal, but its jobs may be live: a restore that
-        // may have run before is recorded as done, never replayed.
-        if execute
-            && !self.history_checked.load(Ordering::SeqCst)
-            && self.journal.state_guard().knows_jobs_of(&self.context.name)
-        {
-            // Known to the journal: nothing to adopt, now or later in this process.
-            self.history_checked.store(true, Ordering::SeqCst);
+        if execute {
+            self.adopt_once(desired).await?;
         }
-        if execute && !self.history_checked.load(Ordering::SeqCst) {
+        // Drift: an automatic pass follows the target's self_heal and each job's `drift:`;
+        // a manual sync reverts it all.
+        let policy = crate::plan::PlanPolicy {
+            self_heal: (!request.manual).then_some(self.context.target.policy.self_heal),
+            ..self.context.policy.clone()
+        };
+        let run = crate::pass::run_pass(crate::pass::Pass {
+            context: &self.context,
+            ledger: &ledger,
+            desired,
+            policy: &policy,
+            options: self.pass_options(&request, observe_only, execute),
+            // Promotion: state this target's jobs take from another target is copied into
+            // this account before the pass imports it.
+            carry: Some(&self.config),
+            // A pass costs one observation unless it changed something: then the target is
+            // observed once more, so status shows what the pass left to do (and the live jobs
+            // as they are now), not what it started from.
+            look_again: true,
+        })
+        .await;
+        match run {
+            Ok(run) => pass_report(run, observe_only, execute, ledger.refused_any()),
+            Err(_) if ledger.refused_any() => Ok(PassReport {
+                executed: execute,
+                interrupted: true,
+                ..PassReport::default()
+            }),
+            Err(error) => Err(pass_error(&error)),
+        }
+    }
+
+    /// No history of this target in the journal, but its jobs may be live: a restore that may
+    /// have run before is recorded as done, never replayed. Checked once per process.
+    async fn adopt_once(&self, desired: &DesiredJobs) -> Result<(), PassError> {
+        if self.history_checked.load(Ordering::SeqCst) {
+            return Ok(());
+        }
+        if !self.journal.state_guard().knows_jobs_of(&self.context.name) {
             let (observed, _) = apply::observe(&self.context)
                 .await
                 .map_err(|error| pass_error(&error))?;
@@ -96,24 +129,21 @@ impl ApplyReconciler {
             .map_err(|error| PassError {
                 what: error_chain(&error),
                 code: None,
-                retryable: true,
             })?;
-            self.history_checked.store(true, Ordering::SeqCst);
         }
-        // Promotion: state this target's jobs take from another target is copied
-        // into this account before the pass imports it.
-        let carried_savepoints = if execute {
-            crate::promotion::carry_for_target(&self.config, &self.journal, &self.context, desired)
-                .await
-                .map_err(|error| PassError {
-                    what: crate::promotion::error_text(&error),
-                    code: None,
-                    retryable: error.is_retryable(),
-                })?
-        } else {
-            Default::default()
-        };
-        let options = ApplyOptions {
+        // Known to the journal now: nothing to adopt, now or later in this process.
+        self.history_checked.store(true, Ordering::SeqCst);
+        Ok(())
+    }
+
+    /// The options of one daemon pass.
+    fn pass_options(
+        &self,
+        request: &PassRequest<'_>,
+        observe_only: bool,
+        execute: bool,
+    ) -> ApplyOptions {
+        ApplyOptions {
             dry_run: !execute,
             // The daemon journals the revision itself once the target is in sync.
             revision: None,
@@ -121,111 +151,75 @@ impl ApplyReconciler {
             watch_upgrades: request.watch_upgrades && !observe_only,
             source_revision: request.revision.map(str::to_string),
             progress: request.progress.clone(),
-            applied_revision: self
-                .journal
-                .state_guard()
-                .targets
-                .get(&self.context.name)
-                .and_then(|target| target.applied_revision.as_ref())
-                .map(|applied| applied.revision.clone()),
-            carried_savepoints,
+            applied_revision: self.applied_revision(),
             ..self.context.options.clone()
-        };
-        if execute {
-            // `authorize_obs`: DLI may use the target's buckets before the pass acts (once each).
-            self.context
-                .authorize_obs(Some(desired))
-                .await
-                .map_err(|error| pass_error(&error))?;
         }
-        // Drift: an automatic pass follows the target's self_heal and each job's `drift:`;
-        // a manual sync reverts it all.
-        let policy = crate::plan::PlanPolicy {
-            self_heal: (!request.manual).then_some(self.context.target.policy.self_heal),
-            ..self.context.policy.clone()
-        };
-        let first =
-            apply::reconcile_with(&self.context.live, &ledger, desired, &policy, &options).await;
-        let report = match first {
-            Ok(report) => report,
-            Err(_) if ledger.refused.load(Ordering::SeqCst) => {
-                return Ok(PassReport {
-                    executed: execute,
-                    interrupted: true,
-                    ..PassReport::default()
-                });
-            }
-            Err(error) => return Err(pass_error(&error)),
-        };
-        let resolved: Vec<String> = report
-            .resolved
-            .iter()
-            .map(|intent| {
-                format!(
-                    "{} of {} (found {})",
-                    intent.action, intent.job, intent.found
-                )
-            })
-            .collect();
-        let outcomes: Vec<ActionOutcome> = report
-            .results
-            .iter()
-            .map(|result| ActionOutcome {
-                kind: result.kind,
-                name: result.name.clone(),
-                class: result.class,
-                error: result.error.as_ref().map(|failure| ErrorInfo {
-                    code: failure.code.clone(),
-                    message: failure.message.clone(),
-                    time: None,
-                }),
-            })
-            .collect();
-        if observe_only {
-            return Ok(PassReport {
-                observed: report.observed,
-                resolved,
-                ..PassReport::default()
-            });
-        }
-        // A pass costs one observation unless it changed something: then the target is
-        // observed once more, so status shows what the pass left to do (and the live jobs as
-        // they are now), not what it started from.
-        let mut held = held_of(&report);
-        let mut watching = report.watching;
-        let (observed, remaining) = if execute && !report.results.is_empty() {
-            // Only the jobs the pass acted on are read again (their details); the next
-            // scheduled pass lists every page.
-            let after = apply::confirm_with(
-                &self.context.live,
-                &ledger,
-                desired,
-                &policy,
-                &options,
-                report.observed.clone(),
-                &report.results,
-            )
-            .await
-            .map_err(|error| pass_error(&error))?;
-            // Automatic rollback may have acted in this look (an upgrade that failed to start).
-            held = held_of(&after);
-            watching = after.watching;
-            (after.observed, after.plan)
-        } else {
-            (report.observed, report.plan.clone())
-        };
-        Ok(PassReport {
-            observed,
-            plan: Some(report.plan),
-            remaining: Some(remaining),
-            executed: execute,
-            outcomes,
-            interrupted: ledger.refused.load(Ordering::SeqCst),
-            resolved,
-            held,
-            watching,
-        })
     }
+}
+
+/// The loop's report of a pass: what it planned and did, and — after the look that followed a
+/// pass that acted — what remains and the live jobs as they are now.
+fn pass_report(
+    run: crate::pass::PassRun,
+    observe_only: bool,
+    execute: bool,
+    interrupted: bool,
+) -> Result<PassReport, PassError> {
+    let crate::pass::PassRun { report, after } = run;
+    let resolved: Vec<String> = report
+        .resolved
+        .iter()
+        .map(|intent| {
+            format!(
+                "{} of {} (found {})",
+                intent.action, intent.job, intent.found
+            )
+        })
+        .collect();
+    if observe_only {
+        return Ok(PassReport {
+            observed: report.observed,
+            resolved,
+            ..PassReport::default()
+        });
+    }
+    let outcomes: Vec<ActionOutcome> = report
+        .results
+        .iter()
+        .map(|result| ActionOutcome {
+            kind: result.kind,
+            name: result.name.clone(),
+            class: result.class,
+            error: result.error.as_ref().map(|failure| ErrorInfo {
+                code: failure.code.clone(),
+                message: failure.message.clone(),
+                time: None,
+            }),
+        })
+        .collect();
+    // Automatic rollback may have acted in the look (an upgrade that failed to start).
+    let (observed, remaining, held, watching) = match after {
+        Some(after) => {
+            let after = after.map_err(|error| pass_error(&error))?;
+            let held = held_of(&after);
+            (after.observed, after.plan, held, after.watching)
+        }
+        None => {
+            let held = held_of(&report);
+            (report.observed, report.plan.clone(), held, report.watching)
+        }
+    };
+    Ok(PassReport {
+        observed,
+        plan: Some(report.plan),
+        remaining: Some(remaining),
+        executed: execute,
+        outcomes,
+        interrupted,
+        resolved,
+        held,
+        watching,
+    })
 }
 
 /// Automatic rollback's held jobs, for status: (name, revision rolled back from, why).
@@ -347,7 +341,6 @@ fn pass_error(error: &ApplyError) -> PassError {
     PassError {
         what: error_chain(error),
         code,
-        retryable: true,
     }
 }
 

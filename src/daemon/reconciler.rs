@@ -9,11 +9,11 @@ use std::time::Duration;
 use futures::future::BoxFuture;
 
 use super::Stop;
-use crate::status::ErrorInfo;
 use crate::cloud::RequestMetrics;
 use crate::desired::snapshot::RepoSnapshot;
 use crate::model::{DesiredJobs, JobKind, ObservedJobs};
 use crate::plan::{ActionClass, Plan};
+use crate::status::ErrorInfo;
 
 /// One pass over one target.
 pub struct PassRequest<'a> {
@@ -102,8 +102,6 @@ pub struct PassError {
     pub what: String,
     /// The service's error code, when the failure came from the service.
     pub code: Option<String>,
-    /// Trying again later may succeed.
-    pub retryable: bool,
 }
 
 /// Observes, plans and (maybe) applies one target. One pass at a time per target is guaranteed

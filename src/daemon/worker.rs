@@ -334,7 +334,20 @@ impl Worker {
         self.memory.checked_revision = Some(revision.clone());
         let resolver = self.resolver.clone();
         let environment = self.spec.environment.clone();
-        let resolved = tokio::task::spawn_blocking(move || resolver(&snapshot, &environment)).await;
+        // Promotion: the target's `restore: {from_target}` default.
+        let restore_default = self
+            .promotion
+            .as_ref()
+            .and_then(|hook| hook.endpoint().config.target(&self.spec.name).cloned());
+        let resolved = tokio::task::spawn_blocking(move || {
+            crate::pass::resolve_for(
+                &snapshot,
+                &environment,
+                restore_default.as_ref(),
+                |snapshot, environment| resolver(snapshot, environment),
+            )
+        })
+        .await;
         let resolved = match resolved {
             Ok(resolved) => resolved,
             Err(join_error) => Err(vec![format!(
@@ -342,11 +355,7 @@ impl Worker {
             )]),
         };
         match resolved {
-            Ok(mut desired) => {
-                if let Some(hook) = &self.promotion {
-                    // Promotion: the target's `restore: {from_target}` default.
-                    hook.adjust_desired(&self.spec.name, &mut desired);
-                }
+            Ok(desired) => {
                 tracing::info!(
                     %revision,
                     flink_jobs = desired.flink.len(),

@@ -6,6 +6,10 @@ use std::collections::BTreeMap;
 
 /// Files larger than this are not read; validation reports them.
 pub const MAX_FILE_BYTES: u64 = 4 * 1024 * 1024;
+/// A snapshot with more files than this is refused: it is not a job repository.
+pub const MAX_SNAPSHOT_FILES: usize = 20_000;
+/// A snapshot whose readable files add up to more than this is refused.
+pub const MAX_SNAPSHOT_BYTES: u64 = 256 * 1024 * 1024;
 
 /// One entry of a repository.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -607,8 +607,7 @@ async fn dlf_probe(context: &TargetContext, state: &Shared, name: &str, dir: Opt
 /// The target uses DataArts: DLF jobs in the repository, or a `workspace`.
 async fn dlf_in_use(context: &TargetContext) -> bool {
     context.target.workspace.is_some()
-        || context
-            .desired()
+        || crate::pass::desired_for(context, None)
             .await
             .is_ok_and(|(jobs, _)| !jobs.dlf.is_empty())
 }

@@ -124,7 +124,7 @@ pub mod endpoint;
 pub use endpoint::PromotionEndpoint;
 pub mod restore;
 
-pub use restore::{RestoreError, apply_target_restore, carry_for_target};
+pub use restore::{CarryTarget, RestoreError, apply_target_restore, carry_pending};
 pub mod revision;
 
 pub use revision::{PromotedRevisionError, RevisionCheckError, check_promotable, snapshot_at};

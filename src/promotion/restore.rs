@@ -5,9 +5,9 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use super::carry::{CarryEnds, CarryError, carry_savepoint, pending_carries};
-use crate::apply::TargetContext;
-use crate::config::{Config, MissingSavepoint, TargetConfig};
+use super::carry::{CarryEnds, CarryError, PendingCarry, carry_savepoint};
+use crate::cloud::{DliClient, ObsOptions};
+use crate::config::{MissingSavepoint, TargetConfig};
 use crate::journal::{Effects, Journal, Outcome, RecordBody};
 use crate::model::{DesiredJobs, Restore};
 
@@ -37,7 +37,7 @@ pub enum RestoreError {
         target: String,
         upstream: String,
         #[source]
-        source: Box<crate::apply::ApplyError>,
+        source: Box<dyn std::error::Error + Send + Sync>,
     },
     #[error(
         "carrying state into `{target}` from `{upstream}`: `{which}` has no staging location; set `staging: obs://bucket/prefix/` on it"
@@ -62,75 +62,55 @@ pub enum RestoreError {
     },
 }
 
-impl RestoreError {
-    /// Worth another pass (a transient service error, a slow savepoint).
-    pub fn is_retryable(&self) -> bool {
-        match self {
-            RestoreError::Carry { source, .. } => source.is_retryable(),
-            _ => false,
-        }
-    }
+/// What carrying needs of one target: its name, clients, staging location and timings.
+/// Borrowed from the target's context by the caller (`pass::carry_for_target`).
+#[derive(Debug, Clone)]
+pub struct CarryTarget<'a> {
+    pub name: &'a str,
+    pub dli: &'a DliClient,
+    pub obs: &'a ObsOptions,
+    /// `obs://bucket/prefix/` of the target's staging location, when it has one.
+    pub staging: Option<String>,
+    pub savepoint_timeout: Duration,
+    pub poll_interval: Duration,
 }
 
-/// Carries every savepoint the next pass of `downstream` will import from another target, and
-/// returns them by job name for `ApplyOptions::carried_savepoints`. Nothing pending: nothing is
-/// built or called. The upstream target is built beside `downstream` over the same journal
-/// and, when embedded, the same emulator.
-pub async fn carry_for_target(
-    config: &Config,
+/// Carries every savepoint in `pending` (see `pending_carries`) from its upstream target
+/// (in `upstreams`, by name) into `downstream`, and returns them by job name for
+/// `ApplyOptions::carried_savepoints`. With `on_missing_savepoint: stateless`, a job with
+/// nothing upstream is journaled as restored without state instead.
+pub async fn carry_pending(
     journal: &Journal,
-    downstream: &TargetContext,
+    downstream: &CarryTarget<'_>,
+    on_missing: MissingSavepoint,
+    upstreams: &BTreeMap<String, CarryTarget<'_>>,
     desired: &DesiredJobs,
+    pending: Vec<PendingCarry>,
 ) -> Result<BTreeMap<String, String>, RestoreError> {
-    // Read under the guard: cloning the whole journal state on every pass of every target
-    // costs O(all jobs of all targets) per pass.
-    let pending = pending_carries(desired, &journal.state_guard(), &downstream.name);
     let mut carried = BTreeMap::new();
-    if pending.is_empty() {
-        return Ok(carried);
-    }
-    let mut upstreams: BTreeMap<String, TargetContext> = BTreeMap::new();
     for carry in pending {
-        if !upstreams.contains_key(&carry.from_target) {
-            let upstream = TargetContext::with_shared(
-                config,
-                &carry.from_target,
-                journal.clone(),
-                downstream.shared_emulator(),
-            )
-            .await
-            .map_err(|source| RestoreError::Upstream {
-                target: downstream.name.clone(),
+        let Some(upstream) = upstreams.get(&carry.from_target) else {
+            continue;
+        };
+        let staging_of = |end: &CarryTarget<'_>| {
+            end.staging.clone().ok_or_else(|| RestoreError::NoStaging {
+                target: downstream.name.to_string(),
                 upstream: carry.from_target.clone(),
-                source: Box::new(source),
-            })?;
-            upstreams.insert(carry.from_target.clone(), upstream);
-        }
-        let upstream = &upstreams[&carry.from_target];
-        let staging_of = |context: &TargetContext| {
-            context
-                .live
-                .staging
-                .as_ref()
-                .map(|store| store.url_of(""))
-                .ok_or_else(|| RestoreError::NoStaging {
-                    target: downstream.name.clone(),
-                    upstream: carry.from_target.clone(),
-                    which: context.name.clone(),
-                })
+                which: end.name.to_string(),
+            })
         };
         let upstream_staging = staging_of(upstream)?;
         let downstream_staging = staging_of(downstream)?;
         let ends = CarryEnds {
             upstream_target: &carry.from_target,
-            upstream_dli: &upstream.live.clients.dli,
-            upstream_obs: &upstream.live.clients.obs,
+            upstream_dli: upstream.dli,
+            upstream_obs: upstream.obs,
             upstream_staging: &upstream_staging,
-            downstream_target: &downstream.name,
-            downstream_obs: &downstream.live.clients.obs,
+            downstream_target: downstream.name,
+            downstream_obs: downstream.obs,
             downstream_staging: &downstream_staging,
-            savepoint_timeout: upstream.options.savepoint_timeout,
-            poll_interval: upstream.options.poll_interval.min(Duration::from_secs(2)),
+            savepoint_timeout: upstream.savepoint_timeout,
+            poll_interval: upstream.poll_interval.min(Duration::from_secs(2)),
         };
         let savepoint = match carry_savepoint(&ends, &carry.job, carry.journal_savepoint.as_deref())
             .await
@@ -138,39 +118,36 @@ pub async fn carry_for_target(
             Ok(savepoint) => savepoint,
             Err(
                 error @ (CarryError::NoSavepoint { .. } | CarryError::UpstreamJobMissing { .. }),
-            ) if downstream.target.restore.on_missing_savepoint == MissingSavepoint::Stateless => {
+            ) if on_missing == MissingSavepoint::Stateless => {
                 // `on_missing_savepoint: stateless`: the restore is done, with empty state.
                 // Journaled as applied, so that a savepoint appearing upstream later never
                 // restores over the running job.
-                start_stateless(journal, downstream, &carry.job, desired, &error).await?;
+                start_stateless(journal, downstream.name, &carry.job, desired, &error).await?;
                 continue;
             }
             Err(source) => {
                 return Err(RestoreError::Carry {
-                    target: downstream.name.clone(),
+                    target: downstream.name.to_string(),
                     source: Box::new(source),
                 });
             }
         };
         // The savepoint catalog of the downstream target lists the carried copy (once).
-        crate::savepoints::record_carried(journal, &downstream.name, &carry.job, &savepoint, &ends)
+        crate::savepoints::record_carried(journal, downstream.name, &carry.job, &savepoint, &ends)
             .await
             .map_err(|source| RestoreError::Journal {
-                target: downstream.name.clone(),
+                target: downstream.name.to_string(),
                 job: carry.job.clone(),
                 source,
             })?;
         carried.insert(carry.job.clone(), savepoint.downstream_path);
-    }
-    for (_, upstream) in upstreams {
-        upstream.shutdown().await;
     }
     Ok(carried)
 }
 
 async fn start_stateless(
     journal: &Journal,
-    downstream: &TargetContext,
+    downstream: &str,
     job: &str,
     desired: &DesiredJobs,
     why: &CarryError,
@@ -207,15 +184,15 @@ async fn start_stateless(
         .collect(),
     });
     journal
-        .append_async(&downstream.name, record)
+        .append_async(downstream, record)
         .await
         .map_err(|source| RestoreError::Journal {
-            target: downstream.name.clone(),
+            target: downstream.to_string(),
             job: job.to_string(),
             source,
         })?;
     tracing::warn!(
-        target = %downstream.name,
+        target = %downstream,
         job = job,
         reason = %why,
         "No upstream savepoint to carry; the job starts without state (on_missing_savepoint: stateless)."

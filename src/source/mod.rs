@@ -55,10 +55,7 @@ use crate::config::{ConfigError, SourceConfig};
 /// A commit id (git) or `sha256:<hex>` content digest (directory).
 pub type Revision = String;
 
-/// A snapshot with more files than this is refused: it is not a job repository.
-pub const MAX_SNAPSHOT_FILES: usize = 20_000;
-/// A snapshot whose readable files add up to more than this is refused.
-pub const MAX_SNAPSHOT_BYTES: u64 = 256 * 1024 * 1024;
+pub use crate::desired::snapshot::{MAX_SNAPSHOT_BYTES, MAX_SNAPSHOT_FILES};
 
 #[derive(Debug, thiserror::Error)]
 pub enum SourceError {

@@ -112,7 +112,9 @@ impl Harness {
     /// One pass over the repository as it is now (`dry_run`: plan only), at its revision.
     pub async fn reconcile(&self, dry_run: bool) -> ApplyReport {
         let context = self.context();
-        let (desired, revision) = context.desired().await.expect("repository resolves");
+        let (desired, revision) = dli_gitops::pass::desired_for(&context, None)
+            .await
+            .expect("repository resolves");
         let options = ApplyOptions {
             dry_run,
             revision: Some(revision),

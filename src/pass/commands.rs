@@ -1,11 +1,10 @@
 //! The `plan`, `apply`, `export` and `rollback` commands: load the config, open the target,
-//! run one library call, print. `main.rs` fills the option structs and maps the exit code.
+//! run one library call (`plan` and `apply` through [`super::run_pass`]), print. `main.rs` fills the option structs and maps the exit code.
 
 use std::io::{BufRead, Write};
 use std::path::PathBuf;
 
-use super::target::TargetContext;
-use super::{ApplyError, ApplyOptions};
+use crate::apply::{self, ApplyError, ApplyOptions, ApplyReport, TargetContext};
 use crate::config::Config;
 
 /// `dli-gitops plan`.
@@ -152,17 +151,25 @@ pub fn plan_command(command: &PlanCommand, out: &mut dyn Write) -> Result<u8, Ap
         context.options.select = command.select.clone();
         let result = async {
             let _copy = &copy;
-            let (desired, revision) = context.desired().await?;
-            let options = ApplyOptions {
-                dry_run: true,
-                revision: Some(revision),
-                ..context.options.clone()
-            };
-            super::reconcile_once(&context, &desired, &options).await
+            let (desired, revision) = super::desired_for(&context, None).await?;
+            super::run_pass(super::Pass {
+                context: &context,
+                ledger: &context.ledger,
+                desired: &desired,
+                policy: &context.policy,
+                options: ApplyOptions {
+                    dry_run: true,
+                    revision: Some(revision),
+                    ..context.options.clone()
+                },
+                carry: None,
+                look_again: false,
+            })
+            .await
         }
         .await;
         context.shutdown().await;
-        let report = result?;
+        let report = result?.report;
         let text = if command.json {
             format!("{}\n", report.plan.render_json())
         } else {
@@ -201,12 +208,12 @@ async fn apply_in(
     out: &mut dyn Write,
     prompt: Prompt<'_>,
 ) -> Result<u8, ApplyError> {
-    let (desired, revision) = context.desired().await?;
+    let (desired, revision) = super::desired_for(context, None).await?;
     crate::daemon::warn_about_unknown_targets(config, &context.ledger.journal.state());
     // No history of this target in the journal but jobs of it live: a restore that may have
     // run before is recorded as done (before the plan is shown), never replayed.
     if !context.ledger.journal.state().knows_jobs_of(&context.name) {
-        let (observed, _) = super::observe(context).await?;
+        let (observed, _) = apply::observe(context).await?;
         crate::daemon::adopt_without_history(
             &context.ledger.journal,
             &context.name,
@@ -223,17 +230,26 @@ async fn apply_in(
     // before the plan is shown: the carry may journal a restore as done (`on_missing_savepoint:
     // stateless`), which changes the plan, and the plan executed must be the plan shown.
     let carried_savepoints =
-        crate::promotion::carry_for_target(config, &context.ledger.journal, context, &desired)
+        super::carry_for_target(config, &context.ledger.journal, context, &desired)
             .await
             .map_err(|error| ApplyError::Runtime {
                 problem: crate::promotion::error_text(&error),
             })?;
-    let preview_options = ApplyOptions {
-        dry_run: true,
-        revision: Some(revision.clone()),
-        ..context.options.clone()
-    };
-    let preview = super::reconcile_once(context, &desired, &preview_options).await?;
+    let preview = super::run_pass(super::Pass {
+        context,
+        ledger: &context.ledger,
+        desired: &desired,
+        policy: &context.policy,
+        options: ApplyOptions {
+            dry_run: true,
+            revision: Some(revision.clone()),
+            ..context.options.clone()
+        },
+        carry: None,
+        look_again: false,
+    })
+    .await?
+    .report;
     write_out(out, &preview.plan.render_text())?;
     if preview.plan.is_empty() {
         return Ok(0);
@@ -277,9 +293,9 @@ async fn execute_approved(
     desired: &crate::model::DesiredJobs,
     revision: String,
     carried_savepoints: std::collections::BTreeMap<String, String>,
-    preview: &super::ApplyReport,
+    preview: &ApplyReport,
     stop: &crate::daemon::Stop,
-) -> Result<super::ApplyReport, ApplyError> {
+) -> Result<ApplyReport, ApplyError> {
     let options = ApplyOptions {
         dry_run: false,
         revision: Some(revision),
@@ -287,15 +303,19 @@ async fn execute_approved(
         carried_savepoints,
         ..context.options.clone()
     };
-    // What `reconcile_once` does before an executing pass: DLI may use the target's buckets.
-    context.authorize_obs(Some(desired)).await?;
     let ledger = crate::daemon::StoppingLedger::new(&context.ledger, stop);
-    let span = tracing::info_span!("reconcile", target = %context.name, revision = options.revision.as_deref().unwrap_or("-"));
-    let result = tracing::Instrument::instrument(
-        super::reconcile_with(&context.live, &ledger, desired, &context.policy, &options),
-        span,
-    )
-    .await;
+    let result = super::run_pass(super::Pass {
+        context,
+        ledger: &ledger,
+        desired,
+        policy: &context.policy,
+        options,
+        // Carried before the plan was shown.
+        carry: None,
+        look_again: false,
+    })
+    .await
+    .map(|run| run.report);
     if ledger.refused_any() {
         return Err(ApplyError::Runtime {
             problem: "interrupted: the actions in flight ran to their end and were journaled, \
@@ -311,7 +331,7 @@ pub fn export_command(command: &ExportCommand, out: &mut dyn Write) -> Result<u8
     let config = load(&command.config)?;
     runtime()?.block_on(async {
         let context = TargetContext::open(&config, &command.target).await?;
-        let result = super::export(&context, &command.out).await;
+        let result = apply::export(&context, &command.out).await;
         context.shutdown().await;
         let report = result?;
         write_out(out, &report.render_text())?;
@@ -341,16 +361,13 @@ async fn rollback_approved(
     out: &mut dyn Write,
     prompt: Prompt<'_>,
 ) -> Result<u8, ApplyError> {
-    use super::Ledger;
+    use apply::Ledger;
     if command.list {
         let sets = context.ledger.backup_sets();
-        write_out(
-            out,
-            &super::rollback::render_backup_sets(&command.target, &sets),
-        )?;
+        write_out(out, &apply::render_backup_sets(&command.target, &sets))?;
         return Ok(0);
     }
-    let set = super::rollback::backup_set_for(&context.ledger, command.to)?;
+    let set = apply::backup_set_for(&context.ledger, command.to)?;
     let mut preview = format!(
         "Rollback of target `{}` to the backups of plan {} (journal seq {}..={}):\n",
         command.target,
@@ -373,7 +390,7 @@ async fn rollback_approved(
             "approve the rollback; pass --auto-approve to roll back without asking",
         )?;
     }
-    let report = super::rollback(context, Some(set.first_seq)).await?;
+    let report = apply::rollback(context, Some(set.first_seq)).await?;
     write_out(out, &format!("\n{}", report.render_text()))?;
     Ok(if report.jobs.iter().all(|job| job.error.is_none()) {
         0
