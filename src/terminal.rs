@@ -5,6 +5,11 @@
 //! earlier lines or reorder what a reviewer reads (a `- prune` hidden behind a SQL line). Every
 //! human text rendering passes its output through [`escape`]: tab and newline stay, every other
 //! control character and every bidi control becomes a visible `\u{..}` escape.
+//!
+//! The renderings that go through it: plan, apply and rollback reports, validate, export, `journal show`,
+//! `status` and doctor (property-tested through the plan). Logs in text mode rely on
+//! `tracing-subscriber`'s own escaping (ESC, BEL, BS, FF, DEL, C1), which does not cover CR or
+//! bidi controls.
 
 use std::borrow::Cow;
 
