@@ -479,51 +479,6 @@ pub fn status_section(state: &JournalState, target: &str) -> serde_json::Value {
     })
 }
 
-/// The status page's section: per target, the newest catalog entries (escaped HTML).
-pub fn render_page_section(state: &JournalState, targets: &[String]) -> String {
-    use crate::server::html::escape;
-    let mut page = String::from(
-        "<h2>Savepoints</h2><table><tr><th>target</th><th>seq</th><th>time</th><th>job</th>\
-         <th>origin</th><th>revision</th><th>size</th><th>verified</th><th>path</th></tr>",
-    );
-    let mut any = false;
-    for target in targets {
-        let entries = catalog(state, Some(target), None);
-        for entry in entries.iter().rev().take(STATUS_ENTRIES) {
-            any = true;
-            let record = &entry.entry.record;
-            page.push_str(&format!(
-                "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td><code>{}</code></td>\
-                 <td>{}</td><td>{}</td><td><code>{}</code></td></tr>",
-                escape(target),
-                entry.entry.seq,
-                entry
-                    .entry
-                    .time
-                    .to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
-                escape(&record.job),
-                escape(&record.origin),
-                escape(
-                    record
-                        .revision
-                        .as_deref()
-                        .map_or("-", |rev| rev.get(..12).unwrap_or(rev))
-                ),
-                command::human_size(record.size_bytes),
-                if record.verified { "yes" } else { "no" },
-                escape(&record.path),
-            ));
-        }
-    }
-    if !any {
-        page.push_str(
-            "<tr><td colspan=\"9\" class=\"muted\">No savepoints in the catalog yet.</td></tr>",
-        );
-    }
-    page.push_str("</table>");
-    page
-}
-
 /// The newest verified copy of `job` in `target`.
 pub fn latest_verified(state: &JournalState, target: &str, job: &str) -> Option<CatalogEntry> {
     catalog(state, Some(target), Some(job))
@@ -625,10 +580,14 @@ mod tests {
         assert_eq!(section["total_bytes"], 30);
         assert_eq!(section["entries"][0]["seq"], 4, "newest first");
         assert_eq!(section["entries"][0]["target"], "dev");
-        let page = render_page_section(&state, &["dev".to_string(), "prod".to_string()]);
+        let page = crate::server::html::savepoints_section(
+            &state,
+            &["dev".to_string(), "prod".to_string()],
+        );
         assert!(page.starts_with("<h2>Savepoints</h2>"), "{page}");
         assert_eq!(page.matches("<tr><td>").count(), 4, "{page}");
-        let empty = render_page_section(&JournalState::default(), &["dev".to_string()]);
+        let empty =
+            crate::server::html::savepoints_section(&JournalState::default(), &["dev".to_string()]);
         assert!(
             empty.contains("No savepoints in the catalog yet."),
             "{empty}"

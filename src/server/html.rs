@@ -3,6 +3,8 @@
 
 use std::fmt::Write;
 
+use crate::journal::JournalState;
+use crate::savepoints;
 use crate::status::{HealthStatus, SourceStatus, SyncStatus, TargetStatus};
 
 /// Escapes text for HTML element content and quoted attribute values.
@@ -390,6 +392,50 @@ fn render_target(page: &mut String, target: &TargetStatus, page_number: usize) {
             }
         );
     }
+}
+
+/// The status page's savepoint section: per target, the newest catalog entries (escaped HTML).
+pub fn savepoints_section(state: &JournalState, targets: &[String]) -> String {
+    let mut page = String::from(
+        "<h2>Savepoints</h2><table><tr><th>target</th><th>seq</th><th>time</th><th>job</th>\
+         <th>origin</th><th>revision</th><th>size</th><th>verified</th><th>path</th></tr>",
+    );
+    let mut any = false;
+    for target in targets {
+        let entries = savepoints::catalog(state, Some(target), None);
+        for entry in entries.iter().rev().take(savepoints::STATUS_ENTRIES) {
+            any = true;
+            let record = &entry.entry.record;
+            page.push_str(&format!(
+                "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td><code>{}</code></td>\
+                 <td>{}</td><td>{}</td><td><code>{}</code></td></tr>",
+                escape(target),
+                entry.entry.seq,
+                entry
+                    .entry
+                    .time
+                    .to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+                escape(&record.job),
+                escape(&record.origin),
+                escape(
+                    record
+                        .revision
+                        .as_deref()
+                        .map_or("-", |rev| rev.get(..12).unwrap_or(rev))
+                ),
+                savepoints::command::human_size(record.size_bytes),
+                if record.verified { "yes" } else { "no" },
+                escape(&record.path),
+            ));
+        }
+    }
+    if !any {
+        page.push_str(
+            "<tr><td colspan=\"9\" class=\"muted\">No savepoints in the catalog yet.</td></tr>",
+        );
+    }
+    page.push_str("</table>");
+    page
 }
 
 #[cfg(test)]

@@ -605,7 +605,7 @@ async fn status_page(
     let page = match state.controls.journal() {
         Some(journal) => {
             let targets: Vec<String> = state.triggers.keys().cloned().collect();
-            let section = crate::savepoints::render_page_section(&journal.state(), &targets);
+            let section = html::savepoints_section(&journal.state(), &targets);
             page.replacen("<h2>Sources</h2>", &format!("{section}<h2>Sources</h2>"), 1)
         }
         None => page,
