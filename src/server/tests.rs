@@ -12,7 +12,7 @@ use tokio::sync::{Notify, oneshot};
 
 use super::test_support::{TestClient, answer};
 use super::*;
-use crate::status::{PolicyView, TargetStatus};
+use crate::status::test_support::dev_target;
 
 const SECRET: &str = "webhook-secret";
 
@@ -31,19 +31,7 @@ impl Harness {
 
     async fn start_with(webhook_url: &str, limits: ServerLimits) -> Harness {
         let board = Arc::new(StatusBoard::default());
-        board.add_target(TargetStatus::new(
-            "dev",
-            "jobs",
-            "dev",
-            PolicyView {
-                auto_sync: true,
-                self_heal: false,
-                prune: false,
-                resync_interval_seconds: 300,
-                suspended: false,
-                promote_from: None,
-            },
-        ));
+        board.add_target(dev_target());
         let fetch_now = Arc::new(Notify::new());
         let mut triggers = BTreeMap::new();
         triggers.insert("dev".to_string(), Arc::new(Trigger::new()));

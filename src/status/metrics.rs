@@ -330,8 +330,7 @@ impl DaemonMetrics {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::JobKind;
-    use crate::status::HealthInfo;
+    use crate::status::test_support::synced_job;
 
     #[test]
     fn renders_every_family_with_its_labels() {
@@ -346,26 +345,7 @@ mod tests {
         metrics.set_journal_records(Box::new(|| {
             vec![("intent", 42), ("outcome", 41), ("backup", 0)]
         }));
-        metrics.set_jobs(
-            "dev",
-            &[JobStatus {
-                kind: JobKind::FlinkSql,
-                name: "clicks".into(),
-                sync_status: SyncStatus::Synced,
-                health: HealthInfo {
-                    status: HealthStatus::Healthy,
-                    message: None,
-                },
-                live_status: None,
-                live_id: None,
-                action: None,
-                reason: None,
-                last_error: None,
-                step: None,
-                savepoint: None,
-                backups: Vec::new(),
-            }],
-        );
+        metrics.set_jobs("dev", &[synced_job("clicks", HealthStatus::Healthy)]);
         let text = metrics.render();
         for expected in [
             "dli_gitops_reconcile_duration_seconds_count{target=\"dev\"} 1",

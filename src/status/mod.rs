@@ -823,4 +823,6 @@ fn missing() -> HealthInfo {
 }
 
 #[cfg(test)]
+pub(crate) mod test_support;
+#[cfg(test)]
 mod tests;

@@ -2,59 +2,11 @@
 
 use std::collections::BTreeMap;
 
+use super::test_support::{dev_target, synced_job};
 use super::*;
-use crate::model::{
-    DesiredFlinkJob, DesiredJobs, FlinkJobConfig, FlinkJobStatus, JobKind, Lifecycle,
-    MANAGED_TAG_KEY, MANAGED_TAG_VALUE, ObservedFlinkJob, ObservedJobs, SourceLocation,
-};
-use crate::plan::{self, JournalFlinkJob, JournalView, PlanPolicy};
-
-fn desired_sql(name: &str) -> DesiredFlinkJob {
-    let mut config = FlinkJobConfig::defaults_for(JobKind::FlinkSql);
-    config.queue_name = Some("flink_queue".into());
-    config.sql_body = Some("INSERT INTO sink SELECT * FROM source;\n".into());
-    DesiredFlinkJob {
-        name: name.into(),
-        config,
-        lifecycle: Lifecycle::default(),
-        source: SourceLocation {
-            file: format!("flink/{name}.yaml"),
-            line: 1,
-        },
-        digest: format!("digest-{name}"),
-        policy: Default::default(),
-    }
-}
-
-fn live_of(desired: &DesiredFlinkJob, id: i64, status: &str) -> ObservedFlinkJob {
-    let mut config = desired.config.clone();
-    config
-        .tags
-        .insert(MANAGED_TAG_KEY.into(), MANAGED_TAG_VALUE.into());
-    ObservedFlinkJob {
-        id,
-        name: desired.name.clone(),
-        status: FlinkJobStatus::new(status),
-        update_time: 1_711_647_009_620,
-        config,
-        savepoint_path: None,
-        status_desc: None,
-    }
-}
-
-fn managed_view(names: &[&str]) -> JournalView {
-    let mut view = JournalView::default();
-    for name in names {
-        view.flink.insert(
-            name.to_string(),
-            JournalFlinkJob {
-                managed: true,
-                ..JournalFlinkJob::default()
-            },
-        );
-    }
-    view
-}
+use crate::model::{DesiredJobs, ObservedJobs};
+use crate::plan::test_support::{desired_sql, live_of, managed_view};
+use crate::plan::{self, JournalView, PlanPolicy};
 
 fn statuses(
     desired: &DesiredJobs,
@@ -94,7 +46,7 @@ fn a_converged_running_job_is_synced_and_healthy() {
     assert_eq!(jobs[0].live_id, Some(7));
     assert_eq!(jobs[0].action, None);
 
-    let mut target = TargetStatus::new("dev", "jobs", "dev", policy_view());
+    let mut target = dev_target();
     target.set_jobs(jobs, true);
     assert_eq!(target.sync.status, SyncStatus::Synced);
     assert_eq!(target.health.status, HealthStatus::Healthy);
@@ -126,7 +78,7 @@ fn a_job_git_wants_stopped_is_stopped_on_purpose_and_the_gate_reads_healthy() {
         .unwrap();
     assert_eq!(stopped.health.status, HealthStatus::Suspended);
     assert!(stopped_on_purpose(stopped), "{:?}", stopped.health);
-    let mut target = TargetStatus::new("dev", "jobs", "dev", policy_view());
+    let mut target = dev_target();
     target.sync.revision = Some("rev".into());
     target.sync.applied_revision = Some("rev".into());
     target.set_jobs(jobs, true);
@@ -254,7 +206,7 @@ fn without_a_plan_sync_is_unknown_but_health_is_reported() {
     assert_eq!(jobs.len(), 1);
     assert_eq!(jobs[0].sync_status, SyncStatus::Unknown);
     assert_eq!(jobs[0].health.status, HealthStatus::Degraded);
-    let mut target = TargetStatus::new("dev", "jobs", "dev", policy_view());
+    let mut target = dev_target();
     target.set_jobs(jobs, false);
     assert_eq!(target.sync.status, SyncStatus::Unknown);
     assert_eq!(target.health.status, HealthStatus::Degraded);
@@ -295,23 +247,7 @@ fn live_status_words_map_to_argo_health() {
 
 #[test]
 fn aggregate_health_takes_the_worst_in_argo_order() {
-    let job = |name: &str, status: HealthStatus| JobStatus {
-        kind: JobKind::FlinkSql,
-        name: name.into(),
-        sync_status: SyncStatus::Synced,
-        health: HealthInfo {
-            status,
-            message: None,
-        },
-        live_status: None,
-        live_id: None,
-        action: None,
-        reason: None,
-        last_error: None,
-        step: None,
-        savepoint: None,
-        backups: Vec::new(),
-    };
+    let job = synced_job;
     assert_eq!(aggregate_health(&[]).status, HealthStatus::Healthy);
     let jobs = [
         job("a", HealthStatus::Healthy),
@@ -326,17 +262,6 @@ fn aggregate_health_takes_the_worst_in_argo_order() {
     let health = aggregate_health(&jobs);
     assert_eq!(health.status, HealthStatus::Degraded);
     assert_eq!(health.message.as_deref(), Some("Degraded: b"));
-}
-
-fn policy_view() -> PolicyView {
-    PolicyView {
-        auto_sync: true,
-        self_heal: false,
-        prune: false,
-        resync_interval_seconds: 300,
-        suspended: false,
-        promote_from: None,
-    }
 }
 
 #[test]
@@ -387,7 +312,7 @@ fn a_job_held_by_automatic_rollback_is_degraded_out_of_sync_and_fails_the_promot
         "{message}"
     );
 
-    let mut target = TargetStatus::new("dev", "jobs", "dev", policy_view());
+    let mut target = dev_target();
     target.set_jobs(jobs, true);
     target.sync.revision = Some("abc".into());
     assert_eq!(target.health.status, HealthStatus::Degraded);
