@@ -9,6 +9,7 @@ pub mod daemon;
 pub mod desired;
 pub mod doctor;
 pub mod emulator;
+pub mod error_chain;
 pub mod gc;
 pub mod journal;
 pub mod memory;

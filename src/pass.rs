@@ -60,6 +60,10 @@ pub async fn desired_for(
         target: context.name.clone(),
         problem,
     };
+    let read_failed = |source: apply::BoxError| ApplyError::RepositoryRead {
+        target: context.name.clone(),
+        source,
+    };
     let source_config = context.source_config().cloned().ok_or_else(|| {
         repository(format!(
             "the source `{}` is not configured",
@@ -74,8 +78,8 @@ pub async fn desired_for(
     let snapshot =
         tokio::task::spawn_blocking(move || read_snapshot(&source_config, &state_dir, revision))
             .await
-            .map_err(|error| repository(error.to_string()))?
-            .map_err(repository)?;
+            .map_err(|error| read_failed(Box::new(error)))?
+            .map_err(read_failed)?;
     let desired = resolve_for(
         &snapshot,
         &context.environment,
@@ -98,16 +102,13 @@ fn read_snapshot(
     source_config: &crate::config::SourceConfig,
     state_dir: &std::path::Path,
     revision: Option<String>,
-) -> Result<RepoSnapshot, String> {
-    let source = crate::source::Source::from_config(source_config, state_dir)
-        .map_err(|error| error.to_string())?;
+) -> Result<RepoSnapshot, apply::BoxError> {
+    let source = crate::source::Source::from_config(source_config, state_dir)?;
     match revision {
-        Some(revision) => promotion::snapshot_at(&source, &revision)
-            .map_err(|error| promotion::error_text(&error)),
+        Some(revision) => Ok(promotion::snapshot_at(&source, &revision)?),
         None => source
-            .poll(None)
-            .map_err(|error| error.to_string())?
-            .ok_or_else(|| "the source returned no snapshot".to_string()),
+            .poll(None)?
+            .ok_or_else(|| "the source returned no snapshot".into()),
     }
 }
 
@@ -253,8 +254,9 @@ async fn run_pass_steps<J: Ledger>(pass: Pass<'_, J>) -> Result<PassRun, ApplyEr
             options.carried_savepoints =
                 carry_for_target(config, &context.ledger.journal, context, desired)
                     .await
-                    .map_err(|error| ApplyError::Runtime {
-                        problem: promotion::error_text(&error),
+                    .map_err(|error| ApplyError::Failed {
+                        doing: "",
+                        source: Box::new(error),
                     })?;
         }
         // `authorize_obs`: DLI may use the target's buckets before the pass acts (once each).

@@ -324,12 +324,42 @@ pub enum ApplyError {
     },
     #[error("target `{target}`: {problem}")]
     Target { target: String, problem: String },
+    /// A step of setting the target up failed: its journal, endpoints, credentials, clients,
+    /// the OBS grant, the IAM project lookup. Reads `target `t`: {doing}: {cause}; {advice}`.
+    #[error("target `{target}`: {}", with_cause(.doing, .source.as_ref(), .advice))]
+    TargetSetup {
+        target: String,
+        /// What was being done (may be empty when the cause says it).
+        doing: String,
+        #[source]
+        source: BoxError,
+        /// What to do about it (may be empty).
+        advice: String,
+    },
     #[error("reading the job repository for target `{target}`: {problem}")]
     Repository { target: String, problem: String },
+    /// The source could not be read (git, the directory, a promoted revision).
+    #[error(
+        "reading the job repository for target `{target}`: {}",
+        with_cause("", .source.as_ref(), "")
+    )]
+    RepositoryRead {
+        target: String,
+        #[source]
+        source: BoxError,
+    },
     #[error("export to {path}: {problem}")]
     Export {
         path: std::path::PathBuf,
         problem: String,
+    },
+    /// Writing or reading back the exported files failed.
+    #[error("export to {path}: {}", with_cause(.doing, .source.as_ref(), ""))]
+    ExportFiles {
+        path: std::path::PathBuf,
+        doing: String,
+        #[source]
+        source: BoxError,
     },
     #[error("rollback of target `{target}`: {problem}")]
     Rollback { target: String, problem: String },
@@ -341,15 +371,45 @@ pub enum ApplyError {
         expected: String,
         found: String,
     },
-    #[error("loading config {path}: {problem}")]
+    #[error("loading config {path}: {}", with_cause("", .source, ""))]
     Config {
         path: std::path::PathBuf,
-        problem: String,
+        #[source]
+        source: crate::config::ConfigError,
     },
     #[error("not applied: {reason}")]
     NotApproved { reason: String },
     #[error("{problem}")]
     Runtime { problem: String },
+    /// A step of a command failed for a reason another module reports (the terminal, the
+    /// async runtime, the journal, the promotion carry). Reads `{doing}: {cause}`.
+    #[error("{}", with_cause(.doing, .source.as_ref(), ""))]
+    Failed {
+        /// What was being done (may be empty when the cause says it).
+        doing: &'static str,
+        #[source]
+        source: BoxError,
+    },
+}
+
+/// A cause of any type, kept (not turned into text) so that `source()` reaches it.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// `{doing}: {cause}; {advice}`, the parts that are empty left out. The cause is written with
+/// its own causes ([`crate::error_chain::error_chain`]) so the one line the CLI prints tells the
+/// whole story; printing the chain of an `ApplyError` does not repeat them.
+fn with_cause(doing: &str, cause: &(dyn std::error::Error + 'static), advice: &str) -> String {
+    let mut text = String::new();
+    if !doing.is_empty() {
+        text.push_str(doing);
+        text.push_str(": ");
+    }
+    text.push_str(&crate::error_chain::error_chain(cause));
+    if !advice.is_empty() {
+        text.push_str("; ");
+        text.push_str(advice);
+    }
+    text
 }
 
 /// Observes, resolves unfinished intents, plans, and — unless `options.dry_run` — executes the

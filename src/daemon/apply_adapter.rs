@@ -240,7 +240,12 @@ impl TargetReconciler for ApplyReconciler {
     }
 
     fn applied_revision(&self) -> Option<String> {
-        Ledger::applied_revision(&self.context.ledger)
+        self.journal
+            .state_guard()
+            .targets
+            .get(&self.context.name)
+            .and_then(|target| target.applied_revision.as_ref())
+            .map(|applied| applied.revision.clone())
     }
 
     fn record_applied<'a>(

@@ -145,19 +145,7 @@ impl SnapshotSource for ConfiguredSource {
 }
 
 /// `error: cause: cause`, so the status page shows the whole story in one line.
-pub(crate) fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        let cause_text = cause.to_string();
-        if !text.contains(&cause_text) {
-            text.push_str(": ");
-            text.push_str(&cause_text);
-        }
-        source = cause.source();
-    }
-    text
-}
+pub(crate) use crate::error_chain::error_chain;
 
 /// The job repository resolver: `desired::resolve` for the target's environment.
 pub fn spec_resolver() -> Resolver {
@@ -446,15 +434,12 @@ async fn target_parts(
         });
     }
     // Suspend and change windows: run-time suspends are read back from the journal.
-    let controls = Controls::from_config(
-        config,
-        Some(journal.clone()),
-        system_clock(),
-    )
-    .map_err(|problem| RunError::Target {
-        target: String::new(),
-        source: problem.into(),
-    })?;
+    let controls = Controls::from_config(config, Some(journal.clone()), system_clock()).map_err(
+        |problem| RunError::Target {
+            target: String::new(),
+            source: problem.into(),
+        },
+    )?;
     // Notifications over the same journal (states and due deliveries are read back).
     let notifier = crate::notify::Notifier::from_config(
         config,

@@ -192,7 +192,9 @@ pub fn verify(state_dir: &Path) -> Result<VerifyReport, JournalError> {
         }
         Ok(None) => JournalState::default(),
         Err(error) => {
-            report.problems.push(error_text(&error));
+            report
+                .problems
+                .push(crate::error_chain::error_chain(&error));
             JournalState::default()
         }
     };
@@ -587,15 +589,4 @@ fn require_directory(state_dir: &Path) -> Result<(), JournalError> {
             source,
         )),
     }
-}
-
-fn error_text(error: &JournalError) -> String {
-    let mut text = error.to_string();
-    let mut source = std::error::Error::source(error);
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }

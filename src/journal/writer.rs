@@ -367,7 +367,10 @@ impl Inner {
                     // would misplace records, so stop appends until a restart.
                     return Err(JournalError::Poisoned {
                         path: self.paths.journal.clone(),
-                        reason: format!("journal rotation ({})", error_chain(&error)),
+                        reason: format!(
+                            "journal rotation ({})",
+                            crate::error_chain::error_chain(&error)
+                        ),
                     });
                 }
             }
@@ -397,17 +400,6 @@ impl RotateError {
             RotateError::Before(error) | RotateError::After(error) => error,
         }
     }
-}
-
-fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }
 
 /// Moves `journal.jsonl` to the archive and puts an empty, durable journal in its place.

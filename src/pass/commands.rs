@@ -60,15 +60,16 @@ fn runtime() -> Result<tokio::runtime::Runtime, ApplyError> {
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
-        .map_err(|error| ApplyError::Runtime {
-            problem: format!("starting the async runtime: {error}"),
+        .map_err(|error| ApplyError::Failed {
+            doing: "starting the async runtime",
+            source: Box::new(error),
         })
 }
 
 fn load(path: &std::path::Path) -> Result<Config, ApplyError> {
-    Config::load(path).map_err(|error| ApplyError::Config {
+    Config::load(path).map_err(|source| ApplyError::Config {
         path: path.to_path_buf(),
-        problem: error.to_string(),
+        source,
     })
 }
 
@@ -93,8 +94,9 @@ fn ask_yes(
     prompt
         .input
         .read_line(&mut answer)
-        .map_err(|error| ApplyError::Runtime {
-            problem: format!("reading the answer: {error}"),
+        .map_err(|error| ApplyError::Failed {
+            doing: "reading the answer",
+            source: Box::new(error),
         })?;
     if answer.trim() != "yes" {
         return Err(ApplyError::NotApproved {
@@ -107,8 +109,9 @@ fn ask_yes(
 fn write_out(out: &mut dyn Write, text: &str) -> Result<(), ApplyError> {
     out.write_all(text.as_bytes())
         .and_then(|()| out.flush())
-        .map_err(|error| ApplyError::Runtime {
-            problem: format!("writing the output: {error}"),
+        .map_err(|error| ApplyError::Failed {
+            doing: "writing the output",
+            source: Box::new(error),
         })
 }
 
@@ -222,8 +225,9 @@ async fn apply_in(
             &observed,
         )
         .await
-        .map_err(|error| ApplyError::Runtime {
-            problem: format!("journaling the adoption of live jobs: {error}"),
+        .map_err(|error| ApplyError::Failed {
+            doing: "journaling the adoption of live jobs",
+            source: Box::new(error),
         })?;
     }
     // Promotion: state another target's jobs hand over, copied into this account
@@ -232,8 +236,9 @@ async fn apply_in(
     let carried_savepoints =
         super::carry_for_target(config, &context.ledger.journal, context, &desired)
             .await
-            .map_err(|error| ApplyError::Runtime {
-                problem: crate::promotion::error_text(&error),
+            .map_err(|error| ApplyError::Failed {
+                doing: "",
+                source: Box::new(error),
             })?;
     let preview = super::run_pass(super::Pass {
         context,
@@ -267,8 +272,9 @@ async fn apply_in(
     let stop = crate::daemon::Stop::new();
     let interrupt =
         crate::daemon::finish_then_abort_on_interrupt(stop.clone()).map_err(|error| {
-            ApplyError::Runtime {
-                problem: format!("listening for Ctrl-C: {error}"),
+            ApplyError::Failed {
+                doing: "listening for Ctrl-C",
+                source: Box::new(error),
             }
         })?;
     let result = execute_approved(

@@ -31,15 +31,14 @@
 //! revision the upstream converged on; one that does not resolve for the downstream environment is
 //! a rejected revision there, like any other.
 //!
-//! The `apply` command carries promoted state (`pass::carry_for_target`) before it shows the plan: the
+//! The `apply` command carries promoted state (`carry_for_target`) before it shows the plan: the
 //! carry can journal a restore as applied (`on_missing_savepoint: stateless`), which changes the
 //! plan, and `apply` executes only the plan it showed (`expected_plan_id`).
 //!
 //! Hooks in `apply` (marked "Promotion"): `ApplyOptions::carried_savepoints` wins over the upstream's
-//! own path for a `FromTarget` import; `pass::desired_for` reads the promoted revision for a
-//! `promote_from` target (an error until something is promoted); `pass::run_pass` carries
-//! (`pass::carry_for_target` → `carry_pending`) before it applies; `TargetContext::shared_emulator`
-//! lets the upstream target be built beside.
+//! own path for a `FromTarget` import; `TargetContext::desired` reads the promoted revision for a
+//! `promote_from` target (an error until something is promoted); `apply` calls `carry_for_target`
+//! before it applies; `TargetContext::shared_emulator` lets the upstream target be built beside.
 //!
 //! Hooks in `daemon`/`server` (marked "Promotion"): `hook.rs`'s `PromotionHook` is built in
 //! `wiring::target_parts` over the daemon's journal and passed as `DaemonParts::promotion`. The worker
@@ -130,17 +129,9 @@ pub mod revision;
 
 pub use revision::{PromotedRevisionError, RevisionCheckError, check_promotable, snapshot_at};
 
-/// An error and its sources, `: `-joined, for callers that hand a single line to a person.
-pub fn error_text(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
-}
+/// An error and its sources, `: `-joined, for callers that hand a single line to a person
+/// (the crate's one chain printer, [`crate::error_chain::error_chain`]).
+pub use crate::error_chain::error_chain as error_text;
 pub mod hook;
 
 pub use hook::{DEFAULT_TICK, HookError, PromotionHook, PromotionListener};
