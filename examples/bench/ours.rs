@@ -77,8 +77,7 @@ pub async fn open_target(config_path: &Path) -> Result<TargetContext, String> {
 
 /// One pass: read git, observe, plan, apply. Fails unless every action succeeded.
 pub async fn pass(context: &TargetContext) -> Result<ApplyReport, String> {
-    let (desired, revision) = context
-        .desired()
+    let (desired, revision) = dli_gitops::pass::desired_for(context, None)
         .await
         .map_err(|error| format!("reading the repository: {error}"))?;
     let options = ApplyOptions {
@@ -103,8 +102,7 @@ pub async fn confirm(
     context: &TargetContext,
     applied: &ApplyReport,
 ) -> Result<ApplyReport, String> {
-    let (desired, _) = context
-        .desired()
+    let (desired, _) = dli_gitops::pass::desired_for(context, None)
         .await
         .map_err(|error| format!("reading the repository: {error}"))?;
     apply::confirm_with(
