@@ -216,15 +216,21 @@ pub enum GcError {
     },
     #[error("{0}")]
     Apply(#[from] crate::apply::ApplyError),
-    #[error("loading config {path}: {problem}")]
+    #[error("loading config {path}: {source}")]
     Config {
         path: std::path::PathBuf,
-        problem: String,
+        #[source]
+        source: crate::config::ConfigError,
     },
     #[error("unknown target `{0}`; the config names: {1}")]
     UnknownTarget(String, String),
-    #[error("{0}")]
-    Runtime(String),
+    /// Starting the async runtime or writing the report failed.
+    #[error("{doing}: {source}")]
+    Io {
+        doing: &'static str,
+        #[source]
+        source: std::io::Error,
+    },
 }
 
 /// What retention deletes, keeps and refuses for `target` (pure).
@@ -754,10 +760,11 @@ pub struct GcCommand {
 
 /// Runs `gc` for the chosen targets; exit code 1 when a deletion failed or a path was refused.
 pub fn gc_command(command: &GcCommand, out: &mut dyn std::io::Write) -> Result<u8, GcError> {
-    let config = crate::config::Config::load(&command.config).map_err(|error| GcError::Config {
-        path: command.config.clone(),
-        problem: error.to_string(),
-    })?;
+    let config =
+        crate::config::Config::load(&command.config).map_err(|source| GcError::Config {
+            path: command.config.clone(),
+            source,
+        })?;
     let names: Vec<String> = config.targets.iter().map(|t| t.name.clone()).collect();
     let chosen: Vec<String> = match &command.target {
         Some(name) if names.contains(name) => vec![name.clone()],
@@ -767,7 +774,10 @@ pub fn gc_command(command: &GcCommand, out: &mut dyn std::io::Write) -> Result<u
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
-        .map_err(|error| GcError::Runtime(format!("starting the runtime: {error}")))?;
+        .map_err(|source| GcError::Io {
+            doing: "starting the runtime",
+            source,
+        })?;
     let reports = runtime.block_on(async {
         let mut reports = Vec::new();
         for name in &chosen {
@@ -806,7 +816,10 @@ pub fn gc_command(command: &GcCommand, out: &mut dyn std::io::Write) -> Result<u
         crate::terminal::escape(&text).into_owned()
     };
     out.write_all(text.as_bytes())
-        .map_err(|error| GcError::Runtime(format!("writing the report: {error}")))?;
+        .map_err(|source| GcError::Io {
+            doing: "writing the report",
+            source,
+        })?;
     let clean = mirror_failures.is_empty()
         && reports
             .iter()

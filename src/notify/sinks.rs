@@ -45,7 +45,7 @@ pub enum SinkError {
     #[error("reaching {url}: {reason}")]
     Transport { url: String, reason: String },
     #[error("SMN publish: {0}")]
-    Smn(String),
+    Smn(#[source] crate::cloud::CloudError),
 }
 
 /// `sha256=<hex HMAC-SHA256 of body with key>`: the webhook signature header's value.
@@ -226,14 +226,11 @@ impl ResolvedSink {
                 )
                 .json(json!({ "subject": subject, "message": text }))
                 .not_idempotent();
-                let response = client
-                    .send(&call)
-                    .await
-                    .map_err(|error| SinkError::Smn(error.to_string()))?;
+                let response = client.send(&call).await.map_err(SinkError::Smn)?;
                 response
                     .successful_json()
                     .map(|_| ())
-                    .map_err(|error| SinkError::Smn(error.to_string()))
+                    .map_err(SinkError::Smn)
             }
         }
     }

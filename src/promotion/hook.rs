@@ -165,7 +165,7 @@ impl PromotionHook {
                 source: SourceError::Io {
                     action: "reading the promoted revision",
                     path: std::path::PathBuf::new(),
-                    source: std::io::Error::other(join_error.to_string()),
+                    source: std::io::Error::other(join_error),
                 },
             })??;
         Ok(Some(Arc::new(snapshot)))

@@ -67,13 +67,15 @@ pub fn snapshot_at(source: &Source, revision: &str) -> Result<RepoSnapshot, Prom
 #[derive(Debug, thiserror::Error)]
 pub enum RevisionCheckError {
     #[error(
-        "revision {revision} is not in source `{source_name}` ({reason}); check the id, or push \
-         the commit to the branch the source follows"
+        "revision {revision} is not in source `{source_name}` ({}); check the id, or push \
+         the commit to the branch the source follows",
+        crate::error_chain::error_chain(.source)
     )]
     Unknown {
         revision: String,
         source_name: String,
-        reason: String,
+        #[source]
+        source: PromotedRevisionError,
     },
     #[error(
         "revision {revision} does not validate for environment `{environment}` ({count} \
@@ -86,13 +88,15 @@ pub enum RevisionCheckError {
         problems: String,
     },
     #[error(
-        "source `{source_name}` could not be read to check revision {revision} ({reason}); \
-         retry when it is reachable"
+        "source `{source_name}` could not be read to check revision {revision} ({}); \
+         retry when it is reachable",
+        crate::error_chain::error_chain(.source.as_ref())
     )]
     Unavailable {
         revision: String,
         source_name: String,
-        reason: String,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
     },
 }
 
@@ -105,25 +109,26 @@ pub fn check_promotable(
     revision: &str,
 ) -> Result<(), RevisionCheckError> {
     let source_name = target.source.clone();
-    let unavailable = |reason: String| RevisionCheckError::Unavailable {
-        revision: revision.to_string(),
-        source_name: source_name.clone(),
-        reason,
-    };
+    let unavailable =
+        |source: Box<dyn std::error::Error + Send + Sync>| RevisionCheckError::Unavailable {
+            revision: revision.to_string(),
+            source_name: source_name.clone(),
+            source,
+        };
     let source_config = config
         .sources
         .get(&target.source)
-        .ok_or_else(|| unavailable("the source is not configured".to_string()))?;
+        .ok_or_else(|| unavailable("the source is not configured".into()))?;
     let source = Source::from_config(source_config, &config.state_dir)
-        .map_err(|error| unavailable(super::error_text(&error)))?;
+        .map_err(|error| unavailable(Box::new(error)))?;
     let snapshot = match snapshot_at(&source, revision) {
         Ok(snapshot) => snapshot,
-        Err(error) if error.is_retryable() => return Err(unavailable(super::error_text(&error))),
+        Err(error) if error.is_retryable() => return Err(unavailable(Box::new(error))),
         Err(error) => {
             return Err(RevisionCheckError::Unknown {
                 revision: revision.to_string(),
                 source_name,
-                reason: super::error_text(&error),
+                source: error,
             });
         }
     };

@@ -274,8 +274,11 @@ pub enum ControlError {
     UnknownTarget(String),
     #[error("{0}")]
     Invalid(String),
-    #[error("journaling the request failed ({0}); nothing was changed")]
-    Journal(String),
+    #[error(
+        "journaling the request failed ({}); nothing was changed",
+        crate::error_chain::error_chain(.0)
+    )]
+    Journal(#[source] crate::journal::JournalError),
 }
 
 #[derive(Debug, Clone, Default)]
@@ -658,7 +661,7 @@ impl Controls {
         journal
             .append(target, RecordBody::Unknown(map))
             .map(|_| ())
-            .map_err(|error| ControlError::Journal(error.to_string()))
+            .map_err(ControlError::Journal)
     }
 
     fn journal_control(&self, target: &str, fields: Value) {
