@@ -384,16 +384,9 @@ async fn ask_daemon(
         url: url.clone(),
         source,
     };
-    let response = reqwest::Client::new()
-        .post(&url)
-        .bearer_auth(token.trim())
-        .json(&body)
-        .timeout(std::time::Duration::from_secs(30))
-        .send()
+    let (status, text) = post_to_daemon(&url, token.trim(), &body)
         .await
         .map_err(unreachable)?;
-    let status = response.status();
-    let text = response.text().await.map_err(unreachable)?;
     if !status.is_success() {
         let message = serde_json::from_str::<serde_json::Value>(&text)
             .ok()
@@ -420,8 +413,26 @@ async fn ask_daemon(
     Ok(report)
 }
 
+/// POSTs `body` as JSON to the daemon's API at `url` with the bearer `token` (30 s timeout):
+/// the answer's status and text. The CLI's `promote` and its control commands use it.
+pub async fn post_to_daemon(
+    url: &str,
+    token: &str,
+    body: &impl Serialize,
+) -> Result<(reqwest::StatusCode, String), reqwest::Error> {
+    let response = reqwest::Client::new()
+        .post(url)
+        .bearer_auth(token)
+        .json(body)
+        .timeout(std::time::Duration::from_secs(30))
+        .send()
+        .await?;
+    let status = response.status();
+    Ok((status, response.text().await?))
+}
+
 /// A wildcard listen address is reached on loopback.
-fn reachable(listen: SocketAddr) -> SocketAddr {
+pub fn reachable(listen: SocketAddr) -> SocketAddr {
     match listen.ip() {
         IpAddr::V4(ip) if ip.is_unspecified() => {
             SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), listen.port())

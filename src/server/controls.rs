@@ -2,7 +2,6 @@
 //! the break-glass body of `.../sync`; the status page's controls section; and the CLI side
 //! (`dli-gitops sync|suspend|resume TARGET`), which goes through a running daemon's API.
 
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::Arc;
 
 use axum::http::StatusCode;
@@ -12,6 +11,7 @@ use serde_json::json;
 
 use super::ServerState;
 use crate::config::Config;
+use crate::promotion::manual::{post_to_daemon, reachable};
 use crate::status::control::{ControlError, ControlView, api_caller};
 
 /// The body of `POST /api/v1/targets/{t}/sync` (optional).
@@ -179,13 +179,9 @@ pub(super) fn resume(state: &Arc<ServerState>, target: &str, body: &[u8]) -> Res
     }
 }
 
+/// Text for the page: control and bidi characters made visible, then HTML-escaped.
 fn escape(text: &str) -> String {
-    crate::terminal::escape(text)
-        .replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
-        .replace('\'', "&#39;")
+    super::html::escape(&crate::terminal::escape(text))
 }
 
 /// The status page's section: per target, suspended or not, open and next windows.
@@ -301,18 +297,6 @@ pub enum ControlCommandError {
     Runtime(#[source] std::io::Error),
 }
 
-fn reachable(listen: SocketAddr) -> SocketAddr {
-    match listen.ip() {
-        IpAddr::V4(ip) if ip.is_unspecified() => {
-            SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), listen.port())
-        }
-        IpAddr::V6(ip) if ip.is_unspecified() => {
-            SocketAddr::new(IpAddr::V6(Ipv6Addr::LOCALHOST), listen.port())
-        }
-        _ => listen,
-    }
-}
-
 fn user() -> Option<String> {
     std::env::var("USER")
         .or_else(|_| std::env::var("USERNAME"))
@@ -380,16 +364,9 @@ pub fn control_blocking(
             url: url.clone(),
             source,
         };
-        let response = reqwest::Client::new()
-            .post(&url)
-            .bearer_auth(token.trim())
-            .json(&body)
-            .timeout(std::time::Duration::from_secs(30))
-            .send()
+        let (status, text) = post_to_daemon(&url, token.trim(), &body)
             .await
             .map_err(unreachable)?;
-        let status = response.status();
-        let text = response.text().await.map_err(unreachable)?;
         let value: serde_json::Value =
             serde_json::from_str(&text).unwrap_or_else(|_| json!({ "message": text }));
         if !status.is_success() {

@@ -246,6 +246,8 @@ pub fn render_page_view(
     page
 }
 
+/// One target's section of the status page: its heading and policy, its problems, its jobs
+/// (one page of them) and its last plan.
 fn render_target(page: &mut String, target: &TargetStatus, page_number: usize) {
     let _ = write!(
         page,
@@ -260,6 +262,14 @@ fn render_target(page: &mut String, target: &TargetStatus, page_number: usize) {
         prune = target.policy.prune,
         resync = target.policy.resync_interval_seconds,
     );
+    render_target_problems(page, target);
+    let shown = render_job_counts(page, target, page_number);
+    render_jobs(page, &shown);
+    render_last_plan(page, target);
+}
+
+/// The target's last error and its rejected revision, with the first problems of it.
+fn render_target_problems(page: &mut String, target: &TargetStatus) {
     if let Some(error) = &target.last_error {
         let _ = write!(
             page,
@@ -292,6 +302,15 @@ fn render_target(page: &mut String, target: &TargetStatus, page_number: usize) {
         }
         page.push_str("</ul>");
     }
+}
+
+/// The target's job counts and, when its jobs take more than one page, where this page is;
+/// returns the jobs of page `page_number` (those that need a look first).
+fn render_job_counts<'a>(
+    page: &mut String,
+    target: &'a TargetStatus,
+    page_number: usize,
+) -> Vec<&'a crate::status::JobStatus> {
     let counts = |map: &std::collections::BTreeMap<String, usize>| {
         map.iter()
             .map(|(status, count)| format!("{count} {}", escape(status)))
@@ -334,10 +353,15 @@ fn render_target(page: &mut String, target: &TargetStatus, page_number: usize) {
         }
     }
     page.push_str("</p>");
+    shown
+}
+
+/// The table of jobs.
+fn render_jobs(page: &mut String, shown: &[&crate::status::JobStatus]) {
     page.push_str(
         "<table><tr><th>job</th><th>kind</th><th>sync</th><th>health</th><th>live status</th><th>planned</th><th>last savepoint</th><th>backups</th><th>last error</th></tr>",
     );
-    for job in shown {
+    for job in shown.iter().copied() {
         let planned = match (&job.action, &job.reason) {
             _ if job.step.is_some() => job.step.clone().unwrap_or_default(),
             (Some(action), Some(reason)) => format!("{action}: {reason}"),
@@ -375,6 +399,10 @@ fn render_target(page: &mut String, target: &TargetStatus, page_number: usize) {
         );
     }
     page.push_str("</table>");
+}
+
+/// The target's last plan, folded, cut at [`PLAN_TEXT_LIMIT`].
+fn render_last_plan(page: &mut String, target: &TargetStatus) {
     if let Some(plan) = &target.last_plan {
         let _ = write!(
             page,

@@ -279,12 +279,8 @@ async fn suspend_target(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    if let Err(failure) = auth::authorize(state.api_token.as_deref(), &headers) {
-        tracing::warn!(target = %target.chars().take(100).collect::<String>(), reason = failure.log_reason(), "Suspend refused.");
-        return failure.into_response();
-    }
-    if !state.triggers.contains_key(&target) {
-        return unknown_target(&state, &target);
+    if let Err(response) = authorized_target(&state, &target, &headers, "Suspend refused.") {
+        return response;
     }
     let answer = {
         let state = state.clone();
@@ -306,12 +302,9 @@ async fn resume_target(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    if let Err(failure) = auth::authorize(state.api_token.as_deref(), &headers) {
-        tracing::warn!(target = %target.chars().take(100).collect::<String>(), reason = failure.log_reason(), "Resume refused.");
-        return failure.into_response();
-    }
-    let Some(trigger) = state.triggers.get(&target).cloned() else {
-        return unknown_target(&state, &target);
+    let trigger = match authorized_target(&state, &target, &headers, "Resume refused.") {
+        Ok(trigger) => trigger,
+        Err(response) => return response,
     };
     let answer = {
         let state = state.clone();
@@ -326,6 +319,25 @@ async fn resume_target(
             format!("the resume did not finish: {error}"),
         )
     })
+}
+
+/// What every mutating endpoint checks first: the bearer token (a refusal is logged as
+/// `refused`) and that the target exists. Returns the target's trigger, or the answer.
+fn authorized_target(
+    state: &ServerState,
+    target: &str,
+    headers: &HeaderMap,
+    refused: &str,
+) -> Result<Arc<Trigger>, Response> {
+    if let Err(failure) = auth::authorize(state.api_token.as_deref(), headers) {
+        tracing::warn!(target = %target.chars().take(100).collect::<String>(), reason = failure.log_reason(), "{refused}");
+        return Err(failure.into_response());
+    }
+    state
+        .triggers
+        .get(target)
+        .cloned()
+        .ok_or_else(|| unknown_target(state, target))
 }
 
 fn unknown_target(state: &ServerState, target: &str) -> Response {
@@ -348,12 +360,8 @@ async fn promote_target(
     headers: HeaderMap,
     body: axum::body::Bytes,
 ) -> Response {
-    if let Err(failure) = auth::authorize(state.api_token.as_deref(), &headers) {
-        tracing::warn!(target = %target.chars().take(100).collect::<String>(), reason = failure.log_reason(), "Promotion refused.");
-        return failure.into_response();
-    }
-    if !state.triggers.contains_key(&target) {
-        return unknown_target(&state, &target);
+    if let Err(response) = authorized_target(&state, &target, &headers, "Promotion refused.") {
+        return response;
     }
     let Some(hook) = state.promotion.clone() else {
         return error_response(
@@ -408,12 +416,9 @@ async fn sync_target(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    if let Err(failure) = auth::authorize(state.api_token.as_deref(), &headers) {
-        tracing::warn!(target = %target.chars().take(100).collect::<String>(), reason = failure.log_reason(), "Manual sync refused.");
-        return failure.into_response();
-    }
-    let Some(trigger) = state.triggers.get(&target) else {
-        return unknown_target(&state, &target);
+    let trigger = match authorized_target(&state, &target, &headers, "Manual sync refused.") {
+        Ok(trigger) => trigger,
+        Err(response) => return response,
     };
     if let Some(upstream) = state
         .board
