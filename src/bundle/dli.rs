@@ -211,28 +211,7 @@ impl DliJobDocument {
     /// checkpoint mode, runtime config and tags decoded. The job type decides SQL or Jar
     /// defaults; without one, a document with an `entrypoint` is a Jar job.
     pub fn to_model(&self) -> Result<FlinkJobConfig, BundleError> {
-        let invalid = |field: &'static str, reason: String| BundleError::InvalidField {
-            job: self.name.clone(),
-            field,
-            reason,
-        };
-        let kind = match self.job_type.as_deref() {
-            Some(model::defaults::JAR_JOB_TYPE) => model::JobKind::FlinkJar,
-            Some("flink_sql_job" | "flink_opensource_sql_job" | "flink_sql_edge_job") => {
-                model::JobKind::FlinkSql
-            }
-            Some(other) if !other.is_empty() => {
-                return Err(invalid(
-                    "job_type",
-                    format!(
-                        "{other:?} is not one of flink_sql_job, flink_opensource_sql_job, flink_sql_edge_job, flink_jar_job"
-                    ),
-                ));
-            }
-            _ if self.entrypoint.is_some() => model::JobKind::FlinkJar,
-            _ => model::JobKind::FlinkSql,
-        };
-        let mut config = FlinkJobConfig::defaults_for(kind);
+        let mut config = FlinkJobConfig::defaults_for(self.kind()?);
         if let Some(job_type) = self.job_type.as_ref().filter(|text| !text.is_empty()) {
             config.job_type = job_type.clone();
         }
@@ -241,44 +220,108 @@ impl DliJobDocument {
         }
         config.queue_name = non_empty(&self.queue_name);
         config.sql_body = non_empty(&self.sql_body);
+        self.read_resources(&mut config)?;
+        self.read_checkpoints_and_recovery(&mut config)?;
+        config.udf_jar_url = non_empty(&self.udf_jar_url);
+        config.flink_version = non_empty(&self.flink_version);
+        config.execution_agency_urn = non_empty(&self.execution_agency_urn);
+        if let Some(runtime_config) = non_empty(&self.runtime_config) {
+            config.runtime_config = decode_runtime_config(&runtime_config)
+                .map_err(|reason| self.invalid("runtime_config", reason))?;
+        }
+        if let Some(tags) = &self.tags {
+            config.tags = self.tag_map(tags)?;
+        }
+        self.read_jar_and_advanced(&mut config)?;
+        Ok(config)
+    }
+
+    /// The error for a field of this document the service would not have written.
+    fn invalid(&self, field: &'static str, reason: String) -> BundleError {
+        BundleError::InvalidField {
+            job: self.name.clone(),
+            field,
+            reason,
+        }
+    }
+
+    /// SQL or Jar, from `job_type`; without one, a document with an `entrypoint` is a Jar job.
+    fn kind(&self) -> Result<model::JobKind, BundleError> {
+        Ok(match self.job_type.as_deref() {
+            Some(model::defaults::JAR_JOB_TYPE) => model::JobKind::FlinkJar,
+            Some("flink_sql_job" | "flink_opensource_sql_job" | "flink_sql_edge_job") => {
+                model::JobKind::FlinkSql
+            }
+            Some(other) if !other.is_empty() => {
+                return Err(self.invalid(
+                    "job_type",
+                    format!(
+                        "{other:?} is not one of flink_sql_job, flink_opensource_sql_job, flink_sql_edge_job, flink_jar_job"
+                    ),
+                ));
+            }
+            _ if self.entrypoint.is_some() => model::JobKind::FlinkJar,
+            _ => model::JobKind::FlinkSql,
+        })
+    }
+
+    /// A count field that must be at least 1; the default when unset.
+    fn positive(
+        &self,
+        field: &'static str,
+        value: Option<i32>,
+        default: i32,
+    ) -> Result<i32, BundleError> {
+        match value {
+            Some(number) if number < 1 => Err(self.invalid(field, format!("{number} is below 1"))),
+            Some(number) => Ok(number),
+            None => Ok(default),
+        }
+    }
+
+    /// `run_mode` and the CU, parallelism and task-manager counts.
+    fn read_resources(&self, config: &mut FlinkJobConfig) -> Result<(), BundleError> {
         if let Some(run_mode) = non_empty(&self.run_mode) {
             if !matches!(
                 run_mode.as_str(),
                 "shared_cluster" | "exclusive_cluster" | "edge_node"
             ) {
-                return Err(invalid(
+                return Err(self.invalid(
                     "run_mode",
                     format!("{run_mode:?} is not shared_cluster, exclusive_cluster or edge_node"),
                 ));
             }
             config.run_mode = run_mode;
         }
-        let positive = |field: &'static str, value: Option<i32>, default: i32| match value {
-            Some(number) if number < 1 => Err(invalid(field, format!("{number} is below 1"))),
-            Some(number) => Ok(number),
-            None => Ok(default),
-        };
-        config.cu_number = positive("cu_number", self.cu_number, config.cu_number)?;
-        config.manager_cu_number = positive(
+        config.cu_number = self.positive("cu_number", self.cu_number, config.cu_number)?;
+        config.manager_cu_number = self.positive(
             "manager_cu_number",
             self.manager_cu_number,
             config.manager_cu_number,
         )?;
-        config.parallel_number = positive(
+        config.parallel_number = self.positive(
             "parallel_number",
             self.parallel_number,
             config.parallel_number,
         )?;
-        config.tm_cus = positive("tm_cus", self.tm_cus, config.tm_cus)?;
+        config.tm_cus = self.positive("tm_cus", self.tm_cus, config.tm_cus)?;
         config.tm_slot_num = self.tm_slot_num;
+        Ok(())
+    }
+
+    /// Checkpointing, logging, restart and resume settings, and the dirty data strategy.
+    fn read_checkpoints_and_recovery(
+        &self,
+        config: &mut FlinkJobConfig,
+    ) -> Result<(), BundleError> {
         if let Some(enabled) = self.checkpoint_enabled {
             config.checkpoint_enabled = enabled;
         }
         if let Some(mode) = self.checkpoint_mode {
             config.checkpoint_mode = CheckpointMode::from_api(&Value::from(mode))
-                .ok_or_else(|| invalid("checkpoint_mode", format!("{mode} is not 1 or 2")))?;
+                .ok_or_else(|| self.invalid("checkpoint_mode", format!("{mode} is not 1 or 2")))?;
         }
-        config.checkpoint_interval = positive(
+        config.checkpoint_interval = self.positive(
             "checkpoint_interval",
             self.checkpoint_interval,
             config.checkpoint_interval,
@@ -307,41 +350,39 @@ impl DliJobDocument {
                 || strategy.starts_with("2:")
                 || strategy == "2")
             {
-                return Err(invalid(
+                return Err(self.invalid(
                     "dirty_data_strategy",
                     format!("{strategy:?} is not \"0\", \"1\" or \"2:<obs dir>\""),
                 ));
             }
             config.dirty_data_strategy = strategy;
         }
-        config.udf_jar_url = non_empty(&self.udf_jar_url);
-        config.flink_version = non_empty(&self.flink_version);
-        config.execution_agency_urn = non_empty(&self.execution_agency_urn);
-        if let Some(runtime_config) = non_empty(&self.runtime_config) {
-            config.runtime_config = decode_runtime_config(&runtime_config)
-                .map_err(|reason| invalid("runtime_config", reason))?;
-        }
-        if let Some(tags) = &self.tags {
-            let mut map = BTreeMap::new();
-            for tag in tags {
-                if tag.key.is_empty() || tag.key.len() > 128 || tag.value.len() > 255 {
-                    return Err(invalid(
-                        "tags",
-                        format!(
-                            "tag {:?} needs a key of 1-128 and a value of 0-255 characters",
-                            tag.key
-                        ),
-                    ));
-                }
-                if map.insert(tag.key.clone(), tag.value.clone()).is_some() {
-                    return Err(invalid(
-                        "tags",
-                        format!("tag key {:?} appears twice", tag.key),
-                    ));
-                }
+        Ok(())
+    }
+
+    /// The tags as a map: each key 1-128 and value 0-255 characters, no key twice.
+    fn tag_map(&self, tags: &[DliTag]) -> Result<BTreeMap<String, String>, BundleError> {
+        let mut map = BTreeMap::new();
+        for tag in tags {
+            if tag.key.is_empty() || tag.key.len() > 128 || tag.value.len() > 255 {
+                return Err(self.invalid(
+                    "tags",
+                    format!(
+                        "tag {:?} needs a key of 1-128 and a value of 0-255 characters",
+                        tag.key
+                    ),
+                ));
             }
-            config.tags = map;
+            if map.insert(tag.key.clone(), tag.value.clone()).is_some() {
+                return Err(self.invalid("tags", format!("tag key {:?} appears twice", tag.key)));
+            }
         }
+        Ok(map)
+    }
+
+    /// The Jar job's entrypoint and dependencies, the image, the resource config and the JSON
+    /// text fields (operator, static estimator and log configs, in canonical form).
+    fn read_jar_and_advanced(&self, config: &mut FlinkJobConfig) -> Result<(), BundleError> {
         config.entrypoint = non_empty(&self.entrypoint);
         config.main_class = non_empty(&self.main_class);
         config.entrypoint_args = non_empty(&self.entrypoint_args);
@@ -351,7 +392,7 @@ impl DliJobDocument {
         config.feature = non_empty(&self.feature);
         if let Some(version) = non_empty(&self.resource_config_version) {
             if version != "v1" && version != model::RESOURCE_CONFIG_V2 {
-                return Err(invalid(
+                return Err(self.invalid(
                     "resource_config_version",
                     format!("{version:?} is not \"v1\" or \"v2\""),
                 ));
@@ -365,14 +406,14 @@ impl DliJobDocument {
         let json_text = |field: &'static str, value: &Option<String>| match non_empty(value) {
             Some(text) => serde_json::from_str::<Value>(&text)
                 .map(|_| Some(model::canonical_json_text(&text)))
-                .map_err(|error| invalid(field, format!("is not JSON: {error}"))),
+                .map_err(|error| self.invalid(field, format!("is not JSON: {error}"))),
             None => Ok(None),
         };
         config.operator_config = json_text("operator_config", &self.operator_config)?;
         config.static_estimator_config =
             json_text("static_estimator_config", &self.static_estimator_config)?;
         config.flink_log_config = json_text("flink_log_config", &self.flink_log_config)?;
-        Ok(config)
+        Ok(())
     }
 }
 

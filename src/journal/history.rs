@@ -9,9 +9,10 @@ use serde::Serialize;
 
 use super::error::JournalError;
 use super::files::{Paths, read_or_empty, read_snapshot};
-use super::record::{Record, RecordBody, UNTYPED_KINDS};
+use super::record::{Outcome, Record, RecordBody, UNTYPED_KINDS};
 use super::scan::{LineStatus, recover, scan_lines};
 use super::state::JournalState;
+use serde_json::{Map, Value};
 
 /// Which records `journal show` and [`super::Journal::records`] return.
 #[derive(Debug, Clone, Default)]
@@ -374,43 +375,7 @@ fn describe(
             };
             (format!("{} [{}]", intent.action, intent.action_id), result)
         }
-        RecordBody::Outcome(outcome) => {
-            let action = actions
-                .get(outcome.action_id.as_str())
-                .copied()
-                .unwrap_or("action");
-            let what = format!("{action} [{}]", outcome.action_id);
-            let result = if outcome.ok {
-                let effects = &outcome.effects;
-                let mut parts = vec!["ok".to_string()];
-                if let Some(live_id) = &effects.live_id {
-                    parts.push(format!("live_id={live_id}"));
-                }
-                if let Some(path) = &effects.savepoint_path {
-                    parts.push(format!("savepoint={path}"));
-                }
-                if !effects.backup_zips.is_empty() {
-                    parts.push(format!("backups={}", effects.backup_zips.len()));
-                }
-                if effects.deleted {
-                    parts.push("deleted".into());
-                }
-                parts.join(" ")
-            } else {
-                match &outcome.error {
-                    Some(error) => format!(
-                        "failed: {}{}",
-                        error
-                            .code
-                            .as_ref()
-                            .map_or(String::new(), |code| format!("{code} ")),
-                        shorten(&error.message, 100)
-                    ),
-                    None => "failed".to_string(),
-                }
-            };
-            (what, result)
-        }
+        RecordBody::Outcome(outcome) => describe_outcome(outcome, actions),
         RecordBody::Observed(observed) => (
             format!(
                 "observed {}",
@@ -472,41 +437,85 @@ fn describe(
                 .map_or_else(String::new, |plan| format!("plan {plan}")),
         ),
         RecordBody::Unknown(fields) if UNTYPED_KINDS.contains(&record.body.kind()) => {
-            let text = |name: &str| fields.get(name).and_then(|v| v.as_str()).unwrap_or("");
-            let summary = match record.body.kind() {
-                "control" => format!("{} by {}", text("action"), text("by")),
-                "notification" if !text("event").is_empty() => {
-                    format!(
-                        "notify {} ({} -> {})",
-                        text("event"),
-                        text("family"),
-                        text("state")
-                    )
-                }
-                "notification" => format!("{} -> {}", text("family"), text("state")),
-                _ => format!(
-                    "sent {} to {}: {}",
-                    text("event"),
-                    text("sink"),
-                    if fields.get("ok").and_then(|v| v.as_bool()) == Some(true) {
-                        "ok"
-                    } else {
-                        "dropped"
-                    }
-                ),
-            };
-            let detail = [text("reason"), text("until"), text("id")]
-                .into_iter()
-                .find(|value| !value.is_empty())
-                .unwrap_or("")
-                .to_string();
-            (summary, detail)
+            describe_untyped(record.body.kind(), fields)
         }
         RecordBody::Unknown(_) => (
             "(a kind this build does not know)".to_string(),
             String::new(),
         ),
     }
+}
+
+/// An outcome's row: its action and id; `ok` with its effects, or the error.
+fn describe_outcome(outcome: &Outcome, actions: &HashMap<&str, &str>) -> (String, String) {
+    let action = actions
+        .get(outcome.action_id.as_str())
+        .copied()
+        .unwrap_or("action");
+    let what = format!("{action} [{}]", outcome.action_id);
+    let result = if outcome.ok {
+        let effects = &outcome.effects;
+        let mut parts = vec!["ok".to_string()];
+        if let Some(live_id) = &effects.live_id {
+            parts.push(format!("live_id={live_id}"));
+        }
+        if let Some(path) = &effects.savepoint_path {
+            parts.push(format!("savepoint={path}"));
+        }
+        if !effects.backup_zips.is_empty() {
+            parts.push(format!("backups={}", effects.backup_zips.len()));
+        }
+        if effects.deleted {
+            parts.push("deleted".into());
+        }
+        parts.join(" ")
+    } else {
+        match &outcome.error {
+            Some(error) => format!(
+                "failed: {}{}",
+                error
+                    .code
+                    .as_ref()
+                    .map_or(String::new(), |code| format!("{code} ")),
+                shorten(&error.message, 100)
+            ),
+            None => "failed".to_string(),
+        }
+    };
+    (what, result)
+}
+
+/// The row of a record kind written untyped (controls and notifications).
+fn describe_untyped(kind: &str, fields: &Map<String, Value>) -> (String, String) {
+    let text = |name: &str| fields.get(name).and_then(|v| v.as_str()).unwrap_or("");
+    let summary = match kind {
+        "control" => format!("{} by {}", text("action"), text("by")),
+        "notification" if !text("event").is_empty() => {
+            format!(
+                "notify {} ({} -> {})",
+                text("event"),
+                text("family"),
+                text("state")
+            )
+        }
+        "notification" => format!("{} -> {}", text("family"), text("state")),
+        _ => format!(
+            "sent {} to {}: {}",
+            text("event"),
+            text("sink"),
+            if fields.get("ok").and_then(|v| v.as_bool()) == Some(true) {
+                "ok"
+            } else {
+                "dropped"
+            }
+        ),
+    };
+    let detail = [text("reason"), text("until"), text("id")]
+        .into_iter()
+        .find(|value| !value.is_empty())
+        .unwrap_or("")
+        .to_string();
+    (summary, detail)
 }
 
 fn shorten(text: &str, limit: usize) -> String {

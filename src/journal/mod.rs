@@ -320,6 +320,64 @@ impl fmt::Display for RecoveryReport {
     }
 }
 
+/// Refuses a journal whose first record is past the snapshot's next seq: records in between
+/// are missing (a journal without its snapshot, or from another state directory).
+fn check_no_gap(
+    paths: &Paths,
+    recovered: &scan::Recovered,
+    last_seq: u64,
+    snapshot_seq: Option<u64>,
+) -> Result<(), JournalError> {
+    if let Some(first) = recovered.records.first()
+        && first.seq > last_seq + 1
+    {
+        return Err(JournalError::MissingRecords {
+            journal: paths.journal.clone(),
+            journal_first_seq: first.seq,
+            snapshot_description: match snapshot_seq {
+                Some(seq) => {
+                    format!("{} only covers up to seq {seq}", paths.snapshot.display())
+                }
+                None => format!("{} is missing", paths.snapshot.display()),
+            },
+            missing_from: last_seq + 1,
+            missing_to: first.seq - 1,
+        });
+    }
+    Ok(())
+}
+
+/// Cuts a torn tail (lines no acknowledged append wrote whole) from the journal, saving the
+/// cut bytes next to it first; returns where they were saved, if there was a tail.
+fn save_torn_tail(
+    state_dir: &Path,
+    paths: &Paths,
+    bytes: &[u8],
+    recovered: &scan::Recovered,
+) -> Result<Option<PathBuf>, JournalError> {
+    if recovered.dropped.is_empty() {
+        return Ok(None);
+    }
+    let dropped_bytes = bytes.len() as u64 - recovered.valid_length;
+    let saved = state_dir.join(format!(
+        "journal.dropped-{}.bin",
+        Utc::now().format("%Y%m%dT%H%M%S%.3fZ")
+    ));
+    files::write_atomically(&saved, &bytes[recovered.valid_length as usize..])?;
+    cut_journal(&paths.journal, recovered.valid_length)?;
+    sync_directory(state_dir)?;
+    tracing::warn!(
+        journal = %paths.journal.display(),
+        first_line = recovered.dropped[0].line,
+        lines = recovered.dropped.len(),
+        bytes = dropped_bytes,
+        saved_to = %saved.display(),
+        reason = %recovered.dropped[0].reason,
+        "Cut a torn tail from the journal; no acknowledged record was in it."
+    );
+    Ok(Some(saved))
+}
+
 impl Journal {
     /// Opens (or creates) the journal in `state_dir`: takes the lock, loads the snapshot,
     /// replays the journal, cuts a torn tail (saving the cut bytes next to it), and finishes
@@ -342,44 +400,10 @@ impl Journal {
 
         let bytes = read_or_empty(&paths.journal)?;
         let recovered = scan::recover(&paths.journal, &bytes, scan::scan_lines(&bytes))?;
-        if let Some(first) = recovered.records.first()
-            && first.seq > state.last_seq + 1
-        {
-            return Err(JournalError::MissingRecords {
-                journal: paths.journal.clone(),
-                journal_first_seq: first.seq,
-                snapshot_description: match snapshot_seq {
-                    Some(seq) => {
-                        format!("{} only covers up to seq {seq}", paths.snapshot.display())
-                    }
-                    None => format!("{} is missing", paths.snapshot.display()),
-                },
-                missing_from: state.last_seq + 1,
-                missing_to: first.seq - 1,
-            });
-        }
+        check_no_gap(&paths, &recovered, state.last_seq, snapshot_seq)?;
 
-        let mut dropped_saved_to = None;
         let dropped_bytes = bytes.len() as u64 - recovered.valid_length;
-        if !recovered.dropped.is_empty() {
-            let saved = state_dir.join(format!(
-                "journal.dropped-{}.bin",
-                Utc::now().format("%Y%m%dT%H%M%S%.3fZ")
-            ));
-            files::write_atomically(&saved, &bytes[recovered.valid_length as usize..])?;
-            cut_journal(&paths.journal, recovered.valid_length)?;
-            sync_directory(state_dir)?;
-            tracing::warn!(
-                journal = %paths.journal.display(),
-                first_line = recovered.dropped[0].line,
-                lines = recovered.dropped.len(),
-                bytes = dropped_bytes,
-                saved_to = %saved.display(),
-                reason = %recovered.dropped[0].reason,
-                "Cut a torn tail from the journal; no acknowledged record was in it."
-            );
-            dropped_saved_to = Some(saved);
-        }
+        let dropped_saved_to = save_torn_tail(state_dir, &paths, &bytes, &recovered)?;
 
         // The records stay until all are folded in, then go at once: freeing them one by one
         // between the state's allocations fragments the heap (measured: 78 MiB resident after
@@ -434,7 +458,19 @@ impl Journal {
             records_since_snapshot: replayed_records as u64,
             compaction_retry_at: None,
         };
-        let journal = Journal {
+        let journal = Journal::from_parts(paths, options, lock, writer, state);
+        Ok((journal, report))
+    }
+
+    /// The journal over its opened parts: the lock, the writer and the recovered state.
+    fn from_parts(
+        paths: Paths,
+        options: JournalOptions,
+        lock: DirectoryLock,
+        writer: Writer,
+        state: JournalState,
+    ) -> Journal {
+        Journal {
             inner: Arc::new(Inner {
                 paths,
                 options,
@@ -455,8 +491,7 @@ impl Journal {
                 compactions: AtomicU64::new(0),
                 failed_appends: AtomicU64::new(0),
             }),
-        };
-        Ok((journal, report))
+        }
     }
 
     /// Appends a record and returns its seq once it is fsync'd. Concurrent appends share one

@@ -7,7 +7,7 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use serde_json::Value;
 use serde_json::value::RawValue;
 
-use super::record::{Record, RecordBody, RecordedError, SavepointRecord};
+use super::record::{Observed, Outcome, Record, RecordBody, RecordedError, SavepointRecord};
 
 /// How many backups and promotions each target keeps in the state (older ones stay in the
 /// archived journal segments). A constant, so the reducer stays a pure function of the records.
@@ -231,6 +231,91 @@ pub struct PromotionEntry {
     pub time: DateTime<Utc>,
 }
 
+/// Folds an outcome in: its intent is answered, backups and collected savepoints are noted,
+/// and the job takes the outcome's effects (or is forgotten once deleted).
+fn apply_outcome(target: &mut TargetState, outcome: &Outcome, seq: u64, time: DateTime<Utc>) {
+    let intent = target.pending.remove(&outcome.action_id);
+    let effects = &outcome.effects;
+    if !effects.backup_zips.is_empty() {
+        push_bounded(
+            &mut target.backups,
+            BackupEntry {
+                plan_id: outcome
+                    .plan_id
+                    .clone()
+                    .or_else(|| intent.as_ref().and_then(|i| i.plan_id.clone())),
+                action_id: Some(outcome.action_id.clone()),
+                job: outcome.job.clone(),
+                zip_paths: effects.backup_zips.clone(),
+                seq,
+                time,
+            },
+        );
+    }
+    if outcome.ok && !effects.gc_deleted.is_empty() {
+        forget_collected(target, &effects.gc_deleted);
+    }
+    if effects.deleted && outcome.ok {
+        target.jobs.remove(&outcome.job);
+        return;
+    }
+    let job = target.jobs.entry(outcome.job.clone()).or_default();
+    if let Some(live_id) = &effects.live_id {
+        job.live_id = Some(live_id.clone());
+    }
+    if let Some(path) = &effects.savepoint_path {
+        job.savepoint_path = Some(path.clone());
+    }
+    if let Some(digest) = &effects.spec_digest {
+        job.spec_digest = Some(digest.clone());
+    }
+    if let Some(key) = &effects.restore_key {
+        job.restore_key = Some(key.clone());
+    }
+    if let Some(managed) = effects.managed {
+        job.managed = managed;
+    }
+    if let Some(protected) = effects.protected {
+        job.protected = protected;
+    }
+    if outcome.ok && effects.spec_digest.is_some() {
+        // The job is where git wants it again (reverted, or git changed).
+        job.drift = None;
+    }
+    if let Some(memory) = &effects.auto_rollback {
+        job.auto_rollback = memory
+            .as_object()
+            .is_some_and(|fields| !fields.is_empty())
+            .then(|| memory.clone());
+    }
+    job.last_outcome = Some(LastOutcome {
+        action_id: outcome.action_id.clone(),
+        action: intent.map(|intent| intent.action),
+        ok: outcome.ok,
+        error: outcome.error.clone(),
+        seq,
+        time,
+    });
+}
+
+/// Folds an observation in: the live id, whether the job is managed, and what was seen.
+fn apply_observed(target: &mut TargetState, observed: &Observed, seq: u64, time: DateTime<Utc>) {
+    let job = target.jobs.entry(observed.job.clone()).or_default();
+    if let Some(live_id) = &observed.live_id {
+        job.live_id = Some(live_id.clone());
+    }
+    if let Some(managed) = observed.managed {
+        job.managed = managed;
+    }
+    job.observed = Some(ObservedEntry {
+        update_time: observed.update_time,
+        status: observed.status.clone(),
+        config: CompactJson::from_value(&observed.config),
+        seq,
+        time,
+    });
+}
+
 impl JournalState {
     /// Folds one record in. Records at or below `last_seq` are already included and are
     /// skipped (returns false), which makes replay over a snapshot idempotent.
@@ -260,86 +345,8 @@ impl JournalState {
                     },
                 );
             }
-            RecordBody::Outcome(outcome) => {
-                let intent = target.pending.remove(&outcome.action_id);
-                let effects = &outcome.effects;
-                if !effects.backup_zips.is_empty() {
-                    push_bounded(
-                        &mut target.backups,
-                        BackupEntry {
-                            plan_id: outcome
-                                .plan_id
-                                .clone()
-                                .or_else(|| intent.as_ref().and_then(|i| i.plan_id.clone())),
-                            action_id: Some(outcome.action_id.clone()),
-                            job: outcome.job.clone(),
-                            zip_paths: effects.backup_zips.clone(),
-                            seq,
-                            time,
-                        },
-                    );
-                }
-                if outcome.ok && !effects.gc_deleted.is_empty() {
-                    forget_collected(target, &effects.gc_deleted);
-                }
-                if effects.deleted && outcome.ok {
-                    target.jobs.remove(&outcome.job);
-                    return true;
-                }
-                let job = target.jobs.entry(outcome.job.clone()).or_default();
-                if let Some(live_id) = &effects.live_id {
-                    job.live_id = Some(live_id.clone());
-                }
-                if let Some(path) = &effects.savepoint_path {
-                    job.savepoint_path = Some(path.clone());
-                }
-                if let Some(digest) = &effects.spec_digest {
-                    job.spec_digest = Some(digest.clone());
-                }
-                if let Some(key) = &effects.restore_key {
-                    job.restore_key = Some(key.clone());
-                }
-                if let Some(managed) = effects.managed {
-                    job.managed = managed;
-                }
-                if let Some(protected) = effects.protected {
-                    job.protected = protected;
-                }
-                if outcome.ok && effects.spec_digest.is_some() {
-                    // The job is where git wants it again (reverted, or git changed).
-                    job.drift = None;
-                }
-                if let Some(memory) = &effects.auto_rollback {
-                    job.auto_rollback = memory
-                        .as_object()
-                        .is_some_and(|fields| !fields.is_empty())
-                        .then(|| memory.clone());
-                }
-                job.last_outcome = Some(LastOutcome {
-                    action_id: outcome.action_id.clone(),
-                    action: intent.map(|intent| intent.action),
-                    ok: outcome.ok,
-                    error: outcome.error.clone(),
-                    seq,
-                    time,
-                });
-            }
-            RecordBody::Observed(observed) => {
-                let job = target.jobs.entry(observed.job.clone()).or_default();
-                if let Some(live_id) = &observed.live_id {
-                    job.live_id = Some(live_id.clone());
-                }
-                if let Some(managed) = observed.managed {
-                    job.managed = managed;
-                }
-                job.observed = Some(ObservedEntry {
-                    update_time: observed.update_time,
-                    status: observed.status.clone(),
-                    config: CompactJson::from_value(&observed.config),
-                    seq,
-                    time,
-                });
-            }
+            RecordBody::Outcome(outcome) => apply_outcome(target, outcome, seq, time),
+            RecordBody::Observed(observed) => apply_observed(target, observed, seq, time),
             RecordBody::RevisionApplied(applied) => {
                 target.applied_revision = Some(AppliedRevision {
                     revision: applied.revision.clone(),

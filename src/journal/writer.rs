@@ -61,152 +61,37 @@ impl Inner {
     /// Writes one batch with one `write` and one fsync, then folds it into the state.
     pub(super) fn commit_batch(&self, batch: Vec<Waiting>) -> BatchOutcome {
         let mut writer = self.lock_writer();
-        let mut results = Vec::with_capacity(batch.len());
-        let mut buffer = Vec::new();
-        let mut records = Vec::with_capacity(batch.len());
-        let mut tickets = Vec::with_capacity(batch.len());
-        let time = now_millis();
-        let mut seq = writer.next_seq;
-        for waiting in batch {
-            let record = Record {
-                v: FORMAT_VERSION,
-                seq,
-                time,
-                target: waiting.target,
-                body: waiting.body,
-            };
-            match encode_line(&record) {
-                Ok(line) if line.len() > MAX_RECORD_BYTES => results.push((
-                    waiting.ticket,
-                    Err(JournalError::RecordTooLarge {
-                        target: record.target,
-                        bytes: line.len(),
-                        limit: MAX_RECORD_BYTES,
-                    }),
-                )),
-                // A line that would not read back as this record (an `extra` map repeating a
-                // field the record already has, an unknown kind without `kind`) would break
-                // the next open; refuse it here instead.
-                Ok(line) if decode_line(&line).as_ref() != Ok(&record) => results.push((
-                    waiting.ticket,
-                    Err(JournalError::InvalidRecord {
-                        target: record.target,
-                        reason: "it would not read back as written: an `extra` or unknown-kind \
-                                 map repeats a field the record already has, or lacks `kind`"
-                            .into(),
-                    }),
-                )),
-                Ok(line) => {
-                    buffer.extend_from_slice(&line);
-                    buffer.push(b'\n');
-                    records.push(record);
-                    tickets.push(waiting.ticket);
-                    seq += 1;
-                }
-                Err(source) => results.push((
-                    waiting.ticket,
-                    Err(JournalError::Encode {
-                        target: record.target,
-                        source,
-                    }),
-                )),
-            }
-        }
+        let mut encoded = encode_batch(batch, writer.next_seq);
+        let mut results = std::mem::take(&mut encoded.refused);
         let mut poisoned = None;
-        if !records.is_empty()
-            && let Err(found) = self.check_journal_identity(&writer.file)
-        {
-            tracing::error!(
-                journal = %self.paths.journal.display(),
-                found = %found,
-                records = records.len(),
-                "The journal file was moved or deleted under this process; appends are refused until a restart."
-            );
-            self.failed_appends
-                .fetch_add(records.len() as u64, Ordering::Relaxed);
-            for ticket in tickets {
-                results.push((
-                    ticket,
-                    Err(self.poisoned_error(&Poison::Displaced(found.clone()))),
-                ));
+        if !encoded.records.is_empty() {
+            if let Err(found) = self.check_journal_identity(&writer.file) {
+                tracing::error!(
+                    journal = %self.paths.journal.display(),
+                    found = %found,
+                    records = encoded.records.len(),
+                    "The journal file was moved or deleted under this process; appends are refused until a restart."
+                );
+                self.failed_appends
+                    .fetch_add(encoded.records.len() as u64, Ordering::Relaxed);
+                for ticket in encoded.tickets {
+                    results.push((
+                        ticket,
+                        Err(self.poisoned_error(&Poison::Displaced(found.clone()))),
+                    ));
+                }
+                return BatchOutcome {
+                    results,
+                    poisoned: Some(Poison::Displaced(found)),
+                    compaction_due: false,
+                };
             }
-            return BatchOutcome {
-                results,
-                poisoned: Some(Poison::Displaced(found)),
-                compaction_due: false,
-            };
-        }
-        if !records.is_empty() {
-            let failure = match writer.file.write_all(&buffer) {
-                Err(write_error) => {
-                    // Cut whatever part of the batch reached the file, so the next append
-                    // does not land after half a line.
-                    let durable_length = writer.length;
-                    let cut = writer
-                        .file
-                        .set_len(durable_length)
-                        .and_then(|()| writer.file.sync_data());
-                    if let Err(cut_error) = cut {
-                        poisoned = Some(Poison::Failed(format!(
-                            "write ({write_error}) whose partial data could not be cut ({cut_error})"
-                        )));
-                    }
-                    Some(write_error)
-                }
-                Ok(()) => match writer.file.sync_data() {
-                    Ok(()) => None,
-                    Err(sync_error) => {
-                        // After a failed fsync the page cache may have dropped the data:
-                        // nothing written later could be trusted (the "fsyncgate" lesson).
-                        poisoned = Some(Poison::Failed(format!("fsync ({sync_error})")));
-                        Some(sync_error)
-                    }
-                },
-            };
+            let (failure, poison) = write_durably(&mut writer, &encoded.buffer);
+            poisoned = poison;
             match failure {
-                None => {
-                    let count = records.len() as u64;
-                    writer.length += buffer.len() as u64;
-                    writer.next_seq = seq;
-                    writer.first_seq_in_file.get_or_insert(records[0].seq);
-                    writer.records_since_snapshot += count;
-                    {
-                        let mut state = self.state.write().unwrap_or_else(PoisonError::into_inner);
-                        for record in &records {
-                            state.apply(record);
-                        }
-                    }
-                    for (ticket, record) in tickets.into_iter().zip(&records) {
-                        results.push((ticket, Ok(record.seq)));
-                    }
-                    self.appended_records.fetch_add(count, Ordering::Relaxed);
-                    for record in &records {
-                        self.appended_by_kind[super::kind_index(&record.body)]
-                            .fetch_add(1, Ordering::Relaxed);
-                    }
-                    self.commits.fetch_add(1, Ordering::Relaxed);
-                }
+                None => self.fold_written(&mut writer, encoded, &mut results),
                 Some(error) => {
-                    tracing::error!(
-                        journal = %self.paths.journal.display(),
-                        records = records.len(),
-                        %error,
-                        poisoned = poisoned.is_some(),
-                        "Could not append to the journal."
-                    );
-                    let shared = Arc::new(error);
-                    self.failed_appends
-                        .fetch_add(records.len() as u64, Ordering::Relaxed);
-                    for ticket in tickets {
-                        results.push((
-                            ticket,
-                            Err(JournalError::Append {
-                                path: self.paths.journal.clone(),
-                                records: records.len(),
-                                source: Arc::clone(&shared),
-                            }),
-                        ));
-                    }
+                    self.refuse_unwritten(error, poisoned.is_some(), encoded, &mut results)
                 }
             }
         }
@@ -220,6 +105,73 @@ impl Inner {
             results,
             poisoned,
             compaction_due: threshold_reached && retry_allowed,
+        }
+    }
+
+    /// After a durable write: advances the writer, folds the records into the state, answers
+    /// each ticket with its seq and counts the appends.
+    fn fold_written(
+        &self,
+        writer: &mut Writer,
+        encoded: EncodedBatch,
+        results: &mut Vec<(u64, Result<u64, JournalError>)>,
+    ) {
+        let EncodedBatch {
+            buffer,
+            records,
+            tickets,
+            next_seq,
+            ..
+        } = encoded;
+        let count = records.len() as u64;
+        writer.length += buffer.len() as u64;
+        writer.next_seq = next_seq;
+        writer.first_seq_in_file.get_or_insert(records[0].seq);
+        writer.records_since_snapshot += count;
+        {
+            let mut state = self.state.write().unwrap_or_else(PoisonError::into_inner);
+            for record in &records {
+                state.apply(record);
+            }
+        }
+        for (ticket, record) in tickets.into_iter().zip(&records) {
+            results.push((ticket, Ok(record.seq)));
+        }
+        self.appended_records.fetch_add(count, Ordering::Relaxed);
+        for record in &records {
+            self.appended_by_kind[super::kind_index(&record.body)].fetch_add(1, Ordering::Relaxed);
+        }
+        self.commits.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// After a failed write or fsync: logs it and answers each ticket with the append error.
+    fn refuse_unwritten(
+        &self,
+        error: std::io::Error,
+        poisoned: bool,
+        encoded: EncodedBatch,
+        results: &mut Vec<(u64, Result<u64, JournalError>)>,
+    ) {
+        let records = encoded.records.len();
+        tracing::error!(
+            journal = %self.paths.journal.display(),
+            records,
+            %error,
+            poisoned,
+            "Could not append to the journal."
+        );
+        let shared = Arc::new(error);
+        self.failed_appends
+            .fetch_add(records as u64, Ordering::Relaxed);
+        for ticket in encoded.tickets {
+            results.push((
+                ticket,
+                Err(JournalError::Append {
+                    path: self.paths.journal.clone(),
+                    records,
+                    source: Arc::clone(&shared),
+                }),
+            ));
         }
     }
 
@@ -474,4 +426,105 @@ pub(super) fn prune_archive(paths: &Paths, keep: usize) -> usize {
         tracing::warn!(%error, "Could not fsync the journal archive directory.");
     }
     deleted
+}
+
+/// A batch encoded for one write: the lines, the records and tickets they carry, the seq after
+/// them, and the appends refused before writing (too large, not readable back, not encodable).
+struct EncodedBatch {
+    buffer: Vec<u8>,
+    records: Vec<Record>,
+    tickets: Vec<u64>,
+    next_seq: u64,
+    refused: Vec<(u64, Result<u64, JournalError>)>,
+}
+
+/// Numbers the batch's records from `first_seq` and encodes each as one line; an append that
+/// cannot be written is refused here and takes no seq.
+fn encode_batch(batch: Vec<Waiting>, first_seq: u64) -> EncodedBatch {
+    let mut encoded = EncodedBatch {
+        buffer: Vec::new(),
+        records: Vec::with_capacity(batch.len()),
+        tickets: Vec::with_capacity(batch.len()),
+        next_seq: first_seq,
+        refused: Vec::with_capacity(batch.len()),
+    };
+    let time = now_millis();
+    for waiting in batch {
+        let record = Record {
+            v: FORMAT_VERSION,
+            seq: encoded.next_seq,
+            time,
+            target: waiting.target,
+            body: waiting.body,
+        };
+        match encode_line(&record) {
+            Ok(line) if line.len() > MAX_RECORD_BYTES => encoded.refused.push((
+                waiting.ticket,
+                Err(JournalError::RecordTooLarge {
+                    target: record.target,
+                    bytes: line.len(),
+                    limit: MAX_RECORD_BYTES,
+                }),
+            )),
+            // A line that would not read back as this record (an `extra` map repeating a
+            // field the record already has, an unknown kind without `kind`) would break
+            // the next open; refuse it here instead.
+            Ok(line) if decode_line(&line).as_ref() != Ok(&record) => encoded.refused.push((
+                waiting.ticket,
+                Err(JournalError::InvalidRecord {
+                    target: record.target,
+                    reason: "it would not read back as written: an `extra` or unknown-kind \
+                             map repeats a field the record already has, or lacks `kind`"
+                        .into(),
+                }),
+            )),
+            Ok(line) => {
+                encoded.buffer.extend_from_slice(&line);
+                encoded.buffer.push(b'\n');
+                encoded.records.push(record);
+                encoded.tickets.push(waiting.ticket);
+                encoded.next_seq += 1;
+            }
+            Err(source) => encoded.refused.push((
+                waiting.ticket,
+                Err(JournalError::Encode {
+                    target: record.target,
+                    source,
+                }),
+            )),
+        }
+    }
+    encoded
+}
+
+/// Writes the buffer with one `write` and one fsync. On failure returns the error, and the
+/// poison when the file's state is unknown afterwards: a partial write that could not be cut,
+/// or a failed fsync.
+fn write_durably(writer: &mut Writer, buffer: &[u8]) -> (Option<std::io::Error>, Option<Poison>) {
+    match writer.file.write_all(buffer) {
+        Err(write_error) => {
+            // Cut whatever part of the batch reached the file, so the next append
+            // does not land after half a line.
+            let durable_length = writer.length;
+            let cut = writer
+                .file
+                .set_len(durable_length)
+                .and_then(|()| writer.file.sync_data());
+            let poison = cut.err().map(|cut_error| {
+                Poison::Failed(format!(
+                    "write ({write_error}) whose partial data could not be cut ({cut_error})"
+                ))
+            });
+            (Some(write_error), poison)
+        }
+        Ok(()) => match writer.file.sync_data() {
+            Ok(()) => (None, None),
+            Err(sync_error) => {
+                // After a failed fsync the page cache may have dropped the data:
+                // nothing written later could be trusted (the "fsyncgate" lesson).
+                let poison = Poison::Failed(format!("fsync ({sync_error})"));
+                (Some(sync_error), Some(poison))
+            }
+        },
+    }
 }
