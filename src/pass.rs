@@ -60,10 +60,6 @@ pub async fn desired_for(
         target: context.name.clone(),
         problem,
     };
-    let read_failed = |source: apply::BoxError| ApplyError::RepositoryRead {
-        target: context.name.clone(),
-        source,
-    };
     let source_config = context.source_config().cloned().ok_or_else(|| {
         repository(format!(
             "the source `{}` is not configured",
@@ -75,11 +71,15 @@ pub async fn desired_for(
         None => followed_revision(context)?,
     };
     let state_dir = context.state_dir().to_path_buf();
-    let snapshot =
-        tokio::task::spawn_blocking(move || read_snapshot(&source_config, &state_dir, revision))
-            .await
-            .map_err(|error| read_failed(Box::new(error)))?
-            .map_err(read_failed)?;
+    let target = context.name.clone();
+    let snapshot = tokio::task::spawn_blocking(move || {
+        read_snapshot(&target, &source_config, &state_dir, revision)
+    })
+    .await
+    .map_err(|error| ApplyError::RepositoryRead {
+        target: context.name.clone(),
+        source: Box::new(error),
+    })??;
     let desired = resolve_for(
         &snapshot,
         &context.environment,
@@ -99,16 +99,31 @@ pub async fn desired_for(
 /// The source's files at `revision` (a promoted one, see `promotion::snapshot_at`), or at its
 /// head. Blocking.
 fn read_snapshot(
+    target: &str,
     source_config: &crate::config::SourceConfig,
     state_dir: &std::path::Path,
     revision: Option<String>,
-) -> Result<RepoSnapshot, apply::BoxError> {
-    let source = crate::source::Source::from_config(source_config, state_dir)?;
+) -> Result<RepoSnapshot, ApplyError> {
+    let read_failed = |error: crate::source::SourceError| ApplyError::RepositoryRead {
+        target: target.to_string(),
+        source: Box::new(error),
+    };
+    let source =
+        crate::source::Source::from_config(source_config, state_dir).map_err(read_failed)?;
     match revision {
-        Some(revision) => Ok(promotion::snapshot_at(&source, &revision)?),
+        Some(revision) => promotion::snapshot_at(&source, &revision).map_err(|error| {
+            ApplyError::PromotedRevision {
+                target: target.to_string(),
+                source: Box::new(error),
+            }
+        }),
         None => source
-            .poll(None)?
-            .ok_or_else(|| "the source returned no snapshot".into()),
+            .poll(None)
+            .map_err(read_failed)?
+            .ok_or_else(|| ApplyError::Repository {
+                target: target.to_string(),
+                problem: "the source returned no snapshot".to_string(),
+            }),
     }
 }
 
@@ -254,8 +269,7 @@ async fn run_pass_steps<J: Ledger>(pass: Pass<'_, J>) -> Result<PassRun, ApplyEr
             options.carried_savepoints =
                 carry_for_target(config, &context.ledger.journal, context, desired)
                     .await
-                    .map_err(|error| ApplyError::Failed {
-                        doing: "",
+                    .map_err(|error| ApplyError::Carry {
                         source: Box::new(error),
                     })?;
         }

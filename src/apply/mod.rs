@@ -338,12 +338,20 @@ pub enum ApplyError {
     },
     #[error("reading the job repository for target `{target}`: {problem}")]
     Repository { target: String, problem: String },
-    /// The source could not be read (git, the directory, a promoted revision).
+    /// The source could not be read (git, the directory).
+    #[error("reading the job repository for target `{target}`: {source}")]
+    RepositoryRead {
+        target: String,
+        #[source]
+        source: BoxError,
+    },
+    /// The revision promoted to the target could not be read from its source. The message
+    /// quotes the whole chain of causes (which git call failed, and why).
     #[error(
         "reading the job repository for target `{target}`: {}",
-        with_cause("", .source.as_ref(), "")
+        crate::error_chain::error_chain(.source.as_ref())
     )]
-    RepositoryRead {
+    PromotedRevision {
         target: String,
         #[source]
         source: BoxError,
@@ -354,7 +362,7 @@ pub enum ApplyError {
         problem: String,
     },
     /// Writing or reading back the exported files failed.
-    #[error("export to {path}: {}", with_cause(.doing, .source.as_ref(), ""))]
+    #[error("export to {path}: {doing}: {source}")]
     ExportFiles {
         path: std::path::PathBuf,
         doing: String,
@@ -371,7 +379,7 @@ pub enum ApplyError {
         expected: String,
         found: String,
     },
-    #[error("loading config {path}: {}", with_cause("", .source, ""))]
+    #[error("loading config {path}: {source}")]
     Config {
         path: std::path::PathBuf,
         #[source]
@@ -382,11 +390,17 @@ pub enum ApplyError {
     #[error("{problem}")]
     Runtime { problem: String },
     /// A step of a command failed for a reason another module reports (the terminal, the
-    /// async runtime, the journal, the promotion carry). Reads `{doing}: {cause}`.
-    #[error("{}", with_cause(.doing, .source.as_ref(), ""))]
+    /// async runtime, the journal).
+    #[error("{doing}: {source}")]
     Failed {
-        /// What was being done (may be empty when the cause says it).
         doing: &'static str,
+        #[source]
+        source: BoxError,
+    },
+    /// Carrying promoted state into the target failed (`promotion::carry_for_target`). The
+    /// message quotes the whole chain of causes.
+    #[error("{}", crate::error_chain::error_chain(.source.as_ref()))]
+    Carry {
         #[source]
         source: BoxError,
     },
@@ -395,16 +409,16 @@ pub enum ApplyError {
 /// A cause of any type, kept (not turned into text) so that `source()` reaches it.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
-/// `{doing}: {cause}; {advice}`, the parts that are empty left out. The cause is written with
-/// its own causes ([`crate::error_chain::error_chain`]) so the one line the CLI prints tells the
-/// whole story; printing the chain of an `ApplyError` does not repeat them.
+/// `{doing}: {cause}; {advice}`, the parts that are empty left out. The message quotes the
+/// cause's own text; its causes stay reachable through `source()`, and
+/// [`crate::error_chain::error_chain`] does not repeat what the message already quotes.
 fn with_cause(doing: &str, cause: &(dyn std::error::Error + 'static), advice: &str) -> String {
     let mut text = String::new();
     if !doing.is_empty() {
         text.push_str(doing);
         text.push_str(": ");
     }
-    text.push_str(&crate::error_chain::error_chain(cause));
+    text.push_str(&cause.to_string());
     if !advice.is_empty() {
         text.push_str("; ");
         text.push_str(advice);
@@ -748,6 +762,8 @@ pub async fn export_with<L: LiveService, J: Ledger>(
 /// Re-imports the backups one apply took (see [`choose_backup_set`] for `to`).
 pub async fn rollback_with<L: LiveService, J: Ledger>(
     live: &L,
+#[cfg(test)]
+mod error_tests;
     ledger: &J,
     to: Option<u64>,
     options: &ApplyOptions,

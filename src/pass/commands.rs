@@ -236,8 +236,7 @@ async fn apply_in(
     let carried_savepoints =
         super::carry_for_target(config, &context.ledger.journal, context, &desired)
             .await
-            .map_err(|error| ApplyError::Failed {
-                doing: "",
+            .map_err(|error| ApplyError::Carry {
                 source: Box::new(error),
             })?;
     let preview = super::run_pass(super::Pass {

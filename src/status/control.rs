@@ -274,10 +274,7 @@ pub enum ControlError {
     UnknownTarget(String),
     #[error("{0}")]
     Invalid(String),
-    #[error(
-        "journaling the request failed ({}); nothing was changed",
-        crate::error_chain::error_chain(.0)
-    )]
+    #[error("journaling the request failed ({0}); nothing was changed")]
     Journal(#[source] crate::journal::JournalError),
 }
 
