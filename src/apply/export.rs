@@ -156,7 +156,7 @@ pub(crate) async fn export_with<L: LiveService, J: Ledger>(
         path: out_dir.to_path_buf(),
         problem,
     };
-    check_empty(out_dir).map_err(export_error)?;
+    check_empty(out_dir)?;
     let mut warnings = Vec::new();
     let scope = ObserveScope {
         dlf: true,
@@ -187,14 +187,15 @@ pub(crate) async fn export_with<L: LiveService, J: Ledger>(
     for (relative, content) in &files {
         let path = out_dir.join(relative);
         if let Some(parent) = path.parent() {
-            std::fs::create_dir_all(parent)
-                .map_err(|error| export_error(format!("creating {}: {error}", parent.display())))?;
+            std::fs::create_dir_all(parent).map_err(|error| {
+                files_error(out_dir, format!("creating {}", parent.display()), error)
+            })?;
         }
         std::fs::write(&path, content)
-            .map_err(|error| export_error(format!("writing {}: {error}", path.display())))?;
+            .map_err(|error| files_error(out_dir, format!("writing {}", path.display()), error))?;
     }
     let snapshot = crate::desired::read_directory(out_dir)
-        .map_err(|error| export_error(format!("reading the export back: {error}")))?;
+        .map_err(|error| files_error(out_dir, "reading the export back".to_string(), error))?;
     let desired = crate::desired::resolve(&snapshot, Some(environment)).map_err(|diagnostics| {
         export_error(format!(
             "the exported repository does not validate ({} problem(s)); the files are left for inspection:\n{diagnostics}",
@@ -361,16 +362,30 @@ async fn remember_dlf_export<J: Ledger>(
 }
 
 /// Refuses to write into a directory that has files, so an export never overwrites a repository.
-fn check_empty(out_dir: &Path) -> Result<(), String> {
+fn check_empty(out_dir: &Path) -> Result<(), ApplyError> {
     match std::fs::read_dir(out_dir) {
         Ok(mut entries) => match entries.next() {
             None => Ok(()),
-            Some(_) => Err(
-                "the directory is not empty; export into a new or empty directory so no file is overwritten"
+            Some(_) => Err(ApplyError::Export {
+                path: out_dir.to_path_buf(),
+                problem: "the directory is not empty; export into a new or empty directory so no file is overwritten"
                     .to_string(),
-            ),
+            }),
         },
         Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(()),
-        Err(error) => Err(format!("reading the directory: {error}")),
+        Err(error) => Err(files_error(out_dir, "reading the directory".to_string(), error)),
+    }
+}
+
+/// Exporting into `out_dir` failed while `doing` because of `source`.
+fn files_error(
+    out_dir: &Path,
+    doing: String,
+    source: impl std::error::Error + Send + Sync + 'static,
+) -> ApplyError {
+    ApplyError::ExportFiles {
+        path: out_dir.to_path_buf(),
+        doing,
+        source: Box::new(source),
     }
 }
