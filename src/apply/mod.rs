@@ -138,7 +138,7 @@ pub struct ApplyOptions {
     /// Actions run at once (each on its own job); 1 runs them one by one, in plan order.
     pub parallel_actions: usize,
     /// Promotion: savepoints already copied into this target's OBS from another
-    /// target's account (`promotion::carry_for_target`), by job name. A `FromTarget` import
+    /// target's account (`pass::carry_for_target`), by job name. A `FromTarget` import
     /// uses these instead of the other target's own path, which this account may not read.
     pub carried_savepoints: std::collections::BTreeMap<String, String>,
     /// Only plan and apply the jobs whose names match one of these globs (`--select`); empty
@@ -727,18 +727,11 @@ async fn remember_dlf_restart<J: Ledger>(
 /// `2 create, 1 upgrade` (the classes that occur), or `no changes`.
 pub fn summary_line(plan: &Plan) -> String {
     let summary = plan.summary();
-    let parts: Vec<String> = [
-        (summary.create, "create"),
-        (summary.update, "update"),
-        (summary.upgrade, "upgrade"),
-        (summary.restore, "restore"),
-        (summary.start, "start"),
-        (summary.stop, "stop"),
-        (summary.prune, "prune"),
-        (summary.waiting, "waiting"),
-    ]
-    .iter()
-    .filter(|(count, _)| *count > 0)
+    let parts: Vec<String> = summary
+        .by_class()
+        .iter()
+        .chain([(summary.waiting, "waiting")].iter())
+        .filter(|(count, _)| *count > 0)
     .map(|(count, word)| format!("{count} {word}"))
     .collect();
     if parts.is_empty() {

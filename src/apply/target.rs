@@ -86,113 +86,10 @@ impl TargetContext {
         journal: Journal,
         shared_emulator: Option<Arc<EmulatorHandle>>,
     ) -> Result<TargetContext, ApplyError> {
-        let target = config.target(target_name).cloned().ok_or_else(|| {
-            let known: Vec<&str> = config.targets.iter().map(|t| t.name.as_str()).collect();
-            target_error(
-                target_name,
-                format!(
-                    "no such target in {}; configured targets: {}",
-                    config.file.display(),
-                    if known.is_empty() {
-                        "none".to_string()
-                    } else {
-                        known.join(", ")
-                    }
-                ),
-            )
-        })?;
-        let state_dir = config.state_dir.clone();
-        let services = [Service::Dli, Service::Dlf, Service::Obs, Service::Iam];
-        let embedded = services
-            .iter()
-            .any(|service| target.endpoint(*service).is_embedded());
-        let emulator = match (embedded, shared_emulator) {
-            (false, _) => None,
-            (true, Some(shared)) => Some(shared),
-            (true, None) => Some(
-                start_embedded_emulator(config)
-                    .await
-                    .map_err(|problem| target_error(target_name, problem))?,
-            ),
-        };
-        let endpoint = |service: Service| -> Result<url::Url, ApplyError> {
-            let text = match (target.endpoint(service), &emulator) {
-                (Endpoint::Embedded, Some(handle)) => match service {
-                    Service::Obs => handle.s3_url(),
-                    Service::Dli => handle.dli_url(),
-                    Service::Dlf => handle.dlf_url(),
-                    Service::Iam => handle.iam_url(),
-                },
-                (Endpoint::Url(url), _) => url,
-                (other, _) => {
-                    return Err(target_error(
-                        target_name,
-                        format!("the {} endpoint {other:?} is not usable", service.as_str()),
-                    ));
-                }
-            };
-            parse_endpoint(&text).map_err(|error| setup_error(target_name, "", error, ""))
-        };
-        let endpoints = ServiceEndpoints {
-            dli: endpoint(Service::Dli)?,
-            dlf: endpoint(Service::Dlf)?,
-            iam: endpoint(Service::Iam)?,
-            obs: endpoint(Service::Obs)?,
-        };
-        let credentials = match Config::resolve_credentials(&target)
-            .map_err(|error| setup_error(target_name, "", error, ""))?
-        {
-            config::Credentials::AkSk {
-                access_key,
-                secret_key,
-                security_token,
-            } => Credentials::AkSk {
-                access_key,
-                secret_key: Secret::new(secret_key),
-                security_token: security_token.map(Secret::new),
-            },
-            config::Credentials::Password {
-                user,
-                password,
-                domain,
-            } => Credentials::Password {
-                user,
-                password: Secret::new(password),
-                domain,
-            },
-        };
-        let looked_up;
-        let project_id = match target.project_id() {
-            Some(id) => id,
-            None => {
-                looked_up =
-                    lookup_project_id(target_name, &target, &endpoints.iam, &credentials).await?;
-                looked_up.as_str()
-            }
-        };
-        let client_options = ClientOptions {
-            connect_timeout: target.timeouts.connect.get(),
-            request_timeout: target.timeouts.request.get(),
-            retry: RetryPolicy {
-                max_attempts: target.retry.max_attempts,
-                base_backoff: target.retry.initial_backoff.get(),
-                max_backoff: target.retry.max_backoff.get(),
-                ..RetryPolicy::default()
-            },
-            requests_per_second: target.rate_limit.requests_per_second,
-            burst: target.rate_limit.burst,
-            ..ClientOptions::default()
-        };
-        let clients = CloudClients::new(
-            &endpoints,
-            target.region(),
-            project_id,
-            credentials,
-            client_options,
-            target.workspace.as_deref(),
-        )
-        .map_err(|error| setup_error(target_name, "", error, ""))?
-        .with_obs_addressing(target.obs_addressing);
+        let target = configured_target(config, target_name)?;
+        let emulator = emulator_for(config, target_name, &target, shared_emulator).await?;
+        let endpoints = service_endpoints(target_name, &target, emulator.as_deref())?;
+        let clients = clients_for(target_name, &target, &endpoints).await?;
         let staging = match target.staging() {
             Some(location) => Some(
                 clients
@@ -214,15 +111,6 @@ impl TargetContext {
             // for its automatic passes.
             self_heal: None,
         };
-        let options = ApplyOptions {
-            transition_timeout: target.timeouts.job_transition.get(),
-            savepoint_timeout: target.timeouts.savepoint.get(),
-            import_task_timeout: target.timeouts.import_task.get(),
-            rollback_on_failure: super::auto_rollback::RollbackPolicy::from_config(
-                &target.policy.rollback_on_failure,
-            ),
-            ..ApplyOptions::default()
-        };
         Ok(TargetContext {
             name: target_name.to_string(),
             environment: target.environment_name().to_string(),
@@ -234,9 +122,9 @@ impl TargetContext {
             },
             ledger: JournalLedger::new(journal, target_name),
             policy,
-            options,
+            options: apply_options(&target),
             target,
-            state_dir,
+            state_dir: config.state_dir.clone(),
             emulator,
             authorized_buckets: tokio::sync::Mutex::new(BTreeSet::new()),
         })
@@ -322,6 +210,161 @@ impl TargetContext {
         {
             emulator.shutdown().await;
         }
+    }
+}
+
+/// The target named `target_name` in `config`, or an error listing the configured ones.
+fn configured_target(config: &Config, target_name: &str) -> Result<TargetConfig, ApplyError> {
+    config.target(target_name).cloned().ok_or_else(|| {
+        let known: Vec<&str> = config.targets.iter().map(|t| t.name.as_str()).collect();
+        target_error(
+            target_name,
+            format!(
+                "no such target in {}; configured targets: {}",
+                config.file.display(),
+                if known.is_empty() {
+                    "none".to_string()
+                } else {
+                    known.join(", ")
+                }
+            ),
+        )
+    })
+}
+
+/// The embedded emulator the target uses: `shared`, or one started now; none when no endpoint
+/// is `embedded`.
+async fn emulator_for(
+    config: &Config,
+    target_name: &str,
+    target: &TargetConfig,
+    shared: Option<Arc<EmulatorHandle>>,
+) -> Result<Option<Arc<EmulatorHandle>>, ApplyError> {
+    let services = [Service::Dli, Service::Dlf, Service::Obs, Service::Iam];
+    let embedded = services
+        .iter()
+        .any(|service| target.endpoint(*service).is_embedded());
+    Ok(match (embedded, shared) {
+        (false, _) => None,
+        (true, Some(shared)) => Some(shared),
+        (true, None) => Some(
+            start_embedded_emulator(config)
+                .await
+                .map_err(|problem| target_error(target_name, problem))?,
+        ),
+    })
+}
+
+/// The url of each service: the configured one, or the embedded emulator's.
+fn service_endpoints(
+    target_name: &str,
+    target: &TargetConfig,
+    emulator: Option<&EmulatorHandle>,
+) -> Result<ServiceEndpoints, ApplyError> {
+    let endpoint = |service: Service| -> Result<url::Url, ApplyError> {
+        let text = match (target.endpoint(service), emulator) {
+            (Endpoint::Embedded, Some(handle)) => match service {
+                Service::Obs => handle.s3_url(),
+                Service::Dli => handle.dli_url(),
+                Service::Dlf => handle.dlf_url(),
+                Service::Iam => handle.iam_url(),
+            },
+            (Endpoint::Url(url), _) => url,
+            (other, _) => {
+                return Err(target_error(
+                    target_name,
+                    format!("the {} endpoint {other:?} is not usable", service.as_str()),
+                ));
+            }
+        };
+        parse_endpoint(&text).map_err(|error| setup_error(target_name, "", error, ""))
+    };
+    Ok(ServiceEndpoints {
+        dli: endpoint(Service::Dli)?,
+        dlf: endpoint(Service::Dlf)?,
+        iam: endpoint(Service::Iam)?,
+        obs: endpoint(Service::Obs)?,
+    })
+}
+
+/// The target's credentials, read from where the config points.
+fn credentials_of(target_name: &str, target: &TargetConfig) -> Result<Credentials, ApplyError> {
+    let credentials = Config::resolve_credentials(target)
+        .map_err(|error| setup_error(target_name, "", error, ""))?;
+    Ok(match credentials {
+        config::Credentials::AkSk {
+            access_key,
+            secret_key,
+            security_token,
+        } => Credentials::AkSk {
+            access_key,
+            secret_key: Secret::new(secret_key),
+            security_token: security_token.map(Secret::new),
+        },
+        config::Credentials::Password {
+            user,
+            password,
+            domain,
+        } => Credentials::Password {
+            user,
+            password: Secret::new(password),
+            domain,
+        },
+    })
+}
+
+/// The target's cloud clients: its credentials, its project (looked up from IAM when not
+/// configured), and its timeouts, retries and rate limit.
+async fn clients_for(
+    target_name: &str,
+    target: &TargetConfig,
+    endpoints: &ServiceEndpoints,
+) -> Result<CloudClients, ApplyError> {
+    let credentials = credentials_of(target_name, target)?;
+    let looked_up;
+    let project_id = match target.project_id() {
+        Some(id) => id,
+        None => {
+            looked_up =
+                lookup_project_id(target_name, target, &endpoints.iam, &credentials).await?;
+            looked_up.as_str()
+        }
+    };
+    let client_options = ClientOptions {
+        connect_timeout: target.timeouts.connect.get(),
+        request_timeout: target.timeouts.request.get(),
+        retry: RetryPolicy {
+            max_attempts: target.retry.max_attempts,
+            base_backoff: target.retry.initial_backoff.get(),
+            max_backoff: target.retry.max_backoff.get(),
+            ..RetryPolicy::default()
+        },
+        requests_per_second: target.rate_limit.requests_per_second,
+        burst: target.rate_limit.burst,
+        ..ClientOptions::default()
+    };
+    Ok(CloudClients::new(
+        endpoints,
+        target.region(),
+        project_id,
+        credentials,
+        client_options,
+        target.workspace.as_deref(),
+    )
+    .map_err(|error| setup_error(target_name, "", error, ""))?
+    .with_obs_addressing(target.obs_addressing))
+}
+
+/// The pass options from the target's config (timeouts, automatic rollback).
+fn apply_options(target: &TargetConfig) -> ApplyOptions {
+    ApplyOptions {
+        transition_timeout: target.timeouts.job_transition.get(),
+        savepoint_timeout: target.timeouts.savepoint.get(),
+        import_task_timeout: target.timeouts.import_task.get(),
+        rollback_on_failure: super::auto_rollback::RollbackPolicy::from_config(
+            &target.policy.rollback_on_failure,
+        ),
+        ..ApplyOptions::default()
     }
 }
 
@@ -450,8 +493,10 @@ pub async fn observe(
     super::observe::observe_with(&context.live, &context.ledger, &scope).await
 }
 
-/// One pass: resolve unfinished intents by observing first, observe, plan, and — unless
-/// `options.dry_run` — apply the plan. Shared by `plan`, `apply` and the daemon.
+/// One pass through the context's own ledger: resolve unfinished intents by observing first,
+/// observe, plan, and — unless `options.dry_run` — apply the plan. `pass::run_pass` is the
+/// full path `plan`, `apply` and the daemon take (carrying savepoints, any ledger, the look
+/// after acting); this is the plain pass, for tests and benches.
 pub async fn reconcile_once(
     context: &TargetContext,
     desired: &DesiredJobs,

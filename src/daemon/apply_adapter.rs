@@ -240,12 +240,7 @@ impl TargetReconciler for ApplyReconciler {
     }
 
     fn applied_revision(&self) -> Option<String> {
-        self.journal
-            .state_guard()
-            .targets
-            .get(&self.context.name)
-            .and_then(|target| target.applied_revision.as_ref())
-            .map(|applied| applied.revision.clone())
+        Ledger::applied_revision(&self.context.ledger)
     }
 
     fn record_applied<'a>(

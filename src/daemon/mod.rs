@@ -93,7 +93,7 @@ pub use reconciler::{
 };
 pub use sources::SourceState;
 pub use wiring::{
-    RunError, RunOptions, base_parts, run, run_blocking, spec_resolver, target_spec,
+    RunError, RunOptions, base_parts, desired_resolver, run, run_blocking, target_spec,
     warn_about_unknown_targets,
 };
 

@@ -148,7 +148,7 @@ impl SnapshotSource for ConfiguredSource {
 pub(crate) use crate::error_chain::error_chain;
 
 /// The job repository resolver: `desired::resolve` for the target's environment.
-pub fn spec_resolver() -> Resolver {
+pub fn desired_resolver() -> Resolver {
     Arc::new(|snapshot: &RepoSnapshot, environment: &str| {
         crate::desired::resolve(snapshot, Some(environment))
             .map_err(|diagnostics| diagnostics.iter().map(ToString::to_string).collect())
@@ -238,7 +238,7 @@ pub fn base_parts(config: &Config) -> Result<DaemonParts, RunError> {
     Ok(DaemonParts {
         targets: Vec::new(),
         sources: source_parts(config)?,
-        resolver: spec_resolver(),
+        resolver: desired_resolver(),
         suspended: config.suspend == crate::config::Suspend::Always,
         api_token,
         metrics: Arc::new(DaemonMetrics::new()),

@@ -78,6 +78,28 @@ struct PassOutcome {
     next_in: Duration,
 }
 
+/// What a pass may do, decided before it runs.
+struct Decision {
+    /// The revision of the desired jobs, when a valid one is known.
+    revision: Option<String>,
+    /// The pass may change things.
+    execute: bool,
+    /// A `promote_from` target without a promotion pipeline: observed and reported only.
+    held: bool,
+    /// Why suspend or a change window made the pass wait.
+    control_hold: Option<String>,
+    /// When an open change window closes (the pass stops then).
+    window_closes: Option<chrono::DateTime<Utc>>,
+}
+
+/// What `finish_report` needs of the pass besides its report.
+struct Finished<'a> {
+    operation: OperationState,
+    desired: Option<&'a DesiredJobs>,
+    desired_revision: Option<&'a str>,
+    source_error: Option<ErrorInfo>,
+}
+
 impl Worker {
     pub async fn run(mut self) {
         let span = tracing::info_span!("target", target = %self.spec.name);
@@ -149,137 +171,55 @@ impl Worker {
         }
     }
 
+    /// One pass: read what the target follows, decide what the pass may do, run it (bounded
+    /// by `sync_timeout`), then publish what it found and tell the hooks.
     async fn pass(&mut self, mut triggers: BTreeSet<TriggerKind>) -> PassOutcome {
         if std::mem::take(&mut self.memory.held_manual) {
             triggers.insert(TriggerKind::Manual);
         }
         let started = Instant::now();
         let started_at = Utc::now();
-        let mut source_state = self.source.borrow().clone();
-        if let Some(hook) = self
-            .promotion
-            .as_ref()
-            .filter(|hook| hook.is_stage(&self.spec.name))
-        {
-            // A stage follows the revision promoted to it, not the branch head. A revision
-            // already validated is not read again.
-            let promoted = hook.promoted_revision(&self.spec.name);
-            let result = if promoted.is_some() && promoted == self.memory.checked_revision {
-                Ok(None)
-            } else {
-                hook.promoted_snapshot(&self.spec.name, source_state.snapshot.clone())
-                    .await
-            };
-            match result {
-                Ok(snapshot) => source_state.snapshot = snapshot,
-                Err(error) => {
-                    source_state.snapshot = None;
-                    source_state.error = Some(ErrorInfo {
-                        code: None,
-                        message: crate::promotion::error_text(&error),
-                        time: Some(Utc::now()),
-                    });
-                }
-            }
-        }
+        let source_state = self.followed_source().await;
         self.check_revision(&source_state).await;
-
-        let policy = self.spec.policy.clone();
         let manual = triggers.contains(&TriggerKind::Manual);
-        let desired_revision = self.memory.desired.as_ref().map(|(rev, _)| rev.clone());
-        let revision_is_new =
-            desired_revision.is_some() && desired_revision != self.memory.applied_revision;
-        // Without a promotion hook (tests that build the daemon by hand), a `promote_from`
-        // target has nothing to follow and is held.
-        let held = policy.promote_from.is_some() && self.promotion.is_none();
-        let execute = self.memory.desired.is_some()
-            && !self.suspended
-            && !held
-            && (manual
-                || (policy.auto_sync
-                    && (revision_is_new || policy.self_heal || self.reverts_drift())));
-        // Suspend and change windows: a pass that would change things waits (reports only).
-        let (execute, control_hold, window_closes) = if execute {
-            self.control_gate(manual)
-        } else {
-            (false, None, None)
-        };
-        let mode = if execute { "apply" } else { "report" };
-        let trigger_list: Vec<TriggerKind> = triggers.iter().copied().collect();
-        tracing::info!(
-            triggers = ?trigger_list.iter().map(|t| t.as_str()).collect::<Vec<_>>(),
-            revision = desired_revision.as_deref().unwrap_or("-"),
-            mode,
-            "Reconcile pass started."
-        );
-        let operation = OperationState {
-            phase: OperationPhase::Running,
-            mode: mode.to_string(),
-            triggers: trigger_list.clone(),
-            revision: desired_revision.clone(),
-            started_at,
-            finished_at: None,
-            message: None,
-        };
-        self.board.update_target(&self.spec.name, |status| {
-            status.operation = Some(operation.clone());
-            status.sync.revision = desired_revision.clone();
-            status.rejected_revision = self.memory.rejected.clone();
-            status.begin_pass(execute);
-        });
+        let decision = self.decide(manual);
+        let operation = self.announce_start(&triggers, &decision, started_at);
 
         let desired = self.memory.desired.as_ref().map(|(_, jobs)| jobs.clone());
-        let board = self.board.clone();
-        let target_name = self.spec.name.clone();
-        let on_applying = move || {
-            board.update_target(&target_name, |status| {
-                if !status.ready {
-                    status.ready = true;
-                    status.observed_at = Some(Utc::now());
-                }
-            });
-        };
+        let on_applying = self.on_applying();
         // A change window that opens during the pass stops it after the action in flight.
-        let (pass_stop, window_watch) = self.window_watch(window_closes);
+        let (pass_stop, window_watch) = self.window_watch(decision.window_closes);
         let request = PassRequest {
             desired: desired.as_deref(),
-            revision: desired_revision.as_deref(),
-            execute,
+            revision: decision.revision.as_deref(),
+            execute: decision.execute,
             stop: &pass_stop,
             on_applying: &on_applying,
             manual,
             // Automatic rollback guards an upgrade even in a pass that only reports.
             watch_upgrades: !self.suspended
-                && !held
+                && !decision.held
                 && !self.controls.suspended_now(&self.spec.name),
-            progress: {
-                let board = self.board.clone();
-                let target_name = self.spec.name.clone();
-                crate::apply::StepProgress::new(move |event| {
-                    board.update_target(&target_name, |status| status.mark_step(&event));
-                })
-            },
+            progress: self.step_progress(),
         };
-        let result = tokio::time::timeout(policy.sync_timeout, self.reconciler.pass(request)).await;
+        let sync_timeout = self.spec.policy.sync_timeout;
+        let result = tokio::time::timeout(sync_timeout, self.reconciler.pass(request)).await;
         let window_stopped = window_watch.is_some_and(|watch| watch.finish());
         let resolved = match &result {
             Ok(Ok(report)) => report.resolved.clone(),
             _ => Vec::new(),
         };
         let elapsed = started.elapsed();
-        let source_error = source_state.error.clone();
-
         let outcome = match result {
             Ok(Ok(report)) => {
                 self.memory.consecutive_errors = 0;
-                self.finish_report(
-                    report,
+                let finished = Finished {
                     operation,
-                    desired.as_deref(),
-                    desired_revision.as_deref(),
-                    source_error,
-                )
-                .await
+                    desired: desired.as_deref(),
+                    desired_revision: decision.revision.as_deref(),
+                    source_error: source_state.error.clone(),
+                };
+                self.finish_report(report, finished).await
             }
             Ok(Err(error)) => self.finish_error(
                 operation,
@@ -295,15 +235,147 @@ impl Worker {
                     code: None,
                     message: format!(
                         "the reconcile pass took longer than the target's sync_timeout ({}s) and was abandoned; pending intents are resolved on the next pass",
-                        policy.sync_timeout.as_secs()
+                        sync_timeout.as_secs()
                     ),
                     time: Some(Utc::now()),
                 },
             ),
         };
-        let outcome = self.after_controls(outcome, control_hold, window_stopped);
-        self.notify(outcome.result, resolved, desired_revision.clone())
+        let outcome = self.after_controls(outcome, decision.control_hold, window_stopped);
+        self.after_pass(&outcome, resolved, decision.revision, elapsed)
             .await;
+        outcome
+    }
+
+    /// The source as this target follows it: a stage swaps the branch head for the revision
+    /// promoted to it (a revision already validated is not read again); a failure to read it
+    /// is the source's error for this pass.
+    async fn followed_source(&self) -> SourceState {
+        let mut source_state = self.source.borrow().clone();
+        let Some(hook) = self
+            .promotion
+            .as_ref()
+            .filter(|hook| hook.is_stage(&self.spec.name))
+        else {
+            return source_state;
+        };
+        let promoted = hook.promoted_revision(&self.spec.name);
+        let result = if promoted.is_some() && promoted == self.memory.checked_revision {
+            Ok(None)
+        } else {
+            hook.promoted_snapshot(&self.spec.name, source_state.snapshot.clone())
+                .await
+        };
+        match result {
+            Ok(snapshot) => source_state.snapshot = snapshot,
+            Err(error) => {
+                source_state.snapshot = None;
+                source_state.error = Some(ErrorInfo {
+                    code: None,
+                    message: crate::promotion::error_text(&error),
+                    time: Some(Utc::now()),
+                });
+            }
+        }
+        source_state
+    }
+
+    /// Whether this pass may change things: a valid revision, not suspended or held, and a
+    /// manual sync or auto_sync with something to do; then suspend and change windows.
+    fn decide(&mut self, manual: bool) -> Decision {
+        let policy = &self.spec.policy;
+        let revision = self.memory.desired.as_ref().map(|(rev, _)| rev.clone());
+        let revision_is_new = revision.is_some() && revision != self.memory.applied_revision;
+        // Without a promotion hook (tests that build the daemon by hand), a `promote_from`
+        // target has nothing to follow and is held.
+        let held = policy.promote_from.is_some() && self.promotion.is_none();
+        let execute = self.memory.desired.is_some()
+            && !self.suspended
+            && !held
+            && (manual
+                || (policy.auto_sync
+                    && (revision_is_new || policy.self_heal || self.reverts_drift())));
+        // Suspend and change windows: a pass that would change things waits (reports only).
+        let (execute, control_hold, window_closes) = if execute {
+            self.control_gate(manual)
+        } else {
+            (false, None, None)
+        };
+        Decision {
+            revision,
+            execute,
+            held,
+            control_hold,
+            window_closes,
+        }
+    }
+
+    /// Logs the start of the pass and shows it as the target's running operation.
+    fn announce_start(
+        &self,
+        triggers: &BTreeSet<TriggerKind>,
+        decision: &Decision,
+        started_at: chrono::DateTime<Utc>,
+    ) -> OperationState {
+        let mode = if decision.execute { "apply" } else { "report" };
+        let trigger_list: Vec<TriggerKind> = triggers.iter().copied().collect();
+        tracing::info!(
+            triggers = ?trigger_list.iter().map(|t| t.as_str()).collect::<Vec<_>>(),
+            revision = decision.revision.as_deref().unwrap_or("-"),
+            mode,
+            "Reconcile pass started."
+        );
+        let operation = OperationState {
+            phase: OperationPhase::Running,
+            mode: mode.to_string(),
+            triggers: trigger_list,
+            revision: decision.revision.clone(),
+            started_at,
+            finished_at: None,
+            message: None,
+        };
+        self.board.update_target(&self.spec.name, |status| {
+            status.operation = Some(operation.clone());
+            status.sync.revision = decision.revision.clone();
+            status.rejected_revision = self.memory.rejected.clone();
+            status.begin_pass(decision.execute);
+        });
+        operation
+    }
+
+    /// Called when the pass is about to make its first change: the target is ready (observed)
+    /// without waiting for a long apply.
+    fn on_applying(&self) -> impl Fn() + Send + Sync + 'static {
+        let board = self.board.clone();
+        let target_name = self.spec.name.clone();
+        move || {
+            board.update_target(&target_name, |status| {
+                if !status.ready {
+                    status.ready = true;
+                    status.observed_at = Some(Utc::now());
+                }
+            });
+        }
+    }
+
+    /// Each step of each action, shown in the target's status before it runs.
+    fn step_progress(&self) -> crate::apply::StepProgress {
+        let board = self.board.clone();
+        let target_name = self.spec.name.clone();
+        crate::apply::StepProgress::new(move |event| {
+            board.update_target(&target_name, |status| status.mark_step(&event));
+        })
+    }
+
+    /// After the pass: notifications, metrics, the promotion gates downstream, the log line.
+    async fn after_pass(
+        &self,
+        outcome: &PassOutcome,
+        resolved: Vec<String>,
+        revision: Option<String>,
+        elapsed: Duration,
+    ) {
+        self.notify(outcome.result, resolved, revision).await;
         self.metrics
             .observe_reconcile(&self.spec.name, outcome.result, elapsed);
         if let (Some(hook), Some(status)) = (&self.promotion, self.board.target(&self.spec.name)) {
@@ -318,7 +390,6 @@ impl Worker {
             duration_ms = elapsed.as_millis() as u64,
             "Reconcile pass finished."
         );
-        outcome
     }
 
     /// Resolves a revision the worker has not seen. A revision that does not validate is kept
@@ -384,14 +455,10 @@ impl Worker {
         }
     }
 
-    async fn finish_report(
-        &mut self,
-        report: PassReport,
-        mut operation: OperationState,
-        desired: Option<&DesiredJobs>,
-        desired_revision: Option<&str>,
-        source_error: Option<ErrorInfo>,
-    ) -> PassOutcome {
+    /// Folds a pass that ran into the worker's memory and the target's status: job errors,
+    /// the applied revision when the target converged, job statuses, the operation, and when
+    /// to look next.
+    async fn finish_report(&mut self, report: PassReport, finished: Finished<'_>) -> PassOutcome {
         let now = Utc::now();
         if !report.resolved.is_empty() {
             tracing::warn!(
@@ -400,79 +467,30 @@ impl Worker {
             );
         }
         if report.interrupted {
-            // Shutdown cut the pass short: what it saw is partial, so the last full status
-            // stays; only the operation says what happened.
-            operation.phase = OperationPhase::Failed;
-            operation.finished_at = Some(now);
-            operation.message = Some(operation_message(
-                &report,
-                self.suspended,
-                desired.is_none(),
-            ));
-            self.board.update_target(&self.spec.name, |status| {
-                status.operation = Some(operation);
-            });
-            return PassOutcome {
-                result: "interrupted",
-                next_in: self.spec.policy.resync_interval,
-            };
+            return self.finish_interrupted(&report, finished, now);
         }
-        for outcome in &report.outcomes {
-            let key = JobKey::new(outcome.kind, &outcome.name);
-            match &outcome.error {
-                Some(error) => {
-                    let mut error = error.clone();
-                    error.time.get_or_insert(now);
-                    self.memory.job_errors.insert(key, error);
-                }
-                None => {
-                    self.memory.job_errors.remove(&key);
-                }
-            }
-        }
+        self.remember_job_errors(&report, now);
         // Automatic rollback journals the previous revision as applied again when it puts a
         // failed upgrade back: the journal, not this memory, knows.
         if !report.held.is_empty() {
             self.memory.applied_revision = self.reconciler.applied_revision();
         }
         let failed = report.failed_actions();
-        let in_sync = !report.interrupted
-            && failed == 0
+        let in_sync = failed == 0
             // Automatic rollback holds a job on its previous definition: not the revision.
             && report.held.is_empty()
             && report
                 .remaining
                 .as_ref()
                 .is_some_and(|plan| plan.is_empty());
-        let mut record_error = None;
-        if in_sync
-            && let Some(revision) = desired_revision
-            && self.memory.applied_revision.as_deref() != Some(revision)
-        {
-            let plan_id = report.plan.as_ref().map(|plan| plan.id.clone());
-            let summary = summarize(&report);
-            match self
-                .reconciler
-                .record_applied(revision, plan_id.as_deref(), &summary)
+        let record_error = if in_sync {
+            self.record_convergence(&report, finished.desired_revision, now)
                 .await
-            {
-                Ok(()) => {
-                    tracing::info!(%revision, "Target converged on the revision.");
-                    self.memory.applied_revision = Some(revision.to_string());
-                }
-                Err(error) => {
-                    tracing::error!(%revision, error = %error.what, "Recording the applied revision failed.");
-                    record_error = Some(ErrorInfo {
-                        code: None,
-                        message: error.what,
-                        time: Some(now),
-                    });
-                }
-            }
-        }
-
+        } else {
+            None
+        };
         let mut jobs = job_statuses(&StatusInputs {
-            desired,
+            desired: finished.desired,
             observed: &report.observed,
             plan: report.remaining.as_ref(),
             errors: &self.memory.job_errors,
@@ -486,51 +504,135 @@ impl Worker {
                 .remaining
                 .as_ref()
                 .is_some_and(|plan| plan.actions.iter().any(|action| action.is_waiting()));
-        let changes = report
-            .plan
-            .as_ref()
-            .map_or(0, |plan| plan.changes().count());
-        let result: &'static str = if report.interrupted {
-            "interrupted"
-        } else if failed > 0 {
-            "failed"
-        } else if report.executed && changes > 0 && in_sync {
-            "applied"
-        } else if in_sync {
-            "synced"
-        } else if report.executed {
-            "progressing"
-        } else {
-            "out_of_sync"
-        };
+        let result = pass_result(&report, failed, in_sync);
+        let mut operation = finished.operation;
         operation.phase = if failed > 0 || record_error.is_some() {
             OperationPhase::Failed
         } else {
             OperationPhase::Succeeded
         };
         operation.finished_at = Some(now);
-        operation.message = Some(operation_message(
-            &report,
-            self.suspended,
-            desired.is_none(),
-        ));
-        if let Some(upstream) = &self.spec.policy.promote_from {
-            let message = operation.message.as_deref().unwrap_or("");
-            operation.message = Some(if self.promotion.is_none() {
-                format!(
-                    "{message}; held: this target is promoted from `{upstream}` and this daemon runs no promotion pipeline, so it is observed and reported only"
-                )
-            } else if desired.is_none() {
-                format!("{message}; nothing promoted from `{upstream}` yet")
-            } else {
-                message.to_string()
-            });
-        }
-
+        operation.message = Some(self.finished_message(&report, finished.desired.is_none()));
         self.metrics.set_jobs(&self.spec.name, &jobs);
+        let last_error = record_error.or(finished.source_error);
+        self.publish(
+            &report,
+            jobs,
+            operation,
+            finished.desired_revision,
+            last_error,
+            now,
+        );
+        let next_in = self.next_after_report(&report, failed, in_sync, progressing);
+        PassOutcome { result, next_in }
+    }
+
+    /// Shutdown cut the pass short: what it saw is partial, so the last full status stays;
+    /// only the operation says what happened.
+    fn finish_interrupted(
+        &self,
+        report: &PassReport,
+        finished: Finished<'_>,
+        now: chrono::DateTime<Utc>,
+    ) -> PassOutcome {
+        let mut operation = finished.operation;
+        operation.phase = OperationPhase::Failed;
+        operation.finished_at = Some(now);
+        operation.message = Some(operation_message(
+            report,
+            self.suspended,
+            finished.desired.is_none(),
+        ));
+        self.board.update_target(&self.spec.name, |status| {
+            status.operation = Some(operation);
+        });
+        PassOutcome {
+            result: "interrupted",
+            next_in: self.spec.policy.resync_interval,
+        }
+    }
+
+    /// Each action's error stays on its job until an action on the job succeeds.
+    fn remember_job_errors(&mut self, report: &PassReport, now: chrono::DateTime<Utc>) {
+        for outcome in &report.outcomes {
+            let key = JobKey::new(outcome.kind, &outcome.name);
+            match &outcome.error {
+                Some(error) => {
+                    let mut error = error.clone();
+                    error.time.get_or_insert(now);
+                    self.memory.job_errors.insert(key, error);
+                }
+                None => {
+                    self.memory.job_errors.remove(&key);
+                }
+            }
+        }
+    }
+
+    /// The target is in sync: journals the revision as applied when it is new. Returns the
+    /// error to show when recording failed.
+    async fn record_convergence(
+        &mut self,
+        report: &PassReport,
+        desired_revision: Option<&str>,
+        now: chrono::DateTime<Utc>,
+    ) -> Option<ErrorInfo> {
+        let revision = desired_revision?;
+        if self.memory.applied_revision.as_deref() == Some(revision) {
+            return None;
+        }
+        let plan_id = report.plan.as_ref().map(|plan| plan.id.clone());
+        let summary = summarize(report);
+        match self
+            .reconciler
+            .record_applied(revision, plan_id.as_deref(), &summary)
+            .await
+        {
+            Ok(()) => {
+                tracing::info!(%revision, "Target converged on the revision.");
+                self.memory.applied_revision = Some(revision.to_string());
+                None
+            }
+            Err(error) => {
+                tracing::error!(%revision, error = %error.what, "Recording the applied revision failed.");
+                Some(ErrorInfo {
+                    code: None,
+                    message: error.what,
+                    time: Some(now),
+                })
+            }
+        }
+    }
+
+    /// The operation's closing message; a `promote_from` target says why it only reports.
+    fn finished_message(&self, report: &PassReport, no_revision: bool) -> String {
+        let message = operation_message(report, self.suspended, no_revision);
+        let Some(upstream) = &self.spec.policy.promote_from else {
+            return message;
+        };
+        if self.promotion.is_none() {
+            format!(
+                "{message}; held: this target is promoted from `{upstream}` and this daemon runs no promotion pipeline, so it is observed and reported only"
+            )
+        } else if no_revision {
+            format!("{message}; nothing promoted from `{upstream}` yet")
+        } else {
+            message
+        }
+    }
+
+    /// Shows the pass's findings as the target's status.
+    fn publish(
+        &self,
+        report: &PassReport,
+        jobs: Vec<crate::status::JobStatus>,
+        operation: OperationState,
+        desired_revision: Option<&str>,
+        last_error: Option<ErrorInfo>,
+        now: chrono::DateTime<Utc>,
+    ) {
         let applied_revision = self.memory.applied_revision.clone();
         let rejected = self.memory.rejected.clone();
-        let last_error = record_error.or(source_error);
         self.board.update_target(&self.spec.name, |status| {
             status.set_jobs(jobs, report.remaining.is_some());
             status.sync.revision = desired_revision.map(str::to_string);
@@ -546,16 +648,24 @@ impl Worker {
             }
             status.operation = Some(operation);
         });
+    }
 
+    /// When to look again after a pass that ran: soon while jobs move, with backoff while
+    /// actions fail, else at the resync interval.
+    fn next_after_report(
+        &mut self,
+        report: &PassReport,
+        failed: usize,
+        in_sync: bool,
+        progressing: bool,
+    ) -> Duration {
         let resync = self.spec.policy.resync_interval;
         if failed > 0 {
             self.memory.failed_passes += 1;
         } else {
             self.memory.failed_passes = 0;
         }
-        let next_in = if report.interrupted {
-            resync
-        } else if failed > 0 {
+        if failed > 0 {
             // A failing job is retried with backoff, so a permanent error does not hammer the
             // service; each retry is a fresh plan from what is observed.
             retry_delay(self.memory.failed_passes).min(resync)
@@ -563,8 +673,7 @@ impl Worker {
             self.progress_interval.min(resync)
         } else {
             resync
-        };
-        PassOutcome { result, next_in }
+        }
     }
 
     fn finish_error(&mut self, mut operation: OperationState, error: ErrorInfo) -> PassOutcome {
@@ -798,21 +907,37 @@ fn retry_delay(attempt: u32) -> Duration {
     (FIRST_RETRY_DELAY * 2u32.pow(exponent)).min(MAX_RETRY_DELAY)
 }
 
+/// The pass's result word, for logs, metrics and notifications.
+fn pass_result(report: &PassReport, failed: usize, in_sync: bool) -> &'static str {
+    let changes = report
+        .plan
+        .as_ref()
+        .map_or(0, |plan| plan.changes().count());
+    if report.interrupted {
+        "interrupted"
+    } else if failed > 0 {
+        "failed"
+    } else if report.executed && changes > 0 && in_sync {
+        "applied"
+    } else if in_sync {
+        "synced"
+    } else if report.executed {
+        "progressing"
+    } else {
+        "out_of_sync"
+    }
+}
+
+/// The journaled summary of a converged pass: every change class with its count.
 fn summarize(report: &PassReport) -> String {
     match &report.plan {
-        Some(plan) => {
-            let summary = plan.summary();
-            format!(
-                "{} create, {} update, {} upgrade, {} restore, {} start, {} stop, {} prune",
-                summary.create,
-                summary.update,
-                summary.upgrade,
-                summary.restore,
-                summary.start,
-                summary.stop,
-                summary.prune
-            )
-        }
+        Some(plan) => plan
+            .summary()
+            .by_class()
+            .iter()
+            .map(|(count, class)| format!("{count} {class}"))
+            .collect::<Vec<_>>()
+            .join(", "),
         None => "observed only".to_string(),
     }
 }

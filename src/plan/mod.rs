@@ -439,6 +439,21 @@ fn is_zero(count: &usize) -> bool {
     *count == 0
 }
 
+impl PlanSummary {
+    /// The seven change classes and their counts, in summary order: (count, class word).
+    pub fn by_class(&self) -> [(usize, &'static str); 7] {
+        [
+            (self.create, "create"),
+            (self.update, "update"),
+            (self.upgrade, "upgrade"),
+            (self.restore, "restore"),
+            (self.start, "start"),
+            (self.stop, "stop"),
+            (self.prune, "prune"),
+        ]
+    }
+}
+
 /// A plan cannot be carried out against the given inputs.
 #[derive(Debug, thiserror::Error)]
 pub enum PlanError {

@@ -31,14 +31,15 @@
 //! revision the upstream converged on; one that does not resolve for the downstream environment is
 //! a rejected revision there, like any other.
 //!
-//! The `apply` command carries promoted state (`carry_for_target`) before it shows the plan: the
+//! The `apply` command carries promoted state (`pass::carry_for_target`) before it shows the plan: the
 //! carry can journal a restore as applied (`on_missing_savepoint: stateless`), which changes the
 //! plan, and `apply` executes only the plan it showed (`expected_plan_id`).
 //!
 //! Hooks in `apply` (marked "Promotion"): `ApplyOptions::carried_savepoints` wins over the upstream's
-//! own path for a `FromTarget` import; `TargetContext::desired` reads the promoted revision for a
-//! `promote_from` target (an error until something is promoted); `apply` calls `carry_for_target`
-//! before it applies; `TargetContext::shared_emulator` lets the upstream target be built beside.
+//! own path for a `FromTarget` import; `pass::desired_for` reads the promoted revision for a
+//! `promote_from` target (an error until something is promoted); `pass::run_pass` carries
+//! (`pass::carry_for_target` → `carry_pending`) before it applies; `TargetContext::shared_emulator`
+//! lets the upstream target be built beside.
 //!
 //! Hooks in `daemon`/`server` (marked "Promotion"): `hook.rs`'s `PromotionHook` is built in
 //! `wiring::target_parts` over the daemon's journal and passed as `DaemonParts::promotion`. The worker
