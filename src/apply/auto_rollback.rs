@@ -459,16 +459,7 @@ pub(crate) async fn watch<L: LiveService, J: Ledger>(
         if job.status.is_running() && !is_owed {
             if !in_window {
                 tracing::info!(target_name = ledger.target(), job = %name, "The upgrade kept running through its watch window; automatic rollback stops watching it.");
-                memory.guard = None;
-                remember(
-                    ledger,
-                    &guard.action_id,
-                    &key,
-                    "rollback_window_passed",
-                    Some(job.id),
-                    &memory,
-                )
-                .await?;
+                stop_watching(ledger, &guard, &key, job, &mut memory).await?;
             }
             continue;
         }
@@ -476,16 +467,7 @@ pub(crate) async fn watch<L: LiveService, J: Ledger>(
         if !(is_owed || (failed && in_window)) {
             if failed || !job.status.is_running() {
                 // Failed after its window, or stopped by someone: not the upgrade's fault.
-                memory.guard = None;
-                remember(
-                    ledger,
-                    &guard.action_id,
-                    &key,
-                    "rollback_window_passed",
-                    Some(job.id),
-                    &memory,
-                )
-                .await?;
+                stop_watching(ledger, &guard, &key, job, &mut memory).await?;
             }
             continue;
         }
@@ -497,22 +479,31 @@ pub(crate) async fn watch<L: LiveService, J: Ledger>(
     Ok(results)
 }
 
-/// Rolls one job back: mark, previous definition, stop savepoint, start.
-#[allow(clippy::too_many_arguments)]
-async fn roll_back<L: LiveService, J: Ledger>(
-    live: &L,
+/// The upgrade's watch window passed (or the job stopped for another reason): automatic
+/// rollback stops watching the job, and journals that.
+async fn stop_watching<J: Ledger>(
     ledger: &J,
-    name: &str,
+    guard: &Guard,
+    key: &str,
     job: &ObservedFlinkJob,
-    mut memory: Memory,
-    mut guard: Guard,
-    owed: &BTreeSet<String>,
-    options: &ApplyOptions,
-) -> Result<AutoRollbackResult, ApplyError> {
-    let key = journal_job(name);
-    let action_id = format!("auto-rollback-{}", new_pass_id());
-    let revision_text = guard.revision.as_deref().unwrap_or("(unknown revision)");
-    let reason = if job.status.is_failed() {
+    memory: &mut Memory,
+) -> Result<(), ApplyError> {
+    memory.guard = None;
+    remember(
+        ledger,
+        &guard.action_id,
+        key,
+        "rollback_window_passed",
+        Some(job.id),
+        memory,
+    )
+    .await
+}
+
+/// Why a job is rolled back: its failed status, or the status an interrupted automatic
+/// rollback left it in.
+fn failure_reason(job: &ObservedFlinkJob) -> String {
+    if job.status.is_failed() {
         format!(
             "job {} is {}{}",
             job.id,
@@ -528,33 +519,12 @@ async fn roll_back<L: LiveService, J: Ledger>(
             "an interrupted automatic rollback left job {} {}",
             job.id, job.status
         )
-    };
-    ledger
-        .intent(IntentEntry {
-            action_id: action_id.clone(),
-            job: key.clone(),
-            action: ACTION.to_string(),
-            plan_id: None,
-            detail: json!({
-                "upgrade": guard.action_id,
-                "revision": guard.revision,
-                "previous_revision": guard.previous_revision,
-                "savepoint": guard.savepoint,
-                "live_id": job.id,
-                "status": job.status.as_str(),
-                "taken_over": owed.contains(&key),
-            }),
-        })
-        .await?;
-    guard.attempts += 1;
-    let note = format!(
-        "revision {revision_text} failed after its upgrade ({reason}); rolled back to the previous definition{}",
-        guard
-            .previous_revision
-            .as_deref()
-            .map(|revision| format!(" (revision {revision})"))
-            .unwrap_or_default()
-    );
+    }
+}
+
+/// Marks the guarded definition failed (`note` says why), keeping an earlier mark of the
+/// same definition.
+fn mark_failed(memory: &mut Memory, guard: &Guard, note: &str) {
     if let Some(digest) = &guard.desired_digest {
         let keep = memory
             .failed
@@ -564,26 +534,24 @@ async fn roll_back<L: LiveService, J: Ledger>(
         memory.failed = Some(keep.unwrap_or(FailedMark {
             revision: guard.revision.clone(),
             desired_digest: digest.clone(),
-            note: note.clone(),
+            note: note.to_string(),
             previous_revision: guard.previous_revision.clone(),
             at: Utc::now(),
             rolled_back: false,
         }));
     }
-    memory.guard = Some(guard.clone());
-    // The mark first: from here on a crash leaves the rollback owed.
-    remember(
-        ledger,
-        &action_id,
-        &key,
-        "revision_failed",
-        Some(job.id),
-        &memory,
-    )
-    .await?;
-    tracing::warn!(target_name = ledger.target(), job = %name, revision = revision_text, reason = %reason, "Automatic rollback: the upgraded job failed; putting the previous definition back.");
-    let result = restore_previous(live, job, &guard, options).await;
-    let (ok, error, effects, message) = match result {
+}
+
+/// The journal outcome of a rollback attempt: ok with the restored job's effects, or the
+/// failure (and whether a person must take over after [`MAX_ATTEMPTS`]). Answers ok, the
+/// recorded failure, the effects, and the message to report.
+fn rollback_outcome(
+    result: Result<i64, ServiceFailure>,
+    memory: &mut Memory,
+    guard: &Guard,
+    note: &str,
+) -> (bool, Option<RecordedFailure>, ActionEffects, String) {
+    match result {
         Ok(live_id) => {
             if let Some(mark) = &mut memory.failed {
                 mark.rolled_back = true;
@@ -599,7 +567,7 @@ async fn roll_back<L: LiveService, J: Ledger>(
                     auto_rollback: Some(memory.to_value()),
                     ..ActionEffects::default()
                 },
-                note.clone(),
+                note.to_string(),
             )
         }
         Err(failure) => {
@@ -628,7 +596,66 @@ async fn roll_back<L: LiveService, J: Ledger>(
                 message,
             )
         }
-    };
+    }
+}
+
+/// Rolls one job back: mark, previous definition, stop savepoint, start.
+#[allow(clippy::too_many_arguments)]
+async fn roll_back<L: LiveService, J: Ledger>(
+    live: &L,
+    ledger: &J,
+    name: &str,
+    job: &ObservedFlinkJob,
+    mut memory: Memory,
+    mut guard: Guard,
+    owed: &BTreeSet<String>,
+    options: &ApplyOptions,
+) -> Result<AutoRollbackResult, ApplyError> {
+    let key = journal_job(name);
+    let action_id = format!("auto-rollback-{}", new_pass_id());
+    let revision_text = guard.revision.as_deref().unwrap_or("(unknown revision)");
+    let reason = failure_reason(job);
+    ledger
+        .intent(IntentEntry {
+            action_id: action_id.clone(),
+            job: key.clone(),
+            action: ACTION.to_string(),
+            plan_id: None,
+            detail: json!({
+                "upgrade": guard.action_id,
+                "revision": guard.revision,
+                "previous_revision": guard.previous_revision,
+                "savepoint": guard.savepoint,
+                "live_id": job.id,
+                "status": job.status.as_str(),
+                "taken_over": owed.contains(&key),
+            }),
+        })
+        .await?;
+    guard.attempts += 1;
+    let note = format!(
+        "revision {revision_text} failed after its upgrade ({reason}); rolled back to the previous definition{}",
+        guard
+            .previous_revision
+            .as_deref()
+            .map(|revision| format!(" (revision {revision})"))
+            .unwrap_or_default()
+    );
+    mark_failed(&mut memory, &guard, &note);
+    memory.guard = Some(guard.clone());
+    // The mark first: from here on a crash leaves the rollback owed.
+    remember(
+        ledger,
+        &action_id,
+        &key,
+        "revision_failed",
+        Some(job.id),
+        &memory,
+    )
+    .await?;
+    tracing::warn!(target_name = ledger.target(), job = %name, revision = revision_text, reason = %reason, "Automatic rollback: the upgraded job failed; putting the previous definition back.");
+    let result = restore_previous(live, job, &guard, options).await;
+    let (ok, error, effects, message) = rollback_outcome(result, &mut memory, &guard, &note);
     ledger
         .outcome(OutcomeEntry {
             action_id: action_id.clone(),

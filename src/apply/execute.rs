@@ -133,10 +133,27 @@ impl<L: LiveService, J: Ledger> Executor<'_, L, J> {
     ) -> Result<ActionResult, ApplyError> {
         let action_id = action_id(&self.plan.id, self.pass_id, index);
         let job = journal_key(action.kind, &action.name);
+        self.journal_intent(&action_id, &job, action).await?;
+        let mut state = ActionState {
+            live_id: action.live_id,
+            ..ActionState::default()
+        };
+        let failure = self.run_steps(&action_id, &job, action, &mut state).await?;
+        self.finish_action(action_id, job, action, state, failure)
+            .await
+    }
+
+    /// Journals the intent of an action before its first step.
+    async fn journal_intent(
+        &self,
+        action_id: &str,
+        job: &str,
+        action: &JobAction,
+    ) -> Result<(), ApplyError> {
         self.ledger
             .intent(IntentEntry {
-                action_id: action_id.clone(),
-                job: job.clone(),
+                action_id: action_id.to_string(),
+                job: job.to_string(),
                 action: action.class.as_str().to_string(),
                 plan_id: Some(self.plan.id.clone()),
                 detail: json!({
@@ -147,10 +164,18 @@ impl<L: LiveService, J: Ledger> Executor<'_, L, J> {
                 }),
             })
             .await?;
-        let mut state = ActionState {
-            live_id: action.live_id,
-            ..ActionState::default()
-        };
+        Ok(())
+    }
+
+    /// Runs the action's steps in order, each after its savepoint is secured; the first that
+    /// fails ends the action. Answers the failed step's name and failure, if one failed.
+    async fn run_steps(
+        &self,
+        action_id: &str,
+        job: &str,
+        action: &JobAction,
+        state: &mut ActionState,
+    ) -> Result<Option<(&'static str, ServiceFailure)>, ApplyError> {
         let mut failure = None;
         for step in &action.steps {
             self.options.progress.report(|| super::StepEvent {
@@ -163,7 +188,7 @@ impl<L: LiveService, J: Ledger> Executor<'_, L, J> {
             });
             // Strict state: what a step needs saved is copied and verified before it runs.
             if let Err(error) = self
-                .before_step(&action_id, &job, action, step, &mut state)
+                .before_step(action_id, job, action, step, state)
                 .await?
             {
                 tracing::warn!(
@@ -176,68 +201,14 @@ impl<L: LiveService, J: Ledger> Executor<'_, L, J> {
                 failure = Some(("savepoint", error));
                 break;
             }
-            match self.run_step(action, step, &mut state).await {
+            match self.run_step(action, step, state).await {
                 Ok(()) => {
                     state.steps_done += 1;
-                    if let (Step::Stop { .. }, Some(path)) = (step, state.stop_savepoint.clone()) {
-                        // The service deletes its stop savepoint when the job restarts: the
-                        // action resumes from our verified copy of it.
-                        let copied = self
-                            .keep_savepoint(
-                                &action_id,
-                                &job,
-                                action,
-                                state.live_id,
-                                &path,
-                                Origin::Stop,
-                            )
-                            .await?;
-                        let kept = copied.as_ref().map_or(&path, |(copy, _)| copy).clone();
-                        self.record_one_shot(
-                            &action_id,
-                            &job,
-                            "stop_savepoint",
-                            state.live_id,
-                            ActionEffects {
-                                savepoint_path: Some(kept.clone()),
-                                ..ActionEffects::default()
-                            },
-                        )
-                        .await?;
-                        if let Err(error) = copied {
-                            failure = Some((
-                                "copy_stop_savepoint",
-                                ServiceFailure {
-                                    message: format!(
-                                        "the job is stopped and its state is in the service's savepoint {path}, which the service deletes at the next restart; it was not copied, so the job is not restarted: {}",
-                                        error.message
-                                    ),
-                                    ..error
-                                },
-                            ));
-                            break;
-                        }
-                        state.stop_savepoint = Some(kept.clone());
-                        state.savepoint = Some(kept);
-                    }
-                    if let (Step::ImportSavepoint { .. }, true, Some(key)) =
-                        (step, state.restore_applied, &action.restore_key)
+                    if let Some(failed) =
+                        self.after_step(action_id, job, action, step, state).await?
                     {
-                        // A restore is a one-shot step: applied twice, it would throw away
-                        // everything the job built since. Journaled the moment it succeeds.
-                        self.record_one_shot(
-                            &action_id,
-                            &job,
-                            "restore",
-                            state.live_id,
-                            ActionEffects {
-                                live_id: state.live_id,
-                                savepoint_path: state.savepoint.clone(),
-                                restore_key: Some(key.clone()),
-                                ..ActionEffects::default()
-                            },
-                        )
-                        .await?;
+                        failure = Some(failed);
+                        break;
                     }
                 }
                 Err(error) => {
@@ -254,6 +225,84 @@ impl<L: LiveService, J: Ledger> Executor<'_, L, J> {
                 }
             }
         }
+        Ok(failure)
+    }
+
+    /// What follows a step that succeeded: the savepoint a stop took is copied and journaled
+    /// (the action ends when it cannot be copied), a restore's import is journaled at once.
+    async fn after_step(
+        &self,
+        action_id: &str,
+        job: &str,
+        action: &JobAction,
+        step: &Step,
+        state: &mut ActionState,
+    ) -> Result<Option<(&'static str, ServiceFailure)>, ApplyError> {
+        if let (Step::Stop { .. }, Some(path)) = (step, state.stop_savepoint.clone()) {
+            // The service deletes its stop savepoint when the job restarts: the
+            // action resumes from our verified copy of it.
+            let copied = self
+                .keep_savepoint(action_id, job, action, state.live_id, &path, Origin::Stop)
+                .await?;
+            let kept = copied.as_ref().map_or(&path, |(copy, _)| copy).clone();
+            self.record_one_shot(
+                action_id,
+                job,
+                "stop_savepoint",
+                state.live_id,
+                ActionEffects {
+                    savepoint_path: Some(kept.clone()),
+                    ..ActionEffects::default()
+                },
+            )
+            .await?;
+            if let Err(error) = copied {
+                return Ok(Some((
+                    "copy_stop_savepoint",
+                    ServiceFailure {
+                        message: format!(
+                            "the job is stopped and its state is in the service's savepoint {path}, which the service deletes at the next restart; it was not copied, so the job is not restarted: {}",
+                            error.message
+                        ),
+                        ..error
+                    },
+                )));
+            }
+            state.stop_savepoint = Some(kept.clone());
+            state.savepoint = Some(kept);
+        }
+        if let (Step::ImportSavepoint { .. }, true, Some(key)) =
+            (step, state.restore_applied, &action.restore_key)
+        {
+            // A restore is a one-shot step: applied twice, it would throw away
+            // everything the job built since. Journaled the moment it succeeds.
+            self.record_one_shot(
+                action_id,
+                job,
+                "restore",
+                state.live_id,
+                ActionEffects {
+                    live_id: state.live_id,
+                    savepoint_path: state.savepoint.clone(),
+                    restore_key: Some(key.clone()),
+                    ..ActionEffects::default()
+                },
+            )
+            .await?;
+        }
+        Ok(None)
+    }
+
+    /// Journals the action's outcome (its effects so far, and the failure if a step failed)
+    /// and reports it.
+    async fn finish_action(
+        &self,
+        action_id: String,
+        job: String,
+        action: &JobAction,
+        state: ActionState,
+        failure: Option<(&'static str, ServiceFailure)>,
+    ) -> Result<ActionResult, ApplyError> {
         let ok = failure.is_none();
         if !ok && action.kind == JobKind::Dlf {
             self.dlf_after_failure(action, &job, state.steps_done)
@@ -363,120 +412,149 @@ impl<L: LiveService, J: Ledger> Executor<'_, L, J> {
             Step::Stop {
                 trigger_savepoint: true,
             } => {
-                // The plan stops only a running job (a moving one waits for `WaitSteady`), so
-                // the savepoint is triggered without reading the job first; a job that is not
-                // running refuses the trigger and is not stopped.
-                let Some(job_id) = state.live_id else {
-                    return Ok(Ok(()));
-                };
-                let triggered = match self.trigger_complete_savepoint(action, job_id).await {
-                    Ok(path) => path,
-                    Err(error) => {
-                        return Ok(Err(ServiceFailure {
-                            message: format!(
-                                "no savepoint could be taken before the stop, so job {job_id} was not stopped and keeps running its current version: {}",
-                                error.message
-                            ),
-                            ..error
-                        }));
-                    }
-                };
-                match self
-                    .keep_savepoint(
-                        action_id,
-                        job,
-                        action,
-                        Some(job_id),
-                        &triggered,
-                        Origin::Triggered,
-                    )
-                    .await?
-                {
-                    Ok((copy, _)) => {
-                        state.pre_stop = Some((triggered, copy));
-                        Ok(Ok(()))
-                    }
-                    Err(error) => Ok(Err(ServiceFailure {
-                        message: format!(
-                            "the savepoint taken before the stop could not be copied and verified, so job {job_id} was not stopped and keeps running its current version: {}",
-                            error.message
-                        ),
-                        ..error
-                    })),
-                }
+                self.secure_stop_savepoint(action_id, job, action, state)
+                    .await
             }
             Step::ImportSavepoint {
                 source: SavepointSource::Path(path) | SavepointSource::Held(path),
             } => {
-                let (Some(job_id), Some(base)) = (state.live_id, self.live.savepoint_base()) else {
-                    return Ok(Ok(()));
-                };
-                if is_a_copy(path, &base, self.ledger.target()) {
-                    return Ok(Ok(()));
-                }
-                let held = match self.live.flink_job(job_id).await {
-                    Ok(live) => live.savepoint_path,
-                    Err(error) => return Ok(Err(error)),
-                };
-                if !held.is_some_and(|held| crate::savepoints::same_directory(&held, path)) {
-                    // An explicit savepoint of the user's: not the service's to delete.
-                    return Ok(Ok(()));
-                }
-                if let Some(copy) = self.catalogued_copy_of(&action.name, path) {
-                    state.import_copy = Some(copy);
-                    return Ok(Ok(()));
-                }
-                match self
-                    .keep_savepoint(action_id, job, action, Some(job_id), path, Origin::Held)
-                    .await?
-                {
-                    Ok((copy, _)) => {
-                        state.import_copy = Some(copy);
-                        Ok(Ok(()))
-                    }
-                    Err(error) => Ok(Err(ServiceFailure {
-                        message: format!(
-                            "job {job_id} holds the service's savepoint {path}, which the service deletes when the job restarts; it could not be copied, so it is not imported: {}",
-                            error.message
-                        ),
-                        ..error
-                    })),
-                }
+                self.secure_imported_savepoint(action_id, job, action, path, state)
+                    .await
             }
             Step::Start {
                 resume_savepoint: true,
             } if state.savepoint.is_none() => {
-                // A start that resumes from the savepoint the job holds, without an import:
-                // the service deletes it at this restart, so a copy is kept first. The job
-                // resumes from the savepoint the plan named (the check before the start).
-                let (Some(job_id), Some(base), Some(SavepointSource::Held(path))) = (
-                    state.live_id,
-                    self.live.savepoint_base(),
-                    action.resume_from.as_ref(),
-                ) else {
-                    return Ok(Ok(()));
-                };
-                if is_a_copy(path, &base, self.ledger.target())
-                    || self.catalogued_copy_of(&action.name, path).is_some()
-                {
-                    return Ok(Ok(()));
-                }
-                match self
-                    .keep_savepoint(action_id, job, action, Some(job_id), path, Origin::Held)
-                    .await?
-                {
-                    Ok(_) => Ok(Ok(())),
-                    Err(error) => Ok(Err(ServiceFailure {
-                        message: format!(
-                            "job {job_id} would resume from the service's savepoint {path}, which the service deletes when the job restarts; it could not be copied, so the job is not started: {}",
-                            error.message
-                        ),
-                        ..error
-                    })),
-                }
+                self.secure_held_savepoint(action_id, job, action, state)
+                    .await
             }
             _ => Ok(Ok(())),
         }
+    }
+
+    /// Before a stop with a savepoint: the savepoint is triggered and copied (and verified)
+    /// while the job still runs; if either fails the job is not stopped.
+    async fn secure_stop_savepoint(
+        &self,
+        action_id: &str,
+        job: &str,
+        action: &JobAction,
+        state: &mut ActionState,
+    ) -> Result<Result<(), ServiceFailure>, ApplyError> {
+        // The plan stops only a running job (a moving one waits for `WaitSteady`), so
+        // the savepoint is triggered without reading the job first; a job that is not
+        // running refuses the trigger and is not stopped.
+        let Some(job_id) = state.live_id else {
+            return Ok(Ok(()));
+        };
+        let triggered = match self.trigger_complete_savepoint(action, job_id).await {
+            Ok(path) => path,
+            Err(error) => {
+                return Ok(Err(explained(
+                    error,
+                    format_args!(
+                        "no savepoint could be taken before the stop, so job {job_id} was not stopped and keeps running its current version"
+                    ),
+                )));
+            }
+        };
+        let kept = self
+            .keep_savepoint(
+                action_id,
+                job,
+                action,
+                Some(job_id),
+                &triggered,
+                Origin::Triggered,
+            )
+            .await?;
+        Ok(kept
+            .map(|(copy, _)| state.pre_stop = Some((triggered, copy)))
+            .map_err(|error| {
+                explained(
+                    error,
+                    format_args!(
+                        "the savepoint taken before the stop could not be copied and verified, so job {job_id} was not stopped and keeps running its current version"
+                    ),
+                )
+            }))
+    }
+
+    /// Before a savepoint import: a savepoint of the service's own that the job holds (which
+    /// the service deletes when the job restarts) is copied first, unless a copy exists.
+    async fn secure_imported_savepoint(
+        &self,
+        action_id: &str,
+        job: &str,
+        action: &JobAction,
+        path: &str,
+        state: &mut ActionState,
+    ) -> Result<Result<(), ServiceFailure>, ApplyError> {
+        let (Some(job_id), Some(base)) = (state.live_id, self.live.savepoint_base()) else {
+            return Ok(Ok(()));
+        };
+        if is_a_copy(path, &base, self.ledger.target()) {
+            return Ok(Ok(()));
+        }
+        let held = match self.live.flink_job(job_id).await {
+            Ok(live) => live.savepoint_path,
+            Err(error) => return Ok(Err(error)),
+        };
+        if !held.is_some_and(|held| crate::savepoints::same_directory(&held, path)) {
+            // An explicit savepoint of the user's: not the service's to delete.
+            return Ok(Ok(()));
+        }
+        if let Some(copy) = self.catalogued_copy_of(&action.name, path) {
+            state.import_copy = Some(copy);
+            return Ok(Ok(()));
+        }
+        let kept = self
+            .keep_savepoint(action_id, job, action, Some(job_id), path, Origin::Held)
+            .await?;
+        Ok(kept
+            .map(|(copy, _)| state.import_copy = Some(copy))
+            .map_err(|error| {
+                explained(
+                    error,
+                    format_args!(
+                        "job {job_id} holds the service's savepoint {path}, which the service deletes when the job restarts; it could not be copied, so it is not imported"
+                    ),
+                )
+            }))
+    }
+
+    /// Before a start that resumes from the savepoint the job holds, without an import: the
+    /// service deletes it at this restart, so a copy is kept first. The job resumes from the
+    /// savepoint the plan named (the check before the start).
+    async fn secure_held_savepoint(
+        &self,
+        action_id: &str,
+        job: &str,
+        action: &JobAction,
+        state: &mut ActionState,
+    ) -> Result<Result<(), ServiceFailure>, ApplyError> {
+        let (Some(job_id), Some(base), Some(SavepointSource::Held(path))) = (
+            state.live_id,
+            self.live.savepoint_base(),
+            action.resume_from.as_ref(),
+        ) else {
+            return Ok(Ok(()));
+        };
+        if is_a_copy(path, &base, self.ledger.target())
+            || self.catalogued_copy_of(&action.name, path).is_some()
+        {
+            return Ok(Ok(()));
+        }
+        let kept = self
+            .keep_savepoint(action_id, job, action, Some(job_id), path, Origin::Held)
+            .await?;
+        Ok(kept.map(|_| ()).map_err(|error| {
+            explained(
+                error,
+                format_args!(
+                    "job {job_id} would resume from the service's savepoint {path}, which the service deletes when the job restarts; it could not be copied, so the job is not started"
+                ),
+            )
+        }))
     }
 
     /// A verified copy the catalog already holds of the service's savepoint `source`.
@@ -623,58 +701,7 @@ impl<L: LiveService, J: Ledger> Executor<'_, L, J> {
                 state.backups.extend(paths);
             }
             (_, Step::Stop { trigger_savepoint }) => {
-                let job_id = need_id(action, state)?;
-                let before = self.live.flink_job(job_id).await?.savepoint_path;
-                if let Err(failure) = self.live.stop_flink_job(job_id, *trigger_savepoint).await {
-                    self.did_it_land(job_id, "stop", failure, |job| {
-                        job.status.is_stopped()
-                            || matches!(
-                                job.status,
-                                FlinkJobStatus::Canceling | FlinkJobStatus::Savepointing
-                            )
-                    })
-                    .await?;
-                }
-                let timeout = if *trigger_savepoint {
-                    self.options.transition_timeout + self.options.savepoint_timeout
-                } else {
-                    self.options.transition_timeout
-                };
-                let stopped = self
-                    .wait_for(job_id, timeout, |job| job.status.is_stopped())
-                    .await?;
-                if *trigger_savepoint {
-                    let triggered = state.pre_stop.clone();
-                    match stopped.savepoint_path {
-                        // Still the savepoint triggered before the stop: the stop took none.
-                        Some(path)
-                            if triggered.as_ref().is_some_and(|(source, _)| {
-                                crate::savepoints::same_directory(source, &path)
-                            }) =>
-                        {
-                            let copy = triggered.map(|(_, copy)| copy).unwrap_or_default();
-                            return Err(ServiceFailure::local(format!(
-                                "job {job_id} stopped ({}) but reports no new savepoint (it still names the one triggered before the stop, {path}); nothing is imported over it; its state before the stop is kept in the catalog as {copy}",
-                                stopped.status
-                            )));
-                        }
-                        Some(path) => {
-                            if Some(&path) == before.as_ref() {
-                                // Services name savepoint folders by time; two stops in one
-                                // second can share one. Said, not fatal.
-                                tracing::warn!(job_id, savepoint = %path, "The job reports the same savepoint folder as before its stop.");
-                            }
-                            state.stop_savepoint = Some(path.clone());
-                            state.savepoint = Some(path);
-                        }
-                        None => {
-                            return Err(ServiceFailure::local(format!(
-                                "job {job_id} stopped ({}) but reports no new savepoint; nothing is imported over it so that its state is not lost",
-                                stopped.status
-                            )));
-                        }
-                    }
-                }
+                self.stop_flink(action, *trigger_savepoint, state).await?;
             }
             (_, Step::CreateJob) => {
                 let config = need_config(action)?;
@@ -705,39 +732,7 @@ impl<L: LiveService, J: Ledger> Executor<'_, L, J> {
                 }
             }
             (_, Step::Start { resume_savepoint }) => {
-                let job_id = need_id(action, state)?;
-                let before = self.live.flink_job(job_id).await?;
-                if *resume_savepoint {
-                    check_resume_savepoint(job_id, action, state, &before)?;
-                }
-                if let Err(failure) = self.live.run_flink_job(job_id, *resume_savepoint).await {
-                    self.did_it_land(job_id, "run", failure, |job| {
-                        job.status.is_running()
-                            || job.status == FlinkJobStatus::Submitting
-                            || start_settled(&before, job)
-                    })
-                    .await?;
-                }
-                let job = self
-                    .wait_for(job_id, self.options.transition_timeout, |job| {
-                        start_settled(&before, job)
-                    })
-                    .await?;
-                if !(job.status.is_running() || job.status == FlinkJobStatus::Finish) {
-                    return Err(ServiceFailure {
-                        code: job.status_desc.as_deref().and_then(leading_error_code),
-                        message: format!(
-                            "job {job_id} did not start: it is {}{}",
-                            job.status,
-                            job.status_desc
-                                .as_deref()
-                                .map(|desc| format!(" ({desc})"))
-                                .unwrap_or_default()
-                        ),
-                        request_id: None,
-                        retryable: false,
-                    });
-                }
+                self.start_flink(action, *resume_savepoint, state).await?;
             }
             (_, Step::Delete) => {
                 let job_id = need_id(action, state)?;
@@ -749,6 +744,114 @@ impl<L: LiveService, J: Ledger> Executor<'_, L, J> {
                     "the plan asks for a DLF import on a Flink job; re-plan",
                 ));
             }
+        }
+        Ok(())
+    }
+
+    /// Stops a Flink job (with a savepoint when asked) and waits until it is stopped; the
+    /// savepoint the stop took becomes the one the action resumes from. A stop that reports
+    /// no new savepoint fails, so that nothing is imported over the job's state.
+    async fn stop_flink(
+        &self,
+        action: &JobAction,
+        trigger_savepoint: bool,
+        state: &mut ActionState,
+    ) -> Result<(), ServiceFailure> {
+        let job_id = need_id(action, state)?;
+        let before = self.live.flink_job(job_id).await?.savepoint_path;
+        if let Err(failure) = self.live.stop_flink_job(job_id, trigger_savepoint).await {
+            self.did_it_land(job_id, "stop", failure, |job| {
+                job.status.is_stopped()
+                    || matches!(
+                        job.status,
+                        FlinkJobStatus::Canceling | FlinkJobStatus::Savepointing
+                    )
+            })
+            .await?;
+        }
+        let timeout = if trigger_savepoint {
+            self.options.transition_timeout + self.options.savepoint_timeout
+        } else {
+            self.options.transition_timeout
+        };
+        let stopped = self
+            .wait_for(job_id, timeout, |job| job.status.is_stopped())
+            .await?;
+        if trigger_savepoint {
+            let triggered = state.pre_stop.clone();
+            match stopped.savepoint_path {
+                // Still the savepoint triggered before the stop: the stop took none.
+                Some(path)
+                    if triggered.as_ref().is_some_and(|(source, _)| {
+                        crate::savepoints::same_directory(source, &path)
+                    }) =>
+                {
+                    let copy = triggered.map(|(_, copy)| copy).unwrap_or_default();
+                    return Err(ServiceFailure::local(format!(
+                        "job {job_id} stopped ({}) but reports no new savepoint (it still names the one triggered before the stop, {path}); nothing is imported over it; its state before the stop is kept in the catalog as {copy}",
+                        stopped.status
+                    )));
+                }
+                Some(path) => {
+                    if Some(&path) == before.as_ref() {
+                        // Services name savepoint folders by time; two stops in one
+                        // second can share one. Said, not fatal.
+                        tracing::warn!(job_id, savepoint = %path, "The job reports the same savepoint folder as before its stop.");
+                    }
+                    state.stop_savepoint = Some(path.clone());
+                    state.savepoint = Some(path);
+                }
+                None => {
+                    return Err(ServiceFailure::local(format!(
+                        "job {job_id} stopped ({}) but reports no new savepoint; nothing is imported over it so that its state is not lost",
+                        stopped.status
+                    )));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Starts a Flink job (resuming from its savepoint when asked, after checking it is the
+    /// one the plan named) and waits until it runs; one that does not fails with the status.
+    async fn start_flink(
+        &self,
+        action: &JobAction,
+        resume_savepoint: bool,
+        state: &mut ActionState,
+    ) -> Result<(), ServiceFailure> {
+        let job_id = need_id(action, state)?;
+        let before = self.live.flink_job(job_id).await?;
+        if resume_savepoint {
+            check_resume_savepoint(job_id, action, state, &before)?;
+        }
+        if let Err(failure) = self.live.run_flink_job(job_id, resume_savepoint).await {
+            self.did_it_land(job_id, "run", failure, |job| {
+                job.status.is_running()
+                    || job.status == FlinkJobStatus::Submitting
+                    || start_settled(&before, job)
+            })
+            .await?;
+        }
+        let job = self
+            .wait_for(job_id, self.options.transition_timeout, |job| {
+                start_settled(&before, job)
+            })
+            .await?;
+        if !(job.status.is_running() || job.status == FlinkJobStatus::Finish) {
+            return Err(ServiceFailure {
+                code: job.status_desc.as_deref().and_then(leading_error_code),
+                message: format!(
+                    "job {job_id} did not start: it is {}{}",
+                    job.status,
+                    job.status_desc
+                        .as_deref()
+                        .map(|desc| format!(" ({desc})"))
+                        .unwrap_or_default()
+                ),
+                request_id: None,
+                retryable: false,
+            });
         }
         Ok(())
     }
@@ -1104,6 +1207,14 @@ pub(crate) fn plan_short(plan_id: &str) -> &str {
 /// overwrite their own files rather than pile up.
 pub(crate) fn plan_folder(plan_id: &str) -> String {
     format!("plan-{}", plan_short(plan_id))
+}
+
+/// The failure with `why` said before the service's message.
+fn explained(error: ServiceFailure, why: std::fmt::Arguments<'_>) -> ServiceFailure {
+    ServiceFailure {
+        message: format!("{why}: {}", error.message),
+        ..error
+    }
 }
 
 pub(crate) fn step_name(step: &Step) -> &'static str {

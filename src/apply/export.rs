@@ -14,8 +14,8 @@ use super::ledger::{ActionEffects, IntentEntry, Ledger, OutcomeEntry, journal_ke
 use super::live::{ExportedDlfJob, LiveService};
 use super::observe::{ObserveScope, observe_with};
 use crate::model::{
-    DesiredDlfJob, DlfImportSettings, JobKind, Lifecycle, MANAGED_TAG_KEY, MANAGED_TAG_VALUE,
-    ObservedJobs, RunState, SourceLocation,
+    DesiredDlfJob, DesiredJobs, DlfImportSettings, JobKind, Lifecycle, MANAGED_TAG_KEY,
+    MANAGED_TAG_VALUE, ObservedJobs, RunState, SourceLocation,
 };
 use crate::plan::JournalView;
 
@@ -146,18 +146,81 @@ fn dlf_as_desired(
     }
 }
 
+/// The error of exporting into `out_dir`.
+fn export_error(out_dir: &Path) -> impl Fn(String) -> ApplyError + '_ {
+    move |problem: String| ApplyError::Export {
+        path: out_dir.to_path_buf(),
+        problem,
+    }
+}
+
+/// Exporting into `out_dir` failed while `doing` because of `source`.
+fn files_error(
+    out_dir: &Path,
+    doing: String,
+    source: impl std::error::Error + Send + Sync + 'static,
+) -> ApplyError {
+    ApplyError::ExportFiles {
+        path: out_dir.to_path_buf(),
+        doing,
+        source: Box::new(source),
+    }
+}
+
 pub(crate) async fn export_with<L: LiveService, J: Ledger>(
     live: &L,
     ledger: &J,
     out_dir: &Path,
     environment: &str,
 ) -> Result<ExportReport, ApplyError> {
-    let export_error = |problem: String| ApplyError::Export {
-        path: out_dir.to_path_buf(),
-        problem,
-    };
     check_empty(out_dir)?;
     let mut warnings = Vec::new();
+    let observed = observe_for_export(live, ledger, &mut warnings).await?;
+    let dlf_exports = read_dlf_exports(live, &observed, &mut warnings).await;
+    let files = render_export_with(&observed, &dlf_exports, &ledger.view(), environment);
+    let desired = write_and_read_back(out_dir, &files, environment)?;
+
+    let mut adopted = Vec::new();
+    let pass_id = new_pass_id();
+    let mut index = 0;
+    let mut next_action_id = || {
+        index += 1;
+        action_id("export", &pass_id, index)
+    };
+    adopt_flink_jobs(
+        live,
+        ledger,
+        &desired,
+        &observed,
+        &mut next_action_id,
+        &mut warnings,
+        &mut adopted,
+    )
+    .await?;
+    adopt_dlf_jobs(
+        ledger,
+        &desired,
+        &observed,
+        &mut next_action_id,
+        &mut adopted,
+    )
+    .await?;
+    Ok(ExportReport {
+        out_dir: out_dir.to_path_buf(),
+        files: files.iter().map(|(path, _)| path.clone()).collect(),
+        flink_jobs: desired.flink.iter().map(|job| job.name.clone()).collect(),
+        dlf_jobs: desired.dlf.iter().map(|job| job.name.clone()).collect(),
+        adopted,
+        warnings,
+    })
+}
+
+/// Observes every job; when DLF cannot be observed, the Flink jobs alone (with a warning).
+async fn observe_for_export<L: LiveService, J: Ledger>(
+    live: &L,
+    ledger: &J,
+    warnings: &mut Vec<String>,
+) -> Result<ObservedJobs, ApplyError> {
     let scope = ObserveScope {
         dlf: true,
         ..ObserveScope::default()
@@ -170,7 +233,16 @@ pub(crate) async fn export_with<L: LiveService, J: Ledger>(
         }
         Err(error) => return Err(error),
     };
-    // The definitions and scripts as DataArts exports them (the live detail has no scripts).
+    Ok(observed)
+}
+
+/// The definitions and scripts as DataArts exports them (the live detail has no scripts); a
+/// job whose export fails is written from its detail (with a warning).
+async fn read_dlf_exports<L: LiveService>(
+    live: &L,
+    observed: &ObservedJobs,
+    warnings: &mut Vec<String>,
+) -> BTreeMap<String, ExportedDlfJob> {
     let mut dlf_exports = BTreeMap::new();
     for job in &observed.dlf {
         match live.export_dlf_job(&job.name).await {
@@ -183,8 +255,18 @@ pub(crate) async fn export_with<L: LiveService, J: Ledger>(
             )),
         }
     }
-    let files = render_export_with(&observed, &dlf_exports, &ledger.view(), environment);
-    for (relative, content) in &files {
+    dlf_exports
+}
+
+/// Writes the rendered files into `out_dir` and reads them back as a repository: the jobs it
+/// declares for `environment`, or an error when it does not validate.
+fn write_and_read_back(
+    out_dir: &Path,
+    files: &[(String, String)],
+    environment: &str,
+) -> Result<DesiredJobs, ApplyError> {
+    let export_error = export_error(out_dir);
+    for (relative, content) in files {
         let path = out_dir.join(relative);
         if let Some(parent) = path.parent() {
             std::fs::create_dir_all(parent).map_err(|error| {
@@ -196,20 +278,26 @@ pub(crate) async fn export_with<L: LiveService, J: Ledger>(
     }
     let snapshot = crate::desired::read_directory(out_dir)
         .map_err(|error| files_error(out_dir, "reading the export back".to_string(), error))?;
-    let desired = crate::desired::resolve(&snapshot, Some(environment)).map_err(|diagnostics| {
+    crate::desired::resolve(&snapshot, Some(environment)).map_err(|diagnostics| {
         export_error(format!(
             "the exported repository does not validate ({} problem(s)); the files are left for inspection:\n{diagnostics}",
             diagnostics.len()
         ))
-    })?;
+    })
+}
 
-    let mut adopted = Vec::new();
-    let pass_id = new_pass_id();
-    let mut index = 0;
-    let mut next_action_id = || {
-        index += 1;
-        action_id("export", &pass_id, index)
-    };
+/// Adopts the exported Flink jobs not managed yet: the managed-by tag is set on the live job
+/// and the journal records it as applied from the exported definition. A job whose tag
+/// cannot be set is exported but not adopted (with a warning).
+async fn adopt_flink_jobs<L: LiveService, J: Ledger>(
+    live: &L,
+    ledger: &J,
+    desired: &DesiredJobs,
+    observed: &ObservedJobs,
+    next_action_id: &mut impl FnMut() -> String,
+    warnings: &mut Vec<String>,
+    adopted: &mut Vec<String>,
+) -> Result<(), ApplyError> {
     for desired_job in &desired.flink {
         let Some(live_job) = observed
             .flink
@@ -228,15 +316,13 @@ pub(crate) async fn export_with<L: LiveService, J: Ledger>(
         }
         let action_id = next_action_id();
         let key = journal_key(desired_job.kind(), &desired_job.name);
-        ledger
-            .intent(IntentEntry {
-                action_id: action_id.clone(),
-                job: key.clone(),
-                action: "adopt".to_string(),
-                plan_id: None,
-                detail: json!({"live_id": live_job.id, "tag": {MANAGED_TAG_KEY: MANAGED_TAG_VALUE}}),
-            })
-            .await?;
+        adoption_intent(
+            ledger,
+            &action_id,
+            &key,
+            json!({"live_id": live_job.id, "tag": {MANAGED_TAG_KEY: MANAGED_TAG_VALUE}}),
+        )
+        .await?;
         let result = if live_job.is_managed() {
             Ok(())
         } else {
@@ -275,6 +361,19 @@ pub(crate) async fn export_with<L: LiveService, J: Ledger>(
             adopted.push(desired_job.name.clone());
         }
     }
+    Ok(())
+}
+
+/// Adopts the exported DLF jobs not managed yet: the journal records the live definition as
+/// imported from the exported one, and measures drift from it. A managed job's exported
+/// digest is recorded as describing the same live job.
+async fn adopt_dlf_jobs<J: Ledger>(
+    ledger: &J,
+    desired: &DesiredJobs,
+    observed: &ObservedJobs,
+    next_action_id: &mut impl FnMut() -> String,
+    adopted: &mut Vec<String>,
+) -> Result<(), ApplyError> {
     for desired_job in &desired.dlf {
         let key = journal_key(JobKind::Dlf, &desired_job.name);
         let journal = ledger.view().dlf.get(&desired_job.name).cloned();
@@ -287,15 +386,13 @@ pub(crate) async fn export_with<L: LiveService, J: Ledger>(
             continue;
         }
         let action_id = next_action_id();
-        ledger
-            .intent(IntentEntry {
-                action_id: action_id.clone(),
-                job: key.clone(),
-                action: "adopt".to_string(),
-                plan_id: None,
-                detail: json!({"digest": desired_job.digest}),
-            })
-            .await?;
+        adoption_intent(
+            ledger,
+            &action_id,
+            &key,
+            json!({"digest": desired_job.digest}),
+        )
+        .await?;
         // The live definition is the exported one: the journal records it as imported.
         ledger
             .outcome(OutcomeEntry {
@@ -319,14 +416,26 @@ pub(crate) async fn export_with<L: LiveService, J: Ledger>(
         }
         adopted.push(format!("dlf:{}", desired_job.name));
     }
-    Ok(ExportReport {
-        out_dir: out_dir.to_path_buf(),
-        files: files.iter().map(|(path, _)| path.clone()).collect(),
-        flink_jobs: desired.flink.iter().map(|job| job.name.clone()).collect(),
-        dlf_jobs: desired.dlf.iter().map(|job| job.name.clone()).collect(),
-        adopted,
-        warnings,
-    })
+    Ok(())
+}
+
+/// Journals the intent to adopt the job `key` (`detail`: what the adoption writes).
+async fn adoption_intent<J: Ledger>(
+    ledger: &J,
+    action_id: &str,
+    key: &str,
+    detail: serde_json::Value,
+) -> Result<(), ApplyError> {
+    ledger
+        .intent(IntentEntry {
+            action_id: action_id.to_string(),
+            job: key.to_string(),
+            action: "adopt".to_string(),
+            plan_id: None,
+            detail,
+        })
+        .await?;
+    Ok(())
 }
 
 /// Updates the journal's cached observation of a DLF job: adds an equivalent digest (a
@@ -337,28 +446,18 @@ async fn remember_dlf_export<J: Ledger>(
     equivalent_digest: Option<&str>,
     live_digest: Option<String>,
 ) -> Result<(), ApplyError> {
-    let Some(cached) = ledger.cached(key) else {
-        return Ok(());
-    };
-    let mut entry = super::observe::DlfCacheEntry::from_snapshot(cached.snapshot);
-    if let Some(digest) = equivalent_digest
-        && !entry.equivalent_digests.iter().any(|known| known == digest)
-    {
-        entry.equivalent_digests.push(digest.to_string());
-    }
-    if live_digest.is_some() {
-        entry.live_digest = live_digest;
-    }
-    ledger
-        .observed(super::ledger::ObservationEntry {
-            job: key.to_string(),
-            live_id: None,
-            update_time: cached.update_time,
-            status: cached.status,
-            snapshot: entry.to_value(),
-        })
-        .await?;
-    Ok(())
+    super::observe::update_dlf_cache(ledger, key, |entry| {
+        if let Some(digest) = equivalent_digest
+            && !entry.equivalent_digests.iter().any(|known| known == digest)
+        {
+            entry.equivalent_digests.push(digest.to_string());
+        }
+        if live_digest.is_some() {
+            entry.live_digest = live_digest;
+        }
+        true
+    })
+    .await
 }
 
 /// Refuses to write into a directory that has files, so an export never overwrites a repository.
@@ -366,26 +465,12 @@ fn check_empty(out_dir: &Path) -> Result<(), ApplyError> {
     match std::fs::read_dir(out_dir) {
         Ok(mut entries) => match entries.next() {
             None => Ok(()),
-            Some(_) => Err(ApplyError::Export {
-                path: out_dir.to_path_buf(),
-                problem: "the directory is not empty; export into a new or empty directory so no file is overwritten"
+            Some(_) => Err(export_error(out_dir)(
+                "the directory is not empty; export into a new or empty directory so no file is overwritten"
                     .to_string(),
-            }),
+            )),
         },
         Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(()),
         Err(error) => Err(files_error(out_dir, "reading the directory".to_string(), error)),
-    }
-}
-
-/// Exporting into `out_dir` failed while `doing` because of `source`.
-fn files_error(
-    out_dir: &Path,
-    doing: String,
-    source: impl std::error::Error + Send + Sync + 'static,
-) -> ApplyError {
-    ApplyError::ExportFiles {
-        path: out_dir.to_path_buf(),
-        doing,
-        source: Box::new(source),
     }
 }

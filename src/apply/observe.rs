@@ -18,8 +18,10 @@ use futures::{StreamExt, TryStreamExt};
 use serde::Serialize;
 
 use super::ApplyError;
-use super::ledger::{DLF_KEY_PREFIX, Ledger, ObservationEntry, journal_key};
-use super::live::{BulkTags, ListedConfig, ListedFlinkJob, Listing, LiveService};
+use super::ledger::{CachedObservation, DLF_KEY_PREFIX, Ledger, ObservationEntry, journal_key};
+use super::live::{
+    BulkTags, ListedConfig, ListedDlfJob, ListedFlinkJob, Listing, LiveService, ServiceFailure,
+};
 use crate::model::{JobKind, ObservedDlfJob, ObservedFlinkJob, ObservedJobs};
 
 /// Job details read concurrently during one observation.
@@ -34,11 +36,16 @@ const RECORDS_AT_ONCE: usize = 64;
 fn cache_is_fresh<J: Ledger>(ledger: &J, scope: &ObserveScope, listed: &ListedFlinkJob) -> bool {
     let key = journal_key(JobKind::FlinkSql, &listed.name);
     !scope.refresh.contains(&key)
-        && ledger.cached(&key).is_some_and(|cached| {
-            cached.live_id == Some(listed.id)
-                && cached.update_time == Some(listed.update_time)
-                && cached.status.as_deref() == Some(listed.status.as_str())
-        })
+        && ledger
+            .cached(&key)
+            .is_some_and(|cached| matches_listing(&cached, listed))
+}
+
+/// A cached observation still matches the listed job: same live id, `update_time` and status.
+fn matches_listing(cached: &CachedObservation, listed: &ListedFlinkJob) -> bool {
+    cached.live_id == Some(listed.id)
+        && cached.update_time == Some(listed.update_time)
+        && cached.status.as_deref() == Some(listed.status.as_str())
 }
 
 /// The journal record of a Flink job's observation.
@@ -96,6 +103,30 @@ pub(crate) struct ObserveScope {
     pub refresh: BTreeSet<String>,
 }
 
+/// A listed job whose configuration came with the listing: the job, its list entry, its
+/// journal key, and whether its name is listed once (only then is it cached).
+type FromListing<'a> = (ObservedFlinkJob, &'a ListedFlinkJob, String, bool);
+/// A listed job whose detail is read: its list entry, journal key and whether it is unique.
+type ToRead<'a> = (&'a ListedFlinkJob, String, bool);
+
+/// The error of observing `target` while doing `what`.
+fn observe_error(target: &str, what: &'static str) -> impl FnOnce(ServiceFailure) -> ApplyError {
+    let target = target.to_string();
+    move |source| ApplyError::Observe {
+        target,
+        what,
+        source,
+    }
+}
+
+/// The service answered that the job does not exist.
+fn is_not_found(failure: &ServiceFailure) -> bool {
+    failure
+        .code
+        .as_deref()
+        .is_some_and(|code| crate::cloud::error::NOT_FOUND_CODES.contains(&code))
+}
+
 pub(crate) async fn observe_with<L: LiveService, J: Ledger>(
     live: &L,
     ledger: &J,
@@ -103,78 +134,114 @@ pub(crate) async fn observe_with<L: LiveService, J: Ledger>(
 ) -> Result<(ObservedJobs, ObserveReport), ApplyError> {
     let mut report = ObserveReport::default();
     let mut observed = ObservedJobs::default();
-    let target = ledger.target().to_string();
-    let observe_error = |what: &'static str| {
-        let target = target.clone();
-        move |source| ApplyError::Observe {
-            target,
-            what,
-            source,
-        }
-    };
+    let listing = list_flink(live, ledger, scope).await?;
+    report.flink_list_calls = listing.calls;
+    let (mut from_listing, to_read) =
+        sort_listed(ledger, scope, &listing.jobs, &mut observed, &mut report);
+    tag_listed(
+        live,
+        ledger.target(),
+        listing.jobs.len(),
+        &mut from_listing,
+        &mut report,
+    )
+    .await?;
+    record_listed(ledger, from_listing, &mut observed, &mut report).await?;
+    read_details(live, ledger, to_read, &mut observed, &mut report).await?;
+    recheck_unlisted_flink_jobs(live, ledger, &mut observed, &mut report).await?;
+    if scope.dlf {
+        observe_dlf(live, ledger, scope, &mut observed, &mut report).await?;
+    }
+    observed
+        .flink
+        .sort_by(|a, b| (&a.name, a.id).cmp(&(&b.name, b.id)));
+    observed.dlf.sort_by(|a, b| a.name.cmp(&b.name));
+    tracing::debug!(
+        target_name = ledger.target(),
+        flink_jobs = observed.flink.len(),
+        dlf_jobs = observed.dlf.len(),
+        calls = report.total_calls(),
+        cached = report.cached,
+        "Observed the target."
+    );
+    Ok((observed, report))
+}
 
-    // Configurations make every page about twice as large, so they are asked for only when the
-    // journal holds no observation of this target's Flink jobs (first contact, adoption, a lost
-    // state directory), or when a plain listing shows more moved jobs than a listing with
-    // configurations and one bulk tag read would cost (each moved job costs a detail and a tag
-    // read otherwise).
+/// Lists the Flink jobs. Configurations make every page about twice as large, so they are
+/// asked for only when the journal holds no observation of this target's Flink jobs (first
+/// contact, adoption, a lost state directory), or when a plain listing shows more moved jobs
+/// than a listing with configurations and one bulk tag read would cost (each moved job costs
+/// a detail and a tag read otherwise).
+async fn list_flink<L: LiveService, J: Ledger>(
+    live: &L,
+    ledger: &J,
+    scope: &ObserveScope,
+) -> Result<Listing<(ListedFlinkJob, ListedConfig)>, ApplyError> {
+    let target = ledger.target();
     let cold = !ledger.view().flink.keys().any(|name| {
         ledger
             .cached(&journal_key(JobKind::FlinkSql, name))
             .is_some()
     });
-    let listing = if cold {
-        live.list_flink_jobs_with_config()
+    if cold {
+        return live
+            .list_flink_jobs_with_config()
             .await
-            .map_err(observe_error("listing Flink jobs"))?
-    } else {
-        let plain = live
-            .list_flink_jobs()
+            .map_err(observe_error(target, "listing Flink jobs"));
+    }
+    let plain = live
+        .list_flink_jobs()
+        .await
+        .map_err(observe_error(target, "listing Flink jobs"))?;
+    let moved = plain
+        .jobs
+        .iter()
+        .filter(|listed| !cache_is_fresh(ledger, scope, listed))
+        .count();
+    if moved * 2 > plain.calls as usize + 1 {
+        let mut detailed = live
+            .list_flink_jobs_with_config()
             .await
-            .map_err(observe_error("listing Flink jobs"))?;
-        let moved = plain
+            .map_err(observe_error(target, "listing Flink jobs"))?;
+        detailed.calls += plain.calls;
+        return Ok(detailed);
+    }
+    Ok(Listing {
+        jobs: plain
             .jobs
-            .iter()
-            .filter(|listed| !cache_is_fresh(ledger, scope, listed))
-            .count();
-        if moved * 2 > plain.calls as usize + 1 {
-            let mut detailed = live
-                .list_flink_jobs_with_config()
-                .await
-                .map_err(observe_error("listing Flink jobs"))?;
-            detailed.calls += plain.calls;
-            detailed
-        } else {
-            Listing {
-                jobs: plain
-                    .jobs
-                    .into_iter()
-                    .map(|job| (job, ListedConfig::NotAsked))
-                    .collect(),
-                calls: plain.calls,
-            }
-        }
-    };
-    report.flink_list_calls = listing.calls;
+            .into_iter()
+            .map(|job| (job, ListedConfig::NotAsked))
+            .collect(),
+        calls: plain.calls,
+    })
+}
+
+/// Sorts the listed jobs: served from the journal's cache (pushed to `observed` now), observed
+/// from the listing's configuration, or read by their detail (no usable configuration; those
+/// are counted and warned about).
+fn sort_listed<'a, J: Ledger>(
+    ledger: &J,
+    scope: &ObserveScope,
+    listed_jobs: &'a [(ListedFlinkJob, ListedConfig)],
+    observed: &mut ObservedJobs,
+    report: &mut ObserveReport,
+) -> (Vec<FromListing<'a>>, Vec<ToRead<'a>>) {
     let mut name_counts: BTreeMap<&str, usize> = BTreeMap::new();
-    for (job, _) in &listing.jobs {
+    for (job, _) in listed_jobs {
         *name_counts.entry(job.name.as_str()).or_default() += 1;
     }
     let mut to_read = Vec::new();
     let mut from_listing = Vec::new();
     // Jobs whose listing lacked a readable configuration: (name, what was wrong).
     let mut unusable: Vec<(&str, String)> = Vec::new();
-    for (listed, config) in &listing.jobs {
+    for (listed, config) in listed_jobs {
         let key = journal_key(JobKind::FlinkSql, &listed.name);
         // Two live jobs with one name would overwrite each other's cache entry on every pass;
         // the planner leaves such jobs alone, so they are read but not cached.
         let unique = name_counts.get(listed.name.as_str()) == Some(&1);
         let cached = if unique && !scope.refresh.contains(&key) {
             ledger.cached(&key).and_then(|cached| {
-                let fresh = cached.live_id == Some(listed.id)
-                    && cached.update_time == Some(listed.update_time)
-                    && cached.status.as_deref() == Some(listed.status.as_str());
-                fresh
+                matches_listing(&cached, listed)
                     .then(|| serde_json::from_value::<ObservedFlinkJob>(cached.snapshot).ok())
                     .flatten()
             })
@@ -216,19 +283,29 @@ pub(crate) async fn observe_with<L: LiveService, J: Ledger>(
         );
     }
     report.flink_listing_fallbacks = unusable.len() as u32;
-    // Configurations from the listing still need their tags (a list entry carries none): one
-    // bulk read for all of them, job by job only for those it leaves out or when it is refused.
+    (from_listing, to_read)
+}
+
+/// Configurations from the listing still need their tags (a list entry carries none): one
+/// bulk read for all of them, job by job only for those it leaves out or when it is refused.
+/// The bulk read costs one call per page of its answer; a pass that needs fewer jobs' tags
+/// than that (a job or two changed) reads them one by one: as many calls, fewer bytes.
+async fn tag_listed<L: LiveService>(
+    live: &L,
+    target: &str,
+    listed_count: usize,
+    from_listing: &mut [FromListing<'_>],
+    report: &mut ObserveReport,
+) -> Result<(), ApplyError> {
     let mut tags_one_by_one = Vec::new();
-    // The bulk read costs one call per page of its answer; a pass that needs fewer jobs' tags
-    // than that (a job or two changed) reads them one by one: as many calls, fewer bytes.
-    let bulk_pages = listing.jobs.len().div_ceil(BULK_TAG_PAGE).max(1);
+    let bulk_pages = listed_count.div_ceil(BULK_TAG_PAGE).max(1);
     if !from_listing.is_empty() && from_listing.len() <= bulk_pages {
         tags_one_by_one.extend(0..from_listing.len());
     } else if !from_listing.is_empty() {
         let bulk = live
             .flink_tags_of_every_job()
             .await
-            .map_err(observe_error("reading the Flink jobs' tags"))?;
+            .map_err(observe_error(target, "reading the Flink jobs' tags"))?;
         let tags = match bulk {
             BulkTags::Read { tags, calls } => {
                 report.flink_tag_calls += calls;
@@ -236,7 +313,7 @@ pub(crate) async fn observe_with<L: LiveService, J: Ledger>(
             }
             BulkTags::Refused { reason, calls } => {
                 report.flink_tag_calls += calls;
-                tracing::warn!(target_name = ledger.target(), reason = %reason,
+                tracing::warn!(target_name = target, reason = %reason,
                     "The bulk tag read was refused; reading each job's tags on its own.");
                 None
             }
@@ -252,7 +329,7 @@ pub(crate) async fn observe_with<L: LiveService, J: Ledger>(
         .iter()
         .map(|&index| {
             let job_id = from_listing[index].0.id;
-            let observe_error = observe_error("reading a Flink job's tags");
+            let observe_error = observe_error(target, "reading a Flink job's tags");
             async move {
                 let tags = live.flink_job_tags(job_id).await.map_err(observe_error)?;
                 Ok::<_, ApplyError>((index, tags))
@@ -267,17 +344,20 @@ pub(crate) async fn observe_with<L: LiveService, J: Ledger>(
         report.flink_tag_calls += 1;
         from_listing[index].0.config.tags = tags;
     }
-    // Their observations are journaled many at a time, so they share fsyncs (group commit).
+    Ok(())
+}
+
+/// Observes the jobs whose configuration came with the listing. Their observations are
+/// journaled many at a time, so they share fsyncs (group commit).
+async fn record_listed<J: Ledger>(
+    ledger: &J,
+    from_listing: Vec<FromListing<'_>>,
+    observed: &mut ObservedJobs,
+    report: &mut ObserveReport,
+) -> Result<(), ApplyError> {
     let records: Vec<_> = from_listing
         .into_iter()
-        .map(|(mut job, listed, key, unique)| async move {
-            job.update_time = listed.update_time;
-            job.status = listed.status.clone();
-            if unique {
-                ledger.observed(observation_of(key, &job)).await?;
-            }
-            Ok::<_, ApplyError>((job, unique))
-        })
+        .map(|(job, listed, key, unique)| record_as_listed(ledger, job, listed, key, unique))
         .collect();
     let listed_jobs: Vec<(ObservedFlinkJob, bool)> = futures::stream::iter(records)
         .buffered(RECORDS_AT_ONCE)
@@ -288,21 +368,26 @@ pub(crate) async fn observe_with<L: LiveService, J: Ledger>(
         report.recorded += u32::from(recorded);
         observed.flink.push(job);
     }
-    // Details are read a few at a time; their journal records share fsyncs (group commit).
-    // Collected first, so the observation's future stays `Send` (see `execute::Executor::run`).
+    Ok(())
+}
+
+/// Reads the details of the jobs the cache and the listing could not serve, a few at a time;
+/// their journal records share fsyncs (group commit). Collected first, so the observation's
+/// future stays `Send` (see `execute::Executor::run`).
+async fn read_details<L: LiveService, J: Ledger>(
+    live: &L,
+    ledger: &J,
+    to_read: Vec<ToRead<'_>>,
+    observed: &mut ObservedJobs,
+    report: &mut ObserveReport,
+) -> Result<(), ApplyError> {
     let reads: Vec<_> = to_read
         .into_iter()
         .map(|(listed, key, unique)| {
-            let observe_error = observe_error("reading a Flink job's detail");
+            let observe_error = observe_error(ledger.target(), "reading a Flink job's detail");
             async move {
-                let mut job = live.flink_job(listed.id).await.map_err(observe_error)?;
-                // The list is the fresher source for the fields the cache is keyed on.
-                job.update_time = listed.update_time;
-                job.status = listed.status.clone();
-                if unique {
-                    ledger.observed(observation_of(key, &job)).await?;
-                }
-                Ok::<_, ApplyError>((job, unique))
+                let job = live.flink_job(listed.id).await.map_err(observe_error)?;
+                record_as_listed(ledger, job, listed, key, unique).await
             }
         })
         .collect();
@@ -315,79 +400,103 @@ pub(crate) async fn observe_with<L: LiveService, J: Ledger>(
         report.recorded += u32::from(recorded);
         observed.flink.push(job);
     }
-    recheck_unlisted_flink_jobs(live, ledger, &mut observed, &mut report).await?;
+    Ok(())
+}
 
-    if scope.dlf {
-        let listing = live
-            .list_dlf_jobs()
-            .await
-            .map_err(observe_error("listing DLF jobs"))?;
-        report.dlf_list_calls = listing.calls;
-        for listed in &listing.jobs {
-            let key = journal_key(JobKind::Dlf, &listed.name);
-            let previous = ledger.cached(&key);
-            // The detail is read again only when the list's `lastUpdateTime` or scheduling
-            // status moved since the cached observation.
-            let fresh = previous.as_ref().filter(|cached| {
-                !scope.refresh.contains(&key)
-                    && listed.last_update.is_some()
-                    && cached.update_time == listed.last_update
-                    && cached.status == listed.status
-            });
-            let definition = match fresh {
-                Some(cached) => {
-                    report.cached += 1;
-                    DlfCacheEntry::from_snapshot(cached.snapshot.clone()).definition
-                }
-                None => {
-                    report.dlf_detail_calls += 1;
-                    let definition = live
-                        .dlf_job(&listed.name)
-                        .await
-                        .map_err(observe_error("reading a DLF job's definition"))?;
-                    // What the journal knows besides the definition (the digest read right
-                    // after our import, export's equivalent digests) carries over.
-                    let mut entry = previous
-                        .map(|cached| DlfCacheEntry::from_snapshot(cached.snapshot))
-                        .unwrap_or_default();
-                    entry.definition = definition.clone();
-                    if crate::model::dlf_status_is_scheduled(listed.status.as_deref()) {
-                        entry.restart_schedule = false;
-                    }
-                    ledger
-                        .observed(ObservationEntry {
-                            job: key,
-                            live_id: None,
-                            update_time: listed.last_update,
-                            status: listed.status.clone(),
-                            snapshot: entry.to_value(),
-                        })
-                        .await?;
-                    report.recorded += 1;
-                    definition
-                }
-            };
-            observed.dlf.push(ObservedDlfJob {
-                name: listed.name.clone(),
-                definition,
-                last_update: listed.last_update,
-                status: listed.status.clone(),
-            });
-        }
+/// Takes the fields the cache is keyed on from the list (the fresher source), and journals
+/// the observation when the job's name is listed once. Answers the job and whether it was
+/// recorded.
+async fn record_as_listed<J: Ledger>(
+    ledger: &J,
+    mut job: ObservedFlinkJob,
+    listed: &ListedFlinkJob,
+    key: String,
+    unique: bool,
+) -> Result<(ObservedFlinkJob, bool), ApplyError> {
+    job.update_time = listed.update_time;
+    job.status = listed.status.clone();
+    if unique {
+        ledger.observed(observation_of(key, &job)).await?;
     }
-    observed
-        .flink
-        .sort_by(|a, b| (&a.name, a.id).cmp(&(&b.name, b.id)));
-    observed.dlf.sort_by(|a, b| a.name.cmp(&b.name));
-    tracing::debug!(
-        target_name = ledger.target(),
-        flink_jobs = observed.flink.len(),
-        dlf_jobs = observed.dlf.len(),
-        calls = report.total_calls(),
-        cached = report.cached,
-        "Observed the target."
-    );
-    Ok((observed, report))
+    Ok((job, unique))
+}
+
+/// Observes the DLF jobs: listed, each definition read again only when the list's
+/// `lastUpdateTime` or scheduling status moved since the cached observation.
+async fn observe_dlf<L: LiveService, J: Ledger>(
+    live: &L,
+    ledger: &J,
+    scope: &ObserveScope,
+    observed: &mut ObservedJobs,
+    report: &mut ObserveReport,
+) -> Result<(), ApplyError> {
+    let listing = live
+        .list_dlf_jobs()
+        .await
+        .map_err(observe_error(ledger.target(), "listing DLF jobs"))?;
+    report.dlf_list_calls = listing.calls;
+    for listed in &listing.jobs {
+        let key = journal_key(JobKind::Dlf, &listed.name);
+        let previous = ledger.cached(&key);
+        let fresh = previous.as_ref().filter(|cached| {
+            !scope.refresh.contains(&key)
+                && listed.last_update.is_some()
+                && cached.update_time == listed.last_update
+                && cached.status == listed.status
+        });
+        let definition = match fresh {
+            Some(cached) => {
+                report.cached += 1;
+                DlfCacheEntry::from_snapshot(cached.snapshot.clone()).definition
+            }
+            None => {
+                report.dlf_detail_calls += 1;
+                let definition = read_dlf_job(live, ledger, listed, key, previous).await?;
+                report.recorded += 1;
+                definition
+            }
+        };
+        observed.dlf.push(ObservedDlfJob {
+            name: listed.name.clone(),
+            definition,
+            last_update: listed.last_update,
+            status: listed.status.clone(),
+        });
+    }
+    Ok(())
+}
+
+/// Reads a DLF job's definition and journals the observation. What the journal knows besides
+/// the definition (the digest read right after our import, export's equivalent digests)
+/// carries over; a job listed as scheduled owes no restart of its schedule any more.
+async fn read_dlf_job<L: LiveService, J: Ledger>(
+    live: &L,
+    ledger: &J,
+    listed: &ListedDlfJob,
+    key: String,
+    previous: Option<CachedObservation>,
+) -> Result<serde_json::Value, ApplyError> {
+    let definition = live.dlf_job(&listed.name).await.map_err(observe_error(
+        ledger.target(),
+        "reading a DLF job's definition",
+    ))?;
+    let mut entry = previous
+        .map(|cached| DlfCacheEntry::from_snapshot(cached.snapshot))
+        .unwrap_or_default();
+    entry.definition = definition.clone();
+    if crate::model::dlf_status_is_scheduled(listed.status.as_deref()) {
+        entry.restart_schedule = false;
+    }
+    ledger
+        .observed(ObservationEntry {
+            job: key,
+            live_id: None,
+            update_time: listed.last_update,
+            status: listed.status.clone(),
+            snapshot: entry.to_value(),
+        })
+        .await?;
+    Ok(definition)
 }
 
 /// The look after a pass acted: the observation the pass planned from, with each Flink job it
@@ -420,14 +529,7 @@ pub(crate) async fn reobserve_acted_on<L: LiveService, J: Ledger>(
         let found = match live.flink_job(job_id).await {
             Ok(job) if job.name == *name => Some(job),
             Ok(_) => None,
-            Err(failure)
-                if failure
-                    .code
-                    .as_deref()
-                    .is_some_and(|code| crate::cloud::error::NOT_FOUND_CODES.contains(&code)) =>
-            {
-                None
-            }
+            Err(failure) if is_not_found(&failure) => None,
             Err(failure) => {
                 return Err(ApplyError::Observe {
                     target: ledger.target().to_string(),
@@ -488,14 +590,31 @@ pub(crate) async fn remember_dlf_restart_owed<J: Ledger>(
     ledger: &J,
     key: &str,
 ) -> Result<(), ApplyError> {
+    update_dlf_cache(ledger, key, |entry| {
+        if entry.restart_schedule {
+            return false;
+        }
+        entry.restart_schedule = true;
+        true
+    })
+    .await
+}
+
+/// Rewrites a DLF job's cached observation with `change` made to its entry (the cached update
+/// time and status kept). Nothing is written when the journal has no observation of the job,
+/// or when `change` answers that it changed nothing.
+pub(crate) async fn update_dlf_cache<J: Ledger>(
+    ledger: &J,
+    key: &str,
+    change: impl FnOnce(&mut DlfCacheEntry) -> bool,
+) -> Result<(), ApplyError> {
     let Some(cached) = ledger.cached(key) else {
         return Ok(());
     };
     let mut entry = DlfCacheEntry::from_snapshot(cached.snapshot);
-    if entry.restart_schedule {
+    if !change(&mut entry) {
         return Ok(());
     }
-    entry.restart_schedule = true;
     ledger
         .observed(ObservationEntry {
             job: key.to_string(),
@@ -560,12 +679,7 @@ async fn recheck_unlisted_flink_jobs<L: LiveService, J: Ledger>(
                 observed.flink.push(job);
             }
             Ok(_) => {}
-            Err(failure)
-                if failure
-                    .code
-                    .as_deref()
-                    .is_some_and(|code| crate::cloud::error::NOT_FOUND_CODES.contains(&code)) =>
-            {
+            Err(failure) if is_not_found(&failure) => {
                 // Gone (deleted outside dli-gitops): the journal forgets its live id, so the
                 // next pass does not look it up again.
                 record_gone(ledger, &name, job_id).await?;

@@ -17,11 +17,13 @@ use serde_json::json;
 use super::execute::{action_id, new_pass_id, start_settled, wait_for_job};
 use super::ledger::{
     ActionEffects, BackupSet, DLF_KEY_PREFIX, IntentEntry, Ledger, OneShot, OutcomeEntry,
-    RecordedFailure, record_one_shot,
+    PendingAction, RecordedFailure, record_one_shot,
 };
 use super::live::{LiveService, ServiceFailure};
 use super::observe::{ObserveScope, observe_with};
 use super::{ApplyError, ApplyOptions};
+use crate::model::ObservedFlinkJob;
+use crate::plan::JournalView;
 
 /// What a rollback did.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -35,6 +37,20 @@ pub struct RollbackReport {
     pub jobs: Vec<RolledBackJob>,
 }
 
+/// The first line of a rollback's report (and of its preview): the target, and the plan and
+/// journal range whose backups it imports.
+pub fn rollback_heading(
+    target: &str,
+    plan_id: Option<&str>,
+    first_seq: u64,
+    last_seq: u64,
+) -> String {
+    format!(
+        "Rollback of target `{target}` to the backups of plan {} (journal seq {first_seq}..={last_seq}):\n",
+        plan_id.unwrap_or("(unknown)"),
+    )
+}
+
 impl RollbackReport {
     pub fn render_text(&self) -> String {
         // Data from git or the service is escaped for the terminal (control, bidi).
@@ -42,12 +58,11 @@ impl RollbackReport {
     }
 
     fn render_text_unescaped(&self) -> String {
-        let mut text = format!(
-            "Rollback of target `{}` to the backups of plan {} (journal seq {}..={}):\n",
-            self.target,
-            self.plan_id.as_deref().unwrap_or("(unknown)"),
+        let mut text = rollback_heading(
+            &self.target,
+            self.plan_id.as_deref(),
             self.first_seq,
-            self.last_seq
+            self.last_seq,
         );
         for job in &self.jobs {
             match &job.error {
@@ -150,27 +165,7 @@ pub(crate) async fn rollback_with<L: LiveService, J: Ledger>(
             .any(|(job, _)| job.starts_with(DLF_KEY_PREFIX)),
         refresh: set.jobs.iter().map(|(job, _)| job.clone()).collect(),
     };
-    // Every precondition first: nothing is stopped unless every backup of the set is still
-    // where the journal says.
-    let mut missing = Vec::new();
-    for (_, zips) in &set.jobs {
-        for zip in zips {
-            match live.backup_exists(zip).await {
-                Ok(true) => {}
-                Ok(false) => missing.push(format!("{zip} (not found)")),
-                Err(failure) => missing.push(format!("{zip} ({failure})")),
-            }
-        }
-    }
-    if !missing.is_empty() {
-        return Err(ApplyError::Rollback {
-            target: ledger.target().to_string(),
-            problem: format!(
-                "the backups of this set are not all on OBS any more, so nothing was stopped or imported: {}; choose another set with `--to SEQ` (see `dli-gitops journal show`)",
-                missing.join(", ")
-            ),
-        });
-    }
+    check_backups_exist(live, ledger, &set).await?;
     let (observed, _) = observe_with(live, ledger, &scope).await?;
     let view = ledger.view();
     // Rollback intents a crash left open: the job they stopped must run again.
@@ -197,25 +192,7 @@ pub(crate) async fn rollback_with<L: LiveService, J: Ledger>(
                 .iter()
                 .any(|live_job| live_job.name == name && live_job.is_scheduled())
         });
-        let resume = FlinkRollbackStart {
-            was_running: current.is_some_and(|live_job| live_job.status.is_running())
-                || dlf_scheduled
-                || earlier
-                    .iter()
-                    .any(|p| p.detail["was_running"].as_bool() == Some(true)),
-            // The savepoint a stopped job holds is the newest: the interrupted run's stop took
-            // it (and may have died before journaling it), or its savepoint import put it
-            // back. Only a job the import detached falls back to the journaled stop savepoint.
-            journaled_savepoint: current
-                .filter(|live_job| live_job.status.is_stopped())
-                .and_then(|live_job| live_job.savepoint_path.clone())
-                .or_else(|| {
-                    view.flink
-                        .get(job.as_str())
-                        .and_then(|entry| entry.last_savepoint.clone())
-                })
-                .filter(|_| !earlier.is_empty()),
-        };
+        let resume = FlinkRollbackStart::of(current, dlf_scheduled, &earlier, &view, job);
         ledger
             .intent(IntentEntry {
                 action_id: action_id.clone(),
@@ -225,24 +202,7 @@ pub(crate) async fn rollback_with<L: LiveService, J: Ledger>(
                 detail: json!({"zips": zips, "was_running": resume.was_running}),
             })
             .await?;
-        for pending in &earlier {
-            ledger
-                .outcome(OutcomeEntry {
-                    action_id: pending.action_id.clone(),
-                    job: job.clone(),
-                    ok: false,
-                    error: Some(RecordedFailure {
-                        code: Some("INTERRUPTED".to_string()),
-                        message: format!(
-                            "the rollback was interrupted; rollback action {action_id} takes it over"
-                        ),
-                        request_id: None,
-                    }),
-                    effects: ActionEffects::default(),
-                    plan_id: pending.plan_id.clone(),
-                })
-                .await?;
-        }
+        take_over_interrupted(ledger, &earlier, job, &action_id).await?;
         let result = match job.strip_prefix(DLF_KEY_PREFIX) {
             Some(name) => {
                 rollback_dlf(live, name, dlf_scheduled, resume.was_running, zips, options)
@@ -259,14 +219,9 @@ pub(crate) async fn rollback_with<L: LiveService, J: Ledger>(
                 rollback_flink(live, &journal, current, &resume, zips, options).await
             }
         };
-        let result = match result {
-            Ok(effects) => Ok(effects),
-            Err(RollbackFailure::Service(failure)) => Err(failure),
-            Err(RollbackFailure::Journal(error)) => return Err(error),
-        };
         let (ok, error, effects) = match result {
             Ok(effects) => (true, None, effects),
-            Err(failure) => (
+            Err(RollbackFailure::Service(failure)) => (
                 false,
                 Some(RecordedFailure {
                     code: failure.code.clone(),
@@ -275,6 +230,7 @@ pub(crate) async fn rollback_with<L: LiveService, J: Ledger>(
                 }),
                 ActionEffects::default(),
             ),
+            Err(RollbackFailure::Journal(error)) => return Err(error),
         };
         ledger
             .outcome(OutcomeEntry {
@@ -300,6 +256,63 @@ pub(crate) async fn rollback_with<L: LiveService, J: Ledger>(
         jobs,
     })
 }
+/// Every precondition first: nothing is stopped unless every backup of the set is still
+/// where the journal says.
+async fn check_backups_exist<L: LiveService, J: Ledger>(
+    live: &L,
+    ledger: &J,
+    set: &BackupSet,
+) -> Result<(), ApplyError> {
+    let mut missing = Vec::new();
+    for (_, zips) in &set.jobs {
+        for zip in zips {
+            match live.backup_exists(zip).await {
+                Ok(true) => {}
+                Ok(false) => missing.push(format!("{zip} (not found)")),
+                Err(failure) => missing.push(format!("{zip} ({failure})")),
+            }
+        }
+    }
+    if !missing.is_empty() {
+        return Err(ApplyError::Rollback {
+            target: ledger.target().to_string(),
+            problem: format!(
+                "the backups of this set are not all on OBS any more, so nothing was stopped or imported: {}; choose another set with `--to SEQ` (see `dli-gitops journal show`)",
+                missing.join(", ")
+            ),
+        });
+    }
+    Ok(())
+}
+
+/// Closes the rollback intents a crash left open for `job`: rollback action `action_id`
+/// takes them over.
+async fn take_over_interrupted<J: Ledger>(
+    ledger: &J,
+    earlier: &[&PendingAction],
+    job: &str,
+    action_id: &str,
+) -> Result<(), ApplyError> {
+    for pending in earlier {
+        ledger
+            .outcome(OutcomeEntry {
+                action_id: pending.action_id.clone(),
+                job: job.to_string(),
+                ok: false,
+                error: Some(RecordedFailure {
+                    code: Some("INTERRUPTED".to_string()),
+                    message: format!(
+                        "the rollback was interrupted; rollback action {action_id} takes it over"
+                    ),
+                    request_id: None,
+                }),
+                effects: ActionEffects::default(),
+                plan_id: pending.plan_id.clone(),
+            })
+            .await?;
+    }
+    Ok(())
+}
 
 /// What a Flink job's rollback must restore besides the definition.
 struct FlinkRollbackStart {
@@ -307,6 +320,38 @@ struct FlinkRollbackStart {
     was_running: bool,
     /// The stop savepoint an interrupted rollback journaled, for a job it left stopped.
     journaled_savepoint: Option<String>,
+}
+
+impl FlinkRollbackStart {
+    /// How `job` starts again after its rollback: it runs now (or its DLF schedule does), or
+    /// an interrupted rollback (`earlier`) stopped it; and which savepoint it resumes from.
+    fn of(
+        current: Option<&ObservedFlinkJob>,
+        dlf_scheduled: bool,
+        earlier: &[&PendingAction],
+        view: &JournalView,
+        job: &str,
+    ) -> FlinkRollbackStart {
+        FlinkRollbackStart {
+            was_running: current.is_some_and(|live_job| live_job.status.is_running())
+                || dlf_scheduled
+                || earlier
+                    .iter()
+                    .any(|p| p.detail["was_running"].as_bool() == Some(true)),
+            // The savepoint a stopped job holds is the newest: the interrupted run's stop took
+            // it (and may have died before journaling it), or its savepoint import put it
+            // back. Only a job the import detached falls back to the journaled stop savepoint.
+            journaled_savepoint: current
+                .filter(|live_job| live_job.status.is_stopped())
+                .and_then(|live_job| live_job.savepoint_path.clone())
+                .or_else(|| {
+                    view.flink
+                        .get(job)
+                        .and_then(|entry| entry.last_savepoint.clone())
+                })
+                .filter(|_| !earlier.is_empty()),
+        }
+    }
 }
 
 /// Where a rollback journals the savepoint it took at stop.
@@ -343,7 +388,7 @@ impl<J: Ledger> RollbackJournal<'_, J> {
 async fn rollback_flink<L: LiveService, J: Ledger>(
     live: &L,
     journal: &RollbackJournal<'_, J>,
-    current: Option<&crate::model::ObservedFlinkJob>,
+    current: Option<&ObservedFlinkJob>,
     start: &FlinkRollbackStart,
     zips: &[String],
     options: &ApplyOptions,
@@ -351,52 +396,7 @@ async fn rollback_flink<L: LiveService, J: Ledger>(
     let running_now = current.is_some_and(|job| job.status.is_running());
     let mut savepoint = None;
     if let Some(job) = current.filter(|_| running_now) {
-        live.stop_flink_job(job.id, true).await?;
-        let stopped = wait_for_job(
-            live,
-            job.id,
-            options.transition_timeout + options.savepoint_timeout,
-            options.poll_interval,
-            |job| job.status.is_stopped(),
-        )
-        .await?;
-        savepoint = stopped.savepoint_path;
-        // The service deletes its stop savepoint when the job restarts: copied into the
-        // catalog first, and the copy is what the journal keeps and the job resumes from.
-        if let Some(path) = savepoint.clone() {
-            let kept = super::execute::keep_savepoint(
-                live,
-                journal.ledger,
-                super::execute::KeptSavepoint {
-                    action_id: journal.action_id,
-                    job: journal.job,
-                    name: journal.job,
-                    live_id: Some(job.id),
-                    source: &path,
-                    origin: crate::savepoints::Origin::Stop,
-                },
-            )
-            .await?;
-            match kept {
-                Ok((copy, _)) => savepoint = Some(copy),
-                Err(error) => tracing::warn!(
-                    job = journal.job,
-                    savepoint = %path,
-                    error = %error.message,
-                    "The rollback's stop savepoint could not be copied into the catalog; the job resumes from the service's own, which the service deletes at this restart."
-                ),
-            }
-        }
-        match &savepoint {
-            Some(path) => journal.stop_savepoint(job.id, path).await?,
-            None => {
-                return Err(ServiceFailure::local(format!(
-                    "job {} stopped ({}) but reports no savepoint; the backup is not imported over it so that its state is not lost",
-                    job.id, stopped.status
-                ))
-                .into());
-            }
-        }
+        savepoint = Some(stop_for_rollback(live, journal, job, options).await?);
     } else if let Some(job) = current.filter(|job| job.status.is_transitional()) {
         return Err(ServiceFailure::local(format!(
             "job {} is {}; roll back once it has settled",
@@ -459,6 +459,65 @@ async fn rollback_flink<L: LiveService, J: Ledger>(
         managed: Some(true),
         ..ActionEffects::default()
     })
+}
+
+/// Stops a running job with a savepoint before its backup is imported, and journals the
+/// savepoint (the catalog's copy of it when it could be copied) that the job resumes from.
+async fn stop_for_rollback<L: LiveService, J: Ledger>(
+    live: &L,
+    journal: &RollbackJournal<'_, J>,
+    job: &ObservedFlinkJob,
+    options: &ApplyOptions,
+) -> Result<String, RollbackFailure> {
+    live.stop_flink_job(job.id, true).await?;
+    let stopped = wait_for_job(
+        live,
+        job.id,
+        options.transition_timeout + options.savepoint_timeout,
+        options.poll_interval,
+        |job| job.status.is_stopped(),
+    )
+    .await?;
+    let mut savepoint = stopped.savepoint_path;
+    // The service deletes its stop savepoint when the job restarts: copied into the
+    // catalog first, and the copy is what the journal keeps and the job resumes from.
+    if let Some(path) = savepoint.clone() {
+        let kept = super::execute::keep_savepoint(
+            live,
+            journal.ledger,
+            super::execute::KeptSavepoint {
+                action_id: journal.action_id,
+                job: journal.job,
+                name: journal.job,
+                live_id: Some(job.id),
+                source: &path,
+                origin: crate::savepoints::Origin::Stop,
+            },
+        )
+        .await?;
+        match kept {
+            Ok((copy, _)) => savepoint = Some(copy),
+            Err(error) => tracing::warn!(
+                job = journal.job,
+                savepoint = %path,
+                error = %error.message,
+                "The rollback's stop savepoint could not be copied into the catalog; the job resumes from the service's own, which the service deletes at this restart."
+            ),
+        }
+    }
+    match savepoint {
+        Some(path) => {
+            journal.stop_savepoint(job.id, &path).await?;
+            Ok(path)
+        }
+        None => {
+            Err(ServiceFailure::local(format!(
+                "job {} stopped ({}) but reports no savepoint; the backup is not imported over it so that its state is not lost",
+                job.id, stopped.status
+            ))
+            .into())
+        }
+    }
 }
 
 /// A Flink rollback step failed on the service, or its savepoint could not be journaled (which

@@ -8,22 +8,17 @@
 //! only stopped jobs, so a scheduled job's schedule is stopped first and, when git wants it
 //! scheduled (`desired_state: running`, or unset and it was scheduled), started again after.
 
-use super::{
-    ActionClass, JobAction, JournalDlfJob, JournalView, NameIndex, PlanPolicy, PruneGuard, Step,
-};
-use crate::model::{
-    DesiredDlfJob, DesiredJobs, FieldDiff, JobKind, ObservedDlfJob, ObservedJobs, RunState,
-};
+use super::{ActionClass, JobAction, JournalDlfJob, NameIndex, PassInputs, PlanPolicy, Step};
+use crate::model::{DesiredDlfJob, FieldDiff, JobKind, ObservedDlfJob, RunState};
 
 pub(super) fn plan_dlf(
-    desired: &DesiredJobs,
-    observed: &ObservedJobs,
-    view: &JournalView,
-    policy: &PlanPolicy,
-    prune_guard: &PruneGuard<'_>,
+    inputs: &PassInputs<'_>,
     actions: &mut Vec<JobAction>,
     warnings: &mut Vec<String>,
 ) {
+    let (desired, observed, view, policy) =
+        (inputs.desired, inputs.observed, inputs.view, inputs.policy);
+    let prune_guard = &inputs.prune_guard;
     let index = NameIndex::new(
         desired.dlf.iter().map(|job| job.name.as_str()),
         &observed.dlf,
@@ -309,7 +304,7 @@ fn digest_diff(imported_digest: Option<&str>, desired_digest: &str) -> FieldDiff
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::SourceLocation;
+    use crate::model::{DesiredJobs, ObservedJobs, SourceLocation};
     use crate::plan::{JournalView, PlanPolicy, plan};
     use serde_json::json;
 

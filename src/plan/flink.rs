@@ -4,29 +4,25 @@ use std::borrow::Cow;
 use std::collections::BTreeMap;
 
 use super::{
-    ActionClass, JobAction, JournalFlinkJob, JournalView, NameIndex, PlanPolicy, PruneGuard,
-    SavepointSource, Step,
+    ActionClass, JobAction, JournalFlinkJob, NameIndex, PassInputs, PlanPolicy, SavepointSource,
+    Step,
 };
 use crate::model::{
-    DesiredFlinkJob, DesiredJobs, FieldDiff, FlinkJobConfig, MANAGED_TAG_KEY, ObservedFlinkJob,
-    ObservedJobs, Ownership, RunState, UpgradeMode, managed_tag_value,
+    DesiredFlinkJob, FieldDiff, FlinkJobConfig, FlinkJobStatus, MANAGED_TAG_KEY, ObservedFlinkJob,
+    Ownership, RunState, UpgradeMode, managed_tag_value,
 };
-
-/// The status of a job whose bounded input ended.
-const FINISHED_STATUS: &str = "job_finish";
 
 /// The field that changes through the tag API rather than the job update call.
 const TAGS_FIELD: &str = "tags";
 
 pub(super) fn plan_flink(
-    desired: &DesiredJobs,
-    observed: &ObservedJobs,
-    view: &JournalView,
-    policy: &PlanPolicy,
-    prune_guard: &PruneGuard<'_>,
+    inputs: &PassInputs<'_>,
     actions: &mut Vec<JobAction>,
     warnings: &mut Vec<String>,
 ) {
+    let (desired, observed, view, policy) =
+        (inputs.desired, inputs.observed, inputs.view, inputs.policy);
+    let prune_guard = &inputs.prune_guard;
     let index = NameIndex::new(
         desired.flink.iter().map(|job| job.name.as_str()),
         &observed.flink,
@@ -431,15 +427,28 @@ impl JobContext<'_> {
         } else {
             // A moving job is judged by where it is heading, so that a job that is already
             // starting or stopping as git wants is not reported as a change.
-            (status.as_str() != "job_canceling", false)
+            (*status != FlinkJobStatus::Canceling, false)
         };
 
+        let desired_running = self.desired_running();
+        let diffs = &action.diffs;
+        let in_place = diffs
+            .iter()
+            .all(|diff| diff.is_hot() || diff.field == TAGS_FIELD);
         // No update body changes a job's type (the SQL update body has no `job_type`, SDK
         // 3.1.219; Terraform's `type` is ForceNew): a different type, even SQL to SQL, replaces.
+        // Otherwise: in sync, an update the running job takes without a restart, or a restart
+        // around the change (stop, update, start).
         let mut decision = if live.config.job_type != self.config.job_type {
             self.replace(live, running, restore)
+        } else if let Some(decision) =
+            in_sync(live, running, desired_running, diffs, restore.is_none())
+        {
+            decision
+        } else if running && desired_running && restore.is_none() && in_place {
+            self.update_running(live, diffs)
         } else {
-            self.decide(live, running, &action.diffs, restore)
+            self.restart(live, running, diffs, restore)
         };
         let managed = live.ownership(&self.policy.instance) == Ownership::Ours
             || self.journal.is_some_and(|entry| entry.managed);
@@ -478,28 +487,6 @@ impl JobContext<'_> {
         action.resume_from = decision.resume_from;
         action.reason = decision.reasons.join("; ");
         action
-    }
-
-    /// In git and live with the same job type: in sync, an update the running job takes
-    /// without a restart, or a restart around the change (stop, update, start).
-    fn decide(
-        &self,
-        live: &ObservedFlinkJob,
-        running: bool,
-        diffs: &[FieldDiff],
-        restore: Option<PendingRestore>,
-    ) -> Decision {
-        let desired_running = self.desired_running();
-        if let Some(decision) = in_sync(live, running, desired_running, diffs, restore.is_none()) {
-            return decision;
-        }
-        let in_place = diffs
-            .iter()
-            .all(|diff| diff.is_hot() || diff.field == TAGS_FIELD);
-        if running && desired_running && restore.is_none() && in_place {
-            return self.update_running(live, diffs);
-        }
-        self.restart(live, running, diffs, restore)
     }
 
     /// Only fields a running job takes without a restart differ: update it where it runs.
@@ -722,7 +709,7 @@ fn in_sync(
     diffs: &[FieldDiff],
     no_restore: bool,
 ) -> Option<Decision> {
-    let finished = live.status.as_str() == FINISHED_STATUS;
+    let finished = live.status == FlinkJobStatus::Finish;
     if !(diffs.is_empty()
         && no_restore
         && (running == desired_running || (finished && desired_running)))

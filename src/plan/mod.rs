@@ -481,28 +481,18 @@ pub fn plan(
         Vec::with_capacity(desired.flink.len() + desired.dlf.len() + observed.flink.len().min(16));
     let mut warnings = Vec::new();
     let git_is_empty = desired.flink.is_empty() && desired.dlf.is_empty();
-    let prune_guard = PruneGuard {
+    let inputs = PassInputs {
+        desired,
+        observed,
+        view,
         policy,
-        git_is_empty,
+        prune_guard: PruneGuard {
+            policy,
+            git_is_empty,
+        },
     };
-    flink::plan_flink(
-        desired,
-        observed,
-        view,
-        policy,
-        &prune_guard,
-        &mut actions,
-        &mut warnings,
-    );
-    dlf::plan_dlf(
-        desired,
-        observed,
-        view,
-        policy,
-        &prune_guard,
-        &mut actions,
-        &mut warnings,
-    );
+    flink::plan_flink(&inputs, &mut actions, &mut warnings);
+    dlf::plan_dlf(&inputs, &mut actions, &mut warnings);
     sort_by_kind_and_name(&mut actions);
     drift::classify(desired, observed, view, policy, &mut actions);
     order::order(desired, observed, &mut actions, &mut warnings);
@@ -703,6 +693,15 @@ impl JobAction {
             }),
         }
     }
+}
+
+/// One pass's inputs, as each kind's planner reads them.
+struct PassInputs<'a> {
+    desired: &'a DesiredJobs,
+    observed: &'a ObservedJobs,
+    view: &'a JournalView,
+    policy: &'a PlanPolicy,
+    prune_guard: PruneGuard<'a>,
 }
 
 /// Decides whether a managed job missing from git may be pruned.

@@ -160,62 +160,18 @@ pub async fn carry_savepoint(
     job: &str,
     journal_savepoint: Option<&str>,
 ) -> Result<CarriedSavepoint, CarryError> {
-    let cloud = |what: &'static str| {
-        move |source: CloudError| CarryError::Cloud {
-            upstream: ends.upstream_target.to_string(),
-            downstream: ends.downstream_target.to_string(),
-            job: job.to_string(),
-            what,
-            source,
-        }
-    };
-    let listed = ends
-        .upstream_dli
-        .list_jobs(&ListJobsQuery {
-            name: Some(job.to_string()),
-            ..ListJobsQuery::default()
-        })
-        .await
-        .map_err(cloud("listing the upstream job"))?;
-    let Some(upstream_job) = listed.into_iter().find(|listed| listed.name == job) else {
-        return Err(CarryError::UpstreamJobMissing {
-            upstream: ends.upstream_target.to_string(),
-            job: job.to_string(),
-        });
-    };
-    let (upstream_path, fresh) = if upstream_job.status.is_running() {
-        let path = trigger_fresh_savepoint(ends, upstream_job.id, job).await?;
-        (path, true)
-    } else {
-        let known = match journal_savepoint {
-            Some(path) => Some(path.to_string()),
-            None => {
-                ends.upstream_dli
-                    .job_detail(upstream_job.id)
-                    .await
-                    .map_err(cloud("reading the upstream job"))?
-                    .savepoint_path
-            }
-        };
-        let Some(path) = known else {
-            return Err(CarryError::NoSavepoint {
-                upstream: ends.upstream_target.to_string(),
-                job: job.to_string(),
-                status: upstream_job.status.to_string(),
-            });
-        };
-        (path, false)
-    };
+    let (upstream_path, fresh) = upstream_savepoint(ends, job, journal_savepoint).await?;
     let source = ObjectStore::from_url(&directory_url(&upstream_path), ends.upstream_obs)
-        .map_err(cloud("opening the upstream savepoint"))?;
+        .map_err(cloud_error(ends, job, "opening the upstream savepoint"))?;
     let destination_url = format!(
         "{}{CARRIED_PREFIX}/{}/{job}/{}/",
         directory_url(ends.downstream_staging),
         ends.upstream_target,
         short_digest(&upstream_path)
     );
-    let destination = ObjectStore::from_url(&destination_url, ends.downstream_obs)
-        .map_err(cloud("opening the downstream staging prefix"))?;
+    let destination = ObjectStore::from_url(&destination_url, ends.downstream_obs).map_err(
+        cloud_error(ends, job, "opening the downstream staging prefix"),
+    )?;
     let mut carried = CarriedSavepoint {
         upstream_path: upstream_path.clone(),
         downstream_path: destination_url.clone(),
@@ -223,10 +179,11 @@ pub async fn carry_savepoint(
         objects_copied: 0,
         bytes_copied: 0,
     };
-    let already = destination
-        .list("")
-        .await
-        .map_err(cloud("listing the downstream copy"))?;
+    let already = destination.list("").await.map_err(cloud_error(
+        ends,
+        job,
+        "listing the downstream copy",
+    ))?;
     if already.iter().any(|key| key == SAVEPOINT_METADATA) {
         tracing::info!(
             job = job,
@@ -237,10 +194,11 @@ pub async fn carry_savepoint(
         );
         return Ok(carried);
     }
-    let mut keys = source
-        .list("")
-        .await
-        .map_err(cloud("listing the upstream savepoint"))?;
+    let mut keys =
+        source
+            .list("")
+            .await
+            .map_err(cloud_error(ends, job, "listing the upstream savepoint"))?;
     if !keys.iter().any(|key| key == SAVEPOINT_METADATA) {
         return Err(CarryError::IncompleteSavepoint {
             upstream: ends.upstream_target.to_string(),
@@ -251,15 +209,17 @@ pub async fn carry_savepoint(
     // `_metadata` last: a copy cut short is never mistaken for a complete savepoint.
     keys.sort_by_key(|key| key == SAVEPOINT_METADATA);
     for key in &keys {
-        let bytes: Bytes = source
-            .get(key)
-            .await
-            .map_err(cloud("reading an upstream savepoint file"))?;
+        let bytes: Bytes = source.get(key).await.map_err(cloud_error(
+            ends,
+            job,
+            "reading an upstream savepoint file",
+        ))?;
         carried.bytes_copied += bytes.len() as u64;
-        destination
-            .put(key, bytes)
-            .await
-            .map_err(cloud("writing a savepoint file downstream"))?;
+        destination.put(key, bytes).await.map_err(cloud_error(
+            ends,
+            job,
+            "writing a savepoint file downstream",
+        ))?;
         carried.objects_copied += 1;
     }
     tracing::info!(
@@ -276,6 +236,68 @@ pub async fn carry_savepoint(
     Ok(carried)
 }
 
+/// The upstream savepoint to carry, and whether it is fresh: a running upstream job takes a
+/// new one; a stopped one gives the savepoint its journal recorded, or else the one it holds.
+async fn upstream_savepoint(
+    ends: &CarryEnds<'_>,
+    job: &str,
+    journal_savepoint: Option<&str>,
+) -> Result<(String, bool), CarryError> {
+    let listed = ends
+        .upstream_dli
+        .list_jobs(&ListJobsQuery {
+            name: Some(job.to_string()),
+            ..ListJobsQuery::default()
+        })
+        .await
+        .map_err(cloud_error(ends, job, "listing the upstream job"))?;
+    let Some(upstream_job) = listed.into_iter().find(|listed| listed.name == job) else {
+        return Err(CarryError::UpstreamJobMissing {
+            upstream: ends.upstream_target.to_string(),
+            job: job.to_string(),
+        });
+    };
+    let found = if upstream_job.status.is_running() {
+        let path = trigger_fresh_savepoint(ends, upstream_job.id, job).await?;
+        (path, true)
+    } else {
+        let known = match journal_savepoint {
+            Some(path) => Some(path.to_string()),
+            None => {
+                ends.upstream_dli
+                    .job_detail(upstream_job.id)
+                    .await
+                    .map_err(cloud_error(ends, job, "reading the upstream job"))?
+                    .savepoint_path
+            }
+        };
+        let Some(path) = known else {
+            return Err(CarryError::NoSavepoint {
+                upstream: ends.upstream_target.to_string(),
+                job: job.to_string(),
+                status: upstream_job.status.to_string(),
+            });
+        };
+        (path, false)
+    };
+    Ok(found)
+}
+
+/// The error of a cloud call made while carrying `job` (`what` was being done).
+fn cloud_error<'a>(
+    ends: &'a CarryEnds<'_>,
+    job: &'a str,
+    what: &'static str,
+) -> impl FnOnce(CloudError) -> CarryError + 'a {
+    move |source: CloudError| CarryError::Cloud {
+        upstream: ends.upstream_target.to_string(),
+        downstream: ends.downstream_target.to_string(),
+        job: job.to_string(),
+        what,
+        source,
+    }
+}
+
 /// Triggers a savepoint of the running upstream job into a new directory and waits for its
 /// `_metadata` to appear.
 async fn trigger_fresh_savepoint(
@@ -283,15 +305,6 @@ async fn trigger_fresh_savepoint(
     job_id: i64,
     job: &str,
 ) -> Result<String, CarryError> {
-    let cloud = |what: &'static str| {
-        move |source: CloudError| CarryError::Cloud {
-            upstream: ends.upstream_target.to_string(),
-            downstream: ends.downstream_target.to_string(),
-            job: job.to_string(),
-            what,
-            source,
-        }
-    };
     let directory = format!(
         "{}{FRESH_PREFIX}/{job}/{}/",
         directory_url(ends.upstream_staging),
@@ -300,15 +313,19 @@ async fn trigger_fresh_savepoint(
     ends.upstream_dli
         .trigger_savepoint(job_id, &directory)
         .await
-        .map_err(cloud("triggering a savepoint upstream"))?;
-    let store = ObjectStore::from_url(&directory, ends.upstream_obs)
-        .map_err(cloud("opening the upstream savepoint"))?;
+        .map_err(cloud_error(ends, job, "triggering a savepoint upstream"))?;
+    let store = ObjectStore::from_url(&directory, ends.upstream_obs).map_err(cloud_error(
+        ends,
+        job,
+        "opening the upstream savepoint",
+    ))?;
     let started = Instant::now();
     loop {
-        let keys = store
-            .list("")
-            .await
-            .map_err(cloud("waiting for the upstream savepoint"))?;
+        let keys = store.list("").await.map_err(cloud_error(
+            ends,
+            job,
+            "waiting for the upstream savepoint",
+        ))?;
         if keys.iter().any(|key| key == SAVEPOINT_METADATA) {
             return Ok(directory);
         }

@@ -539,24 +539,17 @@ mod tests {
     const R1: &str = "1111111111111111111111111111111111111111";
 
     fn config(state_dir: &std::path::Path, windows: &str) -> Config {
-        let text = format!(
-            r#"
-state_dir: {state}
-sources:
-  jobs: {{path: /tmp/jobs}}
-targets:
-  - {{name: dev, source: jobs, endpoints: {{dli: embedded, dlf: embedded, obs: embedded}}}}
-  - name: prod
+        crate::promotion::pipeline::tests::config_with_targets(
+            state_dir,
+            &format!(
+                r#"  - name: prod
     source: jobs
     promote_from: dev
     endpoints: {{dli: embedded, dlf: embedded, obs: embedded}}
     promotion: {{auto: false, after: 10m{windows}}}
-"#,
-            state = state_dir.display()
-        );
-        let config = Config::from_yaml_str(&text, std::path::Path::new("config.yaml")).unwrap();
-        config.validate().unwrap();
-        config
+"#
+            ),
+        )
     }
 
     fn request(revision: Option<&str>) -> ManualRequest {
@@ -582,17 +575,7 @@ targets:
             }
         ));
         assert_eq!(journal.state().last_seq, 0);
-        journal
-            .append(
-                "dev",
-                RecordBody::RevisionApplied(crate::journal::RevisionApplied {
-                    revision: R1.into(),
-                    plan_id: None,
-                    summary: String::new(),
-                    extra: Default::default(),
-                }),
-            )
-            .unwrap();
+        crate::promotion::pipeline::tests::record_applied(&journal, "dev", R1);
         let report =
             record_manual_promotion(&journal, &config, "prod", &request(None), Utc::now()).unwrap();
         assert_eq!(report.revision, R1);

@@ -394,7 +394,7 @@ impl Pipeline {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
     use crate::journal::JournalOptions;
     use crate::promotion::gate::UpstreamCondition;
@@ -409,7 +409,12 @@ mod tests {
             .unwrap()
     }
 
-    fn config(dir: &std::path::Path) -> Config {
+    /// A validated configuration with the `jobs` source, a `dev` target and `targets` (YAML
+    /// list items) promoted from it.
+    pub(in crate::promotion) fn config_with_targets(
+        state_dir: &std::path::Path,
+        targets: &str,
+    ) -> Config {
         let text = format!(
             r#"
 state_dir: {state}
@@ -417,22 +422,44 @@ sources:
   jobs: {{path: /tmp/jobs}}
 targets:
   - {{name: dev, source: jobs, endpoints: {{dli: embedded, dlf: embedded, obs: embedded}}}}
-  - name: staging
-    source: jobs
-    promote_from: dev
-    endpoints: {{dli: embedded, dlf: embedded, obs: embedded}}
-    promotion: {{auto: true, after: 5m}}
-  - name: prod
-    source: jobs
-    promote_from: staging
-    endpoints: {{dli: embedded, dlf: embedded, obs: embedded}}
-    promotion: {{auto: false}}
-"#,
-            state = dir.display()
+{targets}"#,
+            state = state_dir.display()
         );
         let config = Config::from_yaml_str(&text, std::path::Path::new("config.yaml")).unwrap();
         config.validate().unwrap();
         config
+    }
+
+    /// Journals that `target` converged to `revision`.
+    pub(in crate::promotion) fn record_applied(journal: &Journal, target: &str, revision: &str) {
+        journal
+            .append(
+                target,
+                RecordBody::RevisionApplied(crate::journal::RevisionApplied {
+                    revision: revision.into(),
+                    plan_id: None,
+                    summary: String::new(),
+                    extra: Default::default(),
+                }),
+            )
+            .unwrap();
+    }
+
+    fn config(dir: &std::path::Path) -> Config {
+        config_with_targets(
+            dir,
+            r#"  - name: staging
+    source: jobs
+    promote_from: dev
+    endpoints: {dli: embedded, dlf: embedded, obs: embedded}
+    promotion: {auto: true, after: 5m}
+  - name: prod
+    source: jobs
+    promote_from: staging
+    endpoints: {dli: embedded, dlf: embedded, obs: embedded}
+    promotion: {auto: false}
+"#,
+        )
     }
 
     fn sample(revision: &str, condition: UpstreamCondition, minute: u32) -> UpstreamSample {
@@ -528,17 +555,7 @@ targets:
         );
 
         // A person promotes staging's converged revision to prod.
-        journal
-            .append(
-                "staging",
-                RecordBody::RevisionApplied(crate::journal::RevisionApplied {
-                    revision: R1.into(),
-                    plan_id: None,
-                    summary: String::new(),
-                    extra: Default::default(),
-                }),
-            )
-            .unwrap();
+        record_applied(&journal, "staging", R1);
         let report = pipeline
             .promote_manually(
                 &journal,
