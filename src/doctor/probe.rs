@@ -173,12 +173,49 @@ async fn steps(
     if let Some(recorder) = recorder {
         recorder.set_spec(&name, &config);
     }
-    // Create.
-    let id = match dli.create_sql_job(&name, &config).await {
+    let Some(id) = create_step(dli, state, &name, &config, queue).await else {
+        return;
+    };
+    tags_step(dli, state, id).await;
+    duplicate_create_step(dli, state, &name, &config).await;
+    detail_step(dli, state, id, &config).await;
+    update_step(dli, state, id, &config).await;
+    // Run, trigger a savepoint, stop with a savepoint.
+    let mut stop_savepoint = None;
+    match (queue, &job_dir) {
+        (Some(_), Some(job_dir)) => {
+            stop_savepoint = lifecycle(dli, state, id, job_dir).await;
+        }
+        _ => {
+            step(
+                state,
+                Check::not_checked(
+                    "run / savepoint / stop",
+                    "no queue (pass --queue) or no obs:// staging location",
+                ),
+            );
+        }
+    }
+    export_import_step(dli, state, id, &name, job_dir.as_deref()).await;
+    import_savepoint_step(dli, state, id, stop_savepoint).await;
+    delete_step(dli, state, id).await;
+    dlf_probe(context, state, &name, dir.as_deref()).await;
+}
+
+/// Step "create": creates the scratch job and remembers it for the cleanup; `None` (after a
+/// failed check) when the service refused it, and the steps stop there.
+async fn create_step(
+    dli: &DliClient,
+    state: &Shared,
+    name: &str,
+    config: &FlinkJobConfig,
+    queue: Option<&str>,
+) -> Option<i64> {
+    match dli.create_sql_job(name, config).await {
         Ok(id) => {
-            with(state, |s| s.job = Some((name.clone(), id)));
+            with(state, |s| s.job = Some((name.to_string(), id)));
             step(state, Check::ok("create", format!("{name} (id {id})")));
-            id
+            Some(id)
         }
         Err(error) => {
             step(
@@ -193,10 +230,14 @@ async fn steps(
                     },
                 ),
             );
-            return;
+            None
         }
-    };
-    // Tags as created (the cleanup relies on them).
+    }
+}
+
+/// Step "tags": the tags as created (the cleanup relies on them); when the create's tags were
+/// not kept, adds them through the tag API.
+async fn tags_step(dli: &DliClient, state: &Shared, id: i64) {
     match dli.job_tags(id).await {
         Ok(tags) if tags.get(PROBE_TAG_KEY).map(String::as_str) == Some(PROBE_TAG_VALUE) => {
             step(state, Check::ok("tags", "the scratch job carries its tag"))
@@ -231,8 +272,17 @@ async fn steps(
             ),
         ),
     }
-    // A duplicate create, sent once without the by-name check.
-    let body = dli_wire::sql_job_body(Some(&name), &config, BodyFor::Create);
+}
+
+/// Step "duplicate create": the same create sent once without the by-name check; answers
+/// whether a duplicate is refused with an error code.
+async fn duplicate_create_step(
+    dli: &DliClient,
+    state: &Shared,
+    name: &str,
+    config: &FlinkJobConfig,
+) {
+    let body = dli_wire::sql_job_body(Some(name), config, BodyFor::Create);
     match dli
         .send_once_for_probe(
             "create_sql_job",
@@ -278,57 +328,67 @@ async fn steps(
             );
         }
     }
-    // Detail: what the service filled in.
+}
+
+/// Step "detail": reads the job back and reports what the service filled in, and whether the
+/// planner would act on any of it.
+async fn detail_step(dli: &DliClient, state: &Shared, id: i64, config: &FlinkJobConfig) {
     match dli.job_detail(id).await {
         Ok(observed) => {
             step(
                 state,
                 Check::ok("detail", format!("status {}", observed.status)),
             );
-            let sent = config.to_field_map();
-            let filled: Vec<String> = observed
-                .config
-                .to_field_map()
-                .into_iter()
-                .filter(|(key, value)| sent.get(key) != Some(value))
-                .map(|(key, value)| format!("{key}={value}"))
-                .collect();
-            // The planner's view: a difference it would act on is a phantom diff (a restart on
-            // every pass); what the model already treats as service-filled is not.
-            let phantom: Vec<String> = config
-                .field_diffs(&observed.config)
-                .into_iter()
-                .map(|diff| format!("{}: sent {} read {}", diff.field, diff.desired, diff.live))
-                .collect();
-            let filled_text = if filled.is_empty() {
-                "nothing".to_string()
-            } else {
-                filled.join(", ")
-            };
-            finding(
-                state,
-                ASSUMPTIONS[5],
-                if phantom.is_empty() {
-                    Verdict::Confirmed
-                } else {
-                    Verdict::Refuted
-                },
-                if phantom.is_empty() {
-                    format!("the planner sees no difference; the service filled in {filled_text}")
-                } else {
-                    format!(
-                        "the planner would act on: {}; the service filled in {filled_text}",
-                        phantom.join(", ")
-                    )
-                },
-            );
+            let (verdict, text) = filled_in_finding(config, &observed.config);
+            finding(state, ASSUMPTIONS[5], verdict, text);
         }
         Err(error) => step(
             state,
             Check::fail("detail", error.to_string(), "allow reading DLI Flink jobs"),
         ),
     }
-    // Update.
+}
+
+/// The finding on what the service fills in: what reads back differently from what was sent,
+/// and which of those differences the planner would act on.
+fn filled_in_finding(sent_config: &FlinkJobConfig, read: &FlinkJobConfig) -> (Verdict, String) {
+    let sent = sent_config.to_field_map();
+    let filled: Vec<String> = read
+        .to_field_map()
+        .into_iter()
+        .filter(|(key, value)| sent.get(key) != Some(value))
+        .map(|(key, value)| format!("{key}={value}"))
+        .collect();
+    // The planner's view: a difference it would act on is a phantom diff (a restart on
+    // every pass); what the model already treats as service-filled is not.
+    let phantom: Vec<String> = sent_config
+        .field_diffs(read)
+        .into_iter()
+        .map(|diff| format!("{}: sent {} read {}", diff.field, diff.desired, diff.live))
+        .collect();
+    let filled_text = if filled.is_empty() {
+        "nothing".to_string()
+    } else {
+        filled.join(", ")
+    };
+    if phantom.is_empty() {
+        (
+            Verdict::Confirmed,
+            format!("the planner sees no difference; the service filled in {filled_text}"),
+        )
+    } else {
+        (
+            Verdict::Refuted,
+            format!(
+                "the planner would act on: {}; the service filled in {filled_text}",
+                phantom.join(", ")
+            ),
+        )
+    }
+}
+
+/// Step "update": a full update of the description, read back.
+async fn update_step(dli: &DliClient, state: &Shared, id: i64, config: &FlinkJobConfig) {
     let mut updated = config.clone();
     updated.desc = "dli-gitops doctor scratch job (updated); safe to delete".to_string();
     match dli.update_job(id, &updated, &UpdateScope::Full).await {
@@ -354,108 +414,120 @@ async fn steps(
             Check::fail("update", error.to_string(), "allow updating DLI Flink jobs"),
         ),
     }
-    // Run, trigger a savepoint, stop with a savepoint.
-    let mut stop_savepoint = None;
-    match (queue, &job_dir) {
-        (Some(_), Some(job_dir)) => {
-            stop_savepoint = lifecycle(dli, state, id, job_dir).await;
-        }
-        _ => {
-            step(
-                state,
-                Check::not_checked(
-                    "run / savepoint / stop",
-                    "no queue (pass --queue) or no obs:// staging location",
-                ),
-            );
-        }
-    }
-    // Export, then import with is_cover.
-    if let Some(job_dir) = &job_dir {
-        let export_dir = format!("{job_dir}export/");
-        match dli.export_jobs(&export_dir, Some(&[id])).await {
-            Ok(zips) => {
-                step(
-                    state,
-                    Check::ok(
-                        "export",
-                        format!("{} zip(s): {}", zips.len(), zips.join(", ")),
-                    ),
-                );
-                let named = zips.len() == 1
-                    && zips[0]
-                        .rsplit('/')
-                        .next()
-                        .and_then(|file| file.strip_prefix(&format!("{name}_")))
-                        .and_then(|rest| rest.strip_suffix(".zip"))
-                        .is_some_and(|ms| ms.len() == 13 && ms.bytes().all(|b| b.is_ascii_digit()));
-                finding(
-                    state,
-                    ASSUMPTIONS[2],
-                    if named {
-                        Verdict::Confirmed
-                    } else {
-                        Verdict::Refuted
-                    },
-                    zips.iter()
-                        .map(|z| z.rsplit('/').next().unwrap_or(z).to_string())
-                        .collect::<Vec<_>>()
-                        .join(", "),
-                );
-                if let Some(zip) = zips.first() {
-                    match dli.import_jobs(zip, true).await {
-                        Ok(mappings) => {
-                            let ids: Vec<i64> = mappings.iter().map(|m| m.new_job_id).collect();
-                            step(
-                                state,
-                                Check::ok(
-                                    "import is_cover",
-                                    format!("job_mapping new ids {ids:?}"),
-                                ),
-                            );
-                            finding(
-                                state,
-                                ASSUMPTIONS[0],
-                                if ids == [id] {
-                                    Verdict::Confirmed
-                                } else {
-                                    Verdict::Refuted
-                                },
-                                format!("sent over job {id}, new_job_id {ids:?}"),
-                            );
-                            if let Some(other) = ids.iter().find(|new| **new != id && **new > 0) {
-                                with(state, |s| {
-                                    s.report.steps.push(Check::warn("import is_cover", format!("a new job id {other}: the old id no longer names the job"), "report it with the recording"))
-                                });
-                            }
-                        }
-                        Err(error) => step(
-                            state,
-                            Check::fail(
-                                "import is_cover",
-                                error.to_string(),
-                                "allow importing DLI Flink jobs",
-                            ),
-                        ),
-                    }
-                }
-            }
-            Err(error) => step(
-                state,
-                Check::fail(
-                    "export",
-                    error.to_string(),
-                    "allow exporting DLI Flink jobs, and DLI access to the staging bucket (authorize_obs or an agency)",
-                ),
-            ),
-        }
-    } else {
+}
+
+/// Steps "export" and "import is_cover": exports the job to the scratch directory, checks the
+/// zip's name, then imports it over the job with `is_cover`.
+async fn export_import_step(
+    dli: &DliClient,
+    state: &Shared,
+    id: i64,
+    name: &str,
+    job_dir: Option<&str>,
+) {
+    let Some(job_dir) = job_dir else {
         step(
             state,
             Check::not_checked("export / import", "no obs:// staging location"),
         );
+        return;
+    };
+    let export_dir = format!("{job_dir}export/");
+    match dli.export_jobs(&export_dir, Some(&[id])).await {
+        Ok(zips) => {
+            step(
+                state,
+                Check::ok(
+                    "export",
+                    format!("{} zip(s): {}", zips.len(), zips.join(", ")),
+                ),
+            );
+            let named = zips.len() == 1 && is_export_zip_name(&zips[0], name);
+            finding(
+                state,
+                ASSUMPTIONS[2],
+                if named {
+                    Verdict::Confirmed
+                } else {
+                    Verdict::Refuted
+                },
+                zips.iter()
+                    .map(|z| z.rsplit('/').next().unwrap_or(z).to_string())
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            );
+            if let Some(zip) = zips.first() {
+                import_cover_step(dli, state, id, zip).await;
+            }
+        }
+        Err(error) => step(
+            state,
+            Check::fail(
+                "export",
+                error.to_string(),
+                "allow exporting DLI Flink jobs, and DLI access to the staging bucket (authorize_obs or an agency)",
+            ),
+        ),
     }
-    // Import the stop savepoint (sent with obs://).
+}
+
+/// Whether an exported zip's file name is `{name}_{epoch_ms}.zip` (13 digits).
+fn is_export_zip_name(zip: &str, name: &str) -> bool {
+    zip.rsplit('/')
+        .next()
+        .and_then(|file| file.strip_prefix(&format!("{name}_")))
+        .and_then(|rest| rest.strip_suffix(".zip"))
+        .is_some_and(|ms| ms.len() == 13 && ms.bytes().all(|b| b.is_ascii_digit()))
+}
+
+/// Step "import is_cover": imports the exported zip over the job; answers whether the job keeps
+/// its id.
+async fn import_cover_step(dli: &DliClient, state: &Shared, id: i64, zip: &str) {
+    match dli.import_jobs(zip, true).await {
+        Ok(mappings) => {
+            let ids: Vec<i64> = mappings.iter().map(|m| m.new_job_id).collect();
+            step(
+                state,
+                Check::ok("import is_cover", format!("job_mapping new ids {ids:?}")),
+            );
+            finding(
+                state,
+                ASSUMPTIONS[0],
+                if ids == [id] {
+                    Verdict::Confirmed
+                } else {
+                    Verdict::Refuted
+                },
+                format!("sent over job {id}, new_job_id {ids:?}"),
+            );
+            if let Some(other) = ids.iter().find(|new| **new != id && **new > 0) {
+                with(state, |s| {
+                    s.report.steps.push(Check::warn(
+                        "import is_cover",
+                        format!("a new job id {other}: the old id no longer names the job"),
+                        "report it with the recording",
+                    ))
+                });
+            }
+        }
+        Err(error) => step(
+            state,
+            Check::fail(
+                "import is_cover",
+                error.to_string(),
+                "allow importing DLI Flink jobs",
+            ),
+        ),
+    }
+}
+
+/// Step "import-savepoint": imports the stop savepoint (sent with obs://).
+async fn import_savepoint_step(
+    dli: &DliClient,
+    state: &Shared,
+    id: i64,
+    stop_savepoint: Option<String>,
+) {
     match stop_savepoint {
         Some(path) => match dli.import_savepoint(id, &path).await {
             Ok(()) => {
@@ -484,7 +556,11 @@ async fn steps(
             Check::not_checked("import-savepoint", "no stop savepoint to import"),
         ),
     }
-    // Delete.
+}
+
+/// Step "delete": deletes the scratch job and reads it back; once gone, the cleanup no longer
+/// needs to remove it.
+async fn delete_step(dli: &DliClient, state: &Shared, id: i64) {
     match dli.delete_job(id).await {
         Ok(()) => match dli.job_detail(id).await {
             Err(error) if error.is_not_found() => {
@@ -513,7 +589,6 @@ async fn steps(
             Check::fail("delete", error.to_string(), "allow deleting DLI Flink jobs"),
         ),
     }
-    dlf_probe(context, state, &name, dir.as_deref()).await;
 }
 
 /// The DLF marker: a job parameter, since DataArts jobs carry no tags. Cleanup removes a DLF job
