@@ -658,32 +658,47 @@ impl JobKey {
 /// One status per job in git, per job the plan touches, and per managed live job out of git.
 /// Unmanaged live jobs outside git are not ours and never appear.
 pub fn job_statuses(inputs: &StatusInputs<'_>) -> Vec<JobStatus> {
-    let mut jobs: BTreeMap<JobKey, JobStatus> = BTreeMap::new();
-    let live_flink: BTreeMap<&str, &ObservedFlinkJob> = inputs
-        .observed
-        .flink
-        .iter()
-        .map(|job| (job.name.as_str(), job))
-        .collect();
-    let live_dlf: BTreeMap<&str, Option<&str>> = inputs
-        .observed
-        .dlf
-        .iter()
-        .map(|job| (job.name.as_str(), job.status.as_deref()))
-        .collect();
-    let base_sync = if inputs.plan.is_some() {
-        SyncStatus::Synced
-    } else {
-        SyncStatus::Unknown
-    };
-
-    let mut add = |kind: JobKind, name: &str, in_git: bool| {
-        let key = JobKey::new(kind, name);
-        if jobs.contains_key(&key) {
-            return;
+    let mut jobs = listed_jobs(inputs);
+    if let Some(plan) = inputs.plan {
+        mark_planned(&mut jobs, plan);
+    }
+    if let Some(desired) = inputs.desired {
+        mark_stopped_as_git_wants(&mut jobs, desired);
+    }
+    for (key, error) in inputs.errors {
+        if let Some(job) = jobs.get_mut(key) {
+            job.last_error = Some(error.clone());
         }
-        let (health, live_status, live_id) = if kind == JobKind::Dlf {
-            match live_dlf.get(name) {
+    }
+    jobs.into_values().collect()
+}
+
+/// The live jobs of a target by name: Flink jobs, and DLF jobs with their scheduling status.
+struct LiveJobs<'a> {
+    flink: BTreeMap<&'a str, &'a ObservedFlinkJob>,
+    dlf: BTreeMap<&'a str, Option<&'a str>>,
+}
+
+impl<'a> LiveJobs<'a> {
+    fn of(observed: &'a ObservedJobs) -> LiveJobs<'a> {
+        LiveJobs {
+            flink: observed
+                .flink
+                .iter()
+                .map(|job| (job.name.as_str(), job))
+                .collect(),
+            dlf: observed
+                .dlf
+                .iter()
+                .map(|job| (job.name.as_str(), job.status.as_deref()))
+                .collect(),
+        }
+    }
+
+    /// A job's health, live status word and live id (`missing` when it is not live).
+    fn health(&self, kind: JobKind, name: &str) -> (HealthInfo, Option<String>, Option<i64>) {
+        if kind == JobKind::Dlf {
+            match self.dlf.get(name) {
                 // The list's scheduling status (NORMAL, STOPPED, ...); runs are not observed.
                 Some(status) => (
                     HealthInfo {
@@ -699,7 +714,7 @@ pub fn job_statuses(inputs: &StatusInputs<'_>) -> Vec<JobStatus> {
                 None => (missing(), None, None),
             }
         } else {
-            match live_flink.get(name) {
+            match self.flink.get(name) {
                 Some(live) => (
                     flink_health(&live.status, live.status_desc.as_deref()),
                     Some(live.status.as_str().to_string()),
@@ -707,7 +722,27 @@ pub fn job_statuses(inputs: &StatusInputs<'_>) -> Vec<JobStatus> {
                 ),
                 None => (missing(), None, None),
             }
-        };
+        }
+    }
+}
+
+/// Every job to report, with its live health: the jobs in git, those the plan touches, and
+/// the managed live jobs (out of git: `OutOfSync` once a plan was made).
+fn listed_jobs(inputs: &StatusInputs<'_>) -> BTreeMap<JobKey, JobStatus> {
+    let mut jobs: BTreeMap<JobKey, JobStatus> = BTreeMap::new();
+    let live = LiveJobs::of(inputs.observed);
+    let base_sync = if inputs.plan.is_some() {
+        SyncStatus::Synced
+    } else {
+        SyncStatus::Unknown
+    };
+
+    let mut add = |kind: JobKind, name: &str, in_git: bool| {
+        let key = JobKey::new(kind, name);
+        if jobs.contains_key(&key) {
+            return;
+        }
+        let (health, live_status, live_id) = live.health(kind, name);
         let (sync_status, reason) = if in_git || inputs.plan.is_none() {
             (base_sync, None)
         } else {
@@ -753,40 +788,38 @@ pub fn job_statuses(inputs: &StatusInputs<'_>) -> Vec<JobStatus> {
             add(live.config.kind(), &live.name, false);
         }
     }
+    jobs
+}
 
-    if let Some(plan) = inputs.plan {
-        for action in &plan.actions {
-            if let Some(job) = jobs.get_mut(&JobKey::new(action.kind, &action.name)) {
-                if action.class == ActionClass::None {
-                    continue;
-                }
-                job.sync_status = SyncStatus::OutOfSync;
-                job.action = Some(action.class.as_str().to_string());
-                job.reason = Some(action.reason.clone());
-                if action.is_waiting() && job.health.status != HealthStatus::Degraded {
-                    job.health.status = HealthStatus::Progressing;
-                }
+/// Each job the plan changes is `OutOfSync` with the change and its reason; a job waiting on
+/// the service is `Progressing` (unless it is `Degraded`).
+fn mark_planned(jobs: &mut BTreeMap<JobKey, JobStatus>, plan: &Plan) {
+    for action in &plan.actions {
+        if let Some(job) = jobs.get_mut(&JobKey::new(action.kind, &action.name)) {
+            if action.class == ActionClass::None {
+                continue;
+            }
+            job.sync_status = SyncStatus::OutOfSync;
+            job.action = Some(action.class.as_str().to_string());
+            job.reason = Some(action.reason.clone());
+            if action.is_waiting() && job.health.status != HealthStatus::Degraded {
+                job.health.status = HealthStatus::Progressing;
             }
         }
     }
-    // A Flink job git wants stopped, found stopped, is stopped on purpose: not a failure.
-    if let Some(desired) = inputs.desired {
-        for wanted in &desired.flink {
-            if wanted.lifecycle.desired_state == crate::model::RunState::Stopped
-                && let Some(job) = jobs.get_mut(&JobKey::new(wanted.kind(), &wanted.name))
-                && job.health.status == HealthStatus::Suspended
-            {
-                let word = job.live_status.clone().unwrap_or_default();
-                job.health.message = Some(format!("{word}: {STOPPED_AS_GIT_WANTS}"));
-            }
+}
+
+/// A Flink job git wants stopped, found stopped, is stopped on purpose: not a failure.
+fn mark_stopped_as_git_wants(jobs: &mut BTreeMap<JobKey, JobStatus>, desired: &DesiredJobs) {
+    for wanted in &desired.flink {
+        if wanted.lifecycle.desired_state == crate::model::RunState::Stopped
+            && let Some(job) = jobs.get_mut(&JobKey::new(wanted.kind(), &wanted.name))
+            && job.health.status == HealthStatus::Suspended
+        {
+            let word = job.live_status.clone().unwrap_or_default();
+            job.health.message = Some(format!("{word}: {STOPPED_AS_GIT_WANTS}"));
         }
     }
-    for (key, error) in inputs.errors {
-        if let Some(job) = jobs.get_mut(key) {
-            job.last_error = Some(error.clone());
-        }
-    }
-    jobs.into_values().collect()
 }
 
 /// Automatic rollback: a job held on the definition it restored is Degraded (the revision git
