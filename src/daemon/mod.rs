@@ -59,7 +59,7 @@
 //!   the first Ctrl-C finishes the actions in flight, the second aborts.
 //! * A pass over a target with nothing to do makes one observation: one list call per 100 Flink
 //!   jobs (and, when DLF is in scope, one DLF listing per job type), no detail reads for unchanged jobs;
-//!   `tests/daemon.rs` checks it against the emulator's `/_emulator/v1/stats`.
+//!   `tests/daemon/` checks it against the emulator's `/_emulator/v1/stats`.
 //!
 //! The status model, triggers, metrics and operating controls the loops write are in `status`; the HTTP
 //! server that reads them is `server`. Scaling to many targets and the design for more than one replica:
@@ -230,7 +230,8 @@ impl Stop {
 
 /// Runs the daemon on `listener` until `shutdown` resolves, then stops: no new pass starts,
 /// passes in flight finish the call they are in and journal it (up to `shutdown_grace`), and
-/// the server drains.
+/// the server drains. The steps: start sources, start workers, start promotion, start the
+/// server, wait, drain.
 pub async fn serve(
     parts: DaemonParts,
     listener: TcpListener,
@@ -243,6 +244,59 @@ pub async fn serve(
     let stop = Stop::new();
     let board = Arc::new(StatusBoard::default());
     let metrics = parts.metrics.clone();
+    let controls = controls_for(&parts);
+    let mut channels = source_channels(&parts.sources, &board);
+    let (workers, triggers, mut source_targets) =
+        prepare_workers(&parts, &channels, &board, &controls, &stop)?;
+    let (webhooks, source_tasks) = start_sources(
+        parts.sources,
+        &mut channels,
+        &mut source_targets,
+        &board,
+        &metrics,
+        &stop,
+    );
+    let worker_tasks = start_workers(workers, &board);
+    if let Some(hook) = &parts.promotion {
+        start_promotion(hook, &triggers, &metrics, &controls, &stop);
+    }
+    let server_state = Arc::new(ServerState {
+        board: board.clone(),
+        metrics: metrics.clone(),
+        triggers,
+        api_token: parts.api_token,
+        webhooks,
+        suspended: parts.suspended,
+        promotion: parts.promotion.clone(),
+        controls: controls.clone(),
+    });
+    let server_stop = stop.clone();
+    let server = tokio::spawn(crate::server::serve(listener, server_state, async move {
+        server_stop.wait().await
+    }));
+    tracing::info!(%address, "dli-gitops daemon started.");
+
+    let watcher_stop = stop.clone();
+    tokio::select! {
+        _ = shutdown => {
+            tracing::info!("Shutdown requested; finishing the calls in flight.");
+        }
+        _ = watcher_stop.wait() => {}
+    }
+    stop.trigger();
+    drain(
+        parts.shutdown_grace,
+        worker_tasks,
+        source_tasks,
+        server,
+        &address,
+    )
+    .await
+}
+
+/// The controls the loops consult (a fresh set without windows when none were given), with
+/// every target known to them and the notifications a previous run left due resumed.
+fn controls_for(parts: &DaemonParts) -> Arc<Controls> {
     let controls = parts.controls.clone().unwrap_or_else(|| {
         Arc::new(Controls::new(
             control::system_clock(),
@@ -259,11 +313,17 @@ pub async fn serve(
             controls.add_target(&target.spec.name, crate::config::Suspend::Off, Vec::new());
         }
     }
+    controls
+}
 
-    let mut source_channels: BTreeMap<String, (watch::Sender<SourceState>, Arc<Notify>)> =
-        BTreeMap::new();
-    for source in &parts.sources {
-        source_channels.insert(
+/// Per source: the channel its targets read snapshots from and the webhook's "fetch now"
+/// signal; each source is put on the board.
+type SourceChannels = BTreeMap<String, (watch::Sender<SourceState>, Arc<Notify>)>;
+
+fn source_channels(sources: &[SourceParts], board: &StatusBoard) -> SourceChannels {
+    let mut channels = SourceChannels::new();
+    for source in sources {
+        channels.insert(
             source.name.clone(),
             (
                 watch::channel(SourceState::default()).0,
@@ -280,16 +340,36 @@ pub async fn serve(
             last_error: None,
         });
     }
+    channels
+}
 
+/// The workers, one per target, with each target's trigger (by target) and the triggers of
+/// the targets of each source (by source); each target is put on the board. Fails on a
+/// duplicate target name or a target whose source is not configured.
+#[allow(clippy::type_complexity)]
+fn prepare_workers(
+    parts: &DaemonParts,
+    channels: &SourceChannels,
+    board: &Arc<StatusBoard>,
+    controls: &Arc<Controls>,
+    stop: &Stop,
+) -> Result<
+    (
+        Vec<Worker>,
+        BTreeMap<String, Arc<Trigger>>,
+        BTreeMap<String, Vec<Arc<Trigger>>>,
+    ),
+    DaemonError,
+> {
     let mut triggers: BTreeMap<String, Arc<Trigger>> = BTreeMap::new();
     let mut source_targets: BTreeMap<String, Vec<Arc<Trigger>>> = BTreeMap::new();
     let mut workers = Vec::new();
-    for target in parts.targets {
+    for target in &parts.targets {
         let name = target.spec.name.clone();
         if triggers.contains_key(&name) {
             return Err(DaemonError::DuplicateTarget { target: name });
         }
-        let Some((sender, _)) = source_channels.get(&target.spec.source) else {
+        let Some((sender, _)) = channels.get(&target.spec.source) else {
             return Err(DaemonError::UnknownSource {
                 target: name,
                 source_name: target.spec.source.clone(),
@@ -319,16 +399,16 @@ pub async fn serve(
         status.sync.applied_revision = applied_revision.clone();
         board.add_target(status);
         if let Some(request_metrics) = target.reconciler.request_metrics() {
-            metrics.add_request_metrics(&name, request_metrics);
+            parts.metrics.add_request_metrics(&name, request_metrics);
         }
         workers.push(Worker {
-            spec: target.spec,
-            reconciler: target.reconciler,
+            spec: target.spec.clone(),
+            reconciler: target.reconciler.clone(),
             resolver: parts.resolver.clone(),
             source: sender.subscribe(),
             trigger,
             board: board.clone(),
-            metrics: metrics.clone(),
+            metrics: parts.metrics.clone(),
             stop: stop.clone(),
             suspended: parts.suspended,
             progress_interval: parts.progress_interval,
@@ -337,11 +417,23 @@ pub async fn serve(
             controls: controls.clone(),
         });
     }
+    Ok((workers, triggers, source_targets))
+}
 
+/// Starts one task per source (it polls or watches, publishes revisions and wakes its
+/// targets); returns the webhook routes of the sources that take webhooks, and the tasks.
+fn start_sources(
+    sources: Vec<SourceParts>,
+    channels: &mut SourceChannels,
+    source_targets: &mut BTreeMap<String, Vec<Arc<Trigger>>>,
+    board: &Arc<StatusBoard>,
+    metrics: &Arc<DaemonMetrics>,
+    stop: &Stop,
+) -> (Vec<WebhookRoute>, Vec<tokio::task::JoinHandle<()>>) {
     let mut webhooks = Vec::new();
     let mut source_tasks = Vec::new();
-    for source in parts.sources {
-        let Some((sender, fetch_now)) = source_channels.remove(&source.name) else {
+    for source in sources {
+        let Some((sender, fetch_now)) = channels.remove(&source.name) else {
             continue;
         };
         if let (Some(secret), Some((url, git_ref))) =
@@ -367,14 +459,22 @@ pub async fn serve(
         };
         source_tasks.push(tokio::spawn(driver.run()));
     }
-    let worker_tasks: Vec<_> = workers
+    (webhooks, source_tasks)
+}
+
+/// Starts one task per target. A panic in a target's loop is a bug: it is logged and shown on
+/// the target's status rather than passing silently while the rest keeps running.
+fn start_workers(
+    workers: Vec<Worker>,
+    board: &Arc<StatusBoard>,
+) -> Vec<(String, tokio::task::JoinHandle<()>)> {
+    workers
         .into_iter()
         .map(|worker| {
             let name = worker.spec.name.clone();
             let task_name = name.clone();
             let board = board.clone();
             let task = tokio::spawn(async move {
-                // A panic is a bug; it must not pass silently while the rest keeps running.
                 if let Err(error) = tokio::spawn(worker.run()).await
                     && error.is_panic()
                 {
@@ -391,75 +491,66 @@ pub async fn serve(
             });
             (task_name, task)
         })
-        .collect();
+        .collect()
+}
 
-    // Promotion: a promotion wakes its target; the gates are re-run on a timer,
-    // since `after` can end between passes.
-    if let Some(hook) = &parts.promotion {
-        let wake = triggers.clone();
-        let counted = metrics.clone();
-        let notifier = controls.notifier();
-        let runtime = tokio::runtime::Handle::current();
-        hook.set_listener(Box::new(move |event| {
-            use crate::promotion::PromotionEvent;
-            if let Some(notifier) = &notifier {
-                notifier.promotion_event(&runtime, event);
-            }
-            match event {
-                PromotionEvent::Promoted { to, by, .. } => {
-                    if let Some(trigger) = wake.get(to) {
-                        trigger.fire(TriggerKind::Revision);
-                    }
-                    let kind = if by == crate::promotion::BY_AUTO {
-                        "auto"
-                    } else {
-                        "manual"
-                    };
-                    counted.count_promotion(to, kind, "promoted");
-                }
-                PromotionEvent::Refused { to, .. } => {
-                    counted.count_promotion(to, "manual", "refused");
-                }
-                PromotionEvent::MarkedFailed { to, .. } => {
-                    counted.count_promotion(to, "auto", "failed_upstream");
-                }
-                PromotionEvent::Held { .. } => {}
-            }
-        }));
-        let timer_stop = stop.clone();
-        tokio::spawn(
-            hook.clone()
-                .run_timer(crate::promotion::DEFAULT_TICK, async move {
-                    timer_stop.wait().await
-                }),
-        );
-    }
-    let server_state = Arc::new(ServerState {
-        board: board.clone(),
-        metrics: metrics.clone(),
-        triggers,
-        api_token: parts.api_token,
-        webhooks,
-        suspended: parts.suspended,
-        promotion: parts.promotion.clone(),
-        controls: controls.clone(),
-    });
-    let server_stop = stop.clone();
-    let server = tokio::spawn(crate::server::serve(listener, server_state, async move {
-        server_stop.wait().await
-    }));
-    tracing::info!(%address, "dli-gitops daemon started.");
-
-    let watcher_stop = stop.clone();
-    tokio::select! {
-        _ = shutdown => {
-            tracing::info!("Shutdown requested; finishing the calls in flight.");
+/// Promotion: a promotion wakes its target (and is counted and notified); the gates are re-run
+/// on a timer, since `after` can end between passes.
+fn start_promotion(
+    hook: &Arc<crate::promotion::PromotionHook>,
+    triggers: &BTreeMap<String, Arc<Trigger>>,
+    metrics: &Arc<DaemonMetrics>,
+    controls: &Controls,
+    stop: &Stop,
+) {
+    let wake = triggers.clone();
+    let counted = metrics.clone();
+    let notifier = controls.notifier();
+    let runtime = tokio::runtime::Handle::current();
+    hook.set_listener(Box::new(move |event| {
+        use crate::promotion::PromotionEvent;
+        if let Some(notifier) = &notifier {
+            notifier.promotion_event(&runtime, event);
         }
-        _ = watcher_stop.wait() => {}
-    }
-    stop.trigger();
+        match event {
+            PromotionEvent::Promoted { to, by, .. } => {
+                if let Some(trigger) = wake.get(to) {
+                    trigger.fire(TriggerKind::Revision);
+                }
+                let kind = if by == crate::promotion::BY_AUTO {
+                    "auto"
+                } else {
+                    "manual"
+                };
+                counted.count_promotion(to, kind, "promoted");
+            }
+            PromotionEvent::Refused { to, .. } => {
+                counted.count_promotion(to, "manual", "refused");
+            }
+            PromotionEvent::MarkedFailed { to, .. } => {
+                counted.count_promotion(to, "auto", "failed_upstream");
+            }
+            PromotionEvent::Held { .. } => {}
+        }
+    }));
+    let timer_stop = stop.clone();
+    tokio::spawn(
+        hook.clone()
+            .run_timer(crate::promotion::DEFAULT_TICK, async move {
+                timer_stop.wait().await
+            }),
+    );
+}
 
-    let grace = parts.shutdown_grace;
+/// After shutdown began: waits for the target loops and the source tasks up to `grace`
+/// (abandoning what runs past it), then for the server to drain, and logs how it ended.
+async fn drain(
+    grace: Duration,
+    worker_tasks: Vec<(String, tokio::task::JoinHandle<()>)>,
+    source_tasks: Vec<tokio::task::JoinHandle<()>>,
+    server: tokio::task::JoinHandle<std::io::Result<()>>,
+    address: &str,
+) -> Result<(), DaemonError> {
     let mut abandoned: Vec<String> = Vec::new();
     let deadline = tokio::time::Instant::now() + grace;
     for (name, task) in worker_tasks {
@@ -479,7 +570,7 @@ pub async fn serve(
     }
     let served = match tokio::time::timeout(Duration::from_secs(10), server).await {
         Ok(Ok(result)) => result.map_err(|source| DaemonError::Serve {
-            address: address.clone(),
+            address: address.to_string(),
             source,
         }),
         Ok(Err(_join_error)) => Ok(()),
