@@ -13,7 +13,7 @@ use tokio::sync::{Semaphore, oneshot};
 use super::*;
 use crate::cloud::RequestMetrics;
 use crate::desired::snapshot::{RepoFile, RepoSnapshot};
-use crate::model::{DesiredFlinkJob, DesiredJobs, ObservedJobs};
+use crate::model::{DesiredFlinkJob, DesiredJobs, FlinkJobStatus, ObservedJobs};
 use crate::plan::test_support::{desired_sql, live_of, managed_view};
 use crate::plan::{self, PlanPolicy};
 use crate::server::test_support::TestClient;
@@ -213,7 +213,7 @@ impl TargetReconciler for FakeTarget {
                     .flink
                     .iter()
                     .enumerate()
-                    .map(|(index, job)| live_of(job, index as i64 + 1, "job_running"))
+                    .map(|(index, job)| live_of(job, index as i64 + 1, FlinkJobStatus::Running))
                     .collect();
             }
             let remaining = self.plan(desired);

@@ -118,8 +118,12 @@ pub enum JournalError {
         source: serde_json::Error,
     },
 
-    #[error("the blocking append task for target {target:?} did not finish: {reason}")]
-    Task { target: String, reason: String },
+    #[error("the blocking append task for target {target:?} did not finish: {source}")]
+    Task {
+        target: String,
+        #[source]
+        source: tokio::task::JoinError,
+    },
 }
 
 struct HolderPid(Option<u32>);

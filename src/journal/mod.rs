@@ -95,7 +95,7 @@
 //! (`wiring::warn_about_unknown_targets`) and `apply` warn about each at start.
 //! `JournalState::knows_jobs_of(target)` is true once an action on one of the target's jobs was
 //! journaled (observations alone do not count); when it is false — a new target, a lost journal,
-//! a renamed target — `daemon::adopt_without_history` runs before the first executing pass (daemon)
+//! a renamed target — `pass::adopt_without_history` runs before the first executing pass (daemon)
 //! or before the plan is shown (`apply`), once per process and target: every live job with this
 //! installation's managed-by tag (`instance`) gets an outcome record (managed, live id, a note), and when its desired job has a
 //! `restore`, that restore marked applied, so the planner adopts the job instead of importing the
@@ -577,9 +577,9 @@ impl Journal {
         let owned_target = target.to_string();
         tokio::task::spawn_blocking(move || journal.append(&owned_target, body))
             .await
-            .map_err(|error| JournalError::Task {
+            .map_err(|source| JournalError::Task {
                 target: target.to_string(),
-                reason: error.to_string(),
+                source,
             })?
     }
 

@@ -28,7 +28,11 @@ pub(crate) fn desired_sql(name: &str) -> DesiredFlinkJob {
 }
 
 /// The live twin of a desired job: same config, managed tag on, in `status`.
-pub(crate) fn live_of(desired: &DesiredFlinkJob, id: i64, status: &str) -> ObservedFlinkJob {
+pub(crate) fn live_of(
+    desired: &DesiredFlinkJob,
+    id: i64,
+    status: impl Into<FlinkJobStatus>,
+) -> ObservedFlinkJob {
     let mut config = desired.config.clone();
     config
         .tags
@@ -36,7 +40,7 @@ pub(crate) fn live_of(desired: &DesiredFlinkJob, id: i64, status: &str) -> Obser
     ObservedFlinkJob {
         id,
         name: desired.name.clone(),
-        status: FlinkJobStatus::new(status),
+        status: status.into(),
         update_time: 1_711_647_009_620,
         config,
         savepoint_path: None,

@@ -95,7 +95,10 @@ fn plan_managed(desired: &DesiredFlinkJob, live: &ObservedFlinkJob) -> Plan {
 
 /// `desired` (a changed `agg`) against `agg` as declared, running and managed.
 fn plan_against_running_agg(desired: &DesiredFlinkJob) -> Plan {
-    plan_managed(desired, &live_of(&desired_sql("agg"), 7, "job_running"))
+    plan_managed(
+        desired,
+        &live_of(&desired_sql("agg"), 7, FlinkJobStatus::Running),
+    )
 }
 
 fn only_action(plan: &Plan) -> &JobAction {
@@ -124,7 +127,7 @@ fn equal_config_and_same_state_is_a_no_op() {
 #[test]
 fn a_stopped_job_that_should_run_is_started_from_the_savepoint_it_holds() {
     let desired = desired_sql("agg");
-    let mut live = live_of(&desired, 7, "job_cancel_success");
+    let mut live = live_of(&desired, 7, FlinkJobStatus::CancelSuccess);
     live.savepoint_path = Some("obs://ckpt/savepoint/7/a/".into());
     let plan = plan_managed(&desired, &live);
     let action = only_action(&plan);
@@ -140,7 +143,7 @@ fn a_stopped_job_that_should_run_is_started_from_the_savepoint_it_holds() {
 #[test]
 fn a_start_falls_back_to_the_journal_savepoint_when_the_service_lost_it() {
     let desired = desired_sql("agg");
-    let live = live_of(&desired, 7, "job_init");
+    let live = live_of(&desired, 7, FlinkJobStatus::Init);
     let mut view = managed_view(&["agg"]);
     view.flink.get_mut("agg").unwrap().last_savepoint = Some("obs://ckpt/sp/1/".into());
     let plan = plan_one(desired.clone(), Some(live.clone()), &view, &policy());
@@ -159,7 +162,7 @@ fn a_start_falls_back_to_the_journal_savepoint_when_the_service_lost_it() {
 fn a_running_job_that_should_stop_is_stopped_with_a_savepoint_unless_stateless() {
     let mut desired = desired_sql("agg");
     desired.lifecycle.desired_state = RunState::Stopped;
-    let live = live_of(&desired, 7, "job_running");
+    let live = live_of(&desired, 7, FlinkJobStatus::Running);
     let plan = plan_managed(&desired, &live);
     let action = only_action(&plan);
     assert_eq!(action.class, ActionClass::Stop);
@@ -173,7 +176,7 @@ fn a_running_job_that_should_stop_is_stopped_with_a_savepoint_unless_stateless()
 #[test]
 fn hot_fields_change_in_place_on_a_running_job() {
     let desired = desired_sql("agg");
-    let mut live = live_of(&desired, 7, "job_running");
+    let mut live = live_of(&desired, 7, FlinkJobStatus::Running);
     live.config.smn_topic = Some("old-topic".into());
     live.config.restart_when_exception = true;
     let plan = plan_managed(&desired, &live);
@@ -235,7 +238,7 @@ fn a_stateless_upgrade_stops_without_a_savepoint_and_starts_empty() {
 fn an_upgrade_updates_the_job_and_imports_the_stop_savepoint_before_it_starts() {
     let mut desired = desired_sql("agg");
     desired.config.sql_body = Some("INSERT INTO sink\nSELECT id FROM source;\n".into());
-    let live = live_of(&desired_sql("agg"), 7, "job_running");
+    let live = live_of(&desired_sql("agg"), 7, FlinkJobStatus::Running);
     let plan = plan_one(
         desired,
         Some(live),
@@ -258,7 +261,7 @@ fn a_stopped_job_with_changes_is_updated_without_start_and_keeps_its_savepoint()
     let mut desired = desired_sql("agg");
     desired.lifecycle.desired_state = RunState::Stopped;
     desired.config.cu_number = 8;
-    let mut live = live_of(&desired_sql("agg"), 7, "job_cancel_success");
+    let mut live = live_of(&desired_sql("agg"), 7, FlinkJobStatus::CancelSuccess);
     live.savepoint_path = Some("obs://ckpt/sp/7/".into());
     let plan = plan_managed(&desired, &live);
     let action = only_action(&plan);
@@ -298,7 +301,7 @@ fn with_restore(mut desired: DesiredFlinkJob, path: &str, nonce: u64) -> Desired
 #[test]
 fn a_new_restore_key_restores_and_an_applied_one_does_not() {
     let desired = with_restore(desired_sql("agg"), "obs://ckpt/manual/", 1);
-    let live = live_of(&desired, 7, "job_running");
+    let live = live_of(&desired, 7, FlinkJobStatus::Running);
     let plan = plan_managed(&desired, &live);
     let action = only_action(&plan);
     assert_eq!(action.class, ActionClass::Restore);
@@ -374,7 +377,7 @@ fn a_job_in_git_and_not_live_is_created_with_the_create_call() {
 #[test]
 fn unmanaged_live_jobs_outside_git_are_left_alone() {
     let stranger = desired_sql("someone-elses");
-    let mut live = live_of(&stranger, 9, "job_running");
+    let mut live = live_of(&stranger, 9, FlinkJobStatus::Running);
     live.config.tags.clear();
     let observed = live_jobs(vec![live]);
     let desired = flink_jobs(vec![desired_sql("agg")]);
@@ -391,7 +394,7 @@ fn unmanaged_live_jobs_outside_git_are_left_alone() {
 #[test]
 fn a_live_job_in_git_that_is_not_managed_is_adopted_in_place() {
     let desired = desired_sql("agg");
-    let mut live = live_of(&desired, 7, "job_running");
+    let mut live = live_of(&desired, 7, FlinkJobStatus::Running);
     live.config.tags.clear();
     live.config.tags.insert("team".into(), "growth".into());
     let plan = plan_one(desired, Some(live), &JournalView::default(), &policy());
@@ -411,7 +414,7 @@ fn a_live_job_in_git_that_is_not_managed_is_adopted_in_place() {
 
 fn prune_inputs(tagged: bool) -> (DesiredJobs, ObservedJobs) {
     let gone = desired_sql("gone");
-    let mut live = live_of(&gone, 3, "job_running");
+    let mut live = live_of(&gone, 3, FlinkJobStatus::Running);
     if !tagged {
         live.config.tags.clear();
     }
@@ -513,13 +516,13 @@ fn a_moving_job_is_never_acted_on() {
 
     // Already heading where git wants it: nothing to wait for.
     let desired = desired_sql("agg");
-    let live = live_of(&desired, 7, "job_submitting");
+    let live = live_of(&desired, 7, FlinkJobStatus::Submitting);
     let plan = plan_managed(&desired, &live);
     assert!(plan.is_empty(), "{plan:#?}");
 
     // A moving managed job out of git waits too.
     let (desired, mut observed) = prune_inputs(true);
-    observed.flink[0].status = FlinkJobStatus::new("job_canceling");
+    observed.flink[0].status = FlinkJobStatus::Canceling;
     let plan = plan_unjournaled(&desired, &observed);
     assert_eq!(prune_action(&plan).unwrap().steps, vec![Step::WaitSteady]);
 }
@@ -527,7 +530,7 @@ fn a_moving_job_is_never_acted_on() {
 #[test]
 fn a_job_type_change_replaces_the_job() {
     let desired = desired_sql("agg");
-    let mut live = live_of(&desired, 7, "job_running");
+    let mut live = live_of(&desired, 7, FlinkJobStatus::Running);
     live.config.job_type = crate::model::defaults::JAR_JOB_TYPE.into();
     live.config.sql_body = None;
     let plan = plan_managed(&desired, &live);
@@ -665,8 +668,8 @@ fn duplicate_names_are_skipped_with_a_warning() {
 
     let twin = desired_sql("twin");
     let observed = live_jobs(vec![
-        live_of(&twin, 1, "job_running"),
-        live_of(&twin, 2, "job_running"),
+        live_of(&twin, 1, FlinkJobStatus::Running),
+        live_of(&twin, 2, FlinkJobStatus::Running),
     ]);
     let desired = flink_jobs(vec![twin]);
     let plan = plan_unjournaled(&desired, &observed);
@@ -695,7 +698,7 @@ fn plan_json_round_trips() {
 #[test]
 fn a_finished_job_is_not_restarted_unless_it_changed() {
     let desired = desired_sql("batchy");
-    let live = live_of(&desired, 7, "job_finish");
+    let live = live_of(&desired, 7, FlinkJobStatus::Finish);
     let plan = plan_managed(&desired, &live);
     assert!(plan.is_empty(), "{plan:#?}");
     assert!(only_action(&plan).reason.contains("finished"));
@@ -761,7 +764,7 @@ fn a_hot_change_to_a_running_job_updates_with_the_running_scope() {
 #[test]
 fn a_plan_without_changes_says_when_a_job_is_still_moving() {
     let desired = desired_sql("agg");
-    let live = live_of(&desired, 7, "job_submitting");
+    let live = live_of(&desired, 7, FlinkJobStatus::Submitting);
     let plan = plan_managed(&desired, &live);
     assert!(plan.is_empty());
     let text = plan.render_text();
@@ -784,7 +787,7 @@ fn a_job_of_another_installation_is_a_conflict_never_changed_or_pruned() {
     // Tagged `managed-by: dli-gitops` (the default installation's), planned by `blue`.
     let mut desired = desired_sql("agg");
     desired.config.cu_number = 9;
-    let live = live_of(&desired_sql("agg"), 7, "job_running");
+    let live = live_of(&desired_sql("agg"), 7, FlinkJobStatus::Running);
     let plan = plan_one(
         desired,
         Some(live.clone()),
@@ -817,7 +820,7 @@ fn a_job_of_another_installation_is_a_conflict_never_changed_or_pruned() {
 fn a_job_this_installation_manages_is_migrated_to_its_tag_and_its_own_jobs_are_pruned() {
     // Our journal manages a job still tagged the old way: the tag moves to `dli-gitops.blue`
     // through the tag API, nothing restarts.
-    let live = live_of(&desired_sql("agg"), 7, "job_running");
+    let live = live_of(&desired_sql("agg"), 7, FlinkJobStatus::Running);
     let plan = plan_one(
         desired_sql("agg"),
         Some(live),
@@ -835,7 +838,7 @@ fn a_job_this_installation_manages_is_migrated_to_its_tag_and_its_own_jobs_are_p
     );
 
     // A job tagged by this installation and gone from git is pruned.
-    let mut ours = live_of(&desired_sql("old"), 8, "job_running");
+    let mut ours = live_of(&desired_sql("old"), 8, FlinkJobStatus::Running);
     ours.config
         .tags
         .insert(MANAGED_TAG_KEY.into(), "dli-gitops.blue".into());

@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 
 use super::test_support::{dev_target, synced_job};
 use super::*;
-use crate::model::{DesiredJobs, ObservedJobs};
+use crate::model::{DesiredJobs, FlinkJobStatus, ObservedJobs};
 use crate::plan::test_support::{desired_sql, live_of, managed_view};
 use crate::plan::{self, JournalView, PlanPolicy};
 
@@ -31,7 +31,7 @@ fn a_converged_running_job_is_synced_and_healthy() {
         dlf: vec![],
     };
     let observed = ObservedJobs {
-        flink: vec![live_of(&job, 7, "job_running")],
+        flink: vec![live_of(&job, 7, FlinkJobStatus::Running)],
         dlf: vec![],
     };
     let jobs = statuses(
@@ -65,8 +65,8 @@ fn a_job_git_wants_stopped_is_stopped_on_purpose_and_the_gate_reads_healthy() {
     };
     let observed = ObservedJobs {
         flink: vec![
-            live_of(&kept, 7, "job_cancel_success"),
-            live_of(&running, 8, "job_running"),
+            live_of(&kept, 7, FlinkJobStatus::CancelSuccess),
+            live_of(&running, 8, FlinkJobStatus::Running),
         ],
         dlf: vec![],
     };
@@ -96,8 +96,8 @@ fn a_job_git_wants_stopped_is_stopped_on_purpose_and_the_gate_reads_healthy() {
     // Stopped while git wants it running: Suspended, and the gate says so once, in a sentence.
     let observed = ObservedJobs {
         flink: vec![
-            live_of(&kept, 7, "job_cancel_success"),
-            live_of(&running, 8, "job_cancel_success"),
+            live_of(&kept, 7, FlinkJobStatus::CancelSuccess),
+            live_of(&running, 8, FlinkJobStatus::CancelSuccess),
         ],
         dlf: vec![],
     };
@@ -135,7 +135,7 @@ fn a_job_in_git_and_not_live_is_out_of_sync_and_missing() {
 #[test]
 fn drift_on_a_live_job_is_out_of_sync_with_the_plan_reason_and_the_last_error() {
     let job = desired_sql("clicks");
-    let mut live = live_of(&job, 7, "job_running");
+    let mut live = live_of(&job, 7, FlinkJobStatus::Running);
     live.config.cu_number = 9;
     let desired = DesiredJobs {
         flink: vec![job],
@@ -166,8 +166,8 @@ fn drift_on_a_live_job_is_out_of_sync_with_the_plan_reason_and_the_last_error() 
 
 #[test]
 fn a_managed_job_out_of_git_is_listed_out_of_sync_and_an_unmanaged_one_is_not() {
-    let managed = live_of(&desired_sql("old"), 1, "job_running");
-    let mut unmanaged = live_of(&desired_sql("someone-elses"), 2, "job_running");
+    let managed = live_of(&desired_sql("old"), 1, FlinkJobStatus::Running);
+    let mut unmanaged = live_of(&desired_sql("someone-elses"), 2, FlinkJobStatus::Running);
     unmanaged.config.tags.clear();
     let observed = ObservedJobs {
         flink: vec![managed, unmanaged],
@@ -194,7 +194,7 @@ fn a_managed_job_out_of_git_is_listed_out_of_sync_and_an_unmanaged_one_is_not() 
 fn without_a_plan_sync_is_unknown_but_health_is_reported() {
     let job = desired_sql("clicks");
     let observed = ObservedJobs {
-        flink: vec![live_of(&job, 7, "job_running_exception")],
+        flink: vec![live_of(&job, 7, FlinkJobStatus::RunningException)],
         dlf: vec![],
     };
     let jobs = job_statuses(&StatusInputs {
@@ -235,10 +235,7 @@ fn live_status_words_map_to_argo_health() {
             "{word}"
         );
     }
-    let described = flink_health(
-        &FlinkJobStatus::new("job_submit_fail"),
-        Some("queue not found"),
-    );
+    let described = flink_health(&FlinkJobStatus::SubmitFail, Some("queue not found"));
     assert_eq!(
         described.message.as_deref(),
         Some("job_submit_fail: queue not found")
@@ -268,7 +265,7 @@ fn aggregate_health_takes_the_worst_in_argo_order() {
 fn a_job_held_by_automatic_rollback_is_degraded_out_of_sync_and_fails_the_promotion_gate() {
     // The live job runs the previous definition; git still asks for the one that failed.
     let job = desired_sql("clicks");
-    let mut live = live_of(&job, 7, "job_running");
+    let mut live = live_of(&job, 7, FlinkJobStatus::Running);
     live.config.sql_body = Some("SELECT 1;\n".into());
     let desired = DesiredJobs {
         flink: vec![job.clone()],
