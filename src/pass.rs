@@ -13,6 +13,8 @@
 //! for a pass.
 
 pub mod commands;
+pub mod history;
+pub mod interrupt;
 
 use std::collections::BTreeMap;
 
@@ -25,6 +27,9 @@ use crate::journal::Journal;
 use crate::model::DesiredJobs;
 use crate::plan::PlanPolicy;
 use crate::promotion::{self, CarryTarget, RestoreError};
+
+pub use history::adopt_without_history;
+pub use interrupt::{Stop, finish_then_abort_on_interrupt};
 
 pub use commands::{
     ApplyCommand, ExportCommand, PlanCommand, Prompt, RollbackCommand, apply_command,

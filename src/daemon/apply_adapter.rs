@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use futures::future::BoxFuture;
 
-use super::Stop;
+use crate::pass::Stop;
 use super::fairness::{ActionSlot, ActionSlots};
 use super::reconciler::{ActionOutcome, PassError, PassReport, PassRequest, TargetReconciler};
 use super::wiring::error_chain;
@@ -118,7 +118,7 @@ impl ApplyReconciler {
             let (observed, _) = apply::observe(&self.context)
                 .await
                 .map_err(|error| pass_error(&error))?;
-            super::adopt_without_history(
+            crate::pass::adopt_without_history(
                 &self.journal,
                 &self.context.name,
                 &self.context.policy.instance,

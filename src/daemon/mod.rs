@@ -12,7 +12,7 @@
 //!
 //! | file | what it holds |
 //! |---|---|
-//! | `daemon/mod.rs` | `serve`, `DaemonParts`, `TargetSpec`/`TargetPolicy`, the `Stop` signal |
+//! | `daemon/mod.rs` | `serve`, `DaemonParts`, `TargetSpec`/`TargetPolicy` (the `Stop` signal is `pass::Stop`) |
 //! | `daemon/reconciler.rs` | the seams: `TargetReconciler` (one pass: observe, plan, maybe apply), `SnapshotSource`, `Resolver` |
 //! | `daemon/sources.rs` | the source loop: poll (git, jittered) or watch (directory), publish each new snapshot once on a `watch` channel, wake the targets that read it; `/api/v1/hooks/git` wakes it at once |
 //! | `daemon/worker.rs` | the target loop: coalesced triggers → validate a new revision → policy → one pass → status and metrics → next wake-up |
@@ -20,9 +20,8 @@
 //! | `daemon/logging.rs` | `decide(flag, config, RUST_LOG)` → format and filter (flag > config for the format, valid non-empty `RUST_LOG` > config for the filter, then text/`info`), `install`; `run_blocking` calls it after loading the config, every other command through `install_for_cli` |
 //! | `daemon/wiring.rs` | config → parts: `source::Source` behind `SnapshotSource`, `desired::resolve` as the resolver, secrets, signals |
 //! | `daemon/apply_adapter.rs` | `apply::reconcile_with` behind `TargetReconciler`, through `StoppingLedger`, which announces no new action after shutdown begins but lets an action already under way write its own records (an intent naming it in `detail.part_of`, or whose id extends its id: the stop savepoint); `TargetContext::authorize_obs` before a pass that acts; one embedded emulator shared by all embedded targets. Status uses the jobs `ApplyReport::observed` carries, so a pass observes once, twice when it changed something (the re-plan after the actions) |
-//! | `daemon/interrupt.rs` | `finish_then_abort_on_interrupt`: for the `apply` command, the first SIGINT/SIGTERM triggers a `Stop` (says so on stderr), the second exits 130 |
 //! | `daemon/fairness.rs` | `ActionSlots`: the daemon-wide cap on concurrent actions (`max_concurrent_actions`, default 256); a freed slot goes to the waiting target holding the fewest (max-min fair), FIFO among equals; cancel-safe. `StoppingLedger::sharing` takes a slot before an action's intent and gives it back with its outcome (or when the pass is dropped); steps of a started action (`part_of`) take none |
-//! | `daemon/history.rs` | `adopt_without_history`: a target the journal has no history of gets its live managed jobs' restores recorded as done (see the `journal` module docs, "Targets without history") |
+//! | `pass/interrupt.rs`, `pass/history.rs` | used by the daemon and the CLI: `Stop`, `finish_then_abort_on_interrupt` (for the `apply` command, the first SIGINT/SIGTERM triggers a `Stop`, the second exits 130); `adopt_without_history` (a target the journal has no history of gets its live managed jobs' restores recorded as done; see the `journal` module docs, "Targets without history") |
 //!
 //! The pass decision (`worker.rs`): a pass *applies* when there is a valid revision, the daemon is
 //! not suspended (and `Controls::gate` lets it: no suspend of the target, no change window holding it), a `promote_from` target runs under a promotion pipeline (its valid revision is the promoted one; without a `PromotionHook` it is held), and either the trigger was a manual sync, or `auto_sync` is on and either the
@@ -67,8 +66,6 @@
 
 mod apply_adapter;
 mod fairness;
-mod history;
-mod interrupt;
 pub mod logging;
 mod reconciler;
 mod sources;
@@ -85,8 +82,6 @@ use tokio::sync::{Notify, watch};
 
 pub use apply_adapter::StoppingLedger;
 pub use fairness::{ActionSlot, ActionSlots, SlotStats};
-pub use history::adopt_without_history;
-pub use interrupt::finish_then_abort_on_interrupt;
 pub use reconciler::{
     ActionOutcome, PassError, PassReport, PassRequest, Resolver, SnapshotSource, SourceFailure,
     TargetReconciler,
@@ -100,6 +95,7 @@ pub use wiring::{
 use sources::SourceDriver;
 use worker::{Memory, Worker};
 
+use crate::pass::Stop;
 use crate::server::{ServerState, WebhookRoute};
 use crate::status::control::{self, Controls};
 use crate::status::{
@@ -190,42 +186,6 @@ pub enum DaemonError {
         #[source]
         source: std::io::Error,
     },
-}
-
-/// The shutdown signal shared by every task. Cheap to clone.
-#[derive(Debug, Clone)]
-pub struct Stop {
-    sender: Arc<watch::Sender<bool>>,
-}
-
-impl Default for Stop {
-    fn default() -> Self {
-        Stop::new()
-    }
-}
-
-impl Stop {
-    pub fn new() -> Stop {
-        Stop {
-            sender: Arc::new(watch::channel(false).0),
-        }
-    }
-
-    /// Begins shutdown; idempotent.
-    pub fn trigger(&self) {
-        self.sender.send_replace(true);
-    }
-
-    pub fn is_stopping(&self) -> bool {
-        *self.sender.borrow()
-    }
-
-    /// Resolves once shutdown has begun.
-    pub async fn wait(&self) {
-        let mut receiver = self.sender.subscribe();
-        // The sender lives in `self`, so the channel cannot close while we wait.
-        let _ = receiver.wait_for(|stopping| *stopping).await;
-    }
 }
 
 /// Runs the daemon on `listener` until `shutdown` resolves, then stops: no new pass starts,

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use futures::future::BoxFuture;
 
-use super::Stop;
+use crate::pass::Stop;
 use crate::cloud::RequestMetrics;
 use crate::desired::snapshot::RepoSnapshot;
 use crate::model::{DesiredJobs, JobKind, ObservedJobs};

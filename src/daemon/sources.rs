@@ -9,9 +9,9 @@ use chrono::Utc;
 use tokio::sync::{Notify, watch};
 use tracing::Instrument;
 
-use super::Stop;
 use super::reconciler::SnapshotSource;
 use crate::desired::snapshot::RepoSnapshot;
+use crate::pass::Stop;
 use crate::status::{DaemonMetrics, ErrorInfo, StatusBoard, Trigger, TriggerKind};
 
 /// How often a watched directory is re-read when its watcher could not be started.

@@ -277,7 +277,7 @@ pub async fn shutdown_signal() -> Result<impl std::future::Future<Output = ()>, 
                 tracing::warn!(
                     "Second signal: exiting now without waiting for the actions in flight; the next start resolves their journal intents first and finishes the work."
                 );
-                std::process::exit(super::interrupt::ABORT_EXIT_CODE);
+                std::process::exit(crate::pass::interrupt::ABORT_EXIT_CODE);
             });
         })
     }

@@ -12,7 +12,8 @@ use tracing::Instrument;
 
 use super::reconciler::{PassReport, PassRequest, Resolver, TargetReconciler};
 use super::sources::SourceState;
-use super::{Stop, TargetSpec};
+use super::TargetSpec;
+use crate::pass::Stop;
 use crate::model::DesiredJobs;
 use crate::status::{
     DaemonMetrics, ErrorInfo, HealthStatus, JobKey, OperationPhase, OperationState, PlanView,
@@ -751,7 +752,7 @@ impl Worker {
         let Some(closes_at) = closes_at else {
             return (self.stop.clone(), None);
         };
-        let pass_stop = super::Stop::new();
+        let pass_stop = Stop::new();
         let fired = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let task = {
             let (daemon_stop, pass_stop, fired) =

@@ -217,7 +217,7 @@ async fn apply_in(
     // run before is recorded as done (before the plan is shown), never replayed.
     if !context.ledger.journal.state().knows_jobs_of(&context.name) {
         let (observed, _) = apply::observe(context).await?;
-        crate::daemon::adopt_without_history(
+        super::adopt_without_history(
             &context.ledger.journal,
             &context.name,
             &context.policy.instance,
@@ -268,9 +268,9 @@ async fn apply_in(
     }
     // From here on, the first Ctrl-C finishes the actions in flight and starts no other (an
     // upgrade cut between its stop and its start would leave the job down); a second aborts.
-    let stop = crate::daemon::Stop::new();
+    let stop = super::Stop::new();
     let interrupt =
-        crate::daemon::finish_then_abort_on_interrupt(stop.clone()).map_err(|error| {
+        super::finish_then_abort_on_interrupt(stop.clone()).map_err(|error| {
             ApplyError::Failed {
                 doing: "listening for Ctrl-C",
                 source: Box::new(error),
@@ -299,7 +299,7 @@ async fn execute_approved(
     revision: String,
     carried_savepoints: std::collections::BTreeMap<String, String>,
     preview: &ApplyReport,
-    stop: &crate::daemon::Stop,
+    stop: &super::Stop,
 ) -> Result<ApplyReport, ApplyError> {
     let options = ApplyOptions {
         dry_run: false,

@@ -1,13 +1,52 @@
-//! Ctrl-C for the `apply` command: the first SIGINT (or SIGTERM) lets the action in flight run to
-//! its end and starts no other; a second one aborts at once.
+//! The stop signal of a pass, and Ctrl-C for the `apply` command. [`Stop`] is shared by every
+//! task of the daemon and by the CLI's pass: once triggered, no new action starts.
 //!
-//! An upgrade stops a job, writes its new definition, imports the savepoint and starts it
-//! again. Cut anywhere between the stop and the start, it leaves a job down that git wants
-//! running, so an interrupt waits for the end of the action instead.
+//! The `apply` command's first SIGINT (or SIGTERM) lets the action in flight run to its end and
+//! starts no other; a second one aborts at once. An upgrade stops a job, writes its new
+//! definition, imports the savepoint and starts it again. Cut anywhere between the stop and the
+//! start, it leaves a job down that git wants running, so an interrupt waits for the end of
+//! the action instead.
 
 use std::io::Write;
+use std::sync::Arc;
 
-use super::Stop;
+use tokio::sync::watch;
+
+/// The shutdown signal shared by every task. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct Stop {
+    sender: Arc<watch::Sender<bool>>,
+}
+
+impl Default for Stop {
+    fn default() -> Self {
+        Stop::new()
+    }
+}
+
+impl Stop {
+    pub fn new() -> Stop {
+        Stop {
+            sender: Arc::new(watch::channel(false).0),
+        }
+    }
+
+    /// Begins shutdown; idempotent.
+    pub fn trigger(&self) {
+        self.sender.send_replace(true);
+    }
+
+    pub fn is_stopping(&self) -> bool {
+        *self.sender.borrow()
+    }
+
+    /// Resolves once shutdown has begun.
+    pub async fn wait(&self) {
+        let mut receiver = self.sender.subscribe();
+        // The sender lives in `self`, so the channel cannot close while we wait.
+        let _ = receiver.wait_for(|stopping| *stopping).await;
+    }
+}
 
 /// Exit status after the second interrupt (128 + SIGINT, as shells report it).
 pub const ABORT_EXIT_CODE: i32 = 130;
