@@ -43,15 +43,7 @@ pub(crate) fn build(context: &mut Context<'_>, document: &JobDocument) -> Option
     let mut clean = check_definition(context, document, definition_field, &definition);
     clean &= fields_clean;
 
-    let mut dlf_parameters: BTreeSet<String> = job_params.keys().cloned().collect();
-    dlf_parameters.extend(context.environment.dlf.params.keys().cloned());
-    if let Some(serde_json::Value::Array(params)) = definition.get("params") {
-        for param in params {
-            if let Some(name) = param.get("name").and_then(|name| name.as_str()) {
-                dlf_parameters.insert(name.to_string());
-            }
-        }
-    }
+    let dlf_parameters = dlf_parameter_names(context, &job_params, &definition);
     clean &= fill_json(
         context,
         &definition_path,
@@ -62,56 +54,13 @@ pub(crate) fn build(context: &mut Context<'_>, document: &JobDocument) -> Option
 
     let mut scripts = BTreeMap::new();
     if let Some(scripts_field) = checked.get("scripts") {
-        let FieldValue::List(references) = &scripts_field.value else {
-            return None;
-        };
-        for reference in references {
-            let reference_field = Checked {
-                value: FieldValue::Text(reference.clone()),
-                file: scripts_field.file.clone(),
-                mark: scripts_field.mark,
-            };
-            let Some((script_path, script_text)) =
-                read_reference(context, document, &reference_field, "scripts")
-            else {
-                clean = false;
-                continue;
-            };
-            let Some(mut script) = parse_json(context, &script_path, script_text) else {
-                clean = false;
-                continue;
-            };
-            let Some(script_name) = script
-                .get("name")
-                .and_then(|name| name.as_str())
-                .map(str::to_string)
-            else {
-                context.report_at(
-                    &script_path,
-                    Mark::default(),
-                    "a .script document needs a string `name`".into(),
-                    Some("it is the CreateScript body, as DataArts exports it".into()),
-                );
-                clean = false;
-                continue;
-            };
-            clean &= fill_json(
-                context,
-                &script_path,
-                script_text,
-                &mut script,
-                &dlf_parameters,
-            );
-            if scripts.insert(script_name.clone(), script).is_some() {
-                context.report_at(
-                    &scripts_field.file,
-                    scripts_field.mark,
-                    format!("two scripts are named `{script_name}`"),
-                    None,
-                );
-                clean = false;
-            }
-        }
+        scripts = read_scripts(
+            context,
+            document,
+            scripts_field,
+            &dlf_parameters,
+            &mut clean,
+        )?;
     }
     if !clean {
         return None;
@@ -152,6 +101,88 @@ pub(crate) fn build(context: &mut Context<'_>, document: &JobDocument) -> Option
     };
     job.digest = super::digest::dlf_job_digest(&job);
     Some(job)
+}
+
+/// The DLF parameters a `${name}` may refer to without being a repository variable: the job's
+/// `params`, the environment's `dlf.params` and the definition's `params`.
+fn dlf_parameter_names(
+    context: &Context<'_>,
+    job_params: &BTreeMap<String, String>,
+    definition: &serde_json::Value,
+) -> BTreeSet<String> {
+    let mut dlf_parameters: BTreeSet<String> = job_params.keys().cloned().collect();
+    dlf_parameters.extend(context.environment.dlf.params.keys().cloned());
+    if let Some(serde_json::Value::Array(params)) = definition.get("params") {
+        for param in params {
+            if let Some(name) = param.get("name").and_then(|name| name.as_str()) {
+                dlf_parameters.insert(name.to_string());
+            }
+        }
+    }
+    dlf_parameters
+}
+
+/// The `scripts:` files: each read, parsed, filled, and named by its `name`; a problem makes
+/// `clean` false. `None` when the field is not a list.
+fn read_scripts(
+    context: &mut Context<'_>,
+    document: &JobDocument,
+    scripts_field: &Checked,
+    dlf_parameters: &BTreeSet<String>,
+    clean: &mut bool,
+) -> Option<BTreeMap<String, serde_json::Value>> {
+    let mut scripts = BTreeMap::new();
+    let FieldValue::List(references) = &scripts_field.value else {
+        return None;
+    };
+    for reference in references {
+        let reference_field = Checked {
+            value: FieldValue::Text(reference.clone()),
+            file: scripts_field.file.clone(),
+            mark: scripts_field.mark,
+        };
+        let Some((script_path, script_text)) =
+            read_reference(context, document, &reference_field, "scripts")
+        else {
+            *clean = false;
+            continue;
+        };
+        let Some(mut script) = parse_json(context, &script_path, script_text) else {
+            *clean = false;
+            continue;
+        };
+        let Some(script_name) = script
+            .get("name")
+            .and_then(|name| name.as_str())
+            .map(str::to_string)
+        else {
+            context.report_at(
+                &script_path,
+                Mark::default(),
+                "a .script document needs a string `name`".into(),
+                Some("it is the CreateScript body, as DataArts exports it".into()),
+            );
+            *clean = false;
+            continue;
+        };
+        *clean &= fill_json(
+            context,
+            &script_path,
+            script_text,
+            &mut script,
+            dlf_parameters,
+        );
+        if scripts.insert(script_name.clone(), script).is_some() {
+            context.report_at(
+                &scripts_field.file,
+                scripts_field.mark,
+                format!("two scripts are named `{script_name}`"),
+                None,
+            );
+            *clean = false;
+        }
+    }
+    Some(scripts)
 }
 
 fn read_reference<'a>(

@@ -264,83 +264,114 @@ fn check_documented_pairs(
     checked: &BTreeMap<&'static str, Checked>,
     config: &FlinkJobConfig,
 ) -> bool {
-    let kind = document.kind;
-    let mut clean = true;
-    let mut report = |context: &mut Context<'_>, field: &str, message: String, hint: String| {
+    let mut violations = Vec::new();
+    if document.kind == JobKind::FlinkSql {
+        violations.extend(run_mode_pair_violation(document, checked, config));
+    }
+    violations.extend(resource_model_violations(document, checked, config));
+    violations.extend(restart_and_image_violations(document, config));
+    for violation in &violations {
         let (file, mark) = checked
-            .get(field)
+            .get(violation.field)
             .map_or((document.file.clone(), document.mark), |at| {
                 (at.file.clone(), at.mark)
             });
-        context.report_at(&file, mark, message, Some(hint));
-        clean = false;
-    };
-
-    if kind == JobKind::FlinkSql {
-        let valid_types = RUN_MODE_JOB_TYPES
-            .iter()
-            .find(|(mode, _)| *mode == config.run_mode)
-            .map_or(&[][..], |(_, types)| *types);
-        if !valid_types.contains(&config.job_type.as_str()) {
-            let field = if checked.contains_key("run_mode") {
-                "run_mode"
-            } else {
-                "job_type"
-            };
-            let modes: Vec<&str> = RUN_MODE_JOB_TYPES
-                .iter()
-                .filter(|(_, types)| types.contains(&config.job_type.as_str()))
-                .map(|(mode, _)| *mode)
-                .collect();
-            let hint = if config.run_mode == "edge_node" {
-                "edge_node needs job_type flink_sql_edge_job and edge groups, which dli-gitops does not manage; use exclusive_cluster".to_string()
-            } else {
-                format!(
-                    "with job_type {}, run_mode must be {}; with run_mode {}, job_type must be {}",
-                    config.job_type,
-                    modes.join(" or "),
-                    config.run_mode,
-                    valid_types.join(" or ")
-                )
-            };
-            report(
-                context,
-                field,
-                format!(
-                    "FlinkSqlJob `{}`: run_mode `{}` and job_type `{}` are not a valid pair (DLI)",
-                    document.name, config.run_mode, config.job_type
-                ),
-                hint,
-            );
-        }
+        context.report_at(
+            &file,
+            mark,
+            violation.message.clone(),
+            Some(violation.hint.clone()),
+        );
     }
+    violations.is_empty()
+}
 
+/// A documented constraint between fields that a job breaks: the field it is reported at,
+/// what is wrong, and what to do.
+struct PairViolation {
+    field: &'static str,
+    message: String,
+    hint: String,
+}
+
+/// A SQL job's `run_mode` and `job_type` must be a documented pair.
+fn run_mode_pair_violation(
+    document: &JobDocument,
+    checked: &BTreeMap<&'static str, Checked>,
+    config: &FlinkJobConfig,
+) -> Option<PairViolation> {
+    let valid_types = RUN_MODE_JOB_TYPES
+        .iter()
+        .find(|(mode, _)| *mode == config.run_mode)
+        .map_or(&[][..], |(_, types)| *types);
+    if valid_types.contains(&config.job_type.as_str()) {
+        return None;
+    }
+    let field = if checked.contains_key("run_mode") {
+        "run_mode"
+    } else {
+        "job_type"
+    };
+    let modes: Vec<&str> = RUN_MODE_JOB_TYPES
+        .iter()
+        .filter(|(_, types)| types.contains(&config.job_type.as_str()))
+        .map(|(mode, _)| *mode)
+        .collect();
+    let hint = if config.run_mode == "edge_node" {
+        "edge_node needs job_type flink_sql_edge_job and edge groups, which dli-gitops does not manage; use exclusive_cluster".to_string()
+    } else {
+        format!(
+            "with job_type {}, run_mode must be {}; with run_mode {}, job_type must be {}",
+            config.job_type,
+            modes.join(" or "),
+            config.run_mode,
+            valid_types.join(" or ")
+        )
+    };
+    Some(PairViolation {
+        field,
+        message: format!(
+            "FlinkSqlJob `{}`: run_mode `{}` and job_type `{}` are not a valid pair (DLI)",
+            document.name, config.run_mode, config.job_type
+        ),
+        hint,
+    })
+}
+
+/// The resource model: v2 has no CU fields, `resource_config` needs v2, and the model must fit
+/// the Flink version.
+fn resource_model_violations(
+    document: &JobDocument,
+    checked: &BTreeMap<&'static str, Checked>,
+    config: &FlinkJobConfig,
+) -> Vec<PairViolation> {
+    let kind = document.kind;
+    let mut violations = Vec::new();
     let version = config.resource_config_version.as_deref();
     if config.is_resource_v2() {
         for field in V1_RESOURCE_FIELDS {
             if checked.contains_key(field) {
-                report(
-                    context,
+                violations.push(PairViolation {
                     field,
-                    format!(
+                    message: format!(
                         "{kind} `{}`: `{field}` is a v1 resource field, but resource_config_version is v2",
                         document.name
                     ),
-                    "v2 sizes the job with resource_config (max_slot, parallel_number, jobmanager_resource_spec, taskmanager_resource_spec); remove the CU fields or use resource_config_version: v1".to_string(),
-                );
+                    hint: "v2 sizes the job with resource_config (max_slot, parallel_number, jobmanager_resource_spec, taskmanager_resource_spec); remove the CU fields or use resource_config_version: v1".to_string(),
+                });
             }
         }
     } else if config.resource_config.is_some() {
-        report(
-            context,
-            "resource_config",
-            format!(
+        violations.push(PairViolation {
+            field: "resource_config",
+            message: format!(
                 "{kind} `{}`: `resource_config` needs resource_config_version: v2 (it is {})",
                 document.name,
                 version.unwrap_or("unset, which means v1")
             ),
-            "add `resource_config_version: v2`, or size the job with the v1 CU fields".to_string(),
-        );
+            hint: "add `resource_config_version: v2`, or size the job with the v1 CU fields"
+                .to_string(),
+        });
     }
     if let (Some(version), Some(flink_version)) = (version, config.flink_version.as_deref())
         && let Some((_, versions)) = RESOURCE_MODEL_FLINK_VERSIONS
@@ -348,40 +379,45 @@ fn check_documented_pairs(
             .find(|(model, _)| *model == version)
         && !versions.contains(&flink_version)
     {
-        report(
-            context,
-            "flink_version",
-            format!(
+        violations.push(PairViolation {
+            field: "flink_version",
+            message: format!(
                 "{kind} `{}`: flink_version {flink_version} does not fit resource_config_version {version} (DLI)",
                 document.name
             ),
-            format!(
+            hint: format!(
                 "resource_config_version {version} fits Flink {}",
                 versions.join(", ")
             ),
-        );
+        });
     }
+    violations
+}
 
+/// `resume_max_num` is -1 or above 0, and a Jar job's `image` needs `feature: custom`.
+fn restart_and_image_violations(
+    document: &JobDocument,
+    config: &FlinkJobConfig,
+) -> Vec<PairViolation> {
+    let kind = document.kind;
+    let mut violations = Vec::new();
     if config.resume_max_num == 0 {
-        report(
-            context,
-            "resume_max_num",
-            format!(
+        violations.push(PairViolation {
+            field: "resume_max_num",
+            message: format!(
                 "{kind} `{}`: `resume_max_num` is 0; DLI takes -1 (unlimited) or a number above 0",
                 document.name
             ),
-            "use -1 for unlimited restarts, or set restart_when_exception: false".to_string(),
-        );
+            hint: "use -1 for unlimited restarts, or set restart_when_exception: false".to_string(),
+        });
     }
-
     if kind == JobKind::FlinkJar
         && config.image.is_some()
         && config.feature.as_deref() != Some("custom")
     {
-        report(
-            context,
-            "image",
-            format!(
+        violations.push(PairViolation {
+            field: "image",
+            message: format!(
                 "FlinkJarJob `{}`: `image` takes effect only with feature: custom (feature is {})",
                 document.name,
                 config
@@ -389,11 +425,11 @@ fn check_documented_pairs(
                     .as_deref()
                     .unwrap_or("unset, which the service makes basic")
             ),
-            "add `feature: custom`, or remove `image` to use DLI's image with flink_version"
+            hint: "add `feature: custom`, or remove `image` to use DLI's image with flink_version"
                 .to_string(),
-        );
+        });
     }
-    clean
+    violations
 }
 
 /// Exactly one of `sql_body` and `sql_file`; the file is read relative to the job's YAML file
