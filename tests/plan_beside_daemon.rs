@@ -9,10 +9,8 @@ use std::process::Command;
 
 use serde_json::Value;
 
-use support::daemon::{start_daemon, wait_for, write_git_daemon_config};
-use support::emulator::start_emulator;
-use support::git::{commit, init_main};
-use support::http::{free_port, get, target_status};
+use support::daemon::{GitDaemonSetup, wait_for};
+use support::http::{get, target_status};
 use support::{ACCESS_KEY, BINARY, SECRET_KEY};
 
 const EMULATOR_CONFIG: &str =
@@ -41,26 +39,13 @@ fn listing(dir: &Path) -> Vec<String> {
 
 #[test]
 fn plan_runs_beside_a_daemon_holding_the_state_directory_and_touches_nothing_there() {
-    let dir = tempfile::tempdir().unwrap();
-    let repo_path = dir.path().join("jobs-repo");
-    let repository = init_main(&repo_path);
-    let first = commit(
-        &repository,
-        &[
-            ("flink/clicks.yaml", &job_yaml(2)),
-            ("environments/dev.yaml", "variables: {}\n"),
-        ],
-    );
-    let (_emulator, endpoints) = start_emulator(dir.path(), EMULATOR_CONFIG);
-    let address = format!("127.0.0.1:{}", free_port());
-    let config = write_git_daemon_config(
-        dir.path(),
-        &address,
-        &repo_path,
-        &endpoints,
+    let setup = GitDaemonSetup::new(
+        &[("flink/clicks.yaml", &job_yaml(2))],
+        EMULATOR_CONFIG,
         "PLAN",
         "    policy: {auto_sync: false, resync_interval: 10s}\n",
     );
+    let (dir, address, first, config) = (&setup.dir, &setup.address, &setup.first, &setup.config);
 
     // Unknown target, no daemon yet, no state directory: an error, and nothing on disk.
     let state = dir.path().join("state");
@@ -81,7 +66,7 @@ fn plan_runs_beside_a_daemon_holding_the_state_directory_and_touches_nothing_the
         state.display()
     );
 
-    let mut daemon = start_daemon(dir.path(), &config, "PLAN");
+    let mut daemon = setup.start_daemon();
     // auto_sync is off: the daemon observes and reports the revision OutOfSync.
     wait_for("the daemon to report the revision", &mut daemon, || {
         target_status(&address).is_some_and(|status| {

@@ -17,10 +17,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use support::daemon::{Process, daemon_command, wait_for, write_git_daemon_config};
-use support::emulator::start_emulator;
-use support::git::{commit, init_main};
-use support::http::{free_port, get};
+use support::daemon::{GitDaemonSetup, Process, daemon_command, wait_for};
+use support::http::get;
 
 /// The daemon's open-file limit: its server's default cap is a quarter of it (32).
 const DAEMON_OPEN_FILES: u64 = 128;
@@ -67,29 +65,13 @@ fn with_open_file_limit(command: &mut Command, limit: u64) {
 
 #[test]
 fn healthz_and_git_polling_survive_a_crowd_of_idle_connections_under_a_low_fd_limit() {
-    let dir = tempfile::tempdir().unwrap();
-    let repo_path = dir.path().join("jobs-repo");
-    let repository = init_main(&repo_path);
-    let first = commit(
-        &repository,
-        &[
-            ("flink/clicks.yaml", &job_yaml("first")),
-            ("environments/dev.yaml", "variables: {}\n"),
-        ],
-    );
-    let (_emulator, endpoints) = start_emulator(
-        dir.path(),
+    let setup = GitDaemonSetup::new(
+        &[("flink/clicks.yaml", &job_yaml("first"))],
         "delays: {submit_ms: 100, cancel_ms: 100, savepoint_ms: 100, dlf_task_ms: 100}\n",
-    );
-    let address = format!("127.0.0.1:{}", free_port());
-    let config = write_git_daemon_config(
-        dir.path(),
-        &address,
-        &repo_path,
-        &endpoints,
         "HARDENING",
         "    policy: {auto_sync: true, resync_interval: 10s}\n",
     );
+    let (dir, address, first, config) = (&setup.dir, &setup.address, &setup.first, &setup.config);
     let log = dir.path().join("daemon.log");
     let mut command = daemon_command(&config, "HARDENING", &log);
     with_open_file_limit(&mut command, DAEMON_OPEN_FILES);
@@ -145,7 +127,7 @@ fn healthz_and_git_polling_survive_a_crowd_of_idle_connections_under_a_low_fd_li
     );
 
     // Git polling still works: a new commit is fetched and converged while the crowd stays.
-    let second = commit(&repository, &[("flink/clicks.yaml", &job_yaml("second"))]);
+    let second = setup.commit(&[("flink/clicks.yaml", &job_yaml("second"))]);
     wait_for(
         "the second commit to converge under the crowd",
         &mut daemon,

@@ -11,10 +11,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use support::daemon::{start_daemon, wait_for, write_git_daemon_config};
-use support::emulator::start_emulator;
-use support::git::{commit, init_main};
-use support::http::{free_port, get, target_status};
+use support::daemon::{GitDaemonSetup, wait_for};
+use support::http::{get, target_status};
 use support::jobs::clicks_savepoint_job;
 use support::{BINARY, TIMEOUT};
 
@@ -31,27 +29,14 @@ fn clicks(status: &Value) -> Option<&Value> {
 
 #[test]
 fn a_job_being_upgraded_is_progressing_with_its_step_and_the_target_is_never_synced_early() {
-    let dir = tempfile::tempdir().unwrap();
-    let repo_path = dir.path().join("jobs-repo");
-    let repository = init_main(&repo_path);
-    let first = commit(
-        &repository,
-        &[
-            ("flink/clicks.yaml", &clicks_savepoint_job(2)),
-            ("environments/dev.yaml", "variables: {}\n"),
-        ],
-    );
-    let (_emulator, endpoints) = start_emulator(dir.path(), EMULATOR_CONFIG);
-    let address = format!("127.0.0.1:{}", free_port());
-    let config = write_git_daemon_config(
-        dir.path(),
-        &address,
-        &repo_path,
-        &endpoints,
+    let setup = GitDaemonSetup::new(
+        &[("flink/clicks.yaml", &clicks_savepoint_job(2))],
+        EMULATOR_CONFIG,
         "STATUS",
         "    policy: {auto_sync: true, resync_interval: 10s}\n    timeouts: {job_transition: 60s, savepoint: 60s, request: 20s}\n",
     );
-    let mut daemon = start_daemon(dir.path(), &config, "STATUS");
+    let (address, first) = (&setup.address, &setup.first);
+    let mut daemon = setup.start_daemon();
     wait_for("the first commit to converge", &mut daemon, || {
         target_status(&address).is_some_and(|status| {
             status["sync"]["status"] == "Synced"
@@ -60,10 +45,7 @@ fn a_job_being_upgraded_is_progressing_with_its_step_and_the_target_is_never_syn
         })
     });
 
-    let second = commit(
-        &repository,
-        &[("flink/clicks.yaml", &clicks_savepoint_job(4))],
-    );
+    let second = setup.commit(&[("flink/clicks.yaml", &clicks_savepoint_job(4))]);
     let mut seen_step = None;
     let mut seen_text = None;
     let mut early_synced = Vec::new();

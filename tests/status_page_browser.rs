@@ -9,10 +9,8 @@ mod support;
 use std::path::Path;
 use std::process::Command;
 
-use support::daemon::{start_daemon, wait_for, write_git_daemon_config};
-use support::emulator::start_emulator;
-use support::git::{commit, init_main};
-use support::http::{free_port, target_status};
+use support::daemon::{GitDaemonSetup, wait_for};
+use support::http::target_status;
 use support::jobs::clicks_savepoint_job;
 
 /// The upgrade's stop call is held 25 s: long enough for two browser runs.
@@ -60,37 +58,21 @@ fn png_size(bytes: &[u8]) -> (u32, u32) {
 #[test]
 #[ignore = "needs headless chromium (Debian package `chromium`); .ci/run installs it and runs this with --ignored"]
 fn the_status_page_renders_in_a_real_browser_and_shows_an_upgrade_progressing() {
-    let dir = tempfile::tempdir().unwrap();
-    let repo_path = dir.path().join("jobs-repo");
-    let repository = init_main(&repo_path);
-    let first = commit(
-        &repository,
-        &[
-            ("flink/clicks.yaml", &clicks_savepoint_job(2)),
-            ("environments/dev.yaml", "variables: {}\n"),
-        ],
-    );
-    let (_emulator, endpoints) = start_emulator(dir.path(), EMULATOR_CONFIG);
-    let address = format!("127.0.0.1:{}", free_port());
-    let config = write_git_daemon_config(
-        dir.path(),
-        &address,
-        &repo_path,
-        &endpoints,
+    let setup = GitDaemonSetup::new(
+        &[("flink/clicks.yaml", &clicks_savepoint_job(2))],
+        EMULATOR_CONFIG,
         "BROWSER",
         "    policy: {auto_sync: true, resync_interval: 10s}\n    timeouts: {job_transition: 90s, savepoint: 90s, request: 60s}\n",
     );
-    let mut daemon = start_daemon(dir.path(), &config, "BROWSER");
+    let (dir, address, first) = (&setup.dir, &setup.address, &setup.first);
+    let mut daemon = setup.start_daemon();
     wait_for("the first commit to converge", &mut daemon, || {
         target_status(&address).is_some_and(|status| {
             status["sync"]["status"] == "Synced"
                 && status["sync"]["applied_revision"] == first.as_str()
         })
     });
-    commit(
-        &repository,
-        &[("flink/clicks.yaml", &clicks_savepoint_job(4))],
-    );
+    setup.commit(&[("flink/clicks.yaml", &clicks_savepoint_job(4))]);
     wait_for("the upgrade's stop step", &mut daemon, || {
         target_status(&address).is_some_and(|status| {
             status["jobs"].as_array().is_some_and(|jobs| {

@@ -68,9 +68,9 @@
 //!   `obs://`, and DLF paths with `obs://`. Callers may pass either form.
 //! * OBS addressing (`ObsAddressing`) and OBS authorisation (`DliClient::authorize_obs_buckets`): docs/service-fidelity.md ("OBS addressing and authorisation"), with their sources.
 //!
-//! Tests: `tests/cloud.rs` scripts the exact HTTP exchanges (quirks, retries, signing vectors, OBS
+//! Tests: `tests/cloud/` scripts the exact HTTP exchanges (quirks, retries, signing vectors, OBS
 //! over `s3s-fs`); `tests/obs_addressing.rs` makes real virtual-hosted requests on loopback
-//! (`bucket.obs.test` pinned to 127.0.0.1) to an emulator that refuses path style; `tests/cloud_emulator.rs` runs the same clients against the in-process emulator
+//! (`bucket.obs.test` pinned to 127.0.0.1) to an emulator that refuses path style; `tests/cloud_emulator/` runs the same clients against the in-process emulator
 //! and checks the client's per-operation attempt counts (`RequestMetrics`) against the emulator's
 //! (`/_emulator/v1/stats`), so a retry hidden on either side shows up as a mismatch.
 

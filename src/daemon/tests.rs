@@ -1,5 +1,5 @@
 //! The loop end to end in-process: an in-memory source and a fake service behind the
-//! reconciler interface, the real HTTP server on a loopback port. (`tests/daemon.rs` runs the
+//! reconciler interface, the real HTTP server on a loopback port. (`tests/daemon/` runs the
 //! real binary against the emulator.)
 
 use std::collections::BTreeMap;

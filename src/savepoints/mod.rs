@@ -88,7 +88,7 @@
 //! every savepoint of three upgrades is in the catalog and `savepoints list`; the service's stop and
 //! triggered savepoints are gone after the restart while our copy stays, and `from_catalog: <seq>`
 //! / `latest` resume from copies, shown by the emulator's run history; `from_catalog` validation; the
-//! real daemon serves the catalog in `GET /api/v1/targets/dev` and on the page), `tests/promotion.rs`
+//! real daemon serves the catalog in `GET /api/v1/targets/dev` and on the page), `tests/promotion/`
 //! (a carried copy is a verified `carried` entry of prod), `savepoints::tests` (the fold, old states,
 //! the API and page sections).
 

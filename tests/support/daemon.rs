@@ -102,3 +102,69 @@ pub fn start_daemon(dir: &Path, config: &Path, env: &str) -> Process {
         log,
     }
 }
+
+/// What a daemon over git needs, in a temp directory: the repository `jobs-repo` with a first
+/// commit of `jobs` and `environments/dev.yaml`, the emulator process started with
+/// `emulator_config`, a free loopback address, and the config [`write_git_daemon_config`]
+/// writes for them (credentials in `{env}_AK`/`{env}_SK`, `target_lines` ending the target).
+/// The daemon itself starts with [`GitDaemonSetup::start_daemon`]. Fields drop in order: the
+/// emulator before the directory.
+pub struct GitDaemonSetup {
+    pub address: String,
+    pub config: PathBuf,
+    /// The first commit's id.
+    pub first: String,
+    pub repo_path: PathBuf,
+    pub repository: git2::Repository,
+    pub endpoints: Value,
+    pub emulator: Process,
+    pub env: String,
+    pub dir: tempfile::TempDir,
+}
+
+impl GitDaemonSetup {
+    pub fn new(
+        jobs: &[(&str, &str)],
+        emulator_config: &str,
+        env: &str,
+        target_lines: &str,
+    ) -> GitDaemonSetup {
+        let dir = tempfile::tempdir().unwrap();
+        let repo_path = dir.path().join("jobs-repo");
+        let repository = super::git::init_main(&repo_path);
+        let mut files = jobs.to_vec();
+        files.push(("environments/dev.yaml", "variables: {}\n"));
+        let first = super::git::commit(&repository, &files);
+        let (emulator, endpoints) = super::emulator::start_emulator(dir.path(), emulator_config);
+        let address = format!("127.0.0.1:{}", super::http::free_port());
+        let config = write_git_daemon_config(
+            dir.path(),
+            &address,
+            &repo_path,
+            &endpoints,
+            env,
+            target_lines,
+        );
+        GitDaemonSetup {
+            address,
+            config,
+            first,
+            repo_path,
+            repository,
+            endpoints,
+            emulator,
+            env: env.to_string(),
+            dir,
+        }
+    }
+
+    /// Starts the daemon as [`start_daemon`] does.
+    pub fn start_daemon(&self) -> Process {
+        start_daemon(self.dir.path(), &self.config, &self.env)
+    }
+
+    /// Commits `files` on the repository's main branch; returns the commit id.
+    pub fn commit(&self, files: &[(&str, &str)]) -> String {
+        super::git::commit(&self.repository, files)
+    }
+}

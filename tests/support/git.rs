@@ -18,10 +18,17 @@ pub fn commit(repository: &git2::Repository, files: &[(&str, &str)]) -> String {
         std::fs::create_dir_all(full.parent().unwrap()).unwrap();
         std::fs::write(full, content).unwrap();
     }
+    commit_work_tree(repository, "jobs")
+}
+
+/// Commits the work tree as it is (new, changed and deleted files) on HEAD with `message`;
+/// returns the commit id.
+pub fn commit_work_tree(repository: &git2::Repository, message: &str) -> String {
     let mut index = repository.index().unwrap();
     index
         .add_all(["*"].iter(), git2::IndexAddOption::DEFAULT, None)
         .unwrap();
+    index.update_all(["*"].iter(), None).unwrap();
     index.write().unwrap();
     let tree = repository.find_tree(index.write_tree().unwrap()).unwrap();
     let signature = git2::Signature::now("test", "test@example.com").unwrap();
@@ -35,7 +42,7 @@ pub fn commit(repository: &git2::Repository, files: &[(&str, &str)]) -> String {
             Some("HEAD"),
             &signature,
             &signature,
-            "jobs",
+            message,
             &tree,
             &parents,
         )

@@ -20,12 +20,25 @@ pub const PRUNE: &str = "    policy: {prune: true}\n";
 /// is `obs`; `target_lines` (each indented four spaces, newline-terminated: `policy`,
 /// `retention`, ...) go after the target's `backups`. Returns the config file's path.
 pub fn write_target_config(dir: &Path, api: &str, obs: &str, target_lines: &str) -> PathBuf {
+    write_target_config_with(dir, api, obs, "", target_lines, "")
+}
+
+/// As [`write_target_config`], with `top_level` lines (newline-terminated) before `state_dir`
+/// and `timeouts` entries (each `key: value, `) ahead of the target's own timeouts.
+pub fn write_target_config_with(
+    dir: &Path,
+    api: &str,
+    obs: &str,
+    top_level: &str,
+    target_lines: &str,
+    timeouts: &str,
+) -> PathBuf {
     std::fs::create_dir_all(dir.join("repo/environments")).unwrap();
     std::fs::write(dir.join("repo/environments/dev.yaml"), "variables: {}\n").unwrap();
     std::fs::write(dir.join("ak"), DEV_ACCESS_KEY).unwrap();
     std::fs::write(dir.join("sk"), DEV_SECRET_KEY).unwrap();
     let text = format!(
-        r#"state_dir: state
+        r#"{top_level}state_dir: state
 sources:
   jobs:
     path: repo
@@ -41,7 +54,7 @@ targets:
     backups: obs://dli-gitops-backups/dev/
 {target_lines}    rate_limit: {{requests_per_second: 100000, burst: 100000}}
     retry: {{max_attempts: 2, initial_backoff: 10ms, max_backoff: 50ms}}
-    timeouts: {{job_transition: 20s, savepoint: 10s, import_task: 20s}}
+    timeouts: {{{timeouts}job_transition: 20s, savepoint: 10s, import_task: 20s}}
 "#
     );
     let path = dir.join("dli-gitops.yaml");
@@ -62,17 +75,30 @@ impl Harness {
     /// Starts the emulator with `emulator_config` (its data under the temp directory), writes
     /// the config (`target_lines` as in [`write_target_config`]) and opens `dev` with a 5 ms
     /// poll interval.
-    pub async fn over_emulator(mut emulator_config: EmulatorConfig, target_lines: &str) -> Harness {
+    pub async fn over_emulator(emulator_config: EmulatorConfig, target_lines: &str) -> Harness {
+        Harness::over_emulator_with(emulator_config, "", target_lines, "").await
+    }
+
+    /// As [`Harness::over_emulator`], the config written by [`write_target_config_with`]
+    /// (`top_level` lines, `target_lines`, extra `timeouts` entries).
+    pub async fn over_emulator_with(
+        mut emulator_config: EmulatorConfig,
+        top_level: &str,
+        target_lines: &str,
+        timeouts: &str,
+    ) -> Harness {
         let dir = tempfile::tempdir().expect("temp dir");
         emulator_config.data_dir = dir.path().join("emulator");
         let emulator = Emulator::start(emulator_config)
             .await
             .expect("emulator starts");
-        let config_path = write_target_config(
+        let config_path = write_target_config_with(
             dir.path(),
             &emulator.dli_url(),
             &emulator.s3_url(),
+            top_level,
             target_lines,
+            timeouts,
         );
         let config = Config::load(&config_path).expect("config loads");
         let mut context = TargetContext::open(&config, "dev")
