@@ -176,6 +176,22 @@ const AUTH_CODES: &[&str] = &[
     "DLI.0015",
 ];
 
+/// The call context of the variants that belong to one call, bound as `$context` (by reference
+/// or by mutable reference, as `$error` is) and handed to `$found`.
+macro_rules! call_context {
+    ($error:expr, $context:ident => $found:expr) => {
+        match $error {
+            CloudError::Service { $context, .. }
+            | CloudError::Rejected { $context, .. }
+            | CloudError::BatchFailed { $context, .. }
+            | CloudError::Transport { $context, .. }
+            | CloudError::AuthBackoff { $context, .. }
+            | CloudError::Decode { $context, .. } => Some($found),
+            _ => None,
+        }
+    };
+}
+
 impl CloudError {
     /// Worth trying again later: 429, 5xx, timeouts and connection failures. Authentication
     /// failures never are, so a bad key is not locked out by our own retries.
@@ -272,26 +288,10 @@ impl CloudError {
 
     /// Which call failed, when the error belongs to one.
     pub fn context(&self) -> Option<&CallContext> {
-        match self {
-            CloudError::Service { context, .. }
-            | CloudError::Rejected { context, .. }
-            | CloudError::BatchFailed { context, .. }
-            | CloudError::Transport { context, .. }
-            | CloudError::AuthBackoff { context, .. }
-            | CloudError::Decode { context, .. } => Some(context),
-            _ => None,
-        }
+        call_context!(self, context => context.as_ref())
     }
 
     pub(crate) fn context_mut(&mut self) -> Option<&mut CallContext> {
-        match self {
-            CloudError::Service { context, .. }
-            | CloudError::Rejected { context, .. }
-            | CloudError::BatchFailed { context, .. }
-            | CloudError::Transport { context, .. }
-            | CloudError::AuthBackoff { context, .. }
-            | CloudError::Decode { context, .. } => Some(context.as_mut()),
-            _ => None,
-        }
+        call_context!(self, context => context.as_mut())
     }
 }
