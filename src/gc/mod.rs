@@ -505,66 +505,7 @@ pub async fn collect(context: &TargetContext, dry_run: bool) -> Result<GcReport,
         ..GcReport::default()
     };
     if !dry_run {
-        for intent in journal.pending_intents(target) {
-            if intent.action != GC_ACTION {
-                continue;
-            }
-            let kind = intent.detail["kind"].as_str().unwrap_or("savepoint");
-            let path = intent.detail["path"]
-                .as_str()
-                .unwrap_or_default()
-                .to_string();
-            let staging_url = context
-                .live
-                .staging
-                .as_ref()
-                .map(|staging| staging.url_of(""));
-            let ours = match kind {
-                "staging" => staging_url.as_deref().is_some_and(|staging| {
-                    let mut probe = GcPlan::default();
-                    let key = path
-                        .strip_prefix(&directory(staging))
-                        .unwrap_or_default()
-                        .to_string();
-                    plan_staging(&[key], staging, &[], &mut probe);
-                    probe.delete.len() == 1
-                }),
-                "backup" => prefixes
-                    .backups
-                    .as_deref()
-                    .is_some_and(|backups| under_backups(&path, backups)),
-                _ => {
-                    prefixes
-                        .savepoint_base
-                        .as_deref()
-                        .is_some_and(|base| is_ours(&path, base, target))
-                        || prefixes
-                            .staging
-                            .as_deref()
-                            .is_some_and(|staging| is_carried_copy(&path, staging))
-                }
-            };
-            let result = if ours {
-                delete(context, kind, &path).await
-            } else {
-                Err(format!(
-                    "{path} is not under a prefix dli-gitops writes; not deleted"
-                ))
-            };
-            match &result {
-                Ok(()) => report.finished.push(path.clone()),
-                Err(problem) => report.failed.push(format!("{path}: {problem}")),
-            }
-            finish(
-                journal,
-                target,
-                &intent.action_id,
-                &intent.job,
-                &path,
-                result,
-            )
-            .await?;
-        }
+        finish_interrupted(context, &prefixes, &mut report).await?;
     }
     let mut plan = plan(&journal.state(), target, &prefixes, &retention, Utc::now());
     if let Some(staging) = &context.live.staging {
@@ -589,8 +530,99 @@ pub async fn collect(context: &TargetContext, dry_run: bool) -> Result<GcReport,
         report.deleted = plan.delete;
         return Ok(report);
     }
+    delete_planned(context, plan.delete, &mut report).await?;
+    Ok(report)
+}
+
+/// Finishes the deletions an earlier collection journaled but did not finish, each only when
+/// its path is still under a prefix dli-gitops writes.
+async fn finish_interrupted(
+    context: &TargetContext,
+    prefixes: &Prefixes,
+    report: &mut GcReport,
+) -> Result<(), GcError> {
+    let journal = &context.ledger.journal;
+    let target = context.name.as_str();
+    for intent in journal.pending_intents(target) {
+        if intent.action != GC_ACTION {
+            continue;
+        }
+        let kind = intent.detail["kind"].as_str().unwrap_or("savepoint");
+        let path = intent.detail["path"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        let result = if is_ours_to_delete(context, prefixes, kind, &path) {
+            delete(context, kind, &path).await
+        } else {
+            Err(format!(
+                "{path} is not under a prefix dli-gitops writes; not deleted"
+            ))
+        };
+        match &result {
+            Ok(()) => report.finished.push(path.clone()),
+            Err(problem) => report.failed.push(format!("{path}: {problem}")),
+        }
+        finish(
+            journal,
+            target,
+            &intent.action_id,
+            &intent.job,
+            &path,
+            result,
+        )
+        .await?;
+    }
+    Ok(())
+}
+
+/// Whether a journaled deletion's path is one this collection may delete: a staged upload the
+/// staging plan would delete, a backup under the backups prefix, or one of this target's
+/// savepoints (or a carried copy under staging).
+fn is_ours_to_delete(context: &TargetContext, prefixes: &Prefixes, kind: &str, path: &str) -> bool {
+    let target = context.name.as_str();
+    let staging_url = context
+        .live
+        .staging
+        .as_ref()
+        .map(|staging| staging.url_of(""));
+    match kind {
+        "staging" => staging_url.as_deref().is_some_and(|staging| {
+            let mut probe = GcPlan::default();
+            let key = path
+                .strip_prefix(&directory(staging))
+                .unwrap_or_default()
+                .to_string();
+            plan_staging(&[key], staging, &[], &mut probe);
+            probe.delete.len() == 1
+        }),
+        "backup" => prefixes
+            .backups
+            .as_deref()
+            .is_some_and(|backups| under_backups(path, backups)),
+        _ => {
+            prefixes
+                .savepoint_base
+                .as_deref()
+                .is_some_and(|base| is_ours(path, base, target))
+                || prefixes
+                    .staging
+                    .as_deref()
+                    .is_some_and(|staging| is_carried_copy(path, staging))
+        }
+    }
+}
+
+/// Deletes the planned items, each between a journaled intent and its outcome.
+async fn delete_planned(
+    context: &TargetContext,
+    items: Vec<GcItem>,
+    report: &mut GcReport,
+) -> Result<(), GcError> {
+    let journal = &context.ledger.journal;
+    let target = context.name.as_str();
     let run: u64 = rand::random();
-    for (index, item) in plan.delete.into_iter().enumerate() {
+    for (index, item) in items.into_iter().enumerate() {
         let action_id = format!("gc-{run:016x}-{index}");
         journal
             .append_async(
@@ -620,7 +652,7 @@ pub async fn collect(context: &TargetContext, dry_run: bool) -> Result<GcReport,
             report.deleted.push(item);
         }
     }
-    Ok(report)
+    Ok(())
 }
 
 async fn finish(

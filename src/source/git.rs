@@ -348,30 +348,7 @@ pub(super) fn snapshot_of(
         revision: revision.to_string(),
         source,
     };
-    let oid = Oid::from_str(revision).map_err(not_found)?;
-    let commit = repository.find_commit(oid).map_err(not_found)?;
-    let root = commit.tree().map_err(not_found)?;
-    let subdir_clean = subdir.trim_matches('/');
-    let tree = if subdir_clean.is_empty() || subdir_clean == "." {
-        root
-    } else {
-        let entry =
-            root.get_path(Path::new(subdir_clean))
-                .map_err(|_| SourceError::SubdirNotFound {
-                    revision: revision.to_string(),
-                    subdir: subdir.to_string(),
-                })?;
-        if entry.kind() != Some(ObjectType::Tree) {
-            return Err(SourceError::SubdirNotFound {
-                revision: revision.to_string(),
-                subdir: subdir.to_string(),
-            });
-        }
-        entry
-            .to_object(repository)
-            .and_then(|object| object.peel_to_tree())
-            .map_err(not_found)?
-    };
+    let tree = subtree_of(repository, revision, subdir, &not_found)?;
     let object_database = repository.odb().map_err(not_found)?;
     let mut snapshot = RepoSnapshot {
         revision: revision.to_string(),
@@ -403,34 +380,20 @@ pub(super) fn snapshot_of(
                     return TreeWalkResult::Abort;
                 }
             },
-            0o100000 => {
-                let size = match object_database.read_header(entry.id()) {
-                    Ok((size, _)) => size as u64,
-                    Err(source) => {
-                        failure = Some(not_found(source));
-                        return TreeWalkResult::Abort;
-                    }
-                };
-                if size > MAX_FILE_BYTES {
-                    RepoFile::Oversized { size }
-                } else {
-                    total_bytes += size;
-                    if total_bytes > MAX_SNAPSHOT_BYTES {
-                        failure = Some(SourceError::SnapshotTooLarge {
-                            revision: revision.to_string(),
-                            limit: format!("{MAX_SNAPSHOT_BYTES} bytes"),
-                        });
-                        return TreeWalkResult::Abort;
-                    }
-                    match repository.find_blob(entry.id()) {
-                        Ok(blob) => RepoFile::Data(blob.content().to_vec()),
-                        Err(source) => {
-                            failure = Some(not_found(source));
-                            return TreeWalkResult::Abort;
-                        }
-                    }
+            0o100000 => match read_file(
+                repository,
+                &object_database,
+                entry.id(),
+                revision,
+                &mut total_bytes,
+                &not_found,
+            ) {
+                Ok(file) => file,
+                Err(error) => {
+                    failure = Some(error);
+                    return TreeWalkResult::Abort;
                 }
-            }
+            },
             _ => {
                 // Submodules (gitlinks) point into other repositories; jobs never live there.
                 tracing::debug!(revision, path = %path, "Skipped a submodule entry.");
@@ -458,6 +421,63 @@ pub(super) fn snapshot_of(
         Some(error) => Err(error),
         None => Ok(snapshot),
     }
+}
+
+/// The tree of `revision` at `subdir` (the root for an empty subdir or `.`).
+fn subtree_of<'r>(
+    repository: &'r Repository,
+    revision: &str,
+    subdir: &str,
+    not_found: &dyn Fn(git2::Error) -> SourceError,
+) -> Result<git2::Tree<'r>, SourceError> {
+    let oid = Oid::from_str(revision).map_err(not_found)?;
+    let commit = repository.find_commit(oid).map_err(not_found)?;
+    let root = commit.tree().map_err(not_found)?;
+    let subdir_clean = subdir.trim_matches('/');
+    if subdir_clean.is_empty() || subdir_clean == "." {
+        return Ok(root);
+    }
+    let entry =
+        root.get_path(Path::new(subdir_clean))
+            .map_err(|_| SourceError::SubdirNotFound {
+                revision: revision.to_string(),
+                subdir: subdir.to_string(),
+            })?;
+    if entry.kind() != Some(ObjectType::Tree) {
+        return Err(SourceError::SubdirNotFound {
+            revision: revision.to_string(),
+            subdir: subdir.to_string(),
+        });
+    }
+    entry
+        .to_object(repository)
+        .and_then(|object| object.peel_to_tree())
+        .map_err(not_found)
+}
+
+/// A regular file's content, or [`RepoFile::Oversized`] past [`MAX_FILE_BYTES`]; counts its
+/// size into `total_bytes` and refuses a snapshot past [`MAX_SNAPSHOT_BYTES`].
+fn read_file(
+    repository: &Repository,
+    object_database: &git2::Odb<'_>,
+    id: Oid,
+    revision: &str,
+    total_bytes: &mut u64,
+    not_found: &dyn Fn(git2::Error) -> SourceError,
+) -> Result<RepoFile, SourceError> {
+    let size = object_database.read_header(id).map_err(not_found)?.0 as u64;
+    if size > MAX_FILE_BYTES {
+        return Ok(RepoFile::Oversized { size });
+    }
+    *total_bytes += size;
+    if *total_bytes > MAX_SNAPSHOT_BYTES {
+        return Err(SourceError::SnapshotTooLarge {
+            revision: revision.to_string(),
+            limit: format!("{MAX_SNAPSHOT_BYTES} bytes"),
+        });
+    }
+    let blob = repository.find_blob(id).map_err(not_found)?;
+    Ok(RepoFile::Data(blob.content().to_vec()))
 }
 
 /// One lock per mirror directory, so that sources sharing a repository never fetch into it at
