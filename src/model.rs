@@ -1230,7 +1230,7 @@ mod tests {
             FlinkJobStatus::Other("job_running".into()),
             FlinkJobStatus::Running
         );
-        let mut sorted = vec![
+        let mut sorted = [
             FlinkJobStatus::Running,
             FlinkJobStatus::Other("job_aaa".into()),
             FlinkJobStatus::CancelSuccess,

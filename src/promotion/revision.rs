@@ -75,7 +75,7 @@ pub enum RevisionCheckError {
         revision: String,
         source_name: String,
         #[source]
-        source: PromotedRevisionError,
+        source: Box<PromotedRevisionError>,
     },
     #[error(
         "revision {revision} does not validate for environment `{environment}` ({count} \
@@ -128,7 +128,7 @@ pub fn check_promotable(
             return Err(RevisionCheckError::Unknown {
                 revision: revision.to_string(),
                 source_name,
-                source: error,
+                source: Box::new(error),
             });
         }
     };
