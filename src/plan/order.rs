@@ -62,14 +62,6 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use super::{ActionClass, JobAction, Plan};
 use crate::model::{DesiredJobs, FlinkJobStatus, ObservedJobs};
 
-/// Live statuses of a Flink job that are failures (the status page's Degraded).
-const DEGRADED: &[&str] = &[
-    "job_submit_fail",
-    "job_running_exception",
-    "job_cancel_fail",
-    "job_arrearage_stopped",
-];
-
 /// What the live side shows of one job, for the rules above.
 enum Live<'a> {
     Missing,
@@ -174,7 +166,7 @@ fn hold_for_upstreams<'a>(
                 break;
             }
             match live_of(upstream) {
-                Live::Flink(status) if DEGRADED.contains(&status.as_str()) => {
+                Live::Flink(status) if status.is_degraded() => {
                     why = Some(format!(
                         "its dependency `{upstream}` is Degraded ({status})"
                     ));
