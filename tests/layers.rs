@@ -55,7 +55,7 @@ const KNOWN_EXCEPTIONS: &[(&str, &str, &str)] = &[
     (
         "pass",
         "daemon",
-        "the CLI pass uses the daemon's `Stop`, interrupt handler, `adopt_without_history`, `StoppingLedger` and `warn_about_unknown_targets`; they belong in `pass`",
+        "the CLI pass uses the daemon's `StoppingLedger` and `warn_about_unknown_targets`; they belong in `pass`",
     ),
 ];
 

@@ -31,7 +31,7 @@ pub const KNOWN_KINDS: &[&str] = &[
 
 /// Kinds other modules write as untyped records ([`RecordBody::Unknown`]): the state reducer
 /// does not fold them, and their writers read them back with `Journal::records`. Suspends,
-/// resumes and window overrides (`daemon::control`), notification states and deliveries
+/// resumes and window overrides (`status::control`), notification states and deliveries
 /// (`notify`).
 pub const UNTYPED_KINDS: &[&str] = &["control", "notification", "notification_sent"];
 

@@ -282,17 +282,7 @@ async fn suspend_target(
     if let Err(response) = authorized_target(&state, &target, &headers, "Suspend refused.") {
         return response;
     }
-    let answer = {
-        let state = state.clone();
-        let target = target.clone();
-        tokio::task::spawn_blocking(move || controls::suspend(&state, &target, &body)).await
-    };
-    answer.unwrap_or_else(|error| {
-        error_response(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            format!("the suspend did not finish: {error}"),
-        )
-    })
+    run_control(&state, &target, body, "suspend", controls::suspend).await
 }
 
 /// `POST /api/v1/targets/{t}/resume`: body `{"reason", "by"}`, optional.
@@ -306,17 +296,30 @@ async fn resume_target(
         Ok(trigger) => trigger,
         Err(response) => return response,
     };
-    let answer = {
-        let state = state.clone();
-        let target = target.clone();
-        tokio::task::spawn_blocking(move || controls::resume(&state, &target, &body)).await
-    };
+    let answer = run_control(&state, &target, body, "resume", controls::resume).await;
     // A resumed target looks again at once.
     trigger.fire(TriggerKind::Resync);
+    answer
+}
+
+/// Runs a suspend or resume (it journals, so it blocks) off the async threads; a change that
+/// did not finish answers 500 naming `what`.
+async fn run_control(
+    state: &Arc<ServerState>,
+    target: &str,
+    body: Bytes,
+    what: &str,
+    change: fn(&Arc<ServerState>, &str, &[u8]) -> Response,
+) -> Response {
+    let answer = {
+        let state = state.clone();
+        let target = target.to_string();
+        tokio::task::spawn_blocking(move || change(&state, &target, &body)).await
+    };
     answer.unwrap_or_else(|error| {
         error_response(
             StatusCode::INTERNAL_SERVER_ERROR,
-            format!("the resume did not finish: {error}"),
+            format!("the {what} did not finish: {error}"),
         )
     })
 }
