@@ -68,7 +68,7 @@ pub enum CarryError {
     NoSavepoint {
         upstream: String,
         job: String,
-        status: String,
+        status: crate::model::FlinkJobStatus,
     },
     #[error(
         "carrying the state of `{job}` from `{upstream}`: the savepoint triggered into {path} did not appear within {timeout:?}; the next pass tries again"
@@ -275,7 +275,7 @@ async fn upstream_savepoint(
             return Err(CarryError::NoSavepoint {
                 upstream: ends.upstream_target.to_string(),
                 job: job.to_string(),
-                status: upstream_job.status.to_string(),
+                status: upstream_job.status.clone(),
             });
         };
         (path, false)
