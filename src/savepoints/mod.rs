@@ -107,9 +107,6 @@ pub const SAVEPOINT_METADATA: &str = "_metadata";
 pub const SAVEPOINTS_FOLDER: &str = "dli-gitops/savepoints";
 /// Where savepoints are triggered before a stop (the service's; deleted at the restart).
 pub const TRIGGERED_FOLDER: &str = "dli-gitops/triggered";
-/// Where promotion writes the savepoints it carries, under the downstream's staging prefix
-/// (`<staging>carried-savepoints/<from>/<job>/<digest16>/`).
-pub const CARRIED_PREFIX: &str = "carried-savepoints";
 
 /// Where a savepoint copy came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -400,6 +397,66 @@ pub fn catalog(state: &JournalState, target: Option<&str>, job: Option<&str>) ->
         .collect();
     entries.sort_by_key(|entry| entry.entry.seq);
     entries
+}
+
+/// Journals a savepoint carried from another target (promotion) as a catalog entry of
+/// `target`, once per copy. The copy is verified against its upstream source (keys, sizes,
+/// `_metadata`); a copy that cannot be verified is listed with `verified: false`.
+pub async fn record_carried(
+    journal: &crate::journal::Journal,
+    target: &str,
+    job: &str,
+    carried: &crate::promotion::carry::CarriedSavepoint,
+    ends: &crate::promotion::carry::CarryEnds<'_>,
+) -> Result<(), crate::journal::JournalError> {
+    let already = journal
+        .state_guard()
+        .targets
+        .get(target)
+        .is_some_and(|state| {
+            state.savepoints.iter().any(|entry| {
+                entry.record.job == job
+                    && same_directory(&entry.record.path, &carried.downstream_path)
+            })
+        });
+    if already {
+        return Ok(());
+    }
+    let verified = match (
+        ObjectStore::from_url(&directory(&carried.upstream_path), ends.upstream_obs),
+        ObjectStore::from_url(&directory(&carried.downstream_path), ends.downstream_obs),
+    ) {
+        (Ok(source), Ok(copy)) => verify(&source, &copy).await.map_err(|error| {
+            tracing::warn!(target_name = target, job, error = %error, "A carried savepoint could not be verified.");
+        }),
+        _ => Err(()),
+    };
+    let size = verified.unwrap_or_default();
+    journal
+        .append_async(
+            target,
+            crate::journal::RecordBody::Savepoint(crate::journal::SavepointRecord {
+                job: job.to_string(),
+                path: directory(&carried.downstream_path),
+                origin: Origin::Carried.as_str().to_string(),
+                source_path: Some(directory(&carried.upstream_path)),
+                revision: None,
+                spec_digest: None,
+                action_id: None,
+                live_id: None,
+                objects: size.objects,
+                size_bytes: size.bytes,
+                verified: verified.is_ok(),
+                extra: [(
+                    "from_target".to_string(),
+                    serde_json::Value::String(ends.upstream_target.to_string()),
+                )]
+                .into_iter()
+                .collect(),
+            }),
+        )
+        .await?;
+    Ok(())
 }
 
 /// How many catalog entries the status API and page show per target (newest first).
