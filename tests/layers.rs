@@ -39,18 +39,8 @@ const LAYERS: &[&[&str]] = &[
 const KNOWN_EXCEPTIONS: &[(&str, &str, &str)] = &[
     (
         "apply",
-        "promotion",
-        "the executor reads `promotion::carry::CARRIED_PREFIX`; carried savepoints belong below apply (savepoints)",
-    ),
-    (
-        "apply",
         "gc",
         "`apply` compares intents with `gc::GC_ACTION`; the action name belongs to apply",
-    ),
-    (
-        "savepoints",
-        "promotion",
-        "`savepoints::record_carried` takes `promotion::carry` types; it belongs with the carry",
     ),
     (
         "pass",

@@ -1118,7 +1118,7 @@ fn no_savepoint_base() -> ServiceFailure {
 /// carried from another target (`carried-savepoints/`).
 fn is_a_copy(path: &str, base: &str, target: &str) -> bool {
     crate::savepoints::is_ours(path, base, target)
-        || path.contains(&format!("/{}/", crate::promotion::carry::CARRIED_PREFIX))
+        || path.contains(&format!("/{}/", crate::savepoints::CARRIED_PREFIX))
 }
 
 fn need_id(action: &JobAction, state: &ActionState) -> Result<i64, ServiceFailure> {

@@ -294,27 +294,6 @@ impl ObjectStore {
 
     /// Keys (relative to this store's prefix) under `prefix`, sorted.
     pub async fn list(&self, prefix: &str) -> Result<Vec<String>, CloudError> {
-        let mut keys: Vec<String> = self
-            .list_relative(prefix)
-            .await?
-            .into_iter()
-            .map(|(key, _)| key)
-            .collect();
-        keys.sort();
-        Ok(keys)
-    }
-
-    /// Keys (relative to this store's prefix) under `prefix` with their sizes in bytes, sorted
-    /// by key: what a savepoint copy is verified against.
-    pub async fn list_sizes(&self, prefix: &str) -> Result<Vec<(String, u64)>, CloudError> {
-        let mut entries = self.list_relative(prefix).await?;
-        entries.sort();
-        Ok(entries)
-    }
-
-    /// The objects under `prefix`, each as its key relative to this store's prefix and its
-    /// size, in the order the store lists them.
-    async fn list_relative(&self, prefix: &str) -> Result<Vec<(String, u64)>, CloudError> {
         let trimmed = prefix.trim_matches('/');
         let path = if trimmed.is_empty() && self.prefix.as_ref().is_empty() {
             None
@@ -328,7 +307,38 @@ impl ObjectStore {
             .await
             .map_err(|source| self.error("list", prefix, source))?;
         let base_parts = self.prefix.parts().count();
-        Ok(metas
+        let mut keys: Vec<String> = metas
+            .iter()
+            .map(|meta| {
+                meta.location
+                    .parts()
+                    .skip(base_parts)
+                    .map(|p| p.as_ref().to_string())
+                    .collect::<Vec<_>>()
+                    .join("/")
+            })
+            .collect();
+        keys.sort();
+        Ok(keys)
+    }
+
+    /// Keys (relative to this store's prefix) under `prefix` with their sizes in bytes, sorted
+    /// by key: what a savepoint copy is verified against.
+    pub async fn list_sizes(&self, prefix: &str) -> Result<Vec<(String, u64)>, CloudError> {
+        let trimmed = prefix.trim_matches('/');
+        let path = if trimmed.is_empty() && self.prefix.as_ref().is_empty() {
+            None
+        } else {
+            Some(self.full_path(trimmed)?)
+        };
+        let metas: Vec<object_store::ObjectMeta> = self
+            .store
+            .list(path.as_ref())
+            .try_collect()
+            .await
+            .map_err(|source| self.error("list", prefix, source))?;
+        let base_parts = self.prefix.parts().count();
+        let mut entries: Vec<(String, u64)> = metas
             .iter()
             .map(|meta| {
                 let key = meta
@@ -340,7 +350,9 @@ impl ObjectStore {
                     .join("/");
                 (key, meta.size)
             })
-            .collect())
+            .collect();
+        entries.sort();
+        Ok(entries)
     }
 
     /// Deletes an object; deleting a missing object is not an error.

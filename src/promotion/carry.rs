@@ -17,11 +17,10 @@ use sha2::{Digest, Sha256};
 use tokio::time::Instant;
 
 use crate::cloud::{CloudError, DliClient, ListJobsQuery, ObjectStore, ObsOptions};
+use crate::savepoints::{CARRIED_PREFIX, Origin, directory, same_directory, verify};
 
 /// The file that makes a directory a Flink savepoint; copied last.
 pub const SAVEPOINT_METADATA: &str = "_metadata";
-/// Where carried savepoints go, under the downstream's staging prefix.
-pub const CARRIED_PREFIX: &str = "carried-savepoints";
 /// Where fresh upstream savepoints go, under the upstream's staging prefix.
 pub const FRESH_PREFIX: &str = "promotion-savepoints";
 
@@ -360,6 +359,66 @@ fn directory_url(path: &str) -> String {
 fn short_digest(path: &str) -> String {
     let digest = Sha256::digest(directory_url(path).as_bytes());
     hex::encode(&digest[..8])
+}
+
+/// Journals a savepoint carried from another target (promotion) as a catalog entry of
+/// `target`, once per copy. The copy is verified against its upstream source (keys, sizes,
+/// `_metadata`); a copy that cannot be verified is listed with `verified: false`.
+pub async fn record_carried(
+    journal: &crate::journal::Journal,
+    target: &str,
+    job: &str,
+    carried: &CarriedSavepoint,
+    ends: &CarryEnds<'_>,
+) -> Result<(), crate::journal::JournalError> {
+    let already = journal
+        .state_guard()
+        .targets
+        .get(target)
+        .is_some_and(|state| {
+            state.savepoints.iter().any(|entry| {
+                entry.record.job == job
+                    && same_directory(&entry.record.path, &carried.downstream_path)
+            })
+        });
+    if already {
+        return Ok(());
+    }
+    let verified = match (
+        ObjectStore::from_url(&directory(&carried.upstream_path), ends.upstream_obs),
+        ObjectStore::from_url(&directory(&carried.downstream_path), ends.downstream_obs),
+    ) {
+        (Ok(source), Ok(copy)) => verify(&source, &copy).await.map_err(|error| {
+            tracing::warn!(target_name = target, job, error = %error, "A carried savepoint could not be verified.");
+        }),
+        _ => Err(()),
+    };
+    let size = verified.unwrap_or_default();
+    journal
+        .append_async(
+            target,
+            crate::journal::RecordBody::Savepoint(crate::journal::SavepointRecord {
+                job: job.to_string(),
+                path: directory(&carried.downstream_path),
+                origin: Origin::Carried.as_str().to_string(),
+                source_path: Some(directory(&carried.upstream_path)),
+                revision: None,
+                spec_digest: None,
+                action_id: None,
+                live_id: None,
+                objects: size.objects,
+                size_bytes: size.bytes,
+                verified: verified.is_ok(),
+                extra: [(
+                    "from_target".to_string(),
+                    serde_json::Value::String(ends.upstream_target.to_string()),
+                )]
+                .into_iter()
+                .collect(),
+            }),
+        )
+        .await?;
+    Ok(())
 }
 
 #[cfg(test)]

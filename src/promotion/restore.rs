@@ -133,7 +133,7 @@ pub async fn carry_pending(
             }
         };
         // The savepoint catalog of the downstream target lists the carried copy (once).
-        crate::savepoints::record_carried(journal, downstream.name, &carry.job, &savepoint, &ends)
+        super::carry::record_carried(journal, downstream.name, &carry.job, &savepoint, &ends)
             .await
             .map_err(|source| RestoreError::Journal {
                 target: downstream.name.to_string(),

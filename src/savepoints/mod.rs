@@ -107,6 +107,9 @@ pub const SAVEPOINT_METADATA: &str = "_metadata";
 pub const SAVEPOINTS_FOLDER: &str = "dli-gitops/savepoints";
 /// Where savepoints are triggered before a stop (the service's; deleted at the restart).
 pub const TRIGGERED_FOLDER: &str = "dli-gitops/triggered";
+/// Where promotion writes the savepoints it carries, under the downstream's staging prefix
+/// (`<staging>carried-savepoints/<from>/<job>/<digest16>/`).
+pub const CARRIED_PREFIX: &str = "carried-savepoints";
 
 /// Where a savepoint copy came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -170,15 +173,10 @@ pub fn trigger_directory(base: &str, target: &str, job: &str, now: DateTime<Utc>
 /// Whether `path` is a directory strictly under the target's prefix (no `.`/`..` segments, no
 /// other bucket): the only places dli-gitops may delete a savepoint copy.
 pub fn is_ours(path: &str, base: &str, target: &str) -> bool {
-    is_strictly_under(path, &target_prefix(base, target))
-}
-
-/// Whether `path`, as a directory, is strictly under the directory `prefix`, with no empty,
-/// `.` or `..` segment after it.
-pub fn is_strictly_under(path: &str, prefix: &str) -> bool {
+    let prefix = target_prefix(base, target);
     let path = directory(path);
     path.len() > prefix.len()
-        && path.starts_with(prefix)
+        && path.starts_with(&prefix)
         && path[prefix.len()..]
             .trim_end_matches('/')
             .split('/')
@@ -253,16 +251,6 @@ pub async fn inspect(store: &ObjectStore) -> Result<Option<SavepointSize>, Cloud
     }))
 }
 
-/// Turns a cloud error while `what` on `path` into a [`CopyError::Cloud`].
-fn cloud_error(what: &'static str, path: &str) -> impl FnOnce(CloudError) -> CopyError {
-    let path = path.to_string();
-    move |error: CloudError| CopyError::Cloud {
-        what,
-        path,
-        source: error,
-    }
-}
-
 /// Copies the savepoint in `source` to `destination` (`_metadata` last), then verifies the copy:
 /// the same keys with the same sizes, and `_metadata` identical byte for byte. A destination
 /// that already holds a verified copy is not copied again.
@@ -272,17 +260,25 @@ pub async fn copy_and_verify(
 ) -> Result<SavepointSize, CopyError> {
     let source_path = source.url_of("");
     let copy_path = destination.url_of("");
+    let cloud = |what: &'static str, path: &str| {
+        let path = path.to_string();
+        move |error: CloudError| CopyError::Cloud {
+            what,
+            path,
+            source: error,
+        }
+    };
     let mut entries = source
         .list_sizes("")
         .await
-        .map_err(cloud_error("listing savepoint", &source_path))?;
+        .map_err(cloud("listing savepoint", &source_path))?;
     if !entries.iter().any(|(key, _)| key == SAVEPOINT_METADATA) {
         return Err(CopyError::Incomplete { path: source_path });
     }
     let existing = destination
         .list_sizes("")
         .await
-        .map_err(cloud_error("listing the copy", &copy_path))?;
+        .map_err(cloud("listing the copy", &copy_path))?;
     if existing != entries {
         // `_metadata` last: a copy cut short is never mistaken for a complete savepoint.
         entries.sort_by_key(|(key, _)| key == SAVEPOINT_METADATA);
@@ -290,17 +286,17 @@ pub async fn copy_and_verify(
             destination
                 .delete(SAVEPOINT_METADATA)
                 .await
-                .map_err(cloud_error("resetting the copy", &copy_path))?;
+                .map_err(cloud("resetting the copy", &copy_path))?;
         }
         for (key, _) in &entries {
             let bytes: Bytes = source
                 .get(key)
                 .await
-                .map_err(cloud_error("reading savepoint file of", &source_path))?;
+                .map_err(cloud("reading savepoint file of", &source_path))?;
             destination
                 .put(key, bytes)
                 .await
-                .map_err(cloud_error("writing savepoint file into", &copy_path))?;
+                .map_err(cloud("writing savepoint file into", &copy_path))?;
         }
     }
     verify(source, destination).await
@@ -313,6 +309,14 @@ pub async fn verify(
 ) -> Result<SavepointSize, CopyError> {
     let source_path = source.url_of("");
     let copy_path = destination.url_of("");
+    let cloud = |what: &'static str, path: &str| {
+        let path = path.to_string();
+        move |error: CloudError| CopyError::Cloud {
+            what,
+            path,
+            source: error,
+        }
+    };
     let mismatch = |problem: String| CopyError::Mismatch {
         source_path: source_path.clone(),
         copy: copy_path.clone(),
@@ -321,11 +325,11 @@ pub async fn verify(
     let expected = source
         .list_sizes("")
         .await
-        .map_err(cloud_error("listing savepoint", &source_path))?;
+        .map_err(cloud("listing savepoint", &source_path))?;
     let found = destination
         .list_sizes("")
         .await
-        .map_err(cloud_error("listing the copy", &copy_path))?;
+        .map_err(cloud("listing the copy", &copy_path))?;
     if expected != found {
         let missing: Vec<&str> = expected
             .iter()
@@ -344,11 +348,11 @@ pub async fn verify(
     let original = source
         .get(SAVEPOINT_METADATA)
         .await
-        .map_err(cloud_error("reading _metadata of", &source_path))?;
+        .map_err(cloud("reading _metadata of", &source_path))?;
     let copied = destination
         .get(SAVEPOINT_METADATA)
         .await
-        .map_err(cloud_error("reading _metadata of", &copy_path))?;
+        .map_err(cloud("reading _metadata of", &copy_path))?;
     if original != copied {
         return Err(mismatch("`_metadata` differs".to_string()));
     }
@@ -397,66 +401,6 @@ pub fn catalog(state: &JournalState, target: Option<&str>, job: Option<&str>) ->
         .collect();
     entries.sort_by_key(|entry| entry.entry.seq);
     entries
-}
-
-/// Journals a savepoint carried from another target (promotion) as a catalog entry of
-/// `target`, once per copy. The copy is verified against its upstream source (keys, sizes,
-/// `_metadata`); a copy that cannot be verified is listed with `verified: false`.
-pub async fn record_carried(
-    journal: &crate::journal::Journal,
-    target: &str,
-    job: &str,
-    carried: &crate::promotion::carry::CarriedSavepoint,
-    ends: &crate::promotion::carry::CarryEnds<'_>,
-) -> Result<(), crate::journal::JournalError> {
-    let already = journal
-        .state_guard()
-        .targets
-        .get(target)
-        .is_some_and(|state| {
-            state.savepoints.iter().any(|entry| {
-                entry.record.job == job
-                    && same_directory(&entry.record.path, &carried.downstream_path)
-            })
-        });
-    if already {
-        return Ok(());
-    }
-    let verified = match (
-        ObjectStore::from_url(&directory(&carried.upstream_path), ends.upstream_obs),
-        ObjectStore::from_url(&directory(&carried.downstream_path), ends.downstream_obs),
-    ) {
-        (Ok(source), Ok(copy)) => verify(&source, &copy).await.map_err(|error| {
-            tracing::warn!(target_name = target, job, error = %error, "A carried savepoint could not be verified.");
-        }),
-        _ => Err(()),
-    };
-    let size = verified.unwrap_or_default();
-    journal
-        .append_async(
-            target,
-            crate::journal::RecordBody::Savepoint(crate::journal::SavepointRecord {
-                job: job.to_string(),
-                path: directory(&carried.downstream_path),
-                origin: Origin::Carried.as_str().to_string(),
-                source_path: Some(directory(&carried.upstream_path)),
-                revision: None,
-                spec_digest: None,
-                action_id: None,
-                live_id: None,
-                objects: size.objects,
-                size_bytes: size.bytes,
-                verified: verified.is_ok(),
-                extra: [(
-                    "from_target".to_string(),
-                    serde_json::Value::String(ends.upstream_target.to_string()),
-                )]
-                .into_iter()
-                .collect(),
-            }),
-        )
-        .await?;
-    Ok(())
 }
 
 /// How many catalog entries the status API and page show per target (newest first).
