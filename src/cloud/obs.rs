@@ -294,29 +294,11 @@ impl ObjectStore {
 
     /// Keys (relative to this store's prefix) under `prefix`, sorted.
     pub async fn list(&self, prefix: &str) -> Result<Vec<String>, CloudError> {
-        let trimmed = prefix.trim_matches('/');
-        let path = if trimmed.is_empty() && self.prefix.as_ref().is_empty() {
-            None
-        } else {
-            Some(self.full_path(trimmed)?)
-        };
-        let metas: Vec<object_store::ObjectMeta> = self
-            .store
-            .list(path.as_ref())
-            .try_collect()
-            .await
-            .map_err(|source| self.error("list", prefix, source))?;
-        let base_parts = self.prefix.parts().count();
-        let mut keys: Vec<String> = metas
-            .iter()
-            .map(|meta| {
-                meta.location
-                    .parts()
-                    .skip(base_parts)
-                    .map(|p| p.as_ref().to_string())
-                    .collect::<Vec<_>>()
-                    .join("/")
-            })
+        let mut keys: Vec<String> = self
+            .list_relative(prefix)
+            .await?
+            .into_iter()
+            .map(|(key, _)| key)
             .collect();
         keys.sort();
         Ok(keys)
@@ -325,6 +307,14 @@ impl ObjectStore {
     /// Keys (relative to this store's prefix) under `prefix` with their sizes in bytes, sorted
     /// by key: what a savepoint copy is verified against.
     pub async fn list_sizes(&self, prefix: &str) -> Result<Vec<(String, u64)>, CloudError> {
+        let mut entries = self.list_relative(prefix).await?;
+        entries.sort();
+        Ok(entries)
+    }
+
+    /// The objects under `prefix`, each as its key relative to this store's prefix and its
+    /// size, in the order the store lists them.
+    async fn list_relative(&self, prefix: &str) -> Result<Vec<(String, u64)>, CloudError> {
         let trimmed = prefix.trim_matches('/');
         let path = if trimmed.is_empty() && self.prefix.as_ref().is_empty() {
             None
@@ -338,7 +328,7 @@ impl ObjectStore {
             .await
             .map_err(|source| self.error("list", prefix, source))?;
         let base_parts = self.prefix.parts().count();
-        let mut entries: Vec<(String, u64)> = metas
+        Ok(metas
             .iter()
             .map(|meta| {
                 let key = meta
@@ -350,9 +340,7 @@ impl ObjectStore {
                     .join("/");
                 (key, meta.size)
             })
-            .collect();
-        entries.sort();
-        Ok(entries)
+            .collect())
     }
 
     /// Deletes an object; deleting a missing object is not an error.

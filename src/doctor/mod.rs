@@ -190,12 +190,7 @@ impl Check {
         detail: impl Into<String>,
         fix: impl Into<String>,
     ) -> Check {
-        Check {
-            name: name.into(),
-            status: Status::Fail,
-            detail: detail.into(),
-            fix: Some(fix.into()),
-        }
+        Check::with_fix(Status::Fail, name.into(), detail.into(), fix.into())
     }
 
     pub fn warn(
@@ -203,11 +198,16 @@ impl Check {
         detail: impl Into<String>,
         fix: impl Into<String>,
     ) -> Check {
+        Check::with_fix(Status::Warn, name.into(), detail.into(), fix.into())
+    }
+
+    /// A failed or warning check: what was found and what to do about it.
+    fn with_fix(status: Status, name: String, detail: String, fix: String) -> Check {
         Check {
-            name: name.into(),
-            status: Status::Warn,
-            detail: detail.into(),
-            fix: Some(fix.into()),
+            name,
+            status,
+            detail,
+            fix: Some(fix),
         }
     }
 

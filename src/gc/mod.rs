@@ -63,7 +63,9 @@ use crate::apply::TargetContext;
 use crate::journal::{
     Effects, Intent, Journal, JournalState, Outcome, RecordBody, RecordedError, TargetState,
 };
-use crate::savepoints::{SAVEPOINT_METADATA, directory, is_ours, same_directory};
+use crate::savepoints::{
+    SAVEPOINT_METADATA, directory, is_ours, is_strictly_under, same_directory,
+};
 
 /// The intent's action word of one deletion.
 pub const GC_ACTION: &str = "gc_delete";
@@ -104,14 +106,7 @@ pub const CARRIED_FOLDER: &str = "carried-savepoints/";
 /// Whether `path` is a directory strictly under `<staging>carried-savepoints/`, without `.` or
 /// `..` segments: where promotion writes the savepoints it carries.
 fn is_carried_copy(path: &str, staging: &str) -> bool {
-    let prefix = format!("{}{CARRIED_FOLDER}", directory(staging));
-    let path = directory(path);
-    path.len() > prefix.len()
-        && path.starts_with(&prefix)
-        && path[prefix.len()..]
-            .trim_end_matches('/')
-            .split('/')
-            .all(|segment| !segment.is_empty() && segment != "." && segment != "..")
+    is_strictly_under(path, &format!("{}{CARRIED_FOLDER}", directory(staging)))
 }
 
 /// One object or directory to delete.
@@ -894,6 +889,34 @@ mod tests {
         }
     }
 
+    /// The plan for target `dev` holding `target`, keeping `keep` copies.
+    fn plan_for_dev(target: TargetState, keep: usize, now: DateTime<Utc>) -> GcPlan {
+        let mut state = JournalState::default();
+        state.targets.insert("dev".into(), target);
+        plan(&state, "dev", &prefixes(), &retention(keep), now)
+    }
+
+    fn deleted_paths(plan: &GcPlan) -> Vec<&str> {
+        plan.delete.iter().map(|item| item.path.as_str()).collect()
+    }
+
+    /// `target` with a savepoint copy of `orders` (30 days old, verified) at each path.
+    fn copies_at(
+        target: &mut TargetState,
+        paths: &[(u64, &str)],
+        origin: Option<&str>,
+        now: DateTime<Utc>,
+    ) {
+        for (seq, path) in paths {
+            let mut entry = copy(*seq, "orders", 30, true, now);
+            entry.record.path = (*path).into();
+            if let Some(origin) = origin {
+                entry.record.origin = origin.into();
+            }
+            target.savepoints.push(entry);
+        }
+    }
+
     fn prefixes() -> Prefixes {
         Prefixes {
             savepoint_base: Some(BASE.into()),
@@ -906,7 +929,7 @@ mod tests {
     fn carried_copies_follow_retention_under_the_staging_carried_folder_only() {
         let now = Utc::now();
         let mut target = TargetState::default();
-        for (seq, path) in [
+        let paths = [
             (
                 1,
                 "obs://st/dev/carried-savepoints/dev/orders/0123456789abcdef/",
@@ -917,16 +940,10 @@ mod tests {
                 4,
                 "obs://st/dev/carried-savepoints/dev/orders/fedcba9876543210/",
             ),
-        ] {
-            let mut entry = copy(seq, "orders", 30, true, now);
-            entry.record.path = path.into();
-            entry.record.origin = "carried".into();
-            target.savepoints.push(entry);
-        }
-        let mut state = JournalState::default();
-        state.targets.insert("dev".into(), target);
-        let plan = plan(&state, "dev", &prefixes(), &retention(1), now);
-        let deleted: Vec<&str> = plan.delete.iter().map(|item| item.path.as_str()).collect();
+        ];
+        copies_at(&mut target, &paths, Some("carried"), now);
+        let plan = plan_for_dev(target, 1, now);
+        let deleted = deleted_paths(&plan);
         assert_eq!(
             deleted,
             ["obs://st/dev/carried-savepoints/dev/orders/0123456789abcdef/"]
@@ -967,10 +984,8 @@ mod tests {
                 ..JobState::default()
             },
         );
-        let mut state = JournalState::default();
-        state.targets.insert("dev".into(), target);
-        let plan = plan(&state, "dev", &prefixes(), &retention(2), now);
-        let deleted: Vec<&str> = plan.delete.iter().map(|item| item.path.as_str()).collect();
+        let plan = plan_for_dev(target, 2, now);
+        let deleted = deleted_paths(&plan);
         // Kept: 6 (newest, young), 5 (second newest), 2 (resumed from); clicks' only copy is
         // unverified (none verified: all stay).
         assert_eq!(
@@ -1015,7 +1030,7 @@ mod tests {
     fn paths_outside_our_prefixes_are_refused_however_the_journal_names_them() {
         let now = Utc::now();
         let mut target = TargetState::default();
-        for (seq, path) in [
+        let paths = [
             (
                 1,
                 "obs://bk/dev/dli-gitops/savepoints/dev/orders/../../../../etc/",
@@ -1025,11 +1040,8 @@ mod tests {
             (4, "obs://bk/dev/dli-gitops/savepoints/dev/"),
             (5, "obs://bk/dev/dli-gitops/savepoints/dev/orders/keep-1/"),
             (6, "obs://bk/dev/dli-gitops/savepoints/dev/orders/keep-2/"),
-        ] {
-            let mut entry = copy(seq, "orders", 30, true, now);
-            entry.record.path = path.into();
-            target.savepoints.push(entry);
-        }
+        ];
+        copies_at(&mut target, &paths, None, now);
         target.backups.push(BackupEntry {
             plan_id: Some("p1".into()),
             action_id: Some("p1-aaaa-0".into()),
@@ -1050,10 +1062,8 @@ mod tests {
             seq: 11,
             time: now,
         });
-        let mut state = JournalState::default();
-        state.targets.insert("dev".into(), target);
-        let plan = plan(&state, "dev", &prefixes(), &retention(2), now);
-        let deleted: Vec<&str> = plan.delete.iter().map(|item| item.path.as_str()).collect();
+        let plan = plan_for_dev(target, 2, now);
+        let deleted = deleted_paths(&plan);
         assert_eq!(deleted, ["obs://bk/dev/plan-p1/orders_1.zip"]);
         let refused: Vec<&str> = plan.refused.iter().map(|r| r.path.as_str()).collect();
         assert_eq!(refused.len(), 6, "{refused:#?}");

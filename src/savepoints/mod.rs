@@ -173,10 +173,15 @@ pub fn trigger_directory(base: &str, target: &str, job: &str, now: DateTime<Utc>
 /// Whether `path` is a directory strictly under the target's prefix (no `.`/`..` segments, no
 /// other bucket): the only places dli-gitops may delete a savepoint copy.
 pub fn is_ours(path: &str, base: &str, target: &str) -> bool {
-    let prefix = target_prefix(base, target);
+    is_strictly_under(path, &target_prefix(base, target))
+}
+
+/// Whether `path`, as a directory, is strictly under the directory `prefix`, with no empty,
+/// `.` or `..` segment after it.
+pub fn is_strictly_under(path: &str, prefix: &str) -> bool {
     let path = directory(path);
     path.len() > prefix.len()
-        && path.starts_with(&prefix)
+        && path.starts_with(prefix)
         && path[prefix.len()..]
             .trim_end_matches('/')
             .split('/')
@@ -251,6 +256,16 @@ pub async fn inspect(store: &ObjectStore) -> Result<Option<SavepointSize>, Cloud
     }))
 }
 
+/// Turns a cloud error while `what` on `path` into a [`CopyError::Cloud`].
+fn cloud_error(what: &'static str, path: &str) -> impl FnOnce(CloudError) -> CopyError {
+    let path = path.to_string();
+    move |error: CloudError| CopyError::Cloud {
+        what,
+        path,
+        source: error,
+    }
+}
+
 /// Copies the savepoint in `source` to `destination` (`_metadata` last), then verifies the copy:
 /// the same keys with the same sizes, and `_metadata` identical byte for byte. A destination
 /// that already holds a verified copy is not copied again.
@@ -260,25 +275,17 @@ pub async fn copy_and_verify(
 ) -> Result<SavepointSize, CopyError> {
     let source_path = source.url_of("");
     let copy_path = destination.url_of("");
-    let cloud = |what: &'static str, path: &str| {
-        let path = path.to_string();
-        move |error: CloudError| CopyError::Cloud {
-            what,
-            path,
-            source: error,
-        }
-    };
     let mut entries = source
         .list_sizes("")
         .await
-        .map_err(cloud("listing savepoint", &source_path))?;
+        .map_err(cloud_error("listing savepoint", &source_path))?;
     if !entries.iter().any(|(key, _)| key == SAVEPOINT_METADATA) {
         return Err(CopyError::Incomplete { path: source_path });
     }
     let existing = destination
         .list_sizes("")
         .await
-        .map_err(cloud("listing the copy", &copy_path))?;
+        .map_err(cloud_error("listing the copy", &copy_path))?;
     if existing != entries {
         // `_metadata` last: a copy cut short is never mistaken for a complete savepoint.
         entries.sort_by_key(|(key, _)| key == SAVEPOINT_METADATA);
@@ -286,17 +293,17 @@ pub async fn copy_and_verify(
             destination
                 .delete(SAVEPOINT_METADATA)
                 .await
-                .map_err(cloud("resetting the copy", &copy_path))?;
+                .map_err(cloud_error("resetting the copy", &copy_path))?;
         }
         for (key, _) in &entries {
             let bytes: Bytes = source
                 .get(key)
                 .await
-                .map_err(cloud("reading savepoint file of", &source_path))?;
+                .map_err(cloud_error("reading savepoint file of", &source_path))?;
             destination
                 .put(key, bytes)
                 .await
-                .map_err(cloud("writing savepoint file into", &copy_path))?;
+                .map_err(cloud_error("writing savepoint file into", &copy_path))?;
         }
     }
     verify(source, destination).await
@@ -309,14 +316,6 @@ pub async fn verify(
 ) -> Result<SavepointSize, CopyError> {
     let source_path = source.url_of("");
     let copy_path = destination.url_of("");
-    let cloud = |what: &'static str, path: &str| {
-        let path = path.to_string();
-        move |error: CloudError| CopyError::Cloud {
-            what,
-            path,
-            source: error,
-        }
-    };
     let mismatch = |problem: String| CopyError::Mismatch {
         source_path: source_path.clone(),
         copy: copy_path.clone(),
@@ -325,11 +324,11 @@ pub async fn verify(
     let expected = source
         .list_sizes("")
         .await
-        .map_err(cloud("listing savepoint", &source_path))?;
+        .map_err(cloud_error("listing savepoint", &source_path))?;
     let found = destination
         .list_sizes("")
         .await
-        .map_err(cloud("listing the copy", &copy_path))?;
+        .map_err(cloud_error("listing the copy", &copy_path))?;
     if expected != found {
         let missing: Vec<&str> = expected
             .iter()
@@ -348,11 +347,11 @@ pub async fn verify(
     let original = source
         .get(SAVEPOINT_METADATA)
         .await
-        .map_err(cloud("reading _metadata of", &source_path))?;
+        .map_err(cloud_error("reading _metadata of", &source_path))?;
     let copied = destination
         .get(SAVEPOINT_METADATA)
         .await
-        .map_err(cloud("reading _metadata of", &copy_path))?;
+        .map_err(cloud_error("reading _metadata of", &copy_path))?;
     if original != copied {
         return Err(mismatch("`_metadata` differs".to_string()));
     }

@@ -66,6 +66,21 @@ impl GitSource {
         &self.mirror_dir
     }
 
+    /// The repository's anonymous remote for this source's URL.
+    fn anonymous_remote<'r>(
+        &self,
+        repository: &'r Repository,
+        full_name: &str,
+    ) -> Result<git2::Remote<'r>, SourceError> {
+        repository
+            .remote_anonymous(&self.url)
+            .map_err(|source| SourceError::Fetch {
+                url: self.redacted_url.clone(),
+                git_ref: full_name.to_string(),
+                source,
+            })
+    }
+
     /// Brings the mirror up to date with the remote ref and returns the commit it points at.
     /// Asks the remote for its refs first and skips the fetch when the ref has not moved, so a
     /// poll with no new commit costs one round trip. Blocking.
@@ -76,14 +91,7 @@ impl GitSource {
         let full_name = self.git_ref.full_name();
         let host_key_problem = RefCell::new(None);
         let advertised = {
-            let mut remote =
-                repository
-                    .remote_anonymous(&self.url)
-                    .map_err(|source| SourceError::Fetch {
-                        url: self.redacted_url.clone(),
-                        git_ref: full_name.clone(),
-                        source,
-                    })?;
+            let mut remote = self.anonymous_remote(&repository, &full_name)?;
             let connection = remote
                 .connect_auth(
                     Direction::Fetch,
@@ -118,14 +126,7 @@ impl GitSource {
                 .remote_callbacks(self.callbacks(&host_key_problem)?)
                 .proxy_options(proxy_options())
                 .download_tags(AutotagOption::None);
-            let mut remote =
-                repository
-                    .remote_anonymous(&self.url)
-                    .map_err(|source| SourceError::Fetch {
-                        url: self.redacted_url.clone(),
-                        git_ref: full_name.clone(),
-                        source,
-                    })?;
+            let mut remote = self.anonymous_remote(&repository, &full_name)?;
             remote
                 .fetch(&[refspec.as_str()], Some(&mut options), None)
                 .map_err(|source| self.fetch_error(source, &host_key_problem))?;
