@@ -110,6 +110,7 @@ pub use observe::ObserveReport;
 pub use progress::{StepEvent, StepProgress, step_words};
 pub use rollback::{
     RollbackReport, RolledBackJob, backup_set_for, choose_backup_set, render_backup_sets,
+    rollback_heading,
 };
 pub use target::{
     TargetContext, export, observe, reconcile_once, rollback, start_embedded_emulator,
@@ -623,6 +624,10 @@ async fn record_drift<J: Ledger>(ledger: &J, plan: &Plan) -> Result<(), ApplyErr
     Ok(())
 }
 
+/// The intent action word of one garbage-collection deletion: a pass leaves these intents to
+/// `gc`, which finishes its own interrupted deletions.
+pub const GC_ACTION: &str = "gc_delete";
+
 /// Writes an outcome for every intent an interrupted pass left open, from what is live now.
 async fn resolve_pending<J: Ledger>(
     ledger: &J,
@@ -631,7 +636,7 @@ async fn resolve_pending<J: Ledger>(
 ) -> Result<Vec<ResolvedIntent>, ApplyError> {
     let mut resolved = Vec::new();
     for intent in pending {
-        if intent.action == crate::gc::GC_ACTION {
+        if intent.action == GC_ACTION {
             // Garbage collection finishes its own interrupted deletions (`gc`).
             continue;
         }
@@ -732,8 +737,8 @@ pub fn summary_line(plan: &Plan) -> String {
         .iter()
         .chain([(summary.waiting, "waiting")].iter())
         .filter(|(count, _)| *count > 0)
-    .map(|(count, word)| format!("{count} {word}"))
-    .collect();
+        .map(|(count, word)| format!("{count} {word}"))
+        .collect();
     if parts.is_empty() {
         "no changes".to_string()
     } else {
@@ -755,8 +760,6 @@ pub async fn export_with<L: LiveService, J: Ledger>(
 /// Re-imports the backups one apply took (see [`choose_backup_set`] for `to`).
 pub async fn rollback_with<L: LiveService, J: Ledger>(
     live: &L,
-#[cfg(test)]
-mod error_tests;
     ledger: &J,
     to: Option<u64>,
     options: &ApplyOptions,
@@ -764,5 +767,7 @@ mod error_tests;
     rollback::rollback_with(live, ledger, to, options).await
 }
 
+#[cfg(test)]
+mod error_tests;
 #[cfg(test)]
 mod tests;

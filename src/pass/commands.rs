@@ -269,13 +269,12 @@ async fn apply_in(
     // From here on, the first Ctrl-C finishes the actions in flight and starts no other (an
     // upgrade cut between its stop and its start would leave the job down); a second aborts.
     let stop = super::Stop::new();
-    let interrupt =
-        super::finish_then_abort_on_interrupt(stop.clone()).map_err(|error| {
-            ApplyError::Failed {
-                doing: "listening for Ctrl-C",
-                source: Box::new(error),
-            }
-        })?;
+    let interrupt = super::finish_then_abort_on_interrupt(stop.clone()).map_err(|error| {
+        ApplyError::Failed {
+            doing: "listening for Ctrl-C",
+            source: Box::new(error),
+        }
+    })?;
     let result = execute_approved(
         context,
         &desired,
@@ -373,12 +372,11 @@ async fn rollback_approved(
         return Ok(0);
     }
     let set = apply::backup_set_for(&context.ledger, command.to)?;
-    let mut preview = format!(
-        "Rollback of target `{}` to the backups of plan {} (journal seq {}..={}):\n",
-        command.target,
-        set.plan_id.as_deref().unwrap_or("(unknown)"),
+    let mut preview = apply::rollback_heading(
+        &command.target,
+        set.plan_id.as_deref(),
         set.first_seq,
-        set.last_seq
+        set.last_seq,
     );
     for (job, zips) in &set.jobs {
         preview.push_str(&format!("  {job} <- {}\n", zips.join(", ")));
