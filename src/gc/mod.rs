@@ -67,8 +67,8 @@ use crate::savepoints::{
     SAVEPOINT_METADATA, directory, is_ours, is_strictly_under, same_directory,
 };
 
-/// The intent's action word of one deletion.
-pub const GC_ACTION: &str = "gc_delete";
+/// The intent's action word of one deletion (defined with the passes that leave it to gc).
+pub use crate::apply::GC_ACTION;
 
 /// A target's `retention:`, resolved.
 #[derive(Debug, Clone, PartialEq, Eq)]
