@@ -162,29 +162,28 @@ fn rollback_override(
     let entries = node.as_mapping()?;
     let mut result = crate::model::RollbackOverride::default();
     let mut clean = true;
+    // Reports a problem at `mark` in `file`; the override is then not taken.
+    let mut refuse =
+        |context: &mut Context<'_>, mark: Mark, message: String, hint: Option<String>| {
+            clean = false;
+            context.report(file, Problem::new(mark, message, hint));
+        };
     for (key, value) in entries {
         let text = value
             .as_scalar()
             .map(|scalar| scalar.text.trim().to_string())
             .unwrap_or_default();
         match key.key_text() {
-            "enabled" => {
-                match text.as_str() {
-                    "true" => result.enabled = Some(true),
-                    "false" => result.enabled = Some(false),
-                    _ => {
-                        clean = false;
-                        context.report(
-                        file,
-                        Problem::new(
-                            value.mark,
-                            format!("rollback_on_failure.enabled is `{text}`, expected true or false"),
-                            None,
-                        ),
-                    );
-                    }
-                }
-            }
+            "enabled" => match text.as_str() {
+                "true" => result.enabled = Some(true),
+                "false" => result.enabled = Some(false),
+                _ => refuse(
+                    context,
+                    value.mark,
+                    format!("rollback_on_failure.enabled is `{text}`, expected true or false"),
+                    None,
+                ),
+            },
             "within" => match (!text.chars().all(|c| c.is_ascii_digit()))
                 .then(|| humantime::parse_duration(&text).ok())
                 .flatten()
@@ -193,32 +192,22 @@ fn rollback_override(
                     result.within_ms =
                         Some(u64::try_from(duration.as_millis()).unwrap_or(u64::MAX));
                 }
-                _ => {
-                    clean = false;
-                    context.report(
-                        file,
-                        Problem::new(
-                            value.mark,
-                            format!(
-                                "rollback_on_failure.within is `{text}`, expected a duration of at least 1s such as `10m`"
-                            ),
-                            None,
-                        ),
-                    );
-                }
-            },
-            other => {
-                clean = false;
-                context.report(
-                    file,
-                    Problem::new(
-                        key.mark,
-                        format!("unknown key `{other}` in rollback_on_failure"),
-                        did_you_mean(other, ["enabled", "within"].into_iter())
-                            .or_else(|| Some("the keys are enabled and within".to_string())),
+                _ => refuse(
+                    context,
+                    value.mark,
+                    format!(
+                        "rollback_on_failure.within is `{text}`, expected a duration of at least 1s such as `10m`"
                     ),
-                );
-            }
+                    None,
+                ),
+            },
+            other => refuse(
+                context,
+                key.mark,
+                format!("unknown key `{other}` in rollback_on_failure"),
+                did_you_mean(other, ["enabled", "within"].into_iter())
+                    .or_else(|| Some("the keys are enabled and within".to_string())),
+            ),
         }
     }
     clean.then_some(result)

@@ -140,7 +140,7 @@ pub use history::{
 pub use lock::LOCK_FILE;
 pub use record::{
     Backup, DriftDetected, Effects, FORMAT_VERSION, Intent, KNOWN_KINDS, MAX_RECORD_BYTES,
-    Observed, Outcome, Promotion, Record, RecordBody, RecordedError, RevisionApplied,
+    Observed, Outcome, Promotion, RECORD_KINDS, Record, RecordBody, RecordedError, RevisionApplied,
     SavepointRecord,
 };
 pub use scan::DroppedLine;
@@ -213,19 +213,6 @@ pub struct CompactionReport {
     /// Old segments deleted to honour `archive_segments_kept`.
     pub deleted_segments: usize,
 }
-
-/// The record kinds [`Journal::appended_by_kind`] counts (a bounded label set for metrics).
-pub const RECORD_KINDS: [&str; 9] = [
-    "intent",
-    "outcome",
-    "observed",
-    "revision_applied",
-    "promotion",
-    "backup",
-    "savepoint",
-    "drift_detected",
-    "unknown",
-];
 
 /// The index of a record's kind in [`RECORD_KINDS`].
 fn kind_index(body: &RecordBody) -> usize {

@@ -17,8 +17,9 @@ pub const FORMAT_VERSION: u32 = 1;
 /// line that takes a reader minutes to parse.
 pub const MAX_RECORD_BYTES: usize = 8 * 1024 * 1024;
 
-/// Record kinds this build understands; anything else decodes as [`RecordBody::Unknown`].
-pub const KNOWN_KINDS: &[&str] = &[
+/// The record kinds [`super::Journal::appended_by_kind`] counts (a bounded label set for
+/// metrics): the kinds this build understands, then `unknown`.
+pub const RECORD_KINDS: [&str; 9] = [
     "intent",
     "outcome",
     "observed",
@@ -27,7 +28,14 @@ pub const KNOWN_KINDS: &[&str] = &[
     "backup",
     "savepoint",
     "drift_detected",
+    "unknown",
 ];
+
+/// Record kinds this build understands; anything else decodes as [`RecordBody::Unknown`].
+pub const KNOWN_KINDS: &[&str] = match RECORD_KINDS.split_last() {
+    Some((_, known)) => known,
+    None => &[],
+};
 
 /// Kinds other modules write as untyped records ([`RecordBody::Unknown`]): the state reducer
 /// does not fold them, and their writers read them back with `Journal::records`. Suspends,

@@ -39,100 +39,109 @@ pub(super) fn can_start(status: &str) -> bool {
     )
 }
 
-pub(super) fn run_jobs(call: &Call<'_>) -> Result<Reply, ApiError> {
-    let body: RunBody = call.json_body(Service::Dli)?;
-    check_job_ids(&body.job_ids)?;
-    let delays = call.shared.config.delays;
+/// A batch request over `job_ids` inside one state change: `act` answers for each job; a job
+/// that does not exist answers with a failure.
+fn for_each_job(
+    call: &Call<'_>,
+    job_ids: &[i64],
+    mut act: impl FnMut(&mut FlinkJobRecord, &i64) -> Value,
+) -> Result<Reply, ApiError> {
     let results = call.shared.mutate(&call.project_id, call.now_ms, |state| {
         let project = project(state, call);
         let mut results = Vec::new();
-        for job_id in &body.job_ids {
+        for job_id in job_ids {
             let Some(job) = project.flink_jobs.get_mut(job_id) else {
                 results.push(failure(format!("The job does not exist: job_id={job_id}")));
                 continue;
             };
-            if !can_start(&job.status) {
-                results.push(failure(format!(
-                    "The job {job_id} cannot be started in status {}",
-                    job.status
-                )));
-                continue;
-            }
-            let restored_from = if body.resume_savepoint {
-                job.savepoint_path.clone()
-            } else {
-                None
-            };
-            // The run reads the savepoint's state now; one that is gone fails the start.
-            let restored = restored_from
-                .as_deref()
-                .map(|path| savepoint_id_at(call, path));
-            let restored_savepoint_id = match &restored {
-                Some(Ok(id)) => Some(id.clone()),
-                _ => None,
-            };
-            let restore_failure = match restored {
-                Some(Err(reason)) => Some(format!(
-                    "DLI.0001: The job could not restore its state from the savepoint: {reason}."
-                )),
-                _ => None,
-            };
-            delete_taken_savepoints(call, job);
-            let run_number = job
-                .runs
-                .last()
-                .map_or(1, |run| run.run_number.saturating_add(1));
-            job.push_run(RunRecord {
-                run_number,
-                started_at: call.now_ms,
-                resume_savepoint: body.resume_savepoint,
-                restored_from,
-                stopped_at: None,
-                stop_savepoint: None,
-                restored_savepoint_id,
-                stop_savepoint_id: None,
-            });
-            job.set_status(call.now_ms, "job_submitting", "");
-            let needs_queue = job.config.run_mode == "exclusive_cluster";
-            if let Some(desc) = &restore_failure {
-                job.schedule(call.now_ms, &[(delays.submit_ms, "job_submit_fail", desc)]);
-            } else if needs_queue && job.config.queue_name.is_none() {
-                job.schedule(
-                    call.now_ms,
-                    &[(
-                        delays.submit_ms,
-                        "job_submit_fail",
-                        "DLI.13024: No job-running queue selected. Set queue_name for exclusive_cluster jobs.",
-                    )],
-                );
-            } else if let Some(fault) = crate::emulator::faults::run_failure(
-                &call.shared.config.faults,
-                &job.name,
-                job.config.sql_body.as_deref(),
-            ) {
-                // Injected failure (emulator config or a marker in the SQL): deterministic.
-                let desc = format!("The job failed (emulator fault: {}).", fault.cause);
-                if fault.after_ms == 0 {
-                    job.schedule(call.now_ms, &[(delays.submit_ms, "job_submit_fail", &desc)]);
-                } else {
-                    job.schedule(
-                        call.now_ms,
-                        &[
-                            (delays.submit_ms, "job_running", ""),
-                            (fault.after_ms, "job_running_exception", &desc),
-                        ],
-                    );
-                }
-            } else {
-                job.schedule(call.now_ms, &[(delays.submit_ms, "job_running", "")]);
-            }
-            results.push(success(
-                "The request for submitting DLI jobs is delivered successfully.",
-            ));
+            results.push(act(job, job_id));
         }
         Ok(results)
     })?;
     Ok(Reply::json(Value::Array(results)))
+}
+
+pub(super) fn run_jobs(call: &Call<'_>) -> Result<Reply, ApiError> {
+    let body: RunBody = call.json_body(Service::Dli)?;
+    check_job_ids(&body.job_ids)?;
+    let delays = call.shared.config.delays;
+    for_each_job(call, &body.job_ids, |job, job_id| {
+        if !can_start(&job.status) {
+            return failure(format!(
+                "The job {job_id} cannot be started in status {}",
+                job.status
+            ));
+        }
+        let restored_from = if body.resume_savepoint {
+            job.savepoint_path.clone()
+        } else {
+            None
+        };
+        // The run reads the savepoint's state now; one that is gone fails the start.
+        let restored = restored_from
+            .as_deref()
+            .map(|path| savepoint_id_at(call, path));
+        let restored_savepoint_id = match &restored {
+            Some(Ok(id)) => Some(id.clone()),
+            _ => None,
+        };
+        let restore_failure = match restored {
+            Some(Err(reason)) => Some(format!(
+                "DLI.0001: The job could not restore its state from the savepoint: {reason}."
+            )),
+            _ => None,
+        };
+        delete_taken_savepoints(call, job);
+        let run_number = job
+            .runs
+            .last()
+            .map_or(1, |run| run.run_number.saturating_add(1));
+        job.push_run(RunRecord {
+            run_number,
+            started_at: call.now_ms,
+            resume_savepoint: body.resume_savepoint,
+            restored_from,
+            stopped_at: None,
+            stop_savepoint: None,
+            restored_savepoint_id,
+            stop_savepoint_id: None,
+        });
+        job.set_status(call.now_ms, "job_submitting", "");
+        let needs_queue = job.config.run_mode == "exclusive_cluster";
+        if let Some(desc) = &restore_failure {
+            job.schedule(call.now_ms, &[(delays.submit_ms, "job_submit_fail", desc)]);
+        } else if needs_queue && job.config.queue_name.is_none() {
+            job.schedule(
+                call.now_ms,
+                &[(
+                    delays.submit_ms,
+                    "job_submit_fail",
+                    "DLI.13024: No job-running queue selected. Set queue_name for exclusive_cluster jobs.",
+                )],
+            );
+        } else if let Some(fault) = crate::emulator::faults::run_failure(
+            &call.shared.config.faults,
+            &job.name,
+            job.config.sql_body.as_deref(),
+        ) {
+            // Injected failure (emulator config or a marker in the SQL): deterministic.
+            let desc = format!("The job failed (emulator fault: {}).", fault.cause);
+            if fault.after_ms == 0 {
+                job.schedule(call.now_ms, &[(delays.submit_ms, "job_submit_fail", &desc)]);
+            } else {
+                job.schedule(
+                    call.now_ms,
+                    &[
+                        (delays.submit_ms, "job_running", ""),
+                        (fault.after_ms, "job_running_exception", &desc),
+                    ],
+                );
+            }
+        } else {
+            job.schedule(call.now_ms, &[(delays.submit_ms, "job_running", "")]);
+        }
+        success("The request for submitting DLI jobs is delivered successfully.")
+    })
 }
 
 /// Writes a savepoint `_metadata` for `job` and returns its directory (`obs://bucket/dir/`)
@@ -228,63 +237,49 @@ pub(super) fn stop_jobs(call: &Call<'_>) -> Result<Reply, ApiError> {
     let body: StopBody = call.json_body(Service::Dli)?;
     check_job_ids(&body.job_ids)?;
     let delays = call.shared.config.delays;
-    let results = call.shared.mutate(&call.project_id, call.now_ms, |state| {
-        let project = project(state, call);
-        let mut results = Vec::new();
-        for job_id in &body.job_ids {
-            let Some(job) = project.flink_jobs.get_mut(job_id) else {
-                results.push(failure(format!("The job does not exist: job_id={job_id}")));
-                continue;
-            };
-            if !matches!(job.status.as_str(), "job_running" | "job_submitting") {
-                results.push(failure(format!(
-                    "Only running or submitting jobs can be stopped; job {job_id} is {}",
-                    job.status
-                )));
-                continue;
-            }
-            let mut stop_savepoint = None;
-            let mut stop_savepoint_id = None;
-            if body.trigger_savepoint && job.status == "job_running" {
-                match write_savepoint(call, job, None) {
-                    Ok((path, id)) => {
-                        stop_savepoint = Some(path);
-                        stop_savepoint_id = Some(id);
-                    }
-                    Err(reason) => {
-                        results.push(failure(format!(
-                            "The savepoint of job {job_id} could not be written: {reason}"
-                        )));
-                        continue;
-                    }
-                }
-            }
-            if let Some(run) = job.runs.last_mut() {
-                run.stopped_at = Some(call.now_ms);
-                run.stop_savepoint = stop_savepoint.clone();
-                run.stop_savepoint_id = stop_savepoint_id;
-            }
-            if let Some(path) = stop_savepoint {
-                job.savepoint_path = Some(path);
-                job.set_status(call.now_ms, "job_savepointing", "");
-                job.schedule(
-                    call.now_ms,
-                    &[
-                        (delays.savepoint_ms, "job_canceling", ""),
-                        (delays.cancel_ms, "job_cancel_success", ""),
-                    ],
-                );
-            } else {
-                job.set_status(call.now_ms, "job_canceling", "");
-                job.schedule(call.now_ms, &[(delays.cancel_ms, "job_cancel_success", "")]);
-            }
-            results.push(success(
-                "The request for stopping DLI jobs is delivered successfully.",
+    for_each_job(call, &body.job_ids, |job, job_id| {
+        if !matches!(job.status.as_str(), "job_running" | "job_submitting") {
+            return failure(format!(
+                "Only running or submitting jobs can be stopped; job {job_id} is {}",
+                job.status
             ));
         }
-        Ok(results)
-    })?;
-    Ok(Reply::json(Value::Array(results)))
+        let mut stop_savepoint = None;
+        let mut stop_savepoint_id = None;
+        if body.trigger_savepoint && job.status == "job_running" {
+            match write_savepoint(call, job, None) {
+                Ok((path, id)) => {
+                    stop_savepoint = Some(path);
+                    stop_savepoint_id = Some(id);
+                }
+                Err(reason) => {
+                    return failure(format!(
+                        "The savepoint of job {job_id} could not be written: {reason}"
+                    ));
+                }
+            }
+        }
+        if let Some(run) = job.runs.last_mut() {
+            run.stopped_at = Some(call.now_ms);
+            run.stop_savepoint = stop_savepoint.clone();
+            run.stop_savepoint_id = stop_savepoint_id;
+        }
+        if let Some(path) = stop_savepoint {
+            job.savepoint_path = Some(path);
+            job.set_status(call.now_ms, "job_savepointing", "");
+            job.schedule(
+                call.now_ms,
+                &[
+                    (delays.savepoint_ms, "job_canceling", ""),
+                    (delays.cancel_ms, "job_cancel_success", ""),
+                ],
+            );
+        } else {
+            job.set_status(call.now_ms, "job_canceling", "");
+            job.schedule(call.now_ms, &[(delays.cancel_ms, "job_cancel_success", "")]);
+        }
+        success("The request for stopping DLI jobs is delivered successfully.")
+    })
 }
 
 /// `ExecuteFlinkJobSavepointRequestBody` (SDK 3.1.219): `action` (`TRIGGER`) and
