@@ -8,7 +8,7 @@ mod support;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use dli_gitops::apply::{self, ApplyOptions, ApplyReport};
+use dli_gitops::apply::ApplyReport;
 use dli_gitops::cloud::{
     ClientOptions, Credentials, DliClient, ListJobsQuery, Secret, parse_endpoint,
 };
@@ -41,17 +41,7 @@ impl Harness {
     }
 
     async fn pass(&self) -> ApplyReport {
-        let context = self.context();
-        let (desired, revision) = dli_gitops::pass::desired_for(&context, None)
-            .await
-            .expect("repository resolves");
-        let options = ApplyOptions {
-            revision: Some(revision),
-            ..context.options.clone()
-        };
-        let report = apply::reconcile_once(context, &desired, &options)
-            .await
-            .expect("the pass runs");
+        let report = self.reconcile(false).await;
         assert!(
             report.failures().next().is_none(),
             "{}\n{}",

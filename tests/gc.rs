@@ -8,7 +8,6 @@ mod support;
 
 use std::path::{Path, PathBuf};
 
-use dli_gitops::apply::{self, ApplyOptions};
 use dli_gitops::config::Config;
 use dli_gitops::emulator::EmulatorConfig;
 use dli_gitops::journal::{RecordBody, SavepointRecord};
@@ -22,21 +21,6 @@ impl Harness {
             &format!("    retention: {{{retention}}}\n"),
         )
         .await
-    }
-
-    async fn apply(&self) {
-        let context = self.context();
-        let (desired, revision) = dli_gitops::pass::desired_for(&context, None)
-            .await
-            .expect("repository resolves");
-        let options = ApplyOptions {
-            revision: Some(revision),
-            ..context.options.clone()
-        };
-        let report = apply::reconcile_once(context, &desired, &options)
-            .await
-            .expect("the pass runs");
-        assert!(report.converged(), "{}", report.render_text());
     }
 
     /// The emulator's file for an `obs://bucket/key` path.
@@ -71,7 +55,7 @@ fn exists(path: &Path) -> bool {
 async fn history(harness: &Harness) {
     for version in 1..=4 {
         harness.flink_sql_job("orders", &format!("SELECT {version} AS v;"));
-        harness.apply().await;
+        harness.apply_converged().await;
     }
 }
 
@@ -188,7 +172,7 @@ async fn retention_deletes_exactly_what_it_should_and_a_dry_run_deletes_nothing(
 async fn a_journal_edited_to_point_outside_our_prefix_deletes_nothing_there_and_says_so() {
     let harness = Harness::start("savepoints: {keep: 1, max_age: 0s}, backups: {keep: 5}").await;
     harness.flink_sql_job("orders", "SELECT 1 AS v;");
-    harness.apply().await;
+    harness.apply_converged().await;
     // Objects that are not ours, in our buckets and another.
     let victims = [
         "obs://dli-gitops-backups/dev/precious/",
@@ -326,7 +310,7 @@ async fn staging_uploads_go_after_their_import_and_nothing_else_in_staging() {
     )
     .unwrap();
     std::fs::write(repo.join("nightly.job"), definition).unwrap();
-    harness.apply().await;
+    harness.apply_converged().await;
     let staging = harness.on_disk("obs://dli-gitops-staging/dev/");
     let bundles: Vec<PathBuf> = walk(&staging)
         .into_iter()

@@ -5,9 +5,7 @@
 
 mod support;
 
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -28,7 +26,7 @@ use dli_gitops::status::ErrorInfo;
 use dli_gitops::status::control::{Controls, system_clock};
 
 use support::inproc::{Running, open_journal, parts, wait_for};
-use support::{ACCESS_KEY, BINARY, PROJECT, SECRET_KEY};
+use support::{ACCESS_KEY, PROJECT, SECRET_KEY};
 
 const HMAC_KEY: &str = "notify-hmac-key-never-in-a-message";
 const TOKEN: &str = "notify-test-token";
@@ -93,39 +91,14 @@ async fn start_receiver(receiver: Arc<Receiver>) -> String {
 // ---- the emulator --------------------------------------------------------------------------
 
 struct Emulator {
-    child: Child,
+    _process: support::daemon::Process,
     url: String,
 }
 
-impl Drop for Emulator {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 fn start_emulator(dir: &Path) -> Emulator {
-    let mut child = Command::new(BINARY)
-        .args([
-            "emulator",
-            "--listen",
-            "127.0.0.1:0",
-            "--s3-listen",
-            "127.0.0.1:0",
-        ])
-        .arg("--data")
-        .arg(dir.join("emulator-data"))
-        .stdout(Stdio::piped())
-        .stderr(std::fs::File::create(dir.join("emulator.log")).unwrap())
-        .spawn()
-        .expect("the emulator starts");
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .expect("the emulator prints its endpoints");
-    let endpoints: Value = serde_json::from_str(&line).expect("endpoints JSON");
+    let (process, endpoints) = support::emulator::start_emulator(dir, "{}\n");
     Emulator {
-        child,
+        _process: process,
         url: endpoints["dli"]
             .as_str()
             .unwrap()

@@ -26,7 +26,7 @@ use dli_gitops::model::{FlinkJobConfig, JobKind};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
-use support::target::{PRUNE, write_target_config};
+use support::target::{PRUNE, emulator_stats, write_target_config};
 
 // ---------------------------------------------------------------------------------------------
 // A target over the emulator (or any DLI endpoint)
@@ -36,7 +36,6 @@ struct Harness {
     dir: tempfile::TempDir,
     emulator: Option<EmulatorHandle>,
     context: TargetContext,
-    http: reqwest::Client,
 }
 
 impl Harness {
@@ -71,7 +70,6 @@ impl Harness {
             dir,
             emulator,
             context,
-            http: reqwest::Client::new(),
         }
     }
 
@@ -82,18 +80,7 @@ impl Harness {
     }
 
     async fn stats(&self) -> BTreeMap<String, u64> {
-        let emulator = self.emulator.as_ref().expect("an emulator");
-        let url = format!("{}/_emulator/v1/stats", emulator.dli_url());
-        let body: Value = self
-            .http
-            .get(url)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        serde_json::from_value(body["operations"].clone()).unwrap()
+        emulator_stats(self.emulator.as_ref().expect("an emulator")).await
     }
 
     async fn pass(&self, dry_run: bool) -> apply::ApplyReport {

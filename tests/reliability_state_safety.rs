@@ -19,6 +19,7 @@ use dli_gitops::cloud::{ClientOptions, Credentials, DliClient, ListJobsQuery, Se
 use serde_json::Value;
 use url::Url;
 
+use support::crash::{crash_runs, crash_seed};
 use support::emulator::start_emulator;
 use support::http::free_port;
 
@@ -241,65 +242,8 @@ impl Setup {
 
     /// `journal verify` passes and every intent has an outcome.
     fn journal_violations(&self) -> Vec<String> {
-        let state = self.dir.join("state");
-        let output = Command::new(BINARY)
-            .args(["journal", "verify", "--state-dir"])
-            .arg(&state)
-            .output()
-            .expect("journal verify");
-        let mut problems = Vec::new();
-        if !output.status.success() {
-            problems.push(format!(
-                "journal verify failed: {}{}",
-                String::from_utf8_lossy(&output.stdout),
-                String::from_utf8_lossy(&output.stderr)
-            ));
-        }
-        let records = dli_gitops::journal::read_records(
-            &state,
-            &dli_gitops::journal::RecordFilter::default(),
-        )
-        .expect("read the journal");
-        let mut open = std::collections::BTreeMap::new();
-        for record in &records {
-            match &record.body {
-                dli_gitops::journal::RecordBody::Intent(intent) => {
-                    open.insert(
-                        intent.action_id.clone(),
-                        (record.seq, intent.action.clone()),
-                    );
-                }
-                dli_gitops::journal::RecordBody::Outcome(outcome) => {
-                    open.remove(&outcome.action_id);
-                }
-                _ => {}
-            }
-        }
-        for (action_id, (seq, action)) in open {
-            problems.push(format!(
-                "intent {action_id} (seq {seq}, {action}) has no outcome"
-            ));
-        }
-        problems
+        support::crash::journal_violations(&self.dir.join("state"))
     }
-}
-
-fn crash_seed(test: &str) -> (u64, rand::rngs::StdRng) {
-    use rand::{Rng, SeedableRng};
-    let seed: u64 = std::env::var("RELIABILITY_CRASH_SEED")
-        .ok()
-        .and_then(|value| value.parse().ok())
-        .unwrap_or_else(|| rand::thread_rng().r#gen());
-    eprintln!("{test} seed {seed} (RELIABILITY_CRASH_SEED={seed} replays it)");
-    (seed, rand::rngs::StdRng::seed_from_u64(seed))
-}
-
-fn crash_runs(default: usize) -> usize {
-    std::env::var("RELIABILITY_CRASH_RUNS")
-        .ok()
-        .and_then(|value| value.parse().ok())
-        .unwrap_or(default)
-        .max(1)
 }
 
 /// Keeps the directory and names the seed when anything failed.

@@ -139,20 +139,6 @@ impl Harness {
         );
     }
 
-    async fn stats(&self) -> BTreeMap<String, u64> {
-        let url = format!("{}/_emulator/v1/stats", self.emulator().dli_url());
-        let body: Value = self
-            .http
-            .get(url)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        serde_json::from_value(body["operations"].clone()).unwrap()
-    }
-
     async fn runs(&self, job_id: i64) -> Value {
         let url = format!(
             "{}/_emulator/v1/{DEV_PROJECT_ID}/jobs/{job_id}/runs",

@@ -4,6 +4,9 @@
 //! the emulator's own `/_emulator/v1/stats` and are compared with the client's metrics, so a
 //! hidden retry on either side shows up. Each test starts its own emulator and shuts it down.
 
+#[path = "../support/mod.rs"]
+mod support;
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
@@ -88,13 +91,7 @@ fn store(handle: &EmulatorHandle, location: &str) -> ObjectStore {
 
 /// The emulator's per-operation call counts (every HTTP attempt that reached it).
 async fn stats(handle: &EmulatorHandle) -> BTreeMap<String, u64> {
-    let body: Value = reqwest::get(format!("{}/_emulator/v1/stats", handle.dli_url()))
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    serde_json::from_value(body["operations"].clone()).unwrap()
+    support::target::emulator_stats(handle).await
 }
 
 fn count(stats: &BTreeMap<String, u64>, operation: &str) -> u64 {

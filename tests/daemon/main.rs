@@ -406,17 +406,22 @@ fn runtime() -> tokio::runtime::Runtime {
         .unwrap()
 }
 
+/// The id of the live job `name` (it must exist).
+async fn live_job_id(dli: &DliClient, name: &str) -> i64 {
+    let listed = dli
+        .list_jobs(&ListJobsQuery {
+            name: Some(name.into()),
+            ..ListJobsQuery::default()
+        })
+        .await
+        .unwrap();
+    listed.first().expect("the job is live").id
+}
+
 fn live_cu_number(emulator: &Emulator, name: &str) -> i32 {
     runtime().block_on(async {
         let dli = emulator.dli();
-        let listed = dli
-            .list_jobs(&ListJobsQuery {
-                name: Some(name.into()),
-                ..ListJobsQuery::default()
-            })
-            .await
-            .unwrap();
-        let id = listed.first().expect("the job is live").id;
+        let id = live_job_id(&dli, name).await;
         dli.job_detail(id).await.unwrap().config.cu_number
     })
 }

@@ -8,14 +8,7 @@ use super::*;
 fn change_behind_the_daemons_back(emulator: &Emulator, name: &str, cu_number: i32) -> i64 {
     runtime().block_on(async {
         let dli = emulator.dli();
-        let listed = dli
-            .list_jobs(&ListJobsQuery {
-                name: Some(name.into()),
-                ..ListJobsQuery::default()
-            })
-            .await
-            .unwrap();
-        let id = listed.first().expect("the job is live").id;
+        let id = live_job_id(&dli, name).await;
         let running = dli.job_detail(id).await.unwrap().status.is_running();
         if running {
             dli.stop_jobs(&[id], false).await.unwrap();

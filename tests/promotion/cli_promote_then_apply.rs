@@ -218,13 +218,8 @@ async fn promote_refuses_what_prod_cannot_read_and_the_first_apply_applies_the_p
 /// journal verifies.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn apply_killed_after_a_promotion_restores_the_carried_savepoint_once() {
-    use rand::{Rng, SeedableRng};
-    let seed: u64 = std::env::var("RELIABILITY_CRASH_SEED")
-        .ok()
-        .and_then(|value| value.parse().ok())
-        .unwrap_or_else(|| rand::thread_rng().r#gen());
-    eprintln!("promotion crash test seed {seed} (RELIABILITY_CRASH_SEED={seed} replays it)");
-    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+    use rand::Rng;
+    let (seed, mut rng) = crate::support::crash::crash_seed("promotion crash test");
     let dir = tempfile::tempdir().unwrap();
     let mut slow = EmulatorConfig::for_tests(dir.path().join("prod-cloud"));
     slow.delays.submit_ms = 150;

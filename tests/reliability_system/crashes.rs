@@ -53,19 +53,6 @@ fn journal_counts(setup: &DaemonSetup) -> JournalCounts {
 // ---------------------------------------------------------------------------------------------
 // Crash consistency
 
-/// How many times the daemon is killed. At least 50; `RELIABILITY_CRASH_RUNS`
-/// raises it for a longer run.
-/// The seed of a crash test (`RELIABILITY_CRASH_SEED` replays one) and its RNG; says which.
-fn crash_seed(test: &str) -> (u64, rand::rngs::StdRng) {
-    use rand::{Rng, SeedableRng};
-    let seed: u64 = std::env::var("RELIABILITY_CRASH_SEED")
-        .ok()
-        .and_then(|value| value.parse().ok())
-        .unwrap_or_else(|| rand::thread_rng().r#gen());
-    eprintln!("{test} seed {seed} (RELIABILITY_CRASH_SEED={seed} replays it)");
-    (seed, rand::rngs::StdRng::seed_from_u64(seed))
-}
-
 /// The leak-test emulator with 20 ms transitions, for crash loops.
 fn fast_emulator_yaml() -> String {
     leak_emulator_yaml("").replace(
@@ -88,14 +75,6 @@ fn crash_setup(dir: &Path, repo: &JobsRepo, emulator: &EmulatorProcess) -> Daemo
         },
         leak_env(LEAK_SECRET_KEY),
     )
-}
-
-fn crash_runs() -> usize {
-    std::env::var("RELIABILITY_CRASH_RUNS")
-        .ok()
-        .and_then(|value| value.parse().ok())
-        .unwrap_or(50)
-        .max(1)
 }
 
 /// The daemon is killed with SIGKILL at a random moment of each of 50 runs while git keeps
@@ -147,7 +126,7 @@ fn crash_loop(mode: CrashMode) {
     let mut revision = repo.commit_tree("start", &tree(&cus, with_extra));
     let setup = crash_setup(dir, &repo, &emulator);
     let config = setup.config_arg();
-    let runs = crash_runs();
+    let runs = crash_runs(50);
     let started = Instant::now();
     for run in 0..runs {
         // Git moves on most runs: an upgrade of one job, and every eighth run the extra job
@@ -314,7 +293,7 @@ fn apply_killed_around_a_dlf_schedule_stop_leaves_the_schedule_running() {
     block_on(dlf.start_job("nightly")).expect("start the schedule");
 
     let config = setup.config_arg();
-    let runs = (crash_runs() * 3 / 5).max(1);
+    let runs = (crash_runs(50) * 3 / 5).max(1);
     for run in 1..=runs {
         repo.commit_tree(&format!("run {run}"), &tree(run));
         let process = Process::spawn(
@@ -418,7 +397,7 @@ fn apply_killed_around_restores_applies_each_restore_at_most_once() {
             .collect()
     };
     let config = setup.config_arg();
-    let runs = (crash_runs() / 2).max(10);
+    let runs = (crash_runs(50) / 2).max(10);
     let mut restores: Vec<(String, u64)> = Vec::new();
     let mut current: Option<(String, u64)> = None;
     for run in 0..runs {
@@ -570,7 +549,7 @@ fn rollback_killed_at_random_moments_never_leaves_the_job_down() {
             dir.join(format!("rollback-{tag}.log")),
         )
     };
-    let runs = (crash_runs() / 3).max(10);
+    let runs = (crash_runs(50) / 3).max(10);
     for run in 0..runs {
         let process = rollback(&run.to_string());
         std::thread::sleep(Duration::from_millis(rng.gen_range(30..1200)));

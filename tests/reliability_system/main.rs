@@ -30,6 +30,7 @@ use tokio::net::TcpListener;
 use url::Url;
 
 use support::BINARY;
+use support::crash::{crash_runs, crash_seed};
 use support::http::{free_port, http, http_bytes};
 
 /// Client options for loopback tests: short timeouts, two quick attempts, no rate limit.
@@ -528,52 +529,7 @@ fn savepoint_chain_breaks(name: &str, runs: &[Value]) -> Vec<String> {
 
 /// `journal verify` passes and every intent in the journal has an outcome.
 fn journal_violations(setup: &DaemonSetup) -> Vec<String> {
-    let state_dir = setup.dir.join("state");
-    let output = setup
-        .command(&[
-            "journal",
-            "verify",
-            "--state-dir",
-            state_dir.to_str().expect("utf-8"),
-        ])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .output()
-        .expect("journal verify runs");
-    let mut problems = Vec::new();
-    if !output.status.success() {
-        problems.push(format!(
-            "journal verify failed: {}{}",
-            String::from_utf8_lossy(&output.stdout),
-            String::from_utf8_lossy(&output.stderr)
-        ));
-    }
-    let records = dli_gitops::journal::read_records(
-        &state_dir,
-        &dli_gitops::journal::RecordFilter::default(),
-    )
-    .expect("read the journal");
-    let mut open_intents = std::collections::BTreeMap::new();
-    for record in &records {
-        match &record.body {
-            dli_gitops::journal::RecordBody::Intent(intent) => {
-                open_intents.insert(
-                    intent.action_id.clone(),
-                    (record.seq, intent.job.clone(), intent.action.clone()),
-                );
-            }
-            dli_gitops::journal::RecordBody::Outcome(outcome) => {
-                open_intents.remove(&outcome.action_id);
-            }
-            _ => {}
-        }
-    }
-    for (action_id, (seq, job, action)) in open_intents {
-        problems.push(format!(
-            "intent {action_id} (seq {seq}, {action} {job}) has no outcome"
-        ));
-    }
-    problems
+    support::crash::journal_violations(&setup.dir.join("state"))
 }
 
 // ---------------------------------------------------------------------------------------------

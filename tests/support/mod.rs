@@ -1,9 +1,10 @@
 //! Harness shared by the integration tests: the real `dli-gitops` binary as a daemon and as an
 //! emulator (each its own process), a raw HTTP client, a git repository builder, the daemon loop
-//! and server in-process over a fake source, a target over the in-process emulator, and job
-//! definitions. Each test binary includes this with `mod support;` and uses a subset of it.
+//! and server in-process over a fake source, a target over the in-process emulator, job
+//! definitions, and the crash loops' seed and journal checks. Each test binary includes this with `mod support;` and uses a subset of it.
 #![allow(dead_code)]
 
+pub mod crash;
 pub mod daemon;
 pub mod emulator;
 pub mod git;

@@ -1,6 +1,7 @@
 //! One target `dev` over the in-process emulator (or any DLI endpoint), opened as the library
 //! opens it (`TargetContext`), with its jobs in a plain directory `repo/` of a temp directory.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -60,6 +61,18 @@ targets:
     let path = dir.join("dli-gitops.yaml");
     std::fs::write(&path, text).unwrap();
     path
+}
+
+/// The emulator's per-operation call counts (`/_emulator/v1/stats`): every HTTP attempt that
+/// reached it.
+pub async fn emulator_stats(emulator: &EmulatorHandle) -> BTreeMap<String, u64> {
+    let body: Value = reqwest::get(format!("{}/_emulator/v1/stats", emulator.dli_url()))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    serde_json::from_value(body["operations"].clone()).unwrap()
 }
 
 /// A temp directory, the in-process emulator and the target `dev` opened over it. Test files
@@ -171,6 +184,11 @@ impl Harness {
             .into_iter()
             .find(|job| job.name == name)
             .unwrap_or_else(|| panic!("job {name} is live"))
+    }
+
+    /// The emulator's per-operation call counts, as [`emulator_stats`].
+    pub async fn stats(&self) -> BTreeMap<String, u64> {
+        emulator_stats(self.emulator()).await
     }
 
     /// The emulator's run log of job `job_id` (`/_emulator/v1/{project}/jobs/{id}/runs`).
