@@ -13,8 +13,10 @@
 //! for a pass.
 
 pub mod commands;
+pub mod fairness;
 pub mod history;
 pub mod interrupt;
+pub mod stopping;
 
 use std::collections::BTreeMap;
 
@@ -28,8 +30,10 @@ use crate::model::DesiredJobs;
 use crate::plan::PlanPolicy;
 use crate::promotion::{self, CarryTarget, RestoreError};
 
-pub use history::adopt_without_history;
+pub use fairness::{ActionSlot, ActionSlots, SlotStats};
+pub use history::{adopt_without_history, warn_about_unknown_targets};
 pub use interrupt::{Stop, finish_then_abort_on_interrupt};
+pub use stopping::StoppingLedger;
 
 pub use commands::{
     ApplyCommand, ExportCommand, PlanCommand, Prompt, RollbackCommand, apply_command,

@@ -19,8 +19,8 @@
 //! | `memory.rs` (crate root) | the heap at rest: `limit_arenas` (glibc `M_ARENA_MAX` 2, before the runtime starts) and `release_after_pass` (`malloc_trim` after each pass; `mallinfo2` logged at debug); no-ops off glibc |
 //! | `daemon/logging.rs` | `decide(flag, config, RUST_LOG)` → format and filter (flag > config for the format, valid non-empty `RUST_LOG` > config for the filter, then text/`info`), `install`; `run_blocking` calls it after loading the config, every other command through `install_for_cli` |
 //! | `daemon/wiring.rs` | config → parts: `source::Source` behind `SnapshotSource`, `desired::resolve` as the resolver, secrets, signals |
-//! | `daemon/apply_adapter.rs` | `apply::reconcile_with` behind `TargetReconciler`, through `StoppingLedger`, which announces no new action after shutdown begins but lets an action already under way write its own records (an intent naming it in `detail.part_of`, or whose id extends its id: the stop savepoint); `TargetContext::authorize_obs` before a pass that acts; one embedded emulator shared by all embedded targets. Status uses the jobs `ApplyReport::observed` carries, so a pass observes once, twice when it changed something (the re-plan after the actions) |
-//! | `daemon/fairness.rs` | `ActionSlots`: the daemon-wide cap on concurrent actions (`max_concurrent_actions`, default 256); a freed slot goes to the waiting target holding the fewest (max-min fair), FIFO among equals; cancel-safe. `StoppingLedger::sharing` takes a slot before an action's intent and gives it back with its outcome (or when the pass is dropped); steps of a started action (`part_of`) take none |
+//! | `daemon/apply_adapter.rs` | `apply::reconcile_with` behind `TargetReconciler`, through `StoppingLedger` (`pass/stopping.rs`), which announces no new action after shutdown begins but lets an action already under way write its own records (an intent naming it in `detail.part_of`, or whose id extends its id: the stop savepoint); `TargetContext::authorize_obs` before a pass that acts; one embedded emulator shared by all embedded targets. Status uses the jobs `ApplyReport::observed` carries, so a pass observes once, twice when it changed something (the re-plan after the actions) |
+//! | `pass/fairness.rs` | `ActionSlots`: the daemon-wide cap on concurrent actions (`max_concurrent_actions`, default 256); a freed slot goes to the waiting target holding the fewest (max-min fair), FIFO among equals; cancel-safe. `StoppingLedger::sharing` takes a slot before an action's intent and gives it back with its outcome (or when the pass is dropped); steps of a started action (`part_of`) take none |
 //! | `pass/interrupt.rs`, `pass/history.rs` | used by the daemon and the CLI: `Stop`, `finish_then_abort_on_interrupt` (for the `apply` command, the first SIGINT/SIGTERM triggers a `Stop`, the second exits 130); `adopt_without_history` (a target the journal has no history of gets its live managed jobs' restores recorded as done; see the `journal` module docs, "Targets without history") |
 //!
 //! The pass decision (`worker.rs`): a pass *applies* when there is a valid revision, the daemon is
@@ -65,7 +65,6 @@
 //! docs/scaling.md.
 
 mod apply_adapter;
-mod fairness;
 pub mod logging;
 mod reconciler;
 mod sources;
@@ -80,8 +79,6 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::sync::{Notify, watch};
 
-pub use apply_adapter::StoppingLedger;
-pub use fairness::{ActionSlot, ActionSlots, SlotStats};
 pub use reconciler::{
     ActionOutcome, PassError, PassReport, PassRequest, Resolver, SnapshotSource, SourceFailure,
     TargetReconciler,
@@ -89,7 +86,6 @@ pub use reconciler::{
 pub use sources::SourceState;
 pub use wiring::{
     RunError, RunOptions, base_parts, desired_resolver, run, run_blocking, target_spec,
-    warn_about_unknown_targets,
 };
 
 use sources::SourceDriver;

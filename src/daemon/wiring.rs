@@ -386,7 +386,7 @@ async fn target_parts(
                 source: Box::new(error),
             })?;
     tracing::info!(state_dir = %state_dir.display(), %recovery, "Journal opened.");
-    warn_about_unknown_targets(config, &journal.state());
+    crate::pass::warn_about_unknown_targets(config, &journal.state());
     let counted = journal.clone();
     metrics.set_journal_records(Box::new(move || counted.appended_by_kind()));
     let services = [Service::Dli, Service::Dlf, Service::Obs, Service::Iam];
@@ -413,7 +413,7 @@ async fn target_parts(
         None => None,
     };
     // One set of action slots for every target: the daemon-wide cap, shared fairly.
-    let slots = super::ActionSlots::new(config.max_concurrent_actions.get());
+    let slots = crate::pass::ActionSlots::new(config.max_concurrent_actions.get());
     let mut parts = Vec::new();
     for target in &config.targets {
         let reconciler = ApplyReconciler::open(
@@ -468,39 +468,6 @@ async fn target_parts(
     Ok((parts, promotion, Arc::new(controls)))
 }
 
-/// Warns about targets the journal holds records of but the config does not name (renamed or
-/// removed). A renamed target starts without the history of its old name: which jobs it
-/// manages, which restores already ran, the savepoints its stops took.
-pub fn warn_about_unknown_targets(config: &Config, state: &crate::journal::JournalState) {
-    let configured: Vec<&str> = config
-        .targets
-        .iter()
-        .map(|target| target.name.as_str())
-        .collect();
-    let unknown = state.targets_not_in(&configured);
-    for target in &unknown {
-        tracing::warn!(
-            journal_target = %target.name,
-            jobs = target.jobs,
-            pending_intents = target.pending_intents,
-            applied_restores = target.applied_restores,
-            configured = %configured.join(", "),
-            "The journal holds records of a target the config does not name (renamed or removed?). Its history does not follow a rename: under a new name, jobs it already runs are adopted, and a job whose `restore` already ran there could be restored again, discarding the state it built since. If the target was renamed, remove the `restore` from those jobs in git before the new name applies, or rename the target back."
-        );
-    }
-    if !unknown.is_empty() {
-        for target in config
-            .targets
-            .iter()
-            .filter(|target| !state.knows_jobs_of(&target.name))
-        {
-            tracing::warn!(
-                target_name = %target.name,
-                "This target has no history in the journal while the journal holds targets the config does not name: if it is one of them renamed, see the warning above."
-            );
-        }
-    }
-}
 
 #[cfg(test)]
 mod tests {

@@ -212,7 +212,7 @@ async fn apply_in(
     prompt: Prompt<'_>,
 ) -> Result<u8, ApplyError> {
     let (desired, revision) = super::desired_for(context, None).await?;
-    crate::daemon::warn_about_unknown_targets(config, &context.ledger.journal.state());
+    super::warn_about_unknown_targets(config, &context.ledger.journal.state());
     // No history of this target in the journal but jobs of it live: a restore that may have
     // run before is recorded as done (before the plan is shown), never replayed.
     if !context.ledger.journal.state().knows_jobs_of(&context.name) {
@@ -307,7 +307,7 @@ async fn execute_approved(
         carried_savepoints,
         ..context.options.clone()
     };
-    let ledger = crate::daemon::StoppingLedger::new(&context.ledger, stop);
+    let ledger = super::StoppingLedger::new(&context.ledger, stop);
     let result = super::run_pass(super::Pass {
         context,
         ledger: &ledger,

@@ -90,3 +90,40 @@ pub async fn adopt_without_history(
     }
     Ok(marked)
 }
+
+/// Warns about targets the journal holds records of but the config does not name (renamed or
+/// removed). A renamed target starts without the history of its old name: which jobs it
+/// manages, which restores already ran, the savepoints its stops took.
+pub fn warn_about_unknown_targets(
+    config: &crate::config::Config,
+    state: &crate::journal::JournalState,
+) {
+    let configured: Vec<&str> = config
+        .targets
+        .iter()
+        .map(|target| target.name.as_str())
+        .collect();
+    let unknown = state.targets_not_in(&configured);
+    for target in &unknown {
+        tracing::warn!(
+            journal_target = %target.name,
+            jobs = target.jobs,
+            pending_intents = target.pending_intents,
+            applied_restores = target.applied_restores,
+            configured = %configured.join(", "),
+            "The journal holds records of a target the config does not name (renamed or removed?). Its history does not follow a rename: under a new name, jobs it already runs are adopted, and a job whose `restore` already ran there could be restored again, discarding the state it built since. If the target was renamed, remove the `restore` from those jobs in git before the new name applies, or rename the target back."
+        );
+    }
+    if !unknown.is_empty() {
+        for target in config
+            .targets
+            .iter()
+            .filter(|target| !state.knows_jobs_of(&target.name))
+        {
+            tracing::warn!(
+                target_name = %target.name,
+                "This target has no history in the journal while the journal holds targets the config does not name: if it is one of them renamed, see the warning above."
+            );
+        }
+    }
+}
