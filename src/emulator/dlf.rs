@@ -697,11 +697,7 @@ fn delete_job(call: &Call<'_>) -> Result<Reply, ApiError> {
         jobs.remove(&name);
         Ok(())
     })?;
-    Ok(Reply {
-        status: http::StatusCode::NO_CONTENT,
-        body: ReplyBody::Empty,
-        headers: Vec::new(),
-    })
+    Ok(Reply::no_content())
 }
 
 /// `POST jobs/{name}/start` and `/stop`: schedule the job (`NORMAL`) or stop it (`STOPPED`).
@@ -721,9 +717,5 @@ fn set_schedule(call: &Call<'_>, status: &str) -> Result<Reply, ApiError> {
         job.schedule_status = status.to_string();
         Ok(())
     })?;
-    Ok(Reply {
-        status: http::StatusCode::NO_CONTENT,
-        body: ReplyBody::Empty,
-        headers: Vec::new(),
-    })
+    Ok(Reply::no_content())
 }

@@ -225,6 +225,15 @@ pub(crate) enum ReplyBody {
 }
 
 impl Reply {
+    /// `204 No Content`: what the services answer to a change with nothing to say.
+    pub fn no_content() -> Reply {
+        Reply {
+            status: StatusCode::NO_CONTENT,
+            body: ReplyBody::Empty,
+            headers: Vec::new(),
+        }
+    }
+
     pub fn json(body: Value) -> Reply {
         Reply {
             status: StatusCode::OK,

@@ -126,6 +126,25 @@ pub struct RunRecord {
 }
 
 impl FlinkJobRecord {
+    /// A job as created at `now_ms`, before any status (no history, no runs).
+    pub fn blank(job_id: i64, name: String, config: FlinkJobConfig, now_ms: i64) -> FlinkJobRecord {
+        FlinkJobRecord {
+            job_id,
+            name,
+            config,
+            status: String::new(),
+            status_desc: String::new(),
+            create_time: now_ms,
+            update_time: now_ms,
+            start_time: None,
+            savepoint_path: None,
+            pending: Vec::new(),
+            runs: Vec::new(),
+            history: Vec::new(),
+            taken_savepoints: Vec::new(),
+        }
+    }
+
     /// Applies every transition due at `now_ms`.
     pub fn advance(&mut self, now_ms: i64) {
         while self
@@ -408,21 +427,14 @@ mod tests {
     use crate::model::JobKind;
 
     fn job() -> FlinkJobRecord {
-        FlinkJobRecord {
-            job_id: 1,
-            name: "a".into(),
-            config: FlinkJobConfig::defaults_for(JobKind::FlinkSql),
-            status: "job_init".into(),
-            status_desc: String::new(),
-            create_time: 1000,
-            update_time: 1000,
-            start_time: None,
-            savepoint_path: None,
-            pending: Vec::new(),
-            runs: Vec::new(),
-            history: Vec::new(),
-            taken_savepoints: Vec::new(),
-        }
+        let mut job = FlinkJobRecord::blank(
+            1,
+            "a".into(),
+            FlinkJobConfig::defaults_for(JobKind::FlinkSql),
+            1000,
+        );
+        job.status = "job_init".into();
+        job
     }
 
     #[test]

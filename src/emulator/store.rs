@@ -241,21 +241,14 @@ mod tests {
     use crate::model::{FlinkJobConfig, JobKind};
 
     fn job(job_id: i64, name: &str) -> FlinkJobRecord {
-        FlinkJobRecord {
+        let mut job = FlinkJobRecord::blank(
             job_id,
-            name: name.into(),
-            config: FlinkJobConfig::defaults_for(JobKind::FlinkSql),
-            status: "job_init".into(),
-            status_desc: String::new(),
-            create_time: 1,
-            update_time: 1,
-            start_time: None,
-            savepoint_path: None,
-            pending: Vec::new(),
-            runs: Vec::new(),
-            history: Vec::new(),
-            taken_savepoints: Vec::new(),
-        }
+            name.into(),
+            FlinkJobConfig::defaults_for(JobKind::FlinkSql),
+            1,
+        );
+        job.status = "job_init".into();
+        job
     }
 
     fn change(store: &mut StateStore, project_id: &str, edit: impl FnOnce(&mut ProjectState)) {

@@ -635,21 +635,7 @@ fn create_job(call: &Call<'_>, kind: JobKind) -> Result<Reply, ApiError> {
 }
 
 fn new_record(job_id: i64, name: String, config: FlinkJobConfig, now_ms: i64) -> FlinkJobRecord {
-    let mut record = FlinkJobRecord {
-        job_id,
-        name,
-        config,
-        status: String::new(),
-        status_desc: String::new(),
-        create_time: now_ms,
-        update_time: now_ms,
-        start_time: None,
-        savepoint_path: None,
-        pending: Vec::new(),
-        runs: Vec::new(),
-        history: Vec::new(),
-        taken_savepoints: Vec::new(),
-    };
+    let mut record = FlinkJobRecord::blank(job_id, name, config, now_ms);
     record.set_status(now_ms, "job_init", "");
     record
 }

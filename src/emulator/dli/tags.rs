@@ -7,7 +7,7 @@ use serde_json::json;
 
 use super::{path_job_id, project};
 use crate::bundle::DliTag;
-use crate::emulator::server::{ApiError, Call, Operation, Reply, ReplyBody, Service};
+use crate::emulator::server::{ApiError, Call, Operation, Reply, Service};
 
 #[derive(Deserialize)]
 struct TagsBody {
@@ -63,11 +63,7 @@ pub(super) fn tags(call: &Call<'_>, operation: Operation) -> Result<Reply, ApiEr
         job.update_time = call.now_ms.max(job.update_time + 1);
         Ok(())
     })?;
-    Ok(Reply {
-        status: http::StatusCode::NO_CONTENT,
-        body: ReplyBody::Empty,
-        headers: Vec::new(),
-    })
+    Ok(Reply::no_content())
 }
 
 /// The filter body of `ListResourcesByTags` (SDK `ListResourcesByTagsRequestBody`:
