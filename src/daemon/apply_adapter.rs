@@ -3,13 +3,11 @@
 //! announce new actions once shutdown begins, so the action in flight finishes and is
 //! journaled and no other starts.
 
-use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use futures::future::BoxFuture;
 
-use crate::pass::{ActionSlots, StoppingLedger};
 use super::reconciler::{ActionOutcome, PassError, PassReport, PassRequest, TargetReconciler};
 use super::wiring::error_chain;
 use crate::apply::{self, ApplyError, ApplyOptions, Ledger, TargetContext};
@@ -18,7 +16,7 @@ use crate::config::Config;
 use crate::emulator::EmulatorHandle;
 use crate::journal::Journal;
 use crate::model::DesiredJobs;
-use crate::plan::JournalView;
+use crate::pass::{ActionSlots, StoppingLedger};
 use crate::status::ErrorInfo;
 
 /// A target reconciled through `apply`.
@@ -332,4 +330,3 @@ fn pass_error(error: &ApplyError) -> PassError {
         code,
     }
 }
-
