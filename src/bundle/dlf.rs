@@ -17,6 +17,21 @@ use serde_json::Value;
 
 use super::{BundleError, ZipLimits, check_entry_name, read_zip_entries, write_zip};
 
+/// DataArts import resource types (GoSDK dgc `model_job_resource_info.go`): what a job import's
+/// resource replacement may name.
+pub const RESOURCE_TYPES: &[&str] = &[
+    "DWS_CONNECTION",
+    "DIS_STREAM",
+    "CDM_CLUSTER",
+    "MRS_CLUSTER",
+    "MRS_HIVE_CONNECTION",
+    "MRS_SPARK_CONNECTION",
+    "GES_GRAPH",
+    "ROMA_INSTANCE",
+    "TICS_INSTANCE",
+    "DRS_TASK",
+];
+
 /// One DLF job with the scripts and resources it depends on, by name.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct DlfJobEntry {

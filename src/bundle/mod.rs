@@ -19,7 +19,10 @@ mod dlf;
 mod dli;
 mod safe_zip;
 
-pub use dlf::{DlfJobEntry, read_dlf_zip, write_dlf_batch_zip, write_dlf_zip};
+pub use dlf::{
+    DlfJobEntry, RESOURCE_TYPES as DLF_RESOURCE_TYPES, read_dlf_zip, write_dlf_batch_zip,
+    write_dlf_zip,
+};
 pub use dli::{DliJobDocument, DliTag};
 pub use safe_zip::{ZipEntry, ZipLimits, read_zip_entries};
 

@@ -19,19 +19,7 @@ const DLF_KEYS: &[&str] = &[
     "execute_user",
 ];
 const RESOURCE_KEYS: &[&str] = &["name", "type", "replace"];
-/// DataArts import resource types (GoSDK dgc `model_job_resource_info.go`).
-pub(crate) const RESOURCE_TYPES: &[&str] = &[
-    "DWS_CONNECTION",
-    "DIS_STREAM",
-    "CDM_CLUSTER",
-    "MRS_CLUSTER",
-    "MRS_HIVE_CONNECTION",
-    "MRS_SPARK_CONNECTION",
-    "GES_GRAPH",
-    "ROMA_INSTANCE",
-    "TICS_INSTANCE",
-    "DRS_TASK",
-];
+pub(crate) use crate::bundle::DLF_RESOURCE_TYPES as RESOURCE_TYPES;
 pub(crate) const TARGET_STATUSES: &[&str] = &["SAVED", "SUBMITTED", "PRODUCTION"];
 
 /// A parsed environment file. Override values are still untyped nodes: they are checked

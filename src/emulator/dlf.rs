@@ -10,6 +10,7 @@ use serde_json::{Value, json};
 use super::obs::{ObjectError, ObjectPath};
 use super::server::{ApiError, Call, Operation, Reply, ReplyBody, Service};
 use super::state::{DlfPendingJob, DlfSubtask, DlfTaskOutcome, DlfTaskRecord, ProjectState};
+use crate::bundle::DLF_RESOURCE_TYPES as RESOURCE_TYPES;
 use crate::bundle::{self, DlfJobEntry};
 
 pub(crate) fn handle(call: &Call<'_>, operation: Operation) -> Result<Reply, ApiError> {
@@ -84,19 +85,6 @@ struct ResourceReplacement {
     #[serde(default)]
     replace: Option<String>,
 }
-
-const RESOURCE_TYPES: &[&str] = &[
-    "DWS_CONNECTION",
-    "DIS_STREAM",
-    "CDM_CLUSTER",
-    "MRS_CLUSTER",
-    "MRS_HIVE_CONNECTION",
-    "MRS_SPARK_CONNECTION",
-    "GES_GRAPH",
-    "ROMA_INSTANCE",
-    "TICS_INSTANCE",
-    "DRS_TASK",
-];
 
 fn value_text(value: &Value) -> String {
     match value {
