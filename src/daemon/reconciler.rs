@@ -8,10 +8,10 @@ use std::time::Duration;
 
 use futures::future::BoxFuture;
 
-use crate::pass::Stop;
 use crate::cloud::RequestMetrics;
 use crate::desired::snapshot::RepoSnapshot;
 use crate::model::{DesiredJobs, JobKind, ObservedJobs};
+use crate::pass::Stop;
 use crate::plan::{ActionClass, Plan};
 use crate::status::ErrorInfo;
 

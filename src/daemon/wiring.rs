@@ -468,7 +468,6 @@ async fn target_parts(
     Ok((parts, promotion, Arc::new(controls)))
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;

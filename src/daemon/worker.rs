@@ -10,11 +10,11 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 use tracing::Instrument;
 
+use super::TargetSpec;
 use super::reconciler::{PassReport, PassRequest, Resolver, TargetReconciler};
 use super::sources::SourceState;
-use super::TargetSpec;
-use crate::pass::Stop;
 use crate::model::DesiredJobs;
+use crate::pass::Stop;
 use crate::status::{
     DaemonMetrics, ErrorInfo, HealthStatus, JobKey, OperationPhase, OperationState, PlanView,
     RejectedRevision, StatusBoard, StatusInputs, SyncStatus, Trigger, TriggerKind, job_statuses,
