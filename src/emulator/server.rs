@@ -78,12 +78,7 @@ impl Shared {
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
         advance_durably(&mut store, project_id, now_ms).map_err(save_error)?;
-        let before = store
-            .state
-            .projects
-            .get(project_id)
-            .cloned()
-            .unwrap_or_default();
+        let before = store.state.project_copy(project_id);
         let mut draft = store.state.clone_counters();
         draft
             .projects

@@ -41,6 +41,11 @@ impl Default for EmulatorState {
 }
 
 impl EmulatorState {
+    /// A copy of `project_id`'s state (empty for a project never seen).
+    pub fn project_copy(&self, project_id: &str) -> ProjectState {
+        self.projects.get(project_id).cloned().unwrap_or_default()
+    }
+
     /// The counters, without any project.
     pub fn clone_counters(&self) -> EmulatorState {
         EmulatorState {

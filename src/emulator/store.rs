@@ -252,12 +252,7 @@ mod tests {
     }
 
     fn change(store: &mut StateStore, project_id: &str, edit: impl FnOnce(&mut ProjectState)) {
-        let before = store
-            .state
-            .projects
-            .get(project_id)
-            .cloned()
-            .unwrap_or_default();
+        let before = store.state.project_copy(project_id);
         let mut after = before.clone();
         edit(&mut after);
         store.state.next_job_id += 1;
