@@ -2,6 +2,9 @@
 //! git2 in temp dirs and fetched through `GitSource`, webhook vectors for every provider, a
 //! watched directory, and the config example plus a corpus of broken configs.
 
+#[path = "../support/mod.rs"]
+mod support;
+
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -14,7 +17,7 @@ use dli_gitops::source::webhook::Provider;
 use dli_gitops::source::{
     DirSource, GitSource, SourceError, WebhookError, WebhookEvent, verify_and_parse,
 };
-use git2::{IndexAddOption, Repository, RepositoryInitOptions, Signature};
+use git2::{Repository, Signature};
 use hmac::{Hmac, Mac};
 use http::{HeaderMap, HeaderValue};
 use sha2::Sha256;
@@ -26,11 +29,8 @@ struct WorkRepo {
 
 impl WorkRepo {
     fn new(dir: &Path) -> WorkRepo {
-        let mut options = RepositoryInitOptions::new();
-        options.initial_head("main");
-        let repository = Repository::init_opts(dir, &options).expect("init work repository");
         WorkRepo {
-            repository,
+            repository: support::git::init_main(dir),
             dir: dir.to_path_buf(),
         }
     }
@@ -42,34 +42,7 @@ impl WorkRepo {
     }
 
     fn commit(&self, message: &str) -> String {
-        let mut index = self.repository.index().unwrap();
-        index
-            .add_all(["*"].iter(), IndexAddOption::DEFAULT, None)
-            .unwrap();
-        index
-            .update_all(["*"].iter(), None)
-            .expect("stage deletions");
-        index.write().unwrap();
-        let tree_id = index.write_tree().unwrap();
-        let tree = self.repository.find_tree(tree_id).unwrap();
-        let signature = Signature::now("Test", "test@example.com").unwrap();
-        let parent = self
-            .repository
-            .head()
-            .ok()
-            .and_then(|head| head.peel_to_commit().ok());
-        let parents: Vec<&git2::Commit> = parent.iter().collect();
-        self.repository
-            .commit(
-                Some("HEAD"),
-                &signature,
-                &signature,
-                message,
-                &tree,
-                &parents,
-            )
-            .unwrap()
-            .to_string()
+        support::git::commit_work_tree(&self.repository, message)
     }
 }
 
