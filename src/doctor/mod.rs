@@ -89,7 +89,7 @@
 //! secret keys, security token, IAM user/domain/password, DLF workspace id (exact replacements,
 //! longest first), identity keys in bodies (`owner`, `user_name`, `user_id`, `domain_id`,
 //! `domain_name`, `project_id`, `tenant_id`, `tenant`), and any standalone 32-hex id; `x-request-id`
-//! is kept (it is what support asks for). `tests/doctor.rs` greps a fresh recording for the dev
+//! is kept (it is what support asks for). `tests/doctor/` greps a fresh recording for the dev
 //! account's key, secret, project id and signature markers, and replays every recording under
 //! `tests/fixtures/real/` (one made against the emulator is shipped) through the typed client: each
 //! 2xx answer must decode, each error must decode to the recorded status and code, and the planner
@@ -100,7 +100,7 @@
 //! a key only one side has, or a number where the other has a string, is a failure naming the
 //! path. A real recording therefore fails the suite until the emulator answers like the service.
 //!
-//! Tests (`tests/doctor.rs`, the real binary against the emulator on loopback): a sound setup exits
+//! Tests (`tests/doctor/`, the real binary against the emulator on loopback): a sound setup exits
 //! 0; a wrong secret fails `signed calls`, a wrong project `project id`, a missing staging bucket
 //! `bucket staging`, a queue the project lacks `queues`, and the `forbidden` fault on
 //! `ListFlinkJobs`/`ListQueues` the permission and queue checks, each with its fix and with no secret
