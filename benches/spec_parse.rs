@@ -6,7 +6,7 @@ use std::hint::black_box;
 use std::time::Instant;
 
 use criterion::{Criterion, criterion_group, criterion_main};
-use dli_gitops::spec::{self, snapshot::RepoFile, snapshot::RepoSnapshot};
+use dli_gitops::desired::{self, snapshot::RepoFile, snapshot::RepoSnapshot};
 
 const JOB_FILES: usize = 10_000;
 
@@ -68,7 +68,7 @@ fn repository() -> RepoSnapshot {
             "variables: {{flink_queue: prod_flink, checkpoint_bucket: prod-ckpt, kafka_brokers: 'k1:9092,k2:9092'}}\n{overrides}"
         ),
     );
-    snapshot.revision = spec::content_revision(&snapshot);
+    snapshot.revision = desired::content_revision(&snapshot);
     snapshot
 }
 
@@ -77,7 +77,7 @@ fn resolve_ten_thousand_files(criterion: &mut Criterion) {
     // One plain measurement printed up front, so the figure shows even with `--quick` runs.
     let started = Instant::now();
     let desired =
-        spec::resolve(&snapshot, Some("prod")).expect("the generated repository is valid");
+        desired::resolve(&snapshot, Some("prod")).expect("the generated repository is valid");
     println!(
         "spec_parse: resolved {} job files ({} jobs, {} files in all) in {:?} (single run)",
         JOB_FILES,
@@ -88,7 +88,7 @@ fn resolve_ten_thousand_files(criterion: &mut Criterion) {
     let mut group = criterion.benchmark_group("spec_parse");
     group.sample_size(10);
     group.bench_function("resolve_10000_job_files", |bencher| {
-        bencher.iter(|| black_box(spec::resolve(black_box(&snapshot), Some("prod")).is_ok()))
+        bencher.iter(|| black_box(desired::resolve(black_box(&snapshot), Some("prod")).is_ok()))
     });
     group.finish();
 }
