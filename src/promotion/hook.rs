@@ -114,14 +114,6 @@ impl PromotionHook {
         &self.endpoint
     }
 
-    /// Applies the target's config-level defaults to freshly resolved jobs (the target's
-    /// `restore: {from_target}`).
-    pub fn adjust_desired(&self, target: &str, desired: &mut crate::model::DesiredJobs) {
-        if let Some(target_config) = self.endpoint.config.target(target) {
-            super::restore::apply_target_restore(desired, target_config);
-        }
-    }
-
     /// `target` follows promotions rather than its branch.
     pub fn is_stage(&self, target: &str) -> bool {
         self.stage_sources.contains_key(target)
