@@ -15,8 +15,10 @@ use std::path::{Path, PathBuf};
 const LAYERS: &[&[&str]] = &[
     // Plain data and process-wide helpers.
     &["model", "memory", "terminal", "error_chain"],
-    // The service client, job bundles, the journal, the job repository.
-    &["cloud", "bundle", "journal", "desired"],
+    // The service client, job bundles, the journal.
+    &["cloud", "bundle", "journal"],
+    // The job repository (reads DLF bundles' resource types).
+    &["desired"],
     // The planner (pure) and the service emulator.
     &["plan", "emulator"],
     &["config"],
