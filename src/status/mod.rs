@@ -170,6 +170,32 @@ pub struct JobStatus {
     pub backups: Vec<String>,
 }
 
+impl JobStatus {
+    /// A job known by its kind, name, sync status and health alone: nothing live, no planned
+    /// action, no error, step, savepoint or backups yet.
+    pub fn bare(
+        kind: JobKind,
+        name: &str,
+        sync_status: SyncStatus,
+        health: HealthInfo,
+    ) -> JobStatus {
+        JobStatus {
+            kind,
+            name: name.to_string(),
+            sync_status,
+            health,
+            live_status: None,
+            live_id: None,
+            action: None,
+            reason: None,
+            last_error: None,
+            step: None,
+            savepoint: None,
+            backups: Vec::new(),
+        }
+    }
+}
+
 /// Backup zips shown per job in status.
 pub const BACKUPS_SHOWN: usize = 3;
 
@@ -504,20 +530,12 @@ impl TargetStatus {
         let index = match position {
             Some(index) => index,
             None => {
-                self.jobs.push(JobStatus {
-                    kind: event.kind,
-                    name: event.job.clone(),
-                    sync_status: SyncStatus::OutOfSync,
-                    health: missing(),
-                    live_status: None,
-                    live_id: None,
-                    action: None,
-                    reason: None,
-                    last_error: None,
-                    step: None,
-                    savepoint: None,
-                    backups: Vec::new(),
-                });
+                self.jobs.push(JobStatus::bare(
+                    event.kind,
+                    &event.job,
+                    SyncStatus::OutOfSync,
+                    missing(),
+                ));
                 self.jobs.len() - 1
             }
         };

@@ -23,21 +23,9 @@ pub(crate) fn dev_target() -> TargetStatus {
 
 /// A synced Flink SQL job `name` in `health` (no message), with nothing else known about it.
 pub(crate) fn synced_job(name: &str, health: HealthStatus) -> JobStatus {
-    JobStatus {
-        kind: JobKind::FlinkSql,
-        name: name.into(),
-        sync_status: SyncStatus::Synced,
-        health: HealthInfo {
-            status: health,
-            message: None,
-        },
-        live_status: None,
-        live_id: None,
-        action: None,
-        reason: None,
-        last_error: None,
-        step: None,
-        savepoint: None,
-        backups: Vec::new(),
-    }
+    let health = HealthInfo {
+        status: health,
+        message: None,
+    };
+    JobStatus::bare(JobKind::FlinkSql, name, SyncStatus::Synced, health)
 }
