@@ -7,6 +7,9 @@
 //! inline paths. Comments, string and character literals and test code (`#[cfg(test)]`
 //! modules, inline or in their own file) are left out: a test may build what it needs from
 //! any layer.
+//!
+//! The same suite holds the code to its shape: no function in `src/` is longer than 120
+//! lines (`function_length`).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -460,4 +463,108 @@ fn no_module_uses_a_module_of_its_own_layer_or_above() {
         "imports that break the layer rule (a module uses only lower layers; see ARCHITECTURE.md, \"Layers\"):\n{}",
         problems.join("\n")
     );
+}
+
+/// The other half of the code's shape: no function in `src/` runs over
+/// [`MAX_FUNCTION_LINES`](function_length::MAX_FUNCTION_LINES) lines; a longer one is split
+/// into named steps. Counted on the code alone (comments and literals blanked out): from the
+/// line that opens a `fn` to the line that closes its body.
+mod function_length {
+    use std::path::Path;
+
+    /// The longest a function may be, in lines, signature to closing brace.
+    pub const MAX_FUNCTION_LINES: usize = 120;
+
+    /// The name of the function a line of code opens, if it opens one.
+    fn function_name(line: &str) -> Option<&str> {
+        let mut words = line.split_whitespace().peekable();
+        while let Some(word) = words.peek() {
+            if word.starts_with("pub") || matches!(*word, "async" | "const" | "unsafe" | "extern") {
+                words.next();
+            } else {
+                break;
+            }
+        }
+        if words.next()? != "fn" {
+            return None;
+        }
+        let rest = words.next()?;
+        let end = rest
+            .find(|c: char| !(c.is_alphanumeric() || c == '_'))
+            .unwrap_or(rest.len());
+        Some(&rest[..end])
+    }
+
+    /// Every function with a body in `text`, as (first line, length in lines, name).
+    pub fn functions(text: &str) -> Vec<(usize, usize, String)> {
+        let code = super::code_of(text);
+        let lines: Vec<&str> = code.lines().collect();
+        let mut found = Vec::new();
+        for (start, line) in lines.iter().enumerate() {
+            let Some(name) = function_name(line) else {
+                continue;
+            };
+            let mut depth = 0i64;
+            let mut opened = false;
+            for (offset, body) in lines[start..].iter().enumerate() {
+                if !opened && body.contains(';') && !body.contains('{') {
+                    break; // a declaration without a body (a trait's method)
+                }
+                for c in body.chars() {
+                    match c {
+                        '{' => {
+                            depth += 1;
+                            opened = true;
+                        }
+                        '}' => depth -= 1,
+                        _ => {}
+                    }
+                }
+                if opened && depth == 0 {
+                    found.push((start + 1, offset + 1, name.to_string()));
+                    break;
+                }
+            }
+        }
+        found
+    }
+
+    #[test]
+    fn the_counter_measures_bodies_and_skips_literals_and_declarations() {
+        let text = "fn a() {\n    let s = \"}\";\n    let c = '{';\n    // }\n}\nfn b();\npub(crate) async fn c<'x>(v: &'x str) -> &'x str {\n    v\n}\n";
+        assert_eq!(
+            functions(text),
+            vec![(1, 5, "a".to_string()), (7, 3, "c".to_string())]
+        );
+    }
+
+    #[test]
+    fn no_function_in_src_is_over_the_limit() {
+        let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
+        let mut files = Vec::new();
+        super::rust_files(&manifest.join("src"), &mut files);
+        assert!(
+            files.len() > 50,
+            "found only {} files under src/",
+            files.len()
+        );
+        let mut long = Vec::new();
+        for file in &files {
+            let text = std::fs::read_to_string(file).expect("read a source file");
+            for (line, length, name) in functions(&text) {
+                if length > MAX_FUNCTION_LINES {
+                    let shown = file.strip_prefix(manifest).unwrap_or(file);
+                    long.push(format!(
+                        "{}:{line} `{name}`: {length} lines",
+                        shown.display()
+                    ));
+                }
+            }
+        }
+        assert!(
+            long.is_empty(),
+            "functions over {MAX_FUNCTION_LINES} lines (split them into named steps):\n{}",
+            long.join("\n")
+        );
+    }
 }
