@@ -10,7 +10,8 @@
 //! # Design and invariants
 //!
 //! `apply` runs one pass for one target — observe, resolve unfinished intents, plan, execute — and
-//! is the one path `plan`, `apply` and the daemon share (`reconcile_once`, `dry_run` for `plan`).
+//! is what `pass::run_pass`, the one path of `plan`, `apply` and the daemon, runs (`reconcile_with`;
+//! `dry_run` for `plan`; `reconcile_once` for a single call).
 //! It is written against two seams, so the executor reads as the plan's steps and nothing else:
 //!
 //! | file | what it holds |
@@ -25,7 +26,7 @@
 //! | `execute.rs` | one action = intent, steps in order, outcome |
 //! | `export.rs`, `rollback.rs` | the `export` and `rollback` commands' logic |
 //! | `auto_rollback.rs` | automatic rollback of a failed upgrade (`policy.rollback_on_failure`): `RollbackPolicy` (target default + per-job overrides), the journaled `Memory` per job (`guard`: the upgrade under watch; `failed`: the revision marked failed), `guard_upgrades` (after the executor), `watch` (before planning: clear marks git moved past, close windows, roll back), `held_jobs` |
-//! | `commands.rs` | the CLI commands (config → context → one call → print) |
+//! | `pass/commands.rs` (module `pass`) | the CLI commands (config → context → one call → print) |
 //!
 //! Invariants and contracts:
 //!
