@@ -677,7 +677,7 @@ mod tests {
             )
     }
 
-    /// A configuration as `spec` builds it: service-computed fields often unset.
+    /// A configuration as `desired` builds it: service-computed fields often unset.
     fn written_strategy() -> impl Strategy<Value = FlinkJobConfig> {
         (
             any::<bool>(),
