@@ -9,11 +9,11 @@ use std::sync::{Arc, Mutex, PoisonError};
 use futures::future::BoxFuture;
 
 use super::reconciler::{ActionOutcome, PassError, PassReport, PassRequest, TargetReconciler};
-use super::wiring::error_chain;
 use crate::apply::{self, ApplyError, ApplyOptions, Ledger, TargetContext};
 use crate::cloud::RequestMetrics;
 use crate::config::Config;
 use crate::emulator::EmulatorHandle;
+use crate::error_chain::error_chain;
 use crate::journal::Journal;
 use crate::model::DesiredJobs;
 use crate::pass::{ActionSlots, StoppingLedger};

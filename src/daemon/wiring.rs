@@ -144,8 +144,7 @@ impl SnapshotSource for ConfiguredSource {
     }
 }
 
-/// `error: cause: cause`, so the status page shows the whole story in one line.
-pub(crate) use crate::error_chain::error_chain;
+use crate::error_chain::error_chain;
 
 /// The job repository resolver: `desired::resolve` for the target's environment.
 pub fn desired_resolver() -> Resolver {
