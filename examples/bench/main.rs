@@ -1,4 +1,4 @@
-//! The end-to-end benchmark harness (issue 10): scale of parse/validate/plan, reconcile cost on
+//! The end-to-end benchmark harness: scale of parse/validate/plan, reconcile cost on
 //! the emulator, dli-gitops side by side with two baselines, commit-to-converged latency, the
 //! daemon at rest, and journal appends. Prints one table; BENCHMARKS.md keeps the figures.
 //!
@@ -38,7 +38,7 @@ const SECTIONS: &[&str] = &[
 ];
 
 #[derive(Debug, Parser)]
-#[command(about = "dli-gitops end-to-end benchmarks (issue 10)")]
+#[command(about = "dli-gitops end-to-end benchmarks")]
 struct Arguments {
     /// Live jobs for the end-to-end sections (default 1000; 100 with --quick). The scale
     /// section always runs 1,000 and 10,000.
