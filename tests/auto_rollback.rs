@@ -300,3 +300,86 @@ async fn a_job_opts_in_through_an_environment_override() {
     assert!(problems.contains("unknown key `whithin`"), "{problems}");
     harness.stop().await;
 }
+
+/// The journal's records as JSON lines.
+fn journal_text(harness: &Harness) -> String {
+    let records = harness
+        .context()
+        .ledger
+        .journal
+        .records(&Default::default())
+        .unwrap();
+    records
+        .iter()
+        .map(|record| serde_json::to_string(record).unwrap())
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// An upgrade is guarded as soon as its outcome is journaled, not when the whole pass ends: a
+/// pass cut short (a crash) while another action is still out still leaves the upgrade
+/// watched, and the next pass rolls it back when it fails.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upgrade_is_guarded_even_when_the_pass_dies_after_it() {
+    let mut emulator = EmulatorConfig::for_tests(PathBuf::new());
+    // The second job's create is held 20 s: the pass is still out when we cut it.
+    emulator
+        .faults
+        .late
+        .push(dli_gitops::emulator::TargetedFault {
+            operation: "CreateFlinkSqlJob".into(),
+            skip: 1,
+            times: 1,
+            delay_ms: 20_000,
+        });
+    let harness = Harness::over_emulator(emulator, &format!("    policy: {{{ON}}}\n")).await;
+    harness.flink_sql_job("orders", GOOD_SQL);
+    let created = harness.pass().await;
+    assert!(created.converged(), "{}", created.render_text());
+    let id = harness.flink_job("orders").await.id;
+
+    harness.flink_sql_job(
+        "orders",
+        "-- dli-emulator:fail-after-ms=1500\nSELECT 2 AS v;",
+    );
+    harness.flink_sql_job("zz-later", GOOD_SQL);
+    let guarded = async {
+        let deadline = std::time::Instant::now() + Duration::from_secs(15);
+        loop {
+            let text = journal_text(&harness);
+            if text.contains("\"action\":\"rollback_guard\"") {
+                return true;
+            }
+            if std::time::Instant::now() > deadline {
+                return false;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    };
+    // Whichever ends first: the pass (it cannot, while the create is held) or the guard seen.
+    // The pass's future is then dropped mid-flight, as a crash would cut it.
+    let seen = tokio::select! {
+        report = harness.pass() => panic!("the pass ended while a create was held 20 s: {}", report.render_text()),
+        seen = guarded => seen,
+    };
+    assert!(
+        seen,
+        "the upgrade was not guarded while the pass went on:\n{}",
+        journal_text(&harness)
+    );
+
+    harness.wait_status("orders", "job_running_exception").await;
+    let report = harness.pass().await;
+    assert_eq!(
+        report.auto_rollbacks.len(),
+        1,
+        "the next pass rolls the guarded upgrade back: {}",
+        report.render_text()
+    );
+    assert!(report.auto_rollbacks[0].ok, "{:?}", report.auto_rollbacks);
+    let live = harness.flink_job("orders").await;
+    assert!(live.status.is_running(), "{}", live.status);
+    assert_eq!(live.config.sql_body.as_deref(), Some(GOOD_SQL));
+    assert_eq!(harness.emulator_runs(id).await.len(), 3);
+    harness.stop().await;
+}

@@ -19,7 +19,7 @@
 //!
 //! # Design and invariants
 //!
-//! * Automatic rollback (`auto_rollback.rs`, opt-in per target and job). After the executor, every
+//! * Automatic rollback (`auto_rollback.rs`, opt-in per target and job). As each action ends, every
 //!   `Upgrade`/`Restore` of a Flink job whose policy asks for it and that ended running, or failed
 //!   at its start step, gets a guard: a one-shot `<action>-rollback-guard` whose outcome carries
 //!   `effects.auto_rollback` = `{guard: {previous_config (the live definition the pass observed
@@ -52,8 +52,12 @@
 //!   (`RollbackPolicy::for_job_with`).
 //!   Choice: the previous definition comes from the journal (the observation the pass made before
 //!   acting), not from the backup export: writing it with the documented update call needs no
-//!   export layout and works with backups off. Not covered: a crash between an upgrade's outcome
-//!   and its guard leaves that upgrade unguarded (the job is then reported Degraded as before).
+//!   export layout and works with backups off. The guard is journaled right after the upgrade's
+//!   outcome, by the executor for that one action (`Executor::guard_against`), not after the
+//!   whole run: a crash later in the pass leaves it watched
+//!   (`tests/auto_rollback.rs::an_upgrade_is_guarded_even_when_the_pass_dies_after_it`). Not
+//!   covered: a crash in the moment between those two fsyncs leaves that upgrade unguarded (the
+//!   job is then reported Degraded as before).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
@@ -293,9 +297,9 @@ async fn remember<J: Ledger>(
     .await
 }
 
-/// After a pass executed: guard every upgrade or restore of a Flink job whose policy asks for
-/// automatic rollback and that ended running or failed at its start; forget the guard of a job
-/// another action changed since.
+/// After an action's outcome (the executor calls it for each action as it ends): guard every
+/// upgrade or restore of a Flink job whose policy asks for automatic rollback and that ended
+/// running or failed at its start; forget the guard of a job another action changed since.
 pub(crate) async fn guard_upgrades<J: Ledger>(
     ledger: &J,
     results: &[ActionResult],

@@ -27,6 +27,11 @@ pub(crate) struct Executor<'a, L, J> {
     pub desired: &'a DesiredJobs,
     pub plan: &'a Plan,
     pub options: &'a ApplyOptions,
+    /// With automatic rollback in play: the live jobs as observed before the pass acted. Each
+    /// upgrade is guarded as soon as its outcome is journaled (`auto_rollback::guard_upgrades`
+    /// for that one action), not after the whole run, so a crash later in the pass cannot
+    /// leave it unguarded.
+    pub guard_against: Option<&'a crate::model::ObservedJobs>,
 }
 
 /// What the steps of one action produced so far.
@@ -104,7 +109,7 @@ impl<L: LiveService, J: Ledger> Executor<'_, L, J> {
                         job = %action.name,
                         class = action.class.as_str()
                     );
-                    self.run_action(index, action).instrument(span)
+                    self.run_and_guard(index, action).instrument(span)
                 })
                 .collect();
             // Every action that started runs to its end, even when another fails to be
@@ -124,6 +129,28 @@ impl<L: LiveService, J: Ledger> Executor<'_, L, J> {
             }
         }
         results.into_iter().flatten().collect()
+    }
+
+    /// One action, then (with automatic rollback in play) its guard, journaled right after
+    /// its outcome.
+    async fn run_and_guard(
+        &self,
+        index: usize,
+        action: &JobAction,
+    ) -> Result<ActionResult, ApplyError> {
+        let result = self.run_action(index, action).await?;
+        if let Some(observed_before) = self.guard_against {
+            super::auto_rollback::guard_upgrades(
+                self.ledger,
+                std::slice::from_ref(&result),
+                self.plan,
+                observed_before,
+                self.desired,
+                self.options,
+            )
+            .await?;
+        }
+        Ok(result)
     }
 
     async fn run_action(

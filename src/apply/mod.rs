@@ -25,7 +25,7 @@
 //! | `observe.rs` | paged listing with `show_detail`; configuration from the listing and tags in bulk when `(live id, update_time, status)` moved since the cached `Observed` record, a detail read only for an entry without a readable configuration; `reobserve_acted_on`, the look after a pass that acted |
 //! | `execute.rs` | one action = intent, steps in order, outcome |
 //! | `export.rs`, `rollback.rs` | the `export` and `rollback` commands' logic |
-//! | `auto_rollback.rs` | automatic rollback of a failed upgrade (`policy.rollback_on_failure`): `RollbackPolicy` (target default + per-job overrides), the journaled `Memory` per job (`guard`: the upgrade under watch; `failed`: the revision marked failed), `guard_upgrades` (after the executor), `watch` (before planning: clear marks git moved past, close windows, roll back), `held_jobs` |
+//! | `auto_rollback.rs` | automatic rollback of a failed upgrade (`policy.rollback_on_failure`): `RollbackPolicy` (target default + per-job overrides), the journaled `Memory` per job (`guard`: the upgrade under watch; `failed`: the revision marked failed), `guard_upgrades` (by the executor, right after each action's outcome), `watch` (before planning: clear marks git moved past, close windows, roll back), `held_jobs` |
 //! | `pass/commands.rs` (module `pass`) | the CLI commands (config → context → one call → print) |
 //!
 //! Invariants and contracts:
@@ -515,6 +515,13 @@ async fn reconcile_from<L: LiveService, J: Ledger>(
             found: report.plan.id,
         });
     }
+    let job_asks = desired.flink.iter().any(|job| {
+        job.policy
+            .rollback_on_failure
+            .as_ref()
+            .is_some_and(|own| own.enabled == Some(true))
+    });
+    let guarding = options.rollback_on_failure.any() || job_asks || report.watching > 0;
     let executor = execute::Executor {
         pass_id: &report.pass_id,
         live,
@@ -522,24 +529,10 @@ async fn reconcile_from<L: LiveService, J: Ledger>(
         desired,
         plan: &report.plan,
         options,
+        guard_against: guarding.then_some(&report.observed),
     };
     report.results = executor.run().await?;
-    let job_asks = desired.flink.iter().any(|job| {
-        job.policy
-            .rollback_on_failure
-            .as_ref()
-            .is_some_and(|own| own.enabled == Some(true))
-    });
-    if options.rollback_on_failure.any() || job_asks || report.watching > 0 {
-        auto_rollback::guard_upgrades(
-            ledger,
-            &report.results,
-            &report.plan,
-            &report.observed,
-            desired,
-            options,
-        )
-        .await?;
+    if guarding {
         report.watching = auto_rollback::watched_jobs(&ledger.view());
     }
     // An action held for a dependency is still to do: the revision is not applied yet.
