@@ -256,10 +256,16 @@ pub fn held_jobs(view: &JournalView, desired: &DesiredJobs) -> Vec<HeldJob> {
 
 /// Jobs with an upgrade under watch.
 pub fn watched_jobs(view: &JournalView) -> usize {
+    watched_names(view).len()
+}
+
+/// The Flink jobs with an upgrade under watch (a guard), by name.
+pub fn watched_names(view: &JournalView) -> BTreeSet<String> {
     memories(view)
-        .values()
-        .filter(|memory| memory.guard.is_some())
-        .count()
+        .into_iter()
+        .filter(|(_, memory)| memory.guard.is_some())
+        .map(|(name, _)| name)
+        .collect()
 }
 
 /// Jobs whose automatic rollback an interrupted run left open (its intent has no outcome).

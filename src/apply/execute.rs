@@ -27,11 +27,28 @@ pub(crate) struct Executor<'a, L, J> {
     pub desired: &'a DesiredJobs,
     pub plan: &'a Plan,
     pub options: &'a ApplyOptions,
-    /// With automatic rollback in play: the live jobs as observed before the pass acted. Each
-    /// upgrade is guarded as soon as its outcome is journaled (`auto_rollback::guard_upgrades`
-    /// for that one action), not after the whole run, so a crash later in the pass cannot
-    /// leave it unguarded.
-    pub guard_against: Option<&'a crate::model::ObservedJobs>,
+    /// With automatic rollback in play: each upgrade is guarded as soon as its outcome is
+    /// journaled (`auto_rollback::guard_upgrades` for that one action), not after the whole
+    /// run, so a crash later in the pass cannot leave it unguarded.
+    pub guard_against: Option<GuardScope<'a>>,
+}
+
+/// What guarding upgrades as they end needs, read once per pass.
+pub(crate) struct GuardScope<'a> {
+    /// The live jobs as observed before the pass acted (a guard's previous definition).
+    pub observed_before: &'a crate::model::ObservedJobs,
+    /// The jobs with a guard when the pass planned: another change to one of them forgets it.
+    pub watched: std::collections::BTreeSet<String>,
+}
+
+impl GuardScope<'_> {
+    /// `action` may set or clear a guard: an upgrade or restore of a Flink job, or any change
+    /// to a watched one. Only those pay for `guard_upgrades` (it reads the journal's view).
+    fn concerns(&self, action: &JobAction) -> bool {
+        action.kind != JobKind::Dlf
+            && (matches!(action.class, ActionClass::Upgrade | ActionClass::Restore)
+                || self.watched.contains(&action.name))
+    }
 }
 
 /// What the steps of one action produced so far.
@@ -139,12 +156,14 @@ impl<L: LiveService, J: Ledger> Executor<'_, L, J> {
         action: &JobAction,
     ) -> Result<ActionResult, ApplyError> {
         let result = self.run_action(index, action).await?;
-        if let Some(observed_before) = self.guard_against {
+        if let Some(scope) = &self.guard_against
+            && scope.concerns(action)
+        {
             super::auto_rollback::guard_upgrades(
                 self.ledger,
                 std::slice::from_ref(&result),
                 self.plan,
-                observed_before,
+                scope.observed_before,
                 self.desired,
                 self.options,
             )

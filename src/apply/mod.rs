@@ -479,7 +479,8 @@ async fn reconcile_from<L: LiveService, J: Ledger>(
     }
     let view = ledger.view();
     let held = auto_rollback::held_jobs(&view, desired);
-    let watching = auto_rollback::watched_jobs(&view);
+    let watched = auto_rollback::watched_names(&view);
+    let watching = watched.len();
     let plan = crate::plan::plan(desired, &observed, &view, policy).selected(&options.select);
     record_drift(ledger, &plan).await?;
     tracing::info!(
@@ -529,7 +530,10 @@ async fn reconcile_from<L: LiveService, J: Ledger>(
         desired,
         plan: &report.plan,
         options,
-        guard_against: guarding.then_some(&report.observed),
+        guard_against: guarding.then(|| execute::GuardScope {
+            observed_before: &report.observed,
+            watched,
+        }),
     };
     report.results = executor.run().await?;
     if guarding {
