@@ -351,8 +351,7 @@ fn prepare_workers(
                 promote_from: policy.promote_from.clone(),
             },
         );
-        let applied_revision = target.reconciler.applied_revision();
-        status.sync.applied_revision = applied_revision.clone();
+        status.sync.applied_revision = target.reconciler.applied_revision();
         board.add_target(status);
         if let Some(request_metrics) = target.reconciler.request_metrics() {
             parts.metrics.add_request_metrics(&name, request_metrics);
@@ -368,7 +367,7 @@ fn prepare_workers(
             stop: stop.clone(),
             suspended: parts.suspended,
             progress_interval: parts.progress_interval,
-            memory: Memory::starting_from(applied_revision),
+            memory: Memory::default(),
             promotion: parts.promotion.clone(),
             controls: controls.clone(),
         });

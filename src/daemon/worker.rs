@@ -44,16 +44,6 @@ pub(crate) struct Worker {
     pub controls: Arc<crate::status::control::Controls>,
 }
 
-impl Memory {
-    /// A fresh memory, seeded with the revision the journal says the target converged on.
-    pub fn starting_from(applied_revision: Option<String>) -> Memory {
-        Memory {
-            applied_revision,
-            ..Memory::default()
-        }
-    }
-}
-
 /// What the worker remembers between passes.
 #[derive(Default)]
 pub(crate) struct Memory {
@@ -62,8 +52,6 @@ pub(crate) struct Memory {
     /// The newest valid revision and its jobs.
     desired: Option<(String, Arc<DesiredJobs>)>,
     rejected: Option<RejectedRevision>,
-    /// The revision the target last converged on.
-    pub applied_revision: Option<String>,
     job_errors: BTreeMap<JobKey, ErrorInfo>,
     /// Passes in a row that could not run at all.
     consecutive_errors: u32,
@@ -286,7 +274,9 @@ impl Worker {
     fn decide(&mut self, manual: bool) -> Decision {
         let policy = &self.spec.policy;
         let revision = self.memory.desired.as_ref().map(|(rev, _)| rev.clone());
-        let revision_is_new = revision.is_some() && revision != self.memory.applied_revision;
+        // The revision the target last converged on: the journal's (automatic rollback may put
+        // an earlier one back), never a copy kept here.
+        let revision_is_new = revision.is_some() && revision != self.reconciler.applied_revision();
         // Without a promotion hook (tests that build the daemon by hand), a `promote_from`
         // target has nothing to follow and is held.
         let held = policy.promote_from.is_some() && self.promotion.is_none();
@@ -471,11 +461,6 @@ impl Worker {
             return self.finish_interrupted(&report, finished, now);
         }
         self.remember_job_errors(&report, now);
-        // Automatic rollback journals the previous revision as applied again when it puts a
-        // failed upgrade back: the journal, not this memory, knows.
-        if !report.held.is_empty() {
-            self.memory.applied_revision = self.reconciler.applied_revision();
-        }
         let failed = report.failed_actions();
         let in_sync = failed == 0
             // Automatic rollback holds a job on its previous definition: not the revision.
@@ -579,7 +564,7 @@ impl Worker {
         now: chrono::DateTime<Utc>,
     ) -> Option<ErrorInfo> {
         let revision = desired_revision?;
-        if self.memory.applied_revision.as_deref() == Some(revision) {
+        if self.reconciler.applied_revision().as_deref() == Some(revision) {
             return None;
         }
         let plan_id = report.plan.as_ref().map(|plan| plan.id.clone());
@@ -591,7 +576,6 @@ impl Worker {
         {
             Ok(()) => {
                 tracing::info!(%revision, "Target converged on the revision.");
-                self.memory.applied_revision = Some(revision.to_string());
                 None
             }
             Err(error) => {
@@ -632,7 +616,7 @@ impl Worker {
         last_error: Option<ErrorInfo>,
         now: chrono::DateTime<Utc>,
     ) {
-        let applied_revision = self.memory.applied_revision.clone();
+        let applied_revision = self.reconciler.applied_revision();
         let rejected = self.memory.rejected.clone();
         self.board.update_target(&self.spec.name, |status| {
             status.set_jobs(jobs, report.remaining.is_some());
