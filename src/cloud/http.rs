@@ -815,7 +815,11 @@ fn build_http(options: &ClientOptions) -> Result<reqwest::Client, CloudError> {
         .connect_timeout(options.connect_timeout)
         .timeout(options.request_timeout)
         .user_agent(options.user_agent.clone())
-        .danger_accept_invalid_certs(options.danger_accept_invalid_certs)
+        // The process's one TLS configuration (`cloud::tls`): the roots are not parsed again.
+        .use_preconfigured_tls(super::tls::client_config(
+            options.danger_accept_invalid_certs,
+            super::tls::Alpn::Http2AndHttp1,
+        ))
         .build()
         .map_err(|error| CloudError::Config {
             problem: format!("could not build the HTTP client: {error}"),

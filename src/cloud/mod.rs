@@ -88,6 +88,7 @@ pub mod options;
 pub mod ratelimit;
 pub mod secret;
 pub mod signer;
+mod tls;
 pub mod wire;
 
 pub use clients::CloudClients;

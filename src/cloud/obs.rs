@@ -228,11 +228,10 @@ impl ObjectStore {
         if let Some(token) = security_token {
             builder = builder.with_token(token.expose());
         }
-        if !options.pinned_hosts.is_empty() {
-            builder = builder.with_http_connector(PinnedConnector {
-                pins: Arc::new(options.pinned_hosts.clone()),
-            });
-        }
+        builder = builder.with_http_connector(StoreConnector {
+            pins: Arc::new(options.pinned_hosts.clone()),
+            https_only: endpoint.scheme() != "http",
+        });
         let store = builder.build().map_err(|source| CloudError::ObjectStore {
             operation: "open",
             location: url.to_string(),
@@ -393,25 +392,40 @@ fn s3_endpoint(endpoint: &Url, bucket: &str, virtual_hosted_style: bool) -> Stri
     url.as_str().trim_end_matches('/').to_string()
 }
 
-/// An `object_store` HTTP connector whose DNS answers pinned names (and their subdomains) with a
+/// The `object_store` HTTP connector: the client object_store would build by default (HTTP/1.1,
+/// 5 s to connect, 30 s per request, no transparent decompression, HTTPS only for an HTTPS
+/// endpoint) over the process's one TLS configuration (`cloud::tls`), so each store does not
+/// parse the trusted roots again. Its DNS answers pinned names (and their subdomains) with a
 /// fixed address and everything else through the system resolver.
 #[derive(Debug)]
-struct PinnedConnector {
+struct StoreConnector {
     pins: Arc<Vec<(String, IpAddr)>>,
+    https_only: bool,
 }
 
-impl object_store::client::HttpConnector for PinnedConnector {
+impl object_store::client::HttpConnector for StoreConnector {
     fn connect(
         &self,
         options: &object_store::ClientOptions,
     ) -> object_store::Result<object_store::client::HttpClient> {
         let _ = options;
-        let client = reqwest::Client::builder()
-            .dns_resolver(Arc::new(PinnedResolver {
-                pins: Arc::clone(&self.pins),
-            }))
+        let mut builder = reqwest::Client::builder()
+            .use_preconfigured_tls(super::tls::client_config(false, super::tls::Alpn::Http1))
+            .user_agent(concat!("dli-gitops/", env!("CARGO_PKG_VERSION")))
+            .http1_only()
+            .no_gzip()
+            .no_brotli()
+            .no_zstd()
+            .no_deflate()
+            .https_only(self.https_only)
             .connect_timeout(std::time::Duration::from_secs(5))
-            .timeout(std::time::Duration::from_secs(30))
+            .timeout(std::time::Duration::from_secs(30));
+        if !self.pins.is_empty() {
+            builder = builder.dns_resolver(Arc::new(PinnedResolver {
+                pins: Arc::clone(&self.pins),
+            }));
+        }
+        let client = builder
             .build()
             .map_err(|error| object_store::Error::Generic {
                 store: "S3",
