@@ -36,7 +36,7 @@ pub struct ApplyReconciler {
 impl ApplyReconciler {
     /// Builds the target over the daemon's shared journal and embedded emulator.
     pub async fn open(
-        config: &Config,
+        config: &Arc<Config>,
         target: &str,
         journal: Journal,
         emulator: Option<Arc<EmulatorHandle>>,
@@ -46,7 +46,7 @@ impl ApplyReconciler {
         Ok(ApplyReconciler {
             context,
             journal,
-            config: Arc::new(config.clone()),
+            config: Arc::clone(config),
             history_checked: AtomicBool::new(false),
             last_gc: Mutex::new(None),
             slots,

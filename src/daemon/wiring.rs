@@ -413,10 +413,12 @@ async fn target_parts(
     };
     // One set of action slots for every target: the daemon-wide cap, shared fairly.
     let slots = crate::pass::ActionSlots::new(config.max_concurrent_actions.get());
+    // One copy of the configuration for every target and the promotion pipeline.
+    let shared_config = Arc::new(config.clone());
     let mut parts = Vec::new();
     for target in &config.targets {
         let reconciler = ApplyReconciler::open(
-            config,
+            &shared_config,
             &target.name,
             journal.clone(),
             emulator.clone(),
@@ -454,15 +456,17 @@ async fn target_parts(
     }
     controls.set_notifier(notifier);
     // Promotion: the pipeline over the same journal.
-    let promotion = crate::promotion::PromotionHook::new(Arc::new(config.clone()), journal)
-        .map_err(|error| RunError::Target {
-            target: config
-                .targets
-                .iter()
-                .find(|target| target.promote_from.is_some())
-                .map(|target| target.name.clone())
-                .unwrap_or_default(),
-            source: Box::new(error),
+    let promotion =
+        crate::promotion::PromotionHook::new(shared_config, journal).map_err(|error| {
+            RunError::Target {
+                target: config
+                    .targets
+                    .iter()
+                    .find(|target| target.promote_from.is_some())
+                    .map(|target| target.name.clone())
+                    .unwrap_or_default(),
+                source: Box::new(error),
+            }
         })?;
     Ok((parts, promotion, Arc::new(controls)))
 }
