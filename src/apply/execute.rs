@@ -549,7 +549,7 @@ impl<L: LiveService, J: Ledger> Executor<'_, L, J> {
             // An explicit savepoint of the user's: not the service's to delete.
             return Ok(Ok(()));
         }
-        if let Some(copy) = self.catalogued_copy_of(&action.name, path) {
+        if let Some(copy) = self.catalogued_copy_of(&action.name, path).await {
             state.import_copy = Some(copy);
             return Ok(Ok(()));
         }
@@ -586,7 +586,7 @@ impl<L: LiveService, J: Ledger> Executor<'_, L, J> {
             return Ok(Ok(()));
         };
         if is_a_copy(path, &base, self.ledger.target())
-            || self.catalogued_copy_of(&action.name, path).is_some()
+            || self.catalogued_copy_of(&action.name, path).await.is_some()
         {
             return Ok(Ok(()));
         }
@@ -603,19 +603,41 @@ impl<L: LiveService, J: Ledger> Executor<'_, L, J> {
         }))
     }
 
-    /// A verified copy the catalog already holds of the service's savepoint `source`.
-    fn catalogued_copy_of(&self, name: &str, source: &str) -> Option<String> {
-        let view = self.ledger.view();
-        view.savepoint_catalog
-            .get(name)?
-            .iter()
-            .rev()
-            .find(|copy| {
-                copy.source_path
-                    .as_deref()
-                    .is_some_and(|copied| crate::savepoints::same_directory(copied, source))
-            })
-            .map(|copy| copy.path.clone())
+    /// A verified copy the catalog already holds of the savepoint that is in `source` now (a
+    /// crashed pass copied it; a savepoint can be huge, so it is not copied twice).
+    ///
+    /// The same directory is not enough: the service names its stop savepoints to the second
+    /// (`jobs/savepoint/{job_id}/{yyyy-mm-dd_HH-mm-ss}/`), so a second stop in the same second
+    /// writes a newer savepoint into the directory an older copy was made from. The newest
+    /// copy made from `source` is compared with what `source` holds now (objects and sizes,
+    /// `_metadata` byte for byte); when it differs, or cannot be compared, there is none and
+    /// the savepoint is copied again.
+    async fn catalogued_copy_of(&self, name: &str, source: &str) -> Option<String> {
+        let copy = {
+            let view = self.ledger.view();
+            view.savepoint_catalog
+                .get(name)?
+                .iter()
+                .rev()
+                .find(|copy| {
+                    copy.source_path
+                        .as_deref()
+                        .is_some_and(|copied| crate::savepoints::same_directory(copied, source))
+                })?
+                .path
+                .clone()
+        };
+        match self.live.savepoint_copy_matches(source, &copy).await {
+            Ok(true) => Some(copy),
+            Ok(false) => {
+                tracing::info!(target_name = self.ledger.target(), job = name, savepoint = source, copy = %copy, "The catalog's copy of this savepoint directory is of another savepoint (the service reused the directory); it is copied again.");
+                None
+            }
+            Err(error) => {
+                tracing::warn!(target_name = self.ledger.target(), job = name, savepoint = source, copy = %copy, error = %error.message, "Could not compare the catalog's copy with the savepoint; it is copied again.");
+                None
+            }
+        }
     }
 
     /// Triggers a savepoint of the running job into a fresh directory under our prefix

@@ -25,12 +25,17 @@ struct FakeState {
     failures: BTreeMap<String, ServiceFailure>,
     /// A stop with a savepoint writes one (off: the service "forgets").
     no_savepoint_on_stop: bool,
+    /// Every stop writes its savepoint into this directory: the service names stop
+    /// savepoints to the second, so two stops of a job in one second share one.
+    stop_directory: Option<String>,
     /// Backup paths that were deleted from OBS.
     missing_backups: std::collections::BTreeSet<String>,
     /// Jobs the list call leaves out (an implausible, shorter listing).
     unlisted: std::collections::BTreeSet<String>,
-    /// Complete savepoints on "OBS" (directories).
-    savepoints: std::collections::BTreeSet<String>,
+    /// Complete savepoints on "OBS": directory → which savepoint its `_metadata` is (the
+    /// clock when it was taken; a copy has its source's). A savepoint written into a
+    /// directory that holds one replaces it, as on OBS.
+    savepoints: BTreeMap<String, i64>,
 }
 
 #[derive(Default)]
@@ -222,18 +227,23 @@ impl LiveService for FakeLive {
             if savepoint { "stop_savepoint" } else { "stop" },
             &self.name_of(job_id),
         )?;
-        let forget = self.state.lock().unwrap().no_savepoint_on_stop;
+        let (forget, directory) = {
+            let state = self.state.lock().unwrap();
+            (state.no_savepoint_on_stop, state.stop_directory.clone())
+        };
         let taken = self.with_job(job_id, |job, clock| {
             job.status = FlinkJobStatus::CancelSuccess;
             if savepoint && !forget {
-                let path = format!("obs://sp/{job_id}/{clock}/");
+                let path = directory.unwrap_or_else(|| format!("obs://sp/{job_id}/{clock}/"));
                 job.savepoint_path = Some(path.clone());
                 return Some(path);
             }
             None
         })?;
         if let Some(path) = taken {
-            self.state.lock().unwrap().savepoints.insert(path);
+            let mut state = self.state.lock().unwrap();
+            let clock = state.clock;
+            state.savepoints.insert(path, clock);
         }
         Ok(())
     }
@@ -246,11 +256,10 @@ impl LiveService for FakeLive {
         directory: &str,
     ) -> Result<(), ServiceFailure> {
         self.call("trigger_savepoint", &self.name_of(job_id))?;
-        self.state
-            .lock()
-            .unwrap()
-            .savepoints
-            .insert(directory.to_string());
+        let mut state = self.state.lock().unwrap();
+        let clock = state.clock;
+        state.savepoints.insert(directory.to_string(), clock);
+        drop(state);
         self.with_job(job_id, |job, _| {
             job.savepoint_path = Some(directory.to_string())
         })
@@ -262,7 +271,7 @@ impl LiveService for FakeLive {
         let state = self.state.lock().unwrap();
         Ok(state
             .savepoints
-            .contains(directory)
+            .contains_key(directory)
             .then_some(crate::savepoints::SavepointSize {
                 objects: 1,
                 bytes: 10,
@@ -281,14 +290,26 @@ impl LiveService for FakeLive {
         };
         self.call("copy_savepoint", what)?;
         let mut state = self.state.lock().unwrap();
-        if !state.savepoints.contains(source) {
+        let Some(&taken) = state.savepoints.get(source) else {
             return Err(ServiceFailure::local(format!("no savepoint {source}")));
-        }
-        state.savepoints.insert(destination.to_string());
+        };
+        state.savepoints.insert(destination.to_string(), taken);
         Ok(crate::savepoints::SavepointSize {
             objects: 1,
             bytes: 10,
         })
+    }
+    async fn savepoint_copy_matches(
+        &self,
+        source: &str,
+        copy: &str,
+    ) -> Result<bool, ServiceFailure> {
+        self.call("compare_savepoint", "")?;
+        let state = self.state.lock().unwrap();
+        Ok(matches!(
+            (state.savepoints.get(source), state.savepoints.get(copy)),
+            (Some(source), Some(copy)) if source == copy
+        ))
     }
     async fn delete_flink_job(&self, job_id: i64) -> Result<(), ServiceFailure> {
         self.call("delete", &self.name_of(job_id))?;
@@ -364,7 +385,20 @@ impl Ledger for FakeLedger {
             "savepoint {} {} {}",
             entry.origin, entry.job, entry.path
         ));
-        Ok(records.len() as u64)
+        let seq = records.len() as u64;
+        // The catalog, as the journal's view folds it (the job's name is its key here).
+        self.view
+            .lock()
+            .unwrap()
+            .savepoint_catalog
+            .entry(entry.job.clone())
+            .or_default()
+            .push(crate::plan::CatalogSavepoint {
+                seq,
+                path: entry.path,
+                source_path: entry.source_path,
+            });
+        Ok(seq)
     }
     async fn intent(&self, entry: IntentEntry) -> Result<u64, ApplyError> {
         let mut records = self.records.lock().unwrap();
@@ -891,4 +925,81 @@ async fn a_job_the_list_leaves_out_is_looked_up_by_id_and_never_created_again() 
         "no mutating call"
     );
     assert_eq!(report.observe.flink_detail_calls, 2, "both looked up by id");
+}
+
+/// Fails the fake's call `operation job` until it is cleared.
+fn fail(live: &FakeLive, call: &str) {
+    live.state.lock().unwrap().failures.insert(
+        call.to_string(),
+        ServiceFailure::local(format!("{call} failed (the pass is cut short here)")),
+    );
+}
+
+fn clear_failures(live: &FakeLive) {
+    live.state.lock().unwrap().failures.clear();
+}
+
+/// The savepoint the directory `path` holds (the fake's clock when it was taken).
+fn savepoint_at(live: &FakeLive, path: &str) -> Option<i64> {
+    live.state.lock().unwrap().savepoints.get(path).copied()
+}
+
+#[tokio::test]
+async fn a_catalogued_copy_is_reused_only_while_its_directory_holds_the_same_savepoint() {
+    let live = FakeLive::default();
+    let ledger = FakeLedger::default();
+    pass(&live, &ledger, &one_job("a", 2)).await;
+    // Both stops below fall in one second: the service writes both into one directory.
+    let directory = "obs://sp/1/2026-12-05_04-00-00/";
+    live.state.lock().unwrap().stop_directory = Some(directory.to_string());
+
+    // An upgrade cut short after its stop savepoint was copied: the job stays stopped.
+    fail(&live, "import_savepoint a");
+    let report = pass(&live, &ledger, &one_job("a", 3)).await;
+    assert!(!report.results[0].ok, "{}", report.render_text());
+    let first = savepoint_at(&live, directory).expect("the stop took a savepoint");
+    clear_failures(&live);
+    // The next pass resumes from the savepoint the job holds: the copy the catalog has of it
+    // is compared with it and reused, not copied again.
+    let from = live.calls().len();
+    let report = pass(&live, &ledger, &one_job("a", 3)).await;
+    assert!(report.converged(), "{}", report.render_text());
+    assert_eq!(
+        calls_since(&live, from),
+        vec!["compare_savepoint ", "run_resume a"]
+    );
+
+    // A second upgrade in the same second, cut short before its stop savepoint was copied:
+    // the job holds a newer savepoint in the directory the catalog's copy was made from.
+    fail(&live, "copy_savepoint service");
+    let report = pass(&live, &ledger, &one_job("a", 4)).await;
+    assert!(!report.results[0].ok, "{}", report.render_text());
+    let second = savepoint_at(&live, directory).expect("the stop took a savepoint");
+    assert_ne!(
+        first, second,
+        "the second stop replaced the first savepoint"
+    );
+    clear_failures(&live);
+    let from = live.calls().len();
+    let report = pass(&live, &ledger, &one_job("a", 4)).await;
+    assert!(report.converged(), "{}", report.render_text());
+    assert_eq!(
+        calls_since(&live, from),
+        vec![
+            "backup a",
+            "update a",
+            "compare_savepoint ",
+            "copy_savepoint service",
+            "import_savepoint a",
+            "run_resume a"
+        ],
+        "the older copy is not reused: the savepoint is copied again"
+    );
+    let imported = live.live("a").savepoint_path.expect("a savepoint");
+    assert_ne!(imported, directory, "a copy is imported");
+    assert_eq!(
+        savepoint_at(&live, &imported),
+        Some(second),
+        "the job resumes from the newer savepoint, not from the copy of the older one"
+    );
 }

@@ -414,6 +414,32 @@ impl LiveService for CloudLive {
             })
     }
 
+    async fn savepoint_copy_matches(
+        &self,
+        source: &str,
+        copy: &str,
+    ) -> Result<bool, ServiceFailure> {
+        let from = self
+            .clients
+            .object_store(&crate::savepoints::directory(source))?;
+        let to = self
+            .clients
+            .object_store(&crate::savepoints::directory(copy))?;
+        match crate::savepoints::verify(&from, &to).await {
+            Ok(_) => Ok(true),
+            Err(
+                crate::savepoints::CopyError::Mismatch { .. }
+                | crate::savepoints::CopyError::Incomplete { .. },
+            ) => Ok(false),
+            Err(error) => Err(ServiceFailure {
+                code: None,
+                retryable: error.is_retryable(),
+                message: error.to_string(),
+                request_id: None,
+            }),
+        }
+    }
+
     async fn export_dlf_job(&self, name: &str) -> Result<ExportedDlfJob, ServiceFailure> {
         let zip = self
             .clients
