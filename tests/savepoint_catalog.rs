@@ -2,7 +2,9 @@
 //! a savepoint that cannot be taken before a stop leaves the old job running; every savepoint
 //! of a multi-upgrade history is in the catalog (journal, `savepoints list`); the emulator
 //! deletes the service's own savepoints when a job restarts (dli_01_0461) while our copy stays,
-//! and `restore: {from_catalog}` resumes from the copy.
+//! and `restore: {from_catalog}` resumes from the copy; a catalogued copy is reused only while
+//! the service's directory it was made from still holds the same savepoint (the service names
+//! stop savepoints to the second, so a second one in the same second replaces the first).
 
 mod support;
 
@@ -435,5 +437,97 @@ async fn the_daemon_serves_the_catalog_in_the_target_api_and_on_the_page() {
     assert_eq!(section["entries"][0]["verified"], true);
     assert!(page.contains("<h2>Savepoints</h2>"), "{page}");
     assert!(page.contains(expected[0].path()), "{page}");
+    harness.stop().await;
+}
+
+/// The `savepoint_id` in the `_metadata` the emulator wrote at `path`.
+fn savepoint_id_in(harness: &Harness, path: &str) -> String {
+    let bytes = std::fs::read(harness.metadata_file(path)).expect("the savepoint's _metadata");
+    let metadata: Value = serde_json::from_slice(&bytes).expect("JSON _metadata");
+    metadata["savepoint_id"]
+        .as_str()
+        .expect("a savepoint_id")
+        .to_string()
+}
+
+/// The catalog's entries copied from the service's savepoint directory `source`.
+fn copies_of(harness: &Harness, source: &str) -> Vec<dli_gitops::savepoints::CatalogEntry> {
+    harness
+        .catalog()
+        .into_iter()
+        .filter(|entry| entry.entry.record.source_path.as_deref() == Some(source))
+        .collect()
+}
+
+/// The service names a stop savepoint's directory to the second
+/// (`jobs/savepoint/{job_id}/{yyyy-mm-dd_HH-mm-ss}/`), so a second savepoint of the job in the
+/// same second replaces the first in one directory. A catalogued copy made from that directory
+/// is reused (a savepoint can be huge) only while the directory still holds the savepoint it
+/// was copied from; a copy of the older one is never imported in place of the newer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_copy_is_reused_only_while_its_directory_holds_the_savepoint_it_was_made_from() {
+    let harness = Harness::start(EmulatorConfig::for_tests(PathBuf::new())).await;
+    harness.sql_job("orders", "cu_number: 2\n");
+    harness.apply_converged().await;
+    let job_id = harness.flink_job("orders").await.id;
+
+    // Stopped with a savepoint (copied at once), then started again: the start resumes from
+    // the savepoint the job holds, whose catalogued copy is compared with it and reused.
+    harness.sql_job("orders", "cu_number: 2\ndesired_state: stopped\n");
+    harness.apply_converged().await;
+    let held = harness
+        .flink_job("orders")
+        .await
+        .savepoint_path
+        .expect("the stop took a savepoint");
+    let first = savepoint_id_in(&harness, &held);
+    assert_eq!(copies_of(&harness, &held).len(), 1, "the stop's copy");
+    harness.sql_job("orders", "cu_number: 2\n");
+    harness.apply_converged().await;
+    assert_eq!(
+        copies_of(&harness, &held).len(),
+        1,
+        "the copy of the held savepoint was reused, not made again"
+    );
+    let runs = harness.emulator_runs(job_id).await;
+    assert_eq!(
+        runs.last().unwrap()["restored_savepoint_id"],
+        first.as_str()
+    );
+
+    // A second savepoint of the job lands in the same directory (as a second stop in the same
+    // second does), and the job stops without taking another: a pass that stopped it and died
+    // before copying its savepoint leaves the job just so.
+    let dli = &harness.context().live.clients.dli;
+    dli.trigger_savepoint(job_id, &held)
+        .await
+        .expect("the trigger");
+    assert_eq!(
+        harness.flink_job("orders").await.savepoint_path,
+        Some(held.clone())
+    );
+    dli.stop_jobs(&[job_id], false).await.expect("the stop");
+    let second = savepoint_id_in(&harness, &held);
+    assert_ne!(first, second, "the directory holds a newer savepoint");
+    let stale = copies_of(&harness, &held).pop().expect("the older copy");
+
+    // The definition changes, so the held savepoint is imported: not the older copy, but a
+    // new copy of what the directory holds now.
+    harness.sql_job("orders", "cu_number: 3\n");
+    harness.apply_converged().await;
+    let copies = copies_of(&harness, &held);
+    assert_eq!(copies.len(), 2, "{copies:#?}");
+    let fresh = copies.last().unwrap();
+    assert_eq!(fresh.entry.record.origin, "held");
+    assert_ne!(fresh.path(), stale.path());
+    let runs = harness.emulator_runs(job_id).await;
+    let last = runs.last().unwrap();
+    assert_eq!(last["restored_from"].as_str(), Some(fresh.path()));
+    assert_eq!(
+        last["restored_savepoint_id"],
+        second.as_str(),
+        "the job resumed from the newer savepoint, not from the copy of the older one"
+    );
+    harness.assert_in_sync().await;
     harness.stop().await;
 }
