@@ -59,6 +59,16 @@
 //!   (origin `held`) and imports the copy. A start that resumes from the held savepoint without an
 //!   import (`Held`) keeps a copy first when the catalog has none (the run itself resumes from the
 //!   held one, which the check before the start requires).
+//!   A catalogued copy is reused (a crashed pass already made it; a savepoint can be huge) only
+//!   while the service's directory still holds the savepoint it was copied from: the service
+//!   names its stop savepoint directories to the second
+//!   (`jobs/savepoint/{job_id}/{yyyy-mm-dd_HH-mm-ss}/`, the huaweicloud Terraform provider's
+//!   `dli_flinksql_job`, `updateFlinkSqlJobWithStop`), so a second stop of the job in the same
+//!   second writes a newer savepoint over the first in the same directory (OBS overwrites an
+//!   object uploaded under an existing name). Before reuse,
+//!   `verify` compares the directory with the copy (keys, sizes, `_metadata` byte for byte,
+//!   `LiveService::savepoint_copy_matches`); a copy that differs, or cannot be compared, is not
+//!   used and the savepoint is copied again (`apply/execute.rs` `catalogued_copy_of`).
 //!   Explicit `restore.savepoint_path`s are the user's, not the service's: imported as given.
 //! * `upgrade_mode: stateless` takes no savepoint and stops without one: an explicit choice.
 //!
@@ -78,7 +88,9 @@
 //! `_metadata` with a `savepoint_id`, is remembered on the job (`taken_savepoints`), and is deleted
 //! from its OBS when the job is run again (after the run read its state). A run records
 //! `restored_savepoint_id`/`stop_savepoint_id` (a copy has its original's id), so tests check a
-//! chain of runs by state, not by path; a run resuming from a savepoint without `_metadata` ends
+//! chain of runs by state, not by path; a stop savepoint's directory is named to the second, as
+//! the service's, and a second savepoint of the job in that second overwrites its `_metadata`;
+//! a run resuming from a savepoint without `_metadata` ends
 //! `job_submit_fail`. A trigger without `savepoint_path` is refused (`DLI.0001`, chosen: Terraform's
 //! `dli_flinksql_job_savepoint` treats the path as optional, the SDK model requires it; the service's
 //! answer is not documented). Savepoints imported with import-savepoint are not the service's and
@@ -87,7 +99,9 @@
 //! Tested: `tests/savepoint_catalog.rs` (a failed pre-stop savepoint leaves the old job running;
 //! every savepoint of three upgrades is in the catalog and `savepoints list`; the service's stop and
 //! triggered savepoints are gone after the restart while our copy stays, and `from_catalog: <seq>`
-//! / `latest` resume from copies, shown by the emulator's run history; `from_catalog` validation; the
+//! / `latest` resume from copies, shown by the emulator's run history; a copy of the held savepoint
+//! is reused while its directory holds the same savepoint and made again once a newer one replaced
+//! it there; `from_catalog` validation; the
 //! real daemon serves the catalog in `GET /api/v1/targets/dev` and on the page), `tests/promotion/`
 //! (a carried copy is a verified `carried` entry of prod), `savepoints::tests` (the fold, old states,
 //! the API and page sections).

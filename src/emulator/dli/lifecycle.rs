@@ -147,6 +147,13 @@ pub(super) fn run_jobs(call: &Call<'_>) -> Result<Reply, ApiError> {
 /// Writes a savepoint `_metadata` for `job` and returns its directory (`obs://bucket/dir/`)
 /// and the `savepoint_id` inside it. The job remembers the savepoint: the service deletes the
 /// savepoints it took when the job is restarted ([`delete_taken_savepoints`]).
+///
+/// Without a requested directory (a stop), the directory is named to the second, as the
+/// service names it: "the job status information will be saved in the OBS bucket under
+/// jobs/savepoint/{job_id}/{yyyy-mm-dd_hH-mm-ss}/" (huaweicloud Terraform provider,
+/// `resource_huaweicloud_dli_flinksql_job.go`, `updateFlinkSqlJobWithStop`). A second savepoint
+/// of the job in the same second lands in the same directory and overwrites its `_metadata`,
+/// as an upload under an existing name does on OBS (versioning off, the default).
 pub(super) fn write_savepoint(
     call: &Call<'_>,
     job: &mut FlinkJobRecord,
