@@ -386,6 +386,101 @@ async fn flink_job_lifecycle_carries_a_savepoint_across_a_reimport() {
 
 /// The per-type field sets of the SDK request models, the fields the service fills, the
 /// documented `run_mode`/`job_type` pairs and the fields a running job accepts.
+/// The service names a stop savepoint's directory to the second (the huaweicloud Terraform
+/// provider, `updateFlinkSqlJobWithStop`: `jobs/savepoint/{job_id}/{yyyy-mm-dd_hH-mm-ss}/`), so
+/// two stops of one job in one second share one directory: the second's `_metadata` replaces
+/// the first's, as an upload to an existing name does on OBS, and the next run resumes from it.
+#[tokio::test]
+async fn two_stops_of_a_job_in_one_second_share_one_savepoint_directory() {
+    let temp = tempfile::tempdir().unwrap();
+    let handle = start(temp.path()).await;
+    let client = Client::dev(&handle);
+    let job_id = create(&client, sql_job("orders")).await;
+    let batch = |action: &'static str, body: Value| {
+        let client = &client;
+        async move {
+            let answer = client
+                .call(
+                    Method::POST,
+                    &format!("streaming/jobs/{action}"),
+                    &[],
+                    Some(body),
+                )
+                .await;
+            assert_eq!(answer.body[0]["is_success"], "true", "{}", answer.body);
+        }
+    };
+    let run = || {
+        batch(
+            "run",
+            json!({"job_ids": [job_id], "resume_savepoint": true}),
+        )
+    };
+    let stop = || {
+        batch(
+            "stop",
+            json!({"job_ids": [job_id], "trigger_savepoint": true}),
+        )
+    };
+    let savepoint_id = |path: &str| -> String {
+        let file = handle
+            .data_dir()
+            .join("obs")
+            .join(path.trim_start_matches("obs://"))
+            .join("_metadata");
+        let bytes = std::fs::read(&file).unwrap_or_else(|_| panic!("{}", file.display()));
+        let metadata: Value = serde_json::from_slice(&bytes).unwrap();
+        metadata["savepoint_id"].as_str().unwrap().to_string()
+    };
+    let held = || async {
+        detail(&client, job_id).await["savepoint_path"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    run().await;
+    // Each attempt starts right after a second begins, so that stop, run and stop (zero
+    // delays, in process) fall in it; one that crosses into the next second is tried again.
+    for _ in 0..5 {
+        let into_second = chrono::Utc::now().timestamp_subsec_millis();
+        tokio::time::sleep(std::time::Duration::from_millis(u64::from(
+            1000 - into_second.min(999),
+        )))
+        .await;
+        stop().await;
+        let first_path = held().await;
+        let first = savepoint_id(&first_path);
+        run().await;
+        stop().await;
+        let second_path = held().await;
+        if second_path != first_path {
+            run().await;
+            continue;
+        }
+        let second = savepoint_id(&second_path);
+        assert_ne!(
+            first, second,
+            "the second savepoint replaced the first in {second_path}"
+        );
+        run().await;
+        let runs: Value = handle_runs(&handle, job_id).await;
+        let last = runs["runs"].as_array().unwrap().last().unwrap().clone();
+        assert_eq!(last["restored_from"], second_path.as_str());
+        assert_eq!(last["restored_savepoint_id"], second.as_str());
+        return;
+    }
+    panic!("no two stops fell in one second in five attempts");
+}
+
+/// The emulator's run log of `job_id` (`/_emulator/v1/{project}/jobs/{id}/runs`).
+async fn handle_runs(handle: &EmulatorHandle, job_id: i64) -> Value {
+    let url = format!(
+        "{}/_emulator/v1/{DEV_PROJECT_ID}/jobs/{job_id}/runs",
+        handle.dli_url()
+    );
+    reqwest::get(url).await.unwrap().json().await.unwrap()
+}
+
 #[tokio::test]
 async fn flink_jobs_follow_the_sdk_field_model_and_running_jobs_take_only_hot_fields() {
     let temp = tempfile::tempdir().unwrap();
