@@ -8,7 +8,15 @@
 //! when dli-gitops stopped it, else the one the service reports for it.
 //!
 //! The copy is idempotent: the destination is derived from the source path, objects are copied
-//! with `_metadata` last, and a destination that already holds `_metadata` is not copied again.
+//! with `_metadata` last, and a destination that already holds `_metadata` is not copied again
+//! when it matches the source now (`savepoints::verify`: keys, sizes, `_metadata` byte for byte).
+//! The source path alone does not name one savepoint: the service names its stop savepoint
+//! directories to the second (`jobs/savepoint/{job_id}/{yyyy-mm-dd_HH-mm-ss}/`, the huaweicloud
+//! Terraform provider's `dli_flinksql_job`, `updateFlinkSqlJobWithStop`), so a second stop of the
+//! upstream job in the same second writes a newer savepoint into a directory carried before. A
+//! copy of another savepoint is never overwritten (the downstream catalog lists it, a downstream
+//! job may hold it): the savepoint is carried under the next name, `<digest>-1/`, `-2/`, ...
+//! (`carry_destination`).
 
 use std::time::Duration;
 
@@ -17,7 +25,7 @@ use sha2::{Digest, Sha256};
 use tokio::time::Instant;
 
 use crate::cloud::{CloudError, DliClient, ListJobsQuery, ObjectStore, ObsOptions};
-use crate::savepoints::{CARRIED_PREFIX, Origin, directory, same_directory, verify};
+use crate::savepoints::{CARRIED_PREFIX, CopyError, Origin, directory, same_directory, verify};
 
 /// The file that makes a directory a Flink savepoint; copied last.
 pub const SAVEPOINT_METADATA: &str = "_metadata";
@@ -49,7 +57,7 @@ pub struct CarriedSavepoint {
     pub downstream_path: String,
     /// The savepoint was triggered for this carry (the upstream job was running).
     pub fresh: bool,
-    /// Objects copied (0 when the copy was already complete).
+    /// Objects copied (0 when a complete copy matching the source was there already).
     pub objects_copied: usize,
     pub bytes_copied: u64,
 }
@@ -162,37 +170,6 @@ pub async fn carry_savepoint(
     let (upstream_path, fresh) = upstream_savepoint(ends, job, journal_savepoint).await?;
     let source = ObjectStore::from_url(&directory_url(&upstream_path), ends.upstream_obs)
         .map_err(cloud_error(ends, job, "opening the upstream savepoint"))?;
-    let destination_url = format!(
-        "{}{CARRIED_PREFIX}/{}/{job}/{}/",
-        directory_url(ends.downstream_staging),
-        ends.upstream_target,
-        short_digest(&upstream_path)
-    );
-    let destination = ObjectStore::from_url(&destination_url, ends.downstream_obs).map_err(
-        cloud_error(ends, job, "opening the downstream staging prefix"),
-    )?;
-    let mut carried = CarriedSavepoint {
-        upstream_path: upstream_path.clone(),
-        downstream_path: destination_url.clone(),
-        fresh,
-        objects_copied: 0,
-        bytes_copied: 0,
-    };
-    let already = destination.list("").await.map_err(cloud_error(
-        ends,
-        job,
-        "listing the downstream copy",
-    ))?;
-    if already.iter().any(|key| key == SAVEPOINT_METADATA) {
-        tracing::info!(
-            job = job,
-            from = ends.upstream_target,
-            to = ends.downstream_target,
-            savepoint = %destination_url,
-            "The upstream savepoint was carried before; reusing the copy."
-        );
-        return Ok(carried);
-    }
     let mut keys =
         source
             .list("")
@@ -204,6 +181,25 @@ pub async fn carry_savepoint(
             job: job.to_string(),
             path: upstream_path,
         });
+    }
+    let (destination_url, destination, reused) =
+        carry_destination(ends, job, &upstream_path, &source).await?;
+    let mut carried = CarriedSavepoint {
+        upstream_path: upstream_path.clone(),
+        downstream_path: destination_url.clone(),
+        fresh,
+        objects_copied: 0,
+        bytes_copied: 0,
+    };
+    if reused {
+        tracing::info!(
+            job = job,
+            from = ends.upstream_target,
+            to = ends.downstream_target,
+            savepoint = %destination_url,
+            "The upstream savepoint was carried before; reusing the copy."
+        );
+        return Ok(carried);
     }
     // `_metadata` last: a copy cut short is never mistaken for a complete savepoint.
     keys.sort_by_key(|key| key == SAVEPOINT_METADATA);
@@ -233,6 +229,74 @@ pub async fn carry_savepoint(
         "Carried a savepoint to the downstream target."
     );
     Ok(carried)
+}
+
+/// Where the copy of the savepoint now in `upstream_path` (opened as `source`) goes, and whether
+/// a complete copy of it is already there (reused, not copied again).
+///
+/// The name derives from the source path, so a carry repeated after a crash or a failed import
+/// finds its copy. The path is not enough: the service names its stop savepoint directories to
+/// the second (`jobs/savepoint/{job_id}/{yyyy-mm-dd_HH-mm-ss}/`), so a second stop of the
+/// upstream job in the same second writes a newer savepoint into the directory an earlier carry
+/// copied. A complete copy (one with `_metadata`) is reused only when `verify` finds it equal to
+/// the source now (keys, sizes, `_metadata` byte for byte); one of another savepoint is left as
+/// it is (the downstream catalog may list it, a downstream job may hold or be importing it) and
+/// the next name (`<digest>-1/`, `-2/`, ...) is tried, up to one without `_metadata`, which the
+/// carry fills. The walk ends: each name it passes is a complete copy already written.
+async fn carry_destination(
+    ends: &CarryEnds<'_>,
+    job: &str,
+    upstream_path: &str,
+    source: &ObjectStore,
+) -> Result<(String, ObjectStore, bool), CarryError> {
+    let base = format!(
+        "{}{CARRIED_PREFIX}/{}/{job}/{}",
+        directory_url(ends.downstream_staging),
+        ends.upstream_target,
+        short_digest(upstream_path)
+    );
+    let mut generation = 0u64;
+    loop {
+        let url = match generation {
+            0 => format!("{base}/"),
+            _ => format!("{base}-{generation}/"),
+        };
+        let destination = ObjectStore::from_url(&url, ends.downstream_obs).map_err(cloud_error(
+            ends,
+            job,
+            "opening the downstream staging prefix",
+        ))?;
+        let already = destination.list("").await.map_err(cloud_error(
+            ends,
+            job,
+            "listing the downstream copy",
+        ))?;
+        if !already.iter().any(|key| key == SAVEPOINT_METADATA) {
+            return Ok((url, destination, false));
+        }
+        match verify(source, &destination).await {
+            Ok(_) => return Ok((url, destination, true)),
+            Err(error @ (CopyError::Mismatch { .. } | CopyError::Incomplete { .. })) => {
+                tracing::info!(
+                    job = job,
+                    from = ends.upstream_target,
+                    to = ends.downstream_target,
+                    upstream_savepoint = upstream_path,
+                    copy = %url,
+                    error = %error,
+                    "The copy carried before from this upstream directory is of another savepoint (the service wrote a newer one into the directory); it is kept, and the savepoint is carried under another name."
+                );
+            }
+            Err(CopyError::Cloud { source, .. }) => {
+                return Err(cloud_error(
+                    ends,
+                    job,
+                    "comparing the downstream copy with the upstream savepoint",
+                )(source));
+            }
+        }
+        generation += 1;
+    }
 }
 
 /// The upstream savepoint to carry, and whether it is fresh: a running upstream job takes a
