@@ -180,6 +180,98 @@ async fn state_is_carried_between_accounts_that_share_nothing() {
     prod_emulator.shutdown().await;
 }
 
+/// The `_metadata` bytes of the savepoint directory `path`.
+async fn metadata_of(path: &str, obs: &dli_gitops::cloud::ObsOptions) -> bytes::Bytes {
+    ObjectStore::from_url(path, obs)
+        .unwrap()
+        .get("_metadata")
+        .await
+        .unwrap_or_else(|error| panic!("the _metadata of {path}: {error}"))
+}
+
+/// The service names a stop savepoint's directory to the second
+/// (`jobs/savepoint/{job_id}/{yyyy-mm-dd_HH-mm-ss}/`), so a second savepoint of the upstream job
+/// in that second lands in a directory carried before. The copy is reused only while it matches
+/// what the directory holds now; a copy of the older savepoint is kept, never carried again in
+/// place of the newer one.
+#[tokio::test]
+async fn a_carried_copy_is_reused_only_while_the_upstream_directory_holds_the_same_savepoint() {
+    let dev_dir = tempfile::tempdir().unwrap();
+    let prod_dir = tempfile::tempdir().unwrap();
+    let dev_emulator = emulator(dev_dir.path()).await;
+    let prod_emulator = emulator(prod_dir.path()).await;
+    let dev = clients(&dev_emulator);
+    let prod = clients(&prod_emulator);
+    let dev_id = dev.dli.create_sql_job("clicks", &sql_job()).await.unwrap();
+    dev.dli.run_jobs(&[dev_id], false).await.unwrap();
+    wait_for_status(&dev, dev_id, "job_running").await;
+    dev.dli.stop_jobs(&[dev_id], true).await.unwrap();
+    wait_for_status(&dev, dev_id, "job_cancel_success").await;
+    let held = dev
+        .dli
+        .job_detail(dev_id)
+        .await
+        .unwrap()
+        .savepoint_path
+        .expect("a stop with a savepoint reports it");
+    assert!(held.contains("/jobs/savepoint/"), "{held}");
+
+    // The upstream journal knows no savepoint: the one the stopped job holds is carried, and
+    // carried again (a failed import downstream) it is reused while the directory is unchanged.
+    let first = carry_savepoint(&ends(&dev, &prod), "clicks", None)
+        .await
+        .unwrap();
+    assert_eq!(first.upstream_path, held);
+    assert_eq!(first.objects_copied, 1);
+    let older = metadata_of(&held, &dev.obs).await;
+    assert_eq!(metadata_of(&first.downstream_path, &prod.obs).await, older);
+    let again = carry_savepoint(&ends(&dev, &prod), "clicks", None)
+        .await
+        .unwrap();
+    assert_eq!(again.downstream_path, first.downstream_path);
+    assert_eq!(again.objects_copied, 0, "an unchanged copy is reused");
+
+    // The job runs and a second savepoint lands in the same directory (as a second stop in the
+    // same second does); the job stops holding it.
+    dev.dli.run_jobs(&[dev_id], true).await.unwrap();
+    wait_for_status(&dev, dev_id, "job_running").await;
+    dev.dli.trigger_savepoint(dev_id, &held).await.unwrap();
+    wait_for_status(&dev, dev_id, "job_running").await;
+    dev.dli.stop_jobs(&[dev_id], false).await.unwrap();
+    wait_for_status(&dev, dev_id, "job_cancel_success").await;
+    assert_eq!(
+        dev.dli.job_detail(dev_id).await.unwrap().savepoint_path,
+        Some(held.clone())
+    );
+    let newer = metadata_of(&held, &dev.obs).await;
+    assert_ne!(newer, older, "the directory holds a newer savepoint");
+
+    // The newer savepoint is carried, under another name; the older copy stays as it was.
+    let second = carry_savepoint(&ends(&dev, &prod), "clicks", None)
+        .await
+        .unwrap();
+    assert_eq!(second.upstream_path, held);
+    assert_ne!(
+        second.downstream_path, first.downstream_path,
+        "the copy of the older savepoint is not carried in place of the newer one"
+    );
+    assert_eq!(second.objects_copied, 1);
+    assert_eq!(metadata_of(&second.downstream_path, &prod.obs).await, newer);
+    assert_eq!(
+        metadata_of(&first.downstream_path, &prod.obs).await,
+        older,
+        "the older copy is not overwritten"
+    );
+    // Carried again, the copy of the newer savepoint is found and reused.
+    let third = carry_savepoint(&ends(&dev, &prod), "clicks", None)
+        .await
+        .unwrap();
+    assert_eq!(third.downstream_path, second.downstream_path);
+    assert_eq!(third.objects_copied, 0);
+    dev_emulator.shutdown().await;
+    prod_emulator.shutdown().await;
+}
+
 mod promote_command;
 
 mod pipeline_end_to_end;
