@@ -75,7 +75,11 @@
 //!   when a daemon holds it, goes through the daemon's API.
 //! * A carried savepoint lives at a path derived from its source (`carried-savepoints/<from>/<job>/
 //!   <sha256(source)[..16]>/`); `_metadata` is copied last and its presence means the copy is complete,
-//!   so a repeated carry copies nothing. Objects are copied whole through memory, one at a time.
+//!   so a repeated carry copies nothing while the copy still matches the source (keys, sizes,
+//!   `_metadata`, compared before reuse). The service names stop savepoint directories to the
+//!   second, so a directory carried before can later hold a newer savepoint: that one is carried
+//!   under the next name (`<digest>-1/`, ...), and a carried copy is never overwritten. Objects are
+//!   copied whole through memory, one at a time.
 //!
 //! Why a promoted job is created from git and not carried as its genuine export. A promotion could
 //! export the upstream job, copy the zip to the downstream account's OBS, import it there, update
