@@ -122,7 +122,8 @@ pub const SAVEPOINTS_FOLDER: &str = "dli-gitops/savepoints";
 /// Where savepoints are triggered before a stop (the service's; deleted at the restart).
 pub const TRIGGERED_FOLDER: &str = "dli-gitops/triggered";
 /// Where promotion writes the savepoints it carries, under the downstream's staging prefix
-/// (`<staging>carried-savepoints/<from>/<job>/<digest16>/`).
+/// (`<staging>carried-savepoints/<from>/<job>/<digest16>/`, or `<digest16>-<n>/` when the
+/// upstream directory came to hold another savepoint; `promotion::carry`).
 pub const CARRIED_PREFIX: &str = "carried-savepoints";
 
 /// Where a savepoint copy came from.
