@@ -810,11 +810,17 @@ async fn read_capped(mut response: reqwest::Response, limit: usize) -> Result<By
     Ok(Bytes::from(body))
 }
 
+/// How long an idle connection stays pooled. A pass's calls reuse their connections; between
+/// passes (minutes apart) a connection would only hold its buffers (up to the largest page it
+/// read), so it is closed after this long (reqwest's default is 90 s).
+pub(crate) const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(20);
+
 fn build_http(options: &ClientOptions) -> Result<reqwest::Client, CloudError> {
     reqwest::Client::builder()
         .connect_timeout(options.connect_timeout)
         .timeout(options.request_timeout)
         .user_agent(options.user_agent.clone())
+        .pool_idle_timeout(POOL_IDLE_TIMEOUT)
         // The process's one TLS configuration (`cloud::tls`): the roots are not parsed again.
         .use_preconfigured_tls(super::tls::client_config(
             options.danger_accept_invalid_certs,

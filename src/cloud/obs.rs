@@ -418,6 +418,7 @@ impl object_store::client::HttpConnector for StoreConnector {
             .no_zstd()
             .no_deflate()
             .https_only(self.https_only)
+            .pool_idle_timeout(super::http::POOL_IDLE_TIMEOUT)
             .connect_timeout(std::time::Duration::from_secs(5))
             .timeout(std::time::Duration::from_secs(30));
         if !self.pins.is_empty() {
