@@ -401,6 +401,10 @@ impl Worker {
             .promotion
             .as_ref()
             .and_then(|hook| hook.endpoint().config.target(&self.spec.name).cloned());
+        // At most one revision per core is parsed at a time: parsing is CPU work, so more at
+        // once only holds more node trees in memory (50 targets starting together would hold
+        // all of theirs, and the heap would keep that peak's pages).
+        let _permit = resolve_permits().acquire().await;
         let resolved = tokio::task::spawn_blocking(move || {
             crate::pass::resolve_for(
                 &snapshot,
@@ -982,6 +986,15 @@ fn pass_message(report: &PassReport, suspended: bool, no_revision: bool) -> Stri
         message.push_str("; stopped early for shutdown");
     }
     message
+}
+
+/// The daemon-wide permits for parsing revisions: one per core (`available_parallelism`).
+fn resolve_permits() -> &'static tokio::sync::Semaphore {
+    static PERMITS: std::sync::OnceLock<tokio::sync::Semaphore> = std::sync::OnceLock::new();
+    PERMITS.get_or_init(|| {
+        let cores = std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get);
+        tokio::sync::Semaphore::new(cores)
+    })
 }
 
 #[cfg(test)]

@@ -61,6 +61,9 @@ pub fn resolve(
     if !context.diagnostics.is_empty() {
         return Err(Diagnostics(context.diagnostics).finish());
     }
+    // Held until the next revision: no spare capacity (a job is about a kilobyte inline).
+    desired.flink.shrink_to_fit();
+    desired.dlf.shrink_to_fit();
     for job in &mut desired.flink {
         job.policy = policies.remove(&job.name).unwrap_or_default();
     }
