@@ -117,8 +117,9 @@ pub(crate) fn read_snapshot(path: &Path) -> Result<Option<JournalState>, Journal
     Ok(Some(snapshot.state))
 }
 
-/// Writes the snapshot atomically: temp file, fsync, rename, directory fsync.
-pub(crate) fn write_snapshot(paths: &Paths, state: &JournalState) -> Result<(), JournalError> {
+/// The snapshot file's line for `state` (sealed, newline-terminated). Encoded straight from
+/// the state (borrowed, under the caller's read guard), not from a copy of it.
+pub(crate) fn encode_snapshot(state: &JournalState) -> Result<Vec<u8>, JournalError> {
     // Borrowed, so writing a snapshot does not copy the state first.
     #[derive(Serialize)]
     struct SnapshotRef<'a> {
@@ -137,7 +138,13 @@ pub(crate) fn write_snapshot(paths: &Paths, state: &JournalState) -> Result<(), 
     })?;
     let mut sealed = seal(encoded);
     sealed.push(b'\n');
-    write_atomically(&paths.snapshot, &sealed)?;
+    Ok(sealed)
+}
+
+/// Writes an encoded snapshot ([`encode_snapshot`]) atomically: temp file, fsync, rename,
+/// directory fsync.
+pub(crate) fn write_encoded_snapshot(paths: &Paths, encoded: &[u8]) -> Result<(), JournalError> {
+    write_atomically(&paths.snapshot, encoded)?;
     sync_directory(&paths.state_dir)
 }
 
