@@ -88,7 +88,7 @@ impl DaemonProcess {
     }
 
     /// The allocator's figures from the daemon's last "Heap after a pass." log line.
-    fn last_heap_line(&self) -> Option<String> {
+    pub fn last_heap_line(&self) -> Option<String> {
         let text = std::fs::read_to_string(&self.log).ok()?;
         let line = text
             .lines()

@@ -681,6 +681,20 @@ pub async fn run(scenario: Scenario, keep: bool, report: &mut Report) -> Result<
     ));
     report.push(Row::new(
         SECTION,
+        "at rest: RSS by kind",
+        format_mib(memory.rss_anon_kib),
+        "",
+        format!(
+            "anonymous (heap, stacks) {}, file-backed (the binary and libraries) {}; allocator after the last pass: {}",
+            format_mib(memory.rss_anon_kib),
+            format_mib(memory.rss_file_kib),
+            daemon
+                .last_heap_line()
+                .unwrap_or_else(|| "no heap line in the log".to_string())
+        ),
+    ));
+    report.push(Row::new(
+        SECTION,
         "OS threads",
         format!("{} at rest", last.threads),
         "",
