@@ -1,30 +1,42 @@
-//! The daemon's heap at rest. glibc's allocator keeps what a pass freed (one arena per thread
-//! that allocated, each holding its free pages), so a daemon that parsed, observed and planned
-//! a thousand jobs sits on the high-water mark of its busiest pass. Two settings keep the
-//! resident set close to what is really in use: at most [`ARENAS`] arenas (set once, before
-//! the runtime's threads start), and the free pages returned to the kernel after each pass
-//! (`malloc_trim`). Elsewhere (not glibc) both are no-ops.
+//! The daemon's heap at rest.
+//!
+//! A daemon that parsed, observed and planned thousands of jobs at once (50 targets converging
+//! together) leaves its busiest moment behind in the allocator: pages that hold only a few live
+//! objects among freed ones. glibc's allocator cannot return such pages, so the daemon sat on
+//! most of its busy peak (BENCHMARKS.md, "Memory at rest, 2026-12-05": 84 MiB of data in 151 MiB
+//! of heap pages with 50 targets). On Linux the Rust heap is therefore jemalloc's
+//! ([`Jemalloc`](tikv_jemallocator::Jemalloc), registered as the global allocator in `lib.rs`),
+//! which keeps objects of one size together, and after each pass its unused dirty pages are
+//! returned to the kernel at once ([`release_after_pass`]) instead of after its decay time; a
+//! background thread returns what frees later.
+//!
+//! The C libraries (libgit2, OpenSSL) still allocate through glibc: that heap gets one arena
+//! ([`ARENAS`]; an operator's `MALLOC_ARENA_MAX` wins) and `malloc_trim` after each pass.
+//! Elsewhere (not Linux) all of this is a no-op.
 
-/// Arenas the allocator may create (glibc's default is 8 per core). One: the daemon's work is
-/// waiting on the network, so threads rarely contend for the allocator, and one arena reuses
-/// the pages every pass freed instead of keeping a second set (measured: 36.0 MiB at rest with
-/// 1,000 jobs against 41.7 MiB with two arenas; BENCHMARKS.md).
+/// Arenas glibc's allocator may create for the C libraries (its default is 8 per core).
 pub const ARENAS: i32 = 1;
 
-/// What the allocator holds, from `mallinfo2`.
+/// What the allocator holds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct HeapStats {
-    /// Bytes in allocated chunks (what the program uses).
+    /// Bytes in allocated objects (what the program uses).
     pub in_use: u64,
-    /// Free bytes the allocator keeps in its arenas.
+    /// Bytes of heap pages resident beyond those objects (what the allocator keeps).
     pub free: u64,
-    /// Bytes in chunks mapped on their own (large allocations).
-    pub mmapped: u64,
+    /// Bytes the allocator has mapped but returned to the kernel (not resident).
+    pub retained: u64,
 }
 
-/// Caps the allocator's arenas; call before any thread starts. An operator's own setting
-/// (`MALLOC_ARENA_MAX`, or `glibc.malloc.arena_max` in `GLIBC_TUNABLES`) wins.
-pub fn limit_arenas() {
+/// Sets the allocators up; call before any thread starts. glibc (the C libraries) gets at most
+/// [`ARENAS`] arenas unless the operator set `MALLOC_ARENA_MAX` (or `glibc.malloc.arena_max`
+/// in `GLIBC_TUNABLES`); jemalloc starts its background thread, which returns pages freed
+/// between passes.
+pub fn configure_allocator() {
+    #[cfg(target_os = "linux")]
+    if let Err(error) = tikv_jemalloc_ctl::background_thread::write(true) {
+        tracing::debug!(%error, "jemalloc's background thread did not start; pages are returned after each pass only.");
+    }
     let operator_set = std::env::var_os("MALLOC_ARENA_MAX").is_some()
         || std::env::var("GLIBC_TUNABLES").is_ok_and(|tunables| tunables.contains("arena_max"));
     if operator_set {
@@ -37,45 +49,89 @@ pub fn limit_arenas() {
     }
 }
 
-/// Returns the allocator's free pages to the kernel and says what it holds now. Called after
-/// each pass; costs a walk of the heap (milliseconds).
+/// Returns the allocators' unused pages to the kernel and says what the Rust heap holds now.
+/// Called after each pass; costs a walk of the heaps (milliseconds).
 pub fn release_after_pass() -> Option<HeapStats> {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: a thread-safe glibc entry point without arguments to check.
+    unsafe {
+        libc::malloc_trim(0);
+    }
+    #[cfg(target_os = "linux")]
     {
-        // SAFETY: both calls are thread-safe glibc entry points without arguments to check.
-        let info = unsafe {
-            libc::malloc_trim(0);
-            libc::mallinfo2()
-        };
-        let stats = HeapStats {
-            in_use: info.uordblks as u64 + info.hblkhd as u64,
-            free: info.fordblks as u64,
-            mmapped: info.hblkhd as u64,
-        };
+        purge_jemalloc();
+        let stats = jemalloc_stats()?;
         tracing::debug!(
             in_use_kib = stats.in_use / 1024,
             free_kib = stats.free / 1024,
-            mmapped_kib = stats.mmapped / 1024,
+            retained_kib = stats.retained / 1024,
             "Heap after a pass."
         );
         Some(stats)
     }
-    #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+    #[cfg(not(target_os = "linux"))]
     {
         None
     }
 }
 
+/// Purges every jemalloc arena's unused dirty and muzzy pages now (`arena.<all>.purge`).
+#[cfg(target_os = "linux")]
+fn purge_jemalloc() {
+    // `MALLCTL_ARENAS_ALL` (4096) names every arena.
+    const NAME: &[u8] = b"arena.4096.purge\0";
+    // SAFETY: a void mallctl (no old or new value); the name is NUL-terminated.
+    let code = unsafe {
+        tikv_jemalloc_sys::mallctl(
+            NAME.as_ptr().cast(),
+            std::ptr::null_mut(),
+            std::ptr::null_mut(),
+            std::ptr::null_mut(),
+            0,
+        )
+    };
+    if code != 0 {
+        tracing::debug!(code, "jemalloc did not purge its arenas.");
+    }
+}
+
+/// jemalloc's counters, refreshed (`epoch`).
+#[cfg(target_os = "linux")]
+fn jemalloc_stats() -> Option<HeapStats> {
+    use tikv_jemalloc_ctl::{epoch, stats};
+    epoch::advance().ok()?;
+    let allocated = stats::allocated::read().ok()? as u64;
+    let resident = stats::resident::read().ok()? as u64;
+    let retained = stats::retained::read().ok()? as u64;
+    Some(HeapStats {
+        in_use: allocated,
+        free: resident.saturating_sub(allocated),
+        retained,
+    })
+}
+
 #[cfg(test)]
 mod tests {
+    /// jemalloc started with the settings `lib.rs` exports (unless the environment overrides
+    /// them, which tests do not do).
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn jemalloc_runs_with_the_exported_settings() {
+        assert!(std::env::var_os("_RJEM_MALLOC_CONF").is_none());
+        assert_eq!(tikv_jemalloc_ctl::opt::narenas::read().expect("narenas"), 1);
+        assert!(tikv_jemalloc_ctl::opt::background_thread::read().expect("background_thread"));
+    }
+
     #[test]
     fn freed_memory_is_returned_and_counted() {
-        super::limit_arenas();
+        super::configure_allocator();
         let big: Vec<Vec<u8>> = (0..64).map(|_| vec![1u8; 64 * 1024]).collect();
         let held = super::release_after_pass();
         drop(big);
         let after = super::release_after_pass();
-        if let (Some(held), Some(after)) = (held, after) {
+        if cfg!(target_os = "linux") {
+            let (held, after) = (held.expect("stats"), after.expect("stats"));
+            // Other tests allocate meanwhile; 4 MiB were freed here.
             assert!(
                 held.in_use >= after.in_use + 3 * 1024 * 1024,
                 "{held:?} {after:?}"

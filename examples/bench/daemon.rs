@@ -106,10 +106,10 @@ impl DaemonProcess {
             digits.parse().ok()
         };
         Some(format!(
-            "in use {} KiB, free in arenas {} KiB, of which mmapped {} KiB",
+            "in use {} KiB, resident beyond it {} KiB, returned to the kernel {} KiB",
             value("in_use_kib")?,
             value("free_kib")?,
-            value("mmapped_kib")?
+            value("retained_kib")?
         ))
     }
 

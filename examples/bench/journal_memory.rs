@@ -28,7 +28,7 @@ struct Figures {
     rss_opened_kib: u64,
     rss_trimmed_kib: u64,
     peak_kib: u64,
-    /// What the allocator reports in use after opening (`mallinfo2`), when it can tell.
+    /// What the allocator reports in use after opening (jemalloc's `stats.allocated`), when it can tell.
     heap_in_use_kib: Option<u64>,
     jobs: usize,
 }
@@ -43,7 +43,7 @@ fn options() -> JournalOptions {
 
 /// The child's side: open the journal in `state_dir`, print the figures.
 pub fn child(state_dir: &Path) -> Result<(), String> {
-    dli_gitops::memory::limit_arenas();
+    dli_gitops::memory::configure_allocator();
     let before = procfs::memory("self")?;
     let (journal, _) = Journal::open(state_dir, options())
         .map_err(|error| format!("opening the journal: {error}"))?;

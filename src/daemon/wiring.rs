@@ -346,7 +346,7 @@ pub fn run_blocking(options: &RunOptions) -> Result<(), RunError> {
         filter_from = settings.filter_from.as_str(),
         "Logging set up."
     );
-    crate::memory::limit_arenas();
+    crate::memory::configure_allocator();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("dli-gitops")
