@@ -7,8 +7,8 @@
 //! of heap pages with 50 targets). On Linux the Rust heap is therefore jemalloc's
 //! ([`Jemalloc`](tikv_jemallocator::Jemalloc), registered as the global allocator in `lib.rs`),
 //! which keeps objects of one size together, and after each pass its unused dirty pages are
-//! returned to the kernel at once ([`release_after_pass`]) instead of after its decay time; a
-//! background thread returns what frees later.
+//! returned to the kernel at once ([`release_after_pass`]) instead of after its decay time; its
+//! background thread returns what is freed later.
 //!
 //! The C libraries (libgit2, OpenSSL) still allocate through glibc: that heap gets one arena
 //! ([`ARENAS`]; an operator's `MALLOC_ARENA_MAX` wins) and `malloc_trim` after each pass.
@@ -28,15 +28,11 @@ pub struct HeapStats {
     pub retained: u64,
 }
 
-/// Sets the allocators up; call before any thread starts. glibc (the C libraries) gets at most
-/// [`ARENAS`] arenas unless the operator set `MALLOC_ARENA_MAX` (or `glibc.malloc.arena_max`
-/// in `GLIBC_TUNABLES`); jemalloc starts its background thread, which returns pages freed
-/// between passes.
+/// Sets the C libraries' allocator up; call before any thread starts. glibc gets at most
+/// [`ARENAS`] arenas unless the operator set `MALLOC_ARENA_MAX` (or `glibc.malloc.arena_max` in
+/// `GLIBC_TUNABLES`). jemalloc's settings (one arena, its background thread, 1 s decay) are the
+/// ones `lib.rs` exports, read when it starts; `_RJEM_MALLOC_CONF` overrides them.
 pub fn configure_allocator() {
-    #[cfg(target_os = "linux")]
-    if let Err(error) = tikv_jemalloc_ctl::background_thread::write(true) {
-        tracing::debug!(%error, "jemalloc's background thread did not start; pages are returned after each pass only.");
-    }
     let operator_set = std::env::var_os("MALLOC_ARENA_MAX").is_some()
         || std::env::var("GLIBC_TUNABLES").is_ok_and(|tunables| tunables.contains("arena_max"));
     if operator_set {
@@ -117,7 +113,10 @@ mod tests {
     #[cfg(target_os = "linux")]
     #[test]
     fn jemalloc_runs_with_the_exported_settings() {
-        assert!(std::env::var_os("_RJEM_MALLOC_CONF").is_none());
+        assert!(
+            std::env::var_os("_RJEM_MALLOC_CONF").is_none(),
+            "_RJEM_MALLOC_CONF is set in this environment; unset it to test the exported settings"
+        );
         assert_eq!(tikv_jemalloc_ctl::opt::narenas::read().expect("narenas"), 1);
         assert!(tikv_jemalloc_ctl::opt::background_thread::read().expect("background_thread"));
     }

@@ -81,8 +81,8 @@ fn trusted_roots() -> RootCertStore {
     roots
 }
 
-/// Accepts any certificate (`danger_accept_invalid_certs`); signatures are still checked with
-/// the provider's algorithms, as reqwest's own verifier for that setting does not.
+/// Accepts any certificate (`danger_accept_invalid_certs`). Unlike reqwest's own verifier for
+/// that setting, it still checks the handshake signatures against the certificate presented.
 #[derive(Debug)]
 struct AcceptAny(Arc<CryptoProvider>);
 
