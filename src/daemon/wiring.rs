@@ -350,6 +350,9 @@ pub fn run_blocking(options: &RunOptions) -> Result<(), RunError> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("dli-gitops")
+        // A busy moment (many journal appends at once) starts many blocking threads; each
+        // keeps its stack and allocator cache until it exits. They exit after 2 s idle, not 10.
+        .thread_keep_alive(std::time::Duration::from_secs(2))
         .build()
         .map_err(|source| RunError::Signal {
             signal: "async runtime",
