@@ -39,7 +39,31 @@ impl From<CloudError> for ServiceFailure {
     }
 }
 
+impl From<crate::savepoints::CopyError> for ServiceFailure {
+    fn from(error: crate::savepoints::CopyError) -> ServiceFailure {
+        ServiceFailure {
+            code: None,
+            retryable: error.is_retryable(),
+            message: error.to_string(),
+            request_id: None,
+        }
+    }
+}
+
 impl CloudLive {
+    /// Object stores opened at the savepoint directories `first` and `second`.
+    fn savepoint_stores(
+        &self,
+        first: &str,
+        second: &str,
+    ) -> Result<(ObjectStore, ObjectStore), ServiceFailure> {
+        let open = |path: &str| {
+            self.clients
+                .object_store(&crate::savepoints::directory(path))
+        };
+        Ok((open(first)?, open(second)?))
+    }
+
     fn staging(&self) -> Result<&ObjectStore, ServiceFailure> {
         self.staging.as_ref().ok_or_else(|| {
             ServiceFailure::local(
@@ -398,20 +422,8 @@ impl LiveService for CloudLive {
         source: &str,
         destination: &str,
     ) -> Result<crate::savepoints::SavepointSize, ServiceFailure> {
-        let from = self
-            .clients
-            .object_store(&crate::savepoints::directory(source))?;
-        let to = self
-            .clients
-            .object_store(&crate::savepoints::directory(destination))?;
-        crate::savepoints::copy_and_verify(&from, &to)
-            .await
-            .map_err(|error| ServiceFailure {
-                code: None,
-                retryable: error.is_retryable(),
-                message: error.to_string(),
-                request_id: None,
-            })
+        let (from, to) = self.savepoint_stores(source, destination)?;
+        Ok(crate::savepoints::copy_and_verify(&from, &to).await?)
     }
 
     async fn savepoint_copy_matches(
@@ -419,24 +431,14 @@ impl LiveService for CloudLive {
         source: &str,
         copy: &str,
     ) -> Result<bool, ServiceFailure> {
-        let from = self
-            .clients
-            .object_store(&crate::savepoints::directory(source))?;
-        let to = self
-            .clients
-            .object_store(&crate::savepoints::directory(copy))?;
+        let (from, to) = self.savepoint_stores(source, copy)?;
         match crate::savepoints::verify(&from, &to).await {
             Ok(_) => Ok(true),
             Err(
                 crate::savepoints::CopyError::Mismatch { .. }
                 | crate::savepoints::CopyError::Incomplete { .. },
             ) => Ok(false),
-            Err(error) => Err(ServiceFailure {
-                code: None,
-                retryable: error.is_retryable(),
-                message: error.to_string(),
-                request_id: None,
-            }),
+            Err(error) => Err(error.into()),
         }
     }
 
