@@ -146,17 +146,7 @@ async fn a_bad_upgrade_rolls_back_to_the_old_definition_and_its_state_and_does_n
         "{:?}",
         report.plan.warnings
     );
-    let records = harness
-        .context()
-        .ledger
-        .journal
-        .records(&Default::default())
-        .unwrap();
-    let text: Vec<String> = records
-        .iter()
-        .map(|record| serde_json::to_string(record).unwrap())
-        .collect();
-    let text = text.join("\n");
+    let text = journal_text(&harness);
     assert!(text.contains("\"action\":\"auto_rollback\""), "{text}");
     assert!(text.contains("\"action\":\"revision_failed\""), "{text}");
     assert!(

@@ -55,6 +55,20 @@ fn sql_job() -> FlinkJobConfig {
     config
 }
 
+/// Stops `job_id` with a savepoint, waits until it is stopped and returns the savepoint the
+/// job then holds.
+async fn stop_with_savepoint(clients: &CloudClients, job_id: i64) -> String {
+    clients.dli.stop_jobs(&[job_id], true).await.unwrap();
+    wait_for_status(clients, job_id, "job_cancel_success").await;
+    clients
+        .dli
+        .job_detail(job_id)
+        .await
+        .unwrap()
+        .savepoint_path
+        .expect("a stop with a savepoint reports it")
+}
+
 async fn wait_for_status(clients: &CloudClients, job_id: i64, status: &str) {
     for _ in 0..200 {
         let job = clients.dli.job_detail(job_id).await.unwrap();
@@ -149,15 +163,7 @@ async fn state_is_carried_between_accounts_that_share_nothing() {
     wait_for_status(&prod, prod_id, "job_running").await;
 
     // Stopped upstream with a savepoint the journal recorded: that one is carried, once.
-    dev.dli.stop_jobs(&[dev_id], true).await.unwrap();
-    wait_for_status(&dev, dev_id, "job_cancel_success").await;
-    let stop_savepoint = dev
-        .dli
-        .job_detail(dev_id)
-        .await
-        .unwrap()
-        .savepoint_path
-        .expect("a stop with a savepoint reports it");
+    let stop_savepoint = stop_with_savepoint(&dev, dev_id).await;
     let first = carry_savepoint(&ends(&dev, &prod), "clicks", Some(&stop_savepoint))
         .await
         .unwrap();
@@ -205,15 +211,7 @@ async fn a_carried_copy_is_reused_only_while_the_upstream_directory_holds_the_sa
     let dev_id = dev.dli.create_sql_job("clicks", &sql_job()).await.unwrap();
     dev.dli.run_jobs(&[dev_id], false).await.unwrap();
     wait_for_status(&dev, dev_id, "job_running").await;
-    dev.dli.stop_jobs(&[dev_id], true).await.unwrap();
-    wait_for_status(&dev, dev_id, "job_cancel_success").await;
-    let held = dev
-        .dli
-        .job_detail(dev_id)
-        .await
-        .unwrap()
-        .savepoint_path
-        .expect("a stop with a savepoint reports it");
+    let held = stop_with_savepoint(&dev, dev_id).await;
     assert!(held.contains("/jobs/savepoint/"), "{held}");
 
     // The upstream journal knows no savepoint: the one the stopped job holds is carried, and
