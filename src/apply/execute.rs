@@ -924,7 +924,8 @@ impl<L: LiveService, J: Ledger> Executor<'_, L, J> {
         Ok(())
     }
 
-    /// A DLF action that stopped the job's schedule and failed before starting it again: the
+    /// A DLF action that was to end with the job's schedule started and failed before its
+    /// start (after stopping the schedule, or on its way to a start an earlier pass owed): the
     /// journal remembers the schedule is owed a start, so the next pass starts it (with or
     /// without an import) even when git leaves `desired_state` unset.
     async fn dlf_after_failure(
@@ -933,12 +934,11 @@ impl<L: LiveService, J: Ledger> Executor<'_, L, J> {
         job: &str,
         steps_done: usize,
     ) -> Result<(), ApplyError> {
-        let position = |wanted: fn(&Step) -> bool| action.steps.iter().position(wanted);
-        let stopped = position(|step| matches!(step, Step::Stop { .. }))
-            .is_some_and(|index| index < steps_done);
-        let started = position(|step| matches!(step, Step::Start { .. }))
-            .is_none_or(|index| index < steps_done);
-        if stopped && !started {
+        let start = action
+            .steps
+            .iter()
+            .position(|step| matches!(step, Step::Start { .. }));
+        if start.is_some_and(|index| index >= steps_done) {
             super::observe::remember_dlf_restart_owed(self.ledger, job).await?;
         }
         Ok(())
@@ -966,16 +966,24 @@ impl<L: LiveService, J: Ledger> Executor<'_, L, J> {
         }
         state.warnings.extend(warnings);
         let definition = self.live.dlf_job(&action.name).await?;
+        let key = journal_key(JobKind::Dlf, &action.name);
+        // A start the schedule is still owed (an earlier pass stopped it and died) stays owed
+        // until an observation sees the schedule running: this action may die before its own
+        // start, and nothing else would remember it.
+        let restart_schedule = self.ledger.cached(&key).is_some_and(|cached| {
+            super::observe::DlfCacheEntry::from_snapshot(cached.snapshot).restart_schedule
+        });
         let entry = super::observe::DlfCacheEntry {
             live_digest: Some(crate::plan::dlf_definition_digest(&definition)),
             definition,
+            restart_schedule,
             ..Default::default()
         };
         // No list time or status is known here: the next observation reads the detail once
         // more and keeps this baseline.
         self.ledger
             .observed(super::ledger::ObservationEntry {
-                job: journal_key(JobKind::Dlf, &action.name),
+                job: key,
                 live_id: None,
                 update_time: None,
                 status: None,

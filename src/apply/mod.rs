@@ -701,10 +701,11 @@ async fn resolve_pending<J: Ledger>(
 }
 
 /// An interrupted DLF action that was to end with the job's schedule started (its journaled
-/// steps stop and then start the schedule) may have died between the two: if the job is now
-/// not scheduled, the journal's cached observation of it says so (`restart_schedule`), and
-/// the planner starts the schedule again until an observation sees it scheduled. Without
-/// this, a schedule left unset in git would stay stopped after a crash.
+/// steps end in a start, after a stop or after a start an earlier pass owed) may have died
+/// before the start: if the job is now not scheduled, the journal's cached observation of it
+/// says so (`restart_schedule`), and the planner starts the schedule again until an
+/// observation sees it scheduled. Without this, a schedule left unset in git would stay
+/// stopped after a crash.
 async fn remember_dlf_restart<J: Ledger>(
     ledger: &J,
     intent: &PendingAction,
@@ -721,7 +722,7 @@ async fn remember_dlf_restart<J: Ledger>(
                 .any(|step| step.get("step").and_then(|step| step.as_str()) == Some(name))
         })
     };
-    if !(has_step("stop") && has_step("start")) || job.is_scheduled() {
+    if !has_step("start") || job.is_scheduled() {
         return Ok(());
     }
     observe::remember_dlf_restart_owed(ledger, &intent.job).await

@@ -320,6 +320,112 @@ async fn a_pass_that_died_after_stopping_a_schedule_is_finished_by_the_next_pass
     harness.stop().await;
 }
 
+/// Whether the plan's action on `name` starts its schedule.
+fn starts_schedule(report: &ApplyReport, name: &str) -> bool {
+    report.plan.actions.iter().any(|action| {
+        action.name == name
+            && action
+                .steps
+                .iter()
+                .any(|step| matches!(step, dli_gitops::plan::Step::Start { .. }))
+    })
+}
+
+/// A start owed by a pass that died after stopping the schedule stays owed through the next
+/// pass's import: that pass imports git's change (no stop: the schedule is already stopped) and
+/// fails or dies before its start. Its import must not forget the debt, and its interrupted
+/// intent (import → start, no stop) owes the start too; otherwise the schedule, left unset in
+/// git, stays stopped for good.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_start_owed_after_a_crash_survives_an_import_that_fails_before_its_start() {
+    let mut emulator = EmulatorConfig::for_tests(PathBuf::new());
+    emulator.faults.forbidden = vec!["DlfStartJob".to_string()];
+    let harness = Harness::start_with(emulator, "prune: true").await;
+    harness.dlf_job(&dlf_definition("nightly", "BATCH", "SELECT 1"));
+    harness.apply_converged().await;
+    assert_eq!(
+        dlf_status(&harness, "nightly").await.as_deref(),
+        Some("STOPPED")
+    );
+
+    use dli_gitops::apply::{Ledger, LiveService};
+    let ledger = &harness.context().ledger;
+    let died = |id: &str, steps: serde_json::Value| dli_gitops::apply::IntentEntry {
+        action_id: id.into(),
+        job: "dlf:nightly".into(),
+        action: "upgrade".into(),
+        plan_id: Some("0123456789abcdef".into()),
+        detail: serde_json::json!({"kind": "DlfJob", "steps": steps}),
+    };
+    // A pass announced stop → import → start, stopped the schedule, and died.
+    ledger
+        .intent(died(
+            "0123456789ab-dead-0",
+            serde_json::json!([{"step": "stop", "trigger_savepoint": false},
+                {"step": "dlf_import"}, {"step": "start", "resume_savepoint": false}]),
+        ))
+        .await
+        .unwrap();
+    assert_eq!(
+        class_of(&harness.plan().await, "nightly"),
+        ActionClass::Start
+    );
+
+    // Git changes; the next pass imports (no stop) and its start is refused.
+    harness.dlf_job(&dlf_definition("nightly", "BATCH", "SELECT 2"));
+    let report = harness.reconcile(false).await;
+    let result = report.results.iter().find(|r| r.name == "nightly").unwrap();
+    assert!(!result.ok, "{}", report.render_text());
+    assert!(
+        harness
+            .context()
+            .live
+            .dlf_job("nightly")
+            .await
+            .unwrap()
+            .to_string()
+            .contains("SELECT 2"),
+        "the import went through"
+    );
+    // The failed action recorded no import, so the plan imports again; it must start too.
+    let plan = harness.plan().await;
+    assert!(
+        starts_schedule(&plan, "nightly"),
+        "the start is still owed after the import: {}",
+        plan.plan.render_text()
+    );
+
+    // The same when a pass that owed no start announced import → start and died between them.
+    let fresh = Harness::start_with(
+        {
+            let mut emulator = EmulatorConfig::for_tests(PathBuf::new());
+            emulator.faults.forbidden = vec!["DlfStartJob".to_string()];
+            emulator
+        },
+        "prune: true",
+    )
+    .await;
+    fresh.dlf_job(&dlf_definition("nightly", "BATCH", "SELECT 1"));
+    fresh.apply_converged().await;
+    fresh
+        .context()
+        .ledger
+        .intent(died(
+            "0123456789ab-dead-1",
+            serde_json::json!([{"step": "dlf_import"}, {"step": "start", "resume_savepoint": false}]),
+        ))
+        .await
+        .unwrap();
+    let plan = fresh.plan().await;
+    assert!(
+        starts_schedule(&plan, "nightly"),
+        "{}",
+        plan.plan.render_text()
+    );
+    fresh.stop().await;
+    harness.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn export_of_a_managed_dlf_target_leaves_both_repositories_without_changes() {
     let harness = Harness::start().await;
