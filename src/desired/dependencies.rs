@@ -51,6 +51,14 @@ struct Edge {
     mark: Mark,
 }
 
+/// The fields [`policies`] reads: a document keeps only these once its job is built.
+pub(crate) const POLICY_KEYS: &[&str] = &[
+    "depends_on",
+    "drift",
+    "ignore_differences",
+    "rollback_on_failure",
+];
+
 /// The policy of every document, by job key. Problems go to `context`.
 pub(crate) fn policies(
     context: &mut Context<'_>,

@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 
 use super::convert;
 use super::diagnostics::{Diagnostic, Diagnostics, did_you_mean};
-use super::environment::{ENVIRONMENTS_DIR, Environment, parse_environment};
+use super::environment::{ENVIRONMENTS_DIR, Environment, Override, parse_environment};
 use super::fields::{self, FieldType, FieldValue, Kinds, Problem};
 use super::files::{self, read_text};
 use super::snapshot::RepoSnapshot;
@@ -30,34 +30,48 @@ pub fn resolve(
     if let Some(name) = environment {
         context.load_environment(name);
     }
-    let mut documents = Vec::new();
+    // One file at a time: each document gets its overrides, is checked for a duplicate name
+    // and built, and then its positioned node tree is dropped. Only the few fields checked
+    // across documents (`POLICY_KEYS`) are kept until every job is built, so the trees of all
+    // documents are never in memory at once.
+    let mut overrides = PendingOverrides::new(&mut context);
+    let mut declared = BTreeMap::new();
+    let mut policy_documents = Vec::new();
+    let mut desired = DesiredJobs::default();
     for path in snapshot.files.keys() {
-        if is_job_file(path) {
-            context.load_job_file(path, &mut documents);
+        if !is_job_file(path) {
+            continue;
+        }
+        let mut documents = Vec::new();
+        context.load_job_file(path, &mut documents);
+        for mut document in documents {
+            context.check_duplicate(&mut declared, &document);
+            overrides.apply(&mut context, &mut document);
+            match document.kind {
+                JobKind::FlinkSql | JobKind::FlinkJar => {
+                    if let Some(job) = super::flink::build(&mut context, &document) {
+                        desired.flink.push(job);
+                    }
+                }
+                JobKind::Dlf => {
+                    if let Some(job) = super::dlf::build(&mut context, &document) {
+                        desired.dlf.push(job);
+                    }
+                }
+            }
+            document
+                .entries
+                .retain(|entry| super::dependencies::POLICY_KEYS.contains(&entry.key.as_str()));
+            document.entries.shrink_to_fit();
+            policy_documents.push(document);
         }
     }
-    context.check_duplicates(&documents);
-    context.apply_overrides(&mut documents);
+    overrides.report_unknown_jobs(&mut context, &declared);
+    drop(declared);
 
     // `depends_on`, `drift`, `ignore_differences`: checked across documents, no part of digests.
-    let mut policies = super::dependencies::policies(&mut context, &documents);
-    let mut desired = DesiredJobs::default();
-    // Each document's positioned node tree is dropped as soon as its job is built, so the
-    // trees and the jobs are never all in memory at once (diagnostics are sorted at the end).
-    for document in documents.drain(..) {
-        match document.kind {
-            JobKind::FlinkSql | JobKind::FlinkJar => {
-                if let Some(job) = super::flink::build(&mut context, &document) {
-                    desired.flink.push(job);
-                }
-            }
-            JobKind::Dlf => {
-                if let Some(job) = super::dlf::build(&mut context, &document) {
-                    desired.dlf.push(job);
-                }
-            }
-        }
-    }
+    let mut policies = super::dependencies::policies(&mut context, &policy_documents);
+    drop(policy_documents);
     if !context.diagnostics.is_empty() {
         return Err(Diagnostics(context.diagnostics).finish());
     }
@@ -459,96 +473,30 @@ impl Context<'_> {
         self.report_at(file, mark, message, hint);
     }
 
-    fn check_duplicates(&mut self, documents: &[JobDocument]) {
-        // DLI Flink SQL and Jar jobs share one name space in a project; DLF jobs have their own.
-        let mut seen: BTreeMap<(bool, &str), &JobDocument> = BTreeMap::new();
-        for document in documents {
-            let key = (document.kind == JobKind::Dlf, document.name.as_str());
-            match seen.get(&key) {
-                Some(first) => {
-                    let hint = Some(format!(
-                        "first declared as {} at {}:{}",
-                        first.kind, first.file, first.name_mark.line
-                    ));
-                    self.report_at(
-                        &document.file,
-                        document.name_mark,
-                        format!("duplicate job name `{}`", document.name),
-                        hint,
-                    );
-                }
-                None => {
-                    seen.insert(key, document);
-                }
-            }
-        }
-    }
-
-    fn apply_overrides(&mut self, documents: &mut [JobDocument]) {
-        let Some(environment_file) = self.environment_file.clone() else {
-            return;
-        };
-        let overrides = std::mem::take(&mut self.environment.overrides);
-        // A job file that did not parse may hold the job an override names: its syntax error
-        // is the one problem, not a cascade of "unknown job" after it.
-        let a_job_file_failed = self.diagnostics.iter().any(|diagnostic| {
-            diagnostic.file != environment_file
-                && (diagnostic.message.starts_with("YAML syntax error")
-                    || diagnostic.message.starts_with("unclosed `"))
-        });
-        let mut by_name: BTreeMap<String, Vec<usize>> = BTreeMap::new();
-        for (index, document) in documents.iter().enumerate() {
-            by_name
-                .entry(document.name.clone())
-                .or_default()
-                .push(index);
-        }
-        for job_override in &overrides {
-            let targets: Vec<usize> = by_name.get(&job_override.job).cloned().unwrap_or_default();
-            if targets.is_empty() && a_job_file_failed {
-                continue;
-            }
-            if targets.is_empty() {
-                let hint = did_you_mean(
-                    &job_override.job,
-                    documents.iter().map(|document| document.name.as_str()),
-                )
-                .or_else(|| Some("overrides are keyed by job name".into()));
+    /// Reports `document` when its name was declared before (DLI Flink SQL and Jar jobs share
+    /// one name space in a project; DLF jobs have their own), else remembers where it was.
+    fn check_duplicate(&mut self, declared: &mut Declared, document: &JobDocument) {
+        let key = (document.kind == JobKind::Dlf, document.name.clone());
+        match declared.get(&key) {
+            Some(first) => {
+                let hint = Some(format!(
+                    "first declared as {} at {}:{}",
+                    first.0, first.1, first.2.line
+                ));
                 self.report_at(
-                    &environment_file,
-                    job_override.mark,
-                    format!("override for unknown job `{}`", job_override.job),
+                    &document.file,
+                    document.name_mark,
+                    format!("duplicate job name `{}`", document.name),
                     hint,
                 );
-                continue;
             }
-            for (key, value) in &job_override.entries {
-                let key_text = key.key_text();
-                if key_text == "kind" || key_text == "name" {
-                    self.report_at(
-                        &environment_file,
-                        key.mark,
-                        format!("`{key_text}` cannot be overridden"),
-                        Some("a job's kind and name are its identity in every environment".into()),
-                    );
-                    continue;
-                }
-                let mut value = value.clone();
-                self.fill_variables(&environment_file, &mut value);
-                for &index in &targets {
-                    merge_entry(
-                        &mut documents[index],
-                        Entry {
-                            key: key_text.to_string(),
-                            key_mark: key.mark,
-                            value: value.clone(),
-                            file: environment_file.clone(),
-                        },
-                    );
-                }
+            None => {
+                declared.insert(
+                    key,
+                    (document.kind, document.file.clone(), document.name_mark),
+                );
             }
         }
-        self.environment.overrides = overrides;
     }
 
     /// Type-checks every entry of a document against the fields of its kind. Returns the
@@ -680,6 +628,124 @@ fn owners(kinds: Kinds) -> Vec<&'static str> {
     .filter(|(kind, _)| kinds.contains(*kind))
     .map(|(_, name)| name)
     .collect()
+}
+
+/// Where each job name was first declared: (is DLF, name) → (kind, file, name position).
+type Declared = BTreeMap<(bool, String), (JobKind, String, Mark)>;
+
+/// The environment's overrides, applied to each job document as it is read. An override's
+/// entries are checked and their variables filled once, when a document it names first
+/// appears; overrides that named no job are reported at the end.
+struct PendingOverrides {
+    environment_file: Option<String>,
+    overrides: Vec<Override>,
+    /// Per override: its entries ready to merge, once a document it names appeared.
+    ready: Vec<Option<Vec<Entry>>>,
+    /// Job name → the overrides naming it, in the environment file's order.
+    by_job: BTreeMap<String, Vec<usize>>,
+}
+
+impl PendingOverrides {
+    fn new(context: &mut Context<'_>) -> PendingOverrides {
+        let overrides = match context.environment_file {
+            Some(_) => std::mem::take(&mut context.environment.overrides),
+            None => Vec::new(),
+        };
+        let mut by_job: BTreeMap<String, Vec<usize>> = BTreeMap::new();
+        for (index, job_override) in overrides.iter().enumerate() {
+            by_job
+                .entry(job_override.job.clone())
+                .or_default()
+                .push(index);
+        }
+        PendingOverrides {
+            environment_file: context.environment_file.clone(),
+            ready: vec![None; overrides.len()],
+            overrides,
+            by_job,
+        }
+    }
+
+    /// Merges every override naming `document`'s job into it, in the environment's order.
+    fn apply(&mut self, context: &mut Context<'_>, document: &mut JobDocument) {
+        let (Some(environment_file), Some(indices)) = (
+            self.environment_file.as_deref(),
+            self.by_job.get(&document.name),
+        ) else {
+            return;
+        };
+        for &index in indices {
+            let entries = self.ready[index].get_or_insert_with(|| {
+                override_entries(context, environment_file, &self.overrides[index])
+            });
+            for entry in entries.iter() {
+                merge_entry(document, entry.clone());
+            }
+        }
+    }
+
+    /// Reports every override that named no job of the repository.
+    fn report_unknown_jobs(&self, context: &mut Context<'_>, declared: &Declared) {
+        let Some(environment_file) = self.environment_file.as_deref() else {
+            return;
+        };
+        // A job file that did not parse may hold the job an override names: its syntax error
+        // is the one problem, not a cascade of "unknown job" after it.
+        let a_job_file_failed = context.diagnostics.iter().any(|diagnostic| {
+            diagnostic.file != environment_file
+                && (diagnostic.message.starts_with("YAML syntax error")
+                    || diagnostic.message.starts_with("unclosed `"))
+        });
+        if a_job_file_failed {
+            return;
+        }
+        for (job_override, ready) in self.overrides.iter().zip(&self.ready) {
+            if ready.is_some() {
+                continue;
+            }
+            let hint = did_you_mean(
+                &job_override.job,
+                declared.keys().map(|(_, name)| name.as_str()),
+            )
+            .or_else(|| Some("overrides are keyed by job name".into()));
+            context.report_at(
+                environment_file,
+                job_override.mark,
+                format!("override for unknown job `{}`", job_override.job),
+                hint,
+            );
+        }
+    }
+}
+
+/// An override's entries as merged into a job: `kind` and `name` refused, variables filled.
+fn override_entries(
+    context: &mut Context<'_>,
+    environment_file: &str,
+    job_override: &Override,
+) -> Vec<Entry> {
+    let mut entries = Vec::new();
+    for (key, value) in &job_override.entries {
+        let key_text = key.key_text();
+        if key_text == "kind" || key_text == "name" {
+            context.report_at(
+                environment_file,
+                key.mark,
+                format!("`{key_text}` cannot be overridden"),
+                Some("a job's kind and name are its identity in every environment".into()),
+            );
+            continue;
+        }
+        let mut value = value.clone();
+        context.fill_variables(environment_file, &mut value);
+        entries.push(Entry {
+            key: key_text.to_string(),
+            key_mark: key.mark,
+            value,
+            file: environment_file.to_string(),
+        });
+    }
+    entries
 }
 
 /// Merges an override into a document. Map fields (`runtime_config`, `tags`, `params`) merge
