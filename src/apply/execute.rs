@@ -1207,7 +1207,7 @@ fn need_id(action: &JobAction, state: &ActionState) -> Result<i64, ServiceFailur
 }
 
 fn need_config(action: &JobAction) -> Result<&crate::model::FlinkJobConfig, ServiceFailure> {
-    action.config.as_ref().ok_or_else(|| {
+    action.config.as_deref().ok_or_else(|| {
         ServiceFailure::local(format!(
             "the plan writes job `{}` but carries no configuration; re-plan",
             action.name

@@ -357,7 +357,7 @@ impl JobContext<'_> {
         action.steps = steps;
         action.reason = "in git, not live".to_string();
         // The context ends here: its configuration moves into the action (no copy).
-        action.config = Some(self.config.into_owned());
+        action.config = Some(Box::new(self.config.into_owned()));
         action
     }
 
@@ -480,7 +480,7 @@ impl JobContext<'_> {
 
         action.class = decision.class;
         if decision.steps.iter().any(writes_config) {
-            action.config = Some(self.config.as_ref().clone());
+            action.config = Some(Box::new(self.config.as_ref().clone()));
         }
         action.steps = decision.steps;
         action.restore_key = decision.restore_key;

@@ -260,9 +260,10 @@ pub struct JobAction {
     /// Why this class was chosen, in a sentence.
     pub reason: String,
     /// Flink jobs: the exact configuration `CreateJob` and `UpdateJob` write,
-    /// managed-by tag included.
+    /// managed-by tag included. Boxed: most actions of a plan (the jobs in sync) carry none,
+    /// and an inline configuration would make each of them three times larger.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub config: Option<FlinkJobConfig>,
+    pub config: Option<Box<FlinkJobConfig>>,
     /// The digest of the desired job this action converges to (journal it on success).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub desired_digest: Option<String>,

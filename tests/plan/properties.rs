@@ -79,7 +79,7 @@ impl Simulator {
                     }
                 }
                 Step::CreateJob => {
-                    let config = action.config.clone().ok_or("create without config")?;
+                    let config = *action.config.clone().ok_or("create without config")?;
                     if self.flink.contains_key(name) {
                         return Err("create of an existing job".into());
                     }
@@ -88,7 +88,7 @@ impl Simulator {
                         .insert(name.into(), new_job(name, self.next_id, config));
                 }
                 Step::UpdateJob => {
-                    let config = action.config.clone().ok_or("update without config")?;
+                    let config = *action.config.clone().ok_or("update without config")?;
                     let job = self.job(name)?;
                     if job.status.is_running() {
                         let cold: Vec<_> = config
