@@ -543,7 +543,7 @@ impl Plan {
         for action in &mut actions {
             action.state_effect = StateEffect::of(action);
         }
-        let id = content_id(&actions, &warnings);
+        let id = content_id(&mut actions, &warnings);
         Plan {
             id,
             actions,
@@ -761,9 +761,32 @@ fn sort_by_kind_and_name(actions: &mut [JobAction]) {
     }
 }
 
-fn content_id(actions: &[JobAction], warnings: &[String]) -> String {
+/// The plan's id: SHA-256 over its actions and warnings as JSON. A Flink create's `diffs` are
+/// left out (set aside and put back): they are its configuration compared with the fixed
+/// service defaults, and the configuration is hashed already (a create's diffs repeat its
+/// whole SQL body; hashing them was a fifth of planning 10,000 creates).
+fn content_id(actions: &mut [JobAction], warnings: &[String]) -> String {
+    let derived =
+        |action: &JobAction| action.class == ActionClass::Create && action.config.is_some();
+    let set_aside: Vec<Vec<FieldDiff>> = actions
+        .iter_mut()
+        .filter(|action| derived(action))
+        .map(|action| std::mem::take(&mut action.diffs))
+        .collect();
+    let id = hash_json(&(&*actions, warnings));
+    for (action, diffs) in actions
+        .iter_mut()
+        .filter(|action| derived(action))
+        .zip(set_aside)
+    {
+        action.diffs = diffs;
+    }
+    id
+}
+
+fn hash_json(value: &impl Serialize) -> String {
     // Serialised straight into the hash: a plan of 10,000 creates is tens of MB of JSON, never
-    // held at once (the same bytes, so the same id).
+    // held at once.
     struct HashWriter(Sha256);
     impl std::io::Write for HashWriter {
         fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
@@ -776,7 +799,7 @@ fn content_id(actions: &[JobAction], warnings: &[String]) -> String {
     }
     let mut writer = std::io::BufWriter::with_capacity(64 * 1024, HashWriter(Sha256::new()));
     // Writing into a hash cannot fail, and plain data always serialises.
-    let _ = serde_json::to_writer(&mut writer, &(actions, warnings));
+    let _ = serde_json::to_writer(&mut writer, value);
     let hasher = match writer.into_inner() {
         Ok(inner) => inner.0,
         Err(error) => error.into_inner().into_parts().0.0,

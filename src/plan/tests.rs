@@ -658,6 +658,31 @@ fn actions_are_sorted_by_kind_then_name_and_the_id_follows_the_content() {
     assert_ne!(first.id, other.id);
 }
 
+/// A create's diffs are left out of the plan id (they follow from its configuration), yet the
+/// id still changes with any field of the configuration, and the plan keeps the diffs.
+#[test]
+fn a_create_plan_id_covers_its_configuration_and_the_plan_keeps_its_diffs() {
+    let desired = DesiredJobs {
+        flink: vec![desired_sql("alpha")],
+        dlf: Vec::new(),
+    };
+    let first = plan_fresh(&desired);
+    let create = &first.actions[0];
+    assert_eq!(create.class, ActionClass::Create);
+    assert!(
+        !create.diffs.is_empty(),
+        "the plan still shows what the create sets"
+    );
+    let mut edited = desired.clone();
+    edited.flink[0].config.sql_body = Some("SELECT 2 AS v;".into());
+    let second = plan_fresh(&edited);
+    assert_ne!(
+        first.id, second.id,
+        "a different SQL body is a different plan"
+    );
+    assert_eq!(first.id, plan_fresh(&desired).id, "and the id is stable");
+}
+
 #[test]
 fn duplicate_names_are_skipped_with_a_warning() {
     let desired = flink_jobs(vec![desired_sql("agg"), desired_sql("agg")]);
