@@ -11,6 +11,8 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
+mod struct_fields;
+
 /// The tag every job managed by dli-gitops carries on the live side.
 pub const MANAGED_TAG_KEY: &str = "managed-by";
 /// The value of [`MANAGED_TAG_KEY`] on the jobs of the default installation.
@@ -732,7 +734,6 @@ impl FlinkJobConfig {
         if filled == *live {
             return Vec::new();
         }
-        let desired_fields = filled.to_field_map();
         let built;
         let live_fields = match live_map {
             Some(map) => map,
@@ -742,23 +743,34 @@ impl FlinkJobConfig {
             }
         };
         let mut diffs = Vec::new();
-        // The map is ours: its keys and values move into the diffs (no copies).
-        for (field, desired_value) in desired_fields {
-            if !self.compares(&field) {
-                continue;
+        // Field by field, each value moving into its diff (no field map of `filled` is built).
+        let walked = struct_fields::for_each_field(&filled, |field, desired_value| {
+            if !self.compares(field) {
+                return;
             }
-            if desired_value.is_null() && SERVICE_COMPUTED_FIELDS.contains(&field.as_str()) {
-                continue;
+            if desired_value.is_null() && SERVICE_COMPUTED_FIELDS.contains(&field) {
+                return;
             }
-            let live_value = live_fields.get(&field).unwrap_or(&serde_json::Value::Null);
+            let live_value = live_fields.get(field).unwrap_or(&serde_json::Value::Null);
             if desired_value != *live_value {
                 diffs.push(FieldDiff {
                     live: live_value.clone(),
-                    field,
+                    field: field.to_string(),
                     desired: desired_value,
                 });
             }
+        });
+        if let Err(error) = walked {
+            // Unreachable for a derived struct of plain data; if it ever happened, the configs
+            // still differ (they are not equal) and the plan must not say otherwise.
+            diffs.push(FieldDiff {
+                field: "(configuration)".to_string(),
+                live: serde_json::Value::Null,
+                desired: serde_json::Value::String(error.to_string()),
+            });
         }
+        // In field-name order, as the field map gave them.
+        diffs.sort_by(|a, b| a.field.cmp(&b.field));
         diffs
     }
 }
