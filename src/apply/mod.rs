@@ -530,7 +530,7 @@ async fn reconcile_from<L: LiveService, J: Ledger>(
         desired,
         plan: &report.plan,
         options,
-        guard_against: guarding.then(|| execute::GuardScope {
+        guard_against: guarding.then_some(execute::GuardScope {
             observed_before: &report.observed,
             watched,
         }),
