@@ -730,10 +730,19 @@ impl FlinkJobConfig {
         if self == live {
             return Vec::new();
         }
-        let filled = self.with_service_filled(live);
-        if filled == *live {
+        // Against one live job: a service-filled field unset in git matches whatever the
+        // service filled in. A caller comparing many configs with one (the creates) skips this
+        // copy; the walk below gives the same answer field by field.
+        if live_map.is_none() && self.with_service_filled(live) == *live {
             return Vec::new();
         }
+        // What `with_service_filled` would make of `resource_config`: its unset parts are the
+        // live ones. Every other service-filled field is either set in git (compared as is) or
+        // unset (skipped below: the filled value would equal the live one).
+        let filled_resources = self
+            .resource_config
+            .as_ref()
+            .map(|desired| desired.filled_from(live.resource_config.as_ref()));
         let built;
         let live_fields = match live_map {
             Some(map) => map,
@@ -743,11 +752,17 @@ impl FlinkJobConfig {
             }
         };
         let mut diffs = Vec::new();
-        // Field by field, each value moving into its diff (no field map of `filled` is built).
-        let walked = struct_fields::for_each_field(&filled, |field, desired_value| {
+        // Field by field, each value moving into its diff (no field map of `self` is built).
+        let walked = struct_fields::for_each_field(self, |field, desired_value| {
             if !self.compares(field) {
                 return;
             }
+            let desired_value = match (field, &filled_resources) {
+                ("resource_config", Some(filled)) => {
+                    serde_json::to_value(filled).unwrap_or(desired_value)
+                }
+                _ => desired_value,
+            };
             if desired_value.is_null() && SERVICE_COMPUTED_FIELDS.contains(&field) {
                 return;
             }
@@ -1339,6 +1354,47 @@ mod tests {
         assert_eq!(desired.field_diffs(&live), vec![]);
         live.resource_config.as_mut().unwrap().parallel_number = Some(2);
         assert_eq!(desired.field_diffs(&live).len(), 1);
+    }
+
+    /// The creates' path (the live field map built once, no filled copy) and the one-job path
+    /// find the same differences, service-filled fields and partial `resource_config` included.
+    #[test]
+    fn diffs_against_a_prebuilt_live_map_equal_the_one_job_diffs() {
+        let mut live = FlinkJobConfig::defaults_for(JobKind::FlinkSql);
+        live.tm_slot_num = Some(4);
+        live.flink_version = Some("1.15".into());
+        live.resource_config_version = Some(RESOURCE_CONFIG_V2.into());
+        live.resource_config = Some(ResourceConfig {
+            max_slot: Some(1),
+            parallel_number: Some(4),
+            ..ResourceConfig::default()
+        });
+        let live_map = live.to_field_map();
+        let mut cases = Vec::new();
+        let base = FlinkJobConfig::defaults_for(JobKind::FlinkSql);
+        cases.push(base.clone());
+        let mut v2 = base.clone();
+        v2.resource_config_version = Some(RESOURCE_CONFIG_V2.into());
+        v2.resource_config = Some(ResourceConfig {
+            parallel_number: Some(4),
+            ..ResourceConfig::default()
+        });
+        cases.push(v2.clone());
+        v2.resource_config.as_mut().unwrap().parallel_number = Some(2);
+        v2.cu_number = 7;
+        cases.push(v2);
+        let mut pinned = base.clone();
+        pinned.tm_slot_num = Some(2);
+        pinned.sql_body = Some("SELECT 2".into());
+        pinned.tags.insert("team".into(), "a".into());
+        cases.push(pinned);
+        for desired in cases {
+            assert_eq!(
+                desired.field_diffs_with(&live, Some(&live_map)),
+                desired.field_diffs(&live),
+                "{desired:?}"
+            );
+        }
     }
 
     #[test]
