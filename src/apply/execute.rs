@@ -925,7 +925,7 @@ impl<L: LiveService, J: Ledger> Executor<'_, L, J> {
     }
 
     /// A DLF action that was to end with the job's schedule started and failed before its
-    /// start (after stopping the schedule, or on its way to a start an earlier pass owed): the
+    /// start (after its stop, or with no stop: on its way to a start an earlier pass owed): the
     /// journal remembers the schedule is owed a start, so the next pass starts it (with or
     /// without an import) even when git leaves `desired_state` unset.
     async fn dlf_after_failure(
@@ -934,11 +934,14 @@ impl<L: LiveService, J: Ledger> Executor<'_, L, J> {
         job: &str,
         steps_done: usize,
     ) -> Result<(), ApplyError> {
-        let start = action
-            .steps
-            .iter()
-            .position(|step| matches!(step, Step::Start { .. }));
-        if start.is_some_and(|index| index >= steps_done) {
+        let at = |wanted: fn(&Step) -> bool| action.steps.iter().position(wanted);
+        let start_not_done =
+            at(|step| matches!(step, Step::Start { .. })).is_some_and(|index| index >= steps_done);
+        // The failed step itself may have taken effect (a stop whose answer was lost stopped
+        // the schedule); only a stop never reached leaves nothing owed.
+        let stop_never_sent =
+            at(|step| matches!(step, Step::Stop { .. })).is_some_and(|index| index > steps_done);
+        if start_not_done && !stop_never_sent {
             super::observe::remember_dlf_restart_owed(self.ledger, job).await?;
         }
         Ok(())

@@ -447,7 +447,19 @@ async fn observe_dlf<L: LiveService, J: Ledger>(
         let definition = match fresh {
             Some(cached) => {
                 report.cached += 1;
-                DlfCacheEntry::from_snapshot(cached.snapshot.clone()).definition
+                let entry = DlfCacheEntry::from_snapshot(cached.snapshot.clone());
+                // Listed scheduled: a start owed since a failed or interrupted pass is paid,
+                // even when nothing else moved (a stop that failed before taking effect).
+                if entry.restart_schedule
+                    && crate::model::dlf_status_is_scheduled(listed.status.as_deref())
+                {
+                    update_dlf_cache(ledger, &key, |entry| {
+                        entry.restart_schedule = false;
+                        true
+                    })
+                    .await?;
+                }
+                entry.definition
             }
             None => {
                 report.dlf_detail_calls += 1;

@@ -426,6 +426,96 @@ async fn a_start_owed_after_a_crash_survives_an_import_that_fails_before_its_sta
     harness.stop().await;
 }
 
+/// A schedule stop whose answer is lost took effect; the action fails at that stop. The start
+/// it was to end with is owed all the same: the next pass imports and starts the schedule
+/// again (git leaves `desired_state` unset), it does not leave the job unscheduled for good.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_schedule_stop_whose_answer_was_lost_is_followed_by_a_start() {
+    let mut emulator = EmulatorConfig::for_tests(PathBuf::new());
+    emulator.faults.lost_answer = vec![TargetedFault {
+        operation: "DlfStopJob".into(),
+        skip: 0,
+        times: 0,
+        delay_ms: 0,
+    }];
+    let harness = Harness::start_with(emulator, "prune: true").await;
+    harness.dlf_job(&dlf_definition("nightly", "BATCH", "SELECT 1"));
+    harness.apply_converged().await;
+    let dlf = &harness.context().live.clients.dlf;
+    dlf.start_job("nightly").await.unwrap();
+    harness.assert_in_sync().await;
+
+    harness.dlf_job(&dlf_definition("nightly", "BATCH", "SELECT 2"));
+    let report = harness.reconcile(false).await;
+    let result = report.results.iter().find(|r| r.name == "nightly").unwrap();
+    assert!(
+        !result.ok,
+        "the stop's answer was lost: {}",
+        report.render_text()
+    );
+    assert_eq!(
+        dlf_status(&harness, "nightly").await.as_deref(),
+        Some("STOPPED"),
+        "the stop took effect"
+    );
+    let plan = harness.plan().await;
+    assert!(
+        starts_schedule(&plan, "nightly"),
+        "the schedule is started again: {}",
+        plan.plan.render_text()
+    );
+    harness.apply_converged().await;
+    assert_eq!(
+        dlf_status(&harness, "nightly").await.as_deref(),
+        Some("NORMAL")
+    );
+    harness.stop().await;
+}
+
+/// A start owed while the schedule in fact still runs (a stop refused before it took effect:
+/// the pass cannot tell) is paid by the next observation that lists the schedule running, even
+/// though nothing about the job moved; so a later stop by hand is left alone (git leaves
+/// `desired_state` unset) instead of being undone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_start_owed_while_the_schedule_runs_is_paid_when_it_is_listed_running() {
+    use dli_gitops::apply::{Ledger, ObservationEntry};
+    let harness = Harness::start().await;
+    harness.dlf_job(&dlf_definition("nightly", "BATCH", "SELECT 1"));
+    harness.apply_converged().await;
+    let dlf = &harness.context().live.clients.dlf;
+    dlf.start_job("nightly").await.unwrap();
+    harness.assert_in_sync().await;
+
+    // What a failed stop leaves in the journal: the cached observation, owing a start.
+    let ledger = &harness.context().ledger;
+    let cached = ledger.cached("dlf:nightly").expect("observed");
+    let mut snapshot = cached.snapshot.clone();
+    snapshot["restart_schedule"] = serde_json::json!(true);
+    ledger
+        .observed(ObservationEntry {
+            job: "dlf:nightly".into(),
+            live_id: None,
+            update_time: cached.update_time,
+            status: cached.status.clone(),
+            snapshot,
+        })
+        .await
+        .unwrap();
+    // Listed running, nothing moved: no definition read, and the debt is paid.
+    let seen = harness.plan().await;
+    assert_eq!(seen.observe.dlf_detail_calls, 0);
+    assert!(seen.plan.is_empty(), "{}", seen.plan.render_text());
+
+    dlf.stop_job("nightly").await.unwrap();
+    let after = harness.plan().await;
+    assert!(
+        !starts_schedule(&after, "nightly"),
+        "a schedule stopped by hand stays stopped: {}",
+        after.plan.render_text()
+    );
+    harness.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn export_of_a_managed_dlf_target_leaves_both_repositories_without_changes() {
     let harness = Harness::start().await;
