@@ -33,6 +33,16 @@ fn dlf_definition(name: &str, process_type: &str, statement: &str) -> String {
     )
 }
 
+/// The DLF job `nightly` (`SELECT 1`, git leaving `desired_state` unset) created, its schedule
+/// then started by hand, and the target in sync.
+async fn scheduled_nightly(harness: &Harness) {
+    harness.dlf_job(&dlf_definition("nightly", "BATCH", "SELECT 1"));
+    harness.apply_converged().await;
+    let dlf = &harness.context().live.clients.dlf;
+    dlf.start_job("nightly").await.unwrap();
+    harness.assert_in_sync().await;
+}
+
 async fn dlf_status(harness: &Harness, name: &str) -> Option<String> {
     use dli_gitops::apply::LiveService;
     harness
@@ -271,11 +281,8 @@ async fn a_hand_edit_of_a_dlf_job_is_drift_and_the_next_apply_corrects_it() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_pass_that_died_after_stopping_a_schedule_is_finished_by_the_next_pass() {
     let harness = Harness::start().await;
-    harness.dlf_job(&dlf_definition("nightly", "BATCH", "SELECT 1"));
-    harness.apply_converged().await;
+    scheduled_nightly(&harness).await;
     let dlf = &harness.context().live.clients.dlf;
-    dlf.start_job("nightly").await.unwrap();
-    harness.assert_in_sync().await;
 
     // A pass announced stop → import → start, stopped the schedule, and died.
     use dli_gitops::apply::Ledger;
@@ -439,11 +446,7 @@ async fn a_schedule_stop_whose_answer_was_lost_is_followed_by_a_start() {
         delay_ms: 0,
     }];
     let harness = Harness::start_with(emulator, "prune: true").await;
-    harness.dlf_job(&dlf_definition("nightly", "BATCH", "SELECT 1"));
-    harness.apply_converged().await;
-    let dlf = &harness.context().live.clients.dlf;
-    dlf.start_job("nightly").await.unwrap();
-    harness.assert_in_sync().await;
+    scheduled_nightly(&harness).await;
 
     harness.dlf_job(&dlf_definition("nightly", "BATCH", "SELECT 2"));
     let report = harness.reconcile(false).await;
@@ -480,11 +483,8 @@ async fn a_schedule_stop_whose_answer_was_lost_is_followed_by_a_start() {
 async fn a_start_owed_while_the_schedule_runs_is_paid_when_it_is_listed_running() {
     use dli_gitops::apply::{Ledger, ObservationEntry};
     let harness = Harness::start().await;
-    harness.dlf_job(&dlf_definition("nightly", "BATCH", "SELECT 1"));
-    harness.apply_converged().await;
+    scheduled_nightly(&harness).await;
     let dlf = &harness.context().live.clients.dlf;
-    dlf.start_job("nightly").await.unwrap();
-    harness.assert_in_sync().await;
 
     // What a failed stop leaves in the journal: the cached observation, owing a start.
     let ledger = &harness.context().ledger;
@@ -843,17 +843,7 @@ async fn rollback_of_a_scheduled_dlf_job_stops_its_schedule_imports_and_starts_i
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_import_that_fails_after_the_schedule_was_stopped_leaves_a_start_for_the_next_pass() {
     let harness = Harness::start().await;
-    harness.dlf_job(&dlf_definition("nightly", "BATCH", "SELECT 1"));
-    harness.apply_converged().await;
-    harness
-        .context()
-        .live
-        .clients
-        .dlf
-        .start_job("nightly")
-        .await
-        .unwrap();
-    harness.assert_in_sync().await;
+    scheduled_nightly(&harness).await;
 
     // The staging prefix cannot take objects (a file stands where its folder would be): the
     // schedule is stopped, then the upload fails.
