@@ -345,9 +345,13 @@ fn starts_schedule(report: &ApplyReport, name: &str) -> bool {
 /// git, stays stopped for good.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_start_owed_after_a_crash_survives_an_import_that_fails_before_its_start() {
-    let mut emulator = EmulatorConfig::for_tests(PathBuf::new());
-    emulator.faults.forbidden = vec!["DlfStartJob".to_string()];
-    let harness = Harness::start_with(emulator, "prune: true").await;
+    // The service refuses every schedule start (as without the IAM permission).
+    let refusing_starts = || {
+        let mut emulator = EmulatorConfig::for_tests(PathBuf::new());
+        emulator.faults.forbidden = vec!["DlfStartJob".to_string()];
+        emulator
+    };
+    let harness = Harness::start_with(refusing_starts(), "prune: true").await;
     harness.dlf_job(&dlf_definition("nightly", "BATCH", "SELECT 1"));
     harness.apply_converged().await;
     assert_eq!(
@@ -403,15 +407,7 @@ async fn a_start_owed_after_a_crash_survives_an_import_that_fails_before_its_sta
     );
 
     // The same when a pass that owed no start announced import → start and died between them.
-    let fresh = Harness::start_with(
-        {
-            let mut emulator = EmulatorConfig::for_tests(PathBuf::new());
-            emulator.faults.forbidden = vec!["DlfStartJob".to_string()];
-            emulator
-        },
-        "prune: true",
-    )
-    .await;
+    let fresh = Harness::start_with(refusing_starts(), "prune: true").await;
     fresh.dlf_job(&dlf_definition("nightly", "BATCH", "SELECT 1"));
     fresh.apply_converged().await;
     fresh
